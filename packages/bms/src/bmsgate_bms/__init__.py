@@ -1,0 +1,6 @@
+"""bmsgate's BMS protocol layer: pure decoders/encoders per protocol, a Link contract, a simulator."""
+
+from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
+from .reading import BmsReading
+
+__all__ = ["BmsReading", "ChecksumError", "FrameError", "LengthError", "LinkTimeout"]

@@ -1,0 +1,370 @@
+"""DALY classic UART/RS485 protocol: 13-byte frames ``A5 addr cmd 08 data[8] sum8``.
+
+Facts (PROTOCOLS.md section 1; DALY "UART/485 Communications Protocol V1.2" PDF): 9600 8N1,
+big-endian, the host sends from address 0x3F + board (0x40 for board 1) and board n answers
+from address n. 0x95 (cells) and 0x96 (temperatures) answer with several frames numbered from 1.
+No I/O above ``DalyClassicDriver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+from .checksum import sum8
+from .errors import ChecksumError, FrameError, LengthError
+from .fields import Field, decode, read_int
+from .link import Link
+from .reading import BmsReading, Direction, signed_current
+
+NAME: Final = "daly_classic"
+BAUDRATE: Final = 9600
+FRAME_LEN: Final = 13
+START: Final = 0xA5
+HOST_BASE: Final = 0x3F  # host address = 0x3F + board number (0x40 for board 1)
+
+# read commands
+SOC: Final = 0x90
+CELL_RANGE: Final = 0x91
+TEMP_RANGE: Final = 0x92
+MOS: Final = 0x93
+STATUS: Final = 0x94
+CELLS: Final = 0x95
+TEMPS: Final = 0x96
+BALANCE: Final = 0x97
+FAILURES: Final = 0x98
+# write commands
+DISCHARGE_MOS: Final = 0xD9
+CHARGE_MOS: Final = 0xDA
+SET_SOC: Final = 0x21
+RESET: Final = 0x00
+
+MAX_CELL_FRAMES: Final = 16  # 48 cells; some boards always send all 16
+MAX_TEMP_FRAMES: Final = 3  # 21 sensors
+TEMP_OFFSET: Final = -40  # [°C] raw u8 - 40
+
+SOC_FIELDS: Final = (
+    Field("pack_voltage", 0, 2, scale=0.1),  # [V] cumulative total voltage
+    Field("acquisition_voltage", 2, 2, scale=0.1),  # [V] 0 on every known capture
+    Field("current", 4, 2, offset=-30000, scale=0.1),  # [A] sign firmware dependent, see 6.1
+    Field("soc", 6, 2, scale=0.1),  # [%]
+)
+CELL_RANGE_FIELDS: Final = (
+    Field("max_cell_voltage", 0, 2, scale=0.001),  # [V]
+    Field("max_cell", 2, 1),  # 1-based
+    Field("min_cell_voltage", 3, 2, scale=0.001),  # [V]
+    Field("min_cell", 5, 1),
+)
+TEMP_RANGE_FIELDS: Final = (
+    Field("max_temperature", 0, 1, offset=TEMP_OFFSET),  # [°C]
+    Field("max_temperature_sensor", 1, 1),
+    Field("min_temperature", 2, 1, offset=TEMP_OFFSET),  # [°C]
+    Field("min_temperature_sensor", 3, 1),
+)
+MOS_FIELDS: Final = (
+    Field("state", 0, 1),  # 0 idle, 1 charging, 2 discharging
+    Field("charge_mos", 1, 1),
+    Field("discharge_mos", 2, 1),
+    Field("bms_life", 3, 1),  # wrapping counter ("heartbeat"), not cycles
+    Field("remaining_capacity", 4, 4, scale=0.001),  # [Ah] from mAh
+)
+STATUS_FIELDS: Final = (
+    Field("cell_count", 0, 1),
+    Field("temperature_count", 1, 1),
+    Field("charger_connected", 2, 1),
+    Field("load_connected", 3, 1),
+    Field("dio", 4, 1),  # bit0..3 DI1..4, bit4..7 DO1..4
+    Field("cycles", 5, 2),  # V1.0 PDF and most implementations; low confidence (gotcha 6.7)
+)
+DIRECTIONS: Final[dict[int, Direction]] = {0: "idle", 1: "charging", 2: "discharging"}
+
+# 0x98 data bytes 0..6, bit 0 first; None = reserved (reported as daly_bit_<byte>_<bit> if set)
+FAILURE_BITS: Final[tuple[tuple[str | None, ...], ...]] = (
+    ("cell_overvoltage_warning", "cell_overvoltage", "cell_undervoltage_warning",
+     "cell_undervoltage", "pack_overvoltage_warning", "pack_overvoltage",
+     "pack_undervoltage_warning", "pack_undervoltage"),
+    ("charge_overtemp_warning", "charge_overtemp", "charge_undertemp_warning", "charge_undertemp",
+     "discharge_overtemp_warning", "discharge_overtemp", "discharge_undertemp_warning",
+     "discharge_undertemp"),
+    ("charge_overcurrent_warning", "charge_overcurrent", "discharge_overcurrent_warning",
+     "discharge_overcurrent", "soc_high_warning", "soc_high", "soc_low_warning", "soc_low"),
+    ("cell_voltage_diff_warning", "cell_voltage_diff", "temp_diff_warning", "temp_diff",
+     None, None, None, None),
+    ("charge_mos_overtemp", "discharge_mos_overtemp", "charge_mos_temp_sensor_fault",
+     "discharge_mos_temp_sensor_fault", "charge_mos_stuck", "discharge_mos_stuck",
+     "charge_mos_open", "discharge_mos_open"),
+    ("afe_fault", "cell_sampling_fault", "temp_sensor_fault", "eeprom_fault", "rtc_fault",
+     "precharge_fault", "vehicle_comm_fault", "internal_comm_fault"),
+    ("current_sensor_fault", "pack_voltage_sensor_fault", "short_circuit_fault",
+     "low_voltage_charge_forbidden", None, None, None, None),
+)  # fmt: skip
+
+
+def host_address(board: int) -> int:
+    """Address the host sends from to reach board n (1-based) on a shared bus."""
+    return HOST_BASE + board
+
+
+def request(cmd: int, board: int = 1, data: bytes = bytes(8)) -> bytes:
+    """Build a 13-byte request for ``cmd`` to ``board``."""
+    if len(data) != 8:
+        raise ValueError("DALY data is always 8 bytes")
+    body = bytes((START, host_address(board), cmd, 8)) + data
+    return body + bytes((sum8(body),))
+
+
+def write_mos_request(charge: bool, on: bool, board: int = 1) -> bytes:
+    """0xDA (charge) or 0xD9 (discharge) with data byte 0 = 1 on / 0 off."""
+    return request(CHARGE_MOS if charge else DISCHARGE_MOS, board, bytes((int(on),)) + bytes(7))
+
+
+def set_soc_request(soc: float, board: int = 1) -> bytes:
+    """0x21 with SOC x 10 in data bytes 6-7; bytes 0-5 (an optional timestamp) left zero."""
+    if not 0 <= soc <= 100:
+        raise ValueError(f"SOC must be 0..100 %, not {soc}")
+    return request(SET_SOC, board, bytes(6) + round(soc * 10).to_bytes(2, "big"))
+
+
+def framer(buf: bytes) -> tuple[int, bytes | None]:
+    """Find the next checksum-valid 13-byte frame; drop bytes before it (see link.Framer)."""
+    start = buf.find(START)
+    if start < 0:
+        return len(buf), None
+    if start > 0:
+        return start, None
+    if len(buf) < FRAME_LEN:
+        return 0, None
+    frame = bytes(buf[:FRAME_LEN])
+    if frame[3] != 8 or sum8(frame[:-1]) != frame[-1]:
+        return 1, None  # not a frame start after all: resynchronise on the next 0xA5
+    return FRAME_LEN, frame
+
+
+def check_frame(frame: bytes) -> None:
+    """Raise a FrameError subclass unless ``frame`` is one well-formed 13-byte frame."""
+    if len(frame) != FRAME_LEN:
+        raise LengthError(f"DALY frame must be 13 bytes, got {len(frame)}")
+    if frame[0] != START:
+        raise FrameError(f"DALY frame must start with A5, got {frame[0]:02X}")
+    if frame[3] != 8:
+        raise LengthError(f"DALY data length byte must be 08, got {frame[3]:02X}")
+    if sum8(frame[:-1]) != frame[-1]:
+        raise ChecksumError(f"DALY checksum {frame[-1]:02X}, expected {sum8(frame[:-1]):02X}")
+
+
+def frame_data(frame: bytes, cmd: int | None = None, board: int | None = None) -> bytes:
+    """Return data[8] of a valid response frame for ``cmd`` from ``board``."""
+    check_frame(frame)
+    if cmd is not None and frame[2] != cmd:
+        raise FrameError(f"expected command {cmd:02X}, got {frame[2]:02X}")
+    if board is not None and frame[1] != board:
+        raise FrameError(f"expected answer from board {board}, got address {frame[1]:02X}")
+    return frame[4:12]
+
+
+def split_frames(data: bytes) -> list[bytes]:
+    """Cut a byte string into 13-byte frames, each checked."""
+    if not data or len(data) % FRAME_LEN:
+        raise LengthError(f"{len(data)} bytes is not a whole number of 13-byte DALY frames")
+    frames = [data[i : i + FRAME_LEN] for i in range(0, len(data), FRAME_LEN)]
+    for frame in frames:
+        check_frame(frame)
+    return frames
+
+
+def _numbered(frames: Sequence[bytes], cmd: int) -> dict[int, bytes]:
+    """Multi-frame answer: frame number (from 1) -> data bytes 1..7; duplicates keep the first."""
+    out: dict[int, bytes] = {}
+    for frame in frames:
+        data = frame_data(frame, cmd)
+        if not 1 <= data[0] <= MAX_CELL_FRAMES:
+            raise FrameError(f"frame number {data[0]} out of range 1..16")
+        out.setdefault(data[0], data[1:])
+    return out
+
+
+def decode_cells(frames: Sequence[bytes], cell_count: int | None = None) -> list[float]:
+    """Cell voltages [V] from a 0x95 answer; cells 1..N kept when N is known, else up to the first empty slot."""
+    slots = _numbered(frames, CELLS)
+    volts: list[float] = []
+    for number in range(1, max(slots, default=0) + 1):
+        part = slots.get(number)
+        if part is None:
+            break  # a missing frame: the cells after it cannot be placed
+        volts.extend(read_int(part, 2 * k, 2) / 1000 for k in range(3))
+    if cell_count is not None:
+        if len(volts) < cell_count:
+            raise LengthError(f"0x95 answer holds {len(volts)} cells, the BMS reports {cell_count}")
+        return volts[:cell_count]
+    while volts and volts[-1] == 0:
+        volts.pop()
+    return volts
+
+
+def decode_temperatures(frames: Sequence[bytes], count: int | None = None) -> list[float]:
+    """Sensor temperatures [°C] from a 0x96 answer, cut to the sensor count when known."""
+    slots = _numbered(frames, TEMPS)
+    temps: list[float] = []
+    for number in range(1, max(slots, default=0) + 1):
+        part = slots.get(number)
+        if part is None:
+            break
+        temps.extend(float(b + TEMP_OFFSET) for b in part)
+    if count is not None:
+        if len(temps) < count:
+            raise LengthError(f"0x96 answer holds {len(temps)} sensors, the BMS reports {count}")
+        return temps[:count]
+    return temps[: next((i for i, b in enumerate(temps) if b in (-40.0, 215.0)), len(temps))]
+
+
+def decode_balancing(data: bytes) -> list[int]:
+    """1-based cells balancing: data byte i bit j = cell 8i+j+1 (bit order unconfirmed, see 0x97)."""
+    return [8 * i + j + 1 for i in range(6) for j in range(8) if data[i] >> j & 1]
+
+
+def decode_failures(data: bytes) -> list[str]:
+    """Alarm codes from 0x98 data bytes 0..6; byte 7 (a fault number) as ``fault_code``."""
+    codes = [
+        code or f"daly_bit_{i}_{j}"
+        for i, names in enumerate(FAILURE_BITS)
+        for j, code in enumerate(names)
+        if data[i] >> j & 1
+    ]
+    if data[7]:
+        codes.append("fault_code")
+    return codes
+
+
+def decode_frames(
+    frames: Iterable[bytes], *, cell_count: int | None = None, temp_count: int | None = None
+) -> dict[str, Any]:
+    """Decode the answers to any set of read commands into pack-state names plus extras."""
+    by_cmd: dict[int, list[bytes]] = {}
+    for frame in frames:
+        check_frame(frame)
+        by_cmd.setdefault(frame[2], []).append(frame)
+    out: dict[str, Any] = {}
+    for cmd, group in by_cmd.items():
+        data = frame_data(group[0])
+        if cmd == SOC:
+            out |= decode(SOC_FIELDS, data)
+        elif cmd == CELL_RANGE:
+            out |= decode(CELL_RANGE_FIELDS, data)
+        elif cmd == TEMP_RANGE:
+            out |= decode(TEMP_RANGE_FIELDS, data)
+        elif cmd == MOS:
+            mos = decode(MOS_FIELDS, data)
+            out |= mos | {
+                "state": DIRECTIONS.get(int(mos["state"]), "unknown"),
+                "charge_mos": bool(mos["charge_mos"]),
+                "discharge_mos": bool(mos["discharge_mos"]),
+            }
+        elif cmd == STATUS:
+            status = decode(STATUS_FIELDS, data)
+            out |= status | {
+                "charger_connected": bool(status["charger_connected"]),
+                "load_connected": bool(status["load_connected"]),
+            }
+        elif cmd == CELLS:
+            count = cell_count if cell_count is not None else out.get("cell_count")
+            out["cell_voltages"] = decode_cells(group, None if count is None else int(count))
+            out["cell_count"] = len(out["cell_voltages"])
+        elif cmd == TEMPS:
+            count = temp_count if temp_count is not None else out.get("temperature_count")
+            out["temperatures"] = decode_temperatures(group, None if count is None else int(count))
+        elif cmd == BALANCE:
+            out["balancing_cells"] = decode_balancing(data)
+            out["balancing"] = bool(out["balancing_cells"])
+        elif cmd == FAILURES:
+            out["alarms"] = decode_failures(data)
+        elif cmd in (CHARGE_MOS, DISCHARGE_MOS):
+            out["charge_mos" if cmd == CHARGE_MOS else "discharge_mos"] = bool(data[0])
+        else:
+            out[f"cmd_{cmd:02x}_data"] = data.hex()
+    return out
+
+
+def decode_hex(data: bytes, *, cell_count: int | None = None, temp_count: int | None = None,
+               **_: Any) -> dict[str, Any]:
+    """Decode one answer (all the frames of one or more commands) for ``bmsgate decode``."""
+    return decode_frames(split_frames(data), cell_count=cell_count, temp_count=temp_count)
+
+
+def to_reading(parts: dict[str, Any]) -> BmsReading:
+    """Assemble a snapshot from the decoded answers to one poll."""
+    direction = parts.get("state")
+    current = signed_current(
+        parts["current"], direction if direction in DIRECTIONS.values() else None
+    )
+    extras = {
+        k: parts[k]
+        for k in ("state", "bms_life", "charger_connected", "load_connected", "max_cell",
+                  "min_cell")
+        if k in parts
+    }  # fmt: skip
+    return BmsReading(
+        pack_voltage=parts["pack_voltage"],
+        current=current,
+        soc=parts["soc"],
+        cell_voltages=parts["cell_voltages"],
+        temperatures=parts.get("temperatures", []),
+        cycles=int(parts["cycles"]) if "cycles" in parts else None,
+        remaining_capacity=parts.get("remaining_capacity"),
+        charge_mos=parts.get("charge_mos"),
+        discharge_mos=parts.get("discharge_mos"),
+        balancing=parts.get("balancing"),
+        balancing_cells=parts.get("balancing_cells", []),
+        alarms=parts.get("alarms", []),
+        extras=extras,
+    )
+
+
+class DalyClassicDriver:
+    """Polls one DALY board over a Link; several drivers may share one bus (one per address)."""
+
+    protocol: Final = NAME
+    baudrate: Final = BAUDRATE
+
+    def __init__(self, link: Link, address: int = 1) -> None:
+        if not 1 <= address <= 0xC0:
+            raise ValueError(f"DALY board address must be 1..192, not {address}")
+        self._link = link
+        self.address = address
+
+    async def _ask(self, cmd: int, count: int = 1, max_count: int | None = None,
+                   data: bytes = bytes(8)) -> list[bytes]:
+        frames = await self._link.exchange(
+            request(cmd, self.address, data), framer, count, max_count=max_count
+        )
+        for frame in frames:
+            frame_data(frame, cmd, self.address)
+        return frames
+
+    async def read(self) -> BmsReading:
+        """Read 0x90..0x98 and return one snapshot."""
+        frames: list[bytes] = []
+        for cmd in (SOC, MOS, STATUS, BALANCE, FAILURES):
+            frames += await self._ask(cmd)
+        status = decode_frames(frames[2:3])
+        cells, temps = int(status["cell_count"]), int(status["temperature_count"])
+        frames += await self._ask(CELLS, max(1, math.ceil(cells / 3)), MAX_CELL_FRAMES)
+        if temps:
+            frames += await self._ask(TEMPS, math.ceil(temps / 7), MAX_TEMP_FRAMES)
+        return to_reading(decode_frames(frames))
+
+    async def set_mos(self, charge: bool, on: bool) -> bool:
+        """Switch the charge or discharge MOSFET; return the state read back with 0x93."""
+        cmd = CHARGE_MOS if charge else DISCHARGE_MOS
+        await self._ask(cmd, data=bytes((int(on),)) + bytes(7))
+        await asyncio.sleep(0)  # let the board apply it before the read-back
+        state = decode_frames(await self._ask(MOS))
+        return bool(state["charge_mos" if charge else "discharge_mos"])
+
+    async def set_soc(self, soc: float) -> float:
+        """Set the SOC; return the SOC read back with 0x90."""
+        frames = await self._link.exchange(set_soc_request(soc, self.address), framer)
+        frame_data(frames[0], SET_SOC, self.address)
+        return float(decode_frames(await self._ask(SOC))["soc"])
+Driver = DalyClassicDriver

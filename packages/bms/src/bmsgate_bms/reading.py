@@ -1,0 +1,51 @@
+"""What every driver returns: one normalized snapshot of a pack, named as the pack state is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["charging", "discharging", "idle"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BmsReading:
+    """A complete snapshot decoded from one poll of one BMS. Current is positive when charging."""
+
+    pack_voltage: float  # [V]
+    current: float  # [A], positive = charging
+    soc: float  # [%]
+    cell_voltages: list[float]  # [V], cell 1 first
+    temperatures: list[float] = field(default_factory=list)  # [°C], sensor 1 first
+    power: float | None = None  # [W], positive = charging; computed from V*I when absent
+    mos_temperature: float | None = None  # [°C]
+    cycles: int | None = None
+    remaining_capacity: float | None = None  # [Ah]
+    nominal_capacity: float | None = None  # [Ah]
+    charge_mos: bool | None = None
+    discharge_mos: bool | None = None
+    balancing: bool | None = None
+    balancing_cells: list[int] = field(default_factory=list)  # 1-based cell numbers
+    alarms: list[str] = field(default_factory=list)  # codes from bmsgate_bms.alarms.ALARMS
+    extras: dict[str, Any] = field(default_factory=dict)  # protocol-specific values
+
+    @property
+    def cell_count(self) -> int:
+        """Number of cells in series."""
+        return len(self.cell_voltages)
+
+    @property
+    def direction(self) -> Direction:
+        """Charging, discharging or idle, from the sign of the current."""
+        if self.current > 0:
+            return "charging"
+        return "discharging" if self.current < 0 else "idle"
+
+
+def signed_current(magnitude: float, direction: Direction | None) -> float:
+    """Apply a protocol's own direction field to a current whose sign is unreliable."""
+    if direction is None:
+        return magnitude
+    if direction == "idle":
+        return magnitude  # keep what the BMS measured; a board may report idle while a trickle flows
+    return abs(magnitude) if direction == "charging" else -abs(magnitude)

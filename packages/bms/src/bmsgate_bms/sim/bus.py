@@ -1,0 +1,216 @@
+"""A simulated RS485 bus (or UART) of one or more boards, served on a pseudo-terminal or TCP.
+
+The bus collects request bytes, lets the board whose framer recognises a request answer it, and
+writes the answer back paced at the baud rate after the board's answer delay. Faults are injected
+here, on the wire, so every protocol gets them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import tty
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from .model import PackModel
+
+log = logging.getLogger(__name__)
+
+Fault = Literal[
+    "none", "silent", "garbage", "bad_checksum", "split", "glued", "echo", "slow", "sleep"
+]
+FAULTS: tuple[Fault, ...] = (
+    "none", "silent", "garbage", "bad_checksum", "split", "glued", "echo", "slow", "sleep"
+)  # fmt: skip
+
+
+class Board(Protocol):
+    """One simulated BMS on the bus."""
+
+    address: int
+    model: PackModel
+
+    def request_framer(self, buf: bytes) -> tuple[int, bytes | None]:
+        """Find a complete request at the start of ``buf`` (see bmsgate_bms.link.Framer)."""
+        ...
+
+    def answer(self, request: bytes) -> list[bytes] | None:
+        """The frames this board sends for ``request``; None when the request is not for it."""
+        ...
+
+
+@dataclass
+class Faults:
+    """What goes wrong on the wire. ``mode`` applies to every answer until changed."""
+
+    mode: Fault = "none"
+    slow_delay: float = 2.0  # [s] extra delay in "slow" mode
+
+    def apply(self, request: bytes, frames: list[bytes]) -> list[tuple[float, bytes]]:
+        """Turn an answer into timed writes ``(delay before, bytes)`` under the current fault."""
+        data = b"".join(frames)
+        if self.mode in ("silent", "sleep"):
+            return []
+        if self.mode == "garbage":
+            return [(0.0, random.randbytes(len(data)))]
+        if self.mode == "bad_checksum":
+            return [(0.0, data[:-1] + bytes(((data[-1] + 1) & 0xFF,)))]
+        if self.mode == "split":
+            cut = max(1, len(data) // 2)
+            return [(0.0, data[:cut]), (0.02, data[cut:])]
+        if self.mode == "glued":
+            return [(0.0, data + data)]
+        if self.mode == "echo":
+            return [(0.0, request + data)]
+        if self.mode == "slow":
+            return [(self.slow_delay, data)]
+        return [(0.0, f) for f in frames]
+
+
+@dataclass
+class SimBus:
+    """Boards sharing one line, with timing and faults."""
+
+    boards: Sequence[Board]
+    baudrate: int = 9600
+    answer_delay: float = 0.005  # [s] the BMS's own time to answer
+    pace: bool = False  # write at the baud rate (benchmarks) rather than at once
+    faults: Faults = field(default_factory=Faults)
+    requests: int = 0
+    _buf: bytearray = field(default_factory=bytearray)
+
+    def feed(self, data: bytes) -> list[tuple[float, bytes]]:
+        """Take received bytes; return the timed writes of every answer they complete."""
+        self._buf += data
+        writes: list[tuple[float, bytes]] = []
+        while self._buf:
+            request, used = self._next_request()
+            if used == 0:
+                break
+            del self._buf[:used]
+            if request is None:
+                continue
+            self.requests += 1
+            for board in self.boards:
+                frames = board.answer(request)
+                if frames is not None:
+                    timed = self.faults.apply(request, frames)
+                    if timed:
+                        first_delay, first = timed[0]
+                        timed[0] = (first_delay + self.answer_delay, first)
+                    writes += timed
+                    break
+        return writes
+
+    def _next_request(self) -> tuple[bytes | None, int]:
+        """The first complete request in the buffer, or junk to drop, or (None, 0) to wait."""
+        buf = bytes(self._buf)
+        shortest_junk = len(buf)
+        for board in self.boards:
+            used, request = board.request_framer(buf)
+            if request is not None:
+                return request, used
+            if used:
+                shortest_junk = min(shortest_junk, used)
+            else:
+                shortest_junk = 0  # some board waits for more bytes
+        return None, shortest_junk
+
+    def step(self, dt: float) -> None:
+        """Advance every board's pack model."""
+        for board in self.boards:
+            board.model.step(dt)
+
+    async def _write_all(self, writes: list[tuple[float, bytes]], write: _Writer) -> None:
+        for delay, chunk in writes:
+            if delay:
+                await asyncio.sleep(delay)
+            if self.pace:
+                await asyncio.sleep(len(chunk) * 10 / self.baudrate)  # 10 bits a byte (8N1)
+            write(chunk)
+
+    async def run_time(self, speed: float = 1.0, tick: float = 1.0) -> None:
+        """Advance the models in real time (``speed`` x faster) until cancelled."""
+        while True:
+            await asyncio.sleep(tick)
+            self.step(tick * speed)
+
+
+class _Writer(Protocol):
+    def __call__(self, data: bytes) -> None: ...
+
+
+class PtyServer:
+    """Serves a SimBus on a pseudo-terminal; ``port`` is the path a reader opens."""
+
+    def __init__(self, bus: SimBus) -> None:
+        self.bus = bus
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._master)
+        self.port = os.ttyname(self._slave)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _write(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):  # no reader on the other end right now
+            os.write(self._master, data)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except OSError:
+            return  # the slave side was closed; a new open reconnects it
+        writes = self.bus.feed(data)
+        if writes:
+            task = asyncio.get_running_loop().create_task(self.bus._write_all(writes, self._write))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def __aenter__(self) -> PtyServer:
+        asyncio.get_running_loop().add_reader(self._master, self._on_readable)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop answering and release the pty."""
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(self._master)
+        for task in self._tasks:
+            task.cancel()
+        for fd in (self._master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class TcpServer:
+    """Serves a SimBus on TCP (``socket://host:port`` for a reader, or a virtual COM port)."""
+
+    def __init__(self, bus: SimBus, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.bus = bus
+        self.host, self.port = host, port
+        self._server: asyncio.Server | None = None
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(4096):
+                await self.bus._write_all(self.bus.feed(data), writer.write)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> TcpServer:
+        self._server = await asyncio.start_server(self._client, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server:
+            self._server.close()
+            await self._server.wait_closed()
