@@ -84,6 +84,8 @@ ALARMS: Final[dict[str, AlarmInfo]] = {
     "parallel_module_fault": AlarmInfo("parallel module fault", "fault"),
     "protection_309a": AlarmInfo("309_A protection", "alarm"),
     "protection_309b": AlarmInfo("309_B protection", "alarm"),
+    "soh_low": AlarmInfo("state of health low", "warning"),
+    "thermal_runaway": AlarmInfo("thermal runaway", "alarm", "temp_high"),
     "fault_code": AlarmInfo("BMS fault code set", "fault"),
 }
 
