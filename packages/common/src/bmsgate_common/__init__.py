@@ -1,0 +1,1 @@
+"""bmsgate's shared core: the message contract, topics, settings, backbone and logging."""

@@ -1,0 +1,158 @@
+"""The message contract of the backbone, defined once: every service and tool imports these.
+
+Units are SI and given in each field's description; timestamps are timezone-aware UTC. A model
+changes only by adding optional fields; a breaking change bumps ``v``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PACK_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # one MQTT topic level, URL-safe
+PackId = Annotated[
+    str, Field(pattern=PACK_ID_PATTERN, description="pack id: lowercase letters, digits, - and _")
+]
+ProtocolName = Literal["daly_classic", "daly_new", "jk_uart", "jk_pb"]
+Extra = str | int | float | bool | None
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PackState(_Message):
+    """One pack's measured state, published retained on ``<base>/bms/<pack>/state``."""
+
+    v: Literal[1] = 1
+    pack: PackId
+    name: str = Field(description="the pack's display name")
+    protocol: ProtocolName
+    ts: AwareDatetime = Field(description="when the BMS was read (UTC)")
+    pack_voltage: float = Field(description="[V]")
+    current: float = Field(description="[A], positive = charging")
+    power: float = Field(description="[W], positive = charging")
+    soc: float = Field(ge=0, le=100, description="state of charge [%]")
+    cell_voltages: list[float] = Field(description="[V], cell 1 first")
+    cell_count: int = Field(ge=0, description="cells in series")
+    temperatures: list[float] = Field(default_factory=list, description="sensors [°C], sensor 1 first")
+    mos_temperature: float | None = Field(default=None, description="MOSFET temperature [°C]")
+    cycles: int | None = Field(default=None, ge=0, description="charge cycles")
+    remaining_capacity: float | None = Field(default=None, description="[Ah]")
+    nominal_capacity: float | None = Field(default=None, description="[Ah]")
+    charge_mos: bool | None = Field(default=None, description="charge MOSFET on")
+    discharge_mos: bool | None = Field(default=None, description="discharge MOSFET on")
+    balancing: bool | None = Field(default=None, description="balancer active")
+    balancing_cells: list[int] = Field(default_factory=list, description="cells balancing, 1-based")
+    alarms: list[str] = Field(default_factory=list, description="active alarm codes")
+    extras: dict[str, Extra] = Field(
+        default_factory=dict, description="protocol-specific values, named by the protocol module"
+    )
+
+    @model_validator(mode="after")
+    def _cells_match_count(self) -> PackState:
+        if len(self.cell_voltages) != self.cell_count:
+            raise ValueError(
+                f"cell_count is {self.cell_count} but {len(self.cell_voltages)} voltages given"
+            )
+        return self
+
+    @property
+    def cell_delta(self) -> float:
+        """Highest minus lowest cell [V]; 0 without cells."""
+        return max(self.cell_voltages) - min(self.cell_voltages) if self.cell_voltages else 0.0
+
+    @property
+    def cell_average(self) -> float:
+        """Mean cell voltage [V]; 0 without cells."""
+        return sum(self.cell_voltages) / len(self.cell_voltages) if self.cell_voltages else 0.0
+
+
+class Availability(_Message):
+    """Whether a pack answers, retained on ``<base>/bms/<pack>/availability``."""
+
+    v: Literal[1] = 1
+    pack: PackId
+    state: Literal["online", "offline"]
+    ts: AwareDatetime
+    reason: str | None = Field(default=None, description="why offline, e.g. 'no answer 3 times'")
+
+
+class AlarmEvent(_Message):
+    """An alarm raised or cleared, on ``<base>/bms/<pack>/alarm`` (not retained)."""
+
+    v: Literal[1] = 1
+    pack: PackId
+    ts: AwareDatetime
+    code: str = Field(description="stable alarm code")
+    level: Literal["warning", "alarm", "fault"]
+    text: str = Field(description="readable, naming the cell or sensor when known")
+    active: bool = Field(description="true when raised, false when cleared")
+
+
+CommandAction = Literal["set_charge_mos", "set_discharge_mos", "set_soc", "reset"]
+_TRANSACTION = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class Command(_Message):
+    """A request to change a BMS, on ``<base>/bms/<pack>/set``; answered on ``.../result``."""
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION, description="caller's id, echoed in the result")
+    action: CommandAction
+    value: bool | float | None = Field(
+        default=None, description="on/off for MOS switches, SOC [%] for set_soc, none for reset"
+    )
+
+    @model_validator(mode="after")
+    def _value_fits_action(self) -> Command:
+        if self.action in ("set_charge_mos", "set_discharge_mos"):
+            if not isinstance(self.value, bool):
+                raise ValueError(f"{self.action} needs value true or false")
+        elif self.action == "set_soc":
+            if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+                raise ValueError("set_soc needs a number 0..100")
+            if not 0 <= self.value <= 100:
+                raise ValueError("set_soc value must be 0..100 %")
+        elif self.value is not None:
+            raise ValueError(f"{self.action} takes no value")
+        return self
+
+
+class CommandResult(_Message):
+    """The outcome of a Command: the state read back from the BMS, or why it failed."""
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION)
+    pack: PackId
+    action: CommandAction
+    status: Literal["ok", "error"]
+    value: bool | float | None = Field(default=None, description="the value read back")
+    error: str | None = None
+    ts: AwareDatetime
+
+
+class ServiceStatus(_Message):
+    """A service's liveness, retained on ``<base>/service/<name>/status``; also its last will."""
+
+    v: Literal[1] = 1
+    service: str = Field(description="service name, e.g. 'reader-0'")
+    state: Literal["online", "offline"]
+    ts: AwareDatetime | None = Field(default=None, description="absent in the last will")
+    version: str | None = None
+    detail: dict[str, Extra] = Field(default_factory=dict, description="counters and health")
+
+    @field_validator("service")
+    @classmethod
+    def _one_topic_level(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
+            raise ValueError("service name must be one lowercase topic level")
+        return value

@@ -1,0 +1,172 @@
+"""The backbone: a FastStream MQTT broker per service that never gives up reconnecting.
+
+Every service gets a ``Backbone``: it publishes the service's status ``online`` (retained) at start
+and on every heartbeat, so the status comes back by itself after a broker restart, and leaves a
+last will ``offline``. Incoming payloads are validated against the topic map's model here, once;
+an invalid one is logged with the reason and dropped, and the service keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from faststream.mqtt import MQTTBroker, MQTTMessage, QoS, ReconnectConfig, Will
+from faststream.security import SASLPlaintext
+from pydantic import BaseModel, ValidationError
+from zmqtt.errors import MQTTError
+
+from . import topics
+from .models import Extra, ServiceStatus, utcnow
+from .settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[str, M], Awaitable[None]]
+
+VERSION = "0.1.0"
+DEFAULT_HOST = "127.0.0.1"
+
+
+def broker_url(cfg: MqttSettings) -> str:
+    """``mqtt://host:port`` of the backbone (credentials go separately, never in a URL)."""
+    return f"mqtt://{cfg.host or DEFAULT_HOST}:{cfg.port}"
+
+
+class Backbone:
+    """One service's connection to the backbone."""
+
+    def __init__(
+        self,
+        cfg: MqttSettings,
+        service: str,
+        detail: Callable[[], dict[str, Extra]] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.service = service
+        self.base = cfg.base_topic
+        self._detail = detail or dict
+        self._status_topic = topics.topic("service_status", service, self.base)
+        last_will = ServiceStatus(service=service, state="offline", version=VERSION)
+        security = (
+            SASLPlaintext(
+                username=cfg.username,
+                password=cfg.password.get_secret_value() if cfg.password else "",
+            )
+            if cfg.username
+            else None
+        )
+        self.broker = MQTTBroker(
+            broker_url(cfg),
+            client_id=f"bmsgate-{service}-{os.getpid()}",
+            will=Will(
+                topic=self._status_topic,
+                payload=last_will.model_dump_json(exclude_none=True).encode(),
+                qos=QoS.AT_LEAST_ONCE,
+                retain=True,
+            ),
+            # the default gives up after ~31 s for good; a gateway must wait for the broker forever
+            reconnect=ReconnectConfig(initial_delay=0.5, max_delay=10.0, max_attempts=None),
+            security=security,
+            logger=None,
+            graceful_timeout=2.0,
+        )
+        self.connected = False
+        self.dropped = 0  # invalid incoming messages
+        self.unsent = 0  # publishes that failed while the broker was away
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def subscribe(self, kind: str, handler: Handler[Any], *, retained: bool = True) -> None:
+        """Call ``handler(name, model)`` for every valid message of ``kind`` (a topics key).
+
+        ``retained=False`` skips messages the broker replays from its retained store.
+        """
+        spec = topics.TOPICS[kind]
+
+        async def on_message(msg: MQTTMessage) -> None:
+            raw = msg.raw_message
+            if raw.retain and not retained:
+                return
+            name = topics.name_in(raw.topic, kind, self.base)
+            if name is None:
+                return
+            try:
+                model = spec.model.model_validate_json(raw.payload)
+            except ValidationError as err:
+                self.dropped += 1
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "payload"
+                log.warning("dropping message on %s: %s: %s", raw.topic, where, first["msg"])
+                return
+            await handler(name, model)
+
+        self.broker.subscriber(topics.pattern(kind, self.base), qos=QoS(spec.qos))(on_message)
+
+    async def publish(self, kind: str, name: str, model: BaseModel) -> bool:
+        """Publish ``model`` on the topic of ``kind`` for ``name``; False if the broker is away."""
+        spec = topics.TOPICS[kind]
+        if not isinstance(model, spec.model):
+            raise TypeError(f"{kind} carries {spec.model.__name__}, not {type(model).__name__}")
+        try:
+            await self.broker.publish(
+                model.model_dump_json(exclude_none=True),
+                topics.topic(kind, name, self.base),
+                qos=QoS(spec.qos),
+                retain=spec.retained,
+            )
+        except (MQTTError, OSError, RuntimeError) as err:
+            self.unsent += 1
+            if self.connected:
+                log.warning("backbone unreachable (%s); will keep retrying", type(err).__name__)
+            self.connected = False
+            return False
+        if not self.connected:
+            log.info("backbone connected at %s", broker_url(self.cfg))
+        self.connected = True
+        return True
+
+    async def publish_status(self) -> bool:
+        """Publish this service's retained status ``online`` with its counters."""
+        status = ServiceStatus(
+            service=self.service,
+            state="online",
+            ts=utcnow(),
+            version=VERSION,
+            detail={"dropped": self.dropped, "unsent": self.unsent, **self._detail()},
+        )
+        return await self.publish("service_status", self.service, status)
+
+    async def _beat(self) -> None:
+        while True:
+            await self.publish_status()
+            await asyncio.sleep(self.cfg.heartbeat if self.connected else 1.0)
+
+    async def __aenter__(self) -> Backbone:
+        while True:
+            try:
+                await self.broker.start()
+                break
+            except (MQTTError, OSError) as err:
+                log.warning(
+                    "backbone %s not reachable (%s); retrying", broker_url(self.cfg), err
+                )
+                await self.broker.stop()
+                await asyncio.sleep(2.0)
+        self._heartbeat = asyncio.create_task(self._beat(), name=f"{self.service}-heartbeat")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._heartbeat:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        offline = ServiceStatus(service=self.service, state="offline", ts=utcnow(), version=VERSION)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.publish("service_status", self.service, offline), 2.0)
+        with contextlib.suppress(Exception):
+            await self.broker.stop()

@@ -1,0 +1,58 @@
+"""What every service's entry point does: parse, validate the configuration, run until a signal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from .logs import setup_logging
+from .settings import ConfigError, Settings, load_settings
+
+Runner = Callable[[Settings, argparse.Namespace], Awaitable[None]]
+Check = Callable[[Settings, argparse.Namespace], str | None]
+
+
+def service_main(
+    name: str,
+    run: Runner,
+    argv: Sequence[str] | None = None,
+    *,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    check: Check | None = None,
+) -> int:
+    """Run service ``name``; a bad configuration is one line on stderr and exit code 2.
+
+    Nothing connects before the configuration has been validated (and ``check`` passed).
+    """
+    parser = argparse.ArgumentParser(prog=f"bmsgate {name}")
+    parser.add_argument("--config", help="YAML configuration file (default: $BMSGATE_CONFIG)")
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_settings(args.config)
+    except ConfigError as err:
+        print(f"bmsgate {name}: {err}", file=sys.stderr)  # noqa: T201
+        return 2
+    problem = check(cfg, args) if check else None
+    if problem:
+        print(f"bmsgate {name}: {problem}", file=sys.stderr)  # noqa: T201
+        return 2
+    setup_logging(cfg.log_level, name)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(until_signal(run(cfg, args)))
+    return 0
+
+
+async def until_signal(work: Awaitable[None]) -> None:
+    """Await ``work``; SIGTERM or SIGINT cancel it, so its cleanup runs and the exit code is 0."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

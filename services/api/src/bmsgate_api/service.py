@@ -1,0 +1,52 @@
+"""Runs the API: uvicorn embedded in the service's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Generator
+from datetime import timedelta
+
+import uvicorn
+
+from bmsgate_common.mqtt import Backbone
+from bmsgate_common.settings import Settings
+
+from .app import create_app
+from .store import PackStore
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service's until_signal owns SIGTERM/SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def run_api(cfg: Settings) -> None:
+    """Serve the API until cancelled, then shut down within 2 s."""
+    store = PackStore(stale_after=timedelta(seconds=cfg.api.stale_after))
+    app = create_app(store, Backbone(cfg.mqtt, "api"))
+    server = _Server(
+        uvicorn.Config(
+            app,
+            host=cfg.api.host,
+            port=cfg.api.port,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+            lifespan="on",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await task
+        raise
+    if server.started is False:
+        raise OSError(f"the API could not listen on {cfg.api.host}:{cfg.api.port}")

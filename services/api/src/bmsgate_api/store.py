@@ -1,0 +1,39 @@
+"""What the API knows: the latest state and availability of every pack seen on the backbone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bmsgate_common.models import Availability, PackState
+
+
+@dataclass
+class PackStore:
+    """Latest messages per pack. A pack is online only when its reader says so and its state is fresh."""
+
+    stale_after: timedelta = timedelta(seconds=120)
+    states: dict[str, PackState] = field(default_factory=dict)
+    availability: dict[str, Availability] = field(default_factory=dict)
+
+    def packs(self) -> list[str]:
+        """Every pack id seen, sorted."""
+        return sorted(self.states.keys() | self.availability.keys())
+
+    def is_online(self, pack: str, now: datetime) -> bool:
+        """True when the last availability is online and the last state is not stale."""
+        avail, state = self.availability.get(pack), self.states.get(pack)
+        if avail is None or avail.state != "online" or state is None:
+            return False
+        return now - state.ts <= self.stale_after
+
+    def offline_reason(self, pack: str, now: datetime) -> str:
+        """Why a pack counts as offline, in words."""
+        avail, state = self.availability.get(pack), self.states.get(pack)
+        if avail is not None and avail.state == "offline":
+            return avail.reason or "the reader reports it offline"
+        if state is None:
+            return "no state received yet"
+        if now - state.ts > self.stale_after:
+            return f"no new state since {state.ts.isoformat()}"
+        return "no availability received yet"

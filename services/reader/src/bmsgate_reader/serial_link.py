@@ -1,0 +1,132 @@
+"""The serial edge: a Link over one port (pyserial-asyncio-fast), reopened when it comes back.
+
+RS485 is half-duplex, so one lock serialises every exchange on the port: requests never overlap,
+whether they come from the poll loop or a command. Input left over from an earlier answer is
+discarded before each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import serial
+import serial_asyncio_fast
+
+from bmsgate_bms.errors import LinkTimeout
+from bmsgate_bms.link import FrameCollector, Framer
+
+log = logging.getLogger(__name__)
+
+
+class LinkDown(OSError):
+    """The port cannot be opened or was lost (adapter unplugged, wrong path, busy)."""
+
+
+class _Receiver(asyncio.Protocol):
+    def __init__(self, link: SerialLink) -> None:
+        self.link = link
+
+    def data_received(self, data: bytes) -> None:
+        self.link._rx += data
+        self.link._arrived.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link._on_lost(exc)
+
+
+class SerialLink:
+    """A Link to the BMS on one serial port (``/dev/...`` or ``socket://host:port``)."""
+
+    def __init__(self, port: str, baudrate: int, timeout: float = 0.5) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout = timeout  # [s] of silence before a request counts as unanswered
+        # [s] of silence that ends a multi-frame answer: 4 character times plus scheduling slack
+        self.gap = 0.015 + 40 / baudrate
+        self._lock = asyncio.Lock()
+        self._transport: asyncio.Transport | None = None
+        self._rx = bytearray()
+        self._arrived = asyncio.Event()
+        self.junk = 0  # bytes dropped that belonged to no frame
+        self.echoes = 0
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the port is open right now."""
+        return self._transport is not None
+
+    async def open(self) -> None:
+        """Open the port; LinkDown names the port and the reason."""
+        try:
+            transport, _ = await serial_asyncio_fast.create_serial_connection(
+                asyncio.get_running_loop(),
+                lambda: _Receiver(self),
+                self.port,
+                baudrate=self.baudrate,
+            )
+        except (OSError, serial.SerialException, ValueError) as err:
+            raise LinkDown(f"cannot open serial port {self.port}: {err}") from err
+        self._transport = transport
+        log.info("opened %s at %d baud", self.port, self.baudrate)
+
+    def _on_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            log.warning("lost serial port %s%s", self.port, f": {exc}" if exc else "")
+        self._transport = None
+        self._arrived.set()
+
+    async def close(self) -> None:
+        """Close the port."""
+        if self._transport is not None:
+            transport, self._transport = self._transport, None
+            transport.close()
+            await asyncio.sleep(0)
+
+    async def _wait(self, until: float) -> bool:
+        """Wait for bytes until the monotonic deadline; False on timeout."""
+        self._arrived.clear()
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), remaining)
+            return True
+        return False
+
+    async def exchange(
+        self, request: bytes, framer: Framer, count: int = 1, *, max_count: int | None = None
+    ) -> list[bytes]:
+        """Send ``request``; return ``count`` frames, or up to ``max_count`` arriving back to back."""
+        async with self._lock:
+            if self._transport is None:
+                await self.open()
+            assert self._transport is not None
+            self._rx.clear()  # stale input from an earlier, late answer
+            collector = FrameCollector(request, framer)
+            self._transport.write(request)
+            frames: list[bytes] = []
+            limit = max_count or count
+            deadline = time.monotonic() + self.timeout
+            try:
+                while len(frames) < limit:
+                    if self._rx:
+                        data = bytes(self._rx)
+                        self._rx.clear()
+                        frames += collector.feed(data)
+                        continue
+                    if self._transport is None:
+                        raise LinkDown(f"serial port {self.port} went away")
+                    if len(frames) >= count:
+                        deadline = min(deadline, time.monotonic() + self.gap)
+                    if not await self._wait(deadline):
+                        break
+            finally:
+                self.junk += collector.junk
+                self.echoes += collector.echoes
+            if len(frames) < count:
+                detail = f", {collector.junk} bytes of junk" if collector.junk else ""
+                raise LinkTimeout(f"{len(frames)} of {count} frames in {self.timeout} s{detail}")
+            return frames[:limit]

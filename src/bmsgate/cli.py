@@ -1,0 +1,172 @@
+"""The ``bmsgate`` command: run the pipeline, run one service, decode frames, simulate a BMS."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bmsgate_bms.errors import FrameError
+from bmsgate_bms.registry import PROTOCOLS, protocol
+from bmsgate_common.logs import setup_logging
+from bmsgate_common.service import until_signal
+from bmsgate_common.settings import ConfigError, load_settings
+
+SERVICES = {"reader": "bmsgate_reader.__main__", "api": "bmsgate_api.__main__"}
+
+
+def _fail(command: str, message: str, code: int = 2) -> int:
+    print(f"bmsgate {command}: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start every service on this machine."""
+    from .run import supervise
+
+    overrides: dict[str, object] = {}
+    if args.http_port is not None:
+        overrides["api"] = {"port": args.http_port}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    if args.modbus_port is not None:
+        overrides["modbus"] = {"port": args.modbus_port}
+    try:
+        cfg = load_settings(args.config, **overrides)
+    except ConfigError as err:
+        return _fail("run", str(err))
+    setup_logging(cfg.log_level, "run")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(until_signal(supervise(cfg, simulate=args.simulate)))
+    except RuntimeError as err:  # e.g. mosquitto missing
+        return _fail("run", str(err), 1)
+    return 0
+
+
+def _parse_hex(text: str) -> bytes:
+    cleaned = "".join(text.replace(":", " ").replace(",", " ").split())
+    cleaned = cleaned.removeprefix("0x")
+    return bytes.fromhex(cleaned)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Decode frames given as hex and print one JSON object."""
+    try:
+        data = _parse_hex(" ".join(args.hex))
+    except ValueError:
+        return _fail("decode", "not a hex string (pairs of 0-9a-f, spaces allowed)", 1)
+    context = {
+        "cell_count": args.cell_count,
+        "temp_count": args.temp_count,
+        "start_register": args.start_register,
+    }
+    try:
+        decoded = protocol(args.protocol).decode_hex(
+            data, **{k: v for k, v in context.items() if v is not None}
+        )
+    except FrameError as err:
+        return _fail("decode", f"invalid {args.protocol} frame: {err}", 1)
+    print(json.dumps(decoded, ensure_ascii=False))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Serve a simulated BMS (or bus of boards) on a pty or TCP until stopped."""
+    from bmsgate_bms.sim import make_bus
+    from bmsgate_bms.sim.bus import FAULTS, PtyServer, TcpServer
+
+    try:
+        bus = make_bus(args.protocol, boards=args.boards, cells=args.cells)
+    except (KeyError, ModuleNotFoundError) as err:
+        return _fail("simulate", f"no simulator for {args.protocol}: {err}", 1)
+    if args.fault not in FAULTS:
+        return _fail("simulate", f"unknown fault {args.fault!r}; known: {', '.join(FAULTS)}")
+    bus.faults.mode = args.fault
+    bus.pace = args.pace
+
+    async def serve() -> None:
+        clock = asyncio.create_task(bus.run_time(speed=args.speed))
+        try:
+            if args.pty:
+                async with PtyServer(bus) as pty:
+                    print(pty.port, flush=True)
+                    await asyncio.Event().wait()
+            else:
+                host, _, port = args.listen.removeprefix("tcp://").rpartition(":")
+                async with TcpServer(bus, host or "127.0.0.1", int(port)) as tcp:
+                    print(f"tcp://{tcp.host}:{tcp.port}", flush=True)
+                    await asyncio.Event().wait()
+        finally:
+            clock.cancel()
+
+    if args.listen and not args.listen.removeprefix("tcp://").rpartition(":")[2].isdigit():
+        return _fail("simulate", "--listen takes tcp://HOST:PORT")
+    setup_logging("WARNING")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(until_signal(serve()))
+    return 0
+
+
+def cmd_service(args: argparse.Namespace, rest: list[str]) -> int:
+    """Run one service as its container does."""
+    import importlib
+
+    module = importlib.import_module(SERVICES[args.command])
+    return int(module.main(rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="bmsgate", description="Gateway for DALY and JK battery BMS."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="start every service on this machine")
+    run.add_argument("--config", help="YAML configuration file (default: $BMSGATE_CONFIG)")
+    run.add_argument("--simulate", choices=sorted(PROTOCOLS), help="poll a simulated pack")
+    run.add_argument("--http-port", type=int, help="web UI and API port (default 8080)")
+    run.add_argument("--modbus-port", type=int, help="Modbus TCP port (default 502)")
+    run.add_argument("--data-dir", type=Path, help="where services keep their data")
+
+    dec = sub.add_parser("decode", help="decode BMS frames given as hex")
+    dec.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
+    dec.add_argument("--cell-count", type=int)
+    dec.add_argument("--temp-count", type=int)
+    dec.add_argument("--start-register", type=lambda v: int(v, 0))
+    dec.add_argument("hex", nargs="+", help="the frame(s), e.g. 'a5 01 90 08 ...'")
+
+    sim = sub.add_parser("simulate", help="a simulated BMS on a pty or TCP")
+    sim.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
+    sim.add_argument("--boards", type=int, default=1, help="boards on the bus (addresses 1..N)")
+    sim.add_argument("--cells", type=int, default=16)
+    sim.add_argument("--fault", default="none", help="wire fault to inject")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    sim.add_argument("--pace", action="store_true", help="send bytes at the baud rate")
+    where = sim.add_mutually_exclusive_group(required=True)
+    where.add_argument("--listen", help="tcp://HOST:PORT")
+    where.add_argument("--pty", action="store_true", help="print the pty path to open")
+
+    for name in SERVICES:
+        sub.add_parser(name, help=f"run the {name} service (as its container does)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bmsgate`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] in SERVICES:
+        return cmd_service(argparse.Namespace(command=argv[0]), argv[1:])
+    args = parser.parse_args(argv)
+    handlers = {"run": cmd_run, "decode": cmd_decode, "simulate": cmd_simulate}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""``bmsgate run``: every service of the pipeline on one machine, each as its own process.
+
+The same entry points the containers use (``python -m bmsgate_<service>``) run as children with a
+generated configuration; a private Mosquitto starts when no broker is configured, and a simulated
+pack on a pseudo-terminal when no serial port is. A child that dies is restarted with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bmsgate_bms.sim import make_bus
+from bmsgate_bms.sim.bus import PtyServer
+from bmsgate_common.settings import BusSettings, PackSettings, Settings
+
+from .broker import PrivateBroker, wait_for_port
+
+log = logging.getLogger("bmsgate.run")
+
+STOP_TIMEOUT = 10.0  # [s] a child gets to stop before it is killed
+
+
+@dataclass
+class Child:
+    """One service process under supervision."""
+
+    name: str
+    argv: list[str]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started: float = 0.0
+    backoff: float = field(default=1.0)
+
+    async def start(self) -> None:
+        """Start the process; its output goes to ours."""
+        # own session: a Ctrl-C on the terminal reaches only the supervisor, which stops children in order
+        self.process = await asyncio.create_subprocess_exec(*self.argv, start_new_session=True)
+        self.started = time.monotonic()
+        log.debug("started %s (pid %d)", self.name, self.process.pid)
+
+    async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT."""
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("%s did not stop in %.0f s; killing it", self.name, STOP_TIMEOUT)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+def runtime_config(cfg: Settings) -> dict[str, Any]:
+    """The effective settings as YAML data for the children, secrets included (file is 0600)."""
+    data = cfg.model_dump(mode="json", exclude_none=True)
+    if cfg.mqtt.password is not None:
+        data["mqtt"]["password"] = cfg.mqtt.password.get_secret_value()
+    return data
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+async def supervise(
+    cfg: Settings, *, simulate: str | None = None, print_url: bool = True
+) -> None:
+    """Run the pipeline until cancelled, then stop every child cleanly."""
+    runtime = cfg.data_dir.resolve() / "run"
+    broker: PrivateBroker | None = None
+    sim: PtyServer | None = None
+    sim_clock: asyncio.Task[None] | None = None
+    children: list[Child] = []
+    try:
+        if cfg.mqtt.host is None:
+            broker = PrivateBroker(runtime / "mosquitto")
+            broker.start()
+            cfg = cfg.model_copy(
+                update={"mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
+            )
+            log.info("private mosquitto on 127.0.0.1:%d", broker.port)
+        if simulate or not cfg.buses:
+            protocol = simulate or "daly_classic"
+            bus = make_bus(protocol)
+            sim = PtyServer(bus)
+            await sim.__aenter__()
+            sim_clock = asyncio.create_task(bus.run_time(speed=1.0))
+            sim_bus = BusSettings(
+                port=sim.port,
+                protocol=protocol,  # type: ignore[arg-type]
+                poll_interval=1.0,
+                packs=[PackSettings(id="sim-1", name="Simulated pack")],
+            )
+            cfg = cfg.model_copy(update={"buses": [sim_bus]})
+            log.info("simulated %s pack on %s", protocol, sim.port)
+        config_file = runtime / "config.yaml"
+        write_private(config_file, yaml.safe_dump(runtime_config(cfg), sort_keys=False))
+        py = sys.executable
+        conf = ["--config", str(config_file)]
+        children = [
+            Child(f"reader-{i}", [py, "-m", "bmsgate_reader", *conf, "--bus", str(i)])
+            for i in range(len(cfg.buses))
+        ]
+        children.append(Child("api", [py, "-m", "bmsgate_api", *conf]))
+        for child in children:
+            await child.start()
+        host = "127.0.0.1" if cfg.api.host in ("0.0.0.0", "::") else cfg.api.host  # noqa: S104
+        ready = await asyncio.to_thread(wait_for_port, host, cfg.api.port, 15.0)
+        if print_url:
+            state = "" if ready else " (not answering yet)"
+            print(f"bmsgate is running: web UI at http://{host}:{cfg.api.port}/{state}", flush=True)  # noqa: T201
+        await _watch(children)
+    finally:
+        await asyncio.gather(*(c.stop() for c in children))
+        if sim_clock:
+            sim_clock.cancel()
+        if sim:
+            sim.close()
+        if broker:
+            broker.stop()
+
+
+async def _watch(children: list[Child]) -> None:
+    """Restart a child that exits, waiting longer each time it dies young (no crash storm)."""
+    while True:
+        await asyncio.sleep(0.5)
+        for child in children:
+            proc = child.process
+            if proc is None or proc.returncode is None:
+                continue
+            lived = time.monotonic() - child.started
+            child.backoff = 1.0 if lived > 60 else min(60.0, child.backoff * 2)
+            log.warning(
+                "%s exited with code %s; restarting in %.0f s", child.name, proc.returncode, child.backoff
+            )
+            child.process = None
+            await asyncio.sleep(child.backoff)
+            child.restarts += 1
+            await child.start()
