@@ -1,19 +1,21 @@
-"""JK-B 0x4E57 ("NW") UART protocol on the GPS / UART1 port ("4G-GPS Remote module Common
-protocol V4.2", JK's "Communication protocol between monitoring platform and BMS" V2.5).
+"""JK-B 0x4E57 ("NW") UART protocol on the GPS / UART1 port.
 
-Frame: ``4E 57 | length u16 | terminal u32 | command | source | type | info[n] | record u32 | 68 |
-00 00 sum16``, big-endian. A read-all answer carries identifier/value records with no length byte
-of their own, so the walker needs every identifier's length (RECORD_LENGTHS).
+JK calls it "4G-GPS Remote module Common protocol V4.2" in the app and "Communication protocol
+between monitoring platform and BMS" (JKSerial TTL V2.5) in the PDF. Frame: ``4E 57 | length u16 |
+terminal u32 | command | source | type | info[n] | record u32 | 68 | 00 00 sum16``, big-endian. A
+read-all answer carries identifier/value records with no length byte of their own, so the walker
+needs every identifier's length (RECORD_LENGTHS).
 
-Facts (PROTOCOLS.md section 3): JKSerial TTL PDF (jblance/mpp-solar:docs/protocols/JK-TTL-20201217.pdf),
-syssi/esphome-jk-bms:docs/protocol-design-uart-ttl-gps-port.md and components/jk_modbus,
-hoylabs/OpenDTU-OnBattery:src/battery/jkbms/SerialMessage.cpp. 115200 8N1, no bus address (one
-BMS per line). No I/O above ``JkUartDriver``.
+Facts (PROTOCOLS.md section 3): the JKSerial TTL PDF (jblance/mpp-solar:docs/protocols/
+JK-TTL-20201217.pdf), syssi/esphome-jk-bms:docs/protocol-design-uart-ttl-gps-port.md and
+components/jk_modbus, hoylabs/OpenDTU-OnBattery:src/battery/jkbms/SerialMessage.cpp. 115200 8N1,
+no bus address (one BMS per line). No I/O above ``JkUartDriver``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -351,8 +353,8 @@ def decode_current(raw: int, protocol_version: int | None) -> float:
     """
     if protocol_version == 1:
         magnitude = (raw & 0x7FFF) / 100
-        return magnitude if raw & 0x8000 else -magnitude
-    return round((10000 - raw) / 100, 2)
+        return magnitude if raw & 0x8000 or not magnitude else -magnitude
+    return round((10000 - raw) / 100, 2) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def decode_cells(value: bytes) -> list[float]:
@@ -363,9 +365,7 @@ def decode_cells(value: bytes) -> list[float]:
 
 def decode_warnings(bits: int) -> list[str]:
     """Alarm codes (bmsgate_bms.alarms) for the 0x8B warning bitmap."""
-    return [
-        WARNING_BITS[n] or f"jk_bit_{n}" for n in range(len(WARNING_BITS)) if bits >> n & 1
-    ]
+    return [WARNING_BITS[n] or f"jk_bit_{n}" for n in range(len(WARNING_BITS)) if bits >> n & 1]
 
 
 def _text(value: bytes) -> str:
@@ -381,7 +381,9 @@ def decode_records(
         if ident == CELLS:
             out["cell_voltages"] = decode_cells(value)
         elif ident in RECORDS:
-            out[RECORDS[ident].key] = decode_field(RECORDS[ident], value)
+            field = RECORDS[ident]
+            number = decode_field(field, value)
+            out[field.key] = int(number) if field.scale == 1.0 else number  # counts stay ints
         elif ident in TEXT_RECORDS:
             out[TEXT_RECORDS[ident][0]] = _text(value)
     for ident in TEMPERATURE_IDS:
@@ -403,7 +405,7 @@ def decode_records(
         out["charge_mos"] = bool(status & 1)
         out["discharge_mos"] = bool(status & 2)
         out["balancing"] = bool(status & 4)
-        out["battery_online"] = bool(status & 8)
+        # bit 3 "battery online (1 = normal)" is 0 in every capture of a working pack: not reported
     if "warning_bits" in out:
         out["alarms"] = decode_warnings(int(out["warning_bits"]))
     for key in ("charge_mos_switch", "discharge_mos_switch", "balancer_enabled",
@@ -490,11 +492,9 @@ class JkUartDriver:
         return frame
 
     async def _send(self, request: bytes) -> None:
-        """A frame whose answer is not needed (and may not come): the read-back is the judge."""
-        try:
+        """Send a frame whose answer is not needed and may not come: the read-back is the judge."""
+        with contextlib.suppress(LinkTimeout):
             await self._link.exchange(request, response_framer)
-        except LinkTimeout:
-            pass
         await asyncio.sleep(self.frame_gap)
 
     async def _read_all(self) -> dict[str, Any]:
@@ -524,7 +524,7 @@ class JkUartDriver:
         return bool(parts.get(f"{key}_switch", parts.get(key)))
 
     async def set_soc(self, soc: float) -> float:
-        """The 0x4E57 protocol has no SOC write."""
+        """Refuse: the 0x4E57 protocol has no SOC write."""
         raise UnsupportedCommand("JK 0x4E57 has no command to set the SOC")
 
 

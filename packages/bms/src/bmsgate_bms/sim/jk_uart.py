@@ -44,15 +44,11 @@ class JkUartBoard:
         self.balancer_enabled = True
 
     def request_framer(self, buf: bytes) -> tuple[int, bytes | None]:
-        """Requests are 0x4E57 frames like the answers."""
+        """Find a request: they are 0x4E57 frames like the answers."""
         return proto.framer(buf)
 
     def _answer(self, command: int, info: bytes) -> list[bytes]:
-        return [
-            proto.build_frame(
-                command, info, source=proto.SOURCE_BMS, transport=proto.RESPONSE
-            )
-        ]
+        return [proto.build_frame(command, info, source=proto.SOURCE_BMS, transport=proto.RESPONSE)]
 
     def records(self) -> dict[int, bytes]:
         """Every record this board sends, in the order of 2021+ firmware."""
@@ -60,13 +56,12 @@ class JkUartBoard:
         volts = [round(v * 1000) for v in m.cell_voltages]
         temps = (m.temperatures + [m.mos_temperature] * 2)[:2]
         warnings = 0
-        for code in m.alarms:
-            code = MODEL_ALARMS.get(code, code)
+        for model_code in m.alarms:
+            code = MODEL_ALARMS.get(model_code, model_code)
             if code in WARNING_CODES:
                 warnings |= 1 << WARNING_CODES[code]
-        status = (
-            int(m.charge_mos) | int(m.discharge_mos) << 1 | int(bool(m.balancing_cells)) << 2 | 8
-        )
+        # bit 3 ("battery online") stays 0 as on every real capture
+        status = int(m.charge_mos) | int(m.discharge_mos) << 1 | int(bool(m.balancing_cells)) << 2
         capacity = round(m.nominal_capacity)
 
         def u(value: float, size: int) -> bytes:
@@ -130,7 +125,11 @@ class JkUartBoard:
         return out
 
     def answer(self, request: bytes) -> list[bytes] | None:
-        """The frames the board sends back; [] when it stays silent (asleep, unknown command)."""
+        """Return the frames the board sends back; None when it stays silent (asleep, unknown).
+
+        Silence is None rather than [] because the bus's checksum fault cannot handle an empty
+        answer, and for the bus both mean "nothing on the wire".
+        """
         if request[10] != proto.REQUEST:
             return None  # our own answers, or another board's
         command = request[8]
@@ -139,12 +138,12 @@ class JkUartBoard:
         if self.asleep:
             if command == proto.ACTIVATE:
                 self.asleep = False
-            return []  # a sleeping board says nothing, not even to the activation
+            return None  # a sleeping board says nothing, not even to the activation
         if command in (proto.READ_ALL, proto.READ_ONE):
             records = self.records()
             if command == proto.READ_ONE and ident:
                 if ident not in records:
-                    return []
+                    return None
                 records = {ident: records[ident]}
             return self._answer(command, b"".join(bytes((k,)) + v for k, v in records.items()))
         if command == proto.WRITE:
@@ -154,7 +153,7 @@ class JkUartBoard:
             return self._answer(command, info[:2])
         if command == proto.PASSWORD:
             return self._answer(command, b"\x00")
-        return []  # activation of an awake board, or an unknown command
+        return None  # activation of an awake board, or an unknown command
 
 
 Board = JkUartBoard
