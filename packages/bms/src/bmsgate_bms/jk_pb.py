@@ -67,7 +67,7 @@ TEMP_SENSORS: Final = 5
 EXCEPTIONS: Final = {1: "CRC error", 2: "bad register", 3: "illegal function", 4: "bad data"}
 
 
-class ExceptionReply(FrameError):
+class ModbusExceptionError(FrameError):
     """The BMS answered a request with a Modbus exception (function | 0x80)."""
 
     def __init__(self, function: int, code: int) -> None:
@@ -87,7 +87,7 @@ class Text(NamedTuple):
 def _le(
     key: str, pos: int, size: int, *, signed: bool = False, offset: int = 0, scale: float = 1.0
 ) -> Field:
-    """A field of a block as laid out in a 55 AA frame (FC 0x03 uses the big-endian twin)."""
+    """Describe a field as laid out in a 55 AA frame (FC 0x03 uses its big-endian twin)."""
     return Field(key, pos, size, signed, offset, scale, "little")  # fmt: skip
 
 
@@ -212,7 +212,7 @@ _BLOCKS: Final[dict[int, tuple[tuple[Field, ...], tuple[Text, ...]]]] = {
     LIVE_BASE: (LIVE_FIELDS, ()),
     INFO_BASE: (INFO_FIELDS, INFO_TEXTS),
 }
-_FRAME_BLOCKS: Final = {TYPE_SETTINGS: SETTINGS_BASE, TYPE_LIVE: LIVE_BASE, TYPE_INFO: INFO_BASE}
+FRAME_BLOCKS: Final = {TYPE_SETTINGS: SETTINGS_BASE, TYPE_LIVE: LIVE_BASE, TYPE_INFO: INFO_BASE}
 
 
 # --- requests and answers (pure encoders) -------------------------------------------------------
@@ -244,7 +244,7 @@ def write_request(register: int, data: bytes, address: int = 1) -> bytes:
 
 
 def trigger_request(register: int = TRIGGER_LIVE, address: int = 1) -> bytes:
-    """Method B: write 0x0000 to a trigger register; the BMS answers a 55 AA frame and an ACK."""
+    """Build a method B trigger: write 0x0000; the answer is a 55 AA frame and an ACK."""
     if register not in TRIGGER_TYPES:
         raise ValueError(f"{register:#06x} is not a trigger register")
     return write_request(register, bytes(2), address)
@@ -261,24 +261,24 @@ def write_mos_request(charge: bool, on: bool, address: int = 1) -> bytes:
 
 
 def ack_frame(address: int, register: int, count: int) -> bytes:
-    """The 8-byte FC 0x10 acknowledgement: address, 0x10, register, count, CRC."""
+    """Build the 8-byte FC 0x10 acknowledgement: address, 0x10, register, count, CRC."""
     return with_crc(
         bytes((address, WRITE)) + register.to_bytes(2, "big") + count.to_bytes(2, "big")
     )
 
 
 def read_response(address: int, data: bytes) -> bytes:
-    """An FC 0x03 answer carrying ``data``."""
+    """Build an FC 0x03 answer carrying ``data``."""
     return with_crc(bytes((address, READ, len(data))) + data)
 
 
 def exception_response(address: int, function: int, code: int) -> bytes:
-    """A Modbus exception reply."""
+    """Build a Modbus exception reply."""
     return with_crc(bytes((address, function | ERROR_FLAG, code)))
 
 
 def status_frame(frame_type: int, counter: int, body: bytes) -> bytes:
-    """A 300-byte 55 AA frame: header, type, counter, block bytes (zero-padded), sum8."""
+    """Build a 300-byte 55 AA frame: header, type, counter, block bytes (zero-padded), sum8."""
     if len(body) > BODY_LEN:
         raise ValueError(f"a 55 AA frame holds {BODY_LEN} block bytes, not {len(body)}")
     frame = HEADER + bytes((frame_type, counter & 0xFF)) + body.ljust(BODY_LEN, b"\x00")
@@ -432,13 +432,20 @@ def split_frames(data: bytes) -> list[bytes]:
 
 
 def is_status_frame(frame: bytes) -> bool:
-    """True for a 55 AA frame, False for a Modbus frame."""
+    """Tell a 55 AA frame (True) from a Modbus frame (False)."""
     return frame[:4] == HEADER
 
 
 # --- decoding -----------------------------------------------------------------------------------
 def _big(fields: Iterable[Field]) -> tuple[Field, ...]:
     return tuple(f._replace(byteorder="big") for f in fields)
+
+
+def _decode(fields: Iterable[Field], data: bytes) -> dict[str, float]:
+    """Decode a table; unscaled fields come out as int (counts, bitmaps, seconds)."""
+    fields = tuple(fields)
+    values = decode(fields, data)
+    return values | {f.key: int(values[f.key]) for f in fields if f.scale == 1.0}
 
 
 def _texts(texts: Iterable[Text], data: bytes) -> dict[str, str]:
@@ -478,7 +485,7 @@ def _finish_live(raw: dict[str, float], cell_count: int | None) -> dict[str, Any
     if count is None and out.get("cell_present"):
         count = int(out["cell_present"]).bit_length()  # highest fitted cell; keeps numbering
     if 1 in cells:
-        volts = []
+        volts: list[float] = []
         while len(volts) + 1 in cells:
             volts.append(cells.pop(len(volts) + 1))
         if count is not None:
@@ -490,7 +497,7 @@ def _finish_live(raw: dict[str, float], cell_count: int | None) -> dict[str, Any
         out["cell_count"] = len(volts)
     out |= {f"cell_{n}": v for n, v in cells.items()}  # a read that does not start at cell 1
     if 1 in wires:
-        ohms = []
+        ohms: list[float] = []
         while len(ohms) + 1 in wires:
             ohms.append(wires.pop(len(ohms) + 1))
         limit = count if count is not None else out.get("cell_count")
@@ -498,10 +505,10 @@ def _finish_live(raw: dict[str, float], cell_count: int | None) -> dict[str, Any
     out |= {f"wire_resistance_{n}": v for n, v in wires.items()}
     temps = _numbered(out, "temperature_", TEMP_SENSORS)
     fitted = out.get("temp_sensor_bits")
-    if temps:
-        out["temperatures"] = [
-            t for n, t in sorted(temps.items()) if fitted is None or int(fitted) >> n & 1
-        ]
+    if fitted is None:
+        out |= {f"temperature_{n}": t for n, t in temps.items()}  # which are fitted is unknown
+    elif temps:
+        out["temperatures"] = [t for n, t in sorted(temps.items()) if int(fitted) >> n & 1]
     if "current" in out and "power" in out and out["current"] < 0:
         out["power"] = -out["power"]  # BatWatt is unsigned
     if "alarm_bits" in out:
@@ -527,7 +534,7 @@ def _finish(base: int, raw: dict[str, Any], cell_count: int | None) -> dict[str,
 def decode_block(base: int, data: bytes, *, cell_count: int | None = None) -> dict[str, Any]:
     """Decode the little-endian block bytes of a 55 AA frame (``frame[6:299]``)."""
     fields, texts = _BLOCKS[base]
-    return _finish(base, {**decode(fields, data), **_texts(texts, data)}, cell_count)
+    return _finish(base, {**_decode(fields, data), **_texts(texts, data)}, cell_count)
 
 
 def decode_registers(
@@ -548,7 +555,7 @@ def decode_registers(
     covered_texts = [
         t._replace(pos=t.pos - first) for t in texts if first <= t.pos and t.pos + t.size <= end
     ]
-    raw = {**decode(covered, data), **_texts(covered_texts, data)}
+    raw = {**_decode(covered, data), **_texts(covered_texts, data)}
     return _finish(base, raw, cell_count)
 
 
@@ -563,8 +570,8 @@ def decode_frames(
                 raise LengthError(f"55 AA frame must be 300 bytes, got {len(frame)}")
             kind = frame[4]
             out |= {"frame_type": kind, "frame_counter": frame[5]}
-            if kind in _FRAME_BLOCKS:
-                out |= decode_block(_FRAME_BLOCKS[kind], frame[BODY], cell_count=cell_count)
+            if kind in FRAME_BLOCKS:
+                out |= decode_block(FRAME_BLOCKS[kind], frame[BODY], cell_count=cell_count)
             else:
                 out[f"frame_{kind:02x}_hex"] = frame[BODY].hex()
             continue
@@ -575,8 +582,9 @@ def decode_frames(
             out["exception"] = {"address": address, "function": function & ~ERROR_FLAG & 0xFF,
                                 "code": frame[2]}  # fmt: skip
         elif function == WRITE:
-            out["ack"] = {"address": address, "function": function,
-                          "register": read_int(frame, 2, 2), "count": read_int(frame, 4, 2)}  # fmt: skip
+            register, count = read_int(frame, 2, 2), read_int(frame, 4, 2)
+            out["ack"] = {"address": address, "function": function, "register": register,
+                          "count": count}  # fmt: skip
         elif function == READ:
             data = frame[3:-2]
             if len(data) != frame[2]:
@@ -628,11 +636,11 @@ def to_reading(parts: dict[str, Any]) -> BmsReading:
 
 # --- driver -------------------------------------------------------------------------------------
 def check_ack(frame: bytes, address: int, register: int, count: int) -> None:
-    """Raise unless ``frame`` is the FC 0x10 ACK of this write (ExceptionReply if refused)."""
+    """Raise unless ``frame`` is the FC 0x10 ACK of this write (ModbusExceptionError if refused)."""
     if is_status_frame(frame) or len(frame) < EXCEPTION_LEN:
         raise FrameError("expected an FC 0x10 acknowledgement")
     if frame[1] == WRITE | ERROR_FLAG:
-        raise ExceptionReply(WRITE, frame[2])
+        raise ModbusExceptionError(WRITE, frame[2])
     want = ack_frame(address, register, count)
     if frame != want:
         raise FrameError(f"expected ACK {want.hex(' ')}, got {frame.hex(' ')}")
@@ -659,7 +667,7 @@ class JkPbDriver:
         check_ack(acks[0], self.address, register, 1)  # the 55 AA frame itself has no address
         if status[0][4] != TRIGGER_TYPES[register]:
             raise FrameError(f"trigger {register:#06x} answered by frame type {status[0][4]}")
-        return decode_frames(status)
+        return decode_frames([status[0], acks[0]])
 
     async def read(self) -> BmsReading:
         """Trigger 0x1620 and return the live data as one snapshot."""
@@ -674,19 +682,19 @@ class JkPbDriver:
         return await self._trigger(TRIGGER_INFO)
 
     async def read_registers(self, register: int, count: int) -> dict[str, Any]:
-        """Method A: FC 0x03 read of ``count`` words from ``register``, decoded by name."""
+        """Read ``count`` words from ``register`` with FC 0x03 (method A), decoded by name."""
         frames = await self._link.exchange(read_request(register, count, self.address), framer)
         frame = frames[0]
         if is_status_frame(frame) or frame[0] != self.address:
             raise FrameError("expected an FC 0x03 answer from this address")
         if frame[1] == READ | ERROR_FLAG:
-            raise ExceptionReply(READ, frame[2])
+            raise ModbusExceptionError(READ, frame[2])
         if frame[1] != READ or frame[2] != 2 * count:
             raise FrameError(f"expected {2 * count} register bytes, got {frame.hex(' ')}")
         return decode_registers(register, frame[3:-2])
 
     async def set_mos(self, charge: bool, on: bool) -> bool:
-        """Write the charge (0x1070) or discharge (0x1074) switch; return the MOS state read back."""
+        """Write switch 0x1070 (charge) or 0x1074 (discharge); return the MOS state read back."""
         register = CHARGE_SWITCH if charge else DISCHARGE_SWITCH
         frames = await self._link.exchange(write_mos_request(charge, on, self.address), framer)
         check_ack(frames[0], self.address, register, 2)
