@@ -57,6 +57,8 @@ class PackTracker:
     online: bool | None = None  # unknown until the first poll
     misses: int = 0
     alarms: frozenset[str] = field(default_factory=frozenset)
+    last: Availability | None = None  # the last availability published, to repeat it
+
 
     def seen(self, ts: datetime) -> Availability | None:
         """A poll succeeded; the availability to publish if it changed."""
@@ -64,7 +66,8 @@ class PackTracker:
         if self.online is True:
             return None
         self.online = True
-        return Availability(pack=self.pack, state="online", ts=ts)
+        self.last = Availability(pack=self.pack, state="online", ts=ts)
+        return self.last
 
     def missed(self, ts: datetime, reason: str) -> Availability | None:
         """A poll failed; ``offline`` once ``offline_after`` polls in a row have failed."""
@@ -73,9 +76,10 @@ class PackTracker:
             return None
         self.online = False
         self.alarms = frozenset()  # an offline pack has no known alarms; they re-raise on return
-        return Availability(
+        self.last = Availability(
             pack=self.pack, state="offline", ts=ts, reason=f"{reason} ({self.misses} polls)"
         )
+        return self.last
 
     def alarm_changes(self, state: PackState) -> list[AlarmEvent]:
         """Events for alarms raised or cleared since the last state."""

@@ -9,7 +9,7 @@ import time
 from bmsgate_bms.driver import Driver, UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.registry import protocol
-from bmsgate_common.models import Availability, Command, CommandResult, utcnow
+from bmsgate_common.models import Command, CommandResult, utcnow
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 
@@ -98,14 +98,8 @@ class Reader:
     async def republish_availability(self) -> None:
         """Send every known availability again (retained values are lost when a broker restarts)."""
         for pack_id, tracker in self.trackers.items():
-            if tracker.online is not None:
-                await self.backbone.publish(
-                    "availability",
-                    pack_id,
-                    Availability(
-                        pack=pack_id, state="online" if tracker.online else "offline", ts=utcnow()
-                    ),
-                )
+            if tracker.last is not None:
+                await self.backbone.publish("availability", pack_id, tracker.last)
 
     async def run(self) -> None:
         """Poll forever at the configured interval."""
