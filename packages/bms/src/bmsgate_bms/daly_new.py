@@ -838,7 +838,14 @@ class DalyNewDriver:
 
     async def _write(self, register: int, value: int) -> None:
         request = write_request(register, value, variant=self.variant, board=self.address)
-        answer = parse_answer(await self._exchange(request))
+        try:
+            answer = parse_answer(await self._exchange(request))
+        except LinkTimeout:
+            if self.variant != "d2":
+                raise
+            # a D2 answer is byte-identical to its request, so a link that strips the echo of
+            # the request swallows it; the caller's read-back decides whether the write took
+            return
         if answer.function != WRITE or answer.payload != request[2:6]:
             raise FrameError(f"write of {register:#x} not echoed: {answer.payload.hex(' ')}")
 

@@ -46,7 +46,7 @@ class DalyNewBoard:
         self.writes: list[tuple[int, int]] = []  # (register, value) of every write, in order
 
     def request_framer(self, buf: bytes) -> tuple[int, bytes | None]:
-        """Requests are 8 bytes: address, 0x03 or 0x06, register, count or value, CRC."""
+        """Frame 8-byte requests: address, 0x03 or 0x06, register, count or value, CRC."""
         return proto.request_framer(buf)
 
     # --- the register image ------------------------------------------------------------------
@@ -105,7 +105,7 @@ class DalyNewBoard:
         }
 
     def registers(self) -> dict[int, int]:
-        """The board's whole register map as raw u16 values."""
+        """Build the board's whole register map as raw u16 values."""
         regs: dict[int, int] = {}
         values = self._values()
         for field in self.map.fields:
@@ -126,9 +126,11 @@ class DalyNewBoard:
         for register, bit in self._fault_bits(first):
             regs[register] = regs.get(register, 0) | 1 << bit
         for text in self.map.texts:
-            raw = self._text(text.key).encode("ascii")[: 2 * text.size].ljust(2 * text.size, b"\0")
+            chars = (
+                self._text(text.key).encode("ascii")[: 2 * text.size].ljust(2 * text.size, b"\0")
+            )
             for i in range(text.size):
-                regs[text.register + i] = int.from_bytes(raw[2 * i : 2 * i + 2], "big")
+                regs[text.register + i] = int.from_bytes(chars[2 * i : 2 * i + 2], "big")
         return regs
 
     def _fault_bits(self, first: int) -> list[tuple[int, int]]:
@@ -158,7 +160,7 @@ class DalyNewBoard:
         return proto.with_crc(bytes((self._answer_from,)) + body)
 
     def answer(self, request: bytes) -> list[bytes] | None:
-        """The frames this board sends back; None if the request is for another board."""
+        """Return the frames this board sends back; None if the request is for another board."""
         if request[0] != self._request_from:
             return None
         register = int.from_bytes(request[2:4], "big")
@@ -167,7 +169,9 @@ class DalyNewBoard:
             if not 1 <= value <= self.max_registers or register + value > 0x10000:
                 return []  # silence, as a board that does not take the read
             regs = self.registers()
-            data = b"".join(regs.get(r, 0).to_bytes(2, "big") for r in range(register, register + value))
+            data = b"".join(
+                regs.get(r, 0).to_bytes(2, "big") for r in range(register, register + value)
+            )
             return [self._frame(bytes((proto.READ, len(data))) + data)]
         if request[1] == proto.WRITE:
             self._write(register, value)
