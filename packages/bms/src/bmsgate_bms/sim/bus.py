@@ -54,7 +54,7 @@ class Faults:
     def apply(self, request: bytes, frames: list[bytes]) -> list[tuple[float, bytes]]:
         """Turn an answer into timed writes ``(delay before, bytes)`` under the current fault."""
         data = b"".join(frames)
-        if self.mode in ("silent", "sleep"):
+        if self.mode in ("silent", "sleep") or not data:
             return []
         if self.mode == "garbage":
             return [(0.0, random.randbytes(len(data)))]
