@@ -383,6 +383,11 @@ def set_soc_request(soc: float, *, variant: Variant = "d2", board: int = 1) -> b
 # --- framing -------------------------------------------------------------------------------
 
 
+def crc_ok(frame: bytes) -> bool:
+    """Whether the last two bytes are the CRC-16/Modbus (low byte first) of the rest."""
+    return len(frame) > 2 and crc16_modbus(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+
+
 def _length_at(buf: bytes, pos: int) -> int:
     """Length of the answer whose header starts at ``pos``: 0 = need more bytes, -1 = no header."""
     if len(buf) - pos < 2:
@@ -409,12 +414,7 @@ def _frame_at(buf: bytes, pos: int, addresses: frozenset[int]) -> int:
         return length
     if len(buf) - pos < length:
         return 0
-    frame = buf[pos : pos + length]
-    return (
-        length
-        if crc16_modbus(frame[:-2]) == read_int(frame, length - 2, 2, byteorder="little")
-        else -1
-    )
+    return length if crc_ok(buf[pos : pos + length]) else -1
 
 
 def _find(buf: bytes, addresses: frozenset[int]) -> tuple[int, bytes | None]:
@@ -457,9 +457,7 @@ def request_framer(buf: bytes) -> tuple[int, bytes | None]:
     if len(buf) < REQUEST_LEN:
         return 0, None
     frame = bytes(buf[:REQUEST_LEN])
-    if frame[1] not in (READ, WRITE) or crc16_modbus(frame[:6]) != read_int(
-        frame, 6, 2, byteorder="little"
-    ):
+    if frame[1] not in (READ, WRITE) or not crc_ok(frame):
         return 1, None
     return REQUEST_LEN, frame
 
@@ -492,11 +490,9 @@ def parse_answer(frame: bytes) -> Answer:
         raise FrameError(f"function {frame[1]:02X} / byte count {frame[2]:02X} is not an answer")
     if len(frame) != length:
         raise LengthError(f"header says {length} bytes, frame has {len(frame)}")
-    crc = crc16_modbus(frame[:-2])
-    if read_int(frame, length - 2, 2, byteorder="little") != crc:
-        raise ChecksumError(
-            f"CRC {frame[-2]:02X}{frame[-1]:02X}, expected {crc:04X} (little-endian)"
-        )
+    if not crc_ok(frame):
+        expected = crc16_modbus(frame[:-2]).to_bytes(2, "little")
+        raise ChecksumError(f"CRC bytes {frame[-2:].hex(' ')}, expected {expected.hex(' ')}")
     if frame[1] & EXCEPTION:
         raise ModbusExceptionError(frame[1] & ~EXCEPTION, frame[2])
     payload = frame[3:-2] if frame[1] == READ else frame[2:6]
