@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.support.procs import Mosquitto, Proc, find_mosquitto, start_simulator
 
 

@@ -43,7 +43,7 @@ class Child:
 
     async def start(self) -> None:
         """Start the process; its output goes to ours."""
-        # own session: a Ctrl-C on the terminal reaches only the supervisor, which stops children in order
+        # own session: Ctrl-C reaches only the supervisor, which stops the children in order
         self.process = await asyncio.create_subprocess_exec(*self.argv, start_new_session=True)
         self.started = time.monotonic()
         log.debug("started %s (pid %d)", self.name, self.process.pid)
@@ -80,9 +80,7 @@ def write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-async def supervise(
-    cfg: Settings, *, simulate: str | None = None, print_url: bool = True
-) -> None:
+async def supervise(cfg: Settings, *, simulate: str | None = None, print_url: bool = True) -> None:
     """Run the pipeline until cancelled, then stop every child cleanly."""
     runtime = cfg.data_dir.resolve() / "run"
     broker: PrivateBroker | None = None
@@ -94,7 +92,9 @@ async def supervise(
             broker = PrivateBroker(runtime / "mosquitto")
             broker.start()
             cfg = cfg.model_copy(
-                update={"mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})}
+                update={
+                    "mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})
+                }
             )
             log.info("private mosquitto on 127.0.0.1:%d", broker.port)
         if simulate or not cfg.buses:
@@ -105,7 +105,7 @@ async def supervise(
             sim_clock = asyncio.create_task(bus.run_time(speed=1.0))
             sim_bus = BusSettings(
                 port=sim.port,
-                protocol=protocol,  # type: ignore[arg-type]
+                protocol=protocol,
                 poll_interval=1.0,
                 packs=[PackSettings(id="sim-1", name="Simulated pack")],
             )
@@ -122,7 +122,7 @@ async def supervise(
         children.append(Child("api", [py, "-m", "bmsgate_api", *conf]))
         for child in children:
             await child.start()
-        host = "127.0.0.1" if cfg.api.host in ("0.0.0.0", "::") else cfg.api.host  # noqa: S104
+        host = "127.0.0.1" if cfg.api.host in ("0.0.0.0", "::") else cfg.api.host
         ready = await asyncio.to_thread(wait_for_port, host, cfg.api.port, 15.0)
         if print_url:
             state = "" if ready else " (not answering yet)"
@@ -149,7 +149,10 @@ async def _watch(children: list[Child]) -> None:
             lived = time.monotonic() - child.started
             child.backoff = 1.0 if lived > 60 else min(60.0, child.backoff * 2)
             log.warning(
-                "%s exited with code %s; restarting in %.0f s", child.name, proc.returncode, child.backoff
+                "%s exited with code %s; restarting in %.0f s",
+                child.name,
+                proc.returncode,
+                child.backoff,
             )
             child.process = None
             await asyncio.sleep(child.backoff)

@@ -78,7 +78,11 @@ def test_state_travels_from_the_pty_to_the_api(
     assert state.ts >= started
 
     # a new state every second: the timestamp moves on
-    wait_until(lambda: PackState.model_validate(get_json(f"{base}/api/packs/garage/state")[1]).ts > state.ts)
+    wait_until(
+        lambda: (
+            PackState.model_validate(get_json(f"{base}/api/packs/garage/state")[1]).ts > state.ts
+        )
+    )
 
     # the same state is retained on the backbone for late subscribers
     on_wire = asyncio.run(retained(mosquitto, "bmsgate/bms/garage/state"))
@@ -117,9 +121,7 @@ def test_missing_port_is_named_retried_and_reported_offline(
 ) -> None:
     http = free_port()
     missing = str(tmp_path / "ttyUSB-gone")
-    config = write_config(
-        tmp_path, pipeline_config(mosquitto, missing, http, offline_after=1)
-    )
+    config = write_config(tmp_path, pipeline_config(mosquitto, missing, http, offline_after=1))
     reader = start_service(tmp_path, "reader", config)
     procs.append(reader)
     procs.append(start_service(tmp_path, "api", config))

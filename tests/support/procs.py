@@ -58,7 +58,9 @@ class Mosquitto:
 class Proc:
     """A child process with its output in a log file the test can read."""
 
-    def __init__(self, name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, name: str, argv: list[str], workdir: Path, env: dict[str, str] | None = None
+    ):
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
@@ -128,7 +130,7 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, interval: float 
     while time.monotonic() < deadline:
         try:
             last = check()
-        except Exception as err:  # noqa: BLE001 - keep polling; the last error is reported
+        except Exception as err:
             last = err
         else:
             if last:

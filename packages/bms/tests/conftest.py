@@ -18,9 +18,7 @@ def vector_params(name: str, direction: str) -> list[Any]:
     """pytest params (id = vector id) of one direction."""
     import pytest
 
-    return [
-        pytest.param(v, id=v["id"]) for v in load_vectors(name) if v["direction"] == direction
-    ]
+    return [pytest.param(v, id=v["id"]) for v in load_vectors(name) if v["direction"] == direction]
 
 
 def frame_bytes(vector: dict[str, Any]) -> bytes:

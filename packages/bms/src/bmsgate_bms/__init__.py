@@ -1,4 +1,4 @@
-"""bmsgate's BMS protocol layer: pure decoders/encoders per protocol, a Link contract, a simulator."""
+"""bmsgate's BMS protocol layer: pure decoders and encoders, a Link contract, a simulator."""
 
 from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
 from .reading import BmsReading

@@ -186,7 +186,7 @@ def _numbered(frames: Sequence[bytes], cmd: int) -> dict[int, bytes]:
 
 
 def decode_cells(frames: Sequence[bytes], cell_count: int | None = None) -> list[float]:
-    """Cell voltages [V] from a 0x95 answer; cells 1..N kept when N is known, else up to the first empty slot."""
+    """Cell voltages [V] of a 0x95 answer: cells 1..N when N is known, else up to an empty slot."""
     slots = _numbered(frames, CELLS)
     volts: list[float] = []
     for number in range(1, max(slots, default=0) + 1):
@@ -220,7 +220,7 @@ def decode_temperatures(frames: Sequence[bytes], count: int | None = None) -> li
 
 
 def decode_balancing(data: bytes) -> list[int]:
-    """1-based cells balancing: data byte i bit j = cell 8i+j+1 (bit order unconfirmed, see 0x97)."""
+    """Cells balancing (1-based): data byte i bit j = cell 8i+j+1 (order unconfirmed, see 0x97)."""
     return [8 * i + j + 1 for i in range(6) for j in range(8) if data[i] >> j & 1]
 
 
@@ -286,8 +286,9 @@ def decode_frames(
     return out
 
 
-def decode_hex(data: bytes, *, cell_count: int | None = None, temp_count: int | None = None,
-               **_: Any) -> dict[str, Any]:
+def decode_hex(
+    data: bytes, *, cell_count: int | None = None, temp_count: int | None = None, **_: Any
+) -> dict[str, Any]:
     """Decode one answer (all the frames of one or more commands) for ``bmsgate decode``."""
     return decode_frames(split_frames(data), cell_count=cell_count, temp_count=temp_count)
 
@@ -298,7 +299,7 @@ def to_reading(parts: dict[str, Any]) -> BmsReading:
     current = signed_current(
         parts["current"], direction if direction in DIRECTIONS.values() else None
     )
-    extras = {
+    extras: dict[str, Any] = {
         k: parts[k]
         for k in ("state", "bms_life", "charger_connected", "load_connected", "max_cell",
                   "min_cell")
@@ -333,8 +334,9 @@ class DalyClassicDriver:
         self._link = link
         self.address = address
 
-    async def _ask(self, cmd: int, count: int = 1, max_count: int | None = None,
-                   data: bytes = bytes(8)) -> list[bytes]:
+    async def _ask(
+        self, cmd: int, count: int = 1, max_count: int | None = None, data: bytes = bytes(8)
+    ) -> list[bytes]:
         frames = await self._link.exchange(
             request(cmd, self.address, data), framer, count, max_count=max_count
         )
@@ -367,4 +369,6 @@ class DalyClassicDriver:
         frames = await self._link.exchange(set_soc_request(soc, self.address), framer)
         frame_data(frames[0], SET_SOC, self.address)
         return float(decode_frames(await self._ask(SOC))["soc"])
+
+
 Driver = DalyClassicDriver

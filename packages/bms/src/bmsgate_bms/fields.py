@@ -37,8 +37,9 @@ def read_int(
 def decode_field(field: Field, data: bytes) -> float:
     """Decode one field; integers stay integers when the scale is 1."""
     raw = read_int(data, field.pos, field.size, signed=field.signed, byteorder=field.byteorder)
-    value = (raw + field.offset) * field.scale
-    return round(value, 6) if field.scale != 1.0 else value
+    if field.scale == 1.0:
+        return raw + field.offset
+    return round((raw + field.offset) * field.scale, 6)
 
 
 def decode(fields: Iterable[Field], data: bytes) -> dict[str, float]:

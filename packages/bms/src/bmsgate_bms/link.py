@@ -20,7 +20,7 @@ class Link(Protocol):
     async def exchange(
         self, request: bytes, framer: Framer, count: int = 1, *, max_count: int | None = None
     ) -> list[bytes]:
-        """Send ``request`` and return ``count`` frames (up to ``max_count`` if more arrive at once).
+        """Send ``request``; return ``count`` frames (up to ``max_count`` if more arrive at once).
 
         Raises LinkTimeout when fewer than ``count`` valid frames arrive in time.
         """

@@ -47,5 +47,7 @@ def signed_current(magnitude: float, direction: Direction | None) -> float:
     if direction is None:
         return magnitude
     if direction == "idle":
-        return magnitude  # keep what the BMS measured; a board may report idle while a trickle flows
+        return (
+            magnitude  # keep what the BMS measured; a board may report idle while a trickle flows
+        )
     return abs(magnitude) if direction == "charging" else -abs(magnitude)

@@ -10,7 +10,11 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def setup_logging(level: str = "INFO", service: str | None = None) -> None:
     """Log to stderr (journald and docker collect it); quiet the chatty libraries."""
-    fmt = FORMAT if service is None else f"%(asctime)s %(levelname)s [{service}] %(name)s: %(message)s"
+    fmt = (
+        FORMAT
+        if service is None
+        else f"%(asctime)s %(levelname)s [{service}] %(name)s: %(message)s"
+    )
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
     for noisy in ("faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

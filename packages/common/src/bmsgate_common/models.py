@@ -43,7 +43,9 @@ class PackState(_Message):
     soc: float = Field(ge=0, le=100, description="state of charge [%]")
     cell_voltages: list[float] = Field(description="[V], cell 1 first")
     cell_count: int = Field(ge=0, description="cells in series")
-    temperatures: list[float] = Field(default_factory=list, description="sensors [°C], sensor 1 first")
+    temperatures: list[float] = Field(
+        default_factory=list, description="sensors [°C], sensor 1 first"
+    )
     mos_temperature: float | None = Field(default=None, description="MOSFET temperature [°C]")
     cycles: int | None = Field(default=None, ge=0, description="charge cycles")
     remaining_capacity: float | None = Field(default=None, description="[Ah]")

@@ -152,9 +152,7 @@ class Backbone:
                 await self.broker.start()
                 break
             except (MQTTError, OSError) as err:
-                log.warning(
-                    "backbone %s not reachable (%s); retrying", broker_url(self.cfg), err
-                )
+                log.warning("backbone %s not reachable (%s); retrying", broker_url(self.cfg), err)
                 await self.broker.stop()
                 await asyncio.sleep(2.0)
         self._heartbeat = asyncio.create_task(self._beat(), name=f"{self.service}-heartbeat")

@@ -45,9 +45,7 @@ def asyncapi() -> dict[str, Any]:
         channels[kind] = {
             "address": address,
             "description": f"{'retained' if spec.retained else 'not retained'}, QoS {spec.qos}",
-            "parameters": {
-                level: {"description": f"{level} id, pattern {PACK_ID_PATTERN}"}
-            },
+            "parameters": {level: {"description": f"{level} id, pattern {PACK_ID_PATTERN}"}},
             "messages": {message: {"payload": {"$ref": file}, "contentType": "application/json"}},
         }
         operations[f"publish_{kind}"] = {
@@ -71,7 +69,9 @@ def render() -> dict[str, str]:
     """Every generated file's name and exact text."""
     files = {name: schema for name, schema in schema_files().items()}
     files["asyncapi.json"] = asyncapi()
-    return {name: json.dumps(body, indent=2, ensure_ascii=False) + "\n" for name, body in files.items()}
+    return {
+        name: json.dumps(body, indent=2, ensure_ascii=False) + "\n" for name, body in files.items()
+    }
 
 
 def write(directory: Path) -> list[Path]:

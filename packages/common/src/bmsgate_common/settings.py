@@ -1,4 +1,4 @@
-"""Configuration: one optional YAML file plus ``BMSGATE_`` environment variables, validated at start.
+"""Configuration: one optional YAML file plus ``BMSGATE_`` variables, validated at start.
 
 Environment variables override the file; nested keys use ``__`` (``BMSGATE_MQTT__HOST``). An
 unknown key or a bad value stops the service with one line naming the key, before it connects.
@@ -70,7 +70,9 @@ class BusSettings(_Section):
     port: str = Field(description="/dev/serial/by-id/... (stable), /dev/ttyUSB0, or socket://h:p")
     protocol: ProtocolName
     baudrate: int | None = Field(default=None, gt=0, description="the protocol's default if unset")
-    poll_interval: float = Field(default=5.0, ge=0, description="[s] between snapshots; 0 = back-to-back")
+    poll_interval: float = Field(
+        default=5.0, ge=0, description="[s] between snapshots; 0 = back-to-back"
+    )
     offline_after: int = Field(default=3, ge=1, description="missed polls before a pack is offline")
     timeout: float = Field(default=0.5, gt=0, description="[s] to wait for an answer")
     retries: int = Field(default=1, ge=0, description="retries of a failed request within a poll")
@@ -92,7 +94,7 @@ class BusSettings(_Section):
 class ApiSettings(_Section):
     """The web UI and REST API."""
 
-    host: str = "0.0.0.0"  # noqa: S104 - a gateway serves its LAN
+    host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     stale_after: float = Field(
         default=60.0, gt=0, description="[s] a pack whose last state is older counts as offline"
@@ -102,7 +104,7 @@ class ApiSettings(_Section):
 class ModbusSettings(_Section):
     """The Modbus TCP server (the dongle's register map)."""
 
-    host: str = "0.0.0.0"  # noqa: S104 - a gateway serves its LAN
+    host: str = "0.0.0.0"
     port: int = Field(default=502, ge=1, le=65535)
 
 

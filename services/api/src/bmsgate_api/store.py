@@ -10,7 +10,7 @@ from bmsgate_common.models import Availability, PackState
 
 @dataclass
 class PackStore:
-    """Latest messages per pack. A pack is online only when its reader says so and its state is fresh."""
+    """Latest messages per pack; online only when the reader says so and the state is fresh."""
 
     stale_after: timedelta = timedelta(seconds=120)
     states: dict[str, PackState] = field(default_factory=dict)

@@ -59,7 +59,6 @@ class PackTracker:
     alarms: frozenset[str] = field(default_factory=frozenset)
     last: Availability | None = None  # the last availability published, to repeat it
 
-
     def seen(self, ts: datetime) -> Availability | None:
         """A poll succeeded; the availability to publish if it changed."""
         self.misses = 0

@@ -99,7 +99,7 @@ class SerialLink:
     async def exchange(
         self, request: bytes, framer: Framer, count: int = 1, *, max_count: int | None = None
     ) -> list[bytes]:
-        """Send ``request``; return ``count`` frames, or up to ``max_count`` arriving back to back."""
+        """Send ``request``; return ``count`` frames (up to ``max_count`` sent back to back)."""
         async with self._lock:
             if self._transport is None:
                 await self.open()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Literal
 
 from bmsgate_bms.driver import Driver, UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
@@ -118,21 +119,29 @@ class Reader:
     async def execute(self, pack_id: str, cmd: Command) -> None:
         """Carry out a command and publish its result: the value read back, or the error."""
 
-        def result(status: str, value: bool | float | None = None, error: str | None = None) -> CommandResult:
+        def result(
+            status: Literal["ok", "error"],
+            value: bool | float | None = None,
+            error: str | None = None,
+        ) -> CommandResult:
             return CommandResult(
                 transaction=cmd.transaction, pack=pack_id, action=cmd.action,
                 status=status, value=value, error=error, ts=utcnow(),
-            )  # type: ignore[arg-type]  # fmt: skip
+            )  # fmt: skip
 
         if pack_id not in self.drivers:
             return  # another reader owns that pack
         if not self.control:
-            await self.backbone.publish("result", pack_id, result("error", error="control is disabled"))
+            await self.backbone.publish(
+                "result", pack_id, result("error", error="control is disabled")
+            )
             return
         _, driver = self.drivers[pack_id]
         try:
             if cmd.action in ("set_charge_mos", "set_discharge_mos"):
-                value: bool | float = await driver.set_mos(cmd.action == "set_charge_mos", bool(cmd.value))
+                value: bool | float = await driver.set_mos(
+                    cmd.action == "set_charge_mos", bool(cmd.value)
+                )
                 ok = value == cmd.value
             elif cmd.action == "set_soc":
                 value = await driver.set_soc(float(cmd.value or 0))
@@ -140,10 +149,14 @@ class Reader:
             else:
                 raise UnsupportedCommand("reset is not supported yet")
         except (*POLL_ERRORS, UnsupportedCommand) as err:
-            await self.backbone.publish("result", pack_id, result("error", error=str(err) or type(err).__name__))
+            await self.backbone.publish(
+                "result", pack_id, result("error", error=str(err) or type(err).__name__)
+            )
             return
         err_text = None if ok else f"the BMS reports {value} after the command"
-        await self.backbone.publish("result", pack_id, result("ok" if ok else "error", value, err_text))
+        await self.backbone.publish(
+            "result", pack_id, result("ok" if ok else "error", value, err_text)
+        )
 
 
 def _reason(err: Exception) -> str:
@@ -158,7 +171,9 @@ async def run_reader(cfg: Settings, bus_index: int = 0) -> None:
     """Run the reader for bus ``bus_index`` of the settings until cancelled."""
     bus = cfg.buses[bus_index]
     reader: Reader | None = None
-    backbone = Backbone(cfg.mqtt, f"reader-{bus_index}", detail=lambda: reader.counters() if reader else {})
+    backbone = Backbone(
+        cfg.mqtt, f"reader-{bus_index}", detail=lambda: reader.counters() if reader else {}
+    )
     reader = Reader(bus, backbone, control=cfg.control.enabled)
 
     async def on_command(pack_id: str, cmd: Command) -> None:

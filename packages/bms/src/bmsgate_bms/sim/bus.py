@@ -115,10 +115,8 @@ class SimBus:
             used, request = board.request_framer(buf)
             if request is not None:
                 return request, used
-            if used:
-                shortest_junk = min(shortest_junk, used)
-            else:
-                shortest_junk = 0  # some board waits for more bytes
+            # 0: some board waits for more bytes, so nothing may be dropped yet
+            shortest_junk = min(shortest_junk, used) if used else 0
         return None, shortest_junk
 
     def step(self, dt: float) -> None:

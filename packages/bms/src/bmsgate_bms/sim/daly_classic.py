@@ -68,22 +68,29 @@ class DalyClassicBoard:
             out = bytes((len(m.cells), len(m.temperatures), m.current > 0, m.current < 0, 0))
             return [self._frame(cmd, out + m.cycles.to_bytes(2, "big") + b"\x40")]
         if cmd == proto.CELLS:
-            volts = [round(v * 1000) for v in m.cell_voltages]
-            n = proto.MAX_CELL_FRAMES if self.all_frames else math.ceil(len(volts) / 3)
-            volts += [0] * (3 * n - len(volts))
+            millivolts = [round(v * 1000) for v in m.cell_voltages]
+            n = proto.MAX_CELL_FRAMES if self.all_frames else math.ceil(len(millivolts) / 3)
+            millivolts += [0] * (3 * n - len(millivolts))
             return [
                 self._frame(
                     cmd,
-                    bytes((k + 1,)) + b"".join(v.to_bytes(2, "big") for v in volts[3 * k : 3 * k + 3])
+                    bytes((k + 1,))
+                    + b"".join(v.to_bytes(2, "big") for v in millivolts[3 * k : 3 * k + 3])
                     + b"\xd3",
                 )
                 for k in range(n)
             ]
         if cmd == proto.TEMPS:
-            temps = [round(t) + 40 for t in m.temperatures]
-            n = proto.MAX_TEMP_FRAMES if self.all_frames else max(1, math.ceil(len(temps) / 7))
-            temps += [0] * (7 * n - len(temps))
-            return [self._frame(cmd, bytes((k + 1, *temps[7 * k : 7 * k + 7]))) for k in range(n)]
+            offset_temps = [round(t) + 40 for t in m.temperatures]  # u8, offset 40
+            n = (
+                proto.MAX_TEMP_FRAMES
+                if self.all_frames
+                else max(1, math.ceil(len(offset_temps) / 7))
+            )
+            offset_temps += [0] * (7 * n - len(offset_temps))
+            return [
+                self._frame(cmd, bytes((k + 1, *offset_temps[7 * k : 7 * k + 7]))) for k in range(n)
+            ]
         if cmd == proto.BALANCE:
             bits = bytearray(8)
             for cell in m.balancing_cells:
