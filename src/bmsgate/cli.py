@@ -16,7 +16,7 @@ from bmsgate_common.logs import setup_logging
 from bmsgate_common.service import until_signal
 from bmsgate_common.settings import ConfigError, load_settings
 
-SERVICES = {"reader": "bmsgate_reader.__main__", "api": "bmsgate_api.__main__"}
+from .services import SERVICES
 
 
 def _fail(command: str, message: str, code: int = 2) -> int:
@@ -116,7 +116,7 @@ def cmd_service(args: argparse.Namespace, rest: list[str]) -> int:
     """Run one service as its container does."""
     import importlib
 
-    module = importlib.import_module(SERVICES[args.command])
+    module = importlib.import_module(f"{SERVICES[args.command].module}.__main__")
     return int(module.main(rest))
 
 

@@ -24,6 +24,7 @@ from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 
 from .broker import PrivateBroker, wait_for_port
+from .services import SERVICES
 
 log = logging.getLogger("bmsgate.run")
 
@@ -115,11 +116,15 @@ async def supervise(cfg: Settings, *, simulate: str | None = None, print_url: bo
         write_private(config_file, yaml.safe_dump(runtime_config(cfg), sort_keys=False))
         py = sys.executable
         conf = ["--config", str(config_file)]
-        children = [
-            Child(f"reader-{i}", [py, "-m", "bmsgate_reader", *conf, "--bus", str(i)])
-            for i in range(len(cfg.buses))
-        ]
-        children.append(Child("api", [py, "-m", "bmsgate_api", *conf]))
+        children = []
+        for name, service in SERVICES.items():
+            if service.per_bus:
+                children += [
+                    Child(f"{name}-{i}", [py, "-m", service.module, *conf, "--bus", str(i)])
+                    for i in range(len(cfg.buses))
+                ]
+            else:
+                children.append(Child(name, [py, "-m", service.module, *conf]))
         for child in children:
             await child.start()
         host = "127.0.0.1" if cfg.api.host in ("0.0.0.0", "::") else cfg.api.host
