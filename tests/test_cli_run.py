@@ -92,3 +92,29 @@ def test_service_subcommands_run_the_container_entry_points(tmp_path: Path) -> N
         )  # fmt: skip
         assert done.returncode == 2
         assert done.stderr.startswith(f"bmsgate {service}: config file ")
+
+
+@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    http = free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bmsgate.cli",
+            "run",
+            "--http-port",
+            str(http),
+            "--data-dir",
+            str(data),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")
+    assert len(processes_using(str(data))) == 4
+    proc.kill()  # SIGKILL: no chance to clean up
+    proc.wait()
+    wait_until(lambda: processes_using(str(data)) == [], timeout=15)

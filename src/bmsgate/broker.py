@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from .proc import die_with_parent
 
 INSTALL_HINT = "install it with: sudo apt-get install mosquitto (or set mqtt.host to a broker)"
 
@@ -54,10 +57,17 @@ class PrivateBroker:
             "max_queued_messages 0\n"  # the default 1000 drops QoS 1 messages for slow readers
             "log_dest stderr\n"
             "log_type error\nlog_type warning\n"
+            # stay the user we are: mosquitto started as root would switch to user "mosquitto",
+            # which clears the parent-death signal and could leave it running after a crash
+            f"user {getpass.getuser()}\n"
         )
         log = (self.workdir / "mosquitto.log").open("ab")
         self.process = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=log, stderr=log, start_new_session=True
+            [exe, "-c", str(conf)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         if not wait_for_port("127.0.0.1", self.port):
             self.stop()

@@ -93,7 +93,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         clock = asyncio.create_task(bus.run_time(speed=args.speed))
         try:
             if args.pty:
-                async with PtyServer(bus) as pty:
+                async with PtyServer(bus, link=args.link) as pty:
                     print(pty.port, flush=True)
                     await asyncio.Event().wait()
             else:
@@ -110,6 +110,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(until_signal(serve()))
     return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    """Probe a serial port for every protocol and print what answers."""
+    from .scan import command
+
+    return command(args)
 
 
 def cmd_service(args: argparse.Namespace, rest: list[str]) -> int:
@@ -151,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     where = sim.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", help="tcp://HOST:PORT")
     where.add_argument("--pty", action="store_true", help="print the pty path to open")
+    sim.add_argument("--link", help="with --pty: a symlink to the pty, removed on exit")
+
+    from .scan import add_arguments as scan_arguments
+
+    scan_arguments(sub.add_parser("scan", help="find which BMS answer on a serial port"))
 
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} service (as its container does)", add_help=False)
@@ -164,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SERVICES:
         return cmd_service(argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "decode": cmd_decode, "simulate": cmd_simulate}
+    handlers = {"run": cmd_run, "decode": cmd_decode, "simulate": cmd_simulate, "scan": cmd_scan}
     return handlers[args.command](args)
 
 

@@ -24,6 +24,7 @@ from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 
 from .broker import PrivateBroker, wait_for_port
+from .proc import die_with_parent
 from .services import SERVICES
 
 log = logging.getLogger("bmsgate.run")
@@ -45,7 +46,9 @@ class Child:
     async def start(self) -> None:
         """Start the process; its output goes to ours."""
         # own session: Ctrl-C reaches only the supervisor, which stops the children in order
-        self.process = await asyncio.create_subprocess_exec(*self.argv, start_new_session=True)
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv, start_new_session=True, preexec_fn=die_with_parent
+        )
         self.started = time.monotonic()
         log.debug("started %s (pid %d)", self.name, self.process.pid)
 
@@ -101,7 +104,8 @@ async def supervise(cfg: Settings, *, simulate: str | None = None, print_url: bo
         if simulate or not cfg.buses:
             protocol = simulate or "daly_classic"
             bus = make_bus(protocol)
-            sim = PtyServer(bus)
+            runtime.mkdir(parents=True, exist_ok=True)
+            sim = PtyServer(bus, link=runtime / "ttySIM0")
             await sim.__aenter__()
             sim_clock = asyncio.create_task(bus.run_time(speed=1.0))
             sim_bus = BusSettings(

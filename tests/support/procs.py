@@ -96,12 +96,23 @@ def start_simulator(workdir: Path, protocol: str = "daly_classic", *extra: str) 
     """``bmsgate simulate --pty`` as a process; returns it and the pty path to open."""
     proc = Proc(
         f"sim-{protocol}",
-        [sys.executable, "-m", "bmsgate.cli", "simulate", "--protocol", protocol, "--pty", *extra],
+        [
+            sys.executable,
+            "-m",
+            "bmsgate.cli",
+            "simulate",
+            "--protocol",
+            protocol,
+            "--pty",
+            "--link",
+            str(workdir / f"tty-{protocol}"),
+            *extra,
+        ],
         workdir,
     )
     assert proc.process.stdout is not None
     line = proc.process.stdout.readline().decode().strip()
-    if not line.startswith("/dev/"):
+    if not line.startswith(str(workdir)):
         proc.stop()
         raise RuntimeError(f"simulator did not start: {proc.log()}")
     return proc, line

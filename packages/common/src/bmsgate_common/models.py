@@ -54,6 +54,14 @@ class PackState(_Message):
     discharge_mos: bool | None = Field(default=None, description="discharge MOSFET on")
     balancing: bool | None = Field(default=None, description="balancer active")
     balancing_cells: list[int] = Field(default_factory=list, description="cells balancing, 1-based")
+    energy_in: float | None = Field(
+        default=None, ge=0, description="energy charged since the counter started [kWh]"
+    )
+    energy_out: float | None = Field(
+        default=None, ge=0, description="energy discharged since the counter started [kWh]"
+    )
+    charge_in: float | None = Field(default=None, ge=0, description="charge charged [Ah]")
+    charge_out: float | None = Field(default=None, ge=0, description="charge discharged [Ah]")
     alarms: list[str] = Field(default_factory=list, description="active alarm codes")
     extras: dict[str, Extra] = Field(
         default_factory=dict, description="protocol-specific values, named by the protocol module"

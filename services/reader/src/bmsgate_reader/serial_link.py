@@ -50,6 +50,7 @@ class SerialLink:
         self._transport: asyncio.Transport | None = None
         self._rx = bytearray()
         self._arrived = asyncio.Event()
+        self._closed = asyncio.Event()
         self.junk = 0  # bytes dropped that belonged to no frame
         self.echoes = 0
 
@@ -70,6 +71,7 @@ class SerialLink:
         except (OSError, serial.SerialException, ValueError) as err:
             raise LinkDown(f"cannot open serial port {self.port}: {err}") from err
         self._transport = transport
+        self._closed.clear()
         log.info("opened %s at %d baud", self.port, self.baudrate)
 
     def _on_lost(self, exc: Exception | None) -> None:
@@ -77,13 +79,18 @@ class SerialLink:
             log.warning("lost serial port %s%s", self.port, f": {exc}" if exc else "")
         self._transport = None
         self._arrived.set()
+        self._closed.set()
 
     async def close(self) -> None:
-        """Close the port."""
+        """Close the port and wait until it is really closed.
+
+        pyserial closes in an executor; a descriptor closed late could by then be another port's.
+        """
         if self._transport is not None:
             transport, self._transport = self._transport, None
             transport.close()
-            await asyncio.sleep(0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), 2.0)
 
     async def _wait(self, until: float) -> bool:
         """Wait for bytes until the monotonic deadline; False on timeout."""

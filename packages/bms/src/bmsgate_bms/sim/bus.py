@@ -144,13 +144,24 @@ class _Writer(Protocol):
 
 
 class PtyServer:
-    """Serves a SimBus on a pseudo-terminal; ``port`` is the path a reader opens."""
+    """Serves a SimBus on a pseudo-terminal; ``port`` is the path a reader opens.
 
-    def __init__(self, bus: SimBus) -> None:
+    With ``link``, the port is a symlink of that name, removed on close: /dev/pts numbers are
+    reused at once, and a reader still retrying a vanished number would otherwise open
+    whatever pty gets it next.
+    """
+
+    def __init__(self, bus: SimBus, link: str | os.PathLike[str] | None = None) -> None:
         self.bus = bus
         self._master, self._slave = os.openpty()
         tty.setraw(self._master)
-        self.port = os.ttyname(self._slave)
+        self.device = os.ttyname(self._slave)
+        self._link = os.fspath(link) if link is not None else None
+        if self._link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._link)
+            os.symlink(self.device, self._link)
+        self.port = self._link or self.device
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _write(self, data: bytes) -> None:
@@ -181,6 +192,9 @@ class PtyServer:
             asyncio.get_running_loop().remove_reader(self._master)
         for task in self._tasks:
             task.cancel()
+        if self._link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._link)
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -1,0 +1,1 @@
+"""bmsgate history: InfluxDB writer, the SQLite archive behind charts and CSV, battery health."""

@@ -1,0 +1,1 @@
+"""bmsgate publisher: dongle-compatible MQTT, Home Assistant discovery, external brokers, banks."""
