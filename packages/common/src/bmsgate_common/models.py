@@ -7,7 +7,7 @@ changes only by adding optional fields; a breaking change bumps ``v``.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -148,6 +148,25 @@ class CommandResult(_Message):
     value: bool | float | None = Field(default=None, description="the value read back")
     error: str | None = None
     ts: AwareDatetime
+
+
+class DailyStats(_Message):
+    """A pack's day so far (local day of the configured time zone), retained on ``.../daily``.
+
+    Feeds the dongle's daily MQTT packet (SCM, MIC, MAC, RCP) and Modbus registers 40-44.
+    """
+
+    v: Literal[1] = 1
+    pack: PackId
+    day: date = Field(description="the local calendar day these figures belong to")
+    ts: AwareDatetime = Field(description="when the figures were last updated (UTC)")
+    max_soc: float | None = Field(default=None, ge=0, le=100, description="highest SOC today [%]")
+    max_soc_at: AwareDatetime | None = Field(default=None, description="when max_soc was reached")
+    min_cell_voltage: float | None = Field(default=None, description="lowest cell today [V]")
+    max_cell_voltage: float | None = Field(default=None, description="highest cell today [V]")
+    remaining_capacity: float | None = Field(default=None, description="latest residual [Ah]")
+    energy_in: float | None = Field(default=None, ge=0, description="charged today [kWh]")
+    energy_out: float | None = Field(default=None, ge=0, description="discharged today [kWh]")
 
 
 class ServiceStatus(_Message):

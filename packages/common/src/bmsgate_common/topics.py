@@ -15,6 +15,7 @@ from .models import (
     Availability,
     Command,
     CommandResult,
+    DailyStats,
     PackState,
     ServiceStatus,
 )
@@ -37,6 +38,7 @@ TOPICS: Final[dict[str, TopicSpec]] = {
     "alarm": TopicSpec("bms/+/alarm", AlarmEvent, retained=False, qos=1),
     "command": TopicSpec("bms/+/set", Command, retained=False, qos=1),
     "result": TopicSpec("bms/+/result", CommandResult, retained=False, qos=1),
+    "daily": TopicSpec("bms/+/daily", DailyStats, retained=True, qos=1),
     "service_status": TopicSpec("service/+/status", ServiceStatus, retained=True, qos=1),
 }
 
