@@ -1,0 +1,96 @@
+"""``bmsgate decode`` as a user runs it (a subprocess): real captured frames in, one JSON object out."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+VECTORS = Path(__file__).parents[1] / "packages" / "bms" / "tests" / "vectors"
+
+# protocol -> (vector file, vector id): one captured answer each, verified against its source
+CASES = {
+    "daly_classic": ("daly_classic", "daly_0x90_mpp_test_53v2"),
+    "daly_new": ("daly_new", "daly_new_d2_status62_aiobmsble_4s"),
+    "jk_uart": ("jk_uart", "jk_resp_16s_b1a24s15p_opendtu_1"),
+    "jk_pb": ("jk_pb_modbus", "jkpb_resp_type02_status_pb2a16s15p_8s"),
+}
+# vector key -> pack-state name the decoder must use
+PACK_STATE_NAMES = {
+    "total_voltage_V": "pack_voltage",
+    "current_A": "current",
+    "soc_pct": "soc",
+    "cells_V": "cell_voltages",
+    "cell_count": "cell_count",
+    "cycles": "cycles",
+}
+
+
+def _vector(protocol: str) -> dict[str, Any]:
+    name, vector_id = CASES[protocol]
+    vectors = json.loads((VECTORS / f"{name}.json").read_text())
+    return next(v for v in vectors if v["id"] == vector_id)
+
+
+def _frame(protocol: str) -> bytes:
+    return bytes.fromhex(_vector(protocol)["hex"].replace(" ", ""))
+
+
+def _decode(protocol: str, *hex_args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bmsgate.cli", "decode", "--protocol", protocol, *hex_args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("protocol", sorted(CASES))
+def test_decode_prints_one_json_object_with_pack_state_names(protocol: str) -> None:
+    frame = _frame(protocol)
+    spaced = frame.hex(" ")  # the form a capture is usually pasted in
+    result = _decode(protocol, spaced)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    decoded = json.loads(lines[0])
+    expected = _vector(protocol)["expected"]
+    compared = 0
+    for key, name in PACK_STATE_NAMES.items():
+        if key in expected:
+            assert decoded[name] == pytest.approx(expected[key]), name
+            compared += 1
+    assert compared >= 3
+    assert {"pack_voltage", "current", "soc"} <= decoded.keys()
+
+
+@pytest.mark.parametrize("protocol", sorted(CASES))
+def test_bad_checksum_is_one_line_naming_it(protocol: str) -> None:
+    frame = bytearray(_frame(protocol))
+    # the checksum byte: the last one, except that a JK-PB answer ends with the FC 0x10 ACK
+    # after the 300-byte 55 AA frame whose byte 299 is its sum
+    frame[299 if protocol == "jk_pb" else -1] ^= 0x01
+    result = _decode(protocol, frame.hex())
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"bmsgate decode: invalid {protocol} frame: ")
+    assert re.search(r"checksum|CRC|sum", lines[0])
+
+
+@pytest.mark.parametrize("text", ["a5 01 zz", "a5 0"])
+def test_bad_hex_is_one_line(text: str) -> None:
+    result = _decode("daly_classic", text)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "not a hex string" in lines[0]
+    assert "Traceback" not in result.stderr
