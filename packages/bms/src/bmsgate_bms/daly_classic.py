@@ -333,6 +333,9 @@ class DalyClassicDriver:
             raise ValueError(f"DALY board address must be 1..192, not {address}")
         self._link = link
         self.address = address
+        # frames this board sends for 0x95/0x96, learnt on the first poll: most send ceil(n/3)
+        # (ceil(n/7)), some always 16 (3); knowing it spares waiting for frames that never come
+        self._frames: dict[int, int] = {}
 
     async def _ask(
         self, cmd: int, count: int = 1, max_count: int | None = None, data: bytes = bytes(8)
@@ -351,10 +354,23 @@ class DalyClassicDriver:
             frames += await self._ask(cmd)
         status = decode_frames(frames[2:3])
         cells, temps = int(status["cell_count"]), int(status["temperature_count"])
-        frames += await self._ask(CELLS, max(1, math.ceil(cells / 3)), MAX_CELL_FRAMES)
+        frames += await self._ask_multi(CELLS, max(1, math.ceil(cells / 3)), MAX_CELL_FRAMES)
         if temps:
-            frames += await self._ask(TEMPS, math.ceil(temps / 7), MAX_TEMP_FRAMES)
+            frames += await self._ask_multi(TEMPS, math.ceil(temps / 7), MAX_TEMP_FRAMES)
         return to_reading(decode_frames(frames))
+
+    async def _ask_multi(self, cmd: int, needed: int, most: int) -> list[bytes]:
+        """A multi-frame answer: wait for extra frames only until the board's habit is known."""
+        known = self._frames.get(cmd)
+        if known is not None and known >= needed:
+            return await self._ask(cmd, known, known)
+        frames = await self._ask(cmd, needed, most)
+        self._frames[cmd] = len(frames)
+        return frames
+
+    async def reset(self) -> None:
+        """Restart the BMS (0x00); it answers again once it is back (see the reader's read-back)."""
+        await self._link.exchange(request(RESET, self.address), framer)
 
     async def set_mos(self, charge: bool, on: bool) -> bool:
         """Switch the charge or discharge MOSFET; return the state read back with 0x93."""

@@ -150,6 +150,7 @@ class Backbone:
         while True:
             try:
                 await self.broker.start()
+                self.connected = True
                 break
             except (MQTTError, OSError) as err:
                 log.warning("backbone %s not reachable (%s); retrying", broker_url(self.cfg), err)

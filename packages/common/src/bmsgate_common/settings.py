@@ -76,6 +76,10 @@ class BusSettings(_Section):
     offline_after: int = Field(default=3, ge=1, description="missed polls before a pack is offline")
     timeout: float = Field(default=0.5, gt=0, description="[s] to wait for an answer")
     retries: int = Field(default=1, ge=0, description="retries of a failed request within a poll")
+    variant: Literal["81", "d2"] | None = Field(
+        default=None,
+        description="daly_new only: '81' for H/K/M/S and 100 Balance boards (default), 'd2'",
+    )
     packs: list[PackSettings] = Field(min_length=1)
 
     @property
@@ -88,7 +92,13 @@ class BusSettings(_Section):
         addresses = [p.address for p in self.packs]
         if len(set(addresses)) != len(addresses):
             raise ValueError("two packs on one bus share an address")
+        if self.variant is not None and self.protocol != "daly_new":
+            raise ValueError("variant applies to protocol daly_new only")
         return self
+
+    def driver_options(self) -> dict[str, str]:
+        """Protocol-specific keyword arguments for the driver."""
+        return {"variant": self.variant} if self.variant else {}
 
 
 class ApiSettings(_Section):
@@ -101,17 +111,255 @@ class ApiSettings(_Section):
     )
 
 
-class ModbusSettings(_Section):
-    """The Modbus TCP server (the dongle's register map)."""
+class ModbusPushValue(_Section):
+    """One value a push target gets: which quantity of which pack, into which register, how."""
 
+    pack: PackId = Field(description="a pack or bank id")
+    value: str = Field(description="a quantity of docs/modbus.md, e.g. soc, pack_voltage, cell_3")
+    address: int = Field(ge=0, le=65535, description="first register (0-based, as on the wire)")
+    type: Literal["u16", "s16", "u32", "s32", "float32"] = "u16"
+    scale: float = Field(default=1.0, description="register = value x scale, e.g. 100 for 10 mV")
+    word_order: Literal["big", "little"] = Field(
+        default="big", description="32-bit types: big = high word first (ABCD), little = CDAB"
+    )
+
+
+class ModbusPushTarget(_Section):
+    """Another Modbus TCP server that bmsgate writes values into (function 16)."""
+
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit: int = Field(default=1, ge=0, le=255, description="the remote unit (device) id")
+    interval: float = Field(default=0.0, ge=0, description="[s] between writes; 0 = every state")
+    timeout: float = Field(default=1.0, gt=0, description="[s] per connect or write")
+    values: list[ModbusPushValue] = Field(min_length=1)
+
+
+class ModbusDisplaySettings(_Section):
+    """What the colour displays read from registers 53-57 (docs/modbus.md)."""
+
+    dashboards: int | None = Field(
+        default=None, ge=1, le=15, description="dashboards to roll through; the unit count if unset"
+    )
+    auto_rolling: bool = True
+    auto_brightness: bool = False
+    brightness_max: int = Field(default=100, ge=0, le=255)
+    brightness_avg: int = Field(default=50, ge=0, le=255)
+    brightness_min: int = Field(default=10, ge=0, le=255)
+    rolling_seconds: int = Field(default=10, ge=0, le=255, description="[s] per dashboard")
+    seconds_at_max: int = Field(default=60, ge=0, le=4095, description="[s] before dimming to avg")
+    seconds_at_avg: int = Field(default=300, ge=0, le=4095, description="[s] before dimming to min")
+
+
+class ModbusSettings(_Section):
+    """The Modbus TCP server (the dongle's register map) and the push client (docs/modbus.md)."""
+
+    enabled: bool = Field(default=True, description="serve the register map")
     host: str = "0.0.0.0"
     port: int = Field(default=502, ge=1, le=65535)
+    units: dict[int, PackId] = Field(
+        default_factory=dict,
+        description="unit id -> pack or bank id; unit 0 answers every unlisted id. Unset: "
+        "packs in config order from unit 1, then banks",
+    )
+    float_word_order: Literal["little", "big"] = Field(
+        default="little", description="little = low word first (CDAB, the dongle's); big = ABCD"
+    )
+    temperature_unit: Literal["C", "F"] = "C"
+    stale_after: float = Field(
+        default=60.0, gt=0, description="[s] a pack with no newer state raises the failure flag"
+    )
+    display: ModbusDisplaySettings = ModbusDisplaySettings()
+    push: list[ModbusPushTarget] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unit_ids(self) -> ModbusSettings:
+        bad = [u for u in self.units if not 0 <= u <= 255]
+        if bad:
+            raise ValueError(f"modbus unit ids are 0..255, not {bad[0]}")
+        return self
 
 
 class ControlSettings(_Section):
     """Changing a BMS (MOS switches, SOC): off until enabled."""
 
     enabled: bool = Field(default=False, description="accept commands on <base>/bms/<pack>/set")
+
+
+TARGET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+TOPIC_PATTERN = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"  # no wildcards, no empty levels
+DongleField = Literal[
+    "cells",
+    "soc",
+    "power",
+    "voltage",
+    "current",
+    "delta",
+    "average",
+    "temperature",
+    "alarms",
+    "mos",
+]
+DONGLE_FIELDS: tuple[DongleField, ...] = (
+    "cells", "soc", "power", "voltage", "current", "delta", "average", "temperature", "alarms", "mos"
+)  # fmt: skip
+
+
+class DongleSettings(_Section):
+    """The SmartBMS dongle's packets (main, status, daily) on a target (docs/publisher.md)."""
+
+    enabled: bool = True
+    style: Literal["type1", "type2"] = Field(
+        default="type2", description="type2: cells under 'bat'; type1: flat 'b0'..'bN' keys"
+    )
+    fields: list[DongleField] = Field(
+        default_factory=lambda: list(DONGLE_FIELDS), description="values in the main packet"
+    )
+    main_topic: str = Field(default="{prefix}/{pack}", description="placeholders {prefix} {pack}")
+    status_topic: str = "{prefix}/{pack}/status"
+    daily_topic: str = "{prefix}/{pack}/daily"
+    mos_topic: str = Field(
+        default="{prefix}/{pack}/mos/set", description='MOS commands, e.g. {"CMS":0}'
+    )
+
+
+class HomeAssistantSettings(_Section):
+    """Home Assistant MQTT discovery on a target."""
+
+    enabled: bool = False
+    discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PATTERN)
+    birth_delay: float = Field(
+        default=3.0, ge=0, description="[s] wait after HA's birth message before re-announcing"
+    )
+
+
+class OpenHaspSettings(_Section):
+    """Push one pack's values into an openHASP plate's objects."""
+
+    plate: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="the plate's MQTT node name")
+    pack: PackId
+    objects: dict[str, str] = Field(
+        description="'p1b2.val' -> a format template over the flat values, e.g. '{soc:.0f}'"
+    )
+
+
+class TargetSettings(_Section):
+    """One MQTT broker the publisher writes to (HiveMQ Cloud, the HA Mosquitto, ...)."""
+
+    name: str = Field(pattern=TARGET_NAME_PATTERN, description="names the target in logs")
+    host: str | None = Field(default=None, description="the backbone broker when unset")
+    port: int | None = Field(default=None, ge=1, le=65535, description="8883 with TLS, else 1883")
+    tls: bool = False
+    ca_file: Path | None = Field(default=None, description="CA bundle; the system's when unset")
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+    topic_prefix: str = Field(default="bmsgate", pattern=TOPIC_PATTERN)
+    interval: float = Field(default=5.0, ge=1, description="[s] between packets per pack")
+    qos: Literal[0, 1, 2] = Field(default=0, description="of value packets")
+    retain: bool = Field(default=True, description="keep value packets on the broker")
+    packs: list[PackId] | None = Field(default=None, description="which packs; all when unset")
+    dongle: DongleSettings = DongleSettings()
+    flat: bool = Field(default=False, description="one topic per value: <prefix>/<pack>/soc")
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
+    openhasp: list[OpenHaspSettings] = Field(default_factory=list)
+
+
+class PublisherSettings(_Section):
+    """Where pack data goes besides the backbone."""
+
+    targets: list[TargetSettings] = Field(default_factory=list)
+    stale_after: float = Field(
+        default=60.0, gt=0, description="[s] a pack with no newer state counts as offline"
+    )
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> PublisherSettings:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("two targets share a name")
+        return self
+
+
+class BankSettings(_Section):
+    """Packs in parallel shown as one more pack (capacity-weighted SOC, summed current)."""
+
+    id: PackId
+    name: str | None = Field(default=None, description="display name; the id when unset")
+    packs: list[PackId] = Field(min_length=2, description="member pack ids")
+
+
+class InfluxSettings(_Section):
+    """Every pack state as points for Grafana, over the InfluxDB v2 write API (docs/history.md)."""
+
+    enabled: bool = False
+    url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://\S+$")
+    token: SecretStr | None = Field(default=None, description="API token; never logged")
+    org: str = "bmsgate"
+    bucket: str = "bmsgate"
+    measurement: str = Field(default="bms", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    batch_size: int = Field(default=500, ge=1, le=50_000, description="points per write")
+    flush_interval: float = Field(default=5.0, gt=0, description="[s] longest a point waits")
+    timeout: float = Field(default=10.0, gt=0, description="[s] per write request")
+    buffer_points: int = Field(
+        default=1_000_000, ge=1, description="on-disk buffer bound while the server is away"
+    )
+
+
+class ArchiveSettings(_Section):
+    """The built-in SQLite archive under data_dir (docs/history.md: retention, fsync policy)."""
+
+    enabled: bool = True
+    raw_days: float = Field(default=30, gt=0, description="[d] full resolution kept")
+    minute_days: float = Field(default=190, gt=0, description="[d] 1-minute min/avg/max kept")
+    quarter_days: float = Field(default=1830, gt=0, description="[d] 15-minute min/avg/max kept")
+    commit_interval: float = Field(
+        default=2.0, gt=0, le=60, description="[s] most a power cut can lose"
+    )
+    synchronous: Literal["full", "normal"] = Field(
+        default="full", description="full: fsync the WAL at every commit"
+    )
+
+
+class HealthSettings(_Section):
+    """Thresholds of the battery-health rules (docs/history.md)."""
+
+    enabled: bool = True
+    load_current: float = Field(default=0.1, gt=0, description="[C] |I| that counts as load")
+    weak_mv: float = Field(default=30.0, gt=0, description="[mV] lead over the pack average")
+    weak_days: int = Field(default=2, ge=1, description="days with evidence, of the last 7")
+    band_mv: float = Field(default=30.0, gt=0, description="[mV] out of band while balancing")
+    band_minutes: float = Field(default=60.0, gt=0, description="[min] per day out of band")
+    growth_days: int = Field(default=4, ge=3, description="days the delta must keep growing")
+    growth_mv: float = Field(default=10.0, gt=0, description="[mV] total growth over them")
+    full_cell: float = Field(default=3.45, description="[V] a cell at or above: the pack is full")
+    empty_cell: float = Field(default=2.90, description="[V] a cell at or below: it is empty")
+    fade_percent: float = Field(default=3.0, gt=0, description="[%] capacity lost to report")
+
+
+class HistorySettings(_Section):
+    """The history service: archive, InfluxDB, daily statistics, battery health."""
+
+    archive: ArchiveSettings = ArchiveSettings()
+    influx: InfluxSettings = InfluxSettings()
+    health: HealthSettings = HealthSettings()
+    timezone: str | None = Field(
+        default=None, description="IANA name for the local day, e.g. Europe/Berlin; the machine's"
+    )
+    max_gap: float = Field(
+        default=120.0, gt=0, description="[s] samples further apart are a gap, never joined"
+    )
+
+    @model_validator(mode="after")
+    def _known_zone(self) -> HistorySettings:
+        if self.timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
 
 
 class Settings(_Section):
@@ -122,6 +370,9 @@ class Settings(_Section):
     api: ApiSettings = ApiSettings()
     modbus: ModbusSettings = ModbusSettings()
     control: ControlSettings = ControlSettings()
+    publisher: PublisherSettings = PublisherSettings()
+    banks: list[BankSettings] = Field(default_factory=list)
+    history: HistorySettings = HistorySettings()
     data_dir: Path = Field(default=Path("data"), description="where services keep their files")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -133,6 +384,13 @@ class Settings(_Section):
                 if pack.id in seen:
                     raise ValueError(f"pack id {pack.id!r} is used twice")
                 seen.add(pack.id)
+        for bank in self.banks:
+            if bank.id in seen:
+                raise ValueError(f"bank id {bank.id!r} is already a pack or bank id")
+            unknown = sorted(set(bank.packs) - {p.id for b in self.buses for p in b.packs})
+            if unknown:
+                raise ValueError(f"bank {bank.id!r} names unknown packs: {', '.join(unknown)}")
+            seen.add(bank.id)
         return self
 
 

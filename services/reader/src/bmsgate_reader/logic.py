@@ -49,6 +49,50 @@ def to_state(
 
 
 @dataclass
+class EnergyCounter:
+    """kWh and Ah charged and discharged, integrated from the pack's V and A between polls.
+
+    A gap longer than ``max_gap`` (the pack was offline, the reader stopped) is not integrated:
+    nothing is known about what flowed then, and inventing it would be worse than a gap.
+    """
+
+    energy_in: float = 0.0  # [kWh]
+    energy_out: float = 0.0  # [kWh]
+    charge_in: float = 0.0  # [Ah]
+    charge_out: float = 0.0  # [Ah]
+    last_ts: datetime | None = None
+    last_power: float = 0.0  # [W]
+    last_current: float = 0.0  # [A]
+    max_gap: float = 60.0  # [s]
+
+    def add(self, ts: datetime, power: float, current: float) -> None:
+        """Integrate from the previous sample to this one (trapezoid rule)."""
+        if self.last_ts is not None:
+            dt = (ts - self.last_ts).total_seconds()
+            if 0 < dt <= self.max_gap:
+                watt_hours = (self.last_power + power) / 2 * dt / 3600
+                amp_hours = (self.last_current + current) / 2 * dt / 3600
+                if watt_hours >= 0:
+                    self.energy_in += watt_hours / 1000
+                else:
+                    self.energy_out -= watt_hours / 1000
+                if amp_hours >= 0:
+                    self.charge_in += amp_hours
+                else:
+                    self.charge_out -= amp_hours
+        self.last_ts, self.last_power, self.last_current = ts, power, current
+
+    def totals(self) -> dict[str, float]:
+        """The counters as pack-state fields, rounded to what the values can claim."""
+        return {
+            "energy_in": round(self.energy_in, 4),
+            "energy_out": round(self.energy_out, 4),
+            "charge_in": round(self.charge_in, 3),
+            "charge_out": round(self.charge_out, 3),
+        }
+
+
+@dataclass
 class PackTracker:
     """Counts missed polls of one pack and says when its availability changes."""
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
+from pathlib import Path
 
 import serial
 import serial_asyncio_fast
@@ -19,6 +21,21 @@ from bmsgate_bms.errors import LinkTimeout
 from bmsgate_bms.link import FrameCollector, Framer
 
 log = logging.getLogger(__name__)
+
+
+BY_ID_DIR = Path("/dev/serial/by-id")  # udev's stable names: adapter serial number and port
+
+
+def by_id_name(device: str, by_id_dir: Path = BY_ID_DIR) -> str | None:
+    """The by-id name whose link points at ``device``, if udev made one."""
+    try:
+        links = list(by_id_dir.iterdir())
+    except OSError:
+        return None
+    for link in links:
+        if os.path.realpath(link) == device:
+            return link.name
+    return None
 
 
 class LinkDown(OSError):
@@ -40,8 +57,17 @@ class _Receiver(asyncio.Protocol):
 class SerialLink:
     """A Link to the BMS on one serial port (``/dev/...`` or ``socket://host:port``)."""
 
-    def __init__(self, port: str, baudrate: int, timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        port: str,
+        baudrate: int,
+        timeout: float = 0.5,
+        by_id_dir: Path = BY_ID_DIR,
+    ) -> None:
         self.port = port
+        self.by_id_dir = by_id_dir
+        self.identity: str | None = None  # the adapter's /dev/serial/by-id name, once seen
+        self.device: str | None = None  # what the port path resolved to when last opened
         self.baudrate = baudrate
         self.timeout = timeout  # [s] of silence before a request counts as unanswered
         # [s] of silence that ends a multi-frame answer: 4 character times plus scheduling slack
@@ -59,20 +85,42 @@ class SerialLink:
         """Whether the port is open right now."""
         return self._transport is not None
 
+    def _target(self) -> str:
+        """The path to open: once the adapter's by-id name is known, only that adapter.
+
+        A USB adapter replugged may come back as another ttyUSB number, and the old number may
+        then belong to a different adapter (another BMS): following the by-id name avoids both.
+        """
+        if self.identity is None:
+            return self.port
+        by_id = self.by_id_dir / self.identity
+        if not by_id.exists():
+            raise LinkDown(
+                f"cannot open serial port {self.port}: adapter {self.identity} is unplugged"
+            )
+        return os.path.realpath(by_id)
+
+    def _remember(self, path: str) -> str:
+        """Note what was opened; the adapter's by-id name the first time. Returns a log note."""
+        self.device = os.path.realpath(path)
+        self.identity = self.identity or by_id_name(self.device, self.by_id_dir)
+        return "" if self.device == os.path.realpath(self.port) else f" (adapter now {path})"
+
     async def open(self) -> None:
         """Open the port; LinkDown names the port and the reason."""
+        path = self._target()
         try:
             transport, _ = await serial_asyncio_fast.create_serial_connection(
                 asyncio.get_running_loop(),
                 lambda: _Receiver(self),
-                self.port,
+                path,
                 baudrate=self.baudrate,
             )
         except (OSError, serial.SerialException, ValueError) as err:
             raise LinkDown(f"cannot open serial port {self.port}: {err}") from err
         self._transport = transport
         self._closed.clear()
-        log.info("opened %s at %d baud", self.port, self.baudrate)
+        log.info("opened %s%s at %d baud", self.port, self._remember(path), self.baudrate)
 
     def _on_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:

@@ -3,104 +3,151 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Literal
 
 from bmsgate_bms.driver import Driver, UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
+from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
-from bmsgate_common.models import Command, CommandResult, utcnow
+from bmsgate_common.models import Command, CommandResult, PackState, utcnow
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 
-from .logic import PackTracker, to_state
+from .counters import CounterStore
+from .logic import EnergyCounter, PackTracker, to_state
 from .serial_link import LinkDown, SerialLink
 
 log = logging.getLogger(__name__)
 
 POLL_ERRORS = (FrameError, LinkTimeout, LinkDown)
-MAX_BACKOFF = 30.0  # [s] between attempts to reopen a missing port
+BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing port
+SAVE_EVERY = 60.0  # [s] between writes of the energy counters
+RESET_WAIT = 10.0  # [s] a reset BMS has to answer again
+
+
+class Pack:
+    """One BMS on the bus: its settings, driver, availability and energy counter."""
+
+    def __init__(
+        self, cfg: PackSettings, driver: Driver, offline_after: int, energy: EnergyCounter
+    ):
+        self.cfg = cfg
+        self.driver = driver
+        self.tracker = PackTracker(cfg.id, offline_after)
+        self.energy = energy
 
 
 class Reader:
     """Polls every pack of one bus and publishes what it reads."""
 
-    def __init__(self, bus: BusSettings, backbone: Backbone, *, control: bool = False) -> None:
+    def __init__(
+        self,
+        bus: BusSettings,
+        backbone: Backbone,
+        *,
+        control: bool = False,
+        counters: CounterStore | None = None,
+    ) -> None:
         self.bus = bus
         self.backbone = backbone
         self.control = control
+        self.counters = counters
         self.link = SerialLink(bus.port, bus.baud, bus.timeout)
         module = protocol(bus.protocol)
-        self.drivers: dict[str, tuple[PackSettings, Driver]] = {
-            p.id: (p, module.Driver(self.link, p.address)) for p in bus.packs
+        self.packs: dict[str, Pack] = {
+            p.id: Pack(
+                p,
+                module.Driver(self.link, p.address, **bus.driver_options()),
+                bus.offline_after,
+                counters.load(p.id) if counters else EnergyCounter(),
+            )
+            for p in bus.packs
         }
-        self.trackers = {p.id: PackTracker(p.id, bus.offline_after) for p in bus.packs}
         self.polls = 0
         self.failures = 0
         self._backoff = 0.0
+        self._saved = time.monotonic()
 
-    def counters(self) -> dict[str, int | float | str | bool | None]:
+    def counters_detail(self) -> dict[str, int | float | str | bool | None]:
         """Health figures for the service status."""
         return {
             "port": self.bus.port,
+            "device": self.link.device,
             "polls": self.polls,
             "failures": self.failures,
             "junk_bytes": self.link.junk,
             "port_open": self.link.is_open,
         }
 
-    async def _read(self, driver: Driver) -> object:
-        last: Exception | None = None
-        for _ in range(self.bus.retries + 1):
+    async def _read(self, driver: Driver) -> BmsReading:
+        """One snapshot, retried ``bus.retries`` times on a bad or missing answer."""
+        for attempt in range(self.bus.retries + 1):
             try:
                 return await driver.read()
-            except POLL_ERRORS as err:
-                last = err
-                if isinstance(err, LinkDown):
-                    break
-        assert last is not None
-        raise last
+            except (FrameError, LinkTimeout):
+                if attempt == self.bus.retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def poll_pack(self, pack: Pack) -> PackState | None:
+        """Read one pack and publish its state, availability change and alarm events."""
+        self.polls += 1
+        try:
+            reading = await self._read(pack.driver)
+        except POLL_ERRORS as err:
+            self.failures += 1
+            if isinstance(err, LinkDown):
+                await self._port_down(err)
+            else:
+                log.debug("%s: no valid answer: %s", pack.cfg.id, err)
+            change = pack.tracker.missed(utcnow(), _reason(err))
+            if change:
+                log.warning("%s is offline: %s", pack.cfg.id, change.reason)
+                await self.backbone.publish("availability", pack.cfg.id, change)
+            return None
+        self._backoff = 0.0
+        now = utcnow()
+        state = to_state(reading, pack.cfg, self.bus.protocol, now)
+        pack.energy.add(now, state.power, state.current)
+        state = state.model_copy(update=pack.energy.totals())
+        await self.backbone.publish("state", pack.cfg.id, state)
+        change = pack.tracker.seen(state.ts)
+        if change:
+            log.info("%s is online", pack.cfg.id)
+            await self.backbone.publish("availability", pack.cfg.id, change)
+        for event in pack.tracker.alarm_changes(state):
+            await self.backbone.publish("alarm", pack.cfg.id, event)
+        return state
 
     async def poll_once(self) -> None:
-        """Read every pack once and publish states, availability changes and alarm events."""
-        for pack, driver in self.drivers.values():
-            tracker = self.trackers[pack.id]
-            self.polls += 1
-            try:
-                reading = await self._read(driver)
-            except POLL_ERRORS as err:
-                self.failures += 1
-                if isinstance(err, LinkDown):
-                    await self._port_down(err)
-                else:
-                    log.debug("%s: no valid answer: %s", pack.id, err)
-                change = tracker.missed(utcnow(), _reason(err))
-                if change:
-                    log.warning("%s is offline: %s", pack.id, change.reason)
-                    await self.backbone.publish("availability", pack.id, change)
-                continue
-            self._backoff = 0.0
-            state = to_state(reading, pack, self.bus.protocol, utcnow())  # type: ignore[arg-type]
-            await self.backbone.publish("state", pack.id, state)
-            change = tracker.seen(state.ts)
-            if change:
-                log.info("%s is online", pack.id)
-                await self.backbone.publish("availability", pack.id, change)
-            for event in tracker.alarm_changes(state):
-                await self.backbone.publish("alarm", pack.id, event)
+        """Read every pack once."""
+        for pack in self.packs.values():
+            await self.poll_pack(pack)
+        if self.counters and time.monotonic() - self._saved >= SAVE_EVERY:
+            self.save_counters()
+
+    def save_counters(self) -> None:
+        """Persist every pack's energy counter."""
+        if self.counters:
+            for pack in self.packs.values():
+                self.counters.save(pack.cfg.id, pack.energy)
+        self._saved = time.monotonic()
 
     async def _port_down(self, err: LinkDown) -> None:
+        """Wait before the next attempt to open the port, longer each time, up to BACKOFF[1]."""
         if self._backoff == 0.0:
-            log.error("%s; retrying with backoff", err)
-        self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
+            log.error("%s; retrying", err)
+        self._backoff = min(BACKOFF[1], max(BACKOFF[0], self._backoff * 2))
         await asyncio.sleep(self._backoff)
 
     async def republish_availability(self) -> None:
         """Send every known availability again (retained values are lost when a broker restarts)."""
-        for pack_id, tracker in self.trackers.items():
-            if tracker.last is not None:
-                await self.backbone.publish("availability", pack_id, tracker.last)
+        for pack in self.packs.values():
+            if pack.tracker.last is not None:
+                await self.backbone.publish("availability", pack.cfg.id, pack.tracker.last)
 
     async def run(self) -> None:
         """Poll forever at the configured interval."""
@@ -117,46 +164,64 @@ class Reader:
             await asyncio.sleep(max(0.0, self.bus.poll_interval - (time.monotonic() - started)))
 
     async def execute(self, pack_id: str, cmd: Command) -> None:
-        """Carry out a command and publish its result: the value read back, or the error."""
-
-        def result(
-            status: Literal["ok", "error"],
-            value: bool | float | None = None,
-            error: str | None = None,
-        ) -> CommandResult:
-            return CommandResult(
-                transaction=cmd.transaction, pack=pack_id, action=cmd.action,
-                status=status, value=value, error=error, ts=utcnow(),
-            )  # fmt: skip
-
-        if pack_id not in self.drivers:
+        """Carry out a command; publish the value read back from the BMS, or why it failed."""
+        pack = self.packs.get(pack_id)
+        if pack is None:
             return  # another reader owns that pack
         if not self.control:
-            await self.backbone.publish(
-                "result", pack_id, result("error", error="control is disabled")
-            )
+            await self._result(pack_id, cmd, "error", error="control is disabled")
             return
-        _, driver = self.drivers[pack_id]
         try:
-            if cmd.action in ("set_charge_mos", "set_discharge_mos"):
-                value: bool | float = await driver.set_mos(
-                    cmd.action == "set_charge_mos", bool(cmd.value)
-                )
-                ok = value == cmd.value
-            elif cmd.action == "set_soc":
-                value = await driver.set_soc(float(cmd.value or 0))
-                ok = abs(value - float(cmd.value or 0)) <= 0.5
-            else:
-                raise UnsupportedCommand("reset is not supported yet")
+            value, confirmed = await self._apply(pack, cmd)
         except (*POLL_ERRORS, UnsupportedCommand) as err:
-            await self.backbone.publish(
-                "result", pack_id, result("error", error=str(err) or type(err).__name__)
-            )
+            await self._result(pack_id, cmd, "error", error=str(err) or type(err).__name__)
             return
-        err_text = None if ok else f"the BMS reports {value} after the command"
-        await self.backbone.publish(
-            "result", pack_id, result("ok" if ok else "error", value, err_text)
-        )
+        log.info("%s: %s %s -> %s", pack_id, cmd.action, cmd.value, value)
+        await self.poll_pack(pack)  # everyone sees the new state at once, not at the next poll
+        if confirmed:
+            await self._result(pack_id, cmd, "ok", value)
+        else:
+            await self._result(pack_id, cmd, "error", value, f"the BMS reports {value} afterwards")
+
+    async def _apply(self, pack: Pack, cmd: Command) -> tuple[bool | float | None, bool]:
+        """Send the command; return the value read back and whether it is what was asked."""
+        driver = pack.driver
+        if cmd.action in ("set_charge_mos", "set_discharge_mos"):
+            on = bool(cmd.value)
+            state = await driver.set_mos(cmd.action == "set_charge_mos", on)
+            return state, state == on
+        if cmd.action == "set_soc":
+            target = float(cmd.value)  # type: ignore[arg-type]  # validated by Command
+            soc = await driver.set_soc(target)
+            return soc, abs(soc - target) <= 0.5  # the BMS stores 0.1 % steps, some round to 1 %
+        reset = getattr(driver, "reset", None)
+        if reset is None:
+            raise UnsupportedCommand(f"{self.bus.protocol} has no reset command")
+        with contextlib.suppress(LinkTimeout):  # a board may restart without answering
+            await reset()
+        deadline = time.monotonic() + RESET_WAIT
+        while True:
+            try:
+                await driver.read()
+                return None, True
+            except (FrameError, LinkTimeout):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def _result(
+        self,
+        pack_id: str,
+        cmd: Command,
+        status: Literal["ok", "error"],
+        value: bool | float | None = None,
+        error: str | None = None,
+    ) -> None:
+        result = CommandResult(
+            transaction=cmd.transaction, pack=pack_id, action=cmd.action,
+            status=status, value=value, error=error, ts=utcnow(),
+        )  # fmt: skip
+        await self.backbone.publish("result", pack_id, result)
 
 
 def _reason(err: Exception) -> str:
@@ -167,21 +232,35 @@ def _reason(err: Exception) -> str:
     return f"bad frame: {err}"
 
 
-async def run_reader(cfg: Settings, bus_index: int = 0) -> None:
-    """Run the reader for bus ``bus_index`` of the settings until cancelled."""
-    bus = cfg.buses[bus_index]
-    reader: Reader | None = None
-    backbone = Backbone(
-        cfg.mqtt, f"reader-{bus_index}", detail=lambda: reader.counters() if reader else {}
-    )
-    reader = Reader(bus, backbone, control=cfg.control.enabled)
+async def serve(reader: Reader) -> None:
+    """Take commands and poll until cancelled; the counters are saved and the port closed after."""
 
     async def on_command(pack_id: str, cmd: Command) -> None:
         await reader.execute(pack_id, cmd)
 
-    backbone.subscribe("command", on_command, retained=False)
-    async with backbone:
+    reader.backbone.subscribe("command", on_command, retained=False)
+    async with reader.backbone:
         try:
             await reader.run()
         finally:
+            reader.save_counters()
             await reader.link.close()
+
+
+async def run_reader(cfg: Settings, bus_index: int = 0) -> None:
+    """Run the reader for bus ``bus_index`` of the settings until cancelled."""
+    holder: list[Reader] = []
+    backbone = Backbone(
+        cfg.mqtt,
+        f"reader-{bus_index}",
+        detail=lambda: holder[0].counters_detail() if holder else {},
+    )
+    holder.append(
+        Reader(
+            cfg.buses[bus_index],
+            backbone,
+            control=cfg.control.enabled,
+            counters=CounterStore(cfg.data_dir / "reader"),
+        )
+    )
+    await serve(holder[0])

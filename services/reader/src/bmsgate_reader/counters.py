@@ -1,0 +1,60 @@
+"""Energy counters on disk, so kWh totals survive restarts.
+
+Home Assistant's Energy dashboard needs ``total_increasing`` values that never fall back to zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+
+from .logic import EnergyCounter
+
+log = logging.getLogger(__name__)
+
+
+class CounterStore:
+    """One JSON file per pack under ``<data_dir>/reader/``, replaced atomically."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, pack: str) -> Path:
+        return self.directory / f"energy-{pack}.json"
+
+    def load(self, pack: str) -> EnergyCounter:
+        """The saved counter, or a new one; a damaged file is reported and set aside."""
+        path = self._path(pack)
+        try:
+            data = json.loads(path.read_text())
+            return EnergyCounter(
+                energy_in=float(data["energy_in"]),
+                energy_out=float(data["energy_out"]),
+                charge_in=float(data["charge_in"]),
+                charge_out=float(data["charge_out"]),
+                last_ts=datetime.fromisoformat(data["last_ts"]) if data.get("last_ts") else None,
+            )
+        except FileNotFoundError:
+            return EnergyCounter()
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            kept = path.with_suffix(".damaged")
+            log.error("energy counter %s unreadable (%s); kept as %s, now 0", path, err, kept)
+            path.replace(kept)
+            return EnergyCounter()
+
+    def save(self, pack: str, counter: EnergyCounter) -> None:
+        """Write the counter: temp file, fsync, rename, so a crash leaves the old or the new one."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(pack)
+        tmp = path.with_suffix(".tmp")
+        body = counter.totals() | {
+            "last_ts": counter.last_ts.isoformat() if counter.last_ts else None
+        }
+        with tmp.open("w") as out:
+            json.dump(body, out)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)

@@ -1,0 +1,243 @@
+"""The reader against simulated boards on real ptys and a real Mosquitto, one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bmsgate_bms.sim import make_bus
+from bmsgate_bms.sim.bus import PtyServer, SimBus
+from bmsgate_common.models import Command, PackState
+from bmsgate_common.mqtt import Backbone
+from bmsgate_common.settings import BusSettings, MqttSettings
+from bmsgate_reader.counters import CounterStore
+from bmsgate_reader.service import Reader, serve
+from tests.support.mqtt import Listener, listen
+from tests.support.procs import Mosquitto
+
+pytestmark = pytest.mark.integration
+BOARDS = {"daly_classic": 3, "daly_new": 3, "jk_uart": 1, "jk_pb": 3}
+
+
+def bus_settings(port: str, protocol: str, boards: int, **over: Any) -> BusSettings:
+    return BusSettings.model_validate(
+        {
+            "port": port,
+            "protocol": protocol,
+            "poll_interval": 0.2,
+            "timeout": 0.3,
+            "offline_after": 2,
+            "packs": [{"id": f"p{n}", "address": n} for n in range(1, boards + 1)],
+        }
+        | over
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(broker: Mosquitto, bus: BusSettings, **kw: Any) -> AsyncIterator[Reader]:
+    backbone = Backbone(MqttSettings(host="127.0.0.1", port=broker.port, heartbeat=2), "reader-0")
+    reader = Reader(bus, backbone, **kw)
+    task = asyncio.create_task(serve(reader))
+    try:
+        yield reader
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def states(seen: Listener, pack: str) -> list[PackState]:
+    return [PackState.model_validate(p) for p in seen.on(f"/bms/{pack}/state")]
+
+
+def availability(seen: Listener, pack: str) -> list[str]:
+    """The pack's availability changes (repeats, e.g. the periodic republish, folded)."""
+    changes: list[str] = []
+    for payload in seen.on(f"/bms/{pack}/availability"):
+        if not changes or changes[-1] != payload["state"]:
+            changes.append(payload["state"])
+    return changes
+
+
+@pytest.mark.parametrize("protocol", sorted(BOARDS))
+async def test_every_board_on_the_bus_is_its_own_pack(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str
+) -> None:
+    boards = BOARDS[protocol]
+    sim = make_bus(protocol, boards=boards)
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, protocol, boards)),
+    ):
+        packs = [f"p{n}" for n in range(1, boards + 1)]
+        await seen.wait_for(lambda s: all(states(s, p) for p in packs), timeout=15)
+        for n, pack in enumerate(packs):
+            state = states(seen, pack)[-1]
+            model = sim.boards[n].model
+            assert state.protocol == protocol and state.cell_count == len(model.cells)
+            assert state.cell_voltages == pytest.approx(model.cell_voltages, abs=0.0015)
+            assert state.soc == pytest.approx(model.soc, abs=1.0)
+            assert availability(seen, pack) == ["online"]
+        retained = [m.retain for m in seen.messages if m.topic.endswith("/state")]
+        assert retained and not any(retained)  # live messages; the broker keeps the last one
+
+
+@pytest.mark.parametrize(
+    ("fault", "publishes"),
+    [("echo", True), ("split", True), ("glued", True), ("slow", False), ("silent", False),
+     ("garbage", False), ("bad_checksum", False), ("sleep", False)],
+)  # fmt: skip
+async def test_faults_never_publish_bad_values_and_recover(
+    tmp_path: Path, mosquitto: Mosquitto, fault: str, publishes: bool
+) -> None:
+    sim = make_bus("daly_classic")
+    sim.faults.slow_delay = 1.0
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "daly_classic", 1)) as reader,
+    ):
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        sim.faults.mode = fault  # type: ignore[assignment]
+        before = len(states(seen, "p1"))
+        started = time.monotonic()
+        if publishes:
+            await seen.wait_for(lambda s: len(states(s, "p1")) >= before + 3)
+            assert availability(seen, "p1") == ["online"]
+        else:
+            await seen.wait_for(lambda s: availability(s, "p1") == ["online", "offline"])
+            assert reader.failures >= 2
+            # nothing decoded from a broken answer was published as a state
+            for state in states(seen, "p1")[before + 1 :]:
+                assert state.cell_voltages == pytest.approx(
+                    sim.boards[0].model.cell_voltages, abs=0.002
+                )
+        sim.faults.mode = "none"
+        recovered = time.monotonic()
+        await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", timeout=10)
+        what = "3 good states" if publishes else "offline"
+        print(
+            f"{fault}: {what} after {recovered - started:.2f} s, back {time.monotonic() - recovered:.2f} s"
+        )
+
+
+async def test_unplugged_adapter_comes_back_without_a_restart(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    link = tmp_path / "ttyUSB-garage"
+    sim = make_bus("jk_pb", boards=1)
+    async with listen(mosquitto.port, "bmsgate/bms/#") as seen:
+        pty = PtyServer(sim, link)
+        await pty.__aenter__()
+        first_device = pty.device
+        async with running(mosquitto, bus_settings(str(link), "jk_pb", 1)) as reader:
+            await seen.wait_for(lambda s: availability(s, "p1") == ["online"], timeout=15)
+            pty.close()  # unplugged: the node and its link are gone
+            await seen.wait_for(lambda s: availability(s, "p1") == ["online", "offline"])
+            assert "serial port unavailable" in seen.on("/bms/p1/availability")[-1]["reason"]
+            await asyncio.sleep(1.0)
+            holder = PtyServer(make_bus("daly_classic"))  # takes a pts number meanwhile
+            pty = PtyServer(sim, link)  # plugged back: a new pts number behind the same name
+            await pty.__aenter__()
+            assert pty.device != first_device
+            replugged = time.monotonic()
+            await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", timeout=15)
+            print(f"replug recovered in {time.monotonic() - replugged:.2f} s")
+            assert reader.link.device == pty.device
+            pty.close()
+            holder.close()
+
+
+async def commands(seen: Listener) -> list[dict[str, Any]]:
+    return seen.on("/result")
+
+
+@pytest.mark.parametrize("control", [False, True])
+async def test_commands_are_refused_or_confirmed_by_reading_back(
+    tmp_path: Path, mosquitto: Mosquitto, control: bool
+) -> None:
+    sim = make_bus("daly_classic")
+    model = sim.boards[0].model
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "daly_classic", 1), control=control) as reader,
+    ):
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        sent = [
+            Command(transaction="t1", action="set_charge_mos", value=False),
+            Command(transaction="t2", action="set_soc", value=42.0),
+            Command(transaction="t3", action="reset"),
+            Command(transaction="t4", action="set_discharge_mos", value=False),
+        ]
+        for cmd in sent:
+            await reader.backbone.publish("command", "p1", cmd)
+        await seen.wait_for(lambda s: len(s.on("/bms/p1/result")) == 4, timeout=15)
+        results = {r["transaction"]: r for r in seen.on("/bms/p1/result")}
+        if not control:
+            assert {r["status"] for r in results.values()} == {"error"}
+            assert {r["error"] for r in results.values()} == {"control is disabled"}
+            assert model.charge_mos is True
+            return
+        assert results["t1"] == results["t1"] | {"status": "ok", "value": False}
+        assert results["t2"]["status"] == "ok" and results["t2"]["value"] == pytest.approx(
+            42.0, abs=0.1
+        )
+        assert results["t3"]["status"] == "ok"
+        assert results["t4"]["status"] == "ok" and results["t4"]["value"] is False
+        assert model.charge_mos is False and model.discharge_mos is False
+        last = states(seen, "p1")[-1]
+        assert last.charge_mos is False and last.discharge_mos is False
+
+
+async def test_stuck_mos_is_reported_not_assumed(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    sim = make_bus("daly_classic")
+    model = sim.boards[0].model
+    model.set_mos = lambda charge, on: None  # type: ignore[method-assign]  # a welded MOSFET
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "daly_classic", 1), control=True) as reader,
+    ):
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        await reader.backbone.publish(
+            "command", "p1", Command(transaction="x", action="set_charge_mos", value=False)
+        )
+        result = (await seen.wait_for(lambda s: s.on("/bms/p1/result")))[0]
+        assert result["status"] == "error" and result["value"] is True
+        assert "reports True" in result["error"]
+
+
+async def test_energy_counters_integrate_and_survive_a_restart(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    sim = make_bus("daly_classic")
+    model = sim.boards[0].model
+    model.profile, model.demand = False, 50.0  # a steady 50 A charge
+    model.step(0)
+    store = CounterStore(tmp_path / "reader")
+    bus = bus_settings(str(tmp_path / "tty"), "daly_classic", 1)
+    async with PtyServer(sim, tmp_path / "tty"), listen(mosquitto.port, "bmsgate/bms/#") as seen:
+        async with running(mosquitto, bus, counters=store):
+            await seen.wait_for(lambda s: len(states(s, "p1")) >= 6)
+        first = states(seen, "p1")
+        span = (first[-1].ts - first[0].ts).total_seconds()
+        expected_ah = 50.0 * span / 3600
+        assert first[-1].charge_in == pytest.approx(expected_ah, rel=0.05, abs=1e-3)
+        assert first[-1].energy_in == pytest.approx(
+            expected_ah * first[-1].pack_voltage / 1000, rel=0.05, abs=1e-4
+        )
+        assert first[-1].energy_out == 0
+        saved = first[-1].charge_in or 0.0
+        async with running(mosquitto, bus, counters=store):
+            await seen.wait_for(lambda s: len(states(s, "p1")) >= len(first) + 3)
+        again = states(seen, "p1")[len(first) :]
+        assert again[0].charge_in is not None and again[0].charge_in >= saved  # not back to zero
+        assert again[-1].charge_in is not None and again[-1].charge_in > saved

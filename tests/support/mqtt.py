@@ -1,0 +1,77 @@
+"""An MQTT listener for tests: collects what a service publishes, with the retain flag."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+
+@dataclass
+class Seen:
+    """One message as the broker delivered it."""
+
+    topic: str
+    payload: Any
+    retain: bool
+    qos: int
+
+
+@dataclass
+class Listener:
+    """Messages received so far, and a way to wait for one."""
+
+    messages: list[Seen] = field(default_factory=list)
+
+    def on(self, suffix: str) -> list[Any]:
+        """Payloads of messages whose topic ends with ``suffix``."""
+        return [m.payload for m in self.messages if m.topic.endswith(suffix)]
+
+    async def wait_for(self, check: Callable[[Listener], Any], timeout: float = 10.0) -> Any:
+        """Wait until ``check(self)`` is truthy; fail the test after ``timeout``."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            result = check(self)
+            if result:
+                return result
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"not seen within {timeout} s; got {self.messages[-5:]!r}")
+            await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def listen(port: int, *filters: str) -> AsyncIterator[Listener]:
+    """Subscribe to ``filters`` on the broker at 127.0.0.1:``port`` for the block's duration."""
+    listener = Listener()
+    ready = asyncio.Event()
+
+    async def run() -> None:
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            for topic in filters:
+                await client.subscribe(topic, qos=1)
+            ready.set()
+            async for message in client.messages:
+                raw = message.payload
+                try:
+                    payload = json.loads(raw) if isinstance(raw, bytes | str) and raw else raw
+                except ValueError:
+                    payload = raw
+                listener.messages.append(
+                    Seen(str(message.topic), payload, message.retain, message.qos)
+                )
+
+    task = asyncio.create_task(run())
+    await asyncio.wait([task, asyncio.create_task(ready.wait())], return_when="FIRST_COMPLETED")
+    if task.done():
+        task.result()
+    try:
+        yield listener
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
