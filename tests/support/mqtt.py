@@ -32,15 +32,15 @@ class Listener:
         """Payloads of messages whose topic ends with ``suffix``."""
         return [m.payload for m in self.messages if m.topic.endswith(suffix)]
 
-    async def wait_for(self, check: Callable[[Listener], Any], timeout: float = 10.0) -> Any:
-        """Wait until ``check(self)`` is truthy; fail the test after ``timeout``."""
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(self, check: Callable[[Listener], Any], within: float = 10.0) -> Any:
+        """Wait until ``check(self)`` is truthy; fail the test after ``within`` seconds."""
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             result = check(self)
             if result:
                 return result
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"not seen within {timeout} s; got {self.messages[-5:]!r}")
+                raise AssertionError(f"not seen within {within} s; got {self.messages[-5:]!r}")
             await asyncio.sleep(0.02)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bmsgate_bms.sim import make_bus
-from bmsgate_bms.sim.bus import PtyServer, SimBus
+from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common.models import Command, PackState
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, MqttSettings
@@ -77,7 +77,7 @@ async def test_every_board_on_the_bus_is_its_own_pack(
         running(mosquitto, bus_settings(pty.port, protocol, boards)),
     ):
         packs = [f"p{n}" for n in range(1, boards + 1)]
-        await seen.wait_for(lambda s: all(states(s, p) for p in packs), timeout=15)
+        await seen.wait_for(lambda s: all(states(s, p) for p in packs), within=15)
         for n, pack in enumerate(packs):
             state = states(seen, pack)[-1]
             model = sim.boards[n].model
@@ -121,7 +121,7 @@ async def test_faults_never_publish_bad_values_and_recover(
                 )
         sim.faults.mode = "none"
         recovered = time.monotonic()
-        await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", timeout=10)
+        await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", within=10)
         what = "3 good states" if publishes else "offline"
         print(
             f"{fault}: {what} after {recovered - started:.2f} s, back {time.monotonic() - recovered:.2f} s"
@@ -138,7 +138,7 @@ async def test_unplugged_adapter_comes_back_without_a_restart(
         await pty.__aenter__()
         first_device = pty.device
         async with running(mosquitto, bus_settings(str(link), "jk_pb", 1)) as reader:
-            await seen.wait_for(lambda s: availability(s, "p1") == ["online"], timeout=15)
+            await seen.wait_for(lambda s: availability(s, "p1") == ["online"], within=15)
             pty.close()  # unplugged: the node and its link are gone
             await seen.wait_for(lambda s: availability(s, "p1") == ["online", "offline"])
             assert "serial port unavailable" in seen.on("/bms/p1/availability")[-1]["reason"]
@@ -148,7 +148,7 @@ async def test_unplugged_adapter_comes_back_without_a_restart(
             await pty.__aenter__()
             assert pty.device != first_device
             replugged = time.monotonic()
-            await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", timeout=15)
+            await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", within=15)
             print(f"replug recovered in {time.monotonic() - replugged:.2f} s")
             assert reader.link.device == pty.device
             pty.close()
@@ -179,7 +179,7 @@ async def test_commands_are_refused_or_confirmed_by_reading_back(
         ]
         for cmd in sent:
             await reader.backbone.publish("command", "p1", cmd)
-        await seen.wait_for(lambda s: len(s.on("/bms/p1/result")) == 4, timeout=15)
+        await seen.wait_for(lambda s: len(s.on("/bms/p1/result")) == 4, within=15)
         results = {r["transaction"]: r for r in seen.on("/bms/p1/result")}
         if not control:
             assert {r["status"] for r in results.values()} == {"error"}
