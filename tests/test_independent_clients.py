@@ -72,11 +72,10 @@ async def test_dalybms_reads_the_simulated_daly_classic_board(
     assert got["errors"] == []
 
     # dalybms computes (raw - 30000) / 10 and documents it as "negative=charging,
-    # positive=discharging". The simulated board sends raw 30000 + 10 x I with I > 0 when
-    # charging (esphome's reading), so dalybms shows our charging current as a positive number
-    # it would call discharging. Real firmware disagrees on this sign (PROTOCOLS.md 6.1), which is
-    # why bmsgate takes the direction from the 0x93 state byte; dalybms reports that byte as
-    # "mode", and it names the model's direction correctly.
-    assert got["soc"]["current"] == current
+    # positive=discharging", the convention the simulated board follows (raw < 30000 while
+    # charging; bmsgate's to_reading assumes the same when no state byte says otherwise). Real
+    # firmware disagrees on this sign (PROTOCOLS.md 6.1), which is why bmsgate takes the direction
+    # from the 0x93 state byte; dalybms reports that byte as "mode".
+    assert got["soc"]["current"] == -current
     mode = "charging" if current > 0 else "discharging" if current < 0 else "stationary"
     assert got["mosfet"]["mode"] == mode

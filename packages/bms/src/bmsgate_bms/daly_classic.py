@@ -296,8 +296,11 @@ def decode_hex(
 def to_reading(parts: dict[str, Any]) -> BmsReading:
     """Assemble a snapshot from the decoded answers to one poll."""
     direction = parts.get("state")
+    # The raw field's sign differs between boards (gotcha 6.1), so the 0x93 state byte gives the
+    # direction. Without one (idle, or 0x93 unread), take raw < 30000 as charging, as
+    # python-daly-bms, batmon-ha and dbus-serialbattery do.
     current = signed_current(
-        parts["current"], direction if direction in DIRECTIONS.values() else None
+        -parts["current"], direction if direction in DIRECTIONS.values() else None
     )
     extras: dict[str, Any] = {
         k: parts[k]

@@ -38,7 +38,8 @@ class DalyClassicBoard:
             return None
         cmd, data, m = request[2], request[4:12], self.model
         if cmd == proto.SOC:
-            raw = round(m.current * 10) + 30000
+            # raw < 30000 while charging: the sign most DALY tools assume (see to_reading)
+            raw = 30000 - round(m.current * 10)
             out = (
                 round(m.pack_voltage * 10).to_bytes(2, "big")
                 + bytes(2)
