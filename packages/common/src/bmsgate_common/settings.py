@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -200,9 +200,7 @@ DongleField = Literal[
     "alarms",
     "mos",
 ]
-DONGLE_FIELDS: tuple[DongleField, ...] = (
-    "cells", "soc", "power", "voltage", "current", "delta", "average", "temperature", "alarms", "mos"
-)  # fmt: skip
+DONGLE_FIELDS: tuple[DongleField, ...] = get_args(DongleField)
 
 
 class DongleSettings(_Section):

@@ -1,0 +1,115 @@
+"""Home Assistant device-based MQTT discovery (HA 2024.11+), built from the description table.
+
+One retained config per pack on ``<discovery_prefix>/device/bmsgate_<pack>/config``; sources
+in docs/publisher.md (research/FORMATS.md section 1). Pure functions only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from bmsgate_common.models import PackState
+
+from .entities import Description
+from .topics import TargetTopics
+
+ORIGIN_NAME: Final = "bmsgate"
+MANUFACTURER: Final = {
+    "daly_classic": "DALY",
+    "daly_new": "DALY",
+    "jk_uart": "JK BMS",
+    "jk_pb": "JK BMS",
+}
+MODEL: Final = {
+    "daly_classic": "DALY BMS (UART protocol)",
+    "daly_new": "DALY BMS (new protocol)",
+    "jk_uart": "JK-B BMS (UART protocol)",
+    "jk_pb": "JK-PB BMS (RS485 Modbus)",
+}
+
+
+def object_id(pack: str) -> str:
+    """The device's discovery object id; pack ids already fit HA's ``[a-zA-Z0-9_-]``."""
+    return f"bmsgate_{pack}"
+
+
+def unique_id(pack: str, key: str) -> str:
+    """Stable forever: derived from the user's pack id and the row key, never from a port."""
+    return f"bmsgate_{pack}_{key}"
+
+
+def config_topic(prefix: str, pack: str) -> str:
+    """Where the device config goes."""
+    return f"{prefix}/device/{object_id(pack)}/config"
+
+
+def _component(
+    row: Description, pack: str, topics: TargetTopics, *, expire_after: int
+) -> dict[str, Any]:
+    pack_avail = [{"t": topics.gateway_availability()}, {"t": topics.availability(pack)}]
+    cmp: dict[str, Any] = {
+        "p": row.platform,
+        "uniq_id": unique_id(pack, row.key),
+        "name": row.name,
+        "avty": pack_avail,
+        "avty_mode": "all",  # stale values show as unavailable, not frozen
+    }
+    if row.platform == "switch":
+        cmp |= {
+            "stat_t": topics.flat(pack, row.flat_topic),
+            "cmd_t": topics.command(pack, row.key),
+            "pl_on": "ON",
+            "pl_off": "OFF",
+            "opt": False,  # the state shown is the one read back from the BMS
+        }
+    else:
+        cmp |= {"stat_t": topics.state(pack), "val_tpl": f"{{{{ value_json.{row.key} }}}}"}
+    optional = {
+        "dev_cla": row.device_class,
+        "unit_of_meas": row.unit,
+        "stat_cla": row.state_class,
+        "ent_cat": row.category,
+        "sug_dsp_prc": row.precision,
+        "ic": row.icon,
+    }
+    cmp |= {k: v for k, v in optional.items() if v is not None}
+    if row.platform == "sensor" and row.state_class == "measurement":
+        cmp["exp_aft"] = expire_after
+    return cmp
+
+
+def device_config(
+    state: PackState,
+    rows: list[Description],
+    topics: TargetTopics,
+    *,
+    version: str,
+    expire_after: int,
+) -> dict[str, Any]:
+    """The device discovery payload of one pack: device, origin and one component per row."""
+    pack = state.pack
+    is_bank = state.extras.get("bank") is True
+    cmps = {row.key: _component(row, pack, topics, expire_after=expire_after) for row in rows}
+    # online is known even while the pack is not: it depends on the gateway only
+    cmps["online"] = {
+        "p": "binary_sensor",
+        "uniq_id": unique_id(pack, "online"),
+        "name": "Online",
+        "dev_cla": "connectivity",
+        "ent_cat": "diagnostic",
+        "stat_t": topics.availability(pack),
+        "pl_on": "online",
+        "pl_off": "offline",
+        "avty_t": topics.gateway_availability(),
+    }
+    return {
+        "dev": {
+            "ids": [object_id(pack)],
+            "name": state.name,
+            "mf": "bmsgate" if is_bank else MANUFACTURER.get(state.protocol, state.protocol),
+            "mdl": "Battery bank" if is_bank else MODEL.get(state.protocol, state.protocol),
+        },
+        "o": {"name": ORIGIN_NAME, "sw": version},
+        "qos": 1,
+        "cmps": cmps,
+    }

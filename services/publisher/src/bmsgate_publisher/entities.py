@@ -1,0 +1,198 @@
+"""One description per value, Home Assistant style: a key and a function of the pack state.
+
+The same table drives the Home Assistant entities, the JSON state they read, the flat per-value
+topics and the names openHASP templates may use. A row whose value is None for a pack (no MOS
+temperature, no energy counter yet, the bank-only rows on a plain pack) is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from bmsgate_common.models import PackState
+
+Scalar = float | int | str
+Platform = Literal["sensor", "binary_sensor", "switch"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Description:
+    """One entity/value: what Home Assistant needs and how to get the value from a state."""
+
+    key: str  # stable: part of the unique id and of the flat topic
+    name: str  # without the device name (HA naming rules since 2023.8)
+    value_fn: Callable[[PackState], Scalar | None]
+    platform: Platform = "sensor"
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+    category: Literal["diagnostic", "config"] | None = None
+    precision: int | None = None  # suggested display precision
+    topic: str | None = None  # flat topic below <prefix>/<pack>; the key when unset
+    icon: str | None = None
+    in_ha: bool = True  # False: flat topics and templates only
+
+    @property
+    def flat_topic(self) -> str:
+        """The topic level(s) below ``<prefix>/<pack>``."""
+        return self.topic or self.key
+
+
+def _on(flag: bool | None) -> str | None:
+    return None if flag is None else ("ON" if flag else "OFF")
+
+
+def _cell_extreme(state: PackState, lowest: bool) -> tuple[float, int] | None:
+    if not state.cell_voltages:
+        return None
+    pick = min if lowest else max
+    value = pick(state.cell_voltages)
+    return value, state.cell_voltages.index(value) + 1
+
+
+def _extreme_value(lowest: bool) -> Callable[[PackState], float | None]:
+    def fn(state: PackState) -> float | None:
+        found = _cell_extreme(state, lowest)
+        return None if found is None else found[0]
+
+    return fn
+
+
+def _extreme_index(lowest: bool) -> Callable[[PackState], int | None]:
+    def fn(state: PackState) -> int | None:
+        # a bank names the cell within its pack (extras), not its place in the joined list
+        extra = state.extras.get("cell_min_cell" if lowest else "cell_max_cell")
+        if isinstance(extra, int):
+            return extra
+        found = _cell_extreme(state, lowest)
+        return None if found is None else found[1]
+
+    return fn
+
+
+def _extra_str(name: str) -> Callable[[PackState], str | None]:
+    def fn(state: PackState) -> str | None:
+        value = state.extras.get(name)
+        return None if value is None else str(value)
+
+    return fn
+
+
+def _mv(fn: Callable[[PackState], float | None]) -> Callable[[PackState], int | None]:
+    def wrapped(state: PackState) -> int | None:
+        value = fn(state)
+        return None if value is None else round(value * 1000)
+
+    return wrapped
+
+
+def _average(state: PackState) -> float | None:
+    return round(state.cell_average, 4) if state.cell_voltages else None
+
+
+def _delta_mv(state: PackState) -> int | None:
+    return round(state.cell_delta * 1000) if state.cell_voltages else None
+
+
+V, A, W, AH, KWH, MV, C = "V", "A", "W", "Ah", "kWh", "mV", "°C"
+M, TI = "measurement", "total_increasing"
+
+PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
+    Description(key="voltage", name="Voltage", value_fn=lambda s: s.pack_voltage,
+                device_class="voltage", unit=V, state_class=M, precision=2),
+    Description(key="current", name="Current", value_fn=lambda s: s.current,
+                device_class="current", unit=A, state_class=M, precision=2),
+    Description(key="power", name="Power", value_fn=lambda s: s.power,
+                device_class="power", unit=W, state_class=M, precision=0),
+    Description(key="soc", name="State of charge", value_fn=lambda s: s.soc,
+                device_class="battery", unit="%", state_class=M, precision=0),
+    Description(key="cell_min", name="Lowest cell voltage", value_fn=_extreme_value(True),
+                device_class="voltage", unit=V, state_class=M, precision=3),
+    Description(key="cell_min_index", name="Lowest cell", value_fn=_extreme_index(True),
+                icon="mdi:numeric"),
+    Description(key="cell_min_pack", name="Lowest cell pack", value_fn=_extra_str("cell_min_pack")),
+    Description(key="cell_max", name="Highest cell voltage", value_fn=_extreme_value(False),
+                device_class="voltage", unit=V, state_class=M, precision=3),
+    Description(key="cell_max_index", name="Highest cell", value_fn=_extreme_index(False),
+                icon="mdi:numeric"),
+    Description(key="cell_max_pack", name="Highest cell pack",
+                value_fn=_extra_str("cell_max_pack")),
+    Description(key="cell_delta", name="Cell voltage difference", value_fn=_delta_mv,
+                device_class="voltage", unit=MV, state_class=M, precision=0),
+    Description(key="cell_average", name="Average cell voltage", value_fn=_average,
+                device_class="voltage", unit=V, state_class=M, precision=3),
+    Description(key="cell_min_mv", name="", value_fn=_mv(_extreme_value(True)), in_ha=False),
+    Description(key="cell_max_mv", name="", value_fn=_mv(_extreme_value(False)), in_ha=False),
+    Description(key="cell_average_mv", name="", value_fn=_mv(_average), in_ha=False),
+    Description(key="mos_temperature", name="MOSFET temperature",
+                value_fn=lambda s: s.mos_temperature, device_class="temperature", unit=C,
+                state_class=M, category="diagnostic", precision=0),
+    Description(key="cycles", name="Charge cycles", value_fn=lambda s: s.cycles,
+                state_class=TI, icon="mdi:battery-sync"),
+    Description(key="remaining_capacity", name="Remaining capacity",
+                value_fn=lambda s: s.remaining_capacity, unit=AH, state_class=M, precision=1,
+                icon="mdi:battery-50"),
+    Description(key="nominal_capacity", name="Capacity", value_fn=lambda s: s.nominal_capacity,
+                unit=AH, category="diagnostic", precision=0, icon="mdi:battery"),
+    Description(key="energy_in", name="Energy charged", value_fn=lambda s: s.energy_in,
+                device_class="energy", unit=KWH, state_class=TI, precision=2),
+    Description(key="energy_out", name="Energy discharged", value_fn=lambda s: s.energy_out,
+                device_class="energy", unit=KWH, state_class=TI, precision=2),
+    Description(key="alarm", name="Alarm", value_fn=lambda s: _on(bool(s.alarms)),
+                platform="binary_sensor", device_class="problem"),
+    Description(key="alarms", name="Active alarms",
+                value_fn=lambda s: ", ".join(s.alarms) if s.alarms else "none",
+                category="diagnostic", icon="mdi:alert"),
+    Description(key="balancing", name="Balancing", value_fn=lambda s: _on(s.balancing),
+                platform="binary_sensor", device_class="running", category="diagnostic"),
+)  # fmt: skip
+
+# read-only MOS state while control is off; switches (same keys) when it is on
+MOS_DESCRIPTIONS: Final[tuple[Description, ...]] = (
+    Description(key="charge_mos", name="Charge MOSFET", value_fn=lambda s: _on(s.charge_mos),
+                platform="binary_sensor", device_class="power", category="diagnostic"),
+    Description(key="discharge_mos", name="Discharge MOSFET",
+                value_fn=lambda s: _on(s.discharge_mos), platform="binary_sensor",
+                device_class="power", category="diagnostic"),
+)  # fmt: skip
+MOS_ACTIONS: Final = {"charge_mos": "set_charge_mos", "discharge_mos": "set_discharge_mos"}
+
+
+def _cell(i: int) -> Description:
+    return Description(
+        key=f"cell_{i + 1}", name=f"Cell {i + 1} voltage", topic=f"cell/{i + 1}",
+        value_fn=lambda s: s.cell_voltages[i] if i < len(s.cell_voltages) else None,
+        device_class="voltage", unit=V, state_class=M, category="diagnostic", precision=3,
+    )  # fmt: skip
+
+
+def _temp(i: int) -> Description:
+    return Description(
+        key=f"temperature_{i + 1}", name=f"Temperature {i + 1}", topic=f"temperature/{i + 1}",
+        value_fn=lambda s: s.temperatures[i] if i < len(s.temperatures) else None,
+        device_class="temperature", unit=C, state_class=M, precision=0,
+    )  # fmt: skip
+
+
+def descriptions(state: PackState, *, control: bool) -> list[Description]:
+    """Every row that has a value for this pack; MOS rows become switches when control is on."""
+    rows = [
+        *PACK_DESCRIPTIONS,
+        *(_temp(i) for i in range(len(state.temperatures))),
+        *(_cell(i) for i in range(state.cell_count)),
+    ]
+    is_bank = state.extras.get("bank") is True
+    for mos in MOS_DESCRIPTIONS:
+        if control and not is_bank:  # a bank has no switch of its own
+            rows.append(Description(key=mos.key, name=mos.name, value_fn=mos.value_fn,
+                                    platform="switch", category="config"))  # fmt: skip
+        else:
+            rows.append(mos)
+    return [row for row in rows if row.value_fn(state) is not None]
+
+
+def values(state: PackState, rows: list[Description]) -> dict[str, Scalar | None]:
+    """The value of every row, by key (the JSON state Home Assistant's templates read)."""
+    return {row.key: row.value_fn(state) for row in rows}

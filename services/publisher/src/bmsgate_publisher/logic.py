@@ -1,0 +1,288 @@
+"""The publisher's pure logic: what it knows of each pack, and what each target gets when.
+
+No I/O here: the service feeds backbone messages into a ``Hub`` and asks each target's ``Plan``
+for the MQTT messages of one tick; the link to the target's broker sends them.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from bmsgate_common.models import Availability, CommandAction, DailyStats, PackState
+from bmsgate_common.settings import TargetSettings
+
+from . import discovery, dongle
+from .entities import MOS_ACTIONS, Description, Scalar, descriptions, values
+from .topics import TargetTopics, match
+
+
+class Message(NamedTuple):
+    """One MQTT publish."""
+
+    topic: str
+    payload: bytes
+    qos: int = 0
+    retain: bool = False
+
+
+@dataclass
+class PackView:
+    """The latest of everything the backbone said about one pack."""
+
+    state: PackState | None = None
+    availability: Availability | None = None
+    daily: DailyStats | None = None
+    mos: dict[str, bool] = field(default_factory=dict)  # confirmed switch states by key
+
+    def online(self, now: datetime, stale_after: float) -> bool:
+        """Answering and fresh: the reader says online (or nothing yet) and the state is recent."""
+        if self.state is None or (self.availability and self.availability.state == "offline"):
+            return False
+        return (now - self.state.ts).total_seconds() <= stale_after
+
+
+@dataclass
+class Hub:
+    """Every pack the publisher has heard of, by id."""
+
+    stale_after: float = 60.0
+    packs: dict[str, PackView] = field(default_factory=dict)
+
+    def view(self, pack: str) -> PackView:
+        """The view of ``pack``, created on first use."""
+        return self.packs.setdefault(pack, PackView())
+
+    def on_state(self, state: PackState) -> None:
+        """A new state; it also confirms the MOS switches."""
+        view = self.view(state.pack)
+        view.state = state
+        for key in MOS_ACTIONS:
+            flag = getattr(state, key)
+            if flag is not None:
+                view.mos[key] = flag
+
+    def on_result(self, pack: str, action: str, status: str, value: object) -> str | None:
+        """A command result: the switch key whose confirmed state it carries, if any."""
+        key = next((k for k, a in MOS_ACTIONS.items() if a == action), None)
+        if key is None:
+            return None
+        if status == "ok" and isinstance(value, bool):
+            self.view(pack).mos[key] = value
+        return key  # on error the last confirmed state is sent again: the switch flips back
+
+
+def flat_payload(value: Scalar) -> bytes:
+    """A value as text: numbers as JSON numbers, ON/OFF and texts as they are."""
+    return (value if isinstance(value, str) else json.dumps(value)).encode()
+
+
+class Formatter(string.Formatter):
+    """str.format restricted to plain names: no attribute or index access from config."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
+        """Look up one plain name."""
+        if not field_name.isidentifier():
+            raise KeyError(field_name)
+        return kwargs[field_name], field_name
+
+
+def hasp_problem(template: str) -> str | None:
+    """Why an openHASP value template is unusable (checked at start), or None."""
+    try:
+        names = [n for _, n, _, _ in string.Formatter().parse(template) if n is not None]
+    except ValueError as err:
+        return f"{template!r}: {err}"
+    bad = [n for n in names if not n.isidentifier()]
+    return f"{template!r}: {{{bad[0]}}} is not a value name" if bad else None
+
+
+def hasp_messages(
+    plate: str, objects: dict[str, str], vals: dict[str, Scalar | None]
+) -> list[Message]:
+    """One ``hasp/<plate>/command/<obj.prop>`` per object whose template has all its values."""
+    available = {k: v for k, v in vals.items() if v is not None}
+    out = []
+    for target, template in objects.items():
+        try:
+            text = Formatter().format(template, **available)
+        except (KeyError, ValueError, TypeError):
+            continue  # a value this pack does not have (yet); the others still go
+        out.append(Message(f"hasp/{plate}/command/{target}", text.encode()))
+    return out
+
+
+def parse_switch(payload: bytes) -> bool:
+    """ON/OFF (also 1/0, true/false) as Home Assistant and most panels send them."""
+    text = payload.decode(errors="replace").strip().strip('"').lower()
+    if text in ("on", "1", "true"):
+        return True
+    if text in ("off", "0", "false"):
+        return False
+    raise ValueError(f"expected ON or OFF, got {payload[:40]!r}")
+
+
+def parse_mos(payload: bytes) -> list[tuple[CommandAction, bool]]:
+    """The dongle's MOS packet from IoT MQTT Panel: ``{"CMS":0}``, ``{"DMS":1}`` or both."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f'expected JSON like {{"CMS":1}}, got {payload[:40]!r}') from None
+    if not isinstance(data, dict) or not data or set(data) - {"CMS", "DMS"}:
+        raise ValueError(f"expected the keys CMS and/or DMS, got {payload[:40]!r}")
+    out: list[tuple[CommandAction, bool]] = []
+    for key, action in (("CMS", "set_charge_mos"), ("DMS", "set_discharge_mos")):
+        if key in data:
+            out.append((action, parse_switch(json.dumps(data[key]).encode())))  # type: ignore[arg-type]
+    return out
+
+
+def parse_command(
+    target: TargetSettings, topic: str, payload: bytes
+) -> tuple[str, list[tuple[CommandAction, bool]]]:
+    """The pack and MOS actions an incoming message asks for; ValueError with the reason."""
+    prefix = target.topic_prefix
+    pack = match(target.dongle.mos_topic, prefix, topic) if target.dongle.enabled else None
+    if pack is not None:
+        return pack, parse_mos(payload)
+    parts = topic.split("/")
+    base = prefix.split("/")
+    if len(parts) == len(base) + 3 and parts[: len(base)] == base and parts[-1] == "set":
+        pack, key = parts[-3], parts[-2]
+        action = MOS_ACTIONS.get(key)
+        if action is None:
+            raise ValueError(f"no switch {key!r}")
+        return pack, [(action, parse_switch(payload))]  # type: ignore[list-item]
+    raise ValueError("not a command topic")
+
+
+@dataclass
+class Plan:
+    """What one target has been sent, so each tick sends only what is new."""
+
+    target: TargetSettings
+    control: bool
+    version: str
+    stale_after: float
+    topics: TargetTopics = field(init=False)
+    sent_state: dict[str, datetime] = field(default_factory=dict)
+    sent_online: dict[str, bool] = field(default_factory=dict)
+    sent_daily: dict[str, DailyStats] = field(default_factory=dict)
+    sent_config: dict[str, bytes] = field(default_factory=dict)
+    sent_mos: dict[tuple[str, str], bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.topics = TargetTopics(self.target.topic_prefix)
+
+    def wants(self, pack: str) -> bool:
+        """Whether this target publishes ``pack``."""
+        return self.target.packs is None or pack in self.target.packs
+
+    def _retained(self, topic: str, payload: bytes) -> Message:
+        return Message(topic, payload, qos=1, retain=True)
+
+    def _value(self, topic: str, payload: bytes) -> Message:
+        return Message(topic, payload, qos=self.target.qos, retain=self.target.retain)
+
+    def tick(
+        self, hub: Hub, now: datetime, local_now: datetime, uptime: float, free_memory: int
+    ) -> list[Message]:
+        """The messages of one interval: everything new, plus the dongle's status packets."""
+        out: list[Message] = []
+        for pack, view in hub.packs.items():
+            if self.wants(pack):
+                out += self._pack_tick(pack, view, now, local_now, uptime, free_memory)
+        return out
+
+    def _pack_tick(
+        self,
+        pack: str,
+        view: PackView,
+        now: datetime,
+        local_now: datetime,
+        uptime: float,
+        free_memory: int,
+    ) -> list[Message]:
+        t = self.target
+        out: list[Message] = []
+        online = view.online(now, self.stale_after)
+        if self.sent_online.get(pack) != online:
+            self.sent_online[pack] = online
+            text = b"online" if online else b"offline"
+            out.append(self._retained(self.topics.availability(pack), text))
+        state = view.state
+        if state is not None and online and self.sent_state.get(pack) != state.ts:
+            self.sent_state[pack] = state.ts
+            out += self._state_messages(state)
+        out += self.mos_messages(pack, view)
+        if t.dongle.enabled and view.daily is not None and self.sent_daily.get(pack) != view.daily:
+            self.sent_daily[pack] = view.daily
+            packet = dongle.daily_packet(view.daily)
+            if packet is not None:
+                out.append(self._value(self.topics.render(t.dongle.daily_topic, pack), packet))
+        if t.dongle.enabled and state is not None:  # whatever the BMS does, once it is known
+            status = dongle.status_packet(online, local_now, uptime, free_memory)
+            out.append(self._value(self.topics.render(t.dongle.status_topic, pack), status))
+        return out
+
+    def _state_messages(self, state: PackState) -> list[Message]:
+        t = self.target
+        pack = state.pack
+        out: list[Message] = []
+        rows = descriptions(state, control=self.control)
+        vals = values(state, rows)
+        if t.dongle.enabled:
+            packet = dongle.main_packet(state, t.dongle.style, t.dongle.fields)
+            out.append(self._value(self.topics.render(t.dongle.main_topic, pack), packet))
+        if t.homeassistant.enabled:
+            out += self._discovery(state, rows)
+            ha_state = {r.key: vals[r.key] for r in rows if r.platform != "switch"}
+            payload = json.dumps(ha_state, separators=(",", ":")).encode()
+            out.append(self._value(self.topics.state(pack), payload))
+        if t.flat:
+            out += [
+                self._value(self.topics.flat(pack, r.flat_topic), flat_payload(v))
+                for r in _flat_rows(rows)
+                if (v := vals[r.key]) is not None
+            ]
+        for plate in t.openhasp:
+            if plate.pack == pack:
+                every = {r.key: r.value_fn(state) for r in _all_rows(state)}
+                out += hasp_messages(plate.plate, plate.objects, every)
+        return out
+
+    def _discovery(self, state: PackState, rows: list[Description]) -> list[Message]:
+        expire = int(max(self.stale_after, 3 * self.target.interval))
+        config = discovery.device_config(
+            state, rows, self.topics, version=self.version, expire_after=expire
+        )
+        payload = json.dumps(config, separators=(",", ":")).encode()
+        if self.sent_config.get(state.pack) == payload:
+            return []
+        self.sent_config[state.pack] = payload
+        topic = discovery.config_topic(self.target.homeassistant.discovery_prefix, state.pack)
+        return [self._retained(topic, payload)]
+
+    def mos_messages(self, pack: str, view: PackView, *, again: str | None = None) -> list[Message]:
+        """Confirmed switch states not sent yet (``again``: send that key even if unchanged)."""
+        if not (self.target.flat or self.target.homeassistant.enabled):
+            return []
+        out = []
+        for key, flag in view.mos.items():
+            if self.sent_mos.get((pack, key)) != flag or key == again:
+                self.sent_mos[(pack, key)] = flag
+                topic = self.topics.flat(pack, key)
+                out.append(self._retained(topic, b"ON" if flag else b"OFF"))
+        return out
+
+
+def _flat_rows(rows: list[Description]) -> list[Description]:
+    # the MOS states go out as confirmed states (mos_messages), not as plain values
+    return [r for r in rows if r.key not in MOS_ACTIONS]
+
+
+def _all_rows(state: PackState) -> list[Description]:
+    return descriptions(state, control=False)

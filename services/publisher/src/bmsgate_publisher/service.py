@@ -1,0 +1,243 @@
+"""The publisher service: backbone in, dongle packets / HA discovery / flat topics out; banks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from datetime import datetime
+
+from bmsgate_common.models import (
+    Availability,
+    Command,
+    CommandResult,
+    DailyStats,
+    Extra,
+    PackState,
+    utcnow,
+)
+from bmsgate_common.mqtt import VERSION, Backbone
+from bmsgate_common.settings import BankSettings, Settings
+
+from . import bank as banks
+from .logic import Hub, Plan, parse_command
+from .target import TargetLink
+
+log = logging.getLogger(__name__)
+
+BANK_TICK = 1.0  # [s] how often banks are re-checked for members going stale
+COMMAND_QUEUE = 100  # commands waiting for the backbone; more means someone is flooding us
+
+
+def free_memory() -> int:
+    """Available memory [bytes] for the dongle's ``mem`` field (MemAvailable; 0 if unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file says kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class BankTracker:
+    """Keeps one bank's combined state and availability, and says when they change."""
+
+    def __init__(self, cfg: BankSettings) -> None:
+        self.cfg = cfg
+        self.members = {p: banks.Member() for p in cfg.packs}
+        self.state: PackState | None = None
+        self.online: bool | None = None
+
+    def update(
+        self, now: datetime, stale_after: float
+    ) -> tuple[PackState | None, Availability | None]:
+        """The state and availability to publish (each None when unchanged)."""
+        state = banks.combine(self.cfg, self.members, now, stale_after)
+        new_state = state if state is not None and state != self.state else None
+        if state is not None:
+            self.state = state
+        online = state is not None
+        change = None
+        if online != self.online:
+            self.online = online
+            change = banks.availability(self.cfg, state, now)
+        return new_state, change
+
+
+class Publisher:
+    """Everything the service does between the backbone and the targets."""
+
+    def __init__(self, cfg: Settings, backbone: Backbone) -> None:
+        self.cfg = cfg
+        self.backbone = backbone
+        self.control = cfg.control.enabled
+        pub = cfg.publisher
+        self.hub = Hub(stale_after=pub.stale_after)
+        self.links = {t.name: TargetLink(t, cfg.mqtt, self.on_command) for t in pub.targets}
+        self.plans = {t.name: Plan(t, self.control, VERSION, pub.stale_after) for t in pub.targets}
+        self.banks = {b.id: BankTracker(b) for b in cfg.banks}
+        self.commands: asyncio.Queue[tuple[str, Command]] = asyncio.Queue(COMMAND_QUEUE)
+        self.refused = 0
+        self.started = time.monotonic()
+        self._transactions = itertools.count(1)
+        self._ours: set[str] = set()
+
+    def counters(self) -> dict[str, Extra]:
+        """Health figures for the service status."""
+        out: dict[str, Extra] = {"packs": len(self.hub.packs), "refused": self.refused}
+        for link in self.links.values():
+            out |= link.counters()
+        return out
+
+    # --- backbone in ---------------------------------------------------------------------
+
+    async def on_state(self, name: str, state: PackState) -> None:
+        """A pack (or bank) state."""
+        if name != state.pack:
+            return
+        self.hub.on_state(state)
+        for tracker in self.banks.values():
+            if name in tracker.members:
+                tracker.members[name].state = state
+                await self._bank_update(tracker)
+
+    async def on_availability(self, name: str, change: Availability) -> None:
+        """A pack came or went."""
+        self.hub.view(name).availability = change
+        for tracker in self.banks.values():
+            if name in tracker.members:
+                tracker.members[name].online = change.state == "online"
+                await self._bank_update(tracker)
+
+    async def on_daily(self, name: str, daily: DailyStats) -> None:
+        """The day so far, for the dongle's daily packet."""
+        self.hub.view(name).daily = daily
+
+    async def on_result(self, name: str, result: CommandResult) -> None:
+        """A command's outcome: the confirmed switch state goes out at once."""
+        if result.transaction in self._ours:
+            self._ours.discard(result.transaction)
+            if result.status == "error":
+                log.warning("%s: %s failed: %s", name, result.action, result.error)
+        key = self.hub.on_result(name, result.action, result.status, result.value)
+        if key is None:
+            return
+        view = self.hub.view(name)
+        for link_name, plan in self.plans.items():
+            if plan.wants(name):
+                for message in plan.mos_messages(name, view, again=key):
+                    self.links[link_name].offer(message)
+
+    async def _bank_update(self, tracker: BankTracker) -> None:
+        state, change = tracker.update(utcnow(), self.cfg.publisher.stale_after)
+        if state is not None:
+            await self.backbone.publish("state", tracker.cfg.id, state)
+        if change is not None:
+            await self.backbone.publish("availability", tracker.cfg.id, change)
+
+    # --- targets in ----------------------------------------------------------------------
+
+    def on_command(self, target: str, topic: str, payload: bytes) -> None:
+        """A switch command from a target; becomes a backbone Command only with control on."""
+        settings = self.links[target].target
+        try:
+            pack, actions = parse_command(settings, topic, payload)
+        except ValueError as err:
+            self.refused += 1
+            log.warning("target %s: ignoring message on %s: %s", target, topic, err)
+            return
+        if not self.control:
+            self.refused += 1
+            log.warning(
+                "target %s: refusing %s for %s: control is disabled (control.enabled)",
+                target, ", ".join(a for a, _ in actions), pack,
+            )  # fmt: skip
+            return
+        view = self.hub.packs.get(pack)
+        why = (
+            "no such pack here"
+            if view is None or not self.plans[target].wants(pack)
+            else "a bank has no switches"
+            if pack in self.banks or (view.state and view.state.extras.get("bank"))
+            else None
+        )
+        if why:
+            self.refused += 1
+            log.warning("target %s: refusing a command for %r: %s", target, pack, why)
+            return
+        for action, value in actions:
+            transaction = f"publisher-{target}-{next(self._transactions)}"
+            try:
+                self.commands.put_nowait(
+                    (pack, Command(transaction=transaction, action=action, value=value))
+                )
+            except asyncio.QueueFull:
+                self.refused += 1
+                log.warning("target %s: too many commands waiting; dropping %s", target, action)
+                return
+            self._ours.add(transaction)
+            log.info("target %s: %s %s for %s (%s)", target, action, value, pack, transaction)
+
+    async def forward_commands(self) -> None:
+        """Hand commands to the backbone, one at a time, away from the targets' tasks."""
+        while True:
+            pack, command = await self.commands.get()
+            if not await self.backbone.publish("command", pack, command):
+                log.warning("%s: backbone away; command %s lost", pack, command.transaction)
+
+    # --- loops ---------------------------------------------------------------------------
+
+    async def target_loop(self, name: str) -> None:
+        """Every interval: hand the target what is new, and the status packets."""
+        plan, link = self.plans[name], self.links[name]
+        while True:
+            started = time.monotonic()
+            now = utcnow()
+            for message in plan.tick(
+                self.hub, now, now.astimezone(), started - self.started, free_memory()
+            ):
+                link.offer(message)
+            await asyncio.sleep(max(0.0, plan.target.interval - (time.monotonic() - started)))
+
+    async def bank_loop(self) -> None:
+        """Re-check banks every second, so a member that goes quiet drops out."""
+        while True:
+            for tracker in self.banks.values():
+                await self._bank_update(tracker)
+            await asyncio.sleep(BANK_TICK)
+
+    async def run(self) -> None:
+        """Run every target, the banks and the command forwarder until cancelled."""
+        tasks = [
+            asyncio.create_task(link.run(), name=f"target-{n}") for n, link in self.links.items()
+        ]
+        tasks += [asyncio.create_task(self.target_loop(n)) for n in self.plans]
+        tasks.append(asyncio.create_task(self.forward_commands()))
+        if self.banks:
+            tasks.append(asyncio.create_task(self.bank_loop()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for link in self.links.values():
+                await link.close()
+
+
+async def run_publisher(cfg: Settings) -> None:
+    """Run the publisher until cancelled."""
+    publisher: Publisher | None = None
+    backbone = Backbone(
+        cfg.mqtt, "publisher", detail=lambda: publisher.counters() if publisher else {}
+    )
+    publisher = Publisher(cfg, backbone)
+    backbone.subscribe("state", publisher.on_state)
+    backbone.subscribe("availability", publisher.on_availability)
+    backbone.subscribe("daily", publisher.on_daily)
+    backbone.subscribe("result", publisher.on_result, retained=False)
+    async with backbone:
+        await publisher.run()

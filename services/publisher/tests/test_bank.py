@@ -1,0 +1,82 @@
+"""The bank's combined state."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bmsgate_common.settings import BankSettings
+from bmsgate_publisher.bank import Member, availability, combine, exclusion
+
+from .conftest import T0, make_state
+
+BANK = BankSettings(id="bank", name="House bank", packs=["a", "b", "c"])
+
+
+def members(**over: Member) -> dict[str, Member]:
+    out = {
+        "a": Member(make_state(pack="a", soc=80, current=10, power=520, nominal_capacity=100,
+                               cell_voltages=[3.30, 3.31], remaining_capacity=80,
+                               energy_in=1.0, energy_out=2.0, alarms=[]), online=True),
+        "b": Member(make_state(pack="b", soc=20, current=-4, power=-208, nominal_capacity=300,
+                               cell_voltages=[3.25, 3.40], remaining_capacity=60,
+                               energy_in=0.5, energy_out=0.5, alarms=["soc_low"],
+                               ts=T0 - timedelta(seconds=5)), online=True),
+    }  # fmt: skip
+    out.update(over)
+    return out
+
+
+def test_capacity_weighted_soc_summed_current_and_extreme_cells_named() -> None:
+    state = combine(BANK, members(), T0, 60)
+    assert state is not None
+    assert state.pack == "bank" and state.name == "House bank" and state.ts == T0
+    assert state.soc == pytest.approx((80 * 100 + 20 * 300) / 400)
+    assert (state.current, state.power) == (6, 312)
+    assert state.remaining_capacity == 140 and state.nominal_capacity == 400
+    assert (state.energy_in, state.energy_out) == (1.5, 2.5)
+    assert state.cell_voltages == [3.30, 3.31, 3.25, 3.40] and state.cell_count == 4
+    assert state.extras["cell_min_pack"] == "b" and state.extras["cell_min_cell"] == 1
+    assert state.extras["cell_max_pack"] == "b" and state.extras["cell_max_cell"] == 2
+    assert state.extras["bank_members"] == "a,b" and state.extras["bank_excluded"] == "c"
+    assert state.alarms == ["soc_low"]
+    assert state.charge_mos is None  # a bank has no switch
+
+
+def test_equal_weights_unless_every_capacity_is_known() -> None:
+    m = members()
+    m["a"] = Member(m["a"].state.model_copy(update={"nominal_capacity": None}), online=True)  # type: ignore[union-attr]
+    state = combine(BANK, m, T0, 60)
+    assert state is not None and state.soc == 50 and state.nominal_capacity is None
+
+
+@pytest.mark.parametrize(
+    ("member", "reason"),
+    [
+        (Member(None, None), "no state yet"),
+        (Member(make_state(pack="b"), online=False), "offline"),
+        (Member(make_state(pack="b", ts=T0 - timedelta(seconds=61)), online=True), "stale"),
+        (
+            Member(make_state(pack="b", charge_mos=False, discharge_mos=False), online=True),
+            "cut off",
+        ),
+        (Member(make_state(pack="b", charge_mos=False, discharge_mos=True), online=None), None),
+    ],
+)
+def test_who_counts(member: Member, reason: str | None) -> None:
+    assert exclusion(member, T0, 60) == reason
+
+
+def test_a_cut_off_pack_is_excluded_but_its_alarms_stay() -> None:
+    cut = make_state(pack="b", charge_mos=False, discharge_mos=False, alarms=["cell_undervoltage"])
+    state = combine(BANK, members(b=Member(cut, online=True)), T0, 60)
+    assert state is not None and state.soc == 80 and state.current == 10
+    assert state.extras["bank_members"] == "a" and state.extras["bank_excluded"] == "b,c"
+    assert state.alarms == ["cell_undervoltage"]
+
+
+def test_no_member_no_state_and_the_bank_is_offline() -> None:
+    none_online = {k: Member(m.state, online=False) for k, m in members().items()}
+    assert combine(BANK, none_online, T0, 60) is None
+    assert availability(BANK, None, T0).state == "offline"

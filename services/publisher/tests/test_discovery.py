@@ -1,0 +1,107 @@
+"""Home Assistant discovery from the description table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bmsgate_common.models import PackState
+from bmsgate_publisher import discovery
+from bmsgate_publisher.entities import descriptions, values
+from bmsgate_publisher.topics import TargetTopics
+
+from .conftest import make_state
+
+TOPICS = TargetTopics("solar/bms")
+
+
+def config(state: PackState, control: bool = False) -> dict[str, Any]:
+    rows = descriptions(state, control=control)
+    return discovery.device_config(state, rows, TOPICS, version="9.9", expire_after=60)
+
+
+def test_device_origin_and_topic(state: PackState) -> None:
+    cfg = config(state)
+    assert (
+        discovery.config_topic("homeassistant", "garage")
+        == "homeassistant/device/bmsgate_garage/config"
+    )
+    assert cfg["dev"] == {
+        "ids": ["bmsgate_garage"],
+        "name": "Garage",
+        "mf": "DALY",
+        "mdl": "DALY BMS (UART protocol)",
+    }
+    assert cfg["o"] == {"name": "bmsgate", "sw": "9.9"}
+
+
+def test_every_cell_is_a_diagnostic_voltage_sensor(state: PackState) -> None:
+    cmps = config(state)["cmps"]
+    cells = [k for k in cmps if k.startswith("cell_") and k[5:].isdigit()]
+    assert len(cells) == 16
+    c3 = cmps["cell_3"]
+    assert c3 == {
+        "p": "sensor", "uniq_id": "bmsgate_garage_cell_3", "name": "Cell 3 voltage",
+        "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
+        "avty_mode": "all", "stat_t": "solar/bms/garage/state",
+        "val_tpl": "{{ value_json.cell_3 }}", "dev_cla": "voltage", "unit_of_meas": "V",
+        "stat_cla": "measurement", "ent_cat": "diagnostic", "sug_dsp_prc": 3, "exp_aft": 60,
+    }  # fmt: skip
+
+
+def test_names_never_start_with_the_device_name(state: PackState) -> None:
+    for cmp in config(state, control=True)["cmps"].values():
+        assert not cmp["name"].lower().startswith("garage")
+        assert cmp["uniq_id"].startswith("bmsgate_garage_")
+
+
+def test_min_max_cells_carry_their_index(state: PackState) -> None:
+    rows = descriptions(state, control=False)
+    vals = values(state, rows)
+    assert vals["cell_min"] == 2.927 and vals["cell_min_index"] == 1
+    assert vals["cell_max"] == 2.957 and vals["cell_max_index"] == 3
+    assert vals["cell_delta"] == 30
+    assert "cell_min_pack" not in vals  # bank rows only on banks
+
+
+def test_energy_sensors_appear_once_the_counters_exist(state: PackState) -> None:
+    assert "energy_in" not in config(state)["cmps"]
+    cmps = config(make_state(energy_in=1.5, energy_out=0.25, cycles=12))["cmps"]
+    assert cmps["energy_in"]["dev_cla"] == "energy" and cmps["energy_in"]["unit_of_meas"] == "kWh"
+    assert cmps["energy_in"]["stat_cla"] == "total_increasing"
+    assert cmps["energy_out"]["name"] == "Energy discharged"
+    assert cmps["cycles"]["stat_cla"] == "total_increasing"
+
+
+def test_mos_switches_only_with_control(state: PackState) -> None:
+    off = config(state, control=False)["cmps"]
+    assert off["charge_mos"]["p"] == "binary_sensor"
+    on = config(state, control=True)["cmps"]
+    assert on["charge_mos"] == {
+        "p": "switch", "uniq_id": "bmsgate_garage_charge_mos", "name": "Charge MOSFET",
+        "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
+        "avty_mode": "all", "stat_t": "solar/bms/garage/charge_mos",
+        "cmd_t": "solar/bms/garage/charge_mos/set", "pl_on": "ON", "pl_off": "OFF", "opt": False,
+        "ent_cat": "config",
+    }  # fmt: skip
+    assert on["discharge_mos"]["cmd_t"] == "solar/bms/garage/discharge_mos/set"
+
+
+def test_online_and_alarm_binary_sensors(state: PackState) -> None:
+    cmps = config(state)["cmps"]
+    assert cmps["online"]["stat_t"] == "solar/bms/garage/availability"
+    assert cmps["online"]["avty_t"] == "solar/bms/availability"  # known while the pack is not
+    assert (cmps["online"]["pl_on"], cmps["online"]["pl_off"]) == ("online", "offline")
+    assert cmps["alarm"]["dev_cla"] == "problem" and cmps["alarm"]["p"] == "binary_sensor"
+    vals = values(state, descriptions(state, control=False))
+    assert vals["alarm"] == "ON" and vals["alarms"] == "charge_undertemp_warning"
+
+
+def test_a_bank_gets_no_switches_and_names_the_pack_of_its_extreme_cells() -> None:
+    bank = make_state(
+        pack="bank", name="Bank", extras={"bank": True, "cell_min_pack": "shed", "cell_min_cell": 4}
+    )
+    cmps = config(bank, control=True)["cmps"]
+    assert cmps["charge_mos"]["p"] == "binary_sensor"
+    assert "cell_min_pack" in cmps
+    vals = values(bank, descriptions(bank, control=True))
+    assert vals["cell_min_pack"] == "shed" and vals["cell_min_index"] == 4
