@@ -69,6 +69,14 @@ def test_stale_or_offline_pack_status_0_and_no_values() -> None:
     assert not hub.view("garage").online(T0, 60)
 
 
+def test_status_packet_even_before_the_bms_ever_answered() -> None:
+    hub = Hub()
+    hub.view("garage").availability = Availability(pack="garage", state="offline", ts=T0)
+    msgs = by_topic(plan().tick(hub, T0, LOCAL, 1, 0))
+    assert msgs["p/garage/availability"].payload == b"offline"
+    assert json.loads(msgs["p/garage/status"].payload)["Status"] == 0
+
+
 def test_daily_packet_when_it_changes() -> None:
     p, hub = plan(), hub_with()
     hub.view("garage").daily = DailyStats(pack="garage", day=date(2025, 12, 22), ts=T0, max_soc=27)

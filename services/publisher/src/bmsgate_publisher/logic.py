@@ -223,7 +223,7 @@ class Plan:
             packet = dongle.daily_packet(view.daily)
             if packet is not None:
                 out.append(self._value(self.topics.render(t.dongle.daily_topic, pack), packet))
-        if t.dongle.enabled and state is not None:  # whatever the BMS does, once it is known
+        if t.dongle.enabled:  # whatever the BMS does: Status 0 while it does not answer
             status = dongle.status_packet(online, local_now, uptime, free_memory)
             out.append(self._value(self.topics.render(t.dongle.status_topic, pack), status))
         return out
