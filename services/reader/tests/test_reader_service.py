@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from bmsgate_bms import daly_classic
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
-from bmsgate_common.models import Command, PackState
+from bmsgate_common.models import Command, PackState, RawData, RawLease
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, MqttSettings
 from bmsgate_reader.counters import CounterStore
@@ -241,3 +242,84 @@ async def test_energy_counters_integrate_and_survive_a_restart(
         again = states(seen, "p1")[len(first) :]
         assert again[0].charge_in is not None and again[0].charge_in >= saved  # not back to zero
         assert again[-1].charge_in is not None and again[-1].charge_in > saved
+
+
+def lease_states(seen: Listener) -> list[dict[str, Any]]:
+    return seen.on("/bms/p1/raw/lease/state")
+
+
+async def test_lease_needs_control(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    async with (
+        PtyServer(make_bus("daly_classic"), tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "daly_classic", 1)) as reader,
+    ):
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        await reader.backbone.publish(
+            "raw_lease", "p1", RawLease(transaction="l1", holder="tunnel", action="acquire")
+        )
+        state = (await seen.wait_for(lease_states))[0]
+        assert state["ok"] is False and state["error"] == "control is disabled"
+        assert state["holder"] is None
+
+
+async def test_lease_pauses_polling_relays_bytes_and_gives_the_line_back(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        PtyServer(make_bus("daly_classic"), tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "daly_classic", 1), control=True) as reader,
+    ):
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        publish = reader.backbone.publish
+        await publish(
+            "raw_lease", "p1", RawLease(transaction="l1", holder="tunnel", action="acquire")
+        )
+        granted = (await seen.wait_for(lease_states))[0]
+        assert granted == granted | {"ok": True, "holder": "tunnel", "transaction": "l1"}
+        await asyncio.sleep(0.3)  # a poll under way when the lease came may still finish
+        polled = len(states(seen, "p1"))
+
+        # a second holder is refused while the line is taken
+        await publish(
+            "raw_lease", "p1", RawLease(transaction="l2", holder="webui", action="acquire")
+        )
+        refused = await seen.wait_for(
+            lambda s: [x for x in lease_states(s) if x["transaction"] == "l2"]
+        )
+        assert refused[0]["ok"] is False and "held by tunnel" in refused[0]["error"]
+
+        # bytes from the holder reach the BMS; its answer comes back on raw/rx
+        request = daly_classic.request(daly_classic.SOC)
+        await publish("raw_tx", "p1", RawData(holder="tunnel", data=request.hex()))
+        rx = await seen.wait_for(lambda s: "".join(p["data"] for p in s.on("/bms/p1/raw/rx")))
+        assert daly_classic.frame_data(bytes.fromhex(rx[:26]), daly_classic.SOC, 1)
+        await asyncio.sleep(1.0)
+        assert len(states(seen, "p1")) == polled  # no polling while leased
+
+        await publish(
+            "raw_lease", "p1", RawLease(transaction="l3", holder="tunnel", action="release")
+        )
+        freed = await seen.wait_for(lambda s: [x for x in lease_states(s) if x["holder"] is None])
+        assert freed[-1]["rx_bytes"] == 13 and freed[-1]["tx_bytes"] == 13
+        await seen.wait_for(lambda s: len(states(s, "p1")) > polled)  # polling resumed
+
+
+async def test_idle_lease_expires_and_polling_resumes(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    async with (
+        PtyServer(make_bus("daly_classic"), tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "daly_classic", 1), control=True) as reader,
+    ):
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        await reader.backbone.publish(
+            "raw_lease", "p1",
+            RawLease(transaction="l1", holder="tunnel", action="acquire", idle_timeout=0.5),
+        )  # fmt: skip
+        started = time.monotonic()
+        await seen.wait_for(lambda s: [x for x in lease_states(s) if x["holder"] is None], within=5)
+        assert 0.4 < time.monotonic() - started < 3
+        polled = len(states(seen, "p1"))
+        await seen.wait_for(lambda s: len(states(s, "p1")) > polled)
+        assert reader.lease.current is None

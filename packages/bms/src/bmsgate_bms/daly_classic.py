@@ -299,8 +299,9 @@ def to_reading(parts: dict[str, Any]) -> BmsReading:
     # The raw field's sign differs between boards (gotcha 6.1), so the 0x93 state byte gives the
     # direction. Without one (idle, or 0x93 unread), take raw < 30000 as charging, as
     # python-daly-bms, batmon-ha and dbus-serialbattery do.
+    raw = parts["current"]
     current = signed_current(
-        -parts["current"], direction if direction in DIRECTIONS.values() else None
+        -raw if raw else 0.0, direction if direction in DIRECTIONS.values() else None
     )
     extras: dict[str, Any] = {
         k: parts[k]

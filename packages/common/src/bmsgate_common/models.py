@@ -150,6 +150,47 @@ class CommandResult(_Message):
     ts: AwareDatetime
 
 
+class RawLease(_Message):
+    """Ask the reader for the line of a pack's bus (tunnel, raw frames), on ``.../raw/lease``.
+
+    While a lease is held the reader stops polling that bus and relays bytes both ways.
+    """
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION)
+    holder: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="who takes the line")
+    action: Literal["acquire", "release", "renew"]
+    idle_timeout: float | None = Field(
+        default=120.0,
+        gt=0,
+        le=86400,
+        description="[s] of no traffic before it expires; null = never",
+    )
+
+
+class RawLeaseState(_Message):
+    """Who holds a bus's line, retained on ``.../raw/lease/state``; answers every RawLease."""
+
+    v: Literal[1] = 1
+    pack: PackId
+    transaction: str | None = Field(default=None, description="the request this answers")
+    holder: str | None = Field(description="current holder; null when polling runs")
+    ok: bool = Field(description="whether the request was granted")
+    error: str | None = None
+    expires_in: float | None = Field(default=None, description="[s] left if idle; null = never")
+    rx_bytes: int = Field(default=0, ge=0, description="bytes from the BMS during this lease")
+    tx_bytes: int = Field(default=0, ge=0, description="bytes to the BMS during this lease")
+    ts: AwareDatetime
+
+
+class RawData(_Message):
+    """Bytes on a leased line: ``.../raw/tx`` to the BMS, ``.../raw/rx`` from it."""
+
+    v: Literal[1] = 1
+    holder: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    data: str = Field(pattern=r"^([0-9a-f]{2})*$", max_length=8192, description="hex, lowercase")
+
+
 class DailyStats(_Message):
     """A pack's day so far (local day of the configured time zone), retained on ``.../daily``.
 
@@ -185,3 +226,96 @@ class ServiceStatus(_Message):
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
             raise ValueError("service name must be one lowercase topic level")
         return value
+
+
+HistoryResolution = Literal["raw", "1m", "15m", "1d"]
+HistoryField = Literal[
+    "cells", "soc", "pack_voltage", "current", "power", "temperatures", "mos_temperature",
+    "remaining_capacity", "cell_min", "cell_max", "cell_delta", "cell_average",
+    "charge_mos", "discharge_mos", "balancing", "energy_in", "energy_out",
+]  # fmt: skip
+MAX_HISTORY_SPAN_DAYS: Final = 400
+
+
+class HistoryQuery(_Message):
+    """A question to the archive, on ``<base>/history/<client>/request``; answered on ``.../reply``.
+
+    ``<client>`` is the asking service (one topic level); the reply goes to that client's topic.
+    """
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION, description="caller's id, echoed in the reply")
+    pack: PackId
+    fields: list[HistoryField] = Field(min_length=1, description="series to return")
+    start: AwareDatetime = Field(description="from (inclusive, UTC)")
+    end: AwareDatetime = Field(description="to (exclusive, UTC)")
+    resolution: HistoryResolution | Literal["auto"] = Field(
+        default="auto", description="'auto' picks the finest that fits max_points"
+    )
+    max_points: int = Field(default=2000, ge=10, le=50_000, description="for 'auto'")
+
+    @model_validator(mode="after")
+    def _range_is_sane(self) -> HistoryQuery:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        if (self.end - self.start).total_seconds() > MAX_HISTORY_SPAN_DAYS * 86400:
+            raise ValueError(f"the range may span at most {MAX_HISTORY_SPAN_DAYS} days")
+        return self
+
+
+class HistorySeries(_Message):
+    """One series of a reply: a value per entry of ``HistoryReply.times``; null = no data."""
+
+    name: str = Field(description="a field, or 'cell_<n>' / 'temp_<n>' (1-based)")
+    unit: str = Field(description="V, A, W, %, °C, Ah, kWh, or 1 for on/off shares")
+    values: list[float | None] = Field(description="the sample, or the bucket's mean")
+    min: list[float | None] | None = Field(default=None, description="bucket minimum")
+    max: list[float | None] | None = Field(default=None, description="bucket maximum")
+
+
+class HistoryGap(_Message):
+    """A stretch of the range with no data (pack offline, service stopped, data deleted)."""
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+
+class HistoryReply(_Message):
+    """The archive's answer to a HistoryQuery: the series, or why not."""
+
+    v: Literal[1] = 1
+    transaction: str | None = Field(description="the query's id; null if it could not be read")
+    status: Literal["ok", "error"]
+    error: str | None = None
+    pack: PackId | None = None
+    resolution: HistoryResolution | None = None
+    times: list[int] = Field(
+        default_factory=list, description="sample or bucket start [ms since 1970-01-01 UTC]"
+    )
+    series: list[HistorySeries] = Field(default_factory=list)
+    gaps: list[HistoryGap] = Field(default_factory=list)
+
+
+HealthKind = Literal["weak_cell", "balancing_fault", "capacity_fade"]
+
+
+class HealthFinding(_Message):
+    """One thing the history says about a pack's health, with its evidence."""
+
+    kind: HealthKind
+    cell: int | None = Field(default=None, ge=1, description="the cell (1-based); none for fade")
+    since: date = Field(description="the local day the evidence began")
+    last_seen: date = Field(description="the latest local day with evidence")
+    value: float | None = Field(
+        default=None, description="the key figure: mV for cells, % of capacity lost for fade"
+    )
+    evidence: str = Field(description="readable: what was measured, how often, against what")
+
+
+class HealthReport(_Message):
+    """A pack's current health findings, retained on ``<base>/bms/<pack>/health``; [] = healthy."""
+
+    v: Literal[1] = 1
+    pack: PackId
+    ts: AwareDatetime
+    findings: list[HealthFinding] = Field(default_factory=list)

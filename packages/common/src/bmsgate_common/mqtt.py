@@ -15,6 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from faststream.exceptions import FastStreamException
 from faststream.mqtt import MQTTBroker, MQTTMessage, QoS, ReconnectConfig, Will
 from faststream.security import SASLPlaintext
 from pydantic import BaseModel, ValidationError
@@ -114,12 +115,12 @@ class Backbone:
             raise TypeError(f"{kind} carries {spec.model.__name__}, not {type(model).__name__}")
         try:
             await self.broker.publish(
-                model.model_dump_json(exclude_none=True),
+                model.model_dump_json(),
                 topics.topic(kind, name, self.base),
                 qos=QoS(spec.qos),
                 retain=spec.retained,
             )
-        except (MQTTError, OSError, RuntimeError) as err:
+        except (MQTTError, OSError, RuntimeError, FastStreamException) as err:
             self.unsent += 1
             if self.connected:
                 log.warning("backbone unreachable (%s); will keep retrying", type(err).__name__)

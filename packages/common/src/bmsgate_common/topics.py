@@ -16,7 +16,13 @@ from .models import (
     Command,
     CommandResult,
     DailyStats,
+    HealthReport,
+    HistoryQuery,
+    HistoryReply,
     PackState,
+    RawData,
+    RawLease,
+    RawLeaseState,
     ServiceStatus,
 )
 
@@ -38,8 +44,15 @@ TOPICS: Final[dict[str, TopicSpec]] = {
     "alarm": TopicSpec("bms/+/alarm", AlarmEvent, retained=False, qos=1),
     "command": TopicSpec("bms/+/set", Command, retained=False, qos=1),
     "result": TopicSpec("bms/+/result", CommandResult, retained=False, qos=1),
+    "raw_lease": TopicSpec("bms/+/raw/lease", RawLease, retained=False, qos=1),
+    "raw_lease_state": TopicSpec("bms/+/raw/lease/state", RawLeaseState, retained=True, qos=1),
+    "raw_tx": TopicSpec("bms/+/raw/tx", RawData, retained=False, qos=1),
+    "raw_rx": TopicSpec("bms/+/raw/rx", RawData, retained=False, qos=1),
     "daily": TopicSpec("bms/+/daily", DailyStats, retained=True, qos=1),
     "service_status": TopicSpec("service/+/status", ServiceStatus, retained=True, qos=1),
+    "health": TopicSpec("bms/+/health", HealthReport, retained=True, qos=1),
+    "history_request": TopicSpec("history/+/request", HistoryQuery, retained=False, qos=1),
+    "history_reply": TopicSpec("history/+/reply", HistoryReply, retained=False, qos=1),
 }
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import serial
@@ -47,6 +48,9 @@ class _Receiver(asyncio.Protocol):
         self.link = link
 
     def data_received(self, data: bytes) -> None:
+        if self.link.raw_sink is not None:
+            self.link.raw_sink(data)  # leased: bytes go to the lease holder, not to a poll
+            return
         self.link._rx += data
         self.link._arrived.set()
 
@@ -79,6 +83,7 @@ class SerialLink:
         self._closed = asyncio.Event()
         self.junk = 0  # bytes dropped that belonged to no frame
         self.echoes = 0
+        self.raw_sink: Callable[[bytes], None] | None = None  # set while the line is leased
 
     @property
     def is_open(self) -> bool:
@@ -139,6 +144,27 @@ class SerialLink:
             transport.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), 2.0)
+
+    @contextlib.asynccontextmanager
+    async def leased(self, sink: Callable[[bytes], None]) -> AsyncIterator[None]:
+        """Hold the line for raw traffic: no exchange runs, and received bytes go to ``sink``."""
+        async with self._lock:
+            if self._transport is None:
+                await self.open()
+            self.raw_sink = sink
+            try:
+                yield
+            finally:
+                self.raw_sink = None
+                self._rx.clear()
+
+    def raw_write(self, data: bytes) -> None:
+        """Send bytes on a leased line."""
+        if self.raw_sink is None:
+            raise RuntimeError("raw_write needs the line leased")
+        if self._transport is None:
+            raise LinkDown(f"serial port {self.port} went away")
+        self._transport.write(data)
 
     async def _wait(self, until: float) -> bool:
         """Wait for bytes until the monotonic deadline; False on timeout."""

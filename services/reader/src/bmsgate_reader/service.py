@@ -17,6 +17,7 @@ from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 
 from .counters import CounterStore
+from .lease import LeaseManager
 from .logic import EnergyCounter, PackTracker, to_state
 from .serial_link import LinkDown, SerialLink
 
@@ -66,6 +67,7 @@ class Reader:
             )
             for p in bus.packs
         }
+        self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
         self.polls = 0
         self.failures = 0
         self._backoff = 0.0
@@ -153,6 +155,8 @@ class Reader:
         """Poll forever at the configured interval."""
         beat = time.monotonic()
         while True:
+            if not self.lease.free.is_set():
+                await self.lease.free.wait()  # the line is leased: no polling meanwhile
             started = time.monotonic()
             was_connected = self.backbone.connected
             await self.poll_once()
@@ -239,10 +243,13 @@ async def serve(reader: Reader) -> None:
         await reader.execute(pack_id, cmd)
 
     reader.backbone.subscribe("command", on_command, retained=False)
+    reader.backbone.subscribe("raw_lease", reader.lease.on_request, retained=False)
+    reader.backbone.subscribe("raw_tx", reader.lease.on_tx, retained=False)
     async with reader.backbone:
         try:
             await reader.run()
         finally:
+            await reader.lease.close()
             reader.save_counters()
             await reader.link.close()
 
