@@ -1,0 +1,437 @@
+"""Pure logic of the Modbus service: backbone messages in, register blocks and commands out.
+
+No sockets and no clock here: the service passes ``now`` and the system figures in.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Final, Literal
+
+from pymodbus.constants import ExcCodes
+
+from bmsgate_common.models import Availability, CommandAction, CommandResult, DailyStats, PackState
+from bmsgate_common.settings import (
+    ModbusDisplaySettings,
+    ModbusPushTarget,
+    ModbusPushValue,
+    Settings,
+)
+
+from .registers import (
+    MAX_CELLS,
+    MOS_OFFSETS,
+    REGISTERS,
+    SIZE,
+    WIDTH,
+    WordOrder,
+    encode,
+    encode_block,
+)
+
+Quantities = dict[str, float]
+
+# every quantity a register or a push value can carry, with its unit
+QUANTITY_UNITS: Final[dict[str, str]] = {
+    "soc": "%",
+    "pack_voltage": "V",
+    "current": "A",
+    "power": "W",
+    "cell_delta": "mV",
+    "cell_average": "mV",
+    "cell_max": "mV",
+    "cell_min": "mV",
+    "temperature": "°C or °F",
+    "mos_temperature": "°C or °F",
+    "discharge_mos": "0/1",
+    "charge_mos": "0/1",
+    **{f"cell_{n}": "mV" for n in range(1, MAX_CELLS + 1)},
+    "cell_count": "cells",
+    "daily_max_soc": "%",
+    "daily_max_soc_hour": "h",
+    "daily_max_soc_minute": "min",
+    "remaining_capacity": "Ah",
+    "nominal_capacity": "Ah",
+    "cycles": "cycles",
+    "energy_in": "kWh",
+    "energy_out": "kWh",
+    "charge_in": "Ah",
+    "charge_out": "Ah",
+    "failure": "0/1",
+    "alarm_count": "alarms",
+    "state_age": "s",
+    "free_memory": "bytes",
+    "uptime": "s",
+    "time_zone": "h",
+    "dashboard_id": "id",
+    "display_word_1": "bits",
+    "display_word_2": "bits",
+}
+SYSTEM_QUANTITIES: Final = frozenset(
+    {"free_memory", "uptime", "time_zone", "dashboard_id", "display_word_1", "display_word_2"}
+)
+
+# how a bank (packs in parallel) combines its members' quantities
+Combine = Literal["sum", "mean", "max", "min", "capacity_mean"]
+BANK_RULES: Final[dict[str, Combine]] = {
+    "soc": "capacity_mean",  # weighted by nominal capacity when every member reports one
+    "pack_voltage": "mean",
+    "current": "sum",
+    "power": "sum",
+    "cell_average": "mean",
+    "cell_max": "max",
+    "cell_min": "min",
+    "temperature": "max",  # the hottest pack is the one to watch
+    "mos_temperature": "max",
+    "discharge_mos": "min",  # 1 only when every member's MOS is on
+    "charge_mos": "min",
+    **{f"cell_{n}": "mean" for n in range(1, MAX_CELLS + 1)},
+    "cell_count": "max",
+    "remaining_capacity": "sum",
+    "nominal_capacity": "sum",
+    "cycles": "max",
+    "energy_in": "sum",
+    "energy_out": "sum",
+    "charge_in": "sum",
+    "charge_out": "sum",
+    "failure": "max",
+    "alarm_count": "sum",
+    "state_age": "max",
+}
+BIT_FUNCTIONS: Final = frozenset({1, 2, 5, 15})  # coils and discrete inputs: not in this map
+MOS_ACTIONS: Final[dict[str, CommandAction]] = {
+    "discharge_mos": "set_discharge_mos",
+    "charge_mos": "set_charge_mos",
+}
+
+
+@dataclass(frozen=True)
+class MapOptions:
+    """How states become registers."""
+
+    word_order: WordOrder = "little"
+    temperature_unit: Literal["C", "F"] = "C"
+    stale_after: float = 60.0  # [s]
+    tz: tzinfo | None = None  # the local zone of registers 41, 42, 52; None = the machine's
+    display: ModbusDisplaySettings = field(default_factory=ModbusDisplaySettings)
+
+
+def _temperature(celsius: float, unit: Literal["C", "F"]) -> float:
+    return celsius * 9 / 5 + 32 if unit == "F" else celsius
+
+
+def pack_quantities(
+    state: PackState,
+    daily: DailyStats | None,
+    *,
+    offline: bool,
+    now: datetime,
+    opts: MapOptions,
+) -> Quantities:
+    """Every quantity of one pack, in the units of QUANTITY_UNITS."""
+    age = max(0.0, (now - state.ts).total_seconds())
+    q: Quantities = {
+        "soc": state.soc,
+        "pack_voltage": state.pack_voltage,
+        "current": state.current,
+        "power": state.power,
+        "cell_count": state.cell_count,
+        "alarm_count": len(state.alarms),
+        "state_age": age,
+        "failure": 1.0 if offline or age > opts.stale_after else 0.0,
+    }
+    if state.cell_voltages:
+        mv = [v * 1000 for v in state.cell_voltages]
+        q.update(
+            cell_delta=max(mv) - min(mv),
+            cell_average=sum(mv) / len(mv),
+            cell_max=max(mv),
+            cell_min=min(mv),
+        )
+        q.update({f"cell_{n}": v for n, v in enumerate(mv[:MAX_CELLS], start=1)})
+    if state.temperatures:
+        q["temperature"] = _temperature(statistics.fmean(state.temperatures), opts.temperature_unit)
+    elif state.mos_temperature is not None:
+        q["temperature"] = _temperature(state.mos_temperature, opts.temperature_unit)
+    if state.mos_temperature is not None:
+        q["mos_temperature"] = _temperature(state.mos_temperature, opts.temperature_unit)
+    optional = {
+        "discharge_mos": state.discharge_mos,
+        "charge_mos": state.charge_mos,
+        "remaining_capacity": state.remaining_capacity,
+        "nominal_capacity": state.nominal_capacity,
+        "cycles": state.cycles,
+        "energy_in": state.energy_in,
+        "energy_out": state.energy_out,
+        "charge_in": state.charge_in,
+        "charge_out": state.charge_out,
+    }
+    q.update({k: float(v) for k, v in optional.items() if v is not None})
+    local_now = now.astimezone(opts.tz)
+    if daily is not None and daily.day == local_now.date() and daily.max_soc is not None:
+        q["daily_max_soc"] = daily.max_soc
+        if daily.max_soc_at is not None:
+            at = daily.max_soc_at.astimezone(opts.tz)
+            q["daily_max_soc_hour"], q["daily_max_soc_minute"] = at.hour, at.minute
+    return q
+
+
+def combine_bank(members: Sequence[Quantities], expected: int) -> Quantities:
+    """A bank's quantities from those of the members seen so far (``expected`` members in all)."""
+    out: Quantities = {}
+    for name, rule in BANK_RULES.items():
+        present = [m for m in members if name in m]
+        values = [m[name] for m in present]
+        if not values:
+            continue
+        if rule == "sum":
+            out[name] = sum(values)
+        elif rule == "max":
+            out[name] = max(values)
+        elif rule == "min":
+            out[name] = min(values)
+        elif rule == "capacity_mean" and all(m.get("nominal_capacity") for m in present):
+            weights = [m["nominal_capacity"] for m in present]
+            out[name] = sum(v * w for v, w in zip(values, weights, strict=True)) / sum(weights)
+        else:
+            out[name] = statistics.fmean(values)
+    if "cell_max" in out and "cell_min" in out:
+        out["cell_delta"] = out["cell_max"] - out["cell_min"]
+    with_daily = [m for m in members if "daily_max_soc" in m]
+    if with_daily:  # the bank's best moment is its best member's
+        best = max(with_daily, key=lambda m: m["daily_max_soc"])
+        for key in ("daily_max_soc", "daily_max_soc_hour", "daily_max_soc_minute"):
+            if key in best:
+                out[key] = best[key]
+    if len(members) < expected:
+        out["failure"] = 1.0  # a member was never seen
+    return out
+
+
+def display_words(display: ModbusDisplaySettings, units: int) -> tuple[int, int]:
+    """Registers 54 and 56: 0xAABBCCDD and 0xAABBBCCC as the dongle's manual packs them.
+
+    Word 1: AA = dashboards (high nibble) | 0x2 auto-rolling | 0x1 auto-brightness, BB/CC/DD =
+    brightness max/avg/min. Word 2: AA = rolling seconds, BBB/CCC = seconds at max/avg level.
+    """
+    dashboards = min(15, display.dashboards or max(1, units))
+    flags = (0x2 if display.auto_rolling else 0) | (0x1 if display.auto_brightness else 0)
+    word1 = (
+        ((dashboards << 4 | flags) << 24)
+        | display.brightness_max << 16
+        | display.brightness_avg << 8
+        | display.brightness_min
+    )
+    word2 = display.rolling_seconds << 24 | display.seconds_at_max << 12 | display.seconds_at_avg
+    return word1, word2
+
+
+def default_units(cfg: Settings) -> dict[int, str]:
+    """The unit map in use: ``modbus.units``, else packs in config order from 1, then banks."""
+    if cfg.modbus.units:
+        return dict(cfg.modbus.units)
+    ids = [p.id for bus in cfg.buses for p in bus.packs] + [b.id for b in cfg.banks]
+    return {unit: pack for unit, pack in enumerate(ids, start=1)}
+
+
+def config_problem(cfg: Settings) -> str | None:
+    """One line naming what in the modbus settings cannot work, or None."""
+    packs = {p.id for bus in cfg.buses for p in bus.packs}
+    known = packs | {b.id for b in cfg.banks}
+    for unit, pack in sorted(cfg.modbus.units.items()):
+        if pack not in known:
+            return f"modbus.units.{unit}: no pack or bank {pack!r} is configured"
+    for t, target in enumerate(cfg.modbus.push):
+        used: dict[int, int] = {}
+        for v, value in enumerate(target.values):
+            where = f"modbus.push.{t}.values.{v}"
+            if value.value not in QUANTITY_UNITS:
+                return f"{where}.value: unknown quantity {value.value!r} (see docs/modbus.md)"
+            if value.pack not in known:
+                return f"{where}.pack: no pack or bank {value.pack!r} is configured"
+            for address in range(value.address, value.address + WIDTH[value.type]):
+                if address > 0xFFFF:
+                    return f"{where}.address: {value.type} does not fit below 65536"
+                if address in used:
+                    other = used[address]
+                    return f"{where}.address: register {address} is also written by value {other}"
+                used[address] = v
+    return None
+
+
+def write_commands(
+    offset: int, values: Sequence[int]
+) -> list[tuple[CommandAction, bool]] | ExcCodes:
+    """The MOS commands a write of ``values`` at block ``offset`` asks for, or the exception.
+
+    Only the MOS registers are writable: anything else is ILLEGAL_ADDRESS; a value other than
+    0 or 1 is ILLEGAL_VALUE. Nothing is sent unless the whole request is valid.
+    """
+    commands: list[tuple[CommandAction, bool]] = []
+    for i, value in enumerate(values):
+        quantity = MOS_OFFSETS.get(offset + i)
+        if quantity is None:
+            return ExcCodes.ILLEGAL_ADDRESS
+        if value not in (0, 1):
+            return ExcCodes.ILLEGAL_VALUE
+        commands.append((MOS_ACTIONS[quantity], value == 1))
+    return commands
+
+
+class RegisterStore:
+    """The latest messages per pack and the register block of every unit, rebuilt on change.
+
+    A block is replaced by a new list in one assignment, so a reader sees either the old or the
+    new state of a unit, never a mix (the event loop runs one request at a time).
+    """
+
+    def __init__(
+        self,
+        units: Mapping[int, str],
+        banks: Mapping[str, Sequence[str]],
+        opts: MapOptions,
+    ) -> None:
+        """Serve ``units`` (unit id -> pack or bank id); ``banks`` lists each bank's members."""
+        self.units = dict(units)
+        self.banks = {bank: tuple(members) for bank, members in banks.items()}
+        self.opts = opts
+        self.states: dict[str, PackState] = {}
+        self.availability: dict[str, Availability] = {}
+        self.daily: dict[str, DailyStats] = {}
+        self.blocks: dict[int, list[int] | None] = dict.fromkeys(self.units)
+        self.system: Quantities = {}
+        word1, word2 = display_words(opts.display, len(self.units))
+        self._dashboards = {u: i for i, u in enumerate(sorted(self.units), start=1)}
+        self._words = {"display_word_1": float(word1), "display_word_2": float(word2)}
+
+    def members(self, target: str) -> tuple[str, ...]:
+        """The packs behind a pack or bank id."""
+        return self.banks.get(target, (target,))
+
+    def packs(self) -> set[str]:
+        """Every pack any unit shows."""
+        return {p for target in self.units.values() for p in self.members(target)}
+
+    def on_state(self, state: PackState) -> None:
+        """Take a new state."""
+        self.states[state.pack] = state
+
+    def on_availability(self, availability: Availability) -> None:
+        """Take an availability change."""
+        self.availability[availability.pack] = availability
+
+    def on_daily(self, daily: DailyStats) -> None:
+        """Take the day's figures."""
+        self.daily[daily.pack] = daily
+
+    def on_result(self, result: CommandResult) -> bool:
+        """Show a confirmed MOS state at once (the next state would confirm it again).
+
+        Returns True when a state changed.
+        """
+        state = self.states.get(result.pack)
+        quantity = {a: q for q, a in MOS_ACTIONS.items()}.get(result.action)
+        if state is None or quantity is None or result.status != "ok":
+            return False
+        if not isinstance(result.value, bool):
+            return False
+        self.states[result.pack] = state.model_copy(update={quantity: result.value})
+        return True
+
+    def online(self, pack: str, now: datetime) -> bool:
+        """Seen, not reported offline, and not stale."""
+        state = self.states.get(pack)
+        if state is None:
+            return False
+        avail = self.availability.get(pack)
+        if avail is not None and avail.state == "offline" and avail.ts >= state.ts:
+            return False
+        return (now - state.ts).total_seconds() <= self.opts.stale_after
+
+    def quantities(self, target: str, now: datetime) -> Quantities | None:
+        """A pack's or bank's quantities; None when no member has ever sent a state."""
+        members = self.members(target)
+        seen = [
+            pack_quantities(
+                self.states[p],
+                self.daily.get(p),
+                offline=not self.online(p, now),
+                now=now,
+                opts=self.opts,
+            )
+            for p in members
+            if p in self.states
+        ]
+        if not seen:
+            return None
+        if target not in self.banks:
+            return seen[0]
+        return combine_bank(seen, len(members))
+
+    def refresh(self, now: datetime, packs: Iterable[str] | None = None) -> None:
+        """Rebuild the blocks of the units showing any of ``packs`` (all units when None)."""
+        wanted = None if packs is None else set(packs)
+        for unit, target in self.units.items():
+            if wanted is not None and wanted.isdisjoint(self.members(target)):
+                continue
+            q = self.quantities(target, now)
+            if q is None:
+                self.blocks[unit] = None
+                continue
+            q.update(self.system)
+            q.update(self._words)
+            q["dashboard_id"] = self._dashboards[unit]
+            self.blocks[unit] = encode_block(q, self.opts.word_order)
+
+    def set_system(self, *, uptime: float, free_memory: float, now: datetime) -> None:
+        """Registers 50-52: the service's seconds counter, free memory, local UTC offset."""
+        offset = now.astimezone(self.opts.tz).utcoffset()
+        hours = int(offset.total_seconds() / 3600) if offset is not None else 0  # toward zero
+        self.system = {
+            "uptime": float(int(uptime) % 0x10000),  # wraps like the dongle's counter
+            "free_memory": free_memory,
+            "time_zone": float(hours),
+        }
+
+    def block(self, unit: int) -> list[int] | None:
+        """The unit's registers (SIZE of them), None when its pack was never seen."""
+        return self.blocks.get(unit)
+
+
+def push_writes(
+    target: ModbusPushTarget, quantities: Mapping[str, Quantities | None]
+) -> list[tuple[int, list[int]]]:
+    """The FC16 writes for a push target: (first address, registers), neighbours merged.
+
+    Values of packs never seen (or quantities the pack does not report) are left out.
+    """
+    items: list[tuple[int, list[int]]] = []
+    for value in target.values:
+        q = quantities.get(value.pack)
+        if q is None or value.value not in q:
+            continue
+        items.append((value.address, _encode_push(value, q[value.value])))
+    items.sort()
+    writes: list[tuple[int, list[int]]] = []
+    for address, regs in items:
+        if writes:
+            start, merged = writes[-1]
+            if start + len(merged) == address and len(merged) + len(regs) <= MAX_WRITE:
+                merged.extend(regs)
+                continue
+        writes.append((address, list(regs)))
+    return writes
+
+
+MAX_WRITE: Final = 123  # registers in one function-16 request (Modbus application protocol 6.12)
+
+
+def _encode_push(value: ModbusPushValue, number: float) -> list[int]:
+    return encode(number, value.type, value.scale, value.word_order)
+
+
+assert SIZE <= 125, "one read (function 3) must be able to fetch a unit's whole block"
+assert all(r.quantity in QUANTITY_UNITS for r in REGISTERS)

@@ -1,0 +1,163 @@
+"""The Modbus TCP server: pymodbus 3.16 ``SimDevice`` per unit, fed from the RegisterStore.
+
+pymodbus keeps one register list per device. Every request passes through ``_access`` first,
+which copies the unit's current block into that list (one synchronous slice assignment, so the
+request sees one whole state) or answers with an exception.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from .logic import BIT_FUNCTIONS, RegisterStore
+from .registers import BASE, SIZE
+
+log = logging.getLogger(__name__)
+
+# (unit, offset in the block, values) -> None when accepted, else the exception to answer
+WriteHandler = Callable[[int, int, list[int]], Awaitable[ExcCodes | None]]
+CATCH_ALL = 0  # pymodbus's SimDevice id 0 answers every unit id no other device has
+READBACK_FUNCTIONS = frozenset({6, 22})  # read right after their own write: echo what was written
+
+
+class ListenError(Exception):
+    """The server cannot listen; the message is one line saying why and what to do."""
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Try the bind pymodbus will do; one line on why it fails and how to fix it, or None."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as err:
+        return f"cannot listen on {host}:{port}: unknown address ({err.strerror}); fix modbus.host"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+        try:
+            sock.bind(address)
+        except PermissionError:
+            return (
+                f"cannot listen on {host}:{port}: permission denied; ports below 1024 need root or "
+                "CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; or "
+                "setcap cap_net_bind_service=+ep on the python binary), or set modbus.port "
+                "(bmsgate run --modbus-port 5020)"
+            )
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return (
+                    f"cannot listen on {host}:{port}: the port is in use by another program "
+                    f"(see: ss -ltnp 'sport = :{port}'); stop it or set modbus.port"
+                )
+            if err.errno == errno.EADDRNOTAVAIL:
+                return f"cannot listen on {host}:{port}: no such local address; fix modbus.host"
+            return f"cannot listen on {host}:{port}: {err.strerror}"
+    return None
+
+
+class RegisterServer:
+    """Serves the store's blocks: one pymodbus device per unit plus a catch-all."""
+
+    def __init__(self, store: RegisterStore, host: str, port: int, on_write: WriteHandler) -> None:
+        """Serve ``store`` on ``host:port``; ``on_write`` decides about every write request."""
+        self.store = store
+        self.host = host
+        self.port = port
+        self.on_write = on_write
+        self.requests = 0
+        self.refused = 0
+        self._server: ModbusTcpServer | None = None
+
+    def _devices(self) -> list[SimDevice]:
+        devices = [
+            SimDevice(
+                id=unit,
+                simdata=[SimData(BASE, count=SIZE, datatype=DataType.REGISTERS)],
+                action=partial(self._access, unit),
+            )
+            for unit in self.store.units
+        ]
+        if CATCH_ALL not in self.store.units:
+            devices.append(
+                SimDevice(
+                    id=CATCH_ALL,
+                    simdata=[SimData(BASE, count=SIZE, datatype=DataType.REGISTERS)],
+                    action=self._unknown_unit,
+                )
+            )
+        return devices
+
+    async def _unknown_unit(
+        self,
+        func_code: int,
+        start: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        self.requests += 1
+        self.refused += 1
+        return ExcCodes.GATEWAY_PATH_UNAVIABLE  # [sic] pymodbus's name for 0x0A
+
+    async def _access(
+        self,
+        unit: int,
+        func_code: int,
+        start: int,
+        address: int,
+        count: int,
+        registers: list[int],
+        values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        self.requests += 1
+        if func_code in BIT_FUNCTIONS:
+            self.refused += 1
+            return ExcCodes.ILLEGAL_FUNCTION
+        if values is not None:
+            answer = await self.on_write(unit, address - start, [int(v) for v in values])
+            if answer is not None:
+                self.refused += 1
+            # an accepted write lands in pymodbus's copy only; the next request copies the
+            # store's block over it, so the register shows the state the BMS confirms
+            return answer
+        if func_code in READBACK_FUNCTIONS:
+            return None
+        block = self.store.block(unit)
+        if block is None:
+            self.refused += 1
+            return ExcCodes.GATEWAY_NO_RESPONSE  # configured, but no state was ever seen
+        registers[:SIZE] = block
+        return None
+
+    async def start(self) -> None:
+        """Listen; raises ListenError with a one-line reason when the port cannot be bound."""
+        problem = listen_problem(self.host, self.port)
+        if problem:
+            raise ListenError(problem)
+        self._server = ModbusTcpServer(self._devices(), address=(self.host, self.port))
+        try:
+            await self._server.serve_forever(background=True)
+        except RuntimeError as err:  # pymodbus hides the errno; the check above usually has it
+            raise ListenError(f"cannot listen on {self.host}:{self.port}: {err}") from None
+        log.info(
+            "modbus server on %s:%d, units %s",
+            self.host,
+            self.port,
+            ", ".join(f"{u}={p}" for u, p in sorted(self.store.units.items())) or "none",
+        )
+
+    async def stop(self) -> None:
+        """Close the listener and every connection."""
+        if self._server is not None:
+            await self._server.shutdown()  # type: ignore[no-untyped-call]
+            self._server = None

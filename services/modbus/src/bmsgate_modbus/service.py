@@ -1,0 +1,193 @@
+"""The Modbus service: backbone messages into the register store, the server, the push targets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from zoneinfo import ZoneInfo
+
+from pymodbus.constants import ExcCodes
+
+from bmsgate_common.models import (
+    Availability,
+    Command,
+    CommandResult,
+    DailyStats,
+    Extra,
+    PackState,
+    utcnow,
+)
+from bmsgate_common.mqtt import Backbone
+from bmsgate_common.settings import Settings
+
+from .client import PushTarget
+from .logic import MapOptions, Quantities, RegisterStore, default_units, write_commands
+from .server import RegisterServer
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0  # [s] seconds counter, state age and staleness move on this often
+PUBLISH_TIMEOUT = 2.0  # [s] a write request waits this long for the backbone to take a command
+
+
+def _free_memory() -> float:
+    """Available memory [bytes] (register 50 saturates at 65535 anyway)."""
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError):
+        return 0.0
+
+
+class ModbusService:
+    """Keeps the store current from the backbone and turns accepted writes into commands."""
+
+    def __init__(self, cfg: Settings, backbone: Backbone) -> None:
+        """Build the store for the configured units; nothing connects yet."""
+        self.cfg = cfg
+        self.backbone = backbone
+        tz = ZoneInfo(cfg.history.timezone) if cfg.history.timezone else None
+        opts = MapOptions(
+            word_order=cfg.modbus.float_word_order,
+            temperature_unit=cfg.modbus.temperature_unit,
+            stale_after=cfg.modbus.stale_after,
+            tz=tz,
+            display=cfg.modbus.display,
+        )
+        self.store = RegisterStore(
+            default_units(cfg), {b.id: tuple(b.packs) for b in cfg.banks}, opts
+        )
+        self.server = (
+            RegisterServer(self.store, cfg.modbus.host, cfg.modbus.port, self.on_write)
+            if cfg.modbus.enabled
+            else None
+        )
+        self.targets = [PushTarget(t, self._push_quantities) for t in cfg.modbus.push]
+        self.commands = 0
+        self._transactions = itertools.count(1)
+        self._started = time.monotonic()
+        self.tick()
+
+    def counters(self) -> dict[str, Extra]:
+        """Health figures for the service status."""
+        out: dict[str, Extra] = {"commands": self.commands}
+        if self.server is not None:
+            out |= {"requests": self.server.requests, "refused": self.server.refused}
+        for i, target in enumerate(self.targets):
+            out |= {
+                f"push{i}_up": target.up,
+                f"push{i}_writes": target.writes,
+                f"push{i}_failures": target.failures,
+            }
+        return out
+
+    def subscribe(self) -> None:
+        """Register the backbone handlers (before the backbone starts)."""
+        self.backbone.subscribe("state", self._on_state)
+        self.backbone.subscribe("availability", self._on_availability)
+        self.backbone.subscribe("daily", self._on_daily)
+        self.backbone.subscribe("result", self._on_result, retained=False)
+
+    def _changed(self, pack: str) -> None:
+        self.store.refresh(utcnow(), {pack})
+        touched = {pack} | {bank for bank, members in self.store.banks.items() if pack in members}
+        for target in self.targets:
+            target.notify(touched)
+
+    async def _on_state(self, name: str, state: PackState) -> None:
+        if name != state.pack:
+            log.warning("dropping state for %r on the topic of %r", state.pack, name)
+            return
+        self.store.on_state(state)
+        self._changed(name)
+
+    async def _on_availability(self, name: str, availability: Availability) -> None:
+        if name == availability.pack:
+            self.store.on_availability(availability)
+            self._changed(name)
+
+    async def _on_daily(self, name: str, daily: DailyStats) -> None:
+        if name == daily.pack:
+            self.store.on_daily(daily)
+            self._changed(name)
+
+    async def _on_result(self, name: str, result: CommandResult) -> None:
+        if name == result.pack and self.store.on_result(result):
+            self._changed(name)
+
+    def _push_quantities(self) -> dict[str, Quantities | None]:
+        now = utcnow()
+        wanted = {v.pack for t in self.targets for v in t.cfg.values}
+        return {pack: self.store.quantities(pack, now) for pack in wanted}
+
+    def tick(self) -> None:
+        """Move the seconds counter, state ages and staleness on."""
+        at = utcnow()
+        self.store.set_system(
+            uptime=time.monotonic() - self._started, free_memory=_free_memory(), now=at
+        )
+        self.store.refresh(at)
+
+    async def on_write(self, unit: int, offset: int, values: list[int]) -> ExcCodes | None:
+        """Decide about a write request; accepted MOS writes go out as backbone commands."""
+        if not self.cfg.control.enabled:
+            return ExcCodes.ILLEGAL_FUNCTION  # secure default: this server is read-only
+        target = self.store.units.get(unit)
+        if target is None or target in self.store.banks:
+            return ExcCodes.ILLEGAL_ADDRESS  # a bank's registers are read-only
+        commands = write_commands(offset, values)
+        if isinstance(commands, ExcCodes):
+            return commands
+        if not self.store.online(target, utcnow()):
+            return ExcCodes.GATEWAY_NO_RESPONSE
+        for action, value in commands:
+            command = Command(
+                transaction=f"modbus-{unit}-{next(self._transactions)}", action=action, value=value
+            )
+            try:
+                sent = await asyncio.wait_for(
+                    self.backbone.publish("command", target, command), PUBLISH_TIMEOUT
+                )
+            except TimeoutError:
+                sent = False
+            if not sent:
+                log.warning("unit %d: command %s not sent: backbone unreachable", unit, action)
+                return ExcCodes.DEVICE_FAILURE
+            self.commands += 1
+            log.info("unit %d: %s %s sent to %s", unit, action, value, target)
+        return None
+
+    async def run(self) -> None:
+        """Serve and push until cancelled."""
+        tasks = [asyncio.create_task(t.run(), name=f"push {t.name}") for t in self.targets]
+        try:
+            while True:
+                await asyncio.sleep(TICK)
+                self.tick()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+async def run_modbus(cfg: Settings) -> None:
+    """Run the Modbus service until cancelled; ListenError when the port cannot be bound."""
+    service: ModbusService | None = None
+    backbone = Backbone(cfg.mqtt, "modbus", detail=lambda: service.counters() if service else {})
+    service = ModbusService(cfg, backbone)
+    service.subscribe()
+    if service.server is not None:
+        await service.server.start()  # before the backbone: a bad port fails fast
+    elif not service.targets:
+        log.info("modbus server disabled and no push targets: nothing to do")
+    try:
+        async with backbone:
+            await service.run()
+    finally:
+        if service.server is not None:
+            await service.server.stop()

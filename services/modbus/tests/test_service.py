@@ -1,0 +1,292 @@
+"""The modbus service as a process: real Mosquitto, states published on the backbone, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from pydantic import BaseModel
+from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+from services.modbus.tests.known import expected_block, known_daily, known_state
+
+from bmsgate.broker import free_port
+from bmsgate_common.models import CommandResult, PackState
+from bmsgate_common.topics import topic
+from bmsgate_modbus.registers import BASE, SIZE, decode
+from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+
+pytestmark = pytest.mark.integration
+HOST = "127.0.0.1"
+SYSTEM_OFFSETS = {50, 51, 59}  # free memory, seconds counter, state age: the machine's
+
+
+async def until(check: Callable[[], Awaitable[Any]], within: float = 10.0) -> Any:
+    """Poll ``check()`` until it is truthy; fail after ``within`` seconds."""
+    async with asyncio.timeout(within):
+        while True:
+            if result := await check():
+                return result
+            await asyncio.sleep(0.02)
+
+
+def config(broker: Mosquitto, port: int, **modbus: Any) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": HOST, "port": broker.port, "heartbeat": 2},
+        "buses": [
+            {
+                "port": "/dev/null",  # the modbus service never opens it
+                "protocol": "daly_classic",
+                "packs": [
+                    {"id": "garage"},
+                    {"id": "shed", "address": 2},
+                    {"id": "cellar", "address": 3},
+                ],
+            }
+        ],
+        "history": {"timezone": "UTC"},
+        "modbus": {"host": HOST, "port": port, "display": {"dashboards": 1}, **modbus},
+    }
+
+
+async def publish(broker: Mosquitto, *messages: tuple[str, str, BaseModel]) -> None:
+    async with aiomqtt.Client(HOST, broker.port) as client:
+        for kind, name, model in messages:
+            retain = kind in ("state", "daily", "availability")
+            await client.publish(
+                topic(kind, name), model.model_dump_json(exclude_none=True), qos=1, retain=retain
+            )
+
+
+def now_state(pack: str = "garage", **over: Any) -> PackState:
+    return known_state(pack, ts=datetime.now(UTC), **over)
+
+
+def read(port: int, unit: int, address: int = BASE, count: int = SIZE) -> Any:
+    client = ModbusTcpClient(HOST, port=port, timeout=2, retries=0)
+    try:
+        assert client.connect()
+        return client.read_holding_registers(address, count=count, device_id=unit)
+    finally:
+        client.close()
+
+
+def start(tmp_path: Path, procs: list[Proc], data: dict[str, Any]) -> Proc:
+    proc = start_service(tmp_path, "modbus", write_config(tmp_path, data))
+    procs.append(proc)
+    return proc
+
+
+def test_the_map_over_the_backbone(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> None:
+    port = free_port()
+    proc = start(tmp_path, procs, config(mosquitto, port))
+    state = now_state()
+    asyncio.run(
+        publish(
+            mosquitto,
+            ("state", "garage", state),
+            ("daily", "garage", known_daily().model_copy(update={"day": state.ts.date()})),
+            ("state", "shed", now_state("shed", soc=55.0)),
+        )
+    )
+    reply = wait_until(lambda: (r := read(port, 1)) and not r.isError() and r, timeout=20)
+    want = expected_block(SIZE)
+    got = reply.registers
+    for offset in range(SIZE):
+        if offset not in SYSTEM_OFFSETS:
+            assert got[offset] == want[offset], f"offset {offset}"
+    assert got[50] == 65535  # a server always has more free memory than 16 bits show
+    assert got[59] <= 5
+    assert read(port, 2, count=1).registers == [55]
+    assert read(port, 3).exception_code == ExcCodes.GATEWAY_NO_RESPONSE  # cellar: never seen
+    assert read(port, 9).exception_code == ExcCodes.GATEWAY_PATH_UNAVIABLE
+    assert read(port, 1, BASE + SIZE, 1).exception_code == ExcCodes.ILLEGAL_ADDRESS
+
+    if shutil.which("mbpoll"):
+        done = subprocess.run(
+            ["mbpoll", "-m", "tcp", "-p", str(port), "-0", "-1", "-a", "1", "-t", "4:float",
+             "-r", str(BASE + 10), "-c", "1", HOST],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
+        assert "[154]: \t53.25" in done.stdout, done.stdout + done.stderr
+
+    # a new state shows up at once (the 100 ms budget is measured in bench/, not here)
+    asyncio.run(publish(mosquitto, ("state", "garage", now_state(soc=42.0, pack_voltage=50.0))))
+    wait_until(lambda: read(port, 1, count=2).registers == [42, 5000], timeout=10, interval=0.02)
+
+    # control is off: every write is refused, nothing reaches the backbone
+    client = ModbusTcpClient(HOST, port=port, timeout=2, retries=0)
+    assert client.connect()
+    refused = client.write_register(BASE + 17, 1, device_id=1)
+    client.close()
+    assert refused.isError() and refused.exception_code == ExcCodes.ILLEGAL_FUNCTION
+
+    # offline: the last values stay, the failure flag goes up
+    asyncio.run(publish(mosquitto, ("availability", "garage", offline("garage"))))
+    wait_until(lambda: read(port, 1, BASE + 45, 1).registers == [1], timeout=10)
+    assert read(port, 1, count=1).registers == [42]
+    assert proc.alive() and "Traceback" not in proc.log()
+
+
+def offline(pack: str) -> BaseModel:
+    from bmsgate_common.models import Availability
+
+    return Availability(pack=pack, state="offline", ts=datetime.now(UTC), reason="no answer")
+
+
+async def _commands(broker: Mosquitto, seen: list[dict[str, Any]], ready: asyncio.Event) -> None:
+    async with aiomqtt.Client(HOST, broker.port) as client:
+        await client.subscribe("bmsgate/bms/+/set", qos=1)
+        ready.set()
+        async for message in client.messages:
+            seen.append({"topic": str(message.topic), **json.loads(message.payload)})  # type: ignore[arg-type]
+
+
+async def test_mos_write_becomes_a_command_and_shows_the_confirmed_state(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
+) -> None:
+    port = free_port()
+    data = config(mosquitto, port, units={1: "garage", 2: "bank"})
+    data["banks"] = [{"id": "bank", "packs": ["garage", "shed"]}]
+    data["control"] = {"enabled": True}
+    proc = start(tmp_path, procs, data)
+    await publish(mosquitto, ("state", "garage", now_state()), ("state", "shed", now_state("shed")))
+    seen: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_commands(mosquitto, seen, ready))
+    await ready.wait()
+    client = AsyncModbusTcpClient(HOST, port=port, timeout=2, retries=0)
+    try:
+
+        async def readable() -> bool:
+            if not await client.connect():
+                return False
+            reply = await client.read_holding_registers(BASE + 17, count=1, device_id=1)
+            return not reply.isError()
+
+        await until(readable, 20)
+        assert (await client.read_holding_registers(BASE + 16, count=2, device_id=1)).registers == [
+            1,
+            0,
+        ]
+
+        ok = await client.write_register(BASE + 17, 1, device_id=1)  # charge MOS on
+        assert not ok.isError(), ok
+        await until(lambda: asyncio.sleep(0, bool(seen)))
+        command = seen[0]
+        assert command["topic"] == "bmsgate/bms/garage/set"
+        assert command["action"] == "set_charge_mos" and command["value"] is True
+        # not confirmed yet: the register still shows the BMS's state
+        assert (await client.read_holding_registers(BASE + 17, count=1, device_id=1)).registers == [
+            0
+        ]
+        result = CommandResult(
+            transaction=command["transaction"], pack="garage", action="set_charge_mos",
+            status="ok", value=True, ts=datetime.now(UTC),
+        )  # fmt: skip
+        await publish(mosquitto, ("result", "garage", result))
+
+        async def confirmed() -> bool:
+            reply = await client.read_holding_registers(BASE + 17, count=1, device_id=1)
+            return reply.registers == [1]
+
+        await until(confirmed)
+
+        for unit, address, value, code in [
+            (1, BASE, 1, ExcCodes.ILLEGAL_ADDRESS),  # SOC is read-only
+            (1, BASE + 16, 2, ExcCodes.ILLEGAL_VALUE),
+            (2, BASE + 16, 0, ExcCodes.ILLEGAL_ADDRESS),  # a bank's registers are read-only
+            (9, BASE + 16, 0, ExcCodes.GATEWAY_PATH_UNAVIABLE),
+        ]:
+            reply = await client.write_register(address, value, device_id=unit)
+            assert reply.isError() and reply.exception_code == code, (unit, address, reply)
+        assert len(seen) == 1
+        bank = await client.read_holding_registers(BASE, count=4, device_id=2)
+        assert bank.registers[0] == 87 and decode(bank.registers[2:3], "s16", 10, "big") == -25.0
+    finally:
+        client.close()
+        listener.cancel()
+    assert proc.alive() and "Traceback" not in proc.log()
+
+
+class Sink:
+    """A bare pymodbus server standing in for another device that bmsgate pushes to."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.server = ModbusTcpServer(
+            SimDevice(id=5, simdata=[SimData(0, count=400, datatype=DataType.REGISTERS)]),
+            address=(HOST, self.port),
+        )
+
+    async def registers(self, address: int, count: int) -> list[int]:
+        return await self.server.async_getValues(5, 3, address, count)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    await s.server.serve_forever(background=True)
+    yield s
+    await s.server.shutdown()  # type: ignore[no-untyped-call]
+
+
+async def test_push_to_other_servers_survives_dead_and_silent_ones(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], sink: Sink
+) -> None:
+    silent = await asyncio.start_server(lambda r, w: None, HOST, 0)  # accepts, never answers
+    silent_port = silent.sockets[0].getsockname()[1]
+    values = [
+        {"pack": "garage", "value": "soc", "address": 10},
+        {"pack": "garage", "value": "pack_voltage", "address": 11, "type": "u16", "scale": 100},
+        {"pack": "garage", "value": "current", "address": 12, "type": "float32"},
+        {"pack": "shed", "value": "cell_3", "address": 100, "type": "u16"},
+    ]
+    push = [
+        {"host": HOST, "port": free_port(), "unit": 5, "values": values, "timeout": 0.5},  # dead
+        {"host": HOST, "port": silent_port, "unit": 5, "values": values, "timeout": 0.5},
+        {"host": HOST, "port": sink.port, "unit": 5, "values": values, "timeout": 0.5},
+    ]
+    proc = start(tmp_path, procs, config(mosquitto, free_port(), enabled=False, push=push))
+    await publish(mosquitto, ("state", "garage", now_state()), ("state", "shed", now_state("shed")))
+
+    async def pushed(sink: Sink, address: int, want: list[int]) -> bool:
+        return await sink.registers(address, len(want)) == want
+
+    await until(lambda: pushed(sink, 10, [87, 5325, 0xC148, 0x0000]), 20)
+    assert await sink.registers(100, 1) == [3303]
+    # every state goes out while the other two targets keep failing
+    await publish(mosquitto, ("state", "garage", now_state(soc=12.0)))
+    await until(lambda: pushed(sink, 10, [12]))
+    # the sink restarts: the push reconnects by itself
+    await sink.server.shutdown()  # type: ignore[no-untyped-call]
+    restarted = Sink()
+    restarted.port = sink.port
+    restarted.server = ModbusTcpServer(
+        SimDevice(id=5, simdata=[SimData(0, count=400, datatype=DataType.REGISTERS)]),
+        address=(HOST, sink.port),
+    )
+    await restarted.server.serve_forever(background=True)
+    try:
+        async with asyncio.timeout(30):
+            n = 20
+            while await restarted.registers(10, 1) != [n]:
+                n = 20 if n == 21 else 21
+                await publish(mosquitto, ("state", "garage", now_state(soc=float(n))))
+                await asyncio.sleep(0.3)
+    finally:
+        await restarted.server.shutdown()  # type: ignore[no-untyped-call]
+        silent.close()
+    # the silent server is given up on after its timeout, without having held up the sink
+    await until(lambda: asyncio.sleep(0, f"push {HOST}:{silent_port}/5 unreachable" in proc.log()))
+    assert "Traceback" not in proc.log()
