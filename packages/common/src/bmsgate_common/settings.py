@@ -325,7 +325,8 @@ class HealthSettings(_Section):
     enabled: bool = True
     load_current: float = Field(default=0.1, gt=0, description="[C] |I| that counts as load")
     weak_mv: float = Field(default=30.0, gt=0, description="[mV] lead over the pack average")
-    weak_days: int = Field(default=2, ge=1, description="days with evidence, of the last 7")
+    weak_minutes: float = Field(default=5.0, gt=0, description="[min] a day, each way, to count")
+    evidence_days: int = Field(default=2, ge=1, description="days with evidence, of the last 7")
     band_mv: float = Field(default=30.0, gt=0, description="[mV] out of band while balancing")
     band_minutes: float = Field(default=60.0, gt=0, description="[min] per day out of band")
     growth_days: int = Field(default=4, ge=3, description="days the delta must keep growing")

@@ -1,0 +1,32 @@
+"""``python -m bmsgate_history [--config FILE]``: the service; ``export|delete|packs``: tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bmsgate_common.service import service_main
+from bmsgate_common.settings import Settings
+
+
+async def _run(cfg: Settings, _: argparse.Namespace) -> None:
+    from .service import run_history
+
+    await run_history(cfg)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the service until stopped, or one archive command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    from .cli import COMMANDS
+
+    if any(a in COMMANDS for a in args[:3]):
+        from .cli import main as cli_main
+
+        return cli_main(args)
+    return service_main("history", _run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""The archive: one SQLite file (WAL) with every sample, 1-minute and 15-minute buckets.
+
+Tables (docs/history.md has the full schema): ``raw`` (one row per pack state, cells packed as
+uint16 in 0.1 mV), ``agg_1m`` and ``agg_15m`` (min/avg/max of every series per bucket, energy per
+bucket), ``packs`` (name <-> small integer key). Rows are keyed (pack, ts) WITHOUT ROWID, so a
+pack's time range is one index range scan.
+
+Durability: writes go into one open transaction that ``commit()`` closes every
+``commit_interval`` seconds; with ``synchronous=FULL`` each commit fsyncs the WAL, so a crash or a
+power cut loses at most the last interval, and the file is never corrupt.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+from bmsgate_common.settings import ArchiveSettings
+
+from .buckets import SCALARS, STEPS, UNITS, Bucket, Vec, bucket_start
+from .sample import CELL_SCALE, TEMP_SCALE, Sample, energy
+
+DAY_MS: Final = 86_400_000
+AGG_TABLES: Final = {"1m": "agg_1m", "15m": "agg_15m"}
+RAW_COLUMNS: Final = (
+    "ts, soc, voltage, current, power, cells, temps, mos_temp, remaining, nominal, "
+    "chg, dsg, bal, energy_in, energy_out, cycles, e_in, e_out"
+)
+_SCALAR_COLUMNS: Final = ", ".join(f"{s}_min, {s}_avg, {s}_max" for s in SCALARS)
+AGG_COLUMNS: Final = (
+    f"ts, n, {_SCALAR_COLUMNS}, cells_lo, cells_avg, cells_hi, temps_lo, temps_avg, temps_hi, "
+    "e_in, e_out"
+)
+
+
+def _schema() -> str:
+    scalar_defs = ", ".join(f"{s}_min REAL, {s}_avg REAL, {s}_max REAL" for s in SCALARS)
+    agg = (
+        "(pack INTEGER NOT NULL, ts INTEGER NOT NULL, n INTEGER NOT NULL, "
+        f"{scalar_defs}, cells_lo BLOB, cells_avg BLOB, cells_hi BLOB, "
+        "temps_lo BLOB, temps_avg BLOB, temps_hi BLOB, e_in REAL, e_out REAL, "
+        "PRIMARY KEY (pack, ts)) WITHOUT ROWID"
+    )
+    return f"""
+    CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE IF NOT EXISTS raw (
+        pack INTEGER NOT NULL, ts INTEGER NOT NULL,
+        soc REAL, voltage REAL, current REAL, power REAL, cells BLOB, temps BLOB,
+        mos_temp REAL, remaining REAL, nominal REAL, chg INTEGER, dsg INTEGER, bal INTEGER,
+        energy_in REAL, energy_out REAL, cycles INTEGER, e_in REAL, e_out REAL,
+        PRIMARY KEY (pack, ts)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS agg_1m {agg};
+    CREATE TABLE IF NOT EXISTS agg_15m {agg};
+    CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """
+
+
+def pack_cells(values: tuple[float, ...] | list[float]) -> bytes:
+    """Cell voltages [V] as uint16 in 0.1 mV (clamped to 0..6.5535 V)."""
+    return array("H", [min(65535, max(0, round(v * CELL_SCALE))) for v in values]).tobytes()
+
+
+def unpack_cells(blob: bytes | None) -> tuple[float, ...]:
+    """Inverse of pack_cells; the division gives the shortest decimal back (3.305, not 3.30499)."""
+    if not blob:
+        return ()
+    return tuple(x / CELL_SCALE for x in array("H", blob))
+
+
+def pack_temps(values: tuple[float, ...] | list[float]) -> bytes:
+    """Temperatures [°C] as int16 in 0.1 °C."""
+    return array("h", [min(32767, max(-32768, round(v * TEMP_SCALE))) for v in values]).tobytes()
+
+
+def unpack_temps(blob: bytes | None) -> tuple[float, ...]:
+    """Inverse of pack_temps."""
+    if not blob:
+        return ()
+    return tuple(x / TEMP_SCALE for x in array("h", blob))
+
+
+def _bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _int(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def raw_row(pack: int, s: Sample) -> tuple[Any, ...]:
+    """The ``raw`` table row of a sample."""
+    return (
+        pack, s.ts, s.soc, s.voltage, s.current, s.power, pack_cells(s.cells),
+        pack_temps(s.temps), s.mos_temp, s.remaining, s.nominal, _int(s.charge_mos),
+        _int(s.discharge_mos), _int(s.balancing), s.energy_in, s.energy_out, s.cycles,
+        s.e_in, s.e_out,
+    )  # fmt: skip
+
+
+def sample_of(row: tuple[Any, ...]) -> Sample:
+    """The sample of a ``raw`` row selected with RAW_COLUMNS."""
+    (ts, soc, v, i, p, cells, temps, mos, rem, nom, chg, dsg, bal, ein, eout, cyc, e_in, e_out) = (
+        row
+    )
+    return Sample(
+        ts, soc, v, i, p, unpack_cells(cells), unpack_temps(temps), mos, rem, nom,
+        _bool(chg), _bool(dsg), _bool(bal), ein, eout, cyc, e_in or 0.0, e_out or 0.0,
+    )  # fmt: skip
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
+
+
+def agg_row(pack: int, b: Bucket) -> tuple[Any, ...]:
+    """The ``agg_*`` table row of a bucket."""
+    values: list[Any] = [pack, b.start, b.n]
+    for i, name in enumerate(SCALARS):
+        digits = UNITS[name][1] + 1  # one digit more than shown, so merged means stay right
+        values.extend(_round(x, digits) for x in b.stat(i))
+    for vec, packer in ((b.cells, pack_cells), (b.temps, pack_temps)):
+        if vec is None:
+            values.extend((None, None, None))
+        else:
+            values.extend((packer(vec.lo), packer(vec.avg), packer(vec.hi)))
+    values.extend((round(b.e_in, 4), round(b.e_out, 4)))
+    return tuple(values)
+
+
+def bucket_of(row: tuple[Any, ...]) -> Bucket:
+    """The bucket of an ``agg_*`` row selected with AGG_COLUMNS (sums rebuilt from means)."""
+    ts, n = row[0], row[1]
+    b = Bucket(ts, n)
+    k = len(SCALARS)
+    for i in range(k):
+        lo, avg, hi = row[2 + 3 * i : 5 + 3 * i]
+        if avg is not None:
+            # per-scalar counts are not stored; the sample count weights the mean
+            b.count[i], b.total[i], b.lo[i], b.hi[i] = n, avg * n, lo, hi
+    at = 2 + 3 * k
+    for name, unpack, off in (("cells", unpack_cells, at), ("temps", unpack_temps, at + 3)):
+        lo_b, avg_b, hi_b = row[off : off + 3]
+        if avg_b:
+            avg = unpack(avg_b)
+            setattr(b, name, Vec(list(unpack(lo_b)), [a * n for a in avg], list(unpack(hi_b)), n))
+    b.e_in, b.e_out = row[at + 6] or 0.0, row[at + 7] or 0.0
+    return b
+
+
+def connect(path: Path, synchronous: str = "full") -> sqlite3.Connection:
+    """Open (creating) the archive in WAL mode; autocommit, transactions are explicit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+    conn.executescript(_schema())
+    return conn
+
+
+class Store:
+    """Reading the archive; safe to use from one other thread while the writer writes."""
+
+    def __init__(self, path: Path, synchronous: str = "full") -> None:
+        self.path = path
+        self.conn = connect(path, synchronous)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    def pack_id(self, name: str) -> int | None:
+        """The table key of pack ``name``, or None if it was never stored."""
+        row = self.conn.execute("SELECT id FROM packs WHERE name = ?", (name,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def packs(self) -> list[str]:
+        """Every pack the archive has seen."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM packs ORDER BY name")]
+
+    def samples(self, pack: str, start: int, end: int) -> Iterator[Sample]:
+        """Stored samples of ``pack`` in [start, end) ms, in time order."""
+        pid = self.pack_id(pack)
+        if pid is None:
+            return
+        cursor = self.conn.execute(
+            f"SELECT {RAW_COLUMNS} FROM raw WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            (pid, start, end),
+        )
+        for row in cursor:
+            yield sample_of(row)
+
+    def raw_columns(self, pack: str, start: int, end: int, columns: str) -> list[tuple[Any, ...]]:
+        """Selected raw ``columns`` (a trusted SQL list) of ``pack`` in [start, end) ms."""
+        pid = self.pack_id(pack)
+        if pid is None:
+            return []
+        return self.conn.execute(
+            f"SELECT {columns} FROM raw WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            (pid, start, end),
+        ).fetchall()
+
+    def count_raw(self, pack: str, start: int, end: int) -> int:
+        """How many samples of ``pack`` lie in [start, end) ms."""
+        pid = self.pack_id(pack)
+        if pid is None:
+            return 0
+        row = self.conn.execute(
+            "SELECT count(*) FROM raw WHERE pack = ? AND ts >= ? AND ts < ?", (pid, start, end)
+        ).fetchone()
+        return int(row[0])
+
+    def oldest(self, table: str, pack: str) -> int | None:
+        """The earliest ts [ms] of ``pack`` in ``table`` (raw, agg_1m, agg_15m)."""
+        pid = self.pack_id(pack)
+        if pid is None:
+            return None
+        row = self.conn.execute(f"SELECT min(ts) FROM {table} WHERE pack = ?", (pid,)).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def buckets(self, resolution: str, pack: str, start: int, end: int) -> list[Bucket]:
+        """Stored buckets ("1m" or "15m") of ``pack`` starting in [start, end) ms."""
+        pid = self.pack_id(pack)
+        if pid is None:
+            return []
+        rows = self.conn.execute(
+            f"SELECT {AGG_COLUMNS} FROM {AGG_TABLES[resolution]} "
+            "WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            (pid, start, end),
+        )
+        return [bucket_of(r) for r in rows]
+
+    def agg_rows(self, resolution: str, pack: str, start: int, end: int) -> list[tuple[Any, ...]]:
+        """Stored bucket rows (AGG_COLUMNS) of ``pack`` starting in [start, end) ms."""
+        pid = self.pack_id(pack)
+        if pid is None:
+            return []
+        return self.conn.execute(
+            f"SELECT {AGG_COLUMNS} FROM {AGG_TABLES[resolution]} "
+            "WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            (pid, start, end),
+        ).fetchall()
+
+    def get(self, key: str) -> str | None:
+        """A stored text value (health and daily state)."""
+        row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+
+class _Open:
+    """What the writer holds per pack between commits: the previous sample, the open buckets."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.prev: Sample | None = None
+        self.open: dict[str, Bucket] = {}
+
+
+class Archive(Store):
+    """The single writer: adds samples, keeps buckets current, commits, purges, deletes."""
+
+    def __init__(self, path: Path, cfg: ArchiveSettings, max_gap: float = 120.0) -> None:
+        super().__init__(path, cfg.synchronous)
+        self.cfg = cfg
+        self.max_gap_ms = int(max_gap * 1000)
+        self._packs: dict[str, _Open] = {}
+        self._in_tx = False
+        self.written = 0  # samples stored since start
+
+    # --- writing -------------------------------------------------------------------------
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.conn.execute("BEGIN")
+            self._in_tx = True
+
+    def _pack(self, name: str) -> _Open:
+        known = self._packs.get(name)
+        if known is not None:
+            return known
+        self._begin()
+        self.conn.execute("INSERT OR IGNORE INTO packs (name) VALUES (?)", (name,))
+        pid = self.pack_id(name)
+        assert pid is not None
+        state = _Open(pid)
+        self._packs[name] = state
+        self._resume(name, state)
+        return state
+
+    def _resume(self, name: str, state: _Open) -> None:
+        """Re-open the newest buckets from raw rows, so a restart continues them, not restarts."""
+        row = self.conn.execute("SELECT max(ts) FROM raw WHERE pack = ?", (state.pid,)).fetchone()
+        state.open.clear()
+        state.prev = None
+        if row[0] is None:
+            return
+        last = int(row[0])
+        for res, step in STEPS.items():
+            start = bucket_start(last, step)
+            bucket = Bucket(start)
+            for s in self.samples(name, start, last + 1):
+                bucket.add(s)
+            state.open[res] = bucket
+        state.prev = next(iter(self.samples(name, last, last + 1)), None)
+
+    def add(self, pack: str, sample: Sample) -> Sample:
+        """Store one sample (energy since the previous one filled in); returns it as stored.
+
+        A sample not newer than the pack's previous one is a duplicate or a clock step back and is
+        skipped (returned unchanged), so a replay never stores a value twice.
+        """
+        state = self._pack(pack)
+        prev = state.prev
+        if prev is not None and sample.ts <= prev.ts:
+            return sample
+        e_in, e_out = energy(prev, sample, self.max_gap_ms)
+        sample = sample._replace(e_in=e_in, e_out=e_out)
+        self._begin()
+        self.conn.execute(f"INSERT OR REPLACE INTO raw VALUES ({','.join('?' * 19)})",
+                          raw_row(state.pid, sample))  # fmt: skip
+        for res, step in STEPS.items():
+            start = bucket_start(sample.ts, step)
+            bucket = state.open.get(res)
+            if bucket is None or bucket.start != start:
+                if bucket is not None:
+                    self._put(res, state.pid, bucket)
+                bucket = state.open[res] = Bucket(start)
+            bucket.add(sample)
+        state.prev = sample
+        self.written += 1
+        return sample
+
+    def gap(self, pack: str) -> None:
+        """The pack went offline: the next sample starts afresh (nothing integrated across)."""
+        state = self._packs.get(pack)
+        if state is not None:
+            state.prev = state.prev._replace(ts=-(2**62)) if state.prev else None
+
+    def _put(self, res: str, pid: int, bucket: Bucket) -> None:
+        self._begin()
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO {AGG_TABLES[res]} VALUES "
+            f"({','.join('?' * (5 + 3 * len(SCALARS) + 6))})",
+            agg_row(pid, bucket),
+        )
+
+    def commit(self) -> None:
+        """Write the open buckets as they stand and commit (one fsync with synchronous=full)."""
+        for state in self._packs.values():
+            for res, bucket in state.open.items():
+                self._put(res, state.pid, bucket)
+        if self._in_tx:
+            self.conn.execute("COMMIT")
+            self._in_tx = False
+
+    def put_value(self, key: str, value: str) -> None:
+        """Store a text value (committed with the next commit)."""
+        self._begin()
+        self.conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, value))
+
+    def close(self) -> None:
+        """Commit what is pending and close."""
+        self.commit()
+        super().close()
+
+    # --- retention and deletion --------------------------------------------------------------
+    def purge(self, now: int) -> int:
+        """Delete what is older than each table's retention; returns rows deleted."""
+        self.commit()
+        deleted = 0
+        limits = (
+            ("raw", self.cfg.raw_days),
+            ("agg_1m", self.cfg.minute_days),
+            ("agg_15m", self.cfg.quarter_days),
+        )
+        self._begin()
+        for pid_row in self.conn.execute("SELECT id FROM packs").fetchall():
+            for table, days in limits:
+                cursor = self.conn.execute(
+                    f"DELETE FROM {table} WHERE pack = ? AND ts < ?",
+                    (pid_row[0], now - int(days * DAY_MS)),
+                )
+                deleted += cursor.rowcount
+        self.commit()
+        return deleted
+
+    def delete_range(self, pack: str, start: int, end: int) -> int:
+        """Delete ``pack``'s data in [start, end) ms from every table; returns samples deleted.
+
+        Buckets wholly inside the range go; buckets straddling an edge are rebuilt from the raw
+        samples left when raw data covers them, and kept as they are otherwise.
+        """
+        pid = self.pack_id(pack)
+        if pid is None:
+            return 0
+        self.commit()
+        self._begin()
+        n = self.conn.execute(
+            "DELETE FROM raw WHERE pack = ? AND ts >= ? AND ts < ?", (pid, start, end)
+        ).rowcount
+        raw_from = self.oldest("raw", pack)
+        for res, step in STEPS.items():
+            table = AGG_TABLES[res]
+            first_full = -(-start // step) * step  # first bucket starting at or after start
+            self.conn.execute(
+                f"DELETE FROM {table} WHERE pack = ? AND ts >= ? AND ts + ? <= ?",
+                (pid, first_full, step, end),
+            )
+            for edge in {bucket_start(start, step), bucket_start(end - 1, step)}:
+                if raw_from is None or raw_from > edge:
+                    continue  # no raw data to rebuild from: keep the stored bucket
+                bucket = Bucket(edge)
+                for s in self.samples(pack, edge, edge + step):
+                    bucket.add(s)
+                if bucket.n:
+                    self._put(res, pid, bucket)
+                else:
+                    self.conn.execute(f"DELETE FROM {table} WHERE pack = ? AND ts = ?", (pid, edge))
+        state = self._packs.get(pack)
+        if state is not None:
+            self._resume(pack, state)
+        self.commit()
+        return int(n)
+
+    def first_in(self, pack: str) -> int | None:
+        """The earliest stored moment of ``pack`` in any table [ms]."""
+        found = [t for t in (self.oldest(x, pack) for x in ("raw", "agg_1m", "agg_15m")) if t]
+        return min(found) if found else None

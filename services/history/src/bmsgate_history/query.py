@@ -1,0 +1,207 @@
+"""Answering HistoryQuery from the archive: resolution, series, gaps; malformed input -> error."""
+
+from __future__ import annotations
+
+import json
+import re
+from array import array
+from collections.abc import Callable, Sequence
+from datetime import tzinfo
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from bmsgate_common.models import HistoryGap, HistoryQuery, HistoryReply, HistorySeries
+from bmsgate_common.settings import ArchiveSettings
+
+from .archive import DAY_MS, Store, agg_row
+from .buckets import SCALARS, STEPS, UNITS, Bucket
+from .sample import CELL_SCALE, TEMP_SCALE, day_bounds, from_ms, local_day, to_ms
+
+_TRANSACTION: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_INDEX: Final = {name: i for i, name in enumerate(SCALARS)}
+MAX_REPLY_VALUES: Final = 2_000_000  # numbers in one reply; more is refused, not truncated
+
+
+def error_reply(transaction: str | None, message: str) -> HistoryReply:
+    """A reply saying why a query could not be answered."""
+    return HistoryReply(transaction=transaction, status="error", error=message)
+
+
+def parse(payload: bytes | str) -> HistoryQuery | HistoryReply:
+    """The query in ``payload``, or the error reply to send (echoing the id when readable)."""
+    try:
+        return HistoryQuery.model_validate_json(payload)
+    except ValidationError as err:
+        transaction = None
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            candidate = data.get("transaction")
+            if isinstance(candidate, str) and _TRANSACTION.match(candidate):
+                transaction = candidate
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "payload"
+        return error_reply(transaction, f"invalid query: {where}: {first['msg']}")
+
+
+def choose_resolution(q: HistoryQuery, store: Store, cfg: ArchiveSettings, now: int) -> str:
+    """The finest resolution still retained at the range's start that fits ``max_points``."""
+    if q.resolution != "auto":
+        return q.resolution
+    start, end = to_ms(q.start), to_ms(q.end)
+    span = end - start
+    if start >= now - cfg.raw_days * DAY_MS and store.count_raw(q.pack, start, end) <= q.max_points:
+        return "raw"
+    if start >= now - cfg.minute_days * DAY_MS and span / STEPS["1m"] <= q.max_points:
+        return "1m"
+    if start >= now - cfg.quarter_days * DAY_MS and span / STEPS["15m"] <= q.max_points:
+        return "15m"
+    return "1d"
+
+
+def _gaps(
+    points: Sequence[tuple[int, int]], start: int, end: int, tolerance: int
+) -> list[HistoryGap]:
+    """Stretches of [start, end) not covered by ``points`` (start, end) beyond ``tolerance`` ms."""
+    out: list[HistoryGap] = []
+    cursor = start
+    for p_start, p_end in points:
+        if p_start - cursor > tolerance:
+            out.append(HistoryGap(start=from_ms(cursor), end=from_ms(p_start)))
+        cursor = max(cursor, p_end)
+    if end - cursor > tolerance:
+        out.append(HistoryGap(start=from_ms(cursor), end=from_ms(end)))
+    return out
+
+
+def _round_all(values: Sequence[float | None], digits: int) -> list[float | None]:
+    return [None if v is None else round(v, digits) for v in values]
+
+
+def _columns(blobs: Sequence[bytes | None], code: str, scale: int) -> list[list[float | None]]:
+    """Packed vectors (one per row) turned into one list per element, scaled to units."""
+    arrays = [array(code, b) if b else None for b in blobs]
+    width = max((len(a) for a in arrays if a is not None), default=0)
+    if all(a is not None and len(a) == width for a in arrays):
+        # the common case: same geometry in every row; ints / scale give the shortest decimals
+        return [[x / scale for x in col] for col in zip(*arrays, strict=True)]
+    return [
+        [a[k] / scale if a is not None and k < len(a) else None for a in arrays]
+        for k in range(width)
+    ]
+
+
+_RAW_SCALARS: Final = {
+    "soc": "soc", "pack_voltage": "voltage", "current": "current", "power": "power",
+    "mos_temperature": "mos_temp", "remaining_capacity": "remaining", "charge_mos": "chg",
+    "discharge_mos": "dsg", "balancing": "bal", "energy_in": "e_in", "energy_out": "e_out",
+}  # fmt: skip
+_RAW_SELECT: Final = "ts, cells, temps, " + ", ".join(_RAW_SCALARS.values())
+_DERIVED: Final[dict[str, Callable[[Sequence[int]], float]]] = {
+    "cell_min": lambda a: min(a) / CELL_SCALE,
+    "cell_max": lambda a: max(a) / CELL_SCALE,
+    "cell_delta": lambda a: (max(a) - min(a)) / CELL_SCALE,
+    "cell_average": lambda a: sum(a) / len(a) / CELL_SCALE,
+}
+_VECTORS: Final = {"cells": ("H", CELL_SCALE, "cell"), "temperatures": ("h", TEMP_SCALE, "temp")}
+
+
+def _raw_series(fields: Sequence[str], rows: list[tuple[Any, ...]]) -> list[HistorySeries]:
+    """Series from raw rows selected with _RAW_SELECT."""
+    out: list[HistorySeries] = []
+    names = list(_RAW_SCALARS)
+    for name in fields:
+        unit, digits = UNITS[name]
+        if name in _VECTORS:
+            code, scale, prefix = _VECTORS[name]
+            idx = 1 if name == "cells" else 2
+            for k, col in enumerate(_columns([r[idx] for r in rows], code, scale), 1):
+                out.append(HistorySeries(name=f"{prefix}_{k}", unit=unit, values=col))
+        elif name in _DERIVED:
+            fn = _DERIVED[name]
+            values = [round(fn(array("H", r[1])), digits) if r[1] else None for r in rows]
+            out.append(HistorySeries(name=name, unit=unit, values=values))
+        else:
+            i = 3 + names.index(name)
+            factor = 1000 if name in ("energy_in", "energy_out") else 1  # Wh -> kWh
+            values = [None if r[i] is None else round(r[i] / factor, digits) for r in rows]
+            out.append(HistorySeries(name=name, unit=unit, values=values))
+    return out
+
+
+def _agg_series(fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[HistorySeries]:
+    """Series from agg_* rows selected with AGG_COLUMNS."""
+    out: list[HistorySeries] = []
+    vec_at = 2 + 3 * len(SCALARS)
+    for name in fields:
+        unit, digits = UNITS[name]
+        if name in _VECTORS:
+            code, scale, prefix = _VECTORS[name]
+            off = vec_at if name == "cells" else vec_at + 3
+            lo, avg, hi = (_columns([r[off + j] for r in rows], code, scale) for j in range(3))
+            for k in range(len(avg)):
+                out.append(
+                    HistorySeries(
+                        name=f"{prefix}_{k + 1}", unit=unit, values=avg[k], min=lo[k], max=hi[k]
+                    )
+                )
+        elif name in ("energy_in", "energy_out"):
+            i = vec_at + (6 if name == "energy_in" else 7)
+            values = [None if r[i] is None else round(r[i] / 1000, digits) for r in rows]
+            out.append(HistorySeries(name=name, unit=unit, values=values))
+        else:
+            i = 2 + 3 * _INDEX[name]
+            lo_v, avg_v, hi_v = (
+                [None if r[i + j] is None else round(r[i + j], digits) for r in rows]
+                for j in range(3)
+            )
+            out.append(HistorySeries(name=name, unit=unit, values=avg_v, min=lo_v, max=hi_v))
+    return out
+
+
+def by_day(buckets: list[Bucket], tz: tzinfo) -> list[tuple[int, int, Bucket]]:
+    """15-minute buckets merged per local day: (day start, day end, merged) [ms]."""
+    days: list[tuple[int, int, Bucket]] = []
+    for b in buckets:
+        d_start, d_end = day_bounds(local_day(b.start, tz), tz)
+        if not days or days[-1][0] != d_start:
+            days.append((d_start, d_end, Bucket(d_start)))
+        days[-1][2].merge(b)
+    return days
+
+
+def run_query(
+    q: HistoryQuery, store: Store, cfg: ArchiveSettings, tz: tzinfo, now: int, max_gap_ms: int
+) -> HistoryReply:
+    """Answer a valid query from ``store``."""
+    resolution = choose_resolution(q, store, cfg, now)
+    start, end = to_ms(q.start), to_ms(q.end)
+    horizon = min(end, now)  # the future is not a gap
+    if resolution == "raw":
+        width = sum(32 if f in _VECTORS else 1 for f in q.fields)
+        if store.count_raw(q.pack, start, end) * width > MAX_REPLY_VALUES:
+            return error_reply(q.transaction, "too much data at raw resolution: narrow the range")
+        rows = store.raw_columns(q.pack, start, end, _RAW_SELECT)
+        times = [r[0] for r in rows]
+        series = _raw_series(q.fields, rows)
+        gaps = _gaps([(t, t) for t in times], start, horizon, max_gap_ms)
+    else:
+        if resolution == "1d":
+            d_start = day_bounds(local_day(start, tz), tz)[0]
+            days = by_day(store.buckets("15m", q.pack, d_start, end), tz)
+            agg: Sequence[Sequence[Any]] = [agg_row(0, b)[1:] for _, _, b in days]
+            spans = [(s, e) for s, e, _ in days]
+        else:
+            step = STEPS[resolution]
+            agg = store.agg_rows(resolution, q.pack, start - start % step, end)
+            spans = [(r[0], r[0] + step) for r in agg]
+        times = [r[0] for r in agg]
+        series = _agg_series(q.fields, agg)
+        gaps = _gaps(spans, max(start, spans[0][0]) if spans else start, horizon, 0)
+    return HistoryReply(
+        transaction=q.transaction, status="ok", pack=q.pack, resolution=resolution,
+        times=times, series=series, gaps=gaps,
+    )  # fmt: skip

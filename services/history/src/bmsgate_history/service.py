@@ -1,0 +1,290 @@
+"""The history service: backbone states into the archive and InfluxDB; answers, daily figures back.
+
+All the deciding happens in the pure modules; this file is wiring and I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from faststream.mqtt import MQTTMessage, QoS
+
+from bmsgate_common import topics
+from bmsgate_common.models import Availability, HealthReport, HistoryReply, PackState, utcnow
+from bmsgate_common.mqtt import Backbone
+from bmsgate_common.settings import HistorySettings, Settings
+
+from .archive import DAY_MS, Archive, Store
+from .daily import DailyTracker
+from .health import HealthTracker
+from .influx import InfluxWriter, to_line
+from .query import error_reply, parse, run_query
+from .sample import Sample, day_bounds, energy, from_state, local_day, to_ms
+
+log = logging.getLogger(__name__)
+
+DAILY_EVERY = 60.0  # [s] the retained daily figures are refreshed at most this often
+HEALTH_EVERY = 600.0  # [s] health rules are evaluated and their evidence saved
+PURGE_EVERY = 3600.0  # [s] retention is applied
+REPLAY_DAYS = 7  # health evidence rebuilt from the archive when none was saved
+
+
+def archive_path(cfg: Settings) -> Path:
+    """Where the archive lives."""
+    return cfg.data_dir / "history" / "archive.sqlite"
+
+
+def buffer_path(cfg: Settings) -> Path:
+    """Where points wait while InfluxDB is away."""
+    return cfg.data_dir / "history" / "influx-buffer.sqlite"
+
+
+def machine_zone() -> tzinfo:
+    """The machine's time zone with its DST rules ($TZ, /etc/timezone, /etc/localtime)."""
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    with contextlib.suppress(OSError):
+        target = str(Path("/etc/localtime").resolve())
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    for name in candidates:
+        if name:
+            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+                return ZoneInfo(name)
+    return datetime.now().astimezone().tzinfo or UTC
+
+
+def zone(cfg: HistorySettings) -> tzinfo:
+    """The zone of the local day: the configured one, else the machine's."""
+    return ZoneInfo(cfg.timezone) if cfg.timezone else machine_zone()
+
+
+class History:
+    """Holds the archive, the InfluxDB writer and the per-pack trackers."""
+
+    def __init__(self, cfg: Settings, backbone: Backbone) -> None:
+        self.cfg = cfg
+        self.h = cfg.history
+        self.backbone = backbone
+        self.tz = zone(self.h)
+        self.max_gap_ms = int(self.h.max_gap * 1000)
+        self.archive = (
+            Archive(archive_path(cfg), self.h.archive, self.h.max_gap)
+            if self.h.archive.enabled
+            else None
+        )
+        self.reader = Store(archive_path(cfg)) if self.archive else None
+        self._read_lock = threading.Lock()  # one query at a time on the reading connection
+        self.influx = (
+            InfluxWriter(self.h.influx, buffer_path(cfg)) if self.h.influx.enabled else None
+        )
+        self.daily: dict[str, DailyTracker] = {}
+        self.health: dict[str, HealthTracker] = {}
+        self.prev: dict[str, Sample] = {}
+        self.known = {p.id for b in cfg.buses for p in b.packs} | {b.id for b in cfg.banks}
+        self.queries = 0
+        self.query_errors = 0
+        self._daily_sent: dict[str, float] = {}
+
+    def counters(self) -> dict[str, int | float | str | bool | None]:
+        """Health figures for the service status."""
+        out: dict[str, int | float | str | bool | None] = {
+            "stored": self.archive.written if self.archive else 0,
+            "queries": self.queries,
+            "query_errors": self.query_errors,
+        }
+        if self.influx:
+            out.update(self.influx.counters())
+        return out
+
+    # --- start-up --------------------------------------------------------------------------
+    def _tracker(self, pack: str) -> HealthTracker:
+        tracker = self.health.get(pack)
+        if tracker is None:
+            tracker = HealthTracker(pack, self.h.health, self.tz, self.max_gap_ms)
+            saved = self.archive.get(f"health:{pack}") if self.archive else None
+            if saved:
+                try:
+                    tracker.load(saved)
+                except (ValueError, KeyError, TypeError) as err:
+                    log.warning("%s: saved health evidence unreadable (%s); rebuilding", pack, err)
+            self.health[pack] = tracker
+        return tracker
+
+    def replay(self, now: int) -> None:
+        """Rebuild today's figures and unsaved health evidence from the archive."""
+        if self.archive is None:
+            return
+        midnight = day_bounds(local_day(now, self.tz), self.tz)[0]
+        for pack in self.archive.packs():
+            daily = self.daily[pack] = DailyTracker(pack, self.tz)
+            for s in self.archive.samples(pack, midnight, now + 1):
+                daily.add(s)
+                self.prev[pack] = s
+            tracker = self._tracker(pack)
+            since = tracker.prev.ts + 1 if tracker.prev else now - REPLAY_DAYS * DAY_MS
+            for s in self.archive.samples(pack, since, now + 1):
+                tracker.add(s)
+            log.info("%s: resumed from the archive", pack)
+
+    # --- incoming --------------------------------------------------------------------------
+    async def on_state(self, pack: str, state: PackState) -> None:
+        """Store, forward and account one live state."""
+        sample = from_state(state)
+        if self.archive:
+            sample = self.archive.add(pack, sample)
+        else:
+            prev = self.prev.get(pack)
+            if prev is not None and sample.ts <= prev.ts:
+                return
+            e_in, e_out = energy(prev, sample, self.max_gap_ms)
+            sample = sample._replace(e_in=e_in, e_out=e_out)
+        self.prev[pack] = sample
+        if self.influx:
+            self.influx.add(to_line(state, self.h.influx.measurement))
+        daily = self.daily.setdefault(pack, DailyTracker(pack, self.tz))
+        finished = daily.add(sample)
+        if finished is not None:
+            await self.backbone.publish("daily", pack, finished)
+            self._daily_sent[pack] = 0.0
+        if self.h.health.enabled:
+            self._tracker(pack).add(sample)
+        if time.monotonic() - self._daily_sent.get(pack, 0.0) >= DAILY_EVERY:
+            await self.publish_daily(pack)
+
+    async def publish_daily(self, pack: str) -> None:
+        """Publish the pack's day so far (retained)."""
+        stats = self.daily[pack].stats() if pack in self.daily else None
+        if stats is not None and await self.backbone.publish("daily", pack, stats):
+            self._daily_sent[pack] = time.monotonic()
+
+    async def on_availability(self, pack: str, availability: Availability) -> None:
+        """An offline pack leaves a gap: nothing is integrated or joined across it."""
+        if availability.state != "offline":
+            return
+        if self.archive:
+            self.archive.gap(pack)
+        self.prev.pop(pack, None)
+        if pack in self.health:
+            self.health[pack].prev = None
+
+    def answer(self, payload: bytes) -> HistoryReply:
+        """The reply to one raw request (runs in a worker thread)."""
+        q = parse(payload)
+        if isinstance(q, HistoryReply):
+            return q
+        if self.reader is None:
+            return error_reply(q.transaction, "the archive is disabled (history.archive.enabled)")
+        with self._read_lock:
+            if q.pack not in self.known and self.reader.pack_id(q.pack) is None:
+                return error_reply(q.transaction, f"unknown pack {q.pack!r}")
+            now = to_ms(utcnow())
+            return run_query(q, self.reader, self.h.archive, self.tz, now, self.max_gap_ms)
+
+    async def on_request(self, client: str, payload: bytes) -> None:
+        """Answer a query on the asking client's reply topic; any failure is an error reply."""
+        self.queries += 1
+        try:
+            reply = await asyncio.to_thread(self.answer, payload)
+        except Exception as err:  # a bug must not kill the service or leave the caller waiting
+            log.exception("query failed")
+            reply = error_reply(None, f"internal error: {type(err).__name__}")
+        if reply.status == "error":
+            self.query_errors += 1
+            log.info("history query from %s refused: %s", client, reply.error)
+        await self.backbone.publish("history_reply", client, reply)
+
+    # --- periodic --------------------------------------------------------------------------
+    async def evaluate_health(self) -> None:
+        """Run the health rules, publish each pack's findings (retained) and save the evidence."""
+        today = local_day(to_ms(utcnow()), self.tz)
+        for pack, tracker in self.health.items():
+            report = HealthReport(pack=pack, ts=utcnow(), findings=tracker.findings(today))
+            for f in report.findings:
+                log.info("%s health: %s cell %s since %s", pack, f.kind, f.cell, f.since)
+            await self.backbone.publish("health", pack, report)
+            if self.archive:
+                self.archive.put_value(f"health:{pack}", tracker.dump())
+                self.archive.put_value(f"health_report:{pack}", report.model_dump_json())
+
+    async def periodic(self) -> None:
+        """Commit, refresh the daily figures, evaluate health and purge, each on its clock."""
+        last_health = last_purge = time.monotonic()
+        interval = self.h.archive.commit_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            if self.archive:
+                self.archive.commit()
+            for pack in list(self.daily):
+                if now - self._daily_sent.get(pack, 0.0) >= DAILY_EVERY:
+                    await self.publish_daily(pack)
+            if self.h.health.enabled and now - last_health >= HEALTH_EVERY:
+                last_health = now
+                await self.evaluate_health()
+            if self.archive and now - last_purge >= PURGE_EVERY:
+                last_purge = now
+                # on the loop thread: the writing connection is never shared between threads
+                deleted = self.archive.purge(to_ms(utcnow()))
+                if deleted:
+                    log.info("retention: %d rows deleted", deleted)
+
+    def close(self) -> None:
+        """Save and close the files."""
+        if self.archive:
+            for pack, tracker in self.health.items():
+                self.archive.put_value(f"health:{pack}", tracker.dump())
+            self.archive.close()
+        if self.reader:
+            self.reader.close()
+
+
+async def run_history(cfg: Settings) -> None:
+    """Run until cancelled; on the way out commit, flush and save."""
+    history: History | None = None
+    backbone = Backbone(cfg.mqtt, "history", detail=lambda: history.counters() if history else {})
+    history = History(cfg, backbone)
+    history.replay(to_ms(utcnow()))
+    backbone.subscribe("state", history.on_state, retained=False)
+    backbone.subscribe("availability", history.on_availability, retained=True)
+    request_spec = topics.TOPICS["history_request"]
+    base = backbone.base
+
+    async def on_request(msg: MQTTMessage) -> None:
+        raw = msg.raw_message
+        client = topics.name_in(raw.topic, "history_request", base)
+        if client is None or raw.retain:
+            return
+        await history.on_request(client, bytes(raw.payload))
+
+    backbone.broker.subscriber(topics.pattern("history_request", base), qos=QoS(request_spec.qos))(
+        on_request
+    )
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with backbone:
+            tasks.append(asyncio.create_task(history.periodic(), name="history-periodic"))
+            if history.influx:
+                tasks.append(asyncio.create_task(history.influx.run(), name="history-influx"))
+            log.info("history running: archive %s, InfluxDB %s",
+                     archive_path(cfg) if history.archive else "off",
+                     cfg.history.influx.url if history.influx else "off")  # fmt: skip
+            await asyncio.Event().wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if history.influx:
+            await history.influx.close()
+        history.close()
