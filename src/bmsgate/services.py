@@ -15,4 +15,5 @@ class Service(NamedTuple):
 SERVICES: Final[dict[str, Service]] = {
     "reader": Service("bmsgate_reader", per_bus=True),
     "api": Service("bmsgate_api"),
+    "modbus": Service("bmsgate_modbus"),
 }
