@@ -10,6 +10,7 @@ purpose="${1:-run}"
 packages=(mosquitto)                                  # the backbone broker `bmsgate run` starts
 [[ "$purpose" == test ]] && packages+=(mosquitto-clients openssl)  # openssl: TLS test certificates
 [[ "$purpose" == test ]] && packages+=(mbpoll)                 # an independent Modbus TCP client
+[[ "$purpose" == test ]] && packages+=(victoria-metrics)       # a real InfluxDB-write-API server
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
   echo "bmsgate: Python 3.11 or newer is needed as python3 (Debian 12 / Ubuntu 24.04 have it)" >&2
   exit 1

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
+from bmsgate.services import SERVICES
 from tests.support.procs import find_mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,8 @@ def test_run_serves_the_simulator_and_stops_every_child(tmp_path: Path, sig: int
             timeout=20,
         )
         assert state["protocol"] == "daly_classic" and state["cell_count"] == 16
-        assert len(processes_using(str(data))) == 4  # run itself, mosquitto, reader, api
+        # run itself, mosquitto, and every service (one bus: one reader)
+        assert len(processes_using(str(data))) == 2 + len(SERVICES)
         started = time.monotonic()
         proc.send_signal(sig)
         assert proc.wait(20) == 0
@@ -114,7 +116,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")
-    assert len(processes_using(str(data))) == 4
+    assert len(processes_using(str(data))) == 2 + len(SERVICES)
     proc.kill()  # SIGKILL: no chance to clean up
     proc.wait()
     wait_until(lambda: processes_using(str(data)) == [], timeout=15)

@@ -16,4 +16,5 @@ SERVICES: Final[dict[str, Service]] = {
     "reader": Service("bmsgate_reader", per_bus=True),
     "api": Service("bmsgate_api"),
     "modbus": Service("bmsgate_modbus"),
+    "history": Service("bmsgate_history"),
 }

@@ -31,7 +31,9 @@ class VictoriaMetrics:
     def __init__(self, workdir: Path) -> None:
         exe = find_victoria()
         if exe is None:
-            raise RuntimeError("victoria-metrics is not installed (apt-get install victoria-metrics)")
+            raise RuntimeError(
+                "victoria-metrics is not installed (apt-get install victoria-metrics)"
+            )
         self.exe = exe
         self.port = free_port()
         self.data = workdir / "vm-data"

@@ -18,7 +18,6 @@ from bmsgate_common.settings import ArchiveSettings
 from bmsgate_history.archive import Archive, Store, pack_cells, unpack_cells
 from bmsgate_history.query import parse, run_query
 from bmsgate_history.sample import Sample, from_ms
-
 from tests.support.simdrive import T0, cycles
 
 FOREVER = ArchiveSettings(raw_days=10**5, minute_days=10**5, quarter_days=10**5)
@@ -147,7 +146,7 @@ def test_retention_deletes_per_table(tmp_path: Path) -> None:
             archive.add("p1", flat(T0 + day * 24 * HOUR + i * 60_000))
     archive.commit()
     archive.purge(T0 + 3 * 24 * HOUR + HOUR)
-    assert [s.ts for s in archive.samples("p1", 0, 2**62)][0] >= T0 + 2 * 24 * HOUR
+    assert next(s.ts for s in archive.samples("p1", 0, 2**62)) >= T0 + 2 * 24 * HOUR
     assert len(archive.buckets("1m", "p1", 0, 2**62)) == 6
     assert len(archive.buckets("15m", "p1", 0, 2**62)) == 3
 

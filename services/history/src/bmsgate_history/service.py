@@ -272,6 +272,8 @@ async def run_history(cfg: Settings) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         async with backbone:
+            if cfg.history.health.enabled:
+                await history.evaluate_health()  # the retained reports, as the archive has them
             tasks.append(asyncio.create_task(history.periodic(), name="history-periodic"))
             if history.influx:
                 tasks.append(asyncio.create_task(history.influx.run(), name="history-influx"))
