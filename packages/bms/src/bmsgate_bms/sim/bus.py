@@ -102,7 +102,9 @@ class SimBus:
                     timed = self.faults.apply(request, frames)
                     if timed:
                         first_delay, first = timed[0]
-                        timed[0] = (first_delay + self.answer_delay, first)
+                        # the board hears the request only once it is on the wire
+                        on_wire = self.wire_time(len(request)) if self.pace else 0.0
+                        timed[0] = (first_delay + self.answer_delay + on_wire, first)
                     writes += timed
                     break
         return writes
@@ -119,17 +121,26 @@ class SimBus:
             shortest_junk = min(shortest_junk, used) if used else 0
         return None, shortest_junk
 
+    def wire_time(self, size: int) -> float:
+        """Seconds ``size`` bytes take on the line (8N1: 10 bits a byte)."""
+        return size * 10 / self.baudrate
+
     def step(self, dt: float) -> None:
         """Advance every board's pack model."""
         for board in self.boards:
             board.model.step(dt)
 
     async def _write_all(self, writes: list[tuple[float, bytes]], write: _Writer) -> None:
+        """Write each chunk once its delay (and, paced, its time on the wire) has passed.
+
+        Deadlines are absolute, so the scheduler's lateness on one chunk is not added to the next.
+        """
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         for delay, chunk in writes:
-            if delay:
-                await asyncio.sleep(delay)
-            if self.pace:
-                await asyncio.sleep(len(chunk) * 10 / self.baudrate)  # 10 bits a byte (8N1)
+            due += delay + (self.wire_time(len(chunk)) if self.pace else 0.0)
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
             write(chunk)
 
     async def run_time(self, speed: float = 1.0, tick: float = 1.0) -> None:
