@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import time
@@ -82,17 +83,12 @@ async def main() -> None:
     workdir = Path("/tmp") / f"bmsgate-bench-{time.time_ns()}"
     workdir.mkdir(parents=True)
     rows = [await measure(name, args.polls, workdir) for name in PROTOCOLS]
-    print(
-        f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}"
-    )
-    print(
-        f"{'protocol':14} {'baud':>6} {'bytes':>6} {'exch':>5} {'wire ms':>8} {'snap ms':>8} {'p90 ms':>7} {'ratio':>6}"
-    )
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    heads = ("baud", "bytes", "exch", "wire ms", "snap ms", "p90 ms", "ratio")
+    print(f"{'protocol':14}" + "".join(f" {h:>8}" for h in heads))
     for r in rows:
-        print(
-            f"{r['protocol']:14} {r['baud']:>6} {r['bytes']:>6} {r['exchanges']:>5} "
-            f"{r['wire_ms']:>8} {r['snapshot_ms']:>8} {r['p90_ms']:>7} {r['ratio']:>6}"
-        )
+        keys = ("baud", "bytes", "exchanges", "wire_ms", "snapshot_ms", "p90_ms", "ratio")
+        print(f"{r['protocol']:14}" + "".join(f" {r[k]:>8}" for k in keys))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
