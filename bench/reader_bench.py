@@ -83,7 +83,7 @@ async def main() -> None:
     workdir = Path("/tmp") / f"bmsgate-bench-{time.time_ns()}"
     workdir.mkdir(parents=True)
     rows = [await measure(name, args.polls, workdir) for name in PROTOCOLS]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}")
     heads = ("baud", "bytes", "exch", "wire ms", "snap ms", "p90 ms", "ratio")
     print(f"{'protocol':14}" + "".join(f" {h:>8}" for h in heads))
     for r in rows:
