@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -290,3 +292,32 @@ async def test_push_to_other_servers_survives_dead_and_silent_ones(
     # the silent server is given up on after its timeout, without having held up the sink
     await until(lambda: asyncio.sleep(0, f"push {HOST}:{silent_port}/5 unreachable" in proc.log()))
     assert "Traceback" not in proc.log()
+
+
+def run_once(tmp_path: Path, data: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    config = write_config(tmp_path, data, "once.yaml")
+    return subprocess.run(
+        [sys.executable, "-m", "bmsgate_modbus", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_a_busy_port_is_one_line_and_exit_1(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = run_once(tmp_path, config(mosquitto, port))
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"bmsgate modbus: cannot listen on {HOST}:{port}: the port is in use by another program "
+        f"(see: ss -ltnp 'sport = :{port}'); stop it or set modbus.port"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_a_bad_modbus_config_is_one_line_and_exit_2(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    data = config(mosquitto, free_port(), units={1: "garage", 2: "attic"})
+    done = run_once(tmp_path, data)
+    assert done.returncode == 2
+    assert done.stderr == "bmsgate modbus: modbus.units.2: no pack or bank 'attic' is configured\n"
