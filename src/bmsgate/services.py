@@ -15,6 +15,7 @@ class Service(NamedTuple):
 SERVICES: Final[dict[str, Service]] = {
     "reader": Service("bmsgate_reader", per_bus=True),
     "api": Service("bmsgate_api"),
+    "publisher": Service("bmsgate_publisher"),
     "modbus": Service("bmsgate_modbus"),
     "history": Service("bmsgate_history"),
 }

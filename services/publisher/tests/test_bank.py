@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from services.publisher.tests.states import T0, make_state
 
 from bmsgate_common.settings import BankSettings
 from bmsgate_publisher.bank import Member, availability, combine, exclusion
-
-from .conftest import T0, make_state
 
 BANK = BankSettings(id="bank", name="House bank", packs=["a", "b", "c"])
 

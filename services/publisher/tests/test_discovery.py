@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from services.publisher.tests.states import make_state
+
 from bmsgate_common.models import PackState
 from bmsgate_publisher import discovery
 from bmsgate_publisher.entities import descriptions, values
 from bmsgate_publisher.topics import TargetTopics
-
-from .conftest import make_state
 
 TOPICS = TargetTopics("solar/bms")
 
@@ -17,6 +18,11 @@ TOPICS = TargetTopics("solar/bms")
 def config(state: PackState, control: bool = False) -> dict[str, Any]:
     rows = descriptions(state, control=control)
     return discovery.device_config(state, rows, TOPICS, version="9.9", expire_after=60)
+
+
+@pytest.fixture
+def state() -> PackState:
+    return make_state()
 
 
 def test_device_origin_and_topic(state: PackState) -> None:

@@ -6,12 +6,11 @@ import json
 from datetime import date, datetime
 
 import pytest
+from services.publisher.tests.states import T0, make_state
 
 from bmsgate_bms.daly_classic import FAILURE_BITS
 from bmsgate_common.models import DailyStats, PackState
 from bmsgate_publisher import dongle
-
-from .conftest import T0, make_state
 
 MANUAL_TYPE2 = (
     b'{"bat":{"0":2927,"1":2956,"2":2957,"3":2951,"4":2957,"5":2944,"6":2956,"7":2956,'
@@ -19,6 +18,11 @@ MANUAL_TYPE2 = (
     b'"SOC":27,"PWT":292,"PMV":"47.20","PMA":"6.20","PDV":30.00,"AMV":2951,"TMP":12,'
     b'"ALM":"0,4,0,0,0,0,0","ALMF":1,"DMS":1,"CMS":1}'
 )
+
+
+@pytest.fixture
+def state() -> PackState:
+    return make_state()
 
 
 def test_type2_is_the_manuals_packet_byte_for_byte(state: PackState) -> None:

@@ -1,11 +1,9 @@
-"""Shared pack states for the publisher's unit tests."""
+"""Pack states for the publisher's unit tests."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-
-import pytest
 
 from bmsgate_common.models import PackState
 
@@ -34,8 +32,3 @@ def make_state(**over: Any) -> PackState:
     }
     data.update(over)
     return PackState(**data)
-
-
-@pytest.fixture
-def state() -> PackState:
-    return make_state()
