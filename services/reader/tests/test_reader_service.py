@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
+import tty
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -323,3 +325,56 @@ async def test_idle_lease_expires_and_polling_resumes(tmp_path: Path, mosquitto:
         polled = len(states(seen, "p1"))
         await seen.wait_for(lambda s: len(states(s, "p1")) > polled)
         assert reader.lease.current is None
+
+
+async def test_gadget_passthrough_and_sniffer(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A DALY dongle on a second port keeps working; every frame shows on the sniff topic."""
+    gadget, gadget_port = os.openpty()  # the test plays the dongle on the master side
+    tty.setraw(gadget)
+    sim = make_bus("daly_classic")
+    try:
+        async with (
+            PtyServer(sim, tmp_path / "tty") as pty,
+            listen(mosquitto.port, "bmsgate/bus/#") as seen,
+        ):
+            bus = bus_settings(
+                pty.port, "daly_classic", 1, passthrough=os.ttyname(gadget_port), sniff=True
+            )
+            async with running(mosquitto, bus) as reader:
+                await seen.wait_for(
+                    lambda s: any(p["direction"] == "from_bms" for p in s.on("/sniff"))
+                )
+                loop = asyncio.get_running_loop()
+                answer = bytearray()
+                got = asyncio.Event()
+
+                def readable() -> None:
+                    answer.extend(os.read(gadget, 4096))
+                    if len(answer) >= 13:
+                        got.set()
+
+                loop.add_reader(gadget, readable)
+                try:
+                    for _ in range(3):
+                        answer.clear()
+                        got.clear()
+                        os.write(gadget, daly_classic.request(daly_classic.MOS))
+                        await asyncio.wait_for(got.wait(), 5)
+                        data = daly_classic.frame_data(bytes(answer[:13]), daly_classic.MOS, 1)
+                        assert bool(data[1]) is sim.boards[0].model.charge_mos
+                finally:
+                    loop.remove_reader(gadget)
+                assert reader.passthrough is not None and reader.passthrough.relayed >= 3
+                sniffed = await seen.wait_for(
+                    lambda s: [
+                        p for p in s.on("/bus/reader-0/sniff") if p["direction"] == "bms_to_gadget"
+                    ]
+                )
+                assert sniffed[0]["decoded"]["charge_mos"] is True
+                directions = {p["direction"] for p in seen.on("/sniff")}
+                assert directions == {"to_bms", "from_bms", "gadget_to_bms", "bms_to_gadget"}
+                own = [p for p in seen.on("/sniff") if p["direction"] == "from_bms"]
+                assert any("pack_voltage" in (p["decoded"] or {}) for p in own)
+    finally:
+        os.close(gadget)
+        os.close(gadget_port)

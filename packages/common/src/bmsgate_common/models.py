@@ -191,6 +191,22 @@ class RawData(_Message):
     data: str = Field(pattern=r"^([0-9a-f]{2})*$", max_length=8192, description="hex, lowercase")
 
 
+class SniffedFrame(_Message):
+    """A frame seen on a bus, on ``<base>/bus/<reader>/sniff`` when the sniffer is on."""
+
+    v: Literal[1] = 1
+    bus: str = Field(description="the reader that owns the bus, e.g. 'reader-0'")
+    ts: AwareDatetime
+    direction: Literal["to_bms", "from_bms", "gadget_to_bms", "bms_to_gadget"] = Field(
+        description="to/from the BMS for bmsgate's polls; gadget_* for the passthrough device"
+    )
+    data: str = Field(pattern=r"^([0-9a-f]{2})*$", description="the bytes, hex")
+    decoded: dict[str, Extra | list[float] | list[int] | list[str]] | None = Field(
+        default=None, description="what the protocol decoder reads in it, if it is a frame"
+    )
+    error: str | None = Field(default=None, description="why it does not decode")
+
+
 class DailyStats(_Message):
     """A pack's day so far (local day of the configured time zone), retained on ``.../daily``.
 

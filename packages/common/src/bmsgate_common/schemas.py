@@ -38,7 +38,7 @@ def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for kind, spec in TOPICS.items():
-        level = "service" if spec.pattern.startswith("service/") else "pack"
+        level = {"service": "service", "bus": "bus"}.get(spec.pattern.split("/")[0], "pack")
         address = f"{DEFAULT_BASE}/{spec.pattern.replace('+', '{' + level + '}')}"
         message = spec.model.__name__
         file = f"{_snake(message)}.v1.schema.json"

@@ -24,6 +24,7 @@ from .models import (
     RawLease,
     RawLeaseState,
     ServiceStatus,
+    SniffedFrame,
 )
 
 DEFAULT_BASE: Final = "bmsgate"
@@ -48,6 +49,7 @@ TOPICS: Final[dict[str, TopicSpec]] = {
     "raw_lease_state": TopicSpec("bms/+/raw/lease/state", RawLeaseState, retained=True, qos=1),
     "raw_tx": TopicSpec("bms/+/raw/tx", RawData, retained=False, qos=1),
     "raw_rx": TopicSpec("bms/+/raw/rx", RawData, retained=False, qos=1),
+    "sniff": TopicSpec("bus/+/sniff", SniffedFrame, retained=False, qos=0),
     "daily": TopicSpec("bms/+/daily", DailyStats, retained=True, qos=1),
     "service_status": TopicSpec("service/+/status", ServiceStatus, retained=True, qos=1),
     "health": TopicSpec("bms/+/health", HealthReport, retained=True, qos=1),

@@ -84,6 +84,8 @@ class SerialLink:
         self.junk = 0  # bytes dropped that belonged to no frame
         self.echoes = 0
         self.raw_sink: Callable[[bytes], None] | None = None  # set while the line is leased
+        # sees every request and frame on the line, e.g. ("to_bms", b"..."): the sniffer
+        self.monitor: Callable[[str, bytes], None] | None = None
 
     @property
     def is_open(self) -> bool:
@@ -188,6 +190,8 @@ class SerialLink:
             self._rx.clear()  # stale input from an earlier, late answer
             collector = FrameCollector(request, framer)
             self._transport.write(request)
+            if self.monitor:
+                self.monitor("to_bms", request)
             frames: list[bytes] = []
             limit = max_count or count
             deadline = time.monotonic() + self.timeout
@@ -207,7 +211,36 @@ class SerialLink:
             finally:
                 self.junk += collector.junk
                 self.echoes += collector.echoes
+            if self.monitor:
+                for frame in frames:
+                    self.monitor("from_bms", frame)
             if len(frames) < count:
                 detail = f", {collector.junk} bytes of junk" if collector.junk else ""
                 raise LinkTimeout(f"{len(frames)} of {count} frames in {self.timeout} s{detail}")
             return frames[:limit]
+
+    async def relay(self, data: bytes) -> bytes:
+        """Send another master's bytes (a passthrough gadget) and return what the BMS answers.
+
+        The answer ends after ``gap`` seconds of silence, or ``timeout`` without any byte.
+        """
+        async with self._lock:
+            if self._transport is None:
+                await self.open()
+            assert self._transport is not None
+            self._rx.clear()
+            self._transport.write(data)
+            if self.monitor:
+                self.monitor("gadget_to_bms", data)
+            answer = bytearray()
+            deadline = time.monotonic() + self.timeout
+            while True:
+                if self._rx:
+                    answer += self._rx
+                    self._rx.clear()
+                    deadline = time.monotonic() + self.gap
+                if self._transport is None or not await self._wait(deadline):
+                    break
+            if self.monitor and answer:
+                self.monitor("bms_to_gadget", bytes(answer))
+            return bytes(answer)

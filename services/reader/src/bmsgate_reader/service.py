@@ -19,6 +19,7 @@ from bmsgate_common.settings import BusSettings, PackSettings, Settings
 from .counters import CounterStore
 from .lease import LeaseManager
 from .logic import EnergyCounter, PackTracker, to_state
+from .passthrough import Passthrough, Sniffer
 from .serial_link import LinkDown, SerialLink
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ class Reader:
             for p in bus.packs
         }
         self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
+        self.sniffer = Sniffer(backbone, backbone.service, bus.protocol, {}) if bus.sniff else None
+        if self.sniffer:
+            self.link.monitor = self.sniffer.see
+        self.passthrough = (
+            Passthrough(bus.passthrough, bus.baud, self.link) if bus.passthrough else None
+        )
         self.polls = 0
         self.failures = 0
         self._backoff = 0.0
@@ -246,9 +253,16 @@ async def serve(reader: Reader) -> None:
     reader.backbone.subscribe("raw_lease", reader.lease.on_request, retained=False)
     reader.backbone.subscribe("raw_tx", reader.lease.on_tx, retained=False)
     async with reader.backbone:
+        helpers = [
+            asyncio.create_task(job.run())
+            for job in (reader.sniffer, reader.passthrough)
+            if job is not None
+        ]
         try:
             await reader.run()
         finally:
+            for task in helpers:
+                task.cancel()
             await reader.lease.close()
             reader.save_counters()
             await reader.link.close()
