@@ -80,6 +80,13 @@ class BusSettings(_Section):
         default=None,
         description="daly_new only: '81' for H/K/M/S and 100 Balance boards (default), 'd2'",
     )
+    passthrough: str | None = Field(
+        default=None,
+        description="second serial port with the original gadget (DALY BT/WiFi dongle, display)",
+    )
+    sniff: bool = Field(
+        default=False, description="publish every frame on <base>/bus/<reader>/sniff"
+    )
     packs: list[PackSettings] = Field(min_length=1)
 
     @property
