@@ -18,6 +18,18 @@ from tests.support.procs import find_mosquitto, wait_until
 pytestmark = pytest.mark.integration
 
 
+# `bmsgate run` itself, the private Mosquitto, and one process per service (one reader here)
+EXPECTED_PROCESSES = 2 + len(SERVICES)
+
+
+def run_command(http: int, data: Path) -> list[str]:
+    """`bmsgate run` on free ports (502 may be taken or need privileges)."""
+    return [
+        sys.executable, "-m", "bmsgate.cli", "run", "--http-port", str(http),
+        "--modbus-port", str(free_port()), "--data-dir", str(data),
+    ]  # fmt: skip
+
+
 def processes_using(marker: str) -> list[str]:
     """Command lines of live processes that mention ``marker`` (children keep their config path)."""
     out = subprocess.run(
@@ -32,19 +44,7 @@ def test_run_serves_the_simulator_and_stops_every_child(tmp_path: Path, sig: int
     http = free_port()
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bmsgate.cli",
-            "run",
-            "--http-port",
-            str(http),
-            "--data-dir",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        run_command(http, data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None
@@ -61,8 +61,7 @@ def test_run_serves_the_simulator_and_stops_every_child(tmp_path: Path, sig: int
             timeout=20,
         )
         assert state["protocol"] == "daly_classic" and state["cell_count"] == 16
-        # run itself, mosquitto, and every service (one bus: one reader)
-        assert len(processes_using(str(data))) == 2 + len(SERVICES)
+        assert len(processes_using(str(data))) == EXPECTED_PROCESSES
         started = time.monotonic()
         proc.send_signal(sig)
         assert proc.wait(20) == 0
@@ -101,22 +100,12 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     http = free_port()
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bmsgate.cli",
-            "run",
-            "--http-port",
-            str(http),
-            "--data-dir",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+        run_command(http, data), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-    assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")
-    assert len(processes_using(str(data))) == 2 + len(SERVICES)
-    proc.kill()  # SIGKILL: no chance to clean up
-    proc.wait()
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")
+        wait_until(lambda: len(processes_using(str(data))) == EXPECTED_PROCESSES)
+    finally:
+        proc.kill()  # SIGKILL: no chance to clean up
+        proc.wait()
     wait_until(lambda: processes_using(str(data)) == [], timeout=15)
