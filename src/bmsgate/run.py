@@ -30,6 +30,7 @@ from .services import SERVICES
 log = logging.getLogger("bmsgate.run")
 
 STOP_TIMEOUT = 10.0  # [s] a child gets to stop before it is killed
+USER_ERROR = 2  # exit code of a service that stopped on a problem only the user can fix
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Child:
     restarts: int = 0
     started: float = 0.0
     backoff: float = field(default=1.0)
+    restart_at: float = 0.0
+    given_up: bool = False
 
     async def start(self) -> None:
         """Start the process; its output goes to ours."""
@@ -148,22 +151,29 @@ async def supervise(cfg: Settings, *, simulate: str | None = None, print_url: bo
 
 
 async def _watch(children: list[Child]) -> None:
-    """Restart a child that exits, waiting longer each time it dies young (no crash storm)."""
+    """Restart a child that exits, waiting longer each time it dies young (no crash storm).
+
+    Exit code 2 means a problem only the user can fix (configuration, a port it may not bind):
+    restarting would only repeat the message, so that child stays stopped.
+    """
     while True:
         await asyncio.sleep(0.5)
+        now = time.monotonic()
         for child in children:
             proc = child.process
-            if proc is None or proc.returncode is None:
-                continue
-            lived = time.monotonic() - child.started
-            child.backoff = 1.0 if lived > 60 else min(60.0, child.backoff * 2)
-            log.warning(
-                "%s exited with code %s; restarting in %.0f s",
-                child.name,
-                proc.returncode,
-                child.backoff,
-            )
-            child.process = None
-            await asyncio.sleep(child.backoff)
-            child.restarts += 1
-            await child.start()
+            if proc is not None and proc.returncode is not None:
+                child.process = None
+                if proc.returncode == USER_ERROR:
+                    child.given_up = True
+                    log.error("%s stopped (see its message above); not restarting", child.name)
+                    continue
+                lived = now - child.started
+                child.backoff = 1.0 if lived > 60 else min(60.0, child.backoff * 2)
+                child.restart_at = now + child.backoff
+                log.warning(
+                    "%s exited with code %s; restarting in %.0f s",
+                    child.name, proc.returncode, child.backoff,
+                )  # fmt: skip
+            elif proc is None and not child.given_up and now >= child.restart_at:
+                child.restarts += 1
+                await child.start()
