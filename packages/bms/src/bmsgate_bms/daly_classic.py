@@ -293,6 +293,9 @@ def decode_hex(
     return decode_frames(split_frames(data), cell_count=cell_count, temp_count=temp_count)
 
 
+EXTRAS: Final = ("state", "bms_life", "charger_connected", "load_connected", "max_cell", "min_cell")
+
+
 def to_reading(parts: dict[str, Any]) -> BmsReading:
     """Assemble a snapshot from the decoded answers to one poll."""
     direction = parts.get("state")
@@ -303,27 +306,7 @@ def to_reading(parts: dict[str, Any]) -> BmsReading:
     current = signed_current(
         -raw if raw else 0.0, direction if direction in DIRECTIONS.values() else None
     )
-    extras: dict[str, Any] = {
-        k: parts[k]
-        for k in ("state", "bms_life", "charger_connected", "load_connected", "max_cell",
-                  "min_cell")
-        if k in parts
-    }  # fmt: skip
-    return BmsReading(
-        pack_voltage=parts["pack_voltage"],
-        current=current,
-        soc=parts["soc"],
-        cell_voltages=parts["cell_voltages"],
-        temperatures=parts.get("temperatures", []),
-        cycles=int(parts["cycles"]) if "cycles" in parts else None,
-        remaining_capacity=parts.get("remaining_capacity"),
-        charge_mos=parts.get("charge_mos"),
-        discharge_mos=parts.get("discharge_mos"),
-        balancing=parts.get("balancing"),
-        balancing_cells=parts.get("balancing_cells", []),
-        alarms=parts.get("alarms", []),
-        extras=extras,
-    )
+    return BmsReading.from_parts(parts, extras=EXTRAS, current=current)
 
 
 class DalyClassicDriver:

@@ -751,23 +751,11 @@ def to_reading(parts: dict[str, Any]) -> BmsReading:
     direction = parts.get("state")
     known = direction if direction in DIRECTIONS.values() else None
     power = parts.get("power")
-    return BmsReading(
-        pack_voltage=parts["pack_voltage"],
+    return BmsReading.from_parts(
+        parts,
+        extras=EXTRAS,
         current=signed_current(parts["current"], known),
-        soc=parts["soc"],
-        cell_voltages=parts["cell_voltages"],
-        temperatures=parts.get("temperatures", []),
         power=None if power is None else signed_current(float(power), known),
-        mos_temperature=parts.get("mos_temperature"),
-        cycles=int(parts["cycles"]) if "cycles" in parts else None,
-        remaining_capacity=parts.get("remaining_capacity"),
-        nominal_capacity=parts.get("nominal_capacity"),
-        charge_mos=parts.get("charge_mos"),
-        discharge_mos=parts.get("discharge_mos"),
-        balancing=parts.get("balancing"),
-        balancing_cells=parts.get("balancing_cells", []),
-        alarms=parts.get("alarms", []),
-        extras={k: parts[k] for k in EXTRAS if k in parts},
     )
 
 

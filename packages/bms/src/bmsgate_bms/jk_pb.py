@@ -606,32 +606,13 @@ def decode_hex(
     return decode_frames(split_frames(data), start_register=start_register, cell_count=cell_count)
 
 
-_READING_KEYS: Final = frozenset({
-    "pack_voltage", "current", "soc", "cell_voltages", "temperatures", "power", "mos_temperature",
-    "cycles", "remaining_capacity", "nominal_capacity", "charge_mos", "discharge_mos",
-    "balancing", "alarms", "cell_count", "frame_type", "frame_counter", "ack",
-})  # fmt: skip
+_NOT_EXTRAS: Final = frozenset({"frame_type", "frame_counter", "ack"})  # framing, not values
 
 
 def to_reading(parts: dict[str, Any]) -> BmsReading:
     """Assemble a snapshot from a decoded type-0x02 frame (or the same fields read by FC 0x03)."""
-    return BmsReading(
-        pack_voltage=parts["pack_voltage"],
-        current=parts["current"],  # signed on the wire: positive = charging
-        soc=parts["soc"],
-        cell_voltages=parts["cell_voltages"],
-        temperatures=parts.get("temperatures", []),
-        power=parts.get("power"),
-        mos_temperature=parts.get("mos_temperature"),
-        cycles=int(parts["cycles"]) if "cycles" in parts else None,
-        remaining_capacity=parts.get("remaining_capacity"),
-        nominal_capacity=parts.get("nominal_capacity"),
-        charge_mos=parts.get("charge_mos"),
-        discharge_mos=parts.get("discharge_mos"),
-        balancing=parts.get("balancing"),
-        alarms=parts.get("alarms", []),
-        extras={k: v for k, v in parts.items() if k not in _READING_KEYS},
-    )
+    # current is signed on the wire: positive = charging
+    return BmsReading.from_parts({k: v for k, v in parts.items() if k not in _NOT_EXTRAS})
 
 
 # --- driver -------------------------------------------------------------------------------------

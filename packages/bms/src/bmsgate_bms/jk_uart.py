@@ -159,11 +159,6 @@ WARNING_BITS: Final[tuple[str | None, ...]] = (
 )
 BATTERY_TYPES: Final = {0: "LiFePO4", 1: "ternary", 2: "LTO"}
 # names that BmsReading has a field for; everything else decoded goes to extras
-PACK_STATE: Final = frozenset(
-    ("pack_voltage", "current", "soc", "cell_voltages", "cell_count", "temperatures",
-     "mos_temperature", "cycles", "remaining_capacity", "nominal_capacity", "charge_mos",
-     "discharge_mos", "balancing", "alarms")
-)  # fmt: skip
 
 
 # --- requests ------------------------------------------------------------------------------
@@ -450,26 +445,7 @@ def decode_hex(data: bytes, *, protocol_version: int | None = None, **_: Any) ->
 
 def to_reading(parts: dict[str, Any]) -> BmsReading:
     """Assemble a snapshot from a decoded read-all answer."""
-    missing = [k for k in ("pack_voltage", "current", "soc", "cell_voltages") if k not in parts]
-    if missing:
-        raise FrameError(f"JK answer lacks {', '.join(missing)}")
-    cycles = parts.get("cycles")
-    return BmsReading(
-        pack_voltage=parts["pack_voltage"],
-        current=parts["current"],
-        soc=float(parts["soc"]),
-        cell_voltages=parts["cell_voltages"],
-        temperatures=parts.get("temperatures", []),
-        mos_temperature=parts.get("mos_temperature"),
-        cycles=int(cycles) if cycles is not None else None,
-        remaining_capacity=parts.get("remaining_capacity"),
-        nominal_capacity=parts.get("nominal_capacity"),
-        charge_mos=parts.get("charge_mos"),
-        discharge_mos=parts.get("discharge_mos"),
-        balancing=parts.get("balancing"),
-        alarms=parts.get("alarms", []),
-        extras={k: v for k, v in parts.items() if k not in PACK_STATE},
-    )
+    return BmsReading.from_parts(parts)
 
 
 class JkUartDriver:

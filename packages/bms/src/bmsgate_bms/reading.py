@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from .errors import FrameError
 
 Direction = Literal["charging", "discharging", "idle"]
 
@@ -29,6 +32,33 @@ class BmsReading:
     alarms: list[str] = field(default_factory=list)  # codes from bmsgate_bms.alarms.ALARMS
     extras: dict[str, Any] = field(default_factory=dict)  # protocol-specific values
 
+    @classmethod
+    def from_parts(
+        cls,
+        parts: Mapping[str, Any],
+        *,
+        extras: Iterable[str] | None = None,
+        **derived: Any,
+    ) -> BmsReading:
+        """A snapshot from decoded pack-state names, the one way every protocol builds it.
+
+        ``derived`` replaces values the protocol works out (e.g. a current signed by a state
+        register); the other names go to ``extras``, all of them or only those listed.
+        """
+        values = {k: parts[k] for k in READING_FIELDS if k in parts} | derived
+        missing = [k for k in REQUIRED if k not in values]
+        if missing:
+            raise FrameError(f"the answer lacks {', '.join(missing)}")
+        if values.get("cycles") is not None:
+            values["cycles"] = int(values["cycles"])
+        keep = None if extras is None else set(extras)
+        values["extras"] = {
+            k: v
+            for k, v in parts.items()
+            if k not in READING_FIELDS and k not in NOT_EXTRAS and (keep is None or k in keep)
+        }
+        return cls(**values)
+
     @property
     def cell_count(self) -> int:
         """Number of cells in series."""
@@ -51,3 +81,8 @@ def signed_current(magnitude: float, direction: Direction | None) -> float:
             magnitude  # keep what the BMS measured; a board may report idle while a trickle flows
         )
     return abs(magnitude) if direction == "charging" else -abs(magnitude)
+
+
+READING_FIELDS: frozenset[str] = frozenset(f.name for f in fields(BmsReading)) - {"extras"}
+REQUIRED = ("pack_voltage", "current", "soc", "cell_voltages")
+NOT_EXTRAS = frozenset({"cell_count"})  # derived from cell_voltages
