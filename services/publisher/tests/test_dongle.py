@@ -8,7 +8,6 @@ from datetime import date, datetime
 import pytest
 from services.publisher.tests.states import T0, make_state
 
-from bmsgate_bms.daly_classic import FAILURE_BITS
 from bmsgate_common.models import DailyStats, PackState
 from bmsgate_publisher import dongle
 
@@ -99,11 +98,6 @@ def test_daily_packet_is_the_manuals_example() -> None:
 
 def test_empty_daily_packet_is_not_sent() -> None:
     assert dongle.daily_packet(DailyStats(pack="garage", day=date(2025, 12, 22), ts=T0)) is None
-
-
-def test_alarm_table_matches_the_daly_decoder() -> None:
-    # the two tables are written independently; they must describe the same bits
-    assert dongle.ALM_BITS == FAILURE_BITS
 
 
 @pytest.mark.parametrize(

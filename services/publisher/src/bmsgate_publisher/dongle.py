@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Final, NamedTuple
 
+from bmsgate_bms.daly_classic import FAILURE_BITS
 from bmsgate_common.models import DailyStats, PackState
 from bmsgate_common.settings import DongleField
 
@@ -47,28 +48,9 @@ def mv(volts: float) -> int:
     return round(volts * 1000)
 
 
-# DALY 0x98 failure bytes 0..6, bit 0 first (docs/protocols/daly_classic.md): the dongle's ALM
-# field is these seven bytes in decimal. Every protocol's alarm codes share one vocabulary, so a
-# JK pack's alarms land on the same bits. None = reserved.
-ALM_BITS: Final[tuple[tuple[str | None, ...], ...]] = (
-    ("cell_overvoltage_warning", "cell_overvoltage", "cell_undervoltage_warning",
-     "cell_undervoltage", "pack_overvoltage_warning", "pack_overvoltage",
-     "pack_undervoltage_warning", "pack_undervoltage"),
-    ("charge_overtemp_warning", "charge_overtemp", "charge_undertemp_warning", "charge_undertemp",
-     "discharge_overtemp_warning", "discharge_overtemp", "discharge_undertemp_warning",
-     "discharge_undertemp"),
-    ("charge_overcurrent_warning", "charge_overcurrent", "discharge_overcurrent_warning",
-     "discharge_overcurrent", "soc_high_warning", "soc_high", "soc_low_warning", "soc_low"),
-    ("cell_voltage_diff_warning", "cell_voltage_diff", "temp_diff_warning", "temp_diff",
-     None, None, None, None),
-    ("charge_mos_overtemp", "discharge_mos_overtemp", "charge_mos_temp_sensor_fault",
-     "discharge_mos_temp_sensor_fault", "charge_mos_stuck", "discharge_mos_stuck",
-     "charge_mos_open", "discharge_mos_open"),
-    ("afe_fault", "cell_sampling_fault", "temp_sensor_fault", "eeprom_fault", "rtc_fault",
-     "precharge_fault", "vehicle_comm_fault", "internal_comm_fault"),
-    ("current_sensor_fault", "pack_voltage_sensor_fault", "short_circuit_fault",
-     "low_voltage_charge_forbidden", None, None, None, None),
-)  # fmt: skip
+# The dongle's ALM field is DALY's 0x98 failure bytes 0..6 in decimal. Every protocol's alarm
+# codes share one vocabulary, so a JK pack's alarms land on the same bits.
+ALM_BITS: Final = FAILURE_BITS
 _ALM_POSITION: Final = {
     code: (byte, bit)
     for byte, names in enumerate(ALM_BITS)
