@@ -24,12 +24,16 @@ async def _run(cfg: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the register map and push values until stopped; 1 when the port cannot be bound."""
+    """Serve the register map and push values until stopped.
+
+    Exit 2 when the port can never be bound as configured (no privilege, no such address; a
+    supervisor should not restart), 1 when it is in use (it may come free).
+    """
     try:
         return service_main("modbus", _run, argv, check=_check)
     except ListenError as err:
         print(f"bmsgate modbus: {err}", file=sys.stderr)  # noqa: T201
-        return 1
+        return 2 if err.lasting else 1
 
 
 if __name__ == "__main__":

@@ -31,36 +31,52 @@ READBACK_FUNCTIONS = frozenset({6, 22})  # read right after their own write: ech
 class ListenError(Exception):
     """The server cannot listen; the message is one line saying why and what to do."""
 
+    def __init__(self, message: str, *, lasting: bool) -> None:
+        """``lasting``: only the user can fix it (privilege, address), retrying is useless."""
+        super().__init__(message)
+        self.lasting = lasting
 
-def listen_problem(host: str, port: int) -> str | None:
-    """Try the bind pymodbus will do; one line on why it fails and how to fix it, or None."""
+
+def listen_problem(host: str, port: int) -> ListenError | None:
+    """Try the bind pymodbus will do: why it fails and how to fix it, or None.
+
+    A port in use may come free (another instance stopping); every other problem is lasting.
+    """
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except socket.gaierror as err:
-        return f"cannot listen on {host}:{port}: unknown address ({err.strerror}); fix modbus.host"
+        return ListenError(
+            f"cannot listen on {host}:{port}: unknown address ({err.strerror}); fix modbus.host",
+            lasting=True,
+        )
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
         try:
             sock.bind(address)
         except PermissionError:
-            return (
+            return ListenError(
                 f"cannot listen on {host}:{port}: permission denied; ports below 1024 need root or "
                 "CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; or "
                 "setcap cap_net_bind_service=+ep on the python binary), or set modbus.port "
-                "(bmsgate run --modbus-port 5020)"
+                "(bmsgate run --modbus-port 5020)",
+                lasting=True,
             )
         except OSError as err:
             if err.errno == errno.EADDRINUSE:
-                return (
+                return ListenError(
                     f"cannot listen on {host}:{port}: the port is in use by another program "
-                    f"(see: ss -ltnp 'sport = :{port}'); stop it or set modbus.port"
+                    f"(see: ss -ltnp 'sport = :{port}'); stop it or set modbus.port",
+                    lasting=False,
                 )
             if err.errno == errno.EADDRNOTAVAIL:
-                return f"cannot listen on {host}:{port}: no such local address; fix modbus.host"
-            return f"cannot listen on {host}:{port}: {err.strerror}"
+                return ListenError(
+                    f"cannot listen on {host}:{port}: no such local address; fix modbus.host",
+                    lasting=True,
+                )
+            return ListenError(f"cannot listen on {host}:{port}: {err.strerror}", lasting=False)
     return None
 
 
@@ -143,12 +159,13 @@ class RegisterServer:
         """Listen; raises ListenError with a one-line reason when the port cannot be bound."""
         problem = listen_problem(self.host, self.port)
         if problem:
-            raise ListenError(problem)
+            raise problem
         self._server = ModbusTcpServer(self._devices(), address=(self.host, self.port))
         try:
             await self._server.serve_forever(background=True)
         except RuntimeError as err:  # pymodbus hides the errno; the check above usually has it
-            raise ListenError(f"cannot listen on {self.host}:{self.port}: {err}") from None
+            where = f"{self.host}:{self.port}"
+            raise ListenError(f"cannot listen on {where}: {err}", lasting=False) from None
         log.info(
             "modbus server on %s:%d, units %s",
             self.host,
