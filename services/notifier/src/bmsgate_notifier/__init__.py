@@ -1,0 +1,1 @@
+"""bmsgate notifier: alarms, failures and daily reports through Apprise."""

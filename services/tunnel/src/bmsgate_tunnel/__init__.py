@@ -1,0 +1,1 @@
+"""bmsgate tunnel: TCP to a BMS line, for the vendors' PC software."""
