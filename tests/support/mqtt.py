@@ -74,4 +74,4 @@ async def listen(port: int, *filters: str) -> AsyncIterator[Listener]:
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(task, 5)  # a hang here fails the test instead of stalling it

@@ -52,7 +52,7 @@ async def running(broker: Mosquitto, bus: BusSettings, **kw: Any) -> AsyncIterat
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(task, 10)  # a stop that hangs fails here, with its stack
 
 
 def states(seen: Listener, pack: str) -> list[PackState]:

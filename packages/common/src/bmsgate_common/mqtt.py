@@ -32,6 +32,7 @@ Handler = Callable[[str, M], Awaitable[None]]
 
 VERSION = "0.1.0"
 DEFAULT_HOST = "127.0.0.1"
+STOP_TIMEOUT = 5.0  # [s] to close the connection when the service stops
 
 
 def broker_url(cfg: MqttSettings) -> str:
@@ -168,5 +169,10 @@ class Backbone:
         offline = ServiceStatus(service=self.service, state="offline", ts=utcnow(), version=VERSION)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.publish("service_status", self.service, offline), 2.0)
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        try:
+            # zmqtt unsubscribes on stop; with the broker gone that can wait a long time
+            await asyncio.wait_for(self.broker.stop(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("backbone did not close within %.0f s; leaving anyway", STOP_TIMEOUT)
+        except (MQTTError, OSError, RuntimeError, FastStreamException):
+            pass  # closing a connection that is already broken

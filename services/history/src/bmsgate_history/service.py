@@ -21,6 +21,7 @@ from bmsgate_common import topics
 from bmsgate_common.models import Availability, HealthReport, HistoryReply, PackState, utcnow
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import HistorySettings, Settings
+from bmsgate_common.tasks import stop_tasks
 
 from .archive import DAY_MS, Archive, Store
 from .daily import DailyTracker
@@ -282,11 +283,7 @@ async def run_history(cfg: Settings) -> None:
                      cfg.history.influx.url if history.influx else "off")  # fmt: skip
             await asyncio.Event().wait()
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(tasks)
         if history.influx:
             await history.influx.close()
         history.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -23,6 +22,7 @@ from bmsgate_common.models import (
 )
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
+from bmsgate_common.tasks import stop_tasks
 
 from .client import PushTarget
 from .logic import MapOptions, Quantities, RegisterStore, default_units, write_commands
@@ -168,11 +168,7 @@ class ModbusService:
                 await asyncio.sleep(TICK)
                 self.tick()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(tasks)
 
 
 async def run_modbus(cfg: Settings) -> None:

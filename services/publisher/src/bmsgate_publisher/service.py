@@ -19,6 +19,7 @@ from bmsgate_common.models import (
 )
 from bmsgate_common.mqtt import VERSION, Backbone
 from bmsgate_common.settings import BankSettings, Settings
+from bmsgate_common.tasks import stop_tasks
 
 from . import bank as banks
 from .logic import Hub, Plan, parse_command
@@ -221,9 +222,7 @@ class Publisher:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_tasks(tasks)
             for link in self.links.values():
                 await link.close()
 

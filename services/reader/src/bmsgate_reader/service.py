@@ -15,6 +15,7 @@ from bmsgate_bms.registry import protocol
 from bmsgate_common.models import Command, CommandResult, PackState, utcnow
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
+from bmsgate_common.tasks import stop_tasks
 
 from .counters import CounterStore
 from .lease import LeaseManager
@@ -261,8 +262,7 @@ async def serve(reader: Reader) -> None:
         try:
             await reader.run()
         finally:
-            for task in helpers:
-                task.cancel()
+            await stop_tasks(helpers)
             await reader.lease.close()
             reader.save_counters()
             await reader.link.close()
