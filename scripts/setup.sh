@@ -11,6 +11,7 @@ packages=(mosquitto)                                  # the backbone broker `bms
 [[ "$purpose" == test ]] && packages+=(mosquitto-clients openssl)  # openssl: TLS test certificates
 [[ "$purpose" == test ]] && packages+=(mbpoll)                 # an independent Modbus TCP client
 [[ "$purpose" == test ]] && packages+=(victoria-metrics)       # a real InfluxDB-write-API server
+[[ "$purpose" == test ]] && packages+=(socat)                  # virtual COM ports for the tunnel
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
   echo "bmsgate: Python 3.11 or newer is needed as python3 (Debian 12 / Ubuntu 24.04 have it)" >&2
   exit 1

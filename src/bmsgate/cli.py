@@ -127,6 +127,13 @@ def cmd_service(args: argparse.Namespace, rest: list[str]) -> int:
     return int(module.main(rest))
 
 
+def cmd_tunnel(argv: list[str]) -> int:
+    """Open, close or show the tunnel of a pack (``bmsgate tunnel open PACK [--minutes N]``)."""
+    from bmsgate_tunnel.client import main as tunnel_main
+
+    return tunnel_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -173,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bmsgate`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
+    if argv[:1] == ["tunnel"] and argv[1:2] and argv[1] in ("open", "close", "status"):
+        return cmd_tunnel(argv[1:])
     if argv and argv[0] in SERVICES:
         return cmd_service(argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)

@@ -18,4 +18,5 @@ SERVICES: Final[dict[str, Service]] = {
     "publisher": Service("bmsgate_publisher"),
     "modbus": Service("bmsgate_modbus"),
     "history": Service("bmsgate_history"),
+    "tunnel": Service("bmsgate_tunnel"),
 }

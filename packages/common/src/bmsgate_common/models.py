@@ -335,3 +335,56 @@ class HealthReport(_Message):
     pack: PackId
     ts: AwareDatetime
     findings: list[HealthFinding] = Field(default_factory=list)
+
+
+class TunnelCommand(_Message):
+    """Open or close the TCP tunnel to a pack's bus, on ``<base>/bms/<pack>/tunnel/set``.
+
+    Answered by a TunnelStatus carrying the same transaction. Needs ``control.enabled``.
+    """
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION, description="caller's id, echoed in the status")
+    action: Literal["open", "close", "status"]
+    minutes: float | None = Field(
+        default=None, gt=0, le=1440, description="open: window [min]; the configured one if unset"
+    )
+    idle_timeout: float | None = Field(
+        default=None, gt=0, le=86400, description="open: [s] without traffic; configured if unset"
+    )
+    no_timeout: bool = Field(
+        default=False, description="open: never close for lack of traffic (only the window ends it)"
+    )
+
+    @model_validator(mode="after")
+    def _open_terms(self) -> TunnelCommand:
+        if self.action != "open" and (self.minutes or self.idle_timeout or self.no_timeout):
+            raise ValueError(f"{self.action} takes no minutes, idle_timeout or no_timeout")
+        if self.no_timeout and self.idle_timeout is not None:
+            raise ValueError("give idle_timeout or no_timeout, not both")
+        return self
+
+
+class TunnelStatus(_Message):
+    """The tunnel of a pack's bus, retained on ``<base>/bms/<pack>/tunnel/state``."""
+
+    v: Literal[1] = 1
+    pack: PackId
+    transaction: str | None = Field(default=None, description="the command this answers")
+    ok: bool = Field(default=True, description="whether that command was carried out")
+    error: str | None = None
+    open: bool = Field(description="connections are accepted")
+    port: int = Field(ge=1, le=65535, description="the TCP port of this bus's tunnel")
+    client: str | None = Field(default=None, description="'address:port' of the connected client")
+    uptime: float | None = Field(default=None, ge=0, description="[s] the client has been on")
+    rx_bytes: int = Field(default=0, ge=0, description="bytes from the BMS in this session")
+    tx_bytes: int = Field(default=0, ge=0, description="bytes to the BMS in this session")
+    time_left: float | None = Field(
+        default=None, ge=0, description="[s] before it closes (window or idle); null = closed"
+    )
+    window_left: float | None = Field(default=None, ge=0, description="[s] left of the window")
+    idle_timeout: float | None = Field(
+        default=None, description="[s] without traffic that closes it; null = none (or closed)"
+    )
+    sessions: int = Field(default=0, ge=0, description="sessions since the service started")
+    ts: AwareDatetime

@@ -368,6 +368,34 @@ class HistorySettings(_Section):
         return self
 
 
+class TunnelSettings(_Section):
+    """The TCP tunnel for the vendors' PC software: closed until opened, needs control.enabled."""
+
+    host: str = Field(default="0.0.0.0", description="address to listen on while open")
+    port: int = Field(
+        default=6790, ge=1, le=65535, description="TCP port of the first bus; bus n uses port + n"
+    )
+    minutes: float = Field(default=15.0, gt=0, le=1440, description="[min] window of an open")
+    idle_timeout: float = Field(
+        default=120.0, gt=0, le=86400, description="[s] without traffic that closes the tunnel"
+    )
+    allow: list[str] = Field(
+        default_factory=list,
+        description="client addresses or networks (192.168.1.0/24); any when empty",
+    )
+
+    @model_validator(mode="after")
+    def _networks(self) -> TunnelSettings:
+        import ipaddress
+
+        for entry in self.allow:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"tunnel.allow: {entry!r} is not an address or network") from None
+        return self
+
+
 class Settings(_Section):
     """Everything bmsgate reads at start (see load_settings for where it comes from)."""
 
@@ -379,6 +407,7 @@ class Settings(_Section):
     publisher: PublisherSettings = PublisherSettings()
     banks: list[BankSettings] = Field(default_factory=list)
     history: HistorySettings = HistorySettings()
+    tunnel: TunnelSettings = TunnelSettings()
     data_dir: Path = Field(default=Path("data"), description="where services keep their files")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -25,6 +25,8 @@ from .models import (
     RawLeaseState,
     ServiceStatus,
     SniffedFrame,
+    TunnelCommand,
+    TunnelStatus,
 )
 
 DEFAULT_BASE: Final = "bmsgate"
@@ -55,6 +57,8 @@ TOPICS: Final[dict[str, TopicSpec]] = {
     "health": TopicSpec("bms/+/health", HealthReport, retained=True, qos=1),
     "history_request": TopicSpec("history/+/request", HistoryQuery, retained=False, qos=1),
     "history_reply": TopicSpec("history/+/reply", HistoryReply, retained=False, qos=1),
+    "tunnel_command": TopicSpec("bms/+/tunnel/set", TunnelCommand, retained=False, qos=1),
+    "tunnel_status": TopicSpec("bms/+/tunnel/state", TunnelStatus, retained=True, qos=1),
 }
 
 
