@@ -112,6 +112,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ports(args: argparse.Namespace) -> int:
+    """List the serial ports."""
+    from .ports import command
+
+    return command(args)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Headless provisioning of the configuration file."""
+    from .config_cli import run
+
+    return run(args)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     """Probe a serial port for every protocol and print what answers."""
     from .scan import command
@@ -167,9 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--pty", action="store_true", help="print the pty path to open")
     sim.add_argument("--link", help="with --pty: a symlink to the pty, removed on exit")
 
+    from .config_cli import add_arguments as config_arguments
+    from .ports import add_arguments as ports_arguments
     from .scan import add_arguments as scan_arguments
 
     scan_arguments(sub.add_parser("scan", help="find which BMS answer on a serial port"))
+    ports_arguments(sub.add_parser("ports", help="list serial ports by their stable names"))
+    config_arguments(sub.add_parser("config", help="get, set, check, export, import settings"))
 
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} service (as its container does)", add_help=False)
@@ -185,7 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SERVICES:
         return cmd_service(argparse.Namespace(command=argv[0]), argv[1:])
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "decode": cmd_decode, "simulate": cmd_simulate, "scan": cmd_scan}
+    handlers = {
+        "run": cmd_run,
+        "decode": cmd_decode,
+        "simulate": cmd_simulate,
+        "scan": cmd_scan,
+        "ports": cmd_ports,
+        "config": cmd_config,
+    }
     return handlers[args.command](args)
 
 

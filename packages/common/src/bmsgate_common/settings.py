@@ -26,6 +26,15 @@ DEFAULT_BAUD: dict[str, int] = {
 }
 
 
+# board addresses each protocol can reach on one bus
+ADDRESSES: dict[str, tuple[int, int]] = {
+    "daly_classic": (1, 0xC0),  # host address 0x3F + board must fit in a byte
+    "daly_new": (1, 16),  # 0x81..0x90 (H/K/M/S, 100 Balance)
+    "jk_uart": (1, 1),  # one BMS per line
+    "jk_pb": (1, 15),  # DIP switches; 0 is the bus master
+}
+
+
 class ConfigError(Exception):
     """The configuration is unusable; the message is one line that names the key."""
 
@@ -101,6 +110,15 @@ class BusSettings(_Section):
             raise ValueError("two packs on one bus share an address")
         if self.variant is not None and self.protocol != "daly_new":
             raise ValueError("variant applies to protocol daly_new only")
+        low, high = ADDRESSES[self.protocol]
+        if self.protocol == "daly_new" and self.variant == "d2":
+            high = 1  # the D2 variant has no bus address
+        for pack in self.packs:
+            if not low <= pack.address <= high:
+                raise ValueError(
+                    f"pack {pack.id!r}: address {pack.address} is outside {low}..{high} "
+                    f"for {self.protocol}"
+                )
         return self
 
     def driver_options(self) -> dict[str, str]:
