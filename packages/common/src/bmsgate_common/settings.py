@@ -127,13 +127,47 @@ class BusSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """The web UI and REST API."""
+    """The web UI and REST API (docs/api.md)."""
 
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
     stale_after: float = Field(
         default=60.0, gt=0, description="[s] a pack whose last state is older counts as offline"
     )
+    password_hash: SecretStr | None = Field(
+        default=None,
+        description="scrypt hash of the password (python -m bmsgate_api hash-password); "
+        "unset: password_file, else the one set at the first visit",
+    )
+    password_file: Path | None = Field(
+        default=None, description="a secret file holding the password or its scrypt hash"
+    )
+    public_read: Literal["never", "local", "always"] = Field(
+        default="local",
+        description="reading without login: never, only from this machine (loopback), always",
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="[h] a login lasts")
+    login_attempts: int = Field(
+        default=5, ge=1, description="failed logins per client within login_window before 429"
+    )
+    login_window: float = Field(default=300.0, gt=0, description="[s] of the login rate limit")
+    command_timeout: float = Field(
+        default=15.0, gt=0, le=120, description="[s] to wait for a command's result"
+    )
+    title: str = Field(default="bmsgate", max_length=60, description="branding: page title")
+
+    @model_validator(mode="after")
+    def _hash_format(self) -> ApiSettings:
+        import re
+
+        secret = self.password_hash.get_secret_value() if self.password_hash else None
+        if secret is not None and not re.fullmatch(
+            r"scrypt\$\d+\$\d+\$\d+\$[\w=-]+\$[\w=-]+", secret
+        ):
+            raise ValueError(
+                "api.password_hash is not a scrypt hash (python -m bmsgate_api hash-password)"
+            )
+        return self
 
 
 class ModbusPushValue(_Section):

@@ -1,35 +1,41 @@
-"""The FastAPI application: REST over the store, fed from the backbone."""
+"""The FastAPI application: REST over the store, fed from the backbone, and the pages."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from bmsgate_common.models import Availability, PackState, ProtocolName, utcnow
+from bmsgate_common.models import (
+    AlarmEvent,
+    Availability,
+    CommandResult,
+    DailyStats,
+    HealthReport,
+    HistoryReply,
+    PackState,
+    ServiceStatus,
+    utcnow,
+)
 from bmsgate_common.mqtt import Backbone
+from bmsgate_common.settings import Settings
 
+from .auth import PasswordStore, RateLimiter, Sessions, session_key
+from .deps import Context
+from .live import CLIENT
+from .routes import auth, events, files, packs
 from .store import PackStore
+from .views import pack_view
 
 STATIC = Path(__file__).parent / "static"
-
-
-class PackSummary(BaseModel):
-    """A pack as listed by GET /api/packs."""
-
-    pack: str
-    name: str | None
-    protocol: ProtocolName | None
-    online: bool
-    last_seen: datetime | None
-    reason: str | None = None
+VENDOR = STATIC / "node_modules" / "uplot" / "dist"
 
 
 class Health(BaseModel):
@@ -39,33 +45,91 @@ class Health(BaseModel):
     backbone: bool
 
 
-class Offline(BaseModel):
-    """The 503 body of a pack that is offline: never its old values."""
+def _wire(ctx: Context, backbone: Backbone) -> None:
+    """Subscribe the store, the waiting requests and the live hub to the backbone."""
+    store, hub = ctx.store, ctx.hub
 
-    detail: str
-    pack: str
-    online: Literal[False] = False
-    last_seen: datetime | None
+    def changed(pack: str) -> None:
+        if hub.listeners:
+            hub.publish("pack", pack_view(store, pack, utcnow()))
+
+    async def on_state(pack: str, state: PackState) -> None:
+        store.states[pack] = state
+        changed(pack)
+
+    async def on_availability(pack: str, avail: Availability) -> None:
+        store.availability[pack] = avail
+        changed(pack)
+
+    async def on_daily(pack: str, stats: DailyStats) -> None:
+        store.daily[pack] = stats
+
+    async def on_health(pack: str, report: HealthReport) -> None:
+        store.health[pack] = report
+
+    async def on_alarm(_: str, event: AlarmEvent) -> None:
+        store.on_alarm(event)
+        changed(event.pack)
+
+    async def on_service(name: str, status: ServiceStatus) -> None:
+        store.services[name] = status
+
+    async def on_result(_: str, result: CommandResult) -> None:
+        ctx.replies.answer(result.transaction, result)
+
+    async def on_reply(client: str, reply: HistoryReply) -> None:
+        if client == CLIENT:
+            ctx.replies.answer(reply.transaction, reply)
+
+    backbone.subscribe("state", on_state)
+    backbone.subscribe("availability", on_availability)
+    backbone.subscribe("daily", on_daily)
+    backbone.subscribe("health", on_health)
+    backbone.subscribe("alarm", on_alarm, retained=False)
+    backbone.subscribe("service_status", on_service)
+    backbone.subscribe("result", on_result, retained=False)
+    backbone.subscribe("history_reply", on_reply, retained=False)
 
 
-def create_app(store: PackStore, backbone: Backbone | None = None) -> FastAPI:
-    """The app; with a backbone it subscribes to states and availability for its lifetime."""
+def make_context(
+    store: PackStore, settings: Settings, backbone: Backbone | None, persist: bool
+) -> Context:
+    """The app's state; with ``persist`` the password and session key live under data_dir/api."""
+    from .auth import configured_hash
+
+    api = settings.api
+    folder = settings.data_dir / "api" if persist else None
+    hashed = configured_hash(
+        api.password_hash.get_secret_value() if api.password_hash else None, api.password_file
+    )
+    return Context(
+        settings=settings,
+        store=store,
+        passwords=PasswordStore(configured=hashed, path=folder / "password" if folder else None),
+        sessions=Sessions(
+            session_key(folder / "session.key" if folder else None), api.session_hours * 3600
+        ),
+        limiter=RateLimiter(api.login_attempts, api.login_window),
+        backbone=backbone,
+    )
+
+
+def create_app(
+    store: PackStore,
+    backbone: Backbone | None = None,
+    settings: Settings | None = None,
+    ctx: Context | None = None,
+) -> FastAPI:
+    """The app; with a backbone it subscribes to the backbone for its lifetime."""
+    ctx = ctx or make_context(store, settings or Settings(), backbone, persist=False)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if backbone is None:
+        if ctx.backbone is None:
             yield
             return
-
-        async def on_state(pack: str, state: PackState) -> None:
-            store.states[pack] = state
-
-        async def on_availability(pack: str, avail: Availability) -> None:
-            store.availability[pack] = avail
-
-        backbone.subscribe("state", on_state)
-        backbone.subscribe("availability", on_availability)
-        async with backbone:
+        _wire(ctx, ctx.backbone)
+        async with ctx.backbone:
             yield
 
     app = FastAPI(
@@ -74,51 +138,25 @@ def create_app(store: PackStore, backbone: Backbone | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.state.ctx = ctx
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        """422 with one readable line first, then the details."""
+        first = err.errors()[0] if err.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        detail = f"{where}: {first.get('msg', 'invalid request')}"
+        errors = [{"loc": e.get("loc"), "msg": e.get("msg")} for e in err.errors()]
+        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> Health:
         """Liveness of the API and whether it reaches the backbone."""
-        return Health(status="ok", backbone=backbone.connected if backbone else False)
+        return Health(status="ok", backbone=ctx.backbone.connected if ctx.backbone else False)
 
-    @app.get("/api/packs", tags=["packs"])
-    async def list_packs() -> list[PackSummary]:
-        """Every known pack with its online state."""
-        now = utcnow()
-        out = []
-        for pack in store.packs():
-            state = store.states.get(pack)
-            online = store.is_online(pack, now)
-            out.append(
-                PackSummary(
-                    pack=pack,
-                    name=state.name if state else None,
-                    protocol=state.protocol if state else None,
-                    online=online,
-                    last_seen=state.ts if state else None,
-                    reason=None if online else store.offline_reason(pack, now),
-                )
-            )
-        return out
-
-    @app.get(
-        "/api/packs/{pack}/state",
-        tags=["packs"],
-        responses={404: {"description": "unknown pack"}, 503: {"model": Offline}},
-    )
-    async def pack_state(pack: str) -> PackState:
-        """The latest state of a pack; 503 while it is offline (old values are not served)."""
-        if pack not in store.packs():
-            raise HTTPException(status_code=404, detail=f"unknown pack {pack!r}")
-        now = utcnow()
-        if not store.is_online(pack, now):
-            state = store.states.get(pack)
-            body = Offline(
-                detail=f"pack {pack!r} is offline: {store.offline_reason(pack, now)}",
-                pack=pack,
-                last_seen=state.ts if state else None,
-            )
-            return JSONResponse(status_code=503, content=body.model_dump(mode="json"))  # type: ignore[return-value]
-        return store.states[pack]
-
+    for module in (auth, packs, files, events):
+        app.include_router(module.router)
+    if VENDOR.is_dir():
+        app.mount("/vendor/uplot", StaticFiles(directory=VENDOR), name="uplot")
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="ui")
     return app

@@ -13,7 +13,7 @@ import uvicorn
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 
-from .app import create_app
+from .app import create_app, make_context
 from .store import PackStore
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,15 @@ class _Server(uvicorn.Server):
 async def run_api(cfg: Settings) -> None:
     """Serve the API until cancelled, then shut down within 2 s."""
     store = PackStore(stale_after=timedelta(seconds=cfg.api.stale_after))
-    app = create_app(store, Backbone(cfg.mqtt, "api"))
+    ctx = make_context(store, cfg, Backbone(cfg.mqtt, "api"), persist=True)
+    if ctx.passwords.current() is None:
+        log.warning(
+            "no password is set: the first visit to http://<this host>:%d/ asks for one",
+            cfg.api.port,
+        )
     server = _Server(
         uvicorn.Config(
-            app,
+            create_app(store, ctx=ctx),
             host=cfg.api.host,
             port=cfg.api.port,
             log_level="warning",

@@ -1,11 +1,18 @@
-"""What the API knows: the latest state and availability of every pack seen on the backbone."""
+"""What the API knows: the latest messages of every pack seen on the backbone."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bmsgate_common.models import Availability, PackState
+from bmsgate_common.models import (
+    AlarmEvent,
+    Availability,
+    DailyStats,
+    HealthReport,
+    PackState,
+    ServiceStatus,
+)
 
 
 @dataclass
@@ -15,6 +22,10 @@ class PackStore:
     stale_after: timedelta = timedelta(seconds=120)
     states: dict[str, PackState] = field(default_factory=dict)
     availability: dict[str, Availability] = field(default_factory=dict)
+    daily: dict[str, DailyStats] = field(default_factory=dict)
+    health: dict[str, HealthReport] = field(default_factory=dict)
+    alarms: dict[str, dict[str, AlarmEvent]] = field(default_factory=dict)
+    services: dict[str, ServiceStatus] = field(default_factory=dict)
 
     def packs(self) -> list[str]:
         """Every pack id seen, sorted."""
@@ -37,3 +48,11 @@ class PackStore:
         if now - state.ts > self.stale_after:
             return f"no new state since {state.ts.isoformat()}"
         return "no availability received yet"
+
+    def on_alarm(self, event: AlarmEvent) -> None:
+        """Keep the active alarm events of a pack (raised ones added, cleared ones removed)."""
+        active = self.alarms.setdefault(event.pack, {})
+        if event.active:
+            active[event.code] = event
+        else:
+            active.pop(event.code, None)

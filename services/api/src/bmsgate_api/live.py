@@ -1,0 +1,71 @@
+"""The API's side of the backbone: request/reply (history, commands) and the fan-out to SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from bmsgate_common.models import CommandResult, HistoryReply
+
+CLIENT = "api"  # our level in <base>/history/<client>/request
+
+
+class Replies:
+    """Futures waiting for an answer that carries the same transaction."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+
+    def new(self, prefix: str) -> str:
+        """A fresh transaction id with a future waiting for its answer."""
+        transaction = f"{prefix}-{secrets.token_hex(8)}"
+        self._waiting[transaction] = asyncio.get_running_loop().create_future()
+        return transaction
+
+    async def wait(self, transaction: str, seconds: float) -> Any:
+        """The answer to ``transaction``; TimeoutError after ``seconds``."""
+        future = self._waiting[transaction]
+        try:
+            async with asyncio.timeout(seconds):
+                return await future
+        finally:
+            self._waiting.pop(transaction, None)
+
+    def cancel(self, transaction: str) -> None:
+        """Stop waiting (the request could not be sent)."""
+        self._waiting.pop(transaction, None)
+
+    def answer(self, transaction: str | None, message: CommandResult | HistoryReply) -> None:
+        """Hand ``message`` to whoever waits for ``transaction``; others are ignored."""
+        future = self._waiting.get(transaction or "")
+        if future is not None and not future.done():
+            future.set_result(message)
+
+
+@dataclass
+class Hub:
+    """Fan-out of live events to every connected browser; a slow one loses its oldest events."""
+
+    size: int = 200
+    listeners: set[asyncio.Queue[tuple[str, Any]]] = field(default_factory=set)
+
+    def publish(self, event: str, data: Any) -> None:
+        """Queue ``event`` for every listener."""
+        for queue in self.listeners:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait((event, data))
+
+    def listen(self) -> asyncio.Queue[tuple[str, Any]]:
+        """A new listener's queue; remove it with ``leave``."""
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(self.size)
+        self.listeners.add(queue)
+        return queue
+
+    def leave(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
+        """Forget a listener."""
+        self.listeners.discard(queue)

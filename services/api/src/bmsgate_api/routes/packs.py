@@ -1,0 +1,222 @@
+"""Packs: list, live state, the overview, daily figures, health, history, commands."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from bmsgate_common.models import (
+    PACK_ID_PATTERN,
+    Command,
+    CommandAction,
+    CommandResult,
+    DailyStats,
+    HealthReport,
+    HistoryField,
+    HistoryQuery,
+    HistoryReply,
+    HistoryResolution,
+    PackState,
+    ProtocolName,
+    utcnow,
+)
+
+from ..deps import Ctx, Reader, User
+from ..live import CLIENT
+from ..views import PackView, pack_view
+
+router = APIRouter(prefix="/api", tags=["packs"])
+PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
+
+
+class PackSummary(BaseModel):
+    """A pack as listed by GET /api/packs."""
+
+    pack: str
+    name: str | None
+    protocol: ProtocolName | None
+    online: bool
+    last_seen: datetime | None
+    reason: str | None = None
+
+
+class Offline(BaseModel):
+    """The 503 body of a pack that is offline: never its old values."""
+
+    detail: str
+    pack: str
+    online: Literal[False] = False
+    last_seen: datetime | None
+
+
+class CommandRequest(BaseModel):
+    """What to change: ``set_charge_mos``/``set_discharge_mos`` (true/false), ``set_soc`` (%)."""
+
+    action: CommandAction
+    value: bool | float | None = None
+
+
+class CommandOutcome(BaseModel):
+    """The BMS's answer: the value read back after the change, and the pack's latest state."""
+
+    result: CommandResult
+    state: PackState | None
+
+
+def _known(ctx: Ctx, pack: str) -> None:
+    if pack not in ctx.store.packs():
+        raise HTTPException(status_code=404, detail=f"unknown pack {pack!r}")
+
+
+@router.get("/packs", dependencies=[Reader])
+async def list_packs(ctx: Ctx) -> list[PackSummary]:
+    """Every known pack with its online state."""
+    now, store = utcnow(), ctx.store
+    out = []
+    for pack in store.packs():
+        state = store.states.get(pack)
+        online = store.is_online(pack, now)
+        out.append(
+            PackSummary(
+                pack=pack,
+                name=state.name if state else None,
+                protocol=state.protocol if state else None,
+                online=online,
+                last_seen=state.ts if state else None,
+                reason=None if online else store.offline_reason(pack, now),
+            )
+        )
+    return out
+
+
+@router.get(
+    "/packs/{pack}/state",
+    dependencies=[Reader],
+    responses={404: {"description": "unknown pack"}, 503: {"model": Offline}},
+)
+async def pack_state(pack: PackPath, ctx: Ctx) -> PackState:
+    """The latest state of a pack; 503 while it is offline (old values are not served)."""
+    _known(ctx, pack)
+    now, store = utcnow(), ctx.store
+    if not store.is_online(pack, now):
+        state = store.states.get(pack)
+        body = Offline(
+            detail=f"pack {pack!r} is offline: {store.offline_reason(pack, now)}",
+            pack=pack,
+            last_seen=state.ts if state else None,
+        )
+        return JSONResponse(status_code=503, content=body.model_dump(mode="json"))  # type: ignore[return-value]
+    return store.states[pack]
+
+
+@router.get("/overview", dependencies=[Reader])
+async def overview(ctx: Ctx) -> list[PackView]:
+    """Every pack at a glance (the Status page): state, derived figures, day, alarms in words."""
+    now = utcnow()
+    return [pack_view(ctx.store, pack, now) for pack in ctx.store.packs()]
+
+
+@router.get("/packs/{pack}/daily", dependencies=[Reader], responses={404: {}})
+async def daily(pack: PackPath, ctx: Ctx) -> DailyStats:
+    """The pack's day so far (max SOC and when, cell extremes, energy) from the history service."""
+    found = ctx.store.daily.get(pack)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no daily figures for {pack!r} yet")
+    return found
+
+
+@router.get("/packs/{pack}/health", dependencies=[Reader], responses={404: {}})
+async def health(pack: PackPath, ctx: Ctx) -> HealthReport:
+    """The history service's health findings with their evidence; [] = nothing found."""
+    found = ctx.store.health.get(pack)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no health report for {pack!r} yet")
+    return found
+
+
+@router.get(
+    "/packs/{pack}/history",
+    dependencies=[Reader],
+    responses={400: {}, 503: {"description": "the backbone is away"}, 504: {}},
+)
+async def history(
+    pack: PackPath,
+    ctx: Ctx,
+    fields: Annotated[list[HistoryField], Query(min_length=1)],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    hours: Annotated[float, Query(gt=0, le=24 * 400)] = 24.0,
+    resolution: HistoryResolution | Literal["auto"] = "auto",
+    max_points: Annotated[int, Query(ge=10, le=50_000)] = 2000,
+) -> HistoryReply:
+    """A chart's series from the archive (the history service answers over the backbone)."""
+    end = end or utcnow()
+    start = start or end - timedelta(hours=hours)
+    if ctx.backbone is None:
+        raise HTTPException(status_code=503, detail="no backbone: history is not available")
+    transaction = ctx.replies.new("history")
+    try:
+        query = HistoryQuery(
+            transaction=transaction, pack=pack, fields=fields, start=start, end=end,
+            resolution=resolution, max_points=max_points,
+        )  # fmt: skip
+    except ValidationError as err:
+        ctx.replies.cancel(transaction)
+        raise HTTPException(status_code=400, detail=err.errors()[0]["msg"]) from None
+    if not await ctx.backbone.publish("history_request", CLIENT, query):
+        ctx.replies.cancel(transaction)
+        raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
+    try:
+        reply: HistoryReply = await ctx.replies.wait(transaction, 10.0)
+    except TimeoutError:
+        raise HTTPException(
+            status_code=504, detail="the history service did not answer within 10 s"
+        ) from None
+    if reply.status != "ok":
+        raise HTTPException(status_code=400, detail=reply.error or "the query was refused")
+    return reply
+
+
+@router.post(
+    "/packs/{pack}/commands",
+    dependencies=[User],
+    responses={
+        400: {"description": "a value that does not fit the action"},
+        401: {"description": "not logged in"},
+        403: {"description": "control.enabled is false"},
+        502: {"description": "the BMS refused or read back something else"},
+        504: {"description": "no result in time"},
+    },
+)
+async def command(pack: PackPath, body: CommandRequest, ctx: Ctx) -> CommandOutcome:
+    """Change a BMS (MOS switches, SOC, reset); answers with the value read back from it."""
+    if not ctx.settings.control.enabled:
+        raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
+    _known(ctx, pack)
+    transaction = ctx.replies.new("cmd")
+    try:
+        cmd = Command(transaction=transaction, action=body.action, value=body.value)
+    except ValidationError as err:
+        ctx.replies.cancel(transaction)
+        msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise HTTPException(status_code=400, detail=msg) from None
+    if ctx.backbone is None:
+        ctx.replies.cancel(transaction)
+        raise HTTPException(status_code=503, detail="no backbone: commands are not available")
+    if not await ctx.backbone.publish("command", pack, cmd):
+        ctx.replies.cancel(transaction)
+        raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
+    timeout = ctx.settings.api.command_timeout
+    try:
+        result: CommandResult = await ctx.replies.wait(transaction, timeout)
+    except TimeoutError:
+        raise HTTPException(
+            status_code=504, detail=f"no result from the reader within {timeout:g} s"
+        ) from None
+    if result.status != "ok":
+        raise HTTPException(status_code=502, detail=result.error or "the command failed")
+    return CommandOutcome(result=result, state=ctx.store.states.get(pack))

@@ -1,0 +1,94 @@
+"""Pure shaping of what the pages show: a pack at a glance, alarms in words."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from bmsgate_bms.alarms import describe
+from bmsgate_common.models import AlarmEvent, DailyStats, HealthFinding, PackState
+
+from .store import PackStore
+
+IDLE_AMPS = 0.5  # [A] below this the pack counts as relaxing (idle)
+
+Activity = Literal["charging", "discharging", "idle"]
+
+
+class Alarm(BaseModel):
+    """An active alarm in words."""
+
+    code: str
+    text: str
+    level: Literal["warning", "alarm", "fault"] | None = None
+
+
+class PackView(BaseModel):
+    """A pack at a glance (the Status page): the state, figures derived from it, the day so far."""
+
+    pack: str
+    name: str
+    online: bool
+    reason: str | None = Field(default=None, description="why offline")
+    age: float | None = Field(default=None, description="[s] since the BMS was last read")
+    activity: Activity | None = None
+    cell_average: float | None = Field(default=None, description="[V]")
+    cell_delta: float | None = Field(default=None, description="[V]")
+    cell_min_index: int | None = Field(default=None, description="lowest cell (1-based)")
+    cell_max_index: int | None = Field(default=None, description="highest cell (1-based)")
+    alarms: list[Alarm] = Field(default_factory=list)
+    state: PackState | None = Field(default=None, description="null while offline")
+    daily: DailyStats | None = None
+    findings: list[HealthFinding] = Field(default_factory=list)
+
+
+def activity(current: float, idle: float = IDLE_AMPS) -> Activity:
+    """Charging, discharging or idle (relaxing) from the current [A]."""
+    if current >= idle:
+        return "charging"
+    if current <= -idle:
+        return "discharging"
+    return "idle"
+
+
+def alarms_in_words(state: PackState, events: dict[str, AlarmEvent]) -> list[Alarm]:
+    """The state's alarm codes as text; the reader's own event text where it sent one."""
+    out = []
+    for code in state.alarms:
+        event = events.get(code)
+        if event is not None:
+            out.append(Alarm(code=code, text=event.text, level=event.level))
+        else:
+            text = describe(code, state.cell_voltages, state.temperatures)
+            out.append(Alarm(code=code, text=text))
+    return out
+
+
+def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
+    """Everything the Status page shows of one pack; old values are never shown as live."""
+    state = store.states.get(pack)
+    online = store.is_online(pack, now)
+    health = store.health.get(pack)
+    view = PackView(
+        pack=pack,
+        name=state.name if state else pack,
+        online=online,
+        reason=None if online else store.offline_reason(pack, now),
+        age=(now - state.ts).total_seconds() if state else None,
+        daily=store.daily.get(pack),
+        findings=list(health.findings) if health else [],
+    )
+    if not online or state is None:
+        return view
+    cells = state.cell_voltages
+    view.state = state
+    view.activity = activity(state.current)
+    view.alarms = alarms_in_words(state, store.alarms.get(pack, {}))
+    if cells:
+        view.cell_average = round(state.cell_average, 4)
+        view.cell_delta = round(state.cell_delta, 4)
+        view.cell_min_index = cells.index(min(cells)) + 1
+        view.cell_max_index = cells.index(max(cells)) + 1
+    return view

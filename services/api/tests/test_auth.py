@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bmsgate_api.app import create_app, make_context
+from bmsgate_api.auth import (
+    RateLimiter,
+    Sessions,
+    configured_hash,
+    hash_password,
+    verify_password,
+)
+from bmsgate_api.store import PackStore
+from bmsgate_common.models import Availability, PackState, utcnow
+from bmsgate_common.settings import ConfigError, Settings, load_settings
+
+
+def test_scrypt_hash_roundtrip_and_no_plain_text() -> None:
+    encoded = hash_password("correct horse")
+    assert encoded.startswith("scrypt$16384$8$1$") and "correct" not in encoded
+    assert verify_password("correct horse", encoded)
+    assert not verify_password("correct hors", encoded)
+    assert not verify_password("x", "scrypt$1$2$3$bad")
+    assert hash_password("a" * 8) != hash_password("a" * 8)  # salted
+
+
+def test_sessions_expire_are_signed_and_end_with_the_password() -> None:
+    s = Sessions(key=b"k" * 32, lifetime=3600)
+    token = s.issue("h1", now=1000)
+    assert s.valid(token, "h1", now=1100)
+    assert not s.valid(token, "h1", now=1000 + 3601)  # expired
+    assert not s.valid(token, "h2", now=1100)  # password changed
+    assert not s.valid(token[:-2] + "xx", "h1", now=1100)  # tampered
+    assert not Sessions(key=b"o" * 32, lifetime=3600).valid(token, "h1", now=1100)
+    s.revoke(token)
+    assert not s.valid(token, "h1", now=1100)
+    assert not s.valid(None, "h1") and not s.valid("a.b", "h1")
+
+
+def test_rate_limiter_window() -> None:
+    rl = RateLimiter(attempts=3, window=60)
+    for t in (0, 1, 2):
+        assert rl.retry_after("c", now=t) == 0
+        rl.failed("c", now=t)
+    assert rl.retry_after("c", now=3) == pytest.approx(57)
+    assert rl.retry_after("other", now=3) == 0
+    assert rl.retry_after("c", now=61) == 0
+
+
+def test_configured_hash_from_file_or_setting(tmp_path: Path) -> None:
+    plain = tmp_path / "pw"
+    plain.write_text("from-a-secret\n")
+    assert verify_password("from-a-secret", configured_hash(None, plain) or "")
+    hashed = tmp_path / "hash"
+    encoded = hash_password("hashed-secret")
+    hashed.write_text(encoded)
+    assert configured_hash(None, hashed) == encoded
+    assert configured_hash("scrypt$1$1$1$a$b", plain) == "scrypt$1$1$1$a$b"
+
+
+def test_a_plain_password_in_the_config_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("api:\n  password_hash: hunter2\n")
+    with pytest.raises(ConfigError, match="password_hash"):
+        load_settings(cfg)
+
+
+def app_client(settings: Settings, tmp_path: Path | None = None) -> httpx.AsyncClient:
+    store = PackStore()
+    store.states["garage"] = PackState(
+        pack="garage", name="Garage", protocol="jk_pb", ts=utcnow(), pack_voltage=26.8,
+        current=-3.0, power=-80.0, soc=88, cell_voltages=[3.35, 3.36], cell_count=2,
+        alarms=["cell_overvoltage"],
+    )  # fmt: skip
+    store.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
+    if tmp_path is not None:
+        settings = settings.model_copy(update={"data_dir": tmp_path})
+    ctx = make_context(store, settings, None, persist=tmp_path is not None)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(store, ctx=ctx)), base_url="http://t"
+    )
+
+
+async def test_first_visit_sets_the_password_then_login_logout(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"api": {"public_read": "never", "login_attempts": 3}})
+    async with app_client(settings, tmp_path) as http:
+        status = (await http.get("/api/auth/status")).json()
+        assert status["setup_required"] and not status["logged_in"] and not status["can_read"]
+        assert (await http.get("/api/packs")).status_code == 401
+        assert (await http.get("/api/overview")).status_code == 401
+        got = await http.post("/api/auth/setup", json={"password": "short"})
+        assert got.status_code == 400 and "8 characters" in got.json()["detail"]
+        assert (await http.post("/api/auth/setup", json={"password": "long enough"})).status_code == 204
+        stored = (tmp_path / "api" / "password").read_text()
+        assert stored.startswith("scrypt$") and "long enough" not in stored
+        assert (tmp_path / "api" / "password").stat().st_mode & 0o777 == 0o600
+        assert (await http.get("/api/packs")).status_code == 200
+        overview = (await http.get("/api/overview")).json()[0]
+        assert overview["activity"] == "discharging" and overview["cell_delta"] == 0.01
+        assert overview["alarms"][0]["text"] == "cell 2 over-voltage, 3.36 V"
+        # a second setup is refused: the first one wins
+        assert (await http.post("/api/auth/setup", json={"password": "another one"})).status_code == 409
+        assert (await http.post("/api/auth/logout")).status_code == 204
+        http.cookies.clear()
+        assert (await http.get("/api/packs")).status_code == 401
+        for _ in range(3):
+            assert (await http.post("/api/auth/login", json={"password": "wrong pass"})).status_code == 401
+        limited = await http.post("/api/auth/login", json={"password": "long enough"})
+        assert limited.status_code == 429 and "Retry-After" in limited.headers
+    # a restart keeps the password (stored hash) and the sessions key
+    async with app_client(settings, tmp_path) as http:
+        assert not (await http.get("/api/auth/status")).json()["setup_required"]
+        got = await http.post("/api/auth/login", json={"password": "long enough"})
+        assert got.status_code == 204
+        cookie = got.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert (await http.get("/api/packs")).status_code == 200
+        changed = await http.post(
+            "/api/auth/password", json={"old_password": "long enough", "new_password": "newer secret"}
+        )
+        assert changed.status_code == 204
+
+
+async def test_state_changes_need_a_login_and_enabled_control() -> None:
+    encoded = hash_password("the password")
+    settings = Settings.model_validate({"api": {"password_hash": encoded}})
+    async with app_client(settings) as http:
+        # reading from this machine is public by default (public_read: local); changing never is
+        assert (await http.get("/api/packs")).status_code == 200
+        cmd = {"action": "set_charge_mos", "value": False}
+        assert (await http.post("/api/packs/garage/commands", json=cmd)).status_code == 401
+        assert (await http.delete("/api/packs/garage/days/2024-01-01")).status_code == 401
+        assert (await http.post("/api/auth/setup", json={"password": "x" * 9})).status_code == 409
+        assert (await http.post("/api/auth/login", json={"password": "the password"})).status_code == 204
+        got = await http.post("/api/packs/garage/commands", json=cmd)
+        assert got.status_code == 403 and "control is disabled" in got.json()["detail"]
+        # a password from the configuration cannot be changed here
+        got = await http.post(
+            "/api/auth/password", json={"old_password": "the password", "new_password": "y" * 9}
+        )
+        assert got.status_code == 409
+
+
+async def test_bad_requests_are_clear_4xx(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"control": {"enabled": True}})
+    async with app_client(settings, tmp_path) as http:
+        await http.post("/api/auth/setup", json={"password": "long enough"})
+        got = await http.post("/api/packs/garage/commands", json={"action": "set_soc", "value": 150})
+        assert got.status_code == 400 and "0..100" in got.json()["detail"]
+        got = await http.post("/api/packs/garage/commands", json={"action": "explode"})
+        assert got.status_code == 422 and got.json()["detail"].startswith("body.action")
+        got = await http.get("/api/packs/garage/history", params={"fields": "volts"})
+        assert got.status_code == 422 and "fields" in got.json()["detail"]
+        # path traversal in a pack id or a day never reaches the file system
+        for url in ("/api/packs/..%2F..%2Fetc/csv/2024-01-01", "/api/packs/garage/csv/..%2Fpasswd",
+                    "/api/packs/Garage/csv/2024-01-01", "/api/packs/garage/zip/2024-13"):
+            got = await http.get(url)
+            assert got.status_code in (404, 422), url
+            assert "Traceback" not in got.text
+        got = await http.get("/api/packs/garage/csv/2024-01-01")
+        assert got.status_code == 404 and "no archive" in got.json()["detail"]
