@@ -126,6 +126,13 @@ def cmd_config(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    """The first-run wizard."""
+    from .setup_wizard import command
+
+    return command(args)
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     """Probe a serial port for every protocol and print what answers."""
     from .scan import command
@@ -184,10 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .config_cli import add_arguments as config_arguments
     from .ports import add_arguments as ports_arguments
     from .scan import add_arguments as scan_arguments
+    from .setup_wizard import add_arguments as setup_arguments
 
     scan_arguments(sub.add_parser("scan", help="find which BMS answer on a serial port"))
     ports_arguments(sub.add_parser("ports", help="list serial ports by their stable names"))
     config_arguments(sub.add_parser("config", help="get, set, check, export, import settings"))
+    setup_arguments(sub.add_parser("setup", help="first-run wizard: port, BMS, names, outputs"))
 
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} service (as its container does)", add_help=False)
@@ -210,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scan": cmd_scan,
         "ports": cmd_ports,
         "config": cmd_config,
+        "setup": cmd_setup,
     }
     return handlers[args.command](args)
 

@@ -1,0 +1,92 @@
+"""`bmsgate setup` walked in a terminal against simulated boards on a pty."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from bmsgate.setup_wizard import Answers, build_config, pack_id, time_zone
+from bmsgate_common.settings import Settings
+from tests.support.procs import start_simulator
+
+
+def setup(
+    tmp_path: Path, port: str, answers: list[str], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bmsgate.cli", "setup", "--config", str(tmp_path / "bmsgate.yaml"),
+         "--port", port, "--scan-timeout", "0.05", *extra],
+        input="\n".join(answers) + "\n", capture_output=True, text=True, timeout=60, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BMSGATE_")},
+    )  # fmt: skip
+
+
+def test_wizard_finds_the_boards_and_writes_a_valid_config(tmp_path: Path) -> None:
+    sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2")
+    try:
+        done = setup(
+            tmp_path, port,
+            ["Garage", "Shed", "y", "", "y", "n", "", "", "48.21,16.37", "s3cret-Passw0rd"],
+        )  # fmt: skip
+    finally:
+        sim.stop()
+    assert done.returncode == 0, done.stderr
+    assert "found jk_pb at address 1: 16 cells" in done.stdout
+    assert "found jk_pb at address 2: 16 cells" in done.stdout
+    assert "time zone there: Europe/Vienna" in done.stdout
+    assert "s3cret" not in done.stdout
+    path = tmp_path / "bmsgate.yaml"
+    assert path.stat().st_mode & 0o077 == 0
+    data = yaml.safe_load(path.read_text())
+    cfg = Settings.model_validate(data)
+    assert [(p.id, p.name, p.address) for p in cfg.buses[0].packs] == [
+        ("garage", "Garage", 1), ("shed", "Shed", 2),
+    ]  # fmt: skip
+    assert cfg.buses[0].protocol == "jk_pb" and cfg.buses[0].port == port
+    assert cfg.banks[0].packs == ["garage", "shed"]
+    assert cfg.publisher.targets[0].homeassistant.enabled is True
+    assert cfg.modbus.enabled is False
+    assert cfg.notifier.latitude == 48.21
+    assert cfg.api.password_hash is not None and "s3cret" not in path.read_text()
+
+
+def test_yes_takes_defaults_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    sim, port = start_simulator(tmp_path, "daly_classic")
+    try:
+        assert setup(tmp_path, port, [], "--yes").returncode == 0
+        again = setup(tmp_path, port, [], "--yes")
+    finally:
+        sim.stop()
+    assert again.returncode == 2 and "exists; use --force" in again.stderr
+    cfg = Settings.model_validate(yaml.safe_load((tmp_path / "bmsgate.yaml").read_text()))
+    assert cfg.buses[0].packs[0].name == "Pack 1" and cfg.modbus.enabled is True
+
+
+def test_silent_port_is_one_clear_line(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    try:
+        done = setup(tmp_path, os.ttyname(slave), [], "--yes")
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert done.returncode != 0 and "no BMS answered" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "bmsgate.yaml").exists()
+
+
+def test_build_config_and_helpers() -> None:
+    answers = Answers(
+        port="/dev/serial/by-id/usb-X", found=[{"protocol": "daly_new", "address": 1, "variant": "d2"}],
+        names=["Garage #1"], broker="192.0.2.7:1884", influx_url="http://127.0.0.1:8086",
+        notify_url="pover://u@t",
+    )  # fmt: skip
+    cfg = Settings.model_validate(build_config(answers))
+    assert cfg.buses[0].variant == "d2" and cfg.buses[0].packs[0].id == "garage-1"
+    assert (cfg.mqtt.host, cfg.mqtt.port) == ("192.0.2.7", 1884)
+    assert cfg.history.influx.enabled and cfg.notifier.targets[0].name == "phone"
+    assert pack_id("Pack 1", {"pack-1"}) == "pack-1-2"
+    assert time_zone(-36.85, 174.76) == "Pacific/Auckland"
