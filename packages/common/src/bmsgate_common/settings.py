@@ -7,6 +7,7 @@ unknown key or a bad value stops the service with one line naming the key, befor
 from __future__ import annotations
 
 import os
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -448,6 +449,90 @@ class TunnelSettings(_Section):
         return self
 
 
+NotifyEvent = Literal[
+    "alarm", "alarm_cleared", "offline", "online", "soc_full", "soc_low",
+    "cell_delta", "cell_delta_ok", "health", "service_down", "service_up", "report",
+]  # fmt: skip
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
+NotifyPriority = Literal["low", "normal", "high", "emergency"]
+
+
+class NotifyTargetSettings(_Section):
+    """One place notifications go: any Apprise URL (docs/notifier.md)."""
+
+    name: str = Field(pattern=TARGET_NAME_PATTERN, description="names the target in logs")
+    url: SecretStr = Field(description="Apprise URL, e.g. pover://USER_KEY@APP_TOKEN; never logged")
+    events: list[NotifyEvent] | None = Field(default=None, description="which; all when unset")
+    min_priority: NotifyPriority = Field(default="low", description="quieter events are skipped")
+    packs: list[PackId] | None = Field(default=None, description="which packs; all when unset")
+
+
+class QuietHoursSettings(_Section):
+    """Local hours when only urgent events go out; the rest wait and come as one digest after."""
+
+    start: dt_time = Field(description="local time, e.g. '22:00'")
+    end: dt_time = Field(description="local time, e.g. '07:00'")
+    let_through: NotifyPriority = Field(default="emergency", description="this and above still go")
+
+
+class NotifierSettings(_Section):
+    """Alarms, failures and daily reports to phones through Apprise (docs/notifier.md)."""
+
+    targets: list[NotifyTargetSettings] = Field(default_factory=list)
+    full_soc: float = Field(default=100.0, gt=0, le=100, description="[%] 'full' when reached")
+    low_soc: float | None = Field(default=20.0, ge=0, lt=100, description="[%] null = no alert")
+    soc_hysteresis: float = Field(
+        default=5.0, ge=0, description="[%] to move back before re-arming"
+    )
+    cell_delta: float | None = Field(default=0.1, gt=0, description="[V] alert above; null = off")
+    cell_delta_clear: float = Field(
+        default=0.05, ge=0, description="[V] 'back in line' at or below"
+    )
+    service_grace: float = Field(
+        default=60.0, ge=0, description="[s] a service must stay offline before it is reported"
+    )
+    repeat_after: float = Field(
+        default=3600.0, ge=0, description="[s] before the same event about the same thing repeats"
+    )
+    gather: float = Field(default=2.0, ge=0, description="[s] events this close go out as one")
+    burst: int = Field(default=4, ge=1, description="messages per burst_window before a digest")
+    burst_window: float = Field(default=600.0, gt=0, description="[s]")
+    quiet_hours: QuietHoursSettings | None = None
+    queue_size: int = Field(
+        default=200, ge=1, description="events kept per target while it is down"
+    )
+    retry_min: float = Field(default=10.0, gt=0, description="[s] first retry of a failed send")
+    retry_max: float = Field(default=900.0, gt=0, description="[s] longest wait between retries")
+    latitude: float | None = Field(default=None, ge=-90, le=90, description="for daily reports")
+    longitude: float | None = Field(default=None, ge=-180, le=180, description="for daily reports")
+    reports: list[Literal["sunrise", "sunset"]] = Field(
+        default_factory=lambda: ["sunrise", "sunset"]
+    )
+    timezone: str | None = Field(
+        default=None, description="IANA name; found from the coordinates, else the machine's"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NotifierSettings:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("set both latitude and longitude, or neither")
+        if self.cell_delta is not None and self.cell_delta_clear >= self.cell_delta:
+            raise ValueError("cell_delta_clear must be below cell_delta")
+        if self.retry_max < self.retry_min:
+            raise ValueError("retry_max must not be below retry_min")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("two notifier targets share a name")
+        if self.timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+
 class Settings(_Section):
     """Everything bmsgate reads at start (see load_settings for where it comes from)."""
 
@@ -459,6 +544,7 @@ class Settings(_Section):
     publisher: PublisherSettings = PublisherSettings()
     banks: list[BankSettings] = Field(default_factory=list)
     history: HistorySettings = HistorySettings()
+    notifier: NotifierSettings = NotifierSettings()
     tunnel: TunnelSettings = TunnelSettings()
     data_dir: Path = Field(default=Path("data"), description="where services keep their files")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,218 @@
+"""The notifier service: backbone messages in, Apprise notifications out. Wiring and I/O only.
+
+The clock is injected (``clock``) and all timing happens in ``tick(now)``, so tests drive time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from bmsgate_common.models import (
+    AlarmEvent,
+    Availability,
+    DailyStats,
+    HealthReport,
+    PackState,
+    ServiceStatus,
+    utcnow,
+)
+from bmsgate_common.mqtt import Backbone
+from bmsgate_common.settings import NotifierSettings, Settings
+
+from .events import Detector, Event
+from .policy import Channel, Gate, Message
+from .report import ReportKind, daily_report, find_zone, next_report
+from .sender import AppriseSender, SecretFilter, Tune, check_url, mask
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+TICK = 0.5  # [s] how often queues, retries, reports and grace times are looked at
+
+
+def check_config(cfg: Settings) -> str | None:
+    """One line about the first unusable notifier setting (a bad Apprise URL), or None."""
+    for i, target in enumerate(cfg.notifier.targets):
+        problem = check_url(target.url.get_secret_value())
+        if problem:
+            return f"bad value for 'notifier.targets.{i}.url' (target {target.name}): {problem}"
+    return None
+
+
+class Notifier:
+    """The detector, the repeat gate, one channel and sender per target, and the report clock."""
+
+    def __init__(
+        self,
+        cfg: NotifierSettings,
+        clock: Clock = utcnow,
+        tune: Tune | None = None,
+        names: dict[str, str] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.tz: tzinfo = find_zone(cfg.latitude, cfg.longitude, cfg.timezone)
+        self.detector = Detector(cfg, names)
+        self.gate = Gate(cfg.repeat_after)
+        self.channels = [Channel(t, cfg, self.tz) for t in cfg.targets]
+        self.senders = [AppriseSender(t.url.get_secret_value(), tune) for t in cfg.targets]
+        self.next: tuple[datetime, ReportKind] | None = None
+        self.events = 0
+        self._sending: set[asyncio.Task[None]] = set()
+        self._plan_report(clock())
+
+    def counters(self) -> dict[str, int | float | str | bool | None]:
+        """Figures for the service status."""
+        out: dict[str, int | float | str | bool | None] = {
+            "events": self.events,
+            "suppressed": self.gate.suppressed,
+        }
+        for ch in self.channels:
+            n = ch.target.name
+            out[f"{n}_sent"] = ch.sent
+            out[f"{n}_failures"] = ch.failures
+            out[f"{n}_waiting"] = ch.pending()
+            out[f"{n}_dropped"] = ch.dropped_total
+        return out
+
+    def _plan_report(self, now: datetime) -> None:
+        c = self.cfg
+        if c.latitude is None or c.longitude is None:
+            return
+        self.next = next_report(now, c.latitude, c.longitude, self.tz, c.reports)
+        if self.next:
+            log.info(
+                "next daily report: %s at %s", self.next[1], f"{self.next[0]:%Y-%m-%d %H:%M %Z}"
+            )
+
+    # --- incoming ------------------------------------------------------------------------------
+    def dispatch(
+        self, events: list[Event], now: datetime | None = None, gated: bool = True
+    ) -> None:
+        """Pass events through the repeat gate to every target that wants them."""
+        now = now or self.clock()
+        for event in events:
+            self.events += 1
+            admitted = event if not gated or event.kind == "report" else self.gate.admit(event, now)
+            if admitted is None:
+                log.debug("held back as a repeat: %s", event.subject)
+                continue
+            taken = [ch.target.name for ch in self.channels if ch.offer(admitted, now)]
+            log.info(
+                "event %s: %s -> %s",
+                event.kind,
+                event.body.split("\n", 1)[0],
+                ", ".join(taken) or "no target",
+            )
+
+    async def on_state(self, pack: str, state: PackState) -> None:
+        """A pack's state: SOC and cell delta edges."""
+        self.dispatch(self.detector.on_state(pack, state))
+
+    async def on_availability(self, pack: str, avail: Availability) -> None:
+        """BMS offline or back."""
+        self.dispatch(self.detector.on_availability(pack, avail))
+
+    async def on_alarm(self, pack: str, alarm: AlarmEvent) -> None:
+        """An alarm raised or cleared."""
+        self.dispatch(self.detector.on_alarm(pack, alarm))
+
+    async def on_daily(self, pack: str, daily: DailyStats) -> None:
+        """The day's figures, for the report."""
+        self.detector.on_daily(pack, daily)
+
+    async def on_health(self, pack: str, report: HealthReport) -> None:
+        """Battery-health findings."""
+        self.dispatch(self.detector.on_health(pack, report))
+
+    async def on_service(self, service: str, status: ServiceStatus) -> None:
+        """A service's status (a going-down is confirmed by ``tick`` after the grace time)."""
+        self.dispatch(self.detector.on_service(service, status, self.clock()))
+
+    # --- time ----------------------------------------------------------------------------------
+    def report(self, kind: ReportKind, at: datetime) -> Event:
+        """The daily report due now (and the alarm log starts afresh)."""
+        d = self.detector
+        names = {p: d.name(p) for p in set(d.states) | set(d.dailies)}
+        return daily_report(kind, at, self.tz, names, d.states, d.dailies, d.take_alarm_log())
+
+    async def tick(self, now: datetime | None = None, wait: bool = True) -> None:
+        """Everything time-driven: reports, grace times, kept-back repeats, then the sends.
+
+        ``wait=False`` leaves the sends running (a slow target must not hold up the clock).
+        """
+        now = now or self.clock()
+        if self.next is not None and now >= self.next[0]:
+            self.dispatch([self.report(self.next[1], now)], now)
+            self._plan_report(now)
+        self.dispatch(self.detector.tick(now), now)
+        self.dispatch(self.gate.release(now), now, gated=False)
+        sends = []
+        for channel, sender in zip(self.channels, self.senders, strict=True):
+            message = channel.take(now)
+            if message is not None:
+                task = asyncio.create_task(self._send(channel, sender, message))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+                sends.append(task)
+        if wait and sends:
+            await asyncio.wait(sends)
+
+    async def _send(self, channel: Channel, sender: AppriseSender, message: Message) -> None:
+        name = channel.target.name
+        try:
+            ok = await sender.send(message)
+        except Exception as err:  # a plugin bug must not stop the other targets
+            log.warning("target %s: send raised %s", name, type(err).__name__)
+            ok = False
+        retry = channel.done(ok, self.clock())
+        if retry is not None:
+            log.warning(
+                "target %s (%s): not delivered; %d events wait, retry in %.0f s",
+                name,
+                mask(channel.target.url.get_secret_value()),
+                channel.pending(),
+                retry,
+            )
+        else:
+            log.info("target %s: sent %r (%d events)", name, message.title, len(message.events))
+
+    async def run(self) -> None:
+        """Tick until cancelled."""
+        while True:
+            await self.tick(wait=False)
+            await asyncio.sleep(TICK)
+
+
+def protect_logs(cfg: NotifierSettings) -> None:
+    """Mask the target URLs' secret parts in everything logged from now on."""
+    secret_filter = SecretFilter(t.url.get_secret_value() for t in cfg.targets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(secret_filter)
+
+
+async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None = None) -> None:
+    """Run until cancelled."""
+    protect_logs(cfg.notifier)
+    notifier: Notifier | None = None
+    backbone = Backbone(
+        cfg.mqtt, "notifier", detail=lambda: notifier.counters() if notifier else {}
+    )
+    names = {p.id: p.display_name for b in cfg.buses for p in b.packs}
+    names.update({b.id: b.name or b.id for b in cfg.banks})
+    notifier = Notifier(cfg.notifier, clock, tune, names)
+    backbone.subscribe("state", notifier.on_state)
+    backbone.subscribe("availability", notifier.on_availability)
+    backbone.subscribe("alarm", notifier.on_alarm, retained=False)
+    backbone.subscribe("daily", notifier.on_daily)
+    backbone.subscribe("health", notifier.on_health)
+    backbone.subscribe("service_status", notifier.on_service)
+    targets = ", ".join(
+        f"{t.name} ({mask(t.url.get_secret_value())})" for t in cfg.notifier.targets
+    )
+    async with backbone:
+        log.info("notifier running: targets %s; zone %s", targets or "none", notifier.tz)
+        await notifier.run()
