@@ -18,5 +18,6 @@ SERVICES: Final[dict[str, Service]] = {
     "publisher": Service("bmsgate_publisher"),
     "modbus": Service("bmsgate_modbus"),
     "history": Service("bmsgate_history"),
+    "notifier": Service("bmsgate_notifier"),
     "tunnel": Service("bmsgate_tunnel"),
 }

@@ -455,6 +455,8 @@ NotifyEvent = Literal[
 ]  # fmt: skip
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NotifyPriority = Literal["low", "normal", "high", "emergency"]
+ReportTime = Literal["sunrise", "sunset"]
+REPORT_TIMES: tuple[ReportTime, ...] = get_args(ReportTime)
 
 
 class NotifyTargetSettings(_Section):
@@ -505,9 +507,7 @@ class NotifierSettings(_Section):
     retry_max: float = Field(default=900.0, gt=0, description="[s] longest wait between retries")
     latitude: float | None = Field(default=None, ge=-90, le=90, description="for daily reports")
     longitude: float | None = Field(default=None, ge=-180, le=180, description="for daily reports")
-    reports: list[Literal["sunrise", "sunset"]] = Field(
-        default_factory=lambda: ["sunrise", "sunset"]
-    )
+    reports: list[ReportTime] = Field(default_factory=lambda: list(REPORT_TIMES))
     timezone: str | None = Field(
         default=None, description="IANA name; found from the coordinates, else the machine's"
     )
