@@ -42,10 +42,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(cfg.log_level, "run")
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(until_signal(supervise(cfg, simulate=args.simulate)))
+            asyncio.run(
+                until_signal(
+                    supervise(
+                        cfg,
+                        simulate=args.simulate,
+                        simulate_packs=args.simulate_packs,
+                        only=args.only,
+                    )
+                )
+            )
     except RuntimeError as err:  # e.g. mosquitto missing
         return _fail("run", str(err), 1)
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _parse_hex(text: str) -> bytes:
@@ -165,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start every service on this machine")
     run.add_argument("--config", help="YAML configuration file (default: $BMSGATE_CONFIG)")
     run.add_argument("--simulate", choices=sorted(PROTOCOLS), help="poll a simulated pack")
+    run.add_argument(
+        "--simulate-packs", type=_positive, default=0, metavar="N",
+        help="N simulated packs, each on its own bus with its own reader (--simulate: protocol)",
+    )  # fmt: skip
+    run.add_argument(
+        "--only", action="append", choices=sorted(SERVICES), metavar="SERVICE",
+        help="start only this service (repeatable), e.g. readers on an edge machine",
+    )  # fmt: skip
     run.add_argument("--http-port", type=int, help="web UI and API port (default 8080)")
     run.add_argument("--modbus-port", type=int, help="Modbus TCP port (default 502)")
     run.add_argument("--data-dir", type=Path, help="where services keep their data")

@@ -87,12 +87,24 @@ def write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-async def supervise(cfg: Settings, *, simulate: str | None = None, print_url: bool = True) -> None:
-    """Run the pipeline until cancelled, then stop every child cleanly."""
+async def supervise(
+    cfg: Settings,
+    *,
+    simulate: str | None = None,
+    simulate_packs: int = 0,
+    only: list[str] | None = None,
+    print_url: bool = True,
+) -> None:
+    """Run the pipeline until cancelled, then stop every child cleanly.
+
+    ``simulate_packs`` N > 0 replaces the buses by N simulated ones, one pack and one reader each
+    (load and scale-out tests); ``only`` limits the children to those services (an edge machine
+    runs only its readers against a central broker).
+    """
     runtime = cfg.data_dir.resolve() / "run"
     broker: PrivateBroker | None = None
-    sim: PtyServer | None = None
-    sim_clock: asyncio.Task[None] | None = None
+    sims: list[PtyServer] = []
+    sim_clocks: list[asyncio.Task[None]] = []
     children: list[Child] = []
     try:
         if cfg.mqtt.host is None:
@@ -104,27 +116,31 @@ async def supervise(cfg: Settings, *, simulate: str | None = None, print_url: bo
                 }
             )
             log.info("private mosquitto on 127.0.0.1:%d", broker.port)
-        if simulate or not cfg.buses:
+        count = simulate_packs or (1 if simulate or not cfg.buses else 0)
+        if count:
             protocol = simulate or "daly_classic"
-            bus = make_bus(protocol)
             runtime.mkdir(parents=True, exist_ok=True)
-            sim = PtyServer(bus, link=runtime / "ttySIM0")
-            await sim.__aenter__()
-            sim_clock = asyncio.create_task(bus.run_time(speed=1.0))
-            sim_bus = BusSettings(
-                port=sim.port,
-                protocol=protocol,
-                poll_interval=1.0,
-                packs=[PackSettings(id="sim-1", name="Simulated pack")],
-            )
-            cfg = cfg.model_copy(update={"buses": [sim_bus]})
-            log.info("simulated %s pack on %s", protocol, sim.port)
+            sim_buses = []
+            for i in range(count):
+                bus = make_bus(protocol, seed=i + 1)  # a different pack on each bus
+                sim = PtyServer(bus, link=runtime / f"ttySIM{i}")
+                await sim.__aenter__()
+                sims.append(sim)
+                sim_clocks.append(asyncio.create_task(bus.run_time(speed=1.0)))
+                pack = PackSettings(id=f"sim-{i + 1}", name=f"Simulated pack {i + 1}")
+                sim_buses.append(
+                    BusSettings(port=sim.port, protocol=protocol, poll_interval=1.0, packs=[pack])
+                )
+            cfg = cfg.model_copy(update={"buses": sim_buses})
+            log.info("%d simulated %s pack(s) on %s", count, protocol, sims[0].port)
         config_file = runtime / "config.yaml"
         write_private(config_file, yaml.safe_dump(runtime_config(cfg), sort_keys=False))
         py = sys.executable
         conf = ["--config", str(config_file)]
         children = []
         for name, service in SERVICES.items():
+            if only is not None and name not in only:
+                continue
             if service.per_bus:
                 children += [
                     Child(f"{name}-{i}", [py, "-m", service.module, *conf, "--bus", str(i)])
@@ -135,16 +151,17 @@ async def supervise(cfg: Settings, *, simulate: str | None = None, print_url: bo
         for child in children:
             await child.start()
         host = "127.0.0.1" if cfg.api.host in ("0.0.0.0", "::") else cfg.api.host
-        ready = await asyncio.to_thread(wait_for_port, host, cfg.api.port, 15.0)
-        if print_url:
+        with_api = only is None or "api" in only
+        ready = with_api and await asyncio.to_thread(wait_for_port, host, cfg.api.port, 15.0)
+        if print_url and with_api:
             state = "" if ready else " (not answering yet)"
             print(f"bmsgate is running: web UI at http://{host}:{cfg.api.port}/{state}", flush=True)  # noqa: T201
         await _watch(children)
     finally:
         await asyncio.gather(*(c.stop() for c in children))
-        if sim_clock:
-            sim_clock.cancel()
-        if sim:
+        for clock in sim_clocks:
+            clock.cancel()
+        for sim in sims:
             sim.close()
         if broker:
             broker.stop()
