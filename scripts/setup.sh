@@ -11,6 +11,8 @@ packages=(mosquitto)                                  # the backbone broker `bms
 [[ "$purpose" == test ]] && packages+=(mosquitto-clients openssl)  # openssl: TLS test certificates
 [[ "$purpose" == test ]] && packages+=(mbpoll)                 # an independent Modbus TCP client
 [[ "$purpose" == test ]] && packages+=(victoria-metrics)       # a real InfluxDB-write-API server
+[[ "$purpose" == test ]] && packages+=(chromium)               # the web UI's browser tests
+command -v npm >/dev/null || packages+=(npm)                  # the web UI's chart library
 [[ "$purpose" == test ]] && packages+=(socat)                  # virtual COM ports for the tunnel
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
   echo "bmsgate: Python 3.11 or newer is needed as python3 (Debian 12 / Ubuntu 24.04 have it)" >&2
@@ -43,3 +45,6 @@ groups=(--no-dev)
 [[ "$purpose" == test ]] && groups=()
 UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --quiet --frozen --all-packages \
   --python "$(command -v python3)" "${groups[@]}"
+
+# the web UI's browser libraries (uPlot), from the lockfile into the package's static folder
+npm ci --silent --no-audit --no-fund --prefix services/api/src/bmsgate_api/static

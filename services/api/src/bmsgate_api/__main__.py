@@ -1,4 +1,4 @@
-"""``python -m bmsgate_api [--config FILE]``: the API's entry point; ``hash-password`` for config."""
+"""``python -m bmsgate_api [--config FILE]``: the API; ``hash-password`` for api.password_hash."""
 
 from __future__ import annotations
 

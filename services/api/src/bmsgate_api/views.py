@@ -42,6 +42,7 @@ class PackView(BaseModel):
     state: PackState | None = Field(default=None, description="null while offline")
     daily: DailyStats | None = None
     findings: list[HealthFinding] = Field(default_factory=list)
+    health_checked: datetime | None = Field(default=None, description="when health last ran")
 
 
 def activity(current: float, idle: float = IDLE_AMPS) -> Activity:
@@ -79,6 +80,7 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
         age=(now - state.ts).total_seconds() if state else None,
         daily=store.daily.get(pack),
         findings=list(health.findings) if health else [],
+        health_checked=health.ts if health else None,
     )
     if not online or state is None:
         return view

@@ -1,0 +1,115 @@
+// Shared by every page: API calls, login guard, navigation, theme, small formatting helpers.
+"use strict";
+const bms = (() => {
+  const pages = [["index.html", "Status"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
+    ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"]];
+
+  class ApiError extends Error {
+    constructor(status, detail) { super(detail); this.status = status; }
+  }
+
+  async function api(path, options = {}) {
+    const opts = { credentials: "same-origin", ...options, headers: { ...(options.headers || {}) } };
+    if (opts.body !== undefined && typeof opts.body !== "string") {
+      opts.body = JSON.stringify(opts.body);
+      opts.headers["Content-Type"] = "application/json";
+    }
+    const res = await fetch(path, opts);
+    if (res.status === 204) return null;
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
+    if (!res.ok) {
+      if (res.status === 401 && !location.pathname.endsWith("login.html")) {
+        location.href = "login.html?next=" + encodeURIComponent(location.pathname.slice(1) || "index.html");
+      }
+      throw new ApiError(res.status, (data && data.detail) || res.statusText);
+    }
+    return data;
+  }
+
+  function applyTheme() {
+    const saved = localStorage.getItem("bmsgate-theme");
+    if (saved) document.documentElement.dataset.theme = saved;
+  }
+
+  function header(status) {
+    const here = location.pathname.split("/").pop() || "index.html";
+    const el = document.createElement("header");
+    const brand = document.createElement("span");
+    brand.className = "brand";
+    brand.textContent = status.title;
+    el.append(brand);
+    const nav = document.createElement("nav");
+    for (const [href, label] of pages) {
+      const a = document.createElement("a");
+      a.href = href; a.textContent = label;
+      if (href === here) a.setAttribute("aria-current", "page");
+      nav.append(a);
+    }
+    el.append(nav);
+    const theme = document.createElement("button");
+    theme.title = "light / dark";
+    theme.textContent = "◐";
+    theme.onclick = () => {
+      const dark = matchMedia("(prefers-color-scheme: dark)").matches;
+      const now = document.documentElement.dataset.theme || (dark ? "dark" : "light");
+      const next = now === "dark" ? "light" : "dark";
+      document.documentElement.dataset.theme = next;
+      localStorage.setItem("bmsgate-theme", next);
+    };
+    el.append(theme);
+    const login = document.createElement("button");
+    login.id = "login-button";
+    login.textContent = status.logged_in ? "Log out" : "Log in";
+    login.onclick = async () => {
+      if (status.logged_in) { await api("/api/auth/logout", { method: "POST" }); location.reload(); }
+      else location.href = "login.html?next=" + encodeURIComponent(here);
+    };
+    el.append(login);
+    document.body.prepend(el);
+    document.title = `${status.title} · ${(pages.find(p => p[0] === here) || [0, "Login"])[1]}`;
+  }
+
+  // The status of the login; sends the browser to the login page when it may not read.
+  async function start({ needLogin = false } = {}) {
+    applyTheme();
+    const status = await api("/api/auth/status");
+    const here = location.pathname.split("/").pop() || "index.html";
+    if (status.setup_required || !status.can_read || (needLogin && !status.logged_in)) {
+      location.href = "login.html?next=" + encodeURIComponent(here);
+      return new Promise(() => {});
+    }
+    header(status);
+    return status;
+  }
+
+  const fmt = (v, digits = 1, unit = "") => (v === null || v === undefined || Number.isNaN(v))
+    ? "–" : `${Number(v).toFixed(digits)}${unit ? " " + unit : ""}`;
+  const esc = (s) => String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const ago = (seconds) => seconds < 90 ? `${Math.round(seconds)} s ago`
+    : seconds < 5400 ? `${Math.round(seconds / 60)} min ago` : `${Math.round(seconds / 3600)} h ago`;
+
+  async function packs() { return api("/api/packs"); }
+
+  function packPicker(select, list) {
+    select.innerHTML = "";
+    for (const p of list) {
+      const o = document.createElement("option");
+      o.value = p.pack; o.textContent = p.name || p.pack;
+      select.append(o);
+    }
+    const wanted = new URLSearchParams(location.search).get("pack");
+    if (wanted && list.some(p => p.pack === wanted)) select.value = wanted;
+  }
+
+  function message(el, text, ok) {
+    el.className = "msg " + (ok ? "ok" : "err");
+    el.textContent = text;
+    el.hidden = false;
+  }
+
+  const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+  return { api, start, fmt, esc, ago, packs, packPicker, message, css, ApiError };
+})();
