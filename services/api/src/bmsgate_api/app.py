@@ -30,7 +30,7 @@ from bmsgate_common.settings import Settings
 from .auth import PasswordStore, RateLimiter, Sessions, session_key
 from .deps import Context
 from .live import CLIENT
-from .routes import auth, events, files, packs
+from .routes import auth, events, export, files, packs
 from .store import PackStore
 from .views import pack_view
 
@@ -154,7 +154,7 @@ def create_app(
         """Liveness of the API and whether it reaches the backbone."""
         return Health(status="ok", backbone=ctx.backbone.connected if ctx.backbone else False)
 
-    for module in (auth, packs, files, events):
+    for module in (auth, packs, files, events, export):
         app.include_router(module.router)
     if VENDOR.is_dir():
         app.mount("/vendor/uplot", StaticFiles(directory=VENDOR), name="uplot")
