@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# One Dockerfile for every bmsgate image: `--build-arg PACKAGE=bmsgate-<service>` installs only
+# that service and its dependencies from uv.lock (`bmsgate` itself: the whole CLI, for the sim
+# profile). Base images are multi-arch, so the same file builds for amd64 and arm64 (Raspberry Pi):
+#   docker buildx build --platform linux/amd64,linux/arm64 --build-arg PACKAGE=bmsgate-reader .
+# No secrets in here: configuration and passwords arrive at run time (docker-compose.yml, .env).
+
+FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
+
+FROM python:3.11.11-slim-bookworm AS build
+COPY --from=uv /uv /usr/local/bin/uv
+# bytecode compiled once at build; a copied venv (no hard links into the cache); the image's
+# Python, never a downloaded one; the venv at the path the runtime stage uses
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+WORKDIR /src
+COPY pyproject.toml uv.lock README.md ./
+COPY src src
+COPY packages packages
+COPY services services
+ARG PACKAGE=bmsgate
+# --frozen: exactly the lockfile; --no-editable: the workspace packages go into the venv itself
+RUN uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"
+
+FROM python:3.11.11-slim-bookworm
+# the module `docker run IMAGE` starts; compose names it explicitly (docker-compose.yml)
+ARG MODULE=bmsgate.cli
+# a fixed uid so that volumes and the host agree; the dialout group comes from compose (group_add)
+RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home bmsgate \
+    && mkdir -p /data /config && chown bmsgate:bmsgate /data
+COPY --from=build /app/.venv /app/.venv
+COPY deploy/healthcheck.py /app/healthcheck.py
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 \
+    BMSGATE_CONFIG=/config/bmsgate.yaml BMSGATE_DATA_DIR=/data SERVICE_MODULE=${MODULE}
+WORKDIR /data
+VOLUME /data
+USER 10001:10001
+# exec: Python is PID 1 and gets SIGTERM itself (clean shutdown, flushed buffers)
+CMD ["sh", "-c", "exec python -m \"$SERVICE_MODULE\""]
