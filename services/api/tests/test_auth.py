@@ -93,7 +93,9 @@ async def test_first_visit_sets_the_password_then_login_logout(tmp_path: Path) -
         assert (await http.get("/api/overview")).status_code == 401
         got = await http.post("/api/auth/setup", json={"password": "short"})
         assert got.status_code == 400 and "8 characters" in got.json()["detail"]
-        assert (await http.post("/api/auth/setup", json={"password": "long enough"})).status_code == 204
+        assert (
+            await http.post("/api/auth/setup", json={"password": "long enough"})
+        ).status_code == 204
         stored = (tmp_path / "api" / "password").read_text()
         assert stored.startswith("scrypt$") and "long enough" not in stored
         assert (tmp_path / "api" / "password").stat().st_mode & 0o777 == 0o600
@@ -102,12 +104,16 @@ async def test_first_visit_sets_the_password_then_login_logout(tmp_path: Path) -
         assert overview["activity"] == "discharging" and overview["cell_delta"] == 0.01
         assert overview["alarms"][0]["text"] == "cell 2 over-voltage, 3.36 V"
         # a second setup is refused: the first one wins
-        assert (await http.post("/api/auth/setup", json={"password": "another one"})).status_code == 409
+        assert (
+            await http.post("/api/auth/setup", json={"password": "another one"})
+        ).status_code == 409
         assert (await http.post("/api/auth/logout")).status_code == 204
         http.cookies.clear()
         assert (await http.get("/api/packs")).status_code == 401
         for _ in range(3):
-            assert (await http.post("/api/auth/login", json={"password": "wrong pass"})).status_code == 401
+            assert (
+                await http.post("/api/auth/login", json={"password": "wrong pass"})
+            ).status_code == 401
         limited = await http.post("/api/auth/login", json={"password": "long enough"})
         assert limited.status_code == 429 and "Retry-After" in limited.headers
     # a restart keeps the password (stored hash) and the sessions key
@@ -119,7 +125,8 @@ async def test_first_visit_sets_the_password_then_login_logout(tmp_path: Path) -
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert (await http.get("/api/packs")).status_code == 200
         changed = await http.post(
-            "/api/auth/password", json={"old_password": "long enough", "new_password": "newer secret"}
+            "/api/auth/password",
+            json={"old_password": "long enough", "new_password": "newer secret"},
         )
         assert changed.status_code == 204
 
@@ -134,7 +141,9 @@ async def test_state_changes_need_a_login_and_enabled_control() -> None:
         assert (await http.post("/api/packs/garage/commands", json=cmd)).status_code == 401
         assert (await http.delete("/api/packs/garage/days/2024-01-01")).status_code == 401
         assert (await http.post("/api/auth/setup", json={"password": "x" * 9})).status_code == 409
-        assert (await http.post("/api/auth/login", json={"password": "the password"})).status_code == 204
+        assert (
+            await http.post("/api/auth/login", json={"password": "the password"})
+        ).status_code == 204
         got = await http.post("/api/packs/garage/commands", json=cmd)
         assert got.status_code == 403 and "control is disabled" in got.json()["detail"]
         # a password from the configuration cannot be changed here
@@ -148,15 +157,21 @@ async def test_bad_requests_are_clear_4xx(tmp_path: Path) -> None:
     settings = Settings.model_validate({"control": {"enabled": True}})
     async with app_client(settings, tmp_path) as http:
         await http.post("/api/auth/setup", json={"password": "long enough"})
-        got = await http.post("/api/packs/garage/commands", json={"action": "set_soc", "value": 150})
+        got = await http.post(
+            "/api/packs/garage/commands", json={"action": "set_soc", "value": 150}
+        )
         assert got.status_code == 400 and "0..100" in got.json()["detail"]
         got = await http.post("/api/packs/garage/commands", json={"action": "explode"})
         assert got.status_code == 422 and got.json()["detail"].startswith("body.action")
         got = await http.get("/api/packs/garage/history", params={"fields": "volts"})
         assert got.status_code == 422 and "fields" in got.json()["detail"]
         # path traversal in a pack id or a day never reaches the file system
-        for url in ("/api/packs/..%2F..%2Fetc/csv/2024-01-01", "/api/packs/garage/csv/..%2Fpasswd",
-                    "/api/packs/Garage/csv/2024-01-01", "/api/packs/garage/zip/2024-13"):
+        for url in (
+            "/api/packs/..%2F..%2Fetc/csv/2024-01-01",
+            "/api/packs/garage/csv/..%2Fpasswd",
+            "/api/packs/Garage/csv/2024-01-01",
+            "/api/packs/garage/zip/2024-13",
+        ):
             got = await http.get(url)
             assert got.status_code in (404, 422), url
             assert "Traceback" not in got.text
