@@ -1,0 +1,142 @@
+"""The broker of the compose stack, for real: entrypoint.sh builds the password file from the
+environment, and the ACL lets each service publish only its own topics (deploy/mosquitto/acl).
+Also shows the scale-out mechanism: a shared subscription hands each request to one member."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from bmsgate.broker import free_port, wait_for_port
+from tests.deploy.conftest import ROOT
+
+DEPLOY = ROOT / "deploy" / "mosquitto"
+USERS = ["reader", "api", "publisher", "modbus", "history", "notifier", "tunnel", "admin",
+         "homeassistant"]  # fmt: skip
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto not installed"),
+    # mosquitto started as root drops to user mosquitto: the setup it needs is root's
+    pytest.mark.skipif(os.geteuid() != 0, reason="entrypoint.sh chowns files: needs root"),
+]
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[int]:
+    work = Path(tempfile.mkdtemp(prefix="bmsgate-mosq-"))
+    work.chmod(0o755)  # user mosquitto must reach the files
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
+        f"password_file {work}/data/passwd\nacl_file {DEPLOY}/acl\n"
+    )
+    env = {**os.environ, "MOSQUITTO_DIR": str(work), "MOSQUITTO_CONF": str(conf),
+           "PATH": f"{os.environ['PATH']}:/usr/sbin"}  # fmt: skip
+    env.update({f"MQTT_{u.upper()}_PASSWORD": f"pw-{u}" for u in USERS})
+    proc = subprocess.Popen(["sh", str(DEPLOY / "entrypoint.sh")], env=env)
+    try:
+        assert wait_for_port("127.0.0.1", port, 10)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_missing_password_stops_the_broker_with_its_name(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_")}
+    done = subprocess.run(
+        ["sh", str(DEPLOY / "entrypoint.sh")], env={**env, "MOSQUITTO_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+    assert done.returncode == 1 and "MQTT_READER_PASSWORD is not set" in done.stderr
+
+
+async def delivered(port: int, user: str, topics: list[str]) -> set[str]:
+    """Which of ``topics``, published by ``user``, reach an admin subscribed to everything."""
+    async with aiomqtt.Client("127.0.0.1", port, username="admin", password="pw-admin") as watch:
+        await watch.subscribe("bmsgate/#", qos=1)
+        await watch.subscribe("homeassistant/#", qos=1)
+        async with aiomqtt.Client("127.0.0.1", port, username=user, password=f"pw-{user}") as c:
+            for t in topics:
+                await c.publish(t, b"{}", qos=1)
+        async with aiomqtt.Client("127.0.0.1", port, username="admin", password="pw-admin") as a:
+            await a.publish("bmsgate/end", b"", qos=1)
+        got: set[str] = set()
+        async with asyncio.timeout(5):
+            async for msg in watch.messages:
+                if str(msg.topic) == "bmsgate/end":
+                    return got
+                got.add(str(msg.topic))
+    return got
+
+
+# (user, topics it must be able to publish, topics it must not)
+RULES = [
+    ("reader", ["bmsgate/bms/p1/state", "bmsgate/bms/p1/alarm", "bmsgate/bus/r0/sniff",
+                "bmsgate/service/reader-0/status"],
+     ["bmsgate/bms/p1/set", "bmsgate/bms/p1/daily", "bmsgate/history/api/reply"]),
+    ("api", ["bmsgate/bms/p1/set", "bmsgate/history/api/request", "bmsgate/service/api/status"],
+     ["bmsgate/bms/p1/state", "bmsgate/service/history/status", "bmsgate/history/x/request"]),
+    ("history", ["bmsgate/bms/p1/daily", "bmsgate/bms/p1/health", "bmsgate/history/api/reply"],
+     ["bmsgate/bms/p1/state", "bmsgate/bms/p1/set"]),
+    ("modbus", ["bmsgate/bms/p1/set", "bmsgate/service/modbus/status"],
+     ["bmsgate/bms/p1/state", "bmsgate/service/api/status"]),
+    ("notifier", ["bmsgate/service/notifier/status"], ["bmsgate/bms/p1/set"]),
+    ("publisher", ["bmsgate/bms/bank/state", "homeassistant/sensor/x/config"],
+     ["bmsgate/bms/p1/daily"]),
+    ("tunnel", ["bmsgate/bms/p1/raw/tx", "bmsgate/bms/p1/tunnel/state"],
+     ["bmsgate/bms/p1/raw/rx", "bmsgate/bms/p1/state"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("user", "allowed", "denied"), RULES, ids=[r[0] for r in RULES])
+async def test_each_service_publishes_only_its_own_topics(
+    broker: int, user: str, allowed: list[str], denied: list[str]
+) -> None:
+    assert await delivered(broker, user, allowed + denied) == set(allowed)
+
+
+async def test_a_wrong_password_is_refused(broker: int) -> None:
+    with pytest.raises(aiomqtt.MqttError):
+        async with aiomqtt.Client("127.0.0.1", broker, username="api", password="nope"):
+            pass
+
+
+async def test_history_responders_can_share_requests(broker: int) -> None:
+    """Two history instances in one shared-subscription group: each request reaches one."""
+    got: list[list[str]] = [[], []]
+    creds = {"username": "history", "password": "pw-history"}
+    async with (
+        aiomqtt.Client("127.0.0.1", broker, identifier="h1", **creds) as h1,
+        aiomqtt.Client("127.0.0.1", broker, identifier="h2", **creds) as h2,
+    ):
+        for member in (h1, h2):
+            await member.subscribe("$share/history/bmsgate/history/+/request", qos=1)
+
+        async def collect(i: int, client: aiomqtt.Client) -> None:
+            async for msg in client.messages:
+                got[i].append(msg.payload.decode())  # type: ignore[union-attr]
+
+        tasks = [asyncio.create_task(collect(i, c)) for i, c in enumerate((h1, h2))]
+        async with aiomqtt.Client("127.0.0.1", broker, username="api", password="pw-api") as api:
+            for n in range(20):
+                await api.publish("bmsgate/history/api/request", str(n).encode(), qos=1)
+        async with asyncio.timeout(5):
+            while len(got[0]) + len(got[1]) < 20:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        for t in tasks:
+            t.cancel()
+    assert sorted(got[0] + got[1], key=int) == [str(n) for n in range(20)]  # each exactly once
+    assert got[0] and got[1]  # both did work
