@@ -112,11 +112,17 @@ async def gateway(
             await seen.wait_for(lambda s: s.on("/bms/p1/state") and s.on("/bms/p1/tunnel/state"))
             yield Gateway(sim, reader, service, port, seen, tmp_path / "sessions.jsonl")
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # Python 3.11's asyncio.wait_for (used by the reader's serial link) can swallow a
+            # cancel that arrives as its wait ends; cancel again until each service has stopped
+            deadline = time.monotonic() + 10
+            while not all(task.done() for task in tasks) and time.monotonic() < deadline:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks, timeout=0.5)
+            stuck = [task for task in tasks if not task.done()]
+            for task in stuck:  # a service that does not stop is a bug: show where it waits
+                task.print_stack()
+            assert not stuck, "a service did not stop within 10 s of being cancelled"
 
 
 async def refused(port: int) -> bool:
@@ -272,10 +278,16 @@ async def test_one_client_at_a_time(tmp_path: Path, mosquitto: Mosquitto) -> Non
         first_r, first_w = await asyncio.open_connection("127.0.0.1", gw.port)
         await gw.seen.wait_for(lambda s: gw.last_status()["client"])
         assert await refused(gw.port)  # a second client is dropped
-        first_w.write(daly_classic.request(daly_classic.SOC))
-        assert (
-            len(await asyncio.wait_for(first_r.readexactly(13), 3)) == 13
-        )  # the first still works
+        rtts = []
+        for _ in range(20):  # the first still works; 13-byte request to 13-byte answer
+            sent = time.monotonic()
+            first_w.write(daly_classic.request(daly_classic.SOC))
+            assert len(await asyncio.wait_for(first_r.readexactly(13), 3)) == 13
+            rtts.append(time.monotonic() - sent)
+        rtts.sort()
+        print(
+            f"SOC round trip through the tunnel: median {rtts[10] * 1e3:.1f} ms, max {rtts[-1] * 1e3:.1f} ms"
+        )
         assert gw.tunnel.tunnels[0].refused == 1
         first_w.close()
         await wait_closed_session(gw)

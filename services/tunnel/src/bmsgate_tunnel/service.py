@@ -201,7 +201,8 @@ class Tunnel:
         )  # fmt: skip
         try:
             await self.backbone.publish("raw_lease", self.bus.lease_pack, request)
-            return await asyncio.wait_for(answer, LEASE_WAIT)
+            async with asyncio.timeout(LEASE_WAIT):  # unlike 3.11's wait_for, never eats a cancel
+                return await answer
         except TimeoutError:
             return None
         finally:
