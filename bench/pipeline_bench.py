@@ -47,7 +47,7 @@ from bmsgate_common.topics import topic
 from bmsgate_modbus.registers import BASE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import cpu_seconds, memory_mb  # noqa: E402
+from procstat import cpu_seconds, memory_mb
 
 HOST = "127.0.0.1"
 SERVICES = ("api", "publisher", "modbus", "history", "notifier")
@@ -76,7 +76,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 @dataclass
-class Path_:
+class Seen:
     """Latencies [ms] seen on one path, with when each was seen."""
 
     seen: set[tuple[str, int]] = field(default_factory=set)
@@ -113,9 +113,9 @@ class Bench:
     probes: list[str]
     sent: dict[tuple[str, int], float] = field(default_factory=dict)
     modbus_queues: dict[str, asyncio.Queue[tuple[int, float]]] = field(default_factory=dict)
-    modbus: Path_ = field(default_factory=Path_)
-    mqtt: Path_ = field(default_factory=Path_)
-    sse: Path_ = field(default_factory=Path_)
+    modbus: Seen = field(default_factory=Seen)
+    mqtt: Seen = field(default_factory=Seen)
+    sse: Seen = field(default_factory=Seen)
     published: int = 0
     behind_ms: list[float] = field(default_factory=list)
     store: list[tuple[float, int]] = field(default_factory=list)
@@ -131,10 +131,10 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
     async with aiomqtt.Client(
         HOST, port, logger=QUIET, max_inflight_messages=1000, identifier="bench-generator"
     ) as client:
-        now = datetime.now(UTC)
+        at = datetime.now(UTC)
         await asyncio.gather(*(
             client.publish(topic("availability", p),
-                           Availability(pack=p, state="online", ts=now).model_dump_json(),
+                           Availability(pack=p, state="online", ts=at).model_dump_json(),
                            qos=1, retain=True)
             for p in bench.packs
         ))  # fmt: skip
@@ -150,9 +150,7 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
             for i in range(slot, len(texts), SLOTS):
                 pack = bench.packs[i]
                 soc = (second + i) % 100
-                payload = (
-                    texts[i].replace(ts_text, f'"ts":"{stamp}"').replace("12.345", f"{soc}.0")
-                )
+                payload = texts[i].replace(ts_text, f'"ts":"{stamp}"').replace("12.345", f"{soc}.0")
                 sent = time.perf_counter()
                 task = asyncio.create_task(
                     client.publish(topic("state", pack), payload, qos=1, retain=True)
@@ -197,7 +195,7 @@ async def watch_external(bench: Bench, port: int) -> None:
         async for message in client.messages:
             now = time.perf_counter()
             pack = str(message.topic).split("/", 1)[1]
-            body = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+            body = json.loads(bytes(message.payload))
             soc = body.get("SOC")
             if isinstance(soc, int) and (pack, soc) in bench.sent:
                 bench.mqtt.add((pack, soc), bench.sent[(pack, soc)], now)
@@ -231,7 +229,7 @@ async def watch_store(bench: Bench, port: int) -> None:
     async with aiomqtt.Client(HOST, port, logger=QUIET) as client:
         await client.subscribe("$SYS/broker/store/messages/count")
         async for message in client.messages:
-            bench.store.append((time.perf_counter(), int(bytes(message.payload))))  # type: ignore[arg-type]
+            bench.store.append((time.perf_counter(), int(bytes(message.payload))))
 
 
 def config(
@@ -402,7 +400,8 @@ def show(result: dict[str, Any]) -> None:
     for name, lat in result["latency"].items():
         print(f"  {name:22} n={lat['count']:4d} p50 {lat['p50_ms']:7.1f} ms  p99 "
               f"{lat['p99_ms']:7.1f} ms  max {lat['max_ms']:7.1f} ms  missed {lat['timeouts']}  "
-              f"p50 first/last third {lat['p50_first_third_ms']}/{lat['p50_last_third_ms']}")  # fmt: skip
+              f"p50 first/last third {lat['p50_first_third_ms']}/"
+              f"{lat['p50_last_third_ms']}")  # fmt: skip
     for name, s in result["services"].items():
         print(f"  {name:30} cpu {s['cpu_pct']:6.1f}%  rss {s['rss_mb_start']:6.1f} -> "
               f"{s['rss_mb_end']:6.1f} MB")  # fmt: skip
@@ -424,9 +423,7 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     for n in args.packs:
-        result = asyncio.run(
-            run(n, args.seconds, args.warmup, min(args.probes, n), args.profile)
-        )
+        result = asyncio.run(run(n, args.seconds, args.warmup, min(args.probes, n), args.profile))
         show(result)
         results.append(result)
     if args.json:

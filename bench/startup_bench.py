@@ -29,7 +29,7 @@ import yaml
 from bmsgate.broker import PrivateBroker, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import children, cmdline, memory_mb  # noqa: E402
+from procstat import children, cmdline, memory_mb
 
 HOST = "127.0.0.1"
 ALONE = ("api", "publisher", "modbus", "history", "notifier", "tunnel")
@@ -41,17 +41,17 @@ def label(pid: int) -> str:
     if "mosquitto" in text:
         return "mosquitto"
     if m := re.search(r"-m (bmsgate_\w+)", text):
-        return m.group(1) + (" (bus)" if "--bus" in text else "")
+        return str(m.group(1)) + (" (bus)" if "--bus" in text else "")
     if "bmsgate run" in text or text.endswith(" run") or " run " in text:
         return "bmsgate run (supervisor)"
     return text[:40]
 
 
-async def first_state(data_dir: Path, started: float, timeout: float) -> float | None:
+async def first_state(data_dir: Path, started: float, limit: float) -> float | None:
     """Seconds from ``started`` until a state is on the private broker's backbone."""
     conf = data_dir / "run" / "mosquitto" / "mosquitto.conf"
-    deadline = started + timeout
-    while not conf.exists() and time.perf_counter() < deadline:
+    deadline = started + limit
+    while not conf.exists() and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     if not conf.exists():
         return None
@@ -82,7 +82,7 @@ def run_tree(settle: float) -> dict[str, Any]:
     try:
         first = asyncio.run(first_state(work / "data", started, 30))
         time.sleep(max(0.0, settle - (time.perf_counter() - started)))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for pid in [proc.pid, *children(proc.pid)]:
             rss, pss = memory_mb(pid)
             rows.append({"process": label(pid), "rss_mb": round(rss, 1), "pss_mb": round(pss, 1)})
