@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,3 +141,20 @@ async def test_history_responders_can_share_requests(broker: int) -> None:
             t.cancel()
     assert sorted(got[0] + got[1], key=int) == [str(n) for n in range(20)]  # each exactly once
     assert got[0] and got[1]  # both did work
+
+
+async def test_the_container_healthcheck_reads_the_service_status(broker: int) -> None:
+    from bmsgate_common.models import ServiceStatus, utcnow
+
+    status = ServiceStatus(service="api", state="online", ts=utcnow()).model_dump_json()
+    async with aiomqtt.Client("127.0.0.1", broker, username="api", password="pw-api") as api:
+        await api.publish("bmsgate/service/api/status", status, qos=1, retain=True)
+    env = {**os.environ, "BMSGATE_MQTT__HOST": "127.0.0.1", "BMSGATE_MQTT__PORT": str(broker),
+           "BMSGATE_MQTT__USERNAME": "api", "BMSGATE_MQTT__PASSWORD": "pw-api"}  # fmt: skip
+    check = [sys.executable, str(ROOT / "deploy" / "healthcheck.py")]
+    ok = await asyncio.to_thread(subprocess.run, [*check, "api"], env=env, timeout=20)
+    assert ok.returncode == 0
+    gone = await asyncio.to_thread(
+        subprocess.run, [*check, "modbus"], env=env, timeout=20, capture_output=True
+    )  # nothing retained there: the check times out and reports unhealthy
+    assert gone.returncode == 1
