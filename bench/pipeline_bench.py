@@ -236,7 +236,7 @@ def config(
     workdir: Path, packs: list[str], probes: list[str], backbone: int, external: int
 ) -> tuple[Path, int, int]:
     """The services' configuration; returns (file, api port, modbus port)."""
-    per_bus = 200
+    per_bus = 15  # jk_pb addresses are 1..15
     buses = [
         {"port": "/dev/null", "protocol": "jk_pb",
          "packs": [{"id": p, "address": j + 1} for j, p in enumerate(packs[i : i + per_bus])]}

@@ -54,7 +54,7 @@ def pipeline(quick: bool) -> tuple[list[Row], Any]:
     """N packs at 1 Hz through every service (pipeline_bench.run)."""
     from pipeline_bench import run
 
-    counts, seconds = ((10,), 5.0) if quick else ((10, 100, 1000), 30.0)
+    counts, seconds = ((10,), 5.0) if quick else ((10, 100, 1000), 20.0)
     data = []
     rows: list[Row] = []
     for n in counts:
