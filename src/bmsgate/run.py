@@ -63,7 +63,8 @@ class Child:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT)
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await proc.wait()
         except TimeoutError:
             log.warning("%s did not stop in %.0f s; killing it", self.name, STOP_TIMEOUT)
             with contextlib.suppress(ProcessLookupError):

@@ -168,10 +168,12 @@ class Backbone:
                 await self._heartbeat
         offline = ServiceStatus(service=self.service, state="offline", ts=utcnow(), version=VERSION)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.publish("service_status", self.service, offline), 2.0)
+            async with asyncio.timeout(2.0):
+                await self.publish("service_status", self.service, offline)
         try:
             # zmqtt unsubscribes on stop; with the broker gone that can wait a long time
-            await asyncio.wait_for(self.broker.stop(), STOP_TIMEOUT)
+            async with asyncio.timeout(STOP_TIMEOUT):
+                await self.broker.stop()
         except TimeoutError:
             log.warning("backbone did not close within %.0f s; leaving anyway", STOP_TIMEOUT)
         except (MQTTError, OSError, RuntimeError, FastStreamException):

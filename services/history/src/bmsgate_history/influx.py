@@ -170,13 +170,12 @@ class InfluxWriter:
                 timeout=int(self.cfg.timeout * 1000),  # [ms]
             )
         try:
-            await asyncio.wait_for(
+            await asyncio.wait_for(  # its own task: the HTTP client must not see our cancel
                 self._client.write_api().write(
-                    bucket=self.cfg.bucket, org=self.cfg.org, record=lines,
-                    write_precision="ms",
+                    bucket=self.cfg.bucket, org=self.cfg.org, record=lines, write_precision="ms"
                 ),
                 self.cfg.timeout,
-            )  # fmt: skip
+            )
         except ApiException as err:
             if err.status in PERMANENT:
                 self.rejected += len(lines)
@@ -246,14 +245,16 @@ class InfluxWriter:
         """Flush every flush_interval, or sooner when a batch is full."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.cfg.flush_interval)
+                async with asyncio.timeout(self.cfg.flush_interval):
+                    await self._wake.wait()
             self._wake.clear()
             await self.flush()
 
     async def close(self) -> None:
         """Last flush (whatever fails stays on disk for next time), then close."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.flush(), 3 * self.cfg.timeout)
+            async with asyncio.timeout(3 * self.cfg.timeout):
+                await self.flush()
         if self.pending:
             self._spill(self.pending)
             self.pending = []

@@ -63,10 +63,8 @@ class PushTarget:
         try:
             client = await self._connected()
             for address, regs in writes:
-                reply = await asyncio.wait_for(
-                    client.write_registers(address, regs, device_id=self.cfg.unit),
-                    self.cfg.timeout * 2,
-                )
+                async with asyncio.timeout(self.cfg.timeout * 2):
+                    reply = await client.write_registers(address, regs, device_id=self.cfg.unit)
                 if reply.isError():
                     # the server answered: keep the connection, report what it refused
                     log.warning("push %s: register %d refused: %s", self.name, address, reply)
@@ -97,7 +95,9 @@ class PushTarget:
             reconnect_delay=0,
         )
         self._client = client
-        if not await asyncio.wait_for(client.connect(), self.cfg.timeout * 2):
+        async with asyncio.timeout(self.cfg.timeout * 2):
+            connected = await client.connect()
+        if not connected:
             raise ConnectionError(f"cannot connect to {self.name}")
         return client
 

@@ -148,9 +148,8 @@ class ModbusService:
                 transaction=f"modbus-{unit}-{next(self._transactions)}", action=action, value=value
             )
             try:
-                sent = await asyncio.wait_for(
-                    self.backbone.publish("command", target, command), PUBLISH_TIMEOUT
-                )
+                async with asyncio.timeout(PUBLISH_TIMEOUT):
+                    sent = await self.backbone.publish("command", target, command)
             except TimeoutError:
                 sent = False
             if not sent:

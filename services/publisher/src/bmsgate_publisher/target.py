@@ -143,7 +143,8 @@ class TargetLink:
                         await self._session(client)
                     except asyncio.CancelledError:  # a clean stop sends no last will: say it
                         with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
-                            await asyncio.wait_for(self._goodbye(client), 2.0)
+                            async with asyncio.timeout(2.0):
+                                await self._goodbye(client)
                         raise
             except (aiomqtt.MqttError, OSError) as err:
                 if self.connected or self.failures == 0:

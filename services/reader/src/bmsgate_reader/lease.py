@@ -147,9 +147,8 @@ class LeaseManager:
                 while not lease.done.is_set():
                     left = lease.expires_in(time.monotonic())
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            lease.done.wait(), min(left, 1.0) if left is not None else 1.0
-                        )
+                        async with asyncio.timeout(min(left, 1.0) if left is not None else 1.0):
+                            await lease.done.wait()
                     if left is not None and lease.expires_in(time.monotonic()) == 0:
                         log.info(
                             "lease of %s expired after %.0f s idle",

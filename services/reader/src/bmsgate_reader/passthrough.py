@@ -61,7 +61,8 @@ class Passthrough:
         while True:
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), self.link.gap)
+                async with asyncio.timeout(self.link.gap):
+                    await self._arrived.wait()
             except TimeoutError:
                 break
         request, self._buffer = bytes(self._buffer), bytearray()

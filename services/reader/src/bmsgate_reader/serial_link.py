@@ -145,7 +145,8 @@ class SerialLink:
             transport, self._transport = self._transport, None
             transport.close()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._closed.wait()
 
     @contextlib.asynccontextmanager
     async def leased(self, sink: Callable[[bytes], None]) -> AsyncIterator[None]:
@@ -174,10 +175,14 @@ class SerialLink:
         remaining = until - time.monotonic()
         if remaining <= 0:
             return False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._arrived.wait(), remaining)
-            return True
-        return False
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the wait ends, and a stopping reader would then keep polling
+        try:
+            async with asyncio.timeout(remaining):
+                await self._arrived.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def exchange(
         self, request: bytes, framer: Framer, count: int = 1, *, max_count: int | None = None

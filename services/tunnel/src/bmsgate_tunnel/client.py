@@ -57,9 +57,11 @@ async def request(
 
     backbone.subscribe("tunnel_status", on_status, retained=False)
     try:
-        await asyncio.wait_for(backbone.broker.start(), wait)
+        async with asyncio.timeout(wait):
+            await backbone.broker.start()
         await backbone.publish("tunnel_command", pack, cmd)
-        return await asyncio.wait_for(answer, wait)
+        async with asyncio.timeout(wait):
+            return await answer
     except (TimeoutError, OSError):
         return None
     finally:
