@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from .models import PackId, ProtocolName
+from .timezones import ZoneName
 
 CONFIG_ENV: str = "BMSGATE_CONFIG"  # path of the YAML file when --config is not given
 
@@ -402,23 +403,12 @@ class HistorySettings(_Section):
     archive: ArchiveSettings = ArchiveSettings()
     influx: InfluxSettings = InfluxSettings()
     health: HealthSettings = HealthSettings()
-    timezone: str | None = Field(
+    timezone: ZoneName | None = Field(
         default=None, description="IANA name for the local day, e.g. Europe/Berlin; the machine's"
     )
     max_gap: float = Field(
         default=120.0, gt=0, description="[s] samples further apart are a gap, never joined"
     )
-
-    @model_validator(mode="after")
-    def _known_zone(self) -> HistorySettings:
-        if self.timezone is not None:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {self.timezone!r}") from None
-        return self
 
 
 class TunnelSettings(_Section):
@@ -508,7 +498,7 @@ class NotifierSettings(_Section):
     latitude: float | None = Field(default=None, ge=-90, le=90, description="for daily reports")
     longitude: float | None = Field(default=None, ge=-180, le=180, description="for daily reports")
     reports: list[ReportTime] = Field(default_factory=lambda: list(REPORT_TIMES))
-    timezone: str | None = Field(
+    timezone: ZoneName | None = Field(
         default=None, description="IANA name; found from the coordinates, else the machine's"
     )
 
@@ -523,13 +513,6 @@ class NotifierSettings(_Section):
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("two notifier targets share a name")
-        if self.timezone is not None:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                ZoneInfo(self.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(f"unknown time zone {self.timezone!r}") from None
         return self
 
 

@@ -6,14 +6,12 @@ All the deciding happens in the pure modules; this file is wiring and I/O.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import threading
 import time
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from faststream.mqtt import MQTTMessage, QoS
 
@@ -22,6 +20,7 @@ from bmsgate_common.models import Availability, HealthReport, HistoryReply, Pack
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import HistorySettings, Settings
 from bmsgate_common.tasks import stop_tasks
+from bmsgate_common.timezones import machine_zone
 
 from .archive import DAY_MS, Archive, Store
 from .daily import DailyTracker
@@ -46,22 +45,6 @@ def archive_path(cfg: Settings) -> Path:
 def buffer_path(cfg: Settings) -> Path:
     """Where points wait while InfluxDB is away."""
     return cfg.data_dir / "history" / "influx-buffer.sqlite"
-
-
-def machine_zone() -> tzinfo:
-    """The machine's time zone with its DST rules ($TZ, /etc/timezone, /etc/localtime)."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    with contextlib.suppress(OSError):
-        candidates.append(Path("/etc/timezone").read_text().strip())
-    with contextlib.suppress(OSError):
-        target = str(Path("/etc/localtime").resolve())
-        if "zoneinfo/" in target:
-            candidates.append(target.split("zoneinfo/", 1)[1])
-    for name in candidates:
-        if name:
-            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-                return ZoneInfo(name)
-    return datetime.now().astimezone().tzinfo or UTC
 
 
 def zone(cfg: HistorySettings) -> tzinfo:

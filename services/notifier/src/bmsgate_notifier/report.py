@@ -7,10 +7,8 @@ on a day (polar day or night), that day gets one report at solar noon instead.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta, tzinfo
-from pathlib import Path
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -19,27 +17,12 @@ from astral.sun import noon, sunrise, sunset
 from tzfpy import get_tz
 
 from bmsgate_common.models import DailyStats, PackState
+from bmsgate_common.timezones import machine_zone
 
 from .events import Event
 
 ReportKind = Literal["sunrise", "sunset", "noon"]
 SEARCH_DAYS: Final = 3  # every day has at least one report, so the next is always this close
-
-
-def machine_zone() -> tzinfo:
-    """The machine's zone ($TZ, /etc/timezone, /etc/localtime), else UTC."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    with contextlib.suppress(OSError):
-        candidates.append(Path("/etc/timezone").read_text().strip())
-    with contextlib.suppress(OSError):
-        target = str(Path("/etc/localtime").resolve())
-        if "zoneinfo/" in target:
-            candidates.append(target.split("zoneinfo/", 1)[1])
-    for name in candidates:
-        if name:
-            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-                return ZoneInfo(name)
-    return datetime.now().astimezone().tzinfo or UTC
 
 
 def find_zone(latitude: float | None, longitude: float | None, configured: str | None) -> tzinfo:
