@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import ValidationError
 
+from bmsgate_common.config_view import MASK as MASK  # re-exported for setup_wizard
+from bmsgate_common.config_view import plain as plain
 from bmsgate_common.settings import CONFIG_ENV, ConfigError, Settings, explain, load_settings
 
-MASK = "********"
 DEFAULT_FILE = "bmsgate.yaml"
 USER_ERROR = 2
 
@@ -31,23 +32,6 @@ class KeyProblem(Exception):
 def config_path(arg: str | None) -> Path:
     """The file the command works on."""
     return Path(arg or os.environ.get(CONFIG_ENV) or DEFAULT_FILE)
-
-
-def plain(value: Any, *, secrets: bool) -> Any:
-    """A settings value as YAML-ready data; secrets masked unless ``secrets``."""
-    if isinstance(value, SecretStr):
-        return value.get_secret_value() if secrets else MASK
-    if isinstance(value, BaseModel):
-        return {
-            name: plain(getattr(value, name), secrets=secrets) for name in type(value).model_fields
-        }
-    if isinstance(value, list | tuple):
-        return [plain(v, secrets=secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v, secrets=secrets) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def lookup(data: Any, key: str) -> Any:

@@ -21,7 +21,11 @@ from bmsgate_common.models import (
     HealthReport,
     HistoryReply,
     PackState,
+    RawData,
+    RawLeaseState,
     ServiceStatus,
+    SniffedFrame,
+    TunnelStatus,
     utcnow,
 )
 from bmsgate_common.mqtt import Backbone
@@ -29,8 +33,9 @@ from bmsgate_common.settings import Settings
 
 from .auth import PasswordStore, RateLimiter, Sessions, session_key
 from .deps import Context
-from .live import CLIENT
-from .routes import auth, events, export, files, packs
+from .live import CLIENT, RAW_HOLDER
+from .routes import auth, events, export, files, packs, raw, tunnel
+from .routes import settings as settings_routes
 from .store import PackStore
 from .views import pack_view
 
@@ -81,6 +86,29 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
         if client == CLIENT:
             ctx.replies.answer(reply.transaction, reply)
 
+    async def on_tunnel(pack: str, status: TunnelStatus) -> None:
+        store.tunnels[pack] = status
+        if status.transaction:
+            ctx.replies.answer(status.transaction, status)
+
+    async def on_lease(_: str, state: RawLeaseState) -> None:
+        if state.transaction:
+            ctx.replies.answer(state.transaction, state)
+
+    async def on_raw_rx(pack: str, data: RawData) -> None:
+        queue = ctx.raw_rx.get(pack)
+        if queue is not None and data.holder == RAW_HOLDER:
+            queue.put_nowait(bytes.fromhex(data.data))
+
+    async def on_sniff(_: str, frame: SniffedFrame) -> None:
+        store.sniffed.append(frame)
+        if ctx.sniff_hub.listeners:
+            ctx.sniff_hub.publish("frame", frame)
+
+    backbone.subscribe("tunnel_status", on_tunnel)
+    backbone.subscribe("raw_lease_state", on_lease, retained=False)
+    backbone.subscribe("raw_rx", on_raw_rx, retained=False)
+    backbone.subscribe("sniff", on_sniff, retained=False)
     backbone.subscribe("state", on_state)
     backbone.subscribe("availability", on_availability)
     backbone.subscribe("daily", on_daily)
@@ -154,7 +182,7 @@ def create_app(
         """Liveness of the API and whether it reaches the backbone."""
         return Health(status="ok", backbone=ctx.backbone.connected if ctx.backbone else False)
 
-    for module in (auth, packs, files, events, export):
+    for module in (auth, packs, files, events, export, tunnel, raw, settings_routes):
         app.include_router(module.router)
     if VENDOR.is_dir():
         app.mount("/vendor/uplot", StaticFiles(directory=VENDOR), name="uplot")

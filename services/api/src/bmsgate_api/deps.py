@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -28,6 +29,9 @@ class Context:
     backbone: Backbone | None = None
     replies: Replies = field(default_factory=Replies)
     hub: Hub = field(default_factory=Hub)
+    sniff_hub: Hub = field(default_factory=Hub)
+    raw_rx: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)  # pack -> collector
+    raw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def context(request: Request) -> Context:
@@ -71,6 +75,12 @@ def require_reader(request: Request, ctx: Ctx) -> None:
         raise HTTPException(status_code=401, detail="log in first")
 
 
+def require_control(ctx: Ctx) -> None:
+    """Changing a BMS (commands, the tunnel, raw frames) needs control.enabled."""
+    if not ctx.settings.control.enabled:
+        raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
+
+
 def require_user(request: Request, ctx: Ctx) -> None:
     """Every state-changing request needs a login, from wherever it comes."""
     if ctx.passwords.current() is None:
@@ -81,3 +91,4 @@ def require_user(request: Request, ctx: Ctx) -> None:
 
 Reader = Depends(require_reader)
 User = Depends(require_user)
+Control = Depends(require_control)

@@ -8,9 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from bmsgate_common.models import CommandResult, HistoryReply
-
 CLIENT = "api"  # our level in <base>/history/<client>/request
+RAW_HOLDER = "webui"  # who holds the line while the API sends a raw frame
 
 
 class Replies:
@@ -38,7 +37,7 @@ class Replies:
         """Stop waiting (the request could not be sent)."""
         self._waiting.pop(transaction, None)
 
-    def answer(self, transaction: str | None, message: CommandResult | HistoryReply) -> None:
+    def answer(self, transaction: str | None, message: Any) -> None:
         """Hand ``message`` to whoever waits for ``transaction``; others are ignored."""
         future = self._waiting.get(transaction or "")
         if future is not None and not future.done():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -12,6 +13,8 @@ from bmsgate_common.models import (
     HealthReport,
     PackState,
     ServiceStatus,
+    SniffedFrame,
+    TunnelStatus,
 )
 
 
@@ -26,6 +29,8 @@ class PackStore:
     health: dict[str, HealthReport] = field(default_factory=dict)
     alarms: dict[str, dict[str, AlarmEvent]] = field(default_factory=dict)
     services: dict[str, ServiceStatus] = field(default_factory=dict)
+    tunnels: dict[str, TunnelStatus] = field(default_factory=dict)
+    sniffed: deque[SniffedFrame] = field(default_factory=lambda: deque(maxlen=100))
 
     def packs(self) -> list[str]:
         """Every pack id seen, sorted."""

@@ -1,0 +1,78 @@
+"""The TCP tunnel of a pack's bus (docs/tunnel.md): status, open for a window, close."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path
+from pydantic import BaseModel, Field, ValidationError
+
+from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
+
+from ..deps import Control, Ctx, Reader, User
+
+router = APIRouter(prefix="/api", tags=["tunnel"])
+PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
+ANSWER_WAIT = 5.0  # [s] for the tunnel service's answer
+
+
+class TunnelRequest(BaseModel):
+    """Open (for ``minutes``, closing after ``idle_timeout`` s without traffic) or close."""
+
+    action: Literal["open", "close"]
+    minutes: float | None = Field(default=None, gt=0, le=1440, description="window [min]")
+    idle_timeout: float | None = Field(default=None, gt=0, le=86400, description="[s]")
+    no_timeout: bool = Field(default=False, description="no idle limit; the window still ends it")
+
+
+@router.get(
+    "/packs/{pack}/tunnel",
+    dependencies=[Reader],
+    responses={404: {"description": "no status from the tunnel service for this pack"}},
+)
+async def tunnel_status(pack: PackPath, ctx: Ctx) -> TunnelStatus:
+    """The tunnel of the pack's bus: open, client, bytes each way, uptime, time left."""
+    found = ctx.store.tunnels.get(pack)
+    if found is None:
+        raise HTTPException(
+            status_code=404, detail=f"no tunnel status for {pack!r}: is the tunnel service running?"
+        )
+    return found
+
+
+@router.post(
+    "/packs/{pack}/tunnel",
+    dependencies=[User, Control],
+    responses={
+        400: {"description": "terms that do not fit the action"},
+        401: {"description": "not logged in"},
+        403: {"description": "control.enabled is false"},
+        409: {"description": "the tunnel service refused (e.g. port in use)"},
+        504: {"description": "no answer from the tunnel service"},
+    },
+)
+async def tunnel_command(pack: PackPath, body: TunnelRequest, ctx: Ctx) -> TunnelStatus:
+    """Open the tunnel for a window, or close it; answers with the tunnel service's status."""
+    if ctx.backbone is None:
+        raise HTTPException(status_code=503, detail="no backbone: the tunnel is not available")
+    transaction = ctx.replies.new("tunnel")
+    try:
+        cmd = TunnelCommand(transaction=transaction, **body.model_dump())
+    except ValidationError as err:
+        ctx.replies.cancel(transaction)
+        msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise HTTPException(status_code=400, detail=msg) from None
+    if not await ctx.backbone.publish("tunnel_command", pack, cmd):
+        ctx.replies.cancel(transaction)
+        raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
+    try:
+        status: TunnelStatus = await ctx.replies.wait(transaction, ANSWER_WAIT)
+    except TimeoutError:
+        raise HTTPException(
+            status_code=504,
+            detail=f"no answer from the tunnel service within {ANSWER_WAIT:g} s: "
+            f"is it running and {pack!r} a configured pack?",
+        ) from None
+    if not status.ok:
+        raise HTTPException(status_code=409, detail=status.error or "the tunnel service refused")
+    return status
