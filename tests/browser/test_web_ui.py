@@ -63,14 +63,15 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     config = write_config(tmp_path, {
         "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
         "buses": [{"port": port, "protocol": "daly_classic", "poll_interval": 0.5,
-                   "packs": [{"id": "garage", "name": "Garage"}]}],
+                   "sniff": True, "packs": [{"id": "garage", "name": "Garage"}]}],
         "control": {"enabled": True},
+        "tunnel": {"host": "127.0.0.1", "port": free_port()},
         "history": {"timezone": "UTC", "archive": {"commit_interval": 0.2}},
         "api": {"host": "127.0.0.1", "port": http, "stale_after": 10, "public_read": "never",
                 "title": "Test gateway"},
         "data_dir": str(tmp_path / "data"),
     })  # fmt: skip
-    for name in ("reader", "history", "api"):
+    for name in ("reader", "history", "api", "tunnel"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"
     wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
@@ -166,9 +167,33 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     row.locator('button[data-value="true"]').click()
     expect(page.locator("#msg")).to_have_text("garage: charge MOS confirmed by the BMS: on")
 
+    # Tunnel: open for a window, see it open, close it
+    page.goto(f"{base}/tunnel.html")
+    expect(page.locator("#state")).to_have_text("closed")
+    page.click("#open")
+    expect(page.locator("#msg")).to_contain_text("Tunnel open on port")
+    expect(page.locator("#client")).to_have_text("no client connected")
+    expect(page.locator("#left")).to_contain_text("idle limit 2 min 0 s")
+    shot(page, "10-tunnel-open")
+    page.click("#close")
+    expect(page.locator("#msg")).to_have_text("Tunnel closed")
+
+    # Sniffer: the reader's frames live; a DALY 0x90 request answered and decoded
+    page.goto(f"{base}/sniffer.html")
+    expect(page.locator("#frames .from_bms").first).to_be_visible()
+    page.fill("#hex", "a5 40 90 08 00 00 00 00 00 00 00 00 7d")
+    page.click("#send")
+    expect(page.locator("#msg")).to_contain_text("13 bytes back", timeout=12_000)
+    expect(page.locator("#answer")).to_contain_text('"soc"')
+    shot(page, "11-sniffer")
+
+    # Settings: the effective configuration, no secret shown
+    page.goto(f"{base}/settings.html")
+    expect(page.locator("#settings")).to_contain_text('"sniff": true')
+
     # log out, and in again through the login page
-    page.click("#login-button")  # the control page needs a login: it sends the browser to log in
-    expect(page).to_have_url(f"{base}/login.html?next=control.html")
+    page.click("#login-button")  # the settings page needs a login: it sends the browser to log in
+    expect(page).to_have_url(f"{base}/login.html?next=settings.html")
     expect(page.locator("#heading")).to_have_text("Log in")
     page.fill("#password", "not the password")
     page.click("#submit")
@@ -176,7 +201,7 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     shot(page, "09-login-wrong")
     page.fill("#password", PASSWORD)
     page.click("#submit")
-    expect(page).to_have_url(f"{base}/control.html")
+    expect(page).to_have_url(f"{base}/settings.html")
 
     # the only failed request is the wrong password, on purpose
     wrong_login = ["console error: Failed to load resource: the server responded with a status of 401 (Unauthorized)",

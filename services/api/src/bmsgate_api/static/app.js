@@ -2,7 +2,8 @@
 "use strict";
 const bms = (() => {
   const pages = [["index.html", "Status"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
-    ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"]];
+    ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"],
+    ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["settings.html", "Settings"]];
 
   class ApiError extends Error {
     constructor(status, detail) { super(detail); this.status = status; }
