@@ -222,3 +222,13 @@ async def test_settings_are_shown_and_downloaded_with_every_secret_masked() -> N
         )
         assert "mqtt-secret-1" not in got.text and "mqtt-secret-1" not in shown.text
         assert "password: '********'" in got.text or 'password: "********"' in got.text
+
+
+def test_credentials_in_urls_are_masked_too() -> None:
+    from bmsgate_api.routes.settings import masked
+
+    data = {"a": ["mqtts://user:pw@broker:8883/x", "http://127.0.0.1:8086"], "n": 3}
+    assert masked(data) == {
+        "a": ["mqtts://********@broker:8883/x", "http://127.0.0.1:8086"],
+        "n": 3,
+    }
