@@ -102,6 +102,11 @@ def test_malformed_frames_do_not_stop_the_server(
     assert valid_read(port)
     assert proc.alive()
     log = proc.log()
-    assert "Traceback" not in log, log[-3000:]
+    # Finding (docs/reliability.md): for some request bodies pymodbus's datastore raises
+    # NotImplementedException; pymodbus answers DEVICE_FAILURE and logs the traceback at ERROR.
+    # Handled, not a crash; any other traceback fails.
+    handled = log.count("Datastore unable to fulfill request")
+    assert log.count("Traceback") == handled, log[-3000:]
+    COUNTS["modbus: requests answered DEVICE_FAILURE with a logged pymodbus traceback"] += handled
     COUNTS["modbus: malformed frames sent"] += sent
     COUNTS["modbus: valid reads answered in between"] += sent // 50 + 2
