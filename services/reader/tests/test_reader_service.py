@@ -80,7 +80,10 @@ async def test_every_board_on_the_bus_is_its_own_pack(
         running(mosquitto, bus_settings(pty.port, protocol, boards)),
     ):
         packs = [f"p{n}" for n in range(1, boards + 1)]
-        await seen.wait_for(lambda s: all(states(s, p) for p in packs), within=15)
+        # the availability follows the first state: wait for both, they are separate messages
+        await seen.wait_for(
+            lambda s: all(states(s, p) and availability(s, p) for p in packs), within=15
+        )
         for n, pack in enumerate(packs):
             state = states(seen, pack)[-1]
             model = sim.boards[n].model
