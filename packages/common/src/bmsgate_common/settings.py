@@ -583,13 +583,20 @@ def explain(err: ValidationError) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
-        return f"unknown key '{key}'"
-    if first["type"] == "missing":
-        return f"missing key '{key}'"
-    value = first.get("input")
-    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
-    more = f"; {err.error_count() - 1} more error(s)" if err.error_count() > 1 else ""
-    return f"bad value for '{key}': {first['msg']}{shown}{more}"
+        text = f"unknown key '{key}'"
+    elif first["type"] == "missing":
+        text = f"missing key '{key}'"
+    else:
+        value = first.get("input")
+        shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+        more = f"; {err.error_count() - 1} more error(s)" if err.error_count() > 1 else ""
+        text = f"bad value for '{key}': {first['msg']}{shown}{more}"
+    return one_line(text)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks escaped: a key or value may hold one, a message may not."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -613,15 +620,24 @@ def _env_values() -> dict[str, Any]:
     An unknown name is an unknown key, reported like one in the file.
     """
     out: dict[str, Any] = {}
-    for name, raw in os.environ.items():
+    for name, raw in sorted(os.environ.items()):
         if not name.startswith("BMSGATE_") or name == CONFIG_ENV:
             continue
         keys = name.removeprefix("BMSGATE_").lower().split("__")
         value: Any = raw
         if raw[:1] in "[{":
-            value = yaml.safe_load(raw)  # lists and mappings as JSON
+            try:
+                value = yaml.safe_load(raw)  # lists and mappings as JSON
+            except yaml.YAMLError:
+                raise ConfigError(f"environment variable {name}: not valid JSON") from None
         node = out
         for key in keys[:-1]:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(
+                    f"environment variable {name}: '{key}' is also set as a value of its own"
+                )
+        if isinstance(node.get(keys[-1]), dict):
+            raise ConfigError(f"environment variable {name}: '{keys[-1]}' is a section")
         node[keys[-1]] = value
     return out

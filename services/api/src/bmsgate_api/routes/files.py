@@ -22,7 +22,7 @@ from ..deps import Ctx, Reader, User
 
 router = APIRouter(prefix="/api/packs/{pack}", tags=["files"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
-MonthPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+MonthPath = Annotated[str, Path(pattern=r"^[1-9]\d{3}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
 
 
 class Day(BaseModel):
