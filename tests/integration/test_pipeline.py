@@ -74,7 +74,8 @@ def test_state_travels_from_the_pty_to_the_api(
     state = PackState.model_validate(body)
     assert state.cell_count == 16 and len(state.cell_voltages) == 16
     assert all(2.5 < v < 3.7 for v in state.cell_voltages)
-    assert state.pack_voltage == pytest.approx(sum(state.cell_voltages), abs=0.1)
+    # 0x90 and 0x95 are read ~0.1 s apart while the simulated pack moves on: 0.1 V steps + drift
+    assert state.pack_voltage == pytest.approx(sum(state.cell_voltages), abs=0.3)
     assert state.ts >= started
 
     # a new state every second: the timestamp moves on
