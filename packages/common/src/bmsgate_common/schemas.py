@@ -38,7 +38,10 @@ def asyncapi() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     for kind, spec in TOPICS.items():
-        level = {"service": "service", "bus": "bus"}.get(spec.pattern.split("/")[0], "pack")
+        # what the "+" level names: a service, a bus (its reader), a history client, else a pack
+        level = {"service": "service", "bus": "bus", "history": "client"}.get(
+            spec.pattern.split("/")[0], "pack"
+        )
         address = f"{DEFAULT_BASE}/{spec.pattern.replace('+', '{' + level + '}')}"
         message = spec.model.__name__
         file = f"{_snake(message)}.v1.schema.json"
