@@ -7,6 +7,13 @@
 
 FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 
+# the web UI's chart library, from its npm lockfile (it is not in git); every build copies it in,
+# and the api package's wheel ships it (services/api/pyproject.toml, artifacts)
+FROM node:20.18.1-bookworm-slim AS web
+WORKDIR /src
+COPY services services
+RUN npm ci --no-audit --no-fund --prefix services/api/src/bmsgate_api/static
+
 FROM python:3.11.11-slim-bookworm AS build
 COPY --from=uv /uv /usr/local/bin/uv
 # bytecode compiled once at build; a copied venv (no hard links into the cache); the image's
@@ -18,6 +25,7 @@ COPY pyproject.toml uv.lock README.md ./
 COPY src src
 COPY packages packages
 COPY services services
+COPY --from=web /src/services/api/src/bmsgate_api/static/node_modules services/api/src/bmsgate_api/static/node_modules
 ARG PACKAGE=bmsgate
 # --frozen: exactly the lockfile; --no-editable: the workspace packages go into the venv itself
 RUN uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"
