@@ -16,7 +16,7 @@ import pytest
 from bmsgate_bms import daly_classic
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
-from bmsgate_common.models import Command, PackState, RawData, RawLease
+from bmsgate_common.models import Command, PackState, RawData, RawLease, SniffSet
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, MqttSettings
 from bmsgate_reader.counters import CounterStore
@@ -381,3 +381,40 @@ async def test_gadget_passthrough_and_sniffer(tmp_path: Path, mosquitto: Mosquit
     finally:
         os.close(gadget)
         os.close(gadget_port)
+
+
+async def test_sniffer_is_switched_on_and_off_at_runtime(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A SniffSet turns the sniffer on and off without a restart; the state answers it."""
+    sim = make_bus("daly_classic")
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bus/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "daly_classic", 1)) as reader,
+    ):
+        first = await seen.wait_for(lambda s: s.on("/bus/reader-0/sniff/state"))
+        assert first[0]["enabled"] is False and first[0]["transaction"] is None
+        await asyncio.sleep(0.5)  # several polls: nothing sniffed while off
+        assert seen.on("/bus/reader-0/sniff") == []
+        on = SniffSet(transaction="t-on", enabled=True)
+        await reader.backbone.publish("sniff_set", "reader-0", on)
+        await seen.wait_for(
+            lambda s: [p for p in s.on("/sniff/state") if p["transaction"] == "t-on"]
+        )
+        assert reader.sniffer.enabled
+        await seen.wait_for(lambda s: s.on("/bus/reader-0/sniff"))
+        await reader.backbone.publish(
+            "sniff_set", "reader-1", SniffSet(transaction="x", enabled=False)
+        )
+        off = SniffSet(transaction="t-off", enabled=False)
+        await reader.backbone.publish("sniff_set", "reader-0", off)
+        answers = await seen.wait_for(
+            lambda s: [p for p in s.on("/sniff/state") if p["transaction"] == "t-off"]
+        )
+        assert answers[0]["enabled"] is False and reader.sniffer.enabled is False
+        assert all(p["transaction"] != "x" for p in seen.on("/sniff/state"))  # not its bus
+        await asyncio.sleep(0.3)  # the queue drains
+        count = len(seen.on("/bus/reader-0/sniff"))
+        await asyncio.sleep(0.6)
+        assert len(seen.on("/bus/reader-0/sniff")) == count

@@ -207,6 +207,24 @@ class SniffedFrame(_Message):
     error: str | None = Field(default=None, description="why it does not decode")
 
 
+class SniffSet(_Message):
+    """Turn a bus's sniffer on or off at runtime, on ``<base>/bus/<reader>/sniff/set``."""
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION, description="echoed in the SniffState")
+    enabled: bool
+
+
+class SniffState(_Message):
+    """Whether a bus's sniffer is on, retained on ``<base>/bus/<reader>/sniff/state``."""
+
+    v: Literal[1] = 1
+    bus: str = Field(description="the reader that owns the bus, e.g. 'reader-0'")
+    enabled: bool
+    ts: AwareDatetime
+    transaction: str | None = Field(default=None, description="of the SniffSet it answers")
+
+
 class DailyStats(_Message):
     """A pack's day so far (local day of the configured time zone), retained on ``.../daily``.
 
@@ -235,6 +253,17 @@ class ServiceStatus(_Message):
     ts: AwareDatetime | None = Field(default=None, description="absent in the last will")
     version: str | None = None
     detail: dict[str, Extra] = Field(default_factory=dict, description="counters and health")
+
+
+class ServiceRestart(_Message):
+    """Ask a service to exit cleanly so its supervisor or restart policy starts it again with
+    the configuration file as it is now, on ``<base>/service/<name>/restart`` (``all``: every
+    service). Not retained.
+    """
+
+    v: Literal[1] = 1
+    ts: AwareDatetime
+    reason: str = Field(default="", max_length=200, description="shown in the service's log")
 
     @field_validator("service")
     @classmethod

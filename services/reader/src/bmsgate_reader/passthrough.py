@@ -104,16 +104,26 @@ class Passthrough:
 class Sniffer:
     """Publishes the line's traffic with what the protocol decoder makes of each frame."""
 
-    def __init__(self, backbone: Backbone, bus: str, protocol_name: str, context: dict[str, Any]):
+    def __init__(
+        self,
+        backbone: Backbone,
+        bus: str,
+        protocol_name: str,
+        context: dict[str, Any],
+        enabled: bool = True,
+    ):
         self.backbone = backbone
         self.bus = bus
         self.module = protocol(protocol_name)
         self.context = context
+        self.enabled = enabled  # bus.sniff at start; a SniffSet on the backbone changes it
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=1000)
         self.dropped = 0
 
     def see(self, direction: str, data: bytes) -> None:
         """Called by the link for each request and frame; never blocks the line."""
+        if not self.enabled:
+            return
         try:
             self.queue.put_nowait((direction, data))
         except asyncio.QueueFull:

@@ -12,7 +12,14 @@ from bmsgate_bms.driver import Driver, UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
-from bmsgate_common.models import Command, CommandResult, PackState, utcnow
+from bmsgate_common.models import (
+    Command,
+    CommandResult,
+    PackState,
+    SniffSet,
+    SniffState,
+    utcnow,
+)
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 from bmsgate_common.tasks import stop_tasks
@@ -70,9 +77,8 @@ class Reader:
             for p in bus.packs
         }
         self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
-        self.sniffer = Sniffer(backbone, backbone.service, bus.protocol, {}) if bus.sniff else None
-        if self.sniffer:
-            self.link.monitor = self.sniffer.see
+        self.sniffer = Sniffer(backbone, backbone.service, bus.protocol, {}, enabled=bus.sniff)
+        self.link.monitor = self.sniffer.see
         self.passthrough = (
             Passthrough(bus.passthrough, bus.baud, self.link) if bus.passthrough else None
         )
@@ -173,7 +179,23 @@ class Reader:
             ):
                 beat = started
                 await self.republish_availability()
+                await self.set_sniff(self.backbone.service)
             await asyncio.sleep(max(0.0, self.bus.poll_interval - (time.monotonic() - started)))
+
+    async def set_sniff(self, bus: str, request: SniffSet | None = None) -> None:
+        """Turn the sniffer on or off (``request``), then publish whether it is on."""
+        if bus != self.backbone.service:
+            return  # another reader's bus
+        if request is not None and request.enabled != self.sniffer.enabled:
+            self.sniffer.enabled = request.enabled
+            log.info("sniffer %s", "on" if request.enabled else "off")
+        state = SniffState(
+            bus=bus,
+            enabled=self.sniffer.enabled,
+            ts=utcnow(),
+            transaction=request.transaction if request else None,
+        )
+        await self.backbone.publish("sniff_state", bus, state)
 
     async def execute(self, pack_id: str, cmd: Command) -> None:
         """Carry out a command; publish the value read back from the BMS, or why it failed."""
@@ -253,7 +275,9 @@ async def serve(reader: Reader) -> None:
     reader.backbone.subscribe("command", on_command, retained=False)
     reader.backbone.subscribe("raw_lease", reader.lease.on_request, retained=False)
     reader.backbone.subscribe("raw_tx", reader.lease.on_tx, retained=False)
+    reader.backbone.subscribe("sniff_set", reader.set_sniff, retained=False)
     async with reader.backbone:
+        await reader.set_sniff(reader.backbone.service)
         helpers = [
             asyncio.create_task(job.run())
             for job in (reader.sniffer, reader.passthrough)
