@@ -128,6 +128,11 @@ class BusSettings(_Section):
         return {"variant": self.variant} if self.variant else {}
 
 
+COLOUR_PATTERN = r"^#[0-9a-fA-F]{6}$"  # #rrggbb: nothing else reaches the pages' CSS
+LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+              ".svg": "image/svg+xml", ".webp": "image/webp"}  # fmt: skip
+
+
 class ApiSettings(_Section):
     """The web UI and REST API (docs/api.md)."""
 
@@ -157,6 +162,28 @@ class ApiSettings(_Section):
         default=15.0, gt=0, le=120, description="[s] to wait for a command's result"
     )
     title: str = Field(default="bmsgate", max_length=60, description="branding: page title")
+    logo: Path | None = Field(
+        default=None, description="branding: a .png, .jpg, .svg or .webp shown in the page header"
+    )
+    accent: str | None = Field(
+        default=None, pattern=COLOUR_PATTERN, description="branding: accent colour, light theme"
+    )
+    accent_dark: str | None = Field(
+        default=None, pattern=COLOUR_PATTERN, description="branding: accent colour, dark theme"
+    )
+    weather: bool = Field(
+        default=False,
+        description="fetch a forecast for notifier.latitude/longitude from weather_url "
+        "(sends the coordinates there)",
+    )
+    weather_url: str = Field(
+        default="https://api.open-meteo.com/v1/forecast",
+        pattern=r"^https?://\S+$",
+        description="an Open-Meteo compatible forecast API",
+    )
+    weather_refresh: float = Field(
+        default=1800.0, ge=60, description="[s] between forecast fetches"
+    )
 
     @model_validator(mode="after")
     def _hash_format(self) -> ApiSettings:
@@ -169,6 +196,8 @@ class ApiSettings(_Section):
             raise ValueError(
                 "api.password_hash is not a scrypt hash (python -m bmsgate_api hash-password)"
             )
+        if self.logo is not None and self.logo.suffix.lower() not in LOGO_TYPES:
+            raise ValueError(f"api.logo must be one of {', '.join(sorted(LOGO_TYPES))}")
         return self
 
 
