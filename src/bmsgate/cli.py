@@ -14,7 +14,7 @@ from bmsgate_bms.errors import FrameError
 from bmsgate_bms.registry import PROTOCOLS, protocol
 from bmsgate_common.logs import setup_logging
 from bmsgate_common.service import until_signal
-from bmsgate_common.settings import ConfigError, load_settings
+from bmsgate_common.settings import ConfigError, Settings, load_settings
 
 from .services import SERVICES
 
@@ -25,7 +25,9 @@ def _fail(command: str, message: str, code: int = 2) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Start every service on this machine."""
+    """Start every service on this machine and apply the configuration file when it changes."""
+    from bmsgate_common.config_file import config_path
+
     from .run import supervise
 
     overrides: dict[str, object] = {}
@@ -35,8 +37,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     if args.modbus_port is not None:
         overrides["modbus"] = {"port": args.modbus_port}
+    path = config_path(args.config)
+
+    def load() -> Settings:
+        # no file yet (first start): defaults, and the web UI's setup page writes it
+        return load_settings(path if path.exists() else None, **overrides)
+
     try:
-        cfg = load_settings(args.config, **overrides)
+        cfg = load()
     except ConfigError as err:
         return _fail("run", str(err))
     setup_logging(cfg.log_level, "run")
@@ -49,6 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                         simulate=args.simulate,
                         simulate_packs=args.simulate_packs,
                         only=args.only,
+                        config_file=path.resolve(),
+                        load=load,
                     )
                 )
             )
@@ -179,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="start every service on this machine")
-    run.add_argument("--config", help="YAML configuration file (default: $BMSGATE_CONFIG)")
+    run.add_argument(
+        "--config",
+        help="YAML configuration file, watched for changes (default: $BMSGATE_CONFIG or "
+        "./bmsgate.yaml; until it exists a simulated pack runs and the web UI offers setup)",
+    )
     run.add_argument("--simulate", choices=sorted(PROTOCOLS), help="poll a simulated pack")
     run.add_argument(
         "--simulate-packs", type=_positive, default=0, metavar="N",

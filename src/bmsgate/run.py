@@ -2,35 +2,46 @@
 
 The same entry points the containers use (``python -m bmsgate_<service>``) run as children with a
 generated configuration; a private Mosquitto starts when no broker is configured, and a simulated
-pack on a pseudo-terminal when no serial port is. A child that dies is restarted with backoff.
+pack on a pseudo-terminal while no serial port is. A child that dies is restarted with backoff.
+
+The configuration file is watched: when it changes and validates, the generated configuration is
+rewritten and only the services whose sections changed are restarted (a reader per bus), so a
+file written by ``bmsgate setup``, ``bmsgate config set`` or the web UI takes effect at once. An
+invalid file is one line in the log and everything keeps running as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
-from bmsgate_common.settings import BusSettings, PackSettings, Settings
+from bmsgate_common.service import RESTART_EXIT
+from bmsgate_common.settings import BusSettings, ConfigError, PackSettings, Settings
 
 from .broker import PrivateBroker, wait_for_port
 from .proc import die_with_parent
-from .services import SERVICES
+from .services import COMMON_SECTIONS, SERVICES
 
 log = logging.getLogger("bmsgate.run")
 
 STOP_TIMEOUT = 10.0  # [s] a child gets to stop before it is killed
 USER_ERROR = 2  # exit code of a service that stopped on a problem only the user can fix
+TICK = 0.5  # [s] between looks at the children and the configuration file
+
+Loader = Callable[[], Settings]  # reads and validates the configuration file; ConfigError if bad
 
 
 @dataclass
@@ -39,6 +50,7 @@ class Child:
 
     name: str
     argv: list[str]
+    fingerprint: str = ""  # the configuration it was started with; a change restarts it
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started: float = 0.0
@@ -72,6 +84,13 @@ class Child:
             await proc.wait()
 
 
+class ChildSpec(NamedTuple):
+    """A child that should run: its command line and the configuration it reads."""
+
+    argv: list[str]
+    fingerprint: str
+
+
 def runtime_config(cfg: Settings) -> dict[str, Any]:
     """The effective settings as YAML data for the children, secrets included (file is 0600)."""
     data = cfg.model_dump(mode="json", exclude_none=True)
@@ -88,6 +107,172 @@ def write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
+def fingerprint(runtime: dict[str, Any], reads: tuple[str, ...], bus: Any = None) -> str:
+    """What of ``runtime`` a service reads, as text: equal text, no restart needed."""
+    keys = sorted(runtime) if "*" in reads else [*COMMON_SECTIONS, *reads]
+    seen = {k: runtime.get(k) for k in keys}
+    if bus is not None:
+        seen["bus"] = bus
+    return json.dumps(seen, sort_keys=True, default=str)
+
+
+def plan_children(
+    runtime: dict[str, Any],
+    config_file: Path,
+    *,
+    only: list[str] | None = None,
+    edit_file: Path | None = None,
+) -> dict[str, ChildSpec]:
+    """The children the configuration asks for, by name (``reader-0``, ``api``, ...)."""
+    py = sys.executable
+    conf = ["--config", str(config_file)]
+    specs: dict[str, ChildSpec] = {}
+    for name, service in SERVICES.items():
+        if only is not None and name not in only:
+            continue
+        argv = [py, "-m", service.module, *conf]
+        if service.per_bus:
+            for i, bus in enumerate(runtime.get("buses", [])):
+                specs[f"{name}-{i}"] = ChildSpec(
+                    [*argv, "--bus", str(i)], fingerprint(runtime, service.reads, bus)
+                )
+            continue
+        if name == "api" and edit_file is not None:  # the file its settings and setup pages write
+            argv += ["--edit-config", str(edit_file)]
+        specs[name] = ChildSpec(argv, fingerprint(runtime, service.reads))
+    return specs
+
+
+async def reconcile(children: dict[str, Child], specs: dict[str, ChildSpec]) -> list[str]:
+    """Stop the children no longer wanted or whose configuration changed, start the missing ones.
+
+    Returns the names started (new or restarted).
+    """
+    stale = [
+        name
+        for name, child in children.items()
+        if name not in specs or specs[name].fingerprint != child.fingerprint
+    ]
+    await asyncio.gather(*(children[name].stop() for name in stale))
+    for name in stale:
+        del children[name]
+    started = []
+    for name, spec in specs.items():
+        if name not in children:
+            child = Child(name, spec.argv, spec.fingerprint)
+            await child.start()
+            children[name] = child
+            started.append(name)
+    return started
+
+
+class Demo:
+    """Simulated packs on pseudo-terminals, one per bus, while no real bus is configured."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.protocol: str | None = None
+        self.sims: list[PtyServer] = []
+        self.clocks: list[asyncio.Task[None]] = []
+
+    async def buses(self, count: int, protocol: str) -> list[BusSettings]:
+        """``count`` simulated buses of ``protocol``, started on first use."""
+        if (len(self.sims), self.protocol) != (count, protocol):
+            self.close()
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                bus = make_bus(protocol, seed=i + 1)  # a different pack on each bus
+                sim = PtyServer(bus, link=self.workdir / f"ttySIM{i}")
+                await sim.__aenter__()
+                self.sims.append(sim)
+                self.clocks.append(asyncio.create_task(bus.run_time(speed=1.0)))
+            self.protocol = protocol
+            log.info("%d simulated %s pack(s) on %s", count, protocol, self.sims[0].port)
+        return [
+            BusSettings(
+                port=sim.port,
+                protocol=protocol,
+                poll_interval=1.0,
+                packs=[PackSettings(id=f"sim-{i + 1}", name=f"Simulated pack {i + 1}")],
+            )
+            for i, sim in enumerate(self.sims)
+        ]
+
+    def close(self) -> None:
+        """Stop every simulated pack."""
+        for clock in self.clocks:
+            clock.cancel()
+        for sim in self.sims:
+            sim.close()
+        self.sims, self.clocks, self.protocol = [], [], None
+
+
+def file_signature(path: Path | None) -> tuple[int, int, int] | None:
+    """Changes when the file is written or replaced; None while it does not exist."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@dataclass
+class Supervisor:
+    """The running pipeline: broker, simulated packs and children for one configuration."""
+
+    runtime: Path
+    simulate: str | None = None
+    simulate_packs: int = 0
+    only: list[str] | None = None
+    edit_file: Path | None = None
+    broker: PrivateBroker | None = None
+    demo: Demo | None = None
+    demo_wanted: bool = False
+    children: dict[str, Child] = field(default_factory=dict)
+
+    async def effective(self, cfg: Settings) -> Settings:
+        """``cfg`` with the private broker and the simulated buses filled in."""
+        if cfg.mqtt.host is None:
+            if self.broker is None:
+                self.broker = PrivateBroker(self.runtime / "mosquitto")
+                self.broker.start()
+                log.info("private mosquitto on 127.0.0.1:%d", self.broker.port)
+            mqtt = cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": self.broker.port})
+            cfg = cfg.model_copy(update={"mqtt": mqtt})
+        count = self.simulate_packs or (1 if self.simulate or not cfg.buses else 0)
+        self.demo_wanted = count > 0
+        if count:
+            self.demo = self.demo or Demo(self.runtime)
+            buses = await self.demo.buses(count, self.simulate or "daly_classic")
+            cfg = cfg.model_copy(update={"buses": buses})
+        return cfg
+
+    async def apply(self, cfg: Settings) -> Settings:
+        """Run what ``cfg`` asks for; returns the effective settings."""
+        cfg = await self.effective(cfg)
+        config_file = self.runtime / "config.yaml"
+        runtime = runtime_config(cfg)
+        write_private(config_file, yaml.safe_dump(runtime, sort_keys=False))
+        specs = plan_children(runtime, config_file, only=self.only, edit_file=self.edit_file)
+        started = await reconcile(self.children, specs)
+        if self.demo is not None and not self.demo_wanted:
+            self.demo.close()  # a real bus replaced the simulated one; its reader has stopped
+            self.demo = None
+        if started:
+            log.debug("started %s", ", ".join(started))
+        return cfg
+
+    async def close(self) -> None:
+        """Stop every child, then the simulated packs and the broker."""
+        await asyncio.gather(*(c.stop() for c in self.children.values()))
+        if self.demo is not None:
+            self.demo.close()
+        if self.broker is not None:
+            self.broker.stop()
+
+
 async def supervise(
     cfg: Settings,
     *,
@@ -95,103 +280,86 @@ async def supervise(
     simulate_packs: int = 0,
     only: list[str] | None = None,
     print_url: bool = True,
+    config_file: Path | None = None,
+    load: Loader | None = None,
 ) -> None:
     """Run the pipeline until cancelled, then stop every child cleanly.
 
     ``simulate_packs`` N > 0 replaces the buses by N simulated ones, one pack and one reader each
     (load and scale-out tests); ``only`` limits the children to those services (an edge machine
-    runs only its readers against a central broker).
+    runs only its readers against a central broker). With ``config_file`` and ``load`` the file
+    is watched and a valid change is applied (see the module's docstring).
     """
-    runtime = cfg.data_dir.resolve() / "run"
-    broker: PrivateBroker | None = None
-    sims: list[PtyServer] = []
-    sim_clocks: list[asyncio.Task[None]] = []
-    children: list[Child] = []
+    sup = Supervisor(
+        cfg.data_dir.resolve() / "run",
+        simulate=simulate,
+        simulate_packs=simulate_packs,
+        only=only,
+        edit_file=config_file,
+    )
     try:
-        if cfg.mqtt.host is None:
-            broker = PrivateBroker(runtime / "mosquitto")
-            broker.start()
-            cfg = cfg.model_copy(
-                update={
-                    "mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": broker.port})
-                }
-            )
-            log.info("private mosquitto on 127.0.0.1:%d", broker.port)
-        count = simulate_packs or (1 if simulate or not cfg.buses else 0)
-        if count:
-            protocol = simulate or "daly_classic"
-            runtime.mkdir(parents=True, exist_ok=True)
-            sim_buses = []
-            for i in range(count):
-                bus = make_bus(protocol, seed=i + 1)  # a different pack on each bus
-                sim = PtyServer(bus, link=runtime / f"ttySIM{i}")
-                await sim.__aenter__()
-                sims.append(sim)
-                sim_clocks.append(asyncio.create_task(bus.run_time(speed=1.0)))
-                pack = PackSettings(id=f"sim-{i + 1}", name=f"Simulated pack {i + 1}")
-                sim_buses.append(
-                    BusSettings(port=sim.port, protocol=protocol, poll_interval=1.0, packs=[pack])
-                )
-            cfg = cfg.model_copy(update={"buses": sim_buses})
-            log.info("%d simulated %s pack(s) on %s", count, protocol, sims[0].port)
-        config_file = runtime / "config.yaml"
-        write_private(config_file, yaml.safe_dump(runtime_config(cfg), sort_keys=False))
-        py = sys.executable
-        conf = ["--config", str(config_file)]
-        children = []
-        for name, service in SERVICES.items():
-            if only is not None and name not in only:
-                continue
-            if service.per_bus:
-                children += [
-                    Child(f"{name}-{i}", [py, "-m", service.module, *conf, "--bus", str(i)])
-                    for i in range(len(cfg.buses))
-                ]
-            else:
-                children.append(Child(name, [py, "-m", service.module, *conf]))
-        for child in children:
-            await child.start()
-        host = "127.0.0.1" if cfg.api.host in ("0.0.0.0", "::") else cfg.api.host
+        effective = await sup.apply(cfg)
+        host = "127.0.0.1" if effective.api.host in ("0.0.0.0", "::") else effective.api.host
         with_api = only is None or "api" in only
-        ready = with_api and await asyncio.to_thread(wait_for_port, host, cfg.api.port, 15.0)
+        ready = with_api and await asyncio.to_thread(wait_for_port, host, effective.api.port, 15.0)
         if print_url and with_api:
             state = "" if ready else " (not answering yet)"
-            print(f"bmsgate is running: web UI at http://{host}:{cfg.api.port}/{state}", flush=True)  # noqa: T201
-        await _watch(children)
+            url = f"http://{host}:{effective.api.port}/"
+            print(f"bmsgate is running: web UI at {url}{state}", flush=True)  # noqa: T201
+        if with_api and config_file is not None and not cfg.buses:
+            log.info(
+                "no bus configured in %s yet: set bmsgate up at http://%s:%d/setup.html "
+                "(or run bmsgate setup)", config_file, host, effective.api.port,
+            )  # fmt: skip
+        await _watch(sup, config_file, load)
     finally:
-        await asyncio.gather(*(c.stop() for c in children))
-        for clock in sim_clocks:
-            clock.cancel()
-        for sim in sims:
-            sim.close()
-        if broker:
-            broker.stop()
+        await sup.close()
 
 
-async def _watch(children: list[Child]) -> None:
-    """Restart a child that exits, waiting longer each time it dies young (no crash storm).
+async def _watch(sup: Supervisor, config_file: Path | None, load: Loader | None) -> None:
+    """Apply the configuration file when it changes; restart a child that exits.
 
     Exit code 2 means a problem only the user can fix (configuration, a port it may not bind):
-    restarting would only repeat the message, so that child stays stopped.
+    restarting would only repeat the message, so that child stays stopped until its
+    configuration changes. RESTART_EXIT is a restart asked for over the backbone.
     """
+    seen = file_signature(config_file)
     while True:
-        await asyncio.sleep(0.5)
-        now = time.monotonic()
-        for child in children:
-            proc = child.process
-            if proc is not None and proc.returncode is not None:
-                child.process = None
-                if proc.returncode == USER_ERROR:
-                    child.given_up = True
-                    log.error("%s stopped (see its message above); not restarting", child.name)
-                    continue
-                lived = now - child.started
-                child.backoff = 1.0 if lived > 60 else min(60.0, child.backoff * 2)
-                child.restart_at = now + child.backoff
+        await asyncio.sleep(TICK)
+        now_seen = file_signature(config_file)
+        if load is not None and now_seen is not None and now_seen != seen:
+            seen = now_seen
+            try:
+                cfg = load()
+            except ConfigError as err:
+                log.error("configuration not applied, services keep running: %s", err)
+            else:
+                await sup.apply(cfg)
+                log.info("configuration %s applied", config_file)
+        await _restart_exited(sup.children.values())
+
+
+async def _restart_exited(children: Any) -> None:
+    now = time.monotonic()
+    for child in children:
+        proc = child.process
+        if proc is not None and proc.returncode is not None:
+            child.process = None
+            if proc.returncode == USER_ERROR:
+                child.given_up = True
+                log.error("%s stopped (see its message above); not restarting", child.name)
+                continue
+            lived = now - child.started
+            if proc.returncode == RESTART_EXIT:
+                child.backoff = 0.0
+                log.info("%s restarting on request", child.name)
+            else:
+                child.backoff = 1.0 if lived > 60 else min(60.0, max(child.backoff, 0.5) * 2)
                 log.warning(
                     "%s exited with code %s; restarting in %.0f s",
                     child.name, proc.returncode, child.backoff,
                 )  # fmt: skip
-            elif proc is None and not child.given_up and now >= child.restart_at:
-                child.restarts += 1
-                await child.start()
+            child.restart_at = now + child.backoff
+        elif proc is None and not child.given_up and now >= child.restart_at:
+            child.restarts += 1
+            await child.start()

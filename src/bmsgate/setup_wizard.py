@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
-from .config_cli import MASK, config_path, plain, validate, write_private
+from bmsgate_common.config_file import config_path, validate, write_private
+from bmsgate_common.config_view import MASK, plain
+
 from .ports import list_serial_ports
 from .scan import DEFAULT_TIMEOUT, Found, plan_probes, run_scan
 

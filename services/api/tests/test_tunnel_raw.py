@@ -225,7 +225,7 @@ async def test_settings_are_shown_and_downloaded_with_every_secret_masked() -> N
 
 
 def test_credentials_in_urls_are_masked_too() -> None:
-    from bmsgate_api.routes.settings import masked
+    from bmsgate_common.config_file import mask_urls as masked
 
     data = {"a": ["mqtts://user:pw@broker:8883/x", "http://127.0.0.1:8086"], "n": 3}
     assert masked(data) == {

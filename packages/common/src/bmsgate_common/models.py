@@ -273,6 +273,18 @@ class ServiceRestart(_Message):
         return value
 
 
+class ServiceRestart(_Message):
+    """Ask a service to exit and be started again, on ``<base>/service/<name>/restart``.
+
+    The service stops cleanly with exit code 75; its supervisor or restart policy starts it
+    again with the configuration file as it is now. ``all`` names every service. Not retained.
+    """
+
+    v: Literal[1] = 1
+    ts: AwareDatetime
+    reason: str = Field(default="", max_length=200, description="shown in the service's log")
+
+
 HistoryResolution = Literal["raw", "1m", "15m", "1d"]
 HistoryField = Literal[
     "cells", "soc", "pack_voltage", "current", "power", "temperatures", "mos_temperature",

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from zmqtt.errors import MQTTError
 
 from . import topics
-from .models import Extra, ServiceStatus, utcnow
+from .models import Extra, ServiceRestart, ServiceStatus, utcnow
+from .service import request_restart
 from .settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,12 @@ class Backbone:
         self.dropped = 0  # invalid incoming messages
         self.unsent = 0  # publishes that failed while the broker was away
         self._heartbeat: asyncio.Task[None] | None = None
+        self.subscribe("service_restart", self._on_restart, retained=False)
+
+    async def _on_restart(self, name: str, request: ServiceRestart) -> None:
+        if name in (self.service, "all"):
+            log.info("restart requested%s", f": {request.reason}" if request.reason else "")
+            request_restart()
 
     def subscribe(self, kind: str, handler: Handler[Any], *, retained: bool = True) -> None:
         """Call ``handler(name, model)`` for every valid message of ``kind`` (a topics key).

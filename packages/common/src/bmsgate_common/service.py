@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 from .logs import setup_logging
 from .settings import ConfigError, Settings, load_settings
+
+# exit code of a service that stopped because a restart was asked for over the backbone:
+# not 0, so a restart policy "on-failure" (systemd) starts it again like "unless-stopped" does
+RESTART_EXIT = 75  # EX_TEMPFAIL, sysexits.h
+_restart_requested: list[bool] = [False]
 
 Runner = Callable[[Settings, argparse.Namespace], Awaitable[None]]
 Check = Callable[[Settings, argparse.Namespace], str | None]
@@ -45,7 +51,13 @@ def service_main(
     setup_logging(cfg.log_level, name)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(until_signal(run(cfg, args)))
-    return 0
+    return RESTART_EXIT if _restart_requested[0] else 0
+
+
+def request_restart() -> None:
+    """Stop this service as SIGTERM would, and exit with RESTART_EXIT."""
+    _restart_requested[0] = True
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def until_signal(work: Awaitable[None]) -> None:

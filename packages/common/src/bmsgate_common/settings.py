@@ -584,16 +584,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"config file {path}: {err.strerror}") from err
+    return parse_yaml(text, f"config file {path}")
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    """YAML configuration text as raw data; ConfigError in one line naming ``source``."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file {path}{where}: not valid YAML") from err
+        raise ConfigError(f"{source}{where}: not valid YAML") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping of keys")
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
     return data
 
 

@@ -8,13 +8,25 @@ import sys
 from collections.abc import Sequence
 
 from bmsgate_common.service import service_main
-from bmsgate_common.settings import Settings
+from bmsgate_common.settings import CONFIG_ENV, Settings
 
 
-async def _run(cfg: Settings, _: argparse.Namespace) -> None:
+async def _run(cfg: Settings, args: argparse.Namespace) -> None:
+    import os
+    from pathlib import Path
+
     from .service import run_api
 
-    await run_api(cfg)
+    edit = args.edit_config or args.config or os.environ.get(CONFIG_ENV)
+    await run_api(cfg, Path(edit) if edit else None)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--edit-config",
+        metavar="FILE",
+        help="the configuration file the settings and setup pages write (default: --config)",
+    )
 
 
 def hash_password_main() -> int:
@@ -41,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["hash-password"]:
         return hash_password_main()
-    return service_main("api", _run, argv)
+    return service_main("api", _run, argv, add_arguments=_arguments)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -32,6 +33,7 @@ class Context:
     sniff_hub: Hub = field(default_factory=Hub)
     raw_rx: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)  # pack -> collector
     raw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    config_file: Path | None = None  # the file the settings and setup pages write
 
 
 def context(request: Request) -> Context:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Generator
 from datetime import timedelta
+from pathlib import Path
 
 import uvicorn
 
@@ -27,10 +28,14 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def run_api(cfg: Settings) -> None:
-    """Serve the API until cancelled, then shut down within 2 s."""
+async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
+    """Serve the API until cancelled, then shut down within 2 s.
+
+    ``config_file`` is the file the settings and setup pages edit (None: they cannot write).
+    """
     store = PackStore(stale_after=timedelta(seconds=cfg.api.stale_after))
     ctx = make_context(store, cfg, Backbone(cfg.mqtt, "api"), persist=True)
+    ctx.config_file = config_file
     if ctx.passwords.current() is None:
         log.warning(
             "no password is set: the first visit to http://<this host>:%d/ asks for one",

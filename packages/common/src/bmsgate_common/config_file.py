@@ -1,0 +1,183 @@
+"""The configuration file as its owner edits it: read, change, validate, write, show masked.
+
+One place for ``bmsgate config``, ``bmsgate setup`` and the web UI's settings and setup pages.
+The raw YAML data is what gets changed and written (defaults stay implicit, comments are not
+kept); before anything is written the whole file is validated with the services' own Settings
+model, so a bad key or value is one line naming it and the file is left as it was. The file may
+hold secrets: it is written mode 0600 and replaced atomically. Shown to people, every secret is
+masked (MASK); a masked value that comes back from a form is replaced by the stored one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .config_view import MASK, plain
+from .settings import CONFIG_ENV, ConfigError, Settings, _read_yaml, explain, one_line
+from .settings import parse_yaml as parse_yaml  # YAML text (an upload, the editor) as raw data
+
+DEFAULT_FILE = "bmsgate.yaml"
+_USERINFO = re.compile(r"(?P<scheme>\w[\w+.-]*://)[^/@\s]*@")  # user:password@ in any URL
+
+
+class KeyProblem(ConfigError):
+    """A key that does not exist or cannot be set; the message names it."""
+
+
+def config_path(arg: str | Path | None = None) -> Path:
+    """The file to work on: ``arg``, else $BMSGATE_CONFIG, else ./bmsgate.yaml."""
+    return Path(arg or os.environ.get(CONFIG_ENV) or DEFAULT_FILE)
+
+
+def read_raw(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
+    """What the file says (empty when it does not exist yet); ConfigError if it is not YAML."""
+    return {} if missing_ok and not path.exists() else _read_yaml(path)
+
+
+def leaves(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every (dotted key, value) of nested data."""
+    if isinstance(data, dict):
+        return [leaf for k, v in data.items() for leaf in leaves(v, f"{prefix}{k}.")]
+    if isinstance(data, list):
+        return [leaf for i, v in enumerate(data) for leaf in leaves(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), data)]
+
+
+def validate(raw: dict[str, Any], source: str | Path) -> Settings:
+    """The settings the data would give; ConfigError in one line when they are invalid."""
+    masked = [k for k, v in leaves(raw) if isinstance(v, str) and MASK in v]
+    if masked:
+        raise ConfigError(
+            f"'{one_line(masked[0])}' holds a masked secret ({MASK}); give the real value"
+        )
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"config error in {source}: {explain(err)}") from None
+
+
+def lookup(data: Any, key: str) -> Any:
+    """The value at a dotted key; KeyProblem names the part that does not exist."""
+    node = data
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            raise KeyProblem(f"no key '{one_line(key)}' (no '{one_line(part)}' there)")
+    return node
+
+
+def assign(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """A copy of raw file data with ``key`` set; a list index may append one item."""
+    root: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
+    node: Any = root
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = one_line(".".join(parts[: i + 1]))
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) > len(node):
+                raise KeyProblem(f"'{where}': no item {one_line(part)} in that list")
+            index = int(part)
+            if index == len(node):
+                node.append(value if last else {})
+            elif last:
+                node[index] = value
+            node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, [] if parts[i + 1].isdigit() else {})
+        else:
+            raise KeyProblem(f"'{one_line('.'.join(parts[:i]))}' is a value, not a section")
+    return root
+
+
+def write_private(path: Path, data: dict[str, Any]) -> None:
+    """Write the file readable by its owner only (it may hold secrets), replacing it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        yaml.safe_dump(data, out, sort_keys=False, allow_unicode=True)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)
+
+
+def save(path: Path, raw: dict[str, Any]) -> Settings:
+    """Validate ``raw`` and write it to ``path``; nothing is written when it is invalid."""
+    cfg = validate(raw, path)
+    write_private(path, raw)
+    return cfg
+
+
+def mask_urls(value: Any) -> Any:
+    """Credentials in any URL masked (``mqtt://user:pw@host`` -> ``mqtt://********@host``)."""
+    if isinstance(value, dict):
+        return {k: mask_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_urls(v) for v in value]
+    if isinstance(value, str):
+        return _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", value)
+    return value
+
+
+def effective_view(cfg: Settings) -> dict[str, Any]:
+    """The effective settings (file, environment, defaults) for people: every secret masked."""
+    data: dict[str, Any] = mask_urls(plain(cfg, secrets=False))
+    return data
+
+
+def secret_keys(raw: dict[str, Any]) -> set[str]:
+    """The dotted keys of ``raw`` that hold a secret (SecretStr fields), found by the model."""
+    try:
+        cfg = Settings.model_validate(raw)
+    except ValidationError:
+        return set()  # an invalid file is shown as it is: mask_urls and masked() still apply
+    hidden = dict(leaves(plain(cfg, secrets=False)))
+    return {k for k, v in leaves(plain(cfg, secrets=True)) if hidden.get(k) != v}
+
+
+def masked(raw: dict[str, Any]) -> dict[str, Any]:
+    """The file's own data for people: secrets and URL credentials masked."""
+    secret = secret_keys(raw)
+
+    def walk(value: Any, prefix: str) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, f"{prefix}{k}.") for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{prefix}{i}.") for i, v in enumerate(value)]
+        return MASK if prefix.rstrip(".") in secret and value is not None else mask_urls(value)
+
+    data: dict[str, Any] = walk(raw, "")
+    return data
+
+
+def keep_secrets(new: Any, stored: Any) -> Any:
+    """``new`` with every masked value replaced by the stored one at the same key.
+
+    A form shows secrets masked; sending the form back unchanged must keep them. A masked
+    value with nothing stored at its key stays masked, and validate() then names it.
+    """
+    if isinstance(new, dict):
+        old = stored if isinstance(stored, dict) else {}
+        return {k: keep_secrets(v, old.get(k)) for k, v in new.items()}
+    if isinstance(new, list):
+        old_list = stored if isinstance(stored, list) else []
+        return [
+            keep_secrets(v, old_list[i] if i < len(old_list) else None) for i, v in enumerate(new)
+        ]
+    masked_here = new == MASK or (isinstance(new, str) and MASK in new and mask_urls(stored) == new)
+    if stored is not None and masked_here:
+        return stored
+    return new
