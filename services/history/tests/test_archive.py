@@ -128,6 +128,7 @@ def test_offline_packs_make_gaps_not_repeated_values(tmp_path: Path) -> None:
          b'"start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z"}', "fields.0", "t9"),
         (b'{"transaction": "t 9", "pack": "p1"}', "transaction", None),
         (b"[]", "invalid query", None),
+        (b"[" * 5000 + b"]" * 5000, "recursion limit", None),  # json.loads: RecursionError
     ],
 )  # fmt: skip
 def test_malformed_queries_get_an_error_reply(

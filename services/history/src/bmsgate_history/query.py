@@ -36,7 +36,7 @@ def parse(payload: bytes | str) -> HistoryQuery | HistoryReply:
         transaction = None
         try:
             data = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting: json's stack, not pydantic's limit
             data = None
         if isinstance(data, dict):
             candidate = data.get("transaction")
