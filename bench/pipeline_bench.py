@@ -26,6 +26,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -320,8 +322,6 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
         pids["bench (generator + watchers)"] = 0  # this process
         gen = asyncio.create_task(generate(bench, backbone.port, warmup + seconds))
         await asyncio.sleep(warmup)
-        import os
-
         pids["bench (generator + watchers)"] = os.getpid()
         start, published0 = time.perf_counter(), bench.published
         cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
@@ -360,7 +360,10 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for proc in procs.values():
-            proc.terminate()
+            # under py-spy, stop the service itself: py-spy writes its profile when it exits
+            kid = service_pid(proc)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(kid, signal.SIGTERM)
         for proc in procs.values():
             try:
                 proc.wait(15)

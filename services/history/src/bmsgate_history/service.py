@@ -13,9 +13,6 @@ from datetime import tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from faststream.mqtt import MQTTMessage, QoS
-
-from bmsgate_common import topics
 from bmsgate_common.models import Availability, HealthReport, HistoryReply, PackState, utcnow
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import HistorySettings, Settings
@@ -240,19 +237,7 @@ async def run_history(cfg: Settings) -> None:
     history.replay(to_ms(utcnow()))
     backbone.subscribe("state", history.on_state, retained=False)
     backbone.subscribe("availability", history.on_availability, retained=True)
-    request_spec = topics.TOPICS["history_request"]
-    base = backbone.base
-
-    async def on_request(msg: MQTTMessage) -> None:
-        raw = msg.raw_message
-        client = topics.name_in(raw.topic, "history_request", base)
-        if client is None or raw.retain:
-            return
-        await history.on_request(client, bytes(raw.payload))
-
-    backbone.broker.subscriber(topics.pattern("history_request", base), qos=QoS(request_spec.qos))(
-        on_request
-    )
+    backbone.subscribe_raw("history_request", history.on_request, retained=False)
     tasks: list[asyncio.Task[None]] = []
     try:
         async with backbone:
