@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bmsgate.ports import Port, by_id_names, holders, show
+from bmsgate.ports import show
+from bmsgate_bms.discovery import Port, by_id_names, holders
 
 BUS = "{port: /dev/serial/by-id/usb-FTDI_A1-if00-port0, protocol: daly_classic, packs: [{id: garage}]}"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bmsgate.scan import Probe, parse_addresses, plan_probes, run_scan
+from bmsgate_bms.discovery import Probe, parse_addresses, plan_probes, run_scan
+from bmsgate_reader.serial_link import SerialLink
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
 from bmsgate_bms.sim.daly_new import DalyNewBoard
@@ -94,7 +95,7 @@ async def test_scan_finds_every_board(
     bus = bus_factory()
     probes = plan_probes(protocols, parse_addresses("1-4"))
     async with PtyServer(bus) as pty:
-        report = await run_scan(pty.port, probes, TIMEOUT)
+        report = await run_scan(pty.port, probes, TIMEOUT, link_factory=SerialLink)
     got = [
         (f.probe.protocol, f.probe.variant, f.probe.baudrate, f.probe.address) for f in report.found
     ]
@@ -113,7 +114,9 @@ async def test_garbage_on_the_line_finds_nothing_and_is_reported() -> None:
     bus = make_bus("daly_classic")
     bus.faults.mode = "garbage"
     async with PtyServer(bus) as pty:
-        report = await run_scan(pty.port, plan_probes(["daly_classic"], [1, 2]), TIMEOUT)
+        report = await run_scan(
+            pty.port, plan_probes(["daly_classic"], [1, 2]), TIMEOUT, link_factory=SerialLink
+        )
     assert report.found == []
     assert report.junk.get(9600, 0) > 0
 
@@ -130,7 +133,7 @@ def silent_pty() -> Iterator[str]:
 async def test_silent_port_finds_nothing_in_probes_times_timeout(silent_pty: str) -> None:
     probes = plan_probes()
     started = time.monotonic()
-    report = await run_scan(silent_pty, probes, 0.05)
+    report = await run_scan(silent_pty, probes, 0.05, link_factory=SerialLink)
     elapsed = time.monotonic() - started
     assert report.found == [] and report.invalid == []
     assert report.probes == len(probes) == 64

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
-from bmsgate.setup_wizard import Answers, build_config, pack_id, time_zone
+from bmsgate.setup_wizard import time_zone
+from bmsgate_common.first_run import BusAnswer, FoundPack, SetupAnswers, build_config, pack_id
 from bmsgate_common.settings import Settings
 from tests.support.procs import start_simulator
 
@@ -79,10 +81,10 @@ def test_silent_port_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_build_config_and_helpers() -> None:
-    answers = Answers(
-        port="/dev/serial/by-id/usb-X", found=[{"protocol": "daly_new", "address": 1, "variant": "d2"}],
-        names=["Garage #1"], broker="192.0.2.7:1884", influx_url="http://127.0.0.1:8086",
-        notify_url="pover://u@t",
+    answers = SetupAnswers(
+        buses=[BusAnswer(port="/dev/serial/by-id/usb-X", packs=[
+            FoundPack(protocol="daly_new", address=1, variant="d2", name="Garage #1")])],
+        broker="192.0.2.7:1884", influx_url="http://127.0.0.1:8086", notify_urls=["pover://u@t"],
     )  # fmt: skip
     cfg = Settings.model_validate(build_config(answers))
     assert cfg.buses[0].variant == "d2" and cfg.buses[0].packs[0].id == "garage-1"
@@ -90,3 +92,29 @@ def test_build_config_and_helpers() -> None:
     assert cfg.history.influx.enabled and cfg.notifier.targets[0].name == "phone"
     assert pack_id("Pack 1", {"pack-1"}) == "pack-1-2"
     assert time_zone(-36.85, 174.76) == "Pacific/Auckland"
+
+
+def test_two_buses_and_a_bank_across_them() -> None:
+    answers = SetupAnswers.model_validate({
+        "buses": [
+            {"port": "/dev/ttyUSB0", "packs": [{"protocol": "jk_pb", "address": 1, "name": "Left"},
+                                                {"protocol": "jk_pb", "address": 2, "name": "Right"}]},
+            {"port": "/dev/ttyUSB1", "packs": [{"protocol": "daly_classic", "address": 1, "name": "Shed"}]},
+        ],
+        "banks": [{"name": "House bank", "packs": ["Left", "Right", "Shed"]}],
+        "notify_urls": ["json://127.0.0.1:9/a", "pover://u@t"],
+    })  # fmt: skip
+    cfg = Settings.model_validate(build_config(answers))
+    assert [b.protocol for b in cfg.buses] == ["jk_pb", "daly_classic"]
+    assert cfg.banks[0].id == "house-bank" and cfg.banks[0].packs == ["left", "right", "shed"]
+    assert [t.name for t in cfg.notifier.targets] == ["phone", "target-2"]
+
+
+def test_answers_refuse_twin_names_and_unknown_bank_members() -> None:
+    pack = {"protocol": "jk_pb", "address": 1, "name": "A"}
+    twin = {"buses": [{"port": "p", "packs": [pack, {**pack, "address": 2}]}]}
+    with pytest.raises(ValueError, match="two packs are named 'A'"):
+        SetupAnswers.model_validate(twin)
+    bank = {"buses": [{"port": "p", "packs": [pack]}], "banks": [{"name": "B", "packs": ["A", "Z"]}]}
+    with pytest.raises(ValueError, match="no pack named 'Z'"):
+        SetupAnswers.model_validate(bank)

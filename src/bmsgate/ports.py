@@ -4,69 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 from typing import TextIO
 
 from serial.tools import list_ports
 
-BY_ID = Path("/dev/serial/by-id")
-
-
-@dataclass(frozen=True)
-class Port:
-    """One serial port as a user picks it."""
-
-    device: str  # /dev/ttyUSB0
-    by_id: str | None  # /dev/serial/by-id/usb-FTDI_...: stays the same across replugs
-    description: str
-    vid_pid: str | None  # USB vendor:product, e.g. 0403:6001 (FTDI), 1a86:7523 (CH340)
-    serial_number: str | None
-    held_by: list[str]  # processes that have it open, "pid name"
-
-
-def by_id_names(directory: Path = BY_ID) -> dict[str, str]:
-    """Device -> its by-id link, for every link udev made."""
-    try:
-        return {os.path.realpath(link): str(link) for link in sorted(directory.iterdir())}
-    except OSError:
-        return {}
-
-
-def holders(device: str, proc: Path = Path("/proc")) -> list[str]:
-    """The processes with ``device`` open (those this user may look at)."""
-    found = []
-    for pid in proc.iterdir():
-        if not pid.name.isdigit():
-            continue
-        try:
-            fds = list((pid / "fd").iterdir())
-            if any(os.path.realpath(fd) == device for fd in fds):
-                found.append(f"{pid.name} {(pid / 'comm').read_text().strip()}")
-        except OSError:
-            continue  # gone meanwhile, or not ours to see
-    return found
-
-
-def list_serial_ports() -> list[Port]:
-    """Every serial port pyserial finds, with its by-id name and holders."""
-    names = by_id_names()
-    ports = []
-    for info in sorted(list_ports.comports(), key=lambda p: p.device):
-        device = os.path.realpath(info.device)
-        ports.append(
-            Port(
-                device=info.device,
-                by_id=names.get(device),
-                description=info.description if info.description != "n/a" else "",
-                vid_pid=f"{info.vid:04x}:{info.pid:04x}" if info.vid is not None else None,
-                serial_number=info.serial_number,
-                held_by=holders(device),
-            )
-        )
-    return ports
+from bmsgate_bms.discovery import Port, list_serial_ports
 
 
 def show(ports: list[Port], out: TextIO) -> None:
@@ -88,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``bmsgate ports``."""
-    ports = list_serial_ports()
+    ports = list_serial_ports(list_ports.comports())
     if args.json:
         for port in ports:
             sys.stdout.write(json.dumps(asdict(port)) + "\n")

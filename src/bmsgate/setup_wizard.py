@@ -13,97 +13,30 @@ import asyncio
 import getpass
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
+from serial.tools import list_ports
 
-from bmsgate_common.config_file import config_path, validate, write_private
-from bmsgate_common.config_view import MASK, plain
-
-from .ports import list_serial_ports
-from .scan import DEFAULT_TIMEOUT, Found, plan_probes, run_scan
+from bmsgate_bms.discovery import DEFAULT_TIMEOUT, Found, list_serial_ports, plan_probes, run_scan
+from bmsgate_common.config_file import config_path, effective_view, save
+from bmsgate_common.first_run import BankAnswer, BusAnswer, FoundPack, SetupAnswers, build_config
+from bmsgate_notifier.report import find_zone
+from bmsgate_reader.serial_link import SerialLink
 
 Ask = Callable[[str, str], str]  # (question, default) -> answer
 
 
-@dataclass
-class Answers:
-    """Everything the wizard asked, as plain values: ``build_config`` turns it into settings."""
-
-    port: str
-    found: list[dict[str, Any]]  # one per BMS: protocol, address, variant, cell_count
-    names: list[str]  # display names, one per BMS
-    bank: bool = False
-    broker: str | None = None  # host[:port] of an existing MQTT broker; None = private broker
-    home_assistant: bool = False
-    modbus: bool = True
-    influx_url: str | None = None
-    notify_url: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    password_hash: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def pack_id(name: str, taken: set[str]) -> str:
-    """A pack id from a display name: lowercase, digits, - and _; unique."""
-    words = "".join(c if c.isalnum() else " " for c in name.lower()).split()
-    base = "-".join(words)[:28] or "pack"
-    candidate, n = base, 2
-    while candidate in taken:
-        candidate, n = f"{base}-{n}", n + 1
-    taken.add(candidate)
-    return candidate
-
-
-def build_config(a: Answers) -> dict[str, Any]:
-    """The configuration file's data for these answers (validated by the caller)."""
-    protocol = a.found[0]["protocol"]
-    taken: set[str] = set()
-    packs = [
-        {"id": pack_id(name, taken), "name": name, "address": bms["address"]}
-        for name, bms in zip(a.names, a.found, strict=True)
-    ]
-    bus: dict[str, Any] = {"port": a.port, "protocol": protocol, "packs": packs}
-    if a.found[0].get("variant") and protocol == "daly_new":
-        bus["variant"] = a.found[0]["variant"]
-    cfg: dict[str, Any] = {"buses": [bus]}
-    if a.broker:
-        host, _, port = a.broker.partition(":")
-        cfg["mqtt"] = {"host": host, **({"port": int(port)} if port else {})}
-    if a.bank and len(packs) > 1:
-        cfg["banks"] = [{"id": "bank", "name": "Bank", "packs": [p["id"] for p in packs]}]
-    if a.home_assistant:
-        cfg["publisher"] = {
-            "targets": [{"name": "homeassistant", "homeassistant": {"enabled": True}}]
-        }
-    cfg["modbus"] = {"enabled": a.modbus}
-    if a.influx_url:
-        cfg["history"] = {"influx": {"enabled": True, "url": a.influx_url}}
-    notifier: dict[str, Any] = {}
-    if a.notify_url:
-        notifier["targets"] = [{"name": "phone", "url": a.notify_url}]
-    if a.latitude is not None and a.longitude is not None:
-        notifier |= {"latitude": a.latitude, "longitude": a.longitude}
-    if notifier:
-        cfg["notifier"] = notifier
-    if a.password_hash:
-        cfg["api"] = {"password_hash": a.password_hash}
-    return cfg | a.extra
-
-
 def time_zone(latitude: float, longitude: float) -> str:
-    """The time zone at a place, found offline."""
-    import tzfpy
-
-    return str(tzfpy.get_tz(longitude, latitude))  # tzfpy takes longitude first
+    """The time zone at a place, found offline (tzfpy, as the notifier does)."""
+    zone = find_zone(latitude, longitude, None)
+    return str(getattr(zone, "key", zone))
 
 
 def scan_port(port: str, timeout: float = DEFAULT_TIMEOUT) -> list[Found]:
     """Every BMS that answers on ``port``."""
-    return asyncio.run(run_scan(port, plan_probes(), timeout)).found
+    report = asyncio.run(run_scan(port, plan_probes(), timeout, link_factory=SerialLink))
+    return report.found
 
 
 def interview(
@@ -112,12 +45,13 @@ def interview(
     out: Any,
     port: str | None,
     scan_timeout: float = DEFAULT_TIMEOUT,
-) -> Answers:
+) -> SetupAnswers:
     """Ask the questions; ``ask`` returns the default for an empty answer."""
     if port is None:
-        ports = list_serial_ports()
+        ports = list_serial_ports(list_ports.comports())
         for n, p in enumerate(ports, 1):
-            out.write(f"  {n}. {p.by_id or p.device}  {p.description}\n")
+            held = f"  (in use by {', '.join(p.held_by)})" if p.held_by else ""
+            out.write(f"  {n}. {p.by_id or p.device}  {p.description}{held}\n")
         default = (ports[0].by_id or ports[0].device) if ports else ""
         choice = ask("Serial port (number or path)", default)
         port = (
@@ -126,40 +60,58 @@ def interview(
             else choice
         )
     out.write(f"Looking for BMS on {port} (this takes up to 20 s)...\n")
-    found = [f.as_dict() for f in scan_port(port, scan_timeout)]
+    found = scan_port(port, scan_timeout)
     if not found:
         raise SystemExit(f"bmsgate setup: no BMS answered on {port}; check the wiring and power")
-    protocols = {f["protocol"] for f in found}
-    if len(protocols) > 1:  # one bus speaks one protocol; keep the first one found
-        found = [f for f in found if f["protocol"] == found[0]["protocol"]]
-    names = []
+    found = [f for f in found if f.probe.protocol == found[0].probe.protocol]  # one per bus
+    packs = []
     for n, bms in enumerate(found, 1):
+        soc = f", {bms.soc:g} %" if bms.soc is not None else ""
         out.write(
-            f"  found {bms['protocol']} at address {bms['address']}: {bms['cell_count']} cells"
-            f"{', ' + str(bms['soc']) + ' %' if 'soc' in bms else ''}\n"
+            f"  found {bms.probe.protocol} at address {bms.probe.address}: "
+            f"{bms.cell_count} cells{soc}\n"
         )
-        names.append(ask(f"Name of pack {n}", f"Pack {n}"))
-    answers = Answers(port=port, found=found, names=names)
-    if len(found) > 1:
-        answers.bank = (
-            ask("Show the packs together as one bank? (y/n)", "y").lower().startswith("y")
+        name = ask(f"Name of pack {n}", f"Pack {n}")
+        packs.append(
+            FoundPack(
+                protocol=bms.probe.protocol,
+                address=bms.probe.address,
+                variant=bms.probe.variant,
+                name=name,
+            )
         )
-    answers.broker = ask("Existing MQTT broker host[:port] (empty: bmsgate's own)", "") or None
-    answers.home_assistant = ask("Home Assistant discovery? (y/n)", "n").lower().startswith("y")
-    answers.modbus = ask("Modbus TCP server on port 502? (y/n)", "y").lower().startswith("y")
-    answers.influx_url = ask("InfluxDB URL (empty: none)", "") or None
-    answers.notify_url = ask("Notification URL, e.g. pover://USER@TOKEN (empty: none)", "") or None
+    banks = []
+    if len(packs) > 1 and ask("Show the packs together as one bank? (y/n)", "y").lower()[:1] == "y":
+        banks.append(BankAnswer(name="Bank", packs=[p.name for p in packs]))
+    broker = ask("Existing MQTT broker host[:port] (empty: bmsgate's own)", "") or None
+    home_assistant = ask("Home Assistant discovery? (y/n)", "n").lower().startswith("y")
+    modbus = ask("Modbus TCP server on port 502? (y/n)", "y").lower().startswith("y")
+    influx_url = ask("InfluxDB URL (empty: none)", "") or None
+    notify_url = ask("Notification URL, e.g. pover://USER@TOKEN (empty: none)", "")
+    latitude = longitude = None
     where = ask("Coordinates for sunrise/sunset reports, 'lat,lon' (empty: none)", "")
     if where:
         lat, _, lon = where.partition(",")
-        answers.latitude, answers.longitude = float(lat), float(lon)
-        out.write(f"  time zone there: {time_zone(answers.latitude, answers.longitude)}\n")
+        latitude, longitude = float(lat), float(lon)
+        out.write(f"  time zone there: {time_zone(latitude, longitude)}\n")
+    password_hash = None
     password = secret("Password for the web page (empty: set it at the first visit)")
     if password:
         from bmsgate_api.auth import check_new_password, hash_password
 
-        answers.password_hash = hash_password(check_new_password(password))
-    return answers
+        password_hash = hash_password(check_new_password(password))
+    return SetupAnswers(
+        buses=[BusAnswer(port=port, packs=packs)],
+        banks=banks,
+        broker=broker,
+        home_assistant=home_assistant,
+        modbus=modbus,
+        influx_url=influx_url,
+        notify_urls=[notify_url] if notify_url else [],
+        latitude=latitude,
+        longitude=longitude,
+        password_hash=password_hash,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,19 +144,15 @@ def command(args: argparse.Namespace) -> int:
     try:
         answers = interview(ask, secret, sys.stdout, args.port, args.scan_timeout)
         data = build_config(answers)
-        cfg = validate(data, path)
-    except (ValueError, OSError, EOFError) as err:
+        cfg = save(path, data)
+    except (ValueError, OSError, EOFError) as err:  # ConfigError and pydantic's are ValueErrors
         sys.stderr.write(f"bmsgate setup: {err}".splitlines()[0] + "\n")
         return 2
-    write_private(Path(path), data)
     sys.stdout.write(f"\nWrote {path}:\n\n")
-    sys.stdout.write(yaml.safe_dump(_shown(plain(cfg, secrets=False), data), sort_keys=False))
-    sys.stdout.write(f"\nStart polling with: bmsgate run --config {path}\n")
-    return 0
-
-
-def _shown(effective: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
-    """The sections the wizard wrote, with their effective values (secrets stay masked)."""
-    return {k: effective[k] for k in written if k in effective} | (
-        {"api": {"password_hash": MASK}} if "api" in written else {}
+    shown = {k: v for k, v in effective_view(cfg).items() if k in data}
+    sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))
+    sys.stdout.write(
+        f"\nStart polling with: bmsgate run --config {path} "
+        "(a running bmsgate run --config on this file applies it at once)\n"
     )
+    return 0
