@@ -107,6 +107,7 @@ async def test_first_visit_sets_the_password_then_login_logout(tmp_path: Path) -
         assert (
             await http.post("/api/auth/setup", json={"password": "another one"})
         ).status_code == 409
+        session = http.cookies.get("bmsgate_session")
         assert (await http.post("/api/auth/logout")).status_code == 204
         http.cookies.clear()
         assert (await http.get("/api/packs")).status_code == 401
@@ -116,9 +117,16 @@ async def test_first_visit_sets_the_password_then_login_logout(tmp_path: Path) -
             ).status_code == 401
         limited = await http.post("/api/auth/login", json={"password": "long enough"})
         assert limited.status_code == 429 and "Retry-After" in limited.headers
-    # a restart keeps the password (stored hash) and the sessions key
+    # a restart keeps the password (stored hash), the sessions key, the logout and the failures
     async with app_client(settings, tmp_path) as http:
         assert not (await http.get("/api/auth/status")).json()["setup_required"]
+        http.cookies.set("bmsgate_session", session or "")
+        assert (await http.get("/api/packs")).status_code == 401  # logged out stays logged out
+        http.cookies.clear()
+        got = await http.post("/api/auth/login", json={"password": "long enough"})
+        assert got.status_code == 429  # the failures before the restart still count
+    (tmp_path / "api" / "login_failures.json").unlink()  # as if the window had passed
+    async with app_client(settings, tmp_path) as http:
         got = await http.post("/api/auth/login", json={"password": "long enough"})
         assert got.status_code == 204
         cookie = got.headers["set-cookie"].lower()

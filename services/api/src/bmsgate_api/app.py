@@ -25,17 +25,20 @@ from bmsgate_common.models import (
     RawLeaseState,
     ServiceStatus,
     SniffedFrame,
+    SniffState,
     TunnelStatus,
     utcnow,
 )
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 
-from .auth import PasswordStore, RateLimiter, Sessions, session_key
+from .auth import PasswordStore, RateLimiter, Sessions, Tokens, session_key
 from .deps import Context
 from .live import CLIENT, RAW_HOLDER
-from .routes import auth, events, export, files, packs, raw, tunnel
+from .routes import auth, events, export, files, packs, raw, status, tunnel
 from .routes import settings as settings_routes
+from .routes.status import bank_views
+from .sky import Weather
 from .store import PackStore
 from .views import pack_view
 
@@ -57,6 +60,8 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     def changed(pack: str) -> None:
         if hub.listeners:
             hub.publish("pack", pack_view(store, pack, utcnow()))
+            for bank in bank_views(ctx, only_with=pack):
+                hub.publish("bank", bank)
 
     async def on_state(pack: str, state: PackState) -> None:
         store.states[pack] = state
@@ -88,8 +93,14 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
 
     async def on_tunnel(pack: str, status: TunnelStatus) -> None:
         store.tunnels[pack] = status
+        if ctx.tunnel_hub.listeners:
+            ctx.tunnel_hub.publish("tunnel", status)
         if status.transaction:
             ctx.replies.answer(status.transaction, status)
+
+    async def on_sniff_state(bus: str, state: SniffState) -> None:
+        store.sniffers[bus] = state
+        ctx.replies.answer(state.transaction, state)
 
     async def on_lease(_: str, state: RawLeaseState) -> None:
         if state.transaction:
@@ -109,7 +120,8 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     backbone.subscribe("raw_lease_state", on_lease, retained=False)
     backbone.subscribe("raw_rx", on_raw_rx, retained=False)
     backbone.subscribe("sniff", on_sniff, retained=False)
-    backbone.subscribe("state", on_state)
+    backbone.subscribe("sniff_state", on_sniff_state)
+    backbone.subscribe("state", on_state, newest=True)
     backbone.subscribe("availability", on_availability)
     backbone.subscribe("daily", on_daily)
     backbone.subscribe("health", on_health)
@@ -130,15 +142,21 @@ def make_context(
     hashed = configured_hash(
         api.password_hash.get_secret_value() if api.password_hash else None, api.password_file
     )
+
+    def kept(name: str) -> Path | None:
+        return folder / name if folder else None
+
     return Context(
         settings=settings,
         store=store,
-        passwords=PasswordStore(configured=hashed, path=folder / "password" if folder else None),
+        passwords=PasswordStore(configured=hashed, path=kept("password")),
         sessions=Sessions(
-            session_key(folder / "session.key" if folder else None), api.session_hours * 3600
+            session_key(kept("session.key")), api.session_hours * 3600, kept("revoked.json")
         ),
-        limiter=RateLimiter(api.login_attempts, api.login_window),
+        limiter=RateLimiter(api.login_attempts, api.login_window, kept("login_failures.json")),
+        tokens=Tokens(kept("tokens.json")),
         backbone=backbone,
+        weather=Weather.from_settings(settings),
     )
 
 
@@ -157,8 +175,11 @@ def create_app(
             yield
             return
         _wire(ctx, ctx.backbone)
-        async with ctx.backbone:
-            yield
+        try:
+            async with ctx.backbone:
+                yield
+        finally:
+            await ctx.weather.close()
 
     app = FastAPI(
         title="bmsgate",
@@ -182,7 +203,7 @@ def create_app(
         """Liveness of the API and whether it reaches the backbone."""
         return Health(status="ok", backbone=ctx.backbone.connected if ctx.backbone else False)
 
-    for module in (auth, packs, files, events, export, tunnel, raw, settings_routes):
+    for module in (auth, packs, files, events, export, tunnel, raw, status, settings_routes):
         app.include_router(module.router)
     if VENDOR.is_dir():
         app.mount("/vendor/uplot", StaticFiles(directory=VENDOR), name="uplot")

@@ -1,16 +1,22 @@
-"""Passwords (scrypt), signed session cookies and the login rate limit: pure, no web framework."""
+"""Passwords (scrypt), signed session cookies, API tokens and the login rate limit.
+
+No web framework here. What must outlive a restart (revoked sessions, recent login failures,
+API tokens) is kept in small JSON files under data_dir/api when a path is given.
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # scrypt cost: 16 MiB of memory and about 50 ms on a Raspberry Pi 4 per login
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -82,16 +88,44 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path | None, default: Any) -> Any:
+    """The JSON kept in ``path``; ``default`` when there is none or it is unreadable."""
+    if path is None:
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path: Path | None, data: Any) -> None:
+    """Keep ``data`` in ``path`` (owner only); nothing without a path."""
+    if path is not None:
+        write_private(path, json.dumps(data, separators=(",", ":")).encode())
+
+
 @dataclass
 class Sessions:
     """Stateless sessions: ``issued.nonce.mac``, the MAC keyed by a secret and the password hash.
 
-    Changing the password ends every session; a logout revokes its nonce until the process ends.
+    Changing the password ends every session; a logout revokes its nonce until the session would
+    have expired anyway, in ``path`` when given so that a restart does not forget it.
     """
 
     key: bytes
     lifetime: float  # [s]
-    revoked: set[str] = field(default_factory=set)
+    path: Path | None = None  # data_dir/api/revoked.json
+    revoked: dict[str, float] = field(default_factory=dict)  # nonce -> [s] epoch it expires
+
+    def __post_init__(self) -> None:
+        stored = read_json(self.path, {})
+        if isinstance(stored, dict):
+            now = time.time()
+            self.revoked |= {
+                str(k): float(v)
+                for k, v in stored.items()
+                if isinstance(v, int | float) and v > now
+            }
 
     def _mac(self, issued: int, nonce: str, password_hash: str) -> str:
         msg = f"{issued}.{nonce}.{password_hash}".encode()
@@ -116,20 +150,37 @@ class Sessions:
             return False
         return hmac.compare_digest(parts[2], self._mac(issued, parts[1], password_hash))
 
-    def revoke(self, token: str | None) -> None:
-        """End one session (logout)."""
+    def revoke(self, token: str | None, now: float | None = None) -> None:
+        """End one session (logout); only a well-signed token is remembered."""
         parts = (token or "").split(".")
-        if len(parts) == 3 and len(self.revoked) < 10_000:
-            self.revoked.add(parts[1])
+        if len(parts) != 3 or not parts[0].isdigit():
+            return
+        now = time.time() if now is None else now
+        self.revoked = {n: t for n, t in self.revoked.items() if t > now}
+        if len(self.revoked) < 10_000:
+            self.revoked[parts[1]] = int(parts[0]) + self.lifetime
+            write_json(self.path, self.revoked)
 
 
 @dataclass
 class RateLimiter:
-    """At most ``attempts`` failures per client within ``window`` seconds."""
+    """At most ``attempts`` failures per client within ``window`` seconds (wall clock, [s]).
+
+    With a ``path`` the recent failures are kept there, so a restart does not reset the count.
+    """
 
     attempts: int
     window: float
+    path: Path | None = None  # data_dir/api/login_failures.json
     failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        stored = read_json(self.path, {})
+        if isinstance(stored, dict):
+            for client, times in stored.items():
+                if isinstance(times, list):
+                    kept = [float(t) for t in times if isinstance(t, int | float)]
+                    self.failures[str(client)] = deque(sorted(kept)[-self.attempts :])
 
     def _recent(self, client: str, now: float) -> deque[float]:
         times = self.failures.setdefault(client, deque())
@@ -137,9 +188,13 @@ class RateLimiter:
             times.popleft()
         return times
 
+    def _save(self, now: float) -> None:
+        recent = {c: list(t) for c, t in self.failures.items() if t and now - t[-1] < self.window}
+        write_json(self.path, recent)
+
     def retry_after(self, client: str, now: float | None = None) -> float:
         """0 when ``client`` may try now, else seconds to wait."""
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         times = self._recent(client, now)
         if len(times) < self.attempts:
             return 0.0
@@ -147,15 +202,17 @@ class RateLimiter:
 
     def failed(self, client: str, now: float | None = None) -> None:
         """Count a failed attempt."""
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         self._recent(client, now).append(now)
         if len(self.failures) > 10_000:  # a flood of addresses: forget the idle ones
             for name in [c for c, t in self.failures.items() if not t]:
                 del self.failures[name]
+        self._save(now)
 
     def succeeded(self, client: str) -> None:
         """Forget a client's failures after a good login."""
-        self.failures.pop(client, None)
+        if self.failures.pop(client, None):
+            self._save(time.time())
 
 
 @dataclass
@@ -216,3 +273,99 @@ def session_key(path: Path | None) -> bytes:
     key = secrets.token_bytes(32)
     write_private(path, key)
     return key
+
+
+TOKEN_PREFIX = "bmsgate_"
+
+
+class TokenLimitError(ValueError):
+    """No more tokens may be made."""
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as listed: never the token itself."""
+
+    id: str
+    name: str
+    created: float  # [s] epoch
+    last_used: float | None = None  # [s] epoch
+
+
+@dataclass
+class Tokens:
+    """API tokens for scripts (``Authorization: Bearer``): only their SHA-256 is stored.
+
+    A token is ``bmsgate_<id>_<secret>`` with 256 random bits, so a fast hash is enough (no
+    password to guess); ``path`` is data_dir/api/tokens.json.
+    """
+
+    path: Path | None = None
+    _hashes: dict[str, str] = field(default_factory=dict)  # id -> sha256 hex
+    _info: dict[str, TokenInfo] = field(default_factory=dict)
+
+    MAX = 100
+    SAVE_USE_EVERY = 60.0  # [s]: last_used is written at most this often per token
+
+    def __post_init__(self) -> None:
+        stored = read_json(self.path, [])
+        for row in stored if isinstance(stored, list) else []:
+            try:
+                info = TokenInfo(
+                    str(row["id"]), str(row["name"]), float(row["created"]), row.get("last_used")
+                )
+                self._hashes[info.id] = str(row["sha256"])
+            except (KeyError, TypeError, ValueError):
+                continue  # a damaged row: that token no longer works
+            self._info[info.id] = info
+
+    def _save(self) -> None:
+        rows = [
+            {"id": i.id, "name": i.name, "created": i.created, "last_used": i.last_used,
+             "sha256": self._hashes[i.id]}
+            for i in self._info.values()
+        ]  # fmt: skip
+        write_json(self.path, rows)
+
+    def list(self) -> list[TokenInfo]:
+        """Every token, oldest first."""
+        return sorted(self._info.values(), key=lambda i: i.created)
+
+    def create(self, name: str, now: float | None = None) -> tuple[TokenInfo, str]:
+        """A new token: its listing and the token itself, shown this once only."""
+        if len(self._info) >= self.MAX:
+            raise TokenLimitError(f"at most {self.MAX} tokens: revoke one first")
+        token_id = secrets.token_hex(4)
+        while token_id in self._info:
+            token_id = secrets.token_hex(4)
+        token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        info = TokenInfo(token_id, name, time.time() if now is None else now)
+        self._hashes[token_id] = hashlib.sha256(token.encode()).hexdigest()
+        self._info[token_id] = info
+        self._save()
+        return info, token
+
+    def revoke(self, token_id: str) -> bool:
+        """Forget a token; False when there is no such token."""
+        if self._info.pop(token_id, None) is None:
+            return False
+        del self._hashes[token_id]
+        self._save()
+        return True
+
+    def check(self, token: str | None, now: float | None = None) -> TokenInfo | None:
+        """The token's listing when ``token`` is a live token, else None."""
+        if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        token_id = token[len(TOKEN_PREFIX) :].split("_", 1)[0]
+        want = self._hashes.get(token_id)
+        if want is None:
+            return None
+        if not hmac.compare_digest(want, hashlib.sha256(token.encode()).hexdigest()):
+            return None
+        now = time.time() if now is None else now
+        info = self._info[token_id]
+        if info.last_used is None or now - info.last_used >= self.SAVE_USE_EVERY:
+            info = self._info[token_id] = TokenInfo(info.id, info.name, info.created, now)
+            self._save()
+        return info

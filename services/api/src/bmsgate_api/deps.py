@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from pydantic import BaseModel, ValidationError
 
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 
-from .auth import COOKIE, PasswordStore, RateLimiter, Sessions
+from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, Tokens
 from .live import Hub, Replies
+from .sky import Weather
 from .store import PackStore
 
 
@@ -27,12 +30,15 @@ class Context:
     passwords: PasswordStore
     sessions: Sessions
     limiter: RateLimiter
+    tokens: Tokens = field(default_factory=Tokens)
     backbone: Backbone | None = None
     replies: Replies = field(default_factory=Replies)
     hub: Hub = field(default_factory=Hub)
     sniff_hub: Hub = field(default_factory=Hub)
     raw_rx: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)  # pack -> collector
     raw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    tunnel_hub: Hub = field(default_factory=Hub)
+    weather: Weather = field(default_factory=lambda: Weather(url=None, refresh=1800.0))
     config_file: Path | None = None  # the file the settings and setup pages write
 
 
@@ -58,9 +64,20 @@ def is_local(address: str) -> bool:
         return False
 
 
-def logged_in(request: Request, ctx: Context) -> bool:
-    """Whether the request carries a live session."""
+def bearer(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def has_session(request: Request, ctx: Context) -> bool:
+    """Whether the request carries a live session cookie (a browser that logged in)."""
     return ctx.sessions.valid(request.cookies.get(COOKIE), ctx.passwords.current())
+
+
+def logged_in(request: Request, ctx: Context) -> bool:
+    """Whether the request carries a live session or a valid API token."""
+    return has_session(request, ctx) or ctx.tokens.check(bearer(request)) is not None
 
 
 def may_read(request: Request, ctx: Context) -> bool:
@@ -84,13 +101,55 @@ def require_control(ctx: Ctx) -> None:
 
 
 def require_user(request: Request, ctx: Ctx) -> None:
-    """Every state-changing request needs a login, from wherever it comes."""
+    """Every state-changing request needs a login or an API token, from wherever it comes."""
+    if bearer(request) is not None:
+        if ctx.tokens.check(bearer(request)) is None:
+            raise HTTPException(status_code=401, detail="unknown or revoked API token")
+        return
     if ctx.passwords.current() is None:
         raise HTTPException(status_code=401, detail="no password is set yet: set one first")
     if not logged_in(request, ctx):
         raise HTTPException(status_code=401, detail="log in first")
 
 
+def require_session(request: Request, ctx: Ctx) -> None:
+    """Managing API tokens needs a browser login: a token cannot make or revoke tokens."""
+    if not has_session(request, ctx):
+        raise HTTPException(status_code=401, detail="log in with the password first")
+
+
 Reader = Depends(require_reader)
 User = Depends(require_user)
+Session = Depends(require_session)
 Control = Depends(require_control)
+
+
+async def ask(
+    ctx: Context,
+    kind: str,
+    name: str,
+    make: Callable[[str], BaseModel],
+    *,
+    seconds: float,
+    silent: str,
+    prefix: str,
+) -> Any:
+    """Publish ``make(transaction)`` on ``kind``/``name`` and wait for the answer carrying it.
+
+    A message ``make`` refuses is a 400 with its reason; no backbone or an unreachable broker a
+    503; no answer within ``seconds`` a 504 saying ``silent``.
+    """
+    transaction = ctx.replies.new(prefix)
+    try:
+        message = make(transaction)
+    except ValidationError as err:
+        ctx.replies.cancel(transaction)
+        msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise HTTPException(status_code=400, detail=msg) from None
+    if ctx.backbone is None or not await ctx.backbone.publish(kind, name, message):
+        ctx.replies.cancel(transaction)
+        raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
+    try:
+        return await ctx.replies.wait(transaction, seconds)
+    except TimeoutError:
+        raise HTTPException(status_code=504, detail=silent) from None

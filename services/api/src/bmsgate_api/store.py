@@ -14,6 +14,7 @@ from bmsgate_common.models import (
     PackState,
     ServiceStatus,
     SniffedFrame,
+    SniffState,
     TunnelStatus,
 )
 
@@ -31,6 +32,7 @@ class PackStore:
     services: dict[str, ServiceStatus] = field(default_factory=dict)
     tunnels: dict[str, TunnelStatus] = field(default_factory=dict)
     sniffed: deque[SniffedFrame] = field(default_factory=lambda: deque(maxlen=100))
+    sniffers: dict[str, SniffState] = field(default_factory=dict)  # reader -> sniffer on/off
 
     def packs(self) -> list[str]:
         """Every pack id seen, sorted."""

@@ -1,4 +1,4 @@
-"""Pure shaping of what the pages show: a pack at a glance, alarms in words."""
+"""Pure shaping of what the pages show: a pack or bank at a glance, alarms in words."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 
 from bmsgate_bms.alarms import describe
 from bmsgate_common.models import AlarmEvent, DailyStats, HealthFinding, PackState
+from bmsgate_common.settings import BankSettings
+from bmsgate_publisher.bank import Member, combine, exclusion
 
 from .store import PackStore
 
@@ -84,13 +86,63 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
     )
     if not online or state is None:
         return view
+    _show(view, state, store.alarms.get(pack, {}))
+    return view
+
+
+def _show(view: PackView, state: PackState, events: dict[str, AlarmEvent]) -> None:
+    """Fill in a live state and the figures derived from it."""
     cells = state.cell_voltages
     view.state = state
     view.activity = activity(state.current)
-    view.alarms = alarms_in_words(state, store.alarms.get(pack, {}))
+    view.alarms = alarms_in_words(state, events)
     if cells:
         view.cell_average = round(state.cell_average, 4)
         view.cell_delta = round(state.cell_delta, 4)
         view.cell_min_index = cells.index(min(cells)) + 1
         view.cell_max_index = cells.index(max(cells)) + 1
+
+
+class BankMember(BaseModel):
+    """A member pack of a bank and whether it counts in the bank right now."""
+
+    pack: str
+    name: str
+    counted: bool
+    reason: str | None = Field(default=None, description="why it does not count")
+
+
+class BankView(PackView):
+    """A bank (packs in parallel) at a glance: the combined state and its members."""
+
+    members: list[BankMember] = Field(default_factory=list)
+
+
+def bank_view(
+    store: PackStore, bank: BankSettings, names: dict[str, str], now: datetime
+) -> BankView:
+    """The bank combined from its members' latest states, as the publisher combines it."""
+    members: dict[str, Member] = {}
+    listed = []
+    for pack in bank.packs:
+        avail = store.availability.get(pack)
+        member = Member(store.states.get(pack), None if avail is None else avail.state == "online")
+        members[pack] = member
+        why = exclusion(member, now, store.stale_after.total_seconds())
+        listed.append(
+            BankMember(pack=pack, name=names.get(pack, pack), counted=why is None, reason=why)
+        )
+    state = combine(bank, members, now, store.stale_after.total_seconds())
+    view = BankView(
+        pack=bank.id,
+        name=bank.name or bank.id,
+        online=state is not None,
+        reason=None if state is not None else "no member pack counts",
+        age=(now - state.ts).total_seconds() if state else None,
+        daily=store.daily.get(bank.id),
+        members=listed,
+    )
+    if state is not None:
+        events = {c: e for p in bank.packs for c, e in store.alarms.get(p, {}).items()}
+        _show(view, state, events)
     return view

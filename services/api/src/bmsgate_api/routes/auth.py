@@ -1,15 +1,17 @@
-"""Login, logout, the first password and changing it."""
+"""Login, logout, the first password and changing it; API tokens for scripts."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 
-from ..auth import COOKIE, MAX_PASSWORD, PasswordError, verify_password
-from ..deps import Ctx, User, client_address, logged_in, may_read
+from ..auth import COOKIE, MAX_PASSWORD, PasswordError, TokenLimitError, verify_password
+from ..deps import Ctx, Session, User, client_address, logged_in, may_read
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -23,6 +25,7 @@ class AuthStatus(BaseModel):
     password_managed: bool = Field(description="the password comes from the configuration")
     control_enabled: bool
     title: str
+    logo: str | None = Field(default=None, description="URL of the configured logo")
 
 
 class Password(BaseModel):
@@ -56,6 +59,7 @@ async def status(request: Request, ctx: Ctx) -> AuthStatus:
         password_managed=ctx.passwords.managed,
         control_enabled=ctx.settings.control.enabled,
         title=ctx.settings.api.title,
+        logo="/api/branding/logo" if ctx.settings.api.logo else None,
     )
 
 
@@ -118,3 +122,54 @@ async def change_password(
         code = 409 if ctx.passwords.managed else 400
         raise HTTPException(status_code=code, detail=str(err)) from None
     _start_session(request, response, ctx, encoded)
+
+
+class TokenRequest(BaseModel):
+    """A new API token: a name that says which script uses it."""
+
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f]+$")
+
+
+class TokenListed(BaseModel):
+    """An API token as listed (the token itself is shown only when it is made)."""
+
+    id: str
+    name: str
+    created: datetime
+    last_used: datetime | None = None
+
+
+class TokenMade(TokenListed):
+    """A new token: send it as ``Authorization: Bearer <token>``; it is not shown again."""
+
+    token: str
+
+
+def _epoch(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+@router.get("/tokens", dependencies=[Session])
+async def list_tokens(ctx: Ctx) -> list[TokenListed]:
+    """Every API token (names, when made and last used; never the tokens)."""
+    return [
+        TokenListed(id=i.id, name=i.name, created=_epoch(i.created), last_used=_epoch(i.last_used))
+        for i in ctx.tokens.list()
+    ]
+
+
+@router.post("/tokens", status_code=201, dependencies=[Session], responses={409: {}})
+async def make_token(body: TokenRequest, ctx: Ctx) -> TokenMade:
+    """Make an API token with the rights of a login; the answer is the only time it is shown."""
+    try:
+        info, token = ctx.tokens.create(body.name.strip())
+    except TokenLimitError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    return TokenMade(id=info.id, name=info.name, created=_epoch(info.created), token=token)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, dependencies=[Session], responses={404: {}})
+async def revoke_token(token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{8}$")], ctx: Ctx) -> None:
+    """Revoke an API token: scripts using it get 401 from now on."""
+    if not ctx.tokens.revoke(token_id):
+        raise HTTPException(status_code=404, detail=f"no token {token_id!r}")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from bmsgate_common.models import (
     PACK_ID_PATTERN,
@@ -25,7 +25,7 @@ from bmsgate_common.models import (
     utcnow,
 )
 
-from ..deps import Ctx, Reader, User
+from ..deps import Ctx, Reader, User, ask
 from ..live import CLIENT
 from ..views import PackView, pack_view
 
@@ -156,26 +156,14 @@ async def history(
     """A chart's series from the archive (the history service answers over the backbone)."""
     end = end or utcnow()
     start = start or end - timedelta(hours=hours)
-    if ctx.backbone is None:
-        raise HTTPException(status_code=503, detail="no backbone: history is not available")
-    transaction = ctx.replies.new("history")
-    try:
-        query = HistoryQuery(
-            transaction=transaction, pack=pack, fields=fields, start=start, end=end,
+    reply: HistoryReply = await ask(
+        ctx, "history_request", CLIENT,
+        lambda t: HistoryQuery(
+            transaction=t, pack=pack, fields=fields, start=start, end=end,
             resolution=resolution, max_points=max_points,
-        )  # fmt: skip
-    except ValidationError as err:
-        ctx.replies.cancel(transaction)
-        raise HTTPException(status_code=400, detail=err.errors()[0]["msg"]) from None
-    if not await ctx.backbone.publish("history_request", CLIENT, query):
-        ctx.replies.cancel(transaction)
-        raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
-    try:
-        reply: HistoryReply = await ctx.replies.wait(transaction, 10.0)
-    except TimeoutError:
-        raise HTTPException(
-            status_code=504, detail="the history service did not answer within 10 s"
-        ) from None
+        ),
+        seconds=10.0, silent="the history service did not answer within 10 s", prefix="history",
+    )  # fmt: skip
     if reply.status != "ok":
         raise HTTPException(status_code=400, detail=reply.error or "the query was refused")
     return reply
@@ -197,26 +185,12 @@ async def command(pack: PackPath, body: CommandRequest, ctx: Ctx) -> CommandOutc
     if not ctx.settings.control.enabled:
         raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
     _known(ctx, pack)
-    transaction = ctx.replies.new("cmd")
-    try:
-        cmd = Command(transaction=transaction, action=body.action, value=body.value)
-    except ValidationError as err:
-        ctx.replies.cancel(transaction)
-        msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise HTTPException(status_code=400, detail=msg) from None
-    if ctx.backbone is None:
-        ctx.replies.cancel(transaction)
-        raise HTTPException(status_code=503, detail="no backbone: commands are not available")
-    if not await ctx.backbone.publish("command", pack, cmd):
-        ctx.replies.cancel(transaction)
-        raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
     timeout = ctx.settings.api.command_timeout
-    try:
-        result: CommandResult = await ctx.replies.wait(transaction, timeout)
-    except TimeoutError:
-        raise HTTPException(
-            status_code=504, detail=f"no result from the reader within {timeout:g} s"
-        ) from None
+    result: CommandResult = await ask(
+        ctx, "command", pack,
+        lambda t: Command(transaction=t, action=body.action, value=body.value),
+        seconds=timeout, silent=f"no result from the reader within {timeout:g} s", prefix="cmd",
+    )  # fmt: skip
     if result.status != "ok":
         raise HTTPException(status_code=502, detail=result.error or "the command failed")
     return CommandOutcome(result=result, state=ctx.store.states.get(pack))

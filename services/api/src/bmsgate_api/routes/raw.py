@@ -15,9 +15,17 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field, field_validator
 
 from bmsgate_bms.registry import protocol
-from bmsgate_common.models import PACK_ID_PATTERN, RawData, RawLease, RawLeaseState
+from bmsgate_common.models import (
+    PACK_ID_PATTERN,
+    ProtocolName,
+    RawData,
+    RawLease,
+    RawLeaseState,
+    SniffSet,
+    SniffState,
+)
 
-from ..deps import Context, Control, Ctx, Reader, User
+from ..deps import Context, Control, Ctx, Reader, User, ask
 from ..live import RAW_HOLDER
 
 router = APIRouter(prefix="/api", tags=["sniffer"])
@@ -67,6 +75,71 @@ async def sniff(ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
             yield ServerSentEvent(event=event, data=data)
     finally:
         ctx.sniff_hub.leave(queue)
+
+
+class SnifferBus(BaseModel):
+    """A configured bus, its reader, and whether its sniffer is on (null: no word from it yet)."""
+
+    bus: str = Field(description="the reader that owns it, e.g. 'reader-0'")
+    port: str
+    protocol: ProtocolName
+    packs: list[str]
+    configured: bool = Field(description="sniff in the configuration (the setting at start)")
+    enabled: bool | None = Field(description="what the reader last reported")
+
+
+class SniffRequest(BaseModel):
+    """Turn a bus's sniffer on or off (until the reader restarts)."""
+
+    enabled: bool
+
+
+def _buses(ctx: Context) -> list[SnifferBus]:
+    out = []
+    for i, bus in enumerate(ctx.settings.buses):
+        found = ctx.store.sniffers.get(f"reader-{i}")
+        out.append(
+            SnifferBus(
+                bus=f"reader-{i}",
+                port=bus.port,
+                protocol=bus.protocol,
+                packs=[p.id for p in bus.packs],
+                configured=bus.sniff,
+                enabled=found.enabled if found else None,
+            )
+        )
+    return out
+
+
+@router.get("/sniff/buses", dependencies=[Reader])
+async def sniffer_buses(ctx: Ctx) -> list[SnifferBus]:
+    """Every configured bus with the state of its sniffer."""
+    return _buses(ctx)
+
+
+@router.post(
+    "/sniff/buses/{bus}",
+    dependencies=[User, Control],
+    responses={
+        401: {"description": "not logged in"},
+        403: {"description": "control.enabled is false"},
+        404: {"description": "no such bus"},
+        504: {"description": "the reader did not answer"},
+    },
+)
+async def set_sniffer(
+    bus: Annotated[str, Path(pattern=r"^reader-\d{1,3}$")], body: SniffRequest, ctx: Ctx
+) -> SnifferBus:
+    """Turn the sniffer of a bus on or off at runtime; answers with the reader's own report."""
+    if bus not in {b.bus for b in _buses(ctx)}:
+        raise HTTPException(status_code=404, detail=f"no bus {bus!r} is configured")
+    state: SniffState = await ask(
+        ctx, "sniff_set", bus, lambda t: SniffSet(transaction=t, enabled=body.enabled),
+        seconds=LEASE_WAIT, silent=f"{bus} did not answer within {LEASE_WAIT:g} s: is it running?",
+        prefix="sniff",
+    )  # fmt: skip
+    ctx.store.sniffers[bus] = state
+    return next(b for b in _buses(ctx) if b.bus == bus)
 
 
 async def _lease(

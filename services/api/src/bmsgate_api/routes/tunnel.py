@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path
-from pydantic import BaseModel, Field, ValidationError
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, Field
 
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
 
-from ..deps import Control, Ctx, Reader, User
+from ..deps import Control, Ctx, Reader, User, ask
 
 router = APIRouter(prefix="/api", tags=["tunnel"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -40,6 +42,24 @@ async def tunnel_status(pack: PackPath, ctx: Ctx) -> TunnelStatus:
     return found
 
 
+@router.get(
+    "/packs/{pack}/tunnel/events", response_class=EventSourceResponse, dependencies=[Reader]
+)
+async def tunnel_events(pack: PackPath, ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
+    """``tunnel`` events (TunnelStatus): every change, each second while open; latest first."""
+    queue = ctx.tunnel_hub.listen()
+    try:
+        latest = ctx.store.tunnels.get(pack)
+        if latest is not None:
+            yield ServerSentEvent(event="tunnel", data=latest)
+        while True:
+            _, status = await queue.get()
+            if status.pack == pack:
+                yield ServerSentEvent(event="tunnel", data=status)
+    finally:
+        ctx.tunnel_hub.leave(queue)
+
+
 @router.post(
     "/packs/{pack}/tunnel",
     dependencies=[User, Control],
@@ -53,26 +73,15 @@ async def tunnel_status(pack: PackPath, ctx: Ctx) -> TunnelStatus:
 )
 async def tunnel_command(pack: PackPath, body: TunnelRequest, ctx: Ctx) -> TunnelStatus:
     """Open the tunnel for a window, or close it; answers with the tunnel service's status."""
-    if ctx.backbone is None:
-        raise HTTPException(status_code=503, detail="no backbone: the tunnel is not available")
-    transaction = ctx.replies.new("tunnel")
-    try:
-        cmd = TunnelCommand(transaction=transaction, **body.model_dump())
-    except ValidationError as err:
-        ctx.replies.cancel(transaction)
-        msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
-        raise HTTPException(status_code=400, detail=msg) from None
-    if not await ctx.backbone.publish("tunnel_command", pack, cmd):
-        ctx.replies.cancel(transaction)
-        raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
-    try:
-        status: TunnelStatus = await ctx.replies.wait(transaction, ANSWER_WAIT)
-    except TimeoutError:
-        raise HTTPException(
-            status_code=504,
-            detail=f"no answer from the tunnel service within {ANSWER_WAIT:g} s: "
-            f"is it running and {pack!r} a configured pack?",
-        ) from None
+    silent = (
+        f"no answer from the tunnel service within {ANSWER_WAIT:g} s: "
+        f"is it running and {pack!r} a configured pack?"
+    )
+    status: TunnelStatus = await ask(
+        ctx, "tunnel_command", pack,
+        lambda t: TunnelCommand(transaction=t, **body.model_dump()),
+        seconds=ANSWER_WAIT, silent=silent, prefix="tunnel",
+    )  # fmt: skip
     if not status.ok:
         raise HTTPException(status_code=409, detail=status.error or "the tunnel service refused")
     return status

@@ -1,0 +1,85 @@
+"""What the Status page shows besides the packs: banks, the sky, and the installer's branding."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse, Response
+
+from bmsgate_common.models import utcnow
+from bmsgate_common.settings import LOGO_TYPES
+
+from ..deps import Ctx, Reader
+from ..sky import Sky, sky
+from ..views import BankView, bank_view
+
+router = APIRouter(prefix="/api", tags=["status"])
+
+
+def pack_names(ctx: Ctx) -> dict[str, str]:
+    """Display names of the configured packs, then of packs only seen on the backbone."""
+    names = {p.id: p.display_name for bus in ctx.settings.buses for p in bus.packs}
+    for pack in ctx.store.packs():
+        state = ctx.store.states.get(pack)
+        names.setdefault(pack, state.name if state else pack)
+    return names
+
+
+def bank_views(ctx: Ctx, only_with: str | None = None) -> list[BankView]:
+    """Every configured bank (or those with the member ``only_with``), combined now."""
+    now, names = utcnow(), pack_names(ctx)
+    return [
+        bank_view(ctx.store, bank, names, now)
+        for bank in ctx.settings.banks
+        if only_with is None or only_with in bank.packs
+    ]
+
+
+@router.get("/banks", dependencies=[Reader])
+async def banks(ctx: Ctx) -> list[BankView]:
+    """Every bank of the configuration (``banks:``): the members combined as the publisher does."""
+    return bank_views(ctx)
+
+
+@router.get("/sky", dependencies=[Reader])
+async def sky_now(ctx: Ctx) -> Sky:
+    """Sunrise and sunset today at the configured coordinates; the forecast when at hand."""
+    return sky(ctx.settings, ctx.weather, utcnow())
+
+
+def branding_css(accent: str | None, accent_dark: str | None) -> str:
+    """CSS that overrides the accent colours of style.css (values checked as #rrggbb)."""
+    out = []
+    if accent:
+        out.append(f":root {{ --accent: {accent}; }}")
+    if accent_dark or accent:
+        dark = accent_dark or accent
+        out.append(
+            '@media (prefers-color-scheme: dark) { :root:not([data-theme="light"]) '
+            f"{{ --accent: {dark}; }} }}"
+        )
+        out.append(f':root[data-theme="dark"] {{ --accent: {dark}; }}')
+        if accent:
+            out.append(f':root[data-theme="light"] {{ --accent: {accent}; }}')
+    return "\n".join(out) + "\n"
+
+
+@router.get(
+    "/branding.css", response_class=Response, responses={200: {"content": {"text/css": {}}}}
+)
+async def branding(ctx: Ctx) -> Response:
+    """The configured accent colours as CSS (empty without any); public like the title."""
+    api = ctx.settings.api
+    return Response(branding_css(api.accent, api.accent_dark), media_type="text/css")
+
+
+@router.get("/branding/logo", response_class=FileResponse, responses={404: {}})
+async def logo(ctx: Ctx) -> FileResponse:
+    """The configured logo (api.logo); public like the title."""
+    path = ctx.settings.api.logo
+    if path is None or not path.is_file():
+        raise HTTPException(status_code=404, detail="no logo is configured or the file is missing")
+    return FileResponse(
+        path,
+        media_type=LOGO_TYPES[path.suffix.lower()],
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+    )
