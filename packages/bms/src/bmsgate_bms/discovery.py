@@ -294,11 +294,13 @@ async def run_scan(
     *,
     on_found: Callable[[Found], None] | None = None,
     on_open: Callable[[int], None] | None = None,
+    on_probe: Callable[[Probe], None] | None = None,
     link_factory: LinkFactory,
 ) -> ScanReport:
     """Send ``probes`` in order on ``port``, waiting ``answer_timeout`` [s] for each answer.
 
-    Raises LinkDown (an OSError) when the port cannot be opened or goes away.
+    ``on_probe`` is called after every probe (progress). Raises LinkDown (an OSError) when the
+    port cannot be opened or goes away.
     """
     report = ScanReport()
     started = time.monotonic()
@@ -317,28 +319,35 @@ async def run_scan(
         try:
             for probe in group:
                 key = (probe.protocol, probe.variant, probe.address)
-                if key in seen:
-                    continue  # found at another baud rate already
-                report.probes += 1
-                try:
-                    found = await probe_once(link, probe)
-                except LinkTimeout:
-                    continue
-                except FrameError as err:
-                    report.invalid.append((probe, str(err)))
-                    await asyncio.sleep(ANSWER_GAP)
-                    continue
-                seen.add(key)
-                report.found.append(found)
-                if on_found is not None:
-                    on_found(found)
-                await asyncio.sleep(ANSWER_GAP)
+                if key not in seen:  # else found at another baud rate already
+                    report.probes += 1
+                    found = await _probe(link, probe, report)
+                    if found is not None:
+                        seen.add(key)
+                        report.found.append(found)
+                        if on_found is not None:
+                            on_found(found)
+                if on_probe is not None:
+                    on_probe(probe)
         finally:
             if link.junk:
                 report.junk[baudrate] = report.junk.get(baudrate, 0) + link.junk
             await link.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _probe(link: ScanLink, probe: Probe, report: ScanReport) -> Found | None:
+    """One probe: what answered, or None (silence, or a wrong answer noted in ``report``)."""
+    try:
+        found = await probe_once(link, probe)
+    except LinkTimeout:
+        return None
+    except FrameError as err:
+        report.invalid.append((probe, str(err)))
+        found = None
+    await asyncio.sleep(ANSWER_GAP)  # an answer, right or wrong: let the line settle
+    return found
 
 
 def describe(found: Found) -> str:

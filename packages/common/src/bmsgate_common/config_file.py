@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from .config_view import MASK, plain
-from .settings import CONFIG_ENV, ConfigError, Settings, _read_yaml, explain, one_line
+from .settings import CONFIG_ENV, ConfigError, Settings, _merge, _read_yaml, explain, one_line
 from .settings import parse_yaml as parse_yaml  # YAML text (an upload, the editor) as raw data
 
 DEFAULT_FILE = "bmsgate.yaml"
@@ -38,6 +38,11 @@ def config_path(arg: str | Path | None = None) -> Path:
 def read_raw(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
     """What the file says (empty when it does not exist yet); ConfigError if it is not YAML."""
     return {} if missing_ok and not path.exists() else _read_yaml(path)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``: nested mappings merged, lists and values replaced."""
+    return _merge(base, over)
 
 
 def leaves(data: Any, prefix: str = "") -> list[tuple[str, Any]]:

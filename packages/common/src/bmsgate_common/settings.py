@@ -161,6 +161,12 @@ class ApiSettings(_Section):
     command_timeout: float = Field(
         default=15.0, gt=0, le=120, description="[s] to wait for a command's result"
     )
+    mdns: bool = Field(default=True, description="announce the web UI by mDNS (zeroconf)")
+    mdns_name: str = Field(
+        default="bmsgate",
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description="the web UI is found as http://<mdns_name>.local/",
+    )
     title: str = Field(default="bmsgate", max_length=60, description="branding: page title")
     logo: Path | None = Field(
         default=None, description="branding: a .png, .jpg, .svg or .webp shown in the page header"

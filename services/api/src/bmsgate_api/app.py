@@ -37,6 +37,7 @@ from .deps import Context
 from .live import CLIENT, RAW_HOLDER
 from .routes import auth, events, export, files, packs, raw, status, tunnel
 from .routes import settings as settings_routes
+from .routes import setup as setup_routes
 from .routes.status import bank_views
 from .sky import Weather
 from .store import PackStore
@@ -205,6 +206,7 @@ def create_app(
 
     for module in (auth, packs, files, events, export, tunnel, raw, status, settings_routes):
         app.include_router(module.router)
+    app.include_router(setup_routes.router)
     if VENDOR.is_dir():
         app.mount("/vendor/uplot", StaticFiles(directory=VENDOR), name="uplot")
     app.mount("/", StaticFiles(directory=STATIC, html=True), name="ui")

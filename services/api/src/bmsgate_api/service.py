@@ -15,6 +15,7 @@ from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 
 from .app import create_app, make_context
+from .mdns import announced
 from .store import PackStore
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,12 @@ async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
         )
     )
     task = asyncio.create_task(server.serve())
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        server.should_exit = True
-        await task
-        raise
+    async with announced(cfg.api):  # http://<api.mdns_name>.local/
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            server.should_exit = True
+            await task
+            raise
     if server.started is False:
         raise OSError(f"the API could not listen on {cfg.api.host}:{cfg.api.port}")

@@ -1,19 +1,86 @@
-"""The effective configuration, every secret masked: to read, and to download as YAML."""
+"""Settings: the effective configuration, and the configuration file to edit, restore, apply.
+
+Reading shows every secret masked. Writing (login required) takes YAML, puts the stored secret
+back wherever a masked value came back unchanged, validates the whole file with the services'
+own Settings model and writes it atomically (mode 0600): a bad key or value is a 400 with one
+line naming it, and the file stays as it was. ``bmsgate run`` applies a written file at once;
+in containers, restart the services (POST /api/services/restart).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
-from bmsgate_common.config_file import effective_view
+from bmsgate_common.config_file import (
+    effective_view,
+    keep_secrets,
+    masked,
+    parse_yaml,
+    read_raw,
+    save,
+)
 from bmsgate_common.config_view import MASK
+from bmsgate_common.models import ServiceRestart, utcnow
+from bmsgate_common.settings import ConfigError
 
 from ..deps import Ctx, User
 
 router = APIRouter(prefix="/api", tags=["settings"])
+MAX_FILE = 256 * 1024  # [bytes] a configuration file is a few kB
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "invalid: one line naming the key"},
+    401: {},
+    409: {},
+}
+
+
+class ConfigFile(BaseModel):
+    """The configuration file as its owner wrote it, secrets masked."""
+
+    path: str | None = Field(description="null: the API was started without a file")
+    exists: bool
+    yaml: str = Field(description="the file's text as YAML, every secret masked")
+
+
+class ConfigText(BaseModel):
+    """A whole configuration file as YAML; masked secrets keep the stored values."""
+
+    yaml: str = Field(max_length=MAX_FILE)
+
+
+class Saved(BaseModel):
+    """The outcome of a write."""
+
+    path: str
+    message: str
+
+
+class RestartRequest(BaseModel):
+    """Which service to restart: a name as in its status (``reader-0``, ``api``) or ``all``."""
+
+    service: str = Field(default="all", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def config_file(ctx: Ctx) -> Path | None:
+    """The file the settings and setup pages write."""
+    return ctx.config_file
+
+
+def file_needs_setup(path: Path | None) -> bool:
+    """True while there is no file, or no bus in it."""
+    if path is None:
+        return False
+    try:
+        return not read_raw(path).get("buses")
+    except ConfigError:
+        return False  # a broken file is for the Settings page, not for a new setup
 
 
 @router.get("/settings", dependencies=[User], responses={401: {"description": "not logged in"}})
@@ -37,3 +104,75 @@ async def download(ctx: Ctx) -> Response:
         media_type="application/yaml",
         headers={"Content-Disposition": 'attachment; filename="bmsgate-settings.yaml"'},
     )
+
+
+@router.get("/settings/file", dependencies=[User], responses={401: {}})
+async def read_file(ctx: Ctx) -> ConfigFile:
+    """The configuration file to edit (only what it sets; defaults stay implicit)."""
+    path = config_file(ctx)
+    if path is None:
+        return ConfigFile(path=None, exists=False, yaml="")
+    try:
+        raw = read_raw(path)
+    except ConfigError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    text = yaml.safe_dump(masked(raw), sort_keys=False, allow_unicode=True) if raw else ""
+    return ConfigFile(path=str(path), exists=path.exists(), yaml=text)
+
+
+async def _write(ctx: Ctx, text: str, source: str) -> Saved:
+    path = config_file(ctx)
+    if path is None:
+        raise HTTPException(status_code=409, detail="no configuration file was given (--config)")
+    try:
+        new = parse_yaml(text, source)
+        data = keep_secrets(new, read_raw(path))
+        await asyncio.to_thread(save, path, data)
+    except ConfigError as err:
+        raise HTTPException(status_code=400, detail=str(err).replace(str(path), source)) from None
+    except OSError as err:
+        raise HTTPException(status_code=409, detail=f"{path}: {err.strerror}") from None
+    return Saved(
+        path=str(path),
+        message=f"saved {path.name}; bmsgate run applies it now, containers after a restart",
+    )
+
+
+@router.put("/settings/file", dependencies=[User], responses=WRITE_ERRORS)
+async def write_file(body: ConfigText, ctx: Ctx) -> Saved:
+    """Replace the configuration file (validated first; masked secrets keep their values)."""
+    return await _write(ctx, body.yaml, "the edited settings")
+
+
+@router.post(
+    "/settings/restore",
+    dependencies=[User],
+    responses=WRITE_ERRORS,
+    openapi_extra={"requestBody": {"content": {"application/yaml": {}}, "required": True}},
+)
+async def restore(request: Request, ctx: Ctx) -> Saved:
+    """Restore a downloaded or saved file sent as the request body (YAML)."""
+    body = await request.body()
+    if len(body) > MAX_FILE:
+        raise HTTPException(status_code=413, detail=f"a configuration file is under {MAX_FILE} B")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(status_code=400, detail="the file is not UTF-8 text") from None
+    return await _write(ctx, text, "the restored file")
+
+
+@router.post(
+    "/services/restart",
+    status_code=202,
+    dependencies=[User],
+    responses={401: {}, 503: {"description": "backbone not reachable"}},
+)
+async def restart(body: RestartRequest, ctx: Ctx) -> dict[str, str]:
+    """Ask a service (or all) to restart with the configuration file as it is now."""
+    request = ServiceRestart(ts=utcnow(), reason="asked for in the web UI")
+    if ctx.backbone is None or not await ctx.backbone.publish(
+        "service_restart", body.service, request
+    ):
+        raise HTTPException(status_code=503, detail="the backbone is not reachable")
+    return {"service": body.service, "state": "restart requested"}

@@ -1,0 +1,263 @@
+"""The first-run setup page's API: ports, BMS scan with progress, test message, time zone, write.
+
+The configuration is built by bmsgate_common.first_run (shared with ``bmsgate setup``) and
+validated and written by bmsgate_common.config_file; ``bmsgate run`` applies the new file at once.
+Everything but the status needs a login: the first visit sets the password before the setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import yaml
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+from serial.tools import list_ports
+
+from bmsgate_bms.discovery import (
+    DEFAULT_TIMEOUT,
+    Found,
+    holders,
+    list_serial_ports,
+    plan_probes,
+    run_scan,
+)
+from bmsgate_common.config_file import masked, merge, read_raw, save
+from bmsgate_common.first_run import SetupAnswers, build_config
+from bmsgate_common.settings import ConfigError
+from bmsgate_notifier.report import find_zone
+from bmsgate_notifier.sender import AppriseSender, check_url
+from bmsgate_reader.serial_link import SerialLink
+
+from ..deps import Ctx, User
+from .settings import config_file, file_needs_setup
+
+router = APIRouter(prefix="/api/setup", tags=["setup"])
+TEST_TIMEOUT = 20.0  # [s] for the test message
+
+
+class SetupStatus(BaseModel):
+    """Whether the first-run setup is due, and where it writes."""
+
+    needed: bool = Field(description="no configuration file yet, or no bus in it")
+    config_file: str | None = Field(description="the file the setup writes; null: none given")
+
+
+class PortView(BaseModel):
+    """A serial port for the picker."""
+
+    device: str
+    by_id: str | None
+    description: str
+    vid_pid: str | None
+    serial_number: str | None
+    held_by: list[str] = Field(description="processes that have it open; never scanned then")
+    reader: str | None = Field(description="the configured bus that owns it, e.g. 'bus 0'")
+
+
+class ScanRequest(BaseModel):
+    """Scan one port for every protocol (or only those given)."""
+
+    port: str = Field(min_length=1, max_length=300)
+    protocols: list[str] | None = None
+    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, le=5, description="[s] per probe")
+
+
+@dataclass
+class ScanJob:
+    """The one scan that may run at a time, and what it found so far."""
+
+    port: str
+    total: int
+    done: int = 0
+    found: list[dict[str, Any]] = field(default_factory=list)
+    running: bool = True
+    error: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class NotifyTest(BaseModel):
+    """An Apprise URL to send a test message to."""
+
+    url: str = Field(min_length=3, max_length=2000)
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _bus_of(ctx: Ctx, port: str) -> str | None:
+    """Which configured bus uses ``port`` (its reader may hold it), if any."""
+    for i, bus in enumerate(ctx.settings.buses):
+        if _real(bus.port) == _real(port):
+            return f"bus {i}"
+    return None
+
+
+@router.get("/status")
+async def status(ctx: Ctx) -> SetupStatus:
+    """Whether the setup is due (no file, or no bus in it): the pages lead there then."""
+    path = config_file(ctx)
+    return SetupStatus(needed=file_needs_setup(path), config_file=str(path) if path else None)
+
+
+@router.get("/ports", dependencies=[User])
+async def ports(ctx: Ctx) -> list[PortView]:
+    """The machine's serial ports with their stable names and who holds them."""
+    found = await asyncio.to_thread(lambda: list_serial_ports(list_ports.comports()))
+    views = [PortView(**asdict(p), reader=_bus_of(ctx, p.device)) for p in found]
+    listed = {_real(p.device) for p in found}
+    for i, bus in enumerate(ctx.settings.buses):  # configured ports pyserial does not list (ptys)
+        if _real(bus.port) not in listed and not bus.port.startswith("socket://"):
+            listed.add(_real(bus.port))
+            views.append(
+                PortView(
+                    device=bus.port,
+                    by_id=None,
+                    description="configured",
+                    vid_pid=None,
+                    serial_number=None,
+                    held_by=[],
+                    reader=f"bus {i}",
+                )
+            )
+    return views
+
+
+def _job(request: Request) -> ScanJob | None:
+    job: ScanJob | None = getattr(request.app.state, "setup_scan", None)
+    return job
+
+
+@router.post("/scan", status_code=202, dependencies=[User])
+async def start_scan(body: ScanRequest, request: Request, ctx: Ctx) -> dict[str, Any]:
+    """Start scanning ``port``; GET /api/setup/scan shows the progress and what answered."""
+    running = _job(request)
+    if running is not None and running.running:
+        raise HTTPException(status_code=409, detail=f"a scan of {running.port} is running")
+    bus = _bus_of(ctx, body.port)
+    if bus is not None:
+        raise HTTPException(
+            status_code=409, detail=f"{body.port} belongs to {bus}: its reader polls it"
+        )
+    held = await asyncio.to_thread(_holders, body.port)
+    if held:
+        raise HTTPException(status_code=409, detail=f"{body.port} is in use by {held[0]}")
+    try:
+        probes = plan_probes(body.protocols)
+    except ValueError as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
+    job = ScanJob(port=body.port, total=len(probes))
+    request.app.state.setup_scan = job
+
+    def on_found(found: Found) -> None:
+        job.found.append(found.as_dict())
+
+    def on_probe(_: object) -> None:
+        job.done += 1
+
+    async def work() -> None:
+        try:
+            await run_scan(
+                body.port,
+                probes,
+                body.timeout,
+                on_found=on_found,
+                on_probe=on_probe,
+                link_factory=SerialLink,
+            )
+        except OSError as err:
+            job.error = f"{body.port}: {err}".splitlines()[0]
+        finally:
+            job.running = False
+            job.done = job.total
+
+    job.task = asyncio.create_task(work())
+    return {"port": job.port, "total": job.total}
+
+
+def _holders(port: str) -> list[str]:
+    return holders(_real(port))
+
+
+@router.get("/scan", dependencies=[User])
+async def scan_progress(request: Request) -> dict[str, Any]:
+    """The running or last scan: probes done of total, the BMS found, an error."""
+    job = _job(request)
+    if job is None:
+        raise HTTPException(status_code=404, detail="no scan has run")
+    return {k: v for k, v in asdict(job).items() if k != "task"}
+
+
+@router.delete("/scan", status_code=204, dependencies=[User])
+async def stop_scan(request: Request) -> None:
+    """Stop the running scan."""
+    job = _job(request)
+    if job is not None and job.task is not None and job.running:
+        job.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await job.task
+
+
+@router.post("/notify-test", dependencies=[User])
+async def notify_test(body: NotifyTest) -> dict[str, Any]:
+    """Send a test message through Apprise, as the notifier would."""
+    from bmsgate_notifier.policy import Message
+
+    problem = check_url(body.url)
+    if problem:
+        raise HTTPException(status_code=400, detail=problem)
+    message = Message(
+        title="bmsgate test message",
+        body="If you read this, bmsgate's notifications reach you.",
+        priority="normal",
+        tone="info",
+        events=(),
+    )
+    try:
+        async with asyncio.timeout(TEST_TIMEOUT):
+            sent = await AppriseSender(body.url).send(message)
+    except TimeoutError:
+        sent = False
+    if not sent:
+        raise HTTPException(status_code=502, detail="the service did not take the message")
+    return {"sent": True}
+
+
+@router.get("/timezone")
+async def timezone(
+    latitude: float = Query(ge=-90, le=90), longitude: float = Query(ge=-180, le=180)
+) -> dict[str, str]:
+    """The time zone at these coordinates, found offline."""
+    zone = await asyncio.to_thread(find_zone, latitude, longitude, None)
+    return {"timezone": str(getattr(zone, "key", zone))}
+
+
+@router.post("/apply", dependencies=[User])
+async def apply(
+    body: SetupAnswers, ctx: Ctx, replace: bool = Query(default=False)
+) -> dict[str, Any]:
+    """Write the configuration for these answers (validated) and show it, secrets masked.
+
+    The existing file's other settings are kept; its buses, banks and chosen outputs are
+    replaced. A file that already has buses is replaced only with ``replace=true``.
+    """
+    path = config_file(ctx)
+    if path is None:
+        raise HTTPException(status_code=409, detail="no configuration file was given (--config)")
+    try:
+        stored = read_raw(path)
+        if stored.get("buses") and not replace:
+            raise HTTPException(
+                status_code=409, detail=f"{path} already has buses: edit it in Settings"
+            )
+        data = merge(stored, build_config(body))
+        await asyncio.to_thread(save, path, data)
+    except (ConfigError, OSError) as err:
+        raise HTTPException(status_code=400, detail=str(err).splitlines()[0]) from None
+    text = yaml.safe_dump(masked(data), sort_keys=False, allow_unicode=True)
+    return {"config_file": str(path), "yaml": text}
