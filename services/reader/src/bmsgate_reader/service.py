@@ -36,6 +36,7 @@ POLL_ERRORS = (FrameError, LinkTimeout, LinkDown)
 BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing port
 SAVE_EVERY = 60.0  # [s] between writes of the energy counters
 RESET_WAIT = 10.0  # [s] a reset BMS has to answer again
+RESULT_KEEP = 30.0  # [s] a result the broker could not take is offered again this long
 
 
 class Pack:
@@ -86,6 +87,7 @@ class Reader:
         self.failures = 0
         self._backoff = 0.0
         self._saved = time.monotonic()
+        self._resends: set[asyncio.Task[None]] = set()
 
     def counters_detail(self) -> dict[str, int | float | str | bool | None]:
         """Health figures for the service status."""
@@ -255,7 +257,23 @@ class Reader:
             transaction=cmd.transaction, pack=pack_id, action=cmd.action,
             status=status, value=value, error=error, ts=utcnow(),
         )  # fmt: skip
-        await self.backbone.publish("result", pack_id, result)
+        if not await self.backbone.publish("result", pack_id, result):
+            # the broker went away mid-command: its caller still waits, so offer it again
+            task = asyncio.create_task(self._resend(pack_id, result))
+            self._resends.add(task)
+            task.add_done_callback(self._resends.discard)
+
+    async def _resend(self, pack_id: str, result: CommandResult) -> None:
+        deadline = time.monotonic() + RESULT_KEEP
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            if await self.backbone.publish("result", pack_id, result):
+                log.info(
+                    "%s: result of %s sent after the broker came back", pack_id, result.transaction
+                )
+                return
+        log.warning("%s: result of %s not delivered: no broker for %.0f s",
+                    pack_id, result.transaction, RESULT_KEEP)  # fmt: skip
 
 
 def _reason(err: Exception) -> str:
