@@ -176,6 +176,7 @@ def create_app(
             yield
             return
         _wire(ctx, ctx.backbone)
+        ctx.weather.current()  # the first forecast is fetched at start, not at the first visit
         try:
             async with ctx.backbone:
                 yield

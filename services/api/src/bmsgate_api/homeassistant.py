@@ -39,6 +39,7 @@ class DiscoveryPreview(BaseModel):
     target: str
     enabled: bool = Field(description="homeassistant.enabled on that target (false: as if it were)")
     discovery_prefix: str
+    targets: list[str] = Field(description="every publisher target, for picking another")
     messages: list[DiscoveryMessage]
 
 
@@ -80,5 +81,6 @@ def preview(
                 out.append(DiscoveryMessage(topic=msg.topic, retain=msg.retain, qos=msg.qos,
                                             payload=json.loads(msg.payload)))  # fmt: skip
     return DiscoveryPreview(
-        target=target.name, enabled=ha.enabled, discovery_prefix=ha.discovery_prefix, messages=out
-    )
+        target=target.name, enabled=ha.enabled, discovery_prefix=ha.discovery_prefix,
+        targets=[t.name for t in settings.publisher.targets], messages=out,
+    )  # fmt: skip

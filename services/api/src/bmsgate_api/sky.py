@@ -78,7 +78,8 @@ class Sky(BaseModel):
     polar: Literal["day", "night"] | None = Field(
         default=None, description="the sun neither rises nor sets today"
     )
-    forecast: Forecast | None = None
+    weather: bool = Field(default=False, description="a forecast is configured (api.weather)")
+    forecast: Forecast | None = Field(default=None, description="null until fetched, or offline")
 
 
 def coordinates(cfg: Settings) -> tuple[float, float] | None:
@@ -226,5 +227,5 @@ def sky(cfg: Settings, weather: Weather, now: datetime) -> Sky:
     rise, set_, polar = sun_times(now.astimezone(tz).date(), where[0], where[1], tz)
     return Sky(
         latitude=where[0], longitude=where[1], timezone=str(tz), sunrise=rise, sunset=set_,
-        polar=polar, forecast=weather.current(),
+        polar=polar, weather=weather.url is not None, forecast=weather.current(),
     )  # fmt: skip

@@ -3,7 +3,8 @@
 const bms = (() => {
   const pages = [["index.html", "Status"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
     ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"],
-    ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["settings.html", "Settings"]];
+    ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["export.html", "Exports"],
+    ["tokens.html", "Tokens"], ["settings.html", "Settings"]];
 
   class ApiError extends Error {
     constructor(status, detail) { super(detail); this.status = status; }
@@ -34,12 +35,22 @@ const bms = (() => {
     if (saved) document.documentElement.dataset.theme = saved;
   }
 
+  // the installer's accent colours (api.accent / accent_dark), after style.css so they win
+  const branding = document.createElement("link");
+  branding.rel = "stylesheet"; branding.href = "/api/branding.css";
+  document.head.append(branding);
+
   function header(status) {
     const here = location.pathname.split("/").pop() || "index.html";
     const el = document.createElement("header");
     const brand = document.createElement("span");
     brand.className = "brand";
-    brand.textContent = status.title;
+    if (status.logo) {
+      const logo = document.createElement("img");
+      logo.src = status.logo; logo.alt = ""; logo.className = "logo";
+      brand.append(logo);
+    }
+    brand.append(status.title);
     el.append(brand);
     const nav = document.createElement("nav");
     for (const [href, label] of pages) {

@@ -13,14 +13,33 @@ const charts = (() => {
 
   function width(el) { return Math.max(280, el.clientWidth); }
 
+  // tick steps no finer than the labels' last digit, so no label repeats (cells 0.2 mV apart)
+  function steps(digits) {
+    const out = [];
+    for (let e = -digits; e <= 6; e++) for (const m of [1, 2, 5]) out.push(+(m * 10 ** e).toFixed(digits));
+    return out;
+  }
+
   function axes(unitLeft, unitRight, digits) {
     const grid = { stroke: bms.css("--line"), width: 1 };
     const stroke = bms.css("--muted");
     const left = { stroke, grid, ticks: grid, label: unitLeft, size: 60 };
-    if (digits !== undefined) left.values = (u, vals) => vals.map(v => v.toFixed(digits));
+    if (digits !== undefined) {
+      left.values = (u, vals) => vals.map(v => v.toFixed(digits));
+      left.incrs = steps(digits);
+    }
     const out = [{ stroke, grid, ticks: grid }, left];
     if (unitRight) out.push({ scale: "right", side: 1, stroke, grid: { show: false }, label: unitRight, size: 50 });
     return out;
+  }
+
+  // a y range at least ``span`` wide around the data, so a flat line is not blown up to noise
+  function atLeast(span) {
+    return (u, min, max) => {
+      if (min === null || max === null) return [0, span];
+      const mid = (min + max) / 2, half = Math.max((max - min) * 0.55, span / 2);
+      return [mid - half, mid + half];
+    };
   }
 
   function make(el, title, series, data, opts = {}) {
@@ -39,8 +58,15 @@ const charts = (() => {
 
   addEventListener("resize", () => { for (const [c, el] of list) c.setSize({ width: width(el), height: c.height }); });
 
-  // the window asked for, [start, end] in seconds, so a short history still shows the whole day
-  function window(hours) { const end = Date.now() / 1000; return [end - hours * 3600, end]; }
+  // the x range [start, end] in seconds: the window asked for, or, when the data starts later
+  // (a new install), from the first sample on, with a note that says so instead of a sliver
+  function window(hours, times = []) {
+    const end = Date.now() / 1000, start = end - hours * 3600;
+    const first = times.length ? times[0] : null;
+    if (first === null || first <= start + 0.05 * hours * 3600) return { x: [start, end], note: "" };
+    const hhmm = new Date(first * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return { x: [Math.min(first, end - 60), Math.max(end, times[times.length - 1])], note: ` · data since ${hhmm}` };
+  }
 
-  return { history, make, palette, window };
+  return { history, make, palette, window, atLeast };
 })();

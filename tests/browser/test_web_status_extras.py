@@ -1,0 +1,232 @@
+"""The Status page's second layout, banks, sky and branding; exports, API tokens and the sniffer
+switch, in Debian's chromium against the running stack: two simulated JK-PB boards on a pty ->
+reader -> Mosquitto -> API, a local HTTP server standing in for the forecast API.
+Screenshots go to build/test-artifacts/web.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bmsgate.broker import free_port
+from tests.browser.test_web_ui import browser_context, shot  # noqa: F401 (the fixture)
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    start_service,
+    start_simulator,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+PASSWORD = "battery-gate-2"
+ACCENT = "rgb(170, 51, 0)"  # #aa3300
+FORECAST = {
+    "current": {"temperature_2m": 17.6, "weather_code": 61, "wind_speed_10m": 9.0},
+    "daily": {"time": ["2026-06-01", "2026-06-02", "2026-06-03"], "weather_code": [61, 1, 3],
+              "temperature_2m_max": [19.0, 23.4, 21.0], "temperature_2m_min": [11.0, 12.5, 13.0],
+              "precipitation_probability_max": [70, 5, 20]},
+}  # fmt: skip
+LOGO = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="32" viewBox="0 0 64 32">'
+    '<rect width="64" height="32" rx="6" fill="#aa3300"/>'
+    '<text x="32" y="22" font-size="16" text-anchor="middle" fill="#fff">S&amp;C</text></svg>'
+)
+
+
+@pytest.fixture
+def forecast_url() -> Any:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(FORECAST).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1/forecast"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], forecast_url: str) -> str:
+    """Two JK-PB boards as a bank, reader (control on, sniffer off), API with branding."""
+    sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2", "--speed", "30")
+    procs.append(sim)
+    logo = tmp_path / "logo.svg"
+    logo.write_text(LOGO)
+    http = free_port()
+    config = write_config(tmp_path, {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+        "buses": [{"port": port, "protocol": "jk_pb", "poll_interval": 0.5, "packs": [
+            {"id": "east", "name": "East", "address": 1},
+            {"id": "west", "name": "West", "address": 2}]}],
+        "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
+        "control": {"enabled": True},
+        "notifier": {"latitude": 48.14, "longitude": 11.58},
+        "publisher": {"targets": [{"name": "ha", "password": "target-secret-1",
+                                   "homeassistant": {"enabled": True}}]},
+        "api": {"host": "127.0.0.1", "port": http, "stale_after": 10, "public_read": "never",
+                "title": "Solar & Co", "logo": str(logo), "accent": "#aa3300",
+                "weather": True, "weather_url": forecast_url},
+        "data_dir": str(tmp_path / "data"),
+    })  # fmt: skip
+    for name in ("reader", "api"):
+        procs.append(start_service(tmp_path, name, config))
+    base = f"http://127.0.0.1:{http}"
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
+    return base
+
+
+def watch(page: Any) -> list[str]:
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None,
+    )
+    page.on("dialog", lambda d: d.accept())
+    page.set_default_timeout(20_000)
+    return problems
+
+
+def test_status_layouts_bank_branding_exports_tokens_sniffer(
+    stack: str,
+    browser_context: Any,  # noqa: F811
+) -> None:
+    from playwright.sync_api import expect
+
+    base, page = stack, browser_context.new_page()
+    problems = watch(page)
+    page.goto(f"{base}/")
+    page.fill("#password", PASSWORD)
+    page.fill("#again", PASSWORD)
+    page.click("#submit")
+
+    # branding: title, logo and accent colour from the configuration
+    expect(page.locator("header .brand")).to_have_text("Solar & Co")
+    logo = page.locator("header .brand img.logo")
+    expect(logo).to_be_visible()
+    assert logo.evaluate("img => img.complete && img.naturalWidth") == 64
+    current = page.locator('nav a[aria-current="page"]')
+    assert current.evaluate("a => getComputedStyle(a).backgroundColor") == ACCENT
+    assert page.title() == "Solar & Co · Status"
+
+    # a JK board gets the JK layout; the switch turns it to DALY's and back, remembered
+    east = page.locator('#packs .card[data-pack="east"]')
+    expect(east).to_have_class(re.compile(r"\bjk\b"))
+    expect(east.locator(".jk-cells > div > div")).to_have_count(16)
+    expect(east.locator('[data-field="soc"]')).to_contain_text("%")
+    expect(page.locator('#packs .card[data-pack="west"]')).to_have_class(re.compile(r"\bjk\b"))
+    # the bank: both members combined, with the figures of the Status list
+    bank = page.locator('#banks .card.bank[data-pack="house"]')
+    expect(bank.locator("h2")).to_contain_text("House bank")
+    expect(bank.locator(".members .pill.on")).to_have_count(2)
+    expect(bank.locator(".cells span")).to_have_count(32)
+    for text in ("Delta over 32 cells", "Remaining", "Cycles", "Max SOC today", "Average cell"):
+        expect(bank).to_contain_text(text)
+    # sky: sun times for the coordinates, the forecast from the (local) forecast server
+    expect(page.locator("#sky")).to_contain_text("☀↑")
+    expect(page.locator('#sky [data-field="weather"]')).to_contain_text(
+        "light rain", timeout=30_000
+    )
+    expect(page.locator("#sky")).to_contain_text("weather: 127.0.0.1")
+    shot(page, "30-status-jk-bank-branding")
+
+    east.locator('button[data-layout="daly"]').click()
+    east = page.locator('#packs .card[data-pack="east"]')
+    expect(east).to_have_class(re.compile(r"\bdaly\b"))
+    expect(east.locator(".cells span")).to_have_count(16)
+    expect(east.locator(".beat")).to_have_count(1)
+    page.reload()
+    expect(page.locator('#packs .card[data-pack="east"]')).to_have_class(re.compile(r"\bdaly\b"))
+    expect(page.locator('#packs .card[data-pack="west"]')).to_have_class(re.compile(r"\bjk\b"))
+    shot(page, "31-status-daly-and-jk")
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "32-status-dark-phone")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # exports: the openHASP pages and the Home Assistant preview download
+    page.goto(f"{base}/export.html")
+    expect(page.locator("#ha-summary")).to_contain_text("target ha")
+    expect(page.locator("#hasp-preview")).to_contain_text('"objects"')
+    page.select_option("#hasp-pack", "east")
+    with page.expect_download() as got:
+        page.click("#openhasp")
+    assert got.value.suggested_filename == "pages-east.jsonl"
+    lines = [json.loads(x) for x in Path(got.value.path()).read_text().splitlines()]
+    assert "p1b2.val" in lines[0]["objects"]
+    arc = next(x for x in lines if x.get("page") == 1 and x.get("id") == 2)
+    assert arc["obj"] == "arc" and 0 < arc["val"] <= 100  # the pack's SOC now
+    with page.expect_download() as got:
+        page.click("#homeassistant")
+    preview = json.loads(Path(got.value.path()).read_text())
+    topics = {m["topic"] for m in preview["messages"]}
+    assert {"homeassistant/device/bmsgate_east/config",
+            "homeassistant/device/bmsgate_house/config"} <= topics  # fmt: skip
+    assert "target-secret-1" not in json.dumps(preview)
+    shot(page, "33-exports")
+
+    # an API token made in the page works for a script, and stops working when revoked
+    page.goto(f"{base}/tokens.html")
+    page.fill("#name", "test script")
+    page.click("#create")
+    expect(page.locator("#made")).to_be_visible()
+    token = page.locator("#token").inner_text().strip()
+    assert token.startswith("bmsgate_")
+    expect(page.locator("#tokens")).to_contain_text("test script")
+    shot(page, "34-tokens")
+    auth = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{base}/api/packs", headers=auth, timeout=5).status_code == 200
+    assert httpx.get(f"{base}/api/packs", timeout=5).status_code == 401
+    cmd = {"action": "set_discharge_mos", "value": False}
+    done = httpx.post(f"{base}/api/packs/west/commands", json=cmd, headers=auth, timeout=20)
+    assert done.status_code == 200 and done.json()["result"]["value"] is False  # read back
+    cmd["value"] = True
+    assert (
+        httpx.post(f"{base}/api/packs/west/commands", json=cmd, headers=auth, timeout=20).json()[
+            "result"
+        ]["value"]
+        is True
+    )
+    page.locator("[data-revoke]").click()
+    expect(page.locator("#msg")).to_have_text("Token revoked")
+    assert httpx.get(f"{base}/api/packs", headers=auth, timeout=5).status_code == 401
+
+    # the sniffer: off from the configuration, turned on here, frames arrive; off again
+    page.goto(f"{base}/sniffer.html")
+    row = page.locator('#buses [data-bus="reader-0"]')
+    expect(row.locator("[data-state]")).to_have_text("off")
+    expect(page.locator("#frames > div")).to_have_count(0)
+    row.locator("button").click()
+    expect(page.locator("#busmsg")).to_have_text("reader-0: sniffer on, as the reader reports")
+    expect(row.locator("[data-state]")).to_have_text("on")
+    expect(page.locator("#frames .from_bms").first).to_be_visible()
+    shot(page, "35-sniffer-switched-on")
+    page.locator('#buses [data-bus="reader-0"] button').click()
+    expect(page.locator('#buses [data-bus="reader-0"] [data-state]')).to_have_text("off")
+
+    assert problems == []
