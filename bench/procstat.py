@@ -65,6 +65,14 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def comm_name(pid: int) -> str:
+    """The process name (what ps and top show; a forked service sets its own)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def loadavg() -> str:
     """The 1, 5 and 15 minute load averages."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])

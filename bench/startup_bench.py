@@ -29,7 +29,7 @@ import yaml
 from bmsgate.broker import PrivateBroker, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import children, cmdline, memory_mb
+from procstat import children, cmdline, comm_name, memory_mb
 
 HOST = "127.0.0.1"
 ALONE = ("api", "publisher", "modbus", "history", "notifier", "tunnel")
@@ -40,6 +40,11 @@ def label(pid: int) -> str:
     text = cmdline(pid)
     if "mosquitto" in text:
         return "mosquitto"
+    comm = comm_name(pid)
+    if comm.startswith("bms-"):  # forked from the zygote: its name, the zygote's command
+        return comm.replace("bms-", "bmsgate_") + (" (bus)" if "reader" in comm else "")
+    if "bmsgate.zygote" in text:
+        return "zygote"
     if m := re.search(r"-m (bmsgate_\w+)", text):
         return str(m.group(1)) + (" (bus)" if "--bus" in text else "")
     if "bmsgate run" in text or text.endswith(" run") or " run " in text:

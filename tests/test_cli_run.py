@@ -18,8 +18,9 @@ from tests.support.procs import find_mosquitto, wait_until
 pytestmark = pytest.mark.integration
 
 
-# `bmsgate run` itself, the private Mosquitto, and one process per service (one reader here)
-EXPECTED_PROCESSES = 2 + len(SERVICES)
+# `bmsgate run` itself, the private Mosquitto, the zygote the services are forked from, and one
+# process per service (one reader here)
+EXPECTED_PROCESSES = 3 + len(SERVICES)
 
 
 def run_command(http: int, data: Path) -> list[str]:

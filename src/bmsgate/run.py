@@ -32,8 +32,8 @@ from bmsgate_common.service import RESTART_EXIT
 from bmsgate_common.settings import BusSettings, ConfigError, PackSettings, Settings
 
 from .broker import PrivateBroker, wait_for_port
-from .proc import die_with_parent
 from .services import COMMON_SECTIONS, SERVICES
+from .zygote import ChildProcess, start_child
 
 log = logging.getLogger("bmsgate.run")
 
@@ -51,7 +51,7 @@ class Child:
     name: str
     argv: list[str]
     fingerprint: str = ""  # the configuration it was started with; a change restarts it
-    process: asyncio.subprocess.Process | None = None
+    process: ChildProcess | None = None
     restarts: int = 0
     started: float = 0.0
     backoff: float = field(default=1.0)
@@ -59,11 +59,8 @@ class Child:
     given_up: bool = False
 
     async def start(self) -> None:
-        """Start the process; its output goes to ours."""
-        # own session: Ctrl-C reaches only the supervisor, which stops the children in order
-        self.process = await asyncio.create_subprocess_exec(
-            *self.argv, start_new_session=True, preexec_fn=die_with_parent
-        )
+        """Start the process (forked from the zygote, see zygote.py); its output goes to ours."""
+        self.process = await start_child(self.argv)
         self.started = time.monotonic()
         log.debug("started %s (pid %d)", self.name, self.process.pid)
 

@@ -1,0 +1,316 @@
+"""Service processes of ``bmsgate run`` forked from one pre-imported parent, the zygote.
+
+Each service is a Python process that imports pydantic, the models, FastStream and its own
+libraries: as separate interpreters that is 35-50 MB of private memory each, most of it the
+imports. The zygote imports every service's modules once, moves them out of the garbage
+collector's reach (``gc.freeze``: a collection writes to every object it visits and would
+unshare its page), and forks one child per service. The children share those pages with the
+zygote copy-on-write, so the machine holds the imports once.
+
+Isolation stays as it was: every service is its own process with its own event loop, stopped,
+killed and restarted on its own; a child gets SIGTERM when the zygote dies, the zygote when the
+supervisor dies (PR_SET_PDEATHSIG). The children run the code the zygote imported: an upgrade of
+the installed package takes effect at the next ``bmsgate run``.
+
+Protocol on a socket pair, one JSON object per line:
+
+* supervisor -> zygote: ``{"argv": ["bmsgate_api", "--config", "F"]}`` (module, arguments);
+* zygote -> supervisor: ``{"pid": 1234}`` or ``{"error": "..."}`` in answer, in order, and
+  ``{"exit": 1234, "code": 0}`` whenever a child ends (code < 0: killed by that signal).
+
+Run by the supervisor as ``python -m bmsgate.zygote FD CONFIG MODULE...``; nothing else starts
+it. CONFIG (the children's ``--config``) is there for ``ps``: a forked child shows the zygote's
+command line, and so still names the configuration it runs with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import runpy
+import selectors
+import signal
+import socket
+import sys
+import threading
+from typing import Any, Protocol
+
+from .proc import die_with_parent
+
+log = logging.getLogger("bmsgate.run")
+
+PR_SET_NAME = 15  # prctl option, <linux/prctl.h>: the name ps and top show (15 bytes)
+ANSWER_TIMEOUT = 120.0  # [s] the first answer waits for the zygote's imports on a slow machine
+
+
+class ChildProcess(Protocol):
+    """What the supervisor uses of a child: asyncio's Process has it, and so has Forked."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
+class Forked:
+    """A child of the zygote as the supervisor sees it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def exited(self, code: int) -> None:
+        """The zygote reaped it."""
+        if self.returncode is None:
+            self.returncode = code
+            self._done.set_result(code)
+
+    def terminate(self) -> None:
+        """SIGTERM; ProcessLookupError when it is gone (as asyncio's Process)."""
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        if self.returncode is not None:
+            raise ProcessLookupError(self.pid)  # reaped: the pid may belong to another process
+        os.kill(self.pid, sig)
+
+    async def wait(self) -> int:
+        """Its exit code, once it has ended."""
+        return await asyncio.shield(self._done)
+
+
+class Zygote:
+    """The supervisor's end: starts the zygote, asks it for children, hears them end."""
+
+    def __init__(self, modules: list[str], config: str) -> None:
+        self.modules = modules
+        self.config = config
+        self.process: asyncio.subprocess.Process | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._answers: asyncio.Queue[Forked | str] = asyncio.Queue()
+        self._children: dict[int, Forked] = {}
+        self._lock = asyncio.Lock()
+        self._closing = False
+
+    async def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bmsgate.zygote", str(theirs.fileno()), self.config,
+                *self.modules,
+                pass_fds=(theirs.fileno(),), start_new_session=True, preexec_fn=die_with_parent,
+            )  # fmt: skip
+        reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        self._answers = asyncio.Queue()
+        self._listener = asyncio.create_task(self._listen(reader), name="zygote")
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            message = json.loads(line)
+            if "pid" in message:
+                child = self._children[message["pid"]] = Forked(message["pid"])
+                self._answers.put_nowait(child)
+            elif "exit" in message:
+                gone = self._children.pop(message["exit"], None)
+                if gone is not None:
+                    gone.exited(message["code"])
+            else:
+                self._answers.put_nowait(str(message.get("error")))
+        # the zygote is gone, and with it (PR_SET_PDEATHSIG) its children: report them ended
+        if not self._closing:
+            log.warning("the service zygote ended; services are started anew")
+        for child in self._children.values():
+            child.exited(-signal.SIGTERM)
+        self._children.clear()
+        self._answers.put_nowait("the zygote ended")
+        self._writer = None
+
+    async def spawn(self, module: str, args: list[str]) -> Forked:
+        """Fork ``python -m module *args`` from the zygote; OSError if it cannot."""
+        async with self._lock:
+            if self._writer is None:
+                await self._start()
+            assert self._writer is not None
+            self._writer.write(json.dumps({"argv": [module, *args]}).encode() + b"\n")
+            try:
+                async with asyncio.timeout(ANSWER_TIMEOUT):
+                    await self._writer.drain()
+                    answer = await self._answers.get()
+            except (TimeoutError, ConnectionError) as err:
+                raise OSError(f"the service zygote did not answer ({err!r})") from err
+        if isinstance(answer, str):
+            raise OSError(f"the service zygote could not fork: {answer}")
+        return answer
+
+    async def close(self) -> None:
+        """Stop the zygote (its children get SIGTERM); for a supervisor that goes on living."""
+        self._closing = True
+        if self._writer is not None:
+            self._writer.close()
+        if self.process is not None and self.process.returncode is None:
+            await self.process.wait()
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+
+_zygote: Zygote | None = None
+
+
+def forkable(argv: list[str]) -> str | None:
+    """The service module of ``argv`` when it is ``[python, -m, <a service module>, ...]``."""
+    from .services import SERVICES
+
+    modules = {s.module for s in SERVICES.values()}
+    if len(argv) >= 3 and argv[0] == sys.executable and argv[1] == "-m" and argv[2] in modules:
+        return argv[2]
+    return None
+
+
+async def start_child(argv: list[str]) -> ChildProcess:
+    """Start a service: forked from the zygote where it can be, else as a process of its own."""
+    global _zygote
+    module = forkable(argv) if sys.platform == "linux" else None
+    if module is not None:
+        if _zygote is None:
+            from .services import SERVICES
+
+            config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else "-"
+            _zygote = Zygote(sorted({s.module for s in SERVICES.values()}), config)
+        try:
+            return await _zygote.spawn(module, argv[3:])
+        except OSError as err:
+            log.warning("%s; starting %s as a process of its own", err, module)
+    # own session: Ctrl-C reaches only the supervisor, which stops the children in order
+    return await asyncio.create_subprocess_exec(
+        *argv, start_new_session=True, preexec_fn=die_with_parent
+    )
+
+
+async def stop_zygote() -> None:
+    """Stop the zygote if one runs (tests; a supervisor that exits takes it along anyway)."""
+    global _zygote
+    if _zygote is not None:
+        await _zygote.close()
+        _zygote = None
+
+
+# --- the zygote process ---------------------------------------------------------------------
+
+
+def _preload(modules: list[str]) -> None:
+    """Import each service's package and its ``service`` module (what its entry point runs)."""
+    for module in modules:
+        for name in (module, f"{module}.service"):
+            try:
+                if importlib.util.find_spec(name) is not None:
+                    importlib.import_module(name)
+            except Exception as err:  # a broken service must not keep the others from starting
+                print(f"bmsgate zygote: importing {name} failed: {err!r}", file=sys.stderr)  # noqa: T201
+
+
+def _name_process(module: str) -> None:
+    """Let ps and top show the service (``bms-api``) rather than the zygote's command."""
+    with contextlib.suppress(OSError, AttributeError):
+        name = module.replace("bmsgate_", "bms-").encode()[:15]
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name))
+
+
+def _serve(control: socket.socket) -> list[str] | None:
+    """Answer requests until the supervisor closes the socket (None); in a child, its argv."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wake-up fd is written
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    out = control.makefile("wb", buffering=0)
+    pending = b""
+
+    def send(message: dict[str, Any]) -> None:
+        out.write(json.dumps(message).encode() + b"\n")
+
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj == wake_r:
+                os.read(wake_r, 4096)
+                while True:
+                    try:
+                        pid, status = os.waitpid(-1, os.WNOHANG)
+                    except ChildProcessError:
+                        break
+                    if pid == 0:
+                        break
+                    send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+                continue
+            data = control.recv(65536)
+            if not data:
+                return None
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                argv = [str(a) for a in json.loads(line)["argv"]]
+                try:
+                    pid = os.fork()
+                except OSError as err:
+                    send({"error": str(err)})
+                    continue
+                if pid == 0:  # the child: leave the zygote's loop behind
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    selector.close()
+                    out.close()
+                    control.close()
+                    os.close(wake_r)
+                    os.close(wake_w)
+                    return argv
+                send({"pid": pid})
+
+
+def main() -> None:
+    """``python -m bmsgate.zygote FD CONFIG MODULE...``."""
+    fd, _, *modules = sys.argv[1:]
+    control = socket.socket(fileno=int(fd))
+    # no collections while importing: one would free objects and leave holes in shared pages
+    # that a child then fills (and so copies); the children collect as usual
+    gc.disable()
+    _preload(modules)
+    if threading.active_count() > 1:  # a fork copies only the forking thread
+        print("bmsgate zygote: a module started a thread; forking anyway", file=sys.stderr)  # noqa: T201
+    gc.freeze()
+    argv = _serve(control)
+    if argv is None:
+        return  # the supervisor closed the socket; the children get SIGTERM as we exit
+    gc.enable()
+    os.setsid()  # own session, as a service started on its own
+    die_with_parent()
+    module, *args = argv
+    _name_process(module)
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
