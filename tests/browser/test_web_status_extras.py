@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
-from tests.browser.test_web_ui import browser_context, shot  # noqa: F401 (the fixture)
+from tests.browser.test_web_ui import ARTIFACTS, browser_context, shot  # noqa: F401 (the fixture)
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -174,6 +174,12 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
     expect(page.locator("#ha-summary")).to_contain_text("target ha")
     expect(page.locator("#hasp-preview")).to_contain_text('"objects"')
     page.select_option("#hasp-pack", "east")
+    expect(page.locator("#plate .hasp.arc")).to_have_count(1)
+    expect(page.locator("#plate")).to_contain_text(" V ")
+    page.locator('#hasp-pages [data-page="2"]').click()
+    expect(page.locator("#plate .hasp.label")).to_have_count(17)  # title + 16 cells
+    page.locator("#plate").screenshot(path=str(ARTIFACTS / "36-openhasp-cells-page.png"))
+    page.locator('#hasp-pages [data-page="1"]').click()
     with page.expect_download() as got:
         page.click("#openhasp")
     assert got.value.suggested_filename == "pages-east.jsonl"
@@ -188,6 +194,7 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
     assert {"homeassistant/device/bmsgate_east/config",
             "homeassistant/device/bmsgate_house/config"} <= topics  # fmt: skip
     assert "target-secret-1" not in json.dumps(preview)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top in the full shot
     shot(page, "33-exports")
 
     # an API token made in the page works for a script, and stops working when revoked

@@ -65,7 +65,8 @@ const charts = (() => {
     const first = times.length ? times[0] : null;
     if (first === null || first <= start + 0.05 * hours * 3600) return { x: [start, end], note: "" };
     const hhmm = new Date(first * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    return { x: [Math.min(first, end - 60), Math.max(end, times[times.length - 1])], note: ` · data since ${hhmm}` };
+    const last = Math.max(end, times[times.length - 1]);
+    return { x: [Math.min(first, last - 10), last], note: ` · data since ${hhmm}` };  // ≥ 10 s wide
   }
 
   return { history, make, palette, window, atLeast };
