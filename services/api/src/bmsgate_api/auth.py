@@ -327,7 +327,7 @@ class Tokens:
         ]  # fmt: skip
         write_json(self.path, rows)
 
-    def list(self) -> list[TokenInfo]:
+    def listed(self) -> list[TokenInfo]:
         """Every token, oldest first."""
         return sorted(self._info.values(), key=lambda i: i.created)
 

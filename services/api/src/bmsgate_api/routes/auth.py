@@ -102,8 +102,10 @@ async def login(body: Password, request: Request, response: Response, ctx: Ctx) 
 
 @router.post("/logout", status_code=204)
 async def logout(request: Request, response: Response, ctx: Ctx) -> None:
-    """End this browser's session."""
-    ctx.sessions.revoke(request.cookies.get(COOKIE))
+    """End this browser's session (only a live one is remembered as revoked)."""
+    cookie = request.cookies.get(COOKIE)
+    if ctx.sessions.valid(cookie, ctx.passwords.current()):
+        ctx.sessions.revoke(cookie)
     response.delete_cookie(COOKIE, path="/")
 
 
@@ -154,7 +156,7 @@ async def list_tokens(ctx: Ctx) -> list[TokenListed]:
     """Every API token (names, when made and last used; never the tokens)."""
     return [
         TokenListed(id=i.id, name=i.name, created=_epoch(i.created), last_used=_epoch(i.last_used))
-        for i in ctx.tokens.list()
+        for i in ctx.tokens.listed()
     ]
 
 
