@@ -28,6 +28,7 @@ import yaml
 
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
+from bmsgate_common.config_file import revealed
 from bmsgate_common.service import RESTART_EXIT
 from bmsgate_common.settings import BusSettings, ConfigError, PackSettings, Settings
 
@@ -89,11 +90,8 @@ class ChildSpec(NamedTuple):
 
 
 def runtime_config(cfg: Settings) -> dict[str, Any]:
-    """The effective settings as YAML data for the children, secrets included (file is 0600)."""
-    data = cfg.model_dump(mode="json", exclude_none=True)
-    if cfg.mqtt.password is not None:
-        data["mqtt"]["password"] = cfg.mqtt.password.get_secret_value()
-    return data
+    """The effective settings as YAML data for the children, every secret included (file 0600)."""
+    return revealed(cfg)
 
 
 def write_private(path: Path, text: str) -> None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from pydantic_core import to_jsonable_python
 
 from .config_view import MASK, plain
 from .settings import CONFIG_ENV, ConfigError, Settings, _merge, _read_yaml, explain, one_line
@@ -140,6 +141,22 @@ def mask_urls(value: Any) -> Any:
 def effective_view(cfg: Settings) -> dict[str, Any]:
     """The effective settings (file, environment, defaults) for people: every secret masked."""
     data: dict[str, Any] = mask_urls(plain(cfg, secrets=False))
+    return data
+
+
+def revealed(cfg: Settings) -> dict[str, Any]:
+    """The settings as YAML-ready data with every secret in clear: for a private (0600) file."""
+
+    def reveal(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, dict):
+            return {k: reveal(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [reveal(v) for v in value]
+        return value
+
+    data: dict[str, Any] = to_jsonable_python(reveal(cfg.model_dump(exclude_none=True)))
     return data
 
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -118,7 +119,7 @@ async def ports(ctx: Ctx) -> list[PortView]:
                 PortView(
                     device=bus.port,
                     by_id=None,
-                    description="configured",
+                    description="configured bus",
                     vid_pid=None,
                     serial_number=None,
                     held_by=[],
@@ -144,9 +145,9 @@ async def start_scan(body: ScanRequest, request: Request, ctx: Ctx) -> dict[str,
         raise HTTPException(
             status_code=409, detail=f"{body.port} belongs to {bus}: its reader polls it"
         )
-    held = await asyncio.to_thread(_holders, body.port)
+    held = await asyncio.to_thread(_readers_holding, body.port)
     if held:
-        raise HTTPException(status_code=409, detail=f"{body.port} is in use by {held[0]}")
+        raise HTTPException(status_code=409, detail=f"{body.port} is polled by reader {held[0]}")
     try:
         probes = plan_probes(body.protocols)
     except ValueError as err:
@@ -180,8 +181,22 @@ async def start_scan(body: ScanRequest, request: Request, ctx: Ctx) -> dict[str,
     return {"port": job.port, "total": job.total}
 
 
-def _holders(port: str) -> list[str]:
-    return holders(_real(port))
+def _readers_holding(port: str) -> list[str]:
+    """The readers of bmsgate that have ``port`` open, though no configured bus names it.
+
+    Other holders are shown in the port list but do not stop a scan: a simulator serving a
+    pseudo-terminal holds its own port, and a stuck program is for the user to judge.
+    """
+    found = []
+    for holder in holders(_real(port)):
+        pid = holder.split()[0]
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"bmsgate_reader" in cmdline or b"bmsgate\x00reader" in cmdline:
+            found.append(holder)
+    return found
 
 
 @router.get("/scan", dependencies=[User])
@@ -190,7 +205,10 @@ async def scan_progress(request: Request) -> dict[str, Any]:
     job = _job(request)
     if job is None:
         raise HTTPException(status_code=404, detail="no scan has run")
-    return {k: v for k, v in asdict(job).items() if k != "task"}
+    return {
+        "port": job.port, "total": job.total, "done": job.done, "found": job.found,
+        "running": job.running, "error": job.error,
+    }  # fmt: skip
 
 
 @router.delete("/scan", status_code=204, dependencies=[User])
@@ -260,4 +278,5 @@ async def apply(
     except (ConfigError, OSError) as err:
         raise HTTPException(status_code=400, detail=str(err).splitlines()[0]) from None
     text = yaml.safe_dump(masked(data), sort_keys=False, allow_unicode=True)
-    return {"config_file": str(path), "yaml": text}
+    packs = [p["id"] for bus in data["buses"] for p in bus["packs"]]
+    return {"config_file": str(path), "yaml": text, "packs": packs}

@@ -92,7 +92,19 @@ const bms = (() => {
       location.href = "login.html?next=" + encodeURIComponent(here);
       return new Promise(() => {});
     }
+    // no configuration file or no bus in it yet: lead to the setup page (once per visit)
+    const setup = here === "setup.html" ? { needed: false } : await api("/api/setup/status");
+    if (setup.needed && !sessionStorage.getItem("bmsgate-setup-later")) {
+      location.href = "setup.html";
+      return new Promise(() => {});
+    }
     header(status);
+    if (setup.needed) {
+      const note = document.createElement("div");
+      note.className = "msg setup-note";
+      note.innerHTML = 'No serial bus is configured yet. <a href="setup.html">Set up bmsgate</a>';
+      document.querySelector("main").prepend(note);
+    }
     return status;
   }
 
