@@ -218,3 +218,31 @@ def test_unknown_pack_range_is_one_gap(tmp_path: Path) -> None:
                   end=datetime(2024, 1, 2, tzinfo=UTC), resolution="1m")  # fmt: skip
     assert reply.status == "ok" and reply.times == []  # type: ignore[attr-defined]
     assert reply.gaps[0].end - reply.gaps[0].start == timedelta(days=1)  # type: ignore[attr-defined]
+
+
+def test_a_full_file_is_one_error_then_writing_resumes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("bmsgate_history.archive.QUIET", 0.0)
+    archive = Archive(tmp_path / "a.sqlite", ArchiveSettings())
+    for i in range(10):
+        archive.add("p1", flat(T0 + i * 1000))
+    archive.commit()
+    pages = archive.conn.execute("PRAGMA page_count").fetchone()[0]
+    archive.conn.execute(f"PRAGMA max_page_count={pages}")  # SQLITE_FULL, as on a full disk
+    for i in range(10, 2000):
+        archive.add("p1", flat(T0 + i * 1000))  # never raises
+        if i % 100 == 0:
+            archive.commit()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "a.sqlite" in errors[0].getMessage()
+    assert "full" in errors[0].getMessage()
+    assert archive.unstored > 0 and archive.write_error is not None
+    archive.conn.execute("PRAGMA max_page_count=1073741823")  # space returns
+    for i in range(2000, 2010):
+        archive.add("p1", flat(T0 + i * 1000))
+    archive.commit()
+    assert archive.write_error is None
+    assert archive.count_raw("p1", T0 + 2000 * 1000, T0 + 2010 * 1000) == 10
+    assert archive.written + archive.unstored == 2010
+    assert archive.count_raw("p1", 0, 2**62) == archive.written

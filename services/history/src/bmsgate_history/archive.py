@@ -12,7 +12,10 @@ power cut loses at most the last interval, and the file is never corrupt.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
+import time
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +26,11 @@ from bmsgate_common.settings import ArchiveSettings
 from .buckets import SCALARS, STEPS, UNITS, Bucket, Vec, bucket_start
 from .sample import CELL_SCALE, TEMP_SCALE, Sample, energy
 
+log = logging.getLogger(__name__)
+
 DAY_MS: Final = 86_400_000
+REPORT_EVERY: Final = 600.0  # [s] a failing write is logged at most this often
+QUIET: Final = 30.0  # [s] without a failed write before writing counts as working again
 AGG_TABLES: Final = {"1m": "agg_1m", "15m": "agg_15m"}
 RAW_COLUMNS: Final = (
     "ts, soc, voltage, current, power, cells, temps, mos_temp, remaining, nominal, "
@@ -268,6 +275,37 @@ class Archive(Store):
         self._packs: dict[str, _Open] = {}
         self._in_tx = False
         self.written = 0  # samples stored since start
+        self.unstored = 0  # samples lost because the file could not be written
+        self._uncommitted = 0  # samples added since the last commit
+        self.write_error: str | None = None  # why writing fails right now (disk full, I/O)
+        self._failed_at = self._reported_at = -REPORT_EVERY  # [s] monotonic
+
+    def _write_failed(self, err: sqlite3.OperationalError) -> None:
+        """Writing failed (disk full, I/O error): roll back, say so once, retry with new data.
+
+        The open transaction is gone (at most the last commit interval), and with it the open
+        buckets' newest samples, so they are rebuilt from the file at the next sample.
+        """
+        with contextlib.suppress(sqlite3.Error):
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        self._in_tx = False
+        self._packs.clear()
+        self.unstored += self._uncommitted
+        self.written -= self._uncommitted
+        self._uncommitted = 0
+        self._failed_at = now = time.monotonic()
+        if now - self._reported_at >= REPORT_EVERY:  # near the limit it flaps: one line, not many
+            self._reported_at = now
+            log.error("archive %s cannot be written (%s): states are not stored until it can",
+                      self.path, err)  # fmt: skip
+        self.write_error = str(err)
+
+    def _write_works(self) -> None:
+        if self.write_error is not None and time.monotonic() - self._failed_at >= QUIET:
+            log.warning("archive %s is written again (%d states were not stored)",
+                        self.path, self.unstored)  # fmt: skip
+            self.write_error = None
 
     # --- writing -------------------------------------------------------------------------
     def _begin(self) -> None:
@@ -308,8 +346,17 @@ class Archive(Store):
         """Store one sample (energy since the previous one filled in); returns it as stored.
 
         A sample not newer than the pack's previous one is a duplicate or a clock step back and is
-        skipped (returned unchanged), so a replay never stores a value twice.
+        skipped (returned unchanged), so a replay never stores a value twice. A sample the file
+        cannot take (disk full) is counted in ``unstored`` and returned unchanged.
         """
+        try:
+            return self._add(pack, sample)
+        except sqlite3.OperationalError as err:
+            self._write_failed(err)
+            self.unstored += 1
+            return sample
+
+    def _add(self, pack: str, sample: Sample) -> Sample:
         state = self._pack(pack)
         prev = state.prev
         if prev is not None and sample.ts <= prev.ts:
@@ -329,6 +376,7 @@ class Archive(Store):
             bucket.add(sample)
         state.prev = sample
         self.written += 1
+        self._uncommitted += 1
         return sample
 
     def gap(self, pack: str) -> None:
@@ -347,12 +395,17 @@ class Archive(Store):
 
     def commit(self) -> None:
         """Write the open buckets as they stand and commit (one fsync with synchronous=full)."""
-        for state in self._packs.values():
-            for res, bucket in state.open.items():
-                self._put(res, state.pid, bucket)
-        if self._in_tx:
-            self.conn.execute("COMMIT")
-            self._in_tx = False
+        try:
+            for state in self._packs.values():
+                for res, bucket in state.open.items():
+                    self._put(res, state.pid, bucket)
+            if self._in_tx:
+                self.conn.execute("COMMIT")
+                self._in_tx = False
+                self._uncommitted = 0
+                self._write_works()
+        except sqlite3.OperationalError as err:
+            self._write_failed(err)
 
     def put_value(self, key: str, value: str) -> None:
         """Store a text value (committed with the next commit)."""
