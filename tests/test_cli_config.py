@@ -12,6 +12,8 @@ import yaml
 
 from bmsgate.ports import show
 from bmsgate_bms.discovery import Port, by_id_names, holders
+from bmsgate_common.config_file import validate
+from bmsgate_common.settings import ConfigError, Settings
 
 BUS = "{port: /dev/serial/by-id/usb-FTDI_A1-if00-port0, protocol: daly_classic, packs: [{id: garage}]}"
 
@@ -121,3 +123,43 @@ def test_ports_output_puts_the_stable_name_first() -> None:
         check=False,
     )
     assert done.returncode == 0 and "Traceback" not in done.stderr
+
+
+def test_masked_view_and_secrets_kept_when_they_come_back_masked() -> None:
+    from bmsgate_common.config_file import MASK, keep_secrets, masked
+
+    raw = {
+        "mqtt": {"host": "broker", "username": "u", "password": "pw-1"},
+        "notifier": {"targets": [{"name": "phone", "url": "pover://user@token"}]},
+        "history": {"influx": {"url": "http://admin:secret@influx:8086", "token": "t-1"}},
+    }
+    shown = masked(raw)
+    assert shown["mqtt"] == {"host": "broker", "username": "u", "password": MASK}
+    assert shown["notifier"]["targets"][0]["url"] == MASK
+    assert shown["history"]["influx"] == {"url": f"http://{MASK}@influx:8086", "token": MASK}
+    # the form comes back with one change and every secret still masked: the secrets stay
+    edited = {**shown, "mqtt": {**shown["mqtt"], "host": "broker2"}}
+    kept = keep_secrets(edited, raw)
+    assert kept["mqtt"] == {"host": "broker2", "username": "u", "password": "pw-1"}
+    assert kept["notifier"] == raw["notifier"] and kept["history"] == raw["history"]
+    # a masked value where nothing is stored stays masked, and validation names it
+    new_target = {"name": "pager", "url": MASK}
+    added = keep_secrets(
+        {"notifier": {"targets": [*shown["notifier"]["targets"], new_target]}}, raw
+    )
+    with pytest.raises(ConfigError, match=r"'notifier.targets.1.url' holds a masked secret"):
+        validate(added, "the form")
+
+
+def test_runtime_file_keeps_every_secret() -> None:
+    from bmsgate.run import runtime_config
+
+    cfg = Settings.model_validate({
+        "mqtt": {"password": "pw"}, "history": {"influx": {"token": "tok"}},
+        "notifier": {"targets": [{"name": "a", "url": "json://h/p"}],
+                     "quiet_hours": {"start": "22:00", "end": "07:00"}},
+    })  # fmt: skip
+    data = runtime_config(cfg)
+    assert data["mqtt"]["password"] == "pw" and data["history"]["influx"]["token"] == "tok"
+    assert data["notifier"]["targets"][0]["url"] == "json://h/p"
+    assert Settings.model_validate(yaml.safe_load(yaml.safe_dump(data))) == cfg

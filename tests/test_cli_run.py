@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from bmsgate.broker import free_port
 from bmsgate.services import SERVICES
@@ -110,3 +111,70 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         proc.kill()  # SIGKILL: no chance to clean up
         proc.wait()
     wait_until(lambda: processes_using(str(data)) == [], timeout=15)
+
+
+def test_plan_restarts_only_what_a_change_touches() -> None:
+    from bmsgate.run import plan_children
+
+    base = {
+        "mqtt": {"host": "h"}, "data_dir": "d", "log_level": "INFO",
+        "buses": [{"port": "/dev/a", "protocol": "daly_classic", "packs": [{"id": "a"}]},
+                  {"port": "/dev/b", "protocol": "jk_pb", "packs": [{"id": "b"}]}],
+        "notifier": {"low_soc": 20},
+    }  # fmt: skip
+    conf = Path("run/config.yaml")
+    before = plan_children(base, conf, edit_file=Path("site.yaml"))
+    assert set(before) == {"reader-0", "reader-1", *(s for s in SERVICES if s != "reader")}
+    assert before["api"].argv[-2:] == ["--edit-config", "site.yaml"]
+    notifier_only = plan_children({**base, "notifier": {"low_soc": 10}}, conf)
+    changed = {n for n in before if before[n].fingerprint != notifier_only[n].fingerprint}
+    assert changed == {"api", "notifier"}
+    second_bus = {**base, "buses": [base["buses"][0], {**base["buses"][1], "poll_interval": 1}]}
+    changed = {
+        n
+        for n, s in plan_children(second_bus, conf).items()
+        if before[n].fingerprint != s.fingerprint
+    }
+    assert changed == {"reader-1", "api", "publisher", "modbus", "history", "notifier", "tunnel"}
+    one_bus = plan_children({**base, "buses": base["buses"][:1]}, conf)
+    assert (
+        "reader-1" not in one_bus
+        and one_bus["reader-0"].fingerprint == before["reader-0"].fingerprint
+    )
+
+
+@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+def test_first_start_without_a_file_then_a_bad_file_then_a_good_one(tmp_path: Path) -> None:
+    http = free_port()
+    site = tmp_path / "site.yaml"
+    argv = [*run_command(http, tmp_path / "data"), "--config", str(site)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{http}"
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")
+        # no file yet: the demo pack runs and the setup page is due
+        wait_until(
+            lambda: httpx.get(f"{base}/api/packs/sim-1/state", timeout=2).status_code == 200, 30
+        )
+        assert httpx.get(f"{base}/api/setup/status", timeout=5).json() == {
+            "needed": True, "config_file": str(site.resolve())}  # fmt: skip
+        site.write_text(
+            "buses: [{port: /dev/null, protocol: daly_classic, packs: [{id: x, address: 0}]}]\n"
+        )
+        time.sleep(2)  # the watcher looks twice a second
+        # the bad file changed nothing: the demo pack is still polled
+        assert httpx.get(f"{base}/api/packs/sim-1/state", timeout=5).status_code == 200
+        good = {"tunnel": {"port": free_port()}, "buses": [{
+            "port": str(tmp_path / "data" / "run" / "ttySIM0"), "protocol": "daly_classic",
+            "packs": [{"id": "shed"}]}]}  # fmt: skip
+        site.write_text(yaml.safe_dump(good))
+        wait_until(
+            lambda: httpx.get(f"{base}/api/setup/status", timeout=2).json()["needed"] is False, 30
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    err = proc.stderr.read() if proc.stderr else ""
+    bad = [line for line in err.splitlines() if "configuration not applied" in line]
+    assert len(bad) == 1 and "buses.0.packs.0.address" in bad[0], err[-2000:]
+    assert "Traceback" not in err
