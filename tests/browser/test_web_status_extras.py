@@ -146,6 +146,8 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
     expect(bank.locator(".cells span")).to_have_count(32)
     for text in ("Delta over 32 cells", "Remaining", "Cycles", "Max SOC today", "Average cell"):
         expect(bank).to_contain_text(text)
+    first_ts = bank.locator(".age[data-ts]").get_attribute("data-ts")  # live: bank events
+    wait_until(lambda: bank.locator(".age[data-ts]").get_attribute("data-ts") != first_ts, 10)
     # sky: sun times for the coordinates, the forecast from the (local) forecast server
     expect(page.locator("#sky")).to_contain_text("☀↑")
     expect(page.locator('#sky [data-field="weather"]')).to_contain_text(
