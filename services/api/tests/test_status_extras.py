@@ -201,6 +201,10 @@ async def test_branding_title_colours_and_logo(tmp_path: Path) -> None:
         Settings.model_validate({"api": {"logo": "/etc/passwd"}})
     async with client(PackStore(), Settings()) as http:
         assert (await http.get("/api/branding/logo")).status_code == 404
+    logo.unlink()  # a logo file that went missing: no broken image in the header
+    async with client(PackStore(), settings) as http:
+        assert (await http.get("/api/auth/status")).json()["logo"] is None
+        assert (await http.get("/api/branding/logo")).status_code == 404
 
 
 async def test_api_tokens_have_the_rights_of_a_login(tmp_path: Path) -> None:

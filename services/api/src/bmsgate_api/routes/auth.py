@@ -52,6 +52,7 @@ def _start_session(request: Request, response: Response, ctx: Ctx, encoded: str)
 @router.get("/status")
 async def status(request: Request, ctx: Ctx) -> AuthStatus:
     """Whether a password exists, whether this browser is logged in, what it may do."""
+    logo = ctx.settings.api.logo
     return AuthStatus(
         setup_required=ctx.passwords.current() is None,
         logged_in=logged_in(request, ctx),
@@ -59,7 +60,7 @@ async def status(request: Request, ctx: Ctx) -> AuthStatus:
         password_managed=ctx.passwords.managed,
         control_enabled=ctx.settings.control.enabled,
         title=ctx.settings.api.title,
-        logo="/api/branding/logo" if ctx.settings.api.logo else None,
+        logo="/api/branding/logo" if logo and logo.is_file() else None,  # no broken image
     )
 
 
