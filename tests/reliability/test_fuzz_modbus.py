@@ -8,6 +8,7 @@ valid read afterwards (and every 50 frames).
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import struct
 from pathlib import Path
@@ -19,12 +20,14 @@ from pymodbus.client import ModbusTcpClient
 
 from bmsgate.broker import free_port, wait_for_port
 from bmsgate_modbus.registers import BASE
+from bmsgate_modbus.server import RequestRefused
 from tests.reliability.counts import COUNTS
 from tests.support.procs import Mosquitto, Proc, start_service, write_config
 
 pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
 EXAMPLES = 300
+DIAG_FRAMES = 5
 
 frames = st.one_of(
     st.builds(
@@ -97,16 +100,42 @@ def test_malformed_frames_do_not_stop_the_server(
     with socket.create_connection((HOST, port), timeout=2) as sock:
         sock.sendall(b"".join(struct.pack(">HHHBB", i, 0, 2, 1, 0x63) for i in range(100)))
         sent += 100
+    # an unknown diagnostic sub-function (FC 8, 0x0E01): pymodbus 3.16 raises KeyError inside
+    for i in range(DIAG_FRAMES):
+        with socket.create_connection((HOST, port), timeout=2) as sock:
+            sock.sendall(struct.pack(">HHHBBHB", i, 0, 5, 1, 8, 0x0E01, 0))
+            with contextlib.suppress(TimeoutError, OSError):
+                sock.recv(512)
+        sent += 1
     for sock in held:
         sock.close()
     assert valid_read(port)
     assert proc.alive()
     log = proc.log()
-    # Finding (docs/reliability.md): for some request bodies pymodbus's datastore raises
-    # NotImplementedException; pymodbus answers DEVICE_FAILURE and logs the traceback at ERROR.
-    # Handled, not a crash; any other traceback fails.
-    handled = log.count("Datastore unable to fulfill request")
-    assert log.count("Traceback") == handled, log[-3000:]
-    COUNTS["modbus: requests answered DEVICE_FAILURE with a logged pymodbus traceback"] += handled
+    # requests pymodbus itself cannot serve are answered DEVICE_FAILURE with one warning line
+    refused = log.count("request refused (DEVICE_FAILURE)")
+    assert refused >= DIAG_FRAMES
+    assert "Traceback" not in log, log[-3000:]
+    COUNTS["modbus: requests answered DEVICE_FAILURE, one warning line each"] += refused
     COUNTS["modbus: malformed frames sent"] += sent
     COUNTS["modbus: valid reads answered in between"] += sent // 50 + 2
+
+
+def test_a_failure_in_our_own_code_keeps_its_traceback() -> None:
+    def record(text: str) -> logging.LogRecord:
+        return logging.LogRecord("pymodbus.logging", logging.ERROR, "x", 1, text, None, None)
+
+    pymodbus_own = record(
+        "Datastore unable to fulfill request: 3585; Traceback (most recent call last):\n"
+        '  File ".../pymodbus/pdu/diag_message.py", line 78, in datastore_update\n'
+        "KeyError: 3585\n"
+    )
+    ours = record(
+        "Datastore unable to fulfill request: x; Traceback (most recent call last):\n"
+        '  File ".../bmsgate_modbus/server.py", line 1, in _access\nValueError: x\n'
+    )
+    refused = RequestRefused()
+    assert refused.filter(pymodbus_own) and refused.filter(ours)
+    assert pymodbus_own.levelname == "WARNING"
+    assert pymodbus_own.getMessage() == "request refused (DEVICE_FAILURE): KeyError: 3585"
+    assert ours.levelname == "ERROR" and "Traceback" in ours.getMessage()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -25,7 +26,27 @@ log = logging.getLogger(__name__)
 # (unit, offset in the block, values) -> None when accepted, else the exception to answer
 WriteHandler = Callable[[int, int, list[int]], Awaitable[ExcCodes | None]]
 CATCH_ALL = 0  # pymodbus's SimDevice id 0 answers every unit id no other device has
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception)\b.*$", re.MULTILINE)
 READBACK_FUNCTIONS = frozenset({6, 22})  # read right after their own write: echo what was written
+
+
+class RequestRefused(logging.Filter):
+    """A request pymodbus's own code cannot serve: one warning line, not an ERROR with a traceback.
+
+    pymodbus answers DEVICE_FAILURE and goes on (an unknown diagnostic sub-function raises a
+    KeyError inside pymodbus 3.16), but logs the traceback at ERROR: any peer on the network could
+    fill the log with them. A failure that passes through bmsgate's own code keeps its traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops one."""
+        text = record.getMessage()
+        if text.startswith("Datastore unable to fulfill request") and __package__ not in text:
+            found = _EXCEPTION_LINE.search(text)  # "KeyError: 3585", below the stack
+            cause = found.group(0) if found else text.splitlines()[0]
+            record.msg, record.args = "request refused (DEVICE_FAILURE): %s", (cause,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 class ListenError(Exception):
@@ -160,6 +181,9 @@ class RegisterServer:
         problem = listen_problem(self.host, self.port)
         if problem:
             raise problem
+        pymodbus_log = logging.getLogger("pymodbus.logging")
+        if not any(isinstance(f, RequestRefused) for f in pymodbus_log.filters):
+            pymodbus_log.addFilter(RequestRefused())
         self._server = ModbusTcpServer(self._devices(), address=(self.host, self.port))
         try:
             await self._server.serve_forever(background=True)
