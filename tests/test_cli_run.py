@@ -168,9 +168,9 @@ def test_first_start_without_a_file_then_a_bad_file_then_a_good_one(tmp_path: Pa
             "port": str(tmp_path / "data" / "run" / "ttySIM0"), "protocol": "daly_classic",
             "packs": [{"id": "shed"}]}]}  # fmt: skip
         site.write_text(yaml.safe_dump(good))
-        wait_until(
-            lambda: httpx.get(f"{base}/api/setup/status", timeout=2).json()["needed"] is False, 30
-        )
+        assert httpx.get(f"{base}/api/setup/status", timeout=5).json()["needed"] is False
+        time.sleep(3)  # applied: the API restarts with the new file; let it come up
+        wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

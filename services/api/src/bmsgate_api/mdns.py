@@ -56,22 +56,27 @@ async def announced(cfg: ApiSettings) -> AsyncIterator[ServiceInfo | None]:
     if not cfg.mdns:
         yield None
         return
-    addresses = local_addresses(cfg.host)
-    info = service_info(cfg.mdns_name, cfg.port, addresses, cfg.title)
-    zc: AsyncZeroconf | None = None
+    info = service_info(cfg.mdns_name, cfg.port, local_addresses(cfg.host), cfg.title)
     try:
         zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
-        await zc.async_register_service(info, allow_name_change=True)
-        log.info("announced as http://%s.local:%d/ (mDNS)", cfg.mdns_name, cfg.port)
-    except OSError as err:  # no multicast on this network: the UI works, unannounced
+    except OSError as err:  # no usable interface: the UI works, unannounced
         log.warning("mDNS announcement failed: %s", err)
-        if zc is not None:
-            await zc.async_close()
-        zc = None
+        yield None
+        return
     try:
-        yield info if zc is not None else None
+        await zc.async_register_service(info, allow_name_change=True)
+    except OSError as err:  # no multicast on this network
+        log.warning("mDNS announcement failed: %s", err)
+        await zc.async_close()
+        yield None
+        return
+    except BaseException:  # stopped while announcing
+        await zc.async_close()
+        raise
+    log.info("announced as http://%s.local:%d/ (mDNS)", cfg.mdns_name, cfg.port)
+    try:
+        yield info
     finally:
-        if zc is not None:
-            with contextlib.suppress(OSError):
-                await zc.async_unregister_service(info)
-            await zc.async_close()
+        with contextlib.suppress(OSError):
+            await zc.async_unregister_service(info)
+        await zc.async_close()

@@ -53,12 +53,12 @@ async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
         )
     )
     task = asyncio.create_task(server.serve())
-    async with announced(cfg.api):  # http://<api.mdns_name>.local/
-        try:
+    try:
+        async with announced(cfg.api):  # http://<api.mdns_name>.local/
             await asyncio.shield(task)
-        except asyncio.CancelledError:
-            server.should_exit = True
-            await task
-            raise
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await task
+        raise
     if server.started is False:
         raise OSError(f"the API could not listen on {cfg.api.host}:{cfg.api.port}")
