@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from bmsgate.broker import free_port
 from bmsgate_api.app import create_app
+from bmsgate_api.auth import hash_password
 from bmsgate_api.store import PackStore
 from bmsgate_common.models import Availability, PackState, utcnow
 from bmsgate_common.settings import Settings
@@ -226,54 +228,62 @@ async def test_path_traversal_on_the_csv_and_file_endpoints_is_refused(tmp_path:
 
 MQTT_PASSWORD = "mqtt-Secret-7f3a9c"
 TARGET_PASSWORD = "target-Secret-41bd2e"
+INFLUX_TOKEN = "influx-Token-93c0aa"
+INFLUX_URL_PASSWORD = "influx-Url-Secret-5d21"
+NOTIFY_PASSWORD = "notify-Secret-b7e410"
+UI_PASSWORD = "ui-password-for-the-test"
+SECRETS = (MQTT_PASSWORD, TARGET_PASSWORD, INFLUX_TOKEN, INFLUX_URL_PASSWORD, NOTIFY_PASSWORD)
+EVERY_SERVICE = ("reader", "api", "publisher", "modbus", "history", "notifier", "tunnel")
 
 
 @pytest.mark.integration
-def test_secrets_in_the_config_never_reach_the_logs(
+def test_secrets_in_the_config_never_reach_the_logs_or_the_ui(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
-    """api and publisher with passwords in their config, debug logging, a broker that accepts."""
-    http = free_port()
+    """Every service at DEBUG with every kind of secret in its config; then the UI's views."""
+    http, dead = free_port(), free_port()  # nothing listens on ``dead``: sends there fail
     config = write_config(
         tmp_path,
         {
             "log_level": "DEBUG",
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": mosquitto.port,
-                "username": "svc",
-                "password": MQTT_PASSWORD,
-            },
-            "buses": [
-                {"port": "/dev/null", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
-            ],
-            "api": {"host": "127.0.0.1", "port": http},
-            "publisher": {
-                "targets": [
-                    {
-                        "name": "cloud",
-                        "host": "127.0.0.1",
-                        "port": mosquitto.port,
-                        "username": "u",
-                        "password": TARGET_PASSWORD,
-                        "interval": 1,
-                    }
-                ]
-            },
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "username": "svc",
+                     "password": MQTT_PASSWORD},
+            "buses": [{"port": "/dev/null", "protocol": "daly_classic",
+                       "packs": [{"id": "garage"}]}],
+            "control": {"enabled": True},
+            "api": {"host": "127.0.0.1", "port": http, "password_hash": hash_password(UI_PASSWORD)},
+            "modbus": {"host": "127.0.0.1", "port": free_port()},
+            "tunnel": {"host": "127.0.0.1", "port": free_port()},
+            "publisher": {"targets": [{"name": "cloud", "host": "127.0.0.1",
+                                       "port": mosquitto.port, "username": "u",
+                                       "password": TARGET_PASSWORD, "interval": 1}]},
+            "history": {"timezone": "UTC", "influx": {
+                "enabled": True, "url": f"http://admin:{INFLUX_URL_PASSWORD}@127.0.0.1:{dead}",
+                "token": INFLUX_TOKEN, "flush_interval": 0.5, "timeout": 1}},
+            "notifier": {"targets": [{"name": "phone",
+                                      "url": f"json://me:{NOTIFY_PASSWORD}@127.0.0.1:{dead}/"}]},
             "data_dir": str(tmp_path / "data"),
         },
-    )
-    for name in ("api", "publisher"):
-        procs.append(start_service(tmp_path, name, config))
-    wait_until(
-        lambda: httpx.get(f"http://127.0.0.1:{http}/healthz", timeout=2).json()["backbone"],
-        timeout=20,
-    )
-    wait_until(lambda: "target cloud connected" in procs[1].log(), timeout=20)
-    # a failed login is logged too: still no secret
-    httpx.post(f"http://127.0.0.1:{http}/api/auth/login", json={"password": "x" * 10}, timeout=2)
-    for proc in procs:
+    )  # fmt: skip
+    running = [start_service(tmp_path, name, config) for name in EVERY_SERVICE]
+    procs.extend(running)
+    base = f"http://127.0.0.1:{http}"
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=45)
+    publisher = running[EVERY_SERVICE.index("publisher")]
+    wait_until(lambda: "target cloud connected" in publisher.log(), timeout=45)
+    # a failed login is logged too; then the UI's configuration views, logged in
+    httpx.post(f"{base}/api/auth/login", json={"password": "x" * 10}, timeout=2)
+    with httpx.Client(base_url=base, timeout=5) as ui:
+        ui.post("/api/auth/login", json={"password": UI_PASSWORD}).raise_for_status()
+        views = [ui.get(path) for path in ("/api/settings", "/api/settings/download",
+                                           "/api/settings/file")]  # fmt: skip
+    assert views[0].status_code == 200, views[0].text[:300]
+    for view in views:
+        assert not [x for x in SECRETS if x in view.text], (view.url, view.text[:500])
+    time.sleep(2)  # history tries InfluxDB, the reader its port: their failures are logged
+    for proc in running:
         log = proc.log()
         assert log, proc.name
-        assert MQTT_PASSWORD not in log and TARGET_PASSWORD not in log, proc.name
-    COUNTS["security: service logs checked for secrets (api, publisher at DEBUG)"] += len(procs)
+        assert not [x for x in SECRETS if x in log], proc.name
+    COUNTS["security: service logs at DEBUG checked for 5 secrets (all 7 services)"] += len(running)
+    COUNTS["security: UI configuration views checked for secrets"] += len(views)

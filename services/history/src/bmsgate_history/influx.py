@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
+from bmsgate_common.config_file import mask_urls
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import InfluxSettings
 
@@ -129,6 +130,7 @@ class InfluxWriter:
 
     def __init__(self, cfg: InfluxSettings, buffer_path: Path) -> None:
         self.cfg = cfg
+        self.shown_url = mask_urls(cfg.url)  # for the logs: user:password@ masked
         self.buffer = DiskBuffer(buffer_path, cfg.buffer_points)
         self.pending: list[str] = []
         self.written = 0  # points the server accepted
@@ -192,7 +194,7 @@ class InfluxWriter:
             self._down(type(err).__name__)
             return False
         if not self.up:
-            log.info("InfluxDB at %s accepts writes again", self.cfg.url)
+            log.info("InfluxDB at %s accepts writes again", self.shown_url)
         self.up = True
         self._backoff = 0.0
         self.written += len(lines)
@@ -200,7 +202,7 @@ class InfluxWriter:
 
     def _down(self, why: str) -> None:
         if self.up:
-            log.warning("InfluxDB at %s unusable (%s); buffering on disk", self.cfg.url, why)
+            log.warning("InfluxDB at %s unusable (%s); buffering on disk", self.shown_url, why)
         self.up = False
         self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
         self._retry_at = asyncio.get_running_loop().time() + self._backoff

@@ -248,7 +248,7 @@ async def run_history(cfg: Settings) -> None:
                 tasks.append(asyncio.create_task(history.influx.run(), name="history-influx"))
             log.info("history running: archive %s, InfluxDB %s",
                      archive_path(cfg) if history.archive else "off",
-                     cfg.history.influx.url if history.influx else "off")  # fmt: skip
+                     history.influx.shown_url if history.influx else "off")  # fmt: skip
             await asyncio.Event().wait()
     finally:
         await stop_tasks(tasks)
