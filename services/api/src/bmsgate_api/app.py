@@ -122,7 +122,7 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     backbone.subscribe("raw_rx", on_raw_rx, retained=False)
     backbone.subscribe("sniff", on_sniff, retained=False)
     backbone.subscribe("sniff_state", on_sniff_state)
-    backbone.subscribe("state", on_state, newest=True)
+    backbone.subscribe("state", on_state, qos0=True)
     backbone.subscribe("availability", on_availability)
     backbone.subscribe("daily", on_daily)
     backbone.subscribe("health", on_health)

@@ -235,7 +235,7 @@ async def run_history(cfg: Settings) -> None:
     backbone = Backbone(cfg.mqtt, "history", detail=lambda: history.counters() if history else {})
     history = History(cfg, backbone)
     history.replay(to_ms(utcnow()))
-    backbone.subscribe("state", history.on_state, retained=False)
+    backbone.subscribe("state", history.on_state, retained=False, qos0=True)
     backbone.subscribe("availability", history.on_availability, retained=True)
     backbone.subscribe_raw("history_request", history.on_request, retained=False)
     tasks: list[asyncio.Task[None]] = []

@@ -86,7 +86,7 @@ class ModbusService:
 
     def subscribe(self) -> None:
         """Register the backbone handlers (before the backbone starts)."""
-        self.backbone.subscribe("state", self._on_state, newest=True)
+        self.backbone.subscribe("state", self._on_state, qos0=True)
         self.backbone.subscribe("availability", self._on_availability)
         self.backbone.subscribe("daily", self._on_daily)
         self.backbone.subscribe("result", self._on_result, retained=False)

@@ -204,7 +204,7 @@ async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None =
     names = {p.id: p.display_name for b in cfg.buses for p in b.packs}
     names.update({b.id: b.name or b.id for b in cfg.banks})
     notifier = Notifier(cfg.notifier, clock, tune, names)
-    backbone.subscribe("state", notifier.on_state)
+    backbone.subscribe("state", notifier.on_state, qos0=True)
     backbone.subscribe("availability", notifier.on_availability)
     backbone.subscribe("alarm", notifier.on_alarm, retained=False)
     backbone.subscribe("daily", notifier.on_daily)

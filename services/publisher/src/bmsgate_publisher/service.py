@@ -234,7 +234,7 @@ async def run_publisher(cfg: Settings) -> None:
         cfg.mqtt, "publisher", detail=lambda: publisher.counters() if publisher else {}
     )
     publisher = Publisher(cfg, backbone)
-    backbone.subscribe("state", publisher.on_state, newest=True)
+    backbone.subscribe("state", publisher.on_state, qos0=True)
     backbone.subscribe("availability", publisher.on_availability)
     backbone.subscribe("daily", publisher.on_daily)
     backbone.subscribe("result", publisher.on_result, retained=False)

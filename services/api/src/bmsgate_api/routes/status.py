@@ -26,12 +26,11 @@ def pack_names(ctx: Ctx) -> dict[str, str]:
 
 def bank_views(ctx: Ctx, only_with: str | None = None) -> list[BankView]:
     """Every configured bank (or those with the member ``only_with``), combined now."""
+    wanted = [b for b in ctx.settings.banks if only_with is None or only_with in b.packs]
+    if not wanted:  # the common case at every state: no names of every pack to look up
+        return []
     now, names = utcnow(), pack_names(ctx)
-    return [
-        bank_view(ctx.store, bank, names, now)
-        for bank in ctx.settings.banks
-        if only_with is None or only_with in bank.packs
-    ]
+    return [bank_view(ctx.store, bank, names, now) for bank in wanted]
 
 
 @router.get("/banks", dependencies=[Reader])
