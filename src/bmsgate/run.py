@@ -329,8 +329,12 @@ async def _watch(sup: Supervisor, config_file: Path | None, load: Loader | None)
             except ConfigError as err:
                 log.error("configuration not applied, services keep running: %s", err)
             else:
-                await sup.apply(cfg)
-                log.info("configuration %s applied", config_file)
+                try:
+                    await sup.apply(cfg)
+                except RuntimeError as err:  # e.g. a private broker wanted, mosquitto missing
+                    log.error("configuration %s not applied: %s", config_file, err)
+                else:
+                    log.info("configuration %s applied", config_file)
         await _restart_exited(sup.children.values())
 
 
