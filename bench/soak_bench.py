@@ -39,7 +39,7 @@ from bmsgate_common.models import PackState
 from bmsgate_history.sample import to_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import children, cmdline, cpu_seconds, loadavg, memory_mb
+from procstat import children, cmdline, comm_name, cpu_seconds, loadavg, memory_mb
 
 HOST = "127.0.0.1"
 SERVICES = ("api", "publisher", "modbus", "history", "notifier", "tunnel")
@@ -47,21 +47,26 @@ STOP_TIMEOUT = 60.0  # [s] for the supervisor to stop every child (history commi
 
 
 def label(pid: int) -> str:
-    """A name for a process of the tree, unique per reader (its bus number)."""
+    """A name for a process of the tree; with its pid, as forked readers share one name."""
+    name = comm_name(pid)
+    if name.startswith("bms-"):  # forked from bmsgate run's zygote: named by its service
+        return f"{name}#{pid}"
     text = cmdline(pid)
-    if m := re.search(r"-m bmsgate_(\w+).*?(?:--bus (\d+))?$", text):
-        return m.group(1) + (f"-{m.group(2)}" if m.group(2) else "")
+    if m := re.search(r"-m bmsgate_(\w+)", text):
+        return f"bms-{m.group(1)}#{pid}"
+    if "zygote" in text:
+        return f"zygote#{pid}"
     if "bmsgate.cli run" in text:
-        return "supervisor"
-    return text[:40]
+        return f"supervisor#{pid}"
+    return f"{text[:30]}#{pid}"
 
 
 def snapshot(root: int) -> dict[str, dict[str, float]]:
     """RSS [MB] and CPU [s] of ``root`` and every descendant, by label."""
-    out = {}
-    for pid in [root, *children(root)]:
-        out[label(pid)] = {"pid": pid, "rss_mb": memory_mb(pid)[0], "cpu_s": cpu_seconds(pid)}
-    return out
+    return {
+        label(pid): {"rss_mb": memory_mb(pid)[0], "cpu_s": cpu_seconds(pid)}
+        for pid in [root, *children(root)]
+    }
 
 
 def bus(i: int, port: str) -> dict[str, Any]:
@@ -151,11 +156,11 @@ async def soak(
         load_start = loadavg()
         counting.set()
         start = snapshot(proc.pid)
-        start["mosquitto"] = {"pid": 0, "rss_mb": memory_mb(broker.process.pid)[0], "cpu_s": 0.0}
+        start["mosquitto"] = {"rss_mb": memory_mb(broker.process.pid)[0], "cpu_s": 0.0}
         began = time.monotonic()
         await asyncio.sleep(duration)
         end = snapshot(proc.pid)
-        end["mosquitto"] = {"pid": 0, "rss_mb": memory_mb(broker.process.pid)[0], "cpu_s": 0.0}
+        end["mosquitto"] = {"rss_mb": memory_mb(broker.process.pid)[0], "cpu_s": 0.0}
         elapsed = time.monotonic() - began
         load_end = loadavg()
         counting.clear()
