@@ -100,6 +100,10 @@ def test_the_tunnel_port_survives_garbage_half_open_bursts_and_vanishing_clients
     async def scenario() -> bytes:
         async with listen(mosquitto.port, "bmsgate/bms/garage/#") as seen:
             await seen.wait_for(lambda s: s.on("/garage/state") and s.on("/tunnel/state"), 30)
+            # closed until opened (by the API, logged in, with control on): the kernel refuses
+            outcomes["before open"] = [await poke(tport, b"\xa5") for _ in range(5)].count(
+                "refused"
+            )
             await tunnel(mosquitto.port, "open", "fuzz-open")
             await seen.wait_for(lambda s: any(x["open"] for x in s.on("/tunnel/state")), 10)
             for _ in range(GARBAGE):
@@ -125,6 +129,8 @@ def test_the_tunnel_port_survives_garbage_half_open_bursts_and_vanishing_clients
             return answer
 
     answer = asyncio.run(scenario())
+    assert outcomes["before open"] == 5
+    COUNTS["tunnel port: connections refused before the tunnel was opened"] += 5
     COUNTS["tunnel port: connections with random bytes"] += GARBAGE
     COUNTS["tunnel port: half-open connections"] += HALF_OPEN
     COUNTS["tunnel port: simultaneous connections"] += BURST
