@@ -163,6 +163,9 @@ async def test_every_state_changing_route_needs_a_session(tmp_path: Path) -> Non
             if method.upper() in STATE_CHANGING
         ]
         assert len(routes) >= 5, routes
+        # the tunnel and raw-frame injection are among them (a closed tunnel has no listener)
+        injection = [r for r in routes if "/tunnel" in r[1] or "/raw" in r[1]]
+        assert len(injection) >= 2, routes
         checked = 0
         for method, path in routes:
             if (method, path) in OPEN_ROUTES:
@@ -174,6 +177,7 @@ async def test_every_state_changing_route_needs_a_session(tmp_path: Path) -> Non
         again = await http.post("/api/auth/setup", json={"password": "mine now!!"})
         assert again.status_code == 409
     COUNTS["security: state-changing API routes refused without a session"] += checked
+    COUNTS["security: of them tunnel and raw-frame routes"] += len(injection)
     COUNTS["security: state-changing API routes open by design (login, logout, first setup)"] += (
         len([r for r in routes if r in OPEN_ROUTES])
     )
