@@ -54,6 +54,7 @@ from procstat import cpu_seconds, memory_mb
 HOST = "127.0.0.1"
 SERVICES = ("api", "publisher", "modbus", "history", "notifier")
 SLOTS = 100  # publishing slots per second (every 10 ms)
+ACK_WAIT = 10.0  # [s] the generator waits for the broker's last acknowledgements
 SENTINEL_TS = datetime(2000, 1, 1, tzinfo=UTC)
 QUIET = logging.getLogger("bench.mqtt")
 QUIET.setLevel(logging.CRITICAL)
@@ -119,6 +120,7 @@ class Bench:
     mqtt: Seen = field(default_factory=Seen)
     sse: Seen = field(default_factory=Seen)
     published: int = 0
+    unacked: int = 0  # publishes the broker had not acknowledged ACK_WAIT after the window
     behind_ms: list[float] = field(default_factory=list)
     store: list[tuple[float, int]] = field(default_factory=list)
     stop: bool = False
@@ -164,7 +166,11 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
                     bench.sent[(pack, soc)] = sent
                     bench.modbus_queues[pack].put_nowait((soc, sent))
             k += 1
-        await asyncio.gather(*tasks)
+        try:
+            async with asyncio.timeout(ACK_WAIT):
+                await asyncio.gather(*tasks)
+        except TimeoutError:
+            bench.unacked = sum(not t.done() for t in tasks)
 
 
 async def watch_modbus(bench: Bench, port: int, unit: int, pack: str) -> None:
@@ -321,18 +327,21 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
         pids["mosquitto"] = backbone.process.pid if backbone.process else 0
         pids["bench (generator + watchers)"] = 0  # this process
         gen = asyncio.create_task(generate(bench, backbone.port, warmup + seconds))
+        tasks.append(gen)
         await asyncio.sleep(warmup)
         pids["bench (generator + watchers)"] = os.getpid()
         start, published0 = time.perf_counter(), bench.published
         cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         rss0 = {k: memory_mb(pid)[0] for k, pid in pids.items()}
-        await gen
+        async with asyncio.timeout(seconds + ACK_WAIT + 5):
+            await gen
         end = time.perf_counter()
         cpu1 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         rss1 = {k: memory_mb(pid)[0] for k, pid in pids.items()}
         await asyncio.sleep(1.5)  # late arrivals of the last states
         wall = end - start
         result["published_per_s"] = round((bench.published - published0) / wall, 1)
+        result["unacknowledged_publishes"] = bench.unacked
         behind = bench.behind_ms[int(warmup * SLOTS) :]
         result["generator_behind_p99_ms"] = round(pct(behind, 0.99), 1)
         result["latency"] = {
@@ -358,7 +367,8 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                async with asyncio.timeout(5):
+                    await task
         for proc in procs.values():
             # under py-spy, stop the service itself: py-spy writes its profile when it exits
             kid = service_pid(proc)

@@ -92,6 +92,7 @@ class Backbone:
         self.dropped = 0  # invalid incoming messages
         self.unsent = 0  # publishes that failed while the broker was away
         self._heartbeat: asyncio.Task[None] | None = None
+        self._posts: set[asyncio.Task[bool]] = set()
         self.subscribe("service_restart", self._on_restart, retained=False)
 
     async def _on_restart(self, name: str, request: ServiceRestart) -> None:
@@ -167,6 +168,17 @@ class Backbone:
             log.info("backbone connected at %s", broker_url(self.cfg))
         self.connected = True
         return True
+
+    def post(self, kind: str, name: str, model: BaseModel) -> None:
+        """Publish without waiting for it: what a message handler uses.
+
+        A handler that awaited a QoS 1 publish could wait for ever under load: the broker's
+        acknowledgement arrives on the connection whose reading stops while the queue of
+        messages for the handlers is full, and that queue only drains when the handler returns.
+        """
+        task = asyncio.create_task(self.publish(kind, name, model))
+        self._posts.add(task)
+        task.add_done_callback(self._posts.discard)
 
     async def publish_status(self) -> bool:
         """Publish this service's retained status ``online`` with its counters."""

@@ -135,12 +135,10 @@ class History:
         daily = self.daily.setdefault(pack, DailyTracker(pack, self.tz))
         finished = daily.add(sample)
         if finished is not None:
-            await self.backbone.publish("daily", pack, finished)
-            self._daily_sent[pack] = 0.0
+            self.backbone.post("daily", pack, finished)
+            self._daily_sent[pack] = 0.0  # the new day's figures follow at the next commit
         if self.h.health.enabled:
             self._tracker(pack).add(sample)
-        if time.monotonic() - self._daily_sent.get(pack, 0.0) >= DAILY_EVERY:
-            await self.publish_daily(pack)
 
     async def publish_daily(self, pack: str) -> None:
         """Publish the pack's day so far (retained)."""

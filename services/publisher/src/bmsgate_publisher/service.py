@@ -103,7 +103,7 @@ class Publisher:
         for tracker in self.banks.values():
             if name in tracker.members:
                 tracker.members[name].state = state
-                await self._bank_update(tracker)
+                self._bank_update(tracker)
 
     async def on_availability(self, name: str, change: Availability) -> None:
         """A pack came or went."""
@@ -111,7 +111,7 @@ class Publisher:
         for tracker in self.banks.values():
             if name in tracker.members:
                 tracker.members[name].online = change.state == "online"
-                await self._bank_update(tracker)
+                self._bank_update(tracker)
 
     async def on_daily(self, name: str, daily: DailyStats) -> None:
         """The day so far, for the dongle's daily packet."""
@@ -132,12 +132,12 @@ class Publisher:
                 for message in plan.mos_messages(name, view, again=key):
                     self.links[link_name].offer(message)
 
-    async def _bank_update(self, tracker: BankTracker) -> None:
+    def _bank_update(self, tracker: BankTracker) -> None:
         state, change = tracker.update(utcnow(), self.cfg.publisher.stale_after)
         if state is not None:
-            await self.backbone.publish("state", tracker.cfg.id, state)
+            self.backbone.post("state", tracker.cfg.id, state)
         if change is not None:
-            await self.backbone.publish("availability", tracker.cfg.id, change)
+            self.backbone.post("availability", tracker.cfg.id, change)
 
     # --- targets in ----------------------------------------------------------------------
 
@@ -207,7 +207,7 @@ class Publisher:
         """Re-check banks every second, so a member that goes quiet drops out."""
         while True:
             for tracker in self.banks.values():
-                await self._bank_update(tracker)
+                self._bank_update(tracker)
             await asyncio.sleep(BANK_TICK)
 
     async def run(self) -> None:
