@@ -125,6 +125,13 @@ def test_first_run_wizard_then_settings(
     ].url.get_secret_value().startswith("json://")
     expect(page.locator('#live [data-pack="garage"]')).to_contain_text("%", timeout=60_000)
     shot(page, "22-setup-written-live")
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot(page, "27-setup-dark-phone")
+    wide = page.evaluate("() => document.documentElement.scrollWidth")
+    assert wide <= 390, f"the setup page is {wide} px wide on a 390 px phone"
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # the Status page shows the new pack; the setup note is gone
     page.goto(f"{base}/")
