@@ -34,7 +34,7 @@ from bmsgate_notifier.report import find_zone
 from bmsgate_notifier.sender import AppriseSender, check_url
 from bmsgate_reader.serial_link import SerialLink
 
-from ..deps import Ctx, User
+from ..deps import Ctx, Reader, User
 from .settings import config_file, file_needs_setup
 
 router = APIRouter(prefix="/api/setup", tags=["setup"])
@@ -246,7 +246,7 @@ async def notify_test(body: NotifyTest) -> dict[str, Any]:
     return {"sent": True}
 
 
-@router.get("/timezone")
+@router.get("/timezone", dependencies=[Reader])
 async def timezone(
     latitude: float = Query(ge=-90, le=90), longitude: float = Query(ge=-180, le=180)
 ) -> dict[str, str]:
