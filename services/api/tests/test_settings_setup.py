@@ -1,0 +1,141 @@
+"""Settings file editing, restore, restart, and the setup API, on the app in-process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from bmsgate_api.app import create_app, make_context
+from bmsgate_api.store import PackStore
+from bmsgate_common.config_view import MASK
+from bmsgate_common.settings import Settings
+
+PASSWORD = "settings-pass-1"
+BUS = {"port": "/dev/ttyUSB7", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
+
+
+@contextlib.asynccontextmanager
+async def logged_in(
+    tmp_path: Path, file_data: dict[str, object] | None
+) -> AsyncIterator[httpx.AsyncClient]:
+    path = tmp_path / "site.yaml"
+    if file_data is not None:
+        path.write_text(yaml.safe_dump(file_data))
+    settings = Settings.model_validate(file_data or {})
+    ctx = make_context(PackStore(), settings, None, persist=False)
+    ctx.config_file = path
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(PackStore(), ctx=ctx)), base_url="http://t"
+    ) as client:
+        (await client.post("/api/auth/setup", json={"password": PASSWORD})).raise_for_status()
+        yield client
+
+
+async def test_every_write_needs_a_login(tmp_path: Path) -> None:
+    ctx = make_context(PackStore(), Settings(), None, persist=False)
+    ctx.config_file = tmp_path / "site.yaml"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(PackStore(), ctx=ctx)), base_url="http://t"
+    ) as anon:
+        calls = [
+            anon.put("/api/settings/file", json={"yaml": "log_level: INFO\n"}),
+            anon.post("/api/settings/restore", content=b"log_level: INFO\n"),
+            anon.post("/api/services/restart", json={"service": "all"}),
+            anon.post(
+                "/api/setup/apply",
+                json={
+                    "buses": [
+                        {"port": "p", "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"}]}
+                    ]
+                },
+            ),
+            anon.post("/api/setup/scan", json={"port": "/dev/ttyUSB0"}),
+            anon.post("/api/setup/notify-test", json={"url": "json://127.0.0.1:9/x"}),
+            anon.get("/api/setup/ports"),
+        ]
+        for call in calls:
+            assert (await call).status_code == 401
+        assert (await anon.get("/api/setup/status")).json()["needed"] is True
+    assert not (tmp_path / "site.yaml").exists()
+
+
+async def test_edit_keeps_masked_secrets_and_names_a_bad_key(tmp_path: Path) -> None:
+    data = {"mqtt": {"host": "b", "username": "u", "password": "pw-9"}, "buses": [BUS]}
+    async with logged_in(tmp_path, data) as ui:
+        shown = (await ui.get("/api/settings/file")).json()
+        assert "pw-9" not in shown["yaml"] and MASK in shown["yaml"]
+        before = (tmp_path / "site.yaml").read_text()
+        bad = await ui.put("/api/settings/file", json={"yaml": shown["yaml"] + "api: {prot: 1}\n"})
+        assert bad.status_code == 400
+        assert bad.json()["detail"] == "config error in the edited settings: unknown key 'api.prot'"
+        assert (tmp_path / "site.yaml").read_text() == before
+        broken = await ui.put("/api/settings/file", json={"yaml": "buses: [\n"})
+        assert broken.status_code == 400 and "not valid YAML" in broken.json()["detail"]
+        good = shown["yaml"].replace("host: b", "host: broker2")
+        assert (await ui.put("/api/settings/file", json={"yaml": good})).status_code == 200
+        saved = yaml.safe_load((tmp_path / "site.yaml").read_text())
+        assert saved["mqtt"] == {"host": "broker2", "username": "u", "password": "pw-9"}
+        assert (tmp_path / "site.yaml").stat().st_mode & 0o077 == 0
+        restored = await ui.post(
+            "/api/settings/restore",
+            content=before.encode(),
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert restored.status_code == 200
+        assert yaml.safe_load((tmp_path / "site.yaml").read_text())["mqtt"]["host"] == "b"
+        # no backbone in this test: the restart request cannot go out, and says so
+        assert (
+            await ui.post("/api/services/restart", json={"service": "reader-0"})
+        ).status_code == 503
+
+
+async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> None:
+    async with logged_in(tmp_path, None) as ui:
+        answers = {
+            "buses": [{"port": "/dev/ttyUSB7", "packs": [
+                {"protocol": "jk_pb", "address": 1, "name": "Left"},
+                {"protocol": "jk_pb", "address": 2, "name": "Right"}]}],
+            "banks": [{"name": "Bank", "packs": ["Left", "Right"]}],
+            "notify_urls": ["json://127.0.0.1:9/hook"], "latitude": 48.21, "longitude": 16.37,
+            "timezone": "Europe/Vienna",
+        }  # fmt: skip
+        done = await ui.post("/api/setup/apply", json=answers)
+        assert done.status_code == 200, done.text
+        assert done.json()["packs"] == ["left", "right"] and "json://" not in done.json()["yaml"]
+        cfg = Settings.model_validate(yaml.safe_load((tmp_path / "site.yaml").read_text()))
+        assert cfg.banks[0].packs == ["left", "right"] and cfg.notifier.timezone == "Europe/Vienna"
+        again = await ui.post("/api/setup/apply", json=answers)
+        assert again.status_code == 409 and "already has buses" in again.json()["detail"]
+        assert (await ui.post("/api/setup/apply?replace=true", json=answers)).status_code == 200
+        twins = {"buses": [{"port": "p", "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"},
+                                                   {"protocol": "jk_pb", "address": 2, "name": "A"}]}]}  # fmt: skip
+        refused = await ui.post("/api/setup/apply?replace=true", json=twins)
+        assert refused.status_code == 422 and "two packs are named 'A'" in refused.json()["detail"]
+        tz = await ui.get("/api/setup/timezone", params={"latitude": -33.87, "longitude": 151.21})
+        assert tz.json() == {"timezone": "Australia/Sydney"}
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [("no-scheme", "not an Apprise URL"), ("nosuchservice://x", "Apprise does not accept")],
+)
+async def test_test_message_refuses_a_bad_url_without_echoing_it(
+    tmp_path: Path, url: str, why: str
+) -> None:
+    async with logged_in(tmp_path, {"buses": [BUS]}) as ui:
+        got = await ui.post("/api/setup/notify-test", json={"url": url})
+        assert (
+            got.status_code == 400
+            and why in got.json()["detail"]
+            and url not in got.json()["detail"]
+        )
+        held = await ui.post("/api/setup/scan", json={"port": "/dev/ttyUSB7"})
+        assert (
+            held.status_code == 409
+            and held.json()["detail"] == "/dev/ttyUSB7 belongs to bus 0: its reader polls it"
+        )
