@@ -115,6 +115,9 @@ def test_answers_refuse_twin_names_and_unknown_bank_members() -> None:
     twin = {"buses": [{"port": "p", "packs": [pack, {**pack, "address": 2}]}]}
     with pytest.raises(ValueError, match="two packs are named 'A'"):
         SetupAnswers.model_validate(twin)
-    bank = {"buses": [{"port": "p", "packs": [pack]}], "banks": [{"name": "B", "packs": ["A", "Z"]}]}
+    bank = {
+        "buses": [{"port": "p", "packs": [pack]}],
+        "banks": [{"name": "B", "packs": ["A", "Z"]}],
+    }
     with pytest.raises(ValueError, match="no pack named 'Z'"):
         SetupAnswers.model_validate(bank)
