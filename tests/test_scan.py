@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bmsgate_bms.discovery import Probe, parse_addresses, plan_probes, run_scan
-from bmsgate_reader.serial_link import SerialLink
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
 from bmsgate_bms.sim.daly_new import DalyNewBoard
 from bmsgate_bms.sim.model import PackModel
+from bmsgate_reader.serial_link import SerialLink
 from tests.support.procs import start_simulator
 
 TIMEOUT = 0.2  # [s] per probe: the simulator answers within milliseconds
