@@ -55,6 +55,8 @@ class Backbone:
         cfg: MqttSettings,
         service: str,
         detail: Callable[[], dict[str, Extra]] | None = None,
+        *,
+        restartable: bool = True,
     ) -> None:
         self.cfg = cfg
         self.service = service
@@ -93,7 +95,8 @@ class Backbone:
         self.unsent = 0  # publishes that failed while the broker was away
         self._heartbeat: asyncio.Task[None] | None = None
         self._posts: set[asyncio.Task[bool]] = set()
-        self.subscribe("service_restart", self._on_restart, retained=False)
+        if restartable:  # a service; a command-line tool is not restarted
+            self.subscribe("service_restart", self._on_restart, retained=False)
 
     async def _on_restart(self, name: str, request: ServiceRestart) -> None:
         if name in (self.service, "all"):

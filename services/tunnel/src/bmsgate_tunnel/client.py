@@ -48,7 +48,7 @@ async def request(
     mqtt: MqttSettings, pack: str, cmd: TunnelCommand, wait: float
 ) -> TunnelStatus | None:
     """Send ``cmd`` for ``pack``; the status answering it, or None without an answer in time."""
-    backbone = Backbone(mqtt, f"cli-{uuid.uuid4().hex[:8]}")
+    backbone = Backbone(mqtt, f"cli-{uuid.uuid4().hex[:8]}", restartable=False)
     answer: asyncio.Future[TunnelStatus] = asyncio.get_running_loop().create_future()
 
     async def on_status(name: str, status: TunnelStatus) -> None:
