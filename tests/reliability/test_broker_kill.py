@@ -35,7 +35,7 @@ from tests.support.procs import Mosquitto, Proc, start_service, wait_until, writ
 pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
 PASSWORD = "broker-kill-test"
-ROUNDS = 5
+ROUNDS = 4
 DOWN = 2.0  # [s] the broker stays away
 MQTT_WAIT = 12.0  # [s] a raw MQTT caller waits this long for its result
 COMMAND_TIMEOUT = 5.0  # [s] api.command_timeout
