@@ -142,8 +142,12 @@ class Backbone:
             if raw.retain and not retained:
                 return
             name = topics.name_in(raw.topic, kind, self.base)
-            if name is not None:
+            if name is None:
+                return
+            try:
                 await handler(name, raw.payload)
+            except Exception:  # FastStream runs without a logger: a bug here would leave no line
+                log.exception("handling the message on %s failed", raw.topic)
 
         self.broker.subscriber(topics.pattern(kind, self.base), qos=qos, decoder=_as_received)(
             on_message
