@@ -19,18 +19,20 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
+import aiomqtt
 import yaml
 
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common.config_file import revealed
 from bmsgate_common.service import RESTART_EXIT
-from bmsgate_common.settings import BusSettings, ConfigError, PackSettings, Settings
+from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
+from bmsgate_common.topics import TOPICS, topic
 
 from .broker import PrivateBroker, wait_for_port
 from .services import COMMON_SECTIONS, SERVICES
@@ -138,10 +140,14 @@ def plan_children(
     return specs
 
 
-async def reconcile(children: dict[str, Child], specs: dict[str, ChildSpec]) -> list[str]:
+async def reconcile(
+    children: dict[str, Child],
+    specs: dict[str, ChildSpec],
+    between: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
     """Stop the children no longer wanted or whose configuration changed, start the missing ones.
 
-    Returns the names started (new or restarted).
+    ``between`` runs after the stops and before the starts. Returns the names started.
     """
     stale = [
         name
@@ -151,6 +157,8 @@ async def reconcile(children: dict[str, Child], specs: dict[str, ChildSpec]) -> 
     await asyncio.gather(*(children[name].stop() for name in stale))
     for name in stale:
         del children[name]
+    if between is not None:
+        await between()
     started = []
     for name, spec in specs.items():
         if name not in children:
@@ -188,10 +196,14 @@ class Demo:
                 port=sim.port,
                 protocol=protocol,
                 poll_interval=1.0,
-                packs=[PackSettings(id=f"sim-{i + 1}", name=f"Simulated pack {i + 1}")],
+                packs=[PackSettings(id=pack, name=f"Simulated pack {i + 1}")],
             )
-            for i, sim in enumerate(self.sims)
+            for i, (sim, pack) in enumerate(zip(self.sims, self.pack_ids(), strict=True))
         ]
+
+    def pack_ids(self) -> list[str]:
+        """The simulated packs' ids."""
+        return [f"sim-{i + 1}" for i in range(len(self.sims))]
 
     def close(self) -> None:
         """Stop every simulated pack."""
@@ -200,6 +212,29 @@ class Demo:
         for sim in self.sims:
             sim.close()
         self.sims, self.clocks, self.protocol = [], [], None
+
+
+# what the broker keeps per pack: deleted for packs that are gone, so no page shows them
+PACK_RETAINED: Final = tuple(
+    kind for kind, spec in TOPICS.items() if spec.retained and spec.pattern.startswith("bms/+/")
+)
+
+
+async def forget_packs(mqtt: MqttSettings, packs: list[str]) -> None:
+    """Delete the broker's retained messages of ``packs`` (an empty retained message does)."""
+    password = mqtt.password.get_secret_value() if mqtt.password else None
+    try:
+        async with asyncio.timeout(5.0):
+            async with aiomqtt.Client(
+                mqtt.host or "127.0.0.1", mqtt.port, username=mqtt.username, password=password
+            ) as client:
+                for pack in packs:
+                    for kind in PACK_RETAINED:
+                        await client.publish(
+                            topic(kind, pack, mqtt.base_topic), b"", qos=1, retain=True
+                        )
+    except (aiomqtt.MqttError, OSError, TimeoutError) as err:
+        log.warning("could not clear the simulated packs from the broker: %s", err)
 
 
 def file_signature(path: Path | None) -> tuple[int, int, int] | None:
@@ -251,10 +286,14 @@ class Supervisor:
         runtime = runtime_config(cfg)
         write_private(config_file, yaml.safe_dump(runtime, sort_keys=False))
         specs = plan_children(runtime, config_file, only=self.only, edit_file=self.edit_file)
-        started = await reconcile(self.children, specs)
-        if self.demo is not None and not self.demo_wanted:
-            self.demo.close()  # a real bus replaced the simulated one; its reader has stopped
-            self.demo = None
+
+        async def retire_demo() -> None:  # a real bus replaced it; its reader has stopped
+            if self.demo is not None and not self.demo_wanted:
+                await forget_packs(cfg.mqtt, self.demo.pack_ids())
+                self.demo.close()
+                self.demo = None
+
+        started = await reconcile(self.children, specs, between=retire_demo)
         if started:
             log.debug("started %s", ", ".join(started))
         return cfg

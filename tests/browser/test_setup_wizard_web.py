@@ -139,6 +139,7 @@ def test_first_run_wizard_then_settings(
         page.locator('.card[data-pack="garage"]:not(.offline) [data-field="soc"]')
     ).to_contain_text("%")
     expect(page.locator(".setup-note")).to_have_count(0)
+    expect(page.locator('.card[data-pack="sim-1"]')).to_have_count(0)  # the demo pack is gone
     shot(page, "23-status-after-setup")
 
     # Settings: a bad value is one line naming the key, and the file stays as it was
