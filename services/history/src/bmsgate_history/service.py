@@ -186,7 +186,7 @@ class History:
     async def evaluate_health(self) -> None:
         """Run the health rules, publish each pack's findings (retained) and save the evidence."""
         today = local_day(to_ms(utcnow()), self.tz)
-        for pack, tracker in self.health.items():
+        for pack, tracker in list(self.health.items()):  # states add packs while we publish
             report = HealthReport(pack=pack, ts=utcnow(), findings=tracker.findings(today))
             for f in report.findings:
                 log.info("%s health: %s cell %s since %s", pack, f.kind, f.cell, f.since)
@@ -220,7 +220,7 @@ class History:
     def close(self) -> None:
         """Save and close the files."""
         if self.archive:
-            for pack, tracker in self.health.items():
+            for pack, tracker in list(self.health.items()):  # states add packs while we publish
                 self.archive.put_value(f"health:{pack}", tracker.dump())
             self.archive.close()
         if self.reader:
