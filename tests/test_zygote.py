@@ -16,8 +16,6 @@ from bmsgate.zygote import Forked, Zygote, forkable
 
 pytestmark = pytest.mark.integration
 
-MODULES = ["bmsgate_history", "bmsgate_tunnel"]
-
 
 def parent_of(pid: int) -> int:
     """The parent pid from /proc."""
@@ -42,7 +40,7 @@ def test_only_service_modules_are_forked() -> None:
 async def test_a_forked_service_reports_its_exit_code(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("history:\n  nonsense: 1\n")
-    zygote = Zygote(MODULES, str(bad))
+    zygote = Zygote(str(bad), ["bmsgate_history"])
     try:
         child = await zygote.spawn("bmsgate_history", ["--config", str(bad)])
         assert isinstance(child, Forked)
@@ -67,7 +65,7 @@ async def test_a_forked_service_stops_on_sigterm_and_dies_with_the_zygote(tmp_pa
             }
         )
     )  # no broker there: the service keeps retrying until it is stopped
-    zygote = Zygote(MODULES, str(cfg))
+    zygote = Zygote(str(cfg), [])
     try:
         first = await zygote.spawn("bmsgate_history", ["--config", str(cfg)])
         second = await zygote.spawn("bmsgate_history", ["--config", str(cfg)])
