@@ -357,6 +357,9 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
             }
             for k in pids
         }
+        per_state = sum(result["services"][k]["cpu_pct"] for k in SERVICES) / 100
+        # meaningful while the services keep up (no backlog): CPU they spent per state sent
+        result["services_cpu_ms_per_state"] = round(1000 * per_state / result["published_per_s"], 2)
         result["cpu_total_pct_of_2_cores"] = round(
             sum(v["cpu_pct"] for v in result["services"].values()) / 2, 1
         )
@@ -388,21 +391,53 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
     return result
 
 
+IDLE = ("select (selectors", "Condition.wait", "Event.wait")  # a frame that waits, not works
+
+
 def top_frames(path: Path, count: int = 12) -> list[str]:
-    """The functions where the profiled process spent its samples (self time), from py-spy raw."""
+    """Where the profiled service spent its busy samples, from py-spy raw output.
+
+    Samples that wait (the event loop's select, idle worker threads) and the start-up imports are
+    left out; each line gives a function's share of the rest: inclusive (it or what it called)
+    and self (its own code).
+    """
+    inclusive: dict[str, int] = {}
     own: dict[str, int] = {}
-    total = 0
+    busy = 0
     if not path.exists():
         return [f"no profile at {path}"]
     for line in path.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
-        if not n.isdigit() or not frames:
+        if not n.isdigit() or any("importlib" in f for f in frames):
             continue
-        total += int(n)
+        if not frames[-1].strip() or any(w in frames[-1] for w in IDLE):
+            continue
+        busy += int(n)
         own[frames[-1]] = own.get(frames[-1], 0) + int(n)
-    ranked = sorted(own.items(), key=lambda kv: -kv[1])[:count]
-    return [f"{100 * v / total:5.1f}% {k}" for k, v in ranked]
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + int(n)
+    if not busy:
+        return ["no busy samples"]
+    plumbing = (
+        "runpy",
+        "asyncio/runners",
+        "base_events.py",
+        "asyncio/events.py",
+        "__main__",
+        "service_main",
+    )
+    ranked = [
+        (k, v) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])
+        if not any(p in k for p in plumbing)
+    ][:count]  # fmt: skip
+    out = [f"busy samples {busy}; inclusive:"]
+    out += [f"{100 * v / busy:5.1f}% {k}" for k, v in ranked]
+    out.append("self:")
+    out += [
+        f"{100 * v / busy:5.1f}% {k}" for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:count]
+    ]
+    return out
 
 
 def show(result: dict[str, Any]) -> None:
@@ -418,6 +453,7 @@ def show(result: dict[str, Any]) -> None:
     for name, s in result["services"].items():
         print(f"  {name:30} cpu {s['cpu_pct']:6.1f}%  rss {s['rss_mb_start']:6.1f} -> "
               f"{s['rss_mb_end']:6.1f} MB")  # fmt: skip
+    print(f"  the five services: {result['services_cpu_ms_per_state']} ms CPU per state")
     print(f"  total CPU {result['cpu_total_pct_of_2_cores']}% of 2 cores; mosquitto stored "
           f"messages {result['mosquitto_stored_messages']}; alive {result['alive']}")  # fmt: skip
     for line in result.get("profile", []):

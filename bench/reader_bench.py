@@ -52,7 +52,7 @@ async def measure(name: str, polls: int, workdir: Path) -> dict[str, Any]:
     async with PtyServer(bus, workdir / f"tty-{name}") as pty:
         link = SerialLink(pty.port, bus.baudrate, timeout=1.0)
         counting = CountingLink(link)
-        driver = protocol(name).Driver(counting, 1)  # type: ignore[arg-type]
+        driver = protocol(name).Driver(counting, 1)
         await driver.read()  # first poll: opens the port and learns the board's habits
         times, wire = [], []
         for _ in range(polls):

@@ -68,6 +68,8 @@ def pipeline(quick: bool) -> tuple[list[Row], Any]:
         rows.append(("pipeline", f"{n} packs: CPU all processes",
                      f"{r['cpu_total_pct_of_2_cores']}% of 2 cores; busiest {busiest[0]} "
                      f"{busiest[1]['cpu_pct']}% of a core"))  # fmt: skip
+        rows.append(("pipeline", f"{n} packs: the five services' CPU per state",
+                     f"{r['services_cpu_ms_per_state']} ms"))  # fmt: skip
         rows.append(("pipeline", f"{n} packs: states/s published",
                      f"{r['published_per_s']} (generator late p99 "
                      f"{r['generator_behind_p99_ms']} ms)"))  # fmt: skip
@@ -207,15 +209,18 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "quick": args.quick,
     }  # fmt: skip
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
-    results: dict[str, Any] = {"machine": machine}
+    # sections not run this time keep their last figures (each carries its own date)
+    old = json.loads(args.json.read_text()) if args.json.exists() and not args.quick else {}
+    results: dict[str, Any] = {**old, "machine": machine}
     rows: list[Row] = []
     for name in args.only:
         before = loadavg()
         started = time.perf_counter()
         section_rows, data = RUNNERS[name](args.quick)
         took = time.perf_counter() - started
-        results[name] = {"load_before": before, "load_after": loadavg(),
-                         "seconds": round(took, 1), "data": data}  # fmt: skip
+        results[name] = {"when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "load_before": before,
+                         "load_after": loadavg(), "seconds": round(took, 1),
+                         "data": data}  # fmt: skip
         rows += section_rows
         rows.append((name, "(load average before -> after)", f"{before} -> {loadavg()}"))
         print(f"[{name} done in {took:.0f} s]", flush=True)
