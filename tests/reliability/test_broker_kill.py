@@ -29,6 +29,7 @@ import pytest
 from bmsgate.broker import free_port
 from bmsgate_api.auth import hash_password
 from bmsgate_common.topics import topic
+from tests.reliability.backbone import statuses
 from tests.reliability.counts import COUNTS
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
 
@@ -94,20 +95,6 @@ def state(base: str) -> dict[str, Any] | None:
     return response.json() if response.status_code == 200 else None
 
 
-async def retained_statuses(port: int) -> dict[str, str]:
-    found: dict[str, str] = {}
-    async with aiomqtt.Client(HOST, port) as client:
-        await client.subscribe("bmsgate/service/+/status", qos=1)
-        try:
-            async with asyncio.timeout(1.5):
-                async for message in client.messages:
-                    body = json.loads(message.payload)  # type: ignore[arg-type]
-                    found[str(message.topic).split("/")[2]] = body["state"]
-        except TimeoutError:
-            pass
-    return found
-
-
 def test_commands_in_flight_when_the_broker_dies_are_answered_or_failed(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
 ) -> None:
@@ -166,9 +153,8 @@ def test_commands_in_flight_when_the_broker_dies_are_answered_or_failed(
                 await one_round(n, client)
 
     asyncio.run(all_rounds())
-    statuses = wait_until(
-        lambda: (s := asyncio.run(retained_statuses(mosquitto.port))) and len(s) == 2 and s,
-        timeout=20,
+    found = wait_until(
+        lambda: (s := asyncio.run(statuses(mosquitto.port))) and len(s) == 2 and s, timeout=20
     )
     COUNTS["broker killed mid-command: commands sent"] += 2 * ROUNDS
     for key in ("api answered", "api failed", "mqtt answered", "mqtt failed", "mqtt timed out"):
@@ -176,6 +162,9 @@ def test_commands_in_flight_when_the_broker_dies_are_answered_or_failed(
     COUNTS["broker killed mid-command: lost"] += len(lost)
     assert not lost, lost
     assert sum(outcomes.values()) == 2 * ROUNDS
-    assert statuses == {"reader-0": "online", "api": "online"}
+    assert {name: s["state"] for name, s in found.items()} == {
+        "reader-0": "online",
+        "api": "online",
+    }
     for proc in (reader, api):
         assert proc.alive() and "Traceback" not in proc.log(), proc.log()[-2000:]

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiomqtt
 import pytest
 from bench.reliability_bench import send_states
 
-from bmsgate_common.topics import topic
+from tests.reliability.backbone import ask_history
 from tests.reliability.counts import COUNTS
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
 
@@ -56,20 +54,6 @@ def fill(folder: Path, leave: int) -> Path:
     return filler
 
 
-async def query(port: int, transaction: str) -> dict[str, object]:
-    body = {"transaction": transaction, "pack": "p1", "fields": ["soc"],
-            "start": "2020-01-01T00:00:00Z", "end": "2020-01-20T00:00:00Z"}  # fmt: skip
-    async with aiomqtt.Client(HOST, port) as client:
-        await client.subscribe(topic("history_reply", "t"), qos=1)
-        await client.publish(topic("history_request", "t"), json.dumps(body), qos=1)
-        async with asyncio.timeout(10):
-            async for message in client.messages:
-                reply: dict[str, object] = json.loads(message.payload)  # type: ignore[arg-type]
-                if reply.get("transaction") == transaction:
-                    return reply
-    return {}
-
-
 def rows(archive: Path) -> int:
     with contextlib.closing(sqlite3.connect(f"file:{archive}?mode=ro", uri=True)) as db:
         return int(db.execute("SELECT count(*) FROM raw").fetchone()[0])
@@ -99,7 +83,9 @@ def test_archive_disk_full_is_one_clear_error_and_recovers(
     assert errors and str(archive) in errors[0], errors
     stored_when_full = rows(archive)
     assert 0 < stored_when_full < sent
-    assert asyncio.run(query(mosquitto.port, "q-full")).get("status") == "ok"  # reads go on
+    query = {"transaction": "q-full", "pack": "p1", "fields": ["soc"],
+             "start": "2020-01-01T00:00:00Z", "end": "2020-01-20T00:00:00Z"}  # fmt: skip
+    assert asyncio.run(ask_history(mosquitto.port, query)).get("status") == "ok"  # reads go on
 
     filler.unlink()  # space returns
     more = asyncio.run(send_states(mosquitto.port, 50.0, 3.0, sent, base))

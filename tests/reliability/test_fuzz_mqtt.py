@@ -22,6 +22,7 @@ from pymodbus.client import ModbusTcpClient
 from bmsgate.broker import free_port
 from bmsgate_common.topics import TOPICS, topic
 from bmsgate_modbus.registers import BASE
+from tests.reliability.backbone import ask_history, statuses
 from tests.reliability.counts import COUNTS
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
 
@@ -95,52 +96,6 @@ async def send_all(port: int) -> dict[str, list[str]]:
     return refused
 
 
-async def status_details(port: int) -> dict[str, dict[str, Any]]:
-    """The retained status detail of every service, by service name."""
-    found: dict[str, dict[str, Any]] = {}
-    async with aiomqtt.Client(HOST, port) as client:
-        await client.subscribe("bmsgate/service/+/status", qos=1)
-        try:
-            async with asyncio.timeout(1.5):
-                async for message in client.messages:
-                    body = json.loads(message.payload)  # type: ignore[arg-type]
-                    found[str(message.topic).split("/")[2]] = body.get("detail") or {}
-        except TimeoutError:
-            pass
-    return found
-
-
-async def history_answers(port: int) -> bool:
-    """A valid query to the history service gets its reply."""
-    query = {"transaction": "t-after", "pack": "garage", "fields": ["soc"],
-             "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}  # fmt: skip
-    async with aiomqtt.Client(HOST, port) as client:
-        await client.subscribe(topic("history_reply", "fuzz"), qos=1)
-        await client.publish(topic("history_request", "fuzz"), json.dumps(query), qos=1)
-        async with asyncio.timeout(5):
-            async for message in client.messages:
-                if json.loads(message.payload).get("transaction") == "t-after":  # type: ignore[arg-type]
-                    return True
-    return False
-
-
-async def statuses(port: int, want: set[str]) -> bool:
-    seen: set[str] = set()
-    async with aiomqtt.Client(HOST, port) as client:
-        await client.subscribe("bmsgate/service/+/status", qos=1)
-        try:
-            async with asyncio.timeout(2):
-                async for message in client.messages:
-                    body = json.loads(message.payload)  # type: ignore[arg-type]
-                    if body.get("state") == "online":
-                        seen.add(str(message.topic).split("/")[2])
-                    if all(any(s.startswith(w) for s in seen) for w in want):
-                        return True
-        except TimeoutError:
-            return False
-    return False
-
-
 def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answering(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
 ) -> None:
@@ -169,7 +124,13 @@ def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answeri
         lambda: httpx.get(f"{base}/api/packs/garage/state", timeout=2).status_code == 200,
         timeout=40,
     )
-    wait_until(lambda: asyncio.run(statuses(mosquitto.port, set(SUBSCRIBED))), timeout=30)
+    names = {STATUS_NAME.get(name, name) for name in SUBSCRIBED}
+
+    def all_online() -> bool:
+        found = asyncio.run(statuses(mosquitto.port))
+        return all(found.get(name, {}).get("state") == "online" for name in names)
+
+    wait_until(all_online, timeout=30)
 
     refused = asyncio.run(send_all(mosquitto.port))
     COUNTS["mqtt: malformed messages sent"] += PER_TOPIC * len(TOPICS)
@@ -198,15 +159,17 @@ def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answeri
         assert "Traceback" not in proc.log(), proc.log()[-3000:]
 
     def counted() -> bool:
-        details = asyncio.run(status_details(mosquitto.port))
+        found = asyncio.run(statuses(mosquitto.port))
         return all(
-            details.get(STATUS_NAME.get(name, name), {}).get("dropped")
+            (found.get(STATUS_NAME.get(name, name), {}).get("detail") or {}).get("dropped")
             == sum(len(refused[kind]) for kind in SUBSCRIBED[name])
             for name in running
         )
 
     wait_until(counted, timeout=20)
-    assert asyncio.run(history_answers(mosquitto.port))
+    query = {"transaction": "t-after", "pack": "garage", "fields": ["soc"],
+             "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}  # fmt: skip
+    assert asyncio.run(ask_history(mosquitto.port, query)).get("status") == "ok"
     assert history_log.count("Traceback") == 0
     first = httpx.get(f"{base}/api/packs/garage/state", timeout=2).json()["ts"]
     wait_until(lambda: httpx.get(f"{base}/api/packs/garage/state", timeout=2).json()["ts"] != first)

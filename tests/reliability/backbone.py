@@ -1,0 +1,41 @@
+"""Asking the backbone from a test: the services' retained statuses, a history query."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiomqtt
+
+from bmsgate_common.topics import topic
+
+HOST = "127.0.0.1"
+
+
+async def statuses(port: int, within: float = 1.5) -> dict[str, dict[str, Any]]:
+    """Every service's retained status (``state``, ``detail``...), by service name."""
+    found: dict[str, dict[str, Any]] = {}
+    async with aiomqtt.Client(HOST, port) as client:
+        await client.subscribe("bmsgate/service/+/status", qos=1)
+        try:
+            async with asyncio.timeout(within):
+                async for message in client.messages:
+                    body = json.loads(message.payload)  # type: ignore[arg-type]
+                    found[str(message.topic).split("/")[2]] = body
+        except TimeoutError:
+            pass
+    return found
+
+
+async def ask_history(port: int, query: dict[str, Any], within: float = 10.0) -> dict[str, Any]:
+    """The history service's reply to ``query`` (asked as client ``t``)."""
+    async with aiomqtt.Client(HOST, port) as client:
+        await client.subscribe(topic("history_reply", "t"), qos=1)
+        await client.publish(topic("history_request", "t"), json.dumps(query), qos=1)
+        async with asyncio.timeout(within):
+            async for message in client.messages:
+                reply: dict[str, Any] = json.loads(message.payload)  # type: ignore[arg-type]
+                if reply.get("transaction") == query["transaction"]:
+                    return reply
+    return {}
