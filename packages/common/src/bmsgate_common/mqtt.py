@@ -15,6 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from faststream import AckPolicy
 from faststream.exceptions import FastStreamException
 from faststream.mqtt import MQTTBroker, MQTTMessage, QoS, ReconnectConfig, Will
 from faststream.security import SASLPlaintext
@@ -149,9 +150,11 @@ class Backbone:
             except Exception:  # FastStream runs without a logger: a bug here would leave no line
                 log.exception("handling the message on %s failed", raw.topic)
 
-        self.broker.subscriber(topics.pattern(kind, self.base), qos=qos, decoder=_as_received)(
-            on_message
-        )
+        # nothing to acknowledge at QoS 0: FastStream then leaves its acknowledgement step out
+        policy = AckPolicy.MANUAL if qos0 else AckPolicy.ACK
+        self.broker.subscriber(
+            topics.pattern(kind, self.base), qos=qos, decoder=_as_received, ack_policy=policy
+        )(on_message)
 
     async def publish(self, kind: str, name: str, model: BaseModel) -> bool:
         """Publish ``model`` on the topic of ``kind`` for ``name``; False if the broker is away."""
