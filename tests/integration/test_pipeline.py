@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 
 from bmsgate.broker import free_port
 from bmsgate_common.models import PackState
+from bmsgate_common.service import READER_STOPPED
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
 
 pytestmark = pytest.mark.integration
@@ -92,6 +95,30 @@ def test_state_travels_from_the_pty_to_the_api(
     assert get_json(f"{base}/api/packs/nowhere/state")[0] == 404
     for proc in procs:
         assert "Traceback" not in proc.log()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stopped_reader_leaves_its_packs_offline_at_once(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc], sig: int
+) -> None:
+    http = free_port()
+    config = write_config(tmp_path, pipeline_config(mosquitto, daly_pty, http))
+    reader = start_service(tmp_path, "reader", config)
+    procs.append(reader)
+    procs.append(start_service(tmp_path, "api", config))
+    topic = "bmsgate/bms/garage/availability"
+    wait_until(lambda: asyncio.run(retained(mosquitto, topic))["state"] == "online", timeout=20)
+    packs = f"http://127.0.0.1:{http}/api/packs"
+    wait_until(lambda: get_json(packs)[1][0]["online"], timeout=20)
+
+    started = time.monotonic()
+    assert reader.stop(sig) == 0
+    gone = asyncio.run(retained(mosquitto, topic))
+    assert gone["state"] == "offline" and gone["reason"] == READER_STOPPED
+    # the API says so at once, long before the state would be stale (stale_after 10 s)
+    wait_until(lambda: get_json(packs)[1][0]["online"] is False, timeout=3)
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in reader.log()
 
 
 def test_invalid_message_is_logged_and_dropped(

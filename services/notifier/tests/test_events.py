@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from bmsgate_common.models import HealthFinding, HealthReport, ServiceStatus
+from bmsgate_common.service import READER_STOPPED
 from bmsgate_notifier.events import Detector
 from tests.support.notify import T0, alarm, avail, settings, state
 
@@ -70,6 +71,18 @@ def test_availability_edges() -> None:
     assert kinds(d.on_availability("garage", avail(True))) == ["online"]
     # offline when first seen (retained at start) is told
     assert kinds(Detector(settings()).on_availability("garage", avail(False))) == ["offline"]
+
+
+def test_a_stopped_reader_is_no_bms_offline() -> None:
+    d = Detector(settings())
+    stopped = avail(False).model_copy(update={"reason": READER_STOPPED})
+    assert d.on_availability("garage", avail(True)) == []
+    assert d.on_availability("garage", stopped) == []  # a reader restarted for a new config
+    assert d.on_availability("garage", avail(True)) == []
+    assert Detector(settings()).on_availability("garage", stopped) == []  # retained at start
+    assert kinds(d.on_availability("garage", avail(False))) == ["offline"]  # the BMS went silent
+    assert d.on_availability("garage", stopped) == []
+    assert kinds(d.on_availability("garage", avail(True))) == ["online"]  # its return still is
 
 
 def test_health_findings_once_each() -> None:

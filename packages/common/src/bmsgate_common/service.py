@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
 
 from .logs import setup_logging
 from .settings import ConfigError, Settings, load_settings
@@ -16,6 +17,9 @@ from .settings import ConfigError, Settings, load_settings
 # exit code of a service that stopped because a restart was asked for over the backbone:
 # not 0, so a restart policy "on-failure" (systemd) starts it again like "unless-stopped" does
 RESTART_EXIT = 75  # EX_TEMPFAIL, sysexits.h
+# the reason of a pack's ``offline`` availability when its reader stopped cleanly: consumers
+# show the pack offline at once, and the notifier does not report a BMS that went silent
+READER_STOPPED: Final = "reader stopped"
 _restart_requested: list[bool] = [False]
 
 Runner = Callable[[Settings, argparse.Namespace], Awaitable[None]]

@@ -20,6 +20,7 @@ from bmsgate_common.models import (
     PackState,
     ServiceStatus,
 )
+from bmsgate_common.service import READER_STOPPED
 from bmsgate_common.settings import NotifierSettings, NotifyEvent, NotifyPriority
 
 PRIORITIES: Final[tuple[NotifyPriority, ...]] = ("low", "normal", "high", "emergency")
@@ -167,8 +168,16 @@ class Detector:
         return out
 
     def on_availability(self, pack: str, avail: Availability) -> list[Event]:
-        """BMS offline, and back online after it was offline."""
+        """BMS offline, and back online after it was offline.
+
+        A pack whose reader stopped is unknown, not offline: the reader's own service status
+        tells if it stays away, and a reader restarted for a new configuration is no news.
+        """
         p = self._pack(pack)
+        if avail.state == "offline" and avail.reason == READER_STOPPED:
+            if p.online:  # an offline pack stays so: its return is still news
+                p.online = None
+            return []
         online = avail.state == "online"
         before, p.online = p.online, online
         name = p.name

@@ -13,6 +13,7 @@ from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
 from bmsgate_common.models import (
+    Availability,
     Command,
     CommandResult,
     PackState,
@@ -21,6 +22,7 @@ from bmsgate_common.models import (
     utcnow,
 )
 from bmsgate_common.mqtt import Backbone
+from bmsgate_common.service import READER_STOPPED
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 from bmsgate_common.tasks import stop_tasks
 
@@ -37,6 +39,7 @@ BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing po
 SAVE_EVERY = 60.0  # [s] between writes of the energy counters
 RESET_WAIT = 10.0  # [s] a reset BMS has to answer again
 RESULT_KEEP = 30.0  # [s] a result the broker could not take is offered again this long
+STOP_ANNOUNCE = 2.0  # [s] at most for the packs' ``offline`` when the reader stops
 
 
 class Pack:
@@ -167,6 +170,21 @@ class Reader:
             if pack.tracker.last is not None:
                 await self.backbone.publish("availability", pack.cfg.id, pack.tracker.last)
 
+    async def announce_stop(self) -> None:
+        """Every pack ``offline`` (retained) as the reader stops, so nobody waits for staleness.
+
+        Bounded: with the broker away the stop goes on; the API's ``stale_after`` covers that,
+        as it covers a reader that dies without a word (its last will is the service status).
+        """
+        now = utcnow()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_ANNOUNCE):
+                for pack_id in self.packs:
+                    gone = Availability(
+                        pack=pack_id, state="offline", ts=now, reason=READER_STOPPED
+                    )
+                    await self.backbone.publish("availability", pack_id, gone)
+
     async def run(self) -> None:
         """Poll forever at the configured interval."""
         beat = time.monotonic()
@@ -285,7 +303,10 @@ def _reason(err: Exception) -> str:
 
 
 async def serve(reader: Reader) -> None:
-    """Take commands and poll until cancelled; the counters are saved and the port closed after."""
+    """Take commands and poll until cancelled; then the packs go offline and the port closes.
+
+    Every pack is announced ``offline`` first, then the counters are saved and the port closed.
+    """
 
     async def on_command(pack_id: str, cmd: Command) -> None:
         await reader.execute(pack_id, cmd)
@@ -304,6 +325,7 @@ async def serve(reader: Reader) -> None:
         try:
             await reader.run()
         finally:
+            await reader.announce_stop()
             await stop_tasks(helpers)
             await reader.lease.close()
             reader.save_counters()
