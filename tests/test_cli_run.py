@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import yaml
 
 from bmsgate.broker import free_port
 from bmsgate.services import SERVICES
-from tests.support.procs import find_mosquitto, wait_until
+from tests.support.mqtt import listen
+from tests.support.procs import Mosquitto, find_mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -178,3 +180,35 @@ def test_first_start_without_a_file_then_a_bad_file_then_a_good_one(tmp_path: Pa
     bad = [line for line in err.splitlines() if "configuration not applied" in line]
     assert len(bad) == 1 and "buses.0.packs.0.address" in bad[0], err[-2000:]
     assert "Traceback" not in err
+
+
+async def test_a_removed_pack_leaves_no_retained_message(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
+) -> None:
+    from bmsgate.run import Supervisor
+    from bmsgate.zygote import stop_zygote
+    from bmsgate_common.settings import Settings
+
+    def settings(*packs: dict[str, object]) -> Settings:
+        bus = {"port": daly_pty, "protocol": "daly_classic", "poll_interval": 1, "packs": packs}
+        return Settings.model_validate(
+            {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port}, "buses": [bus]}
+        )
+
+    async def retained(pack: str) -> list[str]:
+        async with listen(mosquitto.port, f"bmsgate/bms/{pack}/#") as seen:
+            await asyncio.sleep(1.0)  # the broker sends the retained messages on subscribing
+        return sorted(m.topic.rsplit("/", 1)[1] for m in seen.messages if m.retain)
+
+    sup = Supervisor(tmp_path / "run", only=["reader"])
+    try:
+        await sup.apply(settings({"id": "shed"}, {"id": "gone", "address": 9}))
+        async with listen(mosquitto.port, "bmsgate/bms/shed/availability") as seen:
+            await seen.wait_for(lambda s: s.on("availability"), within=20)
+        await sup.apply(settings({"id": "shed"}))
+        # the stopping reader said "offline" for both packs; the removed one's is deleted after
+        assert await retained("gone") == []
+        assert "availability" in await retained("shed")
+    finally:
+        await sup.close()
+        await stop_zygote()

@@ -234,7 +234,7 @@ async def forget_packs(mqtt: MqttSettings, packs: list[str]) -> None:
                             topic(kind, pack, mqtt.base_topic), b"", qos=1, retain=True
                         )
     except (aiomqtt.MqttError, OSError, TimeoutError) as err:
-        log.warning("could not clear the simulated packs from the broker: %s", err)
+        log.warning("could not clear %s from the broker: %s", ", ".join(packs), err)
 
 
 def file_signature(path: Path | None) -> tuple[int, int, int] | None:
@@ -260,6 +260,7 @@ class Supervisor:
     broker: PrivateBroker | None = None
     demo: Demo | None = None
     demo_wanted: bool = False
+    packs: set[str] = field(default_factory=set)  # of the buses whose readers run here
     children: dict[str, Child] = field(default_factory=dict)
 
     async def effective(self, cfg: Settings) -> Settings:
@@ -286,14 +287,18 @@ class Supervisor:
         runtime = runtime_config(cfg)
         write_private(config_file, yaml.safe_dump(runtime, sort_keys=False))
         specs = plan_children(runtime, config_file, only=self.only, edit_file=self.edit_file)
+        readers = self.only is None or "reader" in self.only
+        packs = {p.id for bus in cfg.buses for p in bus.packs} if readers else set()
+        gone, self.packs = sorted(self.packs - packs), packs
 
-        async def retire_demo() -> None:  # a real bus replaced it; its reader has stopped
-            if self.demo is not None and not self.demo_wanted:
-                await forget_packs(cfg.mqtt, self.demo.pack_ids())
+        async def retire() -> None:  # the readers of removed packs (the demo's too) have stopped
+            if gone:  # after their last "offline": no page shows a pack that is not configured
+                await forget_packs(cfg.mqtt, gone)
+            if self.demo is not None and not self.demo_wanted:  # a real bus replaced it
                 self.demo.close()
                 self.demo = None
 
-        started = await reconcile(self.children, specs, between=retire_demo)
+        started = await reconcile(self.children, specs, between=retire)
         if started:
             log.debug("started %s", ", ".join(started))
         return cfg
