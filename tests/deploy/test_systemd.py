@@ -54,3 +54,20 @@ def test_every_exec_start_is_an_entry_point() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["bmsgate"] == "bmsgate.cli:main"
     assert build_parser().parse_args(run.split()[1:]).command == "run"
+
+
+def families(name: str) -> set[str]:
+    """The address families a unit (or drop-in) allows, every assignment merged as systemd does."""
+    return {f for value in unit(name).get("RestrictAddressFamilies", []) for f in value.split()}
+
+
+def test_the_api_may_announce_itself_by_mdns_and_only_the_api_lists_interfaces() -> None:
+    # python-zeroconf lists the interfaces by netlink (getifaddrs) and multicasts over AF_INET
+    api = families("bmsgate@.service") | families("bmsgate@api.service.d/mdns.conf")
+    for allowed in (api, families("bmsgate.service")):  # bmsgate run supervises the api too
+        assert {"AF_INET", "AF_NETLINK"} <= allowed
+    assert "AF_NETLINK" not in families("bmsgate@.service") | families("bmsgate-reader@.service")
+    assert unit("bmsgate@api.service.d/mdns.conf") == {"RestrictAddressFamilies": ["AF_NETLINK"]}
+    for name in ("bmsgate@.service", "bmsgate.service", "bmsgate@api.service.d/mdns.conf"):
+        u = unit(name)  # nothing that would keep multicast from the network
+        assert not {"IPAddressDeny", "PrivateNetwork", "RestrictNetworkInterfaces"} & set(u), name

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 
+import ifaddr
 import pytest
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
@@ -34,6 +36,18 @@ def test_name_must_be_one_dns_label() -> None:
 async def test_off_switch_announces_nothing() -> None:
     async with announced(ApiSettings(mdns=False)) as info:
         assert info is None
+
+
+async def test_without_netlink_the_ui_runs_unannounced(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def no_netlink() -> list[ifaddr.Adapter]:  # getifaddrs under RestrictAddressFamilies
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+
+    monkeypatch.setattr(ifaddr, "get_adapters", no_netlink)
+    async with announced(ApiSettings(host="0.0.0.0", port=free_port())) as info:
+        assert info is None
+    assert "mDNS announcement failed: [Errno 97]" in caplog.text
 
 
 async def test_a_browser_finds_the_web_ui_and_its_port() -> None:

@@ -56,8 +56,8 @@ async def announced(cfg: ApiSettings) -> AsyncIterator[ServiceInfo | None]:
     if not cfg.mdns:
         yield None
         return
-    info = service_info(cfg.mdns_name, cfg.port, local_addresses(cfg.host), cfg.title)
-    try:
+    try:  # both list the interfaces through netlink, which a sandbox may forbid (deploy/systemd)
+        info = service_info(cfg.mdns_name, cfg.port, local_addresses(cfg.host), cfg.title)
         zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
     except OSError as err:  # no usable interface: the UI works, unannounced
         log.warning("mDNS announcement failed: %s", err)
