@@ -17,8 +17,7 @@ import yaml
 
 from bmsgate.broker import free_port
 from bmsgate_common.settings import Settings
-from tests.browser.test_web_ui import PASSWORD, browser_context
-from tests.browser.test_web_ui import shot as full_shot
+from tests.support.browser import shot as full_shot
 from tests.support.procs import Proc, find_mosquitto, start_simulator, wait_until
 from tests.support.receiver import receiver
 
@@ -26,7 +25,7 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed"),
 ]
-__all__ = ["browser_context"]  # the fixture, shared with the other browser test
+PASSWORD = "battery-gate-1"
 
 
 def shot(page: Any, name: str) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
-from tests.browser.test_web_ui import ARTIFACTS, browser_context, shot  # noqa: F401 (the fixture)
+from tests.support.browser import ARTIFACTS, shot
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -113,7 +113,7 @@ def watch(page: Any) -> list[str]:
 
 def test_status_layouts_bank_branding_exports_tokens_sniffer(
     stack: str,
-    browser_context: Any,  # noqa: F811
+    browser_context: Any,
 ) -> None:
     from playwright.sync_api import expect
 

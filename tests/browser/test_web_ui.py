@@ -4,11 +4,7 @@ simulator on a pty -> reader -> Mosquitto -> history + API. Screenshots go to bu
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +12,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
+from tests.support.browser import shot
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -26,32 +23,7 @@ from tests.support.procs import (
 )
 
 pytestmark = pytest.mark.integration
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parents[2] / "build" / "test-artifacts" / "web"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 PASSWORD = "battery-gate-1"
-
-
-@pytest.fixture
-def browser_context() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; scripts/setup.sh test installs it")
-        pytest.skip("chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
-    profile = tempfile.mkdtemp(prefix="bmsgate-chromium-")
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1280, "height": 900}, accept_downloads=True,
-        )  # fmt: skip
-        try:
-            yield context
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture
@@ -76,11 +48,6 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     base = f"http://127.0.0.1:{http}"
     wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
     return base
-
-
-def shot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:

@@ -1,0 +1,36 @@
+"""Fixtures of the browser tests (tests/support/browser.py has the browser's settings)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.browser import CHROMIUM, FLAGS
+
+
+@pytest.fixture
+def browser_context() -> Iterator[Any]:
+    """Headless chromium with its own profile; fails in CI without chromium, else skips."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; scripts/setup.sh test installs it")
+        pytest.skip("chromium is not installed")
+    from playwright.sync_api import sync_playwright
+
+    profile = tempfile.mkdtemp(prefix="bmsgate-chromium-")
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1280, "height": 900}, accept_downloads=True,
+        )  # fmt: skip
+        try:
+            yield context
+        finally:
+            context.close()
+    shutil.rmtree(profile, ignore_errors=True)
