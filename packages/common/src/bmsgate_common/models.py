@@ -254,17 +254,6 @@ class ServiceStatus(_Message):
     version: str | None = None
     detail: dict[str, Extra] = Field(default_factory=dict, description="counters and health")
 
-
-class ServiceRestart(_Message):
-    """Ask a service to exit cleanly so its supervisor or restart policy starts it again with
-    the configuration file as it is now, on ``<base>/service/<name>/restart`` (``all``: every
-    service). Not retained.
-    """
-
-    v: Literal[1] = 1
-    ts: AwareDatetime
-    reason: str = Field(default="", max_length=200, description="shown in the service's log")
-
     @field_validator("service")
     @classmethod
     def _one_topic_level(cls, value: str) -> str:
