@@ -122,7 +122,7 @@ def archive_rows(path: Path) -> set[tuple[str, int]]:
 
 async def soak(
     packs: int, duration: float, *, warmup: float = 60.0, speed: float = 60.0,
-    work: Path | None = None,
+    every: float = 300.0, work: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Run the soak; returns the figures (see the module's docstring)."""
     work = work or Path(tempfile.mkdtemp(prefix="bmsgate-soak-"))
@@ -158,7 +158,12 @@ async def soak(
         start = snapshot(proc.pid)
         start["mosquitto"] = {"rss_mb": memory_mb(broker.process.pid)[0], "cpu_s": 0.0}
         began = time.monotonic()
-        await asyncio.sleep(duration)
+        trend: dict[str, list[float]] = {}  # RSS [MB] of each service (not reader) every `every` s
+        while (left := duration - (time.monotonic() - began)) > 0:
+            await asyncio.sleep(min(every, left))
+            for name, figures in snapshot(proc.pid).items():
+                if "reader" not in name:
+                    trend.setdefault(name, []).append(round(figures["rss_mb"], 1))
         end = snapshot(proc.pid)
         end["mosquitto"] = {"rss_mb": memory_mb(broker.process.pid)[0], "cpu_s": 0.0}
         elapsed = time.monotonic() - began
@@ -201,6 +206,10 @@ async def soak(
         "rss_start_mb": round(sum(s["rss_mb"] for s in start.values()), 1),
         "rss_end_mb": round(sum(e["rss_mb"] for e in end.values()), 1),
         "growth_pct": growth,
+        "rss_start_by_process_mb": {
+            n: round(v["rss_mb"], 1) for n, v in start.items() if "reader" not in n
+        },
+        "rss_trend_mb": trend,
         "max_growth": max(growth.items(), key=lambda kv: kv[1]),
         "cpu_share_of_one_core": round(cpu / elapsed, 2),
         "load_start": load_start,
@@ -217,9 +226,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3600.0, help="[s] measured")
     parser.add_argument("--warmup", type=float, default=120.0, help="[s] before the first reading")
     parser.add_argument("--speed", type=float, default=60.0, help="simulated seconds per second")
+    parser.add_argument("--every", type=float, default=300.0, help="[s] between RSS readings")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(soak(args.packs, args.duration, warmup=args.warmup, speed=args.speed))
+    result = asyncio.run(
+        soak(args.packs, args.duration, warmup=args.warmup, speed=args.speed, every=args.every)
+    )
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
