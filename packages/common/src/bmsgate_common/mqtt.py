@@ -95,7 +95,9 @@ class Backbone:
         self.dropped = 0  # invalid incoming messages
         self.unsent = 0  # publishes that failed while the broker was away
         self._heartbeat: asyncio.Task[None] | None = None
-        self._posts: set[asyncio.Task[bool]] = set()
+        # posted messages, sent one after the other: a newer retained state never goes first
+        self._outbox: asyncio.Queue[tuple[str, str, BaseModel]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
         if restartable:  # a service; a command-line tool is not restarted
             self.subscribe("service_restart", self._on_restart, retained=False)
 
@@ -185,10 +187,17 @@ class Backbone:
         A handler that awaited a QoS 1 publish could wait for ever under load: the broker's
         acknowledgement arrives on the connection whose reading stops while the queue of
         messages for the handlers is full, and that queue only drains when the handler returns.
+        Posted messages go out in the order they were posted.
         """
-        task = asyncio.create_task(self.publish(kind, name, model))
-        self._posts.add(task)
-        task.add_done_callback(self._posts.discard)
+        self._outbox.put_nowait((kind, name, model))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_posted(), name=f"{self.service}-outbox")
+
+    async def _send_posted(self) -> None:
+        while True:
+            kind, name, model = await self._outbox.get()
+            await self.publish(kind, name, model)  # False when the broker is away: counted there
+            self._outbox.task_done()
 
     async def publish_status(self) -> bool:
         """Publish this service's retained status ``online`` with its counters."""
@@ -220,6 +229,13 @@ class Backbone:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._sender:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):  # what handlers posted last, if it can go
+                    await self._outbox.join()
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
         if self._heartbeat:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

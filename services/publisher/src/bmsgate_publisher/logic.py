@@ -168,7 +168,8 @@ class Plan:
     version: str
     stale_after: float
     topics: TargetTopics = field(init=False)
-    sent_state: dict[str, datetime] = field(default_factory=dict)
+    # the state last sent, not its time: a bank's combination can change with the same newest ts
+    sent_state: dict[str, PackState] = field(default_factory=dict)
     sent_online: dict[str, bool] = field(default_factory=dict)
     sent_daily: dict[str, DailyStats] = field(default_factory=dict)
     sent_config: dict[str, bytes] = field(default_factory=dict)
@@ -214,8 +215,8 @@ class Plan:
             text = b"online" if online else b"offline"
             out.append(self._retained(self.topics.availability(pack), text))
         state = view.state
-        if state is not None and online and self.sent_state.get(pack) != state.ts:
-            self.sent_state[pack] = state.ts
+        if state is not None and online and self.sent_state.get(pack) != state:
+            self.sent_state[pack] = state
             out += self._state_messages(state)
         out += self.mos_messages(pack, view)
         if t.dongle.enabled and view.daily is not None and self.sent_daily.get(pack) != view.daily:
