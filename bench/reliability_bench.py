@@ -5,7 +5,11 @@
 second; the server is stopped for SECONDS and started again; every point written must be read
 back (points sent vs read back, the buffer's peak, the time to drain).
 
+``--memory-per-state N``: the api and the notifier alone, fed N pack states of 100 packs as fast
+as they take them; their RSS after every eighth of them (a leak per message shows as a slope).
+
 Run: uv run python bench/reliability_bench.py --influx-outage 600 [--rate 100] [--json FILE]
+     uv run python bench/reliability_bench.py --memory-per-state 200000
 """
 
 from __future__ import annotations
@@ -23,14 +27,18 @@ from typing import Any
 import aiomqtt
 import yaml
 
-from bmsgate.broker import PrivateBroker
+from bmsgate.broker import PrivateBroker, free_port
 from bmsgate_common.models import PackState
 from bmsgate_common.topics import topic
 from bmsgate_history.sample import from_ms, to_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.support.procs import start_service, write_config  # noqa: E402
 from tests.support.victoria import VictoriaMetrics  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from procstat import memory_mb  # noqa: E402
 
 HOST = "127.0.0.1"
 PACKS = 5
@@ -142,15 +150,54 @@ async def influx_outage(
     }
 
 
+async def memory_per_state(work: Path, total: int, services: tuple[str, ...] = ("api", "notifier")
+                           ) -> dict[str, Any]:  # fmt: skip
+    """RSS [MB] of ``services`` after every eighth of ``total`` states (see the docstring)."""
+    broker = PrivateBroker(work / "mosquitto")
+    broker.start()
+    packs = 100
+    cfg = {"mqtt": {"host": HOST, "port": broker.port}, "log_level": "WARNING",
+           "api": {"host": HOST, "port": free_port()}, "data_dir": str(work / "data"),
+           "buses": [{"port": f"/dev/null-{i}", "protocol": "daly_classic",
+                      "packs": [{"id": f"p{i}"}]} for i in range(packs)]}  # fmt: skip
+    path = write_config(work, cfg)
+    procs = {name: start_service(work, name, path) for name in services}
+    readings: list[dict[str, float]] = []
+    base = to_ms(from_ms(0).now()) - 86_400_000
+    try:
+        await asyncio.sleep(8.0)  # started and subscribed
+        async with aiomqtt.Client(HOST, broker.port) as client:
+            for i in range(total):
+                pack = f"p{i % packs}"
+                body = state(pack, base + i * 10, i).model_dump_json()
+                await client.publish(topic("state", pack), body, qos=0)
+                if i % 500 == 0:
+                    await asyncio.sleep(0.3)  # let them keep up: QoS 0 is dropped otherwise
+                if (i + 1) % (total // 8) == 0:
+                    await asyncio.sleep(3.0)
+                    readings.append({n: round(memory_mb(p.process.pid)[0], 1)
+                                     for n, p in procs.items()})  # fmt: skip
+    finally:
+        for proc in procs.values():
+            proc.stop()
+        broker.stop()
+    return {"states": total, "packs": packs, "rss_mb_every_eighth": readings}
+
+
 def main() -> None:
     """Run the chosen fault and print its counts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--influx-outage", type=float, metavar="SECONDS", required=True)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--influx-outage", type=float, metavar="SECONDS")
+    what.add_argument("--memory-per-state", type=int, metavar="N")
     parser.add_argument("--rate", type=float, default=100.0, help="states per second")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bmsgate-reliability-"))
-    result = asyncio.run(influx_outage(work, args.influx_outage, rate=args.rate))
+    if args.memory_per_state:
+        result = asyncio.run(memory_per_state(work, args.memory_per_state))
+    else:
+        result = asyncio.run(influx_outage(work, args.influx_outage, rate=args.rate))
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
