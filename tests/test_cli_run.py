@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 # `bmsgate run` itself, the private Mosquitto, the zygote the services are forked from, and one
-# process per service (one reader here)
-EXPECTED_PROCESSES = 3 + len(SERVICES)
+# process per service (one reader here) but the publisher, the notifier and the tunnel: without
+# targets, banks or control they have nothing to do and are not started
+EXPECTED_PROCESSES = 3 + len(SERVICES) - 3
 
 
 def run_command(http: int, data: Path) -> list[str]:
@@ -115,6 +116,67 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     wait_until(lambda: processes_using(str(data)) == [], timeout=15)
 
 
+def test_plan_leaves_out_the_services_with_nothing_to_do() -> None:
+    from bmsgate.run import plan_children
+
+    bus = {"port": "/dev/a", "protocol": "daly_classic", "packs": [{"id": "a"}, {"id": "b"}]}
+    base = {"mqtt": {"host": "h"}, "buses": [bus], "modbus": {"enabled": True}}
+    conf = Path("run/config.yaml")
+    assert set(plan_children(base, conf)) == {"reader-0", "api", "modbus", "history"}
+    wanted = {
+        "publisher": {"banks": [{"id": "ab", "packs": ["a", "b"]}]},
+        "notifier": {"notifier": {"targets": [{"name": "phone", "url": "json://h"}]}},
+        "tunnel": {"control": {"enabled": True}},
+    }
+    for service, section in wanted.items():
+        assert service in plan_children({**base, **section}, conf)
+    assert "publisher" in plan_children({**base, "publisher": {"targets": [{"name": "t"}]}}, conf)
+    no_modbus = {**base, "modbus": {"enabled": False}}
+    assert "modbus" not in plan_children(no_modbus, conf)
+    assert "modbus" in plan_children({**base, "modbus": {"enabled": False, "push": [{}]}}, conf)
+
+
+async def test_a_config_change_starts_and_stops_the_services_it_needs(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bmsgate.run import Supervisor
+    from bmsgate.zygote import stop_zygote
+    from bmsgate_common.settings import Settings
+
+    def settings(**more: object) -> Settings:
+        bus = {"port": daly_pty, "protocol": "daly_classic", "packs": [{"id": "shed"}]}
+        return Settings.model_validate({
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port}, "buses": [bus],
+            "api": {"host": "127.0.0.1", "port": free_port()},
+            "modbus": {"enabled": False}, "tunnel": {"host": "127.0.0.1", "port": free_port()},
+            "data_dir": str(tmp_path / "data"), **more,
+        })  # fmt: skip
+
+    async def online(service: str) -> None:
+        async with listen(mosquitto.port, f"bmsgate/service/{service}/status") as seen:
+            await seen.wait_for(lambda s: any(p["state"] == "online" for p in s.on("status")), 30)
+
+    caplog.set_level("INFO", logger="bmsgate.run")
+    sup = Supervisor(tmp_path / "run", only=["reader", "history", "notifier", "tunnel"])
+    try:
+        plain = settings()
+        await sup.apply(plain)
+        assert set(sup.children) == {"reader-0", "history"}
+        assert "left out: notifier (no notifier targets), tunnel (control.enabled is false)" in (
+            caplog.text
+        )
+        await sup.apply(settings(control={"enabled": True}))  # as the watcher does on a change
+        assert set(sup.children) == {"reader-0", "history", "tunnel"}
+        await online("tunnel")
+        tunnel = sup.children["tunnel"].process
+        assert tunnel is not None and tunnel.returncode is None
+        await sup.apply(plain)
+        assert set(sup.children) == {"reader-0", "history"} and tunnel.returncode is not None
+    finally:
+        await sup.close()
+        await stop_zygote()
+
+
 def test_plan_restarts_only_what_a_change_touches() -> None:
     from bmsgate.run import plan_children
 
@@ -122,13 +184,14 @@ def test_plan_restarts_only_what_a_change_touches() -> None:
         "mqtt": {"host": "h"}, "data_dir": "d", "log_level": "INFO",
         "buses": [{"port": "/dev/a", "protocol": "daly_classic", "packs": [{"id": "a"}]},
                   {"port": "/dev/b", "protocol": "jk_pb", "packs": [{"id": "b"}]}],
-        "notifier": {"low_soc": 20},
+        "notifier": {"low_soc": 20, "targets": [{"name": "phone", "url": "json://h"}]},
+        "publisher": {"targets": [{"name": "ha"}]}, "control": {"enabled": True},
     }  # fmt: skip
     conf = Path("run/config.yaml")
     before = plan_children(base, conf, edit_file=Path("site.yaml"))
     assert set(before) == {"reader-0", "reader-1", *(s for s in SERVICES if s != "reader")}
     assert before["api"].argv[-2:] == ["--edit-config", "site.yaml"]
-    notifier_only = plan_children({**base, "notifier": {"low_soc": 10}}, conf)
+    notifier_only = plan_children({**base, "notifier": {**base["notifier"], "low_soc": 10}}, conf)
     changed = {n for n in before if before[n].fingerprint != notifier_only[n].fingerprint}
     assert changed == {"api", "notifier"}
     second_bus = {**base, "buses": [base["buses"][0], {**base["buses"][1], "poll_interval": 1}]}

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-import aiomqtt
 import yaml
 
 from bmsgate_bms.sim import make_bus
@@ -35,8 +34,8 @@ from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, Pack
 from bmsgate_common.topics import TOPICS, topic
 
 from .broker import PrivateBroker, wait_for_port
-from .services import COMMON_SECTIONS, SERVICES
-from .zygote import ChildProcess, start_child
+from .services import COMMON_SECTIONS, SERVICES, left_out
+from .zygote import ChildProcess, preload, start_child
 
 log = logging.getLogger("bmsgate.run")
 
@@ -120,12 +119,16 @@ def plan_children(
     only: list[str] | None = None,
     edit_file: Path | None = None,
 ) -> dict[str, ChildSpec]:
-    """The children the configuration asks for, by name (``reader-0``, ``api``, ...)."""
+    """The children the configuration asks for, by name (``reader-0``, ``api``, ...).
+
+    A service the configuration leaves nothing to do (see services.left_out) is not among them.
+    """
     py = sys.executable
     conf = ["--config", str(config_file)]
     specs: dict[str, ChildSpec] = {}
+    idle = left_out(runtime)
     for name, service in SERVICES.items():
-        if only is not None and name not in only:
+        if (only is not None and name not in only) or name in idle:
             continue
         argv = [py, "-m", service.module, *conf]
         if service.per_bus:
@@ -222,6 +225,8 @@ PACK_RETAINED: Final = tuple(
 
 async def forget_packs(mqtt: MqttSettings, packs: list[str]) -> None:
     """Delete the broker's retained messages of ``packs`` (an empty retained message does)."""
+    import aiomqtt  # here, not at the top: the supervisor's memory (docs/performance.md)
+
     password = mqtt.password.get_secret_value() if mqtt.password else None
     try:
         async with asyncio.timeout(5.0):
@@ -262,6 +267,7 @@ class Supervisor:
     demo_wanted: bool = False
     packs: set[str] = field(default_factory=set)  # of the buses whose readers run here
     children: dict[str, Child] = field(default_factory=dict)
+    left_out: dict[str, str] | None = None  # services not started, and why (logged on change)
 
     async def effective(self, cfg: Settings) -> Settings:
         """``cfg`` with the private broker and the simulated buses filled in."""
@@ -287,6 +293,14 @@ class Supervisor:
         runtime = runtime_config(cfg)
         write_private(config_file, yaml.safe_dump(runtime, sort_keys=False))
         specs = plan_children(runtime, config_file, only=self.only, edit_file=self.edit_file)
+        idle = left_out(runtime, self.only)
+        if idle != self.left_out:  # at start, and when a change starts or stops a service
+            self.left_out = idle
+            log.info(
+                "services: %s%s", ", ".join(specs) or "none",
+                "; left out: " + ", ".join(f"{name} ({why})" for name, why in idle.items())
+                if idle else "",
+            )  # fmt: skip
         readers = self.only is None or "reader" in self.only
         packs = {p.id for bus in cfg.buses for p in bus.packs} if readers else set()
         gone, self.packs = sorted(self.packs - packs), packs
@@ -298,6 +312,7 @@ class Supervisor:
                 self.demo.close()
                 self.demo = None
 
+        preload([spec.argv[2] for spec in specs.values()])  # the zygote imports what runs
         started = await reconcile(self.children, specs, between=retire)
         if started:
             log.debug("started %s", ", ".join(started))

@@ -179,6 +179,17 @@ class Zygote:
 
 
 _zygote: Zygote | None = None
+_modules: list[str] | None = None  # what a zygote started from now imports; None: every service
+
+
+def preload(modules: list[str]) -> None:
+    """The service modules the next zygote imports before its first fork (those that run).
+
+    A service started later that is not among them is imported by the zygote when first asked
+    for: the services ``bmsgate run`` leaves out do not cost their imports (docs/performance.md).
+    """
+    global _modules
+    _modules = sorted(set(modules))
 
 
 def forkable(argv: list[str]) -> str | None:
@@ -200,7 +211,8 @@ async def start_child(argv: list[str]) -> ChildProcess:
             from .services import SERVICES
 
             config = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else "-"
-            _zygote = Zygote(config, sorted({s.module for s in SERVICES.values()}))
+            modules = _modules if _modules else sorted({s.module for s in SERVICES.values()})
+            _zygote = Zygote(config, modules)
         try:
             return await _zygote.spawn(module, argv[3:])
         except OSError as err:

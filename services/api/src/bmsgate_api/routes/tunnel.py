@@ -36,9 +36,12 @@ async def tunnel_status(pack: PackPath, ctx: Ctx) -> TunnelStatus:
     """The tunnel of the pack's bus: open, client, bytes each way, uptime, time left."""
     found = ctx.store.tunnels.get(pack)
     if found is None:
-        raise HTTPException(
-            status_code=404, detail=f"no tunnel status for {pack!r}: is the tunnel service running?"
+        why = (
+            "is the tunnel service running?"
+            if ctx.settings.control.enabled
+            else "the tunnel service runs only with control.enabled"
         )
+        raise HTTPException(status_code=404, detail=f"no tunnel status for {pack!r}: {why}")
     return found
 
 
