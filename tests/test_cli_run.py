@@ -172,6 +172,11 @@ async def test_a_config_change_starts_and_stops_the_services_it_needs(
         assert tunnel is not None and tunnel.returncode is None
         await sup.apply(plain)
         assert set(sup.children) == {"reader-0", "history"} and tunnel.returncode is not None
+        async with listen(mosquitto.port, "bmsgate/service/tunnel/status") as seen:
+            [status] = await seen.wait_for(lambda s: s.on("status"))
+        # not a failure: the notifier does not report it down
+        assert status["state"] == "offline"
+        assert status["detail"] == {"left_out": "control.enabled is false"}
     finally:
         await sup.close()
         await stop_zygote()

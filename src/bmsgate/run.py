@@ -29,6 +29,7 @@ import yaml
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common.config_file import revealed
+from bmsgate_common.models import ServiceStatus, utcnow
 from bmsgate_common.service import RESTART_EXIT
 from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
 from bmsgate_common.topics import TOPICS, topic
@@ -223,23 +224,36 @@ PACK_RETAINED: Final = tuple(
 )
 
 
-async def forget_packs(mqtt: MqttSettings, packs: list[str]) -> None:
-    """Delete the broker's retained messages of ``packs`` (an empty retained message does)."""
+async def forget_packs(
+    mqtt: MqttSettings, packs: list[str], retired: dict[str, str] | None = None
+) -> None:
+    """Delete the broker's retained messages of ``packs`` (an empty retained message does).
+
+    Each of ``retired`` (service -> why), stopped because the configuration leaves it nothing
+    to do, gets a retained status ``offline`` saying so (``detail.left_out``): not a failure,
+    so the notifier does not report it down.
+    """
     import aiomqtt  # here, not at the top: the supervisor's memory (docs/performance.md)
 
+    messages = [
+        (topic(kind, pack, mqtt.base_topic), b"") for pack in packs for kind in PACK_RETAINED
+    ]
+    for service, why in (retired or {}).items():
+        status = ServiceStatus(service=service, state="offline", ts=utcnow(), detail={
+            "left_out": why})  # fmt: skip
+        messages.append((topic("service_status", service, mqtt.base_topic),
+                         status.model_dump_json().encode()))  # fmt: skip
     password = mqtt.password.get_secret_value() if mqtt.password else None
     try:
         async with asyncio.timeout(5.0):
             async with aiomqtt.Client(
                 mqtt.host or "127.0.0.1", mqtt.port, username=mqtt.username, password=password
             ) as client:
-                for pack in packs:
-                    for kind in PACK_RETAINED:
-                        await client.publish(
-                            topic(kind, pack, mqtt.base_topic), b"", qos=1, retain=True
-                        )
+                for where, payload in messages:
+                    await client.publish(where, payload, qos=1, retain=True)
     except (aiomqtt.MqttError, OSError, TimeoutError) as err:
-        log.warning("could not clear %s from the broker: %s", ", ".join(packs), err)
+        what = ", ".join([*packs, *(retired or {})])
+        log.warning("could not update the broker's retained messages of %s: %s", what, err)
 
 
 def file_signature(path: Path | None) -> tuple[int, int, int] | None:
@@ -304,10 +318,13 @@ class Supervisor:
         readers = self.only is None or "reader" in self.only
         packs = {p.id for bus in cfg.buses for p in bus.packs} if readers else set()
         gone, self.packs = sorted(self.packs - packs), packs
+        # stopped for good: a service now idle, the reader of a removed bus
+        retired = {n: idle.get(n, "its bus is no longer configured") for n in self.children
+                   if n not in specs}  # fmt: skip
 
         async def retire() -> None:  # the readers of removed packs (the demo's too) have stopped
-            if gone:  # after their last "offline": no page shows a pack that is not configured
-                await forget_packs(cfg.mqtt, gone)
+            if gone or retired:  # after their last "offline": no page shows a removed pack
+                await forget_packs(cfg.mqtt, gone, retired)
             if self.demo is not None and not self.demo_wanted:  # a real bus replaced it
                 self.demo.close()
                 self.demo = None

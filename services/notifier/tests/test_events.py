@@ -117,3 +117,16 @@ def test_service_down_after_grace_only() -> None:
     assert d.tick(T0 + timedelta(seconds=400)) == []
     assert kinds(d.on_service("reader-0", online, T0 + timedelta(seconds=500))) == ["service_up"]
     assert d.on_service("notifier", will, T0) == []  # never about itself
+
+
+def test_a_service_left_out_by_the_configuration_is_not_down() -> None:
+    d = Detector(settings(service_grace=60))
+    stopped = ServiceStatus(service="tunnel", state="offline", ts=T0)
+    left_out = ServiceStatus(
+        service="tunnel", state="offline", ts=T0, detail={"left_out": "control.enabled is false"}
+    )
+    assert d.on_service("tunnel", stopped, T0) == []
+    assert d.on_service("tunnel", left_out, T0 + timedelta(seconds=1)) == []
+    assert d.tick(T0 + timedelta(seconds=300)) == []
+    online = ServiceStatus(service="tunnel", state="online", ts=T0)
+    assert d.on_service("tunnel", online, T0 + timedelta(seconds=400)) == []  # no "back" either

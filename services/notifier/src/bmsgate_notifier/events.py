@@ -277,8 +277,16 @@ class Detector:
         return out
 
     def on_service(self, service: str, status: ServiceStatus, now: datetime) -> list[Event]:
-        """A service back after it was reported down; a going-down waits for ``tick``."""
+        """A service back after it was reported down; a going-down waits for ``tick``.
+
+        A service ``bmsgate run`` stopped because the configuration leaves it nothing to do
+        (``left_out`` in its status) is not down: nothing to report.
+        """
         if service == self.own_service:
+            return []
+        if status.state == "offline" and status.detail.get("left_out"):
+            self._down_since.pop(service, None)
+            self._down_told.discard(service)
             return []
         if status.state == "offline":
             if service not in self._down_since:
