@@ -2,12 +2,13 @@
 
 Each service is a Python process that imports pydantic, the models, FastStream and its own
 libraries: as separate interpreters that is 35-50 MB of private memory each, most of it the
-imports. The zygote imports every service's modules once, before the first fork, moves them out
+imports. The zygote imports the services' modules once, before the first fork, moves them out
 of the garbage collector's reach (``gc.freeze``: a collection writes to every object it visits
 and would unshare its page), and forks one child per service. The children share those pages
-with the zygote copy-on-write, so the machine holds the imports once. All of them, up front:
-importing a service's modules only when it is first needed measured worse (232 against 215 MB
-for the whole pipeline), as every later import writes to pages the earlier children share.
+with the zygote copy-on-write, so the machine holds the imports once. Those of every service that
+runs, up front (``preload``): importing a service's modules only when it is first needed measured
+worse (232 against 215 MB for the whole pipeline), as every later import writes to pages the
+earlier children share; a service the configuration starts later is imported then.
 
 Isolation stays as it was: every service is its own process with its own event loop, stopped,
 killed and restarted on its own; a child gets SIGTERM when the zygote dies, the zygote when the
