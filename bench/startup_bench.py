@@ -43,7 +43,7 @@ def label(pid: int) -> str:
     comm = comm_name(pid)
     if comm.startswith("bms-"):  # forked from the zygote: its name, the zygote's command
         return comm.replace("bms-", "bmsgate_") + (" (bus)" if "reader" in comm else "")
-    if "bmsgate.zygote" in text:
+    if "bmsgate.zygote" in text or comm == "bmsgate-zygote":  # exec'd, or forked by bmsgate run
         return "zygote"
     if m := re.search(r"-m (bmsgate_\w+)", text):
         return str(m.group(1)) + (" (bus)" if "--bus" in text else "")

@@ -29,6 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bmsgate_common.config_file import config_path
 
     from .run import supervise
+    from .zygote import fork_zygote, zygote_modules
 
     overrides: dict[str, object] = {}
     if args.http_port is not None:
@@ -48,6 +49,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _fail("run", str(err))
     setup_logging(cfg.log_level, "run")
+    # before any event loop or thread: the services share our imports (zygote.py)
+    fork_zygote(zygote_modules(cfg, args.only))
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(

@@ -21,8 +21,15 @@ Protocol on a socket pair, one JSON object per line:
 * zygote -> supervisor: ``{"pid": 1234}`` or ``{"error": "..."}`` in answer, in order, and
   ``{"exit": 1234, "code": 0}`` whenever a child ends (code < 0: killed by that signal).
 
-Run by the supervisor as ``python -m bmsgate.zygote FD CONFIG MODULE...``; nothing else
-starts it.
+* supervisor -> zygote: ``{"preload": ["bmsgate_api", ...]}``, no answer: import those now.
+
+``bmsgate run`` forks the zygote from the supervisor itself (``fork_zygote``), after the
+configuration is validated and before any event loop or thread exists, having imported the
+modules of the services that configuration runs: those and the supervisor's own imports
+(pydantic, the settings and message models, YAML, the simulator) are shared copy-on-write by the
+supervisor, the zygote and every service, instead of a second copy in a zygote interpreter.
+The forked zygote is named ``bmsgate-zygote`` (ps, top). Where it cannot be forked, or once it
+has ended, the supervisor starts one as ``python -m bmsgate.zygote FD CONFIG MODULE...``;
 CONFIG (the children's ``--config``) is there for ``ps``: a forked child shows the zygote's
 command line, and so still names the configuration it runs with.
 """
@@ -44,6 +51,7 @@ import signal
 import socket
 import sys
 import threading
+import traceback
 from typing import Any, Protocol
 
 from .proc import die_with_parent
@@ -52,6 +60,8 @@ log = logging.getLogger("bmsgate.run")
 
 PR_SET_NAME = 15  # prctl option, <linux/prctl.h>: the name ps and top show (15 bytes)
 ANSWER_TIMEOUT = 120.0  # [s] the first answer waits for the zygote's imports on a slow machine
+STOP_WAIT = 10.0  # [s] for a forked zygote to end once its socket is closed
+ZYGOTE_NAME = b"bmsgate-zygote"  # the forked zygote's name in ps and top
 
 
 class ChildProcess(Protocol):
@@ -108,7 +118,8 @@ class Zygote:
     def __init__(self, config: str, modules: list[str]) -> None:
         self.config = config
         self.modules = modules
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: asyncio.subprocess.Process | None = None  # a zygote interpreter
+        self.pid = 0  # the zygote's, forked or not
         self._writer: asyncio.StreamWriter | None = None
         self._listener: asyncio.Task[None] | None = None
         self._answers: asyncio.Queue[Forked | str] = asyncio.Queue()
@@ -117,14 +128,23 @@ class Zygote:
         self._closing = False
 
     async def _start(self) -> None:
-        ours, theirs = socket.socketpair()
-        with theirs:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bmsgate.zygote", str(theirs.fileno()), self.config,
-                *self.modules,
-                pass_fds=(theirs.fileno(),), start_new_session=True, preexec_fn=die_with_parent,
-            )  # fmt: skip
-        reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+        global _forked
+        if _forked is not None:  # forked from the supervisor at start (fork_zygote)
+            (ours, self.pid), _forked = _forked, None
+            self.process = None
+            reader, self._writer = await asyncio.open_unix_connection(sock=ours)
+            self._writer.write(json.dumps({"preload": self.modules}).encode() + b"\n")
+        else:
+            ours, theirs = socket.socketpair()
+            with theirs:
+                self.process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bmsgate.zygote", str(theirs.fileno()), self.config,
+                    *self.modules,
+                    pass_fds=(theirs.fileno(),), start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )  # fmt: skip
+            self.pid = self.process.pid
+            reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         self._answers = asyncio.Queue()
         self._listener = asyncio.create_task(self._listen(reader), name="zygote")
 
@@ -148,6 +168,10 @@ class Zygote:
         self._children.clear()
         self._answers.put_nowait("the zygote ended")
         self._writer = None
+        if self.process is None and self.pid:  # a forked zygote is ours to reap
+            pid, self.pid = self.pid, 0
+            with contextlib.suppress(ChildProcessError):
+                await asyncio.to_thread(os.waitpid, pid, 0)
 
     async def spawn(self, module: str, args: list[str]) -> Forked:
         """Fork ``python -m module *args`` from the zygote; OSError if it cannot."""
@@ -174,12 +198,16 @@ class Zygote:
         if self.process is not None and self.process.returncode is None:
             await self.process.wait()
         if self._listener is not None:
+            if self.process is None:  # forked: the listener reaps it once it has ended
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._listener), STOP_WAIT)
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
 
 
 _zygote: Zygote | None = None
+_forked: tuple[socket.socket, int] | None = None  # fork_zygote's socket and pid, until used
 _modules: list[str] | None = None  # what a zygote started from now imports; None: every service
 
 
@@ -191,6 +219,104 @@ def preload(modules: list[str]) -> None:
     """
     global _modules
     _modules = sorted(set(modules))
+
+
+def fork_zygote(modules: list[str] | tuple[str, ...] = ()) -> bool:
+    """Fork the zygote from this process, the supervisor, before it runs an event loop (Linux).
+
+    ``modules`` (the services that will run) are imported here first: the supervisor's imports
+    and theirs are then shared copy-on-write by the zygote and every service, and the zygote
+    keeps no copy of its own. Frozen first, so no collection in either process writes to those
+    pages. False (the zygote is then started as an interpreter of its own when first needed)
+    where a fork is not possible or safe: not Linux, a thread running, fork failing.
+    """
+    global _forked
+    if sys.platform != "linux" or threading.active_count() > 1 or _forked is not None:
+        return False
+    gc.collect()
+    gc.disable()  # while importing, as in the zygote (see _preload)
+    for module in modules:
+        _preload(module)
+    gc.enable()
+    if threading.active_count() > 1:  # an import started one: a fork would copy only this one
+        return False
+    gc.freeze()
+    ours, theirs = socket.socketpair()
+    supervisor = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as err:
+        ours.close()
+        theirs.close()
+        log.warning("could not fork the service zygote (%s); starting it when needed", err)
+        return False
+    if pid == 0:  # pragma: no cover - the zygote; it ends with os._exit
+        ours.close()
+        _forked_zygote(theirs, supervisor, set(modules))
+    theirs.close()
+    _forked = (ours, pid)
+    return True
+
+
+def zygote_modules(cfg: Any, only: list[str] | None = None) -> list[str]:
+    """The service modules ``bmsgate run`` will start for ``cfg`` (Settings), for fork_zygote.
+
+    A guess made before the private broker and the simulated buses are filled in: a service it
+    misses is imported by the zygote when first asked for.
+    """
+    from bmsgate_common.config_file import revealed
+
+    from .services import SERVICES, left_out
+
+    idle = left_out(revealed(cfg), only)
+    return sorted(
+        {s.module for n, s in SERVICES.items() if n not in idle and (only is None or n in only)}
+    )
+
+
+def _forked_zygote(control: socket.socket, supervisor: int, loaded: set[str]) -> None:
+    """The zygote forked from the supervisor: serve, then exit without returning to its stack."""
+    code = 1
+    try:
+        os.setsid()  # own session: Ctrl-C reaches only the supervisor, as for an exec'd zygote
+        die_with_parent()
+        if os.getppid() != supervisor:  # the supervisor died before the line above took effect
+            os._exit(1)
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _set_name(ZYGOTE_NAME)
+        gc.disable()  # as in main(): the zygote only imports and forks
+        zygote = os.getpid()
+        argv = _serve(control, loaded)
+        code = 0 if argv is None else _run_forked(argv, zygote)
+    except BaseException:  # nothing may return into the supervisor's code
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _run_forked(argv: list[str], zygote: int) -> int:
+    """Run a service in a child of the forked zygote; its exit code (as the interpreter's)."""
+    import atexit
+
+    try:
+        _become(argv, zygote)
+        code = 0
+    except SystemExit as done:
+        if done.code is None or isinstance(done.code, int):
+            code = done.code or 0
+        else:
+            print(done.code, file=sys.stderr)  # noqa: T201
+            code = 1
+    except BaseException:  # reported as the interpreter would
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()  # the service's own, as at an interpreter's exit
+    return code
 
 
 def forkable(argv: list[str]) -> str | None:
@@ -254,9 +380,12 @@ def _preload(module: str) -> None:
 
 def _name_process(module: str) -> None:
     """Let ps and top show the service (``bms-api``) rather than the zygote's command."""
+    _set_name(module.replace("bmsgate_", "bms-").encode())
+
+
+def _set_name(name: bytes) -> None:
     with contextlib.suppress(OSError, AttributeError):
-        name = module.replace("bmsgate_", "bms-").encode()[:15]
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name))
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]))
 
 
 def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
@@ -293,7 +422,14 @@ def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
             pending += data
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                argv = [str(a) for a in json.loads(line)["argv"]]
+                request = json.loads(line)
+                if "preload" in request:  # a forked zygote learns what runs with the first start
+                    for module in request["preload"]:
+                        if module not in loaded:
+                            _preload(str(module))
+                            loaded.add(str(module))
+                    continue
+                argv = [str(a) for a in request["argv"]]
                 if argv[0] not in loaded:  # not named at start: import it now
                     _preload(argv[0])
                     loaded.add(argv[0])
@@ -325,6 +461,11 @@ def main() -> None:
     argv = _serve(control, set(modules))
     if argv is None:
         return  # the supervisor closed the socket; the children get SIGTERM as we exit
+    _become(argv, zygote)
+
+
+def _become(argv: list[str], zygote: int) -> None:
+    """In a child of the zygote: become the service ``argv`` names, and run it."""
     gc.enable()
     os.setsid()  # own session, as a service started on its own
     die_with_parent()
