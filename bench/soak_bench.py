@@ -40,7 +40,9 @@ from bmsgate_common.models import PackState
 from bmsgate_history.sample import to_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
 from procstat import children, cmdline, comm_name, cpu_seconds, loadavg, memory_mb
+from tests.support.receiver import receiver
 
 HOST = "127.0.0.1"
 SERVICES = ("api", "publisher", "modbus", "history", "notifier", "tunnel")
@@ -76,11 +78,18 @@ def bus(i: int, port: str) -> dict[str, Any]:
             "packs": [{"id": f"soak-{i + 1}"}]}  # fmt: skip
 
 
-def config(work: Path, ports: list[str], broker: int) -> Path:
-    """The configuration: one bus per pack, every service on free local ports."""
+def config(work: Path, ports: list[str], broker: int, notify_port: int) -> Path:
+    """The configuration: one bus per pack, every service on free local ports, each with work.
+
+    A publisher target (the backbone broker), a notifier target (a local HTTP receiver) and
+    control on (the tunnel service runs only then).
+    """
     data: dict[str, Any] = {
         "mqtt": {"host": HOST, "port": broker},
         "buses": [bus(i, port) for i, port in enumerate(ports)],
+        "control": {"enabled": True},
+        "publisher": {"targets": [{"name": "soak", "topic_prefix": "soak", "interval": 5}]},
+        "notifier": {"targets": [{"name": "soak", "url": f"json://{HOST}:{notify_port}/notify"}]},
         "api": {"host": HOST, "port": free_port()},
         "modbus": {"host": HOST, "port": free_port()},
         "tunnel": {"host": HOST, "port": free_port()},
@@ -136,13 +145,15 @@ async def soak(
     counting = asyncio.Event()
     listener = asyncio.create_task(record(broker.port, seen, online, counting))
     proc: subprocess.Popen[bytes] | None = None
+    stack = contextlib.ExitStack()
     try:
         for i in range(packs):
             bus = make_bus("daly_classic", seed=i + 1)
             server = await PtyServer(bus, link=work / f"ttySOAK{i}").__aenter__()
             servers.append(server)
             clocks.append(asyncio.create_task(bus.run_time(speed=speed)))
-        path = config(work, [s.port for s in servers], broker.port)
+        notify = stack.enter_context(receiver())[1]
+        path = config(work, [s.port for s in servers], broker.port, notify)
         log = (work / "run.log").open("wb")
         launched = time.monotonic()
         argv = [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(path)]
@@ -186,6 +197,7 @@ async def soak(
         for server in servers:
             server.close()
         broker.stop()
+        stack.close()
     stored = archive_rows(work / "data" / "history" / "archive.sqlite")
     growth = {
         name: round(100 * (end[name]["rss_mb"] / s["rss_mb"] - 1), 2)
