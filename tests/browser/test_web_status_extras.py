@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
-from tests.support.browser import ARTIFACTS, shot
+from tests.support.browser import ARTIFACTS, shot, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -24,6 +24,7 @@ from tests.support.procs import (
     wait_until,
     write_config,
 )
+from tests.support.receiver import json_server
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-2"
@@ -43,26 +44,8 @@ LOGO = (
 
 @pytest.fixture
 def forecast_url() -> Any:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps(FORECAST).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1/forecast"
-    server.shutdown()
-    server.server_close()
+    with json_server(FORECAST) as (port, _):
+        yield f"http://127.0.0.1:{port}/v1/forecast"
 
 
 @pytest.fixture
@@ -93,22 +76,6 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], forecast_url:
     base = f"http://127.0.0.1:{http}"
     wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
     return base
-
-
-def watch(page: Any) -> list[str]:
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-    )
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "response",
-        lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None,
-    )
-    page.on("dialog", lambda d: d.accept())
-    page.set_default_timeout(20_000)
-    return problems
 
 
 def test_status_layouts_bank_branding_exports_tokens_sniffer(

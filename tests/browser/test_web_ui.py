@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
-from tests.support.browser import shot
+from tests.support.browser import shot, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -54,18 +54,7 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     from playwright.sync_api import expect
 
     base, page = stack, browser_context.new_page()
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-    )
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on(
-        "response",
-        lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None,
-    )
-    page.on("dialog", lambda d: d.accept())
-    page.set_default_timeout(20_000)
+    problems = watch(page)
 
     # first visit: no password yet, the browser is sent to set one
     page.goto(f"{base}/")

@@ -57,3 +57,31 @@ def receiver() -> Iterator[tuple[Received, int]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def json_server(payload: Any) -> Iterator[tuple[int, list[str]]]:
+    """Answer every GET with ``payload`` as JSON on a free loopback port; yields the port and
+    the paths asked (a stand-in for a web API such as a weather forecast)."""
+    asked: list[str] = []
+    body = json.dumps(payload).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port, asked
+    finally:
+        server.shutdown()
+        server.server_close()

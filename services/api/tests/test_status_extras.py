@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +22,7 @@ from bmsgate_common.models import Availability, PackState, utcnow
 from bmsgate_common.settings import Settings
 from bmsgate_publisher.entities import descriptions
 from bmsgate_publisher.logic import hasp_messages
+from tests.support.receiver import json_server
 
 PASSWORD = "long enough"
 
@@ -116,28 +115,8 @@ def test_forecast_parsing_keeps_what_it_understands() -> None:
 @pytest.fixture
 def forecast_server() -> Iterator[tuple[str, list[str]]]:
     """A local HTTP server answering like Open-Meteo; yields its URL and the paths asked."""
-    asked: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            asked.append(self.path)
-            body = json.dumps(OPEN_METEO).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1/forecast", asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with json_server(OPEN_METEO) as (port, asked):
+        yield f"http://127.0.0.1:{port}/v1/forecast", asked
 
 
 async def test_sky_has_sun_times_and_the_forecast_once_fetched(
