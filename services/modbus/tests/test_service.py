@@ -159,7 +159,32 @@ async def _commands(broker: Mosquitto, seen: list[dict[str, Any]], ready: asynci
             seen.append({"topic": str(message.topic), **json.loads(message.payload)})  # type: ignore[arg-type]
 
 
-async def test_mos_write_becomes_a_command_and_shows_the_confirmed_state(
+def result_for(command: dict[str, Any], status: str = "ok", **over: Any) -> CommandResult:
+    """The reader's answer to ``command`` (as seen on the backbone)."""
+    data: dict[str, Any] = {
+        "transaction": command["transaction"], "pack": command["topic"].split("/")[2],
+        "action": command["action"], "status": status, "ts": datetime.now(UTC),
+        "value": command["value"] if status == "ok" else None,
+        "error": None if status == "ok" else "the BMS reports False afterwards",
+    }  # fmt: skip
+    return CommandResult(**(data | over))
+
+
+async def connected(port: int, wait: float = 2) -> AsyncModbusTcpClient:
+    """A client (``wait``: its timeout [s]) that has read unit 1's MOS registers once."""
+    client = AsyncModbusTcpClient(HOST, port=port, timeout=wait, retries=0)
+
+    async def readable() -> bool:
+        if not await client.connect():
+            return False
+        reply = await client.read_holding_registers(BASE + 16, count=2, device_id=1)
+        return not reply.isError()
+
+    await until(readable, 20)
+    return client
+
+
+async def test_mos_write_is_acknowledged_when_the_bms_confirms_it(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
     port = free_port()
@@ -172,42 +197,44 @@ async def test_mos_write_becomes_a_command_and_shows_the_confirmed_state(
     ready = asyncio.Event()
     listener = asyncio.create_task(_commands(mosquitto, seen, ready))
     await ready.wait()
-    client = AsyncModbusTcpClient(HOST, port=port, timeout=2, retries=0)
+    writer, reader = await connected(port, wait=5), await connected(port)
     try:
-
-        async def readable() -> bool:
-            if not await client.connect():
-                return False
-            reply = await client.read_holding_registers(BASE + 17, count=1, device_id=1)
-            return not reply.isError()
-
-        await until(readable, 20)
-        assert (await client.read_holding_registers(BASE + 16, count=2, device_id=1)).registers == [
+        assert (await reader.read_holding_registers(BASE + 16, count=2, device_id=1)).registers == [
             1,
             0,
         ]
-
-        ok = await client.write_register(BASE + 17, 1, device_id=1)  # charge MOS on
-        assert not ok.isError(), ok
+        write = asyncio.create_task(writer.write_register(BASE + 17, 1, device_id=1))  # charge on
         await until(lambda: asyncio.sleep(0, bool(seen)))
         command = seen[0]
         assert command["topic"] == "bmsgate/bms/garage/set"
         assert command["action"] == "set_charge_mos" and command["value"] is True
-        # not confirmed yet: the register still shows the BMS's state
-        assert (await client.read_holding_registers(BASE + 17, count=1, device_id=1)).registers == [
+        assert command["transaction"].startswith("modbus-1-")
+        # not confirmed yet: no answer to the writer, the register still shows the BMS's state
+        await asyncio.sleep(0.3)
+        assert not write.done()
+        assert (await reader.read_holding_registers(BASE + 17, count=1, device_id=1)).registers == [
             0
         ]
-        result = CommandResult(
-            transaction=command["transaction"], pack="garage", action="set_charge_mos",
-            status="ok", value=True, ts=datetime.now(UTC),
-        )  # fmt: skip
-        await publish(mosquitto, ("result", "garage", result))
+        await publish(mosquitto, ("result", "garage", result_for(command)))
+        ok = await write
+        assert not ok.isError(), ok
+        # the confirmed state shows at once
+        assert (await reader.read_holding_registers(BASE + 17, count=1, device_id=1)).registers == [
+            1
+        ]
 
-        async def confirmed() -> bool:
-            reply = await client.read_holding_registers(BASE + 17, count=1, device_id=1)
-            return reply.registers == [1]
-
-        await until(confirmed)
+        # one function-16 write of both registers: two commands, acknowledged when both are ok
+        both = asyncio.create_task(writer.write_registers(BASE + 16, [0, 1], device_id=1))
+        await until(lambda: asyncio.sleep(0, len(seen) == 3))
+        assert [(c["action"], c["value"]) for c in seen[1:]] == [
+            ("set_discharge_mos", False),
+            ("set_charge_mos", True),
+        ]
+        await publish(mosquitto, ("result", "garage", result_for(seen[1])))
+        await asyncio.sleep(0.3)
+        assert not both.done()  # one of two confirmed
+        await publish(mosquitto, ("result", "garage", result_for(seen[2])))
+        assert not (await both).isError()
 
         for unit, address, value, code in [
             (1, BASE, 1, ExcCodes.ILLEGAL_ADDRESS),  # SOC is read-only
@@ -215,14 +242,102 @@ async def test_mos_write_becomes_a_command_and_shows_the_confirmed_state(
             (2, BASE + 16, 0, ExcCodes.ILLEGAL_ADDRESS),  # a bank's registers are read-only
             (9, BASE + 16, 0, ExcCodes.GATEWAY_PATH_UNAVIABLE),
         ]:
-            reply = await client.write_register(address, value, device_id=unit)
+            reply = await writer.write_register(address, value, device_id=unit)
             assert reply.isError() and reply.exception_code == code, (unit, address, reply)
-        assert len(seen) == 1
-        bank = await client.read_holding_registers(BASE, count=4, device_id=2)
+        assert len(seen) == 3
+        bank = await reader.read_holding_registers(BASE, count=4, device_id=2)
         assert bank.registers[0] == 87 and decode(bank.registers[2:3], "s16", 10, "big") == -25.0
+    finally:
+        writer.close()
+        reader.close()
+        listener.cancel()
+    assert proc.alive() and "Traceback" not in proc.log()
+
+
+async def modbus_status(broker: Mosquitto) -> dict[str, Any]:
+    """The modbus service's retained status detail."""
+    async with aiomqtt.Client(HOST, broker.port) as client:
+        await client.subscribe(topic("service_status", "modbus"), qos=1)
+        async for message in client.messages:
+            detail: dict[str, Any] = json.loads(message.payload)["detail"]  # type: ignore[arg-type]
+            return detail
+    return {}
+
+
+async def test_a_failed_or_unanswered_command_is_a_modbus_exception(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
+) -> None:
+    port = free_port()
+    data = config(mosquitto, port, command_timeout=0.5)
+    data["control"] = {"enabled": True}
+    proc = start(tmp_path, procs, data)
+    await publish(mosquitto, ("state", "garage", now_state()))
+    seen: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_commands(mosquitto, seen, ready))
+    await ready.wait()
+    client = await connected(port, wait=5)
+    try:
+        # the reader reports an error: DEVICE_FAILURE, the register keeps the BMS's state
+        write = asyncio.create_task(client.write_register(BASE + 17, 1, device_id=1))
+        await until(lambda: asyncio.sleep(0, bool(seen)))
+        await publish(mosquitto, ("result", "garage", result_for(seen[0], "error", value=False)))
+        failed = await write
+        assert failed.isError() and failed.exception_code == ExcCodes.DEVICE_FAILURE, failed
+        assert (await client.read_holding_registers(BASE + 17, count=1, device_id=1)).registers == [
+            0
+        ]
+
+        # nobody answers: GATEWAY_NO_RESPONSE after modbus.command_timeout, not the client's 5 s
+        started = asyncio.get_running_loop().time()
+        silent = await client.write_register(BASE + 16, 0, device_id=1)
+        took = asyncio.get_running_loop().time() - started
+        assert silent.isError() and silent.exception_code == ExcCodes.GATEWAY_NO_RESPONSE, silent
+        assert 0.5 <= took < 2.0, took
+        assert len(seen) == 2 and seen[1]["action"] == "set_discharge_mos"
+        assert f"unit 1: no result for {seen[1]['transaction']} within 0.5 s" in proc.log()
+
+        # its result comes late (the reader offers it again after a broker outage): noted, the
+        # register shows the confirmed state, nothing waits for it any more
+        await publish(mosquitto, ("result", "garage", result_for(seen[1])))
+        late = f"garage: result of {seen[1]['transaction']} came after its write was answered"
+        await until(lambda: asyncio.sleep(0, late in proc.log()))
+        assert (await client.read_holding_registers(BASE + 16, count=1, device_id=1)).registers == [
+            0
+        ]
+        # many unanswered writes leave nothing behind
+        for _ in range(5):
+            reply = await client.write_register(BASE + 17, 1, device_id=1)
+            assert reply.exception_code == ExcCodes.GATEWAY_NO_RESPONSE
+        await asyncio.sleep(2.5)  # a heartbeat (mqtt.heartbeat: 2 s) with the counters
+        detail = await modbus_status(mosquitto)
+        assert detail["waiting"] == 0 and detail["commands"] == 7, detail
     finally:
         client.close()
         listener.cancel()
+    assert proc.alive() and "Traceback" not in proc.log()
+
+
+async def test_a_write_through_the_real_reader(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
+) -> None:
+    port = free_port()
+    data = config(mosquitto, port)
+    data["buses"] = [{"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
+                      "packs": [{"id": "garage"}]}]  # fmt: skip
+    data["control"] = {"enabled": True}
+    path = write_config(tmp_path, data)
+    procs.append(start_service(tmp_path, "reader", path))
+    proc = start(tmp_path, procs, data)
+    client = await connected(port, wait=5)
+    try:
+        for value in (0, 1):
+            reply = await client.write_register(BASE + 17, value, device_id=1)
+            assert not reply.isError(), reply
+            got = await client.read_holding_registers(BASE + 17, count=1, device_id=1)
+            assert got.registers == [value]  # acknowledged means the BMS reads it back
+    finally:
+        client.close()
     assert proc.alive() and "Traceback" not in proc.log()
 
 

@@ -265,6 +265,9 @@ class ModbusSettings(_Section):
     stale_after: float = Field(
         default=60.0, gt=0, description="[s] a pack with no newer state raises the failure flag"
     )
+    command_timeout: float = Field(
+        default=3.0, gt=0, description="[s] a MOS write waits this long for the BMS to confirm it"
+    )
     display: ModbusDisplaySettings = ModbusDisplaySettings()
     push: list[ModbusPushTarget] = Field(default_factory=list)
 

@@ -68,12 +68,15 @@ class ModbusService:
         self.targets = [PushTarget(t, self._push_quantities) for t in cfg.modbus.push]
         self.commands = 0
         self._transactions = itertools.count(1)
+        # write requests waiting for their command's result: transaction -> (pack, future);
+        # each entry leaves with its request, answered or timed out
+        self._waiting: dict[str, tuple[str, asyncio.Future[CommandResult]]] = {}
         self._started = time.monotonic()
         self.tick()
 
     def counters(self) -> dict[str, Extra]:
         """Health figures for the service status."""
-        out: dict[str, Extra] = {"commands": self.commands}
+        out: dict[str, Extra] = {"commands": self.commands, "waiting": len(self._waiting)}
         if self.server is not None:
             out |= {"requests": self.server.requests, "refused": self.server.refused}
         for i, target in enumerate(self.targets):
@@ -115,7 +118,15 @@ class ModbusService:
             self._changed(name)
 
     async def _on_result(self, name: str, result: CommandResult) -> None:
-        if name == result.pack and self.store.on_result(result):
+        if name != result.pack:
+            return
+        waiter = self._waiting.get(result.transaction)
+        if waiter is not None and waiter[0] == name and not waiter[1].done():
+            waiter[1].set_result(result)
+        elif result.transaction.startswith("modbus-"):
+            # the reader offers a result again after a broker outage; its request has gone
+            log.info("%s: result of %s came after its write was answered", name, result.transaction)
+        if self.store.on_result(result):
             self._changed(name)
 
     def _push_quantities(self) -> dict[str, Quantities | None]:
@@ -132,7 +143,12 @@ class ModbusService:
         self.store.refresh(at)
 
     async def on_write(self, unit: int, offset: int, values: list[int]) -> ExcCodes | None:
-        """Decide about a write request; accepted MOS writes go out as backbone commands."""
+        """Decide about a write request; accepted MOS writes go out as backbone commands.
+
+        The write is acknowledged when the reader confirms every command with an ok result:
+        an error result is DEVICE_FAILURE, no result within ``modbus.command_timeout``
+        GATEWAY_NO_RESPONSE (the command or its result may have died with the broker).
+        """
         if not self.cfg.control.enabled:
             return ExcCodes.ILLEGAL_FUNCTION  # secure default: this server is read-only
         target = self.store.units.get(unit)
@@ -143,21 +159,48 @@ class ModbusService:
             return commands
         if not self.store.online(target, utcnow()):
             return ExcCodes.GATEWAY_NO_RESPONSE
-        for action, value in commands:
-            command = Command(
-                transaction=f"modbus-{unit}-{next(self._transactions)}", action=action, value=value
-            )
-            try:
-                async with asyncio.timeout(PUBLISH_TIMEOUT):
-                    sent = await self.backbone.publish("command", target, command)
-            except TimeoutError:
-                sent = False
-            if not sent:
-                log.warning("unit %d: command %s not sent: backbone unreachable", unit, action)
-                return ExcCodes.DEVICE_FAILURE
-            self.commands += 1
-            log.info("unit %d: %s %s sent to %s", unit, action, value, target)
-        return None
+        sent: list[Command] = []
+        timeout = self.cfg.modbus.command_timeout
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):  # the whole write, publishing included
+                for action, value in commands:
+                    command = Command(
+                        transaction=f"modbus-{unit}-{next(self._transactions)}",
+                        action=action,
+                        value=value,
+                    )
+                    # waiting before the publish, so a quick result cannot pass unseen
+                    self._waiting[command.transaction] = (target, loop.create_future())
+                    sent.append(command)
+                    if not await self._send(target, command):
+                        log.warning("unit %d: %s not sent: backbone unreachable", unit, action)
+                        return ExcCodes.DEVICE_FAILURE
+                    self.commands += 1
+                    log.info("unit %d: %s %s sent to %s (%s)", unit, action, value, target,
+                             command.transaction)  # fmt: skip
+                results = [await self._waiting[c.transaction][1] for c in sent]
+        except TimeoutError:
+            # the timeout cancels the future it interrupted: cancelled = no result either
+            waited = [(c.transaction, self._waiting[c.transaction][1]) for c in sent]
+            missing = [t for t, future in waited if future.cancelled() or not future.done()]
+            log.warning("unit %d: no result for %s within %.1f s (modbus.command_timeout)",
+                        unit, ", ".join(missing), timeout)  # fmt: skip
+            return ExcCodes.GATEWAY_NO_RESPONSE
+        finally:
+            for command in sent:
+                self._waiting.pop(command.transaction, None)
+        failed = [r for r in results if r.status != "ok"]
+        for result in failed:
+            log.warning("unit %d: %s failed: %s", unit, result.action, result.error)
+        return ExcCodes.DEVICE_FAILURE if failed else None
+
+    async def _send(self, target: str, command: Command) -> bool:
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT):
+                return await self.backbone.publish("command", target, command)
+        except TimeoutError:
+            return False
 
     async def run(self) -> None:
         """Serve and push until cancelled."""
