@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 BANK_TICK = 1.0  # [s] how often banks are re-checked for members going stale
 COMMAND_QUEUE = 100  # commands waiting for the backbone; more means someone is flooding us
+# [s] a target's command without a result by then is reported unconfirmed (as long as the API's
+# default command_timeout; the reader offers a result again for 30 s after a broker outage)
+RESULT_WAIT = 15.0
 
 
 def free_memory() -> int:
@@ -71,7 +74,9 @@ class BankTracker:
 class Publisher:
     """Everything the service does between the backbone and the targets."""
 
-    def __init__(self, cfg: Settings, backbone: Backbone) -> None:
+    def __init__(
+        self, cfg: Settings, backbone: Backbone, *, result_wait: float = RESULT_WAIT
+    ) -> None:
         self.cfg = cfg
         self.backbone = backbone
         self.control = cfg.control.enabled
@@ -84,11 +89,17 @@ class Publisher:
         self.refused = 0
         self.started = time.monotonic()
         self._transactions = itertools.count(1)
-        self._ours: set[str] = set()
+        self.result_wait = result_wait
+        # our commands waiting for their result: transaction -> (pack, action, give-up timer)
+        self._ours: dict[str, tuple[str, str, asyncio.TimerHandle]] = {}
 
     def counters(self) -> dict[str, Extra]:
         """Health figures for the service status."""
-        out: dict[str, Extra] = {"packs": len(self.hub.packs), "refused": self.refused}
+        out: dict[str, Extra] = {
+            "packs": len(self.hub.packs),
+            "refused": self.refused,
+            "waiting": len(self._ours),
+        }
         for link in self.links.values():
             out |= link.counters()
         return out
@@ -119,18 +130,40 @@ class Publisher:
 
     async def on_result(self, name: str, result: CommandResult) -> None:
         """A command's outcome: the confirmed switch state goes out at once."""
-        if result.transaction in self._ours:
-            self._ours.discard(result.transaction)
-            if result.status == "error":
-                log.warning("%s: %s failed: %s", name, result.action, result.error)
+        if self._settled(result.transaction) is not None and result.status == "error":
+            log.warning("%s: %s (%s) failed: %s", name, result.action, result.transaction,
+                        result.error)  # fmt: skip
         key = self.hub.on_result(name, result.action, result.status, result.value)
-        if key is None:
-            return
-        view = self.hub.view(name)
+        if key is not None:
+            self._show_switch(name, key)
+
+    def _show_switch(self, pack: str, key: str) -> None:
+        """Send the switch's confirmed state to every target again (a failed command flips back)."""
+        view = self.hub.view(pack)
         for link_name, plan in self.plans.items():
-            if plan.wants(name):
-                for message in plan.mos_messages(name, view, again=key):
+            if plan.wants(pack):
+                for message in plan.mos_messages(pack, view, again=key):
                     self.links[link_name].offer(message)
+
+    def _settled(self, transaction: str) -> tuple[str, str] | None:
+        """Stop waiting for one of our commands: its (pack, action), None when not ours."""
+        pending = self._ours.pop(transaction, None)
+        if pending is None:
+            return None
+        pending[2].cancel()
+        return pending[0], pending[1]
+
+    def _unconfirmed(self, transaction: str, why: str) -> None:
+        """One of our commands has no result: say so, and show the switch as the BMS has it."""
+        settled = self._settled(transaction)
+        if settled is None:
+            return
+        pack, action = settled
+        log.warning("%s: %s (%s) not confirmed: %s; showing the switch as the BMS reports it",
+                    pack, action, transaction, why)  # fmt: skip
+        key = self.hub.on_result(pack, action, "error", None)  # as a failed command: flip back
+        if key is not None:
+            self._show_switch(pack, key)
 
     def _bank_update(self, tracker: BankTracker) -> None:
         state, change = tracker.update(utcnow(), self.cfg.publisher.stale_after)
@@ -179,7 +212,11 @@ class Publisher:
                 self.refused += 1
                 log.warning("target %s: too many commands waiting; dropping %s", target, action)
                 return
-            self._ours.add(transaction)
+            timer = asyncio.get_running_loop().call_later(
+                self.result_wait,
+                self._unconfirmed, transaction, f"no result within {self.result_wait:g} s",
+            )  # fmt: skip
+            self._ours[transaction] = (pack, action, timer)
             log.info("target %s: %s %s for %s (%s)", target, action, value, pack, transaction)
 
     async def forward_commands(self) -> None:
@@ -187,7 +224,7 @@ class Publisher:
         while True:
             pack, command = await self.commands.get()
             if not await self.backbone.publish("command", pack, command):
-                log.warning("%s: backbone away; command %s lost", pack, command.transaction)
+                self._unconfirmed(command.transaction, "the backbone broker is away")
 
     # --- loops ---------------------------------------------------------------------------
 
