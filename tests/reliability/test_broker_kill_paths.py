@@ -53,7 +53,7 @@ DOWN = 2.0  # [s] the broker stays away
 # [s] from the command to the kill: two rounds early, while the command is in flight (the
 # simulated board is switched and read back within about 0.1 s), two later
 EARLY, LATE = (0.0, 0.02, 0.05), (0.1, 0.25, 0.5)
-COMMAND_TIMEOUT = 3.0  # [s] modbus.command_timeout (its default)
+COMMAND_TIMEOUT = 2.0  # [s] modbus.command_timeout (its default)
 CLIENT_TIMEOUT = 6.0  # [s] the Modbus client's own: longer than COMMAND_TIMEOUT
 CHARGE_MOS = BASE + 17
 SWITCH = "ha/garage/charge_mos"  # the publisher's switch state on the user's broker

@@ -265,8 +265,10 @@ class ModbusSettings(_Section):
     stale_after: float = Field(
         default=60.0, gt=0, description="[s] a pack with no newer state raises the failure flag"
     )
+    # below pymodbus's 3 s client timeout, so a client left at its defaults gets the exception
+    # instead of timing out and repeating the write
     command_timeout: float = Field(
-        default=3.0, gt=0, description="[s] a MOS write waits this long for the BMS to confirm it"
+        default=2.0, gt=0, description="[s] a MOS write waits this long for the BMS to confirm it"
     )
     display: ModbusDisplaySettings = ModbusDisplaySettings()
     push: list[ModbusPushTarget] = Field(default_factory=list)
