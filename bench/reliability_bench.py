@@ -8,14 +8,21 @@ back (points sent vs read back, the buffer's peak, the time to drain).
 ``--memory-per-state N``: the api and the notifier alone, fed N pack states of 100 packs as fast
 as they take them; their RSS after every eighth of them (a leak per message shows as a slope).
 
+``--asleep SECONDS``: the reader (a process, default bus settings: a poll every 5 s) and a
+simulated DALY board that sleeps for SECONDS, then wakes; the same counts as
+tests/reliability/test_asleep.py (polls while asleep, states, offline transitions, log lines,
+the first state after the wake) and the reader's RSS every ``--every`` seconds.
+
 Run: uv run python bench/reliability_bench.py --influx-outage 600 [--rate 100] [--json FILE]
      uv run python bench/reliability_bench.py --memory-per-state 200000
+     uv run python bench/reliability_bench.py --asleep 7200 [--every 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import subprocess
 import sys
@@ -29,16 +36,18 @@ import yaml
 
 from bmsgate.broker import PrivateBroker, free_port
 from bmsgate_common.models import PackState
+from bmsgate_common.settings import BusSettings
 from bmsgate_common.topics import topic
 from bmsgate_history.sample import from_ms, to_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from tests.reliability.test_asleep import sleep_through  # noqa: E402
 from tests.support.procs import start_service, write_config  # noqa: E402
 from tests.support.victoria import VictoriaMetrics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from procstat import memory_mb  # noqa: E402
+from procstat import loadavg, memory_mb  # noqa: E402
 
 HOST = "127.0.0.1"
 PACKS = 5
@@ -184,18 +193,39 @@ async def memory_per_state(work: Path, total: int, services: tuple[str, ...] = (
     return {"states": total, "packs": packs, "rss_mb_every_eighth": readings}
 
 
+async def asleep(work: Path, seconds: float, every: float) -> dict[str, Any]:
+    """The board asleep for ``seconds`` in real time at the default bus settings (see above)."""
+    broker = PrivateBroker(work / "mosquitto")
+    broker.start()
+    fields = BusSettings.model_fields
+    bus = {k: fields[k].default for k in ("poll_interval", "timeout", "retries", "offline_after")}
+    load = loadavg()
+    try:
+        run = await sleep_through(
+            broker.port, work, bus, seconds=seconds, warmup=30.0, every=every,
+            note=functools.partial(print, flush=True),
+        )  # fmt: skip
+    finally:
+        broker.stop()
+    return {"bus": bus, "load_average": f"{load} -> {loadavg()}", **run.counts()}
+
+
 def main() -> None:
     """Run the chosen fault and print its counts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--influx-outage", type=float, metavar="SECONDS")
     what.add_argument("--memory-per-state", type=int, metavar="N")
+    what.add_argument("--asleep", type=float, metavar="SECONDS")
     parser.add_argument("--rate", type=float, default=100.0, help="states per second")
+    parser.add_argument("--every", type=float, default=300.0, help="[s] between RSS readings")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bmsgate-reliability-"))
     if args.memory_per_state:
         result = asyncio.run(memory_per_state(work, args.memory_per_state))
+    elif args.asleep:
+        result = asyncio.run(asleep(work, args.asleep, args.every))
     else:
         result = asyncio.run(influx_outage(work, args.influx_outage, rate=args.rate))
     text = json.dumps(result, indent=2)
