@@ -44,7 +44,7 @@ STATUS = "/service/reader-0/status"
 # {0} s rather than every 5 minutes: glibc keeps what was freed resident (~5 MB after start-up),
 # and a leak would fill that before RSS showed it.
 TRIMMED = (
-    "import sys, bmsgate_common.service as s; s.trim_heap.__defaults__ = ({0},); "
+    "import sys, bmsgate_common.service as s; s.TRIM_EVERY = {0}; "
     "from bmsgate_reader.__main__ import main; sys.exit(main())"
 )
 

@@ -25,7 +25,7 @@ _restart_requested: list[bool] = [False]
 # glibc keeps memory freed inside its heap for reuse; a service running for months hands it back
 # to the system now and then, so its RSS shows what it uses (the soak's notifier grew 0.05-0.1
 # MB a minute in free heap space while the memory in use stayed flat; see docs/reliability.md)
-TRIM_EVERY: Final = 300.0  # [s]
+TRIM_EVERY = 300.0  # [s]; a memory test sets it shorter before the service starts
 
 Runner = Callable[[Settings, argparse.Namespace], Awaitable[None]]
 Check = Callable[[Settings, argparse.Namespace], str | None]
@@ -73,11 +73,11 @@ def heap_trimmer() -> Callable[[], int] | None:
     return lambda: int(trim(0))
 
 
-async def trim_heap(every: float = TRIM_EVERY) -> None:
-    """Give free heap memory back to the system every ``every`` seconds, until cancelled."""
+async def trim_heap(every: float | None = None) -> None:
+    """Give free heap memory back to the system every ``every`` (TRIM_EVERY) s, until cancelled."""
     trim = heap_trimmer()
     while trim is not None:
-        await asyncio.sleep(every)
+        await asyncio.sleep(TRIM_EVERY if every is None else every)
         trim()
 
 
