@@ -1,16 +1,37 @@
-"""Asking the backbone from a test: the services' retained statuses, a history query."""
+"""The broker-kill tests' set-up and asking the backbone from a test: the services' retained
+statuses, a history query."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
 from bmsgate_common.topics import topic
+from tests.support.procs import write_config
 
 HOST = "127.0.0.1"
+
+
+def control_config(tmp_path: Path, broker: int, daly_pty: str, **sections: Any) -> Path:
+    """A configuration file: the simulated DALY pack ``garage`` polled every 0.5 s with control
+    on, on the backbone at ``broker`` (heartbeat 2 s), plus ``sections``."""
+    return write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": HOST, "port": broker, "heartbeat": 2},
+            "buses": [
+                {"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
+                 "packs": [{"id": "garage"}]}
+            ],
+            "control": {"enabled": True},
+            "data_dir": str(tmp_path / "data"),
+            **sections,
+        },
+    )  # fmt: skip
 
 
 async def statuses(port: int, within: float = 1.5) -> dict[str, dict[str, Any]]:

@@ -30,9 +30,9 @@ import pytest
 from bmsgate.broker import free_port
 from bmsgate_api.auth import hash_password
 from bmsgate_common.topics import topic
-from tests.reliability.backbone import statuses
+from tests.reliability.backbone import control_config, statuses
 from tests.reliability.counts import COUNTS
-from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.procs import Mosquitto, Proc, start_service, wait_until
 
 pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
@@ -101,22 +101,15 @@ def test_commands_in_flight_when_the_broker_dies_are_answered_or_failed(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
 ) -> None:
     http = free_port()
-    config = write_config(
+    config = control_config(
         tmp_path,
-        {
-            "mqtt": {"host": HOST, "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
-                 "packs": [{"id": "garage"}]}
-            ],
-            "control": {"enabled": True},
-            "api": {"host": HOST, "port": http, "stale_after": 5,
-                    "password_hash": hash_password(PASSWORD), "command_timeout": COMMAND_TIMEOUT},
-            "modbus": {"host": HOST, "port": free_port()},
-            "tunnel": {"host": HOST, "port": free_port()},
-            "history": {"timezone": "UTC"},
-            "data_dir": str(tmp_path / "data"),
-        },
+        mosquitto.port,
+        daly_pty,
+        api={"host": HOST, "port": http, "stale_after": 5,
+             "password_hash": hash_password(PASSWORD), "command_timeout": COMMAND_TIMEOUT},
+        modbus={"host": HOST, "port": free_port()},
+        tunnel={"host": HOST, "port": free_port()},
+        history={"timezone": "UTC"},
     )  # fmt: skip
     running = [start_service(tmp_path, name, config) for name in SERVICES]
     procs += running

@@ -41,10 +41,10 @@ from bmsgate.broker import free_port
 from bmsgate_common.topics import topic
 from bmsgate_modbus.registers import BASE
 from bmsgate_publisher.service import RESULT_WAIT
-from tests.reliability.backbone import statuses
+from tests.reliability.backbone import control_config, statuses
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import Listener, listen
-from tests.support.procs import Mosquitto, Proc, start_service, write_config
+from tests.support.procs import Mosquitto, Proc, start_service
 
 pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
@@ -62,20 +62,8 @@ SWITCH = "ha/garage/charge_mos"  # the publisher's switch state on the user's br
 def settings(
     tmp_path: Path, backbone: Mosquitto, daly_pty: str, modbus_port: int, **extra: Any
 ) -> Path:
-    return write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": HOST, "port": backbone.port, "heartbeat": 2},
-            "buses": [
-                {"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
-                 "packs": [{"id": "garage"}]}
-            ],
-            "control": {"enabled": True},
-            "modbus": {"host": HOST, "port": modbus_port, "command_timeout": COMMAND_TIMEOUT},
-            "data_dir": str(tmp_path / "data"),
-            **extra,
-        },
-    )  # fmt: skip
+    modbus = {"host": HOST, "port": modbus_port, "command_timeout": COMMAND_TIMEOUT}
+    return control_config(tmp_path, backbone.port, daly_pty, modbus=modbus, **extra)
 
 
 async def fresh_state(port: int, after: datetime, within: float = 30.0) -> dict[str, Any]:
