@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+from collections.abc import Iterable
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -35,6 +37,43 @@ def memory_mb(pid: int) -> tuple[float, float]:
         except OSError:
             pass
     return rss, pss
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+PRESENT = 1 << 63  # /proc/PID/pagemap entry: the page is in RAM
+PFN_MASK = (1 << 55) - 1  # the physical frame number (0 unless root)
+
+
+def resident_pages(pid: int) -> set[int]:
+    """Physical frame numbers of every page of ``pid`` in RAM (needs root: PFNs read 0 else)."""
+    frames: set[int] = set()
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+            for line in maps:
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                if line.endswith("[vsyscall]"):
+                    continue
+                pagemap.seek(start // PAGE * 8)
+                data = pagemap.read((end - start) // PAGE * 8)
+                for (entry,) in struct.iter_unpack("<Q", data):
+                    if entry & PRESENT and entry & PFN_MASK:
+                        frames.add(entry & PFN_MASK)
+    except OSError:
+        pass
+    return frames
+
+
+def tree_resident_mb(pids: Iterable[int]) -> float | None:
+    """RAM [MB] the processes hold together, each page counted once however many share it.
+
+    Unlike a PSS sum it does not depend on other programs mapping the same libraries. None when
+    the frame numbers cannot be read (not root).
+    """
+    frames: set[int] = set()
+    for pid in pids:
+        frames |= resident_pages(pid)
+    return len(frames) * PAGE / 2**20 if frames else None
 
 
 def children(pid: int) -> list[int]:

@@ -29,7 +29,7 @@ import yaml
 from bmsgate.broker import PrivateBroker, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import children, cmdline, comm_name, memory_mb
+from procstat import children, cmdline, comm_name, memory_mb, tree_resident_mb
 
 HOST = "127.0.0.1"
 ALONE = ("api", "publisher", "modbus", "history", "notifier", "tunnel")
@@ -88,9 +88,11 @@ def run_tree(settle: float) -> dict[str, Any]:
         first = asyncio.run(first_state(work / "data", started, 30))
         time.sleep(max(0.0, settle - (time.perf_counter() - started)))
         rows: list[dict[str, Any]] = []
-        for pid in [proc.pid, *children(proc.pid)]:
+        tree = [proc.pid, *children(proc.pid)]
+        for pid in tree:
             rss, pss = memory_mb(pid)
             rows.append({"process": label(pid), "rss_mb": round(rss, 1), "pss_mb": round(pss, 1)})
+        resident = tree_resident_mb(tree)
     finally:
         proc.terminate()
         try:
@@ -103,6 +105,7 @@ def run_tree(settle: float) -> dict[str, Any]:
         "processes": rows,
         "rss_sum_mb": round(sum(r["rss_mb"] for r in rows), 1),
         "pss_sum_mb": round(sum(r["pss_mb"] for r in rows), 1),
+        "resident_mb": round(resident, 1) if resident is not None else None,  # each page once
     }
 
 
@@ -163,7 +166,8 @@ def main() -> None:
     args = parser.parse_args()
     tree = run_tree(max(args.settle, 10.0))
     print(f"bmsgate run: first state after {tree['first_state_s']} s; RSS sum "
-          f"{tree['rss_sum_mb']} MB, PSS sum {tree['pss_sum_mb']} MB")  # fmt: skip
+          f"{tree['rss_sum_mb']} MB, PSS sum {tree['pss_sum_mb']} MB, resident "
+          f"{tree['resident_mb']} MB")  # fmt: skip
     for r in tree["processes"]:
         print(f"  {r['process']:28} rss {r['rss_mb']:6.1f} MB  pss {r['pss_mb']:6.1f} MB")
     rows = alone(args.settle)
