@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,3 +24,26 @@ def test_bench_runner_quick_reader(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["machine"]["cores"] >= 1
     assert data["reader"]["data"][0]["ratio"] > 0
+
+
+def test_resident_memory_counts_a_shared_page_once() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from procstat import PAGE, resident_pages, tree_resident_mb
+
+    idle = [sys.executable, "-c", "import sys; print(flush=True); sys.stdin.read()"]
+    children = [subprocess.Popen(idle, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                for _ in range(2)]  # fmt: skip
+    try:
+        for child in children:
+            assert child.stdout is not None
+            child.stdout.readline()  # the interpreter is up and waits
+        a, b = (resident_pages(child.pid) for child in children)
+        if not a:
+            pytest.skip("physical frame numbers need root")
+        together = tree_resident_mb([children[0].pid, children[0].pid, children[1].pid])
+        shared = len(a & b) * PAGE / 2**20  # the same interpreter: libpython's pages
+        assert shared > 2
+        assert together == pytest.approx(len(a | b) * PAGE / 2**20, abs=0.1)  # each page once
+    finally:
+        for child in children:
+            child.communicate(b"")
