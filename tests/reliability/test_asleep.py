@@ -29,7 +29,7 @@ from bmsgate_common.models import utcnow
 from bmsgate_common.settings import BusSettings
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import Listener, listen
-from tests.support.procs import Mosquitto, Proc, start_service, write_config
+from tests.support.procs import Mosquitto, Proc, rss_kb, start_service, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +47,6 @@ TRIMMED = (
     "import sys, bmsgate_common.service as s; s.TRIM_EVERY = {0}; "
     "from bmsgate_reader.__main__ import main; sys.exit(main())"
 )
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of process ``pid`` [kB]."""
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
 
 
 def ts(payload: dict[str, Any]) -> datetime:

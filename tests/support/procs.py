@@ -148,3 +148,9 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, interval: float 
                 return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s; last result: {last!r}")
+
+
+def rss_kb(pid: int | None = None) -> int:
+    """Resident memory [kB] of process ``pid`` (this one by default)."""
+    with open(f"/proc/{pid or os.getpid()}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))

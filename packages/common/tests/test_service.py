@@ -8,13 +8,9 @@ import sys
 import pytest
 
 from bmsgate_common.service import heap_trimmer, trim_heap
+from tests.support.procs import rss_kb
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_trim")
-
-
-def rss_kb() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
 
 
 def fragment_heap() -> list[bytes]:
