@@ -20,8 +20,8 @@ from bmsgate_api.sky import parse_forecast, sun_times
 from bmsgate_api.store import PackStore
 from bmsgate_common.models import Availability, PackState, utcnow
 from bmsgate_common.settings import Settings
-from bmsgate_publisher.entities import descriptions
-from bmsgate_publisher.logic import hasp_messages
+from bmsgate_outputs.entities import descriptions
+from bmsgate_outputs.plan import hasp_messages
 from tests.support.receiver import json_server
 
 PASSWORD = "long enough"

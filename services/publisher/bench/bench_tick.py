@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import TargetSettings
-from bmsgate_publisher.logic import Hub, Plan
+from bmsgate_outputs.plan import Hub, Plan
 
 PACKS = 16
 ROUNDS = 200

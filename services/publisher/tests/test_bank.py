@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from services.publisher.tests.states import T0, make_state
+from packages.outputs.tests.states import T0, make_state
 
 from bmsgate_common.settings import BankSettings
 from bmsgate_publisher.bank import Member, availability, combine, exclusion

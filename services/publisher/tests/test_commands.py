@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from services.publisher.tests.states import make_state
+from packages.outputs.tests.states import make_state
 
 from bmsgate_common.models import CommandResult
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
-from bmsgate_publisher.logic import Message
+from bmsgate_outputs.plan import Message
 from bmsgate_publisher.service import Publisher
 from tests.support.procs import Mosquitto
 

@@ -8,13 +8,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from services.publisher.tests.states import T0, make_state
+from packages.outputs.tests.states import T0, make_state
 
 from bmsgate_common.models import Availability, DailyStats
 from bmsgate_common.settings import TargetSettings
-from bmsgate_publisher.logic import Hub, Message, Plan, hasp_messages, hasp_problem, parse_command
+from bmsgate_outputs.plan import Hub, Message, Plan, hasp_messages, hasp_problem
+from bmsgate_outputs.topics import match, template_problem
+from bmsgate_publisher.commands import parse_command
 from bmsgate_publisher.target import Mailbox
-from bmsgate_publisher.topics import match, template_problem
 
 LOCAL = datetime(2025, 12, 22, 13, 12, 47)
 

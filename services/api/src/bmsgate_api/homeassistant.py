@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from bmsgate_common.models import PackState
 from bmsgate_common.mqtt import VERSION
 from bmsgate_common.settings import HomeAssistantSettings, Settings, TargetSettings
-from bmsgate_publisher.logic import Hub, Plan
-from bmsgate_publisher.topics import TargetTopics
+from bmsgate_outputs.plan import Hub, Plan
+from bmsgate_outputs.topics import TargetTopics
 
 PREVIEW_TARGET = "homeassistant"  # the name of the stand-in target when none is configured
 

@@ -18,8 +18,8 @@ from typing import Any, Final
 
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import OpenHaspSettings
-from bmsgate_publisher.entities import descriptions
-from bmsgate_publisher.logic import hasp_messages
+from bmsgate_outputs.entities import descriptions
+from bmsgate_outputs.plan import hasp_messages
 
 WIDTH, HEIGHT = 480, 320  # [px] the common landscape plates (WT32-SC01, 3.5" ILI9488)
 MAX_CELLS: Final = 32  # 4 columns x 8 rows on the cells page

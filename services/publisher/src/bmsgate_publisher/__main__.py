@@ -8,9 +8,8 @@ from collections.abc import Sequence
 
 from bmsgate_common.service import service_main
 from bmsgate_common.settings import Settings
-
-from .logic import hasp_problem
-from .topics import template_problem
+from bmsgate_outputs.plan import hasp_problem
+from bmsgate_outputs.topics import template_problem
 
 
 def _check(cfg: Settings, args: argparse.Namespace) -> str | None:

@@ -20,9 +20,10 @@ from bmsgate_common.models import (
 from bmsgate_common.mqtt import VERSION, Backbone
 from bmsgate_common.settings import BankSettings, Settings
 from bmsgate_common.tasks import stop_tasks
+from bmsgate_outputs.plan import Hub, Plan
 
 from . import bank as banks
-from .logic import Hub, Plan, parse_command
+from .commands import parse_command
 from .target import TargetLink
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,8 @@ from collections.abc import Callable
 import aiomqtt
 
 from bmsgate_common.settings import MqttSettings, TargetSettings
-
-from .logic import Message
-from .topics import TargetTopics, subscription
+from bmsgate_outputs.plan import Message
+from bmsgate_outputs.topics import TargetTopics, subscription
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ import json
 from datetime import date, datetime
 
 import pytest
-from services.publisher.tests.states import T0, make_state
+from packages.outputs.tests.states import T0, make_state
 
 from bmsgate_common.models import DailyStats, PackState
-from bmsgate_publisher import dongle
+from bmsgate_outputs import dongle
 
 MANUAL_TYPE2 = (
     b'{"bat":{"0":2927,"1":2956,"2":2957,"3":2951,"4":2957,"5":2944,"6":2956,"7":2956,'

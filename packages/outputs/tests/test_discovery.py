@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from services.publisher.tests.states import make_state
+from packages.outputs.tests.states import make_state
 
 from bmsgate_common.models import PackState
-from bmsgate_publisher import discovery
-from bmsgate_publisher.entities import descriptions, values
-from bmsgate_publisher.topics import TargetTopics
+from bmsgate_outputs import discovery
+from bmsgate_outputs.entities import descriptions, values
+from bmsgate_outputs.topics import TargetTopics
 
 TOPICS = TargetTopics("solar/bms")
 

@@ -1,0 +1,1 @@
+"""What bmsgate sends outside: HA discovery, flat topics, dongle packets, openHASP (pure)."""
