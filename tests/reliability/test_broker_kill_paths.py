@@ -62,7 +62,8 @@ SWITCH = "ha/garage/charge_mos"  # the publisher's switch state on the user's br
 def settings(
     tmp_path: Path, backbone: Mosquitto, daly_pty: str, modbus_port: int, **extra: Any
 ) -> Path:
-    modbus = {"host": HOST, "port": modbus_port, "command_timeout": COMMAND_TIMEOUT}
+    modbus = {"host": HOST, "port": modbus_port, "command_timeout": COMMAND_TIMEOUT,
+              "write_clients": [HOST]}  # fmt: skip
     return control_config(tmp_path, backbone.port, daly_pty, modbus=modbus, **extra)
 
 

@@ -15,6 +15,7 @@ from bmsgate_common.settings import ModbusPushTarget, Settings
 from bmsgate_modbus.logic import (
     MapOptions,
     RegisterStore,
+    client_may_write,
     combine_bank,
     config_problem,
     default_units,
@@ -290,3 +291,22 @@ def test_config_problems_are_one_line(modbus: dict[str, Any], problem: str | Non
         assert found is None
     else:
         assert found is not None and problem in found and "\n" not in found
+
+
+@pytest.mark.parametrize(
+    ("client", "allowed", "may"),
+    [
+        ("192.168.1.20", [], False),  # default: nobody, even with control enabled
+        ("192.168.1.20", ["192.168.1.20"], True),
+        ("192.168.1.21", ["192.168.1.20"], False),
+        ("10.0.0.77", ["192.168.1.20", "10.0.0.0/24"], True),
+        ("10.0.1.1", ["10.0.0.0/24"], False),
+        ("::ffff:10.0.0.5", ["10.0.0.0/24"], True),  # IPv4 peer of an IPv6 listener
+        ("fe80::1", ["10.0.0.0/24"], False),
+        ("::1", ["::1"], True),
+        ("unknown", ["0.0.0.0/0"], False),  # a peer without an address is nobody named
+    ],
+)
+def test_writes_only_from_named_clients(client: str, allowed: list[str], may: bool) -> None:
+    networks = Settings.model_validate({"modbus": {"write_clients": allowed}}).modbus.write_clients
+    assert client_may_write(client, networks) is may

@@ -38,6 +38,7 @@ class Served:
         self.server = server
         self.port = server.port
         self.writes: list[tuple[int, int, list[int]]] = []
+        self.clients: list[str] = []  # who asked for each write
 
 
 @pytest.fixture
@@ -51,7 +52,8 @@ async def served() -> AsyncIterator[Served]:
     store.set_system(uptime=70000, free_memory=1e9, now=NOW)
     store.refresh(NOW)
 
-    async def on_write(unit: int, offset: int, values: list[int]) -> ExcCodes | None:
+    async def on_write(client: str, unit: int, offset: int, values: list[int]) -> ExcCodes | None:
+        box.clients.append(client)
         answer = write_commands(offset, values)
         if isinstance(answer, ExcCodes):
             return answer
@@ -275,6 +277,30 @@ async def test_mbpoll_writes_a_mos_register(served: Served) -> None:
     done = await run_mbpoll(served.port, "-a", "1", "-r", str(BASE + 16), values=("0",))
     assert done.returncode == 0, done.stderr
     assert served.writes == [(1, 16, [0])]
+    assert served.clients == [HOST]  # the handler learns who asked
+
+
+async def test_the_write_handler_learns_each_clients_address(served: Served) -> None:
+    """Two connections from two loopback addresses: each write carries its own peer."""
+    first = AsyncModbusTcpClient(HOST, port=served.port, timeout=2, retries=0)
+    other = AsyncModbusTcpClient(
+        HOST, port=served.port, timeout=2, retries=0, source_address=("127.0.0.2", 0)
+    )
+    try:
+        assert await first.connect() and await other.connect()
+        await asyncio.gather(
+            first.write_register(BASE + 16, 1, device_id=1),
+            other.write_register(BASE + 17, 1, device_id=1),
+        )
+        assert not (await other.write_register(BASE + 16, 0, device_id=1)).isError()
+    finally:
+        first.close()
+        other.close()
+    assert sorted(zip(served.clients, served.writes, strict=True)) == [
+        ("127.0.0.1", (1, 16, [1])),
+        ("127.0.0.2", (1, 16, [0])),
+        ("127.0.0.2", (1, 17, [1])),
+    ]
 
 
 def test_port_in_use_is_explained() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import shutil
 import socket
@@ -137,6 +138,7 @@ def test_the_map_over_the_backbone(tmp_path: Path, mosquitto: Mosquitto, procs: 
     refused = client.write_register(BASE + 17, 1, device_id=1)
     client.close()
     assert refused.isError() and refused.exception_code == ExcCodes.ILLEGAL_FUNCTION
+    assert f"write from {HOST} to unit 1 offset 17 values [1] refused: control is off" in proc.log()
 
     # offline: the last values stay, the failure flag goes up
     asyncio.run(publish(mosquitto, ("availability", "garage", offline("garage"))))
@@ -157,6 +159,17 @@ async def _commands(broker: Mosquitto, seen: list[dict[str, Any]], ready: asynci
         ready.set()
         async for message in client.messages:
             seen.append({"topic": str(message.topic), **json.loads(message.payload)})  # type: ignore[arg-type]
+
+
+async def watch_commands(
+    broker: Mosquitto,
+) -> tuple[list[dict[str, Any]], asyncio.Task[None]]:
+    """The commands seen on the backbone from now on, and the task to cancel at the end."""
+    seen: list[dict[str, Any]] = []
+    ready = asyncio.Event()
+    listener = asyncio.create_task(_commands(broker, seen, ready))
+    await ready.wait()
+    return seen, listener
 
 
 def result_for(command: dict[str, Any], status: str = "ok", **over: Any) -> CommandResult:
@@ -188,15 +201,12 @@ async def test_mos_write_is_acknowledged_when_the_bms_confirms_it(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
     port = free_port()
-    data = config(mosquitto, port, units={1: "garage", 2: "bank"})
+    data = config(mosquitto, port, units={1: "garage", 2: "bank"}, write_clients=[HOST])
     data["banks"] = [{"id": "bank", "packs": ["garage", "shed"]}]
     data["control"] = {"enabled": True}
     proc = start(tmp_path, procs, data)
     await publish(mosquitto, ("state", "garage", now_state()), ("state", "shed", now_state("shed")))
-    seen: list[dict[str, Any]] = []
-    ready = asyncio.Event()
-    listener = asyncio.create_task(_commands(mosquitto, seen, ready))
-    await ready.wait()
+    seen, listener = await watch_commands(mosquitto)
     writer, reader = await connected(port, wait=5), await connected(port)
     try:
         assert (await reader.read_holding_registers(BASE + 16, count=2, device_id=1)).registers == [
@@ -254,6 +264,92 @@ async def test_mos_write_is_acknowledged_when_the_bms_confirms_it(
     assert proc.alive() and "Traceback" not in proc.log()
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port`` (from /proc/net/tcp{,6})."""
+    found = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(name).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                # the kernel prints each 32-bit word in host (little-endian) order
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                found.add(str(ipaddress.ip_address(words)))
+    return found
+
+
+def mbpoll_write(port: int, address: int, value: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["mbpoll", "-m", "tcp", "-p", str(port), "-a", "1", "-t", "4", "-r", str(address),
+         "-0", "-1", "-o", "5", HOST, str(value)],
+        capture_output=True, text=True, timeout=20, check=False,
+    )  # fmt: skip
+
+
+async def test_with_control_on_a_write_from_an_unnamed_client_is_refused_and_logged(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
+) -> None:
+    """The LAN attack: control enabled, one write to the MOS register from any host.
+
+    Only ``modbus.write_clients`` may write (default: nobody); mbpoll and pymodbus from
+    127.0.0.1 are refused, a client from 127.0.0.2 (named) is accepted; each write is logged
+    with the client's address. By default the server listens on loopback only.
+    """
+    port = free_port()
+    data = config(mosquitto, port)
+    del data["modbus"]["host"]  # the default
+    data["control"] = {"enabled": True}
+    proc = start(tmp_path, procs, data)
+    await publish(mosquitto, ("state", "garage", now_state()))
+    seen, listener = await watch_commands(mosquitto)
+    client = await connected(port)
+    try:
+        assert listening_addresses(port) == {"127.0.0.1"}
+        done = mbpoll_write(port, BASE + 16, 0)  # discharge MOS off, as in the attack
+        assert done.returncode != 0 and "Illegal function" in done.stderr, done.stdout
+        reply = await client.write_register(BASE + 17, 0, device_id=1)
+        assert reply.exception_code == ExcCodes.ILLEGAL_FUNCTION, reply
+        log = proc.log()
+        for offset, value in ((16, 0), (17, 0)):
+            line = f"write from {HOST} to unit 1 offset {offset} values [{value}] refused: "
+            assert line + "client not in modbus.write_clients" in log, log
+    finally:
+        client.close()
+
+    # named: the same service accepts the write of a client at 127.0.0.2, and logs it
+    proc.stop()
+    data["modbus"]["write_clients"] = ["127.0.0.2", "192.168.7.0/24"]
+    proc = start(tmp_path, procs, data)
+    named = AsyncModbusTcpClient(
+        HOST, port=port, timeout=5, retries=0, source_address=("127.0.0.2", 0)
+    )
+    try:
+        await until(lambda: named.connect(), 20)
+        await until(lambda: readable(named), 20)
+        write = asyncio.create_task(named.write_register(BASE + 17, 1, device_id=1))
+        await until(lambda: asyncio.sleep(0, bool(seen)))
+        assert seen[0]["action"] == "set_charge_mos" and seen[0]["value"] is True
+        await publish(mosquitto, ("result", "garage", result_for(seen[0])))
+        assert not (await write).isError()
+        assert mbpoll_write(port, BASE + 16, 0).returncode != 0  # 127.0.0.1 still is not named
+    finally:
+        named.close()
+        listener.cancel()
+    log = proc.log()
+    assert "write from 127.0.0.2 to unit 1 offset 17 values [1] accepted for garage" in log
+    assert (
+        f"set_charge_mos True sent to garage ({seen[0]['transaction']}, asked by 127.0.0.2)" in log
+    )
+    assert f"write from {HOST} to unit 1 offset 16 values [0] refused" in log
+    assert len(seen) == 1 and proc.alive() and "Traceback" not in log
+
+
+async def readable(client: AsyncModbusTcpClient) -> bool:
+    reply = await client.read_holding_registers(BASE + 16, count=2, device_id=1)
+    return not reply.isError()
+
+
 async def modbus_status(broker: Mosquitto) -> dict[str, Any]:
     """The modbus service's retained status detail."""
     async with aiomqtt.Client(HOST, broker.port) as client:
@@ -268,14 +364,11 @@ async def test_a_failed_or_unanswered_command_is_a_modbus_exception(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
     port = free_port()
-    data = config(mosquitto, port, command_timeout=0.5)
+    data = config(mosquitto, port, command_timeout=0.5, write_clients=[HOST])
     data["control"] = {"enabled": True}
     proc = start(tmp_path, procs, data)
     await publish(mosquitto, ("state", "garage", now_state()))
-    seen: list[dict[str, Any]] = []
-    ready = asyncio.Event()
-    listener = asyncio.create_task(_commands(mosquitto, seen, ready))
-    await ready.wait()
+    seen, listener = await watch_commands(mosquitto)
     client = await connected(port, wait=5)
     try:
         # the reader reports an error: DEVICE_FAILURE, the register keeps the BMS's state
@@ -295,7 +388,7 @@ async def test_a_failed_or_unanswered_command_is_a_modbus_exception(
         assert silent.isError() and silent.exception_code == ExcCodes.GATEWAY_NO_RESPONSE, silent
         assert 0.5 <= took < 2.0, took
         assert len(seen) == 2 and seen[1]["action"] == "set_discharge_mos"
-        assert f"unit 1: no result for {seen[1]['transaction']} within 0.5 s" in proc.log()
+        assert f"no result for {seen[1]['transaction']} within 0.5 s" in proc.log()
 
         # its result comes late (the reader offers it again after a broker outage): noted, the
         # register shows the confirmed state, nothing waits for it any more
@@ -322,7 +415,7 @@ async def test_a_write_through_the_real_reader(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
 ) -> None:
     port = free_port()
-    data = config(mosquitto, port)
+    data = config(mosquitto, port, write_clients=[HOST])
     data["buses"] = [{"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
                       "packs": [{"id": "garage"}]}]  # fmt: skip
     data["control"] = {"enabled": True}

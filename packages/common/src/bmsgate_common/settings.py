@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from .models import PackId, ProtocolName
 from .timezones import ZoneName
@@ -251,7 +259,11 @@ class ModbusSettings(_Section):
     """The Modbus TCP server (the dongle's register map) and the push client (docs/modbus.md)."""
 
     enabled: bool = Field(default=True, description="serve the register map")
-    host: str = "0.0.0.0"
+    # Modbus TCP has no authentication: whoever reaches the port reads every register
+    host: str = Field(
+        default="127.0.0.1",
+        description="listen address; 0.0.0.0 for an inverter on the LAN (docs/security.md)",
+    )
     port: int = Field(default=502, ge=1, le=65535)
     units: dict[int, PackId] = Field(
         default_factory=dict,
@@ -269,6 +281,11 @@ class ModbusSettings(_Section):
     # instead of timing out and repeating the write
     command_timeout: float = Field(
         default=2.0, gt=0, description="[s] a MOS write waits this long for the BMS to confirm it"
+    )
+    write_clients: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="client addresses or networks (192.168.1.20, 10.0.0.0/24) whose writes are "
+        "accepted once control is enabled; empty: nobody writes",
     )
     display: ModbusDisplaySettings = ModbusDisplaySettings()
     push: list[ModbusPushTarget] = Field(default_factory=list)

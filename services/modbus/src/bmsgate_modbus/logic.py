@@ -5,6 +5,7 @@ No sockets and no clock here: the service passes ``now`` and the system figures 
 
 from __future__ import annotations
 
+import ipaddress
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -260,6 +261,23 @@ def config_problem(cfg: Settings) -> str | None:
                     return f"{where}.address: register {address} is also written by value {other}"
                 used[address] = v
     return None
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_may_write(client: str, allowed: Sequence[Network]) -> bool:
+    """Whether the client at address ``client`` is in one of the ``allowed`` networks.
+
+    An IPv4 client reaching an IPv6 listener shows as ``::ffff:a.b.c.d``; it matches IPv4 rules.
+    """
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False  # not an IP peer: nobody named it
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in allowed)
 
 
 def write_commands(

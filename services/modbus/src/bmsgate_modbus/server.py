@@ -12,10 +12,13 @@ import logging
 import re
 import socket
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from functools import partial
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from .logic import BIT_FUNCTIONS, RegisterStore
@@ -23,8 +26,8 @@ from .registers import BASE, SIZE
 
 log = logging.getLogger(__name__)
 
-# (unit, offset in the block, values) -> None when accepted, else the exception to answer
-WriteHandler = Callable[[int, int, list[int]], Awaitable[ExcCodes | None]]
+# (client address, unit, offset in the block, values) -> None when accepted, else the exception
+WriteHandler = Callable[[str, int, int, list[int]], Awaitable[ExcCodes | None]]
 CATCH_ALL = 0  # pymodbus's SimDevice id 0 answers every unit id no other device has
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception)\b.*$", re.MULTILINE)
 READBACK_FUNCTIONS = frozenset({6, 22})  # read right after their own write: echo what was written
@@ -47,6 +50,30 @@ class RequestRefused(logging.Filter):
             record.msg, record.args = "request refused (DEVICE_FAILURE): %s", (cause,)
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+# the address of the client whose request is being served: pymodbus runs each request in a task
+# of its own, and its device callbacks do not say which connection asked
+PEER: ContextVar[str] = ContextVar("modbus_peer", default="unknown")
+
+
+class _PeerHandler(ServerRequestHandler):
+    """One connection's request handler that tells the device callbacks who is asking."""
+
+    async def handle_request(self) -> None:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        token = PEER.set(str(peer[0]) if peer else "unknown")
+        try:
+            await super().handle_request()  # type: ignore[no-untyped-call]
+        finally:
+            PEER.reset(token)
+
+
+class _TcpServer(ModbusTcpServer):
+    def callback_new_connection(self) -> Any:
+        return _PeerHandler(  # type: ignore[no-untyped-call]
+            self, self.trace_packet, self.trace_pdu, self.trace_connect
+        )
 
 
 class ListenError(Exception):
@@ -161,7 +188,8 @@ class RegisterServer:
             self.refused += 1
             return ExcCodes.ILLEGAL_FUNCTION
         if values is not None:
-            answer = await self.on_write(unit, address - start, [int(v) for v in values])
+            offset, written = address - start, [int(v) for v in values]
+            answer = await self.on_write(PEER.get(), unit, offset, written)
             if answer is not None:
                 self.refused += 1
             # an accepted write lands in pymodbus's copy only; the next request copies the
@@ -184,7 +212,7 @@ class RegisterServer:
         pymodbus_log = logging.getLogger("pymodbus.logging")
         if not any(isinstance(f, RequestRefused) for f in pymodbus_log.filters):
             pymodbus_log.addFilter(RequestRefused())
-        self._server = ModbusTcpServer(self._devices(), address=(self.host, self.port))
+        self._server = _TcpServer(self._devices(), address=(self.host, self.port))
         try:
             await self._server.serve_forever(background=True)
         except RuntimeError as err:  # pymodbus hides the errno; the check above usually has it

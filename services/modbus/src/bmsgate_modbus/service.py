@@ -25,7 +25,14 @@ from bmsgate_common.settings import Settings
 from bmsgate_common.tasks import stop_tasks
 
 from .client import PushTarget
-from .logic import MapOptions, Quantities, RegisterStore, default_units, write_commands
+from .logic import (
+    MapOptions,
+    Quantities,
+    RegisterStore,
+    client_may_write,
+    default_units,
+    write_commands,
+)
 from .server import RegisterServer
 
 log = logging.getLogger(__name__)
@@ -142,23 +149,36 @@ class ModbusService:
         )
         self.store.refresh(at)
 
-    async def on_write(self, unit: int, offset: int, values: list[int]) -> ExcCodes | None:
+    async def on_write(
+        self, client: str, unit: int, offset: int, values: list[int]
+    ) -> ExcCodes | None:
         """Decide about a write request; accepted MOS writes go out as backbone commands.
 
-        The write is acknowledged when the reader confirms every command with an ok result:
-        an error result is DEVICE_FAILURE, no result within ``modbus.command_timeout``
-        GATEWAY_NO_RESPONSE (the command or its result may have died with the broker).
+        Modbus TCP has no authentication, so a write needs control enabled and a client address
+        in ``modbus.write_clients``; every write is logged with that address. The write is
+        acknowledged when the reader confirms every command with an ok result: an error result
+        is DEVICE_FAILURE, no result within ``modbus.command_timeout`` GATEWAY_NO_RESPONSE (the
+        command or its result may have died with the broker).
         """
+        asked = f"write from {client} to unit {unit} offset {offset} values {values}"
         if not self.cfg.control.enabled:
+            log.warning("%s refused: control is off (control.enabled)", asked)
             return ExcCodes.ILLEGAL_FUNCTION  # secure default: this server is read-only
+        if not client_may_write(client, self.cfg.modbus.write_clients):
+            log.warning("%s refused: client not in modbus.write_clients", asked)
+            return ExcCodes.ILLEGAL_FUNCTION
         target = self.store.units.get(unit)
         if target is None or target in self.store.banks:
+            log.warning("%s refused: not a pack's unit", asked)
             return ExcCodes.ILLEGAL_ADDRESS  # a bank's registers are read-only
         commands = write_commands(offset, values)
         if isinstance(commands, ExcCodes):
+            log.warning("%s refused: only 0 or 1 to the MOS registers (%s)", asked, commands.name)
             return commands
         if not self.store.online(target, utcnow()):
+            log.warning("%s refused: %s is offline", asked, target)
             return ExcCodes.GATEWAY_NO_RESPONSE
+        log.info("%s accepted for %s", asked, target)
         sent: list[Command] = []
         timeout = self.cfg.modbus.command_timeout
         loop = asyncio.get_running_loop()
@@ -174,25 +194,25 @@ class ModbusService:
                     self._waiting[command.transaction] = (target, loop.create_future())
                     sent.append(command)
                     if not await self._send(target, command):
-                        log.warning("unit %d: %s not sent: backbone unreachable", unit, action)
+                        log.warning("%s: %s not sent: backbone unreachable", asked, action)
                         return ExcCodes.DEVICE_FAILURE
                     self.commands += 1
-                    log.info("unit %d: %s %s sent to %s (%s)", unit, action, value, target,
-                             command.transaction)  # fmt: skip
+                    log.info("unit %d: %s %s sent to %s (%s, asked by %s)", unit, action, value,
+                             target, command.transaction, client)  # fmt: skip
                 results = [await self._waiting[c.transaction][1] for c in sent]
         except TimeoutError:
             # the timeout cancels the future it interrupted: cancelled = no result either
             waited = [(c.transaction, self._waiting[c.transaction][1]) for c in sent]
             missing = [t for t, future in waited if future.cancelled() or not future.done()]
-            log.warning("unit %d: no result for %s within %.1f s (modbus.command_timeout)",
-                        unit, ", ".join(missing), timeout)  # fmt: skip
+            log.warning("%s: no result for %s within %.1f s (modbus.command_timeout)",
+                        asked, ", ".join(missing), timeout)  # fmt: skip
             return ExcCodes.GATEWAY_NO_RESPONSE
         finally:
             for command in sent:
                 self._waiting.pop(command.transaction, None)
         failed = [r for r in results if r.status != "ok"]
         for result in failed:
-            log.warning("unit %d: %s failed: %s", unit, result.action, result.error)
+            log.warning("%s: %s failed: %s", asked, result.action, result.error)
         return ExcCodes.DEVICE_FAILURE if failed else None
 
     async def _send(self, target: str, command: Command) -> bool:
