@@ -391,3 +391,14 @@ def test_fuzz_framer_always_makes_progress_or_waits(data: bytes) -> None:
     used, frame = jk_pb.framer(data)
     if frame is not None:
         jk_pb.split_frames(frame)
+
+
+async def test_absent_sensors_are_left_out_not_minus_200() -> None:
+    # a JK_B2A8S30P marks T4 and T5 fitted but reports them as raw -2000 (-200 °C): not fitted
+    bus = _bus()
+    model = bus.boards[0].model
+    model.temperatures = [24.5, 25.0, 25.5, jk_pb.ABSENT, jk_pb.ABSENT]
+    reading = await jk_pb.Driver(SimLink(bus)).read()
+    assert reading.temperatures == [24.5, 25.0, 25.5]
+    model.mos_temperature = jk_pb.ABSENT
+    assert (await jk_pb.Driver(SimLink(bus)).read()).mos_temperature is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 import tty
@@ -16,6 +17,7 @@ import pytest
 from bmsgate_bms import daly_classic
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
+from bmsgate_bms.sim.model import lying
 from bmsgate_common.models import Command, PackState, RawData, RawLease, SniffSet
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, MqttSettings
@@ -418,3 +420,41 @@ async def test_sniffer_is_switched_on_and_off_at_runtime(
         count = len(seen.on("/bus/reader-0/sniff"))
         await asyncio.sleep(0.6)
         assert len(seen.on("/bus/reader-0/sniff")) == count
+
+
+@pytest.mark.parametrize("protocol", ["daly_classic", "jk_pb"])
+async def test_a_lying_board_is_not_published_nor_integrated_and_logged_once(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bmsgate_reader")
+    sim = make_bus(protocol)
+    board = sim.boards[0]
+    truthful = board.model
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, protocol, 1)) as reader,
+    ):
+        await seen.wait_for(
+            lambda s: availability(s, "p1") == ["online"] and len(states(s, "p1")) > 2
+        )
+        good = len(states(seen, "p1"))
+        energy_out = states(seen, "p1")[-1].energy_out
+        # valid frames, checksums right: 250 % and 3000 A discharging (0.044 kWh a second at 53 V)
+        board.model = lying(truthful, soc=250.0, current=-3000.0)
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online", "offline"])
+        reason = seen.on("/bms/p1/availability")[-1]["reason"]
+        assert reason.startswith("implausible values: SOC 250 %"), reason
+        await seen.wait_for(lambda _: reader.implausible >= 4)
+        assert len(states(seen, "p1")) <= good + 1  # at most one poll already under way
+        board.model = truthful
+        await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", within=10)
+        await seen.wait_for(lambda s: len(states(s, "p1")) > good + 1)
+    published = states(seen, "p1")
+    assert all(0 <= s.soc <= 100 and abs(s.current) < 1000 for s in published)
+    assert published[-1].energy_out - energy_out < 0.005  # [kWh] no phantom discharge
+    warned = [r.getMessage() for r in caplog.records if "implausible answer" in r.getMessage()]
+    assert len(warned) == 1, warned
+    first_frame = {"daly_classic": "a5 01 90 08", "jk_pb": "55 aa eb 90 02"}[protocol]
+    assert first_frame in warned[0]
+    assert any("plausible answers again" in r.getMessage() for r in caplog.records)

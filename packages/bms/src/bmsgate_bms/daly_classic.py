@@ -17,9 +17,12 @@ from .checksum import sum8
 from .errors import ChecksumError, FrameError, LengthError
 from .fields import Field, decode, read_int
 from .link import Link
+from .plausible import Limits
 from .reading import BmsReading, Direction, signed_current
 
 NAME: Final = "daly_classic"
+# [A] the class: dbus-serialbattery's bound for DALY boards (docs/protocols/daly_classic.md)
+LIMITS: Final = Limits(max_current=1000.0)
 BAUDRATE: Final = 9600
 FRAME_LEN: Final = 13
 START: Final = 0xA5

@@ -28,11 +28,14 @@ from .driver import UnsupportedCommand
 from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
 from .fields import Field, decode_field, read_int
 from .link import Framer, Link
+from .plausible import Limits
 from .reading import BmsReading, Direction, signed_current
 
 Variant = Literal["d2", "81"]
 
 NAME: Final = "daly_new"
+# [A] the class: the bound of the classic DALY protocol
+LIMITS: Final = Limits(max_current=1000.0)
 BAUDRATE: Final = 9600
 D2_ADDRESS: Final = 0xD2  # request and response address of the D2 variant
 REQUEST_BASE: Final = 0x80  # 0x81 variant: request address = 0x80 + board

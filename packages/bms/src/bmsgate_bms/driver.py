@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Protocol
 
 from .link import Framer, Link
+from .plausible import Limits
 from .reading import BmsReading
 
 
@@ -39,6 +40,7 @@ class ProtocolModule(Protocol):
 
     NAME: str
     BAUDRATE: int
+    LIMITS: Limits  # what a snapshot of this make can hold (bmsgate_bms.plausible)
     Driver: type[Driver]
 
     def framer(self, buf: bytes) -> tuple[int, bytes | None]: ...

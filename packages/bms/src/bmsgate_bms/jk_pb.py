@@ -25,9 +25,12 @@ from .driver import UnsupportedCommand
 from .errors import ChecksumError, FrameError, LengthError
 from .fields import Field, decode, read_int
 from .link import Link
+from .plausible import Limits
 from .reading import BmsReading
 
 NAME: Final = "jk_pb"
+# [A] the class: above the rating of every JK board, with room for peaks
+LIMITS: Final = Limits(max_current=600.0)
 BAUDRATE: Final = 115200
 MAX_ADDRESS: Final = 15  # DIP switches; 0 is the bus master, which never answers a request
 
@@ -63,6 +66,7 @@ ACK_LEN: Final = 8
 EXCEPTION_LEN: Final = 5
 CELLS: Final = 32
 TEMP_SENSORS: Final = 5
+ABSENT: Final = -200.0  # [°C] raw -2000: how a board reports a sensor that is not fitted
 
 EXCEPTIONS: Final = {1: "CRC error", 2: "bad register", 3: "illegal function", 4: "bad data"}
 
@@ -503,7 +507,9 @@ def _finish_live(raw: dict[str, float], cell_count: int | None) -> dict[str, Any
         limit = count if count is not None else out.get("cell_count")
         out["wire_resistances"] = ohms[:limit] if limit is not None else ohms
     out |= {f"wire_resistance_{n}": v for n, v in wires.items()}
-    temps = _numbered(out, "temperature_", TEMP_SENSORS)
+    temps = {n: t for n, t in _numbered(out, "temperature_", TEMP_SENSORS).items() if t != ABSENT}
+    if out.get("mos_temperature") == ABSENT:
+        del out["mos_temperature"]
     fitted = out.get("temp_sensor_bits")
     if fitted is None:
         out |= {f"temperature_{n}": t for n, t in temps.items()}  # which are fitted is unknown

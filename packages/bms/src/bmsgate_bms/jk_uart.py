@@ -24,9 +24,12 @@ from .driver import UnsupportedCommand
 from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
 from .fields import Field, decode_field, read_int
 from .link import Link
+from .plausible import Limits
 from .reading import BmsReading
 
 NAME: Final = "jk_uart"
+# [A] the class: above the rating of every JK board, with room for peaks
+LIMITS: Final = Limits(max_current=600.0)
 BAUDRATE: Final = 115200
 START: Final = b"\x4e\x57"  # "NW"
 END: Final = 0x68

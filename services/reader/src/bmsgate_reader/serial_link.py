@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 BY_ID_DIR = Path("/dev/serial/by-id")  # udev's stable names: adapter serial number and port
+ANSWERS_KEPT = 64  # frames: more than one snapshot of any protocol needs
 
 
 def by_id_name(device: str, by_id_dir: Path = BY_ID_DIR) -> str | None:
@@ -86,6 +87,7 @@ class SerialLink:
         self.raw_sink: Callable[[bytes], None] | None = None  # set while the line is leased
         # sees every request and frame on the line, e.g. ("to_bms", b"..."): the sniffer
         self.monitor: Callable[[str, bytes], None] | None = None
+        self.answers: list[bytes] = []  # frames received since the reader last cleared it
 
     @property
     def is_open(self) -> bool:
@@ -216,6 +218,8 @@ class SerialLink:
             finally:
                 self.junk += collector.junk
                 self.echoes += collector.echoes
+            del self.answers[:-ANSWERS_KEPT]
+            self.answers += frames
             if self.monitor:
                 for frame in frames:
                     self.monitor("from_bms", frame)

@@ -10,6 +10,7 @@ from typing import Literal
 
 from bmsgate_bms.driver import Driver, UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
+from bmsgate_bms.plausible import implausible
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
 from bmsgate_common.models import (
@@ -52,6 +53,7 @@ class Pack:
         self.driver = driver
         self.tracker = PackTracker(cfg.id, offline_after)
         self.energy = energy
+        self.lying = False  # its last answer was implausible (logged once until it is not)
 
 
 class Reader:
@@ -71,6 +73,7 @@ class Reader:
         self.counters = counters
         self.link = SerialLink(bus.port, bus.baud, bus.timeout)
         module = protocol(bus.protocol)
+        self.limits = module.LIMITS
         self.packs: dict[str, Pack] = {
             p.id: Pack(
                 p,
@@ -88,6 +91,7 @@ class Reader:
         )
         self.polls = 0
         self.failures = 0
+        self.implausible = 0  # answers with valid frames and impossible values, not published
         self._backoff = 0.0
         self._saved = time.monotonic()
         self._resends: set[asyncio.Task[None]] = set()
@@ -99,6 +103,7 @@ class Reader:
             "device": self.link.device,
             "polls": self.polls,
             "failures": self.failures,
+            "implausible": self.implausible,
             "junk_bytes": self.link.junk,
             "port_open": self.link.is_open,
         }
@@ -106,6 +111,7 @@ class Reader:
     async def _read(self, driver: Driver) -> BmsReading:
         """One snapshot, retried ``bus.retries`` times on a bad or missing answer."""
         for attempt in range(self.bus.retries + 1):
+            self.link.answers.clear()
             try:
                 return await driver.read()
             except (FrameError, LinkTimeout):
@@ -124,12 +130,16 @@ class Reader:
                 await self._port_down(err)
             else:
                 log.debug("%s: no valid answer: %s", pack.cfg.id, err)
-            change = pack.tracker.missed(utcnow(), _reason(err))
-            if change:
-                log.warning("%s is offline: %s", pack.cfg.id, change.reason)
-                await self.backbone.publish("availability", pack.cfg.id, change)
+            await self._missed(pack, _reason(err))
             return None
         self._backoff = 0.0
+        problem = implausible(reading, self.limits)
+        if problem is not None:
+            await self._lied(pack, problem)
+            return None
+        if pack.lying:
+            pack.lying = False
+            log.info("%s: plausible answers again", pack.cfg.id)
         now = utcnow()
         state = to_state(reading, pack.cfg, self.bus.protocol, now)
         pack.energy.add(now, state.power, state.current)
@@ -142,6 +152,30 @@ class Reader:
         for event in pack.tracker.alarm_changes(state):
             await self.backbone.publish("alarm", pack.cfg.id, event)
         return state
+
+    async def _missed(self, pack: Pack, reason: str) -> None:
+        """Count a poll without a usable state; the pack goes offline after ``offline_after``."""
+        change = pack.tracker.missed(utcnow(), reason)
+        if change:
+            log.warning("%s is offline: %s", pack.cfg.id, change.reason)
+            await self.backbone.publish("availability", pack.cfg.id, change)
+
+    async def _lied(self, pack: Pack, problem: str) -> None:
+        """An answer whose values cannot be true: not published, archived or integrated.
+
+        The pack's last good state stays the retained one; if the board keeps lying it goes
+        offline with the reason, as for a board that does not answer.
+        """
+        self.implausible += 1
+        if not pack.lying:
+            pack.lying = True
+            frames = " | ".join(f.hex(" ") for f in self.link.answers)
+            log.warning(
+                "%s: implausible answer ignored: %s; frames: %s", pack.cfg.id, problem, frames
+            )
+        else:
+            log.debug("%s: implausible answer ignored: %s", pack.cfg.id, problem)
+        await self._missed(pack, f"implausible values: {problem}")
 
     async def poll_once(self) -> None:
         """Read every pack once."""

@@ -12,7 +12,7 @@ import math
 import random
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, cast
 
 # LiFePO4 open-circuit voltage [V] against SOC [%] (typical curve of 280 Ah prismatic cells)
 OCV_CURVE: Final = (
@@ -222,3 +222,28 @@ class PackModel:
         self.balancing_cells = [
             i + 1 for i, v in enumerate(volts) if v >= BALANCE_START and v - low >= BALANCE_DELTA
         ]
+
+
+class _Lying:
+    """A pack model whose board reports some values of its own choosing (see ``lying``)."""
+
+    def __init__(self, model: PackModel, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_values", values)
+
+    def __getattr__(self, name: str) -> Any:
+        values: dict[str, Any] = object.__getattribute__(self, "_values")
+        if name in values:
+            return values[name]
+        return getattr(object.__getattribute__(self, "_model"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_model"), name, value)
+
+
+def lying(model: PackModel, **values: Any) -> PackModel:
+    """``model`` as a board that lies reports it: ``values`` (e.g. ``soc=250``) in valid frames.
+
+    Commands and time still act on ``model``; only what the board reads back is replaced.
+    """
+    return cast(PackModel, _Lying(model, values))
