@@ -21,16 +21,15 @@ from serial.tools import list_ports
 from bmsgate_bms.discovery import DEFAULT_TIMEOUT, Found, list_serial_ports, plan_probes, run_scan
 from bmsgate_common.config_file import config_path, effective_view, save
 from bmsgate_common.first_run import BankAnswer, BusAnswer, FoundPack, SetupAnswers, build_config
-from bmsgate_notifier.report import find_zone
+from bmsgate_common.timezones import find_zone, zone_name
 from bmsgate_reader.serial_link import SerialLink
 
 Ask = Callable[[str, str], str]  # (question, default) -> answer
 
 
 def time_zone(latitude: float, longitude: float) -> str:
-    """The time zone at a place, found offline (tzfpy, as the notifier does)."""
-    zone = find_zone(latitude, longitude, None)
-    return str(getattr(zone, "key", zone))
+    """The time zone at a place, found offline (tzfpy)."""
+    return zone_name(find_zone(latitude, longitude))
 
 
 def scan_port(port: str, timeout: float = DEFAULT_TIMEOUT) -> list[Found]:

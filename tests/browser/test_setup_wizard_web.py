@@ -119,7 +119,7 @@ def test_first_run_wizard_then_settings(
     assert config.stat().st_mode & 0o077 == 0
     cfg = Settings.model_validate(yaml.safe_load(config.read_text()))
     assert cfg.buses[0].port == sim_port and cfg.buses[0].packs[0].name == "Garage"
-    assert cfg.notifier.timezone == "Europe/Vienna" and cfg.notifier.targets[
+    assert cfg.timezone == "Europe/Vienna" and cfg.notifier.targets[
         0
     ].url.get_secret_value().startswith("json://")
     expect(page.locator('#live [data-pack="garage"]')).to_contain_text("%", timeout=60_000)

@@ -24,6 +24,7 @@ from tests.support.procs import (
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-1"
+SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's zone
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
                    "sniff": True, "packs": [{"id": "garage", "name": "Garage"}]}],
         "control": {"enabled": True},
         "tunnel": {"host": "127.0.0.1", "port": free_port()},
-        "history": {"timezone": "UTC", "archive": {"commit_interval": 0.2}},
+        "timezone": SITE_ZONE, "history": {"archive": {"commit_interval": 0.2}},
         "api": {"host": "127.0.0.1", "port": http, "stale_after": 10, "public_read": "never",
                 "title": "Test gateway"},
         "data_dir": str(tmp_path / "data"),
@@ -102,7 +103,8 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     with page.expect_download() as download:
         link.click()
     csv_path = download.value.path()
-    header = Path(csv_path).read_text().splitlines()[0]
+    header, first_row = Path(csv_path).read_text().splitlines()[:2]
+    assert first_row.split(",")[0].endswith("+14:00")  # CSV rows in the site's zone
     assert header.startswith("time,cell_1,cell_2") and download.value.suggested_filename.startswith(
         "garage_"
     )
@@ -142,6 +144,19 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     expect(page.locator("#msg")).to_contain_text("13 bytes back", timeout=12_000)
     expect(page.locator("#answer")).to_contain_text('"soc"')
     shot(page, "11-sniffer")
+
+    # Tokens: times in the site's zone, whatever the browser's
+    page.goto(f"{base}/tokens.html")
+    page.fill("#name", "zone check")
+    page.click("#create")
+    made = page.locator("#tokens tr[data-token] td").nth(1)
+    expect(made).not_to_have_text("never")
+    created = page.evaluate("async () => (await bms.api('/api/auth/tokens'))[0].created")
+    site = page.evaluate(
+        "([iso, zone]) => new Date(iso).toLocaleString([], { timeZone: zone })",
+        [created, SITE_ZONE],
+    )
+    assert made.inner_text() == site and page.evaluate("bms.zone()") == SITE_ZONE
 
     # Settings: the effective configuration, no secret shown
     page.goto(f"{base}/settings.html")

@@ -58,8 +58,8 @@ async def test_history_service_end_to_end(
         config = write_config(tmp_path, {
             "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
             "data_dir": str(tmp_path / "data"),
+            "timezone": "UTC",
             "history": {
-                "timezone": "UTC",
                 "archive": {"commit_interval": 0.2},
                 "influx": {"enabled": True, "url": vm.url, "token": "tok", "flush_interval": 0.2},
             },

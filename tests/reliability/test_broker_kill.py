@@ -109,7 +109,7 @@ def test_commands_in_flight_when_the_broker_dies_are_answered_or_failed(
              "password_hash": hash_password(PASSWORD), "command_timeout": COMMAND_TIMEOUT},
         modbus={"host": HOST, "port": free_port()},
         tunnel={"host": HOST, "port": free_port()},
-        history={"timezone": "UTC"},
+        timezone="UTC",
     )  # fmt: skip
     running = [start_service(tmp_path, name, config) for name in SERVICES]
     procs += running

@@ -65,7 +65,7 @@ def test_archive_disk_full_is_one_clear_error_and_recovers(
     config = write_config(
         tmp_path,
         {"mqtt": {"host": HOST, "port": mosquitto.port, "heartbeat": 1},
-         "history": {"timezone": "UTC", "archive": {"commit_interval": 0.5}},
+         "timezone": "UTC", "history": {"archive": {"commit_interval": 0.5}},
          "data_dir": str(small_disk)},
     )  # fmt: skip
     history = start_service(tmp_path, "history", config)

@@ -65,7 +65,7 @@ def test_malformed_frames_do_not_stop_the_server(
     config = {
         "mqtt": {"host": HOST, "port": mosquitto.port, "heartbeat": 2},
         "buses": [{"port": "/dev/null", "protocol": "daly_classic", "packs": [{"id": "garage"}]}],
-        "history": {"timezone": "UTC"},
+        "timezone": "UTC",
         "modbus": {"host": HOST, "port": port, "display": {"dashboards": 1}},
         "data_dir": str(tmp_path / "data"),
     }

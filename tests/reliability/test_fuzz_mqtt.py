@@ -111,7 +111,7 @@ def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answeri
             }
         ],
         "api": {"host": HOST, "port": http, "stale_after": 10},
-        "history": {"timezone": "UTC"},
+        "timezone": "UTC",
         "modbus": {"host": HOST, "port": modbus, "display": {"dashboards": 1}},
         "tunnel": {"host": HOST, "port": free_port()},
         "data_dir": str(tmp_path / "data"),

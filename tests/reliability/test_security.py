@@ -261,7 +261,7 @@ def test_secrets_in_the_config_never_reach_the_logs_or_the_ui(
             "publisher": {"targets": [{"name": "cloud", "host": "127.0.0.1",
                                        "port": mosquitto.port, "username": "u",
                                        "password": TARGET_PASSWORD, "interval": 1}]},
-            "history": {"timezone": "UTC", "influx": {
+            "timezone": "UTC", "history": {"influx": {
                 "enabled": True, "url": f"http://admin:{INFLUX_URL_PASSWORD}@127.0.0.1:{dead}",
                 "token": INFLUX_TOKEN, "flush_interval": 0.5, "timeout": 1}},
             "notifier": {"targets": [{"name": "phone",

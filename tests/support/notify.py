@@ -28,7 +28,7 @@ class Clock:
 
 
 def settings(**kw: Any) -> NotifierSettings:
-    base: dict[str, Any] = {"timezone": "UTC", "gather": 0, "retry_min": 10, "retry_max": 40}
+    base: dict[str, Any] = {"gather": 0, "retry_min": 10, "retry_max": 40}
     return NotifierSettings.model_validate({**base, **kw})
 
 

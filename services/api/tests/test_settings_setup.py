@@ -108,7 +108,7 @@ async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> 
         assert done.status_code == 200, done.text
         assert done.json()["packs"] == ["left", "right"] and "json://" not in done.json()["yaml"]
         cfg = Settings.model_validate(yaml.safe_load((tmp_path / "site.yaml").read_text()))
-        assert cfg.banks[0].packs == ["left", "right"] and cfg.notifier.timezone == "Europe/Vienna"
+        assert cfg.banks[0].packs == ["left", "right"] and cfg.timezone == "Europe/Vienna"
         again = await ui.post("/api/setup/apply", json=answers)
         assert again.status_code == 409 and "already has buses" in again.json()["detail"]
         assert (await ui.post("/api/setup/apply?replace=true", json=answers)).status_code == 200

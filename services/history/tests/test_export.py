@@ -93,7 +93,7 @@ def test_command_line_export_and_delete(tmp_path: Path) -> None:
     data = tmp_path / "data"
     fill(data / "history" / "archive.sqlite").close()
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({"data_dir": str(data), "history": {"timezone": "UTC"}}))
+    config.write_text(yaml.safe_dump({"data_dir": str(data), "timezone": "UTC"}))
     out = tmp_path / "out"
     out.mkdir()
 

@@ -24,7 +24,7 @@ class Backbone:
 
 
 async def test_packs_seen_during_the_health_round_do_not_stop_it(tmp_path: Path) -> None:
-    cfg = Settings.model_validate({"data_dir": str(tmp_path), "history": {"timezone": "UTC"}})
+    cfg = Settings.model_validate({"data_dir": str(tmp_path), "timezone": "UTC"})
     backbone = Backbone()
     history = History(cfg, backbone)  # type: ignore[arg-type]
     backbone.history = history

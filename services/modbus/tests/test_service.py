@@ -57,7 +57,7 @@ def config(broker: Mosquitto, port: int, **modbus: Any) -> dict[str, Any]:
                 ],
             }
         ],
-        "history": {"timezone": "UTC"},
+        "timezone": "UTC",
         "modbus": {"host": HOST, "port": port, "display": {"dashboards": 1}, **modbus},
     }
 

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -38,7 +39,9 @@ def make(port: int, clock: Clock, **kw: Any) -> Notifier:
         {"name": "phone", "url": POVER},
         {"name": "tablet", "url": PSAFER, "min_priority": "high"},
     ]
-    return Notifier(settings(targets=targets, **kw), clock, tuner(port), {"garage": "Garage"})
+    return Notifier(
+        settings(targets=targets, **kw), clock, tuner(port), {"garage": "Garage"}, ZoneInfo("UTC")
+    )
 
 
 async def test_alarm_reaches_pushover_and_pushsafer(api: tuple[Received, int]) -> None:

@@ -4,18 +4,12 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bmsgate_common.models import DailyStats
-from bmsgate_notifier.report import find_zone, next_report, reports_on
+from bmsgate_notifier.report import next_report, reports_on
 from bmsgate_notifier.service import Notifier
 from tests.support.notify import POVER, Clock, alarm, settings, state
 from tests.support.receiver import receiver
 
 VIENNA = (48.21, 16.37)
-
-
-def test_zone_from_coordinates_offline() -> None:
-    assert str(find_zone(*VIENNA, None)) == "Europe/Vienna"
-    assert str(find_zone(-36.85, 174.76, None)) == "Pacific/Auckland"
-    assert str(find_zone(*VIENNA, "UTC")) == "UTC"
 
 
 def test_vienna_midwinter() -> None:
@@ -61,7 +55,6 @@ async def test_report_at_sunrise_with_the_days_figures() -> None:
             plugin.request_rate_per_sec = 0  # type: ignore[attr-defined]
 
         cfg = settings(
-            timezone=None,
             latitude=VIENNA[0],
             longitude=VIENNA[1],
             targets=[{"name": "phone", "url": POVER, "events": ["report"]}],

@@ -130,10 +130,10 @@ def build_config(a: SetupAnswers) -> dict[str, Any]:
         ]
     if a.latitude is not None and a.longitude is not None:
         notifier |= {"latitude": a.latitude, "longitude": a.longitude}
-    if a.timezone:
-        notifier["timezone"] = a.timezone
     if notifier:
         cfg["notifier"] = notifier
+    if a.timezone:
+        cfg["timezone"] = a.timezone
     if a.password_hash:
         cfg["api"] = {"password_hash": a.password_hash}
     return cfg

@@ -460,9 +460,6 @@ class HistorySettings(_Section):
     archive: ArchiveSettings = ArchiveSettings()
     influx: InfluxSettings = InfluxSettings()
     health: HealthSettings = HealthSettings()
-    timezone: ZoneName | None = Field(
-        default=None, description="IANA name for the local day, e.g. Europe/Berlin; the machine's"
-    )
     max_gap: float = Field(
         default=120.0, gt=0, description="[s] samples further apart are a gap, never joined"
     )
@@ -555,9 +552,6 @@ class NotifierSettings(_Section):
     latitude: float | None = Field(default=None, ge=-90, le=90, description="for daily reports")
     longitude: float | None = Field(default=None, ge=-180, le=180, description="for daily reports")
     reports: list[ReportTime] = Field(default_factory=lambda: list(REPORT_TIMES))
-    timezone: ZoneName | None = Field(
-        default=None, description="IANA name; found from the coordinates, else the machine's"
-    )
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifierSettings:
@@ -586,8 +580,22 @@ class Settings(_Section):
     history: HistorySettings = HistorySettings()
     notifier: NotifierSettings = NotifierSettings()
     tunnel: TunnelSettings = TunnelSettings()
+    timezone: ZoneName | None = Field(
+        default=None,
+        description="IANA name of the site's zone, e.g. Europe/Berlin; unset: found from "
+        "notifier.latitude/longitude, else the machine's (docs/install.md, Time zone)",
+    )
     data_dir: Path = Field(default=Path("data"), description="where services keep their files")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        for section in ("history", "notifier"):  # one zone for all services
+            part = data.get(section) if isinstance(data, dict) else None
+            if isinstance(part, dict) and "timezone" in part:
+                raise ValueError(f"'{section}.timezone' is now the top-level key 'timezone'")
+        return data
 
     @model_validator(mode="after")
     def _unique_pack_ids(self) -> Settings:

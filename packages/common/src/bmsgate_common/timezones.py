@@ -1,15 +1,26 @@
-"""Time zones: the machine's own, and validated IANA names in the settings."""
+"""The one time zone of a site: every local day, clock and timestamp of bmsgate is in it.
+
+The zone is the top-level ``timezone`` setting when given, else the zone at the coordinates
+(``notifier.latitude``/``longitude``, found offline with tzfpy), else the machine's. History days,
+CSV rows, daily statistics, Modbus registers 41/42/52, the dongle's ``ts``, the notifier's reports
+and quiet hours, and the web UI's times all use :func:`site_zone`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator
+from tzfpy import get_tz
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def machine_zone() -> tzinfo:
@@ -38,3 +49,28 @@ def known_zone(name: str) -> str:
 
 
 ZoneName = Annotated[str, AfterValidator(known_zone)]
+
+
+@lru_cache(maxsize=8)  # tzfpy's lookup once per configuration
+def find_zone(
+    latitude: float | None, longitude: float | None, configured: str | None = None
+) -> tzinfo:
+    """The configured zone, else the one at the coordinates (offline), else the machine's."""
+    if configured:
+        return ZoneInfo(configured)
+    if latitude is not None and longitude is not None:
+        name = get_tz(longitude, latitude)  # tzfpy takes longitude first
+        if name:
+            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+                return ZoneInfo(name)
+    return machine_zone()
+
+
+def site_zone(cfg: Settings) -> tzinfo:
+    """The zone of this installation (see the module's text for where it comes from)."""
+    return find_zone(cfg.notifier.latitude, cfg.notifier.longitude, cfg.timezone)
+
+
+def zone_name(tz: tzinfo) -> str:
+    """The IANA name of ``tz`` ("Europe/Berlin"), else its abbreviation now ("UTC")."""
+    return str(getattr(tz, "key", None) or datetime.now(tz).tzname() or "UTC")

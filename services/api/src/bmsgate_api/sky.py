@@ -1,7 +1,7 @@
 """Sunrise and sunset for the configured coordinates (offline), and an optional forecast.
 
-The coordinates and the time zone are the notifier's (``notifier.latitude``/``longitude``/
-``timezone``), found the same way it finds them. The forecast comes from an Open-Meteo compatible
+The coordinates are the notifier's (``notifier.latitude``/``longitude``), the zone the site's
+(bmsgate_common.timezones). The forecast comes from an Open-Meteo compatible
 API (open-meteo.com, ``/v1/forecast``), fetched in the background with a short timeout and kept;
 when the internet is not reachable there is simply no forecast.
 """
@@ -16,7 +16,6 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
-from functools import lru_cache
 from typing import Any, Final, Literal
 
 from astral import Observer
@@ -24,10 +23,9 @@ from astral.sun import elevation, sunrise, sunset
 from pydantic import BaseModel, Field
 
 from bmsgate_common.settings import Settings
-from bmsgate_notifier.report import find_zone
+from bmsgate_common.timezones import site_zone, zone_name
 
 log = logging.getLogger(__name__)
-zone = lru_cache(maxsize=4)(find_zone)  # tzfpy's lookup once per configuration
 
 FETCH_TIMEOUT: Final = 4.0  # [s] one forecast request; the pages never wait for it
 KEEP_FOR: Final = 6 * 3600.0  # [s] a forecast older than this is not shown
@@ -223,9 +221,9 @@ def sky(cfg: Settings, weather: Weather, now: datetime) -> Sky:
     where = coordinates(cfg)
     if where is None:
         return Sky()
-    tz = zone(where[0], where[1], cfg.notifier.timezone)
+    tz = site_zone(cfg)
     rise, set_, polar = sun_times(now.astimezone(tz).date(), where[0], where[1], tz)
     return Sky(
-        latitude=where[0], longitude=where[1], timezone=str(tz), sunrise=rise, sunset=set_,
+        latitude=where[0], longitude=where[1], timezone=zone_name(tz), sunrise=rise, sunset=set_,
         polar=polar, weather=weather.url is not None, forecast=weather.current(),
     )  # fmt: skip

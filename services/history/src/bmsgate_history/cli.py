@@ -9,11 +9,12 @@ from datetime import date, datetime
 from pathlib import Path
 
 from bmsgate_common.settings import ConfigError, load_settings
+from bmsgate_common.timezones import site_zone
 
 from .archive import Archive, Store
 from .export import ExportError, check_pack, export_day, export_month
 from .sample import to_ms
-from .service import archive_path, zone
+from .service import archive_path
 
 COMMANDS = ("export", "delete", "packs")
 
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         sys.stderr.write(f"bmsgate history: {err}\n")
         return 2
-    tz = zone(cfg.history)
+    tz = site_zone(cfg)
     path = archive_path(cfg)
     if not path.exists():
         sys.stderr.write(f"bmsgate history: no archive at {path}\n")

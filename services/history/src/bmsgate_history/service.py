@@ -9,15 +9,13 @@ import asyncio
 import logging
 import threading
 import time
-from datetime import tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from bmsgate_common.models import Availability, HealthReport, HistoryReply, PackState, utcnow
 from bmsgate_common.mqtt import Backbone
-from bmsgate_common.settings import HistorySettings, Settings
+from bmsgate_common.settings import Settings
 from bmsgate_common.tasks import stop_tasks
-from bmsgate_common.timezones import machine_zone
+from bmsgate_common.timezones import site_zone
 
 from .archive import DAY_MS, Archive, Store
 from .daily import DailyTracker
@@ -44,11 +42,6 @@ def buffer_path(cfg: Settings) -> Path:
     return cfg.data_dir / "history" / "influx-buffer.sqlite"
 
 
-def zone(cfg: HistorySettings) -> tzinfo:
-    """The zone of the local day: the configured one, else the machine's."""
-    return ZoneInfo(cfg.timezone) if cfg.timezone else machine_zone()
-
-
 class History:
     """Holds the archive, the InfluxDB writer and the per-pack trackers."""
 
@@ -56,7 +49,7 @@ class History:
         self.cfg = cfg
         self.h = cfg.history
         self.backbone = backbone
-        self.tz = zone(self.h)
+        self.tz = site_zone(cfg)
         self.max_gap_ms = int(self.h.max_gap * 1000)
         self.archive = (
             Archive(archive_path(cfg), self.h.archive, self.h.max_gap)

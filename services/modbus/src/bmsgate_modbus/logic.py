@@ -116,7 +116,7 @@ class MapOptions:
     word_order: WordOrder = "little"
     temperature_unit: Literal["C", "F"] = "C"
     stale_after: float = 60.0  # [s]
-    tz: tzinfo | None = None  # the local zone of registers 41, 42, 52; None = the machine's
+    tz: tzinfo | None = None  # the site's zone of registers 41, 42, 52; None = the machine's
     display: ModbusDisplaySettings = field(default_factory=ModbusDisplaySettings)
 
 

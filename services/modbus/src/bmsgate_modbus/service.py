@@ -7,7 +7,6 @@ import itertools
 import logging
 import os
 import time
-from zoneinfo import ZoneInfo
 
 from pymodbus.constants import ExcCodes
 
@@ -23,6 +22,7 @@ from bmsgate_common.models import (
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 from bmsgate_common.tasks import stop_tasks
+from bmsgate_common.timezones import site_zone
 
 from .client import PushTarget
 from .logic import (
@@ -56,12 +56,11 @@ class ModbusService:
         """Build the store for the configured units; nothing connects yet."""
         self.cfg = cfg
         self.backbone = backbone
-        tz = ZoneInfo(cfg.history.timezone) if cfg.history.timezone else None
         opts = MapOptions(
             word_order=cfg.modbus.float_word_order,
             temperature_unit=cfg.modbus.temperature_unit,
             stale_after=cfg.modbus.stale_after,
-            tz=tz,
+            tz=site_zone(cfg),
             display=cfg.modbus.display,
         )
         self.store = RegisterStore(

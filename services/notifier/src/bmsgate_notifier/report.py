@@ -1,40 +1,24 @@
 """Daily reports at sunrise and sunset: when they are due, and what they say. Pure, offline.
 
-The time zone comes from the coordinates (tzfpy, no network). Where the sun neither rises nor sets
+The times are in the site's zone (bmsgate_common.timezones). Where the sun neither rises nor sets
 on a day (polar day or night), that day gets one report at solar noon instead.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from astral import Observer
 from astral.sun import noon, sunrise, sunset
-from tzfpy import get_tz
 
 from bmsgate_common.models import DailyStats, PackState
-from bmsgate_common.timezones import machine_zone
 
 from .events import Event
 
 ReportKind = Literal["sunrise", "sunset", "noon"]
 SEARCH_DAYS: Final = 3  # every day has at least one report, so the next is always this close
-
-
-def find_zone(latitude: float | None, longitude: float | None, configured: str | None) -> tzinfo:
-    """The configured zone, else the one at the coordinates (offline), else the machine's."""
-    if configured:
-        return ZoneInfo(configured)
-    if latitude is not None and longitude is not None:
-        name = get_tz(longitude, latitude)  # tzfpy takes longitude first
-        if name:
-            with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-                return ZoneInfo(name)
-    return machine_zone()
 
 
 def reports_on(

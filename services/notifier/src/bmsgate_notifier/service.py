@@ -21,10 +21,11 @@ from bmsgate_common.models import (
 )
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import NotifierSettings, Settings
+from bmsgate_common.timezones import find_zone, site_zone
 
 from .events import Detector, Event
 from .policy import Channel, Gate, Message
-from .report import ReportKind, daily_report, find_zone, next_report
+from .report import ReportKind, daily_report, next_report
 from .sender import AppriseSender, SecretFilter, Tune, check_url, mask
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,12 @@ class Notifier:
         clock: Clock = utcnow,
         tune: Tune | None = None,
         names: dict[str, str] | None = None,
+        tz: tzinfo | None = None,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.tz: tzinfo = find_zone(cfg.latitude, cfg.longitude, cfg.timezone)
+        # the site's zone (run_notifier passes it); the coordinates' when not given
+        self.tz: tzinfo = tz or find_zone(cfg.latitude, cfg.longitude)
         self.detector = Detector(cfg, names)
         self.gate = Gate(cfg.repeat_after)
         self.channels = [Channel(t, cfg, self.tz) for t in cfg.targets]
@@ -203,7 +206,7 @@ async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None =
     )
     names = {p.id: p.display_name for b in cfg.buses for p in b.packs}
     names.update({b.id: b.name or b.id for b in cfg.banks})
-    notifier = Notifier(cfg.notifier, clock, tune, names)
+    notifier = Notifier(cfg.notifier, clock, tune, names, site_zone(cfg))
     backbone.subscribe("state", notifier.on_state, qos0=True)
     backbone.subscribe("availability", notifier.on_availability)
     backbone.subscribe("alarm", notifier.on_alarm, retained=False)

@@ -20,6 +20,7 @@ from bmsgate_common.models import (
 from bmsgate_common.mqtt import VERSION, Backbone
 from bmsgate_common.settings import BankSettings, Settings
 from bmsgate_common.tasks import stop_tasks
+from bmsgate_common.timezones import site_zone
 from bmsgate_outputs.plan import Hub, Plan
 
 from . import bank as banks
@@ -83,6 +84,7 @@ class Publisher:
         self.control = cfg.control.enabled
         pub = cfg.publisher
         self.hub = Hub(stale_after=pub.stale_after)
+        self.zone = site_zone(cfg)  # of the dongle's local ``ts``
         self.links = {t.name: TargetLink(t, cfg.mqtt, self.on_command) for t in pub.targets}
         self.plans = {t.name: Plan(t, self.control, VERSION, pub.stale_after) for t in pub.targets}
         self.banks = {b.id: BankTracker(b) for b in cfg.banks}
@@ -236,7 +238,7 @@ class Publisher:
             started = time.monotonic()
             now = utcnow()
             for message in plan.tick(
-                self.hub, now, now.astimezone(), started - self.started, free_memory()
+                self.hub, now, now.astimezone(self.zone), started - self.started, free_memory()
             ):
                 link.offer(message)
             await asyncio.sleep(max(0.0, plan.target.interval - (time.monotonic() - started)))

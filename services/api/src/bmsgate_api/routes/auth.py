@@ -10,6 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
 
+from bmsgate_common.timezones import site_zone, zone_name
+
 from ..auth import COOKIE, MAX_PASSWORD, PasswordError, TokenLimitError, verify_password
 from ..deps import Ctx, Session, User, client_address, logged_in, may_read
 
@@ -26,6 +28,7 @@ class AuthStatus(BaseModel):
     control_enabled: bool
     title: str
     logo: str | None = Field(default=None, description="URL of the configured logo")
+    timezone: str = Field(description="the site's IANA zone; the pages show times in it")
 
 
 class Password(BaseModel):
@@ -61,6 +64,7 @@ async def status(request: Request, ctx: Ctx) -> AuthStatus:
         control_enabled=ctx.settings.control.enabled,
         title=ctx.settings.api.title,
         logo="/api/branding/logo" if logo and logo.is_file() else None,  # no broken image
+        timezone=zone_name(site_zone(ctx.settings)),
     )
 
 

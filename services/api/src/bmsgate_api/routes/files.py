@@ -13,10 +13,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from bmsgate_common.models import PACK_ID_PATTERN
+from bmsgate_common.timezones import site_zone
 from bmsgate_history.archive import Archive, Store
 from bmsgate_history.export import ExportError, day_csv, day_file_name, month_days, write_month_zip
 from bmsgate_history.sample import day_bounds
-from bmsgate_history.service import archive_path, zone
+from bmsgate_history.service import archive_path
 
 from ..deps import Ctx, Reader, User
 
@@ -49,7 +50,7 @@ def _archive(ctx: Ctx) -> FsPath:
 
 def _days(path: FsPath, pack: str, year: int, month: int, ctx: Ctx) -> list[Day]:
     store = Store(path)
-    tz = zone(ctx.settings.history)
+    tz = site_zone(ctx.settings)
     try:
         out = []
         for day in month_days(year, month):
@@ -65,7 +66,7 @@ def _days(path: FsPath, pack: str, year: int, month: int, ctx: Ctx) -> list[Day]
 def _csv(path: FsPath, pack: str, day: date, ctx: Ctx) -> str:
     store = Store(path)
     try:
-        return day_csv(store, pack, day, zone(ctx.settings.history))
+        return day_csv(store, pack, day, site_zone(ctx.settings))
     finally:
         store.close()
 
@@ -74,7 +75,7 @@ def _zip(path: FsPath, pack: str, year: int, month: int, ctx: Ctx) -> bytes:
     store = Store(path)
     buf = io.BytesIO()
     try:
-        write_month_zip(store, pack, year, month, zone(ctx.settings.history), buf)
+        write_month_zip(store, pack, year, month, site_zone(ctx.settings), buf)
     finally:
         store.close()
     return buf.getvalue()
@@ -84,7 +85,7 @@ def _delete(path: FsPath, pack: str, day: date, ctx: Ctx) -> int:
     hist = ctx.settings.history
     archive = Archive(path, hist.archive, hist.max_gap)
     try:
-        start, end = day_bounds(day, zone(hist))
+        start, end = day_bounds(day, site_zone(ctx.settings))
         return archive.delete_range(pack, start, end)
     finally:
         archive.close()

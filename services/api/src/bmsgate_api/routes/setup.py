@@ -30,7 +30,7 @@ from bmsgate_bms.discovery import (
 from bmsgate_common.config_file import masked, merge, read_raw, save
 from bmsgate_common.first_run import SetupAnswers, build_config
 from bmsgate_common.settings import ConfigError
-from bmsgate_notifier.report import find_zone
+from bmsgate_common.timezones import find_zone, zone_name
 from bmsgate_notifier.sender import AppriseSender, check_url
 from bmsgate_reader.serial_link import SerialLink
 
@@ -251,8 +251,8 @@ async def timezone(
     latitude: float = Query(ge=-90, le=90), longitude: float = Query(ge=-180, le=180)
 ) -> dict[str, str]:
     """The time zone at these coordinates, found offline."""
-    zone = await asyncio.to_thread(find_zone, latitude, longitude, None)
-    return {"timezone": str(getattr(zone, "key", zone))}
+    zone = await asyncio.to_thread(find_zone, latitude, longitude)
+    return {"timezone": zone_name(zone)}
 
 
 @router.post("/apply", dependencies=[User])

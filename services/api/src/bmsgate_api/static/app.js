@@ -6,6 +6,8 @@ const bms = (() => {
     ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["export.html", "Exports"],
     ["tokens.html", "Tokens"], ["settings.html", "Settings"]];
 
+  let zone;  // the site's IANA time zone (GET /api/auth/status); the browser's until it is known
+
   class ApiError extends Error {
     constructor(status, detail) { super(detail); this.status = status; }
   }
@@ -87,6 +89,7 @@ const bms = (() => {
   async function start({ needLogin = false } = {}) {
     applyTheme();
     const status = await api("/api/auth/status");
+    zone = status.timezone || undefined;
     const here = location.pathname.split("/").pop() || "index.html";
     if (status.setup_required || !status.can_read || (needLogin && !status.logged_in)) {
       location.href = "login.html?next=" + encodeURIComponent(here);
@@ -114,6 +117,10 @@ const bms = (() => {
   const ago = (seconds) => seconds < 90 ? `${Math.round(seconds)} s ago`
     : seconds < 5400 ? `${Math.round(seconds / 60)} min ago` : `${Math.round(seconds / 3600)} h ago`;
 
+  // times in the site's zone, whatever the browser's is: a date-time, and hours:minutes
+  const when = (value, opts = {}) => new Date(value).toLocaleString([], { timeZone: zone, ...opts });
+  const hhmm = (value) => when(value, { hour: "2-digit", minute: "2-digit" });
+
   async function packs() { return api("/api/packs"); }
 
   function packPicker(select, list) {
@@ -135,5 +142,5 @@ const bms = (() => {
 
   const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 
-  return { api, start, fmt, esc, ago, packs, packPicker, message, css, ApiError };
+  return { api, start, fmt, esc, ago, when, hhmm, zone: () => zone, packs, packPicker, message, css, ApiError };
 })();

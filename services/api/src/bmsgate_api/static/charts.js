@@ -47,6 +47,7 @@ const charts = (() => {
     const chart = new uPlot({
       title, width: width(el), height: opts.height || 320,
       cursor: { sync: { key: "bms" }, drag: { x: true, y: false } },
+      ...(bms.zone() ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), bms.zone()) } : {}),  // the site's zone
       legend: { live: true },
       scales: { x: { time: true, ...(opts.x ? { range: () => opts.x } : {}) }, ...(opts.scales || {}) },
       axes: axes(opts.unit, opts.unitRight, opts.digits),
@@ -64,7 +65,7 @@ const charts = (() => {
     const end = Date.now() / 1000, start = end - hours * 3600;
     const first = times.length ? times[0] : null;
     if (first === null || first <= start + 0.05 * hours * 3600) return { x: [start, end], note: "" };
-    const hhmm = new Date(first * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const hhmm = bms.hhmm(first * 1000);
     const last = Math.max(end, times[times.length - 1]);
     return { x: [Math.min(first, last - 10), last], note: ` · data since ${hhmm}` };  // ≥ 10 s wide
   }
