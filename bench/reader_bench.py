@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from bmsgate_bms.link import Framer
-from bmsgate_bms.registry import protocol
+from bmsgate_bms.registry import NAMES, protocol
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_reader.serial_link import SerialLink
 
 ANSWER_DELAY = 0.010  # [s] a BMS's own time to answer (DALY boards take 5-20 ms)
-PROTOCOLS = ("daly_classic", "daly_new", "jk_uart", "jk_pb")
+PROTOCOLS = NAMES  # every registered protocol
 
 
 class CountingLink:

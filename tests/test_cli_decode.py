@@ -18,7 +18,7 @@ CASES = {
     "daly_classic": ("daly_classic", "daly_0x90_mpp_test_53v2"),
     "daly_new": ("daly_new", "daly_new_d2_status62_aiobmsble_4s"),
     "jk_uart": ("jk_uart", "jk_resp_16s_b1a24s15p_opendtu_1"),
-    "jk_pb": ("jk_pb_modbus", "jkpb_resp_type02_status_pb2a16s15p_8s"),
+    "jk_pb": ("jk_pb", "jkpb_resp_type02_status_pb2a16s15p_8s"),
 }
 # vector key -> pack-state name the decoder must use
 PACK_STATE_NAMES = {

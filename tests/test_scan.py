@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bmsgate_bms.discovery import Probe, parse_addresses, plan_probes, run_scan
+from bmsgate_bms.registry import NAMES, infos
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
 from bmsgate_bms.sim.daly_new import DalyNewBoard
@@ -23,8 +24,17 @@ from tests.support.procs import start_simulator
 TIMEOUT = 0.2  # [s] per probe: the simulator answers within milliseconds
 
 
-def test_default_plan_covers_every_protocol_grouped_by_baud_rate() -> None:
+def test_default_plan_covers_every_registered_protocol() -> None:
     probes = plan_probes()
+    assert {p.protocol for p in probes} == set(NAMES)
+    expected = sum(len(step.addresses) for i in infos() for step in i.scan)
+    assert len(probes) == expected  # every step at its default addresses, each once
+    alternate = [i for i, p in enumerate(probes) if (p.protocol, p.baudrate) == ("jk_pb", 9600)]
+    assert alternate == list(range(len(probes) - 15, len(probes)))  # alternate speeds last
+
+
+def test_daly_and_jk_plan_grouped_by_baud_rate() -> None:
+    probes = plan_probes(["daly_classic", "daly_new", "jk_uart", "jk_pb"])
     assert len(probes) == 16 + 16 + 1 + 1 + 15 + 15
     # DALY first in PROTOCOLS.md section 5's order: classic, new 0x81, new D2
     assert [p.protocol for p in probes[:33]] == ["daly_classic"] * 16 + ["daly_new"] * 17
@@ -43,7 +53,7 @@ def test_plan_keeps_addresses_each_protocol_can_have() -> None:
     assert [p.address for p in probes if p.variant == "81"] == [14, 15, 16]
     assert not any(p.variant == "d2" for p in probes)  # D2 is board 1 only
     assert [p.address for p in probes if p.protocol == "jk_pb"] == [14, 15, 14, 15]
-    assert plan_probes(["jk_pb"], jk_pb_9600=False) == [
+    assert plan_probes(["jk_pb"], alternates=False) == [
         Probe("jk_pb", 115200, a) for a in range(1, 16)
     ]
 

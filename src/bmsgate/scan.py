@@ -1,7 +1,8 @@
 """``bmsgate scan``: find which BMS answer on a serial port (bmsgate_bms.discovery does it).
 
-A full scan of a silent port sends 64 probes of 0.3 s each, about 19 s; ``--protocol`` and
-``--addresses`` shorten it: ``--protocol daly_classic --addresses 1-3`` takes about 1 s.
+A full scan of a silent port sends one probe of 0.3 s per protocol and address (it says how many
+and how long before it starts); ``--protocol`` and ``--addresses`` shorten it:
+``--protocol daly_classic --addresses 1-3`` takes about 1 s.
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--addresses",
         type=parse_addresses,
-        help="board addresses to try, e.g. 1-3,7 (default: 1-16 for DALY, 1-15 for JK-PB)",
+        help="board addresses to try, e.g. 1-3,7 (default: each protocol's usual range)",
     )
     parser.add_argument(
         "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="seconds to wait for each answer"
     )
     parser.add_argument(
-        "--no-jk-pb-9600", dest="jk_pb_9600", action="store_false",
-        help="skip JK-PB at 9600 baud (app setting 013)",
+        "--no-alternate-bauds", "--no-jk-pb-9600", dest="alternates", action="store_false",
+        help="probe each protocol at its default baud rate only (skips e.g. JK-PB at 9600)",
     )  # fmt: skip
 
 
@@ -60,7 +61,7 @@ def _say(text: str, stream: TextIO = sys.stderr) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``bmsgate scan``: one JSON object per BMS on stdout, the summary on stderr."""
-    probes = plan_probes(args.protocol, args.addresses, jk_pb_9600=args.jk_pb_9600)
+    probes = plan_probes(args.protocol, args.addresses, alternates=args.alternates)
     seconds = estimate_seconds(probes, args.timeout)
     opened: list[int] = []
 

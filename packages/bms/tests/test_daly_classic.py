@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bmsgate_bms import FrameError, daly_classic
 from bmsgate_bms.sim.bus import SimBus
@@ -179,16 +176,3 @@ async def test_wire_faults_are_absorbed(fault: str) -> None:
     bus.faults.mode = fault  # type: ignore[assignment]
     reading = await daly_classic.Driver(SimLink(bus)).read()
     assert reading.cell_voltages == bus.boards[0].model.cell_voltages
-
-
-@given(st.binary(max_size=80), st.none() | st.integers(0, 60))
-def test_fuzz_decoder_raises_only_frame_errors(data: bytes, cells: int | None) -> None:
-    with contextlib.suppress(FrameError):
-        daly_classic.decode_hex(data, cell_count=cells)
-
-
-@given(st.binary(max_size=40))
-def test_fuzz_framer_always_makes_progress_or_waits(data: bytes) -> None:
-    used, frame = daly_classic.framer(data)
-    assert 0 <= used <= len(data)
-    assert frame is None or daly_classic.frame_data(frame)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import pytest
@@ -405,14 +404,6 @@ def test_simulated_board_answers_any_range_of_its_map() -> None:
 VARIANTS = st.sampled_from([None, "d2", "81"])
 
 
-@given(st.binary(max_size=300), st.integers(0, 0x200), VARIANTS, st.none() | st.integers(0, 60))
-def test_fuzz_decoder_raises_only_frame_errors(
-    data: bytes, start: int, variant: Any, cells: int | None
-) -> None:
-    with contextlib.suppress(FrameError):
-        daly_new.decode_hex(data, start_register=start, variant=variant, cell_count=cells)
-
-
 @given(
     st.sampled_from([0xD2, 0x51, 0x60]),
     st.sampled_from([0x03, 0x06, 0x83, 0x10]),
@@ -434,12 +425,7 @@ def test_fuzz_crc_valid_frames_raise_only_frame_errors(
 
 
 @given(st.binary(max_size=300))
-def test_fuzz_framer_always_makes_progress_or_waits(data: bytes) -> None:
-    used, frame = daly_new.framer(data)
-    assert 0 <= used <= len(data)
-    if frame is not None:
-        assert data.startswith(frame)
-        daly_new.parse_answer(frame)  # raises for anything but a CRC-valid answer
+def test_fuzz_request_framer_makes_progress_or_waits(data: bytes) -> None:
     used, frame = daly_new.request_framer(data)
     assert 0 <= used <= len(data)
     assert frame is None or len(frame) == 8

@@ -433,10 +433,6 @@ async def test_broken_answers_are_timeouts_not_wrong_values(fault: str) -> None:
 
 
 # --- fuzz ------------------------------------------------------------------------------------
-@given(st.binary(max_size=400), st.none() | st.integers(0, 2))
-def test_fuzz_decoder_raises_only_frame_errors(data: bytes, version: int | None) -> None:
-    with contextlib.suppress(FrameError):
-        jk_uart.decode_hex(data, protocol_version=version)
 
 
 @given(st.binary(max_size=300), st.sampled_from([jk_uart.READ_ALL, jk_uart.READ_ONE]))
@@ -447,11 +443,3 @@ def test_fuzz_record_walker_in_valid_frames(info: bytes, command: int) -> None:
         return
     with contextlib.suppress(FrameError):
         jk_uart.to_reading(parts)
-
-
-@given(st.binary(max_size=120))
-def test_fuzz_framer_always_makes_progress_or_waits(data: bytes) -> None:
-    used, frame = jk_uart.framer(data)
-    assert 0 <= used <= len(data)
-    if frame is not None:
-        jk_uart.check_frame(frame)

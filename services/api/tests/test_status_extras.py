@@ -18,6 +18,7 @@ from bmsgate_api.openhasp import OBJECT, default_objects, pages
 from bmsgate_api.routes.status import branding_css
 from bmsgate_api.sky import parse_forecast, sun_times
 from bmsgate_api.store import PackStore
+from bmsgate_bms.registry import NAMES, info
 from bmsgate_common.models import Availability, PackState, utcnow
 from bmsgate_common.settings import Settings
 from bmsgate_outputs.entities import descriptions
@@ -337,3 +338,34 @@ def test_revoked_sessions_expire_from_the_file(tmp_path: Path) -> None:
     s.revoke(fresh)
     again = Sessions(key=b"k" * 32, lifetime=100, path=path)
     assert not again.valid(fresh, "h")
+
+
+async def test_protocols_are_listed_as_they_describe_themselves() -> None:
+    async with client(PackStore(), Settings()) as http:
+        got = await http.get("/api/protocols")
+    assert got.status_code == 200
+    listed = got.json()
+    assert [p["name"] for p in listed] == list(NAMES)
+    for entry in listed:
+        about = info(entry["name"])
+        assert entry["label"] == about.label and entry["layout"] == about.layout
+        assert entry["baudrates"][0] == about.baudrate
+        assert entry["mos_switching"] is about.mos_switching
+
+
+async def test_home_assistant_device_names_make_model_and_firmware() -> None:
+    settings = Settings.model_validate({
+        "buses": BUSES,
+        "publisher": {"targets": [{"name": "ha", "homeassistant": {"enabled": True}}]},
+    })  # fmt: skip
+    east = state("east", 80, [3.3] * 4, extras={"software_version": "V19.05"})
+    store = make_store(east, state("west", 70, [3.3] * 4))
+    async with client(store, settings) as http:
+        body = (await http.get("/api/export/homeassistant.json")).json()
+    devices = {
+        m["topic"]: m["payload"]["dev"] for m in body["messages"] if m["topic"].endswith("/config")
+    }
+    east_dev = devices["homeassistant/device/bmsgate_east/config"]
+    assert (east_dev["mf"], east_dev["mdl"]) == (info("jk_pb").manufacturer, info("jk_pb").model)
+    assert east_dev["sw"] == "V19.05"
+    assert "sw" not in devices["homeassistant/device/bmsgate_west/config"]

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from .checksum import sum8
+from .driver import ProbeAnswer, ProtocolInfo, ScanStep
 from .errors import ChecksumError, FrameError, LengthError
 from .fields import Field, decode, read_int
 from .link import Link
@@ -378,3 +379,26 @@ class DalyClassicDriver:
 
 
 Driver = DalyClassicDriver
+
+
+async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAnswer:
+    """Scan probe: 0x90 (voltage, SOC), then 0x94 for the cell count."""
+    soc = await link.exchange(request(SOC, address), framer)
+    frame_data(soc[0], SOC, address)
+    await asyncio.sleep(0.12)  # boards want a quiet gap between frames
+    status = await link.exchange(request(STATUS, address), framer)
+    frame_data(status[0], STATUS, address)
+    parts = decode_frames([soc[0], status[0]])
+    return ProbeAnswer(int(parts["cell_count"]), parts["pack_voltage"], parts["soc"])
+
+
+INFO: Final = ProtocolInfo(
+    name=NAME,
+    label="DALY (classic, UART/RS485)",
+    manufacturer="DALY",
+    model="DALY BMS (UART protocol)",
+    baudrates=(BAUDRATE,),
+    addresses=(1, 0xC0),  # host address 0x3F + board must fit in a byte
+    scan=(ScanStep(BAUDRATE, range(1, 17)),),  # boards 1..16 unless the user names others
+    soc_setting=True,
+)

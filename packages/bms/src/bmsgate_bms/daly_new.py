@@ -24,7 +24,7 @@ from typing import Any, Final, Literal, NamedTuple
 from .alarms import ALARMS
 from .checksum import crc16_modbus
 from .daly_classic import decode_failures
-from .driver import UnsupportedCommand
+from .driver import ProbeAnswer, ProtocolInfo, ScanStep, UnsupportedCommand
 from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
 from .fields import Field, decode_field, read_int
 from .link import Framer, Link
@@ -883,3 +883,34 @@ class DalyNewDriver:
 
 
 Driver = DalyNewDriver
+
+D2_PROBE: Final = (0x00, D2_STATUS_SHORT)  # the read every D2 firmware answers
+P81_PROBE: Final = P81_STATUS[0]  # BMSTool's first read (cells, V, I, SOC, counts)
+
+
+async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAnswer:
+    """Scan probe: one status read (0x81 variant at board ``address``, or D2)."""
+    which: Variant = "d2" if variant == "d2" else "81"
+    start, count = D2_PROBE if which == "d2" else P81_PROBE
+    answer_from = response_address(which, address)
+    frames = await link.exchange(
+        read_request(start, count, variant=which, board=address), response_framer(answer_from)
+    )
+    parts = decode_registers(read_payload(frames[0], count, address=answer_from), start, which)
+    return ProbeAnswer(int(parts["cell_count"]), parts["pack_voltage"], parts["soc"])
+
+
+INFO: Final = ProtocolInfo(
+    name=NAME,
+    label="DALY (new: H/K/M/S, 100 Balance)",
+    manufacturer="DALY",
+    model="DALY BMS (new protocol)",
+    baudrates=(BAUDRATE,),
+    addresses=(1, MAX_BOARDS),  # 0x81..0x90
+    variants={"81": (1, MAX_BOARDS), "d2": (1, 1)},  # D2 has no bus address
+    scan=(
+        ScanStep(BAUDRATE, range(1, MAX_BOARDS + 1), "81"),
+        ScanStep(BAUDRATE, range(1, 2), "d2"),
+    ),
+    soc_setting=False,  # the default 0x81 variant has none; D2's register 0xA7 is written
+)

@@ -12,22 +12,17 @@ Scan: which BMS answer on a port, with which protocol and address.
 The scan is a fixed plan of single requests (``plan_probes``), sent one at a time over the
 reader's own ``SerialLink`` (``run_scan``). A probe counts as an answer only when a frame passes
 the protocol's checksum and comes from the probed address, so another protocol's bytes on the
-line never count. What is sent, in order (the DALY order is PROTOCOLS.md section 5's suggestion):
-
-* 9600 baud: DALY classic 0x90 to boards 1..16 (host address 0x3F + board, 0x40 for board 1;
-  0x94 follows on an answer, for the cell count); DALY new ``81 03 00 00 00 40`` to boards
-  1..16 (asked at 0x80 + board, answering from 0x50 + board); DALY new
-  ``D2 03 00 00 00 3E`` (D2 has no bus address).
-* 115200 baud: JK 0x4E57 read-all (one BMS per line); JK-PB FC 0x10 trigger 0x1620 to DIP
-  addresses 1..15.
-* 9600 baud again: JK-PB trigger to 1..15 for the "013 (9600) JK BMS RS485 Modbus V1.0"
-  setting. A protocol and address found at one baud rate is not probed again at another: a
-  pseudo-terminal or TCP bridge ignores the baud rate, and a board has only one.
+line never count. What is sent, and to which addresses, each protocol module says itself
+(``INFO.scan`` and ``probe``, listed by bmsgate_bms.registry; the table in
+docs/protocols/README.md is made from them): the steps at each protocol's default line speed,
+grouped by baud rate so the port is opened once per speed, then the alternate speeds (JK-PB's
+9600 baud "013" setting). A protocol and address found at one baud rate is not probed again at
+another: a pseudo-terminal or TCP bridge ignores the baud rate, and a board has only one.
 
 Duration: each silent probe waits ``timeout`` (default 0.3 s), so a full scan of a silent port
-sends 64 probes and takes about 64 x 0.3 = 19 s (``estimate_seconds``); an answer ends its
-probe early. ``--protocol`` and ``--addresses`` shorten it: ``--protocol daly_classic
---addresses 1-3`` takes about 1 s.
+takes about probes x 0.3 s (``estimate_seconds``; ``bmsgate scan`` says the figure before it
+starts); an answer ends its probe early. ``--protocol`` and ``--addresses`` shorten it:
+``--protocol daly_classic --addresses 1-3`` takes about 1 s.
 """
 
 from __future__ import annotations
@@ -40,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from . import daly_classic, daly_new, jk_pb, jk_uart
 from .errors import FrameError, LinkTimeout
 from .link import Link
+from .registry import NAMES, infos, protocol
 
 BY_ID = Path("/dev/serial/by-id")
 
@@ -111,16 +106,9 @@ def list_serial_ports(found: Iterable[PortInfo]) -> list[Port]:
     return ports
 
 
-PROTOCOL_ORDER: Final = ("daly_classic", "daly_new", "jk_uart", "jk_pb")
-DALY_BOARDS: Final = range(1, daly_new.MAX_BOARDS + 1)  # 16 boards, the 0x81 variant's limit
-# host address 0x3F + board must fit in one byte: boards 1..192, as the classic driver accepts
-DALY_CLASSIC_BOARDS: Final = range(1, 0xC0 + 1)
-JK_PB_ADDRESSES: Final = range(1, jk_pb.MAX_ADDRESS + 1)
-JK_PB_SLOW_BAUDRATE: Final = 9600  # JK app protocol "013", the 9600-baud Modbus V1.0
+PROTOCOL_ORDER: Final = NAMES  # the registry's order
 DEFAULT_TIMEOUT: Final = 0.3  # [s] per probe; real boards answer within ~0.1 s
 ANSWER_GAP: Final = 0.12  # [s] quiet time after an answer: JK wants >= 100 ms between frames
-D2_PROBE: Final = (0x00, daly_new.D2_STATUS_SHORT)  # the read every D2 firmware answers
-P81_PROBE: Final = daly_new.P81_STATUS[0]  # BMSTool's first read (cells, V, I, SOC, counts)
 
 
 @dataclass(frozen=True)
@@ -192,44 +180,32 @@ def plan_probes(
     protocols: Iterable[str] | None = None,
     addresses: Sequence[int] | None = None,
     *,
-    jk_pb_9600: bool = True,
+    alternates: bool = True,
 ) -> list[Probe]:
     """Every probe of a scan, grouped by baud rate so the port is opened once per group.
 
-    ``addresses`` replaces the default board range of the bus protocols; an address a protocol
-    cannot have (JK-PB above 15, DALY new above 16) is left out for that protocol only.
+    Each protocol's ``INFO.scan`` steps, in registry order: the default line speeds first
+    (grouped by baud rate in the order they first appear), then the alternate ones unless
+    ``alternates`` is False. ``addresses`` replaces the default board range of the steps; an
+    address a protocol (or variant) cannot have is left out for that protocol only.
     """
     wanted = set(PROTOCOL_ORDER if protocols is None else protocols)
     unknown = wanted - set(PROTOCOL_ORDER)
     if unknown:
         known = ", ".join(PROTOCOL_ORDER)
         raise ValueError(f"unknown protocol {sorted(unknown)[0]!r}; known: {known}")
-
-    def boards(default: range, possible: range) -> list[int]:
-        return list(default) if addresses is None else [a for a in addresses if a in possible]
-
-    slow: list[Probe] = []
-    fast: list[Probe] = []
-    last: list[Probe] = []
-    if "daly_classic" in wanted:
-        slow += [
-            Probe("daly_classic", daly_classic.BAUDRATE, a)
-            for a in boards(DALY_BOARDS, DALY_CLASSIC_BOARDS)
-        ]
-    if "daly_new" in wanted:
-        slow += [
-            Probe("daly_new", daly_new.BAUDRATE, a, "81") for a in boards(DALY_BOARDS, DALY_BOARDS)
-        ]
-        if addresses is None or 1 in addresses:
-            slow.append(Probe("daly_new", daly_new.BAUDRATE, 1, "d2"))
-    if "jk_uart" in wanted and (addresses is None or 1 in addresses):
-        fast.append(Probe("jk_uart", jk_uart.BAUDRATE, 1))
-    if "jk_pb" in wanted:
-        pb = boards(JK_PB_ADDRESSES, JK_PB_ADDRESSES)
-        fast += [Probe("jk_pb", jk_pb.BAUDRATE, a) for a in pb]
-        if jk_pb_9600:
-            last += [Probe("jk_pb", JK_PB_SLOW_BAUDRATE, a) for a in pb]
-    return slow + fast + last
+    steps = [(i, step) for i in infos() if i.name in wanted for step in i.scan]
+    planned: list[Probe] = []
+    for alternate in (False, True) if alternates else (False,):
+        batch = [(i, s) for i, s in steps if s.alternate == alternate]
+        bauds = list(dict.fromkeys(s.baudrate for _, s in batch))
+        for info, step in sorted(batch, key=lambda pair: bauds.index(pair[1].baudrate)):
+            low, high = info.address_range(step.variant)
+            chosen = step.addresses if addresses is None else addresses
+            planned += [
+                Probe(info.name, step.baudrate, a, step.variant) for a in chosen if low <= a <= high
+            ]
+    return planned
 
 
 def estimate_seconds(probes: Sequence[Probe], timeout: float) -> float:
@@ -239,37 +215,8 @@ def estimate_seconds(probes: Sequence[Probe], timeout: float) -> float:
 
 async def probe_once(link: Link, probe: Probe) -> Found:
     """Send one probe; Found, or LinkTimeout (silence) or FrameError (a wrong answer)."""
-    if probe.protocol == "daly_classic":
-        board = probe.address
-        soc = await link.exchange(
-            daly_classic.request(daly_classic.SOC, board), daly_classic.framer
-        )
-        daly_classic.frame_data(soc[0], daly_classic.SOC, board)
-        await asyncio.sleep(ANSWER_GAP)
-        status = await link.exchange(
-            daly_classic.request(daly_classic.STATUS, board), daly_classic.framer
-        )
-        daly_classic.frame_data(status[0], daly_classic.STATUS, board)
-        parts = daly_classic.decode_frames([soc[0], status[0]])
-        return Found(probe, int(parts["cell_count"]), parts["pack_voltage"], parts["soc"])
-    if probe.protocol == "daly_new":
-        variant: daly_new.Variant = "d2" if probe.variant == "d2" else "81"
-        start, count = D2_PROBE if variant == "d2" else P81_PROBE
-        answer_from = daly_new.response_address(variant, probe.address)
-        request = daly_new.read_request(start, count, variant=variant, board=probe.address)
-        frames = await link.exchange(request, daly_new.response_framer(answer_from))
-        payload = daly_new.read_payload(frames[0], count, address=answer_from)
-        parts = daly_new.decode_registers(payload, start, variant)
-        return Found(probe, int(parts["cell_count"]), parts["pack_voltage"], parts["soc"])
-    if probe.protocol == "jk_uart":
-        frames = await link.exchange(jk_uart.read_all_request(), jk_uart.response_framer)
-        parts = jk_uart.decode_frames(frames[:1])
-        cells = parts.get("cell_count", len(parts.get("cell_voltages", [])))
-        return Found(probe, int(cells), parts.get("pack_voltage"), parts.get("soc"))
-    if probe.protocol == "jk_pb":
-        reading = await jk_pb.Driver(link, probe.address).read()  # one trigger, one 55 AA frame
-        return Found(probe, reading.cell_count, reading.pack_voltage, reading.soc)
-    raise ValueError(f"no probe for {probe.protocol!r}")
+    answer = await protocol(probe.protocol).probe(link, probe.address, probe.variant)
+    return Found(probe, answer.cell_count, answer.pack_voltage, answer.soc)
 
 
 class ScanLink(Link, Protocol):

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, NamedTuple
 
 from .checksum import crc16_modbus, sum8
-from .driver import UnsupportedCommand
+from .driver import ProbeAnswer, ProtocolInfo, ScanStep, UnsupportedCommand
 from .errors import ChecksumError, FrameError, LengthError
 from .fields import Field, decode, read_int
 from .link import Link
@@ -695,3 +695,26 @@ class JkPbDriver:
 
 
 Driver = JkPbDriver
+
+SLOW_BAUDRATE: Final = 9600  # JK app protocol "013", the 9600-baud Modbus V1.0
+
+
+async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAnswer:
+    """Scan probe: one live-data trigger, answered by one 55 AA frame."""
+    reading = await JkPbDriver(link, address).read()
+    return ProbeAnswer(reading.cell_count, reading.pack_voltage, reading.soc)
+
+
+INFO: Final = ProtocolInfo(
+    name=NAME,
+    label="JK-PB (RS485 Modbus)",
+    manufacturer="JK BMS",
+    model="JK-PB BMS (RS485 Modbus)",
+    baudrates=(BAUDRATE, SLOW_BAUDRATE),
+    addresses=(1, MAX_ADDRESS),  # DIP switches; 0 is the bus master
+    scan=(
+        ScanStep(BAUDRATE, range(1, MAX_ADDRESS + 1)),
+        ScanStep(SLOW_BAUDRATE, range(1, MAX_ADDRESS + 1), alternate=True),
+    ),
+    layout="jk",
+)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .checksum import sum16
-from .driver import UnsupportedCommand
+from .driver import ProbeAnswer, ProtocolInfo, ScanStep, UnsupportedCommand
 from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
 from .fields import Field, decode_field, read_int
 from .link import Link
@@ -508,3 +508,23 @@ class JkUartDriver:
 
 
 Driver = JkUartDriver
+
+
+async def probe(link: Link, address: int = 1, variant: str | None = None) -> ProbeAnswer:
+    """Scan probe: one read-all (no bus address: one BMS per line)."""
+    frames = await link.exchange(read_all_request(), response_framer)
+    parts = decode_frames(frames[:1])
+    cells = parts.get("cell_count", len(parts.get("cell_voltages", [])))
+    return ProbeAnswer(int(cells), parts.get("pack_voltage"), parts.get("soc"))
+
+
+INFO: Final = ProtocolInfo(
+    name=NAME,
+    label="JK (UART, 0x4E57)",
+    manufacturer="JK BMS",
+    model="JK-B BMS (UART protocol)",
+    baudrates=(BAUDRATE,),
+    addresses=(1, 1),  # one BMS per line
+    scan=(ScanStep(BAUDRATE, range(1, 2)),),
+    layout="jk",
+)

@@ -7,7 +7,7 @@ before it is written (bmsgate_common.config_file.save).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,7 +23,7 @@ class FoundPack(_Answer):
 
     protocol: ProtocolName
     address: int = Field(ge=1, le=247)
-    variant: Literal["81", "d2"] | None = None
+    variant: str | None = Field(default=None, max_length=20)
     name: str = Field(min_length=1, max_length=60)
 
 
@@ -99,7 +99,7 @@ def build_config(a: SetupAnswers) -> dict[str, Any]:
             ids[pack.name] = pack_id(pack.name, taken)
             packs.append({"id": ids[pack.name], "name": pack.name, "address": pack.address})
         entry: dict[str, Any] = {"port": bus.port, "protocol": bus.packs[0].protocol}
-        if bus.packs[0].protocol == "daly_new" and bus.packs[0].variant:
+        if bus.packs[0].variant:
             entry["variant"] = bus.packs[0].variant
         buses.append(entry | {"packs": packs})
     cfg: dict[str, Any] = {"buses": buses}

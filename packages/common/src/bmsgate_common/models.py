@@ -10,13 +10,37 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from bmsgate_bms.registry import NAMES as PROTOCOL_NAMES
 
 PACK_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # one MQTT topic level, URL-safe
 PackId = Annotated[
     str, Field(pattern=PACK_ID_PATTERN, description="pack id: lowercase letters, digits, - and _")
 ]
-ProtocolName = Literal["daly_classic", "daly_new", "jk_uart", "jk_pb"]
+
+
+def _known_protocol(name: str) -> str:
+    if name not in PROTOCOL_NAMES:
+        raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOL_NAMES)}")
+    return name
+
+
+# a protocol of bmsgate_bms.registry (the registry's names; its modules are not imported here)
+ProtocolName = Annotated[
+    str,
+    AfterValidator(_known_protocol),
+    WithJsonSchema({"enum": list(PROTOCOL_NAMES), "type": "string"}),
+]
 Extra = str | int | float | bool | None
 
 

@@ -22,27 +22,12 @@ from pydantic import (
     model_validator,
 )
 
+from bmsgate_bms.registry import info as protocol_info
+
 from .models import PackId, ProtocolName
 from .timezones import ZoneName
 
 CONFIG_ENV: str = "BMSGATE_CONFIG"  # path of the YAML file when --config is not given
-
-# default line speed of each protocol [baud]
-DEFAULT_BAUD: dict[str, int] = {
-    "daly_classic": 9600,
-    "daly_new": 9600,
-    "jk_uart": 115200,
-    "jk_pb": 115200,
-}
-
-
-# board addresses each protocol can reach on one bus
-ADDRESSES: dict[str, tuple[int, int]] = {
-    "daly_classic": (1, 0xC0),  # host address 0x3F + board must fit in a byte
-    "daly_new": (1, 16),  # 0x81..0x90 (H/K/M/S, 100 Balance)
-    "jk_uart": (1, 1),  # one BMS per line
-    "jk_pb": (1, 15),  # DIP switches; 0 is the bus master
-}
 
 
 class ConfigError(Exception):
@@ -95,9 +80,11 @@ class BusSettings(_Section):
     offline_after: int = Field(default=3, ge=1, description="missed polls before a pack is offline")
     timeout: float = Field(default=0.5, gt=0, description="[s] to wait for an answer")
     retries: int = Field(default=1, ge=0, description="retries of a failed request within a poll")
-    variant: Literal["81", "d2"] | None = Field(
+    variant: str | None = Field(
         default=None,
-        description="daly_new only: '81' for H/K/M/S and 100 Balance boards (default), 'd2'",
+        max_length=20,
+        description="for protocols with variants (bmsgate_bms.registry), e.g. daly_new: "
+        "'81' for H/K/M/S and 100 Balance boards (default), 'd2'",
     )
     passthrough: str | None = Field(
         default=None,
@@ -111,18 +98,20 @@ class BusSettings(_Section):
     @property
     def baud(self) -> int:
         """The line speed in use."""
-        return self.baudrate or DEFAULT_BAUD[self.protocol]
+        return self.baudrate or protocol_info(self.protocol).baudrate
 
     @model_validator(mode="after")
     def _unique_packs(self) -> BusSettings:
         addresses = [p.address for p in self.packs]
         if len(set(addresses)) != len(addresses):
             raise ValueError("two packs on one bus share an address")
-        if self.variant is not None and self.protocol != "daly_new":
-            raise ValueError("variant applies to protocol daly_new only")
-        low, high = ADDRESSES[self.protocol]
-        if self.protocol == "daly_new" and self.variant == "d2":
-            high = 1  # the D2 variant has no bus address
+        info = protocol_info(self.protocol)
+        if self.variant is not None and self.variant not in info.variants:
+            if not info.variants:
+                raise ValueError(f"protocol {self.protocol} has no variants")
+            known = ", ".join(info.variants)
+            raise ValueError(f"variant of {self.protocol} is one of {known}, not {self.variant!r}")
+        low, high = info.address_range(self.variant)
         for pack in self.packs:
             if not low <= pack.address <= high:
                 raise ValueError(

@@ -8,24 +8,27 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from bmsgate_bms.registry import info as protocol_info
 from bmsgate_common.models import PackState
 
 from .entities import Description
 from .topics import TargetTopics
 
 ORIGIN_NAME: Final = "bmsgate"
-MANUFACTURER: Final = {
-    "daly_classic": "DALY",
-    "daly_new": "DALY",
-    "jk_uart": "JK BMS",
-    "jk_pb": "JK BMS",
-}
-MODEL: Final = {
-    "daly_classic": "DALY BMS (UART protocol)",
-    "daly_new": "DALY BMS (new protocol)",
-    "jk_uart": "JK-B BMS (UART protocol)",
-    "jk_pb": "JK-PB BMS (RS485 Modbus)",
-}
+FIRMWARE_KEYS: Final = ("software_version", "firmware_version")  # extras a BMS may report
+
+
+def _device(state: PackState) -> dict[str, Any]:
+    """Make, model (from the protocol's own description) and firmware where the BMS says it."""
+    try:
+        info = protocol_info(state.protocol)
+        dev: dict[str, Any] = {"mf": info.manufacturer, "mdl": info.model}
+    except KeyError:
+        dev = {"mf": state.protocol, "mdl": state.protocol}
+    firmware = next((state.extras[k] for k in FIRMWARE_KEYS if state.extras.get(k)), None)
+    if firmware is not None:
+        dev["sw"] = str(firmware)
+    return dev
 
 
 def object_id(pack: str) -> str:
@@ -106,8 +109,7 @@ def device_config(
         "dev": {
             "ids": [object_id(pack)],
             "name": state.name,
-            "mf": "bmsgate" if is_bank else MANUFACTURER.get(state.protocol, state.protocol),
-            "mdl": "Battery bank" if is_bank else MODEL.get(state.protocol, state.protocol),
+            **({"mf": "bmsgate", "mdl": "Battery bank"} if is_bank else _device(state)),
         },
         "o": {"name": ORIGIN_NAME, "sw": version},
         "qos": 1,

@@ -5,15 +5,12 @@ from __future__ import annotations
 import importlib
 from typing import Final
 
+from ..registry import NAMES, info
 from .bus import Board, SimBus
 from .model import PackModel
 
-BOARDS: Final[dict[str, str]] = {
-    "daly_classic": "bmsgate_bms.sim.daly_classic",
-    "daly_new": "bmsgate_bms.sim.daly_new",
-    "jk_uart": "bmsgate_bms.sim.jk_uart",
-    "jk_pb": "bmsgate_bms.sim.jk_pb",
-}
+# a protocol's simulated board lives in bmsgate_bms.sim.<protocol> and is called Board
+BOARDS: Final[dict[str, str]] = {name: f"bmsgate_bms.sim.{name}" for name in NAMES}
 
 
 def make_bus(protocol: str, boards: int = 1, cells: int = 16, seed: int = 1) -> SimBus:
@@ -25,8 +22,7 @@ def make_bus(protocol: str, boards: int = 1, cells: int = 16, seed: int = 1) -> 
         module.Board(PackModel.create(cells=cells, seed=seed + n), address=n + 1)
         for n in range(boards)
     ]
-    baud = importlib.import_module(f"bmsgate_bms.{protocol}").BAUDRATE
-    return SimBus(made, baudrate=baud)
+    return SimBus(made, baudrate=info(protocol).baudrate)
 
 
 __all__ = ["BOARDS", "Board", "PackModel", "SimBus", "make_bus"]

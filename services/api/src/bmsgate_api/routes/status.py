@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
 
+from bmsgate_bms.registry import infos
 from bmsgate_common.models import utcnow
 from bmsgate_common.settings import LOGO_TYPES
 
@@ -13,6 +17,28 @@ from ..sky import Sky, sky
 from ..views import BankView, bank_view
 
 router = APIRouter(prefix="/api", tags=["status"])
+
+
+class ProtocolView(BaseModel):
+    """A protocol as it describes itself (bmsgate_bms.registry), for the setup page and layouts."""
+
+    name: str = Field(description="the configuration's `protocol`")
+    label: str = Field(description="what a person picks")
+    manufacturer: str
+    model: str
+    baudrates: list[int] = Field(description="[baud] the default first")
+    addresses: list[int] = Field(description="lowest and highest address on one bus")
+    variants: dict[str, list[int]] = Field(description="variant -> its address range")
+    layout: Literal["daly", "jk"] = Field(description="the status card that suits the make")
+    mos_switching: bool = Field(description="charge/discharge MOSFETs can be switched")
+    soc_setting: bool = Field(description="the SOC can be set")
+    read_only_note: str = Field(description="why commands are refused, if they are")
+
+
+@router.get("/protocols", dependencies=[Reader])
+async def protocols() -> list[ProtocolView]:
+    """Every protocol bmsgate speaks, in scan order."""
+    return [ProtocolView(**i.as_dict()) for i in infos()]
 
 
 def pack_names(ctx: Ctx) -> dict[str, str]:

@@ -11,6 +11,11 @@
   $("later").onclick = () => sessionStorage.setItem("bmsgate-setup-later", "1");
 
   const found = [];  // {port, protocol, address, variant, cell_count, soc}
+  // the protocols as they describe themselves (bmsgate_bms.registry)
+  const protocols = await api("/api/protocols");
+  const labels = Object.fromEntries(protocols.map((p) => [p.name, p.label]));
+  for (const p of protocols) $("protocol").add(new Option(p.label, p.name));
+  const labelOf = (f) => `${labels[f.protocol] || f.protocol}${f.variant ? " " + f.variant : ""}`;
 
   function portRow(p) {
     const name = p.by_id || p.device;
@@ -69,7 +74,7 @@
       }
       if (!found.length) throw new Error("No BMS answered. Check the wiring (A/B, TX/RX), the power and the protocol.");
       message($("scan-msg"), `Found ${found.length} BMS: ` + found.map((f) =>
-        `${f.protocol} at address ${f.address} on ${f.port} (${f.cell_count} cells${f.soc !== undefined ? ", " + f.soc + " %" : ""})`).join("; "), true);
+        `${labelOf(f)} at address ${f.address} on ${f.port} (${f.cell_count} cells${f.soc !== undefined ? ", " + f.soc + " %" : ""})`).join("; "), true);
       showNames();
     } catch (err) {
       message($("scan-msg"), err.message, false);
@@ -79,7 +84,7 @@
   };
 
   function showNames() {
-    $("packs").innerHTML = found.map((f, i) => `<div class="row"><label>${esc(f.protocol)} #${f.address}, ${f.cell_count} cells
+    $("packs").innerHTML = found.map((f, i) => `<div class="row"><label>${esc(labelOf(f))} #${f.address}, ${f.cell_count} cells
       <input class="pack-name" data-i="${i}" value="Pack ${i + 1}" maxlength="60"></label></div>`).join("");
     $("bank-box").hidden = found.length < 2;
     $("bank-members").innerHTML = found.map((f, i) =>
