@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from bmsgate_bms.driver import UnsupportedCommand
 from bmsgate_bms.errors import FrameError
+from bmsgate_bms.plausible import Limits, implausible
 from bmsgate_bms.registry import NAMES, PROTOCOLS, info, protocol
 from bmsgate_bms.sim import BOARDS, make_bus
 from bmsgate_bms.sim.link import SimLink
@@ -52,6 +53,7 @@ def test_module_describes_itself(name: str) -> None:
     assert PROTOCOLS[name] == f"bmsgate_bms.{name}"
     assert about.baudrate == module.BAUDRATE
     assert module.Driver.protocol == name
+    assert isinstance(module.LIMITS, Limits) and module.LIMITS.max_current > 0
     assert about.label and about.manufacturer and about.model
     low, high = about.addresses
     assert 1 <= low <= high <= 247
@@ -152,6 +154,7 @@ async def test_simulator_round_trip(name: str, fault: str) -> None:
         assert reading.pack_voltage == pytest.approx(model.pack_voltage, abs=0.1)
         assert reading.current == pytest.approx(model.current, abs=0.1)  # negative: discharging
         assert reading.soc == pytest.approx(model.soc, abs=1)
+        assert implausible(reading, protocol(name).LIMITS) is None
 
 
 @every_protocol
