@@ -27,8 +27,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from bmsgate.broker import PrivateBroker, free_port, wait_for_port
+from bmsgate_common import topics
 from bmsgate_common.models import PackState
-from bmsgate_common.topics import topic
 from bmsgate_modbus.logic import MapOptions, RegisterStore
 from bmsgate_modbus.registers import BASE, SIZE
 from bmsgate_modbus.server import RegisterServer
@@ -137,7 +137,9 @@ async def _latency(rounds: int) -> list[float]:
             for n in range(rounds + 1):  # round 0 warms up (first message, first read)
                 soc = float(n % 100)
                 sent = time.perf_counter()
-                await mqtt.publish(topic("state", "garage"), state(soc).model_dump_json(), qos=1)
+                await mqtt.publish(
+                    topics.STATE.topic("garage"), state(soc).model_dump_json(), qos=1
+                )
                 while True:
                     reply = await client.read_holding_registers(BASE, count=1, device_id=1)
                     if not reply.isError() and reply.registers == [int(soc)]:

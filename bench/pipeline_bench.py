@@ -44,8 +44,8 @@ import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
 from bmsgate.broker import PrivateBroker, free_port, wait_for_port
+from bmsgate_common import topics
 from bmsgate_common.models import Availability, PackState
-from bmsgate_common.topics import topic
 from bmsgate_modbus.registers import BASE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -137,7 +137,7 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
     ) as client:
         at = datetime.now(UTC)
         await asyncio.gather(*(
-            client.publish(topic("availability", p),
+            client.publish(topics.AVAILABILITY.topic(p),
                            Availability(pack=p, state="online", ts=at).model_dump_json(),
                            qos=1, retain=True)
             for p in bench.packs
@@ -157,7 +157,7 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
                 payload = texts[i].replace(ts_text, f'"ts":"{stamp}"').replace("12.345", f"{soc}.0")
                 sent = time.perf_counter()
                 task = asyncio.create_task(
-                    client.publish(topic("state", pack), payload, qos=1, retain=True)
+                    client.publish(topics.STATE.topic(pack), payload, qos=1, retain=True)
                 )
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)

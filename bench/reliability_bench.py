@@ -35,9 +35,9 @@ import aiomqtt
 import yaml
 
 from bmsgate.broker import PrivateBroker, free_port
+from bmsgate_common import topics
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import BusSettings
-from bmsgate_common.topics import topic
 from bmsgate_history.sample import from_ms, to_ms
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def state(pack: str, ts_ms: int, i: int) -> PackState:
 async def history_detail(port: int) -> dict[str, Any]:
     """The history service's retained status detail (its InfluxDB counters)."""
     async with aiomqtt.Client(HOST, port) as client:
-        await client.subscribe(topic("service_status", "history"), qos=1)
+        await client.subscribe(topics.SERVICE_STATUS.topic("history"), qos=1)
         async with asyncio.timeout(5):
             async for message in client.messages:
                 detail: dict[str, Any] = json.loads(message.payload).get("detail") or {}  # type: ignore[arg-type]
@@ -87,7 +87,7 @@ async def send_states(port: int, rate: float, seconds: float, first: int, base: 
             i = first + n
             pack = f"p{i % PACKS}"
             body = state(pack, base + i, i).model_dump_json()
-            await client.publish(topic("state", pack), body, qos=1)
+            await client.publish(topics.STATE.topic(pack), body, qos=1)
             n += 1
             await asyncio.sleep(max(0.0, start + n * step - time.monotonic()))
     return n
@@ -179,7 +179,7 @@ async def memory_per_state(work: Path, total: int, services: tuple[str, ...] = (
             for i in range(total):
                 pack = f"p{i % packs}"
                 body = state(pack, base + i * 10, i).model_dump_json()
-                await client.publish(topic("state", pack), body, qos=0)
+                await client.publish(topics.STATE.topic(pack), body, qos=0)
                 if i % 500 == 0:
                     await asyncio.sleep(0.3)  # let them keep up: QoS 0 is dropped otherwise
                 if (i + 1) % (total // 8) == 0:

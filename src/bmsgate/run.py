@@ -28,11 +28,12 @@ import yaml
 
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
+from bmsgate_common import topics
 from bmsgate_common.config_file import revealed
 from bmsgate_common.models import ServiceStatus, utcnow
 from bmsgate_common.service import RESTART_EXIT
 from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
-from bmsgate_common.topics import TOPICS, topic
+from bmsgate_common.topics import TOPICS
 
 from .broker import PrivateBroker, wait_for_port
 from .services import COMMON_SECTIONS, SERVICES, left_out
@@ -220,7 +221,7 @@ class Demo:
 
 # what the broker keeps per pack: deleted for packs that are gone, so no page shows them
 PACK_RETAINED: Final = tuple(
-    kind for kind, spec in TOPICS.items() if spec.retained and spec.pattern.startswith("bms/+/")
+    spec for spec in TOPICS.values() if spec.retained and spec.pattern.startswith("bms/+/")
 )
 
 
@@ -236,12 +237,12 @@ async def forget_packs(
     import aiomqtt  # here, not at the top: the supervisor's memory (docs/performance.md)
 
     messages = [
-        (topic(kind, pack, mqtt.base_topic), b"") for pack in packs for kind in PACK_RETAINED
+        (spec.topic(pack, mqtt.base_topic), b"") for pack in packs for spec in PACK_RETAINED
     ]
     for service, why in (retired or {}).items():
         status = ServiceStatus(service=service, state="offline", ts=utcnow(), detail={
             "left_out": why})  # fmt: skip
-        messages.append((topic("service_status", service, mqtt.base_topic),
+        messages.append((topics.SERVICE_STATUS.topic(service, mqtt.base_topic),
                          status.model_dump_json().encode()))  # fmt: skip
     password = mqtt.password.get_secret_value() if mqtt.password else None
     try:

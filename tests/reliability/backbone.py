@@ -10,7 +10,7 @@ from typing import Any
 
 import aiomqtt
 
-from bmsgate_common.topics import topic
+from bmsgate_common import topics
 from tests.support.procs import write_config
 
 HOST = "127.0.0.1"
@@ -52,8 +52,8 @@ async def statuses(port: int, within: float = 1.5) -> dict[str, dict[str, Any]]:
 async def ask_history(port: int, query: dict[str, Any], within: float = 10.0) -> dict[str, Any]:
     """The history service's reply to ``query`` (asked as client ``t``)."""
     async with aiomqtt.Client(HOST, port) as client:
-        await client.subscribe(topic("history_reply", "t"), qos=1)
-        await client.publish(topic("history_request", "t"), json.dumps(query), qos=1)
+        await client.subscribe(topics.HISTORY_REPLY.topic("t"), qos=1)
+        await client.publish(topics.HISTORY_REQUEST.topic("t"), json.dumps(query), qos=1)
         async with asyncio.timeout(within):
             async for message in client.messages:
                 reply: dict[str, Any] = json.loads(message.payload)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ import pytest
 
 from bmsgate.broker import free_port
 from bmsgate_api.auth import hash_password
-from bmsgate_common.topics import topic
+from bmsgate_common import topics
 from tests.reliability.backbone import control_config, statuses
 from tests.reliability.counts import COUNTS
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until
@@ -68,10 +68,10 @@ async def mqtt_command(port: int, transaction: str, value: bool) -> tuple[str, A
     while asyncio.get_running_loop().time() < deadline:
         try:
             async with aiomqtt.Client(HOST, port, timeout=2) as client:
-                await client.subscribe(topic("result", "garage"), qos=1)
+                await client.subscribe(topics.RESULT.topic("garage"), qos=1)
                 if not published:
                     try:
-                        await client.publish(topic("command", "garage"), body, qos=1)
+                        await client.publish(topics.COMMAND.topic("garage"), body, qos=1)
                     except aiomqtt.MqttError as err:
                         return "failed", f"publish refused: {err}"
                     published = True

@@ -38,7 +38,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from bmsgate.broker import free_port
-from bmsgate_common.topics import topic
+from bmsgate_common import topics
 from bmsgate_modbus.registers import BASE
 from bmsgate_publisher.service import RESULT_WAIT
 from tests.reliability.backbone import control_config, statuses
@@ -73,7 +73,7 @@ async def fresh_state(port: int, after: datetime, within: float = 30.0) -> dict[
         while True:
             try:
                 async with aiomqtt.Client(HOST, port, timeout=2) as client:
-                    await client.subscribe(topic("state", "garage"), qos=1)
+                    await client.subscribe(topics.STATE.topic("garage"), qos=1)
                     async for message in client.messages:
                         state: dict[str, Any] = json.loads(message.payload)  # type: ignore[arg-type]
                         if datetime.fromisoformat(state["ts"]) > after:

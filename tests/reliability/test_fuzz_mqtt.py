@@ -20,7 +20,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from bmsgate.broker import free_port
-from bmsgate_common.topics import TOPICS, topic
+from bmsgate_common.topics import TOPICS
 from bmsgate_modbus.registers import BASE
 from tests.reliability.backbone import ask_history, statuses
 from tests.reliability.counts import COUNTS
@@ -89,7 +89,7 @@ async def send_all(port: int) -> dict[str, list[str]]:
     async with aiomqtt.Client(HOST, port) as client:
         for kind in TOPICS:
             for i, payload in enumerate(malformed(rng, kind)):
-                where = topic(kind, f"m{i}")
+                where = TOPICS[kind].topic(f"m{i}")
                 await client.publish(where, payload, qos=1)
                 if invalid(kind, payload):
                     refused.setdefault(kind, []).append(where)
@@ -136,7 +136,7 @@ def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answeri
     COUNTS["mqtt: malformed messages sent"] += PER_TOPIC * len(TOPICS)
     COUNTS["mqtt: of them refused by their model"] += sum(len(t) for t in refused.values())
     for kind in TOPICS:
-        assert topic(kind, f"m{NESTED}") in refused[kind]
+        assert TOPICS[kind].topic(f"m{NESTED}") in refused[kind]
 
     for name, proc in running.items():
         want = sum(len(refused[kind]) for kind in SUBSCRIBED[name])

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
+from bmsgate_common import topics
 from bmsgate_common.models import Command
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import MqttSettings
@@ -29,7 +30,7 @@ async def test_an_exception_in_a_handler_is_logged_and_the_service_goes_on(
             raise RuntimeError("a bug in a handler")
 
     backbone = Backbone(MqttSettings(host="127.0.0.1", port=mosquitto.port), "test")
-    backbone.subscribe("command", handler, retained=False)
+    backbone.subscribe(topics.COMMAND, handler, retained=False)
     async with backbone, aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
         for transaction in ("bad", "good"):
             body = f'{{"transaction": "{transaction}", "action": "reset"}}'

@@ -22,7 +22,7 @@ import pytest
 
 from bmsgate.broker import free_port
 from bmsgate_bms import daly_classic
-from bmsgate_common.topics import topic
+from bmsgate_common import topics
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import listen
 from tests.support.procs import Mosquitto, Proc, start_service, write_config
@@ -38,7 +38,7 @@ VANISH = 10  # clients reset in the middle of a request
 async def tunnel(port: int, action: str, transaction: str) -> None:
     body = {"transaction": transaction, "action": action}
     async with aiomqtt.Client(HOST, port) as client:
-        await client.publish(topic("tunnel_command", "garage"), json.dumps(body), qos=1)
+        await client.publish(topics.TUNNEL_COMMAND.topic("garage"), json.dumps(body), qos=1)
 
 
 async def poke(port: int, payload: bytes, *, reset: bool = False, stay: float = 0.0) -> str:

@@ -79,13 +79,12 @@ def test_service_name_is_one_topic_level() -> None:
 
 
 def test_topics_are_built_and_parsed_from_one_map() -> None:
-    assert topics.topic("state", "garage") == "bmsgate/bms/garage/state"
-    assert topics.topic("service_status", "api", "home/bms") == "home/bms/service/api/status"
-    assert topics.pattern("availability") == "bmsgate/bms/+/availability"
-    assert topics.name_in("bmsgate/bms/garage/state", "state") == "garage"
-    assert topics.name_in("bmsgate/bms/garage/alarm", "state") is None
-    assert topics.name_in("bmsgate/bms/garage/state/x", "state") is None
-    assert topics.name_in("home/bms/bms/p1/set", "command", "home/bms") == "p1"
-    assert {
-        spec.retained for k, spec in topics.TOPICS.items() if k in ("state", "availability")
-    } == {True}
+    assert topics.STATE.topic("garage") == "bmsgate/bms/garage/state"
+    assert topics.SERVICE_STATUS.topic("api", "home/bms") == "home/bms/service/api/status"
+    assert topics.AVAILABILITY.subscription() == "bmsgate/bms/+/availability"
+    assert topics.STATE.name_in("bmsgate/bms/garage/state") == "garage"
+    assert topics.STATE.name_in("bmsgate/bms/garage/alarm") is None
+    assert topics.STATE.name_in("bmsgate/bms/garage/state/x") is None
+    assert topics.COMMAND.name_in("home/bms/bms/p1/set", "home/bms") == "p1"
+    assert topics.STATE.retained and topics.AVAILABILITY.retained
+    assert all(kind == spec.kind for kind, spec in topics.TOPICS.items())

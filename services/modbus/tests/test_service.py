@@ -24,8 +24,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from services.modbus.tests.known import expected_block, known_daily, known_state
 
 from bmsgate.broker import free_port
+from bmsgate_common import topics
 from bmsgate_common.models import CommandResult, PackState
-from bmsgate_common.topics import topic
 from bmsgate_modbus.registers import BASE, SIZE, decode
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
 
@@ -65,9 +65,12 @@ def config(broker: Mosquitto, port: int, **modbus: Any) -> dict[str, Any]:
 async def publish(broker: Mosquitto, *messages: tuple[str, str, BaseModel]) -> None:
     async with aiomqtt.Client(HOST, broker.port) as client:
         for kind, name, model in messages:
-            retain = kind in ("state", "daily", "availability")
+            spec = topics.TOPICS[kind]
             await client.publish(
-                topic(kind, name), model.model_dump_json(exclude_none=True), qos=1, retain=retain
+                spec.topic(name),
+                model.model_dump_json(exclude_none=True),
+                qos=1,
+                retain=spec.retained,
             )
 
 
@@ -353,7 +356,7 @@ async def readable(client: AsyncModbusTcpClient) -> bool:
 async def modbus_status(broker: Mosquitto) -> dict[str, Any]:
     """The modbus service's retained status detail."""
     async with aiomqtt.Client(HOST, broker.port) as client:
-        await client.subscribe(topic("service_status", "modbus"), qos=1)
+        await client.subscribe(topics.SERVICE_STATUS.topic("modbus"), qos=1)
         async for message in client.messages:
             detail: dict[str, Any] = json.loads(message.payload)["detail"]  # type: ignore[arg-type]
             return detail

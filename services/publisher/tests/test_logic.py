@@ -13,7 +13,7 @@ from packages.outputs.tests.states import T0, make_state
 from bmsgate_common.models import Availability, DailyStats
 from bmsgate_common.settings import TargetSettings
 from bmsgate_outputs.plan import Hub, Message, Plan, hasp_messages, hasp_problem
-from bmsgate_outputs.topics import match, template_problem
+from bmsgate_outputs.topics import pack_in, template_problem
 from bmsgate_publisher.commands import parse_command
 from bmsgate_publisher.target import Mailbox
 
@@ -216,8 +216,8 @@ def test_topic_templates(template: str, problem: str | None) -> None:
 
 
 def test_template_match() -> None:
-    assert match("{prefix}/{pack}/mos/set", "a/b", "a/b/garage/mos/set") == "garage"
-    assert match("{prefix}/{pack}/mos/set", "a/b", "a/c/garage/mos/set") is None
+    assert pack_in("{prefix}/{pack}/mos/set", "a/b", "a/b/garage/mos/set") == "garage"
+    assert pack_in("{prefix}/{pack}/mos/set", "a/b", "a/c/garage/mos/set") is None
 
 
 async def test_mailbox_keeps_the_latest_per_topic_and_stays_bounded() -> None:

@@ -18,6 +18,7 @@ from bmsgate_bms import daly_classic
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_bms.sim.model import lying
+from bmsgate_common import topics
 from bmsgate_common.models import Command, PackState, RawData, RawLease, SniffSet
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import BusSettings, MqttSettings
@@ -186,7 +187,7 @@ async def test_commands_are_refused_or_confirmed_by_reading_back(
             Command(transaction="t4", action="set_discharge_mos", value=False),
         ]
         for cmd in sent:
-            await reader.backbone.publish("command", "p1", cmd)
+            await reader.backbone.publish(topics.COMMAND, "p1", cmd)
         await seen.wait_for(lambda s: len(s.on("/bms/p1/result")) == 4, within=15)
         results = {r["transaction"]: r for r in seen.on("/bms/p1/result")}
         if not control:
@@ -216,7 +217,7 @@ async def test_stuck_mos_is_reported_not_assumed(tmp_path: Path, mosquitto: Mosq
     ):
         await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
         await reader.backbone.publish(
-            "command", "p1", Command(transaction="x", action="set_charge_mos", value=False)
+            topics.COMMAND, "p1", Command(transaction="x", action="set_charge_mos", value=False)
         )
         result = (await seen.wait_for(lambda s: s.on("/bms/p1/result")))[0]
         assert result["status"] == "error" and result["value"] is True
@@ -263,7 +264,7 @@ async def test_lease_needs_control(tmp_path: Path, mosquitto: Mosquitto) -> None
     ):
         await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
         await reader.backbone.publish(
-            "raw_lease", "p1", RawLease(transaction="l1", holder="tunnel", action="acquire")
+            topics.RAW_LEASE, "p1", RawLease(transaction="l1", holder="tunnel", action="acquire")
         )
         state = (await seen.wait_for(lease_states))[0]
         assert state["ok"] is False and state["error"] == "control is disabled"
@@ -281,7 +282,7 @@ async def test_lease_pauses_polling_relays_bytes_and_gives_the_line_back(
         await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
         publish = reader.backbone.publish
         await publish(
-            "raw_lease", "p1", RawLease(transaction="l1", holder="tunnel", action="acquire")
+            topics.RAW_LEASE, "p1", RawLease(transaction="l1", holder="tunnel", action="acquire")
         )
         granted = (await seen.wait_for(lease_states))[0]
         assert granted == granted | {"ok": True, "holder": "tunnel", "transaction": "l1"}
@@ -290,7 +291,7 @@ async def test_lease_pauses_polling_relays_bytes_and_gives_the_line_back(
 
         # a second holder is refused while the line is taken
         await publish(
-            "raw_lease", "p1", RawLease(transaction="l2", holder="webui", action="acquire")
+            topics.RAW_LEASE, "p1", RawLease(transaction="l2", holder="webui", action="acquire")
         )
         refused = await seen.wait_for(
             lambda s: [x for x in lease_states(s) if x["transaction"] == "l2"]
@@ -299,14 +300,14 @@ async def test_lease_pauses_polling_relays_bytes_and_gives_the_line_back(
 
         # bytes from the holder reach the BMS; its answer comes back on raw/rx
         request = daly_classic.request(daly_classic.SOC)
-        await publish("raw_tx", "p1", RawData(holder="tunnel", data=request.hex()))
+        await publish(topics.RAW_TX, "p1", RawData(holder="tunnel", data=request.hex()))
         rx = await seen.wait_for(lambda s: "".join(p["data"] for p in s.on("/bms/p1/raw/rx")))
         assert daly_classic.frame_data(bytes.fromhex(rx[:26]), daly_classic.SOC, 1)
         await asyncio.sleep(1.0)
         assert len(states(seen, "p1")) == polled  # no polling while leased
 
         await publish(
-            "raw_lease", "p1", RawLease(transaction="l3", holder="tunnel", action="release")
+            topics.RAW_LEASE, "p1", RawLease(transaction="l3", holder="tunnel", action="release")
         )
         freed = await seen.wait_for(lambda s: [x for x in lease_states(s) if x["holder"] is None])
         assert freed[-1]["rx_bytes"] == 13 and freed[-1]["tx_bytes"] == 13
@@ -321,7 +322,7 @@ async def test_idle_lease_expires_and_polling_resumes(tmp_path: Path, mosquitto:
     ):
         await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
         await reader.backbone.publish(
-            "raw_lease", "p1",
+            topics.RAW_LEASE, "p1",
             RawLease(transaction="l1", holder="tunnel", action="acquire", idle_timeout=0.5),
         )  # fmt: skip
         started = time.monotonic()
@@ -400,17 +401,17 @@ async def test_sniffer_is_switched_on_and_off_at_runtime(
         await asyncio.sleep(0.5)  # several polls: nothing sniffed while off
         assert seen.on("/bus/reader-0/sniff") == []
         on = SniffSet(transaction="t-on", enabled=True)
-        await reader.backbone.publish("sniff_set", "reader-0", on)
+        await reader.backbone.publish(topics.SNIFF_SET, "reader-0", on)
         await seen.wait_for(
             lambda s: [p for p in s.on("/sniff/state") if p["transaction"] == "t-on"]
         )
         assert reader.sniffer.enabled
         await seen.wait_for(lambda s: s.on("/bus/reader-0/sniff"))
         await reader.backbone.publish(
-            "sniff_set", "reader-1", SniffSet(transaction="x", enabled=False)
+            topics.SNIFF_SET, "reader-1", SniffSet(transaction="x", enabled=False)
         )
         off = SniffSet(transaction="t-off", enabled=False)
-        await reader.backbone.publish("sniff_set", "reader-0", off)
+        await reader.backbone.publish(topics.SNIFF_SET, "reader-0", off)
         answers = await seen.wait_for(
             lambda s: [p for p in s.on("/sniff/state") if p["transaction"] == "t-off"]
         )

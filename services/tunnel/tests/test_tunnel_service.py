@@ -23,6 +23,7 @@ from dalybms import DalyBMS
 from bmsgate_bms import daly_classic, jk_pb
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
+from bmsgate_common import topics
 from bmsgate_common.models import TunnelCommand
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
@@ -56,7 +57,7 @@ class Gateway:
         """Send a TunnelCommand; the status answering it."""
         transaction = uuid.uuid4().hex[:8]
         cmd = TunnelCommand(transaction=transaction, action=action, **terms)  # type: ignore[arg-type]
-        await self.reader.backbone.publish("tunnel_command", pack, cmd)
+        await self.reader.backbone.publish(topics.TUNNEL_COMMAND, pack, cmd)
         found = await self.seen.wait_for(
             lambda s: [
                 x for x in s.on(f"/bms/{pack}/tunnel/state") if x["transaction"] == transaction

@@ -26,6 +26,7 @@ from . import topics
 from .models import Extra, ServiceRestart, ServiceStatus, utcnow
 from .service import request_restart
 from .settings import MqttSettings
+from .topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Backbone:
         self.service = service
         self.base = cfg.base_topic
         self._detail = detail or dict
-        self._status_topic = topics.topic("service_status", service, self.base)
+        self._status_topic = topics.SERVICE_STATUS.topic(service, self.base)
         last_will = ServiceStatus(service=service, state="offline", version=VERSION)
         security = (
             SASLPlaintext(
@@ -96,10 +97,10 @@ class Backbone:
         self.unsent = 0  # publishes that failed while the broker was away
         self._heartbeat: asyncio.Task[None] | None = None
         # posted messages, sent one after the other: a newer retained state never goes first
-        self._outbox: asyncio.Queue[tuple[str, str, BaseModel]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[TopicSpec[Any], str, BaseModel]] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         if restartable:  # a service; a command-line tool is not restarted
-            self.subscribe("service_restart", self._on_restart, retained=False)
+            self.subscribe(topics.SERVICE_RESTART, self._on_restart, retained=False)
 
     async def _on_restart(self, name: str, request: ServiceRestart) -> None:
         if name in (self.service, "all"):
@@ -107,9 +108,9 @@ class Backbone:
             request_restart()
 
     def subscribe(
-        self, kind: str, handler: Handler[Any], *, retained: bool = True, qos0: bool = False
+        self, spec: TopicSpec[M], handler: Handler[M], *, retained: bool = True, qos0: bool = False
     ) -> None:
-        """Call ``handler(name, model)`` for every valid message of ``kind`` (a topics key).
+        """Call ``handler(name, model)`` for every valid message of ``spec``.
 
         ``retained=False`` skips messages the broker replays from its retained store.
         ``qos0=True`` takes the messages at QoS 0, without an acknowledgement packet each (for
@@ -117,7 +118,6 @@ class Backbone:
         lost by it: the sessions are clean, so the broker forgets a QoS 1 message unacknowledged
         when a connection breaks just the same, and on a live connection TCP delivers both.
         """
-        spec = topics.TOPICS[kind]
 
         async def on_payload(name: str, payload: bytes) -> None:
             try:
@@ -126,25 +126,29 @@ class Backbone:
                 self.dropped += 1
                 first = err.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "payload"
-                at = topics.topic(kind, name, self.base)
+                at = spec.topic(name, self.base)
                 log.warning("dropping message on %s: %s: %s", at, where, first["msg"])
                 return
             await handler(name, model)
 
-        self.subscribe_raw(kind, on_payload, retained=retained, qos0=qos0)
+        self.subscribe_raw(spec, on_payload, retained=retained, qos0=qos0)
 
     def subscribe_raw(
-        self, kind: str, handler: RawHandler, *, retained: bool = True, qos0: bool = False
+        self,
+        spec: TopicSpec[Any],
+        handler: RawHandler,
+        *,
+        retained: bool = True,
+        qos0: bool = False,
     ) -> None:
-        """Call ``handler(name, payload)`` for every message of ``kind``; the handler parses."""
-        spec = topics.TOPICS[kind]
+        """Call ``handler(name, payload)`` for every message of ``spec``; the handler parses."""
         qos = QoS.AT_MOST_ONCE if qos0 else QoS(spec.qos)
 
         async def on_message(msg: MQTTMessage) -> None:
             raw = msg.raw_message
             if raw.retain and not retained:
                 return
-            name = topics.name_in(raw.topic, kind, self.base)
+            name = spec.name_in(raw.topic, self.base)
             if name is None:
                 return
             try:
@@ -155,18 +159,19 @@ class Backbone:
         # nothing to acknowledge at QoS 0: FastStream then leaves its acknowledgement step out
         policy = AckPolicy.MANUAL if qos0 else AckPolicy.ACK
         self.broker.subscriber(
-            topics.pattern(kind, self.base), qos=qos, decoder=_as_received, ack_policy=policy
+            spec.subscription(self.base), qos=qos, decoder=_as_received, ack_policy=policy
         )(on_message)
 
-    async def publish(self, kind: str, name: str, model: BaseModel) -> bool:
-        """Publish ``model`` on the topic of ``kind`` for ``name``; False if the broker is away."""
-        spec = topics.TOPICS[kind]
-        if not isinstance(model, spec.model):
-            raise TypeError(f"{kind} carries {spec.model.__name__}, not {type(model).__name__}")
+    async def publish(self, spec: TopicSpec[M], name: str, model: M) -> bool:
+        """Publish ``model`` on the topic of ``spec`` for ``name``; False if the broker is away."""
+        if not isinstance(model, spec.model):  # mypy catches it; this is for untyped callers
+            raise TypeError(
+                f"{spec.kind} carries {spec.model.__name__}, not {type(model).__name__}"
+            )
         try:
             await self.broker.publish(
                 model.model_dump_json(),
-                topics.topic(kind, name, self.base),
+                spec.topic(name, self.base),
                 qos=QoS(spec.qos),
                 retain=spec.retained,
             )
@@ -181,7 +186,7 @@ class Backbone:
         self.connected = True
         return True
 
-    def post(self, kind: str, name: str, model: BaseModel) -> None:
+    def post(self, spec: TopicSpec[M], name: str, model: M) -> None:
         """Publish without waiting for it: what a message handler uses.
 
         A handler that awaited a QoS 1 publish could wait for ever under load: the broker's
@@ -189,14 +194,14 @@ class Backbone:
         messages for the handlers is full, and that queue only drains when the handler returns.
         Posted messages go out in the order they were posted.
         """
-        self._outbox.put_nowait((kind, name, model))
+        self._outbox.put_nowait((spec, name, model))
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_posted(), name=f"{self.service}-outbox")
 
     async def _send_posted(self) -> None:
         while True:
-            kind, name, model = await self._outbox.get()
-            await self.publish(kind, name, model)  # False when the broker is away: counted there
+            spec, name, model = await self._outbox.get()
+            await self.publish(spec, name, model)  # False when the broker is away: counted there
             self._outbox.task_done()
 
     async def publish_status(self) -> bool:
@@ -208,7 +213,7 @@ class Backbone:
             version=VERSION,
             detail={"dropped": self.dropped, "unsent": self.unsent, **self._detail()},
         )
-        return await self.publish("service_status", self.service, status)
+        return await self.publish(topics.SERVICE_STATUS, self.service, status)
 
     async def _beat(self) -> None:
         while True:
@@ -243,7 +248,7 @@ class Backbone:
         offline = ServiceStatus(service=self.service, state="offline", ts=utcnow(), version=VERSION)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
-                await self.publish("service_status", self.service, offline)
+                await self.publish(topics.SERVICE_STATUS, self.service, offline)
         try:
             # zmqtt unsubscribes on stop; with the broker gone that can wait a long time
             async with asyncio.timeout(STOP_TIMEOUT):

@@ -6,6 +6,8 @@ import string
 from dataclasses import dataclass
 from typing import Final
 
+from bmsgate_common.topics import match
+
 PLACEHOLDERS: Final = frozenset({"prefix", "pack"})
 
 
@@ -25,19 +27,9 @@ def template_problem(template: str) -> str | None:
     return None
 
 
-def match(template: str, prefix: str, topic: str) -> str | None:
+def pack_in(template: str, prefix: str, topic: str) -> str | None:
     """The pack a concrete topic names under ``template``, or None if it does not match."""
-    want = template.replace("{prefix}", prefix).split("/")
-    got = topic.split("/")
-    if len(want) != len(got):
-        return None
-    pack = None
-    for w, g in zip(want, got, strict=True):
-        if w == "{pack}":
-            pack = g
-        elif w != g:
-            return None
-    return pack
+    return match(subscription(template, prefix), topic)
 
 
 def subscription(template: str, prefix: str) -> str:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from bmsgate_common import topics
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
@@ -117,19 +118,19 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
         if ctx.sniff_hub.listeners:
             ctx.sniff_hub.publish("frame", frame)
 
-    backbone.subscribe("tunnel_status", on_tunnel)
-    backbone.subscribe("raw_lease_state", on_lease, retained=False)
-    backbone.subscribe("raw_rx", on_raw_rx, retained=False)
-    backbone.subscribe("sniff", on_sniff, retained=False)
-    backbone.subscribe("sniff_state", on_sniff_state)
-    backbone.subscribe("state", on_state, qos0=True)
-    backbone.subscribe("availability", on_availability)
-    backbone.subscribe("daily", on_daily)
-    backbone.subscribe("health", on_health)
-    backbone.subscribe("alarm", on_alarm, retained=False)
-    backbone.subscribe("service_status", on_service)
-    backbone.subscribe("result", on_result, retained=False)
-    backbone.subscribe("history_reply", on_reply, retained=False)
+    backbone.subscribe(topics.TUNNEL_STATUS, on_tunnel)
+    backbone.subscribe(topics.RAW_LEASE_STATE, on_lease, retained=False)
+    backbone.subscribe(topics.RAW_RX, on_raw_rx, retained=False)
+    backbone.subscribe(topics.SNIFF, on_sniff, retained=False)
+    backbone.subscribe(topics.SNIFF_STATE, on_sniff_state)
+    backbone.subscribe(topics.STATE, on_state, qos0=True)
+    backbone.subscribe(topics.AVAILABILITY, on_availability)
+    backbone.subscribe(topics.DAILY, on_daily)
+    backbone.subscribe(topics.HEALTH, on_health)
+    backbone.subscribe(topics.ALARM, on_alarm, retained=False)
+    backbone.subscribe(topics.SERVICE_STATUS, on_service)
+    backbone.subscribe(topics.RESULT, on_result, retained=False)
+    backbone.subscribe(topics.HISTORY_REPLY, on_reply, retained=False)
 
 
 def make_context(

@@ -7,13 +7,14 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
+from bmsgate_common.topics import TopicSpec
 
 from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, Tokens
 from .live import Hub, Replies
@@ -124,17 +125,20 @@ Session = Depends(require_session)
 Control = Depends(require_control)
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 async def ask(
     ctx: Context,
-    kind: str,
+    spec: TopicSpec[M],
     name: str,
-    make: Callable[[str], BaseModel],
+    make: Callable[[str], M],
     *,
     seconds: float,
     silent: str,
     prefix: str,
 ) -> Any:
-    """Publish ``make(transaction)`` on ``kind``/``name`` and wait for the answer carrying it.
+    """Publish ``make(transaction)`` on ``spec``/``name`` and wait for the answer carrying it.
 
     A message ``make`` refuses is a 400 with its reason; no backbone or an unreachable broker a
     503; no answer within ``seconds`` a 504 saying ``silent``.
@@ -146,7 +150,7 @@ async def ask(
         ctx.replies.cancel(transaction)
         msg = str(err.errors()[0]["msg"]).removeprefix("Value error, ")
         raise HTTPException(status_code=400, detail=msg) from None
-    if ctx.backbone is None or not await ctx.backbone.publish(kind, name, message):
+    if ctx.backbone is None or not await ctx.backbone.publish(spec, name, message):
         ctx.replies.cancel(transaction)
         raise HTTPException(status_code=503, detail="the backbone broker is not reachable")
     try:

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from bmsgate_common import topics
 from bmsgate_common.models import Availability, HealthReport, HistoryReply, PackState, utcnow
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
@@ -128,7 +129,7 @@ class History:
         daily = self.daily.setdefault(pack, DailyTracker(pack, self.tz))
         finished = daily.add(sample)
         if finished is not None:
-            self.backbone.post("daily", pack, finished)
+            self.backbone.post(topics.DAILY, pack, finished)
             self._daily_sent[pack] = 0.0  # the new day's figures follow at the next commit
         if self.h.health.enabled:
             self._tracker(pack).add(sample)
@@ -136,7 +137,7 @@ class History:
     async def publish_daily(self, pack: str) -> None:
         """Publish the pack's day so far (retained)."""
         stats = self.daily[pack].stats() if pack in self.daily else None
-        if stats is not None and await self.backbone.publish("daily", pack, stats):
+        if stats is not None and await self.backbone.publish(topics.DAILY, pack, stats):
             self._daily_sent[pack] = time.monotonic()
 
     async def on_availability(self, pack: str, availability: Availability) -> None:
@@ -173,7 +174,7 @@ class History:
         if reply.status == "error":
             self.query_errors += 1
             log.info("history query from %s refused: %s", client, reply.error)
-        await self.backbone.publish("history_reply", client, reply)
+        await self.backbone.publish(topics.HISTORY_REPLY, client, reply)
 
     # --- periodic --------------------------------------------------------------------------
     async def evaluate_health(self) -> None:
@@ -183,7 +184,7 @@ class History:
             report = HealthReport(pack=pack, ts=utcnow(), findings=tracker.findings(today))
             for f in report.findings:
                 log.info("%s health: %s cell %s since %s", pack, f.kind, f.cell, f.since)
-            await self.backbone.publish("health", pack, report)
+            await self.backbone.publish(topics.HEALTH, pack, report)
             if self.archive:
                 self.archive.put_value(f"health:{pack}", tracker.dump())
                 self.archive.put_value(f"health_report:{pack}", report.model_dump_json())
@@ -226,9 +227,9 @@ async def run_history(cfg: Settings) -> None:
     backbone = Backbone(cfg.mqtt, "history", detail=lambda: history.counters() if history else {})
     history = History(cfg, backbone)
     history.replay(to_ms(utcnow()))
-    backbone.subscribe("state", history.on_state, retained=False, qos0=True)
-    backbone.subscribe("availability", history.on_availability, retained=True)
-    backbone.subscribe_raw("history_request", history.on_request, retained=False)
+    backbone.subscribe(topics.STATE, history.on_state, retained=False, qos0=True)
+    backbone.subscribe(topics.AVAILABILITY, history.on_availability, retained=True)
+    backbone.subscribe_raw(topics.HISTORY_REQUEST, history.on_request, retained=False)
     tasks: list[asyncio.Task[None]] = []
     try:
         async with backbone:

@@ -10,6 +10,7 @@ import time
 
 from pymodbus.constants import ExcCodes
 
+from bmsgate_common import topics
 from bmsgate_common.models import (
     Availability,
     Command,
@@ -95,10 +96,10 @@ class ModbusService:
 
     def subscribe(self) -> None:
         """Register the backbone handlers (before the backbone starts)."""
-        self.backbone.subscribe("state", self._on_state, qos0=True)
-        self.backbone.subscribe("availability", self._on_availability)
-        self.backbone.subscribe("daily", self._on_daily)
-        self.backbone.subscribe("result", self._on_result, retained=False)
+        self.backbone.subscribe(topics.STATE, self._on_state, qos0=True)
+        self.backbone.subscribe(topics.AVAILABILITY, self._on_availability)
+        self.backbone.subscribe(topics.DAILY, self._on_daily)
+        self.backbone.subscribe(topics.RESULT, self._on_result, retained=False)
 
     def _changed(self, pack: str) -> None:
         self.store.refresh(utcnow(), {pack})
@@ -217,7 +218,7 @@ class ModbusService:
     async def _send(self, target: str, command: Command) -> bool:
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
-                return await self.backbone.publish("command", target, command)
+                return await self.backbone.publish(topics.COMMAND, target, command)
         except TimeoutError:
             return False
 

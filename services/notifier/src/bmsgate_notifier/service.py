@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 
+from bmsgate_common import topics
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
@@ -207,12 +208,12 @@ async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None =
     names = {p.id: p.display_name for b in cfg.buses for p in b.packs}
     names.update({b.id: b.name or b.id for b in cfg.banks})
     notifier = Notifier(cfg.notifier, clock, tune, names, site_zone(cfg))
-    backbone.subscribe("state", notifier.on_state, qos0=True)
-    backbone.subscribe("availability", notifier.on_availability)
-    backbone.subscribe("alarm", notifier.on_alarm, retained=False)
-    backbone.subscribe("daily", notifier.on_daily)
-    backbone.subscribe("health", notifier.on_health)
-    backbone.subscribe("service_status", notifier.on_service)
+    backbone.subscribe(topics.STATE, notifier.on_state, qos0=True)
+    backbone.subscribe(topics.AVAILABILITY, notifier.on_availability)
+    backbone.subscribe(topics.ALARM, notifier.on_alarm, retained=False)
+    backbone.subscribe(topics.DAILY, notifier.on_daily)
+    backbone.subscribe(topics.HEALTH, notifier.on_health)
+    backbone.subscribe(topics.SERVICE_STATUS, notifier.on_service)
     targets = ", ".join(
         f"{t.name} ({mask(t.url.get_secret_value())})" for t in cfg.notifier.targets
     )

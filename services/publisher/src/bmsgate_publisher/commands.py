@@ -7,7 +7,7 @@ import json
 from bmsgate_common.models import CommandAction
 from bmsgate_common.settings import TargetSettings
 from bmsgate_outputs.entities import MOS_ACTIONS
-from bmsgate_outputs.topics import match
+from bmsgate_outputs.topics import pack_in
 
 
 def parse_switch(payload: bytes) -> bool:
@@ -40,7 +40,7 @@ def parse_command(
 ) -> tuple[str, list[tuple[CommandAction, bool]]]:
     """The pack and MOS actions an incoming message asks for; ValueError with the reason."""
     prefix = target.topic_prefix
-    pack = match(target.dongle.mos_topic, prefix, topic) if target.dongle.enabled else None
+    pack = pack_in(target.dongle.mos_topic, prefix, topic) if target.dongle.enabled else None
     if pack is not None:
         return pack, parse_mos(payload)
     parts = topic.split("/")

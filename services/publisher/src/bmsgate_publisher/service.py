@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import datetime
 
+from bmsgate_common import topics
 from bmsgate_common.models import (
     Availability,
     Command,
@@ -171,9 +172,9 @@ class Publisher:
     def _bank_update(self, tracker: BankTracker) -> None:
         state, change = tracker.update(utcnow(), self.cfg.publisher.stale_after)
         if state is not None:
-            self.backbone.post("state", tracker.cfg.id, state)
+            self.backbone.post(topics.STATE, tracker.cfg.id, state)
         if change is not None:
-            self.backbone.post("availability", tracker.cfg.id, change)
+            self.backbone.post(topics.AVAILABILITY, tracker.cfg.id, change)
 
     # --- targets in ----------------------------------------------------------------------
 
@@ -226,7 +227,7 @@ class Publisher:
         """Hand commands to the backbone, one at a time, away from the targets' tasks."""
         while True:
             pack, command = await self.commands.get()
-            if not await self.backbone.publish("command", pack, command):
+            if not await self.backbone.publish(topics.COMMAND, pack, command):
                 self._unconfirmed(command.transaction, "the backbone broker is away")
 
     # --- loops ---------------------------------------------------------------------------
@@ -274,9 +275,9 @@ async def run_publisher(cfg: Settings) -> None:
         cfg.mqtt, "publisher", detail=lambda: publisher.counters() if publisher else {}
     )
     publisher = Publisher(cfg, backbone)
-    backbone.subscribe("state", publisher.on_state, qos0=True)
-    backbone.subscribe("availability", publisher.on_availability)
-    backbone.subscribe("daily", publisher.on_daily)
-    backbone.subscribe("result", publisher.on_result, retained=False)
+    backbone.subscribe(topics.STATE, publisher.on_state, qos0=True)
+    backbone.subscribe(topics.AVAILABILITY, publisher.on_availability)
+    backbone.subscribe(topics.DAILY, publisher.on_daily)
+    backbone.subscribe(topics.RESULT, publisher.on_result, retained=False)
     async with backbone:
         await publisher.run()

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from bmsgate_common import topics
 from bmsgate_common.models import RawData, RawLease, RawLeaseState, utcnow
 from bmsgate_common.mqtt import Backbone
 
@@ -70,7 +71,7 @@ class LeaseManager:
         """Publish who holds the line; ``ended`` gives the final counts of a lease just ended."""
         lease = self.current or ended
         await self.backbone.publish(
-            "raw_lease_state",
+            topics.RAW_LEASE_STATE,
             pack,
             RawLeaseState(
                 pack=pack,
@@ -134,7 +135,7 @@ class LeaseManager:
             lease.rx_bytes += len(data)
             lease.touch()
             await self.backbone.publish(
-                "raw_rx", lease.pack, RawData(holder=lease.holder, data=data.hex())
+                topics.RAW_RX, lease.pack, RawData(holder=lease.holder, data=data.hex())
             )
 
     async def _hold(self, lease: Lease) -> None:
@@ -168,7 +169,7 @@ class LeaseManager:
                 lease.rx_bytes += len(data)
                 with contextlib.suppress(Exception):
                     await self.backbone.publish(
-                        "raw_rx", lease.pack, RawData(holder=lease.holder, data=data.hex())
+                        topics.RAW_RX, lease.pack, RawData(holder=lease.holder, data=data.hex())
                     )
             self.current = None
             self.free.set()

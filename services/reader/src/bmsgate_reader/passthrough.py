@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from bmsgate_bms.errors import FrameError
 from bmsgate_bms.registry import protocol
+from bmsgate_common import topics
 from bmsgate_common.models import SniffedFrame, utcnow
 from bmsgate_common.mqtt import Backbone
 
@@ -147,4 +148,4 @@ class Sniffer:
         """Publish what the link saw, in order."""
         while True:
             direction, data = await self.queue.get()
-            await self.backbone.publish("sniff", self.bus, self.describe(direction, data))
+            await self.backbone.publish(topics.SNIFF, self.bus, self.describe(direction, data))

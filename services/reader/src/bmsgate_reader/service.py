@@ -13,6 +13,7 @@ from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.plausible import implausible
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
+from bmsgate_common import topics
 from bmsgate_common.models import (
     Availability,
     Command,
@@ -144,13 +145,13 @@ class Reader:
         state = to_state(reading, pack.cfg, self.bus.protocol, now)
         pack.energy.add(now, state.power, state.current)
         state = state.model_copy(update=pack.energy.totals())
-        await self.backbone.publish("state", pack.cfg.id, state)
+        await self.backbone.publish(topics.STATE, pack.cfg.id, state)
         change = pack.tracker.seen(state.ts)
         if change:
             log.info("%s is online", pack.cfg.id)
-            await self.backbone.publish("availability", pack.cfg.id, change)
+            await self.backbone.publish(topics.AVAILABILITY, pack.cfg.id, change)
         for event in pack.tracker.alarm_changes(state):
-            await self.backbone.publish("alarm", pack.cfg.id, event)
+            await self.backbone.publish(topics.ALARM, pack.cfg.id, event)
         return state
 
     async def _missed(self, pack: Pack, reason: str) -> None:
@@ -158,7 +159,7 @@ class Reader:
         change = pack.tracker.missed(utcnow(), reason)
         if change:
             log.warning("%s is offline: %s", pack.cfg.id, change.reason)
-            await self.backbone.publish("availability", pack.cfg.id, change)
+            await self.backbone.publish(topics.AVAILABILITY, pack.cfg.id, change)
 
     async def _lied(self, pack: Pack, problem: str) -> None:
         """An answer whose values cannot be true: not published, archived or integrated.
@@ -202,7 +203,7 @@ class Reader:
         """Send every known availability again (retained values are lost when a broker restarts)."""
         for pack in self.packs.values():
             if pack.tracker.last is not None:
-                await self.backbone.publish("availability", pack.cfg.id, pack.tracker.last)
+                await self.backbone.publish(topics.AVAILABILITY, pack.cfg.id, pack.tracker.last)
 
     async def announce_stop(self) -> None:
         """Every pack ``offline`` (retained) as the reader stops, so nobody waits for staleness.
@@ -217,7 +218,7 @@ class Reader:
                     gone = Availability(
                         pack=pack_id, state="offline", ts=now, reason=READER_STOPPED
                     )
-                    await self.backbone.publish("availability", pack_id, gone)
+                    await self.backbone.publish(topics.AVAILABILITY, pack_id, gone)
 
     async def run(self) -> None:
         """Poll forever at the configured interval."""
@@ -249,7 +250,7 @@ class Reader:
             ts=utcnow(),
             transaction=request.transaction if request else None,
         )
-        await self.backbone.publish("sniff_state", bus, state)
+        await self.backbone.publish(topics.SNIFF_STATE, bus, state)
 
     async def execute(self, pack_id: str, cmd: Command) -> None:
         """Carry out a command; publish the value read back from the BMS, or why it failed."""
@@ -309,7 +310,7 @@ class Reader:
             transaction=cmd.transaction, pack=pack_id, action=cmd.action,
             status=status, value=value, error=error, ts=utcnow(),
         )  # fmt: skip
-        if not await self.backbone.publish("result", pack_id, result):
+        if not await self.backbone.publish(topics.RESULT, pack_id, result):
             # the broker went away mid-command: its caller still waits, so offer it again
             task = asyncio.create_task(self._resend(pack_id, result))
             self._resends.add(task)
@@ -319,7 +320,7 @@ class Reader:
         deadline = time.monotonic() + RESULT_KEEP
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
-            if await self.backbone.publish("result", pack_id, result):
+            if await self.backbone.publish(topics.RESULT, pack_id, result):
                 log.info(
                     "%s: result of %s sent after the broker came back", pack_id, result.transaction
                 )
@@ -345,10 +346,10 @@ async def serve(reader: Reader) -> None:
     async def on_command(pack_id: str, cmd: Command) -> None:
         await reader.execute(pack_id, cmd)
 
-    reader.backbone.subscribe("command", on_command, retained=False)
-    reader.backbone.subscribe("raw_lease", reader.lease.on_request, retained=False)
-    reader.backbone.subscribe("raw_tx", reader.lease.on_tx, retained=False)
-    reader.backbone.subscribe("sniff_set", reader.set_sniff, retained=False)
+    reader.backbone.subscribe(topics.COMMAND, on_command, retained=False)
+    reader.backbone.subscribe(topics.RAW_LEASE, reader.lease.on_request, retained=False)
+    reader.backbone.subscribe(topics.RAW_TX, reader.lease.on_tx, retained=False)
+    reader.backbone.subscribe(topics.SNIFF_SET, reader.set_sniff, retained=False)
     async with reader.backbone:
         await reader.set_sniff(reader.backbone.service)
         helpers = [

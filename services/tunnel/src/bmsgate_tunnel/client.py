@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from bmsgate_common import topics
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import ConfigError, MqttSettings, Settings, explain, load_settings
@@ -55,11 +56,11 @@ async def request(
         if name == pack and status.transaction == cmd.transaction and not answer.done():
             answer.set_result(status)
 
-    backbone.subscribe("tunnel_status", on_status, retained=False)
+    backbone.subscribe(topics.TUNNEL_STATUS, on_status, retained=False)
     try:
         async with asyncio.timeout(wait):
             await backbone.broker.start()
-        await backbone.publish("tunnel_command", pack, cmd)
+        await backbone.publish(topics.TUNNEL_COMMAND, pack, cmd)
         async with asyncio.timeout(wait):
             return await answer
     except (TimeoutError, OSError):

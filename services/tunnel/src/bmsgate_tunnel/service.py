@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
+from bmsgate_common import topics
 from bmsgate_common.models import (
     Extra,
     RawData,
@@ -139,7 +140,7 @@ class Tunnel:
         status = self.status(transaction, error)
         for pack in self.bus.packs:
             await self.backbone.publish(
-                "tunnel_status", pack, status.model_copy(update={"pack": pack})
+                topics.TUNNEL_STATUS, pack, status.model_copy(update={"pack": pack})
             )
 
     async def tick(self) -> None:
@@ -200,7 +201,7 @@ class Tunnel:
             idle_timeout=idle,
         )  # fmt: skip
         try:
-            await self.backbone.publish("raw_lease", self.bus.lease_pack, request)
+            await self.backbone.publish(topics.RAW_LEASE, self.bus.lease_pack, request)
             async with asyncio.timeout(LEASE_WAIT):  # unlike 3.11's wait_for, never eats a cancel
                 return await answer
         except TimeoutError:
@@ -262,7 +263,9 @@ class Tunnel:
                     break
                 for piece in chunks(data, MAX_CHUNK):
                     await self.backbone.publish(
-                        "raw_tx", self.bus.lease_pack, RawData(holder=self.holder, data=piece.hex())
+                        topics.RAW_TX,
+                        self.bus.lease_pack,
+                        RawData(holder=self.holder, data=piece.hex()),
                     )
                     session.tx_bytes += len(piece)
                 if self.window:
@@ -286,7 +289,7 @@ class Tunnel:
             self._leased = False
             with contextlib.suppress(Exception):
                 await self.backbone.publish(
-                    "raw_lease", self.bus.lease_pack,
+                    topics.RAW_LEASE, self.bus.lease_pack,
                     RawLease(transaction=f"{self.holder}-end", holder=self.holder,
                              action="release", idle_timeout=None),
                 )  # fmt: skip
@@ -374,9 +377,9 @@ class TunnelService:
 async def serve(service: TunnelService) -> None:
     """Subscribe, connect and run until cancelled."""
     backbone = service.backbone
-    backbone.subscribe("tunnel_command", service.on_command, retained=False)
-    backbone.subscribe("raw_lease_state", service.on_lease_state, retained=False)
-    backbone.subscribe("raw_rx", service.on_rx, retained=False)
+    backbone.subscribe(topics.TUNNEL_COMMAND, service.on_command, retained=False)
+    backbone.subscribe(topics.RAW_LEASE_STATE, service.on_lease_state, retained=False)
+    backbone.subscribe(topics.RAW_RX, service.on_rx, retained=False)
     async with backbone:
         await service.run()
 

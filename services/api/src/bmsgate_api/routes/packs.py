@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from bmsgate_common import topics
 from bmsgate_common.models import (
     PACK_ID_PATTERN,
     Command,
@@ -157,7 +158,7 @@ async def history(
     end = end or utcnow()
     start = start or end - timedelta(hours=hours)
     reply: HistoryReply = await ask(
-        ctx, "history_request", CLIENT,
+        ctx, topics.HISTORY_REQUEST, CLIENT,
         lambda t: HistoryQuery(
             transaction=t, pack=pack, fields=fields, start=start, end=end,
             resolution=resolution, max_points=max_points,
@@ -187,7 +188,7 @@ async def command(pack: PackPath, body: CommandRequest, ctx: Ctx) -> CommandOutc
     _known(ctx, pack)
     timeout = ctx.settings.api.command_timeout
     result: CommandResult = await ask(
-        ctx, "command", pack,
+        ctx, topics.COMMAND, pack,
         lambda t: Command(transaction=t, action=body.action, value=body.value),
         seconds=timeout, silent=f"no result from the reader within {timeout:g} s", prefix="cmd",
     )  # fmt: skip

@@ -15,6 +15,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field, field_validator
 
 from bmsgate_bms.registry import protocol
+from bmsgate_common import topics
 from bmsgate_common.models import (
     PACK_ID_PATTERN,
     ProtocolName,
@@ -134,7 +135,7 @@ async def set_sniffer(
     if bus not in {b.bus for b in _buses(ctx)}:
         raise HTTPException(status_code=404, detail=f"no bus {bus!r} is configured")
     state: SniffState = await ask(
-        ctx, "sniff_set", bus, lambda t: SniffSet(transaction=t, enabled=body.enabled),
+        ctx, topics.SNIFF_SET, bus, lambda t: SniffSet(transaction=t, enabled=body.enabled),
         seconds=LEASE_WAIT, silent=f"{bus} did not answer within {LEASE_WAIT:g} s: is it running?",
         prefix="sniff",
     )  # fmt: skip
@@ -149,7 +150,7 @@ async def _lease(
     assert ctx.backbone is not None
     transaction = ctx.replies.new("raw")
     ask = RawLease(transaction=transaction, holder=RAW_HOLDER, action=action, idle_timeout=10.0)
-    if not await ctx.backbone.publish("raw_lease", pack, ask):
+    if not await ctx.backbone.publish(topics.RAW_LEASE, pack, ask):
         ctx.replies.cancel(transaction)
         return None
     try:
@@ -215,7 +216,9 @@ async def send_raw(pack: PackPath, body: RawRequest, ctx: Ctx) -> RawAnswer:
         queue: asyncio.Queue[bytes] = asyncio.Queue()
         ctx.raw_rx[pack] = queue
         try:
-            await ctx.backbone.publish("raw_tx", pack, RawData(holder=RAW_HOLDER, data=body.data))
+            await ctx.backbone.publish(
+                topics.RAW_TX, pack, RawData(holder=RAW_HOLDER, data=body.data)
+            )
             answer, seconds = await _collect(queue)
         finally:
             ctx.raw_rx.pop(pack, None)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from bmsgate_common import topics
 from bmsgate_common.config_file import (
     effective_view,
     keep_secrets,
@@ -172,7 +173,7 @@ async def restart(body: RestartRequest, ctx: Ctx) -> dict[str, str]:
     """Ask a service (or all) to restart with the configuration file as it is now."""
     request = ServiceRestart(ts=utcnow(), reason="asked for in the web UI")
     if ctx.backbone is None or not await ctx.backbone.publish(
-        "service_restart", body.service, request
+        topics.SERVICE_RESTART, body.service, request
     ):
         raise HTTPException(status_code=503, detail="the backbone is not reachable")
     return {"service": body.service, "state": "restart requested"}

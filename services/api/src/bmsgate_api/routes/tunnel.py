@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
+from bmsgate_common import topics
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
 
 from ..deps import Control, Ctx, Reader, User, ask
@@ -81,7 +82,7 @@ async def tunnel_command(pack: PackPath, body: TunnelRequest, ctx: Ctx) -> Tunne
         f"is it running and {pack!r} a configured pack?"
     )
     status: TunnelStatus = await ask(
-        ctx, "tunnel_command", pack,
+        ctx, topics.TUNNEL_COMMAND, pack,
         lambda t: TunnelCommand(transaction=t, **body.model_dump()),
         seconds=ANSWER_WAIT, silent=silent, prefix="tunnel",
     )  # fmt: skip
