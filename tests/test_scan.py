@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import serial
 
 from bmsgate_bms.discovery import Probe, parse_addresses, plan_probes, run_scan
 from bmsgate_bms.registry import NAMES, infos
@@ -18,7 +20,9 @@ from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
 from bmsgate_bms.sim.daly_new import DalyNewBoard
 from bmsgate_bms.sim.model import PackModel
-from bmsgate_reader.serial_link import SerialLink
+from bmsgate_common.ports import port_problem
+from bmsgate_common.settings import ConfigError, load_settings
+from bmsgate_reader.serial_link import LinkDown, SerialLink
 from tests.support.procs import start_simulator
 
 TIMEOUT = 0.2  # [s] per probe: the simulator answers within milliseconds
@@ -182,3 +186,73 @@ def test_cli_missing_port_is_one_line_and_exit_1() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("bmsgate scan: cannot open serial port /dev/does-not-exist-bmsgate")
+
+
+SPY_ATTACK = "spy:///dev/does-not-exist-bmsgate?file={victim}"  # pyserial's spy handler
+
+
+def test_pyserial_url_handlers_are_refused_and_the_victim_file_is_untouched(
+    tmp_path: Path,
+) -> None:
+    """pyserial's spy:// truncates any file, even when its port cannot open; bmsgate never lets it.
+
+    The scan, the configuration and the serial link each refuse the URL; the file keeps its bytes.
+    """
+    control = tmp_path / "control"
+    control.write_text("kept\n")
+    with pytest.raises(serial.SerialException):
+        serial.serial_for_url(SPY_ATTACK.format(victim=control))
+    assert control.read_text() == ""  # the attack is real: pyserial emptied the file
+
+    victim = tmp_path / "passwd.json"
+    victim.write_text('{"hash": "kept"}\n')
+    url = SPY_ATTACK.format(victim=victim)
+    result = _scan_cli("--port", url)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "argument --port: spy:// is not a serial port" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+    config = tmp_path / "site.yaml"
+    for key, bus in (
+        ("buses.0.port", {"port": url}),
+        ("buses.0.passthrough", {"port": "/dev/ttyUSB0", "passthrough": url}),
+    ):
+        config.write_text(
+            json.dumps({"buses": [{**bus, "protocol": "daly_classic", "packs": [{"id": "a"}]}]})
+        )
+        with pytest.raises(ConfigError) as refused:
+            load_settings(config)
+        assert f"'{key}'" in str(refused.value) and "spy:// is not a serial port" in str(
+            refused.value
+        )
+
+    with pytest.raises(LinkDown, match="spy:// is not a serial port"):
+        asyncio.run(SerialLink(url, 9600, 0.1).open())
+    with pytest.raises(LinkDown, match="not a serial device"):
+        asyncio.run(SerialLink(str(victim), 9600, 0.1).open())  # a plain file is no port
+    assert victim.read_text() == '{"hash": "kept"}\n'
+
+
+@pytest.mark.parametrize(
+    ("port", "ok"),
+    [
+        ("/dev/ttyUSB0", True),
+        ("/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A50285BI-if00-port0", True),
+        ("/dev/serial/by-path/pci-0000:00:14.0-usb-0:2:1.0-port0", True),
+        ("socket://192.168.1.40:4001", True),
+        ("rfc2217://converter.local:2217", True),
+        ("socket://[fd00::40]:4001", True),
+        ("spy://x?file=/tmp/victim", False),
+        ("SPY://x", False),
+        ("loop://", False),
+        ("alt:///dev/ttyUSB0?class=PosixPollSerial", False),
+        ("hwgrep://0403:6001", False),
+        ("socket://192.168.1.40:4001?logging=debug", False),
+        ("rfc2217://h:2217/x", False),
+        ("socket://h:99999", False),
+        ("ttyUSB0", False),
+        ("/dev/../etc/passwd", False),
+    ],
+)
+def test_a_port_is_a_device_path_or_a_serial_line_over_tcp(port: str, ok: bool) -> None:
+    assert (port_problem(port) is None) is ok, port_problem(port)

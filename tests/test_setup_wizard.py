@@ -112,11 +112,11 @@ def test_two_buses_and_a_bank_across_them() -> None:
 
 def test_answers_refuse_twin_names_and_unknown_bank_members() -> None:
     pack = {"protocol": "jk_pb", "address": 1, "name": "A"}
-    twin = {"buses": [{"port": "p", "packs": [pack, {**pack, "address": 2}]}]}
+    twin = {"buses": [{"port": "/dev/ttyUSB0", "packs": [pack, {**pack, "address": 2}]}]}
     with pytest.raises(ValueError, match="two packs are named 'A'"):
         SetupAnswers.model_validate(twin)
     bank = {
-        "buses": [{"port": "p", "packs": [pack]}],
+        "buses": [{"port": "/dev/ttyUSB0", "packs": [pack]}],
         "banks": [{"name": "B", "packs": ["A", "Z"]}],
     }
     with pytest.raises(ValueError, match="no pack named 'Z'"):

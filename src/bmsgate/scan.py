@@ -24,7 +24,15 @@ from bmsgate_bms.discovery import (
     run_scan,
     summary,
 )
+from bmsgate_common.ports import port_problem
 from bmsgate_reader.serial_link import SerialLink
+
+
+def _port(text: str) -> str:
+    problem = port_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -36,7 +44,9 @@ def _seconds(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``bmsgate scan``."""
-    parser.add_argument("--port", required=True, help="/dev/ttyUSB0, /dev/pts/N or socket://H:P")
+    parser.add_argument(
+        "--port", required=True, type=_port, help="/dev/ttyUSB0, /dev/pts/N or socket://H:P"
+    )
     parser.add_argument(
         "--protocol", action="append", choices=PROTOCOL_ORDER, help="probe only this (repeatable)"
     )

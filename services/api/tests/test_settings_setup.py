@@ -50,7 +50,10 @@ async def test_every_write_needs_a_login(tmp_path: Path) -> None:
                 "/api/setup/apply",
                 json={
                     "buses": [
-                        {"port": "p", "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"}]}
+                        {
+                            "port": "/dev/ttyUSB0",
+                            "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"}],
+                        }
                     ]
                 },
             ),
@@ -112,7 +115,7 @@ async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> 
         again = await ui.post("/api/setup/apply", json=answers)
         assert again.status_code == 409 and "already has buses" in again.json()["detail"]
         assert (await ui.post("/api/setup/apply?replace=true", json=answers)).status_code == 200
-        twins = {"buses": [{"port": "p", "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"},
+        twins = {"buses": [{"port": "/dev/ttyUSB3", "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"},
                                                    {"protocol": "jk_pb", "address": 2, "name": "A"}]}]}  # fmt: skip
         refused = await ui.post("/api/setup/apply?replace=true", json=twins)
         assert refused.status_code == 422 and "two packs are named 'A'" in refused.json()["detail"]
@@ -139,3 +142,20 @@ async def test_test_message_refuses_a_bad_url_without_echoing_it(
             held.status_code == 409
             and held.json()["detail"] == "/dev/ttyUSB7 belongs to bus 0: its reader polls it"
         )
+
+
+async def test_the_scan_refuses_a_pyserial_url_and_the_file_is_untouched(tmp_path: Path) -> None:
+    """spy://...?file= would truncate the file (the password file, say) as the service's user."""
+    victim = tmp_path / "login.json"
+    victim.write_text('{"hash": "kept"}\n')
+    async with logged_in(tmp_path, {"buses": [BUS]}) as ui:
+        for port in (f"spy:///dev/ttyUSB9?file={victim}", "loop://", "ttyUSB9"):
+            got = await ui.post("/api/setup/scan", json={"port": port})
+            assert got.status_code == 422, got.text
+            assert got.json()["detail"].startswith("body.port: Value error, "), got.text
+        answers = {"buses": [{"port": f"spy://x?file={victim}",
+                              "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"}]}]}  # fmt: skip
+        refused = await ui.post("/api/setup/apply?replace=true", json=answers)
+        assert refused.status_code == 422 and "spy:// is not a serial port" in refused.text
+        assert (await ui.get("/api/setup/scan")).json().get("port") is None  # nothing started
+    assert victim.read_text() == '{"hash": "kept"}\n'

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .models import ProtocolName
+from .ports import SerialPort
 
 
 class _Answer(BaseModel):
@@ -30,7 +31,7 @@ class FoundPack(_Answer):
 class BusAnswer(_Answer):
     """One serial port and the BMS found on it (one protocol per port)."""
 
-    port: str = Field(min_length=1, max_length=300)
+    port: SerialPort = Field(min_length=1, max_length=300)
     packs: list[FoundPack] = Field(min_length=1)
 
 

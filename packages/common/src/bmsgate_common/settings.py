@@ -25,6 +25,7 @@ from pydantic import (
 from bmsgate_bms.registry import info as protocol_info
 
 from .models import PackId, ProtocolName
+from .ports import SerialPort
 from .timezones import ZoneName
 
 CONFIG_ENV: str = "BMSGATE_CONFIG"  # path of the YAML file when --config is not given
@@ -71,7 +72,9 @@ class PackSettings(_Section):
 class BusSettings(_Section):
     """One serial port owned by one reader, with the BMS on it."""
 
-    port: str = Field(description="/dev/serial/by-id/... (stable), /dev/ttyUSB0, or socket://h:p")
+    port: SerialPort = Field(
+        description="/dev/serial/by-id/... (stable), /dev/ttyUSB0, socket://h:p or rfc2217://h:p"
+    )
     protocol: ProtocolName
     baudrate: int | None = Field(default=None, gt=0, description="the protocol's default if unset")
     poll_interval: float = Field(
@@ -86,7 +89,7 @@ class BusSettings(_Section):
         description="for protocols with variants (bmsgate_bms.registry), e.g. daly_new: "
         "'81' for H/K/M/S and 100 Balance boards (default), 'd2'",
     )
-    passthrough: str | None = Field(
+    passthrough: SerialPort | None = Field(
         default=None,
         description="second serial port with the original gadget (DALY BT/WiFi dongle, display)",
     )

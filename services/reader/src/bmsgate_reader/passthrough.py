@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 import serial
-import serial_asyncio_fast
 from pydantic import ValidationError
 
 from bmsgate_bms.errors import FrameError
@@ -23,7 +22,7 @@ from bmsgate_common import topics
 from bmsgate_common.models import SniffedFrame, utcnow
 from bmsgate_common.mqtt import Backbone
 
-from .serial_link import LinkDown, SerialLink
+from .serial_link import LinkDown, SerialLink, open_serial
 
 log = logging.getLogger(__name__)
 REOPEN_DELAY = 2.0  # [s] between attempts to reopen the gadget's port
@@ -74,11 +73,10 @@ class Passthrough:
         while True:
             lost = asyncio.Event()
             try:
-                transport, _ = await serial_asyncio_fast.create_serial_connection(
-                    asyncio.get_running_loop(),
+                transport = await open_serial(
                     lambda: _GadgetPort(self._received, lost),  # noqa: B023 - used at once
                     self.port,
-                    baudrate=self.baudrate,
+                    self.baudrate,
                 )
             except (OSError, serial.SerialException) as err:
                 log.warning("passthrough port %s: %s; retrying", self.port, err)

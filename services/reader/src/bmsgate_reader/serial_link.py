@@ -20,6 +20,7 @@ import serial_asyncio_fast
 
 from bmsgate_bms.errors import LinkTimeout
 from bmsgate_bms.link import FrameCollector, Framer
+from bmsgate_common.ports import device_problem
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,23 @@ def by_id_name(device: str, by_id_dir: Path = BY_ID_DIR) -> str | None:
 
 class LinkDown(OSError):
     """The port cannot be opened or was lost (adapter unplugged, wrong path, busy)."""
+
+
+async def open_serial(
+    protocol_factory: Callable[[], asyncio.Protocol], port: str, baudrate: int
+) -> asyncio.Transport:
+    """Open ``port`` for ``protocol_factory``: the one place bmsgate hands a port to pyserial.
+
+    A port that is neither a serial device nor socket:// / rfc2217:// is refused here too (a
+    pyserial URL handler such as spy:// would write files), whatever let it through.
+    """
+    problem = device_problem(port)
+    if problem:
+        raise LinkDown(f"cannot open serial port {port}: {problem}")
+    transport, _ = await serial_asyncio_fast.create_serial_connection(
+        asyncio.get_running_loop(), protocol_factory, port, baudrate=baudrate
+    )
+    return transport
 
 
 class _Receiver(asyncio.Protocol):
@@ -119,12 +137,9 @@ class SerialLink:
         """Open the port; LinkDown names the port and the reason."""
         path = self._target()
         try:
-            transport, _ = await serial_asyncio_fast.create_serial_connection(
-                asyncio.get_running_loop(),
-                lambda: _Receiver(self),
-                path,
-                baudrate=self.baudrate,
-            )
+            transport = await open_serial(lambda: _Receiver(self), path, self.baudrate)
+        except LinkDown:
+            raise
         except (OSError, serial.SerialException, ValueError) as err:
             raise LinkDown(f"cannot open serial port {self.port}: {err}") from err
         self._transport = transport

@@ -29,6 +29,7 @@ from bmsgate_bms.discovery import (
 )
 from bmsgate_common.config_file import masked, merge, read_raw, save
 from bmsgate_common.first_run import SetupAnswers, build_config
+from bmsgate_common.ports import SerialPort
 from bmsgate_common.settings import ConfigError
 from bmsgate_common.timezones import find_zone, zone_name
 from bmsgate_notifier.sender import AppriseSender, check_url
@@ -63,7 +64,7 @@ class PortView(BaseModel):
 class ScanRequest(BaseModel):
     """Scan one port for every protocol (or only those given)."""
 
-    port: str = Field(min_length=1, max_length=300)
+    port: SerialPort = Field(min_length=1, max_length=300)
     protocols: list[str] | None = None
     timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, le=5, description="[s] per probe")
 
