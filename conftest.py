@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.needs import require
 from tests.support.procs import Mosquitto, Proc, find_mosquitto, start_simulator
 
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A real Mosquitto on a free port; CI fails without it, a developer's machine skips."""
-    if find_mosquitto() is None:
-        if os.environ.get("CI"):
-            pytest.fail("mosquitto is not installed; the test command installs it")
-        pytest.skip("mosquitto is not installed")
+    require(find_mosquitto(), "mosquitto is not installed")
     broker = Mosquitto(tmp_path)
     broker.start()
     yield broker
@@ -38,3 +35,9 @@ def procs() -> Iterator[list[Proc]]:
     yield started
     for proc in reversed(started):
         proc.stop()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@needs(found, what)`` marks: a missing tool skips here, and fails in CI."""
+    for mark in item.iter_markers("needs"):
+        require(mark.kwargs["found"], mark.kwargs["what"])

@@ -16,6 +16,7 @@ import yaml
 from bmsgate.broker import free_port
 from bmsgate.services import SERVICES
 from tests.support.mqtt import listen
+from tests.support.needs import needs
 from tests.support.procs import Mosquitto, find_mosquitto, wait_until
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def processes_using(marker: str) -> list[str]:
     return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
 
 
-@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+@needs(find_mosquitto(), "mosquitto is not installed")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_run_serves_the_simulator_and_stops_every_child(tmp_path: Path, sig: int) -> None:
     http = free_port()
@@ -100,7 +101,7 @@ def test_service_subcommands_run_the_container_entry_points(tmp_path: Path) -> N
         assert done.stderr.startswith(f"bmsgate {service}: config file ")
 
 
-@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+@needs(find_mosquitto(), "mosquitto is not installed")
 def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     http = free_port()
     data = tmp_path / "data"
@@ -213,7 +214,7 @@ def test_plan_restarts_only_what_a_change_touches() -> None:
     )
 
 
-@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+@needs(find_mosquitto(), "mosquitto is not installed")
 def test_first_start_without_a_file_then_a_bad_file_then_a_good_one(tmp_path: Path) -> None:
     http = free_port()
     site = tmp_path / "site.yaml"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,15 +11,13 @@ from typing import Any
 import pytest
 
 from tests.support.browser import CHROMIUM, FLAGS
+from tests.support.needs import require
 
 
 @pytest.fixture
 def browser_context() -> Iterator[Any]:
     """Headless chromium with its own profile; fails in CI without chromium, else skips."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed; scripts/setup.sh test installs it")
-        pytest.skip("chromium is not installed")
+    require(Path(CHROMIUM).exists(), "chromium is not installed")
     from playwright.sync_api import sync_playwright
 
     profile = tempfile.mkdtemp(prefix="bmsgate-chromium-")

@@ -18,12 +18,13 @@ import yaml
 from bmsgate.broker import free_port
 from bmsgate_common.settings import Settings
 from tests.support.browser import shot as full_shot
+from tests.support.needs import needs
 from tests.support.procs import Proc, find_mosquitto, start_simulator, wait_until
 from tests.support.receiver import receiver
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed"),
+    needs(find_mosquitto(), "mosquitto is not installed"),
 ]
 PASSWORD = "battery-gate-1"
 

@@ -18,6 +18,7 @@ import pytest
 
 from bmsgate.broker import free_port, wait_for_port
 from tests.deploy.conftest import ROOT
+from tests.support.needs import needs
 
 DEPLOY = ROOT / "deploy" / "mosquitto"
 USERS = ["reader", "api", "publisher", "modbus", "history", "notifier", "tunnel", "admin",
@@ -25,7 +26,7 @@ USERS = ["reader", "api", "publisher", "modbus", "history", "notifier", "tunnel"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="mosquitto not installed"),
+    needs(shutil.which("mosquitto_passwd"), "mosquitto_passwd is not installed"),
     # mosquitto started as root drops to user mosquitto: the setup it needs is root's
     pytest.mark.skipif(os.geteuid() != 0, reason="entrypoint.sh chowns files: needs root"),
 ]

@@ -12,6 +12,7 @@ import pytest
 
 from bmsgate.cli import build_parser
 from tests.support.mqtt import listen
+from tests.support.needs import needs
 from tests.support.procs import Mosquitto, find_mosquitto
 
 
@@ -25,7 +26,7 @@ def test_simulate_packs_takes_a_positive_count() -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+@needs(find_mosquitto(), "mosquitto is not installed")
 async def test_three_simulated_packs_each_with_its_own_reader(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path)  # stands for the central broker
     broker.start()

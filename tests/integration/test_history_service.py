@@ -14,6 +14,7 @@ import aiomqtt
 import pytest
 
 from bmsgate_common.models import HealthReport, HistoryReply, PackState
+from tests.support.needs import require
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
 from tests.support.victoria import VictoriaMetrics, find_victoria
 
@@ -50,8 +51,7 @@ async def retained(port: int, topic: str) -> dict[str, Any]:
 async def test_history_service_end_to_end(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
-    if find_victoria() is None:
-        pytest.skip("victoria-metrics is not installed")
+    require(find_victoria(), "victoria-metrics is not installed")
     vm = VictoriaMetrics(tmp_path)
     vm.start()
     try:

@@ -9,13 +9,13 @@ again; the points read back from the server must equal the points sent.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
 from bench.reliability_bench import influx_outage
 
 from tests.reliability.counts import COUNTS
+from tests.support.needs import require
 from tests.support.procs import find_mosquitto
 from tests.support.victoria import find_victoria
 
@@ -26,10 +26,7 @@ OUTAGE = 30.0  # [s]; the bench runs 600
 def test_every_point_arrives_after_the_server_was_away(tmp_path: Path) -> None:
     missing = [n for n, found in (("mosquitto", find_mosquitto()),
                                   ("victoria-metrics", find_victoria())) if found is None]  # fmt: skip
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{', '.join(missing)} not installed; the test command installs them")
-        pytest.skip(f"{', '.join(missing)} not installed")
+    require(not missing, f"{', '.join(missing)} not installed")
     result = asyncio.run(influx_outage(tmp_path, OUTAGE, rate=100.0))
     COUNTS["influx outage 30 s: points sent"] += result["points_sent"]
     COUNTS["influx outage 30 s: points read back"] += result["points_read_back"]

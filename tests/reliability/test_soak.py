@@ -14,6 +14,7 @@ import pytest
 from bench.soak_bench import soak
 
 from tests.reliability.counts import COUNTS
+from tests.support.needs import needs
 from tests.support.procs import find_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -21,7 +22,7 @@ PACKS = 20
 SECONDS = 30.0
 
 
-@pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
+@needs(find_mosquitto(), "mosquitto is not installed")
 @pytest.mark.timeout(300)
 def test_twenty_packs_lose_no_row_and_do_not_grow(tmp_path: Path) -> None:
     result = asyncio.run(soak(PACKS, SECONDS, warmup=5.0, speed=60.0, work=tmp_path))

@@ -11,6 +11,7 @@ from bmsgate_api.app import create_app
 from bmsgate_api.iotmqttpanel import ExportProblem, PackInfo, backup
 from bmsgate_api.store import PackStore
 from bmsgate_common.settings import Settings
+from tests.support.needs import require
 
 # real exports of the app, copied by the researcher (not part of the product)
 REAL = (
@@ -32,8 +33,7 @@ def settings(control: bool = True, style: str = "type2") -> Settings:
 
 
 def real() -> dict[str, Any]:
-    if not REAL.exists():
-        pytest.skip("the research exports are not next to the repository")
+    require(REAL.exists(), f"the IoT MQTT Panel export {REAL} is not next to the repository")
     return json.loads(REAL.read_text())  # type: ignore[no-any-return]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from bmsgate_common.models import PackState
 from bmsgate_common.settings import InfluxSettings
 from bmsgate_history.influx import InfluxWriter, line, to_line
 from bmsgate_history.sample import from_ms, to_ms
+from tests.support.needs import require
 from tests.support.victoria import VictoriaMetrics, find_victoria
 
 TOKEN = "s3cr3t-token-value"
@@ -24,10 +24,7 @@ TOKEN = "s3cr3t-token-value"
 
 @pytest.fixture
 def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
-    if find_victoria() is None:
-        if os.environ.get("CI"):
-            pytest.fail("victoria-metrics is not installed; the test command installs it")
-        pytest.skip("victoria-metrics is not installed")
+    require(find_victoria(), "victoria-metrics is not installed")
     server = VictoriaMetrics(tmp_path)
     yield server
     server.stop()

@@ -24,12 +24,11 @@ from bmsgate_common.settings import ModbusDisplaySettings
 from bmsgate_modbus.logic import MapOptions, RegisterStore, write_commands
 from bmsgate_modbus.registers import BASE, SIZE
 from bmsgate_modbus.server import RegisterServer, listen_problem
+from tests.support.needs import needs
 
 HOST = "127.0.0.1"
 UNITS = {1: "garage", 2: "shed", 3: "cellar"}  # cellar never sends a state
-needs_mbpoll = pytest.mark.skipif(
-    shutil.which("mbpoll") is None, reason="mbpoll is not installed (scripts/setup.sh test)"
-)
+needs_mbpoll = needs(shutil.which("mbpoll"), "mbpoll is not installed")
 
 
 class Served:

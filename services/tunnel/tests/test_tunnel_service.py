@@ -33,6 +33,7 @@ from bmsgate_reader.service import serve as serve_reader
 from bmsgate_tunnel.service import TunnelService
 from bmsgate_tunnel.service import serve as serve_tunnel
 from tests.support.mqtt import Listener, listen
+from tests.support.needs import require
 from tests.support.procs import Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -203,8 +204,7 @@ async def test_jk_driver_reads_through_the_tunnel(tmp_path: Path, mosquitto: Mos
 
 @pytest.fixture
 def socat() -> Iterator[list[subprocess.Popen[bytes]]]:
-    if shutil.which("socat") is None:
-        pytest.skip("socat is not installed (scripts/setup.sh installs it)")
+    require(shutil.which("socat"), "socat is not installed")
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
     for proc in procs:
