@@ -15,6 +15,7 @@ from bmsgate_bms.registry import PROTOCOLS, protocol
 from bmsgate_common.logs import setup_logging
 from bmsgate_common.service import until_signal
 from bmsgate_common.settings import ConfigError, Settings, load_settings
+from bmsgate_common.version import VERSION
 
 from .services import SERVICES
 
@@ -184,11 +185,19 @@ def cmd_tunnel(argv: list[str]) -> int:
     return tunnel_main(argv)
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Back up, then show how to upgrade this installation."""
+    from .upgrade import command
+
+    return command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="bmsgate", description="Gateway for DALY and JK battery BMS."
     )
+    parser.add_argument("--version", action="version", version=f"bmsgate {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="start every service on this machine")
@@ -233,11 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     from .ports import add_arguments as ports_arguments
     from .scan import add_arguments as scan_arguments
     from .setup_wizard import add_arguments as setup_arguments
+    from .upgrade import add_arguments as upgrade_arguments
 
     scan_arguments(sub.add_parser("scan", help="find which BMS answer on a serial port"))
     ports_arguments(sub.add_parser("ports", help="list serial ports by their stable names"))
     config_arguments(sub.add_parser("config", help="get, set, check, export, import settings"))
     setup_arguments(sub.add_parser("setup", help="first-run wizard: port, BMS, names, outputs"))
+    upgrade_arguments(sub.add_parser("upgrade", help="back up, then show how to upgrade"))
 
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} service (as its container does)", add_help=False)
@@ -261,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ports": cmd_ports,
         "config": cmd_config,
         "setup": cmd_setup,
+        "upgrade": cmd_upgrade,
     }
     return handlers[args.command](args)
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
+from bmsgate_common.version import VERSION
 from tests.support.browser import shot, watch
 from tests.support.procs import (
     Mosquitto,
@@ -161,6 +162,13 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     # Settings: the effective configuration, no secret shown
     page.goto(f"{base}/settings.html")
     expect(page.locator("#settings")).to_contain_text('"sniff": true')
+    # the version under every page; the way to upgrade this install, and a backup made first
+    expect(page.locator("footer.about #version")).to_have_text(VERSION)
+    expect(page.locator("#installed")).to_have_text(f"bmsgate {VERSION}, installed as git")
+    expect(page.locator("#upgrade-commands")).to_contain_text("git pull --ff-only")
+    page.click("#backup")
+    expect(page.locator("#upgrade-msg")).to_contain_text("Backup made: ")
+    shot(page, "12-settings-upgrade")
 
     # log out, and in again through the login page
     page.click("#login-button")  # the settings page needs a login: it sends the browser to log in

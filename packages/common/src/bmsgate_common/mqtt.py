@@ -27,6 +27,7 @@ from .models import Extra, ServiceRestart, ServiceStatus, utcnow
 from .service import request_restart
 from .settings import MqttSettings
 from .topics import TopicSpec
+from .version import VERSION as VERSION  # kept importable from here
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[str, M], Awaitable[None]]
 RawHandler = Callable[[str, bytes], Awaitable[None]]
 
-VERSION = "0.1.0"
 DEFAULT_HOST = "127.0.0.1"
 STOP_TIMEOUT = 5.0  # [s] to close the connection when the service stops
 

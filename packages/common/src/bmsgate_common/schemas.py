@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from .models import PACK_ID_PATTERN
-from .mqtt import VERSION
 from .topics import DEFAULT_BASE, TOPICS
+from .version import VERSION
 
 
 def _snake(name: str) -> str:

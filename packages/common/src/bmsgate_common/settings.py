@@ -29,6 +29,7 @@ from .ports import SerialPort
 from .timezones import ZoneName
 
 CONFIG_ENV: str = "BMSGATE_CONFIG"  # path of the YAML file when --config is not given
+INSTALL_ENV: str = "BMSGATE_INSTALL"  # how it was installed, set by the images (upgrade.py)
 
 
 class ConfigError(Exception):
@@ -683,7 +684,7 @@ def _env_values() -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for name, raw in sorted(os.environ.items()):
-        if not name.startswith("BMSGATE_") or name == CONFIG_ENV:
+        if not name.startswith("BMSGATE_") or name in (CONFIG_ENV, INSTALL_ENV):
             continue
         keys = name.removeprefix("BMSGATE_").lower().split("__")
         value: Any = raw

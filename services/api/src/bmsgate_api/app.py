@@ -32,11 +32,12 @@ from bmsgate_common.models import (
 )
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
+from bmsgate_common.version import VERSION
 
 from .auth import PasswordStore, RateLimiter, Sessions, Tokens, session_key
 from .deps import Context
 from .live import CLIENT, RAW_HOLDER
-from .routes import auth, events, export, files, packs, raw, status, tunnel
+from .routes import auth, events, export, files, packs, raw, release, status, tunnel
 from .routes import settings as settings_routes
 from .routes import setup as setup_routes
 from .routes.status import bank_views
@@ -187,7 +188,7 @@ def create_app(
     app = FastAPI(
         title="bmsgate",
         summary="DALY and JK battery packs: live state, history, commands",
-        version="0.1.0",
+        version=VERSION,
         lifespan=lifespan,
     )
     app.state.ctx = ctx
@@ -206,7 +207,8 @@ def create_app(
         """Liveness of the API and whether it reaches the backbone."""
         return Health(status="ok", backbone=ctx.backbone.connected if ctx.backbone else False)
 
-    for module in (auth, packs, files, events, export, tunnel, raw, status, settings_routes):
+    routers = (auth, packs, files, events, export, tunnel, raw, status, settings_routes, release)
+    for module in routers:
         app.include_router(module.router)
     app.include_router(setup_routes.router)
     if VENDOR.is_dir():

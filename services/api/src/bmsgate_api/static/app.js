@@ -85,6 +85,17 @@ const bms = (() => {
     document.title = `${status.title} · ${(pages.find(p => p[0] === here) || [0, "Login"])[1]}`;
   }
 
+  // a small About line under every page: the installed version (/api/version)
+  async function about() {
+    const el = document.createElement("footer");
+    el.className = "about muted";
+    document.body.append(el);
+    try {
+      const v = await api("/api/version");
+      el.innerHTML = `bmsgate <span id="version">${esc(v.version)}</span> · <a href="settings.html#upgrade">upgrade</a>`;
+    } catch (e) { el.remove(); }
+  }
+
   // The status of the login; sends the browser to the login page when it may not read.
   async function start({ needLogin = false } = {}) {
     applyTheme();
@@ -102,6 +113,7 @@ const bms = (() => {
       return new Promise(() => {});
     }
     header(status);
+    about();
     if (setup.needed) {
       const note = document.createElement("div");
       note.className = "msg setup-note";
