@@ -33,7 +33,9 @@ def test_the_version_is_the_package_metadata() -> None:
 
 def test_every_distribution_has_the_same_version_and_bmsgate_pins_them() -> None:
     files = projects()
-    workspace = sorted((ROOT / "packages").glob("*/pyproject.toml")) + sorted((ROOT / "services").glob("*/pyproject.toml"))
+    workspace = sorted((ROOT / "packages").glob("*/pyproject.toml")) + sorted(
+        (ROOT / "services").glob("*/pyproject.toml")
+    )
     assert files == [ROOT / "pyproject.toml", *workspace]
     versions = {p.parent.name: pyproject(p)["project"]["version"] for p in files}
     assert set(versions.values()) == {VERSION}, versions
