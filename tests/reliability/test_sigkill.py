@@ -53,13 +53,14 @@ if writer == "reader counters":
         return int(c.energy_in)
 
 elif writer == "api password file":
-    from bmsgate_api.auth import PasswordStore, hash_password, verify_password, write_private
+    from bmsgate_api.auth import PasswordStore, hash_password, verify_password
+    from bmsgate_common.durable import write_durably
 
     hashes = [hash_password(f"password-{i}") for i in range(4)]
     path = folder / "api" / "password"
 
     def write(v):
-        write_private(path, (hashes[v % 4] + "\n").encode())  # what PasswordStore.set writes
+        write_durably(path, (hashes[v % 4] + "\n").encode())  # what PasswordStore.set writes
 
     def load():
         if not path.exists():

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
 from .config_view import MASK, plain
+from .durable import write_durably
 from .settings import CONFIG_ENV, ConfigError, Settings, _merge, _read_yaml, explain, one_line
 from .settings import parse_yaml as parse_yaml  # YAML text (an upload, the editor) as raw data
 
@@ -109,15 +110,9 @@ def assign(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 
 def write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write the file readable by its owner only (it may hold secrets), replacing it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        yaml.safe_dump(data, out, sort_keys=False, allow_unicode=True)
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
+    """Write the file readable by its owner only (it may hold secrets), durably (durable.py)."""
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    write_durably(path, text.encode("utf-8"))
 
 
 def save(path: Path, raw: dict[str, Any]) -> Settings:

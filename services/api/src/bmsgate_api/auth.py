@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bmsgate_common.durable import write_durably
+
 # scrypt cost: 16 MiB of memory and about 50 ms on a Raspberry Pi 4 per login
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD = 8
@@ -76,18 +78,6 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(got, _unb64(want))
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by the owner only, replacing it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-
-
 def read_json(path: Path | None, default: Any) -> Any:
     """The JSON kept in ``path``; ``default`` when there is none or it is unreadable."""
     if path is None:
@@ -101,7 +91,7 @@ def read_json(path: Path | None, default: Any) -> Any:
 def write_json(path: Path | None, data: Any) -> None:
     """Keep ``data`` in ``path`` (owner only); nothing without a path."""
     if path is not None:
-        write_private(path, json.dumps(data, separators=(",", ":")).encode())
+        write_durably(path, json.dumps(data, separators=(",", ":")).encode())
 
 
 @dataclass
@@ -243,7 +233,7 @@ class PasswordStore:
             raise PasswordError("the password is set in the configuration; change it there")
         encoded = hash_password(check_new_password(password))
         if self.path is not None:
-            write_private(self.path, (encoded + "\n").encode())
+            write_durably(self.path, (encoded + "\n").encode())
         self._stored = encoded
         return encoded
 
@@ -271,7 +261,7 @@ def session_key(path: Path | None) -> bytes:
     except FileNotFoundError:
         pass
     key = secrets.token_bytes(32)
-    write_private(path, key)
+    write_durably(path, key)
     return key
 
 

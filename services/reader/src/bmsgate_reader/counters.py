@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime
 from pathlib import Path
+
+from bmsgate_common.durable import write_durably
 
 from .logic import EnergyCounter
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class CounterStore:
-    """One JSON file per pack under ``<data_dir>/reader/``, replaced atomically."""
+    """One JSON file per pack under ``<data_dir>/reader/``, replaced atomically and durably."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -46,15 +47,8 @@ class CounterStore:
             return EnergyCounter()
 
     def save(self, pack: str, counter: EnergyCounter) -> None:
-        """Write the counter: temp file, fsync, rename, so a crash leaves the old or the new one."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._path(pack)
-        tmp = path.with_suffix(".tmp")
+        """Write the counter durably: a power cut leaves the old or the new one (durable.py)."""
         body = counter.totals() | {
             "last_ts": counter.last_ts.isoformat() if counter.last_ts else None
         }
-        with tmp.open("w") as out:
-            json.dump(body, out)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
+        write_durably(self._path(pack), json.dumps(body).encode(), mode=0o644)

@@ -94,7 +94,7 @@ class Reader:
         self.failures = 0
         self.implausible = 0  # answers with valid frames and impossible values, not published
         self._backoff = 0.0
-        self._saved = time.monotonic()
+        self._saved: float | None = None  # [s] monotonic; None: the counters are not on disk yet
         self._resends: set[asyncio.Task[None]] = set()
 
     def counters_detail(self) -> dict[str, int | float | str | bool | None]:
@@ -182,8 +182,8 @@ class Reader:
         """Read every pack once."""
         for pack in self.packs.values():
             await self.poll_pack(pack)
-        if self.counters and time.monotonic() - self._saved >= SAVE_EVERY:
-            self.save_counters()
+        if self.counters and (self._saved is None or time.monotonic() - self._saved >= SAVE_EVERY):
+            self.save_counters()  # the first right away: a counter file from the first poll on
 
     def save_counters(self) -> None:
         """Persist every pack's energy counter."""
