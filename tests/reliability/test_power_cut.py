@@ -24,13 +24,11 @@ import pytest
 
 from bmsgate.broker import free_port
 from tests.reliability.counts import COUNTS
+from tests.support.needs import needs
 from tests.support.procs import find_mosquitto, wait_until
 from tests.test_cli_run import processes_using, run_command
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed"),
-]
+pytestmark = [pytest.mark.integration, needs(find_mosquitto(), "mosquitto is not installed")]
 ROUNDS = 3
 
 

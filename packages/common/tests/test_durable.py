@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bmsgate_common.durable import make_directory, temporary_path, write_durably
+from tests.support.needs import needs
 
 WRITERS = {
     "password": (
@@ -60,9 +61,9 @@ def syscalls(code: str, folder: Path) -> list[tuple[str, str]]:
     return calls
 
 
+@needs(shutil.which("strace"), "strace is not installed")
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 def test_content_then_rename_then_directory_are_synced(tmp_path: Path, writer: str) -> None:
-    assert shutil.which("strace"), "strace is installed by scripts/setup.sh test"
     code, name = WRITERS[writer]
     folder = tmp_path / "data"
     folder.mkdir()
