@@ -41,7 +41,8 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
         "control": {"enabled": True},
         "tunnel": {"host": "127.0.0.1", "port": free_port()},
         "timezone": SITE_ZONE, "history": {"archive": {"commit_interval": 0.2}},
-        "api": {"host": "127.0.0.1", "port": http, "stale_after": 10, "public_read": "never",
+        "stale_after": 10,
+        "api": {"host": "127.0.0.1", "port": http, "public_read": "never",
                 "title": "Test gateway"},
         "data_dir": str(tmp_path / "data"),
     })  # fmt: skip

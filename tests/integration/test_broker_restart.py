@@ -57,7 +57,8 @@ def test_services_resume_after_a_long_broker_outage(
                     "packs": [{"id": "garage"}],
                 }
             ],
-            "api": {"host": "127.0.0.1", "port": http, "stale_after": 5},
+            "api": {"host": "127.0.0.1", "port": http},
+            "stale_after": 5,
         },
     )
     reader = start_service(tmp_path, "reader", config)

@@ -36,7 +36,8 @@ def pipeline_config(broker: Mosquitto, port: str, http_port: int, **bus: Any) ->
                 **bus,
             }
         ],
-        "api": {"host": "127.0.0.1", "port": http_port, "stale_after": 10},
+        "api": {"host": "127.0.0.1", "port": http_port},
+        "stale_after": 10,
     }
 
 

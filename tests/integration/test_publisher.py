@@ -136,7 +136,8 @@ def config(mosquitto: Mosquitto, targets: list[dict[str, Any]], **extra: Any) ->
         "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
         "buses": [{"port": "/dev/null", "protocol": "daly_classic",
                    "packs": [{"id": "garage"}, {"id": "shed", "address": 2}]}],
-        "publisher": {"targets": targets, "stale_after": 30},
+        "publisher": {"targets": targets},
+        "stale_after": 30,
         "log_level": "DEBUG",
         **extra,
     }  # fmt: skip

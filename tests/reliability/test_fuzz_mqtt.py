@@ -110,7 +110,8 @@ def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answeri
                 "packs": [{"id": "garage", "name": "Garage"}],
             }
         ],
-        "api": {"host": HOST, "port": http, "stale_after": 10},
+        "api": {"host": HOST, "port": http},
+        "stale_after": 10,
         "timezone": "UTC",
         "modbus": {"host": HOST, "port": modbus, "display": {"dashboards": 1}},
         "tunnel": {"host": HOST, "port": free_port()},

@@ -76,7 +76,7 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
         bank = (await http.get("/api/banks")).json()[0]
         assert bank["state"]["soc"] == 80.0
         assert bank["members"][1] == {"pack": "west", "name": "west", "counted": False,
-                                      "reason": "offline"}  # fmt: skip
+                                      "reason": "the reader reports it offline"}  # fmt: skip
         store.availability["east"] = Availability(pack="east", state="offline", ts=utcnow())
         bank = (await http.get("/api/banks")).json()[0]
         assert not bank["online"] and bank["state"] is None  # never old values

@@ -7,21 +7,30 @@ from datetime import timedelta
 import pytest
 from packages.outputs.tests.states import T0, make_state
 
+from bmsgate_common.models import Availability
 from bmsgate_common.settings import BankSettings
 from bmsgate_publisher.bank import Member, availability, combine, exclusion
 
 BANK = BankSettings(id="bank", name="House bank", packs=["a", "b", "c"])
 
 
+def on(pack: str) -> Availability:
+    return Availability(pack=pack, state="online", ts=T0 - timedelta(seconds=30))
+
+
+def off(pack: str) -> Availability:
+    return Availability(pack=pack, state="offline", ts=T0)
+
+
 def members(**over: Member) -> dict[str, Member]:
     out = {
         "a": Member(make_state(pack="a", soc=80, current=10, power=520, nominal_capacity=100,
                                cell_voltages=[3.30, 3.31], remaining_capacity=80,
-                               energy_in=1.0, energy_out=2.0, alarms=[]), online=True),
+                               energy_in=1.0, energy_out=2.0, alarms=[]), on("a")),
         "b": Member(make_state(pack="b", soc=20, current=-4, power=-208, nominal_capacity=300,
                                cell_voltages=[3.25, 3.40], remaining_capacity=60,
                                energy_in=0.5, energy_out=0.5, alarms=["soc_low"],
-                               ts=T0 - timedelta(seconds=5)), online=True),
+                               ts=T0 - timedelta(seconds=5)), on("b")),
     }  # fmt: skip
     out.update(over)
     return out
@@ -45,7 +54,7 @@ def test_capacity_weighted_soc_summed_current_and_extreme_cells_named() -> None:
 
 def test_equal_weights_unless_every_capacity_is_known() -> None:
     m = members()
-    m["a"] = Member(m["a"].state.model_copy(update={"nominal_capacity": None}), online=True)  # type: ignore[union-attr]
+    m["a"] = Member(m["a"].state.model_copy(update={"nominal_capacity": None}), on("a"))  # type: ignore[union-attr]
     state = combine(BANK, m, T0, 60)
     assert state is not None and state.soc == 50 and state.nominal_capacity is None
 
@@ -53,14 +62,17 @@ def test_equal_weights_unless_every_capacity_is_known() -> None:
 @pytest.mark.parametrize(
     ("member", "reason"),
     [
-        (Member(None, None), "no state yet"),
-        (Member(make_state(pack="b"), online=False), "offline"),
-        (Member(make_state(pack="b", ts=T0 - timedelta(seconds=61)), online=True), "stale"),
+        (Member(None, None), "no state received yet"),
+        (Member(make_state(pack="b"), off("b")), "the reader reports it offline"),
         (
-            Member(make_state(pack="b", charge_mos=False, discharge_mos=False), online=True),
+            Member(make_state(pack="b", ts=T0 - timedelta(seconds=61)), on("b")),
+            "no new state since 2025-12-22T12:11:46+00:00",
+        ),
+        (
+            Member(make_state(pack="b", charge_mos=False, discharge_mos=False), on("b")),
             "cut off",
         ),
-        (Member(make_state(pack="b", charge_mos=False, discharge_mos=True), online=None), None),
+        (Member(make_state(pack="b", charge_mos=False, discharge_mos=True), None), None),
     ],
 )
 def test_who_counts(member: Member, reason: str | None) -> None:
@@ -69,13 +81,13 @@ def test_who_counts(member: Member, reason: str | None) -> None:
 
 def test_a_cut_off_pack_is_excluded_but_its_alarms_stay() -> None:
     cut = make_state(pack="b", charge_mos=False, discharge_mos=False, alarms=["cell_undervoltage"])
-    state = combine(BANK, members(b=Member(cut, online=True)), T0, 60)
+    state = combine(BANK, members(b=Member(cut, on("b"))), T0, 60)
     assert state is not None and state.soc == 80 and state.current == 10
     assert state.extras["bank_members"] == "a" and state.extras["bank_excluded"] == "b,c"
     assert state.alarms == ["cell_undervoltage"]
 
 
 def test_no_member_no_state_and_the_bank_is_offline() -> None:
-    none_online = {k: Member(m.state, online=False) for k, m in members().items()}
+    none_online = {k: Member(m.state, off(k)) for k, m in members().items()}
     assert combine(BANK, none_online, T0, 60) is None
     assert availability(BANK, None, T0).state == "offline"

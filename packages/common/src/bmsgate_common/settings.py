@@ -139,9 +139,6 @@ class ApiSettings(_Section):
 
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
-    stale_after: float = Field(
-        default=60.0, gt=0, description="[s] a pack whose last state is older counts as offline"
-    )
     password_hash: SecretStr | None = Field(
         default=None,
         description="scrypt hash of the password (python -m bmsgate_api hash-password); "
@@ -267,9 +264,6 @@ class ModbusSettings(_Section):
         default="little", description="little = low word first (CDAB, the dongle's); big = ABCD"
     )
     temperature_unit: Literal["C", "F"] = "C"
-    stale_after: float = Field(
-        default=60.0, gt=0, description="[s] a pack with no newer state raises the failure flag"
-    )
     # below pymodbus's 3 s client timeout, so a client left at its defaults gets the exception
     # instead of timing out and repeating the write
     command_timeout: float = Field(
@@ -378,9 +372,6 @@ class PublisherSettings(_Section):
     """Where pack data goes besides the backbone."""
 
     targets: list[TargetSettings] = Field(default_factory=list)
-    stale_after: float = Field(
-        default=60.0, gt=0, description="[s] a pack with no newer state counts as offline"
-    )
 
     @model_validator(mode="after")
     def _unique_targets(self) -> PublisherSettings:
@@ -560,6 +551,16 @@ class NotifierSettings(_Section):
         return self
 
 
+# keys that were set per service and are now one setting for all of them
+MOVED_KEYS: dict[tuple[str, str], str] = {
+    ("history", "timezone"): "timezone",
+    ("notifier", "timezone"): "timezone",
+    ("api", "stale_after"): "stale_after",
+    ("modbus", "stale_after"): "stale_after",
+    ("publisher", "stale_after"): "stale_after",
+}
+
+
 class Settings(_Section):
     """Everything bmsgate reads at start (see load_settings for where it comes from)."""
 
@@ -578,16 +579,22 @@ class Settings(_Section):
         description="IANA name of the site's zone, e.g. Europe/Berlin; unset: found from "
         "notifier.latitude/longitude, else the machine's (docs/install.md, Time zone)",
     )
+    stale_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="[s] a pack whose latest state is older is offline everywhere "
+        "(bmsgate_common.liveness)",
+    )
     data_dir: Path = Field(default=Path("data"), description="where services keep their files")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="before")
     @classmethod
     def _moved_keys(cls, data: Any) -> Any:
-        for section in ("history", "notifier"):  # one zone for all services
+        for (section, key), new in MOVED_KEYS.items():
             part = data.get(section) if isinstance(data, dict) else None
-            if isinstance(part, dict) and "timezone" in part:
-                raise ValueError(f"'{section}.timezone' is now the top-level key 'timezone'")
+            if isinstance(part, dict) and key in part:
+                raise ValueError(f"'{section}.{key}' is now the top-level key '{new}'")
         return data
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, DailyStats, PackState
 from bmsgate_common.settings import TargetSettings
 
@@ -40,10 +41,8 @@ class PackView:
     mos: dict[str, bool] = field(default_factory=dict)  # confirmed switch states by key
 
     def online(self, now: datetime, stale_after: float) -> bool:
-        """Answering and fresh: the reader says online (or nothing yet) and the state is recent."""
-        if self.state is None or (self.availability and self.availability.state == "offline"):
-            return False
-        return (now - self.state.ts).total_seconds() <= stale_after
+        """Live by the one rule (bmsgate_common.liveness)."""
+        return liveness(self.state, self.availability, now, stale_after)[0]
 
 
 @dataclass

@@ -71,8 +71,8 @@ def preview(
     for state in states:
         if not (target.packs is None or state.pack in target.packs):
             continue
-        plan = Plan(shown, settings.control.enabled, VERSION, settings.publisher.stale_after)
-        hub = Hub(settings.publisher.stale_after)
+        plan = Plan(shown, settings.control.enabled, VERSION, settings.stale_after)
+        hub = Hub(settings.stale_after)
         hub.on_state(state)
         for msg in plan.tick(hub, state.ts, state.ts, 0.0, 0):
             if msg.topic.startswith(f"{ha.discovery_prefix}/") or msg.topic == topics.state(

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Generator
-from datetime import timedelta
 from pathlib import Path
 
 import uvicorn
@@ -34,7 +33,7 @@ async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
 
     ``config_file`` is the file the settings and setup pages edit (None: they cannot write).
     """
-    store = PackStore(stale_after=timedelta(seconds=cfg.api.stale_after))
+    store = PackStore(stale_after=cfg.stale_after)
     ctx = make_context(store, cfg, Backbone(cfg.mqtt, "api"), persist=True)
     ctx.config_file = config_file
     if ctx.passwords.current() is None:

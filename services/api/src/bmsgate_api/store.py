@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from bmsgate_common.liveness import liveness
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
@@ -21,9 +22,9 @@ from bmsgate_common.models import (
 
 @dataclass
 class PackStore:
-    """Latest messages per pack; online only when the reader says so and the state is fresh."""
+    """Latest messages per pack; live by the one rule (bmsgate_common.liveness)."""
 
-    stale_after: timedelta = timedelta(seconds=120)
+    stale_after: float = 60.0  # [s] the top-level stale_after
     states: dict[str, PackState] = field(default_factory=dict)
     availability: dict[str, Availability] = field(default_factory=dict)
     daily: dict[str, DailyStats] = field(default_factory=dict)
@@ -38,23 +39,18 @@ class PackStore:
         """Every pack id seen, sorted."""
         return sorted(self.states.keys() | self.availability.keys())
 
+    def live(self, pack: str, now: datetime) -> tuple[bool, str]:
+        """``(live, reason)`` of a pack by the one rule."""
+        state, avail = self.states.get(pack), self.availability.get(pack)
+        return liveness(state, avail, now, self.stale_after)
+
     def is_online(self, pack: str, now: datetime) -> bool:
-        """True when the last availability is online and the last state is not stale."""
-        avail, state = self.availability.get(pack), self.states.get(pack)
-        if avail is None or avail.state != "online" or state is None:
-            return False
-        return now - state.ts <= self.stale_after
+        """True when the pack is live."""
+        return self.live(pack, now)[0]
 
     def offline_reason(self, pack: str, now: datetime) -> str:
         """Why a pack counts as offline, in words."""
-        avail, state = self.availability.get(pack), self.states.get(pack)
-        if avail is not None and avail.state == "offline":
-            return avail.reason or "the reader reports it offline"
-        if state is None:
-            return "no state received yet"
-        if now - state.ts > self.stale_after:
-            return f"no new state since {state.ts.isoformat()}"
-        return "no availability received yet"
+        return self.live(pack, now)[1]
 
     def on_alarm(self, event: AlarmEvent) -> None:
         """Keep the active alarm events of a pack (raised ones added, cleared ones removed)."""

@@ -125,14 +125,13 @@ def bank_view(
     members: dict[str, Member] = {}
     listed = []
     for pack in bank.packs:
-        avail = store.availability.get(pack)
-        member = Member(store.states.get(pack), None if avail is None else avail.state == "online")
+        member = Member(store.states.get(pack), store.availability.get(pack))
         members[pack] = member
-        why = exclusion(member, now, store.stale_after.total_seconds())
+        why = exclusion(member, now, store.stale_after)
         listed.append(
             BankMember(pack=pack, name=names.get(pack, pack), counted=why is None, reason=why)
         )
-    state = combine(bank, members, now, store.stale_after.total_seconds())
+    state = combine(bank, members, now, store.stale_after)
     view = BankView(
         pack=bank.id,
         name=bank.name or bank.id,

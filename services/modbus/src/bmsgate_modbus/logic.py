@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 from pymodbus.constants import ExcCodes
 
+from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, CommandAction, CommandResult, DailyStats, PackState
 from bmsgate_common.settings import (
     ModbusDisplaySettings,
@@ -115,7 +116,7 @@ class MapOptions:
 
     word_order: WordOrder = "little"
     temperature_unit: Literal["C", "F"] = "C"
-    stale_after: float = 60.0  # [s]
+    stale_after: float = 60.0  # [s] the top-level stale_after
     tz: tzinfo | None = None  # the site's zone of registers 41, 42, 52; None = the machine's
     display: ModbusDisplaySettings = field(default_factory=ModbusDisplaySettings)
 
@@ -142,7 +143,7 @@ def pack_quantities(
         "cell_count": state.cell_count,
         "alarm_count": len(state.alarms),
         "state_age": age,
-        "failure": 1.0 if offline or age > opts.stale_after else 0.0,
+        "failure": 1.0 if offline else 0.0,
     }
     if state.cell_voltages:
         mv = [v * 1000 for v in state.cell_voltages]
@@ -360,14 +361,9 @@ class RegisterStore:
         return True
 
     def online(self, pack: str, now: datetime) -> bool:
-        """Seen, not reported offline, and not stale."""
-        state = self.states.get(pack)
-        if state is None:
-            return False
-        avail = self.availability.get(pack)
-        if avail is not None and avail.state == "offline" and avail.ts >= state.ts:
-            return False
-        return (now - state.ts).total_seconds() <= self.opts.stale_after
+        """Live by the one rule (bmsgate_common.liveness)."""
+        state, avail = self.states.get(pack), self.availability.get(pack)
+        return liveness(state, avail, now, self.opts.stale_after)[0]
 
     def quantities(self, target: str, now: datetime) -> Quantities | None:
         """A pack's or bank's quantities; None when no member has ever sent a state."""

@@ -60,7 +60,7 @@ class ModbusService:
         opts = MapOptions(
             word_order=cfg.modbus.float_word_order,
             temperature_unit=cfg.modbus.temperature_unit,
-            stale_after=cfg.modbus.stale_after,
+            stale_after=cfg.stale_after,
             tz=site_zone(cfg),
             display=cfg.modbus.display,
         )

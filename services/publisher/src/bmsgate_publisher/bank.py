@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, PackState
 from bmsgate_common.settings import BankSettings
 
@@ -14,18 +15,15 @@ class Member:
     """What the publisher knows of one member pack."""
 
     state: PackState | None = None
-    online: bool | None = None  # from its availability; None until one arrives
+    availability: Availability | None = None
 
 
 def exclusion(member: Member, now: datetime, stale_after: float) -> str | None:
     """Why a member does not count in the bank right now, or None if it does."""
     state = member.state
-    if state is None:
-        return "no state yet"
-    if member.online is False:
-        return "offline"
-    if (now - state.ts).total_seconds() > stale_after:
-        return "stale"
+    live, why = liveness(state, member.availability, now, stale_after)
+    if not live or state is None:
+        return why
     if state.charge_mos is False and state.discharge_mos is False:
         return "cut off"  # both MOSFETs open: it carries no current in either direction
     return None
@@ -77,7 +75,7 @@ def combine(
     alarms: list[str] = []
     for pack_id in bank.packs:  # a cut-off member's alarms explain the cut-off: keep them
         seen = members.get(pack_id)
-        if seen and seen.state and seen.online is not False:
+        if seen and seen.state and liveness(seen.state, seen.availability, now, stale_after)[0]:
             alarms += [a for a in seen.state.alarms if a not in alarms]
     return PackState(
         pack=bank.id,

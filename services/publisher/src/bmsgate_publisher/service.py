@@ -84,10 +84,10 @@ class Publisher:
         self.backbone = backbone
         self.control = cfg.control.enabled
         pub = cfg.publisher
-        self.hub = Hub(stale_after=pub.stale_after)
+        self.hub = Hub(stale_after=cfg.stale_after)
         self.zone = site_zone(cfg)  # of the dongle's local ``ts``
         self.links = {t.name: TargetLink(t, cfg.mqtt, self.on_command) for t in pub.targets}
-        self.plans = {t.name: Plan(t, self.control, VERSION, pub.stale_after) for t in pub.targets}
+        self.plans = {t.name: Plan(t, self.control, VERSION, cfg.stale_after) for t in pub.targets}
         self.banks = {b.id: BankTracker(b) for b in cfg.banks}
         self.commands: asyncio.Queue[tuple[str, Command]] = asyncio.Queue(COMMAND_QUEUE)
         self.refused = 0
@@ -125,7 +125,7 @@ class Publisher:
         self.hub.view(name).availability = change
         for tracker in self.banks.values():
             if name in tracker.members:
-                tracker.members[name].online = change.state == "online"
+                tracker.members[name].availability = change
                 self._bank_update(tracker)
 
     async def on_daily(self, name: str, daily: DailyStats) -> None:
@@ -170,7 +170,7 @@ class Publisher:
             self._show_switch(pack, key)
 
     def _bank_update(self, tracker: BankTracker) -> None:
-        state, change = tracker.update(utcnow(), self.cfg.publisher.stale_after)
+        state, change = tracker.update(utcnow(), self.cfg.stale_after)
         if state is not None:
             self.backbone.post(topics.STATE, tracker.cfg.id, state)
         if change is not None:
