@@ -95,10 +95,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
         "temp_count": args.temp_count,
         "start_register": args.start_register,
     }
+    module = protocol(args.protocol)
+    decoder = module.decode_request if args.request else module.decode_hex
     try:
-        decoded = protocol(args.protocol).decode_hex(
-            data, **{k: v for k, v in context.items() if v is not None}
-        )
+        decoded = decoder(data, **{k: v for k, v in context.items() if v is not None})
     except FrameError as err:
         return _fail("decode", f"invalid {args.protocol} frame: {err}", 1)
     print(json.dumps(decoded, ensure_ascii=False))
@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--cell-count", type=int)
     dec.add_argument("--temp-count", type=int)
     dec.add_argument("--start-register", type=lambda v: int(v, 0))
+    dec.add_argument("--request", action="store_true", help="the frame is a master's request")
     dec.add_argument("hex", nargs="+", help="the frame(s), e.g. 'a5 01 90 08 ...'")
 
     sim = sub.add_parser("simulate", help="a simulated BMS on a pty or TCP")

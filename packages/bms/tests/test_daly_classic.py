@@ -16,7 +16,7 @@ from .conftest import frame_bytes, vector_params
 NAMES = {
     "total_voltage_V": "pack_voltage",
     "acquisition_voltage_V": "acquisition_voltage",
-    "current_A": "current",
+    "current_A": "current_field",  # the field as sent; "current" is signed as the reader does
     "soc_pct": "soc",
     "max_cell_V": "max_cell_voltage",
     "max_cell_no": "max_cell",
@@ -96,9 +96,14 @@ def test_current_sign_follows_the_state_byte() -> None:
     # 0x90 raw current 30021 (+2.1 A) while 0x93 says discharging: the state byte wins
     soc = bytes.fromhex("a5 01 90 08 02 14 00 00 75 45 03 78 89")
     mos = bytes.fromhex("a5 01 93 08 02 01 01 78 00 03 cb 40 cb")
-    parts = daly_classic.decode_hex(soc + mos)
-    assert parts["current"] == pytest.approx(2.1)
-    assert daly_classic.to_reading(parts | {"cell_voltages": [3.3]}).current == pytest.approx(-2.1)
+    parts = daly_classic.decode_hex(soc + mos)  # what ``bmsgate decode`` prints
+    assert parts["current_field"] == pytest.approx(2.1)
+    assert parts["current"] == pytest.approx(-2.1)
+    reading = daly_classic.to_reading(parts | {"cell_voltages": [3.3]})  # the reader's path
+    assert reading.current == parts["current"]
+    assert "current_field" not in reading.extras
+    alone = daly_classic.decode_hex(soc)  # no state byte: raw above 30000 is a discharge
+    assert daly_classic.to_reading(alone | {"cell_voltages": [3.3]}).current == alone["current"]
 
 
 def test_frame_for_another_board_is_refused() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 import time
 import tty
 from collections.abc import AsyncIterator
@@ -381,6 +382,16 @@ async def test_gadget_passthrough_and_sniffer(tmp_path: Path, mosquitto: Mosquit
                 assert directions == {"to_bms", "from_bms", "gadget_to_bms", "bms_to_gadget"}
                 own = [p for p in seen.on("/sniff") if p["direction"] == "from_bms"]
                 assert any("pack_voltage" in (p["decoded"] or {}) for p in own)
+                # requests decode as requests: "a5 40 93 08 ..." is a question, not a MOS state
+                asked = [p for p in seen.on("/sniff") if p["direction"] == "gadget_to_bms"]
+                assert asked[0]["data"].startswith("a54093")
+                assert asked[0]["decoded"] == {"request": "mos", "command": 0x93,
+                                               "host_address": 0x40, "board": 1}  # fmt: skip
+                polls = [p for p in seen.on("/sniff") if p["direction"] == "to_bms"]
+                assert all(p["decoded"]["request"] for p in polls)
+                assert not any(
+                    "charge_mos" in p["decoded"] for p in polls if p["data"][4:6] == "93"
+                )
     finally:
         os.close(gadget)
         os.close(gadget_port)
@@ -459,3 +470,53 @@ async def test_a_lying_board_is_not_published_nor_integrated_and_logged_once(
     first_frame = {"daly_classic": "a5 01 90 08", "jk_pb": "55 aa eb 90 02"}[protocol]
     assert first_frame in warned[0]
     assert any("plausible answers again" in r.getMessage() for r in caplog.records)
+
+
+@contextlib.asynccontextmanager
+async def gateway(scheme: str, device: str, port: int = 0) -> AsyncIterator[tuple[str, Any]]:
+    """A network serial port as its own process: ``bmsgate simulate --listen`` for socket://,
+    an RFC 2217 server in front of ``device`` for rfc2217://. Yields the URL and the process."""
+    if scheme == "socket":
+        argv = ["-m", "bmsgate.cli", "simulate", "--protocol", "daly_classic", "--boards", "2",
+                "--listen", f"tcp://127.0.0.1:{port}"]  # fmt: skip
+    else:
+        argv = ["-m", "tests.support.rfc2217_server", device, "--port", str(port)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *argv, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        printed = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode().strip()
+        yield printed.replace("tcp://", "socket://"), proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+@pytest.mark.parametrize("scheme", ["socket", "rfc2217"])
+async def test_network_gateway_ports(tmp_path: Path, mosquitto: Mosquitto, scheme: str) -> None:
+    """An RS485-to-Ethernet gateway, raw TCP (socket://) or RFC 2217 (rfc2217://): polled like
+    a tty; when the gateway goes away the packs go offline, and they come back without a
+    restart."""
+    sim = make_bus("daly_classic", boards=2)
+    async with contextlib.AsyncExitStack() as stack:
+        pty = await stack.enter_async_context(PtyServer(sim, tmp_path / "tty"))
+        url, proc = await stack.enter_async_context(gateway(scheme, pty.port))
+        seen = await stack.enter_async_context(listen(mosquitto.port, "bmsgate/bms/#"))
+        await stack.enter_async_context(running(mosquitto, bus_settings(url, "daly_classic", 2)))
+        await seen.wait_for(
+            lambda s: all(availability(s, p) == ["online"] for p in ("p1", "p2")), within=20
+        )
+        assert states(seen, "p2")[-1].cell_count == 16
+        if scheme == "rfc2217":  # the simulator behind the gateway is this test's own
+            model = sim.boards[1].model
+            assert states(seen, "p2")[-1].cell_voltages == pytest.approx(
+                model.cell_voltages, abs=0.002
+            )
+        proc.kill()
+        await proc.wait()
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online", "offline"], within=20)
+        port = int(url.rpartition(":")[2])
+        await stack.enter_async_context(gateway(scheme, pty.port, port))
+        await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", within=30)

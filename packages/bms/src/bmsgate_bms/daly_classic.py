@@ -28,6 +28,9 @@ BAUDRATE: Final = 9600
 FRAME_LEN: Final = 13
 START: Final = 0xA5
 HOST_BASE: Final = 0x3F  # host address = 0x3F + board number (0x40 for board 1)
+# A frame from address 0x20 or above is a host's request (0x20 GPRS, 0x40 PC, 0x80 Bluetooth in
+# the PDFs; softwarecrash/Daly2MQTT takes such a frame for its own echo): boards answer from 1..
+MIN_HOST: Final = 0x20
 
 # read commands
 SOC: Final = 0x90
@@ -83,6 +86,12 @@ STATUS_FIELDS: Final = (
     Field("cycles", 5, 2),  # V1.0 PDF and most implementations; low confidence (gotcha 6.7)
 )
 DIRECTIONS: Final[dict[int, Direction]] = {0: "idle", 1: "charging", 2: "discharging"}
+COMMAND_NAMES: Final = {
+    SOC: "soc", CELL_RANGE: "cell_range", TEMP_RANGE: "temperature_range", MOS: "mos",
+    STATUS: "status", CELLS: "cells", TEMPS: "temperatures", BALANCE: "balancing",
+    FAILURES: "failures", DISCHARGE_MOS: "discharge_mos", CHARGE_MOS: "charge_mos",
+    SET_SOC: "set_soc", RESET: "reset",
+}  # fmt: skip
 
 # 0x98 data bytes 0..6, bit 0 first; None = reserved (reported as daly_bit_<byte>_<bit> if set)
 FAILURE_BITS: Final[tuple[tuple[str | None, ...], ...]] = (
@@ -290,27 +299,76 @@ def decode_frames(
     return out
 
 
+def is_request(frame: bytes) -> bool:
+    """Whether a checked frame comes from a host (a request), not from a board."""
+    return frame[1] >= MIN_HOST
+
+
+def _describe(frame: bytes) -> dict[str, Any]:
+    cmd, data = frame[2], frame[4:12]
+    out: dict[str, Any] = {
+        "request": COMMAND_NAMES.get(cmd, f"cmd_{cmd:02x}"),
+        "command": cmd,
+        "host_address": frame[1],
+        "board": frame[1] - HOST_BASE if frame[1] > HOST_BASE else None,
+    }
+    if cmd in (CHARGE_MOS, DISCHARGE_MOS):
+        out["on"] = bool(data[0])
+    elif cmd == SET_SOC:
+        out["soc"] = read_int(data, 6, 2) / 10  # [%]
+    return out
+
+
+def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
+    """Decode a host's request (one 13-byte frame): which board is asked what."""
+    frames = split_frames(data)
+    if len(frames) != 1 or not is_request(frames[0]):
+        raise FrameError(f"{data[:13].hex(' ')} is not one request (a host sends from 20..FF)")
+    return _describe(frames[0])
+
+
 def decode_hex(
     data: bytes, *, cell_count: int | None = None, temp_count: int | None = None, **_: Any
 ) -> dict[str, Any]:
-    """Decode one answer (all the frames of one or more commands) for ``bmsgate decode``."""
-    return decode_frames(split_frames(data), cell_count=cell_count, temp_count=temp_count)
+    """Decode one answer (all the frames of one or more commands) for ``bmsgate decode``.
+
+    The current is assembled as the reader does (``assemble``); the field as sent stays in
+    ``current_field``.
+    """
+    frames = split_frames(data)
+    for frame in frames:
+        if is_request(frame):
+            what = _describe(frame)
+            raise FrameError(
+                f"{frame.hex(' ')} is a request (host {frame[1]:02X} asks for "
+                f"{what['request']} {frame[2]:02X}), not an answer"
+            )
+    return assemble(decode_frames(frames, cell_count=cell_count, temp_count=temp_count))
 
 
 EXTRAS: Final = ("state", "bms_life", "charger_connected", "load_connected", "max_cell", "min_cell")
 
 
-def to_reading(parts: dict[str, Any]) -> BmsReading:
-    """Assemble a snapshot from the decoded answers to one poll."""
+def assemble(parts: dict[str, Any]) -> dict[str, Any]:
+    """Sign the 0x90 current as the reader does; the field as sent stays in ``current_field``.
+
+    The raw field's sign differs between boards (gotcha 6.1), so the 0x93 state byte gives the
+    direction. Without one (idle, or 0x93 unread), take raw < 30000 as charging, as
+    python-daly-bms, batmon-ha and dbus-serialbattery do.
+    """
+    if "current" not in parts or "current_field" in parts:
+        return parts  # nothing to sign, or signed already
     direction = parts.get("state")
-    # The raw field's sign differs between boards (gotcha 6.1), so the 0x93 state byte gives the
-    # direction. Without one (idle, or 0x93 unread), take raw < 30000 as charging, as
-    # python-daly-bms, batmon-ha and dbus-serialbattery do.
     raw = parts["current"]
     current = signed_current(
         -raw if raw else 0.0, direction if direction in DIRECTIONS.values() else None
     )
-    return BmsReading.from_parts(parts, extras=EXTRAS, current=current)
+    return parts | {"current": current, "current_field": raw}
+
+
+def to_reading(parts: dict[str, Any]) -> BmsReading:
+    """Assemble a snapshot from the decoded answers to one poll."""
+    return BmsReading.from_parts(assemble(parts), extras=EXTRAS)
 
 
 class DalyClassicDriver:

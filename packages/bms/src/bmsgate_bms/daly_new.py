@@ -721,6 +721,29 @@ def decode_answer(
     return head | {"start_register": start_register} | out
 
 
+def _request(data: bytes) -> bytes | None:
+    """``data`` if it is exactly one CRC-valid request, else None."""
+    used, frame = request_framer(bytes(data))
+    return frame if frame is not None and used == len(data) else None
+
+
+def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
+    """Decode a master's request: which board, read or write, which registers or value."""
+    frame = _request(data)
+    if frame is None:
+        raise FrameError(f"{bytes(data[:8]).hex(' ')} is not one DALY new-protocol request")
+    variant: Variant = "d2" if frame[0] == D2_ADDRESS else "81"
+    out: dict[str, Any] = {"request": "read" if frame[1] == READ else "write",
+                           "variant": variant, "register": read_int(frame, 2, 2)}  # fmt: skip
+    if variant == "81":
+        out["board"] = frame[0] - REQUEST_BASE
+    if frame[1] == READ:
+        out["count"] = read_int(frame, 4, 2)
+    else:
+        out["value"] = read_int(frame, 4, 2)
+    return out
+
+
 def decode_hex(
     data: bytes,
     *,
@@ -734,6 +757,14 @@ def decode_hex(
     """Decode one answer frame for ``bmsgate decode`` (the frame does not say where it starts)."""
     if variant is not None and variant not in MAPS:
         raise FrameError(f"unknown variant {variant!r}; known: {', '.join(MAPS)}")
+    request = _request(data)
+    # a D2 write is echoed byte for byte, so only a read or an 0x81-variant write is told apart
+    if request is not None and (request[1] == READ or request[0] != D2_ADDRESS):
+        what = decode_request(request)
+        raise FrameError(
+            f"{request.hex(' ')} is a request ({what['request']} from register "
+            f"{what['register']:#06x}), not an answer"
+        )
     return decode_answer(
         bytes(data), start_register=int(start_register), variant=variant,
         cell_count=cell_count, temp_count=temp_count, hw_offset=hw_offset,

@@ -114,7 +114,13 @@ class ProtocolModule(Protocol):
 
     def framer(self, buf: bytes) -> tuple[int, bytes | None]: ...
 
-    def decode_hex(self, data: bytes, **context: Any) -> dict[str, Any]: ...
+    def decode_hex(self, data: bytes, **context: Any) -> dict[str, Any]:
+        """Decode an answer; a request is a FrameError saying so."""
+        ...
+
+    def decode_request(self, data: bytes, **context: Any) -> dict[str, Any]:
+        """Decode a master's request; an answer is a FrameError."""
+        ...
 
     async def probe(self, link: Link, address: int, variant: str | None) -> ProbeAnswer:
         """One scan probe: what answered, or LinkTimeout (silence) / FrameError (wrong bytes)."""

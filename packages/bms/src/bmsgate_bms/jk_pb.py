@@ -605,10 +605,43 @@ def decode_frames(
     return out
 
 
+def _request(data: bytes) -> bytes | None:
+    """``data`` if it is exactly one CRC-valid request, else None."""
+    used, frame = request_framer(bytes(data))
+    return frame if frame is not None and used == len(data) else None
+
+
+def describe_request(frame: bytes) -> dict[str, Any]:
+    """What a checked request asks: address, read or write, register, count, trigger, value."""
+    register, count = read_int(frame, 2, 2), read_int(frame, 4, 2)
+    out: dict[str, Any] = {"address": frame[0], "register": register, "count": count}
+    if frame[1] == READ:
+        return {"request": "read"} | out
+    value = frame[7:-2]
+    if register in TRIGGER_TYPES and value == bytes(2):
+        return {"request": "trigger", "frame_type": TRIGGER_TYPES[register]} | out
+    return {"request": "write", "value": int.from_bytes(value, "big")} | out
+
+
+def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
+    """Decode a master's request (FC 0x03 read, FC 0x10 write or trigger)."""
+    frame = _request(data)
+    if frame is None:
+        raise FrameError(f"{bytes(data[:11]).hex(' ')} is not one JK-PB request")
+    return describe_request(frame)
+
+
 def decode_hex(
     data: bytes, *, start_register: int | None = None, cell_count: int | None = None, **_: Any
 ) -> dict[str, Any]:
     """Decode one answer (55 AA frame + ACK, or an FC 0x03 reply) for ``bmsgate decode``."""
+    request = _request(data)
+    if request is not None:
+        what = describe_request(request)
+        raise FrameError(
+            f"{request.hex(' ')} is a request ({what['request']} of register "
+            f"{what['register']:#06x} at address {what['address']}), not an answer"
+        )
     return decode_frames(split_frames(data), start_register=start_register, cell_count=cell_count)
 
 

@@ -438,12 +438,38 @@ def decode_frames(frames: Iterable[bytes], protocol_version: int | None = None) 
     return decode_records(records, protocol_version) | extra if records else extra
 
 
+COMMAND_NAMES: Final = {ACTIVATE: "activate", WRITE: "write", READ_ONE: "read_one",
+                        PASSWORD: "password", READ_ALL: "read_all"}  # fmt: skip
+
+
+def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
+    """Decode a host's request frame: the command, who sends it, the identifier and value."""
+    frames = split_frames(data)
+    if len(frames) != 1 or frames[0][10] != REQUEST:
+        raise FrameError("not one JK request frame (transport type byte 10 must be 00)")
+    head = frame_header(frames[0])
+    info = frames[0][HEADER_LEN:-TRAILER_LEN]
+    out: dict[str, Any] = {
+        "request": COMMAND_NAMES.get(head["command"], f"cmd_{head['command']:02x}"),
+        "frame_source": head["frame_source"],
+        "identifier": head["identifier"],
+    }
+    if head["command"] == WRITE and len(info) > 1:
+        out["value"] = read_int(info, 1, len(info) - 1)
+    return out
+
+
 def decode_hex(data: bytes, *, protocol_version: int | None = None, **_: Any) -> dict[str, Any]:
     """Decode one answer (one or more frames) for ``bmsgate decode``.
 
     ``protocol_version`` decodes a single 0x84 read whose frame does not carry 0xC0.
     """
-    return decode_frames(split_frames(data), protocol_version)
+    frames = split_frames(data)
+    for frame in frames:
+        if frame[10] == REQUEST:
+            name = COMMAND_NAMES.get(frame[8], f"{frame[8]:02X}")
+            raise FrameError(f"a request ({name}, transport type 00), not an answer")
+    return decode_frames(frames, protocol_version)
 
 
 def to_reading(parts: dict[str, Any]) -> BmsReading:

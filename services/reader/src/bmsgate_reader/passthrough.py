@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import serial
 from pydantic import ValidationError
@@ -100,6 +100,9 @@ class Passthrough:
                 transport.close()
 
 
+REQUESTS: Final = frozenset(("to_bms", "gadget_to_bms"))  # the master's side of the line
+
+
 class Sniffer:
     """Publishes the line's traffic with what the protocol decoder makes of each frame."""
 
@@ -129,11 +132,12 @@ class Sniffer:
             self.dropped += 1  # the broker is slower than the line: count, never stall polling
 
     def describe(self, direction: str, data: bytes) -> SniffedFrame:
-        """A sniffed frame with its decoding (answers decode; requests may not)."""
+        """A sniffed frame with its decoding: requests as requests, answers as answers."""
         decoded: dict[str, Any] | None = None
         error = None
+        decoder = self.module.decode_request if direction in REQUESTS else self.module.decode_hex
         try:
-            decoded = self.module.decode_hex(data)
+            decoded = decoder(data)
         except (FrameError, ValueError) as err:
             error = str(err)
         fields = dict(bus=self.bus, ts=utcnow(), direction=direction, data=data.hex(), error=error)

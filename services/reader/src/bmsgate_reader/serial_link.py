@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Final
 
 import serial
 import serial_asyncio_fast
@@ -45,6 +47,68 @@ class LinkDown(OSError):
     """The port cannot be opened or was lost (adapter unplugged, wrong path, busy)."""
 
 
+class _ThreadTransport(asyncio.Transport):
+    """A pyserial port read by a thread, for URL handlers without a file descriptor.
+
+    pyserial's ``rfc2217://`` client (RS485-to-Ethernet gateways in RFC 2217 mode: EW11, USR,
+    Waveshare) keeps its socket behind a Telnet filter thread and has no write timeout, so
+    pyserial-asyncio-fast cannot drive it; this hands its bytes to the event loop instead.
+    """
+
+    def __init__(
+        self, port: serial.SerialBase, protocol: asyncio.Protocol, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__()
+        self._port, self._protocol, self._loop = port, protocol, loop
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name=f"read {port.port}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        error: Exception | None = None
+        while not self._stop.is_set():
+            try:
+                data = self._port.read(self._port.in_waiting or 1)  # returns after its timeout
+            except (OSError, serial.SerialException) as err:
+                error = err
+                break
+            if data:
+                self._loop.call_soon_threadsafe(self._protocol.data_received, data)
+        with contextlib.suppress(OSError, serial.SerialException):
+            self._port.close()
+        with contextlib.suppress(RuntimeError):  # the loop is already closed: nobody to tell
+            self._loop.call_soon_threadsafe(self._protocol.connection_lost, error)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send at once: a request is a few hundred bytes at most."""
+        try:
+            self._port.write(bytes(data))
+        except (OSError, serial.SerialException) as err:
+            self._stop.set()
+            log.debug("write to %s failed: %s", self._port.port, err)
+
+    def close(self) -> None:
+        """Stop the reading thread; it closes the port and reports the connection lost."""
+        self._stop.set()
+
+    def is_closing(self) -> bool:
+        """Whether close() was called or the port failed."""
+        return self._stop.is_set()
+
+
+THREADED_SCHEMES: Final = ("rfc2217://",)  # URL handlers pyserial-asyncio-fast cannot drive
+
+
+async def _open_threaded(url: str, baudrate: int, protocol: asyncio.Protocol) -> asyncio.Transport:
+    loop = asyncio.get_running_loop()
+    port = await loop.run_in_executor(
+        None, lambda: serial.serial_for_url(url, baudrate=baudrate, timeout=0.05)
+    )
+    transport = _ThreadTransport(port, protocol, loop)
+    protocol.connection_made(transport)
+    return transport
+
+
 async def open_serial(
     protocol_factory: Callable[[], asyncio.Protocol], port: str, baudrate: int
 ) -> asyncio.Transport:
@@ -56,6 +120,8 @@ async def open_serial(
     problem = device_problem(port)
     if problem:
         raise LinkDown(f"cannot open serial port {port}: {problem}")
+    if port.startswith(THREADED_SCHEMES):
+        return await _open_threaded(port, baudrate, protocol_factory())
     transport, _ = await serial_asyncio_fast.create_serial_connection(
         asyncio.get_running_loop(), protocol_factory, port, baudrate=baudrate
     )
@@ -78,7 +144,7 @@ class _Receiver(asyncio.Protocol):
 
 
 class SerialLink:
-    """A Link to the BMS on one serial port (``/dev/...`` or ``socket://host:port``)."""
+    """A Link to the BMS on one serial port (``/dev/...``, ``socket://`` or ``rfc2217://``)."""
 
     def __init__(
         self,
