@@ -65,14 +65,10 @@ def test_request_fields() -> None:
         _by_id("daly_classic", "daly_req_0x21_set_soc_50pct")
     )
     assert soc["soc"] == 50.0
-    trigger = protocol("jk_pb").decode_request(
-        _by_id("jk_pb", "jkpb_req_trigger_settings_0x161e")
-    )
+    trigger = protocol("jk_pb").decode_request(_by_id("jk_pb", "jkpb_req_trigger_settings_0x161e"))
     assert trigger == {"request": "trigger", "frame_type": 1, "address": 1, "register": 0x161E,
                        "count": 1}  # fmt: skip
-    write = protocol("jk_pb").decode_request(
-        _by_id("jk_pb", "jkpb_req_fc16_charge_switch_off")
-    )
+    write = protocol("jk_pb").decode_request(_by_id("jk_pb", "jkpb_req_fc16_charge_switch_off"))
     assert (write["request"], write["register"], write["value"]) == ("write", 0x1070, 0)
     read = protocol("daly_new").decode_request(_by_id("daly_new", "daly_new_req_81_read_0041_x62"))
     assert read == {"request": "read", "variant": "81", "board": 1, "register": 0x41, "count": 62}
