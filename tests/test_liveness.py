@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bmsgate_api.store import PackStore
+from bmsgate_common.bank import Member, exclusion
 from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, PackState
 from bmsgate_common.settings import ConfigError, load_settings
 from bmsgate_modbus.logic import MapOptions, RegisterStore
 from bmsgate_outputs.plan import PackView
-from bmsgate_publisher.bank import Member, exclusion
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 STALE = 60.0

@@ -10,16 +10,17 @@ import pytest
 from pymodbus.constants import ExcCodes
 from services.modbus.tests.known import EXPECTED, NOW, expected_block, known_daily, known_state
 
+from bmsgate_common.bank import Member, combine
 from bmsgate_common.models import Availability, CommandResult
-from bmsgate_common.settings import ModbusPushTarget, Settings
+from bmsgate_common.settings import BankSettings, ModbusPushTarget, Settings
 from bmsgate_modbus.logic import (
     MapOptions,
     RegisterStore,
     client_may_write,
-    combine_bank,
     config_problem,
     default_units,
     display_words,
+    pack_quantities,
     push_writes,
     write_commands,
 )
@@ -136,7 +137,7 @@ def test_a_confirmed_command_shows_at_once() -> None:
     assert not store.on_result(result.model_copy(update={"pack": "unknown"}))
 
 
-def test_bank_combines_its_members() -> None:
+def test_a_bank_is_the_one_combined_state_as_registers() -> None:
     a = known_state("a", soc=80.0, nominal_capacity=100.0, current=10.0, power=530.0)
     b = known_state(
         "b", soc=40.0, nominal_capacity=300.0, current=-4.0, power=-212.0, charge_mos=True,
@@ -144,29 +145,29 @@ def test_bank_combines_its_members() -> None:
     )  # fmt: skip
     store = store_with(a, b, units={1: "a", 2: "bank"}, banks={"bank": ("a", "b")})
     q = store.quantities("bank", NOW)
-    assert q is not None
+    bank = BankSettings(id="bank", packs=["a", "b"])
+    combined = combine(bank, {"a": Member(a), "b": Member(b)}, NOW, 60)
+    assert combined is not None  # the publisher's and the web UI's bank, as registers
+    assert q == pack_quantities(combined, None, offline=False, now=NOW, opts=store.opts)
     assert q["soc"] == pytest.approx(50.0)  # (80*100 + 40*300) / 400
-    assert q["current"] == pytest.approx(6.0)
-    assert q["power"] == pytest.approx(318.0)
+    assert (q["current"], q["power"]) == (pytest.approx(6.0), pytest.approx(318.0))
+    assert q["cell_count"] == 32 and q["cell_17"] == pytest.approx(3250)  # b's cell 1
     assert q["cell_max"] == pytest.approx(3320) and q["cell_min"] == pytest.approx(3250)
-    assert q["cell_delta"] == pytest.approx(70)
-    assert q["temperature"] == 30.0
-    assert q["discharge_mos"] == 1 and q["charge_mos"] == 0  # charge MOS off in pack a
     assert q["remaining_capacity"] == pytest.approx(246.8)
-    assert q["failure"] == 0
+    assert "charge_mos" not in q and q["failure"] == 0  # a bank has no switch
     block = store.block(2)
     assert block is not None and block[0] == 50
 
 
-def test_a_bank_with_a_member_never_seen_reports_failure() -> None:
+def test_a_bank_counts_only_live_members_and_keeps_its_last_state_with_the_failure_flag() -> None:
     store = store_with(known_state("a"), units={1: "bank"}, banks={"bank": ("a", "b")})
-    assert store.block(1)[45] == 1  # type: ignore[index]
-    assert combine_bank([], 2) == {"failure": 1.0}
-
-
-def test_plain_mean_soc_without_capacities() -> None:
-    q = combine_bank([{"soc": 80.0}, {"soc": 40.0, "nominal_capacity": 100.0}], 2)
-    assert q["soc"] == 60.0
+    assert store.block(1)[45] == 0  # type: ignore[index]  # a counts: the bank is live
+    store.on_availability(Availability(pack="a", state="offline", ts=NOW))
+    store.refresh(NOW)
+    block = store.block(1)
+    assert block is not None and block[0] == 87 and block[45] == 1
+    never = store_with(units={1: "bank"}, banks={"bank": ("a", "b")})
+    assert never.block(1) is None  # no member ever seen: exception 0x0B
 
 
 def test_display_words() -> None:

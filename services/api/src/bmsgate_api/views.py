@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bmsgate_bms.alarms import describe
+from bmsgate_common.bank import Member, combine, exclusion
 from bmsgate_common.models import AlarmEvent, DailyStats, HealthFinding, PackState
 from bmsgate_common.settings import BankSettings
-from bmsgate_publisher.bank import Member, combine, exclusion
 
 from .store import PackStore
 

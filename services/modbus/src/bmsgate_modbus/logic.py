@@ -14,9 +14,11 @@ from typing import Final, Literal
 
 from pymodbus.constants import ExcCodes
 
+from bmsgate_common.bank import Member, combine
 from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, CommandAction, CommandResult, DailyStats, PackState
 from bmsgate_common.settings import (
+    BankSettings,
     ModbusDisplaySettings,
     ModbusPushTarget,
     ModbusPushValue,
@@ -76,33 +78,6 @@ SYSTEM_QUANTITIES: Final = frozenset(
     {"free_memory", "uptime", "time_zone", "dashboard_id", "display_word_1", "display_word_2"}
 )
 
-# how a bank (packs in parallel) combines its members' quantities
-Combine = Literal["sum", "mean", "max", "min", "capacity_mean"]
-BANK_RULES: Final[dict[str, Combine]] = {
-    "soc": "capacity_mean",  # weighted by nominal capacity when every member reports one
-    "pack_voltage": "mean",
-    "current": "sum",
-    "power": "sum",
-    "cell_average": "mean",
-    "cell_max": "max",
-    "cell_min": "min",
-    "temperature": "max",  # the hottest pack is the one to watch
-    "mos_temperature": "max",
-    "discharge_mos": "min",  # 1 only when every member's MOS is on
-    "charge_mos": "min",
-    **{f"cell_{n}": "mean" for n in range(1, MAX_CELLS + 1)},
-    "cell_count": "max",
-    "remaining_capacity": "sum",
-    "nominal_capacity": "sum",
-    "cycles": "max",
-    "energy_in": "sum",
-    "energy_out": "sum",
-    "charge_in": "sum",
-    "charge_out": "sum",
-    "failure": "max",
-    "alarm_count": "sum",
-    "state_age": "max",
-}
 BIT_FUNCTIONS: Final = frozenset({1, 2, 5, 15})  # coils and discrete inputs: not in this map
 MOS_ACTIONS: Final[dict[str, CommandAction]] = {
     "discharge_mos": "set_discharge_mos",
@@ -179,38 +154,6 @@ def pack_quantities(
             at = daily.max_soc_at.astimezone(opts.tz)
             q["daily_max_soc_hour"], q["daily_max_soc_minute"] = at.hour, at.minute
     return q
-
-
-def combine_bank(members: Sequence[Quantities], expected: int) -> Quantities:
-    """A bank's quantities from those of the members seen so far (``expected`` members in all)."""
-    out: Quantities = {}
-    for name, rule in BANK_RULES.items():
-        present = [m for m in members if name in m]
-        values = [m[name] for m in present]
-        if not values:
-            continue
-        if rule == "sum":
-            out[name] = sum(values)
-        elif rule == "max":
-            out[name] = max(values)
-        elif rule == "min":
-            out[name] = min(values)
-        elif rule == "capacity_mean" and all(m.get("nominal_capacity") for m in present):
-            weights = [m["nominal_capacity"] for m in present]
-            out[name] = sum(v * w for v, w in zip(values, weights, strict=True)) / sum(weights)
-        else:
-            out[name] = statistics.fmean(values)
-    if "cell_max" in out and "cell_min" in out:
-        out["cell_delta"] = out["cell_max"] - out["cell_min"]
-    with_daily = [m for m in members if "daily_max_soc" in m]
-    if with_daily:  # the bank's best moment is its best member's
-        best = max(with_daily, key=lambda m: m["daily_max_soc"])
-        for key in ("daily_max_soc", "daily_max_soc_hour", "daily_max_soc_minute"):
-            if key in best:
-                out[key] = best[key]
-    if len(members) < expected:
-        out["failure"] = 1.0  # a member was never seen
-    return out
 
 
 def display_words(display: ModbusDisplaySettings, units: int) -> tuple[int, int]:
@@ -315,7 +258,11 @@ class RegisterStore:
     ) -> None:
         """Serve ``units`` (unit id -> pack or bank id); ``banks`` lists each bank's members."""
         self.units = dict(units)
-        self.banks = {bank: tuple(members) for bank, members in banks.items()}
+        self.banks = {
+            bank: BankSettings.model_construct(id=bank, packs=list(members))
+            for bank, members in banks.items()
+        }
+        self._bank_last: dict[str, PackState] = {}  # shown, failure flag up, when none counts
         self.opts = opts
         self.states: dict[str, PackState] = {}
         self.availability: dict[str, Availability] = {}
@@ -328,7 +275,8 @@ class RegisterStore:
 
     def members(self, target: str) -> tuple[str, ...]:
         """The packs behind a pack or bank id."""
-        return self.banks.get(target, (target,))
+        bank = self.banks.get(target)
+        return tuple(bank.packs) if bank else (target,)
 
     def packs(self) -> set[str]:
         """Every pack any unit shows."""
@@ -365,25 +313,30 @@ class RegisterStore:
         state, avail = self.states.get(pack), self.availability.get(pack)
         return liveness(state, avail, now, self.opts.stale_after)[0]
 
+    def bank_state(self, bank: str, now: datetime) -> tuple[PackState | None, bool]:
+        """The bank combined as everywhere else (bmsgate_common.bank), and whether it is live.
+
+        When no member counts, the last combined state is shown with the failure flag up.
+        """
+        cfg = self.banks[bank]
+        members = {p: Member(self.states.get(p), self.availability.get(p)) for p in cfg.packs}
+        state = combine(cfg, members, now, self.opts.stale_after)
+        if state is None:
+            return self._bank_last.get(bank), False
+        self._bank_last[bank] = state
+        return state, True
+
     def quantities(self, target: str, now: datetime) -> Quantities | None:
-        """A pack's or bank's quantities; None when no member has ever sent a state."""
-        members = self.members(target)
-        seen = [
-            pack_quantities(
-                self.states[p],
-                self.daily.get(p),
-                offline=not self.online(p, now),
-                now=now,
-                opts=self.opts,
-            )
-            for p in members
-            if p in self.states
-        ]
-        if not seen:
+        """A pack's or bank's quantities; None when it (any member) has never sent a state."""
+        if target in self.banks:
+            state, live = self.bank_state(target, now)
+        else:
+            state = self.states.get(target)
+            live = self.online(target, now)
+        if state is None:
             return None
-        if target not in self.banks:
-            return seen[0]
-        return combine_bank(seen, len(members))
+        daily = self.daily.get(target)
+        return pack_quantities(state, daily, offline=not live, now=now, opts=self.opts)
 
     def refresh(self, now: datetime, packs: Iterable[str] | None = None) -> None:
         """Rebuild the blocks of the units showing any of ``packs`` (all units when None)."""

@@ -103,7 +103,7 @@ class ModbusService:
 
     def _changed(self, pack: str) -> None:
         self.store.refresh(utcnow(), {pack})
-        touched = {pack} | {bank for bank, members in self.store.banks.items() if pack in members}
+        touched = {pack} | {bank for bank, cfg in self.store.banks.items() if pack in cfg.packs}
         for target in self.targets:
             target.notify(touched)
 

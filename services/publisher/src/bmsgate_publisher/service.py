@@ -8,6 +8,7 @@ import logging
 import time
 from datetime import datetime
 
+from bmsgate_common import bank as banks
 from bmsgate_common import topics
 from bmsgate_common.models import (
     Availability,
@@ -24,7 +25,6 @@ from bmsgate_common.tasks import stop_tasks
 from bmsgate_common.timezones import site_zone
 from bmsgate_outputs.plan import Hub, Plan
 
-from . import bank as banks
 from .commands import parse_command
 from .target import TargetLink
 

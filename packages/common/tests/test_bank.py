@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from packages.outputs.tests.states import T0, make_state
 
+from bmsgate_common.bank import Member, availability, combine, exclusion
 from bmsgate_common.models import Availability
 from bmsgate_common.settings import BankSettings
-from bmsgate_publisher.bank import Member, availability, combine, exclusion
 
 BANK = BankSettings(id="bank", name="House bank", packs=["a", "b", "c"])
 

@@ -1,4 +1,8 @@
-"""Packs in parallel as one more pack: the bank's combined state (pure)."""
+"""Packs in parallel as one more pack: the one bank combiner (pure).
+
+The publisher, the API and Modbus all call :func:`combine` on the members they hold, so a bank has
+the same values on MQTT, in Home Assistant, in the web UI and in the registers.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from bmsgate_common.settings import BankSettings
 
 @dataclass
 class Member:
-    """What the publisher knows of one member pack."""
+    """What a service knows of one member pack: its latest state and availability."""
 
     state: PackState | None = None
     availability: Availability | None = None
