@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from bmsgate_bms.registry import NAMES
+
 VECTORS = Path(__file__).parents[1] / "packages" / "bms" / "tests" / "vectors"
 
 # protocol -> (vector file, vector id): one captured answer each, verified against its source
@@ -126,3 +128,39 @@ def test_a_request_is_an_error_unless_asked_for(protocol: str, frame: str) -> No
     result = _decode(protocol, "--request", frame)
     assert result.returncode == 0, result.stderr
     assert "request" in json.loads(result.stdout)
+
+
+# context key of a vector -> the decode option that gives it
+OPTIONS = {
+    "cell_count": "--cell-count",
+    "temp_sensor_count": "--temp-count",
+    "start_register": "--start-register",
+    "cid2": "--command",
+}
+
+
+def _pack_answer(name: str) -> dict[str, Any]:
+    """The first verified answer of a protocol's vectors that carries a pack voltage."""
+    vectors = json.loads((VECTORS / f"{name}.json").read_text())
+    return next(
+        v
+        for v in vectors
+        if v["direction"] == "response" and v["verified"] and "total_voltage_V" in v["expected"]
+        and "command" not in v.get("context", {})
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", NAMES)
+def test_every_registered_protocol_decodes_and_refuses_a_broken_frame(protocol: str) -> None:
+    vector = _pack_answer(protocol)
+    context = vector.get("context", {}) | {k: vector[k] for k in ("start_register",) if k in vector}
+    options = [f"{OPTIONS[k]}={v}" for k, v in context.items() if k in OPTIONS]
+    frame = bytes.fromhex(vector["hex"].replace(" ", ""))
+    result = _decode(protocol, *options, frame.hex(" "))
+    assert result.returncode == 0, result.stderr
+    decoded = json.loads(result.stdout)
+    assert decoded["pack_voltage"] == pytest.approx(vector["expected"]["total_voltage_V"])
+    broken = _decode(protocol, *options, frame[: len(frame) // 2].hex())
+    assert broken.returncode == 1 and broken.stdout == ""
+    assert len(broken.stderr.splitlines()) == 1, broken.stderr
+    assert broken.stderr.startswith(f"bmsgate decode: invalid {protocol} frame: ")

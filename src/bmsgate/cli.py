@@ -94,6 +94,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
         "cell_count": args.cell_count,
         "temp_count": args.temp_count,
         "start_register": args.start_register,
+        "command": args.answer_to,
+        "variant": args.variant,
     }
     module = protocol(args.protocol)
     decoder = module.decode_request if args.request else module.decode_hex
@@ -225,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--temp-count", type=int)
     dec.add_argument("--start-register", type=lambda v: int(v, 0))
     dec.add_argument("--request", action="store_true", help="the frame is a master's request")
+    dec.add_argument(
+        "--command", dest="answer_to", type=lambda v: int(v, 0),
+        help="the command the answer belongs to, e.g. 66 or 0x42 (Seplos, Pace: not in the answer)",
+    )  # fmt: skip
+    dec.add_argument("--variant", help="the protocol's variant, as in the bus settings")
     dec.add_argument("hex", nargs="+", help="the frame(s), e.g. 'a5 01 90 08 ...'")
 
     sim = sub.add_parser("simulate", help="a simulated BMS on a pty or TCP")

@@ -358,7 +358,9 @@ async def test_home_assistant_device_names_make_model_and_firmware() -> None:
         "buses": BUSES,
         "publisher": {"targets": [{"name": "ha", "homeassistant": {"enabled": True}}]},
     })  # fmt: skip
-    east = state("east", 80, [3.3] * 4, extras={"software_version": "V19.05"})
+    east = state(
+        "east", 80, [3.3] * 4, extras={"software_version": "V19.05", "hardware_model": "PB2A16S20P"}
+    )
     store = make_store(east, state("west", 70, [3.3] * 4))
     async with client(store, settings) as http:
         body = (await http.get("/api/export/homeassistant.json")).json()
@@ -367,5 +369,5 @@ async def test_home_assistant_device_names_make_model_and_firmware() -> None:
     }
     east_dev = devices["homeassistant/device/bmsgate_east/config"]
     assert (east_dev["mf"], east_dev["mdl"]) == (info("jk_pb").manufacturer, info("jk_pb").model)
-    assert east_dev["sw"] == "V19.05"
+    assert east_dev["sw"] == "V19.05" and east_dev["hw"] == "PB2A16S20P"
     assert "sw" not in devices["homeassistant/device/bmsgate_west/config"]

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bmsgate_bms import daly_classic
+from bmsgate_bms.registry import infos
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_bms.sim.model import lying
@@ -29,7 +30,8 @@ from tests.support.mqtt import Listener, listen
 from tests.support.procs import Mosquitto
 
 pytestmark = pytest.mark.integration
-BOARDS = {"daly_classic": 3, "daly_new": 3, "jk_uart": 1, "jk_pb": 3}
+# boards per bus in the tests: three where the protocol has bus addresses
+BOARDS = {i.name: min(3, i.addresses[1] - i.addresses[0] + 1) for i in infos()}
 
 
 def bus_settings(port: str, protocol: str, boards: int, **over: Any) -> BusSettings:
@@ -205,6 +207,31 @@ async def test_commands_are_refused_or_confirmed_by_reading_back(
         assert model.charge_mos is False and model.discharge_mos is False
         last = states(seen, "p1")[-1]
         assert last.charge_mos is False and last.discharge_mos is False
+
+
+@pytest.mark.parametrize("protocol", sorted(BOARDS))
+async def test_mos_commands_are_read_back_or_refused_for_every_protocol(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str
+) -> None:
+    sim = make_bus(protocol)
+    model = sim.boards[0].model
+    switching = next(i for i in infos() if i.name == protocol).mos_switching
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, protocol, 1), control=True) as reader,
+    ):
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        for n, on in enumerate((False, True)):
+            cmd = Command(transaction=f"t{n}", action="set_charge_mos", value=on)
+            await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+            await seen.wait_for(lambda s, n=n: len(s.on("/bms/p1/result")) > n, within=10)
+            result = seen.on("/bms/p1/result")[n]
+            if switching:
+                assert result["status"] == "ok" and result["value"] is on, result
+                assert model.charge_mos is on
+            else:
+                assert result["status"] == "error" and model.charge_mos is True, result
 
 
 async def test_stuck_mos_is_reported_not_assumed(tmp_path: Path, mosquitto: Mosquitto) -> None:

@@ -16,6 +16,7 @@ from .topics import TargetTopics
 
 ORIGIN_NAME: Final = "bmsgate"
 FIRMWARE_KEYS: Final = ("software_version", "firmware_version")  # extras a BMS may report
+HARDWARE_KEYS: Final = ("hardware_model", "hardware_version")
 
 
 def _device(state: PackState) -> dict[str, Any]:
@@ -28,6 +29,9 @@ def _device(state: PackState) -> dict[str, Any]:
     firmware = next((state.extras[k] for k in FIRMWARE_KEYS if state.extras.get(k)), None)
     if firmware is not None:
         dev["sw"] = str(firmware)
+    hardware = next((state.extras[k] for k in HARDWARE_KEYS if state.extras.get(k)), None)
+    if hardware is not None:
+        dev["hw"] = str(hardware)
     return dev
 
 
