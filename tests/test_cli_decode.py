@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bmsgate_bms.registry import NAMES
+from tests.support.vectors import PACK_STATE_NAMES
 
 VECTORS = Path(__file__).parents[1] / "packages" / "bms" / "tests" / "vectors"
 
@@ -21,15 +22,6 @@ CASES = {
     "daly_new": ("daly_new", "daly_new_d2_status62_aiobmsble_4s"),
     "jk_uart": ("jk_uart", "jk_resp_16s_b1a24s15p_opendtu_1"),
     "jk_pb": ("jk_pb", "jkpb_resp_type02_status_pb2a16s15p_8s"),
-}
-# vector key -> pack-state name the decoder must use
-PACK_STATE_NAMES = {
-    "total_voltage_V": "pack_voltage",
-    "current_A": "current",
-    "soc_pct": "soc",
-    "cells_V": "cell_voltages",
-    "cell_count": "cell_count",
-    "cycles": "cycles",
 }
 
 

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.support.vectors import PACK_STATE_NAMES
+
 VECTORS = Path(__file__).parent / "vectors"
+__all__ = ["PACK_STATE_NAMES", "frame_bytes", "load_vectors", "vector_params"]
 
 
 def load_vectors(name: str) -> list[dict[str, Any]]:

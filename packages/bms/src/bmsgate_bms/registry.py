@@ -18,6 +18,7 @@ PROTOCOLS: Final[dict[str, str]] = {
     "daly_new": "bmsgate_bms.daly_new",
     "jk_uart": "bmsgate_bms.jk_uart",
     "jk_pb": "bmsgate_bms.jk_pb",
+    "jbd": "bmsgate_bms.jbd",
 }
 NAMES: Final[tuple[str, ...]] = tuple(PROTOCOLS)  # in scan order
 
