@@ -135,6 +135,7 @@ def test_captured_vectors(name: str) -> None:
             assert _decode(name, raw, context), vector["id"]
         else:
             assert board.request_framer(raw) == (len(raw), raw), vector["id"]
+            assert protocol(name).decode_request(raw), vector["id"]
 
 
 @every_protocol

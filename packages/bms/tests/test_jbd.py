@@ -34,6 +34,9 @@ def test_request_vectors_are_built_byte_exact(vector: dict[str, Any]) -> None:
         assert jbd.request(exp["register"], data, write=True) == raw
     assert jbd.framer(raw) == (len(raw), raw)
     assert jbd.response_framer(raw) == (len(raw), None)  # a request is never an answer
+    decoded = jbd.decode_request(raw)
+    assert (decoded["request"], decoded["register"]) == (exp["rw"], exp["register"])
+    assert decoded.get("value") == exp.get("write_value")
 
 
 @pytest.mark.parametrize("vector", vector_params("jbd", "response"))

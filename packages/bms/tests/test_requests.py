@@ -8,12 +8,11 @@ import pytest
 
 from bmsgate_bms import daly_classic
 from bmsgate_bms.errors import FrameError
-from bmsgate_bms.registry import protocol
+from bmsgate_bms.registry import NAMES, protocol
 
 from .conftest import frame_bytes, load_vectors
 
-FILES = {"daly_classic": "daly_classic", "daly_new": "daly_new", "jk_uart": "jk_uart",
-         "jk_pb": "jk_pb"}  # fmt: skip
+FILES = {name: name for name in NAMES}  # every registered protocol: its vectors file
 
 
 def _params(direction: str) -> list[Any]:

@@ -306,13 +306,33 @@ def decode_cells(data: bytes) -> list[float]:
     return [read_int(data, i, 2) / 1000 for i in range(0, len(data), 2)]
 
 
+def describe_request(frame: bytes) -> dict[str, Any]:
+    """A request: read or write of which register, with the value written."""
+    data = frame[4:-3]
+    out: dict[str, Any] = {"request": "read" if frame[1] == READ else "write", "register": frame[2]}
+    if len(data) == 2:
+        out["value"] = read_int(data, 0, 2)
+    elif data:
+        out["data_hex"] = data.hex()
+    return out
+
+
+def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
+    """Decode one request; an answer is a FrameError."""
+    frames = split_frames(data)
+    if len(frames) != 1 or not is_request(frames[0]):
+        raise FrameError(f"{data.hex(' ')} is not one JBD request (DD A5 or DD 5A)")
+    return describe_request(frames[0])
+
+
 def decode_frame(frame: bytes, order: BalanceOrder = "pdf") -> dict[str, Any]:
-    """One frame in pack-state names (answers) or as a request."""
-    register = frame[1]
+    """One answer in pack-state names; a request is a FrameError."""
     if is_request(frame):
-        data = frame[4:-3]
-        return {"rw": "read" if register == READ else "write", "register": frame[2],
-                **({"data_hex": data.hex()} if data else {})}  # fmt: skip
+        what = describe_request(frame)
+        raise FrameError(
+            f"{frame.hex(' ')} is a request ({what['request']} of register "
+            f"0x{frame[2]:02X}), not an answer"
+        )
     register, status = frame[1], frame[2]
     if status != 0:
         return {"register": register, "status": status, "refused": True}
