@@ -18,9 +18,7 @@ from hypothesis import HealthCheck, settings
 from bmsgate_api.app import create_app
 from bmsgate_api.store import PackStore
 from bmsgate_common.models import Availability, PackState, utcnow
-from bmsgate_common.settings import ArchiveSettings, Settings
-from bmsgate_history.archive import Archive
-from bmsgate_history.service import archive_path
+from bmsgate_common.settings import Settings
 from tests.reliability.counts import COUNTS
 
 EXAMPLES = 10
@@ -28,8 +26,6 @@ DATA = Path(tempfile.mkdtemp(prefix="bmsgate-fuzz-api-"))
 SETTINGS = Settings.model_validate(
     {"data_dir": str(DATA), "api": {"public_read": "never", "login_attempts": 1000}}
 )
-archive_path(SETTINGS).parent.mkdir(parents=True, exist_ok=True)
-Archive(archive_path(SETTINGS), ArchiveSettings()).close()
 STORE = PackStore()
 STORE.states["garage"] = PackState(
     pack="garage", name="Garage", protocol="jk_pb", ts=utcnow(), pack_voltage=26.8,

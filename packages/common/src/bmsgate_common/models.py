@@ -357,6 +357,7 @@ class HistoryReply(_Message):
     transaction: str | None = Field(description="the query's id; null if it could not be read")
     status: Literal["ok", "error"]
     error: str | None = None
+    code: HistoryErrorCode | None = Field(default=None, description="what kind of error")
     pack: PackId | None = None
     resolution: HistoryResolution | None = None
     times: list[int] = Field(
@@ -364,6 +365,60 @@ class HistoryReply(_Message):
     )
     series: list[HistorySeries] = Field(default_factory=list)
     gaps: list[HistoryGap] = Field(default_factory=list)
+
+
+HistoryErrorCode = Literal["invalid", "not_found", "disabled", "internal"]
+HistoryFileAction = Literal["days", "csv", "zip", "delete"]
+MONTH_PATTERN: Final = r"^[1-9]\d{3}-(0[1-9]|1[0-2])$"  # YYYY-MM
+
+
+class HistoryFileRequest(_Message):
+    """A file of the archive, on ``<base>/history/<client>/files``; answered on ``.../files/reply``.
+
+    ``days``: the local days of ``month`` with data; ``csv``: one local ``day`` as CSV; ``zip``:
+    ``month`` as a zip of its day files; ``delete``: remove one local ``day`` (the history
+    service is the archive's only writer, so deleting goes through it too).
+    """
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION, description="caller's id, echoed in the reply")
+    action: HistoryFileAction
+    pack: PackId
+    day: date | None = Field(default=None, description="csv, delete: the local day")
+    month: str | None = Field(default=None, pattern=MONTH_PATTERN, description="days, zip: YYYY-MM")
+
+    @model_validator(mode="after")
+    def _has_its_date(self) -> HistoryFileRequest:
+        needs_day = self.action in ("csv", "delete")
+        if needs_day and (self.day is None or self.month is not None):
+            raise ValueError(f"{self.action} takes a day, not a month")
+        if not needs_day and (self.month is None or self.day is not None):
+            raise ValueError(f"{self.action} takes a month, not a day")
+        return self
+
+
+class HistoryDay(_Message):
+    """A local day with data in the archive."""
+
+    day: date
+    samples: int = Field(description="raw samples, or 1-minute buckets once raw data expired")
+    file: str = Field(description="its CSV file name, <pack>_<YYYY-MM-DD>.csv")
+
+
+class HistoryFileReply(_Message):
+    """The answer to a HistoryFileRequest; a file comes in ``parts`` messages of base64 ``data``."""
+
+    v: Literal[1] = 1
+    transaction: str | None = Field(description="the request's id; null if it could not be read")
+    status: Literal["ok", "error"]
+    error: str | None = None
+    code: HistoryErrorCode | None = Field(default=None, description="what kind of error")
+    days: list[HistoryDay] = Field(default_factory=list, description="days: the month's days")
+    file: str | None = Field(default=None, description="csv, zip: the file's name")
+    samples: int | None = Field(default=None, description="delete: raw samples deleted")
+    data: str = Field(default="", description="csv, zip: this part of the file, base64")
+    part: int = Field(default=0, ge=0, description="0-based; the parts come in order")
+    parts: int = Field(default=1, ge=1, le=100_000)
 
 
 HealthKind = Literal["weak_cell", "balancing_fault", "capacity_fade"]

@@ -19,6 +19,8 @@ from .models import (
     CommandResult,
     DailyStats,
     HealthReport,
+    HistoryFileReply,
+    HistoryFileRequest,
     HistoryQuery,
     HistoryReply,
     PackState,
@@ -114,6 +116,12 @@ HISTORY_REQUEST: Final = TopicSpec(
 HISTORY_REPLY: Final = TopicSpec(
     "history_reply", "history/+/reply", HistoryReply, retained=False, qos=1
 )
+HISTORY_FILES: Final = TopicSpec(
+    "history_files", "history/+/files", HistoryFileRequest, retained=False, qos=1
+)
+HISTORY_FILES_REPLY: Final = TopicSpec(
+    "history_files_reply", "history/+/files/reply", HistoryFileReply, retained=False, qos=1
+)
 TUNNEL_COMMAND: Final = TopicSpec(
     "tunnel_command", "bms/+/tunnel/set", TunnelCommand, retained=False, qos=1
 )
@@ -143,6 +151,8 @@ TOPICS: Final[dict[str, TopicSpec[Any]]] = {
         HEALTH,
         HISTORY_REQUEST,
         HISTORY_REPLY,
+        HISTORY_FILES,
+        HISTORY_FILES_REPLY,
         TUNNEL_COMMAND,
         TUNNEL_STATUS,
     )

@@ -20,6 +20,7 @@ from bmsgate_common.models import (
     CommandResult,
     DailyStats,
     HealthReport,
+    HistoryFileReply,
     HistoryReply,
     PackState,
     RawData,
@@ -94,6 +95,10 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
         if client == CLIENT:
             ctx.replies.answer(reply.transaction, reply)
 
+    async def on_files_reply(client: str, reply: HistoryFileReply) -> None:
+        if client == CLIENT:
+            ctx.replies.part(reply.transaction, reply.part, reply.parts, reply)
+
     async def on_tunnel(pack: str, status: TunnelStatus) -> None:
         store.tunnels[pack] = status
         if ctx.tunnel_hub.listeners:
@@ -132,6 +137,7 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     backbone.subscribe(topics.SERVICE_STATUS, on_service)
     backbone.subscribe(topics.RESULT, on_result, retained=False)
     backbone.subscribe(topics.HISTORY_REPLY, on_reply, retained=False)
+    backbone.subscribe(topics.HISTORY_FILES_REPLY, on_files_reply, retained=False)
 
 
 def make_context(

@@ -17,6 +17,7 @@ class Replies:
 
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._parts: dict[str, dict[int, Any]] = {}  # answers that come in several messages
 
     def new(self, prefix: str) -> str:
         """A fresh transaction id with a future waiting for its answer."""
@@ -32,10 +33,21 @@ class Replies:
                 return await future
         finally:
             self._waiting.pop(transaction, None)
+            self._parts.pop(transaction, None)
 
     def cancel(self, transaction: str) -> None:
         """Stop waiting (the request could not be sent)."""
         self._waiting.pop(transaction, None)
+
+    def part(self, transaction: str | None, index: int, count: int, message: Any) -> None:
+        """Part ``index`` of ``count``; the answer is the list of parts once all are in."""
+        if (transaction or "") not in self._waiting:
+            return  # nobody asked (or no longer waits): nothing is kept
+        assert transaction is not None
+        got = self._parts.setdefault(transaction, {})
+        got[index] = message
+        if len(got) == count and all(i in got for i in range(count)):
+            self.answer(transaction, [got[i] for i in range(count)])
 
     def answer(self, transaction: str | None, message: Any) -> None:
         """Hand ``message`` to whoever waits for ``transaction``; others are ignored."""

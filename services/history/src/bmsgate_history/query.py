@@ -11,7 +11,13 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from bmsgate_common.models import HistoryGap, HistoryQuery, HistoryReply, HistorySeries
+from bmsgate_common.models import (
+    HistoryErrorCode,
+    HistoryGap,
+    HistoryQuery,
+    HistoryReply,
+    HistorySeries,
+)
 from bmsgate_common.settings import ArchiveSettings
 
 from .archive import DAY_MS, Store, agg_row
@@ -23,9 +29,27 @@ _INDEX: Final = {name: i for i, name in enumerate(SCALARS)}
 MAX_REPLY_VALUES: Final = 2_000_000  # numbers in one reply; more is refused, not truncated
 
 
-def error_reply(transaction: str | None, message: str) -> HistoryReply:
+def error_reply(
+    transaction: str | None, message: str, code: HistoryErrorCode = "invalid"
+) -> HistoryReply:
     """A reply saying why a query could not be answered."""
-    return HistoryReply(transaction=transaction, status="error", error=message)
+    return HistoryReply(transaction=transaction, status="error", error=message, code=code)
+
+
+def refusal(payload: bytes | str, err: ValidationError) -> tuple[str | None, str]:
+    """The id (when it is readable) and the one-line reason of a request that failed validation."""
+    transaction = None
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError):  # deep nesting: json's stack, not pydantic's limit
+        data = None
+    if isinstance(data, dict):
+        candidate = data.get("transaction")
+        if isinstance(candidate, str) and _TRANSACTION.match(candidate):
+            transaction = candidate
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "payload"
+    return transaction, f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
 
 
 def parse(payload: bytes | str) -> HistoryQuery | HistoryReply:
@@ -33,18 +57,8 @@ def parse(payload: bytes | str) -> HistoryQuery | HistoryReply:
     try:
         return HistoryQuery.model_validate_json(payload)
     except ValidationError as err:
-        transaction = None
-        try:
-            data = json.loads(payload)
-        except (ValueError, RecursionError):  # deep nesting: json's stack, not pydantic's limit
-            data = None
-        if isinstance(data, dict):
-            candidate = data.get("transaction")
-            if isinstance(candidate, str) and _TRANSACTION.match(candidate):
-                transaction = candidate
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
-        return error_reply(transaction, f"invalid query: {where}: {first['msg']}")
+        transaction, why = refusal(payload, err)
+        return error_reply(transaction, f"invalid query: {why}")
 
 
 def choose_resolution(q: HistoryQuery, store: Store, cfg: ArchiveSettings, now: int) -> str:

@@ -12,12 +12,22 @@ import time
 from pathlib import Path
 
 from bmsgate_common import topics
-from bmsgate_common.models import Availability, HealthReport, HistoryReply, PackState, utcnow
+from bmsgate_common.models import (
+    Availability,
+    DailyStats,
+    HealthReport,
+    HistoryFileReply,
+    HistoryFileRequest,
+    HistoryReply,
+    PackState,
+    utcnow,
+)
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 from bmsgate_common.tasks import stop_tasks
 from bmsgate_common.timezones import site_zone
 
+from . import files
 from .archive import DAY_MS, Archive, Store
 from .daily import DailyTracker
 from .health import HealthTracker
@@ -99,17 +109,23 @@ class History:
         """Rebuild today's figures and unsaved health evidence from the archive."""
         if self.archive is None:
             return
-        midnight = day_bounds(local_day(now, self.tz), self.tz)[0]
         for pack in self.archive.packs():
-            daily = self.daily[pack] = DailyTracker(pack, self.tz)
-            for s in self.archive.samples(pack, midnight, now + 1):
-                daily.add(s)
-                self.prev[pack] = s
+            self._replay_today(pack, now)
             tracker = self._tracker(pack)
             since = tracker.prev.ts + 1 if tracker.prev else now - REPLAY_DAYS * DAY_MS
             for s in self.archive.samples(pack, since, now + 1):
                 tracker.add(s)
             log.info("%s: resumed from the archive", pack)
+
+    def _replay_today(self, pack: str, now: int) -> None:
+        """Today's figures of ``pack`` from the archive as it is now."""
+        assert self.archive is not None
+        midnight = day_bounds(local_day(now, self.tz), self.tz)[0]
+        daily = self.daily[pack] = DailyTracker(pack, self.tz)
+        self.prev.pop(pack, None)
+        for s in self.archive.samples(pack, midnight, now + 1):
+            daily.add(s)
+            self.prev[pack] = s
 
     # --- incoming --------------------------------------------------------------------------
     async def on_state(self, pack: str, state: PackState) -> None:
@@ -156,12 +172,75 @@ class History:
         if isinstance(q, HistoryReply):
             return q
         if self.reader is None:
-            return error_reply(q.transaction, "the archive is disabled (history.archive.enabled)")
+            why = "the archive is disabled (history.archive.enabled)"
+            return error_reply(q.transaction, why, "disabled")
         with self._read_lock:
-            if q.pack not in self.known and self.reader.pack_id(q.pack) is None:
-                return error_reply(q.transaction, f"unknown pack {q.pack!r}")
+            if not self._known(q.pack, self.reader):
+                return error_reply(q.transaction, f"unknown pack {q.pack!r}", "not_found")
             now = to_ms(utcnow())
             return run_query(q, self.reader, self.h.archive, self.tz, now, self.max_gap_ms)
+
+    def _known(self, pack: str, store: Store) -> bool:
+        return pack in self.known or store.pack_id(pack) is not None
+
+    def answer_files(self, q: HistoryFileRequest) -> list[HistoryFileReply]:
+        """The reply to a days, csv or zip request (runs in a worker thread)."""
+        assert self.reader is not None
+        with self._read_lock:
+            if not self._known(q.pack, self.reader):
+                return [files.error(q.transaction, "not_found", f"unknown pack {q.pack!r}")]
+            return files.answer(self.reader, q, self.tz)
+
+    async def delete_day(self, q: HistoryFileRequest) -> HistoryFileReply:
+        """Delete one local day through the writer; today's figures are rebuilt without it.
+
+        The writer re-opens its current buckets from the samples left, so the next commit
+        cannot write deleted samples back, and the retained daily figures are sent again.
+        """
+        assert self.archive is not None
+        assert q.day is not None
+        start, end = files.bounds(q.day, self.tz)
+        if not self._known(q.pack, self.archive):
+            return files.error(q.transaction, "not_found", f"unknown pack {q.pack!r}")
+        n = self.archive.delete_range(q.pack, start, end)
+        now = to_ms(utcnow())
+        today = day_bounds(local_day(now, self.tz), self.tz)
+        if start < today[1] and end > today[0]:
+            self._replay_today(q.pack, now)
+            stats = self.daily[q.pack].stats() or DailyStats(
+                pack=q.pack, day=local_day(now, self.tz), ts=utcnow()
+            )  # nothing left today: the figures say so instead of keeping the deleted ones
+            if await self.backbone.publish(topics.DAILY, q.pack, stats):
+                self._daily_sent[q.pack] = time.monotonic()
+        log.info("%s: %s deleted (%d samples)", q.pack, q.day.isoformat(), n)
+        return files.deleted(q, n)
+
+    async def on_files(self, client: str, payload: bytes) -> None:
+        """Answer a file request with one reply, or a file in parts; a failure is an error."""
+        self.queries += 1
+        q = files.parse(payload)
+        replies: list[HistoryFileReply]
+        try:
+            if isinstance(q, HistoryFileReply):
+                replies = [q]
+            elif self.archive is None:
+                why = "the archive is disabled (history.archive.enabled)"
+                replies = [files.error(q.transaction, "disabled", why)]
+            elif q.action == "delete":  # on this thread: the writer's connection stays here
+                replies = [await self.delete_day(q)]
+            else:
+                replies = await asyncio.to_thread(self.answer_files, q)
+        except files.FileError as err:
+            replies = [files.error(getattr(q, "transaction", None), err.code, str(err))]
+        except Exception as err:  # a bug must not kill the service or leave the caller waiting
+            log.exception("file request failed")
+            why = f"internal error: {type(err).__name__}"
+            replies = [files.error(getattr(q, "transaction", None), "internal", why)]
+        if replies[0].status == "error":
+            self.query_errors += 1
+            log.info("history file request from %s refused: %s", client, replies[0].error)
+        for reply in replies:
+            await self.backbone.publish(topics.HISTORY_FILES_REPLY, client, reply)
 
     async def on_request(self, client: str, payload: bytes) -> None:
         """Answer a query on the asking client's reply topic; any failure is an error reply."""
@@ -170,7 +249,7 @@ class History:
             reply = await asyncio.to_thread(self.answer, payload)
         except Exception as err:  # a bug must not kill the service or leave the caller waiting
             log.exception("query failed")
-            reply = error_reply(None, f"internal error: {type(err).__name__}")
+            reply = error_reply(None, f"internal error: {type(err).__name__}", "internal")
         if reply.status == "error":
             self.query_errors += 1
             log.info("history query from %s refused: %s", client, reply.error)
@@ -230,6 +309,7 @@ async def run_history(cfg: Settings) -> None:
     backbone.subscribe(topics.STATE, history.on_state, retained=False, qos0=True)
     backbone.subscribe(topics.AVAILABILITY, history.on_availability, retained=True)
     backbone.subscribe_raw(topics.HISTORY_REQUEST, history.on_request, retained=False)
+    backbone.subscribe_raw(topics.HISTORY_FILES, history.on_files, retained=False)
     tasks: list[asyncio.Task[None]] = []
     try:
         async with backbone:

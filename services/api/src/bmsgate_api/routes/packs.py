@@ -27,6 +27,7 @@ from bmsgate_common.models import (
 )
 
 from ..deps import Ctx, Reader, User, ask
+from ..history import raise_for
 from ..live import CLIENT
 from ..views import PackView, pack_view
 
@@ -142,7 +143,7 @@ async def health(pack: PackPath, ctx: Ctx) -> HealthReport:
 @router.get(
     "/packs/{pack}/history",
     dependencies=[Reader],
-    responses={400: {}, 503: {"description": "the backbone is away"}, 504: {}},
+    responses={400: {}, 404: {}, 422: {}, 503: {"description": "the backbone is away"}, 504: {}},
 )
 async def history(
     pack: PackPath,
@@ -165,8 +166,7 @@ async def history(
         ),
         seconds=10.0, silent="the history service did not answer within 10 s", prefix="history",
     )  # fmt: skip
-    if reply.status != "ok":
-        raise HTTPException(status_code=400, detail=reply.error or "the query was refused")
+    raise_for(reply)
     return reply
 
 
