@@ -61,7 +61,15 @@ def test_environment_takes_json_lists(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (
             "buses:\n  - port: /dev/x\n    protocol: daly_classic\n    packs: []\n",
-            "'buses.0.packs'",
+            "at least one pack (or listen: true)",
+        ),
+        (
+            "buses:\n  - {port: /dev/x, protocol: daly_classic, listen: true}\n",
+            "protocol daly_classic cannot be listened to",
+        ),
+        (
+            "buses:\n  - {port: /dev/x, protocol: jk_pb, packs: [{id: m, address: 0}]}\n",
+            "address 0 is outside 1..15 for jk_pb",
         ),
         (
             "buses:\n  - protocol: daly_classic\n    packs: [{id: a}]\n",
@@ -108,3 +116,14 @@ def test_service_stops_before_connecting_with_one_line(tmp_path: Path, service: 
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "unknown key 'buses.0.packs.0.adress'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_listened_jk_pb_bus_may_name_its_master_or_no_pack(tmp_path: Path) -> None:
+    text = (
+        "buses:\n  - {port: /dev/x, protocol: jk_pb, listen: true, packs: [{id: m, address: 0}]}\n"
+    )
+    assert load_settings(write(tmp_path, text)).buses[0].packs[0].address == 0
+    bare = load_settings(
+        write(tmp_path, "buses:\n  - {port: /dev/x, protocol: jk_pb, listen: true}\n")
+    )
+    assert bare.buses[0].listen and bare.buses[0].packs == []

@@ -19,7 +19,8 @@ from bmsgate_bms import daly_classic
 from bmsgate_bms.registry import infos
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
-from bmsgate_bms.sim.model import lying
+from bmsgate_bms.sim.jk_pb import JkPbBoard, Master
+from bmsgate_bms.sim.model import PackModel, lying
 from bmsgate_common import topics
 from bmsgate_common.models import Command, PackState, RawData, RawLease, SniffSet
 from bmsgate_common.mqtt import Backbone
@@ -547,3 +548,48 @@ async def test_network_gateway_ports(tmp_path: Path, mosquitto: Mosquitto, schem
         port = int(url.rpartition(":")[2])
         await stack.enter_async_context(gateway(scheme, pty.port, port))
         await seen.wait_for(lambda s: availability(s, "p1")[-1] == "online", within=30)
+
+
+async def test_listening_to_a_jk_pb_master_and_its_slaves(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A JK-PB master (DIP 0) polls two slaves; the reader only listens: one pack per address,
+    not a byte sent, and a slave that goes quiet goes offline while the others stay online."""
+    sim = make_bus("jk_pb", boards=2)
+    master = Master(sim, JkPbBoard(PackModel.create(cells=16, seed=42), address=0))
+
+    async def polling(pty: PtyServer) -> None:
+        while True:
+            await pty.send(master.round())
+            await asyncio.sleep(0.2)
+
+    async with contextlib.AsyncExitStack() as stack:
+        pty = await stack.enter_async_context(PtyServer(sim, tmp_path / "tty"))
+        seen = await stack.enter_async_context(listen(mosquitto.port, "bmsgate/bms/#"))
+        bus = bus_settings(
+            pty.port, "jk_pb", 0, listen=True, poll_interval=0.5,
+            packs=[{"id": "master", "address": 0}],
+        )  # fmt: skip
+        await stack.enter_async_context(running(mosquitto, bus))
+        cycle = asyncio.create_task(polling(pty))
+        try:
+            packs = {"master": master.own.model, "reader-0-1": sim.boards[0].model,
+                     "reader-0-2": sim.boards[1].model}  # fmt: skip
+            await seen.wait_for(
+                lambda s: all(availability(s, p) == ["online"] for p in packs), within=15
+            )
+            for pack, model in packs.items():
+                state = states(seen, pack)[-1]
+                assert state.cell_voltages == pytest.approx(model.cell_voltages, abs=0.0015)
+                assert state.current == pytest.approx(model.current, abs=0.002)
+            master.silent.add(2)
+            await seen.wait_for(lambda s: availability(s, "reader-0-2") == ["online", "offline"])
+            reason = seen.on("/bms/reader-0-2/availability")[-1]["reason"]
+            assert reason.startswith("not heard on the bus")
+            assert availability(seen, "reader-0-1") == ["online"]
+            assert availability(seen, "master") == ["online"]
+            master.silent.clear()
+            await seen.wait_for(lambda s: availability(s, "reader-0-2")[-1] == "online")
+        finally:
+            cycle.cancel()
+        assert pty.received == 0  # the reader never sent a byte

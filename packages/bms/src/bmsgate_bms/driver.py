@@ -74,6 +74,9 @@ class ProtocolInfo:
     mos_switching: bool = True  # charge/discharge MOSFETs can be switched over this line
     soc_setting: bool = False  # the SOC can be set over this line
     read_only_note: str = ""  # why commands are refused, said in the web UI
+    # a bus another master polls can be read by listening (the module's BusListener and
+    # bus_framer), with these addresses; None: this protocol cannot be listened to
+    listen_addresses: tuple[int, int] | None = None
 
     @property
     def baudrate(self) -> int:
@@ -100,6 +103,7 @@ class ProtocolInfo:
             "mos_switching": self.mos_switching,
             "soc_setting": self.soc_setting,
             "read_only_note": self.read_only_note,
+            "listen_addresses": list(self.listen_addresses) if self.listen_addresses else None,
         }
 
 

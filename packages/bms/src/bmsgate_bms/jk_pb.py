@@ -654,6 +654,96 @@ def to_reading(parts: dict[str, Any]) -> BmsReading:
     return BmsReading.from_parts({k: v for k, v in parts.items() if k not in _NOT_EXTRAS})
 
 
+# --- listening to a bus that a master (DIP 0) polls ---------------------------------------------
+MASTER: Final = 0  # DIP address 0: the bus master; it polls 1..15 and sends its own frames
+_BUS_STARTS: Final = (HEADER[0], *range(MASTER, MAX_ADDRESS + 1))
+
+
+def _bus_lengths(buf: bytes) -> list[int] | None:
+    """Lengths a Modbus frame at the start of ``buf`` may have, shortest first; None: none."""
+    function = buf[1]
+    if function in (READ | ERROR_FLAG, WRITE | ERROR_FLAG):
+        return [EXCEPTION_LEN]
+    if function == READ:  # request (8) or answer (5 + byte count)
+        return [8] + ([5 + buf[2]] if len(buf) > 2 and buf[2] and not buf[2] % 2 else [])
+    if function == WRITE:  # ACK (8) or request (9 + byte count)
+        return [ACK_LEN] + ([9 + buf[6]] if len(buf) > 6 and buf[6] and not buf[6] % 2 else [])
+    return None
+
+
+def bus_framer(buf: bytes) -> tuple[int, bytes | None]:
+    """Find any frame heard on a bus (requests, answers, ACKs, 55 AA frames; see link.Framer).
+
+    An FC 0x10 ACK and a trigger request begin alike: the CRC tells which one it is, and 0x00
+    padding or junk is dropped a byte at a time.
+    """
+    if not buf:
+        return 0, None
+    if buf[0] == HEADER[0] and HEADER.startswith(buf[:4]):
+        return framer(buf)
+    if buf[0] > MAX_ADDRESS:
+        return _skip(buf, _BUS_STARTS), None
+    if len(buf) < 2:
+        return 0, None
+    lengths = _bus_lengths(buf)
+    if lengths is None:
+        return 1, None
+    for size in sorted(lengths):
+        if len(buf) < size:
+            return 0, None  # the shorter reading failed its CRC: wait for the longer one
+        if _crc_ok(buf[:size]):
+            return size, bytes(buf[:size])
+    return 1, None
+
+
+class Heard(NamedTuple):
+    """A 55 AA frame heard on the bus, with the address it belongs to."""
+
+    address: int
+    frame_type: int
+    values: dict[str, Any]
+
+
+class BusListener:
+    """Tells whose each 55 AA frame heard on a master's bus is, sending nothing.
+
+    A slave's frame is followed by its FC 0x10 ACK, whose address names it (the frame has
+    none); the master's own frame comes with an ACK-shaped frame from address 0
+    (txubelaxu/esphome-jk-bms jk_rs485_sniffer reads the address at byte 300, after the frame).
+    A frame whose ACK is lost is given to the trigger request before it. Pure: feed it frames
+    from ``bus_framer`` in order.
+    """
+
+    def __init__(self) -> None:
+        self._asked: int | None = None  # address of the last trigger heard
+        self._pending: bytes | None = None  # a 55 AA frame waiting for its ACK
+
+    def _flush(self) -> list[Heard]:
+        frame, address = self._pending, self._asked
+        self._pending = self._asked = None
+        if frame is None or address is None:
+            return []
+        return [Heard(address, frame[4], decode_frames([frame]))]
+
+    def feed(self, frame: bytes) -> list[Heard]:
+        """Take the next frame heard; return the 55 AA frames now attributed."""
+        if is_status_frame(frame):
+            heard = self._flush() if self._pending is not None else []
+            self._pending = frame
+            return heard
+        if frame[1] == WRITE and len(frame) == ACK_LEN:
+            if self._pending is None:  # an ACK-shaped header before the frame it announces
+                self._asked = frame[0]
+                return []
+            if TRIGGER_TYPES.get(read_int(frame, 2, 2)) == self._pending[4]:
+                self._asked = frame[0]
+            return self._flush()
+        heard = self._flush()
+        if frame[1] == WRITE and describe_request(frame)["request"] == "trigger":
+            self._asked = frame[0]
+        return heard
+
+
 # --- driver -------------------------------------------------------------------------------------
 def check_ack(frame: bytes, address: int, register: int, count: int) -> None:
     """Raise unless ``frame`` is the FC 0x10 ACK of this write (ModbusExceptionError if refused)."""
@@ -745,6 +835,7 @@ INFO: Final = ProtocolInfo(
     model="JK-PB BMS (RS485 Modbus)",
     baudrates=(BAUDRATE, SLOW_BAUDRATE),
     addresses=(1, MAX_ADDRESS),  # DIP switches; 0 is the bus master
+    listen_addresses=(MASTER, MAX_ADDRESS),  # a listener hears the master and its slaves
     scan=(
         ScanStep(BAUDRATE, range(1, MAX_ADDRESS + 1)),
         ScanStep(SLOW_BAUDRATE, range(1, MAX_ADDRESS + 1), alternate=True),

@@ -41,7 +41,7 @@ class FrameCollector:
         self.buffer = bytearray()
         self.junk = 0  # bytes dropped that were neither an echo nor part of a frame
         self.echoes = 0
-        self._echo_checked = False
+        self._echo_checked = not request  # no request (listening): nothing can echo
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add received bytes; return the complete frames found so far."""

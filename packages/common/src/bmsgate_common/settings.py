@@ -60,7 +60,9 @@ class PackSettings(_Section):
 
     id: PackId
     name: str | None = Field(default=None, description="display name; the id when unset")
-    address: int = Field(default=1, ge=1, le=247, description="board address on the bus")
+    address: int = Field(
+        default=1, ge=0, le=247, description="board address on the bus (0: a JK-PB master, heard)"
+    )
     invert_current: bool = Field(default=False, description="for a shunt wired the other way")
     nominal_capacity: float | None = Field(default=None, gt=0, description="[Ah]")
 
@@ -97,7 +99,14 @@ class BusSettings(_Section):
     sniff: bool = Field(
         default=False, description="publish every frame on <base>/bus/<reader>/sniff"
     )
-    packs: list[PackSettings] = Field(min_length=1)
+    listen: bool = Field(
+        default=False,
+        description="only listen: read a bus another master polls (JK-PB with a DIP-0 master), "
+        "sending nothing; every address heard is a pack",
+    )
+    packs: list[PackSettings] = Field(
+        default_factory=list, description="at least one, unless listening"
+    )
 
     @property
     def baud(self) -> int:
@@ -110,12 +119,18 @@ class BusSettings(_Section):
         if len(set(addresses)) != len(addresses):
             raise ValueError("two packs on one bus share an address")
         info = protocol_info(self.protocol)
+        if self.listen and info.listen_addresses is None:
+            raise ValueError(f"protocol {self.protocol} cannot be listened to (listen: true)")
+        if not self.packs and not self.listen:
+            raise ValueError("a bus needs at least one pack (or listen: true)")
         if self.variant is not None and self.variant not in info.variants:
             if not info.variants:
                 raise ValueError(f"protocol {self.protocol} has no variants")
             known = ", ".join(info.variants)
             raise ValueError(f"variant of {self.protocol} is one of {known}, not {self.variant!r}")
         low, high = info.address_range(self.variant)
+        if self.listen and info.listen_addresses is not None:
+            low, high = info.listen_addresses
         for pack in self.packs:
             if not low <= pack.address <= high:
                 raise ValueError(

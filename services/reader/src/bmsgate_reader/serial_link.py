@@ -309,6 +309,31 @@ class SerialLink:
                 raise LinkTimeout(f"{len(frames)} of {count} frames in {self.timeout} s{detail}")
             return frames[:limit]
 
+    async def hear(self, collector: FrameCollector, within: float) -> list[bytes]:
+        """Frames heard on the line within ``within`` seconds, sending nothing (listen mode).
+
+        Returns as soon as a frame is complete; bytes of a frame still arriving stay in
+        ``collector`` for the next call.
+        """
+        async with self._lock:
+            if self._transport is None:
+                await self.open()
+            deadline = time.monotonic() + within
+            while True:
+                if self._rx:
+                    data = bytes(self._rx)
+                    self._rx.clear()
+                    junk = collector.junk
+                    frames = collector.feed(data)
+                    self.junk += collector.junk - junk
+                    if frames:
+                        return frames
+                    continue
+                if self._transport is None:
+                    raise LinkDown(f"serial port {self.port} went away")
+                if not await self._wait(deadline):
+                    return []
+
     async def relay(self, data: bytes) -> bytes:
         """Send another master's bytes (a passthrough gadget) and return what the BMS answers.
 

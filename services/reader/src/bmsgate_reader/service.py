@@ -6,10 +6,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal, cast
 
 from bmsgate_bms.driver import Driver, UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
+from bmsgate_bms.link import FrameCollector
 from bmsgate_bms.plausible import implausible
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
@@ -48,10 +49,10 @@ class Pack:
     """One BMS on the bus: its settings, driver, availability and energy counter."""
 
     def __init__(
-        self, cfg: PackSettings, driver: Driver, offline_after: int, energy: EnergyCounter
+        self, cfg: PackSettings, driver: Driver | None, offline_after: int, energy: EnergyCounter
     ):
         self.cfg = cfg
-        self.driver = driver
+        self.driver = driver  # None when listening: bmsgate sends nothing to it
         self.tracker = PackTracker(cfg.id, offline_after)
         self.energy = energy
         self.lying = False  # its last answer was implausible (logged once until it is not)
@@ -73,17 +74,9 @@ class Reader:
         self.control = control
         self.counters = counters
         self.link = SerialLink(bus.port, bus.baud, bus.timeout)
-        module = protocol(bus.protocol)
-        self.limits = module.LIMITS
-        self.packs: dict[str, Pack] = {
-            p.id: Pack(
-                p,
-                module.Driver(self.link, p.address, **bus.driver_options()),
-                bus.offline_after,
-                counters.load(p.id) if counters else EnergyCounter(),
-            )
-            for p in bus.packs
-        }
+        self.module = protocol(bus.protocol)
+        self.limits = self.module.LIMITS
+        self.packs: dict[str, Pack] = {p.id: self._pack(p) for p in bus.packs}
         self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
         self.sniffer = Sniffer(backbone, backbone.service, bus.protocol, {}, enabled=bus.sniff)
         self.link.monitor = self.sniffer.see
@@ -96,6 +89,13 @@ class Reader:
         self._backoff = 0.0
         self._saved: float | None = None  # [s] monotonic; None: the counters are not on disk yet
         self._resends: set[asyncio.Task[None]] = set()
+
+    def _pack(self, cfg: PackSettings) -> Pack:
+        driver = None
+        if not self.bus.listen:
+            driver = self.module.Driver(self.link, cfg.address, **self.bus.driver_options())
+        energy = self.counters.load(cfg.id) if self.counters else EnergyCounter()
+        return Pack(cfg, driver, self.bus.offline_after, energy)
 
     def counters_detail(self) -> dict[str, int | float | str | bool | None]:
         """Health figures for the service status."""
@@ -123,6 +123,7 @@ class Reader:
     async def poll_pack(self, pack: Pack) -> PackState | None:
         """Read one pack and publish its state, availability change and alarm events."""
         self.polls += 1
+        assert pack.driver is not None  # polled only when not listening
         try:
             reading = await self._read(pack.driver)
         except POLL_ERRORS as err:
@@ -134,6 +135,10 @@ class Reader:
             await self._missed(pack, _reason(err))
             return None
         self._backoff = 0.0
+        return await self._publish(pack, reading)
+
+    async def _publish(self, pack: Pack, reading: BmsReading) -> PackState | None:
+        """Publish a pack's reading (polled or heard): state, availability and alarm events."""
         problem = implausible(reading, self.limits)
         if problem is not None:
             await self._lied(pack, problem)
@@ -220,8 +225,69 @@ class Reader:
                     )
                     await self.backbone.publish(topics.AVAILABILITY, pack_id, gone)
 
+    def heard_pack(self, address: int) -> Pack:
+        """The pack at ``address`` on a listened bus: configured, or made when first heard."""
+        for pack in self.packs.values():
+            if pack.cfg.address == address:
+                return pack
+        cfg = PackSettings(id=f"{self.backbone.service}-{address}", address=address)
+        log.info("heard address %d on the bus: pack %s", address, cfg.id)
+        self.packs[cfg.id] = pack = self._pack(cfg)
+        self.lease.packs.add(cfg.id)
+        return pack
+
+    async def listen(self) -> None:
+        """Listen mode: publish every address the bus's master and slaves send, sending nothing.
+
+        A pack not heard within ``poll_interval`` (the master's cycle) counts a missed poll, so
+        it goes offline after ``offline_after`` cycles of silence.
+        """
+        hears = cast(Any, self.module)  # a protocol with INFO.listen_addresses has these
+        listener = hears.BusListener()
+        collector = FrameCollector(b"", hears.bus_framer)
+        period = max(self.bus.poll_interval, 0.5)
+        heard: set[str] = set()
+        ends = time.monotonic() + period
+        beat = time.monotonic()
+        while True:
+            try:
+                frames = await self.link.hear(collector, max(0.0, ends - time.monotonic()))
+                self._backoff = 0.0
+            except LinkDown as err:
+                await self._port_down(err)
+                frames = []
+            for frame in frames:
+                for item in listener.feed(frame):
+                    if item.frame_type != hears.TYPE_LIVE:
+                        continue  # settings and device info: not a state
+                    pack = self.heard_pack(item.address)
+                    self.polls += 1
+                    try:
+                        reading = hears.to_reading(item.values)
+                    except FrameError as err:
+                        self.failures += 1
+                        log.debug("%s: heard frame not usable: %s", pack.cfg.id, err)
+                        continue
+                    heard.add(pack.cfg.id)
+                    await self._publish(pack, reading)
+            now = time.monotonic()
+            if now >= ends:
+                for pack in list(self.packs.values()):
+                    if pack.cfg.id not in heard:
+                        await self._missed(pack, "not heard on the bus")
+                heard.clear()
+                ends = now + period
+                if self.counters and (self._saved is None or now - self._saved >= SAVE_EVERY):
+                    self.save_counters()
+            if now - beat > self.backbone.cfg.heartbeat:
+                beat = now
+                await self.republish_availability()
+
     async def run(self) -> None:
-        """Poll forever at the configured interval."""
+        """Poll forever at the configured interval (or listen, with ``listen``)."""
+        if self.bus.listen:
+            await self.listen()
+            return
         beat = time.monotonic()
         while True:
             if not self.lease.free.is_set():
@@ -260,6 +326,10 @@ class Reader:
         if not self.control:
             await self._result(pack_id, cmd, "error", error="control is disabled")
             return
+        if self.bus.listen:
+            error = "the bus is only listened to: bmsgate sends nothing on it"
+            await self._result(pack_id, cmd, "error", error=error)
+            return
         try:
             value, confirmed = await self._apply(pack, cmd)
         except (*POLL_ERRORS, UnsupportedCommand) as err:
@@ -275,6 +345,7 @@ class Reader:
     async def _apply(self, pack: Pack, cmd: Command) -> tuple[bool | float | None, bool]:
         """Send the command; return the value read back and whether it is what was asked."""
         driver = pack.driver
+        assert driver is not None  # commands are refused on a listened bus
         if cmd.action in ("set_charge_mos", "set_discharge_mos"):
             on = bool(cmd.value)
             state = await driver.set_mos(cmd.action == "set_charge_mos", on)

@@ -174,6 +174,7 @@ class PtyServer:
             os.symlink(self.device, self._link)
         self.port = self._link or self.device
         self._tasks: set[asyncio.Task[None]] = set()
+        self.received = 0  # bytes the reader sent
 
     def _write(self, data: bytes) -> None:
         with contextlib.suppress(OSError):  # no reader on the other end right now
@@ -184,11 +185,19 @@ class PtyServer:
             data = os.read(self._master, 4096)
         except OSError:
             return  # the slave side was closed; a new open reconnects it
+        self.received += len(data)
         writes = self.bus.feed(data)
         if writes:
             task = asyncio.get_running_loop().create_task(self.bus._write_all(writes, self._write))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def send(self, writes: list[tuple[float, bytes]]) -> asyncio.Task[None]:
+        """Put timed writes on the line unasked (a bus master's traffic, for a listener)."""
+        task = asyncio.get_running_loop().create_task(self.bus._write_all(writes, self._write))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def __aenter__(self) -> PtyServer:
         asyncio.get_running_loop().add_reader(self._master, self._on_readable)

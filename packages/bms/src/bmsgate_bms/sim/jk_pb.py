@@ -1,4 +1,4 @@
-"""A simulated JK-PB board speaking "001 JK BMS RS485 Modbus V1.0" at DIP address 1..15."""
+"""A simulated JK-PB board speaking "001 JK BMS RS485 Modbus V1.0" at DIP address 0..15."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Literal
 from .. import jk_pb as proto
 from ..fields import decode_field
 from . import model as pack
+from .bus import SimBus
 from .model import PackModel
 
 ALARM_CODES = {code: n for n, code in enumerate(proto.ALARM_BITS) if code}
@@ -26,8 +27,8 @@ class JkPbBoard:
     """
 
     def __init__(self, model: PackModel, address: int = 1, padding: bool = False) -> None:
-        if not 1 <= address <= proto.MAX_ADDRESS:
-            raise ValueError(f"JK-PB address must be 1..{proto.MAX_ADDRESS}, not {address}")
+        if not proto.MASTER <= address <= proto.MAX_ADDRESS:
+            raise ValueError(f"JK-PB address must be 0..{proto.MAX_ADDRESS}, not {address}")
         self.model = model
         self.address = address
         self.padding = padding  # wrap the ACK in 0x00 bytes as some adapters do
@@ -141,8 +142,8 @@ class JkPbBoard:
 
     def answer(self, request: bytes) -> list[bytes] | None:
         """Return the frames this board sends; None when the request is for another address."""
-        if request[0] != self.address:
-            return None
+        if request[0] != self.address or self.address == proto.MASTER:
+            return None  # the master asks; it never answers
         function = request[1]
         register = int.from_bytes(request[2:4], "big")
         count = int.from_bytes(request[4:6], "big")
@@ -174,6 +175,44 @@ class JkPbBoard:
             return self._error(proto.READ, 2)
         image = self._block(base, "big")
         return [proto.read_response(self.address, image[first : first + 2 * count])]
+
+    def own_frames(self, kind: int = proto.TYPE_LIVE) -> list[bytes]:
+        """What a master (DIP 0) sends unasked: its 55 AA frame, then an ACK-shaped frame from 0.
+
+        PROTOCOLS.md 4.2.2; txubelaxu/esphome-jk-bms jk_rs485_sniffer reads the address there.
+        """
+        self.counter = (self.counter + 1) & 0xFF
+        block = self._block(proto.FRAME_BLOCKS[kind], "little")
+        register = next(r for r, t in proto.TRIGGER_TYPES.items() if t == kind)
+        return [proto.status_frame(kind, self.counter, block), *self._ack(register, 1)]
+
+
+class Master:
+    """A JK-PB at DIP address 0 on a simulated bus: polls its slaves, then sends its own frame.
+
+    ``round()`` gives one polling cycle as timed writes, what a listener on the bus hears: each
+    trigger, the slave's answer through the bus (its faults included), then the master's frames.
+    """
+
+    def __init__(self, bus: SimBus, own: JkPbBoard, gap: float = 0.02) -> None:
+        if own.address != proto.MASTER:
+            raise ValueError("the master sits at DIP address 0")
+        self.bus, self.own, self.gap = bus, own, gap
+        self.silent: set[int] = set()  # slaves taken off the bus (unplugged)
+
+    def round(self, kind: int = proto.TYPE_LIVE) -> list[tuple[float, bytes]]:
+        """One cycle: trigger every slave in address order, then the master's own frames."""
+        register = next(r for r, t in proto.TRIGGER_TYPES.items() if t == kind)
+        writes: list[tuple[float, bytes]] = []
+        for board in sorted(self.bus.boards, key=lambda b: b.address):
+            if board.address == proto.MASTER:
+                continue
+            request = proto.trigger_request(register, board.address)
+            writes.append((self.gap, request))
+            if board.address not in self.silent:
+                writes += self.bus.feed(request)
+        writes += [(self.gap, frame) for frame in self.own.own_frames(kind)]
+        return writes
 
 
 Board = JkPbBoard
