@@ -18,6 +18,10 @@ for user in reader api publisher modbus history notifier tunnel admin homeassist
   fi
   mosquitto_passwd -b "$pw" "$user" "$secret"
 done
+# optional: the read-only user for a user's own tools
+if [ -n "${MQTT_VIEWER_PASSWORD:-}" ]; then
+  mosquitto_passwd -b "$pw" viewer "$MQTT_VIEWER_PASSWORD"
+fi
 health="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mosquitto_passwd -b "$pw" health "$health"
 printf '%s' "$health" >"$dir/data/health.pw"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import yaml
+from pydantic import SecretStr
 
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
@@ -143,6 +144,24 @@ def plan_children(
             argv += ["--edit-config", str(edit_file)]
         specs[name] = ChildSpec(argv, fingerprint(runtime, service.reads))
     return specs
+
+
+def own_credentials(
+    broker: PrivateBroker, specs: dict[str, ChildSpec], runtime: dict[str, Any], config_file: Path
+) -> dict[str, ChildSpec]:
+    """Each child reads a configuration with its own broker user (ACL: its own topics).
+
+    The credentials stay the same for a data directory, so they never restart a child.
+    """
+    out = {}
+    for name, spec in specs.items():
+        user, password = broker.credentials(name)
+        own = config_file.with_name(f"config-{user}.yaml")
+        mqtt = {**runtime["mqtt"], "username": user, "password": password}
+        write_private(own, yaml.safe_dump({**runtime, "mqtt": mqtt}, sort_keys=False))
+        argv = [str(own) if arg == str(config_file) else arg for arg in spec.argv]
+        out[name] = spec._replace(argv=argv)
+    return out
 
 
 async def reconcile(
@@ -287,11 +306,16 @@ class Supervisor:
     async def effective(self, cfg: Settings) -> Settings:
         """``cfg`` with the private broker and the simulated buses filled in."""
         if cfg.mqtt.host is None:
+            base, banks = cfg.mqtt.base_topic, [b.id for b in cfg.banks]
             if self.broker is None:
-                self.broker = PrivateBroker(self.runtime / "mosquitto")
+                self.broker = PrivateBroker(self.runtime / "mosquitto", base=base, banks=banks)
                 self.broker.start()
                 log.info("private mosquitto on 127.0.0.1:%d", self.broker.port)
-            mqtt = cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": self.broker.port})
+            self.broker.update(base=base, banks=banks)
+            user, password = self.broker.credentials("admin")  # bmsgate run and its tools
+            mqtt = cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": self.broker.port,
+                                               "username": user,
+                                               "password": SecretStr(password)})  # fmt: skip
             cfg = cfg.model_copy(update={"mqtt": mqtt})
         count = self.simulate_packs or (1 if self.simulate or not cfg.buses else 0)
         self.demo_wanted = count > 0
@@ -308,6 +332,8 @@ class Supervisor:
         runtime = runtime_config(cfg)
         write_private(config_file, yaml.safe_dump(runtime, sort_keys=False))
         specs = plan_children(runtime, config_file, only=self.only, edit_file=self.edit_file)
+        if self.broker is not None and cfg.mqtt.host == "127.0.0.1":  # the private broker
+            specs = own_credentials(self.broker, specs, runtime, config_file)
         idle = left_out(runtime, self.only)
         if idle != self.left_out:  # at start, and when a change starts or stops a service
             self.left_out = idle

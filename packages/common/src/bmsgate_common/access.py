@@ -1,0 +1,174 @@
+"""Who may publish and subscribe what on the backbone: one table, and the broker's ACL made from it.
+
+Each service's user may publish exactly the topics of ``topics.py`` it publishes and read exactly
+those it subscribes to (a test compares this table with the services' code). Mosquitto's ACL
+(``deploy/mosquitto/acl`` and the private broker of ``bmsgate run``) is rendered from it, so the
+two cannot drift. A ``+`` grants every pack, bus or client: MQTT wildcards cannot say "only my
+packs". Where the configuration is known (``bmsgate run``), the publisher's bank states are
+granted per bank instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from . import topics
+from .topics import DEFAULT_BASE, TopicSpec
+
+Right = Literal["read", "write", "readwrite"]
+
+
+@dataclass(frozen=True)
+class Use:
+    """One topic of the table used by a service, for one name (``+``: every name)."""
+
+    spec: TopicSpec[Any]
+    name: str = "+"
+    banks_only: bool = False  # the publisher's bank states: per bank when the banks are known
+
+
+@dataclass(frozen=True)
+class ServiceAccess:
+    """What one service's broker user publishes and subscribes to.
+
+    Every service also writes (and, for its container healthcheck, reads) its own status
+    ``service/<status>/status`` and reads the restart requests (bmsgate_common.mqtt.Backbone).
+    """
+
+    publishes: tuple[Use, ...]
+    subscribes: tuple[Use, ...]
+    status: str  # the service name in its status topic; "+" for readers (reader-<bus>)
+    # topics outside the backbone's table, from the root ({base}: the base): (right, topic, why)
+    extra: tuple[tuple[Right, str, str], ...] = ()
+
+
+def _uses(*specs: TopicSpec[Any]) -> tuple[Use, ...]:
+    return tuple(Use(spec) for spec in specs)
+
+
+T = topics
+HISTORY_CLIENT: Final = "api"  # the API's name in history/<client>/request (its only client)
+
+SERVICES: Final[dict[str, ServiceAccess]] = {
+    "reader": ServiceAccess(
+        publishes=_uses(
+            T.STATE,
+            T.AVAILABILITY,
+            T.ALARM,
+            T.RESULT,
+            T.RAW_LEASE_STATE,
+            T.RAW_RX,
+            T.SNIFF,
+            T.SNIFF_STATE,
+        ),
+        subscribes=_uses(T.COMMAND, T.RAW_LEASE, T.RAW_TX, T.SNIFF_SET),
+        status="+",
+    ),
+    "api": ServiceAccess(
+        publishes=(
+            *_uses(
+                T.COMMAND, T.RAW_LEASE, T.RAW_TX, T.SNIFF_SET, T.SERVICE_RESTART, T.TUNNEL_COMMAND
+            ),
+            Use(T.HISTORY_REQUEST, HISTORY_CLIENT),
+            Use(T.HISTORY_FILES, HISTORY_CLIENT),
+        ),
+        subscribes=(
+            *_uses(
+                T.STATE,
+                T.AVAILABILITY,
+                T.ALARM,
+                T.RESULT,
+                T.DAILY,
+                T.HEALTH,
+                T.SERVICE_STATUS,
+                T.TUNNEL_STATUS,
+                T.RAW_LEASE_STATE,
+                T.RAW_RX,
+                T.SNIFF,
+                T.SNIFF_STATE,
+            ),
+            Use(T.HISTORY_REPLY, HISTORY_CLIENT),
+            Use(T.HISTORY_FILES_REPLY, HISTORY_CLIENT),
+        ),
+        status="api",
+    ),
+    "publisher": ServiceAccess(
+        publishes=(
+            Use(T.STATE, banks_only=True),
+            Use(T.AVAILABILITY, banks_only=True),
+            Use(T.COMMAND),  # a target's switch (Home Assistant) becomes a backbone command
+        ),
+        subscribes=_uses(T.STATE, T.AVAILABILITY, T.DAILY, T.RESULT),
+        status="publisher",
+        extra=(
+            ("readwrite", "homeassistant/#", "a target on the backbone broker: HA discovery"),
+            ("readwrite", "{base}/out/#", "a target on the backbone broker: values"),
+        ),
+    ),
+    "modbus": ServiceAccess(
+        publishes=_uses(T.COMMAND),
+        subscribes=_uses(T.STATE, T.AVAILABILITY, T.DAILY, T.RESULT),
+        status="modbus",
+    ),
+    "history": ServiceAccess(
+        publishes=_uses(T.DAILY, T.HEALTH, T.HISTORY_REPLY, T.HISTORY_FILES_REPLY),
+        subscribes=_uses(T.STATE, T.AVAILABILITY, T.HISTORY_REQUEST, T.HISTORY_FILES),
+        status="history",
+    ),
+    "notifier": ServiceAccess(
+        publishes=(),
+        subscribes=_uses(T.STATE, T.AVAILABILITY, T.ALARM, T.DAILY, T.HEALTH, T.SERVICE_STATUS),
+        status="notifier",
+    ),
+    "tunnel": ServiceAccess(
+        publishes=_uses(T.RAW_LEASE, T.RAW_TX, T.TUNNEL_STATUS),
+        subscribes=_uses(T.TUNNEL_COMMAND, T.RAW_LEASE_STATE, T.RAW_RX),
+        status="tunnel",
+    ),
+}
+
+# people and other programs: (right, topic from the root, {base}: the base)
+PEOPLE: Final[dict[str, tuple[tuple[Right, str], ...]]] = {
+    # `bmsgate tunnel open`, `bmsgate run` itself (retained messages of removed packs), debugging
+    "admin": (("readwrite", "{base}/#"), ("read", "$SYS/#"), ("read", "homeassistant/#")),
+    # a user's own tools (mosquitto_sub, Node-RED, a dashboard): everything, read only
+    "viewer": (("read", "{base}/#"), ("read", "homeassistant/#")),
+    # Home Assistant's MQTT integration: discovery, values and its switches (docs/publisher.md)
+    "homeassistant": (("readwrite", "homeassistant/#"), ("readwrite", "{base}/out/#")),
+}
+
+
+def grants(
+    service: str, base: str = DEFAULT_BASE, banks: Sequence[str] | None = None
+) -> list[tuple[Right, str]]:
+    """The (right, topic filter) lines of one service's user; ``banks`` known: per bank."""
+    access = SERVICES[service]
+    out: list[tuple[Right, str]] = []
+    for right, uses in (("write", access.publishes), ("read", access.subscribes)):
+        for use in uses:
+            names = list(banks) if use.banks_only and banks is not None else [use.name]
+            out += [(right, use.spec.topic(name, base)) for name in names]  # type: ignore[misc]
+    status = topics.SERVICE_STATUS.topic(access.status, base)
+    out += [("readwrite", status), ("read", topics.SERVICE_RESTART.subscription(base))]
+    out += [(right, where.format(base=base)) for right, where, _ in access.extra]
+    return out
+
+
+def render_acl(base: str = DEFAULT_BASE, banks: Sequence[str] | None = None) -> str:
+    """Mosquitto's acl_file: one ``user`` block per service and per people's user."""
+    lines = [
+        "# Generated from packages/common/src/bmsgate_common/access.py (do not edit: a test",
+        "# regenerates it). Who may publish (write) and subscribe (read) what; anything not",
+        "# granted is denied. A `+` grants every pack, bus or client.",
+    ]
+    for service in SERVICES:
+        lines += ["", f"user {service}"]
+        lines += [f"topic {right} {where}" for right, where in grants(service, base, banks)]
+    for user, rules in PEOPLE.items():
+        lines += ["", f"user {user}"]
+        lines += [f"topic {right} {where.format(base=base)}" for right, where in rules]
+    lines += ["", "# the broker container's healthcheck", "user health",
+              "topic read $SYS/broker/uptime"]  # fmt: skip
+    return "\n".join(lines) + "\n"

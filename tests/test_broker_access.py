@@ -1,0 +1,203 @@
+"""Who may do what on the backbone: the access table against the services' code, and a real Mosquitto.
+
+The table (bmsgate_common.access) must list exactly the topics each service's code publishes and
+subscribes to; the ACL rendered from it is the compose stack's (deploy/mosquitto/acl) and the
+private broker's of ``bmsgate run``, which also refuses every client without credentials.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import json
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from bmsgate.broker import USERS, PrivateBroker
+from bmsgate_common import topics
+from bmsgate_common.access import SERVICES, grants, render_acl
+from bmsgate_common.topics import TOPICS, TopicSpec
+from tests.support.needs import require
+
+ROOT = Path(__file__).parents[1]
+HOST = "127.0.0.1"
+# the code of each service user; the tunnel's client.py is `bmsgate tunnel`, a tool run as admin
+CODE = {name: ROOT / "services" / name / "src" for name in SERVICES}
+SUBSCRIBES = ("subscribe", "subscribe_raw")  # bmsgate_common.mqtt.Backbone's
+NOT_THE_SERVICE = {ROOT / "services" / "tunnel" / "src" / "bmsgate_tunnel" / "client.py"}
+
+
+def used_by_code(src: Path) -> tuple[set[str], set[str]]:
+    """(kinds published, kinds subscribed to) by the code under ``src``.
+
+    A ``topics.X`` that is the first argument of a ``.subscribe(...)`` (or ``subscribe_raw``)
+    call is a subscription;
+    every other use hands the spec to a publish (directly or through a helper such as the API's
+    ``send``). Any other use (``topics.X.subscription()``) fails the test: classify it here.
+    """
+    published: set[str] = set()
+    subscribed: set[str] = set()
+    for path in sorted(src.rglob("*.py")):
+        if path in NOT_THE_SERVICE:
+            continue
+        tree = ast.parse(path.read_text())
+        parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        for node in ast.walk(tree):
+            if not (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "topics"
+                and isinstance(spec := getattr(topics, node.attr, None), TopicSpec)
+            ):
+                continue
+            up = parent.get(node)
+            assert not isinstance(up, ast.Attribute), f"{path}:{node.lineno}: classify {up.attr}"
+            call = isinstance(up, ast.Call) and isinstance(up.func, ast.Attribute)
+            if call and up.func.attr in SUBSCRIBES and up.args and up.args[0] is node:  # type: ignore[union-attr]
+                subscribed.add(spec.kind)
+            else:
+                published.add(spec.kind)
+    return published, subscribed
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_the_table_lists_exactly_what_each_services_code_uses(service: str) -> None:
+    published, subscribed = used_by_code(CODE[service])
+    access = SERVICES[service]
+    assert {u.spec.kind for u in access.publishes} == published
+    assert {u.spec.kind for u in access.subscribes} == subscribed
+
+
+def test_the_compose_acl_is_the_one_rendered_from_the_table() -> None:
+    committed = (ROOT / "deploy" / "mosquitto" / "acl").read_text()
+    assert committed == render_acl(), "regenerate it: uv run python scripts/export_acl.py"
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    require(shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists(), "mosquitto")
+    require(shutil.which("mosquitto_passwd"), "mosquitto_passwd (Debian package mosquitto)")
+    private = PrivateBroker(tmp_path / "mosquitto", banks=["bank"])
+    private.start()
+    try:
+        yield private
+    finally:
+        private.stop()
+
+
+def creds(broker: PrivateBroker, user: str) -> dict[str, Any]:
+    name, password = broker.credentials(user)
+    return {"username": name, "password": password}
+
+
+def covers(topic_filter: str, topic: str) -> bool:
+    """MQTT's matching of a topic filter (``+``, ``#``) against a concrete topic."""
+    want, got = topic_filter.split("/"), topic.split("/")
+    for i, level in enumerate(want):
+        if level == "#":
+            return True
+        if i >= len(got) or level not in ("+", got[i]):
+            return False
+    return len(want) == len(got)
+
+
+async def topics_until(client: aiomqtt.Client, end: str) -> set[str]:
+    """The topics ``client`` receives before the message on ``end``."""
+    got: set[str] = set()
+    async with asyncio.timeout(10):
+        async for msg in client.messages:
+            if str(msg.topic) == end:
+                break
+            got.add(str(msg.topic))
+    return got
+
+
+async def published_by(broker: PrivateBroker, user: str, wanted: list[str]) -> set[str]:
+    """Which of ``wanted``, published by ``user``, reach admin (subscribed to everything)."""
+    async with aiomqtt.Client(HOST, broker.port, **creds(broker, "admin")) as watch:
+        await watch.subscribe("bmsgate/#", qos=1)
+        for where in wanted:  # one connection each: mosquitto 2.0 drops a client it refuses
+            with contextlib.suppress(aiomqtt.MqttError):
+                async with aiomqtt.Client(HOST, broker.port, **creds(broker, user)) as client:
+                    await client.publish(where, b"{}", qos=1)
+        await watch.publish("bmsgate/end", b"", qos=1)
+        return await topics_until(watch, "bmsgate/end")
+
+
+async def read_by(broker: PrivateBroker, user: str, wanted: list[str]) -> set[str]:
+    """Which of ``wanted`` (subscribed to one by one), published by admin, reach ``user``."""
+    async with aiomqtt.Client(HOST, broker.port, **creds(broker, user)) as client:
+        for where in wanted:
+            await client.subscribe(where, qos=1)
+        await client.subscribe("bmsgate/service/+/restart", qos=1)  # every service reads it
+        async with aiomqtt.Client(HOST, broker.port, **creds(broker, "admin")) as admin:
+            for where in wanted:
+                await admin.publish(where, b"{}", qos=1)
+            await admin.publish("bmsgate/service/end/restart", b"", qos=1)
+        return await topics_until(client, "bmsgate/service/end/restart")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("service", list(SERVICES))
+async def test_each_service_user_gets_its_grants_and_nothing_more(
+    broker: PrivateBroker, service: str
+) -> None:
+    """Every topic of the table, as a concrete topic: allowed exactly where the table says."""
+    access = SERVICES[service]
+    named = {u.name for u in (*access.publishes, *access.subscribes)} - {"+"}
+    concrete = [spec.topic(name) for spec in TOPICS.values() for name in ("garage", *named)]
+    status = "reader-0" if service == "reader" else service
+    concrete += [topics.SERVICE_STATUS.topic(status), topics.SERVICE_STATUS.topic("other")]
+    concrete += ["bmsgate/bms/bank/state", "bmsgate/out/x"]
+
+    def allowed(right: str) -> set[str]:
+        filters = [f for r, f in grants(service, banks=["bank"]) if right in r]
+        return {t for t in concrete if any(covers(f, t) for f in filters)}
+
+    assert await published_by(broker, service, concrete) == allowed("write")
+    assert await read_by(broker, service, concrete) == allowed("read")
+
+
+@pytest.mark.integration
+async def test_the_private_broker_refuses_clients_without_credentials(
+    broker: PrivateBroker,
+) -> None:
+    users = broker.workdir / "users.json"
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    assert stat.S_IMODE(broker.workdir.stat().st_mode) == 0o700
+    saved = json.loads(users.read_text())
+    assert saved["port"] == broker.port and set(saved["users"]) == set(USERS)
+    hashed = (broker.workdir / "passwd").read_text()
+    assert all(pw not in hashed for pw in saved["users"].values())  # only hashes on disk
+
+    for who in ({}, {"username": "reader", "password": "wrong"}, {"username": "nobody"}):
+        with pytest.raises(aiomqtt.MqttError):
+            async with aiomqtt.Client(HOST, broker.port, **who):
+                pass
+    # the attack: a local user switching MOSFETs and feeding states without a password
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["mosquitto_pub", "-h", HOST, "-p", str(broker.port), "-t", "bmsgate/bms/garage/set",
+         "-m", '{"action": "set_discharge_mos", "value": false}'],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "not authorised" in done.stderr.lower(), done.stderr
+
+    # a user's own tools: the viewer reads everything and writes nothing
+    assert await read_by(broker, "viewer", ["bmsgate/bms/garage/state"]) == {
+        "bmsgate/bms/garage/state"
+    }
+    assert await published_by(broker, "viewer", ["bmsgate/bms/garage/set"]) == set()
+
+    # the same data directory keeps its passwords and port
+    broker.stop()
+    again = PrivateBroker(broker.workdir)
+    assert again.users == broker.users and again.port == broker.port
