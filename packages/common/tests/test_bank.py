@@ -37,13 +37,14 @@ def members(**over: Member) -> dict[str, Member]:
 
 
 def test_capacity_weighted_soc_summed_current_and_extreme_cells_named() -> None:
-    state = combine(BANK, members(), T0, 60)
+    state = combine(BANK, members(), T0, 60, {"energy_in": 1.5, "energy_out": 2.5})
     assert state is not None
     assert state.pack == "bank" and state.name == "House bank" and state.ts == T0
     assert state.soc == pytest.approx((80 * 100 + 20 * 300) / 400)
     assert (state.current, state.power) == (6, 312)
     assert state.remaining_capacity == 140 and state.nominal_capacity == 400
-    assert (state.energy_in, state.energy_out) == (1.5, 2.5)
+    assert (state.energy_in, state.energy_out) == (1.5, 2.5)  # the counters given, not sums
+    assert state.charge_in is None and state.cycles is None
     assert state.cell_voltages == [3.30, 3.31, 3.25, 3.40] and state.cell_count == 4
     assert state.extras["cell_min_pack"] == "b" and state.extras["cell_min_cell"] == 1
     assert state.extras["cell_max_pack"] == "b" and state.extras["cell_max_cell"] == 2
@@ -55,7 +56,7 @@ def test_capacity_weighted_soc_summed_current_and_extreme_cells_named() -> None:
 def test_equal_weights_unless_every_capacity_is_known() -> None:
     m = members()
     m["a"] = Member(m["a"].state.model_copy(update={"nominal_capacity": None}), on("a"))  # type: ignore[union-attr]
-    state = combine(BANK, m, T0, 60)
+    state = combine(BANK, m, T0, 60, {})
     assert state is not None and state.soc == 50 and state.nominal_capacity is None
 
 
@@ -81,7 +82,7 @@ def test_who_counts(member: Member, reason: str | None) -> None:
 
 def test_a_cut_off_pack_is_excluded_but_its_alarms_stay() -> None:
     cut = make_state(pack="b", charge_mos=False, discharge_mos=False, alarms=["cell_undervoltage"])
-    state = combine(BANK, members(b=Member(cut, on("b"))), T0, 60)
+    state = combine(BANK, members(b=Member(cut, on("b"))), T0, 60, {})
     assert state is not None and state.soc == 80 and state.current == 10
     assert state.extras["bank_members"] == "a" and state.extras["bank_excluded"] == "b,c"
     assert state.alarms == ["cell_undervoltage"]
@@ -89,5 +90,5 @@ def test_a_cut_off_pack_is_excluded_but_its_alarms_stay() -> None:
 
 def test_no_member_no_state_and_the_bank_is_offline() -> None:
     none_online = {k: Member(m.state, off(k)) for k, m in members().items()}
-    assert combine(BANK, none_online, T0, 60) is None
+    assert combine(BANK, none_online, T0, 60, {}) is None
     assert availability(BANK, None, T0).state == "offline"

@@ -62,11 +62,17 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
         {"buses": BUSES, "banks": [{"id": "house", "name": "House", "packs": ["east", "west"]}]}
     )
     store = make_store(
-        state("east", 80, [3.30, 3.31], current=10.0), state("west", 60, [3.28, 3.35], current=-4.0)
+        state("east", 80, [3.30, 3.31], current=10.0, energy_in=500.0),
+        state("west", 60, [3.28, 3.35], current=-4.0, energy_in=700.0),
     )
     async with client(store, settings) as http:
         bank = (await http.get("/api/banks")).json()[0]
         assert bank["pack"] == "house" and bank["name"] == "House" and bank["online"]
+        assert bank["state"]["energy_in"] is None  # never the members' lifetime sum
+        # the counters are the publisher's, from the bank state it published
+        store.states["house"] = state("house", 70, [], energy_in=1.25)
+        bank = (await http.get("/api/banks")).json()[0]
+        assert bank["state"]["energy_in"] == 1.25
         assert bank["state"]["soc"] == 70.0 and bank["state"]["current"] == 6.0
         assert bank["state"]["cell_count"] == 4 and bank["cell_delta"] == 0.07
         assert bank["state"]["extras"]["cell_max_pack"] == "west"

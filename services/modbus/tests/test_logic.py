@@ -146,7 +146,7 @@ def test_a_bank_is_the_one_combined_state_as_registers() -> None:
     store = store_with(a, b, units={1: "a", 2: "bank"}, banks={"bank": ("a", "b")})
     q = store.quantities("bank", NOW)
     bank = BankSettings(id="bank", packs=["a", "b"])
-    combined = combine(bank, {"a": Member(a), "b": Member(b)}, NOW, 60)
+    combined = combine(bank, {"a": Member(a), "b": Member(b)}, NOW, 60, {})
     assert combined is not None  # the publisher's and the web UI's bank, as registers
     assert q == pack_quantities(combined, None, offline=False, now=NOW, opts=store.opts)
     assert q["soc"] == pytest.approx(50.0)  # (80*100 + 40*300) / 400

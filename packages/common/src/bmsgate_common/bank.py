@@ -2,12 +2,21 @@
 
 The publisher, the API and Modbus all call :func:`combine` on the members they hold, so a bank has
 the same values on MQTT, in Home Assistant, in the web UI and in the registers.
+
+A bank's counters (energy and charge in/out, cycles) are not the sum of the members' lifetime
+counters, which falls when a member drops out and jumps when it returns (Home Assistant reads
+each fall as a meter reset). :class:`BankTotals` adds each member's *increments* while it counts:
+a member that leaves and comes back adds what it moves from its return on. The publisher keeps
+the totals on disk and publishes them in the bank's state; the API and Modbus take them from that
+state (:func:`counters_of`), so the counters too are the same everywhere and never go down.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Final
 
 from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, PackState
@@ -37,21 +46,105 @@ def _sum_or_none(values: list[float | None]) -> float | None:
     return None if any(v is None for v in values) else sum(v for v in values if v is not None)
 
 
-def combine(
-    bank: BankSettings, members: dict[str, Member], now: datetime, stale_after: float
-) -> PackState | None:
-    """The bank's state from its members' latest states; None when no member counts.
+COUNTERS: Final = ("energy_in", "energy_out", "charge_in", "charge_out", "cycles")
+Counters = Mapping[str, float]  # a bank's counters by PackState field name; absent = unknown
 
-    SOC is weighted by nominal capacity (equal weights unless every member's is known); current,
-    power, capacities and energy counters add up; the voltage is the members' mean (parallel);
-    cells are the members' cells joined in config order, and ``extras`` names the pack and the
-    cell (1-based, within that pack) of the lowest and highest cell.
-    """
+
+def counted(
+    bank: BankSettings, members: Mapping[str, Member], now: datetime, stale_after: float
+) -> list[PackState]:
+    """The latest states of the members that count now, in config order."""
     used: list[PackState] = []
     for pack_id in bank.packs:
         member = members.get(pack_id, Member())
         if exclusion(member, now, stale_after) is None and member.state is not None:
             used.append(member.state)
+    return used
+
+
+def counters_of(state: PackState | None) -> dict[str, float]:
+    """The counters of a published bank state (the publisher's totals); empty without one."""
+    if state is None:
+        return {}
+    return {name: float(v) for name in COUNTERS if (v := getattr(state, name)) is not None}
+
+
+def cycle_shares(bank: BankSettings, members: Mapping[str, Member]) -> dict[str, float]:
+    """Each member's part of a bank cycle: its share of the bank's capacity, else 1/n."""
+    states = [members.get(p, Member()).state for p in bank.packs]
+    caps = [s.nominal_capacity if s else None for s in states]
+    if all(caps):
+        total = sum(c for c in caps if c)
+        return {p: (c or 0.0) / total for p, c in zip(bank.packs, caps, strict=True)}
+    return dict.fromkeys(bank.packs, 1 / len(bank.packs))
+
+
+@dataclass
+class BankTotals:
+    """A bank's counters that never go down: the sum of its members' increments while counted."""
+
+    totals: dict[str, float] = field(default_factory=dict)
+    # the reading each counting member had at its last counted state: where its increment starts
+    last: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def update(self, used: Sequence[PackState], shares: Mapping[str, float]) -> None:
+        """Add what each counting member moved since its last counted state.
+
+        A member not counting now loses its start, so on return it adds only what it moves from
+        then on. A reading below the start (the BMS's counter was reset) starts again from it.
+        """
+        counting = {s.pack for s in used}
+        for gone in set(self.last) - counting:
+            del self.last[gone]
+        for state in used:
+            start = self.last.setdefault(state.pack, {})
+            for name in COUNTERS:
+                value = getattr(state, name)
+                if value is None:
+                    continue
+                before = start.get(name)
+                start[name] = float(value)
+                self.totals.setdefault(name, 0.0)
+                if before is not None and value > before:
+                    weight = shares.get(state.pack, 1.0) if name == "cycles" else 1.0
+                    self.totals[name] += (value - before) * weight
+
+    def to_json(self) -> dict[str, Any]:
+        """What is kept on disk."""
+        return {"totals": self.totals, "last": self.last}
+
+    @classmethod
+    def from_json(cls, data: Any) -> BankTotals:
+        """The totals read back; ValueError when ``data`` is not what :meth:`to_json` wrote."""
+        try:
+            totals = {str(k): float(v) for k, v in data["totals"].items() if k in COUNTERS}
+            last = {
+                str(pack): {str(k): float(v) for k, v in start.items() if k in COUNTERS}
+                for pack, start in data["last"].items()
+            }
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            raise ValueError(f"not bank totals: {err}") from None
+        if any(v < 0 for v in totals.values()):
+            raise ValueError("not bank totals: a negative counter")
+        return cls(totals, last)
+
+
+def combine(
+    bank: BankSettings,
+    members: Mapping[str, Member],
+    now: datetime,
+    stale_after: float,
+    counters: Counters,
+) -> PackState | None:
+    """The bank's state from its members' latest states; None when no member counts.
+
+    SOC is weighted by nominal capacity (equal weights unless every member's is known); current,
+    power and capacities add up; the voltage is the members' mean (parallel); cells are the
+    members' cells joined in config order, and ``extras`` names the pack and the cell (1-based,
+    within that pack) of the lowest and highest cell. The counters are ``counters``: the
+    publisher's :class:`BankTotals`, or what it published (:func:`counters_of`).
+    """
+    used = counted(bank, members, now, stale_after)
     if not used:
         return None
     caps = [s.nominal_capacity for s in used]
@@ -74,7 +167,7 @@ def combine(
             "cell_max_cell": high.cell_voltages.index(max(high.cell_voltages)) + 1,
         }
     mos_temps = [s.mos_temperature for s in used if s.mos_temperature is not None]
-    cycles = [s.cycles for s in used if s.cycles is not None]
+    cycles = counters.get("cycles")
     balancing = [s.balancing for s in used if s.balancing is not None]
     alarms: list[str] = []
     for pack_id in bank.packs:  # a cut-off member's alarms explain the cut-off: keep them
@@ -94,14 +187,14 @@ def combine(
         cell_count=len(cells),
         temperatures=[t for s in used for t in s.temperatures],
         mos_temperature=max(mos_temps) if mos_temps else None,
-        cycles=max(cycles) if cycles else None,
+        cycles=None if cycles is None else int(cycles),  # a whole bank cycle once complete
         remaining_capacity=_sum_or_none([s.remaining_capacity for s in used]),
         nominal_capacity=_sum_or_none([s.nominal_capacity for s in used]),
         balancing=any(balancing) if balancing else None,
-        energy_in=_sum_or_none([s.energy_in for s in used]),
-        energy_out=_sum_or_none([s.energy_out for s in used]),
-        charge_in=_sum_or_none([s.charge_in for s in used]),
-        charge_out=_sum_or_none([s.charge_out for s in used]),
+        energy_in=counters.get("energy_in"),
+        energy_out=counters.get("energy_out"),
+        charge_in=counters.get("charge_in"),
+        charge_out=counters.get("charge_out"),
         alarms=alarms,
         extras=extras,
     )

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bmsgate_bms.alarms import describe
-from bmsgate_common.bank import Member, combine, exclusion
+from bmsgate_common.bank import Member, combine, counters_of, exclusion
 from bmsgate_common.models import AlarmEvent, DailyStats, HealthFinding, PackState
 from bmsgate_common.settings import BankSettings
 
@@ -131,7 +131,9 @@ def bank_view(
         listed.append(
             BankMember(pack=pack, name=names.get(pack, pack), counted=why is None, reason=why)
         )
-    state = combine(bank, members, now, store.stale_after)
+    # the counters are the publisher's (it keeps them; they never go down)
+    counters = counters_of(store.states.get(bank.id))
+    state = combine(bank, members, now, store.stale_after, counters)
     view = BankView(
         pack=bank.id,
         name=bank.name or bank.id,

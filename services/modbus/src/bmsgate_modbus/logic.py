@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 from pymodbus.constants import ExcCodes
 
-from bmsgate_common.bank import Member, combine
+from bmsgate_common.bank import Member, combine, counters_of
 from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, CommandAction, CommandResult, DailyStats, PackState
 from bmsgate_common.settings import (
@@ -320,7 +320,8 @@ class RegisterStore:
         """
         cfg = self.banks[bank]
         members = {p: Member(self.states.get(p), self.availability.get(p)) for p in cfg.packs}
-        state = combine(cfg, members, now, self.opts.stale_after)
+        counters = counters_of(self.states.get(bank))  # the publisher's, never going down
+        state = combine(cfg, members, now, self.opts.stale_after, counters)
         if state is None:
             return self._bank_last.get(bank), False
         self._bank_last[bank] = state

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import json
 import logging
 import time
 from datetime import datetime
+from pathlib import Path
 
 from bmsgate_common import bank as banks
 from bmsgate_common import topics
+from bmsgate_common.durable import write_durably
 from bmsgate_common.models import (
     Availability,
     Command,
@@ -29,6 +33,8 @@ from .commands import parse_command
 from .target import TargetLink
 
 log = logging.getLogger(__name__)
+BANK_SAVE_EVERY = 60.0  # [s] between writes of the bank counters; the starts saved with them
+# mean a crash loses nothing: the first state after a restart adds what the member moved since
 
 BANK_TICK = 1.0  # [s] how often banks are re-checked for members going stale
 COMMAND_QUEUE = 100  # commands waiting for the backbone; more means someone is flooding us
@@ -50,11 +56,12 @@ def free_memory() -> int:
 
 
 class BankTracker:
-    """Keeps one bank's combined state and availability, and says when they change."""
+    """Keeps one bank's combined state, counters and availability, and says when they change."""
 
-    def __init__(self, cfg: BankSettings) -> None:
+    def __init__(self, cfg: BankSettings, totals: banks.BankTotals | None = None) -> None:
         self.cfg = cfg
         self.members = {p: banks.Member() for p in cfg.packs}
+        self.totals = totals or banks.BankTotals()
         self.state: PackState | None = None
         self.online: bool | None = None
 
@@ -62,7 +69,9 @@ class BankTracker:
         self, now: datetime, stale_after: float
     ) -> tuple[PackState | None, Availability | None]:
         """The state and availability to publish (each None when unchanged)."""
-        state = banks.combine(self.cfg, self.members, now, stale_after)
+        used = banks.counted(self.cfg, self.members, now, stale_after)
+        self.totals.update(used, banks.cycle_shares(self.cfg, self.members))
+        state = banks.combine(self.cfg, self.members, now, stale_after, self.totals.totals)
         new_state = state if state is not None and state != self.state else None
         if state is not None:
             self.state = state
@@ -72,6 +81,32 @@ class BankTracker:
             self.online = online
             change = banks.availability(self.cfg, state, now)
         return new_state, change
+
+
+class BankBook:
+    """The banks' counters on disk (one JSON file), replaced atomically and durably."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, banks.BankTotals]:
+        """The saved totals by bank id; a damaged file is reported and set aside."""
+        try:
+            data = json.loads(self.path.read_text())
+            return {str(b): banks.BankTotals.from_json(t) for b, t in data["banks"].items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            kept = self.path.with_suffix(".damaged")
+            log.error("bank counters %s unreadable (%s); kept as %s, now 0", self.path, err, kept)
+            with contextlib.suppress(OSError):
+                self.path.replace(kept)
+            return {}
+
+    def save(self, totals: dict[str, banks.BankTotals]) -> None:
+        """Write them durably: a power cut leaves the old or the new file (durable.py)."""
+        body = {"v": 1, "banks": {b: t.to_json() for b, t in totals.items()}}
+        write_durably(self.path, json.dumps(body).encode(), mode=0o644)
 
 
 class Publisher:
@@ -88,7 +123,9 @@ class Publisher:
         self.zone = site_zone(cfg)  # of the dongle's local ``ts``
         self.links = {t.name: TargetLink(t, cfg.mqtt, self.on_command) for t in pub.targets}
         self.plans = {t.name: Plan(t, self.control, VERSION, cfg.stale_after) for t in pub.targets}
-        self.banks = {b.id: BankTracker(b) for b in cfg.banks}
+        self.book = BankBook(cfg.data_dir / "publisher" / "bank-counters.json")
+        saved = self.book.load()
+        self.banks = {b.id: BankTracker(b, saved.get(b.id)) for b in cfg.banks}
         self.commands: asyncio.Queue[tuple[str, Command]] = asyncio.Queue(COMMAND_QUEUE)
         self.refused = 0
         self.started = time.monotonic()
@@ -245,11 +282,25 @@ class Publisher:
             await asyncio.sleep(max(0.0, plan.target.interval - (time.monotonic() - started)))
 
     async def bank_loop(self) -> None:
-        """Re-check banks every second, so a member that goes quiet drops out."""
-        while True:
-            for tracker in self.banks.values():
-                self._bank_update(tracker)
-            await asyncio.sleep(BANK_TICK)
+        """Re-check banks every second, so a member that goes quiet drops out; save the counters."""
+        saved = time.monotonic()
+        try:
+            while True:
+                for tracker in self.banks.values():
+                    self._bank_update(tracker)
+                if time.monotonic() - saved >= BANK_SAVE_EVERY:
+                    self.save_banks()
+                    saved = time.monotonic()
+                await asyncio.sleep(BANK_TICK)
+        finally:
+            self.save_banks()  # on the way out too: a restart adds nothing twice, loses nothing
+
+    def save_banks(self) -> None:
+        """Write every bank's counters (with each member's start) durably."""
+        try:
+            self.book.save({b: t.totals for b, t in self.banks.items()})
+        except OSError as err:
+            log.warning("bank counters not saved to %s: %s", self.book.path, err)
 
     async def run(self) -> None:
         """Run every target, the banks and the command forwarder until cancelled."""
