@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
@@ -20,6 +21,25 @@ from bmsgate_common.config_view import plain
 from bmsgate_common.settings import CONFIG_ENV, ConfigError, load_settings
 
 USER_ERROR = 2
+
+
+def migrate(path: Path, out: TextIO) -> None:
+    """Write the file in the current format, naming each change; a copy of the old one first."""
+    from bmsgate_common.config_migrate import migrate_config
+
+    raw = cf.read_stored(path)
+    data, changes = migrate_config(raw, stamp=True)
+    if data == raw:
+        out.write(f"{path}: already in the current format (version {data['version']})\n")
+        return
+    cf.validate(data, path)  # nothing is written, not even the copy, when it would not load
+    old = path.with_name(f"{path.name}.v{raw.get('version', 0)}")
+    old.write_bytes(path.read_bytes())
+    old.chmod(0o600)
+    cf.write_private(path, data)
+    for change in changes or [f"'version: {data['version']}' added"]:
+        out.write(f"{path}: {change}\n")
+    out.write(f"{path}: written in format {data['version']}; the old file is {old}\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
             cfg = cf.validate(cf.read_raw(path), path)
             data = plain(cfg, secrets=True) if args.show_secrets else cf.effective_view(cfg)
             out.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        elif args.action == "migrate":
+            migrate(path, out)
         elif args.action == "import":
             cf.save(path, cf.read_raw(Path(args.file), missing_ok=False))
             out.write(f"{args.file} imported into {path}\n")
@@ -62,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("check", help="validate the file (and BMSGATE_* variables)")
+    actions.add_parser("migrate", help="write an older file in the current format")
     get = actions.add_parser("get", help="print one value (secrets masked)")
     get.add_argument("key")
     get.add_argument("--show-secrets", action="store_true")

@@ -19,6 +19,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
+from .config_migrate import migrate_config
 from .config_view import MASK, plain
 from .durable import write_durably
 from .settings import CONFIG_ENV, ConfigError, Settings, _merge, _read_yaml, explain, one_line
@@ -38,8 +39,19 @@ def config_path(arg: str | Path | None = None) -> Path:
 
 
 def read_raw(path: Path, *, missing_ok: bool = True) -> dict[str, Any]:
-    """What the file says (empty when it does not exist yet); ConfigError if it is not YAML."""
-    return {} if missing_ok and not path.exists() else _read_yaml(path)
+    """What the file says in the current format (empty when it does not exist yet).
+
+    ConfigError if it is not YAML or of a newer format; an older file's keys come migrated, so
+    what is written back is in the current format (config_migrate.py).
+    """
+    if missing_ok and not path.exists():
+        return {}
+    return migrate_config(_read_yaml(path))[0]
+
+
+def read_stored(path: Path) -> dict[str, Any]:
+    """What the file says, as written (no migration); ConfigError if it is not YAML."""
+    return _read_yaml(path)
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +128,11 @@ def write_private(path: Path, data: dict[str, Any]) -> None:
 
 
 def save(path: Path, raw: dict[str, Any]) -> Settings:
-    """Validate ``raw`` and write it to ``path``; nothing is written when it is invalid."""
+    """Validate ``raw`` and write it to ``path``; nothing is written when it is invalid.
+
+    Data in an older format (an old backup restored) is written migrated.
+    """
+    raw = migrate_config(raw)[0]
     cfg = validate(raw, path)
     write_private(path, raw)
     return cfg

@@ -6,6 +6,7 @@ unknown key or a bad value stops the service with one line naming the key, befor
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import time as dt_time
 from pathlib import Path
@@ -28,8 +29,11 @@ from .models import PackId, ProtocolName
 from .ports import SerialPort
 from .timezones import ZoneName
 
+log = logging.getLogger(__name__)
+
 CONFIG_ENV: str = "BMSGATE_CONFIG"  # path of the YAML file when --config is not given
 INSTALL_ENV: str = "BMSGATE_INSTALL"  # how it was installed, set by the images (upgrade.py)
+CONFIG_VERSION: int = 1  # the configuration file's format (config_migrate.py)
 
 
 class ConfigError(Exception):
@@ -600,6 +604,12 @@ class Settings(_Section):
         description="[s] a pack whose latest state is older is offline everywhere "
         "(bmsgate_common.liveness)",
     )
+    version: int | None = Field(
+        default=None,
+        ge=0,
+        le=CONFIG_VERSION,
+        description="the file's format; older ones are migrated (bmsgate config migrate)",
+    )
     data_dir: Path = Field(default=Path("data"), description="where services keep their files")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -690,13 +700,23 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     Raises ConfigError with a one-line message; never a traceback for a user's mistake.
     """
     path = path or os.environ.get(CONFIG_ENV) or None
-    from_file = _read_yaml(Path(path)) if path else {}
+    from_file = _migrated(_read_yaml(Path(path)), path) if path else {}
     try:
         # explicit overrides beat the environment, which beats the file
         return Settings.model_validate(_merge(_merge(from_file, _env_values()), overrides))
     except ValidationError as err:
         where = f" in {path}" if path else ""
         raise ConfigError(f"config error{where}: {explain(err)}") from None
+
+
+def _migrated(raw: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """An older file's data in the current format, each change logged in one line."""
+    from .config_migrate import migrate_config
+
+    data, changes = migrate_config(raw)
+    for change in changes:
+        log.warning("config %s: %s (bmsgate config migrate writes it to the file)", path, change)
+    return data
 
 
 def _env_values() -> dict[str, Any]:

@@ -109,7 +109,8 @@ def backup(data_dir: Path, config_file: Path | None, now: datetime | None = None
     if data_dir.is_dir():
         for path in sorted(data_dir.rglob("*")):
             relative = path.relative_to(data_dir)
-            if relative.parts[0] in SKIPPED or not path.is_file():
+            # the migrations' own copies (history/backups) are old data, not this version's
+            if relative.parts[0] in SKIPPED or BACKUPS in relative.parts or not path.is_file():
                 continue
             copy = target / "data" / relative
             copy.parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +128,7 @@ def copy_sqlite(source: Path, target: Path) -> None:
         dst = sqlite3.connect(target)
         try:
             src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
         finally:
             dst.close()
     finally:

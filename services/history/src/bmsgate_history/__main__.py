@@ -16,6 +16,19 @@ async def _run(cfg: Settings, _: argparse.Namespace) -> None:
     await run_history(cfg)
 
 
+def _files_readable(cfg: Settings, _: argparse.Namespace) -> str | None:
+    """Refuse, in one line and before connecting, files a newer bmsgate wrote (a downgrade)."""
+    from bmsgate_common.schema_version import newer_problem
+
+    from .archive import LAYOUT
+    from .influx import BUFFER_LAYOUT
+    from .service import archive_path, buffer_path
+
+    return newer_problem(archive_path(cfg), LAYOUT) or newer_problem(
+        buffer_path(cfg), BUFFER_LAYOUT
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the service until stopped, or one archive command."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -25,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli import main as cli_main
 
         return cli_main(args)
-    return service_main("history", _run, args)
+    return service_main("history", _run, args, check=_files_readable)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
+from bmsgate_common.schema_version import Step, open_file, statements
 from bmsgate_common.settings import ArchiveSettings
 
 from .buckets import SCALARS, STEPS, UNITS, Bucket, Vec, bucket_start
@@ -157,14 +158,22 @@ def bucket_of(row: tuple[Any, ...]) -> Bucket:
     return b
 
 
+def _layout_1(conn: sqlite3.Connection) -> None:
+    """The tables as bmsgate 0.1.0 made them (that file had no layout version: 0)."""
+    for statement in statements(_schema()):
+        conn.execute(statement)
+
+
+# the archive's layout steps (bmsgate_common.schema_version): LAYOUT[n] takes version n to n + 1
+LAYOUT: Final[tuple[Step, ...]] = (_layout_1,)
+
+
 def connect(path: Path, synchronous: str = "full") -> sqlite3.Connection:
-    """Open (creating) the archive in WAL mode; autocommit, transactions are explicit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
-    conn.executescript(_schema())
-    return conn
+    """Open (creating or migrating) the archive in WAL mode; autocommit, explicit transactions.
+
+    A file of a newer bmsgate raises NewerFile before anything is written to it.
+    """
+    return open_file(path, LAYOUT, synchronous)
 
 
 class Store:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 
+from bmsgate_common.schema_version import NewerFile
 from bmsgate_common.settings import ConfigError, load_settings
 from bmsgate_common.timezones import site_zone
 
@@ -89,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n = archive.delete_range(args.pack, start, end)
             archive.close()
             sys.stdout.write(f"deleted {n} samples of {args.pack}\n")
-    except (ExportError, ValueError) as err:
+    except (ExportError, ValueError, NewerFile) as err:
         sys.stderr.write(f"bmsgate history: {err}\n")
         return 2
     return 0

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from bmsgate_common.config_file import mask_urls
 from bmsgate_common.models import PackState
+from bmsgate_common.schema_version import Step, open_file
 from bmsgate_common.settings import InfluxSettings
 
 from .sample import to_ms
@@ -79,15 +80,20 @@ def to_line(state: PackState, measurement: str = "bms") -> str:
     return line(measurement, tags, fields, to_ms(state.ts))
 
 
+def _buffer_layout_1(conn: sqlite3.Connection) -> None:
+    """The points table as bmsgate 0.1.0 made it (no layout version: 0)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, line TEXT)")
+
+
+# the buffer's layout steps (bmsgate_common.schema_version)
+BUFFER_LAYOUT: Final[tuple[Step, ...]] = (_buffer_layout_1,)
+
+
 class DiskBuffer:
     """Points waiting for the server, in an SQLite file, oldest dropped beyond ``limit``."""
 
     def __init__(self, path: Path, limit: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS points (id INTEGER PRIMARY KEY, line TEXT)")
+        self.conn = open_file(path, BUFFER_LAYOUT)
         self.limit = limit
         self.size = int(self.conn.execute("SELECT count(*) FROM points").fetchone()[0])
 
