@@ -114,10 +114,15 @@ def backup_before(conn: sqlite3.Connection, path: Path, found: int) -> Path:
     folder.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     copy = folder / f"{path.stem}.layout{found}.{stamp}{path.suffix}"
+    copy_to(conn, copy)
+    return copy
+
+
+def copy_to(conn: sqlite3.Connection, copy: Path) -> None:
+    """A consistent copy of the open database (SQLite's online backup) as one file at ``copy``."""
     target = sqlite3.connect(copy)
     try:
         conn.backup(target)
-        target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no WAL beside it
     finally:
         target.close()
-    return copy

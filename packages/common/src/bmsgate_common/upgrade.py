@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Literal
 
+from .schema_version import copy_to
 from .settings import INSTALL_ENV
 from .version import VERSION
 
@@ -125,11 +126,6 @@ def copy_sqlite(source: Path, target: Path) -> None:
     """A consistent copy of an SQLite database (its WAL included) while others may write it."""
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
-        dst = sqlite3.connect(target)
-        try:
-            src.backup(dst)
-            dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-        finally:
-            dst.close()
+        copy_to(src, target)
     finally:
         src.close()
