@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -103,8 +104,9 @@ async def login(http: httpx.AsyncClient) -> None:
 
 
 async def test_tunnel_opens_shows_the_client_and_closes(
-    tmp_path: Path, mosquitto: Mosquitto
+    tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bmsgate_tunnel")
     async with stack(tmp_path, mosquitto) as st:
         http = st.http
         # reading needs a login here (public_read: never), changing always does
@@ -128,6 +130,7 @@ async def test_tunnel_opens_shows_the_client_and_closes(
         body = opened.json()
         assert body["open"] and body["port"] == st.tunnel_port and body["idle_timeout"] is None
         assert 299 < body["window_left"] <= 300
+        assert "(no idle limit), asked by web API, client 127.0.0.1" in caplog.text
 
         reader, writer = await asyncio.open_connection("127.0.0.1", st.tunnel_port)
         writer.write(bytes.fromhex(SOC_REQUEST))

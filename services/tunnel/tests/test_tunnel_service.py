@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import logging
 import shutil
@@ -398,8 +399,12 @@ async def test_cli_opens_shows_and_closes(
     mosquitto: Mosquitto,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from bmsgate.cli import main
+
+    caplog.set_level(logging.INFO)
+    who = f"asked by bmsgate tunnel, user {getpass.getuser()} on {socket.gethostname()}"
 
     monkeypatch.setenv("BMSGATE_MQTT__HOST", "127.0.0.1")
     monkeypatch.setenv("BMSGATE_MQTT__PORT", str(mosquitto.port))
@@ -414,6 +419,10 @@ async def test_cli_opens_shows_and_closes(
         assert await asyncio.to_thread(main, ["tunnel", "close", "p1"]) == 0
         assert "closed" in capsys.readouterr().out
         assert await refused(gw.port)
+        # the log says who opened and who closed it
+        opened = [r.getMessage() for r in caplog.records if " open on " in r.getMessage()]
+        assert len(opened) == 1 and opened[0].endswith(who), opened
+        assert f"tunnel of bus 0: close {who}" in caplog.text
         assert await asyncio.to_thread(main, ["tunnel", "open", "p1", "--minutes", "-3"]) == 2
         assert "minutes" in capsys.readouterr().err
         no_answer = ["tunnel", "status", "nobody", "--wait", "0.5"]

@@ -464,6 +464,12 @@ class TunnelCommand(_Message):
     no_timeout: bool = Field(
         default=False, description="open: never close for lack of traffic (only the window ends it)"
     )
+    requested_by: str | None = Field(
+        default=None,
+        max_length=200,
+        description="who asked, for the tunnel's log: the web UI's client address, or "
+        "`bmsgate tunnel` with the local user and host",
+    )
 
     @model_validator(mode="after")
     def _open_terms(self) -> TunnelCommand:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import re
+import socket
 import sys
 import uuid
 from collections.abc import Sequence
@@ -111,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             minutes=args.minutes,
             idle_timeout=args.idle_timeout,
             no_timeout=args.no_timeout,
+            requested_by=f"bmsgate tunnel, user {getpass.getuser()} on {socket.gethostname()}",
         )
     except ConfigError as err:
         print(f"bmsgate tunnel: {err}", file=sys.stderr)  # noqa: T201

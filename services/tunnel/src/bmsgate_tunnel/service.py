@@ -80,11 +80,15 @@ class Tunnel:
         if cmd.action == "status":
             await self.publish_status(cmd.transaction)
             return
+        who = f"asked by {cmd.requested_by or 'an unnamed backbone client'}"
         if cmd.action == "close":
+            log.info("tunnel of bus %d: close %s", self.bus.index, who)
             await self.close("closed by command", transaction=cmd.transaction)
             return
         if not self.control:
-            log.warning("tunnel of bus %d not opened: control is disabled", self.bus.index)
+            log.warning(
+                "tunnel of bus %d not opened (%s): control is disabled", self.bus.index, who
+            )
             await self.publish_status(cmd.transaction, error="control is disabled")
             return
         now = time.monotonic()
@@ -103,10 +107,10 @@ class Tunnel:
         self.window = window
         idle = "no idle limit" if window.idle_timeout is None else f"idle {window.idle_timeout:g} s"
         log.info(
-            "tunnel of %s %s on %s:%d for %.4g min (%s)%s",
+            "tunnel of %s %s on %s:%d for %.4g min (%s)%s, %s",
             ", ".join(self.bus.packs), "extended" if again else "open", self.cfg.host,
             self.bus.port, (window.ends - now) / 60, idle,
-            f", allowed: {', '.join(self.cfg.allow)}" if self.allow else "",
+            f", allowed: {', '.join(self.cfg.allow)}" if self.allow else "", who,
         )  # fmt: skip
         await self.publish_status(cmd.transaction)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterable
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from bmsgate_common import topics
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
 
-from ..deps import Control, Ctx, Reader, User, ask
+from ..deps import Control, Ctx, Reader, User, ask, client_address
 
 router = APIRouter(prefix="/api", tags=["tunnel"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -75,7 +75,9 @@ async def tunnel_events(pack: PackPath, ctx: Ctx) -> AsyncIterable[ServerSentEve
         504: {"description": "no answer from the tunnel service"},
     },
 )
-async def tunnel_command(pack: PackPath, body: TunnelRequest, ctx: Ctx) -> TunnelStatus:
+async def tunnel_command(
+    pack: PackPath, body: TunnelRequest, ctx: Ctx, request: Request
+) -> TunnelStatus:
     """Open the tunnel for a window, or close it; answers with the tunnel service's status."""
     silent = (
         f"no answer from the tunnel service within {ANSWER_WAIT:g} s: "
@@ -83,7 +85,10 @@ async def tunnel_command(pack: PackPath, body: TunnelRequest, ctx: Ctx) -> Tunne
     )
     status: TunnelStatus = await ask(
         ctx, topics.TUNNEL_COMMAND, pack,
-        lambda t: TunnelCommand(transaction=t, **body.model_dump()),
+        lambda t: TunnelCommand(
+            transaction=t, requested_by=f"web API, client {client_address(request)}",
+            **body.model_dump(),
+        ),
         seconds=ANSWER_WAIT, silent=silent, prefix="tunnel",
     )  # fmt: skip
     if not status.ok:
