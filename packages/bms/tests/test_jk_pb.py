@@ -281,7 +281,7 @@ async def test_settings_and_device_info_triggers() -> None:
     bus = _bus((4,), cells=13)
     driver = jk_pb.Driver(SimLink(bus), address=4)
     settings = await driver.read_settings()
-    assert settings["frame_type"] == jk_pb.TYPE_SETTINGS
+    assert set(settings) == {s.key for s in jk_pb.SETPOINTS}  # every field, named as documented
     assert settings["cell_count"] == 13
     assert settings["device_address"] == 4
     assert settings["cell_ovp"] == pytest.approx(3.65)

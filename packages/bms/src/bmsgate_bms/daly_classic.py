@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from .checksum import sum8
@@ -20,6 +20,7 @@ from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
 from .reading import BmsReading, Direction, signed_current
+from .setpoints import Setpoint, check_write, pick
 
 NAME: Final = "daly_classic"
 # [A] the class: dbus-serialbattery's bound for DALY boards (docs/protocols/daly_classic.md)
@@ -42,6 +43,7 @@ CELLS: Final = 0x95
 TEMPS: Final = 0x96
 BALANCE: Final = 0x97
 FAILURES: Final = 0x98
+RATED: Final = 0x50  # rated capacity + nominal cell voltage (not in the PDFs; dbus-serialbattery)
 # write commands
 DISCHARGE_MOS: Final = 0xD9
 CHARGE_MOS: Final = 0xDA
@@ -85,12 +87,20 @@ STATUS_FIELDS: Final = (
     Field("dio", 4, 1),  # bit0..3 DI1..4, bit4..7 DO1..4
     Field("cycles", 5, 2),  # V1.0 PDF and most implementations; low confidence (gotcha 6.7)
 )
+RATED_FIELDS: Final = (
+    Field("rated_capacity", 0, 4, scale=0.001),  # [Ah] from mAh (dbus-serialbattery read_capacity)
+    Field("nominal_cell_voltage", 4, 4, scale=0.001),  # [V]; mV assumed, no source states it
+)
+# The settings a documented read gives: 0x50 only. 0x59/0x5A (thresholds) are named in
+# softwarecrash/Daly2MQTT without a field layout, so they are not read. No setting is written:
+# the only documented write is the SOC (0x21, set_soc).
+SETPOINTS: Final = (Setpoint("rated_capacity", "Ah"), Setpoint("nominal_cell_voltage", "V"))
 DIRECTIONS: Final[dict[int, Direction]] = {0: "idle", 1: "charging", 2: "discharging"}
 COMMAND_NAMES: Final = {
     SOC: "soc", CELL_RANGE: "cell_range", TEMP_RANGE: "temperature_range", MOS: "mos",
     STATUS: "status", CELLS: "cells", TEMPS: "temperatures", BALANCE: "balancing",
     FAILURES: "failures", DISCHARGE_MOS: "discharge_mos", CHARGE_MOS: "charge_mos",
-    SET_SOC: "set_soc", RESET: "reset",
+    SET_SOC: "set_soc", RESET: "reset", RATED: "rated",
 }  # fmt: skip
 
 # 0x98 data bytes 0..6, bit 0 first; None = reserved (reported as daly_bit_<byte>_<bit> if set)
@@ -292,6 +302,8 @@ def decode_frames(
             out["balancing"] = bool(out["balancing_cells"])
         elif cmd == FAILURES:
             out["alarms"] = decode_failures(data)
+        elif cmd == RATED:
+            out |= decode(RATED_FIELDS, data)
         elif cmd in (CHARGE_MOS, DISCHARGE_MOS):
             out["charge_mos" if cmd == CHARGE_MOS else "discharge_mos"] = bool(data[0])
         else:
@@ -428,6 +440,17 @@ class DalyClassicDriver:
         await asyncio.sleep(0)  # let the board apply it before the read-back
         state = decode_frames(await self._ask(MOS))
         return bool(state["charge_mos" if charge else "discharge_mos"])
+
+    async def read_settings(self) -> dict[str, Any]:
+        """The rated capacity and nominal cell voltage (0x50), by SETPOINTS key."""
+        return pick(SETPOINTS, decode_frames(await self._ask(RATED)))
+
+    async def write_setting(
+        self, key: str, value: float, current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Refuse: DALY classic documents no settings write (SettingError names why)."""
+        check_write(SETPOINTS, current, key, value)
+        raise AssertionError("unreachable: every DALY classic setting is read-only")
 
     async def set_soc(self, soc: float) -> float:
         """Set the SOC; return the SOC read back with 0x90."""

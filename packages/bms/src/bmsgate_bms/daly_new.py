@@ -18,7 +18,7 @@ told the first register; the variant follows from the answer's address. No I/O a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, NamedTuple
 
 from .alarms import ALARMS
@@ -30,6 +30,7 @@ from .fields import Field, decode_field, read_int
 from .link import Framer, Link
 from .plausible import Limits
 from .reading import BmsReading, Direction, signed_current
+from .setpoints import Setpoint, check_write, pick
 
 Variant = Literal["d2", "81"]
 
@@ -133,6 +134,37 @@ _SETTINGS: Final = (
     ("discharge_undertemp_l1", 0x1D, TEMP_OFFSET, 1.0),
     ("discharge_undertemp_l2", 0x1E, TEMP_OFFSET, 1.0),
 )
+
+
+_SETTING_UNITS: Final = {0.1: "V", 0.001: "V"}  # by scale, for the voltage rows of _SETTINGS
+
+
+def _unit(key: str, scale: float) -> str:
+    if "current" in key:
+        return "A"
+    if "temp" in key:
+        return "°C"
+    if key == "nominal_capacity":
+        return "Ah"
+    if key == "sleep_time":
+        return "s"
+    return _SETTING_UNITS.get(scale, "")
+
+
+# every documented setting; on D2 bmsgate may write the capacity and the balancing thresholds
+# (0x80, 0xA3, 0xA4: PROTOCOLS.md 2.2); the 0x81 variant's write registers are not documented
+_UVP, _OVP = "cell_undervoltage_l2", "cell_overvoltage_l2"  # the protection levels
+_READ_ONLY: Final = tuple(Setpoint(k, _unit(k, sc)) for k, _, _, sc in _SETTINGS)
+SETPOINTS: Final[dict[Variant, tuple[Setpoint, ...]]] = {
+    "d2": (
+        Setpoint("nominal_capacity", "Ah", 1.0, 2000.0, step=0.1),
+        *_READ_ONLY[1:],
+        Setpoint("balance_start_voltage", "V", 2.0, 4.5, above=_UVP, below=_OVP),
+        Setpoint("balance_start_diff", "V", 0.003, 1.0),
+    ),
+    "81": _READ_ONLY,
+}
+SETTINGS_SPAN: Final = {"d2": 0xA5 - 0x80, "81": len(_SETTINGS)}  # registers read from .settings
 
 
 def _settings(base: int) -> tuple[Field, ...]:
@@ -903,6 +935,20 @@ class DalyNewDriver:
         await asyncio.sleep(0)  # let the board apply it before the read-back
         state = await self._read(self._map.mos_state, 2)
         return bool(state["charge_mos" if charge else "discharge_mos"])
+
+    async def read_settings(self) -> dict[str, Any]:
+        """The settings block (D2 0x80-0xA4, 0x81 variant 0x100-0x11E), by SETPOINTS key."""
+        parts = await self._read(self._map.settings, SETTINGS_SPAN[self.variant])
+        return pick(SETPOINTS[self.variant], parts)
+
+    async def write_setting(
+        self, key: str, value: float, current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Write one writable setting (FC 0x06); return the settings read back."""
+        check_write(SETPOINTS[self.variant], current, key, value)
+        field = next(f for f in self._map.fields if f.key == key)
+        await self._write(field.pos // 2, round(value / field.scale) - field.offset)
+        return await self.read_settings()
 
     async def set_soc(self, soc: float) -> float:
         """Set the SOC [%] (D2 register 0xA7); return the SOC read back. Not on the 0x81 variant."""

@@ -27,6 +27,7 @@ from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
 from .reading import BmsReading
+from .setpoints import Setpoint, check_write, pick
 
 NAME: Final = "jk_pb"
 # [A] the class: above the rating of every JK board, with room for peaks
@@ -182,6 +183,47 @@ SETTINGS_FIELDS: Final = (
     _le("control_bits", 0x114, 4),  # heating, GPS heartbeat, RS485/CAN port, LCD always on...
 )
 SWITCHES: Final = ("charge_switch", "discharge_switch", "balance_switch")
+
+_V, _A, _S, _C = "V", "A", "s", "°C"
+# every field of the settings block; the writable few with bmsgate's bounds (setpoints.py)
+SETPOINTS: Final = (
+    Setpoint("smart_sleep_voltage", _V),
+    Setpoint("cell_uvp", _V),
+    Setpoint("cell_uvp_recovery", _V),
+    Setpoint("cell_ovp", _V),
+    Setpoint("cell_ovp_recovery", _V),
+    Setpoint("balance_trigger_voltage", _V, 0.003, 1.0),
+    Setpoint("soc_100_voltage", _V),
+    Setpoint("soc_0_voltage", _V),
+    Setpoint("cell_request_charge_voltage", _V),
+    Setpoint("cell_request_float_voltage", _V),
+    Setpoint("power_off_voltage", _V),
+    Setpoint("max_charge_current", _A, 1.0, 600.0),
+    Setpoint("charge_ocp_delay", _S),
+    Setpoint("charge_ocp_recovery", _S),
+    Setpoint("max_discharge_current", _A, 1.0, 600.0),
+    Setpoint("discharge_ocp_delay", _S),
+    Setpoint("discharge_ocp_recovery", _S),
+    Setpoint("scp_recovery", _S),
+    Setpoint("max_balance_current", _A),
+    Setpoint("charge_otp", _C),
+    Setpoint("charge_otp_recovery", _C),
+    Setpoint("discharge_otp", _C),
+    Setpoint("discharge_otp_recovery", _C),
+    Setpoint("charge_utp", _C),
+    Setpoint("charge_utp_recovery", _C),
+    Setpoint("mos_otp", _C),
+    Setpoint("mos_otp_recovery", _C),
+    Setpoint("cell_count", ""),
+    Setpoint("charge_switch", ""),
+    Setpoint("discharge_switch", ""),
+    Setpoint("balance_switch", ""),
+    Setpoint("design_capacity", "Ah", 1.0, 2000.0),
+    Setpoint("scp_delay", "µs"),
+    Setpoint("balance_start_voltage", _V, 2.0, 4.5, above="cell_uvp", below="cell_ovp"),
+    Setpoint("device_address", ""),
+    Setpoint("control_bits", ""),
+)
 
 # 0x1400 device-info block (PROTOCOLS.md 4.2; offsets past 0x24 from syssi jk_bms_ble.cpp, device
 # info decoder). The passcodes stored there are left out on purpose: they must not reach MQTT.
@@ -784,8 +826,26 @@ class JkPbDriver:
         return to_reading(await self._trigger(TRIGGER_LIVE))
 
     async def read_settings(self) -> dict[str, Any]:
-        """Trigger 0x161E: protection limits, switches, cell count, capacity."""
-        return await self._trigger(TRIGGER_SETTINGS)
+        """Trigger 0x161E: every setting of SETPOINTS (limits, switches, cell count, capacity)."""
+        return pick(SETPOINTS, await self._trigger(TRIGGER_SETTINGS))
+
+    async def write_setting(
+        self, key: str, value: float, current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Write one writable setting (FC 0x10, u32 high word first); return them read back.
+
+        ``current`` (the settings as last read) bounds the value; SettingError refuses.
+        """
+        check_write(SETPOINTS, current, key, value)
+        field = next(f for f in SETTINGS_FIELDS if f.key == key)
+        register = SETTINGS_BASE + field.pos
+        raw = round(value / field.scale) - field.offset
+        frames = await self._link.exchange(
+            write_request(register, raw.to_bytes(4, "big", signed=field.signed), self.address),
+            framer,
+        )
+        check_ack(frames[0], self.address, register, 2)
+        return await self.read_settings()
 
     async def read_device_info(self) -> dict[str, Any]:
         """Trigger 0x161C: model, versions, serial number, uptime."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from .checksum import sum16
@@ -26,6 +26,7 @@ from .fields import Field, decode_field, read_int
 from .link import Link
 from .plausible import Limits
 from .reading import BmsReading
+from .setpoints import Setpoint, check_write, pick
 
 NAME: Final = "jk_uart"
 # [A] the class: above the rating of every JK board, with room for peaks
@@ -124,6 +125,34 @@ RECORDS: Final[dict[int, Field]] = {
     0xBF: Field("gps_on_voltage", 0, 2, scale=0.001),  # [V]
     0xC0: Field("protocol_version", 0, 1),  # 1 = sign-magnitude current in 0x84
 }
+_SETTING_IDS: Final = range(0x8E, 0xBA)  # the RW identifiers of the JKSerial table (0x8E..0xB9)
+_NOT_SETTINGS: Final = frozenset({0xB6})  # system working time: a counter, not a setting
+_UNITS: Final = {
+    0x8E: "V", 0x8F: "V", 0x90: "V", 0x91: "V", 0x92: "s", 0x93: "V", 0x94: "V", 0x95: "s",
+    0x96: "V", 0x97: "A", 0x98: "s", 0x99: "A", 0x9A: "s", 0x9B: "V", 0x9C: "V", 0x9E: "°C",
+    0x9F: "°C", 0xA0: "°C", 0xA1: "°C", 0xA2: "°C", 0xA3: "°C", 0xA4: "°C", 0xA5: "°C",
+    0xA6: "°C", 0xA7: "°C", 0xA8: "°C", 0xAA: "Ah", 0xAD: "A", 0xB0: "s", 0xB1: "%", 0xB9: "Ah",
+}  # fmt: skip
+# what bmsgate may write (identifier: bounds); multi-byte values go big-endian as in answers
+_WRITABLE: Final = {
+    0x97: (1.0, 600.0), 0x99: (1.0, 600.0), 0x9B: (2.0, 4.5), 0x9C: (0.003, 1.0),
+    0xAA: (1.0, 2000.0),
+}  # fmt: skip
+
+
+def _setpoint(ident: int) -> Setpoint:
+    key = RECORDS[ident].key
+    low, high = _WRITABLE.get(ident, (None, None))
+    around = {"above": "cell_uvp", "below": "cell_ovp"} if ident == 0x9B else {}
+    step = 1.0 if RECORDS[ident].scale == 1.0 else RECORDS[ident].scale
+    return Setpoint(key, _UNITS.get(ident, ""), low, high, step=step, **around)
+
+
+SETPOINTS: Final = tuple(
+    _setpoint(i) for i in _SETTING_IDS if i in RECORDS and i not in _NOT_SETTINGS
+)
+SETPOINT_IDS: Final = {RECORDS[i].key: i for i in _SETTING_IDS if i in RECORDS}
+
 # ASCII records: identifier -> (key, bytes). NUL bytes are dropped (0xBA has them mid-string).
 TEXT_RECORDS: Final[dict[int, tuple[str, int]]] = {
     0xB4: ("device_id", 8),
@@ -527,6 +556,26 @@ class JkUartDriver:
         parts = await self._read_all()
         key = "charge_mos" if charge else "discharge_mos"
         return bool(parts.get(f"{key}_switch", parts.get(key)))
+
+    async def read_settings(self) -> dict[str, Any]:
+        """The settings records of one read-all answer (0x8E..0xB9), by SETPOINTS key."""
+        return pick(SETPOINTS, await self._read_all())
+
+    async def write_setting(
+        self, key: str, value: float, current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Write one writable record after the password frame; return the settings read back.
+
+        Multi-byte values are sent big-endian in the record's own width, as answers carry them
+        (PROTOCOLS.md 3.4: presumed, confirmed on the wire only for 1-byte switches).
+        """
+        check_write(SETPOINTS, current, key, value)
+        ident = SETPOINT_IDS[key]
+        field = RECORDS[ident]
+        raw = round(value / field.scale) - field.offset
+        await self._send(password_request())
+        await self._send(write_request(ident, raw.to_bytes(field.size, "big")))
+        return await self.read_settings()
 
     async def set_soc(self, soc: float) -> float:
         """Refuse: the 0x4E57 protocol has no SOC write."""

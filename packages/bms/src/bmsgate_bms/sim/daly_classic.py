@@ -47,6 +47,9 @@ class DalyClassicBoard:
                 + round(m.soc * 10).to_bytes(2, "big")
             )
             return [self._frame(cmd, out)]
+        if cmd == proto.RATED:
+            mah = round(m.nominal_capacity * 1000).to_bytes(4, "big")
+            return [self._frame(cmd, mah + (3200).to_bytes(4, "big"))]  # LiFePO4: 3.2 V
         if cmd == proto.CELL_RANGE:
             volts = m.cell_voltages
             hi, lo = max(volts), min(volts)

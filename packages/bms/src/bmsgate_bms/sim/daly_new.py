@@ -42,6 +42,7 @@ class DalyNewBoard:
         self.map = proto.MAPS[variant]
         self._request_from = proto.request_address(variant, address)
         self._answer_from = proto.response_address(variant, address)
+        self.stored: dict[int, int] = {}  # settings registers written
         self.balancer_switch = 1 if variant == "d2" else 0xFFFF  # what each capture reads for on
         self.writes: list[tuple[int, int]] = []  # (register, value) of every write, in order
 
@@ -131,7 +132,7 @@ class DalyNewBoard:
             )
             for i in range(text.size):
                 regs[text.register + i] = int.from_bytes(chars[2 * i : 2 * i + 2], "big")
-        return regs
+        return regs | self.stored
 
     def _fault_bits(self, first: int) -> list[tuple[int, int]]:
         bits: list[tuple[int, int]] = []
@@ -187,6 +188,11 @@ class DalyNewBoard:
             self.model.set_soc(value / 10)
         elif register == 0xCF:
             self.balancer_switch = value
+        elif self.map.settings <= register < self.map.settings + SETTINGS_SPAN:
+            self.stored[register] = value  # a setting: read back as written
+
+
+SETTINGS_SPAN = 0x30  # registers from the map's settings base that a write may set
 
 
 Board = DalyNewBoard

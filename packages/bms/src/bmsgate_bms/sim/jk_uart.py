@@ -42,6 +42,7 @@ class JkUartBoard:
         self.protocol_version = protocol_version
         self.asleep = False
         self.balancer_enabled = True
+        self.written: dict[int, bytes] = {}  # settings records written, by identifier
 
     def request_framer(self, buf: bytes) -> tuple[int, bytes | None]:
         """Find a request: they are 0x4E57 frames like the answers."""
@@ -115,6 +116,7 @@ class JkUartBoard:
             0xB6: u(m.clock / 60, 4),
             0xB7: _text("11.XW_S11.26SIM", 15),
         }  # fmt: skip
+        out |= {k: v for k, v in self.written.items() if k in out}
         if self.protocol_version >= 1:
             out |= {
                 0xB8: u(0, 1),
@@ -149,6 +151,8 @@ class JkUartBoard:
         if command == proto.WRITE:
             if ident in (proto.CHARGE_SWITCH, proto.DISCHARGE_SWITCH) and len(info) >= 2:
                 self.model.set_mos(ident == proto.CHARGE_SWITCH, bool(info[1]))
+            elif ident in proto.RECORDS and len(info) == 1 + proto.RECORDS[ident].size:
+                self.written[ident] = bytes(info[1:])  # a setting, stored as sent
             # acknowledged with the identifier first (PROTOCOLS.md 3.4); other writes are ignored
             return self._answer(command, info[:2])
         if command == proto.PASSWORD:

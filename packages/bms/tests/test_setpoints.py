@@ -1,0 +1,91 @@
+"""The BMS's own settings: every protocol reads its documented ones from the simulator, writes
+the safe few (read back as the result) and refuses anything else before sending a byte."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+
+from bmsgate_bms.registry import NAMES, protocol
+from bmsgate_bms.setpoints import Setpoint, SettingError, bounds
+from bmsgate_bms.sim import BOARDS, PackModel, SimBus, make_bus
+from bmsgate_bms.sim.link import SimLink
+
+OWN = ("daly_classic", "daly_new", "jk_uart", "jk_pb")  # the protocols with documented settings
+CASES = [(n, v) for n in NAMES if hasattr(protocol(n), "SETPOINTS")
+         for v in (("d2", "81") if n == "daly_new" else (None,))]  # fmt: skip
+
+
+def test_the_four_makes_describe_their_settings() -> None:
+    assert {n for n, _ in CASES} >= set(OWN)
+
+
+def _table(name: str, variant: str | None) -> tuple[Setpoint, ...]:
+    table: Any = protocol(name).SETPOINTS  # type: ignore[attr-defined]
+    return tuple(table[variant] if variant else table)
+
+
+def _driver(name: str, variant: str | None) -> tuple[Any, Any]:
+    bus = make_bus(name)
+    options = {"variant": variant} if variant else {}
+    if variant:
+        board = importlib.import_module(BOARDS[name]).Board
+        bus = SimBus([board(PackModel.create(cells=16), 1, **options)])
+    return protocol(name).Driver(SimLink(bus), 1, **options), bus
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+async def test_settings_are_read_by_their_documented_names(name: str, variant: str | None) -> None:
+    driver, _ = _driver(name, variant)
+    values = await driver.read_settings()
+    table = _table(name, variant)
+    assert values and set(values) <= {s.key for s in table}
+    assert all(isinstance(v, int | float | str) for v in values.values())  # codes may be named
+    if name != "daly_classic":  # 0x50 alone there
+        assert len(values) >= 20
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+async def test_writable_settings_are_written_and_read_back(name: str, variant: str | None) -> None:
+    driver, _ = _driver(name, variant)
+    current = await driver.read_settings()
+    writable = [s for s in _table(name, variant) if s.writable]
+    for point in writable:
+        low, high = bounds(point, current)
+        target = round((low + high) / 2, 2)
+        back = await driver.write_setting(point.key, target, current)
+        assert back[point.key] == pytest.approx(target, abs=point.step), point.key
+        current = back
+    if name == "jk_pb":
+        assert {p.key for p in writable} == {
+            "balance_trigger_voltage", "max_charge_current", "max_discharge_current",
+            "design_capacity", "balance_start_voltage",
+        }  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+async def test_bad_writes_are_refused_before_a_byte_is_sent(name: str, variant: str | None) -> None:
+    driver, bus = _driver(name, variant)
+    current = await driver.read_settings()
+    sent = bus.requests
+    table = _table(name, variant)
+    read_only = next(s for s in table if not s.writable)
+    with pytest.raises(SettingError, match="read-only"):
+        await driver.write_setting(read_only.key, 1.0, current)
+    with pytest.raises(SettingError, match="unknown setting"):
+        await driver.write_setting("cell_count_of_doom", 1.0, current)
+    for point in (s for s in table if s.writable):
+        low, high = bounds(point, current)
+        for wrong in (low - 1.0, high + 1.0):
+            with pytest.raises(SettingError, match=point.key):
+                await driver.write_setting(point.key, wrong, current)
+    assert bus.requests == sent  # nothing reached the bus
+
+
+def test_balance_start_is_bounded_by_the_bms_own_protection_voltages() -> None:
+    table = _table("jk_pb", None)
+    point = next(s for s in table if s.key == "balance_start_voltage")
+    assert bounds(point, {"cell_uvp": 2.9, "cell_ovp": 3.6}) == (2.9, 3.6)
+    assert bounds(point, {}) == (2.0, 4.5)
