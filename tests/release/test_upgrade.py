@@ -21,20 +21,24 @@ BMSGATE = Path(sys.executable).parent / "bmsgate"
 
 
 @pytest.mark.parametrize(
-    ("environ", "prefix", "method", "command"),
+    ("environ", "marker", "method", "command"),
     [
-        ({"BMSGATE_INSTALL": "addon"}, "/usr", "addon", None),
-        ({"BMSGATE_INSTALL": "container"}, "/app/.venv", "container", "docker compose pull"),
-        ({}, "/home/u/.local/share/uv/tools/bmsgate", "uv-tool", "uv tool upgrade bmsgate"),
-        ({}, "/home/u/.local/share/pipx/venvs/bmsgate", "pipx", "pipx upgrade bmsgate"),
-        ({}, "/opt/bmsgate-venv", "pip", "-m pip install --upgrade bmsgate"),
+        ({"BMSGATE_INSTALL": "addon"}, None, "addon", None),
+        ({"BMSGATE_INSTALL": "container"}, None, "container", "docker compose pull"),
+        ({}, "uv-receipt.toml", "uv-tool", "uv tool upgrade bmsgate"),
+        ({}, "pipx_metadata.json", "pipx", "pipx upgrade bmsgate"),
+        ({}, None, "pip", "-m pip install --upgrade bmsgate"),
     ],
 )
 def test_the_way_it_was_installed_gives_the_way_up(
-    tmp_path: Path, environ: dict[str, str], prefix: str, method: str, command: str | None
+    tmp_path: Path, environ: dict[str, str], marker: str | None, method: str, command: str | None
 ) -> None:
-    outside_git = tmp_path / "site-packages" / "bmsgate_common"
-    got = install_method(environ, prefix, outside_git)
+    prefix = tmp_path / "venv"  # the environment, with the file its installer leaves there
+    prefix.mkdir()
+    if marker:
+        (prefix / marker).write_text("")
+    outside_git = prefix / "lib" / "site-packages" / "bmsgate_common"
+    got = install_method(environ, str(prefix), outside_git)
     assert got == method
     plan = how_to_upgrade(got, python="/opt/bmsgate-venv/bin/python")
     assert plan.version == VERSION

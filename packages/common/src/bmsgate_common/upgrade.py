@@ -51,10 +51,10 @@ def install_method(
     package_dir = package_dir or Path(__file__).resolve().parent
     if any((parent / ".git").exists() for parent in package_dir.parents):
         return "git"  # an editable install of a checkout (./run.sh, scripts/setup.sh)
-    where = Path(prefix or sys.prefix).as_posix()
-    if "/uv/tools/" in where:
+    where = Path(prefix or sys.prefix)
+    if (where / "uv-receipt.toml").is_file():  # written by `uv tool install` into its environment
         return "uv-tool"
-    if "/pipx/venvs/" in where:
+    if (where / "pipx_metadata.json").is_file():  # written by pipx into each of its environments
         return "pipx"
     return "pip"
 
