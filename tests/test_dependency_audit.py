@@ -1,0 +1,95 @@
+"""Known vulnerabilities in the locked dependencies: pip-audit over uv.lock, npm audit over the web UI's.
+
+Both need a vulnerability database on the network (PyPI's per-version JSON API or OSV for
+pip-audit, the npm registry's advisory endpoint for npm audit). When it cannot be reached the
+test says so with the reason and does not pass: a skip on a developer's machine, a failure in CI
+(tests/support/needs.py). docs/security.md says what this machine could reach.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support.needs import missing, require
+
+ROOT = Path(__file__).parents[1]
+STATIC = ROOT / "services" / "api" / "src" / "bmsgate_api" / "static"
+PYPI = "https://pypi.org/pypi/{name}/{version}/json"  # what pip-audit's PyPI service asks
+
+
+def uv() -> str:
+    found = shutil.which("uv") or (ROOT / ".tools" / "bin" / "uv")
+    require(Path(found).exists(), "uv (scripts/setup.sh installs it in .tools/)")
+    return str(found)
+
+
+def locked_requirements(tmp_path: Path) -> Path:
+    """uv.lock as a requirements file: every third-party package of every member, pinned."""
+    out = tmp_path / "requirements.txt"
+    subprocess.run(
+        [uv(), "export", "--frozen", "--no-hashes", "--all-packages", "--no-emit-workspace",
+         "--quiet", "-o", str(out)],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return out
+
+
+def pins(requirements: Path) -> list[tuple[str, str]]:
+    found = []
+    for line in requirements.read_text().splitlines():
+        name, sep, version = line.split(";")[0].strip().partition("==")
+        if sep and not line.startswith("#"):
+            found.append((name, version.strip()))
+    return found
+
+
+def pypi_answers(name: str, version: str) -> str | None:
+    """None when PyPI's per-version JSON (with its vulnerabilities) answers, else why not."""
+    try:
+        with urllib.request.urlopen(PYPI.format(name=name, version=version), timeout=15) as r:
+            json.load(r)["vulnerabilities"]
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as err:
+        return f"{PYPI.format(name=name, version=version)}: {err}"
+    return None
+
+
+def test_python_dependencies_have_no_known_vulnerabilities(tmp_path: Path) -> None:
+    requirements = locked_requirements(tmp_path)
+    locked = pins(requirements)
+    assert len(locked) > 50, requirements.read_text()[:500]
+    why = pypi_answers(*locked[0])
+    if why:
+        missing(f"vulnerability database unreachable, pip-audit not run: {why}")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip_audit", "-r", str(requirements), "--no-deps", "--disable-pip",
+         "--strict", "--progress-spinner", "off", "--desc", "on"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    # --strict: a package the database does not answer for fails the audit instead of passing
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert "No known vulnerabilities found" in done.stdout + done.stderr
+
+
+def test_web_ui_libraries_have_no_known_vulnerabilities() -> None:
+    npm = shutil.which("npm")
+    require(npm, "npm (Debian package npm)")
+    done = subprocess.run(
+        [str(npm), "audit", "--package-lock-only", "--json"],
+        cwd=STATIC, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    try:
+        report = json.loads(done.stdout)
+    except ValueError:
+        report = {}
+    if "error" in report or "message" in report:  # npm could not ask the advisory endpoint
+        reason = report.get("message") or report["error"].get("summary")
+        missing(f"npm advisory database unreachable, npm audit not run: {reason}")
+    counts = report.get("metadata", {}).get("vulnerabilities")
+    assert counts is not None, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sum(counts.values()) == 0, json.dumps(report.get("vulnerabilities"), indent=1)[:4000]
