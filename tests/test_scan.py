@@ -64,7 +64,8 @@ def test_plan_keeps_addresses_each_protocol_can_have() -> None:
 
 def test_parse_addresses() -> None:
     assert parse_addresses("1-3,7, 2") == [1, 2, 3, 7]
-    for bad in ("0", "3-1", "x", ""):
+    assert parse_addresses("0-2") == [0, 1, 2]  # Seplos and Pace DIP switches start at 0
+    for bad in ("-1", "3-1", "x", ""):
         with pytest.raises(ValueError):  # noqa: PT011 - int() and our own check both apply
             parse_addresses(bad)
 

@@ -165,12 +165,12 @@ class ScanReport:
 
 
 def parse_addresses(text: str) -> list[int]:
-    """``"1-3,7"`` -> [1, 2, 3, 7]; ValueError on anything else."""
+    """``"1-3,7"`` -> [1, 2, 3, 7] (0 for the DIP-switch makes); ValueError on anything else."""
     out: list[int] = []
     for part in text.replace(" ", "").split(","):
         low, dash, high = part.partition("-")
         first, last = int(low), int(high) if dash else int(low)
-        if first < 1 or last < first:
+        if first < 0 or last < first:
             raise ValueError(f"bad address range {part!r}")
         out.extend(range(first, last + 1))
     return sorted(set(out))

@@ -23,7 +23,7 @@ class FoundPack(_Answer):
     """One BMS the scan found, with the name its owner gave it."""
 
     protocol: ProtocolName
-    address: int = Field(ge=1, le=247)
+    address: int = Field(ge=0, le=247)
     variant: str | None = Field(default=None, max_length=20)
     name: str = Field(min_length=1, max_length=60)
 

@@ -65,7 +65,10 @@ class PackSettings(_Section):
     id: PackId
     name: str | None = Field(default=None, description="display name; the id when unset")
     address: int = Field(
-        default=1, ge=0, le=247, description="board address on the bus (0: a JK-PB master, heard)"
+        default=1,
+        ge=0,
+        le=247,
+        description="board address on the bus, in the protocol's range (0: a JK-PB master, heard)",
     )
     invert_current: bool = Field(default=False, description="for a shunt wired the other way")
     nominal_capacity: float | None = Field(default=None, gt=0, description="[Ah]")
