@@ -19,6 +19,7 @@ PROTOCOLS: Final[dict[str, str]] = {
     "jk_uart": "bmsgate_bms.jk_uart",
     "jk_pb": "bmsgate_bms.jk_pb",
     "jbd": "bmsgate_bms.jbd",
+    "seplos_v2": "bmsgate_bms.seplos_v2",
 }
 NAMES: Final[tuple[str, ...]] = tuple(PROTOCOLS)  # in scan order
 
