@@ -60,17 +60,18 @@ def receiver() -> Iterator[tuple[Received, int]]:
 
 
 @contextmanager
-def json_server(payload: Any) -> Iterator[tuple[int, list[str]]]:
+def json_server(payload: Any, html: bool = False) -> Iterator[tuple[int, list[str]]]:
     """Answer every GET with ``payload`` as JSON on a free loopback port; yields the port and
-    the paths asked (a stand-in for a web API such as a weather forecast)."""
+    the paths asked (a stand-in for a web API such as a weather forecast). With ``html`` the
+    payload is a page's text, served as HTML (a site of its own)."""
     asked: list[str] = []
-    body = json.dumps(payload).encode()
+    body = payload.encode() if html else json.dumps(payload).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             asked.append(self.path)
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", "text/html" if html else "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -44,7 +44,11 @@ async def test_every_write_needs_a_login(tmp_path: Path) -> None:
     ) as anon:
         calls = [
             anon.put("/api/settings/file", json={"yaml": "log_level: INFO\n"}),
-            anon.post("/api/settings/restore", content=b"log_level: INFO\n"),
+            anon.post(
+                "/api/settings/restore",
+                content=b"log_level: INFO\n",
+                headers={"Content-Type": "application/yaml"},
+            ),
             anon.post("/api/services/restart", json={"service": "all"}),
             anon.post(
                 "/api/setup/apply",

@@ -6,8 +6,10 @@ unknown key or a bad value stops the service with one line naming the key, befor
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import re
 from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -178,6 +180,25 @@ class ApiSettings(_Section):
         default=5, ge=1, description="failed logins per client within login_window before 429"
     )
     login_window: float = Field(default=300.0, gt=0, description="[s] of the login rate limit")
+    login_ceiling: int = Field(
+        default=50,
+        ge=1,
+        description="failed logins from all clients together within login_window before "
+        "every login waits (429)",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or networks) whose X-Forwarded-For, "
+        "X-Forwarded-Proto and X-Forwarded-Host are believed; none by default",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="other origins (https://host[:port]) whose pages may change things, "
+        "besides the API's own",
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="[s] for a request's body"
+    )
     command_timeout: float = Field(
         default=15.0, gt=0, le=120, description="[s] to wait for a command's result"
     )
@@ -213,8 +234,6 @@ class ApiSettings(_Section):
 
     @model_validator(mode="after")
     def _hash_format(self) -> ApiSettings:
-        import re
-
         secret = self.password_hash.get_secret_value() if self.password_hash else None
         if secret is not None and not re.fullmatch(
             r"scrypt\$\d+\$\d+\$\d+\$[\w=-]+\$[\w=-]+", secret
@@ -224,6 +243,18 @@ class ApiSettings(_Section):
             )
         if self.logo is not None and self.logo.suffix.lower() not in LOGO_TYPES:
             raise ValueError(f"api.logo must be one of {', '.join(sorted(LOGO_TYPES))}")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"api.trusted_proxies: {proxy!r} is not an address or network"
+                ) from None
+        for origin in self.allowed_origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", origin):
+                raise ValueError(
+                    f"api.allowed_origins: {origin!r} is not an origin (https://host[:port])"
+                )
         return self
 
 
@@ -651,14 +682,73 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return parse_yaml(text, f"config file {path}")
 
 
+YAML_DEPTH = 64  # levels of nesting a configuration file may have (it needs about 6)
+YAML_VALUES = 100_000  # values a file may hold once its aliases are expanded
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses deep nesting and aliases expanding to a huge tree.
+
+    A few hundred bytes of aliases referring to aliases ("billion laughs") expand to billions
+    of values in whatever walks the tree later; 60,000 nested brackets overflow the composer.
+    Both are refused while composing, before anything is built.
+    """
+
+    source = "YAML"
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise ConfigError(
+                    f"{self.source} line {line}: nested more than {YAML_DEPTH} levels deep"
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        sizes: dict[int, int] = {}
+
+        def size(n: Any) -> int:  # values under n with aliases expanded, each node sized once
+            if sizes.get(id(n)) == -1:
+                raise ConfigError(f"{self.source}: an alias refers to a value it is inside")
+            if id(n) not in sizes:
+                sizes[id(n)] = -1  # being sized
+                if isinstance(n, yaml.MappingNode):
+                    kids = [x for pair in n.value for x in pair]
+                else:
+                    kids = n.value if isinstance(n, yaml.SequenceNode) else []
+                sizes[id(n)] = min(1 + sum(size(k) for k in kids), YAML_VALUES + 1)
+            return sizes[id(n)]
+
+        if node is not None and size(node) > YAML_VALUES:
+            raise ConfigError(
+                f"{self.source}: its aliases expand to more than {YAML_VALUES:,} values"
+            )
+        return node
+
+
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
-    """YAML configuration text as raw data; ConfigError in one line naming ``source``."""
+    """YAML configuration text as raw data; ConfigError in one line naming ``source``.
+
+    Nesting and alias expansion are bounded (_BoundedLoader).
+    """
+    loader: _BoundedLoader | None = None
     try:
-        data = yaml.safe_load(text)
+        loader = _BoundedLoader(text)  # the reader refuses control characters here already
+        loader.source = source
+        data = loader.get_single_data()
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{source}{where}: not valid YAML") from err
+    finally:
+        if loader is not None:
+            loader.dispose()
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -37,6 +37,7 @@ from bmsgate_common.version import VERSION
 
 from .auth import PasswordStore, RateLimiter, Sessions, Tokens, session_key
 from .deps import Context
+from .guard import Guard, Proxies
 from .live import CLIENT, RAW_HOLDER
 from .routes import auth, events, export, files, packs, raw, release, status, tunnel
 from .routes import settings as settings_routes
@@ -191,13 +192,22 @@ def create_app(
         finally:
             await ctx.weather.close()
 
+    api = ctx.settings.api
     app = FastAPI(
         title="bmsgate",
         summary="DALY and JK battery packs: live state, history, commands",
         version=VERSION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
+    app.add_middleware(
+        Guard,
+        proxies=Proxies.parse(api.trusted_proxies),
+        origins=api.allowed_origins,
+        body_timeout=api.header_timeout,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,12 @@ from bmsgate_common.settings import Settings
 from bmsgate_common.topics import TopicSpec
 
 from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, Tokens
+from .guard import DOUBTED
 from .live import Hub, Replies
 from .sky import Weather
 from .store import PackStore
+
+log = logging.getLogger("bmsgate_api.audit")
 
 
 @dataclass
@@ -53,7 +57,7 @@ Ctx = Annotated[Context, Depends(context)]
 
 
 def client_address(request: Request) -> str:
-    """The client's address (behind a local proxy: what it forwarded, see uvicorn)."""
+    """The client's address: the socket's peer, or what a trusted proxy forwarded (guard.py)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -63,6 +67,11 @@ def is_local(address: str) -> bool:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+def from_here(request: Request) -> bool:
+    """Whether the request comes from this machine itself, not forwarded by an unknown proxy."""
+    return not request.scope.get(DOUBTED, False) and is_local(client_address(request))
 
 
 def bearer(request: Request) -> str | None:
@@ -84,9 +93,25 @@ def logged_in(request: Request, ctx: Context) -> bool:
 def may_read(request: Request, ctx: Context) -> bool:
     """Whether the request may read (api.public_read, or a session)."""
     mode = ctx.settings.api.public_read
-    if mode == "always" or (mode == "local" and is_local(client_address(request))):
+    if mode == "always" or (mode == "local" and from_here(request)):
         return True
     return logged_in(request, ctx)
+
+
+def who(request: Request, ctx: Context) -> str:
+    """Who sends ``request``, for the log: the token's name or the session, and the address."""
+    address = client_address(request)
+    info = ctx.tokens.check(bearer(request))
+    if info is not None:
+        return f"token {info.name!r} from {address}"
+    if has_session(request, ctx):
+        return f"the owner's session from {address}"
+    return f"an anonymous client at {address}"
+
+
+def audit(request: Request, ctx: Context, action: str) -> None:
+    """Log a change made through the API with who asked (docs/security.md, "What is logged")."""
+    log.info("%s, asked by %s", action, who(request, ctx))
 
 
 def require_reader(request: Request, ctx: Ctx) -> None:

@@ -47,6 +47,7 @@ async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
             host=cfg.api.host,
             port=cfg.api.port,
             log_level="warning",
+            proxy_headers=False,  # guard.py believes only api.trusted_proxies
             timeout_graceful_shutdown=2,
             lifespan="on",
         )

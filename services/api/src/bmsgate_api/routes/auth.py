@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from bmsgate_common.timezones import site_zone, zone_name
 
 from ..auth import COOKIE, MAX_PASSWORD, PasswordError, TokenLimitError, verify_password
-from ..deps import Ctx, Session, User, client_address, logged_in, may_read
+from ..deps import Ctx, Session, User, audit, client_address, logged_in, may_read
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -128,6 +128,7 @@ async def change_password(
     except PasswordError as err:
         code = 409 if ctx.passwords.managed else 400
         raise HTTPException(status_code=code, detail=str(err)) from None
+    audit(request, ctx, "password changed")
     _start_session(request, response, ctx, encoded)
 
 
@@ -166,17 +167,21 @@ async def list_tokens(ctx: Ctx) -> list[TokenListed]:
 
 
 @router.post("/tokens", status_code=201, dependencies=[Session], responses={409: {}})
-async def make_token(body: TokenRequest, ctx: Ctx) -> TokenMade:
+async def make_token(body: TokenRequest, request: Request, ctx: Ctx) -> TokenMade:
     """Make an API token with the rights of a login; the answer is the only time it is shown."""
     try:
         info, token = ctx.tokens.create(body.name.strip())
     except TokenLimitError as err:
         raise HTTPException(status_code=409, detail=str(err)) from None
+    audit(request, ctx, f"API token {info.name!r} ({info.id}) made")
     return TokenMade(id=info.id, name=info.name, created=_epoch(info.created), token=token)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, dependencies=[Session], responses={404: {}})
-async def revoke_token(token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{8}$")], ctx: Ctx) -> None:
+async def revoke_token(
+    token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{8}$")], request: Request, ctx: Ctx
+) -> None:
     """Revoke an API token: scripts using it get 401 from now on."""
     if not ctx.tokens.revoke(token_id):
         raise HTTPException(status_code=404, detail=f"no token {token_id!r}")
+    audit(request, ctx, f"API token {token_id} revoked")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
@@ -25,7 +25,7 @@ from bmsgate_common.models import (
     HistoryFileRequest,
 )
 
-from ..deps import Ctx, Reader, User, ask
+from ..deps import Ctx, Reader, User, ask, audit
 from ..history import raise_for
 from ..live import CLIENT
 
@@ -104,8 +104,9 @@ async def zip_month(pack: PackPath, month: MonthPath, ctx: Ctx) -> Response:
 
 
 @router.delete("/days/{day}", dependencies=[User], responses=ANSWERS)
-async def delete_day(pack: PackPath, day: date, ctx: Ctx) -> Deleted:
+async def delete_day(pack: PackPath, day: date, request: Request, ctx: Ctx) -> Deleted:
     """Delete one local day of a pack from the archive (needs a login)."""
+    audit(request, ctx, f"day {day} of {pack} deleted")
     reply, _ = await _ask(
         ctx, lambda t: HistoryFileRequest(transaction=t, action="delete", pack=pack, day=day), 30
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -26,7 +26,7 @@ from bmsgate_common.models import (
     utcnow,
 )
 
-from ..deps import Ctx, Reader, User, ask
+from ..deps import Ctx, Reader, User, ask, audit
 from ..history import raise_for
 from ..live import CLIENT
 from ..views import PackView, pack_view
@@ -181,11 +181,14 @@ async def history(
         504: {"description": "no result in time"},
     },
 )
-async def command(pack: PackPath, body: CommandRequest, ctx: Ctx) -> CommandOutcome:
+async def command(
+    pack: PackPath, body: CommandRequest, request: Request, ctx: Ctx
+) -> CommandOutcome:
     """Change a BMS (MOS switches, SOC, reset); answers with the value read back from it."""
     if not ctx.settings.control.enabled:
         raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
     _known(ctx, pack)
+    audit(request, ctx, f"command {body.action} {body.value!r} to {pack}")
     timeout = ctx.settings.api.command_timeout
     result: CommandResult = await ask(
         ctx, topics.COMMAND, pack,

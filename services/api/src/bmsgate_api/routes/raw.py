@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field, field_validator
@@ -26,7 +26,7 @@ from bmsgate_common.models import (
     SniffState,
 )
 
-from ..deps import Context, Control, Ctx, Reader, User, ask
+from ..deps import Context, Control, Ctx, Reader, User, ask, audit
 from ..live import RAW_HOLDER
 
 router = APIRouter(prefix="/api", tags=["sniffer"])
@@ -129,11 +129,15 @@ async def sniffer_buses(ctx: Ctx) -> list[SnifferBus]:
     },
 )
 async def set_sniffer(
-    bus: Annotated[str, Path(pattern=r"^reader-\d{1,3}$")], body: SniffRequest, ctx: Ctx
+    bus: Annotated[str, Path(pattern=r"^reader-\d{1,3}$")],
+    body: SniffRequest,
+    request: Request,
+    ctx: Ctx,
 ) -> SnifferBus:
     """Turn the sniffer of a bus on or off at runtime; answers with the reader's own report."""
     if bus not in {b.bus for b in _buses(ctx)}:
         raise HTTPException(status_code=404, detail=f"no bus {bus!r} is configured")
+    audit(request, ctx, f"sniffer {'on' if body.enabled else 'off'} on {bus}")
     state: SniffState = await ask(
         ctx, topics.SNIFF_SET, bus, lambda t: SniffSet(transaction=t, enabled=body.enabled),
         seconds=LEASE_WAIT, silent=f"{bus} did not answer within {LEASE_WAIT:g} s: is it running?",
@@ -196,11 +200,12 @@ def _decode(name: str, answer: bytes) -> tuple[dict[str, Any] | None, str | None
         504: {"description": "no answer from the reader about the line"},
     },
 )
-async def send_raw(pack: PackPath, body: RawRequest, ctx: Ctx) -> RawAnswer:
+async def send_raw(pack: PackPath, body: RawRequest, request: Request, ctx: Ctx) -> RawAnswer:
     """Send one frame to the pack's bus (polling pauses), collect the answer, decode it."""
     state = ctx.store.states.get(pack)
     if state is None:
         raise HTTPException(status_code=404, detail=f"unknown pack {pack!r}")
+    audit(request, ctx, f"raw frame {body.data[:80]} to {pack}")
     if ctx.backbone is None:
         raise HTTPException(status_code=503, detail="no backbone: raw frames are not available")
     if ctx.raw_lock.locked():

@@ -31,7 +31,7 @@ from bmsgate_common.config_view import MASK
 from bmsgate_common.models import ServiceRestart, utcnow
 from bmsgate_common.settings import ConfigError
 
-from ..deps import Ctx, User
+from ..deps import Ctx, User, audit
 
 router = APIRouter(prefix="/api", tags=["settings"])
 MAX_FILE = 256 * 1024  # [bytes] a configuration file is a few kB
@@ -140,9 +140,11 @@ async def _write(ctx: Ctx, text: str, source: str) -> Saved:
 
 
 @router.put("/settings/file", dependencies=[User], responses=WRITE_ERRORS)
-async def write_file(body: ConfigText, ctx: Ctx) -> Saved:
+async def write_file(body: ConfigText, request: Request, ctx: Ctx) -> Saved:
     """Replace the configuration file (validated first; masked secrets keep their values)."""
-    return await _write(ctx, body.yaml, "the edited settings")
+    saved = await _write(ctx, body.yaml, "the edited settings")
+    audit(request, ctx, f"settings file {saved.path} saved")
+    return saved
 
 
 @router.post(
@@ -160,7 +162,9 @@ async def restore(request: Request, ctx: Ctx) -> Saved:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise HTTPException(status_code=400, detail="the file is not UTF-8 text") from None
-    return await _write(ctx, text, "the restored file")
+    saved = await _write(ctx, text, "the restored file")
+    audit(request, ctx, f"settings file {saved.path} restored")
+    return saved
 
 
 @router.post(
@@ -169,11 +173,12 @@ async def restore(request: Request, ctx: Ctx) -> Saved:
     dependencies=[User],
     responses={401: {}, 503: {"description": "backbone not reachable"}},
 )
-async def restart(body: RestartRequest, ctx: Ctx) -> dict[str, str]:
+async def restart(body: RestartRequest, request: Request, ctx: Ctx) -> dict[str, str]:
     """Ask a service (or all) to restart with the configuration file as it is now."""
-    request = ServiceRestart(ts=utcnow(), reason="asked for in the web UI")
+    audit(request, ctx, f"restart of {body.service}")
+    ask = ServiceRestart(ts=utcnow(), reason="asked for in the web UI")
     if ctx.backbone is None or not await ctx.backbone.publish(
-        topics.SERVICE_RESTART, body.service, request
+        topics.SERVICE_RESTART, body.service, ask
     ):
         raise HTTPException(status_code=503, detail="the backbone is not reachable")
     return {"service": body.service, "state": "restart requested"}

@@ -35,7 +35,7 @@ from bmsgate_common.timezones import find_zone, zone_name
 from bmsgate_notifier.sender import AppriseSender, check_url
 from bmsgate_reader.serial_link import SerialLink
 
-from ..deps import Ctx, Reader, User
+from ..deps import Ctx, Reader, User, audit, logged_in
 from .settings import config_file, file_needs_setup
 
 router = APIRouter(prefix="/api/setup", tags=["setup"])
@@ -46,7 +46,9 @@ class SetupStatus(BaseModel):
     """Whether the first-run setup is due, and where it writes."""
 
     needed: bool = Field(description="no configuration file yet, or no bus in it")
-    config_file: str | None = Field(description="the file the setup writes; null: none given")
+    config_file: str | None = Field(
+        description="the file the setup writes; null: none given, or not logged in"
+    )
 
 
 class PortView(BaseModel):
@@ -101,10 +103,11 @@ def _bus_of(ctx: Ctx, port: str) -> str | None:
 
 
 @router.get("/status")
-async def status(ctx: Ctx) -> SetupStatus:
-    """Whether the setup is due (no file, or no bus in it): the pages lead there then."""
+async def status(request: Request, ctx: Ctx) -> SetupStatus:
+    """Whether the setup is due (no file, or no bus in it); the file's path only after a login."""
     path = config_file(ctx)
-    return SetupStatus(needed=file_needs_setup(path), config_file=str(path) if path else None)
+    shown = str(path) if path and logged_in(request, ctx) else None
+    return SetupStatus(needed=file_needs_setup(path), config_file=shown)
 
 
 @router.get("/ports", dependencies=[User])
@@ -258,7 +261,7 @@ async def timezone(
 
 @router.post("/apply", dependencies=[User])
 async def apply(
-    body: SetupAnswers, ctx: Ctx, replace: bool = Query(default=False)
+    body: SetupAnswers, request: Request, ctx: Ctx, replace: bool = Query(default=False)
 ) -> dict[str, Any]:
     """Write the configuration for these answers (validated) and show it, secrets masked.
 
@@ -276,6 +279,7 @@ async def apply(
             )
         data = merge(stored, build_config(body))
         await asyncio.to_thread(save, path, data)
+        audit(request, ctx, f"setup wrote {path}")
     except (ConfigError, OSError) as err:
         raise HTTPException(status_code=400, detail=str(err).splitlines()[0]) from None
     text = yaml.safe_dump(masked(data), sort_keys=False, allow_unicode=True)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from bmsgate_common import topics
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
 
-from ..deps import Control, Ctx, Reader, User, ask, client_address
+from ..deps import Control, Ctx, Reader, User, ask, audit, client_address
 
 router = APIRouter(prefix="/api", tags=["tunnel"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -76,9 +76,10 @@ async def tunnel_events(pack: PackPath, ctx: Ctx) -> AsyncIterable[ServerSentEve
     },
 )
 async def tunnel_command(
-    pack: PackPath, body: TunnelRequest, ctx: Ctx, request: Request
+    pack: PackPath, body: TunnelRequest, request: Request, ctx: Ctx
 ) -> TunnelStatus:
     """Open the tunnel for a window, or close it; answers with the tunnel service's status."""
+    audit(request, ctx, f"tunnel {body.action} for {pack}")
     silent = (
         f"no answer from the tunnel service within {ANSWER_WAIT:g} s: "
         f"is it running and {pack!r} a configured pack?"

@@ -1,0 +1,97 @@
+"""Request bodies: a per-route limit answered before the body is read; YAML bombs bounded."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.security.api_proc import start_api
+from tests.support.procs import Mosquitto, Proc, rss_kb
+
+BOMB = """a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def raw_request(port: int, head: str, body: bytes = b"", wait: float = 5.0) -> str:
+    """Send ``head`` and ``body`` on a plain socket; the answer's status line and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return answer.decode(errors="replace")
+
+
+def test_a_huge_login_body_is_refused_before_it_is_read(
+    tmp_path: Path, procs: list[Proc], mosquitto: Mosquitto
+) -> None:
+    api = start_api(tmp_path, procs, mosquitto)
+    pid = api.proc.process.pid
+    before = rss_kb(pid)
+    started = time.monotonic()
+    head = (
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {400 * 1024 * 1024}\r\n"
+    )
+    answer = raw_request(api.port, head, b'{"password": "' + b"x" * 100_000)
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert "the body is over 65536 B" in answer
+    assert time.monotonic() - started < 5
+    # a chunked body is cut at the limit too
+    with httpx.Client(base_url=api.base, timeout=10) as http:
+        chunks = (b"x" * 65536 for _ in range(200))  # 13 MB, no Content-Length
+        got = http.post("/api/auth/login", content=chunks,
+                        headers={"Content-Type": "application/json"})  # fmt: skip
+        assert got.status_code == 413
+        # a settings file has its own, larger limit: 300 kB of YAML reaches the route
+        with api.login() as owner:
+            big = "# " + "x" * 300_000 + "\n"
+            got = owner.post("/api/settings/restore", content=big,
+                             headers={"Content-Type": "application/yaml"})  # fmt: skip
+            assert got.status_code == 413 and "262144" in got.json()["detail"], got.text
+            fits = owner.post("/api/settings/restore", content="# fine\napi: {}\n",
+                              headers={"Content-Type": "application/yaml"})  # fmt: skip
+            assert fits.status_code == 200, fits.text
+        assert http.get("/healthz").status_code == 200
+    assert rss_kb(pid) - before < 20_000, (before, rss_kb(pid))
+    assert "Traceback" not in api.proc.log()
+
+
+def test_a_yaml_alias_bomb_and_deep_nesting_are_one_clear_400(
+    tmp_path: Path, procs: list[Proc], mosquitto: Mosquitto
+) -> None:
+    api = start_api(tmp_path, procs, mosquitto)
+    pid = api.proc.process.pid
+    before = rss_kb(pid)
+    deep = "a: " + "[" * 60_000 + "]" * 60_000 + "\n"
+    with api.login() as owner:
+        for text, words in ((BOMB, "aliases"), (deep, "nested")):
+            for send in (
+                lambda t: owner.post("/api/settings/restore", content=t,
+                                     headers={"Content-Type": "application/yaml"}),
+                lambda t: owner.put("/api/settings/file", json={"yaml": t}),
+            ):  # fmt: skip
+                got = send(text)
+                assert got.status_code == 400, got.text[:300]
+                detail = got.json()["detail"]
+                assert words in detail and "\n" not in detail, detail
+        deep_json = b'{"password": ' + b"[" * 32_000 + b"]" * 32_000 + b"}"
+        got = owner.post("/api/auth/login", content=deep_json,
+                         headers={"Content-Type": "application/json"})  # fmt: skip
+        assert got.status_code in (400, 422), got.text[:300]
+    assert rss_kb(pid) - before < 50_000, (before, rss_kb(pid))
+    assert "Traceback" not in api.proc.log()
