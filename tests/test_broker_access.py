@@ -14,18 +14,21 @@ import json
 import shutil
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
+import yaml
 
-from bmsgate.broker import USERS, PrivateBroker
+from bmsgate.broker import USERS, PrivateBroker, free_port
 from bmsgate_common import topics
 from bmsgate_common.access import SERVICES, grants, render_acl
 from bmsgate_common.topics import TOPICS, TopicSpec
 from tests.support.needs import require
+from tests.support.procs import Proc, start_simulator, wait_until, write_config
 
 ROOT = Path(__file__).parents[1]
 HOST = "127.0.0.1"
@@ -81,10 +84,14 @@ def test_the_compose_acl_is_the_one_rendered_from_the_table() -> None:
     assert committed == render_acl(), "regenerate it: uv run python scripts/export_acl.py"
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+def need_mosquitto() -> None:
     require(shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists(), "mosquitto")
     require(shutil.which("mosquitto_passwd"), "mosquitto_passwd (Debian package mosquitto)")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    need_mosquitto()
     private = PrivateBroker(tmp_path / "mosquitto", banks=["bank"])
     private.start()
     try:
@@ -201,3 +208,64 @@ async def test_the_private_broker_refuses_clients_without_credentials(
     broker.stop()
     again = PrivateBroker(broker.workdir)
     assert again.users == broker.users and again.port == broker.port
+
+
+EVERY_SERVICE = {"reader-0", "api", "publisher", "modbus", "history", "notifier", "tunnel"}
+
+
+@pytest.mark.integration
+async def test_bmsgate_run_starts_each_service_with_its_own_user(tmp_path: Path) -> None:
+    """The whole pipeline on the private broker: every service connects as its own user and
+    stays connected (a publish outside its ACL would disconnect it), the publisher's bank state
+    passes its per-bank grant, and a client without credentials is refused."""
+    need_mosquitto()
+    sim, tty = start_simulator(tmp_path, "daly_classic", "--boards", "2")
+    data = tmp_path / "data"
+    config = write_config(tmp_path, {
+        "buses": [{"port": tty, "protocol": "daly_classic", "poll_interval": 1, "sniff": True,
+                   "packs": [{"id": "left"}, {"id": "right", "address": 2}]}],
+        "banks": [{"id": "house", "packs": ["left", "right"]}],
+        "control": {"enabled": True},
+        "notifier": {"targets": [{"name": "phone", "url": "json://127.0.0.1:9/bmsgate"}]},
+        "tunnel": {"host": HOST, "port": free_port()},
+        "data_dir": str(data),
+    })  # fmt: skip
+    run = Proc("run", [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config),
+                       "--http-port", str(free_port()), "--modbus-port", str(free_port())],
+               tmp_path)  # fmt: skip
+    try:
+        users = data / "run" / "mosquitto" / "users.json"
+        await asyncio.to_thread(wait_until, users.exists, 30)
+        saved = json.loads(users.read_text())
+        viewer = {"username": "viewer", "password": saved["users"]["viewer"]}
+        statuses: dict[str, list[str]] = {}
+        bank_states = 0
+        async with aiomqtt.Client(HOST, saved["port"], **viewer) as watch:
+            await watch.subscribe("bmsgate/service/+/status", qos=1)
+            await watch.subscribe("bmsgate/bms/house/state", qos=1)
+            started = asyncio.get_running_loop().time()
+            async with asyncio.timeout(60):
+                async for msg in watch.messages:
+                    name = str(msg.topic).split("/")[2]
+                    if name == "house":
+                        bank_states += 1
+                    else:
+                        state = json.loads(msg.payload)["state"]  # type: ignore[arg-type]
+                        statuses.setdefault(name, []).append(state)
+                    online = {n for n, seen in statuses.items() if seen[-1] == "online"}
+                    waited = asyncio.get_running_loop().time() - started
+                    if online >= EVERY_SERVICE and bank_states >= 3 and waited > 8:
+                        break
+        # each connected once and never went offline (a refused publish drops the connection)
+        assert {n: s for n, s in statuses.items() if "offline" in s} == {}, run.log()[-3000:]
+        assert set(statuses) >= EVERY_SERVICE
+        with pytest.raises(aiomqtt.MqttError):
+            async with aiomqtt.Client(HOST, saved["port"]):
+                pass
+        for user in ("api", "reader", "tunnel"):
+            own = yaml.safe_load((data / "run" / f"config-{user}.yaml").read_text())["mqtt"]
+            assert own["username"] == user and own["password"] == saved["users"][user]
+    finally:
+        run.stop()
+        sim.stop()
+    assert "Traceback" not in run.log()
