@@ -20,6 +20,7 @@ import aiomqtt
 import pytest
 
 from bmsgate_common.models import Availability, CommandResult, PackState
+from bmsgate_publisher.service import BANK_HOLD
 from tests.support.procs import Mosquitto, Proc, start_service, write_config
 from tests.support.tls_broker import PASSWORD, USER, Certs, TlsMosquitto, make_certs
 
@@ -177,7 +178,7 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
     )
 
     # --- the plain target: retained messages as a newcomer sees them ---------------------
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(2.5 + BANK_HOLD)  # banks go out once their retained counters are in
     retained = [g for g in await collect(plain_target.port, "#", 1.0) if g.retain]
     got = {g.topic: g for g in retained}
     assert got["dongle/availability"] == Got("dongle/availability", b"online", 1, True)

@@ -92,10 +92,15 @@ class Proc:
         return self.process.returncode
 
 
-def start_simulator(workdir: Path, protocol: str = "daly_classic", *extra: str) -> tuple[Proc, str]:
-    """``bmsgate simulate --pty`` as a process; returns it and the pty path to open."""
+def start_simulator(
+    workdir: Path, protocol: str = "daly_classic", *extra: str, name: str | None = None
+) -> tuple[Proc, str]:
+    """``bmsgate simulate --pty`` as a process; returns it and the pty path to open.
+
+    ``name`` (default: the protocol) names its link, the same again when it is started again.
+    """
     proc = Proc(
-        f"sim-{protocol}",
+        f"sim-{name or protocol}",
         [
             sys.executable,
             "-m",
@@ -105,7 +110,7 @@ def start_simulator(workdir: Path, protocol: str = "daly_classic", *extra: str) 
             protocol,
             "--pty",
             "--link",
-            str(workdir / f"tty-{protocol}"),
+            str(workdir / f"tty-{name or protocol}"),
             *extra,
         ],
         workdir,

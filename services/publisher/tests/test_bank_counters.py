@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packages.outputs.tests.states import T0, make_state
 
-from bmsgate_common.bank import COUNTERS
+from bmsgate_common.bank import COUNTERS, BankTotals
 from bmsgate_common.models import Availability, PackState
 from bmsgate_common.settings import BankSettings
 from bmsgate_publisher.service import BankBook, BankTracker
@@ -137,3 +137,23 @@ def test_a_damaged_counter_file_is_set_aside_with_one_line(
     assert BankBook(path).load() == {}
     assert path.with_suffix(".damaged").exists() and not path.exists()
     assert len(caplog.records) == 1 and "unreadable" in caplog.records[0].getMessage()
+
+
+def test_after_a_restart_never_below_what_was_published_and_a_first_run_continues() -> None:
+    published = {"energy_in": 5.0, "energy_out": 4.0}
+    restarted = BankTracker(BANK, BankTotals({"energy_in": 4.5, "energy_out": 3.0}, {}))
+    restarted.totals.heard(published, first_run=restarted.first_run)
+    a = Pack("a", 0.1, 0.1, 100.0)
+    for t in (1, 2):
+        a.step()
+        restarted.members["a"].state = a.state(t)
+        restarted.update(T0 + timedelta(seconds=t), STALE)
+    assert restarted.state is not None  # the saved 4.5 plus 0.1 is below the 5.0 published
+    assert (restarted.state.energy_in, restarted.state.energy_out) == (5.0, 4.0)
+    upgraded = BankTracker(BANK)  # no saved totals: the lifetime sums published once go on
+    upgraded.totals.heard({"energy_in": 250.0}, first_run=upgraded.first_run)
+    for t in (1, 2):
+        a.step()
+        upgraded.members["a"].state = a.state(t)
+        upgraded.update(T0 + timedelta(seconds=t), STALE)
+    assert upgraded.state is not None and upgraded.state.energy_in == pytest.approx(250.1)

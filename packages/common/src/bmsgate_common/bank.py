@@ -86,6 +86,27 @@ class BankTotals:
     totals: dict[str, float] = field(default_factory=dict)
     # the reading each counting member had at its last counted state: where its increment starts
     last: dict[str, dict[str, float]] = field(default_factory=dict)
+    # the counters published before a restart: never shown lower (not kept on disk)
+    floor: dict[str, float] = field(default_factory=dict)
+
+    def heard(self, published: Counters, *, first_run: bool) -> None:
+        """The bank's counters as published before this process started (its retained state).
+
+        On a first run (no saved totals: a new data directory, or counters that were once
+        the members' lifetime sums) the totals continue from them; otherwise they are a floor
+        until the members' increments since the last save have come in again.
+        """
+        for name, value in published.items():
+            if first_run:
+                self.totals[name] = self.totals.get(name, 0.0) + value
+            else:
+                self.floor[name] = max(self.floor.get(name, 0.0), value)
+
+    def shown(self) -> dict[str, float]:
+        """The counters to publish: the totals, never below what was published before."""
+        return {k: max(v, self.floor.get(k, 0.0)) for k, v in self.totals.items()} | {
+            k: v for k, v in self.floor.items() if k not in self.totals
+        }
 
     def update(self, used: Sequence[PackState], shares: Mapping[str, float]) -> None:
         """Add what each counting member moved since its last counted state.

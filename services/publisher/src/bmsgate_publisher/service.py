@@ -33,6 +33,7 @@ from .commands import parse_command
 from .target import TargetLink
 
 log = logging.getLogger(__name__)
+BANK_HOLD = 2.0  # [s] banks are not published before: their retained counters come in first
 BANK_SAVE_EVERY = 60.0  # [s] between writes of the bank counters; the starts saved with them
 # mean a crash loses nothing: the first state after a restart adds what the member moved since
 
@@ -61,6 +62,7 @@ class BankTracker:
     def __init__(self, cfg: BankSettings, totals: banks.BankTotals | None = None) -> None:
         self.cfg = cfg
         self.members = {p: banks.Member() for p in cfg.packs}
+        self.first_run = totals is None  # no saved totals: continue from the retained state
         self.totals = totals or banks.BankTotals()
         self.state: PackState | None = None
         self.online: bool | None = None
@@ -71,7 +73,7 @@ class BankTracker:
         """The state and availability to publish (each None when unchanged)."""
         used = banks.counted(self.cfg, self.members, now, stale_after)
         self.totals.update(used, banks.cycle_shares(self.cfg, self.members))
-        state = banks.combine(self.cfg, self.members, now, stale_after, self.totals.totals)
+        state = banks.combine(self.cfg, self.members, now, stale_after, self.totals.shown())
         new_state = state if state is not None and state != self.state else None
         if state is not None:
             self.state = state
@@ -152,6 +154,10 @@ class Publisher:
         if name != state.pack:
             return
         self.hub.on_state(state)
+        own = self.banks.get(name)
+        if own is not None and not self._publishing():  # retained, from before this start
+            own.totals.heard(banks.counters_of(state), first_run=own.first_run)
+            own.first_run = False  # one retained state at most
         for tracker in self.banks.values():
             if name in tracker.members:
                 tracker.members[name].state = state
@@ -206,8 +212,15 @@ class Publisher:
         if key is not None:
             self._show_switch(pack, key)
 
+    def _publishing(self) -> bool:
+        """Past the first seconds, in which a bank's retained state from before comes in."""
+        return time.monotonic() - self.started >= BANK_HOLD
+
     def _bank_update(self, tracker: BankTracker) -> None:
         state, change = tracker.update(utcnow(), self.cfg.stale_after)
+        if not self._publishing():
+            tracker.state, tracker.online = None, None  # all of it goes out once publishing
+            return
         if state is not None:
             self.backbone.post(topics.STATE, tracker.cfg.id, state)
         if change is not None:
@@ -283,7 +296,7 @@ class Publisher:
 
     async def bank_loop(self) -> None:
         """Re-check banks every second, so a member that goes quiet drops out; save the counters."""
-        saved = time.monotonic()
+        saved = time.monotonic() - BANK_SAVE_EVERY + BANK_HOLD + 1  # the first soon after start
         try:
             while True:
                 for tracker in self.banks.values():

@@ -1,0 +1,125 @@
+"""A bank's counters through a member outage and restarts of the publisher and of `bmsgate run`.
+
+Real processes: Mosquitto, two simulated DALY boards on ptys (one bus each), `bmsgate run` with
+its readers and the publisher. The bank's energy and charge counters, as published on the
+backbone, never go down, and the bank adds no more than its members moved.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import Mosquitto, Proc, start_simulator, wait_until, write_config
+
+pytestmark = pytest.mark.integration
+COUNTERS = ("energy_in", "energy_out", "charge_in", "charge_out")
+
+
+class States:
+    """Every state on the backbone, in arrival order, from mosquitto_sub."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.proc = Proc("states", ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-v",
+                                    "-t", "bmsgate/bms/+/state"], workdir)  # fmt: skip
+
+    def of(self, pack: str) -> list[dict[str, float]]:
+        out = []
+        for line in self.proc.log_path.read_text().splitlines():
+            topic, _, payload = line.partition(" ")
+            if topic == f"bmsgate/bms/{pack}/state" and payload:
+                out.append(json.loads(payload))
+        return out
+
+
+def start_run(workdir: Path, config: Path, n: int) -> Proc:
+    return Proc(f"run-{n}", [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config),
+                             "--only", "reader", "--only", "publisher"], workdir)  # fmt: skip
+
+
+def publisher_pid(run: Proc) -> int | None:
+    """The pid of the publisher under ``run`` (the zygote names its children bms-<service>)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,comm="], capture_output=True, text=True)
+    rows = [line.split(None, 2) for line in table.stdout.splitlines()]
+    family, found = {run.process.pid}, None
+    for _ in range(4):  # run -> zygote -> service
+        for pid, ppid, comm in rows:
+            if int(ppid) in family:
+                family.add(int(pid))
+                if comm.strip() == "bms-publisher":
+                    found = int(pid)
+    return found
+
+
+def test_bank_counters_never_go_down_through_an_outage_and_restarts(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
+) -> None:
+    sims = {name: start_simulator(tmp_path, "daly_classic", "--speed", "120", name=name)
+            for name in ("garage", "shed")}  # fmt: skip
+    procs += [proc for proc, _ in sims.values()]
+    config = write_config(tmp_path, {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+        "buses": [{"port": link, "protocol": "daly_classic", "poll_interval": 0.5,
+                   "offline_after": 2, "packs": [{"id": name}]}
+                  for name, (_, link) in sims.items()],
+        "banks": [{"id": "house", "packs": ["garage", "shed"]}],
+        "stale_after": 5, "timezone": "UTC", "data_dir": str(tmp_path / "data"),
+    })  # fmt: skip
+    states = States(tmp_path, mosquitto.port)
+    procs.append(states.proc)
+    run = start_run(tmp_path, config, 1)
+    procs.append(run)
+
+    def banked(more_than: int = 0) -> bool:
+        return len(states.of("house")) > more_than
+
+    wait_until(banked, timeout=60)
+    time.sleep(4)
+    phases = {"start": len(states.of("house"))}
+    # a member's BMS goes away for 10 s and comes back on the same port
+    sims["shed"][0].stop()
+    wait_until(lambda: states.of("house")[-1]["extras"]["bank_members"] == "garage", timeout=15)
+    time.sleep(10)
+    sims["shed"] = start_simulator(tmp_path, "daly_classic", "--speed", "120", name="shed")
+    procs.append(sims["shed"][0])
+    wait_until(lambda: states.of("house")[-1]["extras"]["bank_members"] == "garage,shed", 30)
+    phases["member back"] = len(states.of("house"))
+    time.sleep(3)
+    # the publisher is killed (no save on the way out); bmsgate run starts it again
+    pid = wait_until(lambda: publisher_pid(run), timeout=10)
+    subprocess.run(["kill", "-KILL", str(pid)], check=True)
+    wait_until(lambda: publisher_pid(run) not in (None, pid), timeout=30)
+    wait_until(lambda: banked(phases["member back"] + 10), timeout=30)
+    phases["publisher restarted"] = len(states.of("house"))
+    # bmsgate run itself stops and starts again
+    assert run.stop(signal.SIGTERM, timeout=20) == 0
+    run = start_run(tmp_path, config, 2)
+    procs.append(run)
+    wait_until(lambda: banked(phases["publisher restarted"] + 10), timeout=60)
+    phases["run restarted"] = len(states.of("house"))
+
+    bank = states.of("house")
+    for name in COUNTERS:
+        values = [s[name] for s in bank if s[name] is not None]
+        falls = [(a, b) for a, b in itertools.pairwise(values) if b < a]
+        assert values and not falls, (name, falls[:3])
+    # the bank adds only what its members moved, never a member's lifetime counter again
+    gains = []
+    for name in ("energy_in", "energy_out"):
+        moved = sum(s[-1][name] - s[0][name] for s in (states.of("garage"), states.of("shed")))
+        gained = bank[-1][name] - bank[0][name]
+        assert 0 <= gained <= moved + 1e-6, (name, gained, moved)
+        gains.append(gained)
+    assert max(gains) > 0  # it counts on (the simulated packs charge or discharge)
+    lines = [f"{'phase':>22} {'states':>6} {'energy_in kWh':>14} {'energy_out kWh':>15}"]
+    for phase, count in phases.items():
+        s = bank[count - 1]
+        lines.append(f"{phase:>22} {count:>6} {s['energy_in']:>14.6f} {s['energy_out']:>15.6f}")
+    print("\n".join(lines))
