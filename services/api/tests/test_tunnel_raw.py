@@ -130,7 +130,9 @@ async def test_tunnel_opens_shows_the_client_and_closes(
         body = opened.json()
         assert body["open"] and body["port"] == st.tunnel_port and body["idle_timeout"] is None
         assert 299 < body["window_left"] <= 300
-        assert "(no idle limit), asked by web API, client 127.0.0.1" in caplog.text
+        assert (
+            "(no idle limit), asked by web API, the owner's session from 127.0.0.1" in caplog.text
+        )
 
         reader, writer = await asyncio.open_connection("127.0.0.1", st.tunnel_port)
         writer.write(bytes.fromhex(SOC_REQUEST))

@@ -467,7 +467,8 @@ class TunnelCommand(_Message):
     requested_by: str | None = Field(
         default=None,
         max_length=200,
-        description="who asked, for the tunnel's log: the web UI's client address, or "
+        description="who asked, for the tunnel's log: the web API's session or token and "
+        "client address, or "
         "`bmsgate tunnel` with the local user and host",
     )
 

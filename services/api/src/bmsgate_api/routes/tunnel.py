@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from bmsgate_common import topics
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
 
-from ..deps import Control, Ctx, Reader, User, ask, audit, client_address
+from ..deps import Control, Ctx, Reader, User, ask, audit, who
 
 router = APIRouter(prefix="/api", tags=["tunnel"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -87,7 +87,7 @@ async def tunnel_command(
     status: TunnelStatus = await ask(
         ctx, topics.TUNNEL_COMMAND, pack,
         lambda t: TunnelCommand(
-            transaction=t, requested_by=f"web API, client {client_address(request)}",
+            transaction=t, requested_by=f"web API, {who(request, ctx)}",
             **body.model_dump(),
         ),
         seconds=ANSWER_WAIT, silent=silent, prefix="tunnel",
