@@ -15,7 +15,7 @@ packages=(mosquitto)                                  # the backbone broker `bms
 command -v npm >/dev/null || packages+=(npm)                  # the web UI's chart library
 [[ "$purpose" == test ]] && packages+=(socat)                  # virtual COM ports for the tunnel
 [[ "$purpose" == test ]] && packages+=(strace)                 # fsync order of durable writes
-[[ "$purpose" == test ]] && packages+=(faketime)               # wall-clock steps, per process
+[[ "$purpose" == test ]] && packages+=(gcc)                    # the wall-clock shim of the clock tests
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
   echo "bmsgate: Python 3.11 or newer is needed as python3 (Debian 12 / Ubuntu 24.04 have it)" >&2
   exit 1

@@ -22,6 +22,7 @@ from tests.support.simdrive import T0, cycles
 
 FOREVER = ArchiveSettings(raw_days=10**5, minute_days=10**5, quarter_days=10**5)
 HOUR = 3_600_000
+DAY_MS = 86_400_000
 
 
 def flat(ts: int, *, power: float = 100.0, cells: int = 4, soc: float = 50.0) -> Sample:
@@ -56,13 +57,41 @@ def test_states_become_raw_rows_and_buckets(tmp_path: Path) -> None:
     archive.close()
 
 
-def test_a_replayed_or_older_state_is_not_stored_twice(tmp_path: Path) -> None:
+def test_a_replayed_state_is_not_stored_twice(tmp_path: Path) -> None:
     archive = Archive(tmp_path / "a.sqlite", FOREVER)
     archive.add("p1", flat(T0 + 5000))
     archive.add("p1", flat(T0 + 5000))
-    archive.add("p1", flat(T0))
+    archive.add("p1", flat(T0 + 6000))
+    archive.add("p1", flat(T0 + 5000))  # replayed after a newer one: stored already
     archive.commit()
-    assert archive.count_raw("p1", 0, T0 + HOUR) == 1
+    assert archive.count_raw("p1", 0, T0 + HOUR) == 2
+
+
+def test_after_the_clock_is_set_back_samples_are_stored_not_dropped(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a.sqlite", FOREVER)
+    for k in range(120):  # two minutes, one sample a second, then the clock goes back an hour
+        archive.add("p1", flat(T0 + HOUR + k * 1000))
+    for k in range(120):  # the same two minutes again, half a second later each
+        archive.add("p1", flat(T0 + HOUR + k * 1000 + 500))
+    archive.commit()
+    assert archive.count_raw("p1", 0, T0 + 2 * HOUR) == 240
+    minutes = archive.buckets("1m", "p1", 0, T0 + 2 * HOUR)
+    assert [b.n for b in minutes] == [120, 120]  # the buckets stored before, merged
+    # no energy across the step: each run integrates its own 119 s (100 W)
+    e_in = sum(s.e_in for s in archive.samples("p1", 0, T0 + 2 * HOUR))
+    assert e_in == pytest.approx(2 * 100 * 119 / 3600, rel=1e-3)  # [Wh]
+    archive.close()
+
+
+def test_retention_never_counts_from_a_clock_ahead_of_the_samples(tmp_path: Path) -> None:
+    cfg = ArchiveSettings(raw_days=30, minute_days=190, quarter_days=1830)
+    archive = Archive(tmp_path / "a.sqlite", cfg)
+    for day in range(40):
+        archive.add("p1", flat(T0 + day * DAY_MS))
+    archive.commit()
+    assert archive.purge(T0 + 440 * DAY_MS) == 9  # the clock 400 days ahead: as at the newest
+    assert archive.count_raw("p1", 0, T0 + 40 * DAY_MS) == 31
+    archive.close()
 
 
 def test_queries_at_every_resolution(tmp_path: Path) -> None:

@@ -84,3 +84,16 @@ def test_alarm_events_raise_and_clear_once_with_the_cell_named() -> None:
 def test_soc_is_clamped_to_a_valid_percentage(soc: float) -> None:
     state = to_state(reading(soc=soc), PackSettings(id="p"), "daly_classic", T0)
     assert 0 <= state.soc <= 100
+
+
+def test_energy_ignores_a_wall_clock_step_between_polls() -> None:
+    from bmsgate_reader.logic import EnergyCounter
+
+    counter = EnergyCounter()
+    counter.add(T0, 1000.0, 20.0, mono=100.0)
+    counter.add(T0 + timedelta(seconds=30), 1000.0, 20.0, mono=101.0)  # set forward 29 s
+    counter.add(T0 - timedelta(hours=1), 1000.0, 20.0, mono=102.0)  # then back an hour
+    assert counter.energy_in == pytest.approx(2 / 3600)  # [kWh] 1 kW for the 2 s that passed
+    fresh = EnergyCounter(last_ts=T0)  # loaded from the file: the wall clock bridges a restart
+    fresh.add(T0 + timedelta(seconds=10), 360.0, 1.0, mono=5.0)
+    assert fresh.energy_in == pytest.approx(0.5 / 1000)

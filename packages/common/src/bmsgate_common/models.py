@@ -7,7 +7,7 @@ changes only by adding optional fields; a breaking change bumps ``v``.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import (
@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from bmsgate_bms.registry import NAMES as PROTOCOL_NAMES
+
+from .clock import WALL
 
 PACK_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # one MQTT topic level, URL-safe
 PackId = Annotated[
@@ -45,8 +47,8 @@ Extra = str | int | float | bool | None
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
+    """The current time, timezone-aware UTC; a step of the wall clock is logged (clock.py)."""
+    return WALL.now()
 
 
 class _Message(BaseModel):

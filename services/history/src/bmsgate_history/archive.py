@@ -18,9 +18,11 @@ import sqlite3
 import time
 from array import array
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from bmsgate_common.clock import span
 from bmsgate_common.schema_version import Step, open_file, statements
 from bmsgate_common.settings import ArchiveSettings
 
@@ -88,6 +90,11 @@ def unpack_temps(blob: bytes | None) -> tuple[float, ...]:
     if not blob:
         return ()
     return tuple(x / TEMP_SCALE for x in array("h", blob))
+
+
+def _when(ms: int) -> str:
+    """A moment [ms] for the log, in UTC."""
+    return f"{datetime.fromtimestamp(ms / 1000, UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _bool(value: int | None) -> bool | None:
@@ -354,9 +361,10 @@ class Archive(Store):
     def add(self, pack: str, sample: Sample) -> Sample:
         """Store one sample (energy since the previous one filled in); returns it as stored.
 
-        A sample not newer than the pack's previous one is a duplicate or a clock step back and is
-        skipped (returned unchanged), so a replay never stores a value twice. A sample the file
-        cannot take (disk full) is counted in ``unstored`` and returned unchanged.
+        A sample already stored (a replay) is skipped, so no value is stored twice. A sample
+        older than the pack's previous one (the clock was set back) is stored at its own time,
+        its buckets merged with those stored, with nothing integrated across the step. A sample
+        the file cannot take (disk full) is counted in ``unstored`` and returned unchanged.
         """
         try:
             return self._add(pack, sample)
@@ -369,7 +377,13 @@ class Archive(Store):
         state = self._pack(pack)
         prev = state.prev
         if prev is not None and sample.ts <= prev.ts:
-            return sample
+            if sample.ts == prev.ts or self._stored(state.pid, sample.ts):
+                return sample  # a replay: stored once
+            if prev.ts - sample.ts > self.max_gap_ms:  # small ones: states crossing on the wire
+                back = span((sample.ts - prev.ts) / 1000)
+                log.warning("%s: a sample %s older than the previous one (the clock was set back):"
+                            " stored at its own time", pack, back)  # fmt: skip
+            prev = None  # nothing is integrated across a step of the clock
         e_in, e_out = energy(prev, sample, self.max_gap_ms)
         sample = sample._replace(e_in=e_in, e_out=e_out)
         self._begin()
@@ -381,12 +395,29 @@ class Archive(Store):
             if bucket is None or bucket.start != start:
                 if bucket is not None:
                     self._put(res, state.pid, bucket)
-                bucket = state.open[res] = Bucket(start)
+                bucket = state.open[res] = self._stored_bucket(res, state.pid, start)
             bucket.add(sample)
         state.prev = sample
         self.written += 1
         self._uncommitted += 1
         return sample
+
+    def _stored(self, pid: int, ts: int) -> bool:
+        """Whether a sample of pack ``pid`` at ``ts`` is stored already."""
+        row = self.conn.execute("SELECT 1 FROM raw WHERE pack = ? AND ts = ?", (pid, ts)).fetchone()
+        return row is not None
+
+    def _stored_bucket(self, res: str, pid: int, start: int) -> Bucket:
+        """The bucket starting at ``start`` as stored (after a clock step back), or a new one."""
+        row = self.conn.execute(
+            f"SELECT {AGG_COLUMNS} FROM {AGG_TABLES[res]} WHERE pack = ? AND ts = ?", (pid, start)
+        ).fetchone()
+        return Bucket(start) if row is None else bucket_of(row)
+
+    def newest(self) -> int | None:
+        """The newest sample of any pack [ms]."""
+        row = self.conn.execute("SELECT max(ts) FROM raw").fetchone()
+        return None if row[0] is None else int(row[0])
 
     def gap(self, pack: str) -> None:
         """The pack went offline: the next sample starts afresh (nothing integrated across)."""
@@ -428,22 +459,38 @@ class Archive(Store):
 
     # --- retention and deletion --------------------------------------------------------------
     def purge(self, now: int) -> int:
-        """Delete what is older than each table's retention; returns rows deleted."""
+        """Delete what is older than each table's retention; returns rows deleted.
+
+        Retention counts back from ``now``, or from the newest sample when ``now`` is more than a
+        day ahead of it: a clock set ahead (a Pi's garbage time at boot) must not make the real
+        history look old.
+        What is deleted is logged, table by table, with the time it was older than.
+        """
         self.commit()
+        newest = self.newest()
+        if newest is None:
+            return 0
+        if now > newest + DAY_MS:
+            log.info("retention counts from the newest sample (%s), not from the clock (%s ahead)",
+                     _when(newest), span((now - newest) / 1000))  # fmt: skip
+            now = newest
         deleted = 0
-        limits = (
+        self._begin()
+        for table, days in (
             ("raw", self.cfg.raw_days),
             ("agg_1m", self.cfg.minute_days),
             ("agg_15m", self.cfg.quarter_days),
-        )
-        self._begin()
-        for pid_row in self.conn.execute("SELECT id FROM packs").fetchall():
-            for table, days in limits:
-                cursor = self.conn.execute(
-                    f"DELETE FROM {table} WHERE pack = ? AND ts < ?",
-                    (pid_row[0], now - int(days * DAY_MS)),
-                )
-                deleted += cursor.rowcount
+        ):
+            cutoff = now - int(days * DAY_MS)
+            n = sum(
+                self.conn.execute(
+                    f"DELETE FROM {table} WHERE pack = ? AND ts < ?", (pid, cutoff)
+                ).rowcount  # per pack: the (pack, ts) key is the index
+                for (pid,) in self.conn.execute("SELECT id FROM packs").fetchall()
+            )
+            if n:
+                log.info("retention: %d rows of %s older than %s deleted", n, table, _when(cutoff))
+            deleted += n
         self.commit()
         return deleted
 

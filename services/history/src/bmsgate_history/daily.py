@@ -31,9 +31,10 @@ class DailyTracker:
         day = local_day(s.ts, self.tz)
         finished = None
         if self.day is not None and day != self.day:
-            if day < self.day:
-                return None  # a sample from an earlier day (clock step): not today's figures
-            finished = self.stats()
+            if day > self.day:
+                finished = self.stats()
+            # an earlier day: the clock was set back (it was wrong, e.g. ahead after a boot);
+            # the figures follow the clock and start afresh, nothing is published for the day
             self._reset()
         self.day = day
         if self.max_soc is None or s.soc > self.max_soc:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bmsgate_common import topics
+from bmsgate_common.clock import WALL, span
 from bmsgate_common.models import (
     Availability,
     DailyStats,
@@ -41,6 +42,8 @@ DAILY_EVERY = 60.0  # [s] the retained daily figures are refreshed at most this 
 HEALTH_EVERY = 600.0  # [s] health rules are evaluated and their evidence saved
 PURGE_EVERY = 3600.0  # [s] retention is applied
 REPLAY_DAYS = 7  # health evidence rebuilt from the archive when none was saved
+FUTURE_MARGIN = 300.0  # [s] a state stamped further ahead of this clock is refused
+PURGE_AFTER_STEP = 86_400.0  # [s] no retention this long after the clock was set forward
 
 
 def archive_path(cfg: Settings) -> Path:
@@ -79,6 +82,8 @@ class History:
         self.queries = 0
         self.query_errors = 0
         self._daily_sent: dict[str, float] = {}
+        self.refused = 0  # states stamped ahead of this clock by more than FUTURE_MARGIN
+        self._ahead: set[str] = set()  # packs whose states are refused as ahead (logged once)
 
     def counters(self) -> dict[str, int | float | str | bool | None]:
         """Health figures for the service status."""
@@ -86,6 +91,7 @@ class History:
             "stored": self.archive.written if self.archive else 0,
             "queries": self.queries,
             "query_errors": self.query_errors,
+            "refused_ahead": self.refused,
         }
         if self.influx:
             out.update(self.influx.counters())
@@ -131,6 +137,17 @@ class History:
     async def on_state(self, pack: str, state: PackState) -> None:
         """Store, forward and account one live state."""
         sample = from_state(state)
+        ahead = sample.ts - to_ms(utcnow())
+        if ahead > FUTURE_MARGIN * 1000:
+            self.refused += 1
+            if pack not in self._ahead:
+                self._ahead.add(pack)
+                log.warning("%s: states stamped %s ahead of this clock are not stored (the "
+                            "sender's clock is wrong)", pack, span(ahead / 1000))  # fmt: skip
+            return
+        if pack in self._ahead:
+            self._ahead.discard(pack)
+            log.info("%s: states in time again", pack)
         if self.archive:
             sample = self.archive.add(pack, sample)
         else:
@@ -285,10 +302,12 @@ class History:
                 await self.evaluate_health()
             if self.archive and now - last_purge >= PURGE_EVERY:
                 last_purge = now
+                if WALL.forward_step_within(PURGE_AFTER_STEP):
+                    log.info("retention waits: the clock was set forward %s ago",
+                             span(now - (WALL.stepped_at or now)))  # fmt: skip
+                    continue
                 # on the loop thread: the writing connection is never shared between threads
-                deleted = self.archive.purge(to_ms(utcnow()))
-                if deleted:
-                    log.info("retention: %d rows deleted", deleted)
+                self.archive.purge(to_ms(utcnow()))  # logs what it deletes
 
     def close(self) -> None:
         """Save and close the files."""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from bmsgate_common import topics
+from bmsgate_common.clock import WALL
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
@@ -66,6 +67,7 @@ class Notifier:
         self.next: tuple[datetime, ReportKind] | None = None
         self.events = 0
         self._sending: set[asyncio.Task[None]] = set()
+        self._steps = WALL.steps  # wall-clock steps already planned around (bmsgate_common.clock)
         self._plan_report(clock())
 
     def counters(self) -> dict[str, int | float | str | bool | None]:
@@ -149,6 +151,9 @@ class Notifier:
         ``wait=False`` leaves the sends running (a slow target must not hold up the clock).
         """
         now = now or self.clock()
+        if WALL.steps != self._steps:  # the clock was set: plan from the new time, catch nothing up
+            self._steps = WALL.steps
+            self._plan_report(now)
         if self.next is not None and now >= self.next[0]:
             self.dispatch([self.report(self.next[1], now)], now)
             self._plan_report(now)

@@ -64,23 +64,33 @@ class EnergyCounter:
     last_power: float = 0.0  # [W]
     last_current: float = 0.0  # [A]
     max_gap: float = 60.0  # [s]
+    last_mono: float | None = None  # [s] monotonic time of the previous sample in this process
 
-    def add(self, ts: datetime, power: float, current: float) -> None:
-        """Integrate from the previous sample to this one (trapezoid rule)."""
-        if self.last_ts is not None:
+    def add(self, ts: datetime, power: float, current: float, mono: float | None = None) -> None:
+        """Integrate from the previous sample to this one (trapezoid rule).
+
+        The time between them is measured on the monotonic clock ``mono`` when both have it, so
+        a step of the wall clock adds or removes nothing; ``ts`` bridges only a restart.
+        """
+        if self.last_mono is not None and mono is not None:
+            dt: float | None = mono - self.last_mono
+        elif self.last_ts is not None:
             dt = (ts - self.last_ts).total_seconds()
-            if 0 < dt <= self.max_gap:
-                watt_hours = (self.last_power + power) / 2 * dt / 3600
-                amp_hours = (self.last_current + current) / 2 * dt / 3600
-                if watt_hours >= 0:
-                    self.energy_in += watt_hours / 1000
-                else:
-                    self.energy_out -= watt_hours / 1000
-                if amp_hours >= 0:
-                    self.charge_in += amp_hours
-                else:
-                    self.charge_out -= amp_hours
+        else:
+            dt = None
+        if dt is not None and 0 < dt <= self.max_gap:
+            watt_hours = (self.last_power + power) / 2 * dt / 3600
+            amp_hours = (self.last_current + current) / 2 * dt / 3600
+            if watt_hours >= 0:
+                self.energy_in += watt_hours / 1000
+            else:
+                self.energy_out -= watt_hours / 1000
+            if amp_hours >= 0:
+                self.charge_in += amp_hours
+            else:
+                self.charge_out -= amp_hours
         self.last_ts, self.last_power, self.last_current = ts, power, current
+        self.last_mono = mono
 
     def totals(self) -> dict[str, float]:
         """The counters as pack-state fields, rounded to what the values can claim."""

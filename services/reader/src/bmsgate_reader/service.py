@@ -148,7 +148,7 @@ class Reader:
             log.info("%s: plausible answers again", pack.cfg.id)
         now = utcnow()
         state = to_state(reading, pack.cfg, self.bus.protocol, now)
-        pack.energy.add(now, state.power, state.current)
+        pack.energy.add(now, state.power, state.current, time.monotonic())
         state = state.model_copy(update=pack.energy.totals())
         await self.backbone.publish(topics.STATE, pack.cfg.id, state)
         change = pack.tracker.seen(state.ts)
