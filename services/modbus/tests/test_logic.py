@@ -15,6 +15,7 @@ from bmsgate_common.models import Availability, CommandResult
 from bmsgate_common.settings import BankSettings, ModbusPushTarget, Settings
 from bmsgate_modbus.logic import (
     MapOptions,
+    RefusalLog,
     RegisterStore,
     client_may_write,
     config_problem,
@@ -311,3 +312,14 @@ def test_config_problems_are_one_line(modbus: dict[str, Any], problem: str | Non
 def test_writes_only_from_named_clients(client: str, allowed: list[str], may: bool) -> None:
     networks = Settings.model_validate({"modbus": {"write_clients": allowed}}).modbus.write_clients
     assert client_may_write(client, networks) is may
+
+
+def test_refused_writes_are_logged_one_by_one_up_to_a_budget_then_counted() -> None:
+    refusals = RefusalLog(per_window=3, window=60.0)
+    logged = [refusals.note("10.0.0.9", t) for t in (0.0, 0.1, 0.2, 0.3, 0.4)]
+    assert logged == [True, True, True, False, False]
+    assert refusals.note("10.0.0.8", 1.0)  # each client has its own budget
+    assert refusals.summaries(59.9) == []  # the window is still open
+    assert refusals.summaries(60.0) == [("10.0.0.9", 2, 60.0)]
+    assert refusals.summaries(61.0) == []  # 10.0.0.8 stayed within its budget: no summary
+    assert refusals.note("10.0.0.9", 61.0)  # a new window, a new budget

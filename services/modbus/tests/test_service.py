@@ -317,6 +317,11 @@ async def test_with_control_on_a_write_from_an_unnamed_client_is_refused_and_log
         for offset, value in ((16, 0), (17, 0)):
             line = f"write from {HOST} to unit 1 offset {offset} values [{value}] refused: "
             assert line + "client not in modbus.write_clients" in log, log
+        # a flood of writes: each refused, the first 10 of the client logged one by one
+        for _ in range(40):
+            flood = await client.write_register(BASE + 16, 0, device_id=1)
+            assert flood.exception_code == ExcCodes.ILLEGAL_FUNCTION
+        assert proc.log().count(f"write from {HOST} to unit 1") == 10
     finally:
         client.close()
 

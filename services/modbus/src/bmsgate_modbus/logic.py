@@ -224,6 +224,38 @@ def client_may_write(client: str, allowed: Sequence[Network]) -> bool:
     return any(address in network for network in allowed)
 
 
+@dataclass
+class RefusalLog:
+    """Which refused writes are logged one by one: the first ``per_window`` of each client.
+
+    A host on the network can send thousands of writes a second; each is still accounted for:
+    the ones past the budget are counted and reported in one line per client and window.
+    """
+
+    per_window: int = 10
+    window: float = 60.0  # [s]
+    _open: dict[str, list[float]] = field(default_factory=dict)  # client -> [start, logged, more]
+
+    def note(self, client: str, now: float) -> bool:
+        """Count a refused write of ``client`` at ``now`` [s]; True when it gets its own line."""
+        entry = self._open.setdefault(client, [now, 0, 0])
+        if entry[1] < self.per_window:
+            entry[1] += 1
+            return True
+        entry[2] += 1
+        return False
+
+    def summaries(self, now: float) -> list[tuple[str, int, float]]:
+        """(client, writes not logged one by one, seconds) of each window that has ended."""
+        out = []
+        for client, (start, _, more) in list(self._open.items()):
+            if now - start >= self.window:
+                del self._open[client]
+                if more:
+                    out.append((client, int(more), now - start))
+        return out
+
+
 def write_commands(
     offset: int, values: Sequence[int]
 ) -> list[tuple[CommandAction, bool]] | ExcCodes:

@@ -29,6 +29,7 @@ from .client import PushTarget
 from .logic import (
     MapOptions,
     Quantities,
+    RefusalLog,
     RegisterStore,
     client_may_write,
     default_units,
@@ -79,6 +80,7 @@ class ModbusService:
         # each entry leaves with its request, answered or timed out
         self._waiting: dict[str, tuple[str, asyncio.Future[CommandResult]]] = {}
         self._started = time.monotonic()
+        self.refusals = RefusalLog()  # writes refused before any check of their content
         self.tick()
 
     def counters(self) -> dict[str, Extra]:
@@ -148,6 +150,14 @@ class ModbusService:
             uptime=time.monotonic() - self._started, free_memory=_free_memory(), now=at
         )
         self.store.refresh(at)
+        for client, more, seconds in self.refusals.summaries(time.monotonic()):
+            log.warning("%d more writes from %s refused in %.0f s (logged one by one: the first "
+                        "%d)", more, client, seconds, self.refusals.per_window)  # fmt: skip
+
+    def _refused(self, client: str, asked: str, why: str) -> ExcCodes:
+        if self.refusals.note(client, time.monotonic()):
+            log.warning("%s refused: %s", asked, why)
+        return ExcCodes.ILLEGAL_FUNCTION  # the server is read-only for this client
 
     async def on_write(
         self, client: str, unit: int, offset: int, values: list[int]
@@ -161,12 +171,10 @@ class ModbusService:
         command or its result may have died with the broker).
         """
         asked = f"write from {client} to unit {unit} offset {offset} values {values}"
-        if not self.cfg.control.enabled:
-            log.warning("%s refused: control is off (control.enabled)", asked)
-            return ExcCodes.ILLEGAL_FUNCTION  # secure default: this server is read-only
+        if not self.cfg.control.enabled:  # secure default: this server is read-only
+            return self._refused(client, asked, "control is off (control.enabled)")
         if not client_may_write(client, self.cfg.modbus.write_clients):
-            log.warning("%s refused: client not in modbus.write_clients", asked)
-            return ExcCodes.ILLEGAL_FUNCTION
+            return self._refused(client, asked, "client not in modbus.write_clients")
         target = self.store.units.get(unit)
         if target is None or target in self.store.banks:
             log.warning("%s refused: not a pack's unit", asked)
