@@ -593,3 +593,56 @@ async def test_listening_to_a_jk_pb_master_and_its_slaves(
         finally:
             cycle.cancel()
         assert pty.received == 0  # the reader never sent a byte
+
+
+@pytest.mark.parametrize("protocol", ["jk_pb", "jk_uart", "daly_classic"])
+async def test_bms_settings_are_published_and_written_with_read_back(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The BMS's own settings are read and published (retained); a safe write is read back as
+    the result and logged with who asked; a bad write changes nothing."""
+    caplog.set_level(logging.INFO, logger="bmsgate_reader")
+    sim = make_bus(protocol)
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, protocol, 1), control=True) as reader,
+    ):
+        published = await seen.wait_for(lambda s: s.on("/bms/p1/settings"))
+        rows = {r["key"]: r for r in published[-1]["settings"]}
+        writable = [r for r in rows.values() if r["writable"]]
+        if protocol == "daly_classic":  # 0x50 only, nothing writable
+            assert set(rows) == {"rated_capacity", "nominal_cell_voltage"} and not writable
+            cmd = Command(transaction="w0", action="set_setting", setting="rated_capacity",
+                          value=50.0, requested_by="test")  # fmt: skip
+            await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+            result = (await seen.wait_for(lambda s: s.on("/bms/p1/result")))[-1]
+            assert result["status"] == "error" and "read-only" in result["error"]
+            return
+        key = "balance_start_voltage"
+        cells = {"jk_pb": "cell_count", "jk_uart": "cell_count_setting"}[protocol]
+        low, high = rows[key]["min"], rows[key]["max"]
+        target = round((low + high) / 2, 3)
+        count = len(seen.on("/bms/p1/settings"))
+        commands = [
+            Command(transaction="w1", action="set_setting", setting=key, value=target,
+                    requested_by="web-admin"),
+            Command(transaction="w2", action="set_setting", setting=key, value=high + 0.5,
+                    requested_by="web-admin"),
+            Command(transaction="w3", action="set_setting", setting=cells, value=8.0),
+        ]  # fmt: skip
+        for cmd in commands:
+            await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+        await seen.wait_for(lambda s: len(s.on("/bms/p1/result")) == 3, within=15)
+        results = {r["transaction"]: r for r in seen.on("/bms/p1/result")}
+        assert results["w1"]["status"] == "ok"
+        assert results["w1"]["value"] == pytest.approx(target, abs=0.001)
+        assert results["w2"]["status"] == "error" and f"{key} must be" in results["w2"]["error"]
+        assert results["w3"]["status"] == "error" and "read-only" in results["w3"]["error"]
+        after = seen.on("/bms/p1/settings")
+        assert len(after) > count
+        rows = {r["key"]: r for r in after[-1]["settings"]}
+        assert rows[key]["value"] == pytest.approx(target, abs=0.001)
+        assert rows[cells]["value"] == 16  # untouched
+        logged = [r.getMessage() for r in caplog.records if "asked by" in r.getMessage()]
+        assert any("set_setting balance_start_voltage" in m and "web-admin" in m for m in logged)

@@ -63,7 +63,7 @@ def check_write(
     points = by_key(table)
     point = points.get(key)
     if point is None:
-        raise SettingError(f"unknown setting {key!r}; this BMS has: {', '.join(points)}")
+        raise SettingError(f"unknown setting {key!r}: this BMS has no such setting")
     low, high = bounds(point, current)
     if isinstance(value, bool) or not low <= value <= high:
         unit = f" {point.unit}" if point.unit else ""
@@ -74,3 +74,12 @@ def check_write(
 def pick(table: Iterable[Setpoint], parts: Mapping[str, Any]) -> dict[str, Any]:
     """The settings among decoded values, in the table's order."""
     return {s.key: parts[s.key] for s in table if s.key in parts}
+
+
+def table_of(module: Any, variant: str | None = None) -> tuple[Setpoint, ...]:
+    """A protocol module's settings table for ``variant`` (its default one when None)."""
+    table = getattr(module, "SETPOINTS", ())
+    if isinstance(table, Mapping):
+        key = variant if variant is not None else next(iter(module.INFO.variants))
+        return tuple(table[key])
+    return tuple(table)

@@ -58,6 +58,7 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
             T.AVAILABILITY,
             T.ALARM,
             T.RESULT,
+            T.SETTINGS,
             T.RAW_LEASE_STATE,
             T.RAW_RX,
             T.SNIFF,
@@ -80,6 +81,7 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
                 T.AVAILABILITY,
                 T.ALARM,
                 T.RESULT,
+                T.SETTINGS,
                 T.DAILY,
                 T.HEALTH,
                 T.SERVICE_STATUS,
@@ -100,7 +102,7 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
             Use(T.AVAILABILITY, banks_only=True),
             Use(T.COMMAND),  # a target's switch (Home Assistant) becomes a backbone command
         ),
-        subscribes=_uses(T.STATE, T.AVAILABILITY, T.DAILY, T.RESULT),
+        subscribes=_uses(T.STATE, T.AVAILABILITY, T.DAILY, T.RESULT, T.SETTINGS),
         status="publisher",
         extra=(
             ("readwrite", "homeassistant/#", "a target on the backbone broker: HA discovery"),

@@ -134,7 +134,10 @@ class AlarmEvent(_Message):
     active: bool = Field(description="true when raised, false when cleared")
 
 
-CommandAction = Literal["set_charge_mos", "set_discharge_mos", "set_soc", "reset"]
+CommandAction = Literal[
+    "set_charge_mos", "set_discharge_mos", "set_soc", "reset", "set_setting", "read_settings"
+]
+SETTING_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 _TRANSACTION = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
@@ -145,7 +148,15 @@ class Command(_Message):
     transaction: str = Field(pattern=_TRANSACTION, description="caller's id, echoed in the result")
     action: CommandAction
     value: bool | float | None = Field(
-        default=None, description="on/off for MOS switches, SOC [%] for set_soc, none for reset"
+        default=None,
+        description="on/off for MOS switches, SOC [%] for set_soc, the new value (in the "
+        "setting's unit) for set_setting, none for reset and read_settings",
+    )
+    setting: str | None = Field(
+        default=None, pattern=SETTING_KEY, description="set_setting: which (BmsSettings key)"
+    )
+    requested_by: str | None = Field(
+        default=None, pattern=_TRANSACTION, description="who asked, for the reader's log"
     )
 
     @model_validator(mode="after")
@@ -158,9 +169,38 @@ class Command(_Message):
                 raise ValueError("set_soc needs a number 0..100")
             if not 0 <= self.value <= 100:
                 raise ValueError("set_soc value must be 0..100 %")
+        elif self.action == "set_setting":
+            if self.setting is None:
+                raise ValueError("set_setting needs the setting's name")
+            if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+                raise ValueError("set_setting needs a number")
         elif self.value is not None:
             raise ValueError(f"{self.action} takes no value")
+        if self.setting is not None and self.action != "set_setting":
+            raise ValueError(f"{self.action} takes no setting")
         return self
+
+
+class SettingValue(_Message):
+    """One of the BMS's own settings as read, with what bmsgate may write of it."""
+
+    key: str = Field(pattern=SETTING_KEY, description="as the protocol names it")
+    label: str
+    unit: str = Field(description="SI unit of value: V, A, Ah, s, °C, % or empty")
+    value: Extra
+    writable: bool = Field(description="bmsgate may write it (control enabled, logged in)")
+    min: float | None = Field(default=None, description="lowest value a write may set")
+    max: float | None = Field(default=None, description="highest value a write may set")
+
+
+class BmsSettings(_Message):
+    """The BMS's own settings as last read, retained on ``<base>/bms/<pack>/settings``."""
+
+    v: Literal[1] = 1
+    pack: PackId
+    protocol: ProtocolName
+    ts: AwareDatetime = Field(description="when they were read (UTC)")
+    settings: list[SettingValue]
 
 
 class CommandResult(_Message):

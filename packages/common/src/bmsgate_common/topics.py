@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from .models import (
     AlarmEvent,
     Availability,
+    BmsSettings,
     Command,
     CommandResult,
     DailyStats,
@@ -103,6 +104,7 @@ SNIFF: Final = TopicSpec("sniff", "bus/+/sniff", SniffedFrame, retained=False, q
 SNIFF_SET: Final = TopicSpec("sniff_set", "bus/+/sniff/set", SniffSet, retained=False, qos=1)
 SNIFF_STATE: Final = TopicSpec("sniff_state", "bus/+/sniff/state", SniffState, retained=True, qos=1)
 DAILY: Final = TopicSpec("daily", "bms/+/daily", DailyStats, retained=True, qos=1)
+SETTINGS: Final = TopicSpec("settings", "bms/+/settings", BmsSettings, retained=True, qos=1)
 SERVICE_STATUS: Final = TopicSpec(
     "service_status", "service/+/status", ServiceStatus, retained=True, qos=1
 )
@@ -138,6 +140,7 @@ TOPICS: Final[dict[str, TopicSpec[Any]]] = {
         ALARM,
         COMMAND,
         RESULT,
+        SETTINGS,
         RAW_LEASE,
         RAW_LEASE_STATE,
         RAW_TX,

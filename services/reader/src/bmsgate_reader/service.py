@@ -14,12 +14,15 @@ from bmsgate_bms.link import FrameCollector
 from bmsgate_bms.plausible import implausible
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
+from bmsgate_bms.setpoints import SettingError, bounds, check_write, table_of
 from bmsgate_common import topics
 from bmsgate_common.models import (
     Availability,
+    BmsSettings,
     Command,
     CommandResult,
     PackState,
+    SettingValue,
     SniffSet,
     SniffState,
     utcnow,
@@ -40,6 +43,8 @@ log = logging.getLogger(__name__)
 POLL_ERRORS = (FrameError, LinkTimeout, LinkDown)
 BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing port
 SAVE_EVERY = 60.0  # [s] between writes of the energy counters
+SETTINGS_EVERY = 3600.0  # [s] between reads of the BMS's own settings
+SETTINGS_RETRY = 60.0  # [s] before a failed settings read is tried again
 RESET_WAIT = 10.0  # [s] a reset BMS has to answer again
 RESULT_KEEP = 30.0  # [s] a result the broker could not take is offered again this long
 STOP_ANNOUNCE = 2.0  # [s] at most for the packs' ``offline`` when the reader stops
@@ -56,6 +61,8 @@ class Pack:
         self.tracker = PackTracker(cfg.id, offline_after)
         self.energy = energy
         self.lying = False  # its last answer was implausible (logged once until it is not)
+        self.settings: dict[str, Any] = {}  # the BMS's own settings as last read
+        self.settings_due = 0.0  # [s] monotonic time of the next settings read
 
 
 class Reader:
@@ -76,6 +83,7 @@ class Reader:
         self.link = SerialLink(bus.port, bus.baud, bus.timeout)
         self.module = protocol(bus.protocol)
         self.limits = self.module.LIMITS
+        self.setpoints = table_of(self.module, bus.variant)
         self.packs: dict[str, Pack] = {p.id: self._pack(p) for p in bus.packs}
         self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
         self.sniffer = Sniffer(backbone, backbone.service, bus.protocol, {}, enabled=bus.sniff)
@@ -135,7 +143,50 @@ class Reader:
             await self._missed(pack, _reason(err))
             return None
         self._backoff = 0.0
-        return await self._publish(pack, reading)
+        state = await self._publish(pack, reading)
+        if state is not None and self.setpoints and time.monotonic() >= pack.settings_due:
+            await self.read_settings(pack)
+        return state
+
+    async def read_settings(self, pack: Pack) -> bool:
+        """Read the BMS's own settings and publish them (retained); False if it did not answer.
+
+        Settings change rarely: they are read after the first good poll, every SETTINGS_EVERY
+        and after each write; a failed read is tried again after SETTINGS_RETRY.
+        """
+        assert pack.driver is not None
+        try:
+            values = await pack.driver.read_settings()  # type: ignore[attr-defined]
+        except (FrameError, LinkTimeout) as err:
+            pack.settings_due = time.monotonic() + SETTINGS_RETRY
+            log.debug("%s: settings not read: %s", pack.cfg.id, err)
+            return False
+        pack.settings_due = time.monotonic() + SETTINGS_EVERY
+        await self._publish_settings(pack, values)
+        return True
+
+    async def _publish_settings(self, pack: Pack, values: dict[str, Any]) -> None:
+        pack.settings = values
+        rows = []
+        for point in self.setpoints:
+            if point.key not in values:
+                continue
+            low, high = bounds(point, values) if point.writable else (None, None)
+            rows.append(
+                SettingValue(
+                    key=point.key,
+                    label=point.label,
+                    unit=point.unit,
+                    value=values[point.key],
+                    writable=point.writable,
+                    min=low,
+                    max=high,
+                )
+            )
+        message = BmsSettings(
+            pack=pack.cfg.id, protocol=self.bus.protocol, ts=utcnow(), settings=rows
+        )
+        await self.backbone.publish(topics.SETTINGS, pack.cfg.id, message)
 
     async def _publish(self, pack: Pack, reading: BmsReading) -> PackState | None:
         """Publish a pack's reading (polled or heard): state, availability and alarm events."""
@@ -332,11 +383,17 @@ class Reader:
             return
         try:
             value, confirmed = await self._apply(pack, cmd)
-        except (*POLL_ERRORS, UnsupportedCommand) as err:
+        except (*POLL_ERRORS, UnsupportedCommand, SettingError) as err:
+            log.info("%s: %s%s %s asked by %s refused: %s", pack_id, cmd.action,
+                     f" {cmd.setting}" if cmd.setting else "", cmd.value,
+                     cmd.requested_by or "unnamed", err)  # fmt: skip
             await self._result(pack_id, cmd, "error", error=str(err) or type(err).__name__)
             return
-        log.info("%s: %s %s -> %s", pack_id, cmd.action, cmd.value, value)
-        await self.poll_pack(pack)  # everyone sees the new state at once, not at the next poll
+        log.info("%s: %s%s %s asked by %s -> %s", pack_id, cmd.action,
+                 f" {cmd.setting}" if cmd.setting else "", cmd.value,
+                 cmd.requested_by or "unnamed", value)  # fmt: skip
+        if cmd.action != "read_settings":
+            await self.poll_pack(pack)  # everyone sees the new state at once, not the next poll
         if confirmed:
             await self._result(pack_id, cmd, "ok", value)
         else:
@@ -346,6 +403,27 @@ class Reader:
         """Send the command; return the value read back and whether it is what was asked."""
         driver = pack.driver
         assert driver is not None  # commands are refused on a listened bus
+        if cmd.action in ("set_setting", "read_settings") and not self.setpoints:
+            raise UnsupportedCommand(f"{self.bus.protocol} has no documented settings")
+        if cmd.action == "read_settings":
+            if not await self.read_settings(pack):
+                raise LinkTimeout("the BMS did not answer the settings read")
+            return None, True
+        if cmd.action == "set_setting":
+            assert cmd.setting is not None  # validated by Command
+            assert cmd.value is not None
+            if not pack.settings and not await self.read_settings(pack):
+                raise LinkTimeout("the settings could not be read, so the write is not bounded")
+            target = float(cmd.value)
+            point = check_write(self.setpoints, pack.settings, cmd.setting, target)
+            write = driver.write_setting  # type: ignore[attr-defined]
+            values = await write(cmd.setting, target, pack.settings)
+            pack.settings_due = time.monotonic() + SETTINGS_EVERY
+            await self._publish_settings(pack, values)
+            back = values.get(cmd.setting)
+            if not isinstance(back, int | float):
+                return None, False
+            return float(back), abs(float(back) - target) <= point.step * 1.01
         if cmd.action in ("set_charge_mos", "set_discharge_mos"):
             on = bool(cmd.value)
             state = await driver.set_mos(cmd.action == "set_charge_mos", on)
