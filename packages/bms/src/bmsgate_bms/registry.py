@@ -20,6 +20,7 @@ PROTOCOLS: Final[dict[str, str]] = {
     "jk_pb": "bmsgate_bms.jk_pb",
     "jbd": "bmsgate_bms.jbd",
     "seplos_v2": "bmsgate_bms.seplos_v2",
+    "pace": "bmsgate_bms.pace",
 }
 NAMES: Final[tuple[str, ...]] = tuple(PROTOCOLS)  # in scan order
 
