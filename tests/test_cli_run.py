@@ -23,9 +23,10 @@ pytestmark = pytest.mark.integration
 
 
 # `bmsgate run` itself, the private Mosquitto, the zygote the services are forked from, and one
-# process per service (one reader here) but the publisher, the notifier and the tunnel: without
-# targets, banks or control they have nothing to do and are not started
-EXPECTED_PROCESSES = 3 + len(SERVICES) - 3
+# process per service (one reader here) but the publisher and the tunnel: without targets, banks
+# or control they have nothing to do and are not started; with no configuration file the first
+# setup is under way, and the notifier runs for the setup page's test message
+EXPECTED_PROCESSES = 3 + len(SERVICES) - 2
 
 
 def run_command(http: int, data: Path) -> list[str]:
@@ -124,6 +125,8 @@ def test_plan_leaves_out_the_services_with_nothing_to_do() -> None:
     base = {"mqtt": {"host": "h"}, "buses": [bus], "modbus": {"enabled": True}}
     conf = Path("run/config.yaml")
     assert set(plan_children(base, conf)) == {"reader-0", "api", "modbus", "history"}
+    # during the first setup the notifier runs without targets: it sends the setup's test message
+    assert "notifier" in plan_children(base, conf, setup=True)
     wanted = {
         "publisher": {"banks": [{"id": "ab", "packs": ["a", "b"]}]},
         "notifier": {"notifier": {"targets": [{"name": "phone", "url": "json://h"}]}},

@@ -121,6 +121,7 @@ def plan_children(
     *,
     only: list[str] | None = None,
     edit_file: Path | None = None,
+    setup: bool = False,
 ) -> dict[str, ChildSpec]:
     """The children the configuration asks for, by name (``reader-0``, ``api``, ...).
 
@@ -129,7 +130,7 @@ def plan_children(
     py = sys.executable
     conf = ["--config", str(config_file)]
     specs: dict[str, ChildSpec] = {}
-    idle = left_out(runtime)
+    idle = left_out(runtime, setup=setup)
     for name, service in SERVICES.items():
         if (only is not None and name not in only) or name in idle:
             continue
@@ -299,6 +300,7 @@ class Supervisor:
     broker: PrivateBroker | None = None
     demo: Demo | None = None
     demo_wanted: bool = False
+    setup: bool = False  # the configuration file has no bus yet
     packs: set[str] = field(default_factory=set)  # of the buses whose readers run here
     children: dict[str, Child] = field(default_factory=dict)
     left_out: dict[str, str] | None = None  # services not started, and why (logged on change)
@@ -317,6 +319,8 @@ class Supervisor:
                                                "username": user,
                                                "password": SecretStr(password)})  # fmt: skip
             cfg = cfg.model_copy(update={"mqtt": mqtt})
+        # the file has no bus yet: the first setup is under way (--simulate is a demo by choice)
+        self.setup = not cfg.buses and not self.simulate
         count = self.simulate_packs or (1 if self.simulate or not cfg.buses else 0)
         self.demo_wanted = count > 0
         if count:
@@ -331,10 +335,12 @@ class Supervisor:
         config_file = self.runtime / "config.yaml"
         runtime = runtime_config(cfg)
         write_private(config_file, yaml.safe_dump(runtime, sort_keys=False))
-        specs = plan_children(runtime, config_file, only=self.only, edit_file=self.edit_file)
+        specs = plan_children(
+            runtime, config_file, only=self.only, edit_file=self.edit_file, setup=self.setup
+        )
         if self.broker is not None and cfg.mqtt.host == "127.0.0.1":  # the private broker
             specs = own_credentials(self.broker, specs, runtime, config_file)
-        idle = left_out(runtime, self.only)
+        idle = left_out(runtime, self.only, setup=self.setup)
         if idle != self.left_out:  # at start, and when a change starts or stops a service
             self.left_out = idle
             log.info(

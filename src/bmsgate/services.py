@@ -59,6 +59,7 @@ class Service(NamedTuple):
     per_bus: bool = False
     reads: tuple[str, ...] = ()
     idle: Callable[[Config], str | None] = _always
+    setup: bool = False  # runs during the first setup even when idle (the setup page uses it)
 
 
 SERVICES: Final[dict[str, Service]] = {
@@ -74,18 +75,26 @@ SERVICES: Final[dict[str, Service]] = {
     ),
     "history": Service("bmsgate_history", reads=("buses", "banks", "history")),
     "notifier": Service(
-        "bmsgate_notifier", reads=("buses", "banks", "history", "notifier"), idle=_notifier_idle
+        "bmsgate_notifier",
+        reads=("buses", "banks", "history", "notifier"),
+        idle=_notifier_idle,
+        setup=True,  # the setup page's test message is sent by the notifier
     ),
     "tunnel": Service("bmsgate_tunnel", reads=("buses", "control", "tunnel"), idle=_tunnel_idle),
 }
 
 
-def left_out(runtime: Config, only: list[str] | None = None) -> dict[str, str]:
-    """The services (of ``only``, else all) ``runtime`` leaves idle, with the reason of each."""
+def left_out(
+    runtime: Config, only: list[str] | None = None, *, setup: bool = False
+) -> dict[str, str]:
+    """The services (of ``only``, else all) ``runtime`` leaves idle, with the reason of each.
+
+    ``setup``: the configuration file has no bus yet (the first setup is under way).
+    """
     out = {}
     for name, service in SERVICES.items():
         if only is None or name in only:
             why = service.idle(runtime)
-            if why is not None:
+            if why is not None and not (setup and service.setup):
                 out[name] = why
     return out

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
 from bmsgate_api.app import create_app, make_context
@@ -127,20 +126,9 @@ async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> 
         assert tz.json() == {"timezone": "Australia/Sydney"}
 
 
-@pytest.mark.parametrize(
-    ("url", "why"),
-    [("no-scheme", "not an Apprise URL"), ("nosuchservice://x", "Apprise does not accept")],
-)
-async def test_test_message_refuses_a_bad_url_without_echoing_it(
-    tmp_path: Path, url: str, why: str
-) -> None:
+async def test_a_scan_of_a_configured_port_is_refused(tmp_path: Path) -> None:
+    # the test message is the notifier's (tests/integration/test_notify_test.py)
     async with logged_in(tmp_path, {"buses": [BUS]}) as ui:
-        got = await ui.post("/api/setup/notify-test", json={"url": url})
-        assert (
-            got.status_code == 400
-            and why in got.json()["detail"]
-            and url not in got.json()["detail"]
-        )
         held = await ui.post("/api/setup/scan", json={"port": "/dev/ttyUSB7"})
         assert (
             held.status_code == 409

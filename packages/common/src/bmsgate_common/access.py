@@ -74,6 +74,7 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
             ),
             Use(T.HISTORY_REQUEST, HISTORY_CLIENT),
             Use(T.HISTORY_FILES, HISTORY_CLIENT),
+            Use(T.NOTIFY_TEST, HISTORY_CLIENT),
         ),
         subscribes=(
             *_uses(
@@ -93,6 +94,7 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
             ),
             Use(T.HISTORY_REPLY, HISTORY_CLIENT),
             Use(T.HISTORY_FILES_REPLY, HISTORY_CLIENT),
+            Use(T.NOTIFY_TEST_RESULT, HISTORY_CLIENT),
         ),
         status="api",
     ),
@@ -120,8 +122,10 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
         status="history",
     ),
     "notifier": ServiceAccess(
-        publishes=(),
-        subscribes=_uses(T.STATE, T.AVAILABILITY, T.ALARM, T.DAILY, T.HEALTH, T.SERVICE_STATUS),
+        publishes=_uses(T.NOTIFY_TEST_RESULT),
+        subscribes=_uses(
+            T.STATE, T.AVAILABILITY, T.ALARM, T.DAILY, T.HEALTH, T.SERVICE_STATUS, T.NOTIFY_TEST
+        ),
         status="notifier",
     ),
     "tunnel": ServiceAccess(

@@ -463,6 +463,38 @@ class HistoryFileReply(_Message):
     parts: int = Field(default=1, ge=1, le=100_000)
 
 
+class NotifyTest(_Message):
+    """A test message, on ``<base>/notifier/<client>/test``; answered on ``.../test/reply``.
+
+    It goes to one configured notifier ``target`` (by name), or to the Apprise ``url`` a
+    logged-in user is entering on the setup page; nowhere else.
+    """
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION, description="caller's id, echoed in the reply")
+    target: str | None = Field(default=None, max_length=64, description="a notifier target")
+    url: str | None = Field(
+        default=None, min_length=3, max_length=2000, description="an Apprise URL being saved"
+    )
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> NotifyTest:
+        if (self.target is None) == (self.url is None):
+            raise ValueError("give a target or a url, one of them")
+        return self
+
+
+class NotifyTestResult(_Message):
+    """The outcome of a NotifyTest: sent or failed, never why delivery failed (no probe)."""
+
+    v: Literal[1] = 1
+    transaction: str | None = Field(description="the test's id; null if it could not be read")
+    result: Literal["sent", "failed", "refused"]
+    error: str | None = Field(
+        default=None, description="refused: an unknown target or a URL Apprise does not accept"
+    )
+
+
 HealthKind = Literal["weak_cell", "balancing_fault", "capacity_fade"]
 
 

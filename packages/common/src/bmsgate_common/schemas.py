@@ -39,7 +39,7 @@ def asyncapi() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     for kind, spec in TOPICS.items():
         # what the "+" level names: a service, a bus (its reader), a history client, else a pack
-        level = {"service": "service", "bus": "bus", "history": "client"}.get(
+        level = {"service": "service", "bus": "bus", "history": "client", "notifier": "client"}.get(
             spec.pattern.split("/")[0], "pack"
         )
         address = f"{DEFAULT_BASE}/{spec.pattern.replace('+', '{' + level + '}')}"

@@ -24,6 +24,8 @@ from .models import (
     HistoryFileRequest,
     HistoryQuery,
     HistoryReply,
+    NotifyTest,
+    NotifyTestResult,
     PackState,
     RawData,
     RawLease,
@@ -124,6 +126,10 @@ HISTORY_FILES: Final = TopicSpec(
 HISTORY_FILES_REPLY: Final = TopicSpec(
     "history_files_reply", "history/+/files/reply", HistoryFileReply, retained=False, qos=1
 )
+NOTIFY_TEST: Final = TopicSpec("notify_test", "notifier/+/test", NotifyTest, retained=False, qos=1)
+NOTIFY_TEST_RESULT: Final = TopicSpec(
+    "notify_test_result", "notifier/+/test/reply", NotifyTestResult, retained=False, qos=1
+)
 TUNNEL_COMMAND: Final = TopicSpec(
     "tunnel_command", "bms/+/tunnel/set", TunnelCommand, retained=False, qos=1
 )
@@ -156,6 +162,8 @@ TOPICS: Final[dict[str, TopicSpec[Any]]] = {
         HISTORY_REPLY,
         HISTORY_FILES,
         HISTORY_FILES_REPLY,
+        NOTIFY_TEST,
+        NOTIFY_TEST_RESULT,
         TUNNEL_COMMAND,
         TUNNEL_STATUS,
     )

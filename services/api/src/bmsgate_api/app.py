@@ -22,6 +22,7 @@ from bmsgate_common.models import (
     HealthReport,
     HistoryFileReply,
     HistoryReply,
+    NotifyTestResult,
     PackState,
     RawData,
     RawLeaseState,
@@ -96,6 +97,10 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
         if client == CLIENT:
             ctx.replies.answer(reply.transaction, reply)
 
+    async def on_notify_result(client: str, result: NotifyTestResult) -> None:
+        if client == CLIENT:
+            ctx.replies.answer(result.transaction, result)
+
     async def on_files_reply(client: str, reply: HistoryFileReply) -> None:
         if client == CLIENT:
             ctx.replies.part(reply.transaction, reply.part, reply.parts, reply)
@@ -139,6 +144,7 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     backbone.subscribe(topics.RESULT, on_result, retained=False)
     backbone.subscribe(topics.HISTORY_REPLY, on_reply, retained=False)
     backbone.subscribe(topics.HISTORY_FILES_REPLY, on_files_reply, retained=False)
+    backbone.subscribe(topics.NOTIFY_TEST_RESULT, on_notify_result, retained=False)
 
 
 def make_context(

@@ -79,6 +79,10 @@ class SecretFilter(logging.Filter):
         super().__init__()
         self.secrets = sorted({s for u in urls for s in secrets_of(u)}, key=len, reverse=True)
 
+    def add(self, url: str) -> None:
+        """Mask this URL's parts too (a URL tested before it is saved)."""
+        self.secrets = sorted({*self.secrets, *secrets_of(url)}, key=len, reverse=True)
+
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the message with the secrets replaced by ****."""
         if not self.secrets:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, tzinfo
+from typing import Final
 
 from bmsgate_common import topics
 from bmsgate_common.clock import WALL
@@ -17,6 +18,8 @@ from bmsgate_common.models import (
     Availability,
     DailyStats,
     HealthReport,
+    NotifyTest,
+    NotifyTestResult,
     PackState,
     ServiceStatus,
     utcnow,
@@ -34,6 +37,14 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 TICK = 0.5  # [s] how often queues, retries, reports and grace times are looked at
+TEST_TIMEOUT = 20.0  # [s] for a test message
+TEST_MESSAGE: Final = Message(
+    title="bmsgate test message",
+    body="If you read this, bmsgate's notifications reach you.",
+    priority="normal",
+    tone="info",
+    events=(),
+)
 
 
 def check_config(cfg: Settings) -> str | None:
@@ -64,6 +75,8 @@ class Notifier:
         self.gate = Gate(cfg.repeat_after)
         self.channels = [Channel(t, cfg, self.tz) for t in cfg.targets]
         self.senders = [AppriseSender(t.url.get_secret_value(), tune) for t in cfg.targets]
+        self.tune = tune
+        self.secret_filter: SecretFilter | None = None  # protect_logs: a tested URL joins it
         self.next: tuple[datetime, ReportKind] | None = None
         self.events = 0
         self._sending: set[asyncio.Task[None]] = set()
@@ -138,6 +151,44 @@ class Notifier:
         """A service's status (a going-down is confirmed by ``tick`` after the grace time)."""
         self.dispatch(self.detector.on_service(service, status, self.clock()))
 
+    def keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to a running send until it is done."""
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def on_test(self, client: str, test: NotifyTest) -> NotifyTestResult:
+        """Send the test message to a configured target or to the URL being saved.
+
+        The answer is ``sent`` or ``failed`` only: how delivery failed (refused, timed out, a
+        status code) stays in this log, so the test cannot probe what the machine reaches.
+        """
+        if test.target is not None:
+            found = [i for i, t in enumerate(self.cfg.targets) if t.name == test.target]
+            if not found:
+                why = f"no notifier target named {test.target!r}"
+                return NotifyTestResult(transaction=test.transaction, result="refused", error=why)
+            sender, where = self.senders[found[0]], f"target {test.target}"
+        else:
+            assert test.url is not None
+            problem = check_url(test.url)
+            if problem:
+                return NotifyTestResult(
+                    transaction=test.transaction, result="refused", error=problem
+                )
+            if self.secret_filter is not None:
+                self.secret_filter.add(test.url)
+            sender, where = AppriseSender(test.url, self.tune), mask(test.url)
+        try:
+            async with asyncio.timeout(TEST_TIMEOUT):
+                sent = await sender.send(TEST_MESSAGE)
+        except TimeoutError:
+            sent = False
+        except Exception as err:  # a plugin's bug: the same "failed" as any other failure
+            log.warning("test message to %s: send raised %s", where, type(err).__name__)
+            sent = False
+        log.info("test message for %s to %s: %s", client, where, "sent" if sent else "failed")
+        return NotifyTestResult(transaction=test.transaction, result="sent" if sent else "failed")
+
     # --- time ----------------------------------------------------------------------------------
     def report(self, kind: ReportKind, at: datetime) -> Event:
         """The daily report due now (and the alarm log starts afresh)."""
@@ -196,16 +247,17 @@ class Notifier:
             await asyncio.sleep(TICK)
 
 
-def protect_logs(cfg: NotifierSettings) -> None:
+def protect_logs(cfg: NotifierSettings) -> SecretFilter:
     """Mask the target URLs' secret parts in everything logged from now on."""
     secret_filter = SecretFilter(t.url.get_secret_value() for t in cfg.targets)
     for handler in logging.getLogger().handlers:
         handler.addFilter(secret_filter)
+    return secret_filter
 
 
 async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None = None) -> None:
     """Run until cancelled."""
-    protect_logs(cfg.notifier)
+    secret_filter = protect_logs(cfg.notifier)
     notifier: Notifier | None = None
     backbone = Backbone(
         cfg.mqtt, "notifier", detail=lambda: notifier.counters() if notifier else {}
@@ -213,12 +265,22 @@ async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None =
     names = {p.id: p.display_name for b in cfg.buses for p in b.packs}
     names.update({b.id: b.name or b.id for b in cfg.banks})
     notifier = Notifier(cfg.notifier, clock, tune, names, site_zone(cfg))
+    notifier.secret_filter = secret_filter
+
+    async def on_test(client: str, test: NotifyTest) -> None:
+        # posted: a test may take TEST_TIMEOUT, and the other handlers must not wait for it
+        async def run() -> None:
+            backbone.post(topics.NOTIFY_TEST_RESULT, client, await notifier.on_test(client, test))
+
+        notifier.keep(asyncio.create_task(run()))
+
     backbone.subscribe(topics.STATE, notifier.on_state, qos0=True)
     backbone.subscribe(topics.AVAILABILITY, notifier.on_availability)
     backbone.subscribe(topics.ALARM, notifier.on_alarm, retained=False)
     backbone.subscribe(topics.DAILY, notifier.on_daily)
     backbone.subscribe(topics.HEALTH, notifier.on_health)
     backbone.subscribe(topics.SERVICE_STATUS, notifier.on_service)
+    backbone.subscribe(topics.NOTIFY_TEST, on_test, retained=False)
     targets = ", ".join(
         f"{t.name} ({mask(t.url.get_secret_value())})" for t in cfg.notifier.targets
     )
