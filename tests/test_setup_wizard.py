@@ -66,6 +66,7 @@ def test_yes_takes_defaults_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert again.returncode == 2 and "exists; use --force" in again.stderr
     cfg = Settings.model_validate(yaml.safe_load((tmp_path / "bmsgate.yaml").read_text()))
     assert cfg.buses[0].packs[0].name == "Pack 1" and cfg.modbus.enabled is True
+    assert cfg.modbus.host == "0.0.0.0"  # asked "for the LAN"; the server's default is loopback
 
 
 def test_silent_port_is_one_clear_line(tmp_path: Path) -> None:

@@ -51,7 +51,11 @@ class SetupAnswers(_Answer):
     broker_username: str | None = None
     broker_password: str | None = None
     home_assistant: bool = False
-    modbus: bool = True
+    modbus: bool = Field(
+        default=True,
+        description="serve the Modbus TCP map to the LAN (modbus.host 0.0.0.0): read-only, and "
+        "readable by anyone on the LAN, Modbus has no password",
+    )
     influx_url: str | None = None
     influx_token: str | None = None
     notify_urls: list[str] = Field(default_factory=list, description="Apprise URLs")
@@ -117,7 +121,8 @@ def build_config(a: SetupAnswers) -> dict[str, Any]:
         cfg["publisher"] = {
             "targets": [{"name": "homeassistant", "homeassistant": {"enabled": True}}]
         }
-    cfg["modbus"] = {"enabled": a.modbus}
+    # asked as "for the LAN": the server's own default is loopback (docs/security.md)
+    cfg["modbus"] = {"enabled": True, "host": "0.0.0.0"} if a.modbus else {"enabled": False}
     if a.influx_url:
         influx: dict[str, Any] = {"enabled": True, "url": a.influx_url}
         if a.influx_token:
