@@ -14,6 +14,7 @@ packages=(mosquitto)                                  # the backbone broker `bms
 [[ "$purpose" == test ]] && packages+=(chromium)               # the web UI's browser tests
 command -v npm >/dev/null || packages+=(npm)                  # the web UI's chart library
 [[ "$purpose" == test ]] && packages+=(socat)                  # virtual COM ports for the tunnel
+[[ "$purpose" == test ]] && packages+=(faketime)               # a process's own wall clock moved
 [[ "$purpose" == test ]] && packages+=(strace)                 # fsync order of durable writes
 [[ "$purpose" == test ]] && packages+=(gcc)                    # the wall-clock shim of the clock tests
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {

@@ -169,7 +169,9 @@ def make_context(
         sessions=Sessions(
             session_key(kept("session.key")), api.session_hours * 3600, kept("revoked.json")
         ),
-        limiter=RateLimiter(api.login_attempts, api.login_window, kept("login_failures.json")),
+        limiter=RateLimiter(
+            api.login_attempts, api.login_window, kept("login_failures.json"), api.login_ceiling
+        ),
         tokens=Tokens(kept("tokens.json")),
         backbone=backbone,
         weather=Weather.from_settings(settings),
@@ -187,16 +189,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if ctx.backbone is None:
-            yield
-            return
-        _wire(ctx, ctx.backbone)
-        ctx.weather.current()  # the first forecast is fetched at start, not at the first visit
         try:
-            async with ctx.backbone:
+            if ctx.backbone is None:
                 yield
+                return
+            _wire(ctx, ctx.backbone)
+            ctx.weather.current()  # the first forecast is fetched at start, not at the first visit
+            try:
+                async with ctx.backbone:
+                    yield
+            finally:
+                await ctx.weather.close()
         finally:
-            await ctx.weather.close()
+            ctx.limiter.flush()  # failures not written yet (they are written at most every 10 s)
 
     api = ctx.settings.api
     app = FastAPI(

@@ -94,6 +94,26 @@ def write_json(path: Path | None, data: Any) -> None:
         write_durably(path, json.dumps(data, separators=(",", ":")).encode())
 
 
+class Clock:
+    """[s] since the epoch as the wall clock said at start, advanced by the monotonic clock.
+
+    Sessions and lockouts measure their intervals with it: a wall clock stepped back or forward
+    (NTP after a boot without a real-time clock, a user fixing the time) neither ends every
+    session nor stretches a 300 s lockout by the step. The values are epoch seconds, so they can
+    be kept in files and read again after a restart.
+    """
+
+    def __init__(self) -> None:
+        self._wall, self._mono = time.time(), time.monotonic()
+
+    def __call__(self) -> float:
+        """Now."""
+        return self._wall + time.monotonic() - self._mono
+
+
+CLOCK = Clock()
+
+
 @dataclass
 class Sessions:
     """Stateless sessions: ``issued.nonce.mac``, the MAC keyed by a secret and the password hash.
@@ -110,7 +130,7 @@ class Sessions:
     def __post_init__(self) -> None:
         stored = read_json(self.path, {})
         if isinstance(stored, dict):
-            now = time.time()
+            now = CLOCK()
             self.revoked |= {
                 str(k): float(v)
                 for k, v in stored.items()
@@ -123,7 +143,7 @@ class Sessions:
 
     def issue(self, password_hash: str, now: float | None = None) -> str:
         """A new session token."""
-        issued = int(time.time() if now is None else now)
+        issued = int(CLOCK() if now is None else now)
         nonce = secrets.token_urlsafe(12)
         return f"{issued}.{nonce}.{self._mac(issued, nonce, password_hash)}"
 
@@ -135,7 +155,7 @@ class Sessions:
         if len(parts) != 3 or not parts[0].isdigit() or parts[1] in self.revoked:
             return False
         issued = int(parts[0])
-        age = (time.time() if now is None else now) - issued
+        age = (CLOCK() if now is None else now) - issued
         if age > self.lifetime or age < -60:
             return False
         return hmac.compare_digest(parts[2], self._mac(issued, parts[1], password_hash))
@@ -145,7 +165,7 @@ class Sessions:
         parts = (token or "").split(".")
         if len(parts) != 3 or not parts[0].isdigit():
             return
-        now = time.time() if now is None else now
+        now = CLOCK() if now is None else now
         self.revoked = {n: t for n, t in self.revoked.items() if t > now}
         if len(self.revoked) < 10_000:
             self.revoked[parts[1]] = int(parts[0]) + self.lifetime
@@ -154,55 +174,97 @@ class Sessions:
 
 @dataclass
 class RateLimiter:
-    """At most ``attempts`` failures per client within ``window`` seconds (wall clock, [s]).
+    """Failed logins: ``attempts`` per client and ``ceiling`` from everyone per ``window`` s.
 
-    With a ``path`` the recent failures are kept there, so a restart does not reset the count.
+    The window is measured with CLOCK.
+    ``begin`` checks and counts an attempt in one step (no await between them), so concurrent
+    requests cannot all pass the check before the first failure is counted; a good login takes
+    its attempt back. With a ``path`` the recent failures are kept there so that a restart does
+    not reset them: written when a client or everyone reaches the limit, else at most every
+    SAVE_EVERY seconds, never once per attempt.
     """
 
     attempts: int
-    window: float
+    window: float  # [s]
     path: Path | None = None  # data_dir/api/login_failures.json
+    ceiling: int = 50
     failures: dict[str, deque[float]] = field(default_factory=dict)
+    everyone: deque[tuple[float, str]] = field(default_factory=deque)
+    _saved: float = float("-inf")  # [s] CLOCK
+    _dirty: bool = False
+
+    SAVE_EVERY = 10.0  # [s]
 
     def __post_init__(self) -> None:
         stored = read_json(self.path, {})
+        now = CLOCK()
         if isinstance(stored, dict):
             for client, times in stored.items():
                 if isinstance(times, list):
-                    kept = [float(t) for t in times if isinstance(t, int | float)]
+                    # a time ahead of now (the wall clock was set back since) counts as now
+                    kept = [min(float(t), now) for t in times if isinstance(t, int | float)]
                     self.failures[str(client)] = deque(sorted(kept)[-self.attempts :])
+        self.everyone = deque(sorted((t, c) for c, ts in self.failures.items() for t in ts))
 
     def _recent(self, client: str, now: float) -> deque[float]:
+        while self.everyone and now - self.everyone[0][0] >= self.window:
+            self.everyone.popleft()
         times = self.failures.setdefault(client, deque())
         while times and now - times[0] >= self.window:
             times.popleft()
         return times
 
-    def _save(self, now: float) -> None:
+    def _save(self, now: float, urgent: bool) -> None:
+        self._dirty = True
+        if self.path is None or not (urgent or now - self._saved >= self.SAVE_EVERY):
+            return
         recent = {c: list(t) for c, t in self.failures.items() if t and now - t[-1] < self.window}
         write_json(self.path, recent)
+        self._saved, self._dirty = now, False
+
+    def flush(self) -> None:
+        """Write what is not written yet (at shutdown)."""
+        if self._dirty:
+            self._save(CLOCK(), urgent=True)
 
     def retry_after(self, client: str, now: float | None = None) -> float:
         """0 when ``client`` may try now, else seconds to wait."""
-        now = time.time() if now is None else now
+        now = CLOCK() if now is None else now
         times = self._recent(client, now)
-        if len(times) < self.attempts:
-            return 0.0
-        return max(0.0, self.window - (now - times[0]))
+        if len(times) >= self.attempts:
+            return max(0.0, self.window - (now - times[0]))
+        if len(self.everyone) >= self.ceiling:
+            return max(0.0, self.window - (now - self.everyone[0][0]))
+        return 0.0
+
+    def begin(self, client: str, now: float | None = None) -> float:
+        """Count an attempt (a failure until ``succeeded``) and return 0, or the wait, uncounted."""
+        now = CLOCK() if now is None else now
+        wait = self.retry_after(client, now)
+        if wait == 0:
+            self.failed(client, now)
+        return wait
 
     def failed(self, client: str, now: float | None = None) -> None:
         """Count a failed attempt."""
-        now = time.time() if now is None else now
-        self._recent(client, now).append(now)
+        now = CLOCK() if now is None else now
+        times = self._recent(client, now)
+        times.append(now)
+        self.everyone.append((now, client))
         if len(self.failures) > 10_000:  # a flood of addresses: forget the idle ones
             for name in [c for c, t in self.failures.items() if not t]:
                 del self.failures[name]
-        self._save(now)
+        self._save(now, urgent=len(times) >= self.attempts or len(self.everyone) >= self.ceiling)
 
     def succeeded(self, client: str) -> None:
-        """Forget a client's failures after a good login."""
+        """Forget a client's failures (and its attempt just counted) after a good login."""
         if self.failures.pop(client, None):
-            self._save(time.time())
+            self.everyone = deque(e for e in self.everyone if e[1] != client)
+            self._save(CLOCK(), urgent=True)
+
+    def locked(self, client: str) -> bool:
+        """Whether ``client`` has just used up its attempts (for the log)."""
+        return len(self.failures.get(client, ())) >= self.attempts
 
 
 @dataclass

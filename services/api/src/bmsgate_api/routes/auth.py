@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,6 +17,7 @@ from ..auth import COOKIE, MAX_PASSWORD, PasswordError, TokenLimitError, verify_
 from ..deps import Ctx, Session, User, audit, client_address, logged_in, may_read
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+log = logging.getLogger(__name__)
 
 
 class AuthStatus(BaseModel):
@@ -88,18 +90,20 @@ async def setup(body: Password, request: Request, response: Response, ctx: Ctx) 
 async def login(body: Password, request: Request, response: Response, ctx: Ctx) -> None:
     """Log in: a session cookie (HttpOnly, SameSite=Strict) for api.session_hours."""
     client = client_address(request)
-    wait = ctx.limiter.retry_after(client)
+    encoded = ctx.passwords.current()
+    if encoded is None:
+        raise HTTPException(status_code=409, detail="no password is set yet: set one first")
+    wait = ctx.limiter.begin(client)  # counted before the password is checked: atomic
     if wait > 0:
         raise HTTPException(
             status_code=429,
             detail=f"too many failed logins: try again in {math.ceil(wait)} s",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    encoded = ctx.passwords.current()
-    if encoded is None:
-        raise HTTPException(status_code=409, detail="no password is set yet: set one first")
     if not await asyncio.to_thread(verify_password, body.password, encoded):
-        ctx.limiter.failed(client)
+        log.warning(
+            "failed login from %s%s", client, ": locked out" if ctx.limiter.locked(client) else ""
+        )
         raise HTTPException(status_code=401, detail="wrong password")
     ctx.limiter.succeeded(client)
     _start_session(request, response, ctx, encoded)
@@ -122,6 +126,7 @@ async def change_password(
     encoded = ctx.passwords.current() or ""
     if not await asyncio.to_thread(verify_password, body.old_password, encoded):
         ctx.limiter.failed(client_address(request))
+        log.warning("wrong old password in a password change from %s", client_address(request))
         raise HTTPException(status_code=401, detail="the old password is wrong")
     try:
         encoded = await asyncio.to_thread(ctx.passwords.set, body.new_password)
