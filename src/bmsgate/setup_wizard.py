@@ -84,11 +84,8 @@ def interview(
         banks.append(BankAnswer(name="Bank", packs=[p.name for p in packs]))
     broker = ask("Existing MQTT broker host[:port] (empty: bmsgate's own)", "") or None
     home_assistant = ask("Home Assistant discovery? (y/n)", "n").lower().startswith("y")
-    modbus = ask(
-        "Modbus TCP server for the LAN on port 502 (read-only; anyone there can read it)? (y/n)",
-        "y",
-    )
-    modbus = modbus.lower().startswith("y")
+    modbus_lan = "Modbus TCP server for the LAN on port 502 (read-only; anyone there can read it)?"
+    modbus = ask(f"{modbus_lan} (y/n)", "y").lower().startswith("y")
     influx_url = ask("InfluxDB URL (empty: none)", "") or None
     notify_url = ask("Notification URL, e.g. pover://USER@TOKEN (empty: none)", "")
     latitude = longitude = None
