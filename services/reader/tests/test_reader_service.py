@@ -646,3 +646,27 @@ async def test_bms_settings_are_published_and_written_with_read_back(
         assert rows[cells]["value"] == 16  # untouched
         logged = [r.getMessage() for r in caplog.records if "asked by" in r.getMessage()]
         assert any("set_setting balance_start_voltage" in m and "web-admin" in m for m in logged)
+
+
+async def test_jbd_eeprom_settings_are_published_read_only(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """JBD's EEPROM settings, read in factory mode (left without saving), published retained."""
+    sim = make_bus("jbd", cells=16)
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "jbd", 1), control=True) as reader,
+    ):
+        published = await seen.wait_for(lambda s: s.on("/bms/p1/settings"))
+        rows = {r["key"]: r for r in published[-1]["settings"]}
+        assert rows["cell_overvoltage"]["value"] == pytest.approx(3.65)
+        assert rows["design_capacity"]["value"] == pytest.approx(
+            sim.boards[0].model.nominal_capacity
+        )
+        assert rows["cell_count"]["value"] == 16 and not any(r["writable"] for r in rows.values())
+        assert sim.boards[0].factory is False
+        cmd = Command(transaction="w", action="set_setting", setting="cell_overvoltage", value=3.6)
+        await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+        result = (await seen.wait_for(lambda s: s.on("/bms/p1/result")))[-1]
+        assert result["status"] == "error" and "read-only" in result["error"]

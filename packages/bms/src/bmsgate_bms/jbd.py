@@ -21,6 +21,7 @@ from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
 from .reading import BmsReading
+from .setpoints import Setpoint, SettingError, check_write
 
 NAME: Final = "jbd"
 BAUDRATE: Final = 9600
@@ -103,11 +104,17 @@ SETTINGS: Final[dict[int, Field]] = {
     0x11: Field("cycle_capacity", 0, 2, scale=0.01),  # [Ah]
     0x17: Field("cycle_count", 0, 2),
     0x18: Field("charge_overtemp", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
+    0x19: Field("charge_overtemp_release", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
     0x1A: Field("charge_undertemp", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
+    0x1B: Field("charge_undertemp_release", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
     0x1C: Field("discharge_overtemp", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
+    0x1D: Field("discharge_overtemp_release", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
     0x1E: Field("discharge_undertemp", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
+    0x1F: Field("discharge_undertemp_release", 0, 2, offset=-TEMP_OFFSET, scale=0.1),  # [°C]
     0x20: Field("pack_overvoltage", 0, 2, scale=0.01),  # [V]
+    0x21: Field("pack_overvoltage_release", 0, 2, scale=0.01),  # [V]
     0x22: Field("pack_undervoltage", 0, 2, scale=0.01),  # [V]
+    0x23: Field("pack_undervoltage_release", 0, 2, scale=0.01),  # [V]
     0x24: Field("cell_overvoltage", 0, 2, scale=0.001),  # [V]
     0x25: Field("cell_overvoltage_release", 0, 2, scale=0.001),  # [V]
     0x26: Field("cell_undervoltage", 0, 2, scale=0.001),  # [V]
@@ -119,6 +126,21 @@ SETTINGS: Final[dict[int, Field]] = {
     0x2D: Field("function_config", 0, 2),  # bit2 balancer on, bit3 only while charging
     0x2F: Field("cell_count", 0, 2),
 }
+
+
+def _unit(key: str) -> str:
+    """The SI unit a SETTINGS value is decoded in (see the comments above)."""
+    if key.endswith("capacity"):
+        return "Ah"
+    if "temp" in key:
+        return "°C"
+    if "voltage" in key or key.startswith("balance_"):
+        return "V"
+    return "A" if key.endswith("current") else ""
+
+
+# the same registers as the reader's settings table: read only, bmsgate writes none of them
+SETPOINTS: Final = tuple(Setpoint(f.key, _unit(f.key)) for f in SETTINGS.values())
 
 
 # --- requests --------------------------------------------------------------------------------
@@ -442,6 +464,13 @@ class JbdDriver:
     async def set_soc(self, soc: float) -> float:
         """Refuse: JBD has no SOC register (only capacity-voltage tables in the EEPROM)."""
         raise UnsupportedCommand("JBD has no command to set the SOC")
+
+    async def write_setting(
+        self, key: str, value: float, current: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Refuse before a byte is sent: bmsgate writes no JBD EEPROM register."""
+        check_write(SETPOINTS, current, key, value)  # raises: none is writable
+        raise SettingError(f"{key} is read-only: bmsgate never writes it")
 
     async def read_settings(self) -> dict[str, Any]:
         """The EEPROM settings (SETTINGS) read in factory mode, left without saving."""

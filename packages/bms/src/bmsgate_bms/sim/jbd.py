@@ -71,11 +71,17 @@ class JbdBoard:
             0x11: round(m.nominal_capacity * 80),
             0x17: m.cycles,
             0x18: 3231,  # 50.0 °C
+            0x19: 3181,
             0x1A: 2731,  # 0.0 °C
+            0x1B: 2781,
             0x1C: 3331,  # 60.0 °C
+            0x1D: 3281,
             0x1E: 2531,  # -20.0 °C
+            0x1F: 2581,
             0x20: len(m.cells) * 365,  # [10 mV]
+            0x21: len(m.cells) * 340,
             0x22: len(m.cells) * 250,
+            0x23: len(m.cells) * 290,
             0x24: 3650,
             0x25: 3400,
             0x26: 2500,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import pace as proto
 from .. import yd1363
+from .ascii_board import AsciiBoard, u16
 from .model import PackModel
 
 STATE_BITS = {
@@ -14,33 +15,19 @@ STATE_BITS = {
 }
 
 
-def _u16(value: float) -> bytes:
-    return round(value).to_bytes(2, "big", signed=value < 0)
-
-
-class PaceBoard:
+class PaceBoard(AsciiBoard):
     """One pack on the bus: answers only its own address (and 0x42/0x44 command)."""
 
+    VERSION = proto.VERSION
+    CID1 = proto.CID1
+
     def __init__(self, model: PackModel, address: int = 1, extended: bool = True) -> None:
-        self.model = model
-        self.address = address
+        super().__init__(model, address)
         self.extended = extended  # P = 9 (SOC, SOH...) as newer firmware; False: P = 3
-
-    def request_framer(self, buf: bytes) -> tuple[int, bytes | None]:
-        """Requests share the answers' framing; answers of other packs are not requests."""
-        used, frame = yd1363.framer(buf)
-        if frame is not None and yd1363.parse(frame).is_answer:
-            return used, None
-        return used, frame
-
-    def _answer(self, info: bytes = b"", rtn: int = 0) -> list[bytes]:
-        return [yd1363.build(proto.VERSION, self.address, proto.CID1, rtn, info)]
 
     def _temperatures(self) -> list[float]:
         """Six sensors: cells 1-4, MOSFET, ambient."""
-        m = self.model
-        cells = (m.temperatures or [25.0])[:4]
-        cells += [cells[-1]] * (4 - len(cells))
+        m, cells = self.model, self.cell_sensors()
         return [*cells, m.mos_temperature, sum(cells) / 4]
 
     def _analog(self) -> bytes:
@@ -48,20 +35,20 @@ class PaceBoard:
         temps = self._temperatures()
         out = (
             bytes((0, self.address, len(m.cells)))
-            + b"".join(_u16(v * 1000) for v in m.cell_voltages)
+            + b"".join(u16(v * 1000) for v in m.cell_voltages)
             + bytes((len(temps),))
-            + b"".join(_u16(t * 10 + proto.TEMP_OFFSET) for t in temps)
-            + _u16(m.current * 100)
-            + _u16(m.pack_voltage * 1000)
-            + _u16(m.remaining_capacity * 100)
+            + b"".join(u16(t * 10 + proto.TEMP_OFFSET) for t in temps)
+            + u16(m.current * 100)
+            + u16(m.pack_voltage * 1000)
+            + u16(m.remaining_capacity * 100)
             + bytes((9 if self.extended else 3,))
-            + _u16(m.nominal_capacity * 100)
-            + _u16(m.cycles)
-            + _u16(m.nominal_capacity * 100)
+            + u16(m.nominal_capacity * 100)
+            + u16(m.cycles)
+            + u16(m.nominal_capacity * 100)
         )
         if self.extended:
-            out += bytes((round(m.soc),)) + bytes(8) + bytes((100,)) + _u16(m.pack_voltage * 1000)
-            out += _u16(m.current * 100)
+            out += bytes((round(m.soc),)) + bytes(8) + bytes((100,)) + u16(m.pack_voltage * 1000)
+            out += u16(m.current * 100)
         return out
 
     def _indicator(self) -> int:
@@ -97,13 +84,13 @@ class PaceBoard:
         if frame.cid2 in (proto.ANALOG, proto.STATUS):
             if frame.info[:1] != bytes((self.address,)):
                 return None  # RS485: the command must be the pack's own address
-            return self._answer(self._analog() if frame.cid2 == proto.ANALOG else self._status())
+            return self.reply(self._analog() if frame.cid2 == proto.ANALOG else self._status())
         if frame.cid2 in (proto.CHARGE_MOS, proto.DISCHARGE_MOS) and len(frame.info) == 1:
             self.model.set_mos(frame.cid2 == proto.CHARGE_MOS, frame.info[0] == 0)
-            return self._answer(bytes((self._indicator(),)))
+            return self.reply(bytes((self._indicator(),)))
         if frame.cid2 == proto.VERSION_INFO:
-            return self._answer(b"P16S100A-SIM-1.00   ")
-        return self._answer(rtn=0x04)  # CID2 invalid
+            return self.reply(b"P16S100A-SIM-1.00   ")
+        return self.reply(rtn=0x04)  # CID2 invalid
 
 
 Board = PaceBoard

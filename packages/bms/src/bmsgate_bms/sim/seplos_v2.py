@@ -4,39 +4,26 @@ from __future__ import annotations
 
 from .. import seplos_v2 as proto
 from .. import yd1363
+from .ascii_board import AsciiBoard, u16
 from .model import PackModel
 
 EVENTS = {code: (event, bit) for event, names in proto.EVENT_BITS.items()
           for bit, code in enumerate(names) if code}  # fmt: skip
 
 
-def _u16(value: float) -> bytes:
-    return round(value).to_bytes(2, "big", signed=value < 0)
-
-
-class SeplosBoard:
+class SeplosBoard(AsciiBoard):
     """One pack on the bus: answers only its own address (and command group)."""
 
+    VERSION = proto.VERSION
+    CID1 = proto.CID1
+
     def __init__(self, model: PackModel, address: int = 1, version: bytes = b"\x02\x07") -> None:
-        self.model = model
-        self.address = address
+        super().__init__(model, address)
         self.version = version  # 2.7
-
-    def request_framer(self, buf: bytes) -> tuple[int, bytes | None]:
-        """Requests share the answers' framing; answers of other packs are not requests."""
-        used, frame = yd1363.framer(buf)
-        if frame is not None and yd1363.parse(frame).is_answer:
-            return used, None
-        return used, frame
-
-    def _answer(self, info: bytes = b"", rtn: int = 0) -> list[bytes]:
-        return [yd1363.build(proto.VERSION, self.address, proto.CID1, rtn, info)]
 
     def _temperatures(self) -> list[float]:
         """Always six sensors, as the boards send: cells 1-4, ambient, power (MOSFET)."""
-        m = self.model
-        cells = (m.temperatures or [25.0])[:4]
-        cells += [cells[-1]] * (4 - len(cells))
+        m, cells = self.model, self.cell_sensors()
         return [*cells, sum(cells) / 4, m.mos_temperature]
 
     def _telemetry(self) -> bytes:
@@ -44,19 +31,19 @@ class SeplosBoard:
         temps = self._temperatures()
         return (
             bytes((0, self.address, len(m.cells)))
-            + b"".join(_u16(v * 1000) for v in m.cell_voltages)
+            + b"".join(u16(v * 1000) for v in m.cell_voltages)
             + bytes((len(temps),))
-            + b"".join(_u16(t * 10 + proto.TEMP_OFFSET) for t in temps)
-            + _u16(m.current * 100)
-            + _u16(m.pack_voltage * 100)
-            + _u16(m.remaining_capacity * 100)
+            + b"".join(u16(t * 10 + proto.TEMP_OFFSET) for t in temps)
+            + u16(m.current * 100)
+            + u16(m.pack_voltage * 100)
+            + u16(m.remaining_capacity * 100)
             + bytes((10,))
-            + _u16(m.nominal_capacity * 100)
-            + _u16(m.soc * 10)
-            + _u16(m.nominal_capacity * 100)
-            + _u16(m.cycles)
-            + _u16(1000)
-            + _u16(m.pack_voltage * 100)
+            + u16(m.nominal_capacity * 100)
+            + u16(m.soc * 10)
+            + u16(m.nominal_capacity * 100)
+            + u16(m.cycles)
+            + u16(1000)
+            + u16(m.pack_voltage * 100)
             + bytes(8)
         )
 
@@ -86,12 +73,12 @@ class SeplosBoard:
             if frame.info[:1] != bytes((self.address,)):
                 return None  # RS485: the command group must be the pack's own address
             body = self._telemetry() if frame.cid2 == proto.TELEMETRY else self._alarms()
-            return self._answer(body)
+            return self.reply(body)
         if frame.cid2 == proto.VENDOR_INFO:
-            return self._answer(b"1101-SP16 " + self.version + b"bmsgate simulator   ")
+            return self.reply(b"1101-SP16 " + self.version + b"bmsgate simulator   ")
         if frame.cid2 == proto.PROTOCOL_VERSION:
-            return self._answer()
-        return self._answer(rtn=0x04)  # CID2 invalid
+            return self.reply()
+        return self.reply(rtn=0x04)  # CID2 invalid
 
 
 Board = SeplosBoard
