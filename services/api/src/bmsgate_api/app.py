@@ -17,6 +17,7 @@ from bmsgate_common import topics
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
+    BmsSettings,
     CommandResult,
     DailyStats,
     HealthReport,
@@ -80,6 +81,9 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     async def on_daily(pack: str, stats: DailyStats) -> None:
         store.daily[pack] = stats
 
+    async def on_settings(pack: str, settings: BmsSettings) -> None:
+        store.settings[pack] = settings
+
     async def on_health(pack: str, report: HealthReport) -> None:
         store.health[pack] = report
 
@@ -138,6 +142,7 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     backbone.subscribe(topics.STATE, on_state, qos0=True)
     backbone.subscribe(topics.AVAILABILITY, on_availability)
     backbone.subscribe(topics.DAILY, on_daily)
+    backbone.subscribe(topics.SETTINGS, on_settings)
     backbone.subscribe(topics.HEALTH, on_health)
     backbone.subscribe(topics.ALARM, on_alarm, retained=False)
     backbone.subscribe(topics.SERVICE_STATUS, on_service)

@@ -138,6 +138,14 @@ def require_user(request: Request, ctx: Ctx) -> None:
         raise HTTPException(status_code=401, detail="log in first")
 
 
+def who_asks(request: Request, ctx: Ctx) -> str:
+    """Who is behind a state-changing request, for the reader's log (never a secret)."""
+    token = ctx.tokens.check(bearer(request))
+    if token is not None:
+        return f"token-{token.id}"[:64]
+    return f"web-{client_address(request)}".replace("%", "-")[:64]
+
+
 def require_session(request: Request, ctx: Ctx) -> None:
     """Managing API tokens needs a browser login: a token cannot make or revoke tokens."""
     if not has_session(request, ctx):

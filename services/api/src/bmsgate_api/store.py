@@ -10,6 +10,7 @@ from bmsgate_common.liveness import liveness
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
+    BmsSettings,
     DailyStats,
     HealthReport,
     PackState,
@@ -28,6 +29,7 @@ class PackStore:
     states: dict[str, PackState] = field(default_factory=dict)
     availability: dict[str, Availability] = field(default_factory=dict)
     daily: dict[str, DailyStats] = field(default_factory=dict)
+    settings: dict[str, BmsSettings] = field(default_factory=dict)  # the BMS's own, as read
     health: dict[str, HealthReport] = field(default_factory=dict)
     alarms: dict[str, dict[str, AlarmEvent]] = field(default_factory=dict)
     services: dict[str, ServiceStatus] = field(default_factory=dict)

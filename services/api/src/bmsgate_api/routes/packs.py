@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from bmsgate_common import topics
 from bmsgate_common.models import (
     PACK_ID_PATTERN,
+    SETTING_KEY,
+    BmsSettings,
     Command,
     CommandAction,
     CommandResult,
@@ -26,7 +28,7 @@ from bmsgate_common.models import (
     utcnow,
 )
 
-from ..deps import Ctx, Reader, User, ask, audit
+from ..deps import Ctx, Reader, User, ask, audit, who_asks
 from ..history import raise_for
 from ..live import CLIENT
 from ..views import PackView, pack_view
@@ -198,3 +200,74 @@ async def command(
     if result.status != "ok":
         raise HTTPException(status_code=502, detail=result.error or "the command failed")
     return CommandOutcome(result=result, state=ctx.store.states.get(pack))
+
+
+class SettingWrite(BaseModel):
+    """The new value of one setting, in its unit (BmsSettings lists the unit and the range)."""
+
+    value: float
+
+
+class SettingOutcome(BaseModel):
+    """The value read back from the BMS after the write, and all its settings as read then."""
+
+    result: CommandResult
+    settings: BmsSettings | None
+
+
+@router.get("/packs/{pack}/settings", dependencies=[Reader], responses={404: {}})
+async def bms_settings(pack: PackPath, ctx: Ctx) -> BmsSettings:
+    """The BMS's own settings as last read (protection limits, balancing, capacity...)."""
+    found = ctx.store.settings.get(pack)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"no settings read from {pack!r} yet")
+    return found
+
+
+@router.put(
+    "/packs/{pack}/settings/{key}",
+    dependencies=[User],
+    responses={
+        400: {"description": "read-only, unknown, or outside the range the BMS allows"},
+        401: {"description": "not logged in"},
+        403: {"description": "control.enabled is false"},
+        404: {"description": "no settings read from this pack yet"},
+        502: {"description": "the BMS refused or read back something else"},
+        504: {"description": "no result in time"},
+    },
+)
+async def write_setting(
+    pack: PackPath,
+    key: Annotated[str, Path(pattern=SETTING_KEY)],
+    body: SettingWrite,
+    ctx: Ctx,
+    who: Annotated[str, Depends(who_asks)],
+) -> SettingOutcome:
+    """Write one of the BMS's safe settings; the answer is the value read back from the BMS.
+
+    Checked here against what the reader published (writable, range) so a wrong value is a
+    400 that sends nothing; the reader checks again against the BMS's settings as read.
+    """
+    if not ctx.settings.control.enabled:
+        raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
+    known = ctx.store.settings.get(pack)
+    if known is None:
+        raise HTTPException(status_code=404, detail=f"no settings read from {pack!r} yet")
+    row = next((r for r in known.settings if r.key == key), None)
+    if row is None or not row.writable:
+        what = "unknown setting" if row is None else "read-only: bmsgate never writes"
+        raise HTTPException(status_code=400, detail=f"{key}: {what}")
+    if row.min is not None and row.max is not None and not row.min <= body.value <= row.max:
+        unit = f" {row.unit}" if row.unit else ""
+        detail = f"{key} must be {row.min:g}..{row.max:g}{unit}, not {body.value:g}"
+        raise HTTPException(status_code=400, detail=detail)
+    timeout = ctx.settings.api.command_timeout
+    result: CommandResult = await ask(
+        ctx, topics.COMMAND, pack,
+        lambda t: Command(transaction=t, action="set_setting", setting=key, value=body.value,
+                          requested_by=who),
+        seconds=timeout, silent=f"no result from the reader within {timeout:g} s", prefix="set",
+    )  # fmt: skip
+    if result.status != "ok":
+        raise HTTPException(status_code=502, detail=result.error or "the write failed")
+    return SettingOutcome(result=result, settings=ctx.store.settings.get(pack))

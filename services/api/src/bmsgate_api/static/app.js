@@ -2,7 +2,7 @@
 "use strict";
 const bms = (() => {
   const pages = [["index.html", "Status"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
-    ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"],
+    ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"], ["bms.html", "BMS settings"],
     ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["export.html", "Exports"],
     ["tokens.html", "Tokens"], ["settings.html", "Settings"]];
 

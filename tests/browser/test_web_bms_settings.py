@@ -1,0 +1,90 @@
+"""The BMS's own settings in a real browser: a simulated JK-PB read through the reader and the
+API, shown on the BMS settings page; a safe write is confirmed in a dialog and answered with the
+value read back from the BMS; a value out of range and a write without a login change nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bmsgate.broker import free_port
+from tests.support.browser import shot, watch
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    start_service,
+    start_simulator,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+PASSWORD = "battery-gate-1"
+
+
+@pytest.fixture
+def jk_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
+    """One simulated JK-PB (address 1) on a pty, reader with control on, API."""
+    sim, port = start_simulator(tmp_path, "jk_pb")
+    procs.append(sim)
+    http = free_port()
+    config = write_config(tmp_path, {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+        "buses": [{"port": port, "protocol": "jk_pb", "poll_interval": 0.5,
+                   "packs": [{"id": "garage", "address": 1}]}],
+        "control": {"enabled": True},
+        "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+        "data_dir": str(tmp_path / "data"),
+    })  # fmt: skip
+    for name in ("reader", "api"):
+        procs.append(start_service(tmp_path, name, config))
+    base = f"http://127.0.0.1:{http}"
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
+    return base
+
+
+def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_context: Any) -> None:
+    from playwright.sync_api import expect
+
+    base, page = jk_stack, browser_context.new_page()
+    problems = watch(page)
+    page.goto(f"{base}/")
+    page.fill("#password", PASSWORD)
+    page.fill("#again", PASSWORD)
+    page.click("#submit")
+    expect(page.locator('.card[data-pack="garage"]:not(.offline)')).to_be_visible(timeout=20_000)
+
+    # no login, no write: the REST API refuses before anything reaches the BMS
+    anonymous = httpx.put(f"{base}/api/packs/garage/settings/design_capacity", json={"value": 100})
+    assert anonymous.status_code == 401
+
+    page.goto(f"{base}/bms.html")
+    expect(page.locator('#tabs button[data-pack="garage"]')).to_have_attribute("aria-selected", "true")
+    row = page.locator('tr[data-key="balance_start_voltage"]')
+    expect(row).to_contain_text("Balance start voltage")
+    expect(page.locator('tr[data-key="cell_count"]')).to_contain_text("read-only")
+    expect(page.locator('tr[data-key="cell_uvp"] button')).to_have_count(0)
+    shot(page, "30-bms-settings")
+
+    asked: list[str] = []
+    page.on("dialog", lambda d: asked.append(d.message))  # watch() accepts it
+    row.locator("input").fill("3.41")
+    row.locator("button").click()
+    expect(page.locator("#msg")).to_contain_text(
+        "balance_start_voltage read back from the BMS: 3.41", timeout=15_000
+    )
+    assert asked == ["garage: write balance_start_voltage = 3.41 to the BMS?"]
+    expect(page.locator('tr[data-key="balance_start_voltage"] [data-value]')).to_have_text("3.41 V")
+
+    row = page.locator('tr[data-key="balance_start_voltage"]')
+    row.locator("input").fill("9")
+    row.locator("button").click()
+    expect(page.locator("#msg")).to_contain_text("balance_start_voltage must be")
+    expect(page.locator('tr[data-key="balance_start_voltage"] [data-value]')).to_have_text("3.41 V")
+    shot(page, "31-bms-settings-written")
+    refused = [p for p in problems if "400" in p]  # the refused write, and only that
+    assert refused and all("settings/balance_start_voltage" in p or "console" in p for p in refused)
+    assert not [p for p in problems if p not in refused], problems
