@@ -62,7 +62,9 @@ def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_con
     assert anonymous.status_code == 401
 
     page.goto(f"{base}/bms.html")
-    expect(page.locator('#tabs button[data-pack="garage"]')).to_have_attribute("aria-selected", "true")
+    expect(page.locator('#tabs button[data-pack="garage"]')).to_have_attribute(
+        "aria-selected", "true"
+    )
     row = page.locator('tr[data-key="balance_start_voltage"]')
     expect(row).to_contain_text("Balance start voltage")
     expect(page.locator('tr[data-key="cell_count"]')).to_contain_text("read-only")
