@@ -177,15 +177,15 @@ def combine(
         "bank_members": ",".join(s.pack for s in used),
         "bank_excluded": ",".join(p for p in bank.packs if p not in {s.pack for s in used}),
     }
-    with_cells = [s for s in used if s.cell_voltages]
+    with_cells = [(s.pack, stats) for s in used if (stats := s.cells) is not None]
     if with_cells:
-        low = min(with_cells, key=lambda s: min(s.cell_voltages))
-        high = max(with_cells, key=lambda s: max(s.cell_voltages))
+        low_pack, low = min(with_cells, key=lambda p: p[1].low)
+        high_pack, high = max(with_cells, key=lambda p: p[1].high)
         extras |= {
-            "cell_min_pack": low.pack,
-            "cell_min_cell": low.cell_voltages.index(min(low.cell_voltages)) + 1,
-            "cell_max_pack": high.pack,
-            "cell_max_cell": high.cell_voltages.index(max(high.cell_voltages)) + 1,
+            "cell_min_pack": low_pack,
+            "cell_min_cell": low.low_cell,
+            "cell_max_pack": high_pack,
+            "cell_max_cell": high.high_cell,
         }
     mos_temps = [s.mos_temperature for s in used if s.mos_temperature is not None]
     cycles = counters.get("cycles")

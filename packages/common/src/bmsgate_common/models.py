@@ -7,8 +7,9 @@ changes only by adding optional fields; a breaking change bumps ``v``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -53,6 +54,29 @@ def utcnow() -> datetime:
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CellStats(NamedTuple):
+    """The statistics of a pack's cell voltages, computed here only: every service uses these."""
+
+    low: float  # [V]
+    high: float  # [V]
+    low_cell: int  # 1-based: the first cell at the lowest voltage
+    high_cell: int  # 1-based: the first cell at the highest voltage
+    average: float  # [V]
+
+    @property
+    def delta(self) -> float:
+        """Highest minus lowest cell [V]."""
+        return self.high - self.low
+
+    @classmethod
+    def of(cls, cells: Sequence[float]) -> CellStats | None:
+        """The statistics of ``cells`` [V], cell 1 first; None without cells."""
+        if not cells:
+            return None
+        low, high = min(cells), max(cells)
+        return cls(low, high, cells.index(low) + 1, cells.index(high) + 1, sum(cells) / len(cells))
 
 
 class PackState(_Message):
@@ -102,14 +126,21 @@ class PackState(_Message):
         return self
 
     @property
+    def cells(self) -> CellStats | None:
+        """Lowest, highest, their cells, average and delta; None without cells."""
+        return CellStats.of(self.cell_voltages)
+
+    @property
     def cell_delta(self) -> float:
         """Highest minus lowest cell [V]; 0 without cells."""
-        return max(self.cell_voltages) - min(self.cell_voltages) if self.cell_voltages else 0.0
+        stats = self.cells
+        return stats.delta if stats else 0.0
 
     @property
     def cell_average(self) -> float:
         """Mean cell voltage [V]; 0 without cells."""
-        return sum(self.cell_voltages) / len(self.cell_voltages) if self.cell_voltages else 0.0
+        stats = self.cells
+        return stats.average if stats else 0.0
 
 
 class Availability(_Message):

@@ -14,6 +14,7 @@ from typing import Final, NamedTuple
 from bmsgate_bms.daly_classic import FAILURE_BITS
 from bmsgate_common.models import DailyStats, PackState
 from bmsgate_common.settings import DongleField
+from bmsgate_common.units import whole_mv
 
 
 class Fixed(NamedTuple):
@@ -43,9 +44,7 @@ def _value(value: Value) -> str:
     return json.dumps(value)
 
 
-def mv(volts: float) -> int:
-    """Volts to whole millivolts."""
-    return round(volts * 1000)
+mv = whole_mv  # the dongle's cells and deltas are whole millivolts
 
 
 # The dongle's ALM field is DALY's 0x98 failure bytes 0..6 in decimal. Every protocol's alarm

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from bmsgate_common.models import PackState
+from bmsgate_common.units import whole_mv
 
 Scalar = float | int | str
 Platform = Literal["sensor", "binary_sensor", "switch"]
@@ -45,11 +46,10 @@ def _on(flag: bool | None) -> str | None:
 
 
 def _cell_extreme(state: PackState, lowest: bool) -> tuple[float, int] | None:
-    if not state.cell_voltages:
+    stats = state.cells
+    if stats is None:
         return None
-    pick = min if lowest else max
-    value = pick(state.cell_voltages)
-    return value, state.cell_voltages.index(value) + 1
+    return (stats.low, stats.low_cell) if lowest else (stats.high, stats.high_cell)
 
 
 def _extreme_value(lowest: bool) -> Callable[[PackState], float | None]:
@@ -83,17 +83,19 @@ def _extra_str(name: str) -> Callable[[PackState], str | None]:
 def _mv(fn: Callable[[PackState], float | None]) -> Callable[[PackState], int | None]:
     def wrapped(state: PackState) -> int | None:
         value = fn(state)
-        return None if value is None else round(value * 1000)
+        return None if value is None else whole_mv(value)
 
     return wrapped
 
 
 def _average(state: PackState) -> float | None:
-    return round(state.cell_average, 4) if state.cell_voltages else None
+    stats = state.cells
+    return round(stats.average, 4) if stats else None
 
 
 def _delta_mv(state: PackState) -> int | None:
-    return round(state.cell_delta * 1000) if state.cell_voltages else None
+    stats = state.cells
+    return whole_mv(stats.delta) if stats else None
 
 
 V, A, W, AH, KWH, MV, C = "V", "A", "W", "Ah", "kWh", "mV", "°C"

@@ -92,15 +92,15 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
 
 def _show(view: PackView, state: PackState, events: dict[str, AlarmEvent]) -> None:
     """Fill in a live state and the figures derived from it."""
-    cells = state.cell_voltages
+    stats = state.cells
     view.state = state
     view.activity = activity(state.current)
     view.alarms = alarms_in_words(state, events)
-    if cells:
-        view.cell_average = round(state.cell_average, 4)
-        view.cell_delta = round(state.cell_delta, 4)
-        view.cell_min_index = cells.index(min(cells)) + 1
-        view.cell_max_index = cells.index(max(cells)) + 1
+    if stats is not None:
+        view.cell_average = round(stats.average, 4)
+        view.cell_delta = round(stats.delta, 4)
+        view.cell_min_index = stats.low_cell
+        view.cell_max_index = stats.high_cell
 
 
 class BankMember(BaseModel):

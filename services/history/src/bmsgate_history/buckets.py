@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from bmsgate_common.models import CellStats
+
 from .sample import Sample
 
 # scalar series the archive keeps per bucket; the order is the column order of the tables
@@ -33,10 +35,9 @@ def _flag(value: bool | None) -> float | None:
 
 def scalars(s: Sample) -> tuple[float | None, ...]:
     """The SCALARS of one sample, in order; None where the BMS did not report it."""
-    cells = s.cells
-    if cells:
-        lo, hi = min(cells), max(cells)
-        extra: tuple[float | None, ...] = (lo, hi, hi - lo, sum(cells) / len(cells))
+    stats = CellStats.of(s.cells)
+    if stats is not None:
+        extra: tuple[float | None, ...] = (stats.low, stats.high, stats.delta, stats.average)
     else:
         extra = (None, None, None, None)
     return (

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, tzinfo
 
-from bmsgate_common.models import DailyStats
+from bmsgate_common.models import CellStats, DailyStats
+from bmsgate_common.units import to_kwh
 
 from .sample import Sample, from_ms, local_day
 
@@ -39,8 +40,9 @@ class DailyTracker:
         self.day = day
         if self.max_soc is None or s.soc > self.max_soc:
             self.max_soc, self.max_soc_at = s.soc, s.ts
-        if s.cells:
-            lo, hi = min(s.cells), max(s.cells)
+        stats = CellStats.of(s.cells)
+        if stats is not None:
+            lo, hi = stats.low, stats.high
             self.min_cell = lo if self.min_cell is None else min(self.min_cell, lo)
             self.max_cell = hi if self.max_cell is None else max(self.max_cell, hi)
         if s.remaining is not None:
@@ -70,6 +72,6 @@ class DailyTracker:
             min_cell_voltage=self.min_cell,
             max_cell_voltage=self.max_cell,
             remaining_capacity=self.remaining,
-            energy_in=round(self.energy_in / 1000, 4),
-            energy_out=round(self.energy_out / 1000, 4),
+            energy_in=round(to_kwh(self.energy_in), 4),
+            energy_out=round(to_kwh(self.energy_out), 4),
         )

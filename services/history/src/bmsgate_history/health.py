@@ -13,8 +13,9 @@ from datetime import date, timedelta, tzinfo
 from statistics import median
 from typing import Final, Literal
 
-from bmsgate_common.models import HealthFinding
+from bmsgate_common.models import CellStats, HealthFinding
 from bmsgate_common.settings import HealthSettings
+from bmsgate_common.units import to_mv
 
 from .sample import Sample, local_day
 
@@ -93,8 +94,9 @@ class HealthTracker:
         if figures is None or len(figures.dev_sum) != len(cells):
             figures = self.days[day.isoformat()] = DayFigures.empty(day, len(cells))
             self._forget(day)
-        avg = sum(cells) / len(cells)
-        devs = [(v - avg) * 1000 for v in cells]  # [mV]
+        stats = CellStats.of(cells)
+        assert stats is not None  # two cells or more
+        devs = [to_mv(v - stats.average) for v in cells]
         capacity = s.nominal or DEFAULT_LOAD_A / self.cfg.load_current
         loaded = abs(s.current) >= self.cfg.load_current * capacity
         direction: Literal["charge", "discharge"] | None = None
@@ -111,13 +113,13 @@ class HealthTracker:
         if s.balancing and minutes:
             mid = median(cells)
             for k, v in enumerate(cells):
-                off = abs(v - mid) * 1000
+                off = to_mv(abs(v - mid))
                 if off > self.cfg.band_mv:
                     figures.out_of_band[k] += minutes
                     figures.band_peak[k] = max(figures.band_peak[k], off)
         if FLAT_SOC[0] <= s.soc <= FLAT_SOC[1]:
             figures.flat_n += 1
-            figures.delta_sum += (max(cells) - min(cells)) * 1000
+            figures.delta_sum += to_mv(stats.delta)
             for k, d in enumerate(devs):
                 figures.dev_sum[k] += d
 

@@ -62,11 +62,12 @@ def to_line(state: PackState, measurement: str = "bms") -> str:
     }  # fmt: skip
     for i, v in enumerate(state.cell_voltages, 1):
         fields[f"cell_{i}"] = float(v)
-    if state.cell_voltages:
-        fields["cell_min"] = float(min(state.cell_voltages))
-        fields["cell_max"] = float(max(state.cell_voltages))
-        fields["cell_delta"] = round(state.cell_delta, 4)
-        fields["cell_average"] = round(state.cell_average, 4)
+    stats = state.cells
+    if stats is not None:
+        fields["cell_min"] = float(stats.low)
+        fields["cell_max"] = float(stats.high)
+        fields["cell_delta"] = round(stats.delta, 4)
+        fields["cell_average"] = round(stats.average, 4)
     for i, t in enumerate(state.temperatures, 1):
         fields[f"temp_{i}"] = float(t)
     fields.update(

@@ -19,6 +19,7 @@ from bmsgate_common.models import (
     HistorySeries,
 )
 from bmsgate_common.settings import ArchiveSettings
+from bmsgate_common.units import to_kwh
 
 from .archive import DAY_MS, Store, agg_row
 from .buckets import SCALARS, STEPS, UNITS, Bucket
@@ -164,7 +165,7 @@ def _agg_series(fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Hi
                 )
         elif name in ("energy_in", "energy_out"):
             i = vec_at + (6 if name == "energy_in" else 7)
-            values = [None if r[i] is None else round(r[i] / 1000, digits) for r in rows]
+            values = [None if r[i] is None else round(to_kwh(r[i]), digits) for r in rows]
             out.append(HistorySeries(name=name, unit=unit, values=values))
         else:
             i = 2 + 3 * _INDEX[name]

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, tzinfo
 from typing import NamedTuple
 
 from bmsgate_common.models import PackState
+from bmsgate_common.units import to_wh
 
 CELL_SCALE = 10_000  # cells are kept in 0.1 mV: 3.3051 V <-> 33051 (uint16, up to 6.5535 V)
 TEMP_SCALE = 10  # temperatures in 0.1 °C (int16)
@@ -101,7 +102,7 @@ def energy(prev: Sample | None, cur: Sample, max_gap_ms: int) -> tuple[float, fl
     ):
         d_in, d_out = cur.energy_in - prev.energy_in, cur.energy_out - prev.energy_out
         if d_in >= 0 and d_out >= 0:  # a counter reset falls back to integration
-            return d_in * 1000, d_out * 1000
+            return to_wh(d_in), to_wh(d_out)  # the archive's energy columns are Wh
     hours = dt / 3_600_000
     e_in = (max(prev.power, 0.0) + max(cur.power, 0.0)) / 2 * hours
     e_out = (max(-prev.power, 0.0) + max(-cur.power, 0.0)) / 2 * hours

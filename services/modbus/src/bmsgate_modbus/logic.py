@@ -24,6 +24,7 @@ from bmsgate_common.settings import (
     ModbusPushValue,
     Settings,
 )
+from bmsgate_common.units import to_mv
 
 from .registers import (
     MAX_CELLS,
@@ -120,15 +121,16 @@ def pack_quantities(
         "state_age": age,
         "failure": 1.0 if offline else 0.0,
     }
-    if state.cell_voltages:
-        mv = [v * 1000 for v in state.cell_voltages]
+    stats = state.cells
+    if stats is not None:
         q.update(
-            cell_delta=max(mv) - min(mv),
-            cell_average=sum(mv) / len(mv),
-            cell_max=max(mv),
-            cell_min=min(mv),
+            cell_delta=to_mv(stats.delta),
+            cell_average=to_mv(stats.average),
+            cell_max=to_mv(stats.high),
+            cell_min=to_mv(stats.low),
         )
-        q.update({f"cell_{n}": v for n, v in enumerate(mv[:MAX_CELLS], start=1)})
+        cells = state.cell_voltages[:MAX_CELLS]
+        q.update({f"cell_{n}": to_mv(v) for n, v in enumerate(cells, start=1)})
     if state.temperatures:
         q["temperature"] = _temperature(statistics.fmean(state.temperatures), opts.temperature_unit)
     elif state.mos_temperature is not None:

@@ -22,6 +22,7 @@ from bmsgate_common.models import (
 )
 from bmsgate_common.service import READER_STOPPED
 from bmsgate_common.settings import NotifierSettings, NotifyEvent, NotifyPriority
+from bmsgate_common.units import to_mv
 
 PRIORITIES: Final[tuple[NotifyPriority, ...]] = ("low", "normal", "high", "emergency")
 Tone = Literal["info", "success", "warning", "failure"]  # Apprise's notify types
@@ -130,10 +131,11 @@ class Detector:
                 )
             elif first or (not p.low_armed and soc >= cfg.low_soc + cfg.soc_hysteresis):
                 p.low_armed = True
-        if cfg.cell_delta is not None and state.cell_voltages:
-            delta, cells = state.cell_delta, state.cell_voltages
-            hi, lo = max(cells), min(cells)
-            spread = f"cell {cells.index(hi) + 1} {hi:.3f} V, cell {cells.index(lo) + 1} {lo:.3f} V"
+        stats = state.cells
+        if cfg.cell_delta is not None and stats is not None:
+            delta = stats.delta
+            high, low = f"{stats.high:.3f} V", f"{stats.low:.3f} V"
+            spread = f"cell {stats.high_cell} {high}, cell {stats.low_cell} {low}"
             if not p.delta_high and delta >= cfg.cell_delta:
                 p.delta_high = True
                 out.append(
@@ -142,8 +144,8 @@ class Detector:
                         pack,
                         "high",
                         f"{name}: cells out of line",
-                        f"{name}: cell delta {delta * 1000:.0f} mV ({spread}), "
-                        f"alert at {cfg.cell_delta * 1000:.0f} mV",
+                        f"{name}: cell delta {to_mv(delta):.0f} mV ({spread}), "
+                        f"alert at {to_mv(cfg.cell_delta):.0f} mV",
                         "normal",
                         "warning",
                         ts,
@@ -157,7 +159,7 @@ class Detector:
                         pack,
                         "ok",
                         f"{name}: cells back in line",
-                        f"{name}: cell delta {delta * 1000:.0f} mV ({spread})",
+                        f"{name}: cell delta {to_mv(delta):.0f} mV ({spread})",
                         "low",
                         "success",
                         ts,

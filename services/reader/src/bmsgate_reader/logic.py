@@ -9,6 +9,7 @@ from bmsgate_bms.alarms import ALARMS, describe
 from bmsgate_bms.reading import BmsReading
 from bmsgate_common.models import AlarmEvent, Availability, PackState, ProtocolName
 from bmsgate_common.settings import PackSettings
+from bmsgate_common.units import to_kwh
 
 
 def to_state(
@@ -82,9 +83,9 @@ class EnergyCounter:
             watt_hours = (self.last_power + power) / 2 * dt / 3600
             amp_hours = (self.last_current + current) / 2 * dt / 3600
             if watt_hours >= 0:
-                self.energy_in += watt_hours / 1000
+                self.energy_in += to_kwh(watt_hours)
             else:
-                self.energy_out -= watt_hours / 1000
+                self.energy_out -= to_kwh(watt_hours)
             if amp_hours >= 0:
                 self.charge_in += amp_hours
             else:
