@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from packages.outputs.tests.states import make_state
 
-from bmsgate_common.models import PackState
+from bmsgate_common.models import BmsSettings, PackState, SettingValue, utcnow
+from bmsgate_common.settings import TargetSettings
 from bmsgate_outputs import discovery
 from bmsgate_outputs.entities import descriptions, values
+from bmsgate_outputs.plan import Hub, Plan
 from bmsgate_outputs.topics import TargetTopics
 
 TOPICS = TargetTopics("solar/bms")
@@ -111,3 +114,51 @@ def test_a_bank_gets_no_switches_and_names_the_pack_of_its_extreme_cells() -> No
     assert "cell_min_pack" in cmps
     vals = values(bank, descriptions(bank, control=True))
     assert vals["cell_min_pack"] == "shed" and vals["cell_min_index"] == 4
+
+
+def _settings() -> BmsSettings:
+    rows = [
+        SettingValue(key="cell_ovp", label="Cell ovp", unit="V", value=3.65, writable=False),
+        SettingValue(key="balance_start_voltage", label="Balance start voltage", unit="V",
+                     value=3.4, writable=True, min=2.6, max=3.65),
+        SettingValue(key="cell_count", label="Cell count", unit="", value=16, writable=False),
+    ]  # fmt: skip
+    return BmsSettings(pack="garage", protocol="jk_pb", ts=utcnow(), settings=rows)
+
+
+def test_bms_settings_are_diagnostic_sensors_disabled_by_default(state: PackState) -> None:
+    rows = descriptions(state, control=False)
+    cmps = discovery.device_config(
+        state, rows, TOPICS, version="9.9", expire_after=60, settings=_settings()
+    )["cmps"]
+    assert cmps["setting_balance_start_voltage"] == {
+        "p": "sensor", "uniq_id": "bmsgate_garage_setting_balance_start_voltage",
+        "name": "Setting: Balance start voltage", "stat_t": "solar/bms/garage/settings",
+        "val_tpl": "{{ value_json.balance_start_voltage }}", "ent_cat": "diagnostic",
+        "en": False, "unit_of_meas": "V", "avty_mode": "all",
+        "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
+    }  # fmt: skip
+    assert "unit_of_meas" not in cmps["setting_cell_count"]
+    assert config(state)["cmps"].keys() < cmps.keys()  # added, nothing of the state's removed
+
+
+def test_a_target_sends_the_settings_and_rediscovers_once(state: PackState) -> None:
+    target = TargetSettings.model_validate(
+        {"name": "ha", "topic_prefix": "solar/bms", "homeassistant": {"enabled": True}}
+    )
+    plan = Plan(target=target, control=False, version="9.9", stale_after=60.0)
+    hub = Hub()
+    hub.on_state(state)
+    now = state.ts
+    first = plan.tick(hub, now, now, 1.0, 1000)
+    assert not any(m.topic.endswith("/settings") for m in first)
+    hub.view("garage").settings = _settings()
+    second = plan.tick(hub, now, now, 2.0, 1000)
+    sent = {m.topic: m for m in second}
+    assert json.loads(sent["solar/bms/garage/settings"].payload) == {
+        "cell_ovp": 3.65, "balance_start_voltage": 3.4, "cell_count": 16}  # fmt: skip
+    assert sent["solar/bms/garage/settings"].retain
+    config_topic = "homeassistant/device/bmsgate_garage/config"
+    assert "setting_cell_ovp" in json.loads(sent[config_topic].payload)["cmps"]
+    third = plan.tick(hub, now, now, 3.0, 1000)
+    assert not any(m.topic in (config_topic, "solar/bms/garage/settings") for m in third)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from bmsgate_bms.registry import info as protocol_info
-from bmsgate_common.models import PackState
+from bmsgate_common.models import BmsSettings, PackState
 
 from .entities import Description
 from .topics import TargetTopics
@@ -85,6 +85,32 @@ def _component(
     return cmp
 
 
+SETTINGS_LEVEL: Final = "settings"  # <prefix>/<pack>/settings: the BMS's own settings as JSON
+
+
+def setting_components(settings: BmsSettings, topics: TargetTopics) -> dict[str, dict[str, Any]]:
+    """One diagnostic sensor per BMS setting, disabled until the user enables it in HA."""
+    pack = settings.pack
+    out: dict[str, dict[str, Any]] = {}
+    for row in settings.settings:
+        key = f"setting_{row.key}"
+        cmp: dict[str, Any] = {
+            "p": "sensor",
+            "uniq_id": unique_id(pack, key),
+            "name": f"Setting: {row.label}",
+            "stat_t": topics.flat(pack, SETTINGS_LEVEL),
+            "val_tpl": f"{{{{ value_json.{row.key} }}}}",
+            "ent_cat": "diagnostic",
+            "en": False,  # dozens of limits: shown in HA only when someone asks for them
+            "avty": [{"t": topics.gateway_availability()}, {"t": topics.availability(pack)}],
+            "avty_mode": "all",
+        }
+        if row.unit:
+            cmp["unit_of_meas"] = row.unit
+        out[key] = cmp
+    return out
+
+
 def device_config(
     state: PackState,
     rows: list[Description],
@@ -92,11 +118,14 @@ def device_config(
     *,
     version: str,
     expire_after: int,
+    settings: BmsSettings | None = None,
 ) -> dict[str, Any]:
     """The device discovery payload of one pack: device, origin and one component per row."""
     pack = state.pack
     is_bank = state.extras.get("bank") is True
     cmps = {row.key: _component(row, pack, topics, expire_after=expire_after) for row in rows}
+    if settings is not None:
+        cmps |= setting_components(settings, topics)
     # online is known even while the pack is not: it depends on the gateway only
     cmps["online"] = {
         "p": "binary_sensor",

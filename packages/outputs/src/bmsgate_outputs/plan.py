@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from bmsgate_common.liveness import liveness
-from bmsgate_common.models import Availability, DailyStats, PackState
+from bmsgate_common.models import Availability, BmsSettings, DailyStats, PackState
 from bmsgate_common.settings import TargetSettings
 
 from . import discovery, dongle
@@ -38,6 +38,7 @@ class PackView:
     state: PackState | None = None
     availability: Availability | None = None
     daily: DailyStats | None = None
+    settings: BmsSettings | None = None  # the BMS's own, as last read
     mos: dict[str, bool] = field(default_factory=dict)  # confirmed switch states by key
 
     def online(self, now: datetime, stale_after: float) -> bool:
@@ -130,6 +131,8 @@ class Plan:
     sent_daily: dict[str, DailyStats] = field(default_factory=dict)
     sent_config: dict[str, bytes] = field(default_factory=dict)
     sent_mos: dict[tuple[str, str], bool] = field(default_factory=dict)
+    sent_settings: dict[str, BmsSettings] = field(default_factory=dict)
+    settings_of: dict[str, BmsSettings] = field(default_factory=dict)  # for the discovery
 
     def __post_init__(self) -> None:
         self.topics = TargetTopics(self.target.topic_prefix)
@@ -175,6 +178,8 @@ class Plan:
             self.sent_state[pack] = state
             out += self._state_messages(state)
         out += self.mos_messages(pack, view)
+        if view.settings is not None and t.homeassistant.enabled and state is not None:
+            out += self._settings_messages(state, view.settings)
         if t.dongle.enabled and view.daily is not None and self.sent_daily.get(pack) != view.daily:
             self.sent_daily[pack] = view.daily
             packet = dongle.daily_packet(view.daily)
@@ -211,11 +216,23 @@ class Plan:
                 out += hasp_messages(plate.plate, plate.objects, every)
         return out
 
+    def _settings_messages(self, state: PackState, settings: BmsSettings) -> list[Message]:
+        """The BMS's settings as JSON for HA's diagnostic sensors, and the discovery with them."""
+        if self.sent_settings.get(state.pack) == settings:
+            return []
+        self.sent_settings[state.pack] = self.settings_of[state.pack] = settings
+        values = {row.key: row.value for row in settings.settings}
+        payload = json.dumps(values, separators=(",", ":")).encode()
+        topic = self.topics.flat(state.pack, discovery.SETTINGS_LEVEL)
+        rows = descriptions(state, control=self.control)
+        return [self._retained(topic, payload), *self._discovery(state, rows)]
+
     def _discovery(self, state: PackState, rows: list[Description]) -> list[Message]:
         expire = int(max(self.stale_after, 3 * self.target.interval))
         config = discovery.device_config(
-            state, rows, self.topics, version=self.version, expire_after=expire
-        )
+            state, rows, self.topics, version=self.version, expire_after=expire,
+            settings=self.settings_of.get(state.pack),
+        )  # fmt: skip
         payload = json.dumps(config, separators=(",", ":")).encode()
         if self.sent_config.get(state.pack) == payload:
             return []

@@ -16,6 +16,7 @@ from bmsgate_common import topics
 from bmsgate_common.durable import write_durably
 from bmsgate_common.models import (
     Availability,
+    BmsSettings,
     Command,
     CommandResult,
     DailyStats,
@@ -174,6 +175,11 @@ class Publisher:
     async def on_daily(self, name: str, daily: DailyStats) -> None:
         """The day so far, for the dongle's daily packet."""
         self.hub.view(name).daily = daily
+
+    async def on_settings(self, name: str, settings: BmsSettings) -> None:
+        """The BMS's own settings, for Home Assistant's diagnostic sensors."""
+        if name == settings.pack:
+            self.hub.view(name).settings = settings
 
     async def on_result(self, name: str, result: CommandResult) -> None:
         """A command's outcome: the confirmed switch state goes out at once."""
@@ -342,6 +348,7 @@ async def run_publisher(cfg: Settings) -> None:
     backbone.subscribe(topics.STATE, publisher.on_state, qos0=True)
     backbone.subscribe(topics.AVAILABILITY, publisher.on_availability)
     backbone.subscribe(topics.DAILY, publisher.on_daily)
+    backbone.subscribe(topics.SETTINGS, publisher.on_settings)
     backbone.subscribe(topics.RESULT, publisher.on_result, retained=False)
     async with backbone:
         await publisher.run()
