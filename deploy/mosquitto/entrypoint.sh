@@ -9,7 +9,7 @@ umask 077
 mkdir -p "$dir/data"
 rm -f "$pw"
 touch "$pw"
-for user in reader api publisher modbus history notifier tunnel admin homeassistant; do
+for user in reader api publisher modbus history notifier tunnel admin homeassistant viewer; do
   var="MQTT_$(echo "$user" | tr '[:lower:]' '[:upper:]')_PASSWORD"
   eval "secret=\${$var:-}"
   if [ -z "$secret" ]; then
@@ -18,10 +18,6 @@ for user in reader api publisher modbus history notifier tunnel admin homeassist
   fi
   mosquitto_passwd -b "$pw" "$user" "$secret"
 done
-# optional: the read-only user for a user's own tools
-if [ -n "${MQTT_VIEWER_PASSWORD:-}" ]; then
-  mosquitto_passwd -b "$pw" viewer "$MQTT_VIEWER_PASSWORD"
-fi
 health="$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mosquitto_passwd -b "$pw" health "$health"
 printf '%s' "$health" >"$dir/data/health.pw"

@@ -22,7 +22,7 @@ from tests.support.needs import needs
 
 DEPLOY = ROOT / "deploy" / "mosquitto"
 USERS = ["reader", "api", "publisher", "modbus", "history", "notifier", "tunnel", "admin",
-         "homeassistant"]  # fmt: skip
+         "homeassistant", "viewer"]  # fmt: skip
 
 pytestmark = [
     pytest.mark.integration,
