@@ -171,7 +171,7 @@ async def test_branding_title_colours_and_logo(tmp_path: Path) -> None:
     )
     async with client(PackStore(), settings) as http:
         status = (await http.get("/api/auth/status")).json()
-        assert status["title"] == "Solar & Co" and status["logo"] == "/api/branding/logo"
+        assert status["title"] == "Solar & Co" and status["logo"] == "api/branding/logo"
         css = await http.get("/api/branding.css")
         assert css.headers["content-type"].startswith("text/css")
         assert ":root { --accent: #aa3300; }" in css.text

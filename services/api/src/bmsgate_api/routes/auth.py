@@ -65,7 +65,7 @@ async def status(request: Request, ctx: Ctx) -> AuthStatus:
         password_managed=ctx.passwords.managed,
         control_enabled=ctx.settings.control.enabled,
         title=ctx.settings.api.title,
-        logo="/api/branding/logo" if logo and logo.is_file() else None,  # no broken image
+        logo="api/branding/logo" if logo and logo.is_file() else None,  # no broken image
         timezone=zone_name(site_zone(ctx.settings)),
     )
 

@@ -25,7 +25,7 @@ const bms = (() => {
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = text; }
     if (!res.ok) {
       if (res.status === 401 && !location.pathname.endsWith("login.html")) {
-        location.href = "login.html?next=" + encodeURIComponent(location.pathname.slice(1) || "index.html");
+        location.href = "login.html?next=" + encodeURIComponent(location.pathname.split("/").pop() || "index.html");
       }
       throw new ApiError(res.status, (data && data.detail) || res.statusText);
     }
@@ -39,7 +39,7 @@ const bms = (() => {
 
   // the installer's accent colours (api.accent / accent_dark), after style.css so they win
   const branding = document.createElement("link");
-  branding.rel = "stylesheet"; branding.href = "/api/branding.css";
+  branding.rel = "stylesheet"; branding.href = "api/branding.css";
   document.head.append(branding);
 
   function header(status) {
@@ -77,7 +77,7 @@ const bms = (() => {
     login.id = "login-button";
     login.textContent = status.logged_in ? "Log out" : "Log in";
     login.onclick = async () => {
-      if (status.logged_in) { await api("/api/auth/logout", { method: "POST" }); location.reload(); }
+      if (status.logged_in) { await api("api/auth/logout", { method: "POST" }); location.reload(); }
       else location.href = "login.html?next=" + encodeURIComponent(here);
     };
     el.append(login);
@@ -85,13 +85,13 @@ const bms = (() => {
     document.title = `${status.title} · ${(pages.find(p => p[0] === here) || [0, "Login"])[1]}`;
   }
 
-  // a small About line under every page: the installed version (/api/version)
+  // a small About line under every page: the installed version (api/version)
   async function about() {
     const el = document.createElement("footer");
     el.className = "about muted";
     document.body.append(el);
     try {
-      const v = await api("/api/version");
+      const v = await api("api/version");
       el.innerHTML = `bmsgate <span id="version">${esc(v.version)}</span> · <a href="settings.html#upgrade">upgrade</a>`;
     } catch (e) { el.remove(); }
   }
@@ -99,7 +99,7 @@ const bms = (() => {
   // The status of the login; sends the browser to the login page when it may not read.
   async function start({ needLogin = false } = {}) {
     applyTheme();
-    const status = await api("/api/auth/status");
+    const status = await api("api/auth/status");
     zone = status.timezone || undefined;
     const here = location.pathname.split("/").pop() || "index.html";
     if (status.setup_required || !status.can_read || (needLogin && !status.logged_in)) {
@@ -107,7 +107,7 @@ const bms = (() => {
       return new Promise(() => {});
     }
     // no configuration file or no bus in it yet: lead to the setup page (once per visit)
-    const setup = here === "setup.html" ? { needed: false } : await api("/api/setup/status");
+    const setup = here === "setup.html" ? { needed: false } : await api("api/setup/status");
     if (setup.needed && !sessionStorage.getItem("bmsgate-setup-later")) {
       location.href = "setup.html";
       return new Promise(() => {});
@@ -133,7 +133,7 @@ const bms = (() => {
   const when = (value, opts = {}) => new Date(value).toLocaleString([], { timeZone: zone, ...opts });
   const hhmm = (value) => when(value, { hour: "2-digit", minute: "2-digit" });
 
-  async function packs() { return api("/api/packs"); }
+  async function packs() { return api("api/packs"); }
 
   function packPicker(select, list) {
     select.innerHTML = "";

@@ -8,7 +8,7 @@ const charts = (() => {
   async function history(pack, fields, hours = 24) {
     const q = new URLSearchParams({ hours: String(hours) });
     for (const f of fields) q.append("fields", f);
-    return bms.api(`/api/packs/${encodeURIComponent(pack)}/history?${q}`);
+    return bms.api(`api/packs/${encodeURIComponent(pack)}/history?${q}`);
   }
 
   function width(el) { return Math.max(280, el.clientWidth); }

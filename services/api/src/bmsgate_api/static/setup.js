@@ -6,13 +6,13 @@
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const auth = await bms.start({ needLogin: true });
   document.title = `${auth.title} · Setup`;
-  const status = await api("/api/setup/status");
+  const status = await api("api/setup/status");
   $("file").textContent = status.config_file ? `Writes ${status.config_file}` : "No configuration file given (--config).";
   $("later").onclick = () => sessionStorage.setItem("bmsgate-setup-later", "1");
 
   const found = [];  // {port, protocol, address, variant, cell_count, soc}
   // the protocols as they describe themselves (bmsgate_bms.registry)
-  const protocols = await api("/api/protocols");
+  const protocols = await api("api/protocols");
   const labels = Object.fromEntries(protocols.map((p) => [p.name, p.label]));
   for (const p of protocols) $("protocol").add(new Option(p.label, p.name));
   const labelOf = (f) => `${labels[f.protocol] || f.protocol}${f.variant ? " " + f.variant : ""}`;
@@ -30,7 +30,7 @@
     $("ports").tBodies[0].append(tr);
     return tr;
   }
-  for (const p of await api("/api/setup/ports")) portRow(p);
+  for (const p of await api("api/setup/ports")) portRow(p);
   if (!$("ports").tBodies[0].rows.length) {
     $("ports").tBodies[0].innerHTML = `<tr class="none"><td colspan="4" class="muted">No serial port found: plug in the adapter, or type its path below.</td></tr>`;
   }
@@ -45,12 +45,12 @@
 
   async function scanOne(port) {
     const body = { port, protocols: $("protocol").value ? [$("protocol").value] : null };
-    await api("/api/setup/scan", { method: "POST", body });
+    await api("api/setup/scan", { method: "POST", body });
     const bar = $("progress");
     bar.hidden = false;
     for (;;) {
       await sleep(400);
-      const job = await api("/api/setup/scan");
+      const job = await api("api/setup/scan");
       bar.max = job.total; bar.value = job.done;
       message($("scan-msg"), `${port}: ${job.done} of ${job.total} probes, ${job.found.length} BMS found`, true);
       if (!job.running) {
@@ -99,7 +99,7 @@
 
   $("notify-test").onclick = async () => {
     try {
-      await api("/api/setup/notify-test", { method: "POST", body: { url: $("notify").value.trim() } });
+      await api("api/setup/notify-test", { method: "POST", body: { url: $("notify").value.trim() } });
       message($("out-msg"), "Test message sent.", true);
     } catch (err) { message($("out-msg"), err.message, false); }
   };
@@ -107,7 +107,7 @@
   $("find-tz").onclick = async () => {
     try {
       const q = new URLSearchParams({ latitude: $("lat").value.trim(), longitude: $("lon").value.trim() });
-      $("tz").textContent = (await api("/api/setup/timezone?" + q)).timezone;
+      $("tz").textContent = (await api("api/setup/timezone?" + q)).timezone;
     } catch (err) { message($("out-msg"), err.message, false); }
   };
 
@@ -143,7 +143,7 @@
         const li = live.querySelector(`[data-pack="${id}"]`);
         if (li.dataset.seen) continue;
         try {
-          const s = await fetch(`/api/packs/${encodeURIComponent(id)}/state`, { credentials: "same-origin" });
+          const s = await fetch(`api/packs/${encodeURIComponent(id)}/state`, { credentials: "same-origin" });
           if (s.ok) {
             const st = await s.json();
             li.dataset.seen = "1";
@@ -160,7 +160,7 @@
   $("write").onclick = async () => {
     $("write").disabled = true;
     try {
-      const done = await api("/api/setup/apply" + (status.needed ? "" : "?replace=true"), { method: "POST", body: answers() });
+      const done = await api("api/setup/apply" + (status.needed ? "" : "?replace=true"), { method: "POST", body: answers() });
       message($("write-msg"), `Written to ${done.config_file}. Polling starts now.`, true);
       $("written").textContent = done.yaml;
       $("written").hidden = false;
