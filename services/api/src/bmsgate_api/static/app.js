@@ -18,7 +18,8 @@ const bms = (() => {
       opts.body = JSON.stringify(opts.body);
       opts.headers["Content-Type"] = "application/json";
     }
-    const res = await fetch(path, opts);
+    // relative to the page, so the UI also works under a proxy's path (Home Assistant's ingress)
+    const res = await fetch(path.replace(/^\/(?!\/)/, ""), opts);
     if (res.status === 204) return null;
     const text = await res.text();
     let data = null;
