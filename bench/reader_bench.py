@@ -23,7 +23,7 @@ from bmsgate_bms.link import Framer
 from bmsgate_bms.registry import NAMES, protocol
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
-from bmsgate_reader.serial_link import SerialLink
+from bmsgate_serial.link import SerialLink
 
 ANSWER_DELAY = 0.010  # [s] a BMS's own time to answer (DALY boards take 5-20 ms)
 PROTOCOLS = NAMES  # every registered protocol

@@ -22,7 +22,7 @@ from bmsgate_bms.sim.daly_new import DalyNewBoard
 from bmsgate_bms.sim.model import PackModel
 from bmsgate_common.ports import port_problem
 from bmsgate_common.settings import ConfigError, load_settings
-from bmsgate_reader.serial_link import LinkDown, SerialLink
+from bmsgate_serial.link import LinkDown, SerialLink
 from tests.support.procs import start_simulator
 
 TIMEOUT = 0.2  # [s] per probe: the simulator answers within milliseconds

@@ -8,9 +8,8 @@ import sys
 from dataclasses import asdict
 from typing import TextIO
 
-from serial.tools import list_ports
-
-from bmsgate_bms.discovery import Port, list_serial_ports
+from bmsgate_bms.discovery import Port
+from bmsgate_serial.scan import serial_ports
 
 
 def show(ports: list[Port], out: TextIO) -> None:
@@ -32,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run ``bmsgate ports``."""
-    ports = list_serial_ports(list_ports.comports())
+    ports = serial_ports()
     if args.json:
         for port in ports:
             sys.stdout.write(json.dumps(asdict(port)) + "\n")

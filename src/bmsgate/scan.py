@@ -21,11 +21,10 @@ from bmsgate_bms.discovery import (
     estimate_seconds,
     parse_addresses,
     plan_probes,
-    run_scan,
     summary,
 )
 from bmsgate_common.ports import port_problem
-from bmsgate_reader.serial_link import SerialLink
+from bmsgate_serial.scan import scan
 
 
 def _port(text: str) -> str:
@@ -85,16 +84,7 @@ def command(args: argparse.Namespace) -> int:
         _say(describe(found))
 
     try:
-        report = asyncio.run(
-            run_scan(
-                args.port,
-                probes,
-                args.timeout,
-                on_found=show,
-                on_open=start,
-                link_factory=SerialLink,
-            )
-        )
+        report = asyncio.run(scan(args.port, probes, args.timeout, on_found=show, on_open=start))
     except OSError as err:  # LinkDown: a missing, busy or vanished port
         _say(f"bmsgate scan: {err}")
         return 1

@@ -16,13 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
-from serial.tools import list_ports
 
-from bmsgate_bms.discovery import DEFAULT_TIMEOUT, Found, list_serial_ports, plan_probes, run_scan
+from bmsgate_bms.discovery import DEFAULT_TIMEOUT, Found, plan_probes
 from bmsgate_common.config_file import config_path, effective_view, save
 from bmsgate_common.first_run import BankAnswer, BusAnswer, FoundPack, SetupAnswers, build_config
 from bmsgate_common.timezones import find_zone, zone_name
-from bmsgate_reader.serial_link import SerialLink
+from bmsgate_serial.scan import scan, serial_ports
 
 Ask = Callable[[str, str], str]  # (question, default) -> answer
 
@@ -34,7 +33,7 @@ def time_zone(latitude: float, longitude: float) -> str:
 
 def scan_port(port: str, timeout: float = DEFAULT_TIMEOUT) -> list[Found]:
     """Every BMS that answers on ``port``."""
-    report = asyncio.run(run_scan(port, plan_probes(), timeout, link_factory=SerialLink))
+    report = asyncio.run(scan(port, plan_probes(), timeout))
     return report.found
 
 
@@ -47,7 +46,7 @@ def interview(
 ) -> SetupAnswers:
     """Ask the questions; ``ask`` returns the default for an empty answer."""
     if port is None:
-        ports = list_serial_ports(list_ports.comports())
+        ports = serial_ports()
         for n, p in enumerate(ports, 1):
             held = f"  (in use by {', '.join(p.held_by)})" if p.held_by else ""
             out.write(f"  {n}. {p.by_id or p.device}  {p.description}{held}\n")

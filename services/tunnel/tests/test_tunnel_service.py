@@ -28,9 +28,9 @@ from bmsgate_common import topics
 from bmsgate_common.models import TunnelCommand
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
-from bmsgate_reader.serial_link import SerialLink
 from bmsgate_reader.service import Reader
 from bmsgate_reader.service import serve as serve_reader
+from bmsgate_serial.link import SerialLink
 from bmsgate_tunnel.service import TunnelService
 from bmsgate_tunnel.service import serve as serve_tunnel
 from tests.support.mqtt import Listener, listen

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from bmsgate_common import topics
 from bmsgate_common.models import RawData, RawLease, RawLeaseState, utcnow
 from bmsgate_common.mqtt import Backbone
-
-from .serial_link import LinkDown, SerialLink
+from bmsgate_serial.link import LinkDown, SerialLink
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from bmsgate_bms.registry import protocol
 from bmsgate_common import topics
 from bmsgate_common.models import SniffedFrame, utcnow
 from bmsgate_common.mqtt import Backbone
-
-from .serial_link import LinkDown, SerialLink, open_serial
+from bmsgate_serial.link import LinkDown, SerialLink, open_serial
 
 log = logging.getLogger(__name__)
 REOPEN_DELAY = 2.0  # [s] between attempts to reopen the gadget's port

@@ -31,12 +31,12 @@ from bmsgate_common.mqtt import Backbone
 from bmsgate_common.service import READER_STOPPED
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
 from bmsgate_common.tasks import stop_tasks
+from bmsgate_serial.link import LinkDown, SerialLink
 
 from .counters import CounterStore
 from .lease import LeaseManager
 from .logic import EnergyCounter, PackTracker, to_state
 from .passthrough import Passthrough, Sniffer
-from .serial_link import LinkDown, SerialLink
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,12 @@ from typing import Any
 import yaml
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel, Field
-from serial.tools import list_ports
 
 from bmsgate_bms.discovery import (
     DEFAULT_TIMEOUT,
     Found,
     holders,
-    list_serial_ports,
     plan_probes,
-    run_scan,
 )
 from bmsgate_common import topics
 from bmsgate_common.config_file import masked, merge, read_raw, save
@@ -34,7 +31,7 @@ from bmsgate_common.models import NotifyTest, NotifyTestResult
 from bmsgate_common.ports import SerialPort
 from bmsgate_common.settings import ConfigError
 from bmsgate_common.timezones import find_zone, zone_name
-from bmsgate_reader.serial_link import SerialLink
+from bmsgate_serial.scan import scan, serial_ports
 
 from ..deps import Ctx, Reader, User, ask, audit, logged_in
 from ..live import CLIENT
@@ -116,7 +113,7 @@ async def status(request: Request, ctx: Ctx) -> SetupStatus:
 @router.get("/ports", dependencies=[User])
 async def ports(ctx: Ctx) -> list[PortView]:
     """The machine's serial ports with their stable names and who holds them."""
-    found = await asyncio.to_thread(lambda: list_serial_ports(list_ports.comports()))
+    found = await asyncio.to_thread(serial_ports)
     views = [PortView(**asdict(p), reader=_bus_of(ctx, p.device)) for p in found]
     listed = {_real(p.device) for p in found}
     for i, bus in enumerate(ctx.settings.buses):  # configured ports pyserial does not list (ptys)
@@ -170,14 +167,7 @@ async def start_scan(body: ScanRequest, request: Request, ctx: Ctx) -> dict[str,
 
     async def work() -> None:
         try:
-            await run_scan(
-                body.port,
-                probes,
-                body.timeout,
-                on_found=on_found,
-                on_probe=on_probe,
-                link_factory=SerialLink,
-            )
+            await scan(body.port, probes, body.timeout, on_found=on_found, on_probe=on_probe)
         except OSError as err:
             job.error = f"{body.port}: {err}".splitlines()[0]
         finally:

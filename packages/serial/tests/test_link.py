@@ -10,7 +10,7 @@ import pytest
 from bmsgate_bms import LinkTimeout, daly_classic
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
-from bmsgate_reader.serial_link import LinkDown, SerialLink
+from bmsgate_serial.link import LinkDown, SerialLink
 
 
 @pytest.fixture
