@@ -87,6 +87,13 @@ def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_con
     expect(page.locator("#msg")).to_contain_text("balance_start_voltage must be")
     expect(page.locator('tr[data-key="balance_start_voltage"] [data-value]')).to_have_text("3.41 V")
     shot(page, "31-bms-settings-written")
+
+    # the balancer switch on the Control page, confirmed by the BMS (JK-PB 0x1078, read back)
+    page.goto(f"{base}/control.html")
+    row = page.locator('[data-pack="garage"] [data-action="set_balancer"]')
+    expect(row.locator("[data-state]")).to_have_text("on")
+    row.locator('button[data-value="false"]').click()
+    expect(page.locator("#msg")).to_have_text("garage: balancer confirmed by the BMS: off")
     refused = [p for p in problems if "400" in p]  # the refused write, and only that
     assert refused and all("settings/balance_start_voltage" in p or "console" in p for p in refused)
     assert not [p for p in problems if p not in refused], problems

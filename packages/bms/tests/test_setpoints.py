@@ -89,3 +89,29 @@ def test_balance_start_is_bounded_by_the_bms_own_protection_voltages() -> None:
     point = next(s for s in table if s.key == "balance_start_voltage")
     assert bounds(point, {"cell_uvp": 2.9, "cell_ovp": 3.6}) == (2.9, 3.6)
     assert bounds(point, {}) == (2.0, 4.5)
+
+
+@pytest.mark.parametrize(("name", "variant"), [("jk_pb", None), ("jk_uart", None),
+                                               ("daly_new", "d2"), ("daly_new", "81")])  # fmt: skip
+async def test_balancer_switch_is_read_back(name: str, variant: str | None) -> None:
+    driver, _ = _driver(name, variant)
+    assert await driver.set_balancer(False) is False
+    assert await driver.set_balancer(True) is True
+
+
+async def test_jk_uart_restart_is_sent_and_the_bms_answers_after_it() -> None:
+    driver, bus = _driver("jk_uart", None)
+    sent = bus.requests
+    await driver.reset()
+    assert bus.requests == sent + 2  # the password frame, then 0xBB
+    assert (await driver.read()).cell_count == 16
+
+
+@pytest.mark.parametrize(("name", "variant"), [("daly_classic", None), ("daly_new", "d2")])
+async def test_keep_awake_is_one_harmless_read(name: str, variant: str | None) -> None:
+    driver, bus = _driver(name, variant)
+    soc = bus.boards[0].model.soc
+    sent = bus.requests
+    await driver.wake()
+    assert bus.requests == sent + 1
+    assert bus.boards[0].model.soc == soc

@@ -169,7 +169,7 @@ def test_commands_parse(topic: str, payload: bytes, expected: Any) -> None:
     ("topic", "payload", "error"),
     [
         ("p/garage/charge_mos/set", b"maybe", "expected ON or OFF"),
-        ("p/garage/balancer/set", b"ON", "no switch 'balancer'"),
+        ("p/garage/heater/set", b"ON", "no switch 'heater'"),
         ("p/garage/mos/set", b"{not json", "expected JSON"),
         ("p/garage/mos/set", b'{"XMS":1}', "CMS and/or DMS"),
         ("p/garage/mos/set", b"[1]", "CMS and/or DMS"),

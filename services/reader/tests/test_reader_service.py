@@ -670,3 +670,50 @@ async def test_jbd_eeprom_settings_are_published_read_only(
         await reader.backbone.publish(topics.COMMAND, "p1", cmd)
         result = (await seen.wait_for(lambda s: s.on("/bms/p1/result")))[-1]
         assert result["status"] == "error" and "read-only" in result["error"]
+
+
+@pytest.mark.parametrize("protocol", ["jk_uart", "jk_pb"])
+async def test_jk_balancer_switch_is_read_back(
+    tmp_path: Path, mosquitto: Mosquitto, protocol: str
+) -> None:
+    sim = make_bus(protocol)
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, protocol, 1), control=True) as reader,
+    ):
+        await seen.wait_for(
+            lambda s: any("balancer_enabled" in p.extras for p in states(s, "p1")), within=15
+        )
+        assert states(seen, "p1")[-1].extras["balancer_enabled"] is True
+        cmd = Command(transaction="b1", action="set_balancer", value=False)
+        await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+        result = (await seen.wait_for(lambda s: s.on("/bms/p1/result"), within=15))[-1]
+        assert result["status"] == "ok" and result["value"] is False
+        await seen.wait_for(lambda s: states(s, "p1")[-1].extras["balancer_enabled"] is False)
+        awake = Command(transaction="b2", action="set_keep_awake", value=True)
+        await reader.backbone.publish(topics.COMMAND, "p1", awake)
+        await seen.wait_for(lambda s: len(s.on("/bms/p1/result")) == 2)
+        assert "keep-awake" in seen.on("/bms/p1/result")[-1]["error"]
+
+
+async def test_daly_keep_awake_sends_harmless_reads_between_polls_until_switched_off(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    sim = make_bus("daly_classic")
+    async with contextlib.AsyncExitStack() as stack:
+        pty = await stack.enter_async_context(PtyServer(sim, tmp_path / "tty"))
+        seen = await stack.enter_async_context(listen(mosquitto.port, "bmsgate/bms/#"))
+        bus = bus_settings(pty.port, "daly_classic", 1, poll_interval=2.0, keep_awake=0.2)
+        reader = await stack.enter_async_context(running(mosquitto, bus, control=True))
+        await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        await seen.wait_for(lambda _: reader.wakes >= 3, within=10)
+        assert states(seen, "p1")[-1].extras["keep_awake"] is True
+        cmd = Command(transaction="k1", action="set_keep_awake", value=False)
+        await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+        result = (await seen.wait_for(lambda s: s.on("/bms/p1/result")))[-1]
+        assert result["status"] == "ok" and result["value"] is False
+        assert states(seen, "p1")[-1].extras["keep_awake"] is False
+        wakes = reader.wakes
+        await asyncio.sleep(1.0)
+        assert reader.wakes <= wakes + 1  # at most one already under way

@@ -441,6 +441,10 @@ class DalyClassicDriver:
         state = decode_frames(await self._ask(MOS))
         return bool(state["charge_mos" if charge else "discharge_mos"])
 
+    async def wake(self) -> None:
+        """A harmless read (0x90) that keeps a board from going to sleep."""
+        await self._ask(SOC)
+
     async def read_settings(self) -> dict[str, Any]:
         """The rated capacity and nominal cell voltage (0x50), by SETPOINTS key."""
         return pick(SETPOINTS, decode_frames(await self._ask(RATED)))

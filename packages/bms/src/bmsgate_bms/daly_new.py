@@ -830,6 +830,7 @@ def to_reading(parts: dict[str, Any]) -> BmsReading:
 D2_STATUS: Final = 80  # 0x00-0x4F: adds the balancing bits, balance current and MOS temperature
 D2_STATUS_SHORT: Final = 62  # 0x00-0x3D: what every D2 firmware answers (aiobmsble, the app)
 P81_STATUS: Final = ((0x00, 64), (0x41, 62))  # DALY BMSTool's two reads (ESS-DL capture)
+BALANCER_SWITCH: Final = 0xCF  # same register on both variants (syssi)
 SETTINGS_TRIES: Final = 3  # polls that may try to read the rated capacity before giving up
 
 
@@ -935,6 +936,20 @@ class DalyNewDriver:
         await asyncio.sleep(0)  # let the board apply it before the read-back
         state = await self._read(self._map.mos_state, 2)
         return bool(state["charge_mos" if charge else "discharge_mos"])
+
+    async def set_balancer(self, on: bool) -> bool:
+        """Write the balancer switch 0xCF (syssi; both variants); return it read back.
+
+        One firmware reads 0x0001 for on, another 0xFFFF: any non-zero value is on.
+        """
+        await self._write(BALANCER_SWITCH, int(on))
+        await asyncio.sleep(0)
+        return bool((await self._read(BALANCER_SWITCH, 1))["balancer_switch"])
+
+    async def wake(self) -> None:
+        """A harmless read (the SOC register) that keeps a sleepy board awake."""
+        soc_field = next(f for f in self._map.fields if f.key == "soc")
+        await self._read(soc_field.pos // 2, 1)
 
     async def read_settings(self) -> dict[str, Any]:
         """The settings block (D2 0x80-0xA4, 0x81 variant 0x100-0x11E), by SETPOINTS key."""

@@ -872,6 +872,14 @@ class JkPbDriver:
         state = await self._trigger(TRIGGER_LIVE)
         return bool(state["charge_mos" if charge else "discharge_mos"])
 
+    async def set_balancer(self, on: bool) -> bool:
+        """Write the balancer switch 0x1078; return the switch read back from the settings."""
+        frames = await self._link.exchange(
+            write_switch_request(BALANCE_SWITCH, on, self.address), framer
+        )
+        check_ack(frames[0], self.address, BALANCE_SWITCH, 2)
+        return bool((await self.read_settings())["balance_switch"])
+
     async def set_soc(self, soc: float) -> float:
         """Not possible: the V1.0 register map documents no SOC write."""
         raise UnsupportedCommand("JK-PB RS485 Modbus V1.0 has no documented SOC register")

@@ -62,6 +62,8 @@ CURRENT: Final = 0x84
 PROTOCOL_VERSION: Final = 0xC0  # comes after 0x84: decode the current once the walk is done
 CHARGE_SWITCH: Final = 0xAB
 DISCHARGE_SWITCH: Final = 0xAC
+BALANCER_SWITCH: Final = 0x9D  # active balancer 0 off / 1 on
+RESTART: Final = 0xBB  # write-only
 TEMPERATURE_IDS: Final = (0x80, 0x81, 0x82)  # MOSFET, sensor 1 (box), sensor 2 (battery)
 
 # Numeric records: the value bytes of identifier -> Field at pos 0. Units in the comments.
@@ -576,6 +578,17 @@ class JkUartDriver:
         await self._send(password_request())
         await self._send(write_request(ident, raw.to_bytes(field.size, "big")))
         return await self.read_settings()
+
+    async def set_balancer(self, on: bool) -> bool:
+        """Write the active balancer switch 0x9D after the password frame; return it read back."""
+        await self._send(password_request())
+        await self._send(write_request(BALANCER_SWITCH, bytes((int(on),))))
+        return bool((await self._read_all())["balancer_enabled"])
+
+    async def reset(self) -> None:
+        """Restart the BMS: write 0xBB (JKSerial table: "restart", write-only)."""
+        await self._send(password_request())
+        await self._send(write_request(RESTART, b"\x01"))
 
     async def set_soc(self, soc: float) -> float:
         """Refuse: the 0x4E57 protocol has no SOC write."""

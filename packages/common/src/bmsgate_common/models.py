@@ -166,8 +166,16 @@ class AlarmEvent(_Message):
 
 
 CommandAction = Literal[
-    "set_charge_mos", "set_discharge_mos", "set_soc", "reset", "set_setting", "read_settings"
+    "set_charge_mos",
+    "set_discharge_mos",
+    "set_soc",
+    "reset",
+    "set_setting",
+    "read_settings",
+    "set_balancer",
+    "set_keep_awake",
 ]
+SWITCH_ACTIONS: Final = ("set_charge_mos", "set_discharge_mos", "set_balancer", "set_keep_awake")
 SETTING_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 _TRANSACTION = r"^[A-Za-z0-9_.:-]{1,64}$"
 
@@ -180,7 +188,8 @@ class Command(_Message):
     action: CommandAction
     value: bool | float | None = Field(
         default=None,
-        description="on/off for MOS switches, SOC [%] for set_soc, the new value (in the "
+        description="on/off for switches (MOS, balancer, keep awake), SOC [%] for set_soc, "
+        "the new value (in the "
         "setting's unit) for set_setting, none for reset and read_settings",
     )
     setting: str | None = Field(
@@ -192,7 +201,7 @@ class Command(_Message):
 
     @model_validator(mode="after")
     def _value_fits_action(self) -> Command:
-        if self.action in ("set_charge_mos", "set_discharge_mos"):
+        if self.action in SWITCH_ACTIONS:
             if not isinstance(self.value, bool):
                 raise ValueError(f"{self.action} needs value true or false")
         elif self.action == "set_soc":

@@ -108,6 +108,11 @@ class BusSettings(_Section):
     sniff: bool = Field(
         default=False, description="publish every frame on <base>/bus/<reader>/sniff"
     )
+    keep_awake: float = Field(
+        default=0.0, ge=0, le=3600,
+        description="[s] send a harmless read this often between polls so a DALY that sleeps "
+        "when idle stays awake; 0 = off (switchable at runtime: set_keep_awake)",
+    )  # fmt: skip
     listen: bool = Field(
         default=False,
         description="only listen: read a bus another master polls (JK-PB with a DIP-0 master), "

@@ -151,15 +151,39 @@ PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
                 platform="binary_sensor", device_class="running", category="diagnostic"),
 )  # fmt: skip
 
-# read-only MOS state while control is off; switches (same keys) when it is on
+
+def _extra_flag(name: str) -> Callable[[PackState], bool | None]:
+    def fn(state: PackState) -> bool | None:
+        value = state.extras.get(name)
+        return None if value is None else bool(value)
+
+    return fn
+
+
+# every switch: its state in a pack state (None: this pack has no such switch) and its command
+SWITCH_STATES: Final[dict[str, Callable[[PackState], bool | None]]] = {
+    "charge_mos": lambda s: s.charge_mos,
+    "discharge_mos": lambda s: s.discharge_mos,
+    "balancer": _extra_flag("balancer_enabled"),  # JK-B, JK-PB (from its settings)
+    "keep_awake": _extra_flag("keep_awake"),  # the reader's own, for DALY (bus keep_awake > 0)
+}
+# read-only states while control is off; switches (same keys) when it is on
 MOS_DESCRIPTIONS: Final[tuple[Description, ...]] = (
-    Description(key="charge_mos", name="Charge MOSFET", value_fn=lambda s: _on(s.charge_mos),
+    Description(key="charge_mos", name="Charge MOSFET",
+                value_fn=lambda s: _on(SWITCH_STATES["charge_mos"](s)),
                 platform="binary_sensor", device_class="power", category="diagnostic"),
     Description(key="discharge_mos", name="Discharge MOSFET",
-                value_fn=lambda s: _on(s.discharge_mos), platform="binary_sensor",
-                device_class="power", category="diagnostic"),
+                value_fn=lambda s: _on(SWITCH_STATES["discharge_mos"](s)),
+                platform="binary_sensor", device_class="power", category="diagnostic"),
+    Description(key="balancer", name="Balancer",
+                value_fn=lambda s: _on(SWITCH_STATES["balancer"](s)),
+                platform="binary_sensor", category="diagnostic", icon="mdi:scale-balance"),
+    Description(key="keep_awake", name="Keep awake",
+                value_fn=lambda s: _on(SWITCH_STATES["keep_awake"](s)),
+                platform="binary_sensor", category="diagnostic", icon="mdi:sleep-off"),
 )  # fmt: skip
-MOS_ACTIONS: Final = {"charge_mos": "set_charge_mos", "discharge_mos": "set_discharge_mos"}
+MOS_ACTIONS: Final = {"charge_mos": "set_charge_mos", "discharge_mos": "set_discharge_mos",
+                      "balancer": "set_balancer", "keep_awake": "set_keep_awake"}  # fmt: skip
 
 
 def _cell(i: int) -> Description:
@@ -189,7 +213,8 @@ def descriptions(state: PackState, *, control: bool) -> list[Description]:
     for mos in MOS_DESCRIPTIONS:
         if control and not is_bank:  # a bank has no switch of its own
             rows.append(Description(key=mos.key, name=mos.name, value_fn=mos.value_fn,
-                                    platform="switch", category="config"))  # fmt: skip
+                                    platform="switch", category="config",
+                                    icon=mos.icon))  # fmt: skip
         else:
             rows.append(mos)
     return [row for row in rows if row.value_fn(state) is not None]

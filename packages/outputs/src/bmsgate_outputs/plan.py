@@ -18,7 +18,7 @@ from bmsgate_common.models import Availability, BmsSettings, DailyStats, PackSta
 from bmsgate_common.settings import TargetSettings
 
 from . import discovery, dongle
-from .entities import MOS_ACTIONS, Description, Scalar, descriptions, values
+from .entities import MOS_ACTIONS, SWITCH_STATES, Description, Scalar, descriptions, values
 from .topics import TargetTopics
 
 
@@ -62,7 +62,7 @@ class Hub:
         view = self.view(state.pack)
         view.state = state
         for key in MOS_ACTIONS:
-            flag = getattr(state, key)
+            flag = SWITCH_STATES[key](state)
             if flag is not None:
                 view.mos[key] = flag
 

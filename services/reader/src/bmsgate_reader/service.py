@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 POLL_ERRORS = (FrameError, LinkTimeout, LinkDown)
 BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing port
 SAVE_EVERY = 60.0  # [s] between writes of the energy counters
+BALANCER_SETTINGS = ("balance_switch", "balancer_switch")  # JK-PB, DALY new
 SETTINGS_EVERY = 3600.0  # [s] between reads of the BMS's own settings
 SETTINGS_RETRY = 60.0  # [s] before a failed settings read is tried again
 RESET_WAIT = 10.0  # [s] a reset BMS has to answer again
@@ -93,6 +94,8 @@ class Reader:
         )
         self.polls = 0
         self.failures = 0
+        self.keep_awake = bus.keep_awake > 0  # switched at runtime by set_keep_awake
+        self.wakes = 0  # harmless reads sent to keep boards awake
         self.implausible = 0  # answers with valid frames and impossible values, not published
         self._backoff = 0.0
         self._saved: float | None = None  # [s] monotonic; None: the counters are not on disk yet
@@ -148,6 +151,18 @@ class Reader:
             await self.read_settings(pack)
         return state
 
+    def _extras(self, pack: Pack, state: PackState) -> dict[str, Any]:
+        """The switches the reader knows besides the reading: the balancer and keep-awake."""
+        extras = dict(state.extras)
+        for key in BALANCER_SETTINGS:  # a switch only the settings carry (JK-PB, DALY new)
+            if key in pack.settings and "balancer_enabled" not in extras:
+                extras["balancer_enabled"] = bool(pack.settings[key])
+        if "balancer_enabled" in extras:
+            extras["balancer_enabled"] = bool(extras["balancer_enabled"])
+        if self.bus.keep_awake and self.can_keep_awake:
+            extras["keep_awake"] = self.keep_awake
+        return extras
+
     async def read_settings(self, pack: Pack) -> bool:
         """Read the BMS's own settings and publish them (retained); False if it did not answer.
 
@@ -200,7 +215,9 @@ class Reader:
         now = utcnow()
         state = to_state(reading, pack.cfg, self.bus.protocol, now)
         pack.energy.add(now, state.power, state.current, time.monotonic())
-        state = state.model_copy(update=pack.energy.totals())
+        state = state.model_copy(
+            update=pack.energy.totals() | {"extras": self._extras(pack, state)}
+        )
         await self.backbone.publish(topics.STATE, pack.cfg.id, state)
         change = pack.tracker.seen(state.ts)
         if change:
@@ -352,7 +369,32 @@ class Reader:
                 beat = started
                 await self.republish_availability()
                 await self.set_sniff(self.backbone.service)
-            await asyncio.sleep(max(0.0, self.bus.poll_interval - (time.monotonic() - started)))
+            await self._idle(started + self.bus.poll_interval)
+
+    @property
+    def can_keep_awake(self) -> bool:
+        """Whether this protocol's driver has a harmless request to keep a board awake."""
+        return hasattr(self.module.Driver, "wake")
+
+    async def _idle(self, until: float) -> None:
+        """Wait for the next poll; with keep-awake on, ask each board something harmless."""
+        while True:
+            left = until - time.monotonic()
+            if not (self.keep_awake and self.bus.keep_awake and self.can_keep_awake):
+                await asyncio.sleep(max(0.0, left))
+                return
+            if left <= self.bus.keep_awake:
+                await asyncio.sleep(max(0.0, left))
+                return
+            await asyncio.sleep(self.bus.keep_awake)
+            if not self.lease.free.is_set():
+                continue  # the line is leased: nothing of ours goes on it
+            for pack in self.packs.values():
+                try:
+                    await pack.driver.wake()  # type: ignore[union-attr]
+                    self.wakes += 1
+                except POLL_ERRORS as err:
+                    log.debug("%s: keep-awake read not answered: %s", pack.cfg.id, err)
 
     async def set_sniff(self, bus: str, request: SniffSet | None = None) -> None:
         """Turn the sniffer on or off (``request``), then publish whether it is on."""
@@ -405,6 +447,22 @@ class Reader:
         assert driver is not None  # commands are refused on a listened bus
         if cmd.action in ("set_setting", "read_settings") and not self.setpoints:
             raise UnsupportedCommand(f"{self.bus.protocol} has no documented settings")
+        if cmd.action == "set_keep_awake":
+            if not self.can_keep_awake:
+                raise UnsupportedCommand(f"{self.bus.protocol} has no keep-awake request")
+            if not self.bus.keep_awake:
+                raise UnsupportedCommand("keep_awake is 0 in this bus's configuration")
+            self.keep_awake = bool(cmd.value)
+            return self.keep_awake, True  # the reader's own switch: what it does now
+        if cmd.action == "set_balancer":
+            set_balancer = getattr(driver, "set_balancer", None)
+            if set_balancer is None:
+                raise UnsupportedCommand(f"{self.bus.protocol} has no balancer switch")
+            on = bool(cmd.value)
+            state = bool(await set_balancer(on))
+            if self.setpoints:
+                pack.settings_due = 0.0  # the switch is a setting too: read them again
+            return state, state == on
         if cmd.action == "read_settings":
             if not await self.read_settings(pack):
                 raise LinkTimeout("the BMS did not answer the settings read")
