@@ -39,8 +39,19 @@ def test_device_origin_and_topic(state: PackState) -> None:
         "name": "Garage",
         "mf": "DALY",
         "mdl": "DALY BMS (UART protocol)",
+        "via_device": "bmsgate-gateway-solar_bms",
     }
     assert cfg["o"] == {"name": "bmsgate", "sw": "9.9"}
+
+
+def test_the_gateway_is_a_device_with_bmsgates_version() -> None:
+    cfg = discovery.gateway_config(TOPICS, version="9.9")
+    assert cfg["dev"] == {"ids": ["bmsgate-gateway-solar_bms"], "name": "bmsgate", "mf": "bmsgate",
+                          "mdl": "Gateway", "sw": "9.9"}  # fmt: skip
+    assert cfg["cmps"]["connected"]["stat_t"] == "solar/bms/availability"
+    assert discovery.gateway_topic("homeassistant", TOPICS) == (
+        "homeassistant/device/bmsgate-gateway-solar_bms/config"
+    )
 
 
 def test_every_cell_is_a_diagnostic_voltage_sensor(state: PackState) -> None:

@@ -116,6 +116,20 @@ def test_home_assistant_config_state_and_switch_states() -> None:
     assert "homeassistant/device/bmsgate_garage/config" not in third
 
 
+def test_the_gateway_device_carries_the_version_and_the_packs_hang_off_it() -> None:
+    p = plan(dongle={"enabled": False}, homeassistant={"enabled": True})
+    msgs = by_topic(p.tick(hub_with(), T0, LOCAL, 1, 0))
+    gateway = msgs["homeassistant/device/bmsgate-gateway-p/config"]
+    assert (gateway.qos, gateway.retain) == (1, True)  # resent after HA's birth with the rest
+    dev = json.loads(gateway.payload)["dev"]
+    assert (dev["name"], dev["sw"]) == ("bmsgate", "9.9")
+    pack = json.loads(msgs["homeassistant/device/bmsgate_garage/config"].payload)["dev"]
+    assert pack["via_device"] == dev["ids"][0]
+    later = by_topic(p.tick(hub_with(ts=T0 + timedelta(seconds=1)), T0, LOCAL, 2, 0))
+    assert "homeassistant/device/bmsgate-gateway-p/config" not in later  # once per start
+    assert not any("gateway" in m.topic for m in plan().tick(hub_with(), T0, LOCAL, 1, 0))
+
+
 def test_flat_topics() -> None:
     p = plan(dongle={"enabled": False}, flat=True)
     msgs = by_topic(p.tick(hub_with(), T0, LOCAL, 1, 0))

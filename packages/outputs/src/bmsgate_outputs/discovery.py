@@ -6,6 +6,7 @@ in docs/publisher.md (research/FORMATS.md section 1). Pure functions only.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from bmsgate_bms.registry import info as protocol_info
@@ -48,6 +49,44 @@ def unique_id(pack: str, key: str) -> str:
 def config_topic(prefix: str, pack: str) -> str:
     """Where the device config goes."""
     return f"{prefix}/device/{object_id(pack)}/config"
+
+
+def gateway_id(prefix: str) -> str:
+    """The gateway device's id: one per target prefix; hyphens keep it apart from pack devices."""
+    return "bmsgate-gateway-" + re.sub(r"[^A-Za-z0-9_-]", "_", prefix)
+
+
+def gateway_config(topics: TargetTopics, *, version: str) -> dict[str, Any]:
+    """The gateway as a device, bmsgate's version as its ``sw``; every pack is connected via it."""
+    ident = gateway_id(topics.prefix)
+    return {
+        "dev": {
+            "ids": [ident],
+            "name": "bmsgate",
+            "mf": "bmsgate",
+            "mdl": "Gateway",
+            "sw": version,
+        },
+        "o": {"name": ORIGIN_NAME, "sw": version},
+        "qos": 1,
+        "cmps": {
+            "connected": {
+                "p": "binary_sensor",
+                "uniq_id": f"{ident}_connected",
+                "name": "Connected",
+                "dev_cla": "connectivity",
+                "ent_cat": "diagnostic",
+                "stat_t": topics.gateway_availability(),
+                "pl_on": "online",
+                "pl_off": "offline",
+            }
+        },
+    }
+
+
+def gateway_topic(prefix: str, topics: TargetTopics) -> str:
+    """Where the gateway device's config goes."""
+    return f"{prefix}/device/{gateway_id(topics.prefix)}/config"
 
 
 def _component(
@@ -142,6 +181,7 @@ def device_config(
         "dev": {
             "ids": [object_id(pack)],
             "name": state.name,
+            "via_device": gateway_id(topics.prefix),
             **({"mf": "bmsgate", "mdl": "Battery bank"} if is_bank else _device(state)),
         },
         "o": {"name": ORIGIN_NAME, "sw": version},

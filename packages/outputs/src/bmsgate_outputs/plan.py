@@ -130,6 +130,7 @@ class Plan:
     sent_online: dict[str, bool] = field(default_factory=dict)
     sent_daily: dict[str, DailyStats] = field(default_factory=dict)
     sent_config: dict[str, bytes] = field(default_factory=dict)
+    sent_gateway: bool = False
     sent_mos: dict[tuple[str, str], bool] = field(default_factory=dict)
     sent_settings: dict[str, BmsSettings] = field(default_factory=dict)
     settings_of: dict[str, BmsSettings] = field(default_factory=dict)  # for the discovery
@@ -152,6 +153,11 @@ class Plan:
     ) -> list[Message]:
         """The messages of one interval: everything new, plus the dongle's status packets."""
         out: list[Message] = []
+        if self.target.homeassistant.enabled and not self.sent_gateway:
+            self.sent_gateway = True  # retained: the target sends it again after HA's birth
+            config = discovery.gateway_config(self.topics, version=self.version)
+            topic = discovery.gateway_topic(self.target.homeassistant.discovery_prefix, self.topics)
+            out.append(self._retained(topic, json.dumps(config, separators=(",", ":")).encode()))
         for pack, view in hub.packs.items():
             if self.wants(pack):
                 out += self._pack_tick(pack, view, now, local_now, uptime, free_memory)

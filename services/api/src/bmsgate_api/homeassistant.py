@@ -75,6 +75,8 @@ def preview(
         hub = Hub(settings.stale_after)
         hub.on_state(state)
         for msg in plan.tick(hub, state.ts, state.ts, 0.0, 0):
+            if any(m.topic == msg.topic for m in out):
+                continue  # the gateway device: one for all packs
             if msg.topic.startswith(f"{ha.discovery_prefix}/") or msg.topic == topics.state(
                 state.pack
             ):
