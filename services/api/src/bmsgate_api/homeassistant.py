@@ -67,7 +67,7 @@ def preview(
     )  # fmt: skip
     shown = shown.model_copy(update={"dongle": shown.dongle.model_copy(update={"enabled": False})})
     topics = TargetTopics(target.topic_prefix)
-    out = []
+    out: list[DiscoveryMessage] = []
     for state in states:
         if not (target.packs is None or state.pack in target.packs):
             continue
