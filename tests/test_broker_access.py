@@ -23,7 +23,7 @@ import aiomqtt
 import pytest
 import yaml
 
-from bmsgate.broker import USERS, PrivateBroker, free_port
+from bmsgate.broker import USERS, PrivateBroker, free_port, wait_for_port
 from bmsgate_common import topics
 from bmsgate_common.access import SERVICES, grants, render_acl
 from bmsgate_common.topics import TOPICS, TopicSpec
@@ -243,6 +243,8 @@ async def test_bmsgate_run_starts_each_service_with_its_own_user(tmp_path: Path)
         users = data / "run" / "mosquitto" / "users.json"
         await asyncio.to_thread(wait_until, users.exists, 30)
         saved = json.loads(users.read_text())
+        # written before mosquitto starts: wait until it listens
+        assert await asyncio.to_thread(wait_for_port, HOST, saved["port"], 30)
         viewer = {"username": "viewer", "password": saved["users"]["viewer"]}
         statuses: dict[str, list[str]] = {}
         bank_states = 0
