@@ -157,3 +157,21 @@ def test_after_a_restart_never_below_what_was_published_and_a_first_run_continue
         upgraded.members["a"].state = a.state(t)
         upgraded.update(T0 + timedelta(seconds=t), STALE)
     assert upgraded.state is not None and upgraded.state.energy_in == pytest.approx(250.1)
+
+
+def test_a_member_not_yet_heard_after_a_restart_keeps_its_start(tmp_path: Path) -> None:
+    book = BankBook(tmp_path / "bank-counters.json")
+    packs = {"a": Pack("a", 0.1, 0.0, 100.0), "b": Pack("b", 0.2, 0.0, 100.0)}
+    before = BankTracker(BANK)
+    for name, p in packs.items():
+        before.members[name].state = p.state(1)
+    before.update(T0 + timedelta(seconds=1), STALE)
+    book.save({"bank": before.totals})  # both count: their starts are on disk
+    for p in packs.values():
+        p.step()  # what they move while the publisher is down
+    after = BankTracker(BANK, book.load()["bank"])
+    after.members["a"].state = packs["a"].state(2)  # b's retained state comes a moment later
+    after.update(T0 + timedelta(seconds=2), STALE)
+    after.members["b"].state = packs["b"].state(2)
+    after.update(T0 + timedelta(seconds=2), STALE)
+    assert after.totals.totals["energy_in"] == pytest.approx(0.1 + 0.2)

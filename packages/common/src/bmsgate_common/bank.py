@@ -13,7 +13,7 @@ state (:func:`counters_of`), so the counters too are the same everywhere and nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -108,15 +108,26 @@ class BankTotals:
             k: v for k, v in self.floor.items() if k not in self.totals
         }
 
-    def update(self, used: Sequence[PackState], shares: Mapping[str, float]) -> None:
+    def update(
+        self,
+        used: Sequence[PackState],
+        shares: Mapping[str, float],
+        unheard: Collection[str] = (),
+    ) -> bool:
         """Add what each counting member moved since its last counted state.
 
         A member not counting now loses its start, so on return it adds only what it moves from
         then on. A reading below the start (the BMS's counter was reset) starts again from it.
+        A member ``unheard`` of since this process started keeps its start (after a restart its
+        first state adds what it moved meanwhile). Returns True when a member started or stopped
+        counting: saved then, the starts on disk stay valid until the next save, so a crash in
+        between loses nothing.
         """
         counting = {s.pack for s in used}
-        for gone in set(self.last) - counting:
-            del self.last[gone]
+        gone = set(self.last) - counting - set(unheard)
+        joined_or_left = bool(gone or counting - set(self.last))
+        for pack in gone:
+            del self.last[pack]
         for state in used:
             start = self.last.setdefault(state.pack, {})
             for name in COUNTERS:
@@ -129,6 +140,7 @@ class BankTotals:
                 if before is not None and value > before:
                     weight = shares.get(state.pack, 1.0) if name == "cycles" else 1.0
                     self.totals[name] += (value - before) * weight
+        return joined_or_left
 
     def to_json(self) -> dict[str, Any]:
         """What is kept on disk."""

@@ -35,8 +35,9 @@ from .target import TargetLink
 
 log = logging.getLogger(__name__)
 BANK_HOLD = 2.0  # [s] banks are not published before: their retained counters come in first
-BANK_SAVE_EVERY = 60.0  # [s] between writes of the bank counters; the starts saved with them
-# mean a crash loses nothing: the first state after a restart adds what the member moved since
+BANK_SAVE_EVERY = 60.0  # [s] between writes of the bank counters; also written when a member
+# starts or stops counting, so the starts saved with them stay true and a crash loses nothing:
+# the first state after a restart adds what the member moved since the save
 
 BANK_TICK = 1.0  # [s] how often banks are re-checked for members going stale
 COMMAND_QUEUE = 100  # commands waiting for the backbone; more means someone is flooding us
@@ -67,13 +68,16 @@ class BankTracker:
         self.totals = totals or banks.BankTotals()
         self.state: PackState | None = None
         self.online: bool | None = None
+        self.moved = False  # a member started or stopped counting at the latest update
 
     def update(
         self, now: datetime, stale_after: float
     ) -> tuple[PackState | None, Availability | None]:
         """The state and availability to publish (each None when unchanged)."""
         used = banks.counted(self.cfg, self.members, now, stale_after)
-        self.totals.update(used, banks.cycle_shares(self.cfg, self.members))
+        unheard = {p for p, m in self.members.items() if m.state is None}
+        shares = banks.cycle_shares(self.cfg, self.members)
+        self.moved = self.totals.update(used, shares, unheard)
         state = banks.combine(self.cfg, self.members, now, stale_after, self.totals.shown())
         new_state = state if state is not None and state != self.state else None
         if state is not None:
@@ -224,6 +228,8 @@ class Publisher:
 
     def _bank_update(self, tracker: BankTracker) -> None:
         state, change = tracker.update(utcnow(), self.cfg.stale_after)
+        if tracker.moved:
+            self.save_banks()  # the members' starts on disk stay true until the next change
         if not self._publishing():
             tracker.state, tracker.online = None, None  # all of it goes out once publishing
             return
