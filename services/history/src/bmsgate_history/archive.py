@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -35,10 +35,16 @@ DAY_MS: Final = 86_400_000
 REPORT_EVERY: Final = 600.0  # [s] a failing write is logged at most this often
 QUIET: Final = 30.0  # [s] without a failed write before writing counts as working again
 AGG_TABLES: Final = {"1m": "agg_1m", "15m": "agg_15m"}
-RAW_COLUMNS: Final = (
-    "ts, soc, voltage, current, power, cells, temps, mos_temp, remaining, nominal, "
-    "chg, dsg, bal, energy_in, energy_out, cycles, e_in, e_out"
-)
+# the ``raw`` table's columns and the Sample field each holds, in one place: rows are written
+# and read by these names, never by position
+RAW_FIELDS: Final[dict[str, str]] = {
+    "ts": "ts", "soc": "soc", "voltage": "voltage", "current": "current", "power": "power",
+    "cells": "cells", "temps": "temps", "mos_temp": "mos_temp", "remaining": "remaining",
+    "nominal": "nominal", "chg": "charge_mos", "dsg": "discharge_mos", "bal": "balancing",
+    "energy_in": "energy_in", "energy_out": "energy_out", "cycles": "cycles", "e_in": "e_in",
+    "e_out": "e_out",
+}  # fmt: skip
+RAW_COLUMNS: Final = ", ".join(RAW_FIELDS)
 _SCALAR_COLUMNS: Final = ", ".join(f"{s}_min, {s}_avg, {s}_max" for s in SCALARS)
 AGG_COLUMNS: Final = (
     f"ts, n, {_SCALAR_COLUMNS}, cells_lo, cells_avg, cells_hi, temps_lo, temps_avg, temps_hi, "
@@ -105,25 +111,36 @@ def _int(value: bool | None) -> int | None:
     return None if value is None else int(value)
 
 
-def raw_row(pack: int, s: Sample) -> tuple[Any, ...]:
-    """The ``raw`` table row of a sample."""
-    return (
-        pack, s.ts, s.soc, s.voltage, s.current, s.power, pack_cells(s.cells),
-        pack_temps(s.temps), s.mos_temp, s.remaining, s.nominal, _int(s.charge_mos),
-        _int(s.discharge_mos), _int(s.balancing), s.energy_in, s.energy_out, s.cycles,
-        s.e_in, s.e_out,
-    )  # fmt: skip
+_TO_COLUMN: Final[dict[str, Callable[[Any], Any]]] = {
+    "cells": pack_cells, "temps": pack_temps, "chg": _int, "dsg": _int, "bal": _int,
+}  # fmt: skip
+_FROM_COLUMN: Final[dict[str, Callable[[Any], Any]]] = {
+    "cells": unpack_cells, "temps": unpack_temps, "chg": _bool, "dsg": _bool, "bal": _bool,
+    "e_in": lambda v: v or 0.0, "e_out": lambda v: v or 0.0,
+}  # fmt: skip
+INSERT_RAW: Final = (
+    f"INSERT OR REPLACE INTO raw (pack, {RAW_COLUMNS}) "
+    f"VALUES (:pack, {', '.join(':' + c for c in RAW_FIELDS)})"
+)
 
 
-def sample_of(row: tuple[Any, ...]) -> Sample:
+def raw_row(pack: int, s: Sample) -> dict[str, Any]:
+    """The ``raw`` table row of a sample, by column name (``INSERT_RAW``'s parameters)."""
+    row: dict[str, Any] = {"pack": pack}
+    for column, name in RAW_FIELDS.items():
+        value = getattr(s, name)
+        encode = _TO_COLUMN.get(column)
+        row[column] = value if encode is None else encode(value)
+    return row
+
+
+def sample_of(row: Sequence[Any]) -> Sample:
     """The sample of a ``raw`` row selected with RAW_COLUMNS."""
-    (ts, soc, v, i, p, cells, temps, mos, rem, nom, chg, dsg, bal, ein, eout, cyc, e_in, e_out) = (
-        row
-    )
-    return Sample(
-        ts, soc, v, i, p, unpack_cells(cells), unpack_temps(temps), mos, rem, nom,
-        _bool(chg), _bool(dsg), _bool(bal), ein, eout, cyc, e_in or 0.0, e_out or 0.0,
-    )  # fmt: skip
+    fields: dict[str, Any] = {}
+    for (column, name), value in zip(RAW_FIELDS.items(), row, strict=True):
+        decode = _FROM_COLUMN.get(column)
+        fields[name] = value if decode is None else decode(value)
+    return Sample(**fields)
 
 
 def _round(x: float | None, digits: int) -> float | None:
@@ -387,8 +404,7 @@ class Archive(Store):
         e_in, e_out = energy(prev, sample, self.max_gap_ms)
         sample = sample._replace(e_in=e_in, e_out=e_out)
         self._begin()
-        self.conn.execute(f"INSERT OR REPLACE INTO raw VALUES ({','.join('?' * 19)})",
-                          raw_row(state.pid, sample))  # fmt: skip
+        self.conn.execute(INSERT_RAW, raw_row(state.pid, sample))
         for res, step in STEPS.items():
             start = bucket_start(sample.ts, step)
             bucket = state.open.get(res)
