@@ -39,7 +39,7 @@ def test_setup_status_names_no_path_without_a_login_and_changes_are_logged_with_
     with api.login() as owner:
         assert owner.get("/api/setup/status").json()["config_file"] == str(api.config)
         made = owner.post("/api/auth/tokens", json={"name": "night script"}).json()
-        assert owner.post("/api/services/restart", json={"service": "all"}).status_code == 202
+        assert owner.post("/api/services/restart", json={"service": "history"}).status_code == 202
     with httpx.Client(base_url=api.base, timeout=5) as script:
         bearer = {"Authorization": f"Bearer {made['token']}"}
         got = script.post("/api/services/restart", json={"service": "reader-0"}, headers=bearer)
@@ -49,7 +49,7 @@ def test_setup_status_names_no_path_without_a_login_and_changes_are_logged_with_
     lines = [x for x in api.proc.log().splitlines() if "asked by" in x]
     assert any("API token 'night script'" in x and "owner's session from 127.0.0.1" in x
                for x in lines), lines  # fmt: skip
-    assert any("restart of all" in x and "owner's session from 127.0.0.1" in x for x in lines)
+    assert any("restart of history" in x and "owner's session from 127.0.0.1" in x for x in lines)
     assert any("restart of reader-0" in x and "token 'night script' from 127.0.0.1" in x
                for x in lines), lines  # fmt: skip
     assert made["token"] not in api.proc.log()

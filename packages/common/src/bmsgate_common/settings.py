@@ -201,8 +201,15 @@ class ApiSettings(_Section):
         description="other origins (https://host[:port]) whose pages may change things, "
         "besides the API's own",
     )
+    max_connections: int = Field(
+        default=256,
+        ge=16,
+        le=100_000,
+        description="open HTTP connections at most; beyond, a new one closes the oldest that "
+        "has not sent its request",
+    )
     header_timeout: float = Field(
-        default=10.0, gt=0, le=300, description="[s] for a request's body"
+        default=10.0, gt=0, le=300, description="[s] for a request's head, and for its body"
     )
     command_timeout: float = Field(
         default=15.0, gt=0, le=120, description="[s] to wait for a command's result"

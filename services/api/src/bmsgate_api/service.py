@@ -7,13 +7,16 @@ import contextlib
 import logging
 from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 
 from .app import create_app, make_context
+from .connections import BACKLOG, Crowd, connection_limit, guarded, raise_file_limit
 from .mdns import announced
 from .store import PackStore
 
@@ -26,6 +29,26 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """One log line per minute, not a traceback per try, while accept() lacks descriptors."""
+    previous = loop.get_exception_handler()
+    last = float("-inf")
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        nonlocal last
+        if context.get("message") != "socket.accept() out of system resource":
+            if previous is not None:
+                previous(loop, context)
+            else:
+                loop.default_exception_handler(context)
+            return
+        if loop.time() - last >= 60:
+            log.warning("cannot accept HTTP connections: %s", context.get("exception"))
+        last = loop.time()
+
+    loop.set_exception_handler(handler)
 
 
 async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
@@ -41,11 +64,17 @@ async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
             "no password is set: the first visit to http://<this host>:%d/ asks for one",
             cfg.api.port,
         )
+    crowd = Crowd(
+        connection_limit(cfg.api.max_connections, raise_file_limit()), cfg.api.header_timeout
+    )
+    _quiet_accept_errors(asyncio.get_running_loop())
     server = _Server(
         uvicorn.Config(
             create_app(store, ctx=ctx),
             host=cfg.api.host,
             port=cfg.api.port,
+            http=guarded(AutoHTTPProtocol, crowd),
+            backlog=BACKLOG,
             log_level="warning",
             proxy_headers=False,  # guard.py believes only api.trusted_proxies
             timeout_graceful_shutdown=2,
