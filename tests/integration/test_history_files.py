@@ -133,6 +133,14 @@ async def test_files_and_deletion_go_through_the_history_service(
         assert got.status_code == 404 and got.json()["detail"] == "unknown pack 'nobody'"
         got = await http.get("/api/packs/p1/days/0000-01")
         assert got.status_code == 422
+        # the chart's query at the calendar's ends too
+        for params, detail in (
+            ({"end": "0001-01-01T00:00:00Z"}, "start is before 0001-01-01"),
+            ({"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:59:00Z", "resolution": "1d"},
+             "the range reaches past the calendar's end"),
+        ):  # fmt: skip
+            got = await http.get("/api/packs/p1/history", params={"fields": "soc", **params})
+            assert got.status_code == 422 and got.json()["detail"] == detail, got.text
 
         # deleting today while history runs: its open buckets and today's figures follow
         got = await http.delete(f"/api/packs/p1/days/{today}")

@@ -195,7 +195,10 @@ class History:
             if not self._known(q.pack, self.reader):
                 return error_reply(q.transaction, f"unknown pack {q.pack!r}", "not_found")
             now = to_ms(utcnow())
-            return run_query(q, self.reader, self.h.archive, self.tz, now, self.max_gap_ms)
+            try:
+                return run_query(q, self.reader, self.h.archive, self.tz, now, self.max_gap_ms)
+            except (ValueError, OverflowError):  # a local day past 9999-12-31 (daily buckets)
+                return error_reply(q.transaction, "the range reaches past the calendar's end")
 
     def _known(self, pack: str, store: Store) -> bool:
         return pack in self.known or store.pack_id(pack) is not None

@@ -159,7 +159,10 @@ async def history(
 ) -> HistoryReply:
     """A chart's series from the archive (the history service answers over the backbone)."""
     end = end or utcnow()
-    start = start or end - timedelta(hours=hours)
+    try:
+        start = start or end - timedelta(hours=hours)
+    except OverflowError:  # end=0001-01-01T00:00Z
+        raise HTTPException(status_code=422, detail="start is before 0001-01-01") from None
     reply: HistoryReply = await ask(
         ctx, topics.HISTORY_REQUEST, CLIENT,
         lambda t: HistoryQuery(
