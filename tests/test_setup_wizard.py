@@ -37,8 +37,8 @@ def test_wizard_finds_the_boards_and_writes_a_valid_config(tmp_path: Path) -> No
     finally:
         sim.stop()
     assert done.returncode == 0, done.stderr
-    assert "found jk_pb at address 1: 16 cells" in done.stdout
-    assert "found jk_pb at address 2: 16 cells" in done.stdout
+    assert "found jk_pb (JK-PB (RS485 Modbus)) at address 1: 16 cells" in done.stdout
+    assert "found jk_pb (JK-PB (RS485 Modbus)) at address 2: 16 cells" in done.stdout
     assert "time zone there: Europe/Vienna" in done.stdout
     assert "s3cret" not in done.stdout
     path = tmp_path / "bmsgate.yaml"

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from bmsgate_bms.discovery import DEFAULT_TIMEOUT, Found, plan_probes
+from bmsgate_bms.registry import info as protocol_info
 from bmsgate_common.config_file import config_path, effective_view, save
 from bmsgate_common.first_run import BankAnswer, BusAnswer, FoundPack, SetupAnswers, build_config
 from bmsgate_common.timezones import find_zone, zone_name
@@ -66,7 +67,8 @@ def interview(
     for n, bms in enumerate(found, 1):
         soc = f", {bms.soc:g} %" if bms.soc is not None else ""
         out.write(
-            f"  found {bms.probe.protocol} at address {bms.probe.address}: "
+            f"  found {bms.probe.protocol} ({protocol_info(bms.probe.protocol).label}) "
+            f"at address {bms.probe.address}: "
             f"{bms.cell_count} cells{soc}\n"
         )
         name = ask(f"Name of pack {n}", f"Pack {n}")
