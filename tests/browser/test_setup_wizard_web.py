@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from bmsgate.broker import free_port
+from bmsgate_bms.registry import info
 from bmsgate_common.settings import Settings
 from tests.support.browser import shot as full_shot
 from tests.support.needs import needs
@@ -95,7 +96,7 @@ def test_first_run_wizard_then_settings(
     page.select_option("#protocol", "daly_classic")
     page.click("#scan")
     expect(page.locator("#scan-msg")).to_contain_text(
-        "Found 1 BMS: daly_classic at address 1", timeout=60_000
+        f"Found 1 BMS: {info('daly_classic').label} at address 1", timeout=60_000
     )
     expect(page.locator("#progress")).to_have_attribute("value", "16")
     page.fill('.pack-name[data-i="0"]', "Garage")

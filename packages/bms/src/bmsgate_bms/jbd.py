@@ -498,7 +498,7 @@ async def probe(link: Link, address: int = 1, variant: str | None = None) -> Pro
 
 INFO: Final = ProtocolInfo(
     name=NAME,
-    label="JBD / Overkill Solar / Xiaoxiang (UART/RS485)",
+    label="JBD / Overkill / Xiaoxiang",
     manufacturer="JBD",
     model="JBD smart BMS",
     baudrates=(BAUDRATE,),

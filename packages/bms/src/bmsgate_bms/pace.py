@@ -386,7 +386,7 @@ async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAn
 
 INFO: Final = ProtocolInfo(
     name=NAME,
-    label="Pace (RS485/RS232, ~25 ASCII; PBmsTools)",
+    label="Pace (~25 ASCII)",
     manufacturer="Pace",
     model="Pace BMS (paceic v2.5)",
     baudrates=(BAUDRATE, FAST_BAUDRATE),

@@ -296,7 +296,7 @@ async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAn
 
 INFO: Final = ProtocolInfo(
     name=NAME,
-    label="Seplos v2 (RS485, ~20 ASCII)",
+    label="Seplos v2 (~20 ASCII)",
     manufacturer="Seplos",
     model="Seplos BMS v2",
     baudrates=(BAUDRATE, SLOW_BAUDRATE),
