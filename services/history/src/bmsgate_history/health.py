@@ -145,9 +145,10 @@ class HealthTracker:
             self.anchor = None  # a gap: the count is no longer trustworthy
         if prev is not None and self.anchor == "full":
             self.ah_since_full -= (prev.current + s.current) / 2 * (s.ts - prev.ts) / 3_600_000
-        if s.cells and max(s.cells) >= self.cfg.full_cell:
+        stats = CellStats.of(s.cells)
+        if stats is not None and stats.high >= self.cfg.full_cell:
             self.anchor, self.ah_since_full = "full", 0.0
-        elif s.cells and min(s.cells) <= self.cfg.empty_cell:
+        elif stats is not None and stats.low <= self.cfg.empty_cell:
             if self.anchor == "full" and self.ah_since_full > 0:
                 self.capacity.append((s.ts, round(self.ah_since_full, 3)))
                 del self.capacity[:-KEEP_CAPACITY]

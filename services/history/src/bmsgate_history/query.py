@@ -12,6 +12,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from bmsgate_common.models import (
+    CellStats,
     HistoryErrorCode,
     HistoryGap,
     HistoryQuery,
@@ -115,11 +116,12 @@ _RAW_SCALARS: Final = {
     "discharge_mos": "dsg", "balancing": "bal", "energy_in": "e_in", "energy_out": "e_out",
 }  # fmt: skip
 _RAW_SELECT: Final = "ts, cells, temps, " + ", ".join(_RAW_SCALARS.values())
-_DERIVED: Final[dict[str, Callable[[Sequence[int]], float]]] = {
-    "cell_min": lambda a: min(a) / CELL_SCALE,
-    "cell_max": lambda a: max(a) / CELL_SCALE,
-    "cell_delta": lambda a: (max(a) - min(a)) / CELL_SCALE,
-    "cell_average": lambda a: sum(a) / len(a) / CELL_SCALE,
+# the cell statistics of a stored row (cells kept as integers of 1/CELL_SCALE V), by CellStats
+_DERIVED: Final[dict[str, Callable[[CellStats], float]]] = {
+    "cell_min": lambda c: c.low / CELL_SCALE,
+    "cell_max": lambda c: c.high / CELL_SCALE,
+    "cell_delta": lambda c: c.delta / CELL_SCALE,
+    "cell_average": lambda c: c.average / CELL_SCALE,
 }
 _VECTORS: Final = {"cells": ("H", CELL_SCALE, "cell"), "temperatures": ("h", TEMP_SCALE, "temp")}
 
@@ -137,7 +139,8 @@ def _raw_series(fields: Sequence[str], rows: list[tuple[Any, ...]]) -> list[Hist
                 out.append(HistorySeries(name=f"{prefix}_{k}", unit=unit, values=col))
         elif name in _DERIVED:
             fn = _DERIVED[name]
-            values = [round(fn(array("H", r[1])), digits) if r[1] else None for r in rows]
+            stats = [CellStats.of(array("H", r[1])) if r[1] else None for r in rows]
+            values = [None if c is None else round(fn(c), digits) for c in stats]
             out.append(HistorySeries(name=name, unit=unit, values=values))
         else:
             i = 3 + names.index(name)
