@@ -16,9 +16,17 @@ import jsonschema
 import pytest
 
 from bmsgate.broker import free_port
+from bmsgate_bms.registry import NAMES, info
 from bmsgate_common.models import PackState
 from bmsgate_common.service import READER_STOPPED
-from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    start_service,
+    start_simulator,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 SCHEMAS = Path(__file__).parents[2] / "schemas"
@@ -96,6 +104,37 @@ def test_state_travels_from_the_pty_to_the_api(
     assert get_json(f"{base}/api/packs/nowhere/state")[0] == 404
     for proc in procs:
         assert "Traceback" not in proc.log()
+
+
+@pytest.mark.parametrize("protocol", NAMES)
+def test_every_registered_protocol_travels_from_its_simulator_to_the_backbone(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], protocol: str
+) -> None:
+    """``bmsgate simulate`` on a pty -> the reader process -> a retained state on Mosquitto,
+    for every make, with two packs by address where the protocol has bus addresses."""
+    low, high = info(protocol).addresses
+    boards = min(2, high - low + 1)
+    sim, port = start_simulator(tmp_path, protocol, "--boards", str(boards), "--cells", "14")
+    procs.append(sim)
+    packs = [{"id": f"p{n}", "address": n} for n in range(1, boards + 1)]
+    config = write_config(tmp_path, {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+        "buses": [{"port": port, "protocol": protocol, "poll_interval": 0.5, "packs": packs}],
+    })  # fmt: skip
+    procs.append(start_service(tmp_path, "reader", config))
+
+    def kept(topic: str) -> dict[str, Any] | None:
+        try:  # before the first state there is nothing retained, then a live message
+            return asyncio.run(retained(mosquitto, topic))
+        except (TimeoutError, AssertionError):
+            return None
+
+    for pack in packs:
+        body = wait_until(lambda p=pack: kept(f"bmsgate/bms/{p['id']}/state"), timeout=30)
+        state = PackState.model_validate(body)
+        assert state.protocol == protocol and state.cell_count == 14
+        assert state.pack_voltage == pytest.approx(sum(state.cell_voltages), abs=0.3)
+    assert all("Traceback" not in p.log() for p in procs)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
