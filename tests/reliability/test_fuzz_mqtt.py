@@ -35,11 +35,14 @@ SUBSCRIBED = {  # the kinds each service subscribes to (its service.py / app.py 
     "api": EVERY | {
         "raw_lease_state", "raw_rx", "sniff", "sniff_state", "tunnel_status", "state",
         "availability", "daily", "health", "alarm", "service_status", "result", "history_reply",
+        "history_files_reply", "notify_test_result", "settings",
     },
     "modbus": EVERY | {"state", "availability", "daily", "result"},
     "reader": EVERY | {"command", "raw_lease", "raw_tx", "sniff_set"},
-    "notifier": EVERY | {"state", "availability", "alarm", "daily", "health", "service_status"},
-    "publisher": EVERY | {"state", "availability", "daily", "result"},
+    "notifier": EVERY | {
+        "state", "availability", "alarm", "daily", "health", "service_status", "notify_test",
+    },
+    "publisher": EVERY | {"state", "availability", "daily", "result", "settings"},
     "history": EVERY | {"state", "availability"},
     "tunnel": EVERY | {"tunnel_command", "raw_lease_state", "raw_rx"},
 }  # fmt: skip
@@ -153,6 +156,12 @@ def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answeri
     bad_queries = len(refused["history_request"])
     wait_until(lambda: running["history"].log().count("refused:") >= bad_queries, timeout=20)
     COUNTS["mqtt: malformed history queries answered with an error"] += bad_queries
+    # and a malformed file request (CSV, zip, days, delete) the same way
+    bad_files = len(refused["history_files"])
+    wait_until(
+        lambda: running["history"].log().count("history file request from") >= bad_files,
+        timeout=20,
+    )
 
     # everyone still runs, counted the drops in its status, and answers
     for name, proc in running.items():
