@@ -22,11 +22,12 @@ from pathlib import Path
 
 import aiomqtt
 import yaml
+from backbone import local_broker
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from bmsgate.broker import PrivateBroker, free_port, wait_for_port
+from bmsgate.broker import free_port, wait_for_port
 from bmsgate_common import topics
 from bmsgate_common.models import PackState
 from bmsgate_modbus.logic import MapOptions, RegisterStore
@@ -110,7 +111,7 @@ def throughput(seconds: float) -> None:
 
 async def _latency(rounds: int) -> list[float]:
     work = Path(tempfile.mkdtemp(prefix="modbus-bench-"))
-    broker = PrivateBroker(work / "mosquitto")
+    broker = local_broker(work / "mosquitto")
     broker.start()
     port = free_port()
     config = work / "config.yaml"
@@ -137,9 +138,11 @@ async def _latency(rounds: int) -> list[float]:
             for n in range(rounds + 1):  # round 0 warms up (first message, first read)
                 soc = float(n % 100)
                 sent = time.perf_counter()
+                # round 0 retained: the service may subscribe after its Modbus port opens
                 await mqtt.publish(
-                    topics.STATE.topic("garage"), state(soc).model_dump_json(), qos=1
-                )
+                    topics.STATE.topic("garage"), state(soc).model_dump_json(), qos=1,
+                    retain=n == 0,
+                )  # fmt: skip
                 while True:
                     reply = await client.read_holding_registers(BASE, count=1, device_id=1)
                     if not reply.isError() and reply.registers == [int(soc)]:

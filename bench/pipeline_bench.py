@@ -43,12 +43,13 @@ import httpx
 import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
-from bmsgate.broker import PrivateBroker, free_port, wait_for_port
+from bmsgate.broker import free_port, wait_for_port
 from bmsgate_common import topics
 from bmsgate_common.models import Availability, PackState
 from bmsgate_modbus.registers import BASE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from backbone import local_broker
 from procstat import cpu_seconds, memory_mb
 
 HOST = "127.0.0.1"
@@ -303,7 +304,7 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
     workdir.mkdir(parents=True, exist_ok=True)
     packs = [f"p{i:04d}" for i in range(n)]
     probes = packs[:n_probes]
-    backbone, external = PrivateBroker(workdir / "backbone"), PrivateBroker(workdir / "external")
+    backbone, external = local_broker(workdir / "backbone"), local_broker(workdir / "external")
     backbone.start()
     external.start()
     cfg, api_port, modbus_port = config(workdir, packs, probes, backbone.port, external.port)

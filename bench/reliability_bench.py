@@ -34,7 +34,7 @@ from typing import Any
 import aiomqtt
 import yaml
 
-from bmsgate.broker import PrivateBroker, free_port
+from bmsgate.broker import free_port
 from bmsgate_common import topics
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import BusSettings
@@ -47,6 +47,7 @@ from tests.support.procs import start_service, write_config  # noqa: E402
 from tests.support.victoria import VictoriaMetrics  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+from backbone import local_broker  # noqa: E402
 from procstat import loadavg, memory_mb  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -97,7 +98,7 @@ async def influx_outage(
     work: Path, outage: float, *, rate: float = 100.0, before: float = 5.0, after: float = 5.0
 ) -> dict[str, Any]:
     """Run the outage and count; see the module's docstring."""
-    broker = PrivateBroker(work / "mosquitto")
+    broker = local_broker(work / "mosquitto")
     broker.start()
     vm = VictoriaMetrics(work)
     vm.start()
@@ -162,7 +163,7 @@ async def influx_outage(
 async def memory_per_state(work: Path, total: int, services: tuple[str, ...] = ("api", "notifier")
                            ) -> dict[str, Any]:  # fmt: skip
     """RSS [MB] of ``services`` after every eighth of ``total`` states (see the docstring)."""
-    broker = PrivateBroker(work / "mosquitto")
+    broker = local_broker(work / "mosquitto")
     broker.start()
     packs = 100
     cfg = {"mqtt": {"host": HOST, "port": broker.port}, "log_level": "WARNING",
@@ -195,7 +196,7 @@ async def memory_per_state(work: Path, total: int, services: tuple[str, ...] = (
 
 async def asleep(work: Path, seconds: float, every: float) -> dict[str, Any]:
     """The board asleep for ``seconds`` in real time at the default bus settings (see above)."""
-    broker = PrivateBroker(work / "mosquitto")
+    broker = local_broker(work / "mosquitto")
     broker.start()
     fields = BusSettings.model_fields
     bus = {k: fields[k].default for k in ("poll_interval", "timeout", "retries", "offline_after")}

@@ -32,7 +32,7 @@ from typing import Any
 import aiomqtt
 import yaml
 
-from bmsgate.broker import PrivateBroker, free_port
+from bmsgate.broker import free_port
 from bmsgate.services import left_out
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
@@ -41,6 +41,7 @@ from bmsgate_history.sample import to_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
+from backbone import local_broker
 from procstat import children, cmdline, comm_name, cpu_seconds, loadavg, memory_mb
 from tests.support.receiver import receiver
 
@@ -136,7 +137,7 @@ async def soak(
 ) -> dict[str, Any]:  # fmt: skip
     """Run the soak; returns the figures (see the module's docstring)."""
     work = work or Path(tempfile.mkdtemp(prefix="bmsgate-soak-"))
-    broker = PrivateBroker(work / "mosquitto")
+    broker = local_broker(work / "mosquitto")
     broker.start()
     servers: list[PtyServer] = []
     clocks: list[asyncio.Task[None]] = []

@@ -26,9 +26,10 @@ from typing import Any
 import aiomqtt
 import yaml
 
-from bmsgate.broker import PrivateBroker, free_port
+from bmsgate.broker import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from backbone import local_broker
 from procstat import children, cmdline, comm_name, memory_mb, tree_resident_mb
 
 HOST = "127.0.0.1"
@@ -54,16 +55,17 @@ def label(pid: int) -> str:
 
 async def first_state(data_dir: Path, started: float, limit: float) -> float | None:
     """Seconds from ``started`` until a state is on the private broker's backbone."""
-    conf = data_dir / "run" / "mosquitto" / "mosquitto.conf"
+    users = data_dir / "run" / "mosquitto" / "users.json"  # its port and users (0600)
     deadline = started + limit
-    while not conf.exists() and time.perf_counter() < deadline:  # noqa: ASYNC110
+    while not users.exists() and time.perf_counter() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
-    if not conf.exists():
+    if not users.exists():
         return None
-    port = int(conf.read_text().split()[1])
+    saved = json.loads(users.read_text())
+    port, password = saved["port"], saved["users"]["viewer"]
     while time.perf_counter() < deadline:
         try:
-            async with aiomqtt.Client(HOST, port) as client:
+            async with aiomqtt.Client(HOST, port, username="viewer", password=password) as client:
                 await client.subscribe("bmsgate/bms/+/state")
                 async with asyncio.timeout(deadline - time.perf_counter()):
                     async for _ in client.messages:
@@ -129,7 +131,7 @@ def settled_memory(argv: list[str], settle: float) -> tuple[float, float, bool]:
 def alone(settle: float) -> list[dict[str, Any]]:
     """Each service alone, beside the cost of its imports."""
     work = Path(tempfile.mkdtemp(prefix="bmsgate-alone-"))
-    broker = PrivateBroker(work / "mosquitto")
+    broker = local_broker(work / "mosquitto")
     broker.start()
     cfg = work / "config.yaml"
     cfg.write_text(yaml.safe_dump({
