@@ -10,6 +10,7 @@ bmsgate_common.config_file, shared with the setup wizard and the web UI.
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -42,6 +43,34 @@ def migrate(path: Path, out: TextIO) -> None:
     out.write(f"{path}: written in format {data['version']}; the old file is {old}\n")
 
 
+def set_password(path: Path, out: TextIO) -> int:
+    """Set the web password (as the first visit would): twice at a terminal, else one line."""
+    from bmsgate_api.auth import PasswordError, check_new_password, password_store
+
+    cfg = load_settings(path if path.exists() else None)
+    store = password_store(cfg)
+    if store.managed:
+        sys.stderr.write(
+            "bmsgate config: the web password comes from api.password_hash or "
+            "api.password_file: change it there\n"
+        )
+        return USER_ERROR
+    if sys.stdin.isatty():
+        password = getpass.getpass("New web password: ")
+        if getpass.getpass("Again: ") != password:
+            sys.stderr.write("bmsgate config: the passwords differ; nothing was changed\n")
+            return USER_ERROR
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        store.set(check_new_password(password))
+    except PasswordError as err:
+        sys.stderr.write(f"bmsgate config: {err}; nothing was changed\n")
+        return USER_ERROR
+    out.write(f"web password set in {store.path}; every open session has ended\n")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out one ``bmsgate config`` action; errors are one line and exit 2."""
     path = cf.config_path(args.config)
@@ -65,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
             out.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
         elif args.action == "migrate":
             migrate(path, out)
+        elif args.action == "password":
+            return set_password(path, out)
         elif args.action == "import":
             cf.save(path, cf.read_raw(Path(args.file), missing_ok=False))
             out.write(f"{args.file} imported into {path}\n")
@@ -93,5 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     put.add_argument("value", help="YAML: 5, true, text, [1, 2], {id: a}")
     export = actions.add_parser("export", help="the whole configuration (secrets masked)")
     export.add_argument("--show-secrets", action="store_true")
+    actions.add_parser(
+        "password", help="set the web password (twice at a terminal, else one line of stdin)"
+    )
     imp = actions.add_parser("import", help="replace the file with a validated one")
     imp.add_argument("file")

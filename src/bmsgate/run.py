@@ -27,6 +27,7 @@ from typing import Any, Final, NamedTuple
 import yaml
 from pydantic import SecretStr
 
+from bmsgate_api.auth import password_store
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common import topics
@@ -377,6 +378,14 @@ class Supervisor:
             self.broker.stop()
 
 
+def _password_unset(cfg: Settings) -> bool:
+    """Whether the web password is still to be set (a broken password_file: the API says so)."""
+    try:
+        return password_store(cfg).current() is None
+    except (OSError, ValueError):
+        return False
+
+
 async def supervise(
     cfg: Settings,
     *,
@@ -410,6 +419,12 @@ async def supervise(
             state = "" if ready else " (not answering yet)"
             url = f"http://{host}:{effective.api.port}/"
             print(f"bmsgate is running: web UI at {url}{state}", flush=True)  # noqa: T201
+            if _password_unset(effective):
+                print(  # noqa: T201
+                    f"bmsgate: no web password is set: whoever opens {url} first sets it. "
+                    "Set it now with: bmsgate config password",
+                    flush=True,
+                )
         if with_api and config_file is not None and not cfg.buses:
             log.info(
                 "no bus configured in %s yet: set bmsgate up at http://%s:%d/setup.html "

@@ -37,7 +37,7 @@ from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 from bmsgate_common.version import VERSION
 
-from .auth import PasswordStore, RateLimiter, Sessions, Tokens, session_key
+from .auth import RateLimiter, Sessions, Tokens, password_store, session_key
 from .deps import Context
 from .guard import Guard, Proxies
 from .live import CLIENT, RAW_HOLDER
@@ -156,13 +156,8 @@ def make_context(
     store: PackStore, settings: Settings, backbone: Backbone | None, persist: bool
 ) -> Context:
     """The app's state; with ``persist`` the password and session key live under data_dir/api."""
-    from .auth import configured_hash
-
     api = settings.api
     folder = settings.data_dir / "api" if persist else None
-    hashed = configured_hash(
-        api.password_hash.get_secret_value() if api.password_hash else None, api.password_file
-    )
 
     def kept(name: str) -> Path | None:
         return folder / name if folder else None
@@ -170,7 +165,7 @@ def make_context(
     return Context(
         settings=settings,
         store=store,
-        passwords=PasswordStore(configured=hashed, path=kept("password")),
+        passwords=password_store(settings, persist),
         sessions=Sessions(
             session_key(kept("session.key")), api.session_hours * 3600, kept("revoked.json")
         ),

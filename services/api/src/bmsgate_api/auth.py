@@ -16,9 +16,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bmsgate_common.durable import write_durably
+
+if TYPE_CHECKING:
+    from bmsgate_common.settings import Settings
 
 # scrypt cost: 16 MiB of memory and about 50 ms on a Raspberry Pi 4 per login
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -274,6 +277,7 @@ class PasswordStore:
     configured: str | None = None  # from api.password_hash or api.password_file
     path: Path | None = None  # data_dir/api/password when set at the first visit
     _stored: str | None = None
+    _seen: int | None = None  # [ns] the file's mtime when read: `bmsgate config password` sets it
 
     @property
     def managed(self) -> bool:
@@ -284,9 +288,14 @@ class PasswordStore:
         """The hash in force, or None while no password has been set."""
         if self.configured:
             return self.configured
-        if self._stored is None and self.path is not None and self.path.exists():
-            text = self.path.read_text(encoding="utf-8").strip()
-            self._stored = text if is_hash(text) else None
+        if self.path is not None:
+            try:
+                mtime = self.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                return self._stored
+            if mtime != self._seen:
+                text = self.path.read_text(encoding="utf-8").strip()
+                self._stored, self._seen = (text if is_hash(text) else None), mtime
         return self._stored
 
     def set(self, password: str) -> str:
@@ -298,6 +307,15 @@ class PasswordStore:
             write_durably(self.path, (encoded + "\n").encode())
         self._stored = encoded
         return encoded
+
+
+def password_store(settings: Settings, persist: bool = True) -> PasswordStore:
+    """The password of ``settings``: configured, else kept in data_dir/api/password."""
+    api = settings.api
+    hashed = configured_hash(
+        api.password_hash.get_secret_value() if api.password_hash else None, api.password_file
+    )
+    return PasswordStore(hashed, settings.data_dir / "api" / "password" if persist else None)
 
 
 def configured_hash(password_hash: str | None, password_file: Path | None) -> str | None:
