@@ -36,6 +36,7 @@ from bmsgate_common.models import ServiceStatus, utcnow
 from bmsgate_common.service import RESTART_EXIT
 from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
 from bmsgate_common.topics import TOPICS
+from bmsgate_common.version import VERSION
 
 from .broker import PrivateBroker, wait_for_port
 from .services import COMMON_SECTIONS, SERVICES, left_out
@@ -261,8 +262,8 @@ async def forget_packs(
         (spec.topic(pack, mqtt.base_topic), b"") for pack in packs for spec in PACK_RETAINED
     ]
     for service, why in (retired or {}).items():
-        status = ServiceStatus(service=service, state="offline", ts=utcnow(), detail={
-            "left_out": why})  # fmt: skip
+        status = ServiceStatus(service=service, state="offline", ts=utcnow(), version=VERSION,
+                               detail={"left_out": why})  # fmt: skip
         messages.append((topics.SERVICE_STATUS.topic(service, mqtt.base_topic),
                          status.model_dump_json().encode()))  # fmt: skip
     password = mqtt.password.get_secret_value() if mqtt.password else None
