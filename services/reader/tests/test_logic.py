@@ -41,6 +41,15 @@ def test_invert_current_flips_current_and_power() -> None:
     assert state.name == "garage"
 
 
+def test_current_correction_scales_then_offsets_and_recomputes_power() -> None:
+    pack = PackSettings(id="garage", current_scale=1.1, current_offset=0.5)
+    state = to_state(reading(power=-520.0), pack, "jk_pb", T0)
+    assert state.current == pytest.approx(-10.5)  # -10 A x 1.1 + 0.5 A
+    assert state.power == pytest.approx(52.0 * -10.5)  # the BMS's own power is not corrected
+    inverted = PackSettings(id="garage", invert_current=True, current_offset=-0.2)
+    assert to_state(reading(), inverted, "jk_pb", T0).current == pytest.approx(9.8)
+
+
 def test_nominal_capacity_falls_back_to_the_setting() -> None:
     pack = PackSettings(id="garage", nominal_capacity=280)
     assert to_state(reading(), pack, "jk_uart", T0).nominal_capacity == 280

@@ -717,3 +717,30 @@ async def test_daly_keep_awake_sends_harmless_reads_between_polls_until_switched
         wakes = reader.wakes
         await asyncio.sleep(1.0)
         assert reader.wakes <= wakes + 1  # at most one already under way
+
+
+async def test_own_soc_beside_the_drifting_bms_and_pushed_to_it_at_full(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """A DALY classic whose counter says 80 % while its cells are full and the charger has
+    tapered off: bmsgate's own SOC re-syncs to 100 % and, with push_soc, writes it to the BMS."""
+    sim = make_bus("daly_classic")
+    model = sim.boards[0].model
+    model.profile, model.demand = False, 0.5  # a tapered charge current
+    model.set_soc(100.0)
+    for cell in model.cells:
+        cell.soc = 99.9  # the cells are full...
+    model.set_soc(80.0)  # ...the BMS's counter is not
+    pack = {"id": "p1", "address": 1, "own_soc": True, "push_soc": True, "full_time": 0.5,
+            "full_cell_voltage": 3.45, "full_current": 1.0, "nominal_capacity": 100}  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        pty = await stack.enter_async_context(PtyServer(sim, tmp_path / "tty"))
+        seen = await stack.enter_async_context(listen(mosquitto.port, "bmsgate/bms/#"))
+        bus = bus_settings(pty.port, "daly_classic", 1, packs=[pack])
+        await stack.enter_async_context(running(mosquitto, bus, control=True))
+        first = (await seen.wait_for(lambda s: states(s, "p1")))[0]
+        assert first.soc == pytest.approx(80.0, abs=0.2) and first.soc_estimate == first.soc
+        await seen.wait_for(lambda s: states(s, "p1")[-1].soc_estimate == 100.0, within=10)
+        # pushed: the BMS's own SOC is 100 % from then on
+        await seen.wait_for(lambda s: states(s, "p1")[-1].soc == pytest.approx(100.0, abs=0.2))
+        assert model.soc == pytest.approx(100.0, abs=0.2)

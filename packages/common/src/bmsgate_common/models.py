@@ -91,6 +91,11 @@ class PackState(_Message):
     current: float = Field(description="[A], positive = charging")
     power: float = Field(description="[W], positive = charging")
     soc: float = Field(ge=0, le=100, description="state of charge [%]")
+    soc_estimate: float | None = Field(
+        default=None, ge=0, le=100,
+        description="bmsgate's own SOC [%]: coulombs counted from the corrected current, "
+        "re-synced at full and at the low cut-off; null unless the pack's own_soc is on",
+    )  # fmt: skip
     cell_voltages: list[float] = Field(description="[V], cell 1 first")
     cell_count: int = Field(ge=0, description="cells in series")
     temperatures: list[float] = Field(

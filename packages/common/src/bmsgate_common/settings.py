@@ -73,6 +73,34 @@ class PackSettings(_Section):
         description="board address on the bus, in the protocol's range (0: a JK-PB master, heard)",
     )
     invert_current: bool = Field(default=False, description="for a shunt wired the other way")
+    current_scale: float = Field(
+        default=1.0, gt=0.5, lt=2.0, description="current correction: I = I_bms x scale + offset"
+    )
+    current_offset: float = Field(
+        default=0.0, ge=-50, le=50, description="[A] current correction (a shunt's zero error)"
+    )
+    own_soc: bool = Field(
+        default=False,
+        description="count bmsgate's own SOC from the corrected current (beside the BMS's)",
+    )
+    full_cell_voltage: float = Field(
+        default=3.45, gt=2.0, lt=4.5, description="[V] own SOC: full when the highest cell is at "
+        "or above this while the charge current is at or below full_current for full_time",
+    )  # fmt: skip
+    full_current: float | None = Field(
+        default=None, ge=0, description="[A] own SOC: taper current; unset = 2 % of capacity"
+    )
+    full_time: float = Field(default=300.0, ge=0, le=7200, description="[s] own SOC: taper time")
+    empty_cell_voltage: float | None = Field(
+        default=None, gt=1.5, lt=4.0,
+        description="[V] own SOC: 0 % at this lowest cell; unset = the BMS's own cell UVP as read, "
+        "else 2.8",
+    )  # fmt: skip
+    push_soc: bool = Field(
+        default=False,
+        description="write the own SOC to the BMS when it re-syncs (full/empty), where the "
+        "protocol can set the SOC; needs control.enabled",
+    )
     nominal_capacity: float | None = Field(default=None, gt=0, description="[Ah]")
 
     @property

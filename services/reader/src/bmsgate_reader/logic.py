@@ -15,12 +15,17 @@ from bmsgate_common.units import to_kwh
 def to_state(
     reading: BmsReading, pack: PackSettings, protocol: ProtocolName, ts: datetime
 ) -> PackState:
-    """Normalize a reading into the pack state: the per-pack invert option, power from V x I."""
+    """Normalize a reading into the pack state: invert option, current correction, power.
+
+    The current is corrected per pack (I x scale + offset, after the invert option); the power
+    is V x I when the BMS gives none or the current was corrected.
+    """
     sign = -1.0 if pack.invert_current else 1.0
-    current = round(sign * reading.current, 3)
+    corrected = pack.current_scale != 1.0 or pack.current_offset != 0.0
+    current = round(sign * reading.current * pack.current_scale + pack.current_offset, 3)
     power = (
         round(sign * reading.power, 1)
-        if reading.power is not None
+        if reading.power is not None and not corrected
         else round(reading.pack_voltage * current, 1)
     )
     extras = {k: v for k, v in reading.extras.items() if isinstance(v, str | int | float | bool)}

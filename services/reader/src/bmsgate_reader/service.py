@@ -13,7 +13,7 @@ from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.link import FrameCollector
 from bmsgate_bms.plausible import implausible
 from bmsgate_bms.reading import BmsReading
-from bmsgate_bms.registry import protocol
+from bmsgate_bms.registry import info, protocol
 from bmsgate_bms.setpoints import SettingError, bounds, check_write, table_of
 from bmsgate_common import topics
 from bmsgate_common.models import (
@@ -30,6 +30,7 @@ from bmsgate_common.models import (
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.service import READER_STOPPED
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
+from bmsgate_common.soc import SocEstimator, SocRules
 from bmsgate_common.tasks import stop_tasks
 from bmsgate_serial.link import LinkDown, SerialLink
 
@@ -44,6 +45,7 @@ POLL_ERRORS = (FrameError, LinkTimeout, LinkDown)
 BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing port
 SAVE_EVERY = 60.0  # [s] between writes of the energy counters
 BALANCER_SETTINGS = ("balance_switch", "balancer_switch")  # JK-PB, DALY new
+UVP_SETTINGS = ("cell_uvp", "cell_undervoltage_l2")  # the BMS's own cell cut-off, by protocol
 SETTINGS_EVERY = 3600.0  # [s] between reads of the BMS's own settings
 SETTINGS_RETRY = 60.0  # [s] before a failed settings read is tried again
 RESET_WAIT = 10.0  # [s] a reset BMS has to answer again
@@ -64,6 +66,7 @@ class Pack:
         self.lying = False  # its last answer was implausible (logged once until it is not)
         self.settings: dict[str, Any] = {}  # the BMS's own settings as last read
         self.settings_due = 0.0  # [s] monotonic time of the next settings read
+        self.soc = SocEstimator()  # bmsgate's own SOC, when cfg.own_soc
 
 
 class Reader:
@@ -151,6 +154,36 @@ class Reader:
             await self.read_settings(pack)
         return state
 
+    def soc_rules(self, pack: Pack, capacity: float | None) -> SocRules:
+        """The pack's full/empty rules; empty at the BMS's own cell UVP when it was read."""
+        cfg = pack.cfg
+        uvp = next((pack.settings[k] for k in UVP_SETTINGS if k in pack.settings), None)
+        empty = cfg.empty_cell_voltage or (float(uvp) if isinstance(uvp, int | float) else 2.8)
+        taper = cfg.full_current if cfg.full_current is not None else 0.02 * (capacity or 0.0)
+        return SocRules(cfg.full_cell_voltage, taper, cfg.full_time, empty)
+
+    async def _own_soc(self, pack: Pack, state: PackState) -> PackState:
+        """Count the own SOC; at a re-sync, push it to the BMS where that is possible and on."""
+        capacity = state.nominal_capacity
+        cells = state.cell_voltages or [0.0]
+        event = pack.soc.update(
+            time.monotonic(), state.current, capacity, max(cells), min(cells), state.soc,
+            self.soc_rules(pack, capacity),
+        )  # fmt: skip
+        own = pack.soc.soc
+        if event is not None and own is not None:
+            log.info("%s: own SOC re-synced to %.0f %% (%s); the BMS says %.1f %%",
+                     pack.cfg.id, own, event, state.soc)  # fmt: skip
+            if pack.cfg.push_soc and self.control and info(self.bus.protocol).soc_setting:
+                assert pack.driver is not None
+                try:
+                    back = await pack.driver.set_soc(own)
+                    log.info("%s: SOC %.0f %% pushed to the BMS, read back %.1f %%",
+                             pack.cfg.id, own, back)  # fmt: skip
+                except (*POLL_ERRORS, UnsupportedCommand) as err:
+                    log.warning("%s: SOC not pushed to the BMS: %s", pack.cfg.id, err)
+        return state.model_copy(update={"soc_estimate": None if own is None else round(own, 1)})
+
     def _extras(self, pack: Pack, state: PackState) -> dict[str, Any]:
         """The switches the reader knows besides the reading: the balancer and keep-awake."""
         extras = dict(state.extras)
@@ -218,6 +251,8 @@ class Reader:
         state = state.model_copy(
             update=pack.energy.totals() | {"extras": self._extras(pack, state)}
         )
+        if pack.cfg.own_soc:
+            state = await self._own_soc(pack, state)
         await self.backbone.publish(topics.STATE, pack.cfg.id, state)
         change = pack.tracker.seen(state.ts)
         if change:

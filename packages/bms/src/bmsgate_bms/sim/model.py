@@ -71,6 +71,9 @@ class PackModel:
     profile: bool = True  # follow the day/night charge profile in step()
     seed: int = 1
     balancing_cells: list[int] = field(default_factory=list)
+    soc_drift: float = 0.0  # [%/h] how fast the BMS's own SOC counter drifts from the truth
+    taper: bool = False  # a charger with a constant-voltage phase: the current fades near full
+    soc_error: float = 0.0  # [%] the BMS's counter minus the true SOC, so far
     _throughput: float = 0.0  # [Ah] discharged, for cycle counting
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -114,9 +117,14 @@ class PackModel:
         return round(sum(self.cell_voltages), 3)
 
     @property
-    def soc(self) -> float:
-        """Pack SOC [%]: the weakest cell limits the pack, as a BMS's coulomb counter sees it."""
+    def true_soc(self) -> float:
+        """The charge actually in the pack [%], capacity-weighted over the cells."""
         return round(sum(c.soc * c.capacity for c in self.cells) / self.total_capacity, 1)
+
+    @property
+    def soc(self) -> float:
+        """The SOC the BMS reports [%]: its coulomb counter, off by ``soc_error``."""
+        return round(min(100.0, max(0.0, self.true_soc + self.soc_error)), 1)
 
     @property
     def total_capacity(self) -> float:
@@ -160,9 +168,8 @@ class PackModel:
         self._apply_mos()
 
     def set_soc(self, soc: float) -> None:
-        """Recalibrate the coulomb counter: every cell to ``soc`` [%]."""
-        for cell in self.cells:
-            cell.soc = min(100.0, max(0.0, soc))
+        """Recalibrate the BMS's coulomb counter to ``soc`` [%] (the cells keep their charge)."""
+        self.soc_error = min(100.0, max(0.0, soc)) - self.true_soc
 
     def weaken(self, index: int, factor: float = 0.8) -> None:
         """Make cell ``index`` (0-based) lose capacity: a weak cell."""
@@ -181,6 +188,10 @@ class PackModel:
 
     def _apply_mos(self) -> None:
         current = self.demand
+        if self.taper and current > 0:
+            # CV phase: full current up to 3.45 V open-circuit on the fullest cell, none at 3.58
+            fullest = ocv(max(c.soc for c in self.cells))
+            current = round(current * min(1.0, max(0.0, (3.58 - fullest) / 0.13)), 2)
         if (current > 0 and not self.charge_mos) or (current < 0 and not self.discharge_mos):
             current = 0.0
         self.current = current
@@ -188,6 +199,7 @@ class PackModel:
     def step(self, dt: float) -> None:
         """Advance ``dt`` seconds: count coulombs, balance, protect, warm up, cool down."""
         self.clock += dt
+        self.soc_error += self.soc_drift * dt / 3600
         if self.profile:
             self.demand = self.profile_demand()
         self._apply_mos()
