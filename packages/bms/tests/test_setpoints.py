@@ -115,3 +115,44 @@ async def test_keep_awake_is_one_harmless_read(name: str, variant: str | None) -
     await driver.wake()
     assert bus.requests == sent + 1
     assert bus.boards[0].model.soc == soc
+
+
+# FC 0x10 writes of the JK-PB settings block as a JK master sends them on a real bus, quoted in
+# txubelaxu/esphome-jk-bms components/jk_rs485_sniffer/jk_rs485_sniffer.cpp (comments of
+# handle_bms2sniffer_switch_or_number_uint32_event): balancer off/on at DIP address 2, and
+# 3500 mV into 0x1000. bmsgate's requests must be these bytes.
+CAPTURED_WRITES = {
+    "balancer_off": "02 10 10 78 00 02 04 00 00 00 00 37 a9",
+    "balancer_on": "02 10 10 78 00 02 04 00 00 00 01 f6 69",
+    "smart_sleep_3500mv": "02 10 10 00 00 02 04 00 00 0d ac 35 c6",
+}
+
+
+class _Recording(SimLink):
+    """The simulator's link, keeping what was sent."""
+
+    def __init__(self, bus: SimBus) -> None:
+        super().__init__(bus)
+        self.sent: list[bytes] = []
+
+    async def exchange(self, request: bytes, *args: Any, **kwargs: Any) -> list[bytes]:
+        self.sent.append(request)
+        return await super().exchange(request, *args, **kwargs)
+
+
+async def test_jk_pb_writes_are_the_bytes_a_jk_master_sends() -> None:
+    from bmsgate_bms import jk_pb
+
+    link = _Recording(make_bus("jk_pb", boards=2))
+    driver = jk_pb.Driver(link, 2)
+    assert await driver.set_balancer(False) is False
+    assert await driver.set_balancer(True) is True
+    writes = [r.hex(" ") for r in link.sent if r[1] == 0x10 and r[2:4] == b"\x10\x78"]
+    assert writes == [CAPTURED_WRITES["balancer_off"], CAPTURED_WRITES["balancer_on"]]
+    sleep = jk_pb.write_request(0x1000, (3500).to_bytes(4, "big"), 2)  # the same encoder
+    assert sleep.hex(" ") == CAPTURED_WRITES["smart_sleep_3500mv"]
+    settings = await driver.read_settings()
+    sent = len(link.sent)
+    await driver.write_setting("balance_trigger_voltage", 0.005, settings)
+    write = link.sent[sent]
+    assert write.hex(" ").startswith("02 10 10 14 00 02 04 00 00 00 05")  # 5 mV, u32 high first
