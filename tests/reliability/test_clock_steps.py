@@ -15,10 +15,8 @@ import asyncio
 import json
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,6 +32,7 @@ from tests.reliability.counts import COUNTS
 from tests.support.needs import needs
 from tests.support.procs import find_mosquitto
 from tests.support.receiver import receiver
+from tests.support.tree import bmsgate_run
 
 pytestmark = [
     pytest.mark.integration,
@@ -102,31 +101,18 @@ async def test_clock_steps_of_the_whole_tree(tmp_path: Path) -> None:
         async with PtyServer(sim, tmp_path / "ttyGARAGE") as pty:
             path = config(tmp_path, pty.port, notify)
             env = {"LD_PRELOAD": str(lib), "WALLSHIFT_FILE": str(shift), "PATH": "/usr/bin:/bin"}
-            with log_path.open("wb") as log:
-                proc = subprocess.Popen(  # noqa: ASYNC220
-                    [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(path)],
-                    stdout=log, stderr=log, env=env, start_new_session=True,
-                )  # fmt: skip
-                try:
-                    await until(lambda: rows_near(archive, time.time()) >= 3)
-                    await until(lambda: "next daily report" in log_path.read_text())
-                    steps = [(400 * DAY, "+400 d"), (0, "back to the right time"),
-                             (-3600, "an hour back")]  # fmt: skip
-                    for offset, _ in steps:
-                        before = rows_near(archive, time.time() + offset)
-                        shift.write_text(f"{offset}\n")
-                        # samples at the new time are stored, whatever was stored before
-                        await until(
-                            lambda o=offset, b=before: rows_near(archive, time.time() + o) >= b + 4
-                        )
-                    shift.write_text("0\n")
-                    await asyncio.sleep(2.0)
-                    proc.send_signal(signal.SIGTERM)
-                    await asyncio.to_thread(proc.wait, 30)
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
+            async with bmsgate_run(path, log_path, env):
+                await until(lambda: rows_near(archive, time.time()) >= 3)
+                await until(lambda: "next daily report" in log_path.read_text())
+                for offset in (400 * DAY, 0, -3600):  # +400 d, back to the right time, -1 h
+                    before = rows_near(archive, time.time() + offset)
+                    shift.write_text(f"{offset}\n")
+                    # samples at the new time are stored, whatever was stored before
+                    await until(
+                        lambda o=offset, b=before: rows_near(archive, time.time() + o) >= b + 4
+                    )
+                shift.write_text("0\n")
+                await asyncio.sleep(2.0)
     text = log_path.read_text(errors="replace")
     assert "Traceback" not in text, text[-3000:]
     steps_logged = re.findall(

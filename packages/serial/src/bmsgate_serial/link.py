@@ -305,6 +305,7 @@ class SerialLink:
                 for frame in frames:
                     self.monitor("from_bms", frame)
             if len(frames) < count:
+                self._flush()
                 detail = f", {collector.junk} bytes of junk" if collector.junk else ""
                 raise LinkTimeout(f"{len(frames)} of {count} frames in {self.timeout} s{detail}")
             return frames[:limit]
@@ -333,6 +334,31 @@ class SerialLink:
                     raise LinkDown(f"serial port {self.port} went away")
                 if not await self._wait(deadline):
                     return []
+
+    def _flush(self) -> None:
+        """Drop whatever of an unanswered request has not left the host yet, and any late answer.
+
+        A request the BMS did not answer should not act later: bytes an adapter still holds
+        (flow control, a full buffer) would otherwise reach a board when it wakes, long after
+        the caller was told the command failed. The kernel's buffers are flushed (tcflush);
+        bytes still in the transport's own buffer go with the port, reopened at the next
+        exchange. Bytes already on the wire, or in a pty's other end, cannot be called back.
+        """
+        transport = self._transport
+        if transport is None:
+            return
+        port = getattr(transport, "serial", None)
+        try:
+            if port is not None:
+                port.reset_output_buffer()
+                port.reset_input_buffer()
+        except (OSError, serial.SerialException) as err:
+            log.debug("flushing %s failed: %s", self.port, err)
+        if transport.get_write_buffer_size():
+            log.info("closing %s: bytes of an unanswered request were still waiting", self.port)
+            self._transport = None
+            transport.abort()
+        self._rx.clear()
 
     async def relay(self, data: bytes) -> bytes:
         """Send another master's bytes (a passthrough gadget) and return what the BMS answers.

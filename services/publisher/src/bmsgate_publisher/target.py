@@ -18,6 +18,7 @@ from collections.abc import Callable
 import aiomqtt
 
 from bmsgate_common.settings import MqttSettings, TargetSettings
+from bmsgate_common.tasks import quiet_late_socket_callbacks
 from bmsgate_outputs.plan import Message
 from bmsgate_outputs.topics import TargetTopics, subscription
 
@@ -132,6 +133,7 @@ class TargetLink:
         """Connect, send and listen forever; an outage is logged once, then retried quietly."""
         backoff = 1.0
         where = f"{self.host}:{self.port}"
+        quiet_late_socket_callbacks(asyncio.get_running_loop())  # after a freeze: no traceback
         while True:
             try:
                 async with self._client() as client:

@@ -1,0 +1,31 @@
+"""`bmsgate run --config F` as a process tree for a test, stopped (SIGTERM, then SIGKILL) at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+
+@contextlib.asynccontextmanager
+async def bmsgate_run(
+    config: Path, log_path: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Run the tree with its output in ``log_path``; a clean stop when the block ends normally."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config)],
+            stdout=log, stderr=log, env=env, start_new_session=True,
+        )  # fmt: skip
+        try:
+            yield proc
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
