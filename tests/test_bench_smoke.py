@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,16 @@ def test_resident_memory_counts_a_shared_page_once() -> None:
     finally:
         for child in children:
             child.communicate(b"")
+
+
+def test_writes_bench_counts_the_trees_writes(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "writes_bench.py"), "--duration", "3",
+         "--warmup", "8", "--json", str(tmp_path / "w.json")],
+        capture_output=True, text=True, timeout=90, cwd=ROOT,
+        env=os.environ | {"BMSGATE_HISTORY__ARCHIVE__COMMIT_INTERVAL": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((tmp_path / "w.json").read_text())
+    assert {"history", "reader"} <= set(data["mb_per_hour"])
+    assert data["mb_per_hour"]["history"] > 0  # commits every second: the bytes are seen

@@ -506,8 +506,9 @@ class ArchiveSettings(_Section):
     raw_days: float = Field(default=30, gt=0, description="[d] full resolution kept")
     minute_days: float = Field(default=190, gt=0, description="[d] 1-minute min/avg/max kept")
     quarter_days: float = Field(default=1830, gt=0, description="[d] 15-minute min/avg/max kept")
+    # an SD card's wear against what a power cut loses (docs/history.md, "Storage writes")
     commit_interval: float = Field(
-        default=2.0, gt=0, le=60, description="[s] most a power cut can lose"
+        default=300.0, gt=0, le=3600, description="[s] most a power cut can lose"
     )
     synchronous: Literal["full", "normal"] = Field(
         default="full", description="full: fsync the WAL at every commit"

@@ -38,6 +38,7 @@ from .sample import Sample, day_bounds, energy, from_state, local_day, to_ms
 
 log = logging.getLogger(__name__)
 
+TICK = 5.0  # [s] the periodic work's beat; commits come every archive.commit_interval
 DAILY_EVERY = 60.0  # [s] the retained daily figures are refreshed at most this often
 HEALTH_EVERY = 600.0  # [s] health rules are evaluated and their evidence saved
 PURGE_EVERY = 3600.0  # [s] retention is applied
@@ -290,12 +291,13 @@ class History:
 
     async def periodic(self) -> None:
         """Commit, refresh the daily figures, evaluate health and purge, each on its clock."""
-        last_health = last_purge = time.monotonic()
+        last_health = last_purge = last_commit = time.monotonic()
         interval = self.h.archive.commit_interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(interval, TICK))
             now = time.monotonic()
-            if self.archive:
+            if self.archive and now - last_commit >= interval - TICK / 10:
+                last_commit = now
                 self.archive.commit()
             for pack in list(self.daily):
                 if now - self._daily_sent.get(pack, 0.0) >= DAILY_EVERY:

@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 POLL_ERRORS = (FrameError, LinkTimeout, LinkDown)
 BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing port
-SAVE_EVERY = 60.0  # [s] between writes of the energy counters
+SAVE_EVERY = 300.0  # [s] between writes of the energy counters (each one wears an SD card)
 BALANCER_SETTINGS = ("balance_switch", "balancer_switch")  # JK-PB, DALY new
 UVP_SETTINGS = ("cell_uvp", "cell_undervoltage_l2")  # the BMS's own cell cut-off, by protocol
 SETTINGS_EVERY = 3600.0  # [s] between reads of the BMS's own settings
