@@ -354,7 +354,11 @@ class SerialLink:
                 port.reset_input_buffer()
         except (OSError, serial.SerialException) as err:
             log.debug("flushing %s failed: %s", self.port, err)
-        if transport.get_write_buffer_size():
+        try:
+            waiting = transport.get_write_buffer_size()
+        except NotImplementedError:  # a network port's transport does not say
+            waiting = 0
+        if waiting:
             log.info("closing %s: bytes of an unanswered request were still waiting", self.port)
             self._transport = None
             transport.abort()
