@@ -120,6 +120,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _fail("simulate", f"unknown fault {args.fault!r}; known: {', '.join(FAULTS)}")
     bus.faults.mode = args.fault
     bus.pace = args.pace
+    if args.master is not None and (args.protocol != "jk_pb" or not args.pty):
+        return _fail("simulate", "--master is for --protocol jk_pb with --pty")
+
+    async def polled(pty: PtyServer) -> None:
+        """A JK-PB master at DIP 0 polling the boards, for a reader that listens."""
+        from bmsgate_bms.sim.jk_pb import JkPbBoard, Master
+        from bmsgate_bms.sim.model import PackModel
+
+        master = Master(bus, JkPbBoard(PackModel.create(cells=args.cells, seed=99), address=0))
+        while True:
+            await pty.send(master.round())
+            await asyncio.sleep(args.master)
 
     async def serve() -> None:
         clock = asyncio.create_task(bus.run_time(speed=args.speed))
@@ -127,6 +139,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             if args.pty:
                 async with PtyServer(bus, link=args.link) as pty:
                     print(pty.port, flush=True)
+                    if args.master is not None:
+                        await polled(pty)
                     await asyncio.Event().wait()
             else:
                 host, _, port = args.listen.removeprefix("tcp://").rpartition(":")
@@ -245,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--listen", help="tcp://HOST:PORT")
     where.add_argument("--pty", action="store_true", help="print the pty path to open")
     sim.add_argument("--link", help="with --pty: a symlink to the pty, removed on exit")
+    sim.add_argument(
+        "--master", type=float, metavar="SECONDS",
+        help="jk_pb with --pty: a master (DIP 0) polls the boards every SECONDS and sends its own "
+        "frame, for a reader with listen: true",
+    )  # fmt: skip
 
     from .config_cli import add_arguments as config_arguments
     from .ports import add_arguments as ports_arguments

@@ -204,3 +204,31 @@ def test_missing_port_is_named_retried_and_reported_offline(
     assert code == 503 and body["online"] is False and "offline" in body["detail"]
     assert reader.alive() and reader.log().count("cannot open serial port") == 1  # logged once
     assert "Traceback" not in reader.log()
+
+
+def test_a_listened_jk_pb_bus_travels_from_its_simulated_master_to_the_backbone(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
+) -> None:
+    """``bmsgate simulate --master``: a JK-PB master polls two slaves on a pty; the reader
+    process only listens (``listen: true``); every address becomes a pack on Mosquitto."""
+    sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2", "--cells", "14",
+                                "--master", "0.3")  # fmt: skip
+    procs.append(sim)
+    config = write_config(tmp_path, {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+        "buses": [{"port": port, "protocol": "jk_pb", "listen": True, "poll_interval": 1.0,
+                   "packs": [{"id": "master", "address": 0}]}],
+    })  # fmt: skip
+    procs.append(start_service(tmp_path, "reader", config))
+
+    def kept(topic: str) -> dict[str, Any] | None:
+        try:
+            return asyncio.run(retained(mosquitto, topic))
+        except (TimeoutError, AssertionError):
+            return None
+
+    for pack in ("master", "reader-0-1", "reader-0-2"):
+        body = wait_until(lambda p=pack: kept(f"bmsgate/bms/{p}/state"), timeout=30)
+        state = PackState.model_validate(body)
+        assert state.protocol == "jk_pb" and state.cell_count == 14
+    assert all("Traceback" not in p.log() for p in procs)
