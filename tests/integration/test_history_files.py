@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import subprocess
+import sys
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,7 +73,7 @@ def api(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
 
 
 async def test_files_and_deletion_go_through_the_history_service(
-    api: str, mosquitto: Mosquitto, procs: list[Proc]
+    api: str, mosquitto: Mosquitto, procs: list[Proc], tmp_path: Path
 ) -> None:
     history = procs[0]
     now = datetime.now(UTC).replace(microsecond=0)
@@ -177,5 +179,14 @@ async def test_files_and_deletion_go_through_the_history_service(
             assert values and set(values) == {90.0}, (resolution, soc)
             assert min(lows) == 90.0, (resolution, soc)
         assert await listed(today) == 5
+        # the command line cannot become a second writer while the service runs
+        by_hand = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bmsgate_history", "--config", str(tmp_path / "config.yaml"),
+             "delete", "--pack", "p1", "--from", str(yesterday), "--to", str(today), "--yes"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+        assert by_hand.returncode == 2 and "the history service is running" in by_hand.stderr
+        assert await listed(yesterday) == YESTERDAY_STATES
     assert "Traceback" not in history.log()
     assert "p1: " + today.isoformat() + " deleted (20 samples)" in history.log()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bmsgate_common.settings import ArchiveSettings
+from bmsgate_common.settings import ArchiveSettings, Settings
 from bmsgate_history.archive import Archive
 from bmsgate_history.export import (
     ExportError,
@@ -24,6 +24,7 @@ from bmsgate_history.export import (
     write_month_zip,
 )
 from bmsgate_history.sample import Sample
+from bmsgate_history.service import hold_writer
 from tests.support.simdrive import T0  # 2024-03-04 00:00 UTC
 
 FOREVER = ArchiveSettings(raw_days=10**5, minute_days=10**5, quarter_days=10**5)
@@ -111,6 +112,10 @@ def test_command_line_export_and_delete(tmp_path: Path) -> None:
     assert cli("packs").stdout == "p1\n"
     done = cli("delete", "--pack", "p1", "--from", "2024-03-04", "--to", "2024-03-05")
     assert done.returncode == 2 and "--yes" in done.stderr
+    # while another process (the history service) holds the writer lock, deleting is refused
+    with hold_writer(Settings.model_validate({"data_dir": str(data)})):
+        done = cli("delete", "--pack", "p1", "--from", "2024-03-04", "--to", "2024-03-05", "--yes")
+        assert done.returncode == 2 and "the history service is running" in done.stderr
     done = cli("delete", "--pack", "p1", "--from", "2024-03-04", "--to", "2024-03-05", "--yes")
     assert done.returncode == 0 and "deleted 3 samples" in done.stdout
     done = cli("export", "--pack", "p1", "--month", "2024-03", "--out", str(out))

@@ -15,7 +15,7 @@ from bmsgate_common.timezones import site_zone
 from .archive import Archive, Store
 from .export import ExportError, check_pack, export_day, export_month
 from .sample import to_ms
-from .service import archive_path
+from .service import WriterBusy, archive_path, hold_writer
 
 COMMANDS = ("export", "delete", "packs")
 
@@ -86,9 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.yes:
                 sys.stderr.write("bmsgate history: add --yes to delete\n")
                 return 2
-            archive = Archive(path, cfg.history.archive, cfg.history.max_gap)
-            n = archive.delete_range(args.pack, start, end)
-            archive.close()
+            try:
+                writer = hold_writer(cfg)
+            except WriterBusy:
+                sys.stderr.write(
+                    "bmsgate history: the history service is running and writes the archive: "
+                    "delete through it (web UI, or DELETE /api/packs/<pack>/days/<day>), or stop "
+                    "it first\n"
+                )
+                return 2
+            with writer:
+                archive = Archive(path, cfg.history.archive, cfg.history.max_gap)
+                n = archive.delete_range(args.pack, start, end)
+                archive.close()
             sys.stdout.write(f"deleted {n} samples of {args.pack}\n")
     except (ExportError, ValueError, NewerFile) as err:
         sys.stderr.write(f"bmsgate history: {err}\n")

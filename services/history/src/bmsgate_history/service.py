@@ -6,10 +6,12 @@ All the deciding happens in the pure modules; this file is wiring and I/O.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from bmsgate_common import topics
 from bmsgate_common.clock import WALL, span
@@ -50,6 +52,31 @@ PURGE_AFTER_STEP = 86_400.0  # [s] no retention this long after the clock was se
 def archive_path(cfg: Settings) -> Path:
     """Where the archive lives."""
     return cfg.data_dir / "history" / "archive.sqlite"
+
+
+class WriterBusy(OSError):
+    """Another process holds the archive's writer lock."""
+
+
+def hold_writer(cfg: Settings, wait: float = 0.0) -> IO[bytes]:
+    """The archive's writer lock (flock), held until the file returned is closed.
+
+    WriterBusy when another process still holds it after ``wait`` seconds. The history service
+    holds it while it runs, so ``python -m bmsgate_history delete`` cannot be a second writer.
+    """
+    path = archive_path(cfg).with_name("archive.writer.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.open("ab")
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                lock.close()
+                raise WriterBusy(f"another process writes {archive_path(cfg)}") from None
+            time.sleep(0.2)
 
 
 def buffer_path(cfg: Settings) -> Path:
@@ -327,6 +354,12 @@ class History:
 async def run_history(cfg: Settings) -> None:
     """Run until cancelled; on the way out commit, flush and save."""
     history: History | None = None
+    writer: IO[bytes] | None = None
+    if cfg.history.archive.enabled:
+        try:  # a restarted service waits for its predecessor, a by-hand delete for the CLI
+            writer = await asyncio.to_thread(hold_writer, cfg, 30.0)
+        except WriterBusy as err:
+            log.error("%s; writing anyway (stop the other writer)", err)
     backbone = Backbone(cfg.mqtt, "history", detail=lambda: history.counters() if history else {})
     history = History(cfg, backbone)
     history.replay(to_ms(utcnow()))
@@ -351,3 +384,5 @@ async def run_history(cfg: Settings) -> None:
         if history.influx:
             await history.influx.close()
         history.close()
+        if writer is not None:
+            writer.close()  # the lock goes with it
