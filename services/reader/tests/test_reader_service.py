@@ -744,3 +744,24 @@ async def test_own_soc_beside_the_drifting_bms_and_pushed_to_it_at_full(
         # pushed: the BMS's own SOC is 100 % from then on
         await seen.wait_for(lambda s: states(s, "p1")[-1].soc == pytest.approx(100.0, abs=0.2))
         assert model.soc == pytest.approx(100.0, abs=0.2)
+
+
+async def test_a_write_the_bms_refuses_is_a_clear_error_that_changes_nothing(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    sim = make_bus("jk_pb")
+    sim.boards[0].refuse.add(0x107C)  # type: ignore[attr-defined]  # design capacity
+    async with (
+        PtyServer(sim, tmp_path / "tty") as pty,
+        listen(mosquitto.port, "bmsgate/bms/#") as seen,
+        running(mosquitto, bus_settings(pty.port, "jk_pb", 1), control=True) as reader,
+    ):
+        before = {r["key"]: r["value"] for r in
+                  (await seen.wait_for(lambda s: s.on("/bms/p1/settings")))[-1]["settings"]}  # fmt: skip
+        cmd = Command(transaction="r1", action="set_setting", setting="design_capacity",
+                      value=150.0, requested_by="test")  # fmt: skip
+        await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+        result = (await seen.wait_for(lambda s: s.on("/bms/p1/result"), within=15))[-1]
+        assert result["status"] == "error"
+        assert result["error"] == "JK-PB refused function 10: exception 04 (bad data)"
+        assert sim.boards[0].settings["design_capacity"] == before["design_capacity"]  # type: ignore[attr-defined]

@@ -32,6 +32,7 @@ class JkPbBoard:
         self.model = model
         self.address = address
         self.padding = padding  # wrap the ACK in 0x00 bytes as some adapters do
+        self.refuse: set[int] = set()  # settings registers whose writes get exception 04
         self.counter = 0
         self.power_on_count = 7
         self.settings: dict[str, float] = {
@@ -160,6 +161,8 @@ class JkPbBoard:
         field = _SETTINGS.get(register - proto.SETTINGS_BASE)
         if field is None or count * 2 != field.size:
             return self._error(function, 2)
+        if register in self.refuse:
+            return self._error(function, 4)  # "bad data": the BMS will not take this value
         value = decode_field(field._replace(pos=0, byteorder="big"), data)
         self.settings[field.key] = value
         if register in SWITCH_REGISTERS:
