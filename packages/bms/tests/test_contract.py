@@ -65,7 +65,7 @@ def test_module_describes_itself(name: str) -> None:
     assert PROTOCOLS[name] == f"bmsgate_bms.{name}"
     assert about.baudrate == module.BAUDRATE
     assert module.Driver.protocol == name
-    assert isinstance(module.LIMITS, Limits) and module.LIMITS.max_current > 0
+    assert isinstance(module.INFO.limits, Limits) and module.INFO.limits.max_current > 0
     assert about.label and about.manufacturer and about.model
     low, high = about.addresses
     assert 0 <= low <= high <= 247  # 0: Seplos and Pace DIP switches start there
@@ -168,7 +168,7 @@ async def test_simulator_round_trip(name: str, fault: str) -> None:
         assert reading.pack_voltage == pytest.approx(model.pack_voltage, abs=0.1)
         assert reading.current == pytest.approx(model.current, abs=0.1)  # negative: discharging
         assert reading.soc == pytest.approx(model.soc, abs=1)
-        assert implausible(reading, protocol(name).LIMITS) is None
+        assert implausible(reading, protocol(name).INFO.limits) is None
 
 
 @every_protocol

@@ -67,7 +67,7 @@ def test_possible_values_pass(over: dict[str, object]) -> None:
 
 def test_each_protocol_states_its_class() -> None:
     for name in PROTOCOLS:
-        assert protocol(name).LIMITS.max_current >= 300.0
+        assert protocol(name).INFO.limits.max_current >= 300.0
 
 
 # what each protocol's frames can carry: JK's 0x4E57 current and temperatures cannot say -3000 A
@@ -90,11 +90,11 @@ async def test_lies_in_valid_frames_decode_and_are_caught(
     bus = make_bus(name)
     board = bus.boards[0]
     module = protocol(name)
-    assert implausible(await module.Driver(SimLink(bus)).read(), module.LIMITS) is None
+    assert implausible(await module.Driver(SimLink(bus)).read(), module.INFO.limits) is None
     if "dead_cell" in lie:
         volts = board.model.cell_voltages
         lie = {"cell_voltages": [0.0 if n == lie["dead_cell"] else v for n, v in enumerate(volts)]}
     board.model = lying(board.model, **lie)
-    problem = implausible(await module.Driver(SimLink(bus)).read(), module.LIMITS)
+    problem = implausible(await module.Driver(SimLink(bus)).read(), module.INFO.limits)
     assert problem is not None
     assert problem.split()[0].lower() in " ".join(lie).replace("_", " ") + " cell"

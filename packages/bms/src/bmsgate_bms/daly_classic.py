@@ -479,6 +479,7 @@ async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAn
 
 INFO: Final = ProtocolInfo(
     name=NAME,
+    limits=LIMITS,
     label="DALY (classic, UART/RS485)",
     manufacturer="DALY",
     model="DALY BMS (UART protocol)",

@@ -994,6 +994,7 @@ async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAn
 
 INFO: Final = ProtocolInfo(
     name=NAME,
+    limits=LIMITS,
     label="DALY (new: H/K/M/S, 100 Balance)",
     manufacturer="DALY",
     model="DALY BMS (new protocol)",

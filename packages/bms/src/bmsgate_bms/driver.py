@@ -68,6 +68,7 @@ class ProtocolInfo:
     baudrates: tuple[int, ...]  # [baud] the default first, then others boards are set to
     addresses: tuple[int, int]  # board addresses one bus can carry, inclusive
     scan: tuple[ScanStep, ...]
+    limits: Limits  # what a snapshot of this make can hold: its class (bmsgate_bms.plausible)
     # variant -> its own address range; the first is the default (empty: no variants)
     variants: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     layout: Layout = "daly"
@@ -112,7 +113,6 @@ class ProtocolModule(Protocol):
 
     NAME: str
     BAUDRATE: int
-    LIMITS: Limits  # what a snapshot of this make can hold (bmsgate_bms.plausible)
     INFO: ProtocolInfo
     Driver: type[Driver]
 

@@ -498,6 +498,7 @@ async def probe(link: Link, address: int = 1, variant: str | None = None) -> Pro
 
 INFO: Final = ProtocolInfo(
     name=NAME,
+    limits=LIMITS,
     label="JBD / Overkill / Xiaoxiang",
     manufacturer="JBD",
     model="JBD smart BMS",

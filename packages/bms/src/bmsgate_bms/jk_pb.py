@@ -898,6 +898,7 @@ async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAn
 
 INFO: Final = ProtocolInfo(
     name=NAME,
+    limits=LIMITS,
     label="JK-PB (RS485 Modbus)",
     manufacturer="JK BMS",
     model="JK-PB BMS (RS485 Modbus)",

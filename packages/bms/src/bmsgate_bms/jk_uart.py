@@ -608,6 +608,7 @@ async def probe(link: Link, address: int = 1, variant: str | None = None) -> Pro
 
 INFO: Final = ProtocolInfo(
     name=NAME,
+    limits=LIMITS,
     label="JK (UART, 0x4E57)",
     manufacturer="JK BMS",
     model="JK-B BMS (UART protocol)",

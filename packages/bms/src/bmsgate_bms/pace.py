@@ -386,6 +386,7 @@ async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAn
 
 INFO: Final = ProtocolInfo(
     name=NAME,
+    limits=LIMITS,
     label="Pace (~25 ASCII)",
     manufacturer="Pace",
     model="Pace BMS (paceic v2.5)",

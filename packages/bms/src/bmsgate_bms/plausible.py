@@ -4,7 +4,7 @@ A frame can pass every framing and checksum test and still carry nonsense (a boa
 fault, a half-updated register block, another device answering on the address). Such a snapshot
 must not be published as the pack's truth, archived or integrated into energy counters. The
 limits are the same for every protocol except the current, which depends on the make's class;
-each protocol module states its class as ``LIMITS``.
+each protocol module states its class as ``LIMITS`` in its ``INFO`` (driver.ProtocolInfo).
 """
 
 from __future__ import annotations

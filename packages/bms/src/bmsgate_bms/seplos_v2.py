@@ -296,6 +296,7 @@ async def probe(link: Link, address: int, variant: str | None = None) -> ProbeAn
 
 INFO: Final = ProtocolInfo(
     name=NAME,
+    limits=LIMITS,
     label="Seplos v2 (~20 ASCII)",
     manufacturer="Seplos",
     model="Seplos BMS v2",

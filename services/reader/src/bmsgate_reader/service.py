@@ -86,7 +86,7 @@ class Reader:
         self.counters = counters
         self.link = SerialLink(bus.port, bus.baud, bus.timeout)
         self.module = protocol(bus.protocol)
-        self.limits = self.module.LIMITS
+        self.limits = self.module.INFO.limits
         self.setpoints = table_of(self.module, bus.variant)
         self.packs: dict[str, Pack] = {p.id: self._pack(p) for p in bus.packs}
         self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
