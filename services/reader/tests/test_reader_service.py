@@ -18,7 +18,8 @@ import pytest
 from bmsgate_bms import daly_classic
 from bmsgate_bms.registry import infos
 from bmsgate_bms.sim import make_bus
-from bmsgate_bms.sim.bus import PtyServer
+from bmsgate_bms.sim.bus import PtyServer, SimBus
+from bmsgate_bms.sim.daly_new import DalyNewBoard
 from bmsgate_bms.sim.jk_pb import JkPbBoard, Master
 from bmsgate_bms.sim.model import PackModel, lying
 from bmsgate_common import topics
@@ -719,12 +720,16 @@ async def test_daly_keep_awake_sends_harmless_reads_between_polls_until_switched
         assert reader.wakes <= wakes + 1  # at most one already under way
 
 
+@pytest.mark.parametrize("variant", [None, "d2"], ids=["daly_classic", "daly_new_d2"])
 async def test_own_soc_beside_the_drifting_bms_and_pushed_to_it_at_full(
-    tmp_path: Path, mosquitto: Mosquitto
+    tmp_path: Path, mosquitto: Mosquitto, variant: str | None
 ) -> None:
-    """A DALY classic whose counter says 80 % while its cells are full and the charger has
-    tapered off: bmsgate's own SOC re-syncs to 100 % and, with push_soc, writes it to the BMS."""
-    sim = make_bus("daly_classic")
+    """A DALY whose counter says 80 % while its cells are full and the charger has tapered
+    off: bmsgate's own SOC re-syncs to 100 % and, with push_soc, writes it to the BMS."""
+    protocol = "daly_new" if variant else "daly_classic"
+    sim = make_bus(protocol)
+    if variant:
+        sim = SimBus([DalyNewBoard(PackModel.create(cells=16), 1, variant="d2")])
     model = sim.boards[0].model
     model.profile, model.demand = False, 0.5  # a tapered charge current
     model.set_soc(100.0)
@@ -736,7 +741,8 @@ async def test_own_soc_beside_the_drifting_bms_and_pushed_to_it_at_full(
     async with contextlib.AsyncExitStack() as stack:
         pty = await stack.enter_async_context(PtyServer(sim, tmp_path / "tty"))
         seen = await stack.enter_async_context(listen(mosquitto.port, "bmsgate/bms/#"))
-        bus = bus_settings(pty.port, "daly_classic", 1, packs=[pack])
+        extra = {"variant": variant} if variant else {}
+        bus = bus_settings(pty.port, protocol, 1, packs=[pack], **extra)
         await stack.enter_async_context(running(mosquitto, bus, control=True))
         first = (await seen.wait_for(lambda s: states(s, "p1")))[0]
         assert first.soc == pytest.approx(80.0, abs=0.2) and first.soc_estimate == first.soc

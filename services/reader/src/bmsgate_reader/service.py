@@ -13,7 +13,7 @@ from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.link import FrameCollector
 from bmsgate_bms.plausible import implausible
 from bmsgate_bms.reading import BmsReading
-from bmsgate_bms.registry import info, protocol
+from bmsgate_bms.registry import protocol
 from bmsgate_bms.setpoints import SettingError, bounds, check_write, table_of
 from bmsgate_common import topics
 from bmsgate_common.models import (
@@ -174,7 +174,7 @@ class Reader:
         if event is not None and own is not None:
             log.info("%s: own SOC re-synced to %.0f %% (%s); the BMS says %.1f %%",
                      pack.cfg.id, own, event, state.soc)  # fmt: skip
-            if pack.cfg.push_soc and self.control and info(self.bus.protocol).soc_setting:
+            if pack.cfg.push_soc and self.control:  # the driver refuses where it cannot
                 assert pack.driver is not None
                 try:
                     back = await pack.driver.set_soc(own)
