@@ -170,11 +170,13 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
     # an API token made in the page works for a script, and stops working when revoked
     page.goto(f"{base}/tokens.html")
     page.fill("#name", "test script")
+    page.select_option("#scope", "control")  # read-only is the default
     page.click("#create")
     expect(page.locator("#made")).to_be_visible()
     token = page.locator("#token").inner_text().strip()
     assert token.startswith("bmsgate_")
     expect(page.locator("#tokens")).to_contain_text("test script")
+    expect(page.locator("#tokens")).to_contain_text("read and control")
     shot(page, "34-tokens")
     auth = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{base}/api/packs", headers=auth, timeout=5).status_code == 200

@@ -199,12 +199,14 @@ async def test_api_tokens_have_the_rights_of_a_login(tmp_path: Path) -> None:
     async with client(store, settings, tmp_path) as http:
         assert (await http.post("/api/auth/tokens", json={"name": "x"})).status_code == 401
         await http.post("/api/auth/setup", json={"password": PASSWORD})
-        made = await http.post("/api/auth/tokens", json={"name": "grafana script"})
+        made = await http.post(
+            "/api/auth/tokens", json={"name": "grafana script", "scope": "control"}
+        )
         assert made.status_code == 201
         token, token_id = made.json()["token"], made.json()["id"]
         assert token.startswith("bmsgate_")
         listed = (await http.get("/api/auth/tokens")).json()
-        assert listed == [{"id": token_id, "name": "grafana script",
+        assert listed == [{"id": token_id, "name": "grafana script", "scope": "control",
                            "created": listed[0]["created"], "last_used": None}]  # fmt: skip
     stored = (tmp_path / "api" / "tokens.json").read_text()
     assert token not in stored and token.split("_")[-1] not in stored  # only its hash

@@ -346,6 +346,7 @@ def session_key(path: Path | None) -> bytes:
 
 
 TOKEN_PREFIX = "bmsgate_"
+SCOPES = ("read", "control")  # what an API token may do: read, or all a login may
 
 
 class TokenLimitError(ValueError):
@@ -360,6 +361,7 @@ class TokenInfo:
     name: str
     created: float  # [s] epoch
     last_used: float | None = None  # [s] epoch
+    scope: str = "control"  # "read": reading only; "control": what a login may do
 
 
 @dataclass
@@ -381,9 +383,13 @@ class Tokens:
         stored = read_json(self.path, [])
         for row in stored if isinstance(stored, list) else []:
             try:
+                scope = str(row.get("scope", "control"))  # tokens made before scopes had all
+                if scope not in SCOPES:
+                    continue
                 info = TokenInfo(
-                    str(row["id"]), str(row["name"]), float(row["created"]), row.get("last_used")
-                )
+                    str(row["id"]), str(row["name"]), float(row["created"]), row.get("last_used"),
+                    scope,
+                )  # fmt: skip
                 self._hashes[info.id] = str(row["sha256"])
             except (KeyError, TypeError, ValueError):
                 continue  # a damaged row: that token no longer works
@@ -392,7 +398,7 @@ class Tokens:
     def _save(self) -> None:
         rows = [
             {"id": i.id, "name": i.name, "created": i.created, "last_used": i.last_used,
-             "sha256": self._hashes[i.id]}
+             "scope": i.scope, "sha256": self._hashes[i.id]}
             for i in self._info.values()
         ]  # fmt: skip
         write_json(self.path, rows)
@@ -401,7 +407,9 @@ class Tokens:
         """Every token, oldest first."""
         return sorted(self._info.values(), key=lambda i: i.created)
 
-    def create(self, name: str, now: float | None = None) -> tuple[TokenInfo, str]:
+    def create(
+        self, name: str, now: float | None = None, scope: str = "read"
+    ) -> tuple[TokenInfo, str]:
         """A new token: its listing and the token itself, shown this once only."""
         if len(self._info) >= self.MAX:
             raise TokenLimitError(f"at most {self.MAX} tokens: revoke one first")
@@ -409,7 +417,7 @@ class Tokens:
         while token_id in self._info:
             token_id = secrets.token_hex(4)
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-        info = TokenInfo(token_id, name, time.time() if now is None else now)
+        info = TokenInfo(token_id, name, time.time() if now is None else now, scope=scope)
         self._hashes[token_id] = hashlib.sha256(token.encode()).hexdigest()
         self._info[token_id] = info
         self._save()
@@ -436,6 +444,8 @@ class Tokens:
         now = time.time() if now is None else now
         info = self._info[token_id]
         if info.last_used is None or now - info.last_used >= self.SAVE_USE_EVERY:
-            info = self._info[token_id] = TokenInfo(info.id, info.name, info.created, now)
+            info = self._info[token_id] = TokenInfo(
+                info.id, info.name, info.created, now, info.scope
+            )
             self._save()
         return info

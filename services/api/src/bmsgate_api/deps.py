@@ -18,7 +18,7 @@ from bmsgate_common.settings import Settings
 from bmsgate_common.topics import TopicSpec
 
 from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, Tokens
-from .guard import DOUBTED
+from .guard import DOUBTED, STATE_CHANGING
 from .live import Hub, Replies
 from .sky import Weather
 from .store import PackStore
@@ -129,8 +129,13 @@ def require_control(ctx: Ctx) -> None:
 def require_user(request: Request, ctx: Ctx) -> None:
     """Every state-changing request needs a login or an API token, from wherever it comes."""
     if bearer(request) is not None:
-        if ctx.tokens.check(bearer(request)) is None:
+        info = ctx.tokens.check(bearer(request))
+        if info is None:
             raise HTTPException(status_code=401, detail="unknown or revoked API token")
+        if info.scope != "control" and request.method in STATE_CHANGING:
+            raise HTTPException(
+                status_code=403, detail=f"the API token {info.name!r} may only read"
+            )
         return
     if ctx.passwords.current() is None:
         raise HTTPException(status_code=401, detail="no password is set yet: set one first")

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from pydantic import BaseModel, Field
@@ -141,6 +141,9 @@ class TokenRequest(BaseModel):
     """A new API token: a name that says which script uses it."""
 
     name: str = Field(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f]+$")
+    scope: Literal["read", "control"] = Field(
+        default="read", description="read: reading only; control: everything a login may do"
+    )
 
 
 class TokenListed(BaseModel):
@@ -150,6 +153,7 @@ class TokenListed(BaseModel):
     name: str
     created: datetime
     last_used: datetime | None = None
+    scope: Literal["read", "control"] = "control"
 
 
 class TokenMade(TokenListed):
@@ -166,20 +170,28 @@ def _epoch(seconds: float | None) -> datetime | None:
 async def list_tokens(ctx: Ctx) -> list[TokenListed]:
     """Every API token (names, when made and last used; never the tokens)."""
     return [
-        TokenListed(id=i.id, name=i.name, created=_epoch(i.created), last_used=_epoch(i.last_used))
+        TokenListed(
+            id=i.id,
+            name=i.name,
+            created=_epoch(i.created),
+            last_used=_epoch(i.last_used),
+            scope="read" if i.scope == "read" else "control",
+        )
         for i in ctx.tokens.listed()
     ]
 
 
 @router.post("/tokens", status_code=201, dependencies=[Session], responses={409: {}})
 async def make_token(body: TokenRequest, request: Request, ctx: Ctx) -> TokenMade:
-    """Make an API token with the rights of a login; the answer is the only time it is shown."""
+    """Make an API token (read-only, or control: a login's rights); shown in this answer only."""
     try:
-        info, token = ctx.tokens.create(body.name.strip())
+        info, token = ctx.tokens.create(body.name.strip(), scope=body.scope)
     except TokenLimitError as err:
         raise HTTPException(status_code=409, detail=str(err)) from None
-    audit(request, ctx, f"API token {info.name!r} ({info.id}) made")
-    return TokenMade(id=info.id, name=info.name, created=_epoch(info.created), token=token)
+    audit(request, ctx, f"API token {info.name!r} ({info.id}, {info.scope}) made")
+    return TokenMade(
+        id=info.id, name=info.name, created=_epoch(info.created), scope=body.scope, token=token
+    )
 
 
 @router.delete("/tokens/{token_id}", status_code=204, dependencies=[Session], responses={404: {}})
