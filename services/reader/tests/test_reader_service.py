@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from bmsgate_bms import daly_classic
+from bmsgate_bms.jk_pb import TYPE_SETTINGS
 from bmsgate_bms.registry import infos
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
@@ -591,6 +592,16 @@ async def test_listening_to_a_jk_pb_master_and_its_slaves(
             assert availability(seen, "master") == ["online"]
             master.silent.clear()
             await seen.wait_for(lambda s: availability(s, "reader-0-2")[-1] == "online")
+            # the master's settings round: every pack's settings, heard, not asked for
+            await pty.send(master.round(kind=TYPE_SETTINGS))
+            heard = await seen.wait_for(
+                lambda s: {p for p in packs if s.on(f"/bms/{p}/settings")} == set(packs)
+            )
+            assert heard
+            rows = {
+                r["key"]: r["value"] for r in seen.on("/bms/reader-0-1/settings")[-1]["settings"]
+            }
+            assert rows["device_address"] == 1 and rows["cell_count"] == 16
         finally:
             cycle.cancel()
         assert pty.received == 0  # the reader never sent a byte

@@ -14,7 +14,7 @@ from bmsgate_bms.link import FrameCollector
 from bmsgate_bms.plausible import implausible
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
-from bmsgate_bms.setpoints import SettingError, bounds, check_write, table_of
+from bmsgate_bms.setpoints import SettingError, bounds, check_write, pick, table_of
 from bmsgate_common import topics
 from bmsgate_common.models import (
     Availability,
@@ -361,6 +361,9 @@ class Reader:
                 frames = []
             for frame in frames:
                 for item in listener.feed(frame):
+                    if item.frame_type == hears.TYPE_SETTINGS and self.setpoints:
+                        heard_settings = pick(self.setpoints, item.values)
+                        await self._publish_settings(self.heard_pack(item.address), heard_settings)
                     if item.frame_type != hears.TYPE_LIVE:
                         continue  # settings and device info: not a state
                     pack = self.heard_pack(item.address)
