@@ -24,6 +24,9 @@ from bmsgate_common.settings import ConfigError
 DATA: Final = Path("/data")
 SUPERVISOR: Final = "http://supervisor"
 INGRESS_PORT: Final = 8099  # config.yaml's ingress_port
+INGRESS_PROXY: Final = (
+    "172.30.32.2"  # the Supervisor's ingress gateway (HA developer docs, Ingress)
+)
 MODBUS_PORT: Final = 5020  # config.yaml's ports: non-root in the container, mapped by the user
 TARGET: Final = "homeassistant"
 
@@ -45,8 +48,14 @@ def settings_from_options(options: dict[str, Any], mqtt: dict[str, Any]) -> dict
     data: dict[str, Any] = {
         "mqtt": broker,
         "buses": buses,
-        # the Supervisor's ingress proxy reaches the container on its own network
-        "api": {"host": "0.0.0.0", "port": INGRESS_PORT, "mdns": False},
+        # the Supervisor's ingress proxy reaches the container on its own network, from
+        # INGRESS_PROXY, and forwards the browser's host: believed from there only
+        "api": {
+            "host": "0.0.0.0",
+            "port": INGRESS_PORT,
+            "mdns": False,
+            "trusted_proxies": [INGRESS_PROXY],
+        },
         "control": {"enabled": bool(options.get("control", False))},
         "modbus": {
             "enabled": bool(options.get("modbus", False)),

@@ -151,6 +151,7 @@ def test_the_options_map_onto_bmsgate_settings() -> None:
         target.name == TARGET and target.homeassistant.enabled and target.host == "core-mosquitto"
     )
     assert cfg.api.port == INGRESS_PORT and cfg.control.enabled is False
+    assert [str(p) for p in cfg.api.trusted_proxies] == ["172.30.32.2"]  # the ingress gateway
     assert cfg.modbus.enabled and cfg.modbus.port == 5020 and cfg.timezone == "Europe/Berlin"
     assert str(cfg.data_dir) == "/data"
 
