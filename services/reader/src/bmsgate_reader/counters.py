@@ -46,9 +46,19 @@ class CounterStore:
             path.replace(kept)
             return EnergyCounter()
 
-    def save(self, pack: str, counter: EnergyCounter) -> None:
+    def load_soc(self, pack: str) -> float | None:
+        """Bmsgate's own SOC [%] as last saved with the counter, if it was counted."""
+        try:
+            value = json.loads(self._path(pack).read_text()).get("own_soc")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return float(value) if isinstance(value, int | float) and 0 <= value <= 100 else None
+
+    def save(self, pack: str, counter: EnergyCounter, own_soc: float | None = None) -> None:
         """Write the counter durably: a power cut leaves the old or the new one (durable.py)."""
         body = counter.totals() | {
             "last_ts": counter.last_ts.isoformat() if counter.last_ts else None
         }
+        if own_soc is not None:
+            body["own_soc"] = round(own_soc, 3)
         write_durably(self._path(pack), json.dumps(body).encode(), mode=0o644)

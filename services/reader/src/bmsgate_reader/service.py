@@ -109,7 +109,10 @@ class Reader:
         if not self.bus.listen:
             driver = self.module.Driver(self.link, cfg.address, **self.bus.driver_options())
         energy = self.counters.load(cfg.id) if self.counters else EnergyCounter()
-        return Pack(cfg, driver, self.bus.offline_after, energy)
+        pack = Pack(cfg, driver, self.bus.offline_after, energy)
+        if cfg.own_soc and self.counters:
+            pack.soc.soc = self.counters.load_soc(cfg.id)  # the count goes on after a restart
+        return pack
 
     def counters_detail(self) -> dict[str, int | float | str | bool | None]:
         """Health figures for the service status."""
@@ -297,7 +300,7 @@ class Reader:
         """Persist every pack's energy counter."""
         if self.counters:
             for pack in self.packs.values():
-                self.counters.save(pack.cfg.id, pack.energy)
+                self.counters.save(pack.cfg.id, pack.energy, pack.soc.soc)
         self._saved = time.monotonic()
 
     async def _port_down(self, err: LinkDown) -> None:
