@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bmsgate_common import config_file as cf
+from bmsgate_common.service import USER_ERROR
 from bmsgate_common.settings import ConfigError
 
 DATA: Final = Path("/data")
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(
             f"bmsgate add-on: {type(err).__name__}: {err}\n".replace("ConfigError: ", "")
         )
-        return 2
+        return USER_ERROR
     if args.no_run:
         return 0
     bmsgate = Path(sys.executable).parent / "bmsgate"

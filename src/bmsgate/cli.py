@@ -13,14 +13,14 @@ from pathlib import Path
 from bmsgate_bms.errors import FrameError
 from bmsgate_bms.registry import PROTOCOLS, protocol
 from bmsgate_common.logs import setup_logging
-from bmsgate_common.service import until_signal
+from bmsgate_common.service import USER_ERROR, until_signal
 from bmsgate_common.settings import ConfigError, Settings, load_settings
 from bmsgate_common.version import VERSION
 
 from .services import SERVICES
 
 
-def _fail(command: str, message: str, code: int = 2) -> int:
+def _fail(command: str, message: str, code: int = USER_ERROR) -> int:
     print(f"bmsgate {command}: {message}", file=sys.stderr)
     return code
 

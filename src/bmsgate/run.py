@@ -33,7 +33,7 @@ from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common import topics
 from bmsgate_common.config_file import revealed
 from bmsgate_common.models import ServiceStatus, utcnow
-from bmsgate_common.service import RESTART_EXIT
+from bmsgate_common.service import RESTART_EXIT, USER_ERROR
 from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
 from bmsgate_common.topics import TOPICS
 from bmsgate_common.version import VERSION
@@ -45,7 +45,6 @@ from .zygote import ChildProcess, preload, start_child
 log = logging.getLogger("bmsgate.run")
 
 STOP_TIMEOUT = 10.0  # [s] a child gets to stop before it is killed
-USER_ERROR = 2  # exit code of a service that stopped on a problem only the user can fix
 TICK = 0.5  # [s] between looks at the children and the configuration file
 
 Loader = Callable[[], Settings]  # reads and validates the configuration file; ConfigError if bad

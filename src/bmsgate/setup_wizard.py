@@ -21,6 +21,7 @@ from bmsgate_bms.discovery import DEFAULT_TIMEOUT, Found, plan_probes
 from bmsgate_bms.registry import info as protocol_info
 from bmsgate_common.config_file import config_path, effective_view, save
 from bmsgate_common.first_run import BankAnswer, BusAnswer, FoundPack, SetupAnswers, build_config
+from bmsgate_common.service import USER_ERROR
 from bmsgate_common.timezones import find_zone, zone_name
 from bmsgate_serial.scan import scan, serial_ports
 
@@ -131,7 +132,7 @@ def command(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     if path.exists() and not args.force:
         sys.stderr.write(f"bmsgate setup: {path} exists; use --force to replace it\n")
-        return 2
+        return USER_ERROR
 
     def ask(question: str, default: str) -> str:
         if args.yes:
@@ -148,7 +149,7 @@ def command(args: argparse.Namespace) -> int:
         cfg = save(path, data)
     except (ValueError, OSError, EOFError) as err:  # ConfigError and pydantic's are ValueErrors
         sys.stderr.write(f"bmsgate setup: {err}".splitlines()[0] + "\n")
-        return 2
+        return USER_ERROR
     sys.stdout.write(f"\nWrote {path}:\n\n")
     shown = {k: v for k, v in effective_view(cfg).items() if k in data}
     sys.stdout.write(yaml.safe_dump(shown, sort_keys=False))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from bmsgate_common.config_file import config_path
+from bmsgate_common.service import USER_ERROR
 from bmsgate_common.settings import ConfigError, load_settings
 from bmsgate_common.upgrade import backup, how_to_upgrade, install_method
 
@@ -29,7 +30,7 @@ def command(args: argparse.Namespace) -> int:
         cfg = load_settings(path if path.exists() else None, **overrides)
     except ConfigError as err:
         sys.stderr.write(f"bmsgate upgrade: {err}\n")
-        return 2
+        return USER_ERROR
     plan = how_to_upgrade(install_method())
     sys.stdout.write(f"bmsgate {plan.version}, installed as: {plan.method}\n")
     if not args.no_backup:

@@ -293,10 +293,12 @@ def _forked_zygote(control: socket.socket, supervisor: int, loaded: set[str]) ->
     except BaseException:  # nothing may return into the supervisor's code
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        try:
+            with contextlib.suppress(OSError, ValueError):  # a broken pipe or a closed stream
+                sys.stdout.flush()
+                sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 def _run_forked(argv: list[str], zygote: int) -> int:

@@ -37,6 +37,8 @@ RawHandler = Callable[[str, bytes], Awaitable[None]]
 
 DEFAULT_HOST = "127.0.0.1"
 STOP_TIMEOUT = 5.0  # [s] to close the connection when the service stops
+# what the client raises when the broker is away or the connection broke
+BROKER_ERRORS = (MQTTError, OSError, RuntimeError, FastStreamException)
 
 
 def broker_url(cfg: MqttSettings) -> str:
@@ -175,7 +177,7 @@ class Backbone:
                 qos=QoS(spec.qos),
                 retain=spec.retained,
             )
-        except (MQTTError, OSError, RuntimeError, FastStreamException) as err:
+        except BROKER_ERRORS as err:
             self.unsent += 1
             if self.connected:
                 log.warning("backbone unreachable (%s); will keep retrying", type(err).__name__)
@@ -246,7 +248,7 @@ class Backbone:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         offline = ServiceStatus(service=self.service, state="offline", ts=utcnow(), version=VERSION)
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError):  # publish answers False when the broker is away
             async with asyncio.timeout(2.0):
                 await self.publish(topics.SERVICE_STATUS, self.service, offline)
         try:
@@ -255,5 +257,5 @@ class Backbone:
                 await self.broker.stop()
         except TimeoutError:
             log.warning("backbone did not close within %.0f s; leaving anyway", STOP_TIMEOUT)
-        except (MQTTError, OSError, RuntimeError, FastStreamException):
+        except BROKER_ERRORS:
             pass  # closing a connection that is already broken

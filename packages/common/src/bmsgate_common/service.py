@@ -15,6 +15,9 @@ from typing import Final
 from .logs import setup_logging
 from .settings import ConfigError, Settings, load_settings
 
+# exit code of every bmsgate command and service that stopped on a problem only the user can fix
+# (configuration, input, a port it may not bind): a supervisor does not restart it in a loop
+USER_ERROR: Final = 2  # as argparse's usage errors
 # exit code of a service that stopped because a restart was asked for over the backbone:
 # not 0, so a restart policy "on-failure" (systemd) starts it again like "unless-stopped" does
 RESTART_EXIT = 75  # EX_TEMPFAIL, sysexits.h
@@ -52,11 +55,11 @@ def service_main(
         cfg = load_settings(args.config)
     except ConfigError as err:
         print(f"bmsgate {name}: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return USER_ERROR
     problem = check(cfg, args) if check else None
     if problem:
         print(f"bmsgate {name}: {problem}", file=sys.stderr)  # noqa: T201
-        return 2
+        return USER_ERROR
     setup_logging(cfg.log_level, name)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(until_signal(_with_trimming(run(cfg, args))))

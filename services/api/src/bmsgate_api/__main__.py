@@ -7,7 +7,7 @@ import getpass
 import sys
 from collections.abc import Sequence
 
-from bmsgate_common.service import service_main
+from bmsgate_common.service import USER_ERROR, service_main
 from bmsgate_common.settings import CONFIG_ENV, Settings
 
 
@@ -37,14 +37,14 @@ def hash_password_main() -> int:
         password = getpass.getpass("New password: ")
         if getpass.getpass("Again: ") != password:
             sys.stderr.write("bmsgate api: the passwords differ\n")
-            return 2
+            return USER_ERROR
     else:
         password = sys.stdin.readline().rstrip("\n")
     try:
         sys.stdout.write(hash_password(check_new_password(password)) + "\n")
     except PasswordError as err:
         sys.stderr.write(f"bmsgate api: {err}\n")
-        return 2
+        return USER_ERROR
     return 0
 
 

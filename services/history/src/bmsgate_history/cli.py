@@ -9,6 +9,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from bmsgate_common.schema_version import NewerFile
+from bmsgate_common.service import USER_ERROR
 from bmsgate_common.settings import ConfigError, load_settings
 from bmsgate_common.timezones import site_zone
 
@@ -53,12 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_settings(args.config)
     except ConfigError as err:
         sys.stderr.write(f"bmsgate history: {err}\n")
-        return 2
+        return USER_ERROR
     tz = site_zone(cfg)
     path = archive_path(cfg)
     if not path.exists():
         sys.stderr.write(f"bmsgate history: no archive at {path}\n")
-        return 2
+        return USER_ERROR
     try:
         if args.command == "packs":
             store = Store(path)
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError("--to must be after --from")
             if not args.yes:
                 sys.stderr.write("bmsgate history: add --yes to delete\n")
-                return 2
+                return USER_ERROR
             try:
                 writer = hold_writer(cfg)
             except WriterBusy:
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "delete through it (web UI, or DELETE /api/packs/<pack>/days/<day>), or stop "
                     "it first\n"
                 )
-                return 2
+                return USER_ERROR
             with writer:
                 archive = Archive(path, cfg.history.archive, cfg.history.max_gap)
                 n = archive.delete_range(args.pack, start, end)
@@ -102,5 +103,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(f"deleted {n} samples of {args.pack}\n")
     except (ExportError, ValueError, NewerFile) as err:
         sys.stderr.write(f"bmsgate history: {err}\n")
-        return 2
+        return USER_ERROR
     return 0

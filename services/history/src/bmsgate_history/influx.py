@@ -261,13 +261,14 @@ class InfluxWriter:
 
     async def close(self) -> None:
         """Last flush (whatever fails stays on disk for next time), then close."""
-        with contextlib.suppress(Exception):
+        # _write turns the server's failures into False; the time limit and the disk remain
+        with contextlib.suppress(TimeoutError, sqlite3.Error):
             async with asyncio.timeout(3 * self.cfg.timeout):
                 await self.flush()
         if self.pending:
             self._spill(self.pending)
             self.pending = []
         if self._client is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError):  # the HTTP session of a server that went away
                 await self._client.close()
         self.buffer.close()

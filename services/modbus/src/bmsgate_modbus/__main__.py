@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from bmsgate_common.service import service_main
+from bmsgate_common.service import USER_ERROR, service_main
 from bmsgate_common.settings import Settings
 
 from .logic import config_problem
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return service_main("modbus", _run, argv, check=_check)
     except ListenError as err:
         print(f"bmsgate modbus: {err}", file=sys.stderr)  # noqa: T201
-        return 2 if err.lasting else 1
+        return USER_ERROR if err.lasting else 1
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ class PushTarget:
 
     def _close(self) -> None:
         if self._client is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError):  # the socket of a server that went away
                 self._client.close()
             self._client = None
 

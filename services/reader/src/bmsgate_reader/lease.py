@@ -166,18 +166,17 @@ class LeaseManager:
             while not self._rx.empty():  # what arrived before the line was given back
                 data = self._rx.get_nowait()
                 lease.rx_bytes += len(data)
-                with contextlib.suppress(Exception):
-                    await self.backbone.publish(
-                        topics.RAW_RX, lease.pack, RawData(holder=lease.holder, data=data.hex())
-                    )
+                await self.backbone.publish(  # False when the broker is away
+                    topics.RAW_RX, lease.pack, RawData(holder=lease.holder, data=data.hex())
+                )
             self.current = None
             self.free.set()
             log.info(
                 "%s released the line: %d bytes in, %d out, %.0f s",
                 lease.holder, lease.rx_bytes, lease.tx_bytes, time.monotonic() - lease.started,
             )  # fmt: skip
-            with contextlib.suppress(Exception):  # the service may be stopping with the broker
-                await self._state(lease.pack, None, True, ended=lease)
+            # publishing answers False, never raises, when the broker stops with the service
+            await self._state(lease.pack, None, True, ended=lease)
 
     async def close(self) -> None:
         """End any lease (service stopping)."""

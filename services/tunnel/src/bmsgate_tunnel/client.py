@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from bmsgate_common import topics
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
-from bmsgate_common.mqtt import Backbone
+from bmsgate_common.mqtt import BROKER_ERRORS, Backbone
+from bmsgate_common.service import USER_ERROR
 from bmsgate_common.settings import ConfigError, MqttSettings, Settings, explain, load_settings
 
 ACTIONS = ("open", "close", "status")
@@ -68,7 +69,7 @@ async def request(
     except (TimeoutError, OSError):
         return None
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(*BROKER_ERRORS):  # a connection that never came up or broke
             await backbone.broker.stop()
 
 
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not re.match(PACK_ID_PATTERN, args.pack):
         print(f"bmsgate tunnel: {args.pack!r} is not a pack id", file=sys.stderr)  # noqa: T201
-        return 2
+        return USER_ERROR
     try:
         cfg = load_settings(args.config or None)
         cmd = TunnelCommand(
@@ -117,10 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ConfigError as err:
         print(f"bmsgate tunnel: {err}", file=sys.stderr)  # noqa: T201
-        return 2
+        return USER_ERROR
     except ValidationError as err:
         print(f"bmsgate tunnel: {explain(err)}", file=sys.stderr)  # noqa: T201
-        return 2
+        return USER_ERROR
     status = asyncio.run(request(backbone_settings(cfg), args.pack, cmd, args.wait))
     if status is None:
         print(  # noqa: T201

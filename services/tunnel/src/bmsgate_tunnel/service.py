@@ -291,19 +291,17 @@ class Tunnel:
         self.session, self._writer = None, None
         if self._leased:
             self._leased = False
-            with contextlib.suppress(Exception):
-                await self.backbone.publish(
-                    topics.RAW_LEASE, self.bus.lease_pack,
-                    RawLease(transaction=f"{self.holder}-end", holder=self.holder,
-                             action="release", idle_timeout=None),
-                )  # fmt: skip
+            await self.backbone.publish(  # False when the broker is away: the lease times out
+                topics.RAW_LEASE, self.bus.lease_pack,
+                RawLease(transaction=f"{self.holder}-end", holder=self.holder,
+                         action="release", idle_timeout=None),
+            )  # fmt: skip
         if writer is not None:
             writer.close()
         session.ended_at = utcnow()
         session.reason = reason
         self._log_session(session)
-        with contextlib.suppress(Exception):
-            await self.publish_status()
+        await self.publish_status()
 
     def _log_session(self, session: Session) -> None:
         record = session.record()
@@ -374,8 +372,7 @@ class TunnelService:
                 await asyncio.sleep(TICK)
         finally:
             for tunnel in self.tunnels:
-                with contextlib.suppress(Exception):
-                    await tunnel.close("the service stopped")
+                await tunnel.close("the service stopped")  # publishing never raises
 
 
 async def serve(service: TunnelService) -> None:

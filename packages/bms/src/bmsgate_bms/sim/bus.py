@@ -208,7 +208,7 @@ class PtyServer:
 
     def close(self) -> None:
         """Stop answering and release the pty."""
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(RuntimeError):  # closed outside the loop, or after it ended
             asyncio.get_running_loop().remove_reader(self._master)
         for task in self._tasks:
             task.cancel()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import AsyncIterable
@@ -227,8 +226,7 @@ async def send_raw(pack: PackPath, body: RawRequest, request: Request, ctx: Ctx)
             answer, seconds = await _collect(queue)
         finally:
             ctx.raw_rx.pop(pack, None)
-            with contextlib.suppress(Exception):
-                await _lease(ctx, pack, "release")
+            await _lease(ctx, pack, "release")  # None without the reader: its lease times out
     decoded, error = _decode(state.protocol, answer)
     return RawAnswer(
         pack=pack, protocol=state.protocol, sent=body.data, answer=answer.hex(),
