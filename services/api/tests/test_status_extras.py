@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from bmsgate_api.app import create_app, make_context
+from bmsgate_api.iotmqttpanel import PackInfo, backup
 from bmsgate_api.openhasp import OBJECT, default_objects, pages
 from bmsgate_api.routes.status import branding_css
 from bmsgate_api.sky import parse_forecast, sun_times
@@ -379,3 +380,49 @@ async def test_home_assistant_device_names_make_model_and_firmware() -> None:
     assert (east_dev["mf"], east_dev["mdl"]) == (info("jk_pb").manufacturer, info("jk_pb").model)
     assert east_dev["sw"] == "V19.05" and east_dev["hw"] == "PB2A16S20P"
     assert "sw" not in devices["homeassistant/device/bmsgate_west/config"]
+
+
+async def test_a_bank_is_refused_at_once_for_anything_sent_to_a_line(tmp_path: Path) -> None:
+    settings = Settings.model_validate({
+        "buses": BUSES, "control": {"enabled": True},
+        "banks": [{"id": "house", "packs": ["east", "west"]}],
+    })  # fmt: skip
+    # the publisher's copy of the bank is on the backbone beside its members
+    store = make_store(state("east", 80, [3.3]), state("west", 60, [3.3]), state("house", 70, []))
+    async with client(store, settings, tmp_path) as http:
+        listed = {p["pack"]: p["bank"] for p in (await http.get("/api/packs")).json()}
+        assert listed == {"east": False, "house": True, "west": False}
+        await http.post("/api/auth/setup", json={"password": PASSWORD})
+        sends = [
+            ("POST", "/api/packs/{}/commands", {"action": "set_charge_mos", "value": False}),
+            ("PUT", "/api/packs/{}/settings/balance_enabled", {"value": 1}),
+            ("POST", "/api/packs/{}/tunnel", {"action": "open"}),
+            ("GET", "/api/packs/{}/tunnel", None),
+            ("POST", "/api/packs/{}/raw", {"data": "a5 40 90 08"}),
+        ]
+        for method, path, body in sends:
+            got = await http.request(method, path.format("house"), json=body)
+            assert got.status_code == 400, (path, got.text)
+            detail = got.json()["detail"]
+            assert "'house' is a bank" in detail and "(east, west)" in detail
+            assert "\n" not in detail
+            # a member goes past that check (no backbone here: 503, or no settings/tunnel yet)
+            member = await http.request(method, path.format("east"), json=body)
+            assert member.status_code in {404, 503}, (path, member.text)
+
+
+def test_iotmqttpanel_puts_no_switches_on_a_banks_dashboard() -> None:
+    settings = Settings.model_validate({
+        "control": {"enabled": True},
+        "publisher": {"targets": [{"name": "phone", "host": "broker.example"}]},
+    })  # fmt: skip
+    packs = [PackInfo("east", "East", 2), PackInfo("house", "House", 4, bank=True)]
+    got = backup(settings, packs)
+    kinds = {
+        d["dashboardName"]: [
+            p["type"] for p in got["panels"] if p["dashboardId"] == d["dashboardId"]
+        ]
+        for d in got["dashboards"]
+    }
+    assert kinds["East"].count("switch") == 2
+    assert "switch" not in kinds["House"] and kinds["House"].count("gauge") == 5

@@ -45,6 +45,7 @@ class PackInfo:
     id: str
     name: str
     cells: int
+    bank: bool = False  # no MOS of its own: the publisher refuses switching a bank
 
 
 def _notify() -> dict[str, Any]:
@@ -174,7 +175,7 @@ def backup(
         lines = [_line(main, f"Cell {k + 1}", COLORS[k % 16], style.format(k), "V", 0.001)
                  for k in range(pack.cells)]  # fmt: skip
         panels.graph(dash, "Cells", lines)
-        if settings.control.enabled:
+        if settings.control.enabled and not pack.bank:
             mos = dongle.mos_topic.format(prefix=prefix, pack=pack.id)
             panels.switch(dash, "Charge MOS", mos, main, "CMS")
             panels.switch(dash, "Discharge MOS", mos, main, "DMS")

@@ -21,10 +21,12 @@ DEFAULT_CELLS = 16
 
 def pack_infos(ctx: Ctx) -> list[PackInfo]:
     """Configured packs in order, then packs only seen on the backbone; cells from their state."""
+    banks = {b.id for b in ctx.settings.banks}
     out = []
     for pack, name in pack_names(ctx).items():
         state = ctx.store.states.get(pack)
-        out.append(PackInfo(pack, name, state.cell_count if state else DEFAULT_CELLS))
+        cells = state.cell_count if state else DEFAULT_CELLS
+        out.append(PackInfo(pack, name, cells, bank=pack in banks))
     return out
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bmsgate_common import topics
 from bmsgate_common.models import (
@@ -32,6 +32,7 @@ from ..deps import Ctx, Reader, User, ask, audit, who_asks
 from ..history import raise_for
 from ..live import CLIENT
 from ..views import PackView, pack_view
+from .status import refuse_bank
 
 router = APIRouter(prefix="/api", tags=["packs"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -46,6 +47,7 @@ class PackSummary(BaseModel):
     online: bool
     last_seen: datetime | None
     reason: str | None = None
+    bank: bool = Field(default=False, description="a bank: no commands, tunnel or raw frames")
 
 
 class Offline(BaseModel):
@@ -80,6 +82,7 @@ def _known(ctx: Ctx, pack: str) -> None:
 async def list_packs(ctx: Ctx) -> list[PackSummary]:
     """Every known pack with its online state."""
     now, store = utcnow(), ctx.store
+    banks = {b.id for b in ctx.settings.banks}
     out = []
     for pack in store.packs():
         state = store.states.get(pack)
@@ -92,6 +95,7 @@ async def list_packs(ctx: Ctx) -> list[PackSummary]:
                 online=online,
                 last_seen=state.ts if state else None,
                 reason=None if online else store.offline_reason(pack, now),
+                bank=pack in banks,
             )
         )
     return out
@@ -179,7 +183,7 @@ async def history(
     "/packs/{pack}/commands",
     dependencies=[User],
     responses={
-        400: {"description": "a value that does not fit the action"},
+        400: {"description": "a value that does not fit the action, or a bank"},
         401: {"description": "not logged in"},
         403: {"description": "control.enabled is false"},
         502: {"description": "the BMS refused or read back something else"},
@@ -192,6 +196,7 @@ async def command(
     """Change a BMS (MOS switches, SOC, reset); answers with the value read back from it."""
     if not ctx.settings.control.enabled:
         raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
+    refuse_bank(ctx, pack, "commands")
     _known(ctx, pack)
     audit(request, ctx, f"command {body.action} {body.value!r} to {pack}")
     timeout = ctx.settings.api.command_timeout
@@ -253,6 +258,7 @@ async def write_setting(
     """
     if not ctx.settings.control.enabled:
         raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
+    refuse_bank(ctx, pack, "settings writes")
     known = ctx.store.settings.get(pack)
     if known is None:
         raise HTTPException(status_code=404, detail=f"no settings read from {pack!r} yet")

@@ -27,6 +27,7 @@ from bmsgate_common.models import (
 
 from ..deps import Context, Control, Ctx, Reader, User, ask, audit
 from ..live import RAW_HOLDER
+from .status import refuse_bank
 
 router = APIRouter(prefix="/api", tags=["sniffer"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -192,6 +193,7 @@ def _decode(name: str, answer: bytes) -> tuple[dict[str, Any] | None, str | None
     "/packs/{pack}/raw",
     dependencies=[User, Control],
     responses={
+        400: {"description": "a bank"},
         401: {"description": "not logged in"},
         403: {"description": "control.enabled is false"},
         404: {"description": "unknown pack"},
@@ -201,6 +203,7 @@ def _decode(name: str, answer: bytes) -> tuple[dict[str, Any] | None, str | None
 )
 async def send_raw(pack: PackPath, body: RawRequest, request: Request, ctx: Ctx) -> RawAnswer:
     """Send one frame to the pack's bus (polling pauses), collect the answer, decode it."""
+    refuse_bank(ctx, pack, "raw frames")
     state = ctx.store.states.get(pack)
     if state is None:
         raise HTTPException(status_code=404, detail=f"unknown pack {pack!r}")

@@ -59,6 +59,15 @@ def bank_views(ctx: Ctx, only_with: str | None = None) -> list[BankView]:
     return [bank_view(ctx.store, bank, names, now) for bank in wanted]
 
 
+def refuse_bank(ctx: Ctx, pack: str, what: str) -> None:
+    """A 400 at once when ``pack`` is a bank: it has no line of its own to send anything on."""
+    bank = next((b for b in ctx.settings.banks if b.id == pack), None)
+    if bank is not None:
+        members = ", ".join(bank.packs)
+        detail = f"{pack!r} is a bank: {what} go to its member packs ({members})"
+        raise HTTPException(status_code=400, detail=detail)
+
+
 @router.get("/banks", dependencies=[Reader])
 async def banks(ctx: Ctx) -> list[BankView]:
     """Every bank of the configuration (``banks:``): the members combined as the publisher does."""

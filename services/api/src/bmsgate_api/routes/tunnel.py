@@ -13,6 +13,7 @@ from bmsgate_common import topics
 from bmsgate_common.models import PACK_ID_PATTERN, TunnelCommand, TunnelStatus
 
 from ..deps import Control, Ctx, Reader, User, ask, audit, who
+from .status import refuse_bank
 
 router = APIRouter(prefix="/api", tags=["tunnel"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -31,10 +32,14 @@ class TunnelRequest(BaseModel):
 @router.get(
     "/packs/{pack}/tunnel",
     dependencies=[Reader],
-    responses={404: {"description": "no status from the tunnel service for this pack"}},
+    responses={
+        400: {"description": "a bank"},
+        404: {"description": "no status from the tunnel service for this pack"},
+    },
 )
 async def tunnel_status(pack: PackPath, ctx: Ctx) -> TunnelStatus:
     """The tunnel of the pack's bus: open, client, bytes each way, uptime, time left."""
+    refuse_bank(ctx, pack, "tunnels")
     found = ctx.store.tunnels.get(pack)
     if found is None:
         why = (
@@ -68,7 +73,7 @@ async def tunnel_events(pack: PackPath, ctx: Ctx) -> AsyncIterable[ServerSentEve
     "/packs/{pack}/tunnel",
     dependencies=[User, Control],
     responses={
-        400: {"description": "terms that do not fit the action"},
+        400: {"description": "terms that do not fit the action, or a bank"},
         401: {"description": "not logged in"},
         403: {"description": "control.enabled is false"},
         409: {"description": "the tunnel service refused (e.g. port in use)"},
@@ -79,6 +84,7 @@ async def tunnel_command(
     pack: PackPath, body: TunnelRequest, request: Request, ctx: Ctx
 ) -> TunnelStatus:
     """Open the tunnel for a window, or close it; answers with the tunnel service's status."""
+    refuse_bank(ctx, pack, "tunnels")
     audit(request, ctx, f"tunnel {body.action} for {pack}")
     silent = (
         f"no answer from the tunnel service within {ANSWER_WAIT:g} s: "

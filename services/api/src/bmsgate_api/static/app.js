@@ -134,7 +134,11 @@ const bms = (() => {
   const when = (value, opts = {}) => new Date(value).toLocaleString([], { timeZone: zone, ...opts });
   const hhmm = (value) => when(value, { hour: "2-digit", minute: "2-digit" });
 
-  async function packs() { return api("api/packs"); }
+  // every pack and bank; { banks: false } where a bank cannot work (commands, tunnel, raw frames)
+  async function packs({ banks = true } = {}) {
+    const list = await api("api/packs");
+    return banks ? list : list.filter((p) => !p.bank);
+  }
 
   function packPicker(select, list) {
     select.innerHTML = "";

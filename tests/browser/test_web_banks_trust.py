@@ -1,0 +1,107 @@
+"""A bank is shown as a bank and offered nowhere a line is needed; the Status page says when it
+has lost the API. Debian's chromium against the running stack: two simulated JK-PB boards on a pty
+-> reader -> Mosquitto -> publisher (the bank) -> API. Screenshots go to build/test-artifacts/web.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bmsgate.broker import free_port
+from tests.support.browser import shot, watch
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    start_service,
+    start_simulator,
+    wait_until,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+PASSWORD = "battery-gate-3"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str, Proc]:
+    """Two JK-PB boards as a bank, control on; the base URL and the API's process."""
+    sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2", "--speed", "30")
+    procs.append(sim)
+    http = free_port()
+    config = write_config(tmp_path, {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+        "buses": [{"port": port, "protocol": "jk_pb", "poll_interval": 0.5, "packs": [
+            {"id": "east", "name": "East", "address": 1},
+            {"id": "west", "name": "West", "address": 2}]}],
+        "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
+        "control": {"enabled": True},
+        "stale_after": 10,
+        "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+        "data_dir": str(tmp_path / "data"),
+    })  # fmt: skip
+    for name in ("reader", "publisher", "api"):
+        procs.append(start_service(tmp_path, name, config))
+    base = f"http://127.0.0.1:{http}"
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
+    return base, procs[-1]
+
+
+def first_visit(page: Any, base: str) -> None:
+    page.goto(f"{base}/")
+    page.fill("#password", PASSWORD)
+    page.fill("#again", PASSWORD)
+    page.click("#submit")
+
+
+def test_a_bank_is_never_offered_for_commands_tunnel_or_raw_frames(
+    stack: tuple[str, Proc], browser_context: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    base, _ = stack
+    page = browser_context.new_page()
+    problems = watch(page)
+    first_visit(page, base)
+    expect(page.locator('#banks .card.bank[data-pack="house"]')).to_be_visible()
+    # the publisher's copy of the bank is on the backbone: the API lists it, marked as a bank
+    cookies = {c["name"]: c["value"] for c in browser_context.cookies()}
+    api = httpx.Client(base_url=base, cookies=cookies, timeout=10)
+    listed = wait_until(
+        lambda: (found := {p["pack"]: p["bank"] for p in api.get("/api/packs").json()})
+        and "house" in found and found, timeout=20,
+    )  # fmt: skip
+    assert listed == {"east": False, "house": True, "west": False}
+
+    page.goto(f"{base}/control.html")
+    expect(page.locator("#packs .card[data-pack]")).to_have_count(2)
+    expect(page.locator('#packs .card[data-pack="house"]')).to_have_count(0)
+    shot(page, "40-control-no-bank")
+    for where in ("tunnel.html", "sniffer.html"):
+        page.goto(f"{base}/{where}")
+        options = page.locator("#pack option")
+        expect(options).to_have_count(2)
+        assert options.evaluate_all("os => os.map(o => o.value)") == ["east", "west"]
+    page.goto(f"{base}/tunnel.html?pack=house")  # a link to the bank does not pick it
+    expect(page.locator("#pack")).to_have_value("east")
+    page.goto(f"{base}/bms.html")
+    expect(page.locator('#tabs button[data-pack="house"]')).to_have_count(0)
+
+    # REST: refused at once in one line, nothing waits for a reader that does not exist
+    for path, body, what in (
+        ("commands", {"action": "set_charge_mos", "value": False}, "commands"),
+        ("tunnel", {"action": "open", "minutes": 5}, "tunnels"),
+        ("raw", {"data": "4e 57"}, "raw frames"),
+    ):
+        started = time.monotonic()
+        got = api.post(f"/api/packs/house/{path}", json=body, headers={"Origin": base})
+        assert got.status_code == 400, got.text
+        assert time.monotonic() - started < 2
+        want = f"'house' is a bank: {what} go to its member packs (east, west)"
+        assert got.json()["detail"] == want
+    api.close()
+    assert not problems, problems
