@@ -31,7 +31,7 @@ async def test_online_pack_serves_its_state() -> None:
         packs = (await http.get("/api/packs")).json()
         assert packs == [
             {"pack": "garage", "name": "Garage", "protocol": "jk_pb", "online": True,
-             "last_seen": packs[0]["last_seen"], "reason": None}
+             "last_seen": packs[0]["last_seen"], "reason": None, "bank": False}
         ]  # fmt: skip
         got = await http.get("/api/packs/garage/state")
         assert (
