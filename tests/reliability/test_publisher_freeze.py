@@ -16,13 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from bmsgate.broker import free_port
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import listen
 from tests.support.procs import Mosquitto
-from tests.support.tree import bmsgate_run
+from tests.support.tree import bmsgate_run, with_target
 
 pytestmark = pytest.mark.integration
 FROZEN = 50.0  # [s] beyond the broker's 1.5 x 30 s keepalive
@@ -53,14 +51,7 @@ def descendant(root: int, name: str) -> int | None:
 
 
 async def test_a_frozen_publisher_reconnects_quietly(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    config = tmp_path / "bmsgate.yaml"
-    config.write_text(yaml.safe_dump({
-        "api": {"host": "127.0.0.1", "port": free_port()},
-        "modbus": {"host": "127.0.0.1", "port": free_port()},
-        "publisher": {"targets": [{"name": "home", "host": "127.0.0.1", "port": mosquitto.port,
-                                   "homeassistant": {"enabled": True}}]},
-        "data_dir": str(tmp_path / "data"),
-    }))  # fmt: skip
+    config = with_target(tmp_path, mosquitto.port)
     log_path = tmp_path / "run.log"
     async with (
         listen(mosquitto.port, "homeassistant/#", "bmsgate/#") as seen,

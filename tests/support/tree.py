@@ -10,6 +10,10 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import yaml
+
+from bmsgate.broker import free_port
+
 
 @contextlib.asynccontextmanager
 async def bmsgate_run(
@@ -29,3 +33,16 @@ async def bmsgate_run(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def with_target(folder: Path, target_port: int) -> Path:
+    """A configuration: the simulated pack, free local ports, one Home Assistant target."""
+    config = folder / "bmsgate.yaml"
+    config.write_text(yaml.safe_dump({
+        "api": {"host": "127.0.0.1", "port": free_port()},
+        "modbus": {"host": "127.0.0.1", "port": free_port()},
+        "publisher": {"targets": [{"name": "home", "host": "127.0.0.1", "port": target_port,
+                                   "homeassistant": {"enabled": True}}]},
+        "data_dir": str(folder / "data"),
+    }))  # fmt: skip
+    return config

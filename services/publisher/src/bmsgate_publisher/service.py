@@ -128,8 +128,14 @@ class Publisher:
         pub = cfg.publisher
         self.hub = Hub(stale_after=cfg.stale_after)
         self.zone = site_zone(cfg)  # of the dongle's local ``ts``
-        self.links = {t.name: TargetLink(t, cfg.mqtt, self.on_command) for t in pub.targets}
         self.plans = {t.name: Plan(t, self.control, VERSION, cfg.stale_after) for t in pub.targets}
+        known = [p.id for b in cfg.buses for p in b.packs] + [b.id for b in cfg.banks]
+        self.links = {
+            t.name: TargetLink(
+                t, cfg.mqtt, self.on_command, [p for p in known if self.plans[t.name].wants(p)]
+            )
+            for t in pub.targets
+        }
         self.book = BankBook(cfg.data_dir / "publisher" / "bank-counters.json")
         saved = self.book.load()
         self.banks = {b.id: BankTracker(b, saved.get(b.id)) for b in cfg.banks}

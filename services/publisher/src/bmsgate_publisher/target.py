@@ -13,7 +13,7 @@ import logging
 import os
 import ssl
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import aiomqtt
 
@@ -74,8 +74,15 @@ def _payload(value: object) -> bytes:
 class TargetLink:
     """The connection to one target broker."""
 
-    def __init__(self, target: TargetSettings, backbone: MqttSettings, commands: CommandSink):
+    def __init__(
+        self,
+        target: TargetSettings,
+        backbone: MqttSettings,
+        commands: CommandSink,
+        packs: Iterable[str] = (),
+    ) -> None:
         self.target = target
+        self.packs = list(packs)  # configured packs and banks this target shows
         self.name = target.name
         self.topics = TargetTopics(target.topic_prefix)
         self.commands = commands
@@ -164,6 +171,12 @@ class TargetLink:
                 await client.subscribe(mos, qos=1)
         if self.target.homeassistant.enabled:
             await client.subscribe(self._birth_topic(), qos=1)
+        for pack in self.packs:
+            topic = self.topics.availability(pack)
+            if topic not in self.retained:
+                # nothing current known yet (a start): what the broker kept from before must not
+                # show as current when the gateway comes online; a fresh state sets it online
+                await client.publish(topic, b"offline", qos=1, retain=True)
         await client.publish(self.topics.gateway_availability(), b"online", qos=1, retain=True)
         self._requeue()  # the broker may have restarted without its retained store
         tasks = {asyncio.create_task(self._send(client)), asyncio.create_task(self._listen(client))}
