@@ -12,7 +12,7 @@ from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, PackState
 from bmsgate_common.settings import ConfigError, load_settings
 from bmsgate_modbus.logic import MapOptions, RegisterStore
-from bmsgate_outputs.plan import PackView
+from bmsgate_outputs.plan import HeardPack
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 STALE = 60.0
@@ -63,7 +63,7 @@ def test_one_rule_and_every_consumer_follows_it(
         modbus.on_availability(av)
     assert api.live("garage", now) == (live, reason)
     assert modbus.online("garage", now) is live
-    assert PackView(state=st, availability=av).online(now, STALE) is live  # MQTT targets, HA
+    assert HeardPack(state=st, availability=av).online(now, STALE) is live  # MQTT targets, HA
     assert exclusion(Member(st, av), now, STALE) == (None if live else reason)  # banks
 
 

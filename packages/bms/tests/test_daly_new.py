@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bmsgate_bms import FrameError, LinkTimeout, daly_new
+from bmsgate_bms import FrameError, LinkTimeout, ModbusExceptionError, daly_new
 from bmsgate_bms.alarms import ALARMS
 from bmsgate_bms.driver import UnsupportedCommand
 from bmsgate_bms.registry import protocol
@@ -205,7 +205,7 @@ def test_every_mapped_alarm_code_is_a_published_code() -> None:
 
 def test_exception_answer_is_a_frame_error() -> None:
     frame = daly_new.with_crc(bytes((0x51, 0x83, 0x02)))
-    with pytest.raises(daly_new.ModbusExceptionError) as err:
+    with pytest.raises(ModbusExceptionError) as err:
         daly_new.decode_hex(frame)
     assert err.value.code == 2
     assert daly_new.framer(frame) == (5, frame)

@@ -12,7 +12,7 @@ from bmsgate_common.models import BmsSettings, PackState, SettingValue, utcnow
 from bmsgate_common.settings import TargetSettings
 from bmsgate_outputs import discovery
 from bmsgate_outputs.entities import descriptions, values
-from bmsgate_outputs.plan import Hub, Plan
+from bmsgate_outputs.plan import HeardPacks, Plan
 from bmsgate_outputs.topics import TargetTopics
 
 TOPICS = TargetTopics("solar/bms")
@@ -158,7 +158,7 @@ def test_a_target_sends_the_settings_and_rediscovers_once(state: PackState) -> N
         {"name": "ha", "topic_prefix": "solar/bms", "homeassistant": {"enabled": True}}
     )
     plan = Plan(target=target, control=False, version="9.9", stale_after=60.0)
-    hub = Hub()
+    hub = HeardPacks()
     hub.on_state(state)
     now = state.ts
     first = plan.tick(hub, now, now, 1.0, 1000)

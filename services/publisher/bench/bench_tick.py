@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import TargetSettings
-from bmsgate_outputs.plan import Hub, Plan
+from bmsgate_outputs.plan import HeardPacks, Plan
 
 PACKS = 16
 ROUNDS = 200
@@ -35,7 +35,7 @@ def main() -> None:
          "openhasp": [{"plate": "p", "pack": "pack0", "objects": {"p1b2.val": "{soc:.0f}"}}]}
     )  # fmt: skip
     plan = Plan(target, control=True, version="bench", stale_after=60)
-    hub = Hub()
+    hub = HeardPacks()
     t0 = datetime.now(UTC)
     messages = 0
     started = time.perf_counter()

@@ -18,13 +18,13 @@ from packages.outputs.tests.states import make_state
 from bmsgate_common.models import CommandResult
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
-from bmsgate_outputs.plan import Message
+from bmsgate_outputs.plan import TargetMessage
 from bmsgate_publisher.service import Publisher
 from tests.support.procs import Mosquitto
 
 pytestmark = pytest.mark.integration
 WAIT = 0.5  # [s] the publisher's wait for a result, short for the test
-SWITCH = Message("p/garage/charge_mos", b"ON", 1, True)
+SWITCH = TargetMessage("p/garage/charge_mos", b"ON", 1, True)
 
 
 def settings(port: int) -> Settings:
@@ -54,7 +54,7 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "bmsgate_publisher.service"]
 
 
-async def sent(publisher: Publisher) -> list[Message]:
+async def sent(publisher: Publisher) -> list[TargetMessage]:
     """What the target would get next (waits at most a second)."""
     mailbox = publisher.links["ha"].mailbox
     try:
@@ -93,7 +93,7 @@ async def test_a_result_settles_the_command_and_a_late_one_is_still_shown(
     assert publisher.counters()["waiting"] == 0
     await asyncio.sleep(WAIT + 0.3)
     assert not warnings(caplog)  # settled: the timers were stopped
-    assert Message("p/garage/charge_mos", b"OFF", 1, True) in await sent(publisher)
+    assert TargetMessage("p/garage/charge_mos", b"OFF", 1, True) in await sent(publisher)
     # a result after the wait (offered again by the reader after a broker outage) still shows
     publisher.on_command("ha", "p/garage/charge_mos/set", b"ON")
     await asyncio.sleep(WAIT + 0.3)

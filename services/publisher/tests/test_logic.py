@@ -12,7 +12,7 @@ from packages.outputs.tests.states import T0, make_state
 
 from bmsgate_common.models import Availability, DailyStats
 from bmsgate_common.settings import TargetSettings
-from bmsgate_outputs.plan import Hub, Message, Plan, hasp_messages, hasp_problem
+from bmsgate_outputs.plan import HeardPacks, Plan, TargetMessage, hasp_messages, hasp_problem
 from bmsgate_outputs.topics import pack_in, template_problem
 from bmsgate_publisher.commands import parse_command
 from bmsgate_publisher.target import Mailbox
@@ -25,13 +25,13 @@ def plan(control: bool = False, **target: Any) -> Plan:
     return Plan(settings, control, "9.9", stale_after=60)
 
 
-def hub_with(**over: Any) -> Hub:
-    hub = Hub(stale_after=60)
+def hub_with(**over: Any) -> HeardPacks:
+    hub = HeardPacks(stale_after=60)
     hub.on_state(make_state(**over))
     return hub
 
 
-def by_topic(messages: list[Message]) -> dict[str, Message]:
+def by_topic(messages: list[TargetMessage]) -> dict[str, TargetMessage]:
     topics = [m.topic for m in messages]
     assert len(topics) == len(set(topics)), "one message per topic per tick"
     return {m.topic: m for m in messages}
@@ -40,7 +40,9 @@ def by_topic(messages: list[Message]) -> dict[str, Message]:
 def test_first_tick_sends_availability_main_and_status_packets() -> None:
     msgs = by_topic(plan().tick(hub_with(), T0, LOCAL, 12.5, 4096))
     assert list(msgs) == ["p/garage/availability", "p/garage", "p/garage/status"]
-    assert msgs["p/garage/availability"] == Message("p/garage/availability", b"online", 1, True)
+    assert msgs["p/garage/availability"] == TargetMessage(
+        "p/garage/availability", b"online", 1, True
+    )
     assert msgs["p/garage"].payload.startswith(b'{"bat":{"0":2927,') and msgs["p/garage"].qos == 0
     assert (
         msgs["p/garage/status"].payload
@@ -71,7 +73,7 @@ def test_stale_or_offline_pack_status_0_and_no_values() -> None:
 
 
 def test_status_packet_even_before_the_bms_ever_answered() -> None:
-    hub = Hub()
+    hub = HeardPacks()
     hub.view("garage").availability = Availability(pack="garage", state="offline", ts=T0)
     msgs = by_topic(plan().tick(hub, T0, LOCAL, 1, 0))
     assert msgs["p/garage/availability"].payload == b"offline"
@@ -89,7 +91,7 @@ def test_topic_templates_style_and_fields() -> None:
     p = plan(dongle={"style": "type1", "fields": ["soc", "mos"], "main_topic": "dongle/{pack}/data",
                      "status_topic": "{prefix}/st/{pack}"}, qos=1, retain=False)  # fmt: skip
     msgs = by_topic(p.tick(hub_with(), T0, LOCAL, 1, 0))
-    assert msgs["dongle/garage/data"] == Message(
+    assert msgs["dongle/garage/data"] == TargetMessage(
         "dongle/garage/data", b'{"SOC":27,"DMS":1,"CMS":1}', 1, False
     )
     assert "p/st/garage" in msgs
@@ -103,7 +105,7 @@ def test_home_assistant_config_state_and_switch_states() -> None:
     assert json.loads(config.payload)["cmps"]["charge_mos"]["p"] == "switch"
     state = json.loads(msgs["p/garage/state"].payload)
     assert state["soc"] == 27 and state["cell_16"] == 2.945 and "charge_mos" not in state
-    assert msgs["p/garage/charge_mos"] == Message("p/garage/charge_mos", b"ON", 1, True)
+    assert msgs["p/garage/charge_mos"] == TargetMessage("p/garage/charge_mos", b"ON", 1, True)
     assert "p/garage/status" not in msgs  # dongle packets off
     # the config is sent again only when it changes
     hub = hub_with(ts=T0 + timedelta(seconds=1), energy_in=2.0)
@@ -138,7 +140,7 @@ def test_flat_topics() -> None:
     assert msgs["p/garage/temperature/2"].payload == b"12.4"
     assert msgs["p/garage/cell_delta"].payload == b"30"
     assert msgs["p/garage/alarm"].payload == b"ON"
-    assert msgs["p/garage/charge_mos"] == Message("p/garage/charge_mos", b"ON", 1, True)
+    assert msgs["p/garage/charge_mos"] == TargetMessage("p/garage/charge_mos", b"ON", 1, True)
     assert (msgs["p/garage/soc"].qos, msgs["p/garage/soc"].retain) == (0, True)
 
 
@@ -205,11 +207,11 @@ def test_result_confirms_the_switch_and_an_error_resends_the_old_state() -> None
     p.tick(hub, T0, LOCAL, 1, 0)
     key = hub.on_result("garage", "set_charge_mos", "ok", False)
     assert p.mos_messages("garage", hub.view("garage"), again=key) == [
-        Message("p/garage/charge_mos", b"OFF", 1, True)
+        TargetMessage("p/garage/charge_mos", b"OFF", 1, True)
     ]
     key = hub.on_result("garage", "set_charge_mos", "error", None)
     assert p.mos_messages("garage", hub.view("garage"), again=key) == [
-        Message("p/garage/charge_mos", b"OFF", 1, True)
+        TargetMessage("p/garage/charge_mos", b"OFF", 1, True)
     ]
     assert hub.on_result("garage", "set_soc", "ok", 50.0) is None
 
@@ -238,12 +240,12 @@ def test_template_match() -> None:
 async def test_mailbox_keeps_the_latest_per_topic_and_stays_bounded() -> None:
     box = Mailbox(limit=3)
     for i in range(3):
-        box.put(Message("a", str(i).encode()))
-    box.put(Message("b", b"1"))
-    box.put(Message("b", b"0"), if_absent=True)
+        box.put(TargetMessage("a", str(i).encode()))
+    box.put(TargetMessage("b", b"1"))
+    box.put(TargetMessage("b", b"0"), if_absent=True)
     assert len(box) == 2
     for t in "cde":
-        box.put(Message(t, b""))
+        box.put(TargetMessage(t, b""))
     assert box.dropped == 2
     got = await asyncio.wait_for(box.take(), 1)
     assert [m.topic for m in got] == ["c", "d", "e"]

@@ -25,7 +25,7 @@ from .alarms import ALARMS
 from .checksum import crc16_modbus
 from .daly_classic import decode_failures
 from .driver import ProbeAnswer, ProtocolInfo, ScanStep, UnsupportedCommand
-from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
+from .errors import ChecksumError, FrameError, LengthError, LinkTimeout, ModbusExceptionError
 from .fields import Field, decode_field, read_int
 from .link import Framer, Link
 from .plausible import Limits
@@ -58,15 +58,6 @@ RESPONSE_ADDRESSES: Final = frozenset(
 REQUEST_ADDRESSES: Final = frozenset(
     (D2_ADDRESS, *range(REQUEST_BASE + 1, REQUEST_BASE + MAX_BOARDS + 1))
 )
-
-
-class ModbusExceptionError(FrameError):
-    """The board answered with a Modbus exception (function code | 0x80)."""
-
-    def __init__(self, function: int, code: int) -> None:
-        super().__init__(f"exception {code:02X} to function {function:02X}")
-        self.function = function
-        self.code = code
 
 
 def _r(key: str, register: int, *, offset: int = 0, scale: float = 1.0) -> Field:

@@ -22,7 +22,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 from .checksum import crc16_modbus, sum8
 from .driver import ProbeAnswer, ProtocolInfo, ScanStep, UnsupportedCommand
-from .errors import ChecksumError, FrameError, LengthError
+from .errors import ChecksumError, FrameError, LengthError, ModbusExceptionError
 from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
@@ -70,15 +70,6 @@ TEMP_SENSORS: Final = 5
 ABSENT: Final = -200.0  # [°C] raw -2000: how a board reports a sensor that is not fitted
 
 EXCEPTIONS: Final = {1: "CRC error", 2: "bad register", 3: "illegal function", 4: "bad data"}
-
-
-class ModbusExceptionError(FrameError):
-    """The BMS answered a request with a Modbus exception (function | 0x80)."""
-
-    def __init__(self, function: int, code: int) -> None:
-        self.function, self.code = function, code
-        text = EXCEPTIONS.get(code, "unknown")
-        super().__init__(f"JK-PB refused function {function:02X}: exception {code:02X} ({text})")
 
 
 class Text(NamedTuple):
@@ -792,7 +783,7 @@ def check_ack(frame: bytes, address: int, register: int, count: int) -> None:
     if is_status_frame(frame) or len(frame) < EXCEPTION_LEN:
         raise FrameError("expected an FC 0x10 acknowledgement")
     if frame[1] == WRITE | ERROR_FLAG:
-        raise ModbusExceptionError(WRITE, frame[2])
+        raise ModbusExceptionError(WRITE, frame[2], EXCEPTIONS.get(frame[2], "unknown"))
     want = ack_frame(address, register, count)
     if frame != want:
         raise FrameError(f"expected ACK {want.hex(' ')}, got {frame.hex(' ')}")
@@ -858,7 +849,7 @@ class JkPbDriver:
         if is_status_frame(frame) or frame[0] != self.address:
             raise FrameError("expected an FC 0x03 answer from this address")
         if frame[1] == READ | ERROR_FLAG:
-            raise ModbusExceptionError(READ, frame[2])
+            raise ModbusExceptionError(READ, frame[2], EXCEPTIONS.get(frame[2], "unknown"))
         if frame[1] != READ or frame[2] != 2 * count:
             raise FrameError(f"expected {2 * count} register bytes, got {frame.hex(' ')}")
         return decode_registers(register, frame[3:-2])

@@ -1,7 +1,7 @@
-"""What a publisher target is sent when: the latest of each pack (``Hub``), a ``Plan`` per target.
+"""What a publisher target is sent when: a ``Plan`` per target over ``HeardPacks``.
 
-No I/O here: the publisher feeds backbone messages into a ``Hub`` and asks each target's ``Plan``
-for the MQTT messages of one tick; the link to the target's broker sends them. The API's
+No I/O here: the publisher feeds backbone messages into a ``HeardPacks`` and asks each target's
+``Plan`` for the MQTT messages of one tick; the link to the target's broker sends them. The API's
 discovery preview and openHASP pages run the same ``Plan`` and ``hasp_messages``.
 """
 
@@ -22,7 +22,7 @@ from .entities import MOS_ACTIONS, SWITCH_STATES, Description, Scalar, descripti
 from .topics import TargetTopics
 
 
-class Message(NamedTuple):
+class TargetMessage(NamedTuple):
     """One MQTT publish."""
 
     topic: str
@@ -32,7 +32,7 @@ class Message(NamedTuple):
 
 
 @dataclass
-class PackView:
+class HeardPack:
     """The latest of everything the backbone said about one pack."""
 
     state: PackState | None = None
@@ -47,15 +47,15 @@ class PackView:
 
 
 @dataclass
-class Hub:
+class HeardPacks:
     """Every pack the publisher has heard of, by id."""
 
     stale_after: float = 60.0
-    packs: dict[str, PackView] = field(default_factory=dict)
+    packs: dict[str, HeardPack] = field(default_factory=dict)
 
-    def view(self, pack: str) -> PackView:
+    def view(self, pack: str) -> HeardPack:
         """The view of ``pack``, created on first use."""
-        return self.packs.setdefault(pack, PackView())
+        return self.packs.setdefault(pack, HeardPack())
 
     def on_state(self, state: PackState) -> None:
         """A new state; it also confirms the MOS switches."""
@@ -103,7 +103,7 @@ def hasp_problem(template: str) -> str | None:
 
 def hasp_messages(
     plate: str, objects: dict[str, str], vals: dict[str, Scalar | None]
-) -> list[Message]:
+) -> list[TargetMessage]:
     """One ``hasp/<plate>/command/<obj.prop>`` per object whose template has all its values."""
     available = {k: v for k, v in vals.items() if v is not None}
     out = []
@@ -112,7 +112,7 @@ def hasp_messages(
             text = Formatter().format(template, **available)
         except (KeyError, ValueError, TypeError):
             continue  # a value this pack does not have (yet); the others still go
-        out.append(Message(f"hasp/{plate}/command/{target}", text.encode()))
+        out.append(TargetMessage(f"hasp/{plate}/command/{target}", text.encode()))
     return out
 
 
@@ -142,17 +142,17 @@ class Plan:
         """Whether this target publishes ``pack``."""
         return self.target.packs is None or pack in self.target.packs
 
-    def _retained(self, topic: str, payload: bytes) -> Message:
-        return Message(topic, payload, qos=1, retain=True)
+    def _retained(self, topic: str, payload: bytes) -> TargetMessage:
+        return TargetMessage(topic, payload, qos=1, retain=True)
 
-    def _value(self, topic: str, payload: bytes) -> Message:
-        return Message(topic, payload, qos=self.target.qos, retain=self.target.retain)
+    def _value(self, topic: str, payload: bytes) -> TargetMessage:
+        return TargetMessage(topic, payload, qos=self.target.qos, retain=self.target.retain)
 
     def tick(
-        self, hub: Hub, now: datetime, local_now: datetime, uptime: float, free_memory: int
-    ) -> list[Message]:
+        self, hub: HeardPacks, now: datetime, local_now: datetime, uptime: float, free_memory: int
+    ) -> list[TargetMessage]:
         """The messages of one interval: everything new, plus the dongle's status packets."""
-        out: list[Message] = []
+        out: list[TargetMessage] = []
         if self.target.homeassistant.enabled and not self.sent_gateway:
             self.sent_gateway = True  # retained: the target sends it again after HA's birth
             config = discovery.gateway_config(self.topics, version=self.version)
@@ -166,14 +166,14 @@ class Plan:
     def _pack_tick(
         self,
         pack: str,
-        view: PackView,
+        view: HeardPack,
         now: datetime,
         local_now: datetime,
         uptime: float,
         free_memory: int,
-    ) -> list[Message]:
+    ) -> list[TargetMessage]:
         t = self.target
-        out: list[Message] = []
+        out: list[TargetMessage] = []
         online = view.online(now, self.stale_after)
         if self.sent_online.get(pack) != online:
             self.sent_online[pack] = online
@@ -196,10 +196,10 @@ class Plan:
             out.append(self._value(self.topics.render(t.dongle.status_topic, pack), status))
         return out
 
-    def _state_messages(self, state: PackState) -> list[Message]:
+    def _state_messages(self, state: PackState) -> list[TargetMessage]:
         t = self.target
         pack = state.pack
-        out: list[Message] = []
+        out: list[TargetMessage] = []
         rows = descriptions(state, control=self.control)
         vals = values(state, rows)
         if t.dongle.enabled:
@@ -222,7 +222,7 @@ class Plan:
                 out += hasp_messages(plate.plate, plate.objects, every)
         return out
 
-    def _settings_messages(self, state: PackState, settings: BmsSettings) -> list[Message]:
+    def _settings_messages(self, state: PackState, settings: BmsSettings) -> list[TargetMessage]:
         """The BMS's settings as JSON for HA's diagnostic sensors, and the discovery with them."""
         if self.sent_settings.get(state.pack) == settings:
             return []
@@ -233,7 +233,7 @@ class Plan:
         rows = descriptions(state, control=self.control)
         return [self._retained(topic, payload), *self._discovery(state, rows)]
 
-    def _discovery(self, state: PackState, rows: list[Description]) -> list[Message]:
+    def _discovery(self, state: PackState, rows: list[Description]) -> list[TargetMessage]:
         expire = int(max(self.stale_after, 3 * self.target.interval))
         config = discovery.device_config(
             state, rows, self.topics, version=self.version, expire_after=expire,
@@ -246,7 +246,9 @@ class Plan:
         topic = discovery.config_topic(self.target.homeassistant.discovery_prefix, state.pack)
         return [self._retained(topic, payload)]
 
-    def mos_messages(self, pack: str, view: PackView, *, again: str | None = None) -> list[Message]:
+    def mos_messages(
+        self, pack: str, view: HeardPack, *, again: str | None = None
+    ) -> list[TargetMessage]:
         """Confirmed switch states not sent yet (``again``: send that key even if unchanged)."""
         if not (self.target.flat or self.target.homeassistant.enabled):
             return []

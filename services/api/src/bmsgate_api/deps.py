@@ -19,7 +19,7 @@ from bmsgate_common.topics import TopicSpec
 
 from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, Tokens
 from .guard import DOUBTED, STATE_CHANGING
-from .live import Hub, Replies
+from .live import EventFanout, Replies
 from .sky import Weather
 from .store import PackStore
 
@@ -38,11 +38,11 @@ class Context:
     tokens: Tokens = field(default_factory=Tokens)
     backbone: Backbone | None = None
     replies: Replies = field(default_factory=Replies)
-    hub: Hub = field(default_factory=Hub)
-    sniff_hub: Hub = field(default_factory=Hub)
+    hub: EventFanout = field(default_factory=EventFanout)
+    sniff_hub: EventFanout = field(default_factory=EventFanout)
     raw_rx: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)  # pack -> collector
     raw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    tunnel_hub: Hub = field(default_factory=Hub)
+    tunnel_hub: EventFanout = field(default_factory=EventFanout)
     weather: Weather = field(default_factory=lambda: Weather(url=None, refresh=1800.0))
     config_file: Path | None = None  # the file the settings and setup pages write
 

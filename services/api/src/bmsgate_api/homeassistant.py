@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from bmsgate_common.models import PackState
 from bmsgate_common.mqtt import VERSION
 from bmsgate_common.settings import HomeAssistantSettings, Settings, TargetSettings
-from bmsgate_outputs.plan import Hub, Plan
+from bmsgate_outputs.plan import HeardPacks, Plan
 from bmsgate_outputs.topics import TargetTopics
 
 PREVIEW_TARGET = "homeassistant"  # the name of the stand-in target when none is configured
@@ -72,7 +72,7 @@ def preview(
         if not (target.packs is None or state.pack in target.packs):
             continue
         plan = Plan(shown, settings.control.enabled, VERSION, settings.stale_after)
-        hub = Hub(settings.stale_after)
+        hub = HeardPacks(settings.stale_after)
         hub.on_state(state)
         for msg in plan.tick(hub, state.ts, state.ts, 0.0, 0):
             if any(m.topic == msg.topic for m in out):

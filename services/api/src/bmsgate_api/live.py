@@ -57,7 +57,7 @@ class Replies:
 
 
 @dataclass
-class Hub:
+class EventFanout:
     """Fan-out of live events to every connected browser; a slow one loses its oldest events."""
 
     size: int = 200

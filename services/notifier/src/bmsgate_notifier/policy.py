@@ -61,7 +61,7 @@ class Gate:
 
 
 @dataclass(frozen=True)
-class Message:
+class Notification:
     """What one send carries: a single event, or a digest of several."""
 
     title: str
@@ -79,14 +79,14 @@ def in_quiet(local: time, start: time, end: time) -> bool:
     return local >= start or local < end
 
 
-def compose(events: list[Event], tz: tzinfo, dropped: int = 0) -> Message:
+def compose(events: list[Event], tz: tzinfo, dropped: int = 0) -> Notification:
     """One event as it is; several as a digest, oldest first, naming the pack when all share it."""
     note = f"\n({dropped} older events were dropped: the queue was full)" if dropped else ""
     priority = max((e.priority for e in events), key=rank)
     tone = max((e.tone for e in events), key=TONES.index)
     if len(events) == 1:
         e = events[0]
-        return Message(e.title, e.body + note, priority, tone, tuple(events), dropped)
+        return Notification(e.title, e.body + note, priority, tone, tuple(events), dropped)
     ordered = sorted(events, key=lambda e: e.ts)
     lines = [f"{e.ts.astimezone(tz):%H:%M} {e.body}" for e in ordered[:DIGEST_LINES]]
     if len(ordered) > DIGEST_LINES:
@@ -94,7 +94,7 @@ def compose(events: list[Event], tz: tzinfo, dropped: int = 0) -> Message:
     names = {e.title.split(":", 1)[0] for e in events if e.pack is not None}
     who = names.pop() if len(names) == 1 and all(e.pack for e in events) else "bmsgate"
     title = f"{who}: {len(events)} events"
-    return Message(title, "\n".join(lines) + note, priority, tone, tuple(events), dropped)
+    return Notification(title, "\n".join(lines) + note, priority, tone, tuple(events), dropped)
 
 
 @dataclass
@@ -119,7 +119,7 @@ class Channel:
     failures: int = 0
     next_try: datetime | None = None
     backoff: float = 0.0
-    inflight: Message | None = None
+    inflight: Notification | None = None
 
     def wants(self, event: Event) -> bool:
         """Whether this target takes events of this kind, pack and priority."""
@@ -156,7 +156,7 @@ class Channel:
             self.dropped += 1
             self.dropped_total += 1
 
-    def take(self, now: datetime) -> Message | None:
+    def take(self, now: datetime) -> Notification | None:
         """The message to send now, if any; the caller reports back with ``done``."""
         if self.held and not self.quiet(now):
             self.queue.extendleft(reversed(self.held))

@@ -13,7 +13,7 @@ import apprise
 from bmsgate_common.settings import NotifyPriority
 
 from .events import Tone
-from .policy import Message
+from .policy import Notification
 
 # how each service with a per-message priority spells ours; other URLs keep their own
 PRIORITY_VALUES: Final[dict[str, dict[NotifyPriority, str]]] = {
@@ -119,7 +119,7 @@ class AppriseSender:
             sender.add(plugin)
         return sender
 
-    async def send(self, message: Message) -> bool:
+    async def send(self, message: Notification) -> bool:
         """Deliver; False when the service did not take it (Apprise never raises for that)."""
         result = await self._for(message.priority).async_notify(
             title=message.title, body=message.body, notify_type=TONE_TYPES[message.tone]

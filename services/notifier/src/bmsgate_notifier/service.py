@@ -29,7 +29,7 @@ from bmsgate_common.settings import NotifierSettings, Settings
 from bmsgate_common.timezones import find_zone, site_zone
 
 from .events import Detector, Event
-from .policy import Channel, Gate, Message
+from .policy import Channel, Gate, Notification
 from .report import ReportKind, daily_report, next_report
 from .sender import AppriseSender, SecretFilter, Tune, check_url, mask
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 TICK = 0.5  # [s] how often queues, retries, reports and grace times are looked at
 TEST_TIMEOUT = 20.0  # [s] for a test message
-TEST_MESSAGE: Final = Message(
+TEST_MESSAGE: Final = Notification(
     title="bmsgate test message",
     body="If you read this, bmsgate's notifications reach you.",
     priority="normal",
@@ -221,7 +221,7 @@ class Notifier:
         if wait and sends:
             await asyncio.wait(sends)
 
-    async def _send(self, channel: Channel, sender: AppriseSender, message: Message) -> None:
+    async def _send(self, channel: Channel, sender: AppriseSender, message: Notification) -> None:
         name = channel.target.name
         try:
             ok = await sender.send(message)

@@ -28,7 +28,7 @@ from bmsgate_common.mqtt import VERSION, Backbone
 from bmsgate_common.settings import BankSettings, Settings
 from bmsgate_common.tasks import stop_tasks
 from bmsgate_common.timezones import site_zone
-from bmsgate_outputs.plan import Hub, Plan
+from bmsgate_outputs.plan import HeardPacks, Plan
 
 from .commands import parse_command
 from .target import TargetLink
@@ -126,7 +126,7 @@ class Publisher:
         self.backbone = backbone
         self.control = cfg.control.enabled
         pub = cfg.publisher
-        self.hub = Hub(stale_after=cfg.stale_after)
+        self.hub = HeardPacks(stale_after=cfg.stale_after)
         self.zone = site_zone(cfg)  # of the dongle's local ``ts``
         self.plans = {t.name: Plan(t, self.control, VERSION, cfg.stale_after) for t in pub.targets}
         known = [p.id for b in cfg.buses for p in b.packs] + [b.id for b in cfg.banks]

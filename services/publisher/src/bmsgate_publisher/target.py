@@ -19,7 +19,7 @@ import aiomqtt
 
 from bmsgate_common.settings import MqttSettings, TargetSettings
 from bmsgate_common.tasks import quiet_late_socket_callbacks
-from bmsgate_outputs.plan import Message
+from bmsgate_outputs.plan import TargetMessage
 from bmsgate_outputs.topics import TargetTopics, subscription
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,10 @@ class Mailbox:
     def __init__(self, limit: int = MAILBOX_LIMIT) -> None:
         self.limit = limit
         self.dropped = 0
-        self._items: OrderedDict[str, Message] = OrderedDict()
+        self._items: OrderedDict[str, TargetMessage] = OrderedDict()
         self._ready = asyncio.Event()
 
-    def put(self, message: Message, *, if_absent: bool = False) -> None:
+    def put(self, message: TargetMessage, *, if_absent: bool = False) -> None:
         """Queue ``message``, replacing a waiting one on the same topic; never blocks."""
         if message.topic in self._items:
             if if_absent:
@@ -56,7 +56,7 @@ class Mailbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    async def take(self) -> list[Message]:
+    async def take(self) -> list[TargetMessage]:
         """Wait for messages and take all of them."""
         await self._ready.wait()
         self._ready.clear()
@@ -87,7 +87,7 @@ class TargetLink:
         self.topics = TargetTopics(target.topic_prefix)
         self.commands = commands
         self.mailbox = Mailbox()
-        self.retained: dict[str, Message] = {}  # the last retained message per topic
+        self.retained: dict[str, TargetMessage] = {}  # the last retained message per topic
         self.connected = False
         self.sent = 0
         self.failures = 0
@@ -104,7 +104,7 @@ class TargetLink:
         self._password = password.get_secret_value() if password else None
         self._birth: asyncio.Task[None] | None = None
 
-    def offer(self, message: Message) -> None:
+    def offer(self, message: TargetMessage) -> None:
         """Send ``message`` when the broker is there; returns at once."""
         self.mailbox.put(message)
 
@@ -211,7 +211,7 @@ class TargetLink:
                         self.mailbox.put(unsent, if_absent=True)
                     raise
 
-    async def _publish(self, client: aiomqtt.Client, message: Message) -> None:
+    async def _publish(self, client: aiomqtt.Client, message: TargetMessage) -> None:
         await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
         self.sent += 1
         if message.retain:
