@@ -173,3 +173,9 @@ def test_a_target_sends_the_settings_and_rediscovers_once(state: PackState) -> N
     assert "setting_cell_ovp" in json.loads(sent[config_topic].payload)["cmps"]
     third = plan.tick(hub, now, now, 3.0, 1000)
     assert not any(m.topic in (config_topic, "solar/bms/garage/settings") for m in third)
+
+
+def test_rows_not_meant_for_home_assistant_are_not_announced(state: PackState) -> None:
+    cmps = config(state, control=True)["cmps"]
+    assert {"cell_min_mv", "cell_max_mv", "cell_average_mv"}.isdisjoint(cmps)
+    assert all(cmp["name"] for cmp in cmps.values())  # no entity named after its device only

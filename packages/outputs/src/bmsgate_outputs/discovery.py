@@ -162,7 +162,11 @@ def device_config(
     """The device discovery payload of one pack: device, origin and one component per row."""
     pack = state.pack
     is_bank = state.extras.get("bank") is True
-    cmps = {row.key: _component(row, pack, topics, expire_after=expire_after) for row in rows}
+    cmps = {
+        row.key: _component(row, pack, topics, expire_after=expire_after)
+        for row in rows
+        if row.in_ha  # the rest are for flat topics and templates: unnamed in HA
+    }
     if settings is not None:
         cmps |= setting_components(settings, topics)
     # online is known even while the pack is not: it depends on the gateway only

@@ -207,7 +207,7 @@ class Plan:
             out.append(self._value(self.topics.render(t.dongle.main_topic, pack), packet))
         if t.homeassistant.enabled:
             out += self._discovery(state, rows)
-            ha_state = {r.key: vals[r.key] for r in rows if r.platform != "switch"}
+            ha_state = {r.key: vals[r.key] for r in rows if r.in_ha and r.platform != "switch"}
             payload = json.dumps(ha_state, separators=(",", ":")).encode()
             out.append(self._value(self.topics.state(pack), payload))
         if t.flat:
