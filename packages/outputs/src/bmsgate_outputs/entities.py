@@ -185,6 +185,7 @@ MOS_DESCRIPTIONS: Final[tuple[Description, ...]] = (
                 value_fn=lambda s: _on(SWITCH_STATES["keep_awake"](s)),
                 platform="binary_sensor", category="diagnostic", icon="mdi:sleep-off"),
 )  # fmt: skip
+MAIN_SWITCHES: Final = frozenset({"charge_mos", "discharge_mos"})
 MOS_ACTIONS: Final = {"charge_mos": "set_charge_mos", "discharge_mos": "set_discharge_mos",
                       "balancer": "set_balancer", "keep_awake": "set_keep_awake"}  # fmt: skip
 
@@ -215,8 +216,10 @@ def descriptions(state: PackState, *, control: bool) -> list[Description]:
     is_bank = state.extras.get("bank") is True
     for mos in MOS_DESCRIPTIONS:
         if control and not is_bank:  # a bank has no switch of its own
+            # the MOSFETs are the pack's main controls: on the dashboard, not under settings
+            category = None if mos.key in MAIN_SWITCHES else "config"
             rows.append(Description(key=mos.key, name=mos.name, value_fn=mos.value_fn,
-                                    platform="switch", category="config",
+                                    platform="switch", category=category,
                                     icon=mos.icon))  # fmt: skip
         else:
             rows.append(mos)
