@@ -547,8 +547,3 @@ class Archive(Store):
             self._resume(pack, state)
         self.commit()
         return int(n)
-
-    def first_in(self, pack: str) -> int | None:
-        """The earliest stored moment of ``pack`` in any table [ms]."""
-        found = [t for t in (self.oldest(x, pack) for x in ("raw", "agg_1m", "agg_15m")) if t]
-        return min(found) if found else None

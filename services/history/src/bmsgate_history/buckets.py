@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -159,14 +159,3 @@ class Bucket:
 def bucket_start(ts: int, step: int) -> int:
     """The start [ms] of the bucket of length ``step`` holding ``ts``."""
     return ts - ts % step
-
-
-def fill(samples: Iterable[Sample], step: int) -> list[Bucket]:
-    """Buckets of ``step`` ms built from samples in time order."""
-    out: list[Bucket] = []
-    for s in samples:
-        start = bucket_start(s.ts, step)
-        if not out or out[-1].start != start:
-            out.append(Bucket(start))
-        out[-1].add(s)
-    return out

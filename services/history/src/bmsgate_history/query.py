@@ -93,10 +93,6 @@ def _gaps(
     return out
 
 
-def _round_all(values: Sequence[float | None], digits: int) -> list[float | None]:
-    return [None if v is None else round(v, digits) for v in values]
-
-
 def _columns(blobs: Sequence[bytes | None], code: str, scale: int) -> list[list[float | None]]:
     """Packed vectors (one per row) turned into one list per element, scaled to units."""
     arrays = [array(code, b) if b else None for b in blobs]
