@@ -101,7 +101,8 @@ def test_mos_switches_only_with_control(state: PackState) -> None:
         "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
         "avty_mode": "all", "stat_t": "solar/bms/garage/charge_mos",
         "cmd_t": "solar/bms/garage/charge_mos/set", "pl_on": "ON", "pl_off": "OFF", "opt": False,
-    }  # fmt: skip  (no entity category: auto-generated dashboards show the MOSFET switches)
+    }  # fmt: skip
+    # no entity category: auto-generated dashboards show the MOSFET switches
     assert on["discharge_mos"]["cmd_t"] == "solar/bms/garage/discharge_mos/set"
 
 

@@ -217,7 +217,7 @@ def descriptions(state: PackState, *, control: bool) -> list[Description]:
     for mos in MOS_DESCRIPTIONS:
         if control and not is_bank:  # a bank has no switch of its own
             # the MOSFETs are the pack's main controls: on the dashboard, not under settings
-            category = None if mos.key in MAIN_SWITCHES else "config"
+            category: Literal["config"] | None = None if mos.key in MAIN_SWITCHES else "config"
             rows.append(Description(key=mos.key, name=mos.name, value_fn=mos.value_fn,
                                     platform="switch", category=category,
                                     icon=mos.icon))  # fmt: skip
