@@ -101,6 +101,7 @@ def test_mos_switches_only_with_control(state: PackState) -> None:
         "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
         "avty_mode": "all", "stat_t": "solar/bms/garage/charge_mos",
         "cmd_t": "solar/bms/garage/charge_mos/set", "pl_on": "ON", "pl_off": "OFF", "opt": False,
+        "json_attr_t": "solar/bms/garage/charge_mos/result",
     }  # fmt: skip
     # no entity category: auto-generated dashboards show the MOSFET switches
     assert on["discharge_mos"]["cmd_t"] == "solar/bms/garage/discharge_mos/set"

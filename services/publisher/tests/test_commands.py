@@ -7,6 +7,7 @@ plays the reader, so a command's result never comes, as when the broker died aft
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -75,7 +76,12 @@ async def test_no_result_is_one_warning_and_the_confirmed_state_again(
         "garage: set_charge_mos (publisher-ha-1) not confirmed: no result within 0.5 s; "
         "showing the switch as the BMS reports it"
     ]
-    assert SWITCH in await sent(publisher)  # Home Assistant's switch flips back to the truth
+    out = await sent(publisher)
+    assert SWITCH in out  # Home Assistant's switch flips back to the truth
+    result = next(m for m in out if m.topic == "p/garage/charge_mos/result")
+    body = json.loads(result.payload)  # the switch's attributes say why, until the next command
+    assert result.retain and body["result"] == "command failed"
+    assert body["error"] == "not confirmed: no result within 0.5 s"
     assert publisher.counters()["waiting"] == 0
 
 

@@ -107,6 +107,7 @@ def _component(
             "pl_on": "ON",
             "pl_off": "OFF",
             "opt": False,  # the state shown is the one read back from the BMS
+            "json_attr_t": topics.command_result(pack, row.key),  # last command: ok or failed
         }
     else:
         cmp |= {"stat_t": topics.state(pack), "val_tpl": f"{{{{ value_json.{row.key} }}}}"}

@@ -260,6 +260,21 @@ class Plan:
                 out.append(self._retained(topic, b"ON" if flag else b"OFF"))
         return out
 
+    def result_message(
+        self, pack: str, key: str, ok: bool, error: str | None, ts: datetime
+    ) -> list[TargetMessage]:
+        """How a switch's last command ended, kept (retained) until the next one.
+
+        Home Assistant shows it as the switch's attributes (``result``, ``error``, ``ts``): a
+        command that failed flips the switch back to the state read from the BMS, and this says
+        why, for as long as nothing newer happened.
+        """
+        if not (self.target.flat or self.target.homeassistant.enabled) or not self.wants(pack):
+            return []
+        body = {"result": "ok" if ok else "command failed", "error": error, "ts": ts.isoformat()}
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        return [self._retained(self.topics.command_result(pack, key), payload)]
+
 
 def _flat_rows(rows: list[Description]) -> list[Description]:
     # the MOS states go out as confirmed states (mos_messages), not as plain values

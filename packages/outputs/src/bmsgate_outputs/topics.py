@@ -67,6 +67,10 @@ class TargetTopics:
         """A switch's command topic."""
         return f"{self.prefix}/{pack}/{key}/set"
 
+    def command_result(self, pack: str, key: str) -> str:
+        """How a switch's last command ended: JSON, retained (Home Assistant's attributes)."""
+        return f"{self.prefix}/{pack}/{key}/result"
+
     def command_subscription(self) -> str:
         """Every switch command topic of this prefix."""
         return f"{self.prefix}/+/+/set"

@@ -198,14 +198,16 @@ class Publisher:
                         result.error)  # fmt: skip
         key = self.hub.on_result(name, result.action, result.status, result.value)
         if key is not None:
-            self._show_switch(name, key)
+            self._show_switch(name, key, result.status == "ok", result.error)
 
-    def _show_switch(self, pack: str, key: str) -> None:
-        """Send the switch's confirmed state to every target again (a failed command flips back)."""
+    def _show_switch(self, pack: str, key: str, ok: bool, error: str | None) -> None:
+        """Send the switch's confirmed state again (a failed command flips back), and its result."""
         view = self.hub.view(pack)
         for link_name, plan in self.plans.items():
             if plan.wants(pack):
                 for message in plan.mos_messages(pack, view, again=key):
+                    self.links[link_name].offer(message)
+                for message in plan.result_message(pack, key, ok, error, utcnow()):
                     self.links[link_name].offer(message)
 
     def _settled(self, transaction: str) -> tuple[str, str] | None:
@@ -226,7 +228,7 @@ class Publisher:
                     pack, action, transaction, why)  # fmt: skip
         key = self.hub.on_result(pack, action, "error", None)  # as a failed command: flip back
         if key is not None:
-            self._show_switch(pack, key)
+            self._show_switch(pack, key, False, f"not confirmed: {why}")
 
     def _publishing(self) -> bool:
         """Past the first seconds, in which a bank's retained state from before comes in."""
