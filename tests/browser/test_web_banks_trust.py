@@ -5,6 +5,9 @@ has lost the API. Debian's chromium against the running stack: two simulated JK-
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -104,4 +107,54 @@ def test_a_bank_is_never_offered_for_commands_tunnel_or_raw_frames(
         want = f"'house' is a bank: {what} go to its member packs (east, west)"
         assert got.json()["detail"] == want
     api.close()
+    assert not problems, problems
+
+
+def test_status_says_when_the_api_is_lost_and_last_seen_ticks(
+    stack: tuple[str, Proc], browser_context: Any, procs: list[Proc]
+) -> None:
+    from playwright.sync_api import expect
+
+    base, api = stack
+    page = browser_context.new_page()
+    problems = watch(page)
+    first_visit(page, base)
+    east = page.locator('#packs .card[data-pack="east"]')
+    expect(east.locator('[data-field="soc"]')).to_contain_text("%")
+    lost = page.locator("#lost")
+    expect(lost).to_be_hidden()
+
+    # a hung API keeps its connection open: silence for two beats (2 s each here) is the sign
+    os.kill(api.process.pid, signal.SIGSTOP)
+    try:
+        expect(lost).to_be_visible(timeout=10_000)
+        expect(lost).to_contain_text("Connection to bmsgate lost")
+        assert "stale" in page.evaluate("document.body.className")
+        greyed = east.evaluate("el => getComputedStyle(el).filter")
+        assert "grayscale" in greyed, greyed
+        shot(page, "41-status-connection-lost")
+    finally:
+        os.kill(api.process.pid, signal.SIGCONT)
+    expect(lost).to_be_hidden(timeout=15_000)
+    assert "stale" not in page.evaluate("document.body.className")
+    expect(east).not_to_have_class(re.compile(r"\boffline\b"))
+
+    # the boards stop answering: offline cards say when they were last read, counting up,
+    # and the bank when its newest member reading came (never "never")
+    sim = procs[0]
+    os.kill(sim.process.pid, signal.SIGSTOP)
+    try:
+        offline = page.locator('#packs .card.offline[data-pack="east"]')
+        expect(offline).to_be_visible(timeout=30_000)
+        age = offline.locator(".age[data-ts]")
+        first = age.text_content()
+        wait_until(lambda: age.text_content() != first, timeout=5)
+        bank = page.locator('#banks .card.offline[data-pack="house"]')
+        expect(bank).to_be_visible(timeout=30_000)
+        expect(bank).not_to_contain_text("never")
+        expect(bank.locator(".age[data-ts]")).to_contain_text("s ago")
+        expect(lost).to_be_hidden()  # the API is there; only the packs are offline
+        shot(page, "42-status-offline-last-seen")
+    finally:
+        os.kill(sim.process.pid, signal.SIGCONT)
     assert not problems, problems

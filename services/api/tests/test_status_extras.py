@@ -87,6 +87,9 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
         store.availability["east"] = Availability(pack="east", state="offline", ts=utcnow())
         bank = (await http.get("/api/banks")).json()[0]
         assert not bank["online"] and bank["state"] is None  # never old values
+        # but when it was last seen: its newest member reading, not "never"
+        newest = max(store.states[p].ts for p in ("east", "west"))
+        assert datetime.fromisoformat(bank["last_seen"]) == newest
 
 
 def test_sun_times_and_polar_days() -> None:

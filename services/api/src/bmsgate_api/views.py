@@ -35,6 +35,9 @@ class PackView(BaseModel):
     online: bool
     reason: str | None = Field(default=None, description="why offline")
     age: float | None = Field(default=None, description="[s] since the BMS was last read")
+    last_seen: datetime | None = Field(
+        default=None, description="when last read (a bank: its latest member reading)"
+    )
     activity: Activity | None = None
     cell_average: float | None = Field(default=None, description="[V]")
     cell_delta: float | None = Field(default=None, description="[V]")
@@ -80,6 +83,7 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
         online=online,
         reason=None if online else store.offline_reason(pack, now),
         age=(now - state.ts).total_seconds() if state else None,
+        last_seen=state.ts if state else None,
         daily=store.daily.get(pack),
         findings=list(health.findings) if health else [],
         health_checked=health.ts if health else None,
@@ -134,12 +138,16 @@ def bank_view(
     # the counters are the publisher's (it keeps them; they never go down)
     counters = counters_of(store.states.get(bank.id))
     state = combine(bank, members, now, store.stale_after, counters)
+    # offline, the bank was last seen when its newest member reading came (not "never")
+    read = [m.state.ts for m in members.values() if m.state is not None]
+    seen = state.ts if state else max(read, default=None)
     view = BankView(
         pack=bank.id,
         name=bank.name or bank.id,
         online=state is not None,
         reason=None if state is not None else "no member pack counts",
-        age=(now - state.ts).total_seconds() if state else None,
+        age=(now - seen).total_seconds() if seen else None,
+        last_seen=seen,
         daily=store.daily.get(bank.id),
         members=listed,
     )
