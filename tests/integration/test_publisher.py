@@ -126,6 +126,21 @@ async def drain(c: aiomqtt.Client, seconds: float) -> list[bytes]:
     return out
 
 
+async def started(backbone: int, *targets: tuple[int, str, Certs | None]) -> None:
+    """Wait until the publisher is up: online on the backbone and on each (port, prefix, certs).
+
+    A fixed sleep is not enough: importing the service alone takes seconds on a loaded machine.
+    """
+    status = "bmsgate/service/publisher/status"
+    got = await collect(backbone, status, 60, until=status)
+    assert b'"online"' in last(got, status).payload, got
+    for port, prefix, certs in targets:
+        got = await collect(
+            port, f"{prefix}/availability", 30, certs, until=f"{prefix}/availability"
+        )
+        assert last(got, f"{prefix}/availability").payload == b"online", got
+
+
 def last(got: list[Got], topic: str) -> Got:
     found = [g for g in got if g.topic == topic]
     assert found, f"nothing on {topic}; got {sorted({g.topic for g in got})}"
@@ -166,7 +181,9 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
         banks=[{"id": "bank", "name": "House bank", "packs": ["garage", "shed"]}],
     )  # fmt: skip
     procs.append(start_service(tmp_path, "publisher", write_config(tmp_path, cfg)))
-    await asyncio.sleep(0.5)
+    await started(
+        mosquitto.port, (plain_target.port, "dongle", None), (tls_target.port, "cloud", certs)
+    )
     now = datetime.now(UTC)
     shed = state("shed", soc=77.0, current=-2.0, power=-94.4, nominal_capacity=300.0, alarms=[])
     await backbone_send(
@@ -278,9 +295,10 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
             async for m in tgt.messages:
                 if not m.retain:
                     live.append(m.topic.value)
-                    if len(set(live)) == 3:
+                    if len(set(live)) == 4:
                         break
     assert set(live) == {
+        "homeassistant/device/bmsgate-gateway-dongle/config",  # bmsgate itself, the packs' via
         "homeassistant/device/bmsgate_garage/config",
         "homeassistant/device/bmsgate_shed/config",
         "homeassistant/device/bmsgate_bank/config",
@@ -299,7 +317,7 @@ async def test_control_off_means_no_switches_and_refused_commands(
     procs.append(
         start_service(tmp_path, "publisher", write_config(tmp_path, config(mosquitto, targets)))
     )
-    await asyncio.sleep(0.5)
+    await started(mosquitto.port, (mosquitto.port, "bms", None))
     await backbone_send(mosquitto.port, ("state", "garage", state("garage")))
     got = await collect(
         mosquitto.port, "homeassistant/#", 4, until="homeassistant/device/bmsgate_garage/config"
