@@ -38,7 +38,10 @@ def test_setup_status_names_no_path_without_a_login_and_changes_are_logged_with_
         assert shown["config_file"] is None and str(tmp_path) not in str(shown)
     with api.login() as owner:
         assert owner.get("/api/setup/status").json()["config_file"] == str(api.config)
-        made = owner.post("/api/auth/tokens", json={"name": "night script"}).json()
+        # a token's default scope only reads; restarting a service needs a control token
+        made = owner.post(
+            "/api/auth/tokens", json={"name": "night script", "scope": "control"}
+        ).json()
         assert owner.post("/api/services/restart", json={"service": "history"}).status_code == 202
     with httpx.Client(base_url=api.base, timeout=5) as script:
         bearer = {"Authorization": f"Bearer {made['token']}"}
