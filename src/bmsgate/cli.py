@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Start every service on this machine and apply the configuration file when it changes."""
     from bmsgate_common.config_file import config_path
 
-    from .run import supervise
+    from .run import DEMO_PROTOCOL, simulated_bus_entries, supervise
     from .zygote import fork_zygote, zygote_modules
 
     overrides: dict[str, object] = {}
@@ -39,6 +39,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     if args.modbus_port is not None:
         overrides["modbus"] = {"port": args.modbus_port}
+    if args.simulate or args.simulate_packs:  # the file is checked against the simulated packs
+        count = args.simulate_packs or 1
+        overrides["buses"] = simulated_bus_entries(count, args.simulate or DEMO_PROTOCOL)
     path = config_path(args.config)
 
     def load() -> Settings:

@@ -229,7 +229,7 @@ class Demo:
 
     def pack_ids(self) -> list[str]:
         """The simulated packs' ids."""
-        return [f"sim-{i + 1}" for i in range(len(self.sims))]
+        return simulated_pack_ids(len(self.sims))
 
     def close(self) -> None:
         """Stop every simulated pack."""
@@ -289,6 +289,25 @@ def file_signature(path: Path | None) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+DEMO_PROTOCOL: Final = "daly_classic"  # simulated when no protocol is named
+
+
+def simulated_pack_ids(count: int) -> list[str]:
+    """The ids of ``count`` simulated packs, one per simulated bus."""
+    return [f"sim-{i + 1}" for i in range(count)]
+
+
+def simulated_bus_entries(count: int, protocol: str) -> list[dict[str, object]]:
+    """The buses a simulated run will have, for validating the file before they exist.
+
+    A bank may name the simulated packs; the ports are replaced by the simulators' own ptys.
+    """
+    return [
+        {"port": f"/dev/bmsgate-simulated-{i}", "protocol": protocol, "packs": [{"id": pack}]}
+        for i, pack in enumerate(simulated_pack_ids(count))
+    ]
+
+
 @dataclass
 class Supervisor:
     """The running pipeline: broker, simulated packs and children for one configuration."""
@@ -326,7 +345,7 @@ class Supervisor:
         self.demo_wanted = count > 0
         if count:
             self.demo = self.demo or Demo(self.runtime)
-            buses = await self.demo.buses(count, self.simulate or "daly_classic")
+            buses = await self.demo.buses(count, self.simulate or DEMO_PROTOCOL)
             cfg = cfg.model_copy(update={"buses": buses})
         return cfg
 

@@ -53,3 +53,35 @@ async def test_three_simulated_packs_each_with_its_own_reader(tmp_path: Path) ->
         assert b"web UI" not in (proc.stdout.read() if proc.stdout else b"")  # no api started
     finally:
         broker.stop()
+
+
+@pytest.mark.integration
+@needs(find_mosquitto(), "mosquitto is not installed")
+async def test_a_bank_of_simulated_packs(tmp_path: Path) -> None:
+    """The file's bank names the simulated packs: checked against them, combined by the publisher."""
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    config = tmp_path / "bmsgate.yaml"
+    config.write_text("banks:\n  - {id: house, packs: [sim-1, sim-2]}\n")
+    env = {**os.environ, "BMSGATE_MQTT__HOST": "127.0.0.1", "BMSGATE_MQTT__PORT": str(broker.port)}
+    env.pop("BMSGATE_CONFIG", None)
+    argv = [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config), "--simulate-packs",
+            "2", "--only", "reader", "--only", "publisher", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    try:
+        async with listen(broker.port, "bmsgate/bms/house/state") as seen:
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: ASYNC220
+            try:
+
+                def both(_: object) -> bool:
+                    return any(m.payload["extras"]["bank_members"] == "sim-1,sim-2"
+                               for m in seen.messages)  # fmt: skip
+
+                await seen.wait_for(both, within=30)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(20) == 0
+        bank = seen.messages[-1].payload
+        assert bank["pack"] == "house" and bank["extras"]["bank"] is True
+        assert b"Traceback" not in (proc.stderr.read() if proc.stderr else b"")
+    finally:
+        broker.stop()
