@@ -57,13 +57,15 @@ def attacked(api: Api, browser_context: Any, port: int) -> None:
     owner.click("#submit")
     wait_until(lambda: [c for c in browser_context.cookies() if c["name"] == "bmsgate_session"])
     refused: list[tuple[str, int]] = []
-    owner.on("response", lambda r: refused.append((r.url, r.status)) if "/api/" in r.url else 0)
-    owner.goto(f"http://127.0.0.1:{port}/")
-    owner.wait_for_timeout(1500)
+    evil = browser_context.new_page()  # another tab of the same browser, cookies and all
+    evil.on("response", lambda r: refused.append((r.url, r.status)) if "/api/" in r.url else 0)
+    evil.goto(f"http://127.0.0.1:{port}/")
+    evil.wait_for_timeout(1500)
     posts = [(url, code) for url, code in refused if "restore" in url or "restart" in url]
     assert posts and all(code == 403 for _, code in posts), refused
     assert api.config.read_text() == before
     # the owner's own session is still alive (the forged logout was refused too)
+    owner = browser_context.new_page()  # the login page goes on to other pages by itself
     owner.goto(f"{api.base}/healthz")
     status = owner.evaluate("fetch('/api/auth/status').then(r => r.json())")
     assert status["logged_in"] is True

@@ -191,6 +191,24 @@ LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
               ".svg": "image/svg+xml", ".webp": "image/webp"}  # fmt: skip
 
 
+class ViewerSettings(_Section):
+    """An account that may only read chosen packs (an end user's phone view, docs/api.md)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$", description="the login name")
+    password_hash: SecretStr = Field(
+        description="scrypt hash of the password (python -m bmsgate_api hash-password)"
+    )
+    packs: list[PackId] = Field(min_length=1, description="the pack and bank ids it may read")
+
+    @model_validator(mode="after")
+    def _hash_format(self) -> ViewerSettings:
+        if not re.fullmatch(
+            r"scrypt\$\d+\$\d+\$\d+\$[\w=-]+\$[\w=-]+", self.password_hash.get_secret_value()
+        ):
+            raise ValueError(f"viewer {self.name!r}: password_hash is not a scrypt hash")
+        return self
+
+
 class ApiSettings(_Section):
     """The web UI and REST API (docs/api.md)."""
 
@@ -228,6 +246,11 @@ class ApiSettings(_Section):
         default_factory=list,
         description="other origins (https://host[:port]) whose pages may change things, "
         "besides the API's own",
+    )
+    viewers: list[ViewerSettings] = Field(
+        default_factory=list,
+        description="accounts that log in with their own name and password and may only read "
+        "their packs",
     )
     max_connections: int = Field(
         default=256,
@@ -712,6 +735,14 @@ class Settings(_Section):
             if unknown:
                 raise ValueError(f"bank {bank.id!r} names unknown packs: {', '.join(unknown)}")
             seen.add(bank.id)
+        names = [v.name for v in self.api.viewers]
+        if len(set(names)) != len(names):
+            raise ValueError("api.viewers: a name is used twice")
+        for viewer in self.api.viewers:
+            unknown = sorted(set(viewer.packs) - seen)
+            if unknown and seen:
+                listed = ", ".join(unknown)
+                raise ValueError(f"viewer {viewer.name!r} names unknown packs: {listed}")
         return self
 
 

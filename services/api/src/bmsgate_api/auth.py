@@ -140,33 +140,46 @@ class Sessions:
                 if isinstance(v, int | float) and v > now
             }
 
-    def _mac(self, issued: int, nonce: str, password_hash: str) -> str:
-        msg = f"{issued}.{nonce}.{password_hash}".encode()
+    def _mac(self, issued: int, nonce: str, password_hash: str, user: str = "") -> str:
+        who = f"{user}." if user else ""  # a viewer's session names the viewer
+        msg = f"{issued}.{nonce}.{who}{password_hash}".encode()
         return _b64(hmac.new(self.key, msg, hashlib.sha256).digest())
 
-    def issue(self, password_hash: str, now: float | None = None) -> str:
-        """A new session token."""
+    def issue(self, password_hash: str, now: float | None = None, user: str = "") -> str:
+        """A new session token: ``issued.nonce.mac``, a viewer's ``issued.nonce.user.mac``."""
         issued = int(CLOCK() if now is None else now)
         nonce = secrets.token_urlsafe(12)
-        return f"{issued}.{nonce}.{self._mac(issued, nonce, password_hash)}"
+        who = f"{user}." if user else ""
+        return f"{issued}.{nonce}.{who}{self._mac(issued, nonce, password_hash, user)}"
+
+    @staticmethod
+    def _parts(token: str | None) -> list[str] | None:
+        parts = (token or "").split(".")
+        if len(parts) not in (3, 4) or not parts[0].isdigit():
+            return None
+        return parts
+
+    def user_of(self, token: str | None) -> str:
+        """The viewer a session token names; "" for the owner's (or a malformed) token."""
+        parts = self._parts(token)
+        return parts[2] if parts and len(parts) == 4 else ""
 
     def valid(self, token: str | None, password_hash: str | None, now: float | None = None) -> bool:
-        """Whether ``token`` is a live session for the current password."""
-        if not token or not password_hash:
-            return False
-        parts = token.split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or parts[1] in self.revoked:
+        """Whether ``token`` is a live session for ``password_hash`` (its user's password)."""
+        parts = self._parts(token)
+        if not parts or not password_hash or parts[1] in self.revoked:
             return False
         issued = int(parts[0])
         age = (CLOCK() if now is None else now) - issued
         if age > self.lifetime or age < -60:
             return False
-        return hmac.compare_digest(parts[2], self._mac(issued, parts[1], password_hash))
+        user = parts[2] if len(parts) == 4 else ""
+        return hmac.compare_digest(parts[-1], self._mac(issued, parts[1], password_hash, user))
 
     def revoke(self, token: str | None, now: float | None = None) -> None:
         """End one session (logout); only a well-signed token is remembered."""
-        parts = (token or "").split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        parts = self._parts(token)
+        if not parts:
             return
         now = CLOCK() if now is None else now
         self.revoked = {n: t for n, t in self.revoked.items() if t > now}

@@ -8,13 +8,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from bmsgate_common.mqtt import Backbone
-from bmsgate_common.settings import Settings
+from bmsgate_common.settings import Settings, ViewerSettings
 from bmsgate_common.topics import TopicSpec
 
 from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, Tokens
@@ -85,6 +85,31 @@ def has_session(request: Request, ctx: Context) -> bool:
     return ctx.sessions.valid(request.cookies.get(COOKIE), ctx.passwords.current())
 
 
+VIEWER_PACKS: Final = "bmsgate.viewer_packs"  # scope key: the packs a viewer's request may see
+VIEWER_ROUTES: Final = frozenset({  # what a viewer may read: its packs, and what the pages need
+    "/api/packs", "/api/overview", "/api/banks", "/api/events", "/api/protocols", "/api/sky",
+    "/api/version", "/api/packs/{pack}/state", "/api/packs/{pack}/daily",
+    "/api/packs/{pack}/health", "/api/packs/{pack}/history", "/api/packs/{pack}/days/{month}",
+    "/api/packs/{pack}/csv/{day}", "/api/packs/{pack}/zip/{month}",
+})  # fmt: skip
+
+
+def viewer_of(request: Request, ctx: Context) -> ViewerSettings | None:
+    """The viewer account (api.viewers) whose live session the request carries, if any."""
+    cookie = request.cookies.get(COOKIE)
+    name = ctx.sessions.user_of(cookie)
+    found = next((v for v in ctx.settings.api.viewers if name and v.name == name), None)
+    if found is not None and ctx.sessions.valid(cookie, found.password_hash.get_secret_value()):
+        return found
+    return None
+
+
+def shown(request: Request, pack: str) -> bool:
+    """Whether the request may see ``pack`` (a viewer only its own; everyone else every pack)."""
+    packs: frozenset[str] | None = request.scope.get(VIEWER_PACKS)
+    return packs is None or pack in packs
+
+
 def logged_in(request: Request, ctx: Context) -> bool:
     """Whether the request carries a live session or a valid API token."""
     return has_session(request, ctx) or ctx.tokens.check(bearer(request)) is not None
@@ -106,6 +131,9 @@ def who(request: Request, ctx: Context) -> str:
         return f"token {info.name!r} from {address}"
     if has_session(request, ctx):
         return f"the owner's session from {address}"
+    viewer = viewer_of(request, ctx)
+    if viewer is not None:
+        return f"viewer {viewer.name!r} from {address}"
     return f"an anonymous client at {address}"
 
 
@@ -115,9 +143,17 @@ def audit(request: Request, ctx: Context, action: str) -> None:
 
 
 def require_reader(request: Request, ctx: Ctx) -> None:
-    """Reading needs a login unless api.public_read allows it."""
-    if not may_read(request, ctx):
+    """Reading needs a login unless api.public_read allows it; a viewer reads only its packs."""
+    if may_read(request, ctx):
+        return
+    viewer = viewer_of(request, ctx)
+    if viewer is None:
         raise HTTPException(status_code=401, detail="log in first")
+    route = getattr(request.scope.get("route"), "path", "")
+    pack = request.path_params.get("pack")
+    if route not in VIEWER_ROUTES or (pack is not None and pack not in viewer.packs):
+        raise HTTPException(status_code=403, detail=f"{viewer.name} may read only its packs")
+    request.scope[VIEWER_PACKS] = frozenset(viewer.packs)
 
 
 def require_control(ctx: Ctx) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -13,10 +14,27 @@ from pydantic import BaseModel, Field
 
 from bmsgate_common.timezones import site_zone, zone_name
 
-from ..auth import COOKIE, MAX_PASSWORD, PasswordError, TokenLimitError, verify_password
-from ..deps import Ctx, Session, User, audit, client_address, logged_in, may_read
+from ..auth import (
+    COOKIE,
+    MAX_PASSWORD,
+    PasswordError,
+    TokenLimitError,
+    hash_password,
+    verify_password,
+)
+from ..deps import (
+    Ctx,
+    Session,
+    User,
+    audit,
+    client_address,
+    logged_in,
+    may_read,
+    viewer_of,
+)
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
+UNKNOWN_USER = hash_password(secrets.token_urlsafe(16))  # checked for a name that is no viewer
 log = logging.getLogger(__name__)
 
 
@@ -26,6 +44,9 @@ class AuthStatus(BaseModel):
     setup_required: bool = Field(description="no password yet: the first visit sets one")
     logged_in: bool
     can_read: bool = Field(description="reading is allowed (public_read or a session)")
+    viewer: str | None = Field(
+        default=None, description="the viewer account logged in (it reads only its packs)"
+    )
     password_managed: bool = Field(description="the password comes from the configuration")
     control_enabled: bool
     title: str
@@ -39,6 +60,12 @@ class Password(BaseModel):
     password: str = Field(min_length=1, max_length=MAX_PASSWORD)
 
 
+class Login(Password):
+    """The owner's password, or a viewer's name and password (api.viewers)."""
+
+    user: str | None = Field(default=None, max_length=32, description="a viewer's name")
+
+
 class NewPassword(BaseModel):
     """Changing the password."""
 
@@ -46,8 +73,10 @@ class NewPassword(BaseModel):
     new_password: str = Field(min_length=1, max_length=MAX_PASSWORD)
 
 
-def _start_session(request: Request, response: Response, ctx: Ctx, encoded: str) -> None:
-    token = ctx.sessions.issue(encoded)
+def _start_session(
+    request: Request, response: Response, ctx: Ctx, encoded: str, user: str = ""
+) -> None:
+    token = ctx.sessions.issue(encoded, user=user)
     response.set_cookie(
         COOKIE, token, max_age=int(ctx.sessions.lifetime), httponly=True, samesite="strict",
         secure=request.url.scheme == "https", path="/",
@@ -58,10 +87,12 @@ def _start_session(request: Request, response: Response, ctx: Ctx, encoded: str)
 async def status(request: Request, ctx: Ctx) -> AuthStatus:
     """Whether a password exists, whether this browser is logged in, what it may do."""
     logo = ctx.settings.api.logo
+    viewer = viewer_of(request, ctx)
     return AuthStatus(
         setup_required=ctx.passwords.current() is None,
-        logged_in=logged_in(request, ctx),
-        can_read=may_read(request, ctx),
+        logged_in=logged_in(request, ctx) or viewer is not None,
+        can_read=may_read(request, ctx) or viewer is not None,
+        viewer=viewer.name if viewer else None,
         password_managed=ctx.passwords.managed,
         control_enabled=ctx.settings.control.enabled,
         title=ctx.settings.api.title,
@@ -87,12 +118,17 @@ async def setup(body: Password, request: Request, response: Response, ctx: Ctx) 
     status_code=204,
     responses={401: {"description": "wrong password"}, 429: {"description": "too many tries"}},
 )
-async def login(body: Password, request: Request, response: Response, ctx: Ctx) -> None:
+async def login(body: Login, request: Request, response: Response, ctx: Ctx) -> None:
     """Log in: a session cookie (HttpOnly, SameSite=Strict) for api.session_hours."""
     client = client_address(request)
     encoded = ctx.passwords.current()
     if encoded is None:
         raise HTTPException(status_code=409, detail="no password is set yet: set one first")
+    user = ""
+    if body.user:  # a viewer; an unknown name costs a hash like a known one
+        user = body.user
+        viewer = next((v for v in ctx.settings.api.viewers if v.name == user), None)
+        encoded = viewer.password_hash.get_secret_value() if viewer else UNKNOWN_USER
     wait = ctx.limiter.begin(client)  # counted before the password is checked: atomic
     if wait > 0:
         raise HTTPException(
@@ -106,14 +142,14 @@ async def login(body: Password, request: Request, response: Response, ctx: Ctx) 
         )
         raise HTTPException(status_code=401, detail="wrong password")
     ctx.limiter.succeeded(client)
-    _start_session(request, response, ctx, encoded)
+    _start_session(request, response, ctx, encoded, user)
 
 
 @router.post("/logout", status_code=204)
 async def logout(request: Request, response: Response, ctx: Ctx) -> None:
     """End this browser's session (only a live one is remembered as revoked)."""
     cookie = request.cookies.get(COOKIE)
-    if ctx.sessions.valid(cookie, ctx.passwords.current()):
+    if ctx.sessions.valid(cookie, ctx.passwords.current()) or viewer_of(request, ctx):
         ctx.sessions.revoke(cookie)
     response.delete_cookie(COOKIE, path="/")
 

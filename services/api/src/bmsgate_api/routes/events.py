@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 
 from bmsgate_common.models import utcnow
 
-from ..deps import Context, Ctx, Reader
+from ..deps import Context, Ctx, Reader, shown
 from ..views import pack_view
 from .status import bank_views
 
@@ -36,8 +36,10 @@ def beat_interval(ctx: Context) -> float:
 
 
 @router.get("/events", response_class=EventSourceResponse, dependencies=[Reader])
-async def events(ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
+async def events(request: Request, ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
     """``pack`` (PackView) and ``bank`` (BankView) events at every change, current ones first.
+
+    A viewer (api.viewers) gets those of its packs and banks only.
 
     ``beat`` (Beat) comes first and whenever nothing else was sent for its interval.
     """
@@ -46,16 +48,18 @@ async def events(ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
     try:
         yield ServerSentEvent(event="beat", data=beat)
         now = utcnow()
-        for pack in ctx.store.packs():
+        for pack in filter(lambda p: shown(request, p), ctx.store.packs()):  # a viewer's own
             yield ServerSentEvent(event="pack", data=pack_view(ctx.store, pack, now))
         for bank in bank_views(ctx):
-            yield ServerSentEvent(event="bank", data=bank)
+            if shown(request, bank.pack):
+                yield ServerSentEvent(event="bank", data=bank)
         while True:
             try:
                 event, data = await asyncio.wait_for(queue.get(), beat.interval)
             except TimeoutError:
                 yield ServerSentEvent(event="beat", data=beat)
                 continue
-            yield ServerSentEvent(event=event, data=data)
+            if shown(request, data.pack):
+                yield ServerSentEvent(event=event, data=data)
     finally:
         ctx.hub.leave(queue)

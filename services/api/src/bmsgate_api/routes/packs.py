@@ -28,7 +28,7 @@ from bmsgate_common.models import (
     utcnow,
 )
 
-from ..deps import Ctx, Reader, User, ask, audit, who_asks
+from ..deps import Ctx, Reader, User, ask, audit, shown, who_asks
 from ..history import raise_for
 from ..live import CLIENT
 from ..views import PackView, pack_view
@@ -79,12 +79,12 @@ def _known(ctx: Ctx, pack: str) -> None:
 
 
 @router.get("/packs", dependencies=[Reader])
-async def list_packs(ctx: Ctx) -> list[PackSummary]:
-    """Every known pack with its online state."""
+async def list_packs(request: Request, ctx: Ctx) -> list[PackSummary]:
+    """Every known pack with its online state (a viewer's own only)."""
     now, store = utcnow(), ctx.store
     banks = {b.id for b in ctx.settings.banks}
     out = []
-    for pack in store.packs():
+    for pack in filter(lambda p: shown(request, p), store.packs()):
         state = store.states.get(pack)
         online = store.is_online(pack, now)
         out.append(
@@ -122,10 +122,10 @@ async def pack_state(pack: PackPath, ctx: Ctx) -> PackState:
 
 
 @router.get("/overview", dependencies=[Reader])
-async def overview(ctx: Ctx) -> list[PackView]:
+async def overview(request: Request, ctx: Ctx) -> list[PackView]:
     """Every pack at a glance (the Status page): state, derived figures, day, alarms in words."""
     now = utcnow()
-    return [pack_view(ctx.store, pack, now) for pack in ctx.store.packs()]
+    return [pack_view(ctx.store, p, now) for p in ctx.store.packs() if shown(request, p)]
 
 
 @router.get("/packs/{pack}/daily", dependencies=[Reader], responses={404: {}})

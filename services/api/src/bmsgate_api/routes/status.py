@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
@@ -12,7 +12,7 @@ from bmsgate_bms.registry import infos
 from bmsgate_common.models import utcnow
 from bmsgate_common.settings import LOGO_TYPES
 
-from ..deps import Ctx, Reader
+from ..deps import Ctx, Reader, shown
 from ..sky import Sky, sky
 from ..views import BankView, bank_view
 
@@ -69,9 +69,9 @@ def refuse_bank(ctx: Ctx, pack: str, what: str) -> None:
 
 
 @router.get("/banks", dependencies=[Reader])
-async def banks(ctx: Ctx) -> list[BankView]:
+async def banks(request: Request, ctx: Ctx) -> list[BankView]:
     """Every bank of the configuration (``banks:``): the members combined as the publisher does."""
-    return bank_views(ctx)
+    return [b for b in bank_views(ctx) if shown(request, b.pack)]
 
 
 @router.get("/sky", dependencies=[Reader])
