@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -19,6 +20,7 @@ from .errors import ChecksumError, FrameError, LengthError
 from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
+from .polling import FAST, SLOW, SlowReads, Tier, tagged
 from .reading import BmsReading, Direction, signed_current
 from .setpoints import Setpoint, check_write, pick
 
@@ -95,6 +97,13 @@ RATED_FIELDS: Final = (
 # softwarecrash/Daly2MQTT without a field layout, so they are not read. No setting is written:
 # the only documented write is the SOC (0x21, set_soc).
 SETPOINTS: Final = (Setpoint("rated_capacity", "Ah"), Setpoint("nominal_cell_voltage", "V"))
+# How often each read goes on the wire (bmsgate_bms.polling). 0x93's state signs the 0x90
+# current, so both are fast, and so are the alarms (0x98). The cells (0x95, six frames for 16
+# cells: over a third of a full poll's bytes), temperatures, balancing and 0x94 (counts, cycles,
+# charger/load; 0x95/0x96 need its counts, so it comes first) are slow.
+POLL: Final[dict[int, Tier]] = {
+    SOC: FAST, MOS: FAST, FAILURES: FAST, STATUS: SLOW, CELLS: SLOW, TEMPS: SLOW, BALANCE: SLOW,
+}  # fmt: skip
 DIRECTIONS: Final[dict[int, Direction]] = {0: "idle", 1: "charging", 2: "discharging"}
 COMMAND_NAMES: Final = {
     SOC: "soc", CELL_RANGE: "cell_range", TEMP_RANGE: "temperature_range", MOS: "mos",
@@ -378,9 +387,9 @@ def assemble(parts: dict[str, Any]) -> dict[str, Any]:
     return parts | {"current": current, "current_field": raw}
 
 
-def to_reading(parts: dict[str, Any]) -> BmsReading:
-    """Assemble a snapshot from the decoded answers to one poll."""
-    return BmsReading.from_parts(assemble(parts), extras=EXTRAS)
+def to_reading(parts: dict[str, Any], ages: dict[str, float] | None = None) -> BmsReading:
+    """Assemble a snapshot from the decoded answers to one poll (``ages``: of kept values)."""
+    return BmsReading.from_parts(assemble(parts), extras=EXTRAS, ages=ages)
 
 
 class DalyClassicDriver:
@@ -397,6 +406,7 @@ class DalyClassicDriver:
         # frames this board sends for 0x95/0x96, learnt on the first poll: most send ceil(n/3)
         # (ceil(n/7)), some always 16 (3); knowing it spares waiting for frames that never come
         self._frames: dict[int, int] = {}
+        self.slow = SlowReads()  # the reader sets how often (its bus's slow_every)
 
     async def _ask(
         self, cmd: int, count: int = 1, max_count: int | None = None, data: bytes = bytes(8)
@@ -409,16 +419,37 @@ class DalyClassicDriver:
         return frames
 
     async def read(self) -> BmsReading:
-        """Read 0x90..0x98 and return one snapshot."""
+        """Read the fast commands of POLL, the slow ones when due, and return one snapshot.
+
+        The slow reads are due every ``slow.every`` polls, after MAX_AGE, and at once when the
+        fast answer changes the direction, a MOSFET or the alarms (cells, balancing and the
+        charger flag follow such a change).
+        """
+        fast = await self._read_commands(tagged(POLL, FAST))
+        now = time.monotonic()
+        signal = (fast["state"], fast["charge_mos"], fast["discharge_mos"], tuple(fast["alarms"]))
+        if self.slow.due(now, signal):
+            self.slow.keep(await self._read_commands(tagged(POLL, SLOW)), now)
+        return to_reading(self.slow.parts | fast, self.slow.ages(now))
+
+    async def _read_commands(self, commands: Iterable[int]) -> dict[str, Any]:
+        """Ask each command in turn and decode the answers; 0x94 must come before 0x95/0x96."""
         frames: list[bytes] = []
-        for cmd in (SOC, MOS, STATUS, BALANCE, FAILURES):
-            frames += await self._ask(cmd)
-        status = decode_frames(frames[2:3])
-        cells, temps = int(status["cell_count"]), int(status["temperature_count"])
-        frames += await self._ask_multi(CELLS, max(1, math.ceil(cells / 3)), MAX_CELL_FRAMES)
-        if temps:
-            frames += await self._ask_multi(TEMPS, math.ceil(temps / 7), MAX_TEMP_FRAMES)
-        return to_reading(decode_frames(frames))
+        counts: dict[str, Any] = {}
+        for cmd in commands:
+            if cmd == CELLS:
+                needed = max(1, math.ceil(int(counts["cell_count"]) / 3))
+                frames += await self._ask_multi(CELLS, needed, MAX_CELL_FRAMES)
+            elif cmd == TEMPS:
+                temps = int(counts["temperature_count"])
+                if temps:
+                    frames += await self._ask_multi(TEMPS, math.ceil(temps / 7), MAX_TEMP_FRAMES)
+            else:
+                answer = await self._ask(cmd)
+                frames += answer
+                if cmd == STATUS:
+                    counts = decode_frames(answer)
+        return decode_frames(frames)
 
     async def _ask_multi(self, cmd: int, needed: int, most: int) -> list[bytes]:
         """A multi-frame answer: wait for extra frames only until the board's habit is known."""

@@ -31,6 +31,9 @@ class BmsReading:
     balancing_cells: list[int] = field(default_factory=list)  # 1-based cell numbers
     alarms: list[str] = field(default_factory=list)  # codes from bmsgate_bms.alarms.ALARMS
     extras: dict[str, Any] = field(default_factory=dict)  # protocol-specific values
+    # [s] values kept from an earlier, slow read (bmsgate_bms.polling), by field or extras key,
+    # with their age at this snapshot; a field not listed was read for this snapshot
+    ages: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_parts(
@@ -38,12 +41,14 @@ class BmsReading:
         parts: Mapping[str, Any],
         *,
         extras: Iterable[str] | None = None,
+        ages: Mapping[str, float] | None = None,
         **derived: Any,
     ) -> BmsReading:
         """A snapshot from decoded pack-state names, the one way every protocol builds it.
 
         ``derived`` replaces values the protocol works out (e.g. a current signed by a state
-        register); the other names go to ``extras``, all of them or only those listed.
+        register); the other names go to ``extras``, all of them or only those listed. ``ages``
+        (by decoded name) keeps the names that reach the snapshot; cell_count goes with the cells.
         """
         values = {k: parts[k] for k in READING_FIELDS if k in parts} | derived
         missing = [k for k in REQUIRED if k not in values]
@@ -57,6 +62,10 @@ class BmsReading:
             for k, v in parts.items()
             if k not in READING_FIELDS and k not in NOT_EXTRAS and (keep is None or k in keep)
         }
+        shown = values.keys() | values["extras"].keys()
+        values["ages"] = {k: a for k, a in (ages or {}).items() if k in shown}
+        if "cell_voltages" in values["ages"]:
+            values["ages"]["cell_count"] = values["ages"]["cell_voltages"]
         return cls(**values)
 
     @property
@@ -83,6 +92,6 @@ def signed_current(magnitude: float, direction: Direction | None) -> float:
     return abs(magnitude) if direction == "charging" else -abs(magnitude)
 
 
-READING_FIELDS: frozenset[str] = frozenset(f.name for f in fields(BmsReading)) - {"extras"}
+READING_FIELDS: frozenset[str] = frozenset(f.name for f in fields(BmsReading)) - {"extras", "ages"}
 REQUIRED = ("pack_voltage", "current", "soc", "cell_voltages")
 NOT_EXTRAS = frozenset({"cell_count"})  # derived from cell_voltages

@@ -121,6 +121,12 @@ class PackState(_Message):
     extras: dict[str, Extra] = Field(
         default_factory=dict, description="protocol-specific values, named by the protocol module"
     )
+    ages: dict[str, float] = Field(
+        default_factory=dict,
+        description="[s] the values read less often than every poll (the bus's slow_every), "
+        "by field name (extras by their key): how old each was at ts, 0 when read for this "
+        "state; a field not listed was read for this state",
+    )
 
     @model_validator(mode="after")
     def _cells_match_count(self) -> PackState:

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from bmsgate_bms.polling import SLOW_EVERY
 from bmsgate_bms.registry import info as protocol_info
 
 from .models import PackId, ProtocolName
@@ -121,6 +122,12 @@ class BusSettings(_Section):
         default=5.0, ge=0, description="[s] between snapshots; 0 = back-to-back"
     )
     offline_after: int = Field(default=3, ge=1, description="missed polls before a pack is offline")
+    slow_every: int = Field(
+        default=SLOW_EVERY, ge=1, le=1000,
+        description="read the protocol's slow commands (cells of a DALY classic, cycles, "
+        "firmware...) every this many polls; 1 = everything at every poll. Each is read again "
+        "after at most 60 s and at once when the fast answer changes (docs/performance.md)",
+    )  # fmt: skip
     timeout: float = Field(default=0.5, gt=0, description="[s] to wait for an answer")
     retries: int = Field(default=1, ge=0, description="retries of a failed request within a poll")
     variant: str | None = Field(

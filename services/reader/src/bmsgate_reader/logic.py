@@ -51,6 +51,7 @@ def to_state(
         balancing_cells=reading.balancing_cells,
         alarms=reading.alarms,
         extras=extras,
+        ages=reading.ages,
     )
 
 

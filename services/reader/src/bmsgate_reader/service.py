@@ -12,6 +12,7 @@ from bmsgate_bms.driver import Driver, UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.link import FrameCollector
 from bmsgate_bms.plausible import implausible
+from bmsgate_bms.polling import SlowReads
 from bmsgate_bms.reading import BmsReading
 from bmsgate_bms.registry import protocol
 from bmsgate_bms.setpoints import SettingError, bounds, check_write, pick, table_of
@@ -88,7 +89,9 @@ class Reader:
         self.module = protocol(bus.protocol)
         self.limits = self.module.INFO.limits
         self.setpoints = table_of(self.module, bus.variant)
-        self.packs: dict[str, Pack] = {p.id: self._pack(p) for p in bus.packs}
+        self.packs: dict[str, Pack] = {
+            p.id: self._pack(p, phase) for phase, p in enumerate(bus.packs)
+        }
         self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
         self.sniffer = Sniffer(backbone, backbone.service, bus.protocol, {}, enabled=bus.sniff)
         self.link.monitor = self.sniffer.see
@@ -104,10 +107,14 @@ class Reader:
         self._saved: float | None = None  # [s] monotonic; None: the counters are not on disk yet
         self._resends: set[asyncio.Task[None]] = set()
 
-    def _pack(self, cfg: PackSettings) -> Pack:
+    def _pack(self, cfg: PackSettings, phase: int = 0) -> Pack:
         driver = None
         if not self.bus.listen:
             driver = self.module.Driver(self.link, cfg.address, **self.bus.driver_options())
+            slow = getattr(driver, "slow", None)  # a protocol with slow reads (its POLL table)
+            if isinstance(slow, SlowReads):
+                # each pack's slow reads on another poll, so every round of the bus is as long
+                slow.every, slow.phase = self.bus.slow_every, phase
         energy = self.counters.load(cfg.id) if self.counters else EnergyCounter()
         pack = Pack(cfg, driver, self.bus.offline_after, energy)
         if cfg.own_soc and self.counters:

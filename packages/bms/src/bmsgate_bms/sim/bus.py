@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import tty
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -82,6 +83,7 @@ class SimBus:
     pace: bool = False  # write at the baud rate (benchmarks) rather than at once
     faults: Faults = field(default_factory=Faults)
     requests: int = 0
+    heard: Counter[bytes] = field(default_factory=Counter)  # each request, as often as it came
     _buf: bytearray = field(default_factory=bytearray)
 
     def feed(self, data: bytes) -> list[tuple[float, bytes]]:
@@ -96,6 +98,7 @@ class SimBus:
             if request is None:
                 continue
             self.requests += 1
+            self.heard[request] += 1
             for board in self.boards:
                 frames = board.answer(request)
                 if frames is not None:
