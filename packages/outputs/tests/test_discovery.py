@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from packages.outputs.tests.states import make_state
+from packages.outputs.tests.states import T0, make_state
 
 from bmsgate_common.models import BmsSettings, PackState, SettingValue, utcnow
 from bmsgate_common.settings import TargetSettings
@@ -63,7 +64,7 @@ def test_every_cell_is_a_diagnostic_voltage_sensor(state: PackState) -> None:
         "p": "sensor", "uniq_id": "bmsgate_garage_cell_3", "name": "Cell 3 voltage",
         "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
         "avty_mode": "all", "stat_t": "solar/bms/garage/state",
-        "val_tpl": "{{ value_json.cell_3 }}", "dev_cla": "voltage", "unit_of_meas": "V",
+        "val_tpl": "{{ value_json.cell_3 | default(None) }}", "dev_cla": "voltage", "unit_of_meas": "V",
         "stat_cla": "measurement", "ent_cat": "diagnostic", "sug_dsp_prc": 3, "exp_aft": 60,
     }  # fmt: skip
 
@@ -146,7 +147,7 @@ def test_bms_settings_are_diagnostic_sensors_disabled_by_default(state: PackStat
     assert cmps["setting_balance_start_voltage"] == {
         "p": "sensor", "uniq_id": "bmsgate_garage_setting_balance_start_voltage",
         "name": "Setting: Balance start voltage", "stat_t": "solar/bms/garage/settings",
-        "val_tpl": "{{ value_json.balance_start_voltage }}", "ent_cat": "diagnostic",
+        "val_tpl": "{{ value_json.balance_start_voltage | default(None) }}", "ent_cat": "diagnostic",
         "en": False, "unit_of_meas": "V", "avty_mode": "all",
         "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
     }  # fmt: skip
@@ -180,3 +181,50 @@ def test_rows_not_meant_for_home_assistant_are_not_announced(state: PackState) -
     cmps = config(state, control=True)["cmps"]
     assert {"cell_min_mv", "cell_max_mv", "cell_average_mv"}.isdisjoint(cmps)
     assert all(cmp["name"] for cmp in cmps.values())  # no entity named after its device only
+
+
+def _ha_plan() -> Plan:
+    target = TargetSettings.model_validate(
+        {"name": "ha", "topic_prefix": "solar/bms", "homeassistant": {"enabled": True}}
+    )
+    return Plan(target=target, control=False, version="9.9", stale_after=60.0)
+
+
+def _sent(plan: Plan, hub: HeardPacks, state: PackState) -> dict[str, Any]:
+    hub.on_state(state)
+    return {m.topic: json.loads(m.payload) for m in plan.tick(hub, state.ts, state.ts, 1.0, 1000)
+            if m.topic.endswith(("/config", "/state"))}  # fmt: skip
+
+
+def test_a_value_that_goes_missing_stays_announced_and_is_null_in_the_state() -> None:
+    plan, hub = _ha_plan(), HeardPacks()
+    cfg_topic = "homeassistant/device/bmsgate_garage/config"
+    full = _sent(plan, hub, make_state(energy_in=1.5, energy_out=0.25, mos_temperature=30.0))
+    assert {"energy_in", "mos_temperature"} <= full[cfg_topic]["cmps"].keys()
+    later = make_state(ts=T0 + timedelta(seconds=5), temperatures=[12.0])  # fewer fields
+    sent = _sent(plan, hub, later)
+    assert cfg_topic not in sent  # the same components: no new config
+    state = sent["solar/bms/garage/state"]
+    assert state["energy_in"] is None and state["mos_temperature"] is None
+    assert state["temperature_2"] is None and state["temperature_1"] == 12.0
+    assert state.keys() == full["solar/bms/garage/state"].keys()
+    tpl = full[cfg_topic]["cmps"]["energy_in"]["val_tpl"]
+    assert tpl == "{{ value_json.energy_in | default(None) }}"  # missing or null: "unknown"
+
+
+def test_a_setting_the_bms_no_longer_lists_is_removed_the_way_ha_documents(
+    state: PackState,
+) -> None:
+    plan, hub = _ha_plan(), HeardPacks()
+    hub.on_state(state)
+    hub.view("garage").settings = _settings()
+    plan.tick(hub, state.ts, state.ts, 1.0, 1000)
+    fewer = _settings().model_copy(update={"settings": _settings().settings[:2]})
+    hub.view("garage").settings = fewer
+    cfg_topic = "homeassistant/device/bmsgate_garage/config"
+    sent = {m.topic: json.loads(m.payload) for m in plan.tick(hub, state.ts, state.ts, 2, 1000)}
+    assert sent[cfg_topic]["cmps"]["setting_cell_count"] == {"p": "sensor"}  # removal
+    assert "setting_cell_ovp" in sent[cfg_topic]["cmps"]
+    hub.view("garage").settings = fewer.model_copy(update={"ts": utcnow()})
+    again = {m.topic: json.loads(m.payload) for m in plan.tick(hub, state.ts, state.ts, 3, 1000)}
+    assert "setting_cell_count" not in again[cfg_topic]["cmps"]  # sent once, then forgotten

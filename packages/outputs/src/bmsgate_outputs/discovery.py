@@ -89,6 +89,14 @@ def gateway_topic(prefix: str, topics: TargetTopics) -> str:
     return f"{prefix}/device/{gateway_id(topics.prefix)}/config"
 
 
+def value_template(key: str) -> str:
+    """A key of the JSON state; a missing or null value renders ``None``, HA's "unknown".
+
+    ``default`` tests for an undefined value without touching it, so HA logs no template warning.
+    """
+    return f"{{{{ value_json.{key} | default(None) }}}}"
+
+
 def _component(
     row: Description, pack: str, topics: TargetTopics, *, expire_after: int
 ) -> dict[str, Any]:
@@ -110,7 +118,7 @@ def _component(
             "json_attr_t": topics.command_result(pack, row.key),  # last command: ok or failed
         }
     else:
-        cmp |= {"stat_t": topics.state(pack), "val_tpl": f"{{{{ value_json.{row.key} }}}}"}
+        cmp |= {"stat_t": topics.state(pack), "val_tpl": value_template(row.key)}
     optional = {
         "dev_cla": row.device_class,
         "unit_of_meas": row.unit,
@@ -125,6 +133,7 @@ def _component(
     return cmp
 
 
+SETTING_PREFIX: Final = "setting_"  # the component ids of the BMS's settings
 SETTINGS_LEVEL: Final = "settings"  # <prefix>/<pack>/settings: the BMS's own settings as JSON
 
 
@@ -133,13 +142,13 @@ def setting_components(settings: BmsSettings, topics: TargetTopics) -> dict[str,
     pack = settings.pack
     out: dict[str, dict[str, Any]] = {}
     for row in settings.settings:
-        key = f"setting_{row.key}"
+        key = f"{SETTING_PREFIX}{row.key}"
         cmp: dict[str, Any] = {
             "p": "sensor",
             "uniq_id": unique_id(pack, key),
             "name": f"Setting: {row.label}",
             "stat_t": topics.flat(pack, SETTINGS_LEVEL),
-            "val_tpl": f"{{{{ value_json.{row.key} }}}}",
+            "val_tpl": value_template(row.key),
             "ent_cat": "diagnostic",
             "en": False,  # dozens of limits: shown in HA only when someone asks for them
             "avty": [{"t": topics.gateway_availability()}, {"t": topics.availability(pack)}],

@@ -134,6 +134,10 @@ class Plan:
     sent_mos: dict[tuple[str, str], bool] = field(default_factory=dict)
     sent_settings: dict[str, BmsSettings] = field(default_factory=dict)
     settings_of: dict[str, BmsSettings] = field(default_factory=dict)  # for the discovery
+    # every component announced per pack since start: a value that goes missing stays announced
+    # (None in the state, "unknown" in HA) so HA's entities never lose their config
+    announced: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    state_keys: dict[str, dict[str, None]] = field(default_factory=dict)  # ordered, per pack
 
     def __post_init__(self) -> None:
         self.topics = TargetTopics(self.target.topic_prefix)
@@ -207,7 +211,7 @@ class Plan:
             out.append(self._value(self.topics.render(t.dongle.main_topic, pack), packet))
         if t.homeassistant.enabled:
             out += self._discovery(state, rows)
-            ha_state = {r.key: vals[r.key] for r in rows if r.in_ha and r.platform != "switch"}
+            ha_state = {key: vals.get(key) for key in self.state_keys[pack]}
             payload = json.dumps(ha_state, separators=(",", ":")).encode()
             out.append(self._value(self.topics.state(pack), payload))
         if t.flat:
@@ -239,12 +243,33 @@ class Plan:
             state, rows, self.topics, version=self.version, expire_after=expire,
             settings=self.settings_of.get(state.pack),
         )  # fmt: skip
+        config["cmps"] = self._stable(state.pack, rows, config["cmps"])
         payload = json.dumps(config, separators=(",", ":")).encode()
         if self.sent_config.get(state.pack) == payload:
             return []
         self.sent_config[state.pack] = payload
         topic = discovery.config_topic(self.target.homeassistant.discovery_prefix, state.pack)
         return [self._retained(topic, payload)]
+
+    def _stable(
+        self, pack: str, rows: list[Description], cmps: dict[str, dict[str, Any]]
+    ) -> dict[str, dict[str, Any]]:
+        """The components to announce: all announced before, updated, plus the new ones.
+
+        A BMS setting a newer read no longer lists really went away: it is sent once as HA's
+        removal (only its platform) and then forgotten.
+        """
+        before = self.announced.get(pack, {})
+        gone = {
+            key: {"p": cmp["p"]}
+            for key, cmp in before.items()
+            if key.startswith(discovery.SETTING_PREFIX) and key not in cmps and len(cmp) > 1
+        }
+        kept = {k: v for k, v in before.items() if len(v) > 1 and k not in gone}
+        self.announced[pack] = kept | cmps
+        keys = self.state_keys.setdefault(pack, {})
+        keys.update((r.key, None) for r in rows if r.in_ha and r.platform != "switch")
+        return kept | cmps | gone
 
     def mos_messages(
         self, pack: str, view: HeardPack, *, again: str | None = None
