@@ -1,6 +1,6 @@
 """A bank is shown as a bank and offered nowhere a line is needed; the Status page says when it
 has lost the API. Debian's chromium against the running stack: two simulated JK-PB boards on a pty
--> reader -> Mosquitto -> publisher (the bank) -> API. Screenshots go to build/test-artifacts/web.
+-> reader -> Mosquitto -> publisher (the bank), history (the daily figures) -> API. Screenshots go to build/test-artifacts/web.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str,
         "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
         "data_dir": str(tmp_path / "data"),
     })  # fmt: skip
-    for name in ("reader", "publisher", "api"):
+    for name in ("reader", "publisher", "history", "api"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"
     wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
@@ -123,6 +123,21 @@ def test_status_says_when_the_api_is_lost_and_last_seen_ticks(
     expect(east.locator('[data-field="soc"]')).to_contain_text("%")
     lost = page.locator("#lost")
     expect(lost).to_be_hidden()
+
+    # energy first: today's kWh in and out on every card; a bank's are its members' summed
+    cookies = {c["name"]: c["value"] for c in browser_context.cookies()}
+    with httpx.Client(base_url=base, cookies=cookies, timeout=10) as api_http:
+
+        def summed() -> bool:
+            days = [api_http.get(f"/api/packs/{p}/daily").json() for p in ("east", "west")]
+            bank = api_http.get("/api/banks").json()[0]
+            want = sum(d["energy_out"] for d in days)
+            return bank["energy_out_today"] == pytest.approx(want) and want > 0
+
+        wait_until(summed, timeout=30)
+    for card in ('#packs .card[data-pack="east"]', '#banks .card[data-pack="house"]'):
+        expect(page.locator(f'{card} [data-field="energy-out"]')).to_contain_text("kWh")
+        expect(page.locator(f'{card} [data-field="energy-in"]')).to_contain_text("kWh")
 
     # a hung API keeps its connection open: silence for two beats (2 s each here) is the sign
     os.kill(api.process.pid, signal.SIGSTOP)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from packages.outputs.tests.states import T0, make_state
 
-from bmsgate_common.bank import Member, availability, combine, exclusion
-from bmsgate_common.models import Availability
+from bmsgate_common.bank import Member, availability, combine, energy_today, exclusion
+from bmsgate_common.models import Availability, DailyStats
 from bmsgate_common.settings import BankSettings
 
 BANK = BankSettings(id="bank", name="House bank", packs=["a", "b", "c"])
@@ -92,3 +92,17 @@ def test_no_member_no_state_and_the_bank_is_offline() -> None:
     none_online = {k: Member(m.state, off(k)) for k, m in members().items()}
     assert combine(BANK, none_online, T0, 60, {}) is None
     assert availability(BANK, None, T0).state == "offline"
+
+
+def test_energy_today_sums_each_member_once_on_the_newest_day() -> None:
+    def day(pack: str, when: date, e_in: float | None, e_out: float | None) -> DailyStats:
+        return DailyStats(pack=pack, day=when, ts=T0, energy_in=e_in, energy_out=e_out)
+
+    today, yesterday = date(2026, 6, 2), date(2026, 6, 1)
+    twice = BankSettings(id="bank", packs=["a", "b", "a"])  # a member named twice counts once
+    daily = {"a": day("a", today, 1.5, 0.25), "b": day("b", today, 2.0, None),
+             "bank": day("bank", today, 9.0, 9.0)}  # fmt: skip
+    assert energy_today(twice, daily) == (3.5, 0.25)  # never the bank's own figures on top
+    daily["b"] = day("b", yesterday, 7.0, 7.0)  # not yet in the new day: left out
+    assert energy_today(BANK, daily) == (1.5, 0.25)
+    assert energy_today(BANK, {}) == (None, None)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from bmsgate_common.liveness import liveness
-from bmsgate_common.models import Availability, PackState
+from bmsgate_common.models import Availability, DailyStats, PackState
 from bmsgate_common.settings import BankSettings
 
 
@@ -231,6 +231,27 @@ def combine(
         alarms=alarms,
         extras=extras,
     )
+
+
+def energy_today(
+    bank: BankSettings, daily: Mapping[str, DailyStats]
+) -> tuple[float | None, float | None]:
+    """``(in, out)`` [kWh] of a bank today: its members' daily figures summed, each member once.
+
+    Only the members' figures of the newest day count (one still on yesterday is left out until
+    the history service starts its day); None where no member has that figure yet.
+    """
+    found = [d for p in dict.fromkeys(bank.packs) if (d := daily.get(p)) is not None]
+    if not found:
+        return None, None
+    day = max(d.day for d in found)
+    today = [d for d in found if d.day == day]
+
+    def total(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) if known else None
+
+    return total([d.energy_in for d in today]), total([d.energy_out for d in today])
 
 
 def availability(bank: BankSettings, state: PackState | None, now: datetime) -> Availability:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bmsgate_bms.alarms import describe
-from bmsgate_common.bank import Member, combine, counters_of, exclusion
+from bmsgate_common.bank import Member, combine, counters_of, energy_today, exclusion
 from bmsgate_common.models import AlarmEvent, DailyStats, HealthFinding, PackState
 from bmsgate_common.settings import BankSettings
 
@@ -46,6 +46,12 @@ class PackView(BaseModel):
     alarms: list[Alarm] = Field(default_factory=list)
     state: PackState | None = Field(default=None, description="null while offline")
     daily: DailyStats | None = None
+    energy_in_today: float | None = Field(
+        default=None, description="[kWh] charged today (daily figures; a bank: its members' sum)"
+    )
+    energy_out_today: float | None = Field(
+        default=None, description="[kWh] discharged today (daily figures; a bank: its members' sum)"
+    )
     findings: list[HealthFinding] = Field(default_factory=list)
     health_checked: datetime | None = Field(default=None, description="when health last ran")
 
@@ -77,6 +83,7 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
     state = store.states.get(pack)
     online = store.is_online(pack, now)
     health = store.health.get(pack)
+    daily = store.daily.get(pack)
     view = PackView(
         pack=pack,
         name=state.name if state else pack,
@@ -84,7 +91,9 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
         reason=None if online else store.offline_reason(pack, now),
         age=(now - state.ts).total_seconds() if state else None,
         last_seen=state.ts if state else None,
-        daily=store.daily.get(pack),
+        daily=daily,
+        energy_in_today=daily.energy_in if daily else None,
+        energy_out_today=daily.energy_out if daily else None,
         findings=list(health.findings) if health else [],
         health_checked=health.ts if health else None,
     )
@@ -151,6 +160,8 @@ def bank_view(
         daily=store.daily.get(bank.id),
         members=listed,
     )
+    # the members' own days summed: the bank's counters miss what a member moved uncounted
+    view.energy_in_today, view.energy_out_today = energy_today(bank, store.daily)
     if state is not None:
         events = {c: e for p in bank.packs for c, e in store.alarms.get(p, {}).items()}
         _show(view, state, events)

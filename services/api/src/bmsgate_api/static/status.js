@@ -45,6 +45,14 @@ function members(v) {
     `<span class="pill ${m.counted ? "on" : "off"}" title="${esc(m.reason || "counted")}">${esc(m.name)}${m.counted ? "" : ": " + esc(m.reason)}</span>`).join(" ")}</div>`;
 }
 
+// energy first: today's kWh in and out (a bank: its members' days summed by the API)
+const kwh = (v) => fmt(v, 2, "kWh");
+function today(v) {
+  return `<div class="today" data-field="today"><span>Today</span>
+    <span title="charged today">▲ in <b data-field="energy-in">${kwh(v.energy_in_today)}</b></span>
+    <span title="discharged today">▼ out <b data-field="energy-out">${kwh(v.energy_out_today)}</b></span></div>`;
+}
+
 function maxSoc(v) {
   const d = v.daily;
   return d && d.max_soc !== null ? `${fmt(d.max_soc, 0, "%")} at ${hhmm(d.max_soc_at)}` : "–";
@@ -78,6 +86,7 @@ function dalyCard(v, kind) {
       ${kind === "bank" ? "" : switcher(v, "daly")}</h2>
     <div class="soc" data-field="soc">${fmt(s.soc, 0, "%")}${ownSoc(s)}</div>
     <div class="bar"><div style="width:${Math.max(0, Math.min(100, s.soc))}%"></div></div>
+    ${today(v)}
     <div class="kv">
       <div><span>Voltage</span><span data-field="voltage">${fmt(s.pack_voltage, 2, "V")}</span></div>
       <div><span>Current</span><span data-field="current">${fmt(s.current, 1, "A")}</span></div>
@@ -115,6 +124,7 @@ function jkCard(v) {
         ${item("Capacity", fmt(s.nominal_capacity, 0, "Ah"))}${item("Cycles", s.cycles ?? "–")}
       </div>
     </div>
+    ${today(v)}
     <div class="jk-cells">${column(0, half)}${column(half, s.cell_voltages.length)}</div>
     <div class="jk-grid">
       ${item("Ave. cell", mv(v.cell_average))}${item(`Delta (${s.cell_count})`, mv(v.cell_delta), "delta")}
