@@ -50,7 +50,7 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str,
     for name in ("reader", "publisher", "history", "api"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=60)
     return base, procs[-1]
 
 
