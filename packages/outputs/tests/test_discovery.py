@@ -228,3 +228,18 @@ def test_a_setting_the_bms_no_longer_lists_is_removed_the_way_ha_documents(
     hub.view("garage").settings = fewer.model_copy(update={"ts": utcnow()})
     again = {m.topic: json.loads(m.payload) for m in plan.tick(hub, state.ts, state.ts, 3, 1000)}
     assert "setting_cell_count" not in again[cfg_topic]["cmps"]  # sent once, then forgotten
+
+
+def test_device_info_firmware_serial_hardware_and_the_web_ui() -> None:
+    jk = make_state(protocol="jk_pb", extras={"software_version": "19.20",
+                    "hardware_version": "19.XA", "serial_number": "4023A1"})  # fmt: skip
+    url = discovery.web_url("0.0.0.0", 8080, "solar-pi")
+    assert url == "http://solar-pi:8080/"
+    cfg = discovery.device_config(jk, descriptions(jk, control=False), TOPICS, version="9.9",
+                                  expire_after=60, configuration_url=url)  # fmt: skip
+    assert (cfg["dev"]["sw"], cfg["dev"]["hw"], cfg["dev"]["sn"]) == ("19.20", "19.XA", "4023A1")
+    assert cfg["dev"]["cu"] == url and cfg["o"] == {"name": "bmsgate", "sw": "9.9", "url": url}
+    gateway = discovery.gateway_config(TOPICS, version="9.9", configuration_url=url)
+    assert gateway["dev"]["cu"] == url and gateway["o"]["url"] == url
+    assert discovery.web_url("192.168.1.5", 80, "x") == "http://192.168.1.5:80/"
+    assert discovery.web_url("fd00::5", 8080, "x") == "http://[fd00::5]:8080/"

@@ -18,6 +18,26 @@ from .topics import TargetTopics
 ORIGIN_NAME: Final = "bmsgate"
 FIRMWARE_KEYS: Final = ("software_version", "firmware_version")  # extras a BMS may report
 HARDWARE_KEYS: Final = ("hardware_model", "hardware_version")
+SERIAL_KEYS: Final = ("serial_number", "serial")
+WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::"})
+
+
+def web_url(host: str, port: int, hostname: str) -> str:
+    """The web UI's address for HA's "Visit" link: the API's own host, else this machine's name.
+
+    An API listening on every address is reached by the machine's name (``hostname``).
+    """
+    name = hostname if host in WILDCARD_HOSTS else host
+    return f"http://[{name}]:{port}/" if ":" in name else f"http://{name}:{port}/"
+
+
+def _origin(version: str, url: str | None) -> dict[str, Any]:
+    """Who sent the discovery: bmsgate, its version and where its web UI answers."""
+    return {"name": ORIGIN_NAME, "sw": version, **({"url": url} if url else {})}
+
+
+def _first_extra(state: PackState, keys: tuple[str, ...]) -> str | None:
+    return next((str(state.extras[k]) for k in keys if state.extras.get(k)), None)
 
 
 def _device(state: PackState) -> dict[str, Any]:
@@ -27,13 +47,12 @@ def _device(state: PackState) -> dict[str, Any]:
         dev: dict[str, Any] = {"mf": info.manufacturer, "mdl": info.model}
     except KeyError:
         dev = {"mf": state.protocol, "mdl": state.protocol}
-    firmware = next((state.extras[k] for k in FIRMWARE_KEYS if state.extras.get(k)), None)
-    if firmware is not None:
-        dev["sw"] = str(firmware)
-    hardware = next((state.extras[k] for k in HARDWARE_KEYS if state.extras.get(k)), None)
-    if hardware is not None:
-        dev["hw"] = str(hardware)
-    return dev
+    found = {
+        "sw": _first_extra(state, FIRMWARE_KEYS),
+        "hw": _first_extra(state, HARDWARE_KEYS),
+        "sn": _first_extra(state, SERIAL_KEYS),
+    }
+    return dev | {k: v for k, v in found.items() if v is not None}
 
 
 def object_id(pack: str) -> str:
@@ -56,7 +75,9 @@ def gateway_id(prefix: str) -> str:
     return "bmsgate-gateway-" + re.sub(r"[^A-Za-z0-9_-]", "_", prefix)
 
 
-def gateway_config(topics: TargetTopics, *, version: str) -> dict[str, Any]:
+def gateway_config(
+    topics: TargetTopics, *, version: str, configuration_url: str | None = None
+) -> dict[str, Any]:
     """The gateway as a device, bmsgate's version as its ``sw``; every pack is connected via it."""
     ident = gateway_id(topics.prefix)
     return {
@@ -66,8 +87,9 @@ def gateway_config(topics: TargetTopics, *, version: str) -> dict[str, Any]:
             "mf": "bmsgate",
             "mdl": "Gateway",
             "sw": version,
+            **({"cu": configuration_url} if configuration_url else {}),
         },
-        "o": {"name": ORIGIN_NAME, "sw": version},
+        "o": _origin(version, configuration_url),
         "qos": 1,
         "cmps": {
             "connected": {
@@ -168,6 +190,7 @@ def device_config(
     version: str,
     expire_after: int,
     settings: BmsSettings | None = None,
+    configuration_url: str | None = None,
 ) -> dict[str, Any]:
     """The device discovery payload of one pack: device, origin and one component per row."""
     pack = state.pack
@@ -197,8 +220,9 @@ def device_config(
             "name": state.name,
             "via_device": gateway_id(topics.prefix),
             **({"mf": "bmsgate", "mdl": "Battery bank"} if is_bank else _device(state)),
+            **({"cu": configuration_url} if configuration_url else {}),
         },
-        "o": {"name": ORIGIN_NAME, "sw": version},
+        "o": _origin(version, configuration_url),
         "qos": 1,
         "cmps": cmps,
     }

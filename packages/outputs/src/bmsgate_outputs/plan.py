@@ -124,6 +124,7 @@ class Plan:
     control: bool
     version: str
     stale_after: float
+    configuration_url: str | None = None  # the web UI, HA's "Visit" link and the origin's url
     topics: TargetTopics = field(init=False)
     # the state last sent, not its time: a bank's combination can change with the same newest ts
     sent_state: dict[str, PackState] = field(default_factory=dict)
@@ -159,7 +160,9 @@ class Plan:
         out: list[TargetMessage] = []
         if self.target.homeassistant.enabled and not self.sent_gateway:
             self.sent_gateway = True  # retained: the target sends it again after HA's birth
-            config = discovery.gateway_config(self.topics, version=self.version)
+            config = discovery.gateway_config(
+                self.topics, version=self.version, configuration_url=self.configuration_url
+            )
             topic = discovery.gateway_topic(self.target.homeassistant.discovery_prefix, self.topics)
             out.append(self._retained(topic, json.dumps(config, separators=(",", ":")).encode()))
         for pack, view in hub.packs.items():
@@ -241,7 +244,7 @@ class Plan:
         expire = int(max(self.stale_after, 3 * self.target.interval))
         config = discovery.device_config(
             state, rows, self.topics, version=self.version, expire_after=expire,
-            settings=self.settings_of.get(state.pack),
+            settings=self.settings_of.get(state.pack), configuration_url=self.configuration_url,
         )  # fmt: skip
         config["cmps"] = self._stable(state.pack, rows, config["cmps"])
         payload = json.dumps(config, separators=(",", ":")).encode()

@@ -7,6 +7,7 @@ the discovery configs and the JSON state topic it would send are kept. Pure.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from bmsgate_common.models import PackState
 from bmsgate_common.mqtt import VERSION
 from bmsgate_common.settings import HomeAssistantSettings, Settings, TargetSettings
+from bmsgate_outputs.discovery import web_url
 from bmsgate_outputs.plan import HeardPacks, Plan
 from bmsgate_outputs.topics import TargetTopics
 
@@ -67,11 +69,13 @@ def preview(
     )  # fmt: skip
     shown = shown.model_copy(update={"dongle": shown.dongle.model_copy(update={"enabled": False})})
     topics = TargetTopics(target.topic_prefix)
+    web = web_url(settings.api.host, settings.api.port, socket.gethostname())  # as the publisher
     out: list[DiscoveryMessage] = []
     for state in states:
         if not (target.packs is None or state.pack in target.packs):
             continue
-        plan = Plan(shown, settings.control.enabled, VERSION, settings.stale_after)
+        plan = Plan(shown, settings.control.enabled, VERSION, settings.stale_after,
+                    configuration_url=web)  # fmt: skip
         hub = HeardPacks(settings.stale_after)
         hub.on_state(state)
         for msg in plan.tick(hub, state.ts, state.ts, 0.0, 0):

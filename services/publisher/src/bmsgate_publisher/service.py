@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import json
 import logging
+import socket
 import time
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from bmsgate_common.mqtt import VERSION, Backbone
 from bmsgate_common.settings import BankSettings, Settings
 from bmsgate_common.tasks import stop_tasks
 from bmsgate_common.timezones import site_zone
+from bmsgate_outputs.discovery import web_url
 from bmsgate_outputs.plan import HeardPacks, Plan
 
 from .commands import parse_command
@@ -128,7 +130,11 @@ class Publisher:
         pub = cfg.publisher
         self.hub = HeardPacks(stale_after=cfg.stale_after)
         self.zone = site_zone(cfg)  # of the dongle's local ``ts``
-        self.plans = {t.name: Plan(t, self.control, VERSION, cfg.stale_after) for t in pub.targets}
+        web = web_url(cfg.api.host, cfg.api.port, socket.gethostname())
+        self.plans = {
+            t.name: Plan(t, self.control, VERSION, cfg.stale_after, configuration_url=web)
+            for t in pub.targets
+        }
         known = [p.id for b in cfg.buses for p in b.packs] + [b.id for b in cfg.banks]
         self.links = {
             t.name: TargetLink(
