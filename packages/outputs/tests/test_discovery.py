@@ -243,3 +243,29 @@ def test_device_info_firmware_serial_hardware_and_the_web_ui() -> None:
     assert gateway["dev"]["cu"] == url and gateway["o"]["url"] == url
     assert discovery.web_url("192.168.1.5", 80, "x") == "http://192.168.1.5:80/"
     assert discovery.web_url("fd00::5", 8080, "x") == "http://[fd00::5]:8080/"
+
+
+def test_states_carry_no_float_noise() -> None:
+    noisy = make_state(current=0.16149999999999998, energy_in=1.2345678, pack_voltage=53.1999999)
+    vals = values(noisy, descriptions(noisy, control=False))
+    assert (vals["current"], vals["energy_in"], vals["voltage"]) == (0.161, 1.235, 53.2)
+    assert vals["cell_1"] == 2.927 and vals["power"] == 292.6
+
+
+def test_each_alarm_class_is_a_problem_sensor(state: PackState) -> None:
+    cmps = config(state)["cmps"]
+    temp = cmps["alarm_temperature"]
+    assert (temp["p"], temp["dev_cla"], temp["name"]) == ("binary_sensor", "problem",
+                                                          "Temperature alarm")  # fmt: skip
+    alarms = ["cell_overvoltage_warning", "short_circuit_fault", "afe_fault", "low_capacity_alarm"]
+    vals = values(make_state(alarms=alarms), descriptions(state, control=False))
+    assert {k: v for k, v in vals.items() if k.startswith("alarm_")} == {
+        "alarm_current": "ON", "alarm_hardware": "ON", "alarm_temperature": "OFF",
+        "alarm_voltage": "ON", "alarm_charge_level": "ON", "alarm_other": "OFF"}  # fmt: skip
+    assert values(state, descriptions(state, control=False))["alarm_temperature"] == "ON"
+
+
+def test_a_banks_cells_are_disabled_by_default_a_packs_are_not(state: PackState) -> None:
+    bank = make_state(pack="bank", name="Bank", extras={"bank": True})
+    assert config(bank)["cmps"]["cell_1"]["en"] is False
+    assert "en" not in config(state)["cmps"]["cell_1"]

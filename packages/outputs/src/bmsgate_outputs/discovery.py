@@ -150,6 +150,8 @@ def _component(
         "ic": row.icon,
     }
     cmp |= {k: v for k, v in optional.items() if v is not None}
+    if not row.enabled:
+        cmp["en"] = False
     if row.platform == "sensor" and row.state_class == "measurement":
         cmp["exp_aft"] = expire_after
     return cmp

@@ -8,7 +8,7 @@ temperature, no energy counter yet, the bank-only rows on a plain pack) is left 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from bmsgate_common.models import PackState
@@ -34,6 +34,12 @@ class Description:
     topic: str | None = None  # flat topic below <prefix>/<pack>; the key when unset
     icon: str | None = None
     in_ha: bool = True  # False: flat topics and templates only
+    enabled: bool = True  # False: HA creates the entity disabled (rarely used diagnostics)
+
+    @property
+    def digits(self) -> int:
+        """Decimals a value is sent with: one finer than shown, so no float noise is sent."""
+        return DEFAULT_DIGITS if self.precision is None else self.precision + 1
 
     @property
     def flat_topic(self) -> str:
@@ -96,6 +102,37 @@ def _average(state: PackState) -> float | None:
 def _delta_mv(state: PackState) -> int | None:
     stats = state.cells
     return whole_mv(stats.delta) if stats else None
+
+
+DEFAULT_DIGITS: Final = 3  # a float row without a display precision
+
+
+def rounded(value: Scalar | None, digits: int) -> Scalar | None:
+    """A float without binary noise (0.16149999999999998 -> 0.1615); others unchanged."""
+    return round(value, digits) if isinstance(value, float) else value
+
+
+# alarm classes, each one HA problem sensor: the first class whose words are in the code
+ALARM_CLASSES: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
+    ("current", "Current alarm", ("overcurrent", "short_circuit")),
+    ("hardware", "Hardware fault", ("_fault",)),
+    ("temperature", "Temperature alarm", ("temp",)),
+    ("voltage", "Voltage alarm", ("voltage", "_diff")),
+    ("charge_level", "Charge level alarm", ("soc_", "capacity")),
+    ("other", "Other alarm", ("",)),
+)
+
+
+def alarm_class(code: str) -> str:
+    """The class of an alarm code (docs/publisher.md lists the rule)."""
+    return next(key for key, _, words in ALARM_CLASSES if any(w in code for w in words))
+
+
+def _alarm_of(key: str) -> Callable[[PackState], str]:
+    def fn(state: PackState) -> str:
+        return "ON" if any(alarm_class(code) == key for code in state.alarms) else "OFF"
+
+    return fn
 
 
 V, A, W, AH, KWH, MV, C = "V", "A", "W", "Ah", "kWh", "mV", "°C"
@@ -206,14 +243,24 @@ def _temp(i: int) -> Description:
     )  # fmt: skip
 
 
+ALARM_DESCRIPTIONS: Final = tuple(
+    Description(key=f"alarm_{key}", name=name, value_fn=_alarm_of(key),
+                platform="binary_sensor", device_class="problem")
+    for key, name, _ in ALARM_CLASSES
+)  # fmt: skip
+
+
 def descriptions(state: PackState, *, control: bool) -> list[Description]:
     """Every row that has a value for this pack; MOS rows become switches when control is on."""
+    is_bank = state.extras.get("bank") is True
+    cells = (_cell(i) for i in range(state.cell_count))
     rows = [
         *PACK_DESCRIPTIONS,
+        *ALARM_DESCRIPTIONS,
         *(_temp(i) for i in range(len(state.temperatures))),
-        *(_cell(i) for i in range(state.cell_count)),
+        # a bank's cells are its members' cells again: there if wanted, disabled by default
+        *((replace(c, enabled=False) for c in cells) if is_bank else cells),
     ]
-    is_bank = state.extras.get("bank") is True
     for mos in MOS_DESCRIPTIONS:
         if control and not is_bank:  # a bank has no switch of its own
             # the MOSFETs are the pack's main controls: on the dashboard, not under settings
@@ -228,4 +275,4 @@ def descriptions(state: PackState, *, control: bool) -> list[Description]:
 
 def values(state: PackState, rows: list[Description]) -> dict[str, Scalar | None]:
     """The value of every row, by key (the JSON state Home Assistant's templates read)."""
-    return {row.key: row.value_fn(state) for row in rows}
+    return {row.key: rounded(row.value_fn(state), row.digits) for row in rows}
