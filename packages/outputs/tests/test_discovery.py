@@ -269,3 +269,24 @@ def test_a_banks_cells_are_disabled_by_default_a_packs_are_not(state: PackState)
     bank = make_state(pack="bank", name="Bank", extras={"bank": True})
     assert config(bank)["cmps"]["cell_1"]["en"] is False
     assert "en" not in config(state)["cmps"]["cell_1"]
+
+
+def test_health_direction_charge_counters_balancing_current_and_connections() -> None:
+    daly = make_state(charge_in=12.5, charge_out=3.25, current=-4.0,
+                      extras={"soh": 97, "balance_current": 0.052, "charger_connected": False,
+                              "load_connected": True, "state": "discharging"})  # fmt: skip
+    cmps = config(daly)["cmps"]
+    assert cmps["direction"]["dev_cla"] == "enum"
+    assert cmps["direction"]["ops"] == ["charging", "discharging", "idle"]
+    assert cmps["charge_in"]["stat_cla"] == "total_increasing"
+    assert cmps["charge_in"]["unit_of_meas"] == "Ah"
+    assert cmps["state_of_health"]["unit_of_meas"] == "%"
+    assert cmps["charger_connected"]["dev_cla"] == "plug"
+    assert cmps["balance_current"]["dev_cla"] == "current"
+    vals = values(daly, descriptions(daly, control=False))
+    assert (vals["state_of_health"], vals["direction"], vals["charge_out"]) == (97.0, "discharging",
+                                                                               3.25)  # fmt: skip
+    assert (vals["charger_connected"], vals["load_connected"]) == ("OFF", "ON")
+    bare = make_state(current=0.0)  # no BMS word: the sign of the current
+    vals = values(bare, descriptions(bare, control=False))
+    assert vals["direction"] == "idle" and "state_of_health" not in vals

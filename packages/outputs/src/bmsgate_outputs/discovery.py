@@ -148,6 +148,7 @@ def _component(
         "ent_cat": row.category,
         "sug_dsp_prc": row.precision,
         "ic": row.icon,
+        "ops": list(row.options) if row.options else None,
     }
     cmp |= {k: v for k, v in optional.items() if v is not None}
     if not row.enabled:

@@ -34,6 +34,7 @@ class Description:
     topic: str | None = None  # flat topic below <prefix>/<pack>; the key when unset
     icon: str | None = None
     in_ha: bool = True  # False: flat topics and templates only
+    options: tuple[str, ...] | None = None  # an enum sensor's values
     enabled: bool = True  # False: HA creates the entity disabled (rarely used diagnostics)
 
     @property
@@ -102,6 +103,35 @@ def _average(state: PackState) -> float | None:
 def _delta_mv(state: PackState) -> int | None:
     stats = state.cells
     return whole_mv(stats.delta) if stats else None
+
+
+def _extra_flag(name: str) -> Callable[[PackState], bool | None]:
+    def fn(state: PackState) -> bool | None:
+        value = state.extras.get(name)
+        return None if value is None else bool(value)
+
+    return fn
+
+
+def _extra_number(name: str) -> Callable[[PackState], float | None]:
+    def fn(state: PackState) -> float | None:
+        value = state.extras.get(name)
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+
+    return fn
+
+
+DIRECTIONS: Final = ("charging", "discharging", "idle")
+
+
+def _direction(state: PackState) -> str:
+    """The BMS's own word where it says it (DALY), else the sign of the current."""
+    said = state.extras.get("state")
+    if said in DIRECTIONS:
+        return str(said)
+    return "charging" if state.current > 0 else "discharging" if state.current < 0 else "idle"
 
 
 DEFAULT_DIGITS: Final = 3  # a float row without a display precision
@@ -182,6 +212,23 @@ PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
                 device_class="energy", unit=KWH, state_class=TI, precision=2),
     Description(key="energy_out", name="Energy discharged", value_fn=lambda s: s.energy_out,
                 device_class="energy", unit=KWH, state_class=TI, precision=2),
+    Description(key="state_of_health", name="State of health", value_fn=_extra_number("soh"),
+                unit="%", state_class=M, precision=0, icon="mdi:battery-heart-variant"),
+    Description(key="direction", name="Battery state", value_fn=_direction,
+                device_class="enum", options=DIRECTIONS, icon="mdi:battery-charging"),
+    Description(key="charge_in", name="Charge charged", value_fn=lambda s: s.charge_in,
+                unit=AH, state_class=TI, precision=2, icon="mdi:battery-plus-variant"),
+    Description(key="charge_out", name="Charge discharged", value_fn=lambda s: s.charge_out,
+                unit=AH, state_class=TI, precision=2, icon="mdi:battery-minus-variant"),
+    Description(key="balance_current", name="Balancing current",
+                value_fn=_extra_number("balance_current"), device_class="current", unit=A,
+                state_class=M, category="diagnostic", precision=3),
+    Description(key="charger_connected", name="Charger connected",
+                value_fn=lambda s: _on(_extra_flag("charger_connected")(s)),
+                platform="binary_sensor", device_class="plug"),
+    Description(key="load_connected", name="Load connected",
+                value_fn=lambda s: _on(_extra_flag("load_connected")(s)),
+                platform="binary_sensor", device_class="plug"),
     Description(key="alarm", name="Alarm", value_fn=lambda s: _on(bool(s.alarms)),
                 platform="binary_sensor", device_class="problem"),
     Description(key="alarms", name="Active alarms",
@@ -190,14 +237,6 @@ PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
     Description(key="balancing", name="Balancing", value_fn=lambda s: _on(s.balancing),
                 platform="binary_sensor", device_class="running", category="diagnostic"),
 )  # fmt: skip
-
-
-def _extra_flag(name: str) -> Callable[[PackState], bool | None]:
-    def fn(state: PackState) -> bool | None:
-        value = state.extras.get(name)
-        return None if value is None else bool(value)
-
-    return fn
 
 
 # every switch: its state in a pack state (None: this pack has no such switch) and its command
