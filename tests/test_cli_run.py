@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -221,8 +222,12 @@ def test_plan_restarts_only_what_a_change_touches() -> None:
 def test_first_start_without_a_file_then_a_bad_file_then_a_good_one(tmp_path: Path) -> None:
     http = free_port()
     site = tmp_path / "site.yaml"
-    argv = [*run_command(http, tmp_path / "data"), "--config", str(site)]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    argv = run_command(http, tmp_path / "data")
+    # the file named by $BMSGATE_CONFIG, as the container images do (Dockerfile)
+    env = {**os.environ, "BMSGATE_CONFIG": str(site)}
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     base = f"http://127.0.0.1:{http}"
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")

@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def load() -> Settings:
         # no file yet (first start): defaults, and the web UI's setup page writes it
-        return load_settings(path if path.exists() else None, **overrides)
+        return load_settings(path, missing_ok=True, **overrides)
 
     try:
         cfg = load()

@@ -127,3 +127,15 @@ def test_a_listened_jk_pb_bus_may_name_its_master_or_no_pack(tmp_path: Path) -> 
         write(tmp_path, "buses:\n  - {port: /dev/x, protocol: jk_pb, listen: true}\n")
     )
     assert bare.buses[0].listen and bare.buses[0].packs == []
+
+
+def test_a_missing_file_is_an_error_unless_missing_ok(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "bmsgate.yaml"
+    monkeypatch.setenv("BMSGATE_CONFIG", str(missing))  # as in the container images
+    with pytest.raises(ConfigError, match="No such file"):
+        load_settings()
+    monkeypatch.setenv("BMSGATE_MQTT__PORT", "1885")
+    assert load_settings(missing_ok=True).mqtt.port == 1885  # the environment still counts
+    assert load_settings(missing, missing_ok=True).buses == []

@@ -866,12 +866,17 @@ def one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+def load_settings(
+    path: str | Path | None = None, *, missing_ok: bool = False, **overrides: Any
+) -> Settings:
     """Read the YAML file (``path`` or $BMSGATE_CONFIG, optional), the environment and overrides.
 
+    ``missing_ok``: a file that does not exist yet reads as empty (`bmsgate run`'s first start).
     Raises ConfigError with a one-line message; never a traceback for a user's mistake.
     """
     path = path or os.environ.get(CONFIG_ENV) or None
+    if path and missing_ok and not Path(path).exists():
+        path = None
     from_file = _migrated(_read_yaml(Path(path)), path) if path else {}
     try:
         # explicit overrides beat the environment, which beats the file
