@@ -23,7 +23,12 @@ INSTALL_HINT = "install it with: sudo apt-get install mosquitto (or set mqtt.hos
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nothing listens on right now."""
+    """A TCP port that nothing listens on right now.
+
+    Only for a separate process that must be told its port before it starts (a broker, a
+    service): another process may take the port between this and its bind. A server in this
+    process binds port 0 and reads the port it got.
+    """
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

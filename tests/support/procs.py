@@ -32,7 +32,7 @@ class Mosquitto:
         if exe is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.exe = exe
-        self.port = free_port()
+        self.port = free_port()  # a separate process, told its port in its file (broker.free_port)
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(

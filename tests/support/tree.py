@@ -38,6 +38,7 @@ async def bmsgate_run(
 def with_target(folder: Path, target_port: int) -> Path:
     """A configuration: the simulated pack, free local ports, one Home Assistant target."""
     config = folder / "bmsgate.yaml"
+    # the services are separate processes, told their ports in the file (broker.free_port)
     config.write_text(yaml.safe_dump({
         "api": {"host": "127.0.0.1", "port": free_port()},
         "modbus": {"host": "127.0.0.1", "port": free_port()},

@@ -35,7 +35,7 @@ class VictoriaMetrics:
                 "victoria-metrics is not installed (apt-get install victoria-metrics)"
             )
         self.exe = exe
-        self.port = free_port()
+        self.port = free_port()  # a separate process, told its port on its command line
         self.data = workdir / "vm-data"
         self.log = workdir / "vm.log"
         self.process: subprocess.Popen[bytes] | None = None

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from bmsgate.broker import free_port  # the service is told its tunnel port in its settings
 from bmsgate_api.app import create_app, make_context
 from bmsgate_api.store import PackStore
 from bmsgate_bms import daly_classic
@@ -34,12 +34,6 @@ from tests.support.procs import Mosquitto
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-1"
 SOC_REQUEST = daly_classic.request(0x90, 1).hex()  # a540900800000000000000007d
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -61,7 +55,7 @@ async def stop(tasks: list[asyncio.Task[Any]]) -> None:
 @contextlib.asynccontextmanager
 async def stack(tmp_path: Path, broker: Mosquitto, control: bool = True) -> AsyncIterator[Stack]:
     sim = make_bus("daly_classic", boards=1)
-    tunnel_port, api_port = free_port(), free_port()
+    tunnel_port = free_port()
     async with PtyServer(sim, tmp_path / "tty") as pty:
         cfg = Settings.model_validate({
             "mqtt": {"host": "127.0.0.1", "port": broker.port, "heartbeat": 5},
@@ -78,7 +72,7 @@ async def stack(tmp_path: Path, broker: Mosquitto, control: bool = True) -> Asyn
         ctx = make_context(store, cfg, Backbone(cfg.mqtt, "api"), persist=False)
         app = create_app(store, ctx=ctx)
         server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning")
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")  # in-process: port 0
         )
         tasks = [
             asyncio.create_task(serve_reader(reader)),
@@ -87,9 +81,10 @@ async def stack(tmp_path: Path, broker: Mosquitto, control: bool = True) -> Asyn
         ]
         try:
             deadline = time.monotonic() + 15
-            while not ("p1" in store.states and "p1" in store.tunnels):
+            while not ("p1" in store.states and "p1" in store.tunnels and server.started):
                 assert time.monotonic() < deadline, "no state or tunnel status reached the API"
                 await asyncio.sleep(0.05)
+            api_port = server.servers[0].sockets[0].getsockname()[1]
             base = f"http://127.0.0.1:{api_port}"
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 yield Stack(http, sim, tunnel_port)

@@ -19,7 +19,6 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from services.modbus.tests.known import NOW, expected_block, known_daily, known_state
 
-from bmsgate.broker import free_port
 from bmsgate_common.settings import ModbusDisplaySettings
 from bmsgate_modbus.logic import MapOptions, RegisterStore, write_commands
 from bmsgate_modbus.registers import BASE, SIZE
@@ -59,9 +58,9 @@ async def served() -> AsyncIterator[Served]:
         box.writes.append((unit, offset, values))
         return None
 
-    server = RegisterServer(store, HOST, free_port(), on_write)
-    box = Served(store, server)
+    server = RegisterServer(store, HOST, 0, on_write)
     await server.start()
+    box = Served(store, server)
     yield box
     await server.stop()
 

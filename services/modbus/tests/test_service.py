@@ -446,10 +446,10 @@ class Sink:
     """A bare pymodbus server standing in for another device that bmsgate pushes to."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = 0  # the system's choice, read once it listens
         self.server = ModbusTcpServer(
             SimDevice(id=5, simdata=[SimData(0, count=400, datatype=DataType.REGISTERS)]),
-            address=(HOST, self.port),
+            address=(HOST, 0),
         )
 
     async def registers(self, address: int, count: int) -> list[int]:
@@ -460,6 +460,7 @@ class Sink:
 async def sink() -> AsyncIterator[Sink]:
     s = Sink()
     await s.server.serve_forever(background=True)
+    s.port = s.server.transport.sockets[0].getsockname()[1]
     yield s
     await s.server.shutdown()  # type: ignore[no-untyped-call]
 

@@ -21,6 +21,7 @@ import pytest
 import serial
 from dalybms import DalyBMS
 
+from bmsgate.broker import free_port  # the service is told its tunnel port in its settings
 from bmsgate_bms import daly_classic, jk_pb
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer, SimBus
@@ -38,12 +39,6 @@ from tests.support.needs import require
 from tests.support.procs import Mosquitto
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -218,6 +218,9 @@ class RegisterServer:
         except RuntimeError as err:  # pymodbus hides the errno; the check above usually has it
             where = f"{self.host}:{self.port}"
             raise ListenError(f"cannot listen on {where}: {err}", lasting=False) from None
+        sockets = getattr(self._server.transport, "sockets", None)
+        if self.port == 0 and sockets:  # port 0: the system chose one (tests)
+            self.port = int(sockets[0].getsockname()[1])
         log.info(
             "modbus server on %s:%d, units %s",
             self.host,
