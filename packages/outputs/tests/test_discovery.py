@@ -21,7 +21,9 @@ TOPICS = TargetTopics("solar/bms")
 
 def config(state: PackState, control: bool = False) -> dict[str, Any]:
     rows = descriptions(state, control=control)
-    return discovery.device_config(state, rows, TOPICS, version="9.9", expire_after=60)
+    return discovery.device_config(
+        state, rows, TOPICS, version="9.9", expire_after=60, control=control
+    )
 
 
 @pytest.fixture
@@ -290,3 +292,15 @@ def test_health_direction_charge_counters_balancing_current_and_connections() ->
     bare = make_state(current=0.0)  # no BMS word: the sign of the current
     vals = values(bare, descriptions(bare, control=False))
     assert vals["direction"] == "idle" and "state_of_health" not in vals
+
+
+def test_a_set_soc_number_with_control_where_the_protocol_can_set_soc(state: PackState) -> None:
+    number = config(state, control=True)["cmps"]["set_soc"]  # DALY UART: its INFO says it can
+    assert (number["p"], number["cmd_t"], number["min"], number["max"]) == (
+        "number", "solar/bms/garage/set_soc/set", 0, 100)  # fmt: skip
+    assert number["val_tpl"] == "{{ value_json.soc | default(None) }}"  # the SOC read back
+    assert "set_soc" not in config(state, control=False)["cmps"]
+    jk = make_state(protocol="jk_pb")
+    assert "set_soc" not in config(jk, control=True)["cmps"]  # no SOC write in its protocol
+    bank = make_state(pack="bank", name="Bank", extras={"bank": True})
+    assert "set_soc" not in config(bank, control=True)["cmps"]

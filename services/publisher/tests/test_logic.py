@@ -175,6 +175,7 @@ def test_openhasp_push() -> None:
             b'{"CMS":"1","DMS":false}',
             ("garage", [("set_charge_mos", True), ("set_discharge_mos", False)]),
         ),
+        ("p/garage/set_soc/set", b"55", ("garage", [("set_soc", 55.0)])),
     ],
 )
 def test_commands_parse(topic: str, payload: bytes, expected: Any) -> None:
@@ -192,6 +193,9 @@ def test_commands_parse(topic: str, payload: bytes, expected: Any) -> None:
         ("p/garage/mos/set", b'{"CMS":7}', "expected ON or OFF"),
         ("p/garage/mos/set", b"\xff\xfe", "expected JSON"),
         ("elsewhere/x", b"ON", "not a command topic"),
+        ("p/garage/set_soc/set", b"full", "expected a SOC"),
+        ("p/garage/set_soc/set", b"101", "not within 0..100"),
+        ("p/garage/set_soc/set", b"nan", "not within 0..100"),
     ],
 )
 def test_bad_commands_say_why(topic: str, payload: bytes, error: str) -> None:

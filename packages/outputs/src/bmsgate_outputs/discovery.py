@@ -158,6 +158,43 @@ def _component(
     return cmp
 
 
+SET_SOC: Final = "set_soc"  # the number entity's component id and command topic level
+
+
+def can_set_soc(state: PackState) -> bool:
+    """Whether the pack's protocol can be given a SOC (its INFO says so); never a bank."""
+    if state.extras.get("bank") is True:
+        return False
+    try:
+        return protocol_info(state.protocol).soc_setting
+    except KeyError:
+        return False
+
+
+def soc_number(pack: str, topics: TargetTopics) -> dict[str, Any]:
+    """A Set-SOC number (control on): sends ``<prefix>/<pack>/set_soc/set``, shows the BMS's SOC.
+
+    The state is the SOC read back from the BMS, so a refused write shows the old value again.
+    """
+    return {
+        "p": "number",
+        "uniq_id": unique_id(pack, SET_SOC),
+        "name": "Set state of charge",
+        "cmd_t": topics.command(pack, SET_SOC),
+        "stat_t": topics.state(pack),
+        "val_tpl": value_template("soc"),
+        "min": 0,
+        "max": 100,
+        "step": 1,
+        "unit_of_meas": "%",
+        "mode": "box",
+        "ent_cat": "config",
+        "opt": False,
+        "avty": [{"t": topics.gateway_availability()}, {"t": topics.availability(pack)}],
+        "avty_mode": "all",
+    }
+
+
 SETTING_PREFIX: Final = "setting_"  # the component ids of the BMS's settings
 SETTINGS_LEVEL: Final = "settings"  # <prefix>/<pack>/settings: the BMS's own settings as JSON
 
@@ -194,6 +231,7 @@ def device_config(
     expire_after: int,
     settings: BmsSettings | None = None,
     configuration_url: str | None = None,
+    control: bool = False,
 ) -> dict[str, Any]:
     """The device discovery payload of one pack: device, origin and one component per row."""
     pack = state.pack
@@ -205,6 +243,8 @@ def device_config(
     }
     if settings is not None:
         cmps |= setting_components(settings, topics)
+    if control and can_set_soc(state):
+        cmps[SET_SOC] = soc_number(pack, topics)
     # online is known even while the pack is not: it depends on the gateway only
     cmps["online"] = {
         "p": "binary_sensor",

@@ -245,6 +245,7 @@ class Plan:
         config = discovery.device_config(
             state, rows, self.topics, version=self.version, expire_after=expire,
             settings=self.settings_of.get(state.pack), configuration_url=self.configuration_url,
+            control=self.control,
         )  # fmt: skip
         config["cmps"] = self._stable(state.pack, rows, config["cmps"])
         payload = json.dumps(config, separators=(",", ":")).encode()
