@@ -34,7 +34,7 @@ ROOT = Path(__file__).parents[1]
 HOST = "127.0.0.1"
 # the code of each service user; the tunnel's client.py is `bmsgate tunnel`, a tool run as admin
 CODE = {name: ROOT / "services" / name / "src" for name in SERVICES}
-SUBSCRIBES = ("subscribe", "subscribe_raw")  # bmsgate_common.mqtt.Backbone's
+SUBSCRIBES = ("subscribe", "subscribe_raw", "read_retained")  # bmsgate_common.mqtt.Backbone's
 NOT_THE_SERVICE = {ROOT / "services" / "tunnel" / "src" / "bmsgate_tunnel" / "client.py"}
 
 

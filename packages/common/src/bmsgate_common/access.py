@@ -64,7 +64,8 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
             T.SNIFF,
             T.SNIFF_STATE,
         ),
-        subscribes=_uses(T.COMMAND, T.RAW_LEASE, T.RAW_TX, T.SNIFF_SET),
+        # STATE: its own packs' retained states, read once at start (the counters go on)
+        subscribes=_uses(T.COMMAND, T.RAW_LEASE, T.RAW_TX, T.SNIFF_SET, T.STATE),
         status="+",
     ),
     "api": ServiceAccess(

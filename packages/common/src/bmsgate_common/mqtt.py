@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from faststream import AckPolicy
@@ -37,6 +37,7 @@ RawHandler = Callable[[str, bytes], Awaitable[None]]
 
 DEFAULT_HOST = "127.0.0.1"
 STOP_TIMEOUT = 5.0  # [s] to close the connection when the service stops
+RETAINED_WAIT = 5.0  # [s] at most for the retained messages read once at a start
 # what the client raises when the broker is away or the connection broke
 BROKER_ERRORS = (MQTTError, OSError, RuntimeError, FastStreamException)
 
@@ -163,6 +164,43 @@ class Backbone:
         self.broker.subscriber(
             spec.subscription(self.base), qos=qos, decoder=_as_received, ack_policy=policy
         )(on_message)
+
+    async def read_retained(
+        self, spec: TopicSpec[M], names: Sequence[str], wait: float = RETAINED_WAIT
+    ) -> dict[str, M]:
+        """The retained message of each of ``names`` on ``spec``, read once and not followed.
+
+        One subscription to those exact topics (not every name's), with this service's own
+        status last, published retained just before: the broker sends the retained messages of
+        a subscription in the order of its filters, so once the status is in, so is every
+        retained message asked for. Nothing more is received afterwards. Empty when the broker
+        is away; ``wait`` bounds it.
+        """
+        found: dict[str, M] = {}
+        if not names or not await self.publish_status():
+            return found
+        wanted = [spec.topic(name, self.base) for name in names]
+        try:
+            async with asyncio.timeout(wait):
+                client = self.broker.config.client
+                qos = QoS.AT_LEAST_ONCE  # one QoS for all: delivered in the order sent
+                async with client.subscribe(*wanted, self._status_topic, qos=qos) as sub:
+                    async for msg in sub:
+                        if msg.topic == self._status_topic:
+                            break
+                        name = spec.name_in(msg.topic, self.base)
+                        if not msg.retain or name is None:
+                            continue
+                        try:
+                            found[name] = spec.model.model_validate_json(msg.payload)
+                        except ValidationError as err:
+                            self.dropped += 1
+                            log.warning("retained message on %s dropped: %s", msg.topic,
+                                        err.errors()[0]["msg"])  # fmt: skip
+        except (TimeoutError, *BROKER_ERRORS) as err:
+            log.warning("retained messages on %s not all read: %s",
+                        spec.subscription(self.base), type(err).__name__)  # fmt: skip
+        return found
 
     async def publish(self, spec: TopicSpec[M], name: str, model: M) -> bool:
         """Publish ``model`` on the topic of ``spec`` for ``name``; False if the broker is away."""

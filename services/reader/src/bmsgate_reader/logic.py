@@ -99,6 +99,21 @@ class EnergyCounter:
         self.last_ts, self.last_power, self.last_current = ts, power, current
         self.last_mono = mono
 
+    def at_least(self, state: PackState) -> bool:
+        """Go on from a published state's totals where they are ahead; True if any was.
+
+        The file is saved every few minutes, so after a crash it can be behind what was already
+        published; counting on from it would step the totals down (a meter reset for Home
+        Assistant). The counters only go up.
+        """
+        ahead = False
+        for key in ("energy_in", "energy_out", "charge_in", "charge_out"):
+            published = getattr(state, key)
+            if published is not None and published > getattr(self, key):
+                setattr(self, key, float(published))
+                ahead = True
+        return ahead
+
     def totals(self) -> dict[str, float]:
         """The counters as pack-state fields, rounded to what the values can claim."""
         return {

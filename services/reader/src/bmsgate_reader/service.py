@@ -303,6 +303,14 @@ class Reader:
         if self.counters and (self._saved is None or time.monotonic() - self._saved >= SAVE_EVERY):
             self.save_counters()  # the first right away: a counter file from the first poll on
 
+    def continue_counters(self, published: dict[str, PackState]) -> None:
+        """Each pack's counters at least its last published state's (retained on the backbone)."""
+        for pack_id, state in published.items():
+            pack = self.packs.get(pack_id)
+            if pack is not None and pack.energy.at_least(state):
+                log.info("%s: energy counters go on from the last published state (%s), ahead "
+                         "of the saved ones", pack_id, state.ts.isoformat())  # fmt: skip
+
     def save_counters(self) -> None:
         """Persist every pack's energy counter."""
         if self.counters:
@@ -606,6 +614,10 @@ async def serve(reader: Reader) -> None:
     reader.backbone.subscribe(topics.RAW_TX, reader.lease.on_tx, retained=False)
     reader.backbone.subscribe(topics.SNIFF_SET, reader.set_sniff, retained=False)
     async with reader.backbone:
+        # before the first poll: the counters go on from what was last published, if ahead
+        reader.continue_counters(
+            await reader.backbone.read_retained(topics.STATE, list(reader.packs))
+        )
         await reader.set_sniff(reader.backbone.service)
         helpers = [
             asyncio.create_task(job.run())
