@@ -213,6 +213,16 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
     discovery = json.loads(ha.payload)
     assert discovery["cmps"]["charge_mos"]["cmd_t"] == "dongle/garage/charge_mos/set"
     assert discovery["cmps"]["soc"]["stat_t"] == "dongle/garage/state"
+    assert "ent_cat" not in discovery["cmps"]["charge_mos"]  # on auto-generated dashboards
+    assert discovery["cmps"]["set_soc"]["cmd_t"] == "dongle/garage/set_soc/set"  # DALY UART
+    assert {"cell_min_mv", "cell_max_mv", "cell_average_mv"}.isdisjoint(discovery["cmps"])
+    assert all(cmp["name"] for cmp in discovery["cmps"].values())
+    ha_state = json.loads(got["dongle/garage/state"].payload)
+    assert ha_state.keys() >= {
+        k
+        for k, c in discovery["cmps"].items()
+        if c.get("stat_t") == "dongle/garage/state" and k != "set_soc"
+    }
     assert json.loads(got["dongle/garage/state"].payload)["cell_max_index"] == 3
 
     # --- the bank: on the backbone as one more pack, and on the targets ------------------
@@ -241,15 +251,17 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
         await tgt.publish("dongle/garage/charge_mos/set", b"bogus", qos=1)
         await tgt.publish("dongle/bank/charge_mos/set", b"OFF", qos=1)
         await tgt.publish("dongle/garage/mos/set", b'{"DMS":0}', qos=1)
+        await tgt.publish("dongle/garage/set_soc/set", b"55", qos=1)  # HA's Set-SOC number
         commands = []
         async with asyncio.timeout(5):
             async for m in bb.messages:
                 commands.append((m.topic.value, json.loads(m.payload)))  # type: ignore[arg-type]
-                if len(commands) == 2:
+                if len(commands) == 3:
                     break
     assert [(t, c["action"], c["value"]) for t, c in commands] == [
         ("bmsgate/bms/garage/set", "set_charge_mos", False),
         ("bmsgate/bms/garage/set", "set_discharge_mos", False),
+        ("bmsgate/bms/garage/set", "set_soc", 55.0),
     ]
     assert all(c["transaction"].startswith("publisher-plain-") for _, c in commands)
     log = procs[0].log()
