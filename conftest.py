@@ -9,6 +9,41 @@ import pytest
 from tests.support.needs import require
 from tests.support.procs import Mosquitto, Proc, find_mosquitto, start_simulator
 
+# The fast lane (README.md, "Run the tests"): ``pytest -m pure`` runs these files only. Pure: the
+# logic of one module, in this process, with no broker, process, socket, pty or browser.
+PURE: frozenset[str] = frozenset(
+    (
+        "packages/bms/tests/test_daly_classic.py",
+        "packages/bms/tests/test_daly_new.py",
+        "packages/bms/tests/test_jbd.py",
+        "packages/bms/tests/test_jk_pb.py",
+        "packages/bms/tests/test_jk_pb_listen.py",
+        "packages/bms/tests/test_jk_uart.py",
+        "packages/bms/tests/test_pace.py",
+        "packages/bms/tests/test_plausible.py",
+        "packages/bms/tests/test_polling.py",
+        "packages/bms/tests/test_requests.py",
+        "packages/bms/tests/test_seplos_v2.py",
+        "packages/common/tests/test_bank.py",
+        "packages/common/tests/test_models.py",
+        "packages/common/tests/test_timezones.py",
+        "packages/outputs/tests/test_discovery.py",
+        "packages/outputs/tests/test_dongle.py",
+        "services/history/tests/test_daily.py",
+        "services/modbus/tests/test_logic.py",
+        "services/modbus/tests/test_registers.py",
+        "services/notifier/tests/test_events.py",
+        "services/publisher/tests/test_logic.py",
+        "services/reader/tests/test_logic.py",
+        "services/tunnel/tests/test_logic.py",
+        "tests/test_cell_stats.py",
+        "tests/test_liveness.py",
+        "tests/test_protocols_doc.py",
+        "tests/test_publisher_settings.py",
+    )
+)
+ROOT = Path(__file__).parent
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
@@ -41,3 +76,21 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """``@needs(found, what)`` marks: a missing tool skips here, and fails in CI."""
     for mark in item.iter_markers("needs"):
         require(mark.kwargs["found"], mark.kwargs["what"])
+
+
+def _is_pure(path: Path) -> bool:
+    return path.resolve().relative_to(ROOT).as_posix() in PURE
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``-m pure`` does not even import the other test files (the lane stays in seconds)."""
+    if config.getoption("markexpr") != "pure" or not collection_path.name.startswith("test_"):
+        return None
+    return not _is_pure(collection_path) or None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of PURE carry the ``pure`` mark."""
+    for item in items:
+        if _is_pure(item.path):
+            item.add_marker(pytest.mark.pure)
