@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bmsgate_bms import jbd, seplos_v2
 from bmsgate_bms.polling import MAX_AGE, SlowReads
+from bmsgate_bms.sim import make_bus
+from bmsgate_bms.sim.link import SimLink
 
 
 def due_polls(
@@ -64,3 +74,38 @@ def test_ages_are_the_time_since_the_slow_read() -> None:
     assert slow.ages(100.0) == {"cycles": 0.0, "cell_voltages": 0.0}
     slow.due(103.26)
     assert slow.ages(103.26) == {"cycles": 3.3, "cell_voltages": 3.3}
+
+
+def test_a_slow_text_goes_out_every_n_polls_with_its_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JBD on a simulated board: 0x03/0x04 at every poll, the 0x05 model at the first poll and
+    every third one."""
+    bus = make_bus("jbd")
+    driver = jbd.Driver(SimLink(bus), 1)
+    driver.slow.every = 3
+    clock = iter(range(100))
+    tick = SimpleNamespace(monotonic=lambda: float(next(clock)))  # a poll a second
+    monkeypatch.setattr(jbd, "time", tick)
+    readings = [asyncio.run(driver.read()) for _ in range(9)]
+    asked = {cmd: bus.heard[jbd.request(cmd)] for cmd in jbd.POLL}
+    assert asked == {jbd.BASIC: 9, jbd.CELLS: 9, jbd.HARDWARE: 4}
+    assert all(r.extras["hardware_model"] for r in readings)
+    assert [r.ages["hardware_model"] for r in readings] == [0, 1, 0, 1, 2, 0, 1, 2, 0]
+    assert "current" not in readings[1].ages
+
+
+def test_a_board_without_the_slow_read_is_asked_once() -> None:
+    bus = make_bus("seplos_v2")
+    bus.boards[0].answer = _without(bus.boards[0].answer, seplos_v2.VENDOR_INFO)  # type: ignore[method-assign]
+    driver = seplos_v2.Driver(SimLink(bus), 1)
+    driver.slow.every = 2
+    for _ in range(6):
+        reading = asyncio.run(driver.read())
+    assert bus.heard[seplos_v2.request(seplos_v2.VENDOR_INFO, 1)] == 1
+    assert "hardware_model" not in reading.extras and reading.ages == {}
+
+
+def _without(answer: Callable[[bytes], list[bytes] | None], cid2: int) -> Any:
+    def answering(request: bytes) -> list[bytes] | None:
+        return None if request == seplos_v2.request(cid2, 1) else answer(request)
+
+    return answering

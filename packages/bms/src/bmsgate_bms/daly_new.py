@@ -18,6 +18,7 @@ told the first register; the variant follows from the answer's address. No I/O a
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Literal, NamedTuple
 
@@ -29,6 +30,7 @@ from .errors import ChecksumError, FrameError, LengthError, LinkTimeout, ModbusE
 from .fields import Field, decode_field, read_int
 from .link import Framer, Link
 from .plausible import Limits
+from .polling import FAST, SLOW, SlowReads, Tier
 from .reading import BmsReading, Direction, signed_current
 from .setpoints import Setpoint, check_write, pick
 
@@ -803,14 +805,18 @@ EXTRAS: Final = (
 )  # fmt: skip
 
 
-def to_reading(parts: dict[str, Any]) -> BmsReading:
-    """Assemble a snapshot from the decoded answers to one poll (merged into one dict)."""
+def to_reading(parts: dict[str, Any], ages: dict[str, float] | None = None) -> BmsReading:
+    """Assemble a snapshot from the decoded answers to one poll (merged into one dict).
+
+    ``ages``: of the values kept from an earlier, slow read.
+    """
     direction = parts.get("state")
     known = direction if direction in DIRECTIONS.values() else None
     power = parts.get("power")
     return BmsReading.from_parts(
         parts,
         extras=EXTRAS,
+        ages=ages,
         current=signed_current(parts["current"], known),
         power=None if power is None else signed_current(float(power), known),
     )
@@ -823,6 +829,10 @@ D2_STATUS_SHORT: Final = 62  # 0x00-0x3D: what every D2 firmware answers (aiobms
 P81_STATUS: Final = ((0x00, 64), (0x41, 62))  # DALY BMSTool's two reads (ESS-DL capture)
 BALANCER_SWITCH: Final = 0xCF  # same register on both variants (syssi)
 SETTINGS_TRIES: Final = 3  # polls that may try to read the rated capacity before giving up
+# How often each read goes on the wire (bmsgate_bms.polling): the status registers (D2 one
+# read, 0x81 two) at every poll (the current and the state that signs it are in them), the rated
+# capacity (the settings block's first register) when the slow reads are due.
+POLL: Final[dict[str, Tier]] = {"status": FAST, "rated_capacity": SLOW}
 
 
 def _merge(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -864,8 +874,7 @@ class DalyNewDriver:
         self._answer_from = response_address(variant, address)
         self._framer = response_framer(self._answer_from)
         self._d2_count = D2_STATUS
-        self._nominal_capacity: float | None = None
-        self._settings_tries = 0
+        self.slow = SlowReads()  # the reader sets how often (its bus's slow_every)
 
     async def _exchange(self, request: bytes) -> bytes:
         frames = await self._link.exchange(request, self._framer)
@@ -903,23 +912,17 @@ class DalyNewDriver:
         self._d2_count = D2_STATUS_SHORT  # this board only answers the short read
         return parts
 
-    async def _rated_capacity(self) -> float | None:
-        if self._nominal_capacity is None and self._settings_tries < SETTINGS_TRIES:
-            self._settings_tries += 1
-            try:
-                value = (await self._read(self._map.settings, 1)).get("nominal_capacity")
-            except (LinkTimeout, FrameError):
-                return None  # a board without the settings block still gives a snapshot
-            self._nominal_capacity = None if value is None else float(value)
-        return self._nominal_capacity
+    async def _rated_capacity(self) -> dict[str, Any]:
+        value = (await self._read(self._map.settings, 1)).get("nominal_capacity")
+        return {} if value is None else {"nominal_capacity": float(value)}
 
     async def read(self) -> BmsReading:
-        """Read the status registers (one or two requests) and return one snapshot."""
+        """Read the status registers (one or two requests), the rated capacity when due."""
         parts = _merge(await self._status())
-        capacity = await self._rated_capacity()
-        if capacity is not None:
-            parts["nominal_capacity"] = capacity
-        return to_reading(parts)
+        now = time.monotonic()
+        # a board without the settings block still gives a snapshot
+        await self.slow.optional(now, self._rated_capacity, SETTINGS_TRIES)
+        return to_reading(parts | self.slow.parts, self.slow.ages(now))
 
     async def set_mos(self, charge: bool, on: bool) -> bool:
         """Switch the charge or discharge MOSFET; return the state read back from the board."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal
 
@@ -20,6 +21,7 @@ from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
 from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
+from .polling import FAST, SLOW, SlowReads, Tier
 from .reading import BmsReading
 from .setpoints import Setpoint, SettingError, check_write
 
@@ -38,6 +40,9 @@ EXIT_FACTORY: Final = 0x01  # data 00 00 (28 28 would save the EEPROM: never sen
 BASIC: Final = 0x03
 CELLS: Final = 0x04
 HARDWARE: Final = 0x05
+# How often each read goes on the wire (bmsgate_bms.polling): the model text is slow; a board
+# that never answers it is not asked again.
+POLL: Final[dict[int, Tier]] = {BASIC: FAST, CELLS: FAST, HARDWARE: SLOW}
 ERROR_COUNTS: Final = 0xAA
 MOS_CONTROL: Final = 0xE1  # data 00 XX: bit0 = charge MOS forced off, bit1 = discharge
 FACTORY_KEY: Final = b"\x56\x78"
@@ -365,7 +370,7 @@ def decode_frame(frame: bytes, order: BalanceOrder = "pdf") -> dict[str, Any]:
         cells = decode_cells(data)
         return {"cell_voltages": cells, "cell_count": len(cells)}
     if register == HARDWARE:
-        return {"hardware_model": data.decode("ascii", errors="replace").strip("\x00 ")}
+        return decode_hardware(data)
     if register == ERROR_COUNTS:
         if len(data) < 2 * len(ERROR_COUNT_NAMES):
             raise LengthError(f"0xAA data is {len(data)} bytes, 22 expected")
@@ -393,17 +398,22 @@ def _order(variant: str | None) -> BalanceOrder:
     return "reversed" if variant == "reversed" else "pdf"
 
 
+def decode_hardware(data: bytes) -> dict[str, Any]:
+    """The hardware model text of a 0x05 answer."""
+    return {"hardware_model": data.decode("ascii", errors="replace").strip("\x00 ")}
+
+
 EXTRAS: Final = ("mos_software_lock", "software_version", "manufacture_date", "hardware_model",
                  "protection_raw")  # fmt: skip
 
 
-def to_reading(parts: Mapping[str, Any]) -> BmsReading:
-    """A snapshot from the decoded 0x03 and 0x04 answers."""
+def to_reading(parts: Mapping[str, Any], ages: Mapping[str, float] | None = None) -> BmsReading:
+    """A snapshot from the decoded 0x03 and 0x04 answers (``ages``: of kept values)."""
     if "cell_voltages" in parts and len(parts["cell_voltages"]) != parts.get("cell_count"):
         raise FrameError(
             f"0x04 carries {len(parts['cell_voltages'])} cells, 0x03 says {parts.get('cell_count')}"
         )
-    return BmsReading.from_parts(parts, extras=EXTRAS)
+    return BmsReading.from_parts(parts, extras=EXTRAS, ages=ages)
 
 
 # --- driver ----------------------------------------------------------------------------------
@@ -421,8 +431,7 @@ class JbdDriver:
         self._link = link
         self.address = address
         self.order = _order(variant)
-        self._model: str | None = None
-        self._model_asked = False
+        self.slow = SlowReads()  # the reader sets how often (its bus's slow_every)
 
     async def _ask(self, req: bytes) -> bytes:
         frames = await self._link.exchange(req, response_framer)
@@ -432,17 +441,15 @@ class JbdDriver:
         return decode_basic(await self._ask(request(BASIC)), self.order)
 
     async def read(self) -> BmsReading:
-        """0x03 then 0x04; the hardware model (0x05) once, on the first poll."""
+        """0x03 then 0x04; the hardware model (0x05) when POLL's slow reads are due."""
         parts = await self._basic()
         parts["cell_voltages"] = decode_cells(await self._ask(request(CELLS)))
-        if not self._model_asked:
-            self._model_asked = True  # a board without 0x05 costs one timeout, once
-            with contextlib.suppress(FrameError, LinkTimeout):
-                data = await self._ask(request(HARDWARE))
-                self._model = data.decode("ascii", errors="replace").strip("\x00 ")
-        if self._model:
-            parts["hardware_model"] = self._model
-        return to_reading(parts)
+        now = time.monotonic()
+        await self.slow.optional(now, self._hardware)
+        return to_reading(parts | self.slow.parts, self.slow.ages(now))
+
+    async def _hardware(self) -> dict[str, Any]:
+        return decode_hardware(await self._ask(request(HARDWARE)))
 
     async def set_mos(self, charge: bool, on: bool) -> bool:
         """0xE1 write, then 0x03 read back: the MOSFET's state as the BMS reports it.

@@ -13,16 +13,17 @@ No I/O above ``PaceDriver``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from . import yd1363
 from .driver import ProbeAnswer, ProtocolInfo, ScanStep, UnsupportedCommand
-from .errors import FrameError, LengthError, LinkTimeout
+from .errors import FrameError, LengthError
 from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
+from .polling import FAST, SLOW, SlowReads, Tier
 from .reading import BmsReading
 
 NAME: Final = "pace"
@@ -43,6 +44,9 @@ CHARGE_MOS: Final = 0x9A
 DISCHARGE_MOS: Final = 0x9B
 VERSION_INFO: Final = 0xC1
 SERIAL_INFO: Final = 0xC2
+# How often each read goes on the wire (bmsgate_bms.polling): the version text is slow; a
+# board that never answers it is not asked again.
+POLL: Final[dict[int, Tier]] = {ANALOG: FAST, STATUS: FAST, VERSION_INFO: SLOW}
 REQUEST_NAMES: Final = {
     ANALOG: "analog",
     STATUS: "status",
@@ -313,9 +317,9 @@ EXTRAS: Final = ("ambient_temperature", "full_capacity", "soh", "charging", "dis
                  "pack_address")  # fmt: skip
 
 
-def to_reading(parts: Mapping[str, Any]) -> BmsReading:
-    """A snapshot from the decoded 0x42 and 0x44 answers."""
-    return BmsReading.from_parts(parts, extras=EXTRAS)
+def to_reading(parts: Mapping[str, Any], ages: Mapping[str, float] | None = None) -> BmsReading:
+    """A snapshot from the decoded 0x42 and 0x44 answers (``ages``: of kept values)."""
+    return BmsReading.from_parts(parts, extras=EXTRAS, ages=ages)
 
 
 # --- driver ----------------------------------------------------------------------------------
@@ -334,8 +338,7 @@ class PaceDriver:
         self.address = address
         self.order = _order(variant)
         self._framer = yd1363.answer_framer(VERSION, address)
-        self._version: dict[str, Any] | None = None
-        self._version_asked = False
+        self.slow = SlowReads()  # the reader sets how often (its bus's slow_every)
 
     async def _exchange(self, req: bytes) -> yd1363.Frame:
         return yd1363.parse((await self._link.exchange(req, self._framer))[0])
@@ -346,13 +349,11 @@ class PaceDriver:
         return decode_answer(frame, cid2, self.order, all_packs=False)
 
     async def read(self) -> BmsReading:
-        """0x42 then 0x44; the version text (0xC1) once, on the first poll."""
+        """0x42 then 0x44; the version text (0xC1) when POLL's slow reads are due."""
         parts = await self._ask(ANALOG) | await self._ask(STATUS)
-        if not self._version_asked:
-            self._version_asked = True  # a board without 0xC1 costs one timeout, once
-            with contextlib.suppress(FrameError, LinkTimeout):
-                self._version = await self._ask(VERSION_INFO)
-        return to_reading(parts | (self._version or {}))
+        now = time.monotonic()
+        await self.slow.optional(now, lambda: self._ask(VERSION_INFO))
+        return to_reading(parts | self.slow.parts, self.slow.ages(now))
 
     async def set_mos(self, charge: bool, on: bool) -> bool:
         """0x9A/0x9B, then 0x44 read back: the MOSFET as the BMS reports it.

@@ -9,9 +9,11 @@ is never shown as read now. Pure: the caller passes the monotonic time.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+from .errors import FrameError, LinkTimeout
 
 Tier = Literal["fast", "slow"]
 FAST: Final[Tier] = "fast"
@@ -43,6 +45,9 @@ class SlowReads:
     polls: int = 0
     signal: Hashable = None  # what the fast answer said at the last poll
     owed: bool = False  # a slow read was due and has not succeeded yet (a retry reads it)
+    tried_at: float | None = None  # [s] monotonic time of the last slow read, good or not
+    absent: bool = False  # the board never answered its optional slow read: not asked again
+    misses: int = 0  # optional slow reads unanswered before the first answer
 
     def due(self, now: float, signal: Hashable = None) -> bool:
         """Count a poll; whether it reads the slow commands too."""
@@ -51,18 +56,41 @@ class SlowReads:
         self.owed = (
             self.owed
             or self.every <= 1
-            or self.read_at is None
+            or self.tried_at is None
             or changed
             or (self.polls + self.phase) % self.every == 0
-            or now - self.read_at >= self.max_age
+            or now - self.tried_at >= self.max_age
         )
         return self.owed
 
     def keep(self, parts: Mapping[str, Any], now: float) -> None:
         """Remember what a slow read gave, read at ``now``."""
         self.parts = dict(parts)
-        self.read_at = now
+        self.read_at = self.tried_at = now
         self.owed = False
+
+    def failed(self, now: float) -> None:
+        """A slow read went unanswered: the values keep ageing until the next due time."""
+        self.tried_at = now
+        self.owed = False
+
+    async def optional(
+        self, now: float, ask: Callable[[], Awaitable[Mapping[str, Any]]], tries: int = 1
+    ) -> None:
+        """A slow read a board may lack (a model or firmware text) when due, its failure no error.
+
+        A board that has not answered it in ``tries`` attempts is not asked again: a board
+        without it costs that many timeouts, once.
+        """
+        if self.absent or not self.due(now):
+            return
+        try:
+            self.keep(await ask(), now)
+        except (FrameError, LinkTimeout):
+            self.failed(now)
+            if self.read_at is None:
+                self.misses += 1
+                self.absent = self.misses >= tries
 
     def ages(self, now: float) -> dict[str, float]:
         """[s] how old each kept value is at ``now`` (0 when read at this poll); {} untiered."""

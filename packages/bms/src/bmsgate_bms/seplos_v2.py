@@ -11,16 +11,17 @@ No I/O above ``SeplosDriver``.
 
 from __future__ import annotations
 
-import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
 from . import yd1363
 from .driver import ProbeAnswer, ProtocolInfo, ScanStep, UnsupportedCommand
-from .errors import FrameError, LengthError, LinkTimeout
+from .errors import FrameError, LengthError
 from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
+from .polling import FAST, SLOW, SlowReads, Tier
 from .reading import BmsReading
 
 NAME: Final = "seplos_v2"
@@ -37,6 +38,9 @@ ALARMS: Final = 0x44
 PARAMETERS: Final = 0x47
 PROTOCOL_VERSION: Final = 0x4F
 VENDOR_INFO: Final = 0x51
+# How often each read goes on the wire (bmsgate_bms.polling): the vendor text is slow; a board
+# that never answers it is not asked again.
+POLL: Final[dict[int, Tier]] = {TELEMETRY: FAST, ALARMS: FAST, VENDOR_INFO: SLOW}
 REQUEST_NAMES: Final = {
     TELEMETRY: "telemetry",
     ALARMS: "alarms",
@@ -236,9 +240,9 @@ EXTRAS: Final = ("ambient_temperature", "full_capacity", "soh", "port_voltage", 
                  "manufacturer")  # fmt: skip
 
 
-def to_reading(parts: Mapping[str, Any]) -> BmsReading:
-    """A snapshot from the decoded 0x42 and 0x44 answers."""
-    return BmsReading.from_parts(parts, extras=EXTRAS)
+def to_reading(parts: Mapping[str, Any], ages: Mapping[str, float] | None = None) -> BmsReading:
+    """A snapshot from the decoded 0x42 and 0x44 answers (``ages``: of kept values)."""
+    return BmsReading.from_parts(parts, extras=EXTRAS, ages=ages)
 
 
 # --- driver ----------------------------------------------------------------------------------
@@ -254,8 +258,7 @@ class SeplosDriver:
         self._link = link
         self.address = address
         self._framer = yd1363.answer_framer(VERSION, address)
-        self._vendor: dict[str, Any] | None = None
-        self._vendor_asked = False
+        self.slow = SlowReads()  # the reader sets how often (its bus's slow_every)
 
     async def _ask(self, cid2: int) -> dict[str, Any]:
         frames = await self._link.exchange(request(cid2, self.address), self._framer)
@@ -264,13 +267,11 @@ class SeplosDriver:
         return decode_answer(frame, cid2)
 
     async def read(self) -> BmsReading:
-        """0x42 then 0x44; the vendor information (0x51) once, on the first poll."""
+        """0x42 then 0x44; the vendor information (0x51) when POLL's slow reads are due."""
         parts = await self._ask(TELEMETRY) | await self._ask(ALARMS)
-        if not self._vendor_asked:
-            self._vendor_asked = True  # a board without 0x51 costs one timeout, once
-            with contextlib.suppress(FrameError, LinkTimeout):
-                self._vendor = await self._ask(VENDOR_INFO)
-        return to_reading(parts | (self._vendor or {}))
+        now = time.monotonic()
+        await self.slow.optional(now, lambda: self._ask(VENDOR_INFO))
+        return to_reading(parts | self.slow.parts, self.slow.ages(now))
 
     async def set_mos(self, charge: bool, on: bool) -> bool:
         """Refuse: Seplos v2 documents no MOS command over RS485."""
