@@ -10,8 +10,8 @@ from typing import Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.middleware.gzip import GZipMiddleware
 
 from bmsgate_common import topics
 from bmsgate_common.models import (
@@ -47,6 +47,14 @@ from .routes import setup as setup_routes
 from .routes.status import bank_views
 from .sky import Weather
 from .store import PackStore
+from .transfer import (
+    GZIP_EXCLUDED,
+    GZIP_LEVEL,
+    GZIP_MIN_BYTES,
+    OWN_FILES,
+    VENDOR_FILES,
+    CachedFiles,
+)
 from .views import pack_view
 
 STATIC = Path(__file__).parent / "static"
@@ -219,6 +227,10 @@ def create_app(
         origins=api.allowed_origins,
         body_timeout=api.header_timeout,
     )
+    app.add_middleware(
+        GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL,
+        exclude_content_types=GZIP_EXCLUDED,
+    )  # fmt: skip
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:
@@ -239,6 +251,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(setup_routes.router)
     if VENDOR.is_dir():
-        app.mount("/vendor/uplot", StaticFiles(directory=VENDOR), name="uplot")
-    app.mount("/", StaticFiles(directory=STATIC, html=True), name="ui")
+        uplot = CachedFiles(directory=VENDOR, cache_control=VENDOR_FILES)
+        app.mount("/vendor/uplot", uplot, name="uplot")
+    app.mount("/", CachedFiles(directory=STATIC, html=True, cache_control=OWN_FILES), name="ui")
     return app
