@@ -18,11 +18,22 @@ class Clock:
 
     def __init__(self, start: datetime = T0) -> None:
         self.now = start
+        self.seconds = 1000.0  # [s] the monotonic clock
 
     def __call__(self) -> datetime:
         return self.now
 
+    def mono(self) -> float:
+        return self.seconds
+
     def advance(self, seconds: float) -> datetime:
+        """Time passes: both clocks move."""
+        self.now += timedelta(seconds=seconds)
+        self.seconds += seconds
+        return self.now
+
+    def set(self, seconds: float) -> datetime:
+        """The wall clock is set (NTP, a person): only it moves."""
         self.now += timedelta(seconds=seconds)
         return self.now
 

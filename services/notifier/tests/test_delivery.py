@@ -40,7 +40,12 @@ def make(port: int, clock: Clock, **kw: Any) -> Notifier:
         {"name": "tablet", "url": PSAFER, "min_priority": "high"},
     ]
     return Notifier(
-        settings(targets=targets, **kw), clock, tuner(port), {"garage": "Garage"}, ZoneInfo("UTC")
+        settings(targets=targets, **kw),
+        clock,
+        tuner(port),
+        {"garage": "Garage"},
+        ZoneInfo("UTC"),
+        mono=clock.mono,
     )
 
 
@@ -237,3 +242,41 @@ async def test_json_target_and_emergency(api: tuple[Received, int]) -> None:
     assert hook["title"] == "Garage: BMS offline" and hook["type"] == "failure"
     [po] = got.on(PO)
     assert po["priority"] == "2"  # the URL's own priority wins
+
+
+async def test_a_wall_clock_step_neither_stretches_nor_cuts_grace_repeat_or_retry(
+    api: tuple[Received, int],
+) -> None:
+    """Grace times, the repeat gate and retries count real seconds, whatever the clock is set to."""
+    got, port = api
+    clock = Clock()
+    n = make(
+        port, clock, repeat_after=600, service_grace=60, retry_min=10, retry_max=40,
+        targets=[{"name": "a", "url": POVER}],
+    )  # fmt: skip
+    await n.on_alarm("garage", alarm())
+    await n.tick(clock.advance(1))
+    assert len(got.on(PO)) == 1
+    # set forward an hour: the same alarm 10 s later is still a repeat inside the 10 minutes
+    clock.set(3600)
+    await n.on_alarm("garage", alarm())
+    await n.tick(clock.advance(10))
+    assert len(got.on(PO)) == 1 and n.gate.suppressed == 1
+    # a service goes down, the clock is set forward an hour: not down yet (5 s of 60 s grace)
+    await n.on_service("reader-0", ServiceStatus(service="reader-0", state="offline"))
+    clock.set(3600)
+    await n.tick(clock.advance(5))
+    assert len(got.on(PO)) == 1
+    # set back two hours: the grace still ends 60 s after the service went down
+    clock.set(-7200)
+    await n.tick(clock.advance(56))
+    assert got.on(PO)[-1]["title"] == "bmsgate reader-0 is down"
+    # a failed send is retried 10 s later, though the clock was set back an hour meanwhile
+    got.failing = True
+    await n.on_alarm("garage", alarm(active=False))
+    await n.tick(clock.advance(1))
+    assert n.channels[0].failures == 1
+    got.failing = False
+    clock.set(-3600)
+    await n.tick(clock.advance(11))
+    assert got.on(PO)[-1]["title"] == "Garage: alarm cleared"

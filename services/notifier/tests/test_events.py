@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from bmsgate_common.models import HealthFinding, HealthReport, ServiceStatus
 from bmsgate_common.service import READER_STOPPED
@@ -103,20 +103,25 @@ def test_health_findings_once_each() -> None:
     assert len(d.on_health("garage", r)) == 1  # came back
 
 
+def when(seconds: float) -> tuple[datetime, float]:
+    """The wall and the monotonic clock ``seconds`` after T0 (monotonic 1000 s at T0)."""
+    return T0 + timedelta(seconds=seconds), 1000.0 + seconds
+
+
 def test_service_down_after_grace_only() -> None:
     d = Detector(settings(service_grace=60))
     will = ServiceStatus(service="reader-0", state="offline")
     online = ServiceStatus(service="reader-0", state="online", ts=T0)
-    assert d.on_service("reader-0", will, T0) == []
-    assert d.on_service("reader-0", online, T0 + timedelta(seconds=5)) == []  # a quick restart
-    assert d.tick(T0 + timedelta(seconds=120)) == []
-    d.on_service("reader-0", will, T0 + timedelta(seconds=200))
-    assert d.tick(T0 + timedelta(seconds=250)) == []
-    [down] = d.tick(T0 + timedelta(seconds=261))
+    assert d.on_service("reader-0", will, *when(0)) == []
+    assert d.on_service("reader-0", online, *when(5)) == []  # a quick restart
+    assert d.tick(*when(120)) == []
+    d.on_service("reader-0", will, *when(200))
+    assert d.tick(*when(250)) == []
+    [down] = d.tick(*when(261))
     assert down.kind == "service_down" and "without a goodbye" in down.body
-    assert d.tick(T0 + timedelta(seconds=400)) == []
-    assert kinds(d.on_service("reader-0", online, T0 + timedelta(seconds=500))) == ["service_up"]
-    assert d.on_service("notifier", will, T0) == []  # never about itself
+    assert d.tick(*when(400)) == []
+    assert kinds(d.on_service("reader-0", online, *when(500))) == ["service_up"]
+    assert d.on_service("notifier", will, *when(0)) == []  # never about itself
 
 
 def test_a_service_left_out_by_the_configuration_is_not_down() -> None:
@@ -125,8 +130,8 @@ def test_a_service_left_out_by_the_configuration_is_not_down() -> None:
     left_out = ServiceStatus(
         service="tunnel", state="offline", ts=T0, detail={"left_out": "control.enabled is false"}
     )
-    assert d.on_service("tunnel", stopped, T0) == []
-    assert d.on_service("tunnel", left_out, T0 + timedelta(seconds=1)) == []
-    assert d.tick(T0 + timedelta(seconds=300)) == []
+    assert d.on_service("tunnel", stopped, *when(0)) == []
+    assert d.on_service("tunnel", left_out, *when(1)) == []
+    assert d.tick(*when(300)) == []
     online = ServiceStatus(service="tunnel", state="online", ts=T0)
-    assert d.on_service("tunnel", online, T0 + timedelta(seconds=400)) == []  # no "back" either
+    assert d.on_service("tunnel", online, *when(400)) == []  # no "back" either

@@ -9,7 +9,7 @@ reported once; a good state seen first is the baseline and stays silent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final, Literal
 
 from bmsgate_common.models import (
@@ -76,7 +76,8 @@ class Detector:
         self.states: dict[str, PackState] = {}
         self.dailies: dict[str, DailyStats] = {}
         self.alarm_log: list[tuple[datetime, str]] = []  # (when, "Garage: text") since last report
-        self._down_since: dict[str, tuple[datetime, bool]] = {}  # service -> (since, lost)
+        # service -> (since [s] on the monotonic clock, lost)
+        self._down_since: dict[str, tuple[float, bool]] = {}
         self._down_told: set[str] = set()
 
     def name(self, pack: str) -> str:
@@ -278,7 +279,9 @@ class Detector:
             )
         return out
 
-    def on_service(self, service: str, status: ServiceStatus, now: datetime) -> list[Event]:
+    def on_service(
+        self, service: str, status: ServiceStatus, now: datetime, mono: float
+    ) -> list[Event]:
         """A service back after it was reported down; a going-down waits for ``tick``.
 
         A service ``bmsgate run`` stopped because the configuration leaves it nothing to do
@@ -292,7 +295,7 @@ class Detector:
             return []
         if status.state == "offline":
             if service not in self._down_since:
-                self._down_since[service] = (now, status.ts is None)
+                self._down_since[service] = (mono, status.ts is None)
             return []
         self._down_since.pop(service, None)
         if service in self._down_told:
@@ -311,12 +314,14 @@ class Detector:
             ]
         return []
 
-    def tick(self, now: datetime) -> list[Event]:
-        """Services that stayed offline past the grace time (a restart does not count)."""
+    def tick(self, now: datetime, mono: float) -> list[Event]:
+        """Services that stayed offline past the grace time (a restart does not count).
+
+        The grace time is measured on the monotonic clock ``mono`` [s]; ``now`` dates the event.
+        """
         out = []
-        grace = timedelta(seconds=self.cfg.service_grace)
         for service, (since, lost) in list(self._down_since.items()):
-            if service in self._down_told or now - since < grace:
+            if service in self._down_told or mono - since < self.cfg.service_grace:
                 continue
             self._down_told.add(service)
             how = "went away without a goodbye (crash or lost connection)" if lost else "stopped"

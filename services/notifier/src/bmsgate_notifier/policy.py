@@ -1,13 +1,16 @@
 """No storms, nothing lost: the repeat gate, and per target filters, quiet hours, digests, retries.
 
-Pure and clock-free: every method takes ``now`` (aware datetime), so tests step time by hand.
+Pure and clock-free, so tests step time by hand: ``now`` (aware datetime) is the wall clock, for
+what a person reads (quiet hours, times in a digest); ``mono`` [s] is the monotonic clock, for every
+interval (repeat gate, gathering, bursts, retries), which a step of the wall clock must not stretch
+or cut short.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import datetime, time, tzinfo
 from typing import Final
 
 from bmsgate_common.settings import NotifierSettings, NotifyPriority, NotifyTargetSettings
@@ -26,23 +29,23 @@ class Gate:
     """
 
     def __init__(self, repeat_after: float) -> None:
-        self.interval = timedelta(seconds=repeat_after)
+        self.interval = repeat_after  # [s]
         self.current: dict[str, str] = {}  # subject -> the state told last
-        self.told_at: dict[tuple[str, str], datetime] = {}  # (subject, state) -> when
+        self.told_at: dict[tuple[str, str], float] = {}  # (subject, state) -> when [s] monotonic
         self.waiting: dict[str, Event] = {}
         self.suppressed = 0
 
-    def _tell(self, event: Event, now: datetime) -> Event:
+    def _tell(self, event: Event, mono: float) -> Event:
         self.current[event.subject] = event.state
-        self.told_at[event.subject, event.state] = now
+        self.told_at[event.subject, event.state] = mono
         self.waiting.pop(event.subject, None)
         return event
 
-    def admit(self, event: Event, now: datetime) -> Event | None:
+    def admit(self, event: Event, mono: float) -> Event | None:
         """The event if it may go out now, else None (dropped, or kept back)."""
         last = self.told_at.get((event.subject, event.state))
-        if last is None or now - last >= self.interval:
-            return self._tell(event, now)
+        if last is None or mono - last >= self.interval:
+            return self._tell(event, mono)
         self.suppressed += 1
         if self.current.get(event.subject) == event.state:
             self.waiting.pop(event.subject, None)  # back to what the person already knows
@@ -50,14 +53,14 @@ class Gate:
             self.waiting[event.subject] = event
         return None
 
-    def release(self, now: datetime) -> list[Event]:
+    def release(self, mono: float) -> list[Event]:
         """Kept-back events whose interval is over."""
         due = [
             e
             for e in self.waiting.values()
-            if now - self.told_at[e.subject, e.state] >= self.interval
+            if mono - self.told_at[e.subject, e.state] >= self.interval
         ]
-        return [self._tell(e, now) for e in due]
+        return [self._tell(e, mono) for e in due]
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def compose(events: list[Event], tz: tzinfo, dropped: int = 0) -> Notification:
 
 @dataclass
 class _Queued:
-    at: datetime
+    at: float  # [s] monotonic
     event: Event
 
 
@@ -112,12 +115,12 @@ class Channel:
     tz: tzinfo
     queue: deque[_Queued] = field(default_factory=deque)
     held: list[_Queued] = field(default_factory=list)  # quiet hours
-    sent_at: deque[datetime] = field(default_factory=deque)
+    sent_at: deque[float] = field(default_factory=deque)  # [s] monotonic
     dropped: int = 0  # since the last successful send
     dropped_total: int = 0
     sent: int = 0
     failures: int = 0
-    next_try: datetime | None = None
+    next_try: float | None = None  # [s] monotonic
     backoff: float = 0.0
     inflight: Notification | None = None
 
@@ -135,16 +138,16 @@ class Channel:
         q = self.cfg.quiet_hours
         return q is not None and in_quiet(now.astimezone(self.tz).time(), q.start, q.end)
 
-    def offer(self, event: Event, now: datetime) -> bool:
+    def offer(self, event: Event, now: datetime, mono: float) -> bool:
         """Queue an event this target wants; False if it does not want it."""
         if not self.wants(event):
             return False
         q = self.cfg.quiet_hours
         if q is not None and self.quiet(now) and rank(event.priority) < rank(q.let_through):
-            self.held.append(_Queued(now, event))
+            self.held.append(_Queued(mono, event))
             self._bound(self.held)
         else:
-            self.queue.append(_Queued(now, event))
+            self.queue.append(_Queued(mono, event))
             self._bound(self.queue)
         return True
 
@@ -156,19 +159,18 @@ class Channel:
             self.dropped += 1
             self.dropped_total += 1
 
-    def take(self, now: datetime) -> Notification | None:
+    def take(self, now: datetime, mono: float) -> Notification | None:
         """The message to send now, if any; the caller reports back with ``done``."""
         if self.held and not self.quiet(now):
             self.queue.extendleft(reversed(self.held))
             self.held.clear()
         if self.inflight is not None or not self.queue:
             return None
-        if self.next_try is not None and now < self.next_try:
+        if self.next_try is not None and mono < self.next_try:
             return None
-        if now - self.queue[0].at < timedelta(seconds=self.cfg.gather):
+        if mono - self.queue[0].at < self.cfg.gather:
             return None  # more may be on the way
-        window = timedelta(seconds=self.cfg.burst_window)
-        while self.sent_at and now - self.sent_at[0] >= window:
+        while self.sent_at and mono - self.sent_at[0] >= self.cfg.burst_window:
             self.sent_at.popleft()
         if len(self.sent_at) >= self.cfg.burst:
             return None  # too many lately: collect, and send them as one when a slot frees
@@ -178,7 +180,7 @@ class Channel:
         self.dropped = 0
         return self.inflight
 
-    def done(self, ok: bool, now: datetime) -> float | None:
+    def done(self, ok: bool, mono: float) -> float | None:
         """Record the outcome; after a failure the events go back and the retry waits longer.
 
         Returns the seconds until the retry after a failure, None after a success.
@@ -188,15 +190,15 @@ class Channel:
             return None
         if ok:
             self.sent += 1
-            self.sent_at.append(now)
+            self.sent_at.append(mono)
             self.next_try, self.backoff = None, 0.0
             return None
         self.failures += 1
         self.dropped += msg.dropped
-        self.queue.extendleft(_Queued(now, e) for e in reversed(msg.events))
+        self.queue.extendleft(_Queued(mono, e) for e in reversed(msg.events))
         self._bound(self.queue)
         self.backoff = min(max(self.backoff * 2, self.cfg.retry_min), self.cfg.retry_max)
-        self.next_try = now + timedelta(seconds=self.backoff)
+        self.next_try = mono + self.backoff
         return self.backoff
 
     def pending(self) -> int:

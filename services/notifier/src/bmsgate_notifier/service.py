@@ -1,12 +1,14 @@
 """The notifier service: backbone messages in, Apprise notifications out. Wiring and I/O only.
 
-The clock is injected (``clock``) and all timing happens in ``tick(now)``, so tests drive time.
+The clocks are injected (``clock``: the wall clock; ``mono``: the monotonic one, for every
+interval) and all timing happens in ``tick(now)``, so tests drive time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Final
@@ -36,6 +38,7 @@ from .sender import AppriseSender, SecretFilter, Tune, check_url, mask
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+Mono = Callable[[], float]  # [s] monotonic
 TICK = 0.5  # [s] how often queues, retries, reports and grace times are looked at
 TEST_TIMEOUT = 20.0  # [s] for a test message
 TEST_MESSAGE: Final = Notification(
@@ -66,9 +69,11 @@ class Notifier:
         tune: Tune | None = None,
         names: dict[str, str] | None = None,
         tz: tzinfo | None = None,
+        mono: Mono = time.monotonic,
     ) -> None:
         self.cfg = cfg
         self.clock = clock
+        self.mono = mono
         # the site's zone (run_notifier passes it); the coordinates' when not given
         self.tz: tzinfo = tz or find_zone(cfg.latitude, cfg.longitude)
         self.detector = Detector(cfg, names)
@@ -113,13 +118,15 @@ class Notifier:
     ) -> None:
         """Pass events through the repeat gate to every target that wants them."""
         now = now or self.clock()
+        mono = self.mono()
         for event in events:
             self.events += 1
-            admitted = event if not gated or event.kind == "report" else self.gate.admit(event, now)
+            gate = gated and event.kind != "report"
+            admitted = self.gate.admit(event, mono) if gate else event
             if admitted is None:
                 log.debug("held back as a repeat: %s", event.subject)
                 continue
-            taken = [ch.target.name for ch in self.channels if ch.offer(admitted, now)]
+            taken = [ch.target.name for ch in self.channels if ch.offer(admitted, now, mono)]
             log.info(
                 "event %s: %s -> %s",
                 event.kind,
@@ -149,7 +156,7 @@ class Notifier:
 
     async def on_service(self, service: str, status: ServiceStatus) -> None:
         """A service's status (a going-down is confirmed by ``tick`` after the grace time)."""
-        self.dispatch(self.detector.on_service(service, status, self.clock()))
+        self.dispatch(self.detector.on_service(service, status, self.clock(), self.mono()))
 
     def keep(self, task: asyncio.Task[None]) -> None:
         """Hold a reference to a running send until it is done."""
@@ -208,11 +215,12 @@ class Notifier:
         if self.next is not None and now >= self.next[0]:
             self.dispatch([self.report(self.next[1], now)], now)
             self._plan_report(now)
-        self.dispatch(self.detector.tick(now), now)
-        self.dispatch(self.gate.release(now), now, gated=False)
+        mono = self.mono()
+        self.dispatch(self.detector.tick(now, mono), now)
+        self.dispatch(self.gate.release(mono), now, gated=False)
         sends = []
         for channel, sender in zip(self.channels, self.senders, strict=True):
-            message = channel.take(now)
+            message = channel.take(now, mono)
             if message is not None:
                 task = asyncio.create_task(self._send(channel, sender, message))
                 self._sending.add(task)
@@ -228,7 +236,7 @@ class Notifier:
         except Exception as err:  # a plugin bug must not stop the other targets
             log.warning("target %s: send raised %s", name, type(err).__name__)
             ok = False
-        retry = channel.done(ok, self.clock())
+        retry = channel.done(ok, self.mono())
         if retry is not None:
             log.warning(
                 "target %s (%s): not delivered; %d events wait, retry in %.0f s",
