@@ -46,10 +46,22 @@ def samples(n: int, step_ms: int) -> list[Sample]:
         cells = tuple(round(3.30 + rng.uniform(-0.01, 0.01), 3) for _ in range(CELLS))
         current = round(20 * rng.uniform(-1, 1), 2)
         result.append(
-            Sample(T0 + i * step_ms, 50.0 + (i % 500) / 10, round(sum(cells), 3), current,
-                   round(sum(cells) * current, 1), cells, (21.0, 22.5), 30.0, 50.0, 100.0,
-                   True, True, False)
-        )  # fmt: skip
+            Sample(
+                T0 + i * step_ms,
+                50.0 + (i % 500) / 10,
+                round(sum(cells), 3),
+                current,
+                round(sum(cells) * current, 1),
+                cells,
+                (21.0, 22.5),
+                30.0,
+                50.0,
+                100.0,
+                True,
+                True,
+                False,
+            )
+        )
     return result
 
 
@@ -106,11 +118,13 @@ def query_ms(
     archive: Archive, resolution: str, hours: float, fields: list[str]
 ) -> tuple[float, float, int]:
     """Median ms of 5 runs: the query alone, and query + JSON; and the reply size [bytes]."""
+    # fmt: off
     q = HistoryQuery.model_validate(
         {"transaction": "b", "pack": "p1", "fields": fields, "start": from_ms(T0),
          "end": from_ms(T0 + int(hours * 3_600_000)), "resolution": resolution,
          "max_points": 2000}
-    )  # fmt: skip
+    )
+    # fmt: on
     now = T0 + int(hours * 3_600_000)
     plain, full = [], []
     size = 0
@@ -201,8 +215,12 @@ def main() -> None:
                 rows.append((f"{args.hours:g} h 16-cell chart, poll {label}, {res}", took))
             if step == 5000:
                 q, full, size = query_ms(archive, "auto", args.hours, ["power", "soc"])
-                rows.append((f"{args.hours:g} h power-flow chart (power, soc), auto",
-                             f"{q:.1f} ms query, {full:.1f} ms with JSON"))  # fmt: skip
+                rows.append(
+                    (
+                        f"{args.hours:g} h power-flow chart (power, soc), auto",
+                        f"{q:.1f} ms query, {full:.1f} ms with JSON",
+                    )
+                )
             archive.close()
         build, write = asyncio.run(influx_rate(folder, args.points))
         rows.append(("InfluxDB line building (16 cells)", f"{build:,.0f} points/s"))

@@ -40,11 +40,21 @@ HOST = "127.0.0.1"
 def state(soc: float = 64.0) -> PackState:
     """A 16-cell pack with a fresh timestamp."""
     return PackState(
-        pack="garage", name="Garage", protocol="jk_pb", ts=datetime.now(UTC), pack_voltage=52.9,
-        current=-12.5, power=-661.2, soc=soc, cell_voltages=[3.300 + i / 1000 for i in range(16)],
-        cell_count=16, temperatures=[20.0, 21.5], remaining_capacity=180.0, charge_mos=True,
+        pack="garage",
+        name="Garage",
+        protocol="jk_pb",
+        ts=datetime.now(UTC),
+        pack_voltage=52.9,
+        current=-12.5,
+        power=-661.2,
+        soc=soc,
+        cell_voltages=[3.300 + i / 1000 for i in range(16)],
+        cell_count=16,
+        temperatures=[20.0, 21.5],
+        remaining_capacity=180.0,
+        charge_mos=True,
         discharge_mos=True,
-    )  # fmt: skip
+    )
 
 
 async def _serve(kind: str, port: int) -> None:
@@ -140,9 +150,11 @@ async def _latency(rounds: int) -> list[float]:
                 sent = time.perf_counter()
                 # round 0 retained: the service may subscribe after its Modbus port opens
                 await mqtt.publish(
-                    topics.STATE.topic("garage"), state(soc).model_dump_json(), qos=1,
+                    topics.STATE.topic("garage"),
+                    state(soc).model_dump_json(),
+                    qos=1,
                     retain=n == 0,
-                )  # fmt: skip
+                )
                 while True:
                     reply = await client.read_holding_registers(BASE, count=1, device_id=1)
                     if not reply.isError() and reply.registers == [int(soc)]:

@@ -64,11 +64,21 @@ QUIET.setLevel(logging.CRITICAL)
 def template(pack: str) -> str:
     """A 16-cell state of ``pack`` as JSON with a sentinel SOC and timestamp to replace."""
     return PackState(
-        pack=pack, name=pack, protocol="jk_pb", ts=SENTINEL_TS, pack_voltage=52.9, current=-12.5,
-        power=-661.2, soc=12.345, cell_voltages=[3.300 + i / 1000 for i in range(16)],
-        cell_count=16, temperatures=[20.0, 21.5], remaining_capacity=180.0, charge_mos=True,
+        pack=pack,
+        name=pack,
+        protocol="jk_pb",
+        ts=SENTINEL_TS,
+        pack_voltage=52.9,
+        current=-12.5,
+        power=-661.2,
+        soc=12.345,
+        cell_voltages=[3.300 + i / 1000 for i in range(16)],
+        cell_count=16,
+        temperatures=[20.0, 21.5],
+        remaining_capacity=180.0,
+        charge_mos=True,
         discharge_mos=True,
-    ).model_dump_json()  # fmt: skip
+    ).model_dump_json()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -137,12 +147,17 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
         HOST, port, logger=QUIET, max_inflight_messages=1000, identifier="bench-generator"
     ) as client:
         at = datetime.now(UTC)
-        await asyncio.gather(*(
-            client.publish(topics.AVAILABILITY.topic(p),
-                           Availability(pack=p, state="online", ts=at).model_dump_json(),
-                           qos=1, retain=True)
-            for p in bench.packs
-        ))  # fmt: skip
+        await asyncio.gather(
+            *(
+                client.publish(
+                    topics.AVAILABILITY.topic(p),
+                    Availability(pack=p, state="online", ts=at).model_dump_json(),
+                    qos=1,
+                    retain=True,
+                )
+                for p in bench.packs
+            )
+        )
         t0 = time.perf_counter()
         k = 0
         while (due := t0 + k / SLOTS) < t0 + seconds:
@@ -247,11 +262,15 @@ def config(
     """The services' configuration; returns (file, api port, modbus port)."""
     per_bus = 15  # jk_pb addresses are 1..15
     buses = [
-        {"port": "/dev/null", "protocol": "jk_pb",
-         "packs": [{"id": p, "address": j + 1} for j, p in enumerate(packs[i : i + per_bus])]}
+        {
+            "port": "/dev/null",
+            "protocol": "jk_pb",
+            "packs": [{"id": p, "address": j + 1} for j, p in enumerate(packs[i : i + per_bus])],
+        }
         for i in range(0, len(packs), per_bus)
-    ]  # fmt: skip
+    ]
     api_port, modbus_port = free_port(), free_port()
+    # fmt: off
     data = {
         "mqtt": {"host": HOST, "port": backbone},
         "buses": buses,
@@ -267,7 +286,8 @@ def config(
         },
         "data_dir": str(workdir / "data"),
         "log_level": "WARNING",
-    }  # fmt: skip
+    }
+    # fmt: on
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, api_port, modbus_port
@@ -297,8 +317,14 @@ def service_pid(proc: subprocess.Popen[bytes]) -> int:
     return kids[0] if "py-spy" in " ".join(proc.args) and kids else proc.pid  # type: ignore[arg-type]
 
 
-async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str | None,
-              keep: Path | None = None) -> dict[str, Any]:  # fmt: skip
+async def run(
+    n: int,
+    seconds: float,
+    warmup: float,
+    n_probes: int,
+    profile: str | None,
+    keep: Path | None = None,
+) -> dict[str, Any]:
     """One run with ``n`` packs; the result as JSON-ready data."""
     workdir = keep or Path(tempfile.mkdtemp(prefix=f"bmsgate-pipeline-{n}-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -317,9 +343,11 @@ async def run(n: int, seconds: float, warmup: float, n_probes: int, profile: str
             if not await asyncio.to_thread(wait_for_port, HOST, port, 20):
                 raise RuntimeError(f"a service did not open port {port}; logs in {workdir}")
         await asyncio.sleep(1.0)
-        tasks = [asyncio.create_task(watch_external(bench, external.port)),
-                 asyncio.create_task(watch_sse(bench, api_port)),
-                 asyncio.create_task(watch_store(bench, backbone.port))]  # fmt: skip
+        tasks = [
+            asyncio.create_task(watch_external(bench, external.port)),
+            asyncio.create_task(watch_sse(bench, api_port)),
+            asyncio.create_task(watch_store(bench, backbone.port)),
+        ]
         tasks += [
             asyncio.create_task(watch_modbus(bench, modbus_port, i + 1, p))
             for i, p in enumerate(probes)
@@ -429,9 +457,10 @@ def top_frames(path: Path, count: int = 12) -> list[str]:
         "service_main",
     )
     ranked = [
-        (k, v) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])
+        (k, v)
+        for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])
         if not any(p in k for p in plumbing)
-    ][:count]  # fmt: skip
+    ][:count]
     out = [f"busy samples {busy}; inclusive:"]
     out += [f"{100 * v / busy:5.1f}% {k}" for k, v in ranked]
     out.append("self:")
@@ -443,20 +472,28 @@ def top_frames(path: Path, count: int = 12) -> list[str]:
 
 def show(result: dict[str, Any]) -> None:
     """Print one run."""
-    print(f"--- {result['packs']} packs at 1 Hz, {result['seconds']:.0f} s window: "
-          f"{result['published_per_s']} states/s published, generator behind schedule "
-          f"p99 {result['generator_behind_p99_ms']} ms")  # fmt: skip
+    print(
+        f"--- {result['packs']} packs at 1 Hz, {result['seconds']:.0f} s window: "
+        f"{result['published_per_s']} states/s published, generator behind schedule "
+        f"p99 {result['generator_behind_p99_ms']} ms"
+    )
     for name, lat in result["latency"].items():
-        print(f"  {name:22} n={lat['count']:4d} p50 {lat['p50_ms']:7.1f} ms  p99 "
-              f"{lat['p99_ms']:7.1f} ms  max {lat['max_ms']:7.1f} ms  missed {lat['timeouts']}  "
-              f"p50 first/last third {lat['p50_first_third_ms']}/"
-              f"{lat['p50_last_third_ms']}")  # fmt: skip
+        print(
+            f"  {name:22} n={lat['count']:4d} p50 {lat['p50_ms']:7.1f} ms  p99 "
+            f"{lat['p99_ms']:7.1f} ms  max {lat['max_ms']:7.1f} ms  missed {lat['timeouts']}  "
+            f"p50 first/last third {lat['p50_first_third_ms']}/"
+            f"{lat['p50_last_third_ms']}"
+        )
     for name, s in result["services"].items():
-        print(f"  {name:30} cpu {s['cpu_pct']:6.1f}%  rss {s['rss_mb_start']:6.1f} -> "
-              f"{s['rss_mb_end']:6.1f} MB")  # fmt: skip
+        print(
+            f"  {name:30} cpu {s['cpu_pct']:6.1f}%  rss {s['rss_mb_start']:6.1f} -> "
+            f"{s['rss_mb_end']:6.1f} MB"
+        )
     print(f"  the five services: {result['services_cpu_ms_per_state']} ms CPU per state")
-    print(f"  total CPU {result['cpu_total_pct_of_2_cores']}% of 2 cores; mosquitto stored "
-          f"messages {result['mosquitto_stored_messages']}; alive {result['alive']}")  # fmt: skip
+    print(
+        f"  total CPU {result['cpu_total_pct_of_2_cores']}% of 2 cores; mosquitto stored "
+        f"messages {result['mosquitto_stored_messages']}; alive {result['alive']}"
+    )
     for line in result.get("profile", []):
         print(f"    {line}")
 

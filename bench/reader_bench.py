@@ -140,8 +140,16 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
     heads = ("every", "baud", "bytes", "exch", "wire ms", "snap ms", "p90 ms", "ratio")
     print(f"{'protocol':14}" + "".join(f" {h:>8}" for h in heads))
     for r in rows:
-        keys = ("every", "baud", "bytes_mean", "exchanges", "wire_ms", "snapshot_ms", "p90_ms",
-                "ratio")  # fmt: skip
+        keys = (
+            "every",
+            "baud",
+            "bytes_mean",
+            "exchanges",
+            "wire_ms",
+            "snapshot_ms",
+            "p90_ms",
+            "ratio",
+        )
         print(f"{r['protocol']:14}" + "".join(f" {r[k]:>8}" for k in keys))
 
 
@@ -164,10 +172,12 @@ async def main() -> None:
         for every, rounds in ((1, args.rounds), (args.every, tiered)):
             r = await bus_rate(args.bus, rounds, every, workdir)
             rows.append(r)
-            print(f"{r['boards']} x {r['protocol']} @ {r['baud']} Bd, slow every {every}: "
-                  f"{r['samples_per_s']} snapshots/s (a round {r['round_s']} s, "
-                  f"{r['bytes_per_sample']} bytes and {r['requests_per_sample']} requests a "
-                  f"snapshot, {r['ratio']}x the wire)")  # fmt: skip
+            print(
+                f"{r['boards']} x {r['protocol']} @ {r['baud']} Bd, slow every {every}: "
+                f"{r['samples_per_s']} snapshots/s (a round {r['round_s']} s, "
+                f"{r['bytes_per_sample']} bytes and {r['requests_per_sample']} requests a "
+                f"snapshot, {r['ratio']}x the wire)"
+            )
         print(f"gain: {rows[1]['samples_per_s'] / rows[0]['samples_per_s']:.2f}x")
     else:
         rows = [await measure(name, args.polls, workdir) for name in PROTOCOLS]

@@ -58,10 +58,18 @@ DRAIN_LIMIT = 180.0  # [s] after the outage: the writer's backoff (60 s at most)
 def state(pack: str, ts_ms: int, i: int) -> PackState:
     """A plausible pack state; ``i`` moves the values so no two points are alike."""
     return PackState(
-        pack=pack, name=pack, protocol="daly_classic", ts=from_ms(ts_ms),
-        pack_voltage=52.0 + (i % 100) / 100, current=-3.0, power=-156.0, soc=60.0,
-        cell_voltages=[3.25 + (i % 7) / 1000, 3.26], cell_count=2, temperatures=[22.0],
-    )  # fmt: skip
+        pack=pack,
+        name=pack,
+        protocol="daly_classic",
+        ts=from_ms(ts_ms),
+        pack_voltage=52.0 + (i % 100) / 100,
+        current=-3.0,
+        power=-156.0,
+        soc=60.0,
+        cell_voltages=[3.25 + (i % 7) / 1000, 3.26],
+        cell_count=2,
+        temperatures=[22.0],
+    )
 
 
 async def history_detail(port: int) -> dict[str, Any]:
@@ -104,11 +112,18 @@ async def influx_outage(
     vm.start()
     cfg = {
         "mqtt": {"host": HOST, "port": broker.port, "heartbeat": 1},
-        "history": {"timezone": "UTC", "influx": {
-            "enabled": True, "url": vm.url, "batch_size": 20, "flush_interval": 0.5,
-            "timeout": 2}},
+        "history": {
+            "timezone": "UTC",
+            "influx": {
+                "enabled": True,
+                "url": vm.url,
+                "batch_size": 20,
+                "flush_interval": 0.5,
+                "timeout": 2,
+            },
+        },
         "data_dir": str(work / "data"),
-    }  # fmt: skip
+    }
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     log = (work / "history.log").open("wb")
@@ -160,16 +175,19 @@ async def influx_outage(
     }
 
 
-async def memory_per_state(work: Path, total: int, services: tuple[str, ...] = ("api", "notifier")
-                           ) -> dict[str, Any]:  # fmt: skip
+async def memory_per_state(
+    work: Path, total: int, services: tuple[str, ...] = ("api", "notifier")
+) -> dict[str, Any]:
     """RSS [MB] of ``services`` after every eighth of ``total`` states (see the docstring)."""
     broker = local_broker(work / "mosquitto")
     broker.start()
     packs = 100
+    # fmt: off
     cfg = {"mqtt": {"host": HOST, "port": broker.port}, "log_level": "WARNING",
            "api": {"host": HOST, "port": free_port()}, "data_dir": str(work / "data"),
            "buses": [{"port": f"/dev/null-{i}", "protocol": "daly_classic",
-                      "packs": [{"id": f"p{i}"}]} for i in range(packs)]}  # fmt: skip
+                      "packs": [{"id": f"p{i}"}]} for i in range(packs)]}
+    # fmt: on
     path = write_config(work, cfg)
     procs = {name: start_service(work, name, path) for name in services}
     readings: list[dict[str, float]] = []
@@ -185,8 +203,9 @@ async def memory_per_state(work: Path, total: int, services: tuple[str, ...] = (
                     await asyncio.sleep(0.3)  # let them keep up: QoS 0 is dropped otherwise
                 if (i + 1) % (total // 8) == 0:
                     await asyncio.sleep(3.0)
-                    readings.append({n: round(memory_mb(p.process.pid)[0], 1)
-                                     for n, p in procs.items()})  # fmt: skip
+                    readings.append(
+                        {n: round(memory_mb(p.process.pid)[0], 1) for n, p in procs.items()}
+                    )
     finally:
         for proc in procs.values():
             proc.stop()
@@ -203,9 +222,14 @@ async def asleep(work: Path, seconds: float, every: float) -> dict[str, Any]:
     load = loadavg()
     try:
         run = await sleep_through(
-            broker.port, work, bus, seconds=seconds, warmup=30.0, every=every,
+            broker.port,
+            work,
+            bus,
+            seconds=seconds,
+            warmup=30.0,
+            every=every,
             note=functools.partial(print, flush=True),
-        )  # fmt: skip
+        )
     finally:
         broker.stop()
     return {"bus": bus, "load_average": f"{load} -> {loadavg()}", **run.counts()}

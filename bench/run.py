@@ -43,10 +43,13 @@ def reader(quick: bool) -> tuple[list[Row], Any]:
 
     data = asyncio.run(all_of())
     rows = [
-        ("reader", f"{r['protocol']} @ {r['baud']} Bd snapshot / wire",
-         f"{r['snapshot_ms']} / {r['wire_ms']} ms = {r['ratio']:.3f}x (target <= 1.15x)")
+        (
+            "reader",
+            f"{r['protocol']} @ {r['baud']} Bd snapshot / wire",
+            f"{r['snapshot_ms']} / {r['wire_ms']} ms = {r['ratio']:.3f}x (target <= 1.15x)",
+        )
         for r in data
-    ]  # fmt: skip
+    ]
     return rows, data
 
 
@@ -61,18 +64,37 @@ def pipeline(quick: bool) -> tuple[list[Row], Any]:
         r = asyncio.run(run(n, seconds, 3.0 if quick else 5.0, min(8, n), None))
         data.append(r)
         for path, lat in r["latency"].items():
-            rows.append(("pipeline", f"{n} packs: {path} p50 / p99",
-                         f"{lat['p50_ms']} / {lat['p99_ms']} ms (n={lat['count']}, "
-                         f"missed {lat['timeouts']})"))  # fmt: skip
+            rows.append(
+                (
+                    "pipeline",
+                    f"{n} packs: {path} p50 / p99",
+                    f"{lat['p50_ms']} / {lat['p99_ms']} ms (n={lat['count']}, "
+                    f"missed {lat['timeouts']})",
+                )
+            )
         busiest = max(r["services"].items(), key=lambda kv: kv[1]["cpu_pct"])
-        rows.append(("pipeline", f"{n} packs: CPU all processes",
-                     f"{r['cpu_total_pct_of_2_cores']}% of 2 cores; busiest {busiest[0]} "
-                     f"{busiest[1]['cpu_pct']}% of a core"))  # fmt: skip
-        rows.append(("pipeline", f"{n} packs: the five services' CPU per state",
-                     f"{r['services_cpu_ms_per_state']} ms"))  # fmt: skip
-        rows.append(("pipeline", f"{n} packs: states/s published",
-                     f"{r['published_per_s']} (generator late p99 "
-                     f"{r['generator_behind_p99_ms']} ms)"))  # fmt: skip
+        rows.append(
+            (
+                "pipeline",
+                f"{n} packs: CPU all processes",
+                f"{r['cpu_total_pct_of_2_cores']}% of 2 cores; busiest {busiest[0]} "
+                f"{busiest[1]['cpu_pct']}% of a core",
+            )
+        )
+        rows.append(
+            (
+                "pipeline",
+                f"{n} packs: the five services' CPU per state",
+                f"{r['services_cpu_ms_per_state']} ms",
+            )
+        )
+        rows.append(
+            (
+                "pipeline",
+                f"{n} packs: states/s published",
+                f"{r['published_per_s']} (generator late p99 {r['generator_behind_p99_ms']} ms)",
+            )
+        )
     return rows, data
 
 
@@ -116,10 +138,21 @@ def modbus(quick: bool) -> tuple[list[Row], Any]:
                 took = asyncio.run(hammer(port, clients))
                 rate = len(took) / seconds
                 p99 = sorted(took)[int(0.99 * (len(took) - 1))] * 1000
-                data.append({"server": kind, "clients": clients, "reads_per_s": round(rate),
-                             "p99_ms": round(p99, 2)})  # fmt: skip
-                rows.append(("modbus", f"{kind} server, {clients} client(s), {SIZE} registers",
-                             f"{rate:,.0f} reads/s, p99 {p99:.2f} ms"))  # fmt: skip
+                data.append(
+                    {
+                        "server": kind,
+                        "clients": clients,
+                        "reads_per_s": round(rate),
+                        "p99_ms": round(p99, 2),
+                    }
+                )
+                rows.append(
+                    (
+                        "modbus",
+                        f"{kind} server, {clients} client(s), {SIZE} registers",
+                        f"{rate:,.0f} reads/s, p99 {p99:.2f} ms",
+                    )
+                )
         finally:
             proc.kill()
             proc.join()
@@ -140,12 +173,22 @@ def history(quick: bool) -> tuple[list[Row], Any]:
         folder = Path(tmp)
         rate = hb.ingest(folder, hb.samples(n, 1000), "normal")
         data["ingest_cell_samples_per_s"] = round(rate * hb.CELLS)
-        rows.append(("history", "archive ingest (synchronous=normal)",
-                     f"{rate * hb.CELLS:,.0f} cell-samples/s ({rate:,.0f} samples/s)"))  # fmt: skip
+        rows.append(
+            (
+                "history",
+                "archive ingest (synchronous=normal)",
+                f"{rate * hb.CELLS:,.0f} cell-samples/s ({rate:,.0f} samples/s)",
+            )
+        )
         rate = hb.ingest_states(folder, hb.states(n // 2))
         data["ingest_from_state_cell_samples_per_s"] = round(rate * hb.CELLS)
-        rows.append(("history", "archive ingest from PackState (service path)",
-                     f"{rate * hb.CELLS:,.0f} cell-samples/s"))  # fmt: skip
+        rows.append(
+            (
+                "history",
+                "archive ingest from PackState (service path)",
+                f"{rate * hb.CELLS:,.0f} cell-samples/s",
+            )
+        )
         archive = Archive(folder / "chart.sqlite", hb.FOREVER)
         for i, s in enumerate(hb.samples(int(hours * 3600), 1000)):
             archive.add("p1", s)
@@ -155,9 +198,13 @@ def history(quick: bool) -> tuple[list[Row], Any]:
         q, full, size = hb.query_ms(archive, "auto", hours, ["cells"])
         archive.close()
         data["chart_query_ms"], data["chart_with_json_ms"] = round(q, 1), round(full, 1)
-        rows.append(("history", f"{hours:g} h 16-cell chart at 1 s polls, auto",
-                     f"{q:.1f} ms query, {full:.1f} ms with JSON "
-                     f"({size / 1e6:.2f} MB)"))  # fmt: skip
+        rows.append(
+            (
+                "history",
+                f"{hours:g} h 16-cell chart at 1 s polls, auto",
+                f"{q:.1f} ms query, {full:.1f} ms with JSON ({size / 1e6:.2f} MB)",
+            )
+        )
         points = 5_000 if quick else 50_000
         build, write = asyncio.run(hb.influx_rate(folder, points))
         data["influx_build_points_per_s"], data["influx_write_points_per_s"] = (
@@ -165,9 +212,13 @@ def history(quick: bool) -> tuple[list[Row], Any]:
             round(write),
         )
         rows.append(("history", "InfluxDB line building", f"{build:,.0f} points/s"))
-        rows.append(("history", f"InfluxDB write to VictoriaMetrics ({points} points)",
-                     f"{write:,.0f} points/s" if write
-                     else "victoria-metrics not installed"))  # fmt: skip
+        rows.append(
+            (
+                "history",
+                f"InfluxDB write to VictoriaMetrics ({points} points)",
+                f"{write:,.0f} points/s" if write else "victoria-metrics not installed",
+            )
+        )
     return rows, data
 
 
@@ -178,24 +229,40 @@ def memory(quick: bool) -> tuple[list[Row], Any]:
     tree = run_tree(6.0 if quick else 10.0)
     rows: list[Row] = [
         ("memory", "bmsgate run: start to first state", f"{tree['first_state_s']} s"),
-        ("memory", f"bmsgate run: {len(tree['processes'])} processes, sum",
-         f"RSS {tree['rss_sum_mb']} MB, PSS {tree['pss_sum_mb']} MB"),
-        ("memory", "bmsgate run: resident, each page once",
-         f"{tree['resident_mb']} MB (target <= 150 MB)"),
-    ]  # fmt: skip
-    rows += [("memory", f"  {r['process']}", f"RSS {r['rss_mb']} MB, PSS {r['pss_mb']} MB")
-             for r in tree["processes"]]  # fmt: skip
+        (
+            "memory",
+            f"bmsgate run: {len(tree['processes'])} processes, sum",
+            f"RSS {tree['rss_sum_mb']} MB, PSS {tree['pss_sum_mb']} MB",
+        ),
+        (
+            "memory",
+            "bmsgate run: resident, each page once",
+            f"{tree['resident_mb']} MB (target <= 150 MB)",
+        ),
+    ]
+    rows += [
+        ("memory", f"  {r['process']}", f"RSS {r['rss_mb']} MB, PSS {r['pss_mb']} MB")
+        for r in tree["processes"]
+    ]
     single = [] if quick else alone(5.0)
-    rows += [("memory", f"alone: {r['process']}", f"RSS {r['rss_mb']} MB"
-              + (f" (imports only {r['imports_only_rss_mb']} MB)" if "running" in r else ""))
-             for r in single]  # fmt: skip
+    rows += [
+        (
+            "memory",
+            f"alone: {r['process']}",
+            f"RSS {r['rss_mb']} MB"
+            + (f" (imports only {r['imports_only_rss_mb']} MB)" if "running" in r else ""),
+        )
+        for r in single
+    ]
     return rows, {"run": tree, "alone": single}
 
 
+# fmt: off
 RUNNERS: dict[str, Callable[[bool], tuple[list[Row], Any]]] = {
     "reader": reader, "pipeline": pipeline, "modbus": modbus, "history": history,
     "memory": memory,
-}  # fmt: skip
+}
+# fmt: on
 
 
 def main() -> None:
@@ -205,11 +272,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
+    # fmt: off
     machine = {
         "cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)),
         "python": platform.python_version(), "kernel": platform.release(),
         "when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "quick": args.quick,
-    }  # fmt: skip
+    }
+    # fmt: on
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}")
     # sections not run this time keep their last figures (each carries its own date)
     old = json.loads(args.json.read_text()) if args.json.exists() and not args.quick else {}
@@ -220,9 +289,13 @@ def main() -> None:
         started = time.perf_counter()
         section_rows, data = RUNNERS[name](args.quick)
         took = time.perf_counter() - started
-        results[name] = {"when": time.strftime("%Y-%m-%d %H:%M:%S %z"), "load_before": before,
-                         "load_after": loadavg(), "seconds": round(took, 1),
-                         "data": data}  # fmt: skip
+        results[name] = {
+            "when": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "load_before": before,
+            "load_after": loadavg(),
+            "seconds": round(took, 1),
+            "data": data,
+        }
         rows += section_rows
         rows.append((name, "(load average before -> after)", f"{before} -> {loadavg()}"))
         print(f"[{name} done in {took:.0f} s]", flush=True)

@@ -75,8 +75,12 @@ def snapshot(root: int) -> dict[str, dict[str, float]]:
 
 def bus(i: int, port: str) -> dict[str, Any]:
     """One simulated pack's bus, polled every second."""
-    return {"port": port, "protocol": "daly_classic", "poll_interval": 1.0,
-            "packs": [{"id": f"soak-{i + 1}"}]}  # fmt: skip
+    return {
+        "port": port,
+        "protocol": "daly_classic",
+        "poll_interval": 1.0,
+        "packs": [{"id": f"soak-{i + 1}"}],
+    }
 
 
 def config(work: Path, ports: list[str], broker: int, notify_port: int) -> Path:
@@ -132,9 +136,14 @@ def archive_rows(path: Path) -> set[tuple[str, int]]:
 
 
 async def soak(
-    packs: int, duration: float, *, warmup: float = 60.0, speed: float = 60.0,
-    every: float = 300.0, work: Path | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    packs: int,
+    duration: float,
+    *,
+    warmup: float = 60.0,
+    speed: float = 60.0,
+    every: float = 300.0,
+    work: Path | None = None,
+) -> dict[str, Any]:
     """Run the soak; returns the figures (see the module's docstring)."""
     work = work or Path(tempfile.mkdtemp(prefix="bmsgate-soak-"))
     broker = local_broker(work / "mosquitto")

@@ -37,13 +37,26 @@ def state(pack: str, cells: int, n: int) -> PackState:
     noise = random.Random(f"{pack}-{n}")
     volts = [round(3.3 + noise.uniform(-0.008, 0.008), 3) for _ in range(cells)]
     return PackState(
-        pack=pack, name=pack.title(), protocol="jk_pb", ts=utcnow(), pack_voltage=sum(volts),
-        current=round(noise.uniform(-9, -7), 2), power=round(noise.uniform(-470, -370), 1),
+        pack=pack,
+        name=pack.title(),
+        protocol="jk_pb",
+        ts=utcnow(),
+        pack_voltage=sum(volts),
+        current=round(noise.uniform(-9, -7), 2),
+        power=round(noise.uniform(-470, -370), 1),
         soc=58.0 - n / 1000,
-        cell_voltages=volts, cell_count=cells, temperatures=[20.0, 21.0], mos_temperature=22.0,
-        nominal_capacity=100.0, remaining_capacity=58.0, cycles=82, charge_mos=True,
-        discharge_mos=True, energy_in=12.5, energy_out=9.25 + n / 1e4,
-    )  # fmt: skip
+        cell_voltages=volts,
+        cell_count=cells,
+        temperatures=[20.0, 21.0],
+        mos_temperature=22.0,
+        nominal_capacity=100.0,
+        remaining_capacity=58.0,
+        cycles=82,
+        charge_mos=True,
+        discharge_mos=True,
+        energy_in=12.5,
+        energy_out=9.25 + n / 1e4,
+    )
 
 
 async def follow(base: str, encoding: str, counted: list[int], done: asyncio.Event) -> None:
@@ -68,16 +81,19 @@ async def main(packs: int, cells: int, rounds: int) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    config = uvicorn.Config(create_app(store, ctx=ctx), host="127.0.0.1", port=port,
-                            log_level="warning")  # fmt: skip
+    config = uvicorn.Config(
+        create_app(store, ctx=ctx), host="127.0.0.1", port=port, log_level="warning"
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
         await asyncio.sleep(0.02)
     base = f"http://127.0.0.1:{port}"
     plain, gzipped, done = [0], [0], asyncio.Event()
-    clients = [asyncio.create_task(follow(base, "identity", plain, done)),
-               asyncio.create_task(follow(base, "gzip", gzipped, done))]  # fmt: skip
+    clients = [
+        asyncio.create_task(follow(base, "identity", plain, done)),
+        asyncio.create_task(follow(base, "gzip", gzipped, done)),
+    ]
     while len(ctx.hub.listeners) < 2:  # noqa: ASYNC110 - the hub offers no event for it
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.5)
@@ -98,12 +114,16 @@ async def main(packs: int, cells: int, rounds: int) -> None:
     server.should_exit = True
     await serving
     print(f"{packs} packs x {cells} cells, {events} events")
-    print(f"bytes per event: plain {per_plain:.0f}, gzip {per_gzip:.0f} "
-          f"({100 * per_gzip / per_plain:.0f} %)")  # fmt: skip
+    print(
+        f"bytes per event: plain {per_plain:.0f}, gzip {per_gzip:.0f} "
+        f"({100 * per_gzip / per_plain:.0f} %)"
+    )
     for poll in (1.0, 5.0):
         hour = 3600 / poll * packs
-        print(f"poll {poll:g} s: plain {per_plain * hour / 1e6:.2f} MB/h, "
-              f"gzip {per_gzip * hour / 1e6:.2f} MB/h")  # fmt: skip
+        print(
+            f"poll {poll:g} s: plain {per_plain * hour / 1e6:.2f} MB/h, "
+            f"gzip {per_gzip * hour / 1e6:.2f} MB/h"
+        )
 
 
 if __name__ == "__main__":

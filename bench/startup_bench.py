@@ -81,8 +81,18 @@ def run_tree(settle: float) -> dict[str, Any]:
     """``bmsgate run`` with one simulated pack: start-up time and memory of each process."""
     work = Path(tempfile.mkdtemp(prefix="bmsgate-startup-"))
     bmsgate = Path(sys.executable).parent / "bmsgate"
-    argv = [str(bmsgate), "run", "--simulate", "daly_classic", "--data-dir", str(work / "data"),
-            "--http-port", str(free_port()), "--modbus-port", str(free_port())]  # fmt: skip
+    argv = [
+        str(bmsgate),
+        "run",
+        "--simulate",
+        "daly_classic",
+        "--data-dir",
+        str(work / "data"),
+        "--http-port",
+        str(free_port()),
+        "--modbus-port",
+        str(free_port()),
+    ]
     log = (work / "run.log").open("wb")
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=work)
@@ -134,14 +144,18 @@ def alone(settle: float) -> list[dict[str, Any]]:
     broker = local_broker(work / "mosquitto")
     broker.start()
     cfg = work / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "mqtt": {"host": HOST, "port": broker.port},
-        "buses": [{"port": "/dev/null", "protocol": "jk_pb", "packs": [{"id": "garage"}]}],
-        "api": {"host": HOST, "port": free_port()},
-        "modbus": {"host": HOST, "port": free_port()},
-        "data_dir": str(work / "data"),
-        "log_level": "WARNING",
-    }))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "mqtt": {"host": HOST, "port": broker.port},
+                "buses": [{"port": "/dev/null", "protocol": "jk_pb", "packs": [{"id": "garage"}]}],
+                "api": {"host": HOST, "port": free_port()},
+                "modbus": {"host": HOST, "port": free_port()},
+                "data_dir": str(work / "data"),
+                "log_level": "WARNING",
+            }
+        )
+    )
     py = sys.executable
     rows = []
     try:
@@ -152,9 +166,15 @@ def alone(settle: float) -> list[dict[str, Any]]:
             imp, _, _ = settled_memory([py, "-c", f"import {module}, time; time.sleep(60)"], 3.0)
             argv = [py, "-m", f"bmsgate_{name}", "--config", str(cfg)]
             rss, pss, ok = settled_memory(argv, settle)
-            rows.append({"process": f"bmsgate_{name}", "rss_mb": round(rss, 1),
-                         "pss_mb": round(pss, 1), "imports_only_rss_mb": round(imp, 1),
-                         "running": ok})  # fmt: skip
+            rows.append(
+                {
+                    "process": f"bmsgate_{name}",
+                    "rss_mb": round(rss, 1),
+                    "pss_mb": round(pss, 1),
+                    "imports_only_rss_mb": round(imp, 1),
+                    "running": ok,
+                }
+            )
     finally:
         broker.stop()
     return rows
@@ -167,16 +187,21 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tree = run_tree(max(args.settle, 10.0))
-    print(f"bmsgate run: first state after {tree['first_state_s']} s; RSS sum "
-          f"{tree['rss_sum_mb']} MB, PSS sum {tree['pss_sum_mb']} MB, resident "
-          f"{tree['resident_mb']} MB")  # fmt: skip
+    print(
+        f"bmsgate run: first state after {tree['first_state_s']} s; RSS sum "
+        f"{tree['rss_sum_mb']} MB, PSS sum {tree['pss_sum_mb']} MB, resident "
+        f"{tree['resident_mb']} MB"
+    )
     for r in tree["processes"]:
         print(f"  {r['process']:28} rss {r['rss_mb']:6.1f} MB  pss {r['pss_mb']:6.1f} MB")
     rows = alone(args.settle)
     for r in rows:
         extra = f"  imports only {r['imports_only_rss_mb']:6.1f} MB" if "running" in r else ""
-        print(f"  alone {r['process']:22} rss {r['rss_mb']:6.1f} MB  pss {r['pss_mb']:6.1f} MB"
-              + extra + ("" if r.get("running", True) else "  (exited)"))  # fmt: skip
+        print(
+            f"  alone {r['process']:22} rss {r['rss_mb']:6.1f} MB  pss {r['pss_mb']:6.1f} MB"
+            + extra
+            + ("" if r.get("running", True) else "  (exited)")
+        )
     if args.json:
         args.json.write_text(json.dumps({"run": tree, "alone": rows}, indent=2) + "\n")
 

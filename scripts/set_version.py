@@ -20,8 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def projects() -> list[Path]:
     """The root pyproject.toml and every workspace member's."""
-    return [ROOT / "pyproject.toml", *sorted(ROOT.glob("packages/*/pyproject.toml")),
-            *sorted(ROOT.glob("services/*/pyproject.toml"))]  # fmt: skip
+    return [
+        ROOT / "pyproject.toml",
+        *sorted(ROOT.glob("packages/*/pyproject.toml")),
+        *sorted(ROOT.glob("services/*/pyproject.toml")),
+    ]
 
 
 def set_version(text: str, new: str) -> str:

@@ -15,11 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_bench_runner_quick_reader(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
+    # fmt: off
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "reader",
          "--json", str(out)],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
+    )
+    # fmt: on
     assert done.returncode == 0, done.stderr
     assert "snapshot / wire" in done.stdout
     data = json.loads(out.read_text())
@@ -32,8 +34,9 @@ def test_resident_memory_counts_a_shared_page_once() -> None:
     from procstat import PAGE, resident_pages, tree_resident_mb
 
     idle = [sys.executable, "-c", "import sys; print(flush=True); sys.stdin.read()"]
-    children = [subprocess.Popen(idle, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                for _ in range(2)]  # fmt: skip
+    children = [
+        subprocess.Popen(idle, stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(2)
+    ]
     try:
         for child in children:
             assert child.stdout is not None
@@ -51,12 +54,14 @@ def test_resident_memory_counts_a_shared_page_once() -> None:
 
 
 def test_writes_bench_counts_the_trees_writes(tmp_path: Path) -> None:
+    # fmt: off
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "writes_bench.py"), "--duration", "3",
          "--warmup", "8", "--json", str(tmp_path / "w.json")],
         capture_output=True, text=True, timeout=90, cwd=ROOT,
         env=os.environ | {"BMSGATE_HISTORY__ARCHIVE__COMMIT_INTERVAL": "1"},
-    )  # fmt: skip
+    )
+    # fmt: on
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads((tmp_path / "w.json").read_text())
     assert {"history", "reader"} <= set(data["mb_per_hour"])

@@ -198,10 +198,22 @@ async def test_the_private_broker_refuses_clients_without_credentials(
     # the attack: a local user switching MOSFETs and feeding states without a password
     done = await asyncio.to_thread(
         subprocess.run,
-        ["mosquitto_pub", "-h", HOST, "-p", str(broker.port), "-t", "bmsgate/bms/garage/set",
-         "-m", '{"action": "set_discharge_mos", "value": false}'],
-        capture_output=True, text=True, timeout=10, check=False,
-    )  # fmt: skip
+        [
+            "mosquitto_pub",
+            "-h",
+            HOST,
+            "-p",
+            str(broker.port),
+            "-t",
+            "bmsgate/bms/garage/set",
+            "-m",
+            '{"action": "set_discharge_mos", "value": false}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     assert done.returncode != 0 and "not authorised" in done.stderr.lower(), done.stderr
 
     # a user's own tools: the viewer reads everything and writes nothing
@@ -227,18 +239,41 @@ async def test_bmsgate_run_starts_each_service_with_its_own_user(tmp_path: Path)
     need_mosquitto()
     sim, tty = start_simulator(tmp_path, "daly_classic", "--boards", "2")
     data = tmp_path / "data"
-    config = write_config(tmp_path, {
-        "buses": [{"port": tty, "protocol": "daly_classic", "poll_interval": 1, "sniff": True,
-                   "packs": [{"id": "left"}, {"id": "right", "address": 2}]}],
-        "banks": [{"id": "house", "packs": ["left", "right"]}],
-        "control": {"enabled": True},
-        "notifier": {"targets": [{"name": "phone", "url": "json://127.0.0.1:9/bmsgate"}]},
-        "tunnel": {"host": HOST, "port": free_port()},
-        "data_dir": str(data),
-    })  # fmt: skip
-    run = Proc("run", [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config),
-                       "--http-port", str(free_port()), "--modbus-port", str(free_port())],
-               tmp_path)  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "buses": [
+                {
+                    "port": tty,
+                    "protocol": "daly_classic",
+                    "poll_interval": 1,
+                    "sniff": True,
+                    "packs": [{"id": "left"}, {"id": "right", "address": 2}],
+                }
+            ],
+            "banks": [{"id": "house", "packs": ["left", "right"]}],
+            "control": {"enabled": True},
+            "notifier": {"targets": [{"name": "phone", "url": "json://127.0.0.1:9/bmsgate"}]},
+            "tunnel": {"host": HOST, "port": free_port()},
+            "data_dir": str(data),
+        },
+    )
+    run = Proc(
+        "run",
+        [
+            sys.executable,
+            "-m",
+            "bmsgate.cli",
+            "run",
+            "--config",
+            str(config),
+            "--http-port",
+            str(free_port()),
+            "--modbus-port",
+            str(free_port()),
+        ],
+        tmp_path,
+    )
     try:
         users = data / "run" / "mosquitto" / "users.json"
         await asyncio.to_thread(wait_until, users.exists, 30)

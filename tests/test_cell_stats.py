@@ -27,9 +27,17 @@ def test_one_computation_of_the_cell_statistics_shown_everywhere() -> None:
     assert from_mv(3305.1) == pytest.approx(3.3051)
 
     state = PackState(
-        pack="garage", name="Garage", protocol="daly_classic", ts=NOW, pack_voltage=19.8,
-        current=1.0, power=19.8, soc=50.0, cell_voltages=CELLS, cell_count=6,
-    )  # fmt: skip
+        pack="garage",
+        name="Garage",
+        protocol="daly_classic",
+        ts=NOW,
+        pack_voltage=19.8,
+        current=1.0,
+        power=19.8,
+        soc=50.0,
+        cell_voltages=CELLS,
+        cell_count=6,
+    )
     assert state.cells == stats and state.cell_delta == stats.delta
     registers = pack_quantities(state, None, offline=False, now=NOW, opts=MapOptions(tz=UTC))
     assert (registers["cell_min"], registers["cell_max"]) == (to_mv(3.287), to_mv(3.312))

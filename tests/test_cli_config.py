@@ -19,11 +19,13 @@ BUS = "{port: /dev/serial/by-id/usb-FTDI_A1-if00-port0, protocol: daly_classic, 
 
 
 def config(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # fmt: off
     return subprocess.run(
         [sys.executable, "-m", "bmsgate.cli", "config", "--config", str(tmp_path / "b.yaml"), *args],
         capture_output=True, text=True, timeout=30, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("BMSGATE_")},
-    )  # fmt: skip
+    )
+    # fmt: on
 
 
 def test_set_get_check_build_a_valid_file(tmp_path: Path) -> None:
@@ -154,11 +156,16 @@ def test_masked_view_and_secrets_kept_when_they_come_back_masked() -> None:
 def test_runtime_file_keeps_every_secret() -> None:
     from bmsgate.run import runtime_config
 
-    cfg = Settings.model_validate({
-        "mqtt": {"password": "pw"}, "history": {"influx": {"token": "tok"}},
-        "notifier": {"targets": [{"name": "a", "url": "json://h/p"}],
-                     "quiet_hours": {"start": "22:00", "end": "07:00"}},
-    })  # fmt: skip
+    cfg = Settings.model_validate(
+        {
+            "mqtt": {"password": "pw"},
+            "history": {"influx": {"token": "tok"}},
+            "notifier": {
+                "targets": [{"name": "a", "url": "json://h/p"}],
+                "quiet_hours": {"start": "22:00", "end": "07:00"},
+            },
+        }
+    )
     data = runtime_config(cfg)
     assert data["mqtt"]["password"] == "pw" and data["history"]["influx"]["token"] == "tok"
     assert data["notifier"]["targets"][0]["url"] == "json://h/p"

@@ -108,9 +108,11 @@ def test_daly_classic_current_signed_by_the_state_of_the_same_poll() -> None:
 
 @pytest.mark.parametrize(
     ("protocol", "frame"),
-    [("daly_classic", "a5 40 93 08 00 00 00 00 00 00 00 00 80"),
-     ("jk_pb", "01 10 16 20 00 01 02 00 00 d6 f1")],
-)  # fmt: skip
+    [
+        ("daly_classic", "a5 40 93 08 00 00 00 00 00 00 00 00 80"),
+        ("jk_pb", "01 10 16 20 00 01 02 00 00 d6 f1"),
+    ],
+)
 def test_a_request_is_an_error_unless_asked_for(protocol: str, frame: str) -> None:
     result = _decode(protocol, frame)
     assert result.returncode == 1
@@ -137,9 +139,11 @@ def _pack_answer(name: str) -> dict[str, Any]:
     return next(
         v
         for v in vectors
-        if v["direction"] == "response" and v["verified"] and "total_voltage_V" in v["expected"]
+        if v["direction"] == "response"
+        and v["verified"]
+        and "total_voltage_V" in v["expected"]
         and "command" not in v.get("context", {})
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("protocol", NAMES)

@@ -32,10 +32,12 @@ EXPECTED_PROCESSES = 3 + len(SERVICES) - 2
 
 def run_command(http: int, data: Path) -> list[str]:
     """`bmsgate run` on free ports (502 may be taken or need privileges)."""
+    # fmt: off
     return [
         sys.executable, "-m", "bmsgate.cli", "run", "--http-port", str(http),
         "--modbus-port", str(free_port()), "--data-dir", str(data),
-    ]  # fmt: skip
+    ]
+    # fmt: on
 
 
 def processes_using(marker: str) -> list[str]:
@@ -85,20 +87,24 @@ def test_run_serves_the_simulator_and_stops_every_child(tmp_path: Path, sig: int
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "bmsgate.yaml"
     config.write_text("api:\n  prot: 80\n")
+    # fmt: off
     done = subprocess.run(
         [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config)],
         capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    )
+    # fmt: on
     assert done.returncode == 2
     assert done.stderr.strip() == f"bmsgate run: config error in {config}: unknown key 'api.prot'"
 
 
 def test_service_subcommands_run_the_container_entry_points(tmp_path: Path) -> None:
     for service in ("reader", "api"):
+        # fmt: off
         done = subprocess.run(
             [sys.executable, "-m", "bmsgate.cli", service, "--config", str(tmp_path / "missing.yaml")],
             capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
+        )
+        # fmt: on
         assert done.returncode == 2
         assert done.stderr.startswith(f"bmsgate {service}: config file ")
 
@@ -150,12 +156,14 @@ async def test_a_config_change_starts_and_stops_the_services_it_needs(
 
     def settings(**more: object) -> Settings:
         bus = {"port": daly_pty, "protocol": "daly_classic", "packs": [{"id": "shed"}]}
+        # fmt: off
         return Settings.model_validate({
             "mqtt": {"host": "127.0.0.1", "port": mosquitto.port}, "buses": [bus],
             "api": {"host": "127.0.0.1", "port": free_port()},
             "modbus": {"enabled": False}, "tunnel": {"host": "127.0.0.1", "port": free_port()},
             "data_dir": str(tmp_path / "data"), **more,
-        })  # fmt: skip
+        })
+        # fmt: on
 
     async def online(service: str) -> None:
         async with listen(mosquitto.port, f"bmsgate/service/{service}/status") as seen:
@@ -190,13 +198,15 @@ async def test_a_config_change_starts_and_stops_the_services_it_needs(
 def test_plan_restarts_only_what_a_change_touches() -> None:
     from bmsgate.run import plan_children
 
+    # fmt: off
     base = {
         "mqtt": {"host": "h"}, "data_dir": "d", "log_level": "INFO",
         "buses": [{"port": "/dev/a", "protocol": "daly_classic", "packs": [{"id": "a"}]},
                   {"port": "/dev/b", "protocol": "jk_pb", "packs": [{"id": "b"}]}],
         "notifier": {"low_soc": 20, "targets": [{"name": "phone", "url": "json://h"}]},
         "publisher": {"targets": [{"name": "ha"}]}, "control": {"enabled": True},
-    }  # fmt: skip
+    }
+    # fmt: on
     conf = Path("run/config.yaml")
     before = plan_children(base, conf, edit_file=Path("site.yaml"))
     assert set(before) == {"reader-0", "reader-1", *(s for s in SERVICES if s != "reader")}
@@ -236,16 +246,25 @@ def test_first_start_without_a_file_then_a_bad_file_then_a_good_one(tmp_path: Pa
             lambda: httpx.get(f"{base}/api/packs/sim-1/state", timeout=2).status_code == 200, 30
         )
         assert httpx.get(f"{base}/api/setup/status", timeout=5).json() == {
-            "needed": True, "config_file": None}  # the path only after a login  # fmt: skip
+            "needed": True,
+            "config_file": None,
+        }  # the path only after a login
         site.write_text(
             "buses: [{port: /dev/null, protocol: daly_classic, packs: [{id: x, address: 0}]}]\n"
         )
         time.sleep(2)  # the watcher looks twice a second
         # the bad file changed nothing: the demo pack is still polled
         assert httpx.get(f"{base}/api/packs/sim-1/state", timeout=5).status_code == 200
-        good = {"tunnel": {"port": free_port()}, "buses": [{
-            "port": str(tmp_path / "data" / "run" / "ttySIM0"), "protocol": "daly_classic",
-            "packs": [{"id": "shed"}]}]}  # fmt: skip
+        good = {
+            "tunnel": {"port": free_port()},
+            "buses": [
+                {
+                    "port": str(tmp_path / "data" / "run" / "ttySIM0"),
+                    "protocol": "daly_classic",
+                    "packs": [{"id": "shed"}],
+                }
+            ],
+        }
         site.write_text(yaml.safe_dump(good))
         assert httpx.get(f"{base}/api/setup/status", timeout=5).json()["needed"] is False
         time.sleep(3)  # applied: the API restarts with the new file; let it come up

@@ -45,11 +45,13 @@ def uv() -> str:
 def locked_requirements(tmp_path: Path) -> Path:
     """uv.lock as a requirements file: every third-party package of every member, pinned."""
     out = tmp_path / "requirements.txt"
+    # fmt: off
     subprocess.run(
         [uv(), "export", "--frozen", "--no-hashes", "--all-packages", "--no-emit-workspace",
          "--quiet", "-o", str(out)],
         cwd=ROOT, check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+    )
+    # fmt: on
     return out
 
 
@@ -96,12 +98,14 @@ def test_python_dependencies_have_no_known_vulnerabilities(tmp_path: Path) -> No
         if why_osv:
             unreachable(f"vulnerability databases unreachable, pip-audit not run: {why}; {why_osv}")
         service = "osv"
+    # fmt: off
     done = subprocess.run(
         [sys.executable, "-m", "pip_audit", "-r", str(requirements), "--no-deps", "--disable-pip",
          "--strict", "--progress-spinner", "off", "--desc", "on",
          "--vulnerability-service", service],
         capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
+    )
+    # fmt: on
     # --strict: a package the database does not answer for fails the audit instead of passing
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     assert "No known vulnerabilities found" in done.stdout + done.stderr
@@ -110,10 +114,12 @@ def test_python_dependencies_have_no_known_vulnerabilities(tmp_path: Path) -> No
 def test_web_ui_libraries_have_no_known_vulnerabilities() -> None:
     npm = shutil.which("npm")
     require(npm, "npm (Debian package npm)")
+    # fmt: off
     done = subprocess.run(
         [str(npm), "audit", "--package-lock-only", "--json"],
         cwd=STATIC, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    )
+    # fmt: on
     try:
         report = json.loads(done.stdout)
     except ValueError:

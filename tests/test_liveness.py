@@ -20,16 +20,26 @@ STALE = 60.0
 
 def state(ts: datetime = T0) -> PackState:
     return PackState(
-        pack="garage", name="Garage", protocol="daly_classic", ts=ts, pack_voltage=53.0,
-        current=1.0, power=53.0, soc=50.0, cell_voltages=[3.3] * 16, cell_count=16,
-        charge_mos=True, discharge_mos=True,
-    )  # fmt: skip
+        pack="garage",
+        name="Garage",
+        protocol="daly_classic",
+        ts=ts,
+        pack_voltage=53.0,
+        current=1.0,
+        power=53.0,
+        soc=50.0,
+        cell_voltages=[3.3] * 16,
+        cell_count=16,
+        charge_mos=True,
+        discharge_mos=True,
+    )
 
 
 def avail(kind: str, at: datetime, reason: str | None = None) -> Availability:
     return Availability(pack="garage", state=kind, ts=at, reason=reason)  # type: ignore[arg-type]
 
 
+# fmt: off
 CASES = [
     # (state, availability, seconds after T0, live, reason)
     (None, None, 0, False, "no state received yet"),
@@ -43,7 +53,8 @@ CASES = [
     (state(), avail("offline", T0), 1, False, "the reader reports it offline"),
     # a state read after the offline message: the pack answers again before its "online"
     (state(T0 + timedelta(seconds=10)), avail("offline", T0), 11, True, ""),
-]  # fmt: skip
+]
+# fmt: on
 
 
 @pytest.mark.parametrize(("st", "av", "after", "live", "reason"), CASES)

@@ -42,11 +42,13 @@ def test_needs_mark_fails_a_test_in_ci(tmp_path: Path) -> None:
     try:
         outcomes = {}
         for ci in ("true", ""):
+            # fmt: off
             run = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(probe)],
                 cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "CI": ci},
                 timeout=60, check=False,
-            )  # fmt: skip
+            )
+            # fmt: on
             outcomes[ci] = run.stdout.strip().splitlines()[-1]
     finally:
         probe.unlink()

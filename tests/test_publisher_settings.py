@@ -8,8 +8,13 @@ import pytest
 
 from bmsgate_common.settings import ConfigError, load_settings
 
-BUSES = [{"port": "/dev/null", "protocol": "daly_classic",
-          "packs": [{"id": "a"}, {"id": "b", "address": 2}]}]  # fmt: skip
+BUSES = [
+    {
+        "port": "/dev/null",
+        "protocol": "daly_classic",
+        "packs": [{"id": "a"}, {"id": "b", "address": 2}],
+    }
+]
 
 
 def load(**data: Any) -> Any:
@@ -27,21 +32,29 @@ def test_defaults_are_safe_and_empty() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"publisher": {"targets": [{"name": "x", "interval": 0.5}]}},
-         "bad value for 'publisher.targets.0.interval': Input should be greater than or equal to 1"),
+        (
+            {"publisher": {"targets": [{"name": "x", "interval": 0.5}]}},
+            "bad value for 'publisher.targets.0.interval': Input should be greater than or equal to 1",
+        ),
         ({"publisher": {"targets": [{"name": "x"}, {"name": "x"}]}}, "two targets share a name"),
         ({"publisher": {"targets": [{"name": "Bad Name"}]}}, "'publisher.targets.0.name'"),
-        ({"publisher": {"targets": [{"name": "x", "dongle": {"fields": ["soc", "pie"]}}]}},
-         "'publisher.targets.0.dongle.fields.1'"),
-        ({"publisher": {"targets": [{"name": "x", "topic_prefix": "a/+/b"}]}},
-         "'publisher.targets.0.topic_prefix'"),
-        ({"publisher": {"targets": [{"name": "x", "pasword": "typo"}]}},
-         "unknown key 'publisher.targets.0.pasword'"),
+        (
+            {"publisher": {"targets": [{"name": "x", "dongle": {"fields": ["soc", "pie"]}}]}},
+            "'publisher.targets.0.dongle.fields.1'",
+        ),
+        (
+            {"publisher": {"targets": [{"name": "x", "topic_prefix": "a/+/b"}]}},
+            "'publisher.targets.0.topic_prefix'",
+        ),
+        (
+            {"publisher": {"targets": [{"name": "x", "pasword": "typo"}]}},
+            "unknown key 'publisher.targets.0.pasword'",
+        ),
         ({"banks": [{"id": "bank", "packs": ["a", "zz"]}]}, "bank 'bank' names unknown packs: zz"),
         ({"banks": [{"id": "a", "packs": ["a", "b"]}]}, "bank id 'a' is already a pack or bank id"),
         ({"banks": [{"id": "bank", "packs": ["a"]}]}, "'banks.0.packs'"),
     ],
-)  # fmt: skip
+)
 def test_bad_values_name_the_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("+", r"\+")) as err:
         load(**data)

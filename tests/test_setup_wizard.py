@@ -19,21 +19,24 @@ from tests.support.procs import start_simulator
 def setup(
     tmp_path: Path, port: str, answers: list[str], *extra: str
 ) -> subprocess.CompletedProcess[str]:
+    # fmt: off
     return subprocess.run(
         [sys.executable, "-m", "bmsgate.cli", "setup", "--config", str(tmp_path / "bmsgate.yaml"),
          "--port", port, "--scan-timeout", "0.05", *extra],
         input="\n".join(answers) + "\n", capture_output=True, text=True, timeout=60, check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith("BMSGATE_")},
-    )  # fmt: skip
+    )
+    # fmt: on
 
 
 def test_wizard_finds_the_boards_and_writes_a_valid_config(tmp_path: Path) -> None:
     sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2")
     try:
         done = setup(
-            tmp_path, port,
+            tmp_path,
+            port,
             ["Garage", "Shed", "y", "", "y", "n", "", "", "48.21,16.37", "s3cret-Passw0rd"],
-        )  # fmt: skip
+        )
     finally:
         sim.stop()
     assert done.returncode == 0, done.stderr
@@ -46,8 +49,9 @@ def test_wizard_finds_the_boards_and_writes_a_valid_config(tmp_path: Path) -> No
     data = yaml.safe_load(path.read_text())
     cfg = Settings.model_validate(data)
     assert [(p.id, p.name, p.address) for p in cfg.buses[0].packs] == [
-        ("garage", "Garage", 1), ("shed", "Shed", 2),
-    ]  # fmt: skip
+        ("garage", "Garage", 1),
+        ("shed", "Shed", 2),
+    ]
     assert cfg.buses[0].protocol == "jk_pb" and cfg.buses[0].port == port
     assert cfg.banks[0].packs == ["garage", "shed"]
     assert cfg.publisher.targets[0].homeassistant.enabled is True
@@ -83,10 +87,16 @@ def test_silent_port_is_one_clear_line(tmp_path: Path) -> None:
 
 def test_build_config_and_helpers() -> None:
     answers = SetupAnswers(
-        buses=[BusAnswer(port="/dev/serial/by-id/usb-X", packs=[
-            FoundPack(protocol="daly_new", address=1, variant="d2", name="Garage #1")])],
-        broker="192.0.2.7:1884", influx_url="http://127.0.0.1:8086", notify_urls=["pover://u@t"],
-    )  # fmt: skip
+        buses=[
+            BusAnswer(
+                port="/dev/serial/by-id/usb-X",
+                packs=[FoundPack(protocol="daly_new", address=1, variant="d2", name="Garage #1")],
+            )
+        ],
+        broker="192.0.2.7:1884",
+        influx_url="http://127.0.0.1:8086",
+        notify_urls=["pover://u@t"],
+    )
     cfg = Settings.model_validate(build_config(answers))
     assert cfg.buses[0].variant == "d2" and cfg.buses[0].packs[0].id == "garage-1"
     assert (cfg.mqtt.host, cfg.mqtt.port) == ("192.0.2.7", 1884)
@@ -96,15 +106,25 @@ def test_build_config_and_helpers() -> None:
 
 
 def test_two_buses_and_a_bank_across_them() -> None:
-    answers = SetupAnswers.model_validate({
-        "buses": [
-            {"port": "/dev/ttyUSB0", "packs": [{"protocol": "jk_pb", "address": 1, "name": "Left"},
-                                                {"protocol": "jk_pb", "address": 2, "name": "Right"}]},
-            {"port": "/dev/ttyUSB1", "packs": [{"protocol": "daly_classic", "address": 1, "name": "Shed"}]},
-        ],
-        "banks": [{"name": "House bank", "packs": ["Left", "Right", "Shed"]}],
-        "notify_urls": ["json://127.0.0.1:9/a", "pover://u@t"],
-    })  # fmt: skip
+    answers = SetupAnswers.model_validate(
+        {
+            "buses": [
+                {
+                    "port": "/dev/ttyUSB0",
+                    "packs": [
+                        {"protocol": "jk_pb", "address": 1, "name": "Left"},
+                        {"protocol": "jk_pb", "address": 2, "name": "Right"},
+                    ],
+                },
+                {
+                    "port": "/dev/ttyUSB1",
+                    "packs": [{"protocol": "daly_classic", "address": 1, "name": "Shed"}],
+                },
+            ],
+            "banks": [{"name": "House bank", "packs": ["Left", "Right", "Shed"]}],
+            "notify_urls": ["json://127.0.0.1:9/a", "pover://u@t"],
+        }
+    )
     cfg = Settings.model_validate(build_config(answers))
     assert [b.protocol for b in cfg.buses] == ["jk_pb", "daly_classic"]
     assert cfg.banks[0].id == "house-bank" and cfg.banks[0].packs == ["left", "right", "shed"]

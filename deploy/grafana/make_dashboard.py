@@ -70,6 +70,7 @@ def panel(
     }
 
 
+# fmt: off
 PANELS = [
     panel(1, "Pack overview", flux(field_is("soc", "pack_voltage", "current", "power"),
                                    fn="last"), "none", kind="stat",
@@ -89,7 +90,8 @@ PANELS = [
           kind="state-timeline"),
     panel(10, "Alarms: cell delta", flux(field_is("cell_delta"), fn="max"), "volt",
           options={"thresholdsStyle": {"mode": "line"}}),
-]  # fmt: skip
+]
+# fmt: on
 
 DASHBOARD = {
     "uid": "bmsgate-packs",

@@ -84,8 +84,10 @@ def lay_over(stored: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     """The stored file with the options' keys set; the options' target replaces its namesake."""
     merged = cf.merge(stored, {k: v for k, v in ours.items() if k != "publisher"})
     others = [t for t in stored.get("publisher", {}).get("targets", []) if t.get("name") != TARGET]
-    merged["publisher"] = {**stored.get("publisher", {}),
-                           "targets": [*ours["publisher"]["targets"], *others]}  # fmt: skip
+    merged["publisher"] = {
+        **stored.get("publisher", {}),
+        "targets": [*ours["publisher"]["targets"], *others],
+    }
     return merged
 
 

@@ -109,8 +109,10 @@ class PrivateBroker:
             users = {u: secrets.token_urlsafe(24) for u in USERS}
             last = 0
         self.port = port or (last if last and _free(last) else free_port())
-        _write_private(path, json.dumps({"host": "127.0.0.1", "port": self.port,
-                                         "users": users}, indent=2) + "\n")  # fmt: skip
+        _write_private(
+            path,
+            json.dumps({"host": "127.0.0.1", "port": self.port, "users": users}, indent=2) + "\n",
+        )
         return users
 
     def credentials(self, service: str) -> tuple[str, str]:

@@ -227,13 +227,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--simulate", choices=sorted(PROTOCOLS), help="poll a simulated pack")
     run.add_argument(
-        "--simulate-packs", type=_positive, default=0, metavar="N",
+        "--simulate-packs",
+        type=_positive,
+        default=0,
+        metavar="N",
         help="N simulated packs, each on its own bus with its own reader (--simulate: protocol)",
-    )  # fmt: skip
+    )
     run.add_argument(
-        "--only", action="append", choices=sorted(SERVICES), metavar="SERVICE",
+        "--only",
+        action="append",
+        choices=sorted(SERVICES),
+        metavar="SERVICE",
         help="start only this service (repeatable), e.g. readers on an edge machine",
-    )  # fmt: skip
+    )
     run.add_argument("--http-port", type=int, help="web UI and API port (default 8080)")
     run.add_argument("--modbus-port", type=int, help="Modbus TCP port (default 502)")
     run.add_argument("--data-dir", type=Path, help="where services keep their data")
@@ -245,9 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--start-register", type=lambda v: int(v, 0))
     dec.add_argument("--request", action="store_true", help="the frame is a master's request")
     dec.add_argument(
-        "--command", dest="answer_to", type=lambda v: int(v, 0),
+        "--command",
+        dest="answer_to",
+        type=lambda v: int(v, 0),
         help="the command the answer belongs to, e.g. 66 or 0x42 (Seplos, Pace: not in the answer)",
-    )  # fmt: skip
+    )
     dec.add_argument("--variant", help="the protocol's variant, as in the bus settings")
     dec.add_argument("hex", nargs="+", help="the frame(s), e.g. 'a5 01 90 08 ...'")
 
@@ -263,10 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--pty", action="store_true", help="print the pty path to open")
     sim.add_argument("--link", help="with --pty: a symlink to the pty, removed on exit")
     sim.add_argument(
-        "--master", type=float, metavar="SECONDS",
+        "--master",
+        type=float,
+        metavar="SECONDS",
         help="jk_pb with --pty: a master (DIP 0) polls the boards every SECONDS and sends its own "
         "frame, for a reader with listen: true",
-    )  # fmt: skip
+    )
 
     from .config_cli import add_arguments as config_arguments
     from .ports import add_arguments as ports_arguments

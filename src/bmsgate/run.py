@@ -261,10 +261,15 @@ async def forget_packs(
         (spec.topic(pack, mqtt.base_topic), b"") for pack in packs for spec in PACK_RETAINED
     ]
     for service, why in (retired or {}).items():
-        status = ServiceStatus(service=service, state="offline", ts=utcnow(), version=VERSION,
-                               detail={"left_out": why})  # fmt: skip
-        messages.append((topics.SERVICE_STATUS.topic(service, mqtt.base_topic),
-                         status.model_dump_json().encode()))  # fmt: skip
+        status = ServiceStatus(
+            service=service, state="offline", ts=utcnow(), version=VERSION, detail={"left_out": why}
+        )
+        messages.append(
+            (
+                topics.SERVICE_STATUS.topic(service, mqtt.base_topic),
+                status.model_dump_json().encode(),
+            )
+        )
     password = mqtt.password.get_secret_value() if mqtt.password else None
     try:
         async with asyncio.timeout(5.0):
@@ -335,9 +340,14 @@ class Supervisor:
                 log.info("private mosquitto on 127.0.0.1:%d", self.broker.port)
             self.broker.update(base=base, banks=banks)
             user, password = self.broker.credentials("admin")  # bmsgate run and its tools
-            mqtt = cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": self.broker.port,
-                                               "username": user,
-                                               "password": SecretStr(password)})  # fmt: skip
+            mqtt = cfg.mqtt.model_copy(
+                update={
+                    "host": "127.0.0.1",
+                    "port": self.broker.port,
+                    "username": user,
+                    "password": SecretStr(password),
+                }
+            )
             cfg = cfg.model_copy(update={"mqtt": mqtt})
         # the file has no bus yet: the first setup is under way (--simulate is a demo by choice)
         self.setup = not cfg.buses and not self.simulate
@@ -364,16 +374,21 @@ class Supervisor:
         if idle != self.left_out:  # at start, and when a change starts or stops a service
             self.left_out = idle
             log.info(
-                "services: %s%s", ", ".join(specs) or "none",
+                "services: %s%s",
+                ", ".join(specs) or "none",
                 "; left out: " + ", ".join(f"{name} ({why})" for name, why in idle.items())
-                if idle else "",
-            )  # fmt: skip
+                if idle
+                else "",
+            )
         readers = self.only is None or "reader" in self.only
         packs = {p.id for bus in cfg.buses for p in bus.packs} if readers else set()
         gone, self.packs = sorted(self.packs - packs), packs
         # stopped for good: a service now idle, the reader of a removed bus
-        retired = {n: idle.get(n, "its bus is no longer configured") for n in self.children
-                   if n not in specs}  # fmt: skip
+        retired = {
+            n: idle.get(n, "its bus is no longer configured")
+            for n in self.children
+            if n not in specs
+        }
 
         async def retire() -> None:  # the readers of removed packs (the demo's too) have stopped
             if gone or retired:  # after their last "offline": no page shows a removed pack
@@ -447,8 +462,11 @@ async def supervise(
         if with_api and config_file is not None and not cfg.buses:
             log.info(
                 "no bus configured in %s yet: set bmsgate up at http://%s:%d/setup.html "
-                "(or run bmsgate setup)", config_file, host, effective.api.port,
-            )  # fmt: skip
+                "(or run bmsgate setup)",
+                config_file,
+                host,
+                effective.api.port,
+            )
         await _watch(sup, config_file, load)
     finally:
         await sup.close()
@@ -499,8 +517,10 @@ async def _restart_exited(children: Any) -> None:
                 child.backoff = 1.0 if lived > 60 else min(60.0, max(child.backoff, 0.5) * 2)
                 log.warning(
                     "%s exited with code %s; restarting in %.0f s",
-                    child.name, proc.returncode, child.backoff,
-                )  # fmt: skip
+                    child.name,
+                    proc.returncode,
+                    child.backoff,
+                )
             child.restart_at = now + child.backoff
         elif proc is None and not child.given_up and now >= child.restart_at:
             child.restarts += 1

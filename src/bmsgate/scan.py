@@ -58,9 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=_seconds, default=DEFAULT_TIMEOUT, help="seconds to wait for each answer"
     )
     parser.add_argument(
-        "--no-alternate-bauds", "--no-jk-pb-9600", dest="alternates", action="store_false",
+        "--no-alternate-bauds",
+        "--no-jk-pb-9600",
+        dest="alternates",
+        action="store_false",
         help="probe each protocol at its default baud rate only (skips e.g. JK-PB at 9600)",
-    )  # fmt: skip
+    )
 
 
 def _say(text: str, stream: TextIO = sys.stderr) -> None:

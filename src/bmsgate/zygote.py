@@ -138,11 +138,16 @@ class Zygote:
             ours, theirs = socket.socketpair()
             with theirs:
                 self.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bmsgate.zygote", str(theirs.fileno()), self.config,
+                    sys.executable,
+                    "-m",
+                    "bmsgate.zygote",
+                    str(theirs.fileno()),
+                    self.config,
                     *self.modules,
-                    pass_fds=(theirs.fileno(),), start_new_session=True,
+                    pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
                     preexec_fn=die_with_parent,
-                )  # fmt: skip
+                )
             self.pid = self.process.pid
             reader, self._writer = await asyncio.open_unix_connection(sock=ours)
         self._answers = asyncio.Queue()

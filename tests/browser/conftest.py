@@ -23,9 +23,13 @@ def browser_context() -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="bmsgate-chromium-")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1280, "height": 900}, accept_downloads=True,
-        )  # fmt: skip
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1280, "height": 900},
+            accept_downloads=True,
+        )
         try:
             yield context
         finally:

@@ -63,10 +63,15 @@ class IngressProxy:
             return web.Response(status=404, text="not bmsgate's")
         url = self.upstream + request.path_qs[len(PREFIX) :]
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
-        headers |= {"X-Forwarded-For": "192.168.1.50", "X-Forwarded-Host": request.host,
-                    "X-Forwarded-Proto": "http", "X-Ingress-Path": PREFIX}  # fmt: skip
-        async with self.session.request(request.method, url, headers=headers,
-                                        data=await request.read(), allow_redirects=False) as up:  # fmt: skip
+        headers |= {
+            "X-Forwarded-For": "192.168.1.50",
+            "X-Forwarded-Host": request.host,
+            "X-Forwarded-Proto": "http",
+            "X-Ingress-Path": PREFIX,
+        }
+        async with self.session.request(
+            request.method, url, headers=headers, data=await request.read(), allow_redirects=False
+        ) as up:
             answer = web.StreamResponse(status=up.status)
             for key, value in up.headers.items():
                 if key.lower() not in HOP:
@@ -98,15 +103,28 @@ def proxied(
     sim, port = start_simulator(tmp_path, "daly_classic", "--speed", "30")
     procs.append(sim)
     http = free_port()
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": "daly_classic", "poll_interval": 0.5,
-                   "packs": [{"id": "garage", "name": "Garage"}]}],
-        "history": {"archive": {"commit_interval": 0.2}},
-        "api": {"host": "127.0.0.1", "port": http, "mdns": False,
-                "trusted_proxies": ["127.0.0.1"]},  # as the add-on trusts the ingress gateway
-        "data_dir": str(tmp_path / "data"),
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.5,
+                    "packs": [{"id": "garage", "name": "Garage"}],
+                }
+            ],
+            "history": {"archive": {"commit_interval": 0.2}},
+            "api": {
+                "host": "127.0.0.1",
+                "port": http,
+                "mdns": False,
+                "trusted_proxies": ["127.0.0.1"],
+            },  # as the add-on trusts the ingress gateway
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     for name in ("reader", "history", "api"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"

@@ -42,11 +42,24 @@ def first_run(tmp_path: Path, procs: list[Proc]) -> tuple[str, Path, str, Proc]:
     procs.append(sim)
     http = free_port()
     config = tmp_path / "site" / "bmsgate.yaml"
-    run = Proc("run", [
-        sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config),
-        "--http-port", str(http), "--modbus-port", str(free_port()),
-        "--data-dir", str(tmp_path / "data"),
-    ], tmp_path)  # fmt: skip
+    run = Proc(
+        "run",
+        [
+            sys.executable,
+            "-m",
+            "bmsgate.cli",
+            "run",
+            "--config",
+            str(config),
+            "--http-port",
+            str(http),
+            "--modbus-port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        tmp_path,
+    )
     procs.append(run)
     base = f"http://127.0.0.1:{http}"
     wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=30)

@@ -36,17 +36,28 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str,
     sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2", "--speed", "30")
     procs.append(sim)
     http = free_port()
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": "jk_pb", "poll_interval": 0.5, "packs": [
-            {"id": "east", "name": "East", "address": 1},
-            {"id": "west", "name": "West", "address": 2}]}],
-        "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
-        "control": {"enabled": True},
-        "stale_after": 10,
-        "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-        "data_dir": str(tmp_path / "data"),
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "jk_pb",
+                    "poll_interval": 0.5,
+                    "packs": [
+                        {"id": "east", "name": "East", "address": 1},
+                        {"id": "west", "name": "West", "address": 2},
+                    ],
+                }
+            ],
+            "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
+            "control": {"enabled": True},
+            "stale_after": 10,
+            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     for name in ("reader", "publisher", "history", "api"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"
@@ -75,9 +86,13 @@ def test_a_bank_is_never_offered_for_commands_tunnel_or_raw_frames(
     cookies = {c["name"]: c["value"] for c in browser_context.cookies()}
     api = httpx.Client(base_url=base, cookies=cookies, timeout=10)
     listed = wait_until(
-        lambda: (found := {p["pack"]: p["bank"] for p in api.get("/api/packs").json()})
-        and "house" in found and found, timeout=20,
-    )  # fmt: skip
+        lambda: (
+            (found := {p["pack"]: p["bank"] for p in api.get("/api/packs").json()})
+            and "house" in found
+            and found
+        ),
+        timeout=20,
+    )
     assert listed == {"east": False, "house": True, "west": False}
 
     page.goto(f"{base}/control.html")

@@ -32,14 +32,23 @@ def seplos_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str
     sim, port = start_simulator(tmp_path, "seplos_v2", "--boards", "2", "--cells", "15")
     procs.append(sim)
     http = free_port()
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": "seplos_v2", "poll_interval": 0.5,
-                   "packs": [{"id": "east", "address": 1}, {"id": "west", "address": 2}]}],
-        "control": {"enabled": True},
-        "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-        "data_dir": str(tmp_path / "data"),
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "seplos_v2",
+                    "poll_interval": 0.5,
+                    "packs": [{"id": "east", "address": 1}, {"id": "west", "address": 2}],
+                }
+            ],
+            "control": {"enabled": True},
+            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     for name in ("reader", "api"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"

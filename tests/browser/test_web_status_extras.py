@@ -31,10 +31,14 @@ PASSWORD = "battery-gate-2"
 ACCENT = "rgb(170, 51, 0)"  # #aa3300
 FORECAST = {
     "current": {"temperature_2m": 17.6, "weather_code": 61, "wind_speed_10m": 9.0},
-    "daily": {"time": ["2026-06-01", "2026-06-02", "2026-06-03"], "weather_code": [61, 1, 3],
-              "temperature_2m_max": [19.0, 23.4, 21.0], "temperature_2m_min": [11.0, 12.5, 13.0],
-              "precipitation_probability_max": [70, 5, 20]},
-}  # fmt: skip
+    "daily": {
+        "time": ["2026-06-01", "2026-06-02", "2026-06-03"],
+        "weather_code": [61, 1, 3],
+        "temperature_2m_max": [19.0, 23.4, 21.0],
+        "temperature_2m_min": [11.0, 12.5, 13.0],
+        "precipitation_probability_max": [70, 5, 20],
+    },
+}
 LOGO = (
     '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="32" viewBox="0 0 64 32">'
     '<rect width="64" height="32" rx="6" fill="#aa3300"/>'
@@ -56,22 +60,47 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], forecast_url:
     logo = tmp_path / "logo.svg"
     logo.write_text(LOGO)
     http = free_port()
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": "jk_pb", "poll_interval": 0.5, "packs": [
-            {"id": "east", "name": "East", "address": 1},
-            {"id": "west", "name": "West", "address": 2}]}],
-        "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
-        "control": {"enabled": True},
-        "notifier": {"latitude": 48.14, "longitude": 11.58},
-        "publisher": {"targets": [{"name": "ha", "password": "target-secret-1",
-                                   "homeassistant": {"enabled": True}}]},
-        "stale_after": 10,
-        "api": {"host": "127.0.0.1", "port": http, "public_read": "never",
-                "title": "Solar & Co", "logo": str(logo), "accent": "#aa3300",
-                "weather": True, "weather_url": forecast_url},
-        "data_dir": str(tmp_path / "data"),
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "jk_pb",
+                    "poll_interval": 0.5,
+                    "packs": [
+                        {"id": "east", "name": "East", "address": 1},
+                        {"id": "west", "name": "West", "address": 2},
+                    ],
+                }
+            ],
+            "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
+            "control": {"enabled": True},
+            "notifier": {"latitude": 48.14, "longitude": 11.58},
+            "publisher": {
+                "targets": [
+                    {
+                        "name": "ha",
+                        "password": "target-secret-1",
+                        "homeassistant": {"enabled": True},
+                    }
+                ]
+            },
+            "stale_after": 10,
+            "api": {
+                "host": "127.0.0.1",
+                "port": http,
+                "public_read": "never",
+                "title": "Solar & Co",
+                "logo": str(logo),
+                "accent": "#aa3300",
+                "weather": True,
+                "weather_url": forecast_url,
+            },
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     for name in ("reader", "api"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"
@@ -161,8 +190,10 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
         page.click("#homeassistant")
     preview = json.loads(Path(got.value.path()).read_text())
     topics = {m["topic"] for m in preview["messages"]}
-    assert {"homeassistant/device/bmsgate_east/config",
-            "homeassistant/device/bmsgate_house/config"} <= topics  # fmt: skip
+    assert {
+        "homeassistant/device/bmsgate_east/config",
+        "homeassistant/device/bmsgate_house/config",
+    } <= topics
     assert "target-secret-1" not in json.dumps(preview)
     page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top in the full shot
     shot(page, "33-exports")

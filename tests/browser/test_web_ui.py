@@ -34,18 +34,33 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     sim, port = start_simulator(tmp_path, "daly_classic", "--speed", "30")
     procs.append(sim)
     http = free_port()
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": "daly_classic", "poll_interval": 0.5,
-                   "sniff": True, "packs": [{"id": "garage", "name": "Garage"}]}],
-        "control": {"enabled": True},
-        "tunnel": {"host": "127.0.0.1", "port": free_port()},
-        "timezone": SITE_ZONE, "history": {"archive": {"commit_interval": 0.2}},
-        "stale_after": 10,
-        "api": {"host": "127.0.0.1", "port": http, "public_read": "never",
-                "title": "Test gateway"},
-        "data_dir": str(tmp_path / "data"),
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.5,
+                    "sniff": True,
+                    "packs": [{"id": "garage", "name": "Garage"}],
+                }
+            ],
+            "control": {"enabled": True},
+            "tunnel": {"host": "127.0.0.1", "port": free_port()},
+            "timezone": SITE_ZONE,
+            "history": {"archive": {"commit_interval": 0.2}},
+            "stale_after": 10,
+            "api": {
+                "host": "127.0.0.1",
+                "port": http,
+                "public_read": "never",
+                "title": "Test gateway",
+            },
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     for name in ("reader", "history", "api", "tunnel"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"
@@ -184,6 +199,8 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     expect(page).to_have_url(f"{base}/settings.html")
 
     # the only failed request is the wrong password, on purpose
-    wrong_login = ["console error: Failed to load resource: the server responded with a status of 401 (Unauthorized)",
-                   f"HTTP 401 {base}/api/auth/login"]  # fmt: skip
+    wrong_login = [
+        "console error: Failed to load resource: the server responded with a status of 401 (Unauthorized)",
+        f"HTTP 401 {base}/api/auth/login",
+    ]
     assert sorted(problems) == sorted(wrong_login)

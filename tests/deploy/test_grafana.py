@@ -23,13 +23,29 @@ DASHBOARD = GRAFANA / "dashboards" / "bmsgate.json"
 def written_fields() -> set[str]:
     """Every field name the writer emits for a pack state that reports everything."""
     state = PackState(
-        pack="p1", name="P1", protocol="jk_pb", ts=datetime(2025, 6, 1, tzinfo=UTC),
-        pack_voltage=53.0, current=-10.0, power=-530.0, soc=80.0,
-        cell_voltages=[3.3] * 16, cell_count=16, temperatures=[25.0, 26.0],
-        mos_temperature=30.0, remaining_capacity=200.0, nominal_capacity=280.0, cycles=12,
-        charge_mos=True, discharge_mos=True, balancing=False, energy_in=100.0, energy_out=90.0,
-        charge_in=2000.0, charge_out=1900.0,
-    )  # fmt: skip
+        pack="p1",
+        name="P1",
+        protocol="jk_pb",
+        ts=datetime(2025, 6, 1, tzinfo=UTC),
+        pack_voltage=53.0,
+        current=-10.0,
+        power=-530.0,
+        soc=80.0,
+        cell_voltages=[3.3] * 16,
+        cell_count=16,
+        temperatures=[25.0, 26.0],
+        mos_temperature=30.0,
+        remaining_capacity=200.0,
+        nominal_capacity=280.0,
+        cycles=12,
+        charge_mos=True,
+        discharge_mos=True,
+        balancing=False,
+        energy_in=100.0,
+        energy_out=90.0,
+        charge_in=2000.0,
+        charge_out=1900.0,
+    )
     fields = to_line(state).split(" ")[1]
     return {f.split("=")[0] for f in fields.split(",")}
 
@@ -55,8 +71,15 @@ def test_every_queried_field_is_written_by_the_history_service() -> None:
 
 def test_the_dashboards_cover_what_the_issue_asks() -> None:
     titles = " ".join(p["title"].lower() for p in json.loads(DASHBOARD.read_text())["panels"])
-    for word in ("overview", "every cell", "state of charge", "power", "temperatures",
-                 "energy per day", "alarms"):  # fmt: skip
+    for word in (
+        "overview",
+        "every cell",
+        "state of charge",
+        "power",
+        "temperatures",
+        "energy per day",
+        "alarms",
+    ):
         assert word in titles
 
 

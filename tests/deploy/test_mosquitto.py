@@ -21,8 +21,18 @@ from tests.deploy.conftest import ROOT
 from tests.support.needs import needs
 
 DEPLOY = ROOT / "deploy" / "mosquitto"
-USERS = ["reader", "api", "publisher", "modbus", "history", "notifier", "tunnel", "admin",
-         "homeassistant", "viewer"]  # fmt: skip
+USERS = [
+    "reader",
+    "api",
+    "publisher",
+    "modbus",
+    "history",
+    "notifier",
+    "tunnel",
+    "admin",
+    "homeassistant",
+    "viewer",
+]
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,8 +52,12 @@ def broker() -> Iterator[int]:
         f"listener {port} 127.0.0.1\nallow_anonymous false\npersistence false\n"
         f"password_file {work}/data/passwd\nacl_file {DEPLOY}/acl\n"
     )
-    env = {**os.environ, "MOSQUITTO_DIR": str(work), "MOSQUITTO_CONF": str(conf),
-           "PATH": f"{os.environ['PATH']}:/usr/sbin"}  # fmt: skip
+    env = {
+        **os.environ,
+        "MOSQUITTO_DIR": str(work),
+        "MOSQUITTO_CONF": str(conf),
+        "PATH": f"{os.environ['PATH']}:/usr/sbin",
+    }
     env.update({f"MQTT_{u.upper()}_PASSWORD": f"pw-{u}" for u in USERS})
     proc = subprocess.Popen(["sh", str(DEPLOY / "entrypoint.sh")], env=env)
     try:
@@ -58,9 +72,12 @@ def broker() -> Iterator[int]:
 def test_a_missing_password_stops_the_broker_with_its_name(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MQTT_")}
     done = subprocess.run(
-        ["sh", str(DEPLOY / "entrypoint.sh")], env={**env, "MOSQUITTO_DIR": str(tmp_path)},
-        capture_output=True, text=True, timeout=10,
-    )  # fmt: skip
+        ["sh", str(DEPLOY / "entrypoint.sh")],
+        env={**env, "MOSQUITTO_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert done.returncode == 1 and "MQTT_READER_PASSWORD is not set" in done.stderr
 
 
@@ -84,6 +101,7 @@ async def delivered(port: int, user: str, topics: list[str]) -> set[str]:
 
 
 # (user, topics it must be able to publish, topics it must not)
+# fmt: off
 RULES = [
     ("reader", ["bmsgate/bms/p1/state", "bmsgate/bms/p1/alarm", "bmsgate/bus/r0/sniff",
                 "bmsgate/service/reader-0/status"],
@@ -103,7 +121,8 @@ RULES = [
      ["bmsgate/bms/p1/daily"]),
     ("tunnel", ["bmsgate/bms/p1/raw/tx", "bmsgate/bms/p1/tunnel/state"],
      ["bmsgate/bms/p1/raw/rx", "bmsgate/bms/p1/state"]),
-]  # fmt: skip
+]
+# fmt: on
 
 
 @pytest.mark.parametrize(("user", "allowed", "denied"), RULES, ids=[r[0] for r in RULES])
@@ -154,8 +173,13 @@ async def test_the_container_healthcheck_reads_the_service_status(broker: int) -
     status = ServiceStatus(service="api", state="online", ts=utcnow()).model_dump_json()
     async with aiomqtt.Client("127.0.0.1", broker, username="api", password="pw-api") as api:
         await api.publish("bmsgate/service/api/status", status, qos=1, retain=True)
-    env = {**os.environ, "BMSGATE_MQTT__HOST": "127.0.0.1", "BMSGATE_MQTT__PORT": str(broker),
-           "BMSGATE_MQTT__USERNAME": "api", "BMSGATE_MQTT__PASSWORD": "pw-api"}  # fmt: skip
+    env = {
+        **os.environ,
+        "BMSGATE_MQTT__HOST": "127.0.0.1",
+        "BMSGATE_MQTT__PORT": str(broker),
+        "BMSGATE_MQTT__USERNAME": "api",
+        "BMSGATE_MQTT__PASSWORD": "pw-api",
+    }
     check = [sys.executable, str(ROOT / "deploy" / "healthcheck.py")]
     ok = await asyncio.to_thread(subprocess.run, [*check, "api"], env=env, timeout=20)
     assert ok.returncode == 0

@@ -32,8 +32,18 @@ async def test_three_simulated_packs_each_with_its_own_reader(tmp_path: Path) ->
     broker.start()
     env = {**os.environ, "BMSGATE_MQTT__HOST": "127.0.0.1", "BMSGATE_MQTT__PORT": str(broker.port)}
     env.pop("BMSGATE_CONFIG", None)
-    argv = [sys.executable, "-m", "bmsgate.cli", "run", "--simulate-packs", "3", "--only",
-            "reader", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "bmsgate.cli",
+        "run",
+        "--simulate-packs",
+        "3",
+        "--only",
+        "reader",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     try:
         async with listen(broker.port, "bmsgate/bms/+/state", "bmsgate/service/+/status") as seen:
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: ASYNC220
@@ -65,16 +75,31 @@ async def test_a_bank_of_simulated_packs(tmp_path: Path) -> None:
     config.write_text("banks:\n  - {id: house, packs: [sim-1, sim-2]}\n")
     env = {**os.environ, "BMSGATE_MQTT__HOST": "127.0.0.1", "BMSGATE_MQTT__PORT": str(broker.port)}
     env.pop("BMSGATE_CONFIG", None)
-    argv = [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config), "--simulate-packs",
-            "2", "--only", "reader", "--only", "publisher", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "bmsgate.cli",
+        "run",
+        "--config",
+        str(config),
+        "--simulate-packs",
+        "2",
+        "--only",
+        "reader",
+        "--only",
+        "publisher",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
     try:
         async with listen(broker.port, "bmsgate/bms/house/state") as seen:
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: ASYNC220
             try:
 
                 def both(_: object) -> bool:
-                    return any(m.payload["extras"]["bank_members"] == "sim-1,sim-2"
-                               for m in seen.messages)  # fmt: skip
+                    return any(
+                        m.payload["extras"]["bank_members"] == "sim-1,sim-2" for m in seen.messages
+                    )
 
                 await seen.wait_for(both, within=30)
             finally:

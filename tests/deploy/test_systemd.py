@@ -28,8 +28,13 @@ def unit(name: str) -> dict[str, list[str]]:
 def test_units_run_as_a_dedicated_user_with_hardening(name: str) -> None:
     u = unit(name)
     assert u["User"] == ["bmsgate"] and u["Group"] == ["bmsgate"]
-    for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",
-                       "PrivateTmp": "yes", "RestrictNamespaces": "yes"}.items():  # fmt: skip
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "RestrictNamespaces": "yes",
+    }.items():
         assert u[key] == [value], key
     assert u["RestartPreventExitStatus"] == ["2"]  # a bad config is not restarted forever
     assert all("PASSWORD" not in e and "TOKEN" not in e for e in u.get("Environment", []))

@@ -28,8 +28,20 @@ class States:
     """Every state on the backbone, in arrival order, from mosquitto_sub."""
 
     def __init__(self, workdir: Path, port: int) -> None:
-        self.proc = Proc("states", ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-v",
-                                    "-t", "bmsgate/bms/+/state"], workdir)  # fmt: skip
+        self.proc = Proc(
+            "states",
+            [
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-v",
+                "-t",
+                "bmsgate/bms/+/state",
+            ],
+            workdir,
+        )
 
     def all(self) -> list[dict[str, Any]]:
         out = []
@@ -44,8 +56,22 @@ class States:
 
 
 def start_run(workdir: Path, config: Path, n: int) -> Proc:
-    return Proc(f"run-{n}", [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config),
-                             "--only", "reader", "--only", "publisher"], workdir)  # fmt: skip
+    return Proc(
+        f"run-{n}",
+        [
+            sys.executable,
+            "-m",
+            "bmsgate.cli",
+            "run",
+            "--config",
+            str(config),
+            "--only",
+            "reader",
+            "--only",
+            "publisher",
+        ],
+        workdir,
+    )
 
 
 def publisher_pid(run: Proc) -> int | None:
@@ -65,17 +91,31 @@ def publisher_pid(run: Proc) -> int | None:
 def test_bank_counters_never_go_down_through_an_outage_and_restarts(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
-    sims = {name: start_simulator(tmp_path, "daly_classic", "--speed", "120", name=name)
-            for name in ("garage", "shed")}  # fmt: skip
+    sims = {
+        name: start_simulator(tmp_path, "daly_classic", "--speed", "120", name=name)
+        for name in ("garage", "shed")
+    }
     procs += [proc for proc, _ in sims.values()]
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": link, "protocol": "daly_classic", "poll_interval": 0.5,
-                   "offline_after": 2, "packs": [{"id": name}]}
-                  for name, (_, link) in sims.items()],
-        "banks": [{"id": "house", "packs": ["garage", "shed"]}],
-        "stale_after": 5, "timezone": "UTC", "data_dir": str(tmp_path / "data"),
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": link,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.5,
+                    "offline_after": 2,
+                    "packs": [{"id": name}],
+                }
+                for name, (_, link) in sims.items()
+            ],
+            "banks": [{"id": "house", "packs": ["garage", "shed"]}],
+            "stale_after": 5,
+            "timezone": "UTC",
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     states = States(tmp_path, mosquitto.port)
     procs.append(states.proc)
     run = start_run(tmp_path, config, 1)

@@ -31,10 +31,18 @@ YESTERDAY_STATES = 1400  # a day CSV of ~210 kB: more than one reply part (files
 
 def state(ts: datetime, soc: float) -> PackState:
     return PackState(
-        pack="p1", name="P1", protocol="daly_classic", ts=ts, pack_voltage=52.8, current=10.0,
-        power=528.0, soc=soc, cell_voltages=[3.301 + k / 1000 for k in range(16)], cell_count=16,
+        pack="p1",
+        name="P1",
+        protocol="daly_classic",
+        ts=ts,
+        pack_voltage=52.8,
+        current=10.0,
+        power=528.0,
+        soc=soc,
+        cell_voltages=[3.301 + k / 1000 for k in range(16)],
+        cell_count=16,
         temperatures=[20.0, 21.0],
-    )  # fmt: skip
+    )
 
 
 async def publish(port: int, states: list[PackState]) -> None:
@@ -56,13 +64,16 @@ async def retained_daily(port: int) -> dict[str, Any]:
 def api(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """History and the API as processes on one backbone; yields the API's base URL."""
     http = free_port()
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "data_dir": str(tmp_path / "data"),
-        "timezone": "UTC",
-        "history": {"archive": {"commit_interval": 0.2}},
-        "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "data_dir": str(tmp_path / "data"),
+            "timezone": "UTC",
+            "history": {"archive": {"commit_interval": 0.2}},
+            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+        },
+    )
     history = start_service(tmp_path, "history", config)
     procs.append(history)
     procs.append(start_service(tmp_path, "api", config))
@@ -79,8 +90,10 @@ async def test_files_and_deletion_go_through_the_history_service(
     now = datetime.now(UTC).replace(microsecond=0)
     today, yesterday = now.date(), (now - timedelta(days=1)).date()
     noon = datetime(yesterday.year, yesterday.month, yesterday.day, 6, tzinfo=UTC)
-    await publish(mosquitto.port, [state(noon + timedelta(seconds=10 * i), 50.0)
-                                   for i in range(YESTERDAY_STATES)])  # fmt: skip
+    await publish(
+        mosquitto.port,
+        [state(noon + timedelta(seconds=10 * i), 50.0) for i in range(YESTERDAY_STATES)],
+    )
     # today's first states, all with SOC 10: the ones the deletion must remove for good
     doomed = [state(now - timedelta(seconds=20 - i), 10.0) for i in range(20)]
     await publish(mosquitto.port, doomed)
@@ -138,9 +151,15 @@ async def test_files_and_deletion_go_through_the_history_service(
         # the chart's query at the calendar's ends too
         for params, detail in (
             ({"end": "0001-01-01T00:00:00Z"}, "start is before 0001-01-01"),
-            ({"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:59:00Z", "resolution": "1d"},
-             "the range reaches past the calendar's end"),
-        ):  # fmt: skip
+            (
+                {
+                    "start": "9999-12-31T00:00:00Z",
+                    "end": "9999-12-31T23:59:00Z",
+                    "resolution": "1d",
+                },
+                "the range reaches past the calendar's end",
+            ),
+        ):
             got = await http.get("/api/packs/p1/history", params={"fields": "soc", **params})
             assert got.status_code == 422 and got.json()["detail"] == detail, got.text
 
@@ -155,8 +174,9 @@ async def test_files_and_deletion_go_through_the_history_service(
 
         # new states after the deletion (SOC 90), in the same minute and quarter as the deleted
         fresh = datetime.now(UTC)
-        await publish(mosquitto.port, [state(fresh + timedelta(milliseconds=100 * i), 90.0)
-                                       for i in range(5)])  # fmt: skip
+        await publish(
+            mosquitto.port, [state(fresh + timedelta(milliseconds=100 * i), 90.0) for i in range(5)]
+        )
 
         async def stored_again() -> None:
             while True:
@@ -168,10 +188,15 @@ async def test_files_and_deletion_go_through_the_history_service(
         await asyncio.sleep(1.0)  # several commits: a stale open bucket would be written now
         start = datetime(today.year, today.month, today.day, tzinfo=UTC)
         for resolution in ("raw", "1m", "15m"):
-            got = await http.get("/api/packs/p1/history", params={
-                "fields": "soc", "start": start.isoformat(),
-                "end": (start + timedelta(days=1)).isoformat(), "resolution": resolution,
-            })  # fmt: skip
+            got = await http.get(
+                "/api/packs/p1/history",
+                params={
+                    "fields": "soc",
+                    "start": start.isoformat(),
+                    "end": (start + timedelta(days=1)).isoformat(),
+                    "resolution": resolution,
+                },
+            )
             assert got.status_code == 200, got.text
             soc = got.json()["series"][0]
             values = [v for v in soc["values"] if v is not None]
@@ -182,10 +207,26 @@ async def test_files_and_deletion_go_through_the_history_service(
         # the command line cannot become a second writer while the service runs
         by_hand = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "bmsgate_history", "--config", str(tmp_path / "config.yaml"),
-             "delete", "--pack", "p1", "--from", str(yesterday), "--to", str(today), "--yes"],
-            capture_output=True, text=True, check=False, timeout=30,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "bmsgate_history",
+                "--config",
+                str(tmp_path / "config.yaml"),
+                "delete",
+                "--pack",
+                "p1",
+                "--from",
+                str(yesterday),
+                "--to",
+                str(today),
+                "--yes",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
         assert by_hand.returncode == 2 and "the history service is running" in by_hand.stderr
         assert await listed(yesterday) == YESTERDAY_STATES
     assert "Traceback" not in history.log()

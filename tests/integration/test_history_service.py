@@ -23,10 +23,18 @@ pytestmark = pytest.mark.integration
 
 def state(i: int, t0: datetime) -> PackState:
     return PackState(
-        pack="p1", name="P1", protocol="daly_classic", ts=t0 + timedelta(seconds=i),
-        pack_voltage=52.8, current=10.0, power=528.0, soc=50 + i / 10,
-        cell_voltages=[3.3 + (i % 3) / 1000] * 16, cell_count=16, temperatures=[20.0, 21.0],
-    )  # fmt: skip
+        pack="p1",
+        name="P1",
+        protocol="daly_classic",
+        ts=t0 + timedelta(seconds=i),
+        pack_voltage=52.8,
+        current=10.0,
+        power=528.0,
+        soc=50 + i / 10,
+        cell_voltages=[3.3 + (i % 3) / 1000] * 16,
+        cell_count=16,
+        temperatures=[20.0, 21.0],
+    )
 
 
 async def ask(port: int, payload: str) -> dict[str, Any]:
@@ -55,15 +63,23 @@ async def test_history_service_end_to_end(
     vm = VictoriaMetrics(tmp_path)
     vm.start()
     try:
-        config = write_config(tmp_path, {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "data_dir": str(tmp_path / "data"),
-            "timezone": "UTC",
-            "history": {
-                "archive": {"commit_interval": 0.2},
-                "influx": {"enabled": True, "url": vm.url, "token": "tok", "flush_interval": 0.2},
+        config = write_config(
+            tmp_path,
+            {
+                "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+                "data_dir": str(tmp_path / "data"),
+                "timezone": "UTC",
+                "history": {
+                    "archive": {"commit_interval": 0.2},
+                    "influx": {
+                        "enabled": True,
+                        "url": vm.url,
+                        "token": "tok",
+                        "flush_interval": 0.2,
+                    },
+                },
             },
-        })  # fmt: skip
+        )
         history = start_service(tmp_path, "history", config)
         procs.append(history)
         await asyncio.to_thread(wait_until, lambda: "history running" in history.log(), 20)
@@ -73,9 +89,14 @@ async def test_history_service_end_to_end(
                 await client.publish("bmsgate/bms/p1/state", state(i, t0).model_dump_json(), qos=1)
             await client.publish("bmsgate/bms/p1/state", b'{"broken": 1}', qos=1)
 
-        query = {"transaction": "q1", "pack": "p1", "fields": ["cells", "soc", "power"],
-                 "start": (t0 - timedelta(minutes=5)).isoformat(),
-                 "end": (t0 + timedelta(minutes=1)).isoformat(), "resolution": "raw"}  # fmt: skip
+        query = {
+            "transaction": "q1",
+            "pack": "p1",
+            "fields": ["cells", "soc", "power"],
+            "start": (t0 - timedelta(minutes=5)).isoformat(),
+            "end": (t0 + timedelta(minutes=1)).isoformat(),
+            "resolution": "raw",
+        }
 
         async def stored() -> HistoryReply:
             while True:

@@ -24,12 +24,17 @@ def test_the_test_message_goes_through_the_notifier(
 ) -> None:
     with receiver() as (got, rport):
         http = free_port()
-        config = write_config(tmp_path, {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
-            "data_dir": str(tmp_path / "data"),
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-            "notifier": {"targets": [{"name": "phone", "url": f"json://127.0.0.1:{rport}/inbox"}]},
-        })  # fmt: skip
+        config = write_config(
+            tmp_path,
+            {
+                "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
+                "data_dir": str(tmp_path / "data"),
+                "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+                "notifier": {
+                    "targets": [{"name": "phone", "url": f"json://127.0.0.1:{rport}/inbox"}]
+                },
+            },
+        )
         notifier = start_service(tmp_path, "notifier", config)
         procs += [notifier, start_service(tmp_path, "api", config)]
         base = f"http://127.0.0.1:{http}"

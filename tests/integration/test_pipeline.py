@@ -117,10 +117,13 @@ def test_every_registered_protocol_travels_from_its_simulator_to_the_backbone(
     sim, port = start_simulator(tmp_path, protocol, "--boards", str(boards), "--cells", "14")
     procs.append(sim)
     packs = [{"id": f"p{n}", "address": n} for n in range(1, boards + 1)]
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": protocol, "poll_interval": 0.5, "packs": packs}],
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [{"port": port, "protocol": protocol, "poll_interval": 0.5, "packs": packs}],
+        },
+    )
     procs.append(start_service(tmp_path, "reader", config))
 
     def kept(topic: str) -> dict[str, Any] | None:
@@ -211,14 +214,25 @@ def test_a_listened_jk_pb_bus_travels_from_its_simulated_master_to_the_backbone(
 ) -> None:
     """``bmsgate simulate --master``: a JK-PB master polls two slaves on a pty; the reader
     process only listens (``listen: true``); every address becomes a pack on Mosquitto."""
-    sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2", "--cells", "14",
-                                "--master", "0.3")  # fmt: skip
+    sim, port = start_simulator(
+        tmp_path, "jk_pb", "--boards", "2", "--cells", "14", "--master", "0.3"
+    )
     procs.append(sim)
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": "jk_pb", "listen": True, "poll_interval": 1.0,
-                   "packs": [{"id": "master", "address": 0}]}],
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "jk_pb",
+                    "listen": True,
+                    "poll_interval": 1.0,
+                    "packs": [{"id": "master", "address": 0}],
+                }
+            ],
+        },
+    )
     procs.append(start_service(tmp_path, "reader", config))
 
     def kept(topic: str) -> dict[str, Any] | None:

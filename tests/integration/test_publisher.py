@@ -26,7 +26,24 @@ from tests.support.tls_broker import PASSWORD, USER, Certs, TlsMosquitto, make_c
 
 pytestmark = pytest.mark.integration
 
-CELLS_MV = [2927, 2956, 2957, 2951, 2957, 2944, 2956, 2956, 2955, 2957, 2957, 2956, 2937, 2956, 2956, 2945]  # fmt: skip
+CELLS_MV = [
+    2927,
+    2956,
+    2957,
+    2951,
+    2957,
+    2944,
+    2956,
+    2956,
+    2955,
+    2957,
+    2957,
+    2956,
+    2937,
+    2956,
+    2956,
+    2945,
+]
 TYPE2 = (
     b'{"bat":{"0":2927,"1":2956,"2":2957,"3":2951,"4":2957,"5":2944,"6":2956,"7":2956,'
     b'"8":2955,"9":2957,"10":2957,"11":2956,"12":2937,"13":2956,"14":2956,"15":2945},'
@@ -69,13 +86,15 @@ def _dir(path: Path) -> Path:
 
 
 def state(pack: str, **over: Any) -> PackState:
+    # fmt: off
     data: dict[str, Any] = {
         "pack": pack, "name": pack.title(), "protocol": "daly_classic", "ts": datetime.now(UTC),
         "pack_voltage": 47.2, "current": 6.2, "power": 292.64, "soc": 27.0,
         "cell_voltages": [mv / 1000 for mv in CELLS_MV], "cell_count": 16,
         "temperatures": [12.0], "charge_mos": True, "discharge_mos": True,
         "alarms": ["charge_undertemp_warning"], "nominal_capacity": 100.0,
-    }  # fmt: skip
+    }
+    # fmt: on
     return PackState(**(data | over))
 
 
@@ -91,9 +110,11 @@ async def backbone_send(port: int, *items: tuple[str, str, Any]) -> None:
     async with client(port) as c:
         for kind, name, model in items:
             await c.publish(
-                f"bmsgate/bms/{name}/{kind}", model.model_dump_json(exclude_none=True),
-                qos=1, retain=kind in ("state", "availability", "daily"),
-            )  # fmt: skip
+                f"bmsgate/bms/{name}/{kind}",
+                model.model_dump_json(exclude_none=True),
+                qos=1,
+                retain=kind in ("state", "availability", "daily"),
+            )
 
 
 async def collect(
@@ -148,6 +169,7 @@ def last(got: list[Got], topic: str) -> Got:
 
 
 def config(mosquitto: Mosquitto, targets: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    # fmt: off
     return {
         "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
         "buses": [{"port": "/dev/null", "protocol": "daly_classic",
@@ -156,7 +178,8 @@ def config(mosquitto: Mosquitto, targets: list[dict[str, Any]], **extra: Any) ->
         "stale_after": 30,
         "log_level": "DEBUG",
         **extra,
-    }  # fmt: skip
+    }
+    # fmt: on
 
 
 async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
@@ -168,18 +191,37 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
     procs: list[Proc],
 ) -> None:
     targets = [
-        {"name": "plain", "host": "127.0.0.1", "port": plain_target.port, "topic_prefix": "dongle",
-         "interval": 1, "flat": True, "qos": 1,
-         "homeassistant": {"enabled": True, "birth_delay": 0.2}},
-        {"name": "cloud", "host": "localhost", "port": tls_target.port, "tls": True,
-         "ca_file": str(certs.ca), "username": USER, "password": PASSWORD, "topic_prefix": "cloud",
-         "interval": 1, "retain": False, "packs": ["garage", "bank"],
-         "dongle": {"style": "type1", "fields": ["soc", "voltage"]}},
-    ]  # fmt: skip
+        {
+            "name": "plain",
+            "host": "127.0.0.1",
+            "port": plain_target.port,
+            "topic_prefix": "dongle",
+            "interval": 1,
+            "flat": True,
+            "qos": 1,
+            "homeassistant": {"enabled": True, "birth_delay": 0.2},
+        },
+        {
+            "name": "cloud",
+            "host": "localhost",
+            "port": tls_target.port,
+            "tls": True,
+            "ca_file": str(certs.ca),
+            "username": USER,
+            "password": PASSWORD,
+            "topic_prefix": "cloud",
+            "interval": 1,
+            "retain": False,
+            "packs": ["garage", "bank"],
+            "dongle": {"style": "type1", "fields": ["soc", "voltage"]},
+        },
+    ]
     cfg = config(
-        mosquitto, targets, control={"enabled": True},
+        mosquitto,
+        targets,
+        control={"enabled": True},
         banks=[{"id": "bank", "name": "House bank", "packs": ["garage", "shed"]}],
-    )  # fmt: skip
+    )
     procs.append(start_service(tmp_path, "publisher", write_config(tmp_path, cfg)))
     await started(
         mosquitto.port, (plain_target.port, "dongle", None), (tls_target.port, "cloud", certs)
@@ -270,9 +312,13 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
 
     # the switch shows the state read back, not the one asked for
     result = CommandResult(
-        transaction=commands[0][1]["transaction"], pack="garage", action="set_charge_mos",
-        status="ok", value=False, ts=datetime.now(UTC),
-    )  # fmt: skip
+        transaction=commands[0][1]["transaction"],
+        pack="garage",
+        action="set_charge_mos",
+        status="ok",
+        value=False,
+        ts=datetime.now(UTC),
+    )
     async with client(plain_target.port) as tgt:
         await tgt.subscribe("dongle/garage/charge_mos", qos=2)
         await backbone_send(mosquitto.port, ("result", "garage", result))
@@ -324,8 +370,9 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
 async def test_control_off_means_no_switches_and_refused_commands(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
-    targets = [{"name": "ha", "topic_prefix": "bms", "interval": 1,
-                "homeassistant": {"enabled": True}}]  # fmt: skip
+    targets = [
+        {"name": "ha", "topic_prefix": "bms", "interval": 1, "homeassistant": {"enabled": True}}
+    ]
     procs.append(
         start_service(tmp_path, "publisher", write_config(tmp_path, config(mosquitto, targets)))
     )
@@ -350,10 +397,12 @@ async def test_control_off_means_no_switches_and_refused_commands(
 def test_bad_templates_stop_the_service_with_one_line(tmp_path: Path) -> None:
     targets = [{"name": "x", "dongle": {"main_topic": "{prefix}/{pak}"}}]
     path = write_config(tmp_path, {"publisher": {"targets": targets}})
+    # fmt: off
     done = subprocess.run(
         [sys.executable, "-m", "bmsgate_publisher", "--config", str(path)],
         capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    )
+    # fmt: on
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "bmsgate publisher: bad value for 'publisher.targets.0.dongle.main_topic': "

@@ -36,13 +36,22 @@ async def poll_two_packs(broker: int, work: Path) -> tuple[dict[str, list[PackSt
         board.model.demand = -40.0  # [A] discharging: the cells move, the direction does not
     async with PtyServer(sim, work / "tty-wire") as pty, listen(broker, "bmsgate/bms/#") as seen:
         moving = asyncio.create_task(sim.run_time(speed=60.0, tick=0.05))
-        config = write_config(work, {
-            "mqtt": {"host": "127.0.0.1", "port": broker},
-            "buses": [{"port": pty.port, "protocol": "daly_classic", "poll_interval": 0.2,
-                       "slow_every": EVERY,
-                       "packs": [{"id": "a", "address": 1}, {"id": "b", "address": 2}]}],
-            "data_dir": str(work / "data"),
-        })  # fmt: skip
+        config = write_config(
+            work,
+            {
+                "mqtt": {"host": "127.0.0.1", "port": broker},
+                "buses": [
+                    {
+                        "port": pty.port,
+                        "protocol": "daly_classic",
+                        "poll_interval": 0.2,
+                        "slow_every": EVERY,
+                        "packs": [{"id": "a", "address": 1}, {"id": "b", "address": 2}],
+                    }
+                ],
+                "data_dir": str(work / "data"),
+            },
+        )
         reader = start_service(work, "reader", config)
         try:
             await seen.wait_for(lambda s: all(len(s.on(f"/{p}/state")) >= STATES for p in "ab"), 60)
@@ -84,8 +93,14 @@ def test_slow_commands_go_out_every_n_polls_and_states_say_their_age(
             assert state.temperatures and state.cycles is not None and state.balancing is not None
             assert state.current < 0  # discharging: the sign comes from 0x93 at every poll
             ages = state.ages
-            assert {"cell_voltages", "cell_count", "temperatures", "cycles",
-                    "balancing", "balancing_cells"} <= ages.keys()  # fmt: skip
+            assert {
+                "cell_voltages",
+                "cell_count",
+                "temperatures",
+                "cycles",
+                "balancing",
+                "balancing_cells",
+            } <= ages.keys()
             assert "pack_voltage" not in ages and "current" not in ages and "alarms" not in ages
             assert len(set(ages.values())) == 1  # one slow read: one age
             if ages["cell_voltages"] == 0.0:

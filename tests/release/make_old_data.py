@@ -68,17 +68,36 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bmsgate-old-"))
     tree = old_tree(work / "tree")
     env = old_env(tree)
-    check = subprocess.run([sys.executable, "-c", "import bmsgate, sys; print(bmsgate.__file__)"],
-                           env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    check = subprocess.run(
+        [sys.executable, "-c", "import bmsgate, sys; print(bmsgate.__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert check.startswith(str(tree)), check  # the old code runs, not this checkout's
     link = work / "bms0"
-    sim = subprocess.Popen([sys.executable, "-m", "bmsgate.cli", "simulate", "--protocol",
-                            "daly_classic", "--pty", "--link", str(link)], env=env,
-                           stdout=subprocess.PIPE, text=True)  # fmt: skip
+    sim = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bmsgate.cli",
+            "simulate",
+            "--protocol",
+            "daly_classic",
+            "--pty",
+            "--link",
+            str(link),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert sim.stdout is not None
     sim.stdout.readline()
     data = work / "data"
     http, tunnel = free_port(), free_port()
+    # fmt: off
     config = {
         "buses": [{"port": str(link), "protocol": "daly_classic", "poll_interval": 1,
                    "packs": [{"id": "garage", "name": "Garage", "nominal_capacity": 100}]}],
@@ -91,11 +110,13 @@ def main() -> int:
                                "token": "old-influx-token", "flush_interval": 1}},
         "notifier": {"timezone": "Europe/Berlin", "latitude": 52.52, "longitude": 13.40},
         "data_dir": str(data),
-    }  # fmt: skip
+    }
+    # fmt: on
     cfg_file = work / "bmsgate.yaml"
     cfg_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    run = subprocess.Popen([sys.executable, "-m", "bmsgate.cli", "run", "--config", str(cfg_file)],
-                           env=env, cwd=work)  # fmt: skip
+    run = subprocess.Popen(
+        [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(cfg_file)], env=env, cwd=work
+    )
     base = f"http://127.0.0.1:{http}"
     started = time.monotonic()
     try:
@@ -133,6 +154,7 @@ def main() -> int:
     files = sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file())
     archive = sqlite3.connect(data / "history" / "archive.sqlite")
     buffer = sqlite3.connect(data / "history" / "influx-buffer.sqlite")
+    # fmt: off
     facts = {
         "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", OLD_COMMIT],
                                  capture_output=True, text=True, check=True).stdout.strip(),
@@ -145,7 +167,8 @@ def main() -> int:
         "buffered_points": buffer.execute("SELECT count(*) FROM points").fetchone()[0],
         "counter": json.loads((data / "reader" / "energy-garage.json").read_text()),
         "files": files,
-    }  # fmt: skip
+    }
+    # fmt: on
     archive.close()
     buffer.close()
     shutil.rmtree(OUT, ignore_errors=True)

@@ -29,8 +29,14 @@ SCHEMAS = Path(__file__).parent / "ha_addon"
 CONFIG = yaml.safe_load((ADDON / "config.yaml").read_text())
 BUILD = yaml.safe_load((ADDON / "build.yaml").read_text())
 TRANSLATIONS = yaml.safe_load((ADDON / "translations" / "en.yaml").read_text())
-MQTT = {"host": "core-mosquitto", "port": 1883, "ssl": False, "protocol": "3.1.1",
-        "username": "addons", "password": "broker-secret"}  # fmt: skip
+MQTT = {
+    "host": "core-mosquitto",
+    "port": 1883,
+    "ssl": False,
+    "protocol": "3.1.1",
+    "username": "addons",
+    "password": "broker-secret",
+}
 BY_ID = "/dev/serial/by-id/usb-FTDI_FT232R_USB_UART_A10K5FZT-if00-port0"
 
 
@@ -129,6 +135,7 @@ def test_every_option_has_a_type_a_valid_default_and_a_translation() -> None:
     assert set(types) - set(options) == set(optional)  # only optional ones may go unset
 
 
+# fmt: off
 OPTIONS = {
     "buses": [
         {"port": BY_ID, "protocol": "jk_pb", "pack": "shed", "name": "Shed", "address": 2},
@@ -136,14 +143,17 @@ OPTIONS = {
     ],
     "control": False, "homeassistant": True, "modbus": True, "log_level": "INFO",
     "timezone": "Europe/Berlin",
-}  # fmt: skip
+}
+# fmt: on
 
 
 def test_the_options_map_onto_bmsgate_settings() -> None:
     cfg = Settings.model_validate(settings_from_options(OPTIONS, MQTT))
     assert cfg.buses[0].port == BY_ID  # the stable name, as picked
     assert [(p.id, p.name, p.address) for b in cfg.buses for p in b.packs] == [
-        ("shed", "Shed", 2), ("garage", None, 1)]  # fmt: skip
+        ("shed", "Shed", 2),
+        ("garage", None, 1),
+    ]
     assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.username) == ("core-mosquitto", 1883, "addons")
     assert cfg.mqtt.password is not None and cfg.mqtt.password.get_secret_value() == "broker-secret"
     [target] = cfg.publisher.targets
@@ -157,9 +167,16 @@ def test_the_options_map_onto_bmsgate_settings() -> None:
 
 
 def test_the_web_uis_settings_survive_a_restart_of_the_addon() -> None:
-    stored = {"banks": [{"id": "all", "packs": ["shed", "garage"]}], "api": {"title": "Cabin"},
-              "publisher": {"targets": [{"name": TARGET, "homeassistant": {"enabled": False}},
-                                        {"name": "cloud", "host": "broker.example"}]}}  # fmt: skip
+    stored = {
+        "banks": [{"id": "all", "packs": ["shed", "garage"]}],
+        "api": {"title": "Cabin"},
+        "publisher": {
+            "targets": [
+                {"name": TARGET, "homeassistant": {"enabled": False}},
+                {"name": "cloud", "host": "broker.example"},
+            ]
+        },
+    }
     merged = lay_over(stored, settings_from_options(OPTIONS, MQTT))
     cfg = Settings.model_validate(merged)
     assert cfg.api.title == "Cabin" and cfg.api.port == INGRESS_PORT and cfg.banks[0].id == "all"
@@ -193,8 +210,13 @@ def supervisor() -> Iterator[str]:
 
 def run_addon(data: Path, url: str, token: str = "addon-token") -> subprocess.CompletedProcess[str]:
     env = {"SUPERVISOR_URL": url, "SUPERVISOR_TOKEN": token, "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "bmsgate.addon", "--data", str(data), "--no-run"],
-                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "bmsgate.addon", "--data", str(data), "--no-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_the_entry_point_writes_a_configuration_bmsgate_loads(

@@ -56,8 +56,12 @@ def test_no_stage_is_tied_to_one_architecture() -> None:
 
 def test_the_final_image_carries_oci_labels_and_its_install_kind() -> None:
     labels = " ".join(ln for ln in FINAL if ln.startswith("LABEL "))
-    for key, value in (("version", "${VERSION}"), ("revision", "${REVISION}"),
-                       ("title", "${PACKAGE}"), ("licenses", "MIT")):  # fmt: skip
+    for key, value in (
+        ("version", "${VERSION}"),
+        ("revision", "${REVISION}"),
+        ("title", "${PACKAGE}"),
+        ("licenses", "MIT"),
+    ):
         assert f'org.opencontainers.image.{key}="{value}"' in labels, key
     for arg in ("VERSION", "REVISION", "PACKAGE"):
         assert any(ln.startswith(f"ARG {arg}") for ln in FINAL), arg  # ARGs end at each FROM

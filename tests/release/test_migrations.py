@@ -134,8 +134,12 @@ OLD_CONFIG = {
 
 def test_old_keys_are_migrated_one_line_each() -> None:
     data, changes = migrate_config(OLD_CONFIG)
-    assert data == {"version": CONFIG_VERSION, "timezone": "Europe/Berlin",
-                    "history": {"max_gap": 60}, "log_level": "INFO"}  # fmt: skip
+    assert data == {
+        "version": CONFIG_VERSION,
+        "timezone": "Europe/Berlin",
+        "history": {"max_gap": 60},
+        "log_level": "INFO",
+    }
     assert changes == [
         "'history.timezone' moved to the top-level 'timezone' (Europe/Berlin)",
         "'notifier.timezone' (Europe/Paris) removed: the top-level 'timezone' is Europe/Berlin",

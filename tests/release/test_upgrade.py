@@ -109,10 +109,12 @@ def test_the_backup_holds_the_configuration_and_a_consistent_archive(tmp_path: P
 
 def test_cli_upgrade_backs_up_then_tells_the_way(tmp_path: Path) -> None:
     data, config = data_dir(tmp_path)
+    # fmt: off
     out = subprocess.run(
         [BMSGATE, "upgrade", "--config", config, "--data-dir", data],
         capture_output=True, text=True, check=True, cwd=tmp_path,
-    )  # fmt: skip
+    )
+    # fmt: on
     lines = out.stdout.splitlines()
     assert lines[0] == f"bmsgate {VERSION}, installed as: git"  # this checkout
     folder = Path(lines[1].split(": ", 1)[1])

@@ -47,8 +47,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 def test_the_wheels_install_alone_and_run(tmp_path: Path) -> None:
     assert find_mosquitto(), "mosquitto is needed (scripts/setup.sh test installs it)"
     dist = tmp_path / "dist"
-    subprocess.run([UV, "build", "--all-packages", "--wheel", "--out-dir", dist], cwd=ROOT,
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [UV, "build", "--all-packages", "--wheel", "--out-dir", dist],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     wheels = sorted(dist.glob("*.whl"))
     names = sorted(w.name.split("-")[0].replace("_", "-") for w in wheels)
     assert names == distributions()
@@ -62,15 +67,35 @@ def test_the_wheels_install_alone_and_run(tmp_path: Path) -> None:
     home = tmp_path / "elsewhere"
     home.mkdir()
     venv = home / "venv"
-    subprocess.run([UV, "venv", "--python", sys.executable, venv], cwd=home, env=clean_env(),
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [UV, "venv", "--python", sys.executable, venv],
+        cwd=home,
+        env=clean_env(),
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     python = venv / "bin" / "python"
-    subprocess.run([UV, "pip", "install", "--python", python, *wheels], cwd=home, env=clean_env(),
-                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [UV, "pip", "install", "--python", python, *wheels],
+        cwd=home,
+        env=clean_env(),
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     where = subprocess.run(
-        [python, "-c", "import bmsgate, bmsgate_api, bmsgate_common; print(bmsgate.__file__, bmsgate_api.__file__)"],
-        cwd=home, env=clean_env(), check=True, capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
+        [
+            python,
+            "-c",
+            "import bmsgate, bmsgate_api, bmsgate_common; print(bmsgate.__file__, bmsgate_api.__file__)",
+        ],
+        cwd=home,
+        env=clean_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert all(p.startswith(str(venv)) for p in where), where  # not the checkout's sources
     bmsgate = venv / "bin" / "bmsgate"
     shown = subprocess.run(
@@ -81,17 +106,42 @@ def test_the_wheels_install_alone_and_run(tmp_path: Path) -> None:
     # the README's one command, with the wheels in place of the index: `uv tool install`
     tools = clean_env(UV_TOOL_DIR=str(home / "tools"), UV_TOOL_BIN_DIR=str(home / "bin"))
     bmsgate_wheel = next(w for w in wheels if w.name.startswith("bmsgate-"))
-    subprocess.run([UV, "tool", "install", "--python", sys.executable, "--find-links", dist, bmsgate_wheel],
-                   cwd=home, env=tools, check=True, capture_output=True, timeout=600)  # fmt: skip
-    tool = subprocess.run([home / "bin" / "bmsgate", "upgrade", "--no-backup"], cwd=home,
-                          env=tools, capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert tool.splitlines()[:3] == [f"bmsgate {VERSION}, installed as: uv-tool", "to upgrade:",
-                                     "  uv tool upgrade bmsgate"]  # fmt: skip
+    subprocess.run(
+        [UV, "tool", "install", "--python", sys.executable, "--find-links", dist, bmsgate_wheel],
+        cwd=home,
+        env=tools,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    tool = subprocess.run(
+        [home / "bin" / "bmsgate", "upgrade", "--no-backup"],
+        cwd=home,
+        env=tools,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert tool.splitlines()[:3] == [
+        f"bmsgate {VERSION}, installed as: uv-tool",
+        "to upgrade:",
+        "  uv tool upgrade bmsgate",
+    ]
 
     http = free_port()
     log = home / "run.log"
-    argv = [bmsgate, "run", "--simulate", "daly_classic", "--data-dir", home / "data",
-            "--http-port", str(http), "--modbus-port", str(free_port())]  # fmt: skip
+    argv = [
+        bmsgate,
+        "run",
+        "--simulate",
+        "daly_classic",
+        "--data-dir",
+        home / "data",
+        "--http-port",
+        str(http),
+        "--modbus-port",
+        str(free_port()),
+    ]
     with log.open("wb") as out:
         run = subprocess.Popen(argv, cwd=home, env=clean_env(), stdout=out, stderr=out)
     try:

@@ -24,14 +24,18 @@ def control_config(tmp_path: Path, broker: int, daly_pty: str, **sections: Any) 
         {
             "mqtt": {"host": HOST, "port": broker, "heartbeat": 2},
             "buses": [
-                {"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
-                 "packs": [{"id": "garage"}]}
+                {
+                    "port": daly_pty,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.5,
+                    "packs": [{"id": "garage"}],
+                }
             ],
             "control": {"enabled": True},
             "data_dir": str(tmp_path / "data"),
             **sections,
         },
-    )  # fmt: skip
+    )
 
 
 async def statuses(port: int, within: float = 1.5) -> dict[str, dict[str, Any]]:

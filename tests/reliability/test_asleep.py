@@ -135,22 +135,35 @@ async def sleep_through(
         PtyServer(sim, work / "tty-garage") as pty,
         listen(broker_port, "bmsgate/bms/garage/#", f"bmsgate{STATUS}") as seen,
     ):
-        config = write_config(work, {
-            "mqtt": {"host": "127.0.0.1", "port": broker_port, "heartbeat": 1},
-            "buses": [{"port": pty.port, "protocol": "daly_classic", **bus,
-                       "packs": [{"id": "garage"}]}],
-            "data_dir": str(work / "data"),
-        })  # fmt: skip
+        config = write_config(
+            work,
+            {
+                "mqtt": {"host": "127.0.0.1", "port": broker_port, "heartbeat": 1},
+                "buses": [
+                    {
+                        "port": pty.port,
+                        "protocol": "daly_classic",
+                        **bus,
+                        "packs": [{"id": "garage"}],
+                    }
+                ],
+                "data_dir": str(work / "data"),
+            },
+        )
         reader = (
-            Proc("reader", [sys.executable, "-c", TRIMMED.format(trim_every), "--config",
-                            str(config)], work)
+            Proc(
+                "reader",
+                [sys.executable, "-c", TRIMMED.format(trim_every), "--config", str(config)],
+                work,
+            )
             if trim_every
             else start_service(work, "reader", config)
-        )  # fmt: skip
+        )
         pid = reader.process.pid
         try:
-            await seen.wait_for(lambda s: "online" in [a["state"] for a in
-                                                       s.on("/availability")], 30)  # fmt: skip
+            await seen.wait_for(
+                lambda s: "online" in [a["state"] for a in s.on("/availability")], 30
+            )
             await asyncio.sleep(warmup)  # the polling path's allocations made, caches filled
             await seen.wait_for(lambda s: s.on("/alarm"), 10)
             raised_before = [a["code"] for a in seen.on("/alarm") if a["active"]]
@@ -166,7 +179,8 @@ async def sleep_through(
             model.step(stands_for)
 
             after_start = await seen.wait_for(
-                lambda s: [p for p in statuses(s) if ts(p) > asleep], 30)  # fmt: skip
+                lambda s: [p for p in statuses(s) if ts(p) > asleep], 30
+            )
             p0, f0 = after_start[0]["detail"]["polls"], after_start[0]["detail"]["failures"]
             last_reading = time.monotonic()
             while True:
@@ -176,8 +190,10 @@ async def sleep_through(
                     last_reading = time.monotonic()
                     readings.append((round(elapsed, 1), now["polls"] - p0, rss_kb(pid)))
                     if note:
-                        note(f"{elapsed:7.0f} s asleep: {now['polls'] - p0} polls, "
-                             f"RSS {readings[-1][2]} kB")  # fmt: skip
+                        note(
+                            f"{elapsed:7.0f} s asleep: {now['polls'] - p0} polls, "
+                            f"RSS {readings[-1][2]} kB"
+                        )
                 if (polls and now["polls"] - p0 >= polls) or (seconds and elapsed >= seconds):
                     break
                 if polls and elapsed > 80:  # fail with the count, before pytest's timeout
@@ -185,25 +201,42 @@ async def sleep_through(
                 await asyncio.sleep(0.1)
 
             end = statuses(seen)[-1]
-            readings.append((round(time.monotonic() - t0, 1), end["detail"]["polls"] - p0,
-                             rss_kb(pid)))  # fmt: skip
+            readings.append(
+                (round(time.monotonic() - t0, 1), end["detail"]["polls"] - p0, rss_kb(pid))
+            )
             wake_mark, lines1, r1 = len(seen.messages), len(reader.log().splitlines()), sim.requests
             woke = utcnow()
             sim.faults.mode = "none"
             t1 = time.monotonic()
-            board: dict[str, Any] = {"pack_voltage": model.pack_voltage, "current": model.current,
-                     "soc": model.soc, "cell_voltages": model.cell_voltages,
-                     "alarms": model.alarms}  # fmt: skip
-            await seen.wait_for(lambda s: any(
-                m.payload["state"] == "online" for m in s.messages[wake_mark:]
-                if m.topic.endswith("/availability")), 60)  # fmt: skip
+            board: dict[str, Any] = {
+                "pack_voltage": model.pack_voltage,
+                "current": model.current,
+                "soc": model.soc,
+                "cell_voltages": model.cell_voltages,
+                "alarms": model.alarms,
+            }
+            await seen.wait_for(
+                lambda s: any(
+                    m.payload["state"] == "online"
+                    for m in s.messages[wake_mark:]
+                    if m.topic.endswith("/availability")
+                ),
+                60,
+            )
             seen_online = time.monotonic() - t1
-            await seen.wait_for(lambda s: {
-                a["code"] for a in s.on("/alarm")[len(raised_before):] if a["active"]
-            } >= set(board["alarms"]), 10)  # fmt: skip
+            await seen.wait_for(
+                lambda s: (
+                    {a["code"] for a in s.on("/alarm")[len(raised_before) :] if a["active"]}
+                    >= set(board["alarms"])
+                ),
+                10,
+            )
             after = seen.messages[wake_mark:]
-            online = next(m.payload for m in after if m.topic.endswith("/availability")
-                          and m.payload["state"] == "online")  # fmt: skip
+            online = next(
+                m.payload
+                for m in after
+                if m.topic.endswith("/availability") and m.payload["state"] == "online"
+            )
             first = next(m.payload for m in after if m.topic.endswith("/state"))
             log = reader.log()
         finally:
@@ -211,8 +244,11 @@ async def sleep_through(
 
     during = seen.messages[mark:wake_mark]
     states = [m.payload for m in during if m.topic.endswith("/state")]
-    offline = [m.payload for m in during
-               if m.topic.endswith("/availability") and m.payload["state"] == "offline"]  # fmt: skip
+    offline = [
+        m.payload
+        for m in during
+        if m.topic.endswith("/availability") and m.payload["state"] == "offline"
+    ]
     changes: list[str] = []
     was = "online"
     for m in during:

@@ -106,12 +106,16 @@ def test_commands_in_flight_when_the_broker_dies_are_answered_or_failed(
         mosquitto.port,
         daly_pty,
         stale_after=5,
-        api={"host": HOST, "port": http,
-             "password_hash": hash_password(PASSWORD), "command_timeout": COMMAND_TIMEOUT},
+        api={
+            "host": HOST,
+            "port": http,
+            "password_hash": hash_password(PASSWORD),
+            "command_timeout": COMMAND_TIMEOUT,
+        },
         modbus={"host": HOST, "port": free_port()},
         tunnel={"host": HOST, "port": free_port()},
         timezone="UTC",
-    )  # fmt: skip
+    )
     running = [start_service(tmp_path, name, config) for name in SERVICES]
     procs += running
     base = f"http://{HOST}:{http}"

@@ -62,8 +62,12 @@ SWITCH = "ha/garage/charge_mos"  # the publisher's switch state on the user's br
 def settings(
     tmp_path: Path, backbone: Mosquitto, daly_pty: str, modbus_port: int, **extra: Any
 ) -> Path:
-    modbus = {"host": HOST, "port": modbus_port, "command_timeout": COMMAND_TIMEOUT,
-              "write_clients": [HOST]}  # fmt: skip
+    modbus = {
+        "host": HOST,
+        "port": modbus_port,
+        "command_timeout": COMMAND_TIMEOUT,
+        "write_clients": [HOST],
+    }
     return control_config(tmp_path, backbone.port, daly_pty, modbus=modbus, **extra)
 
 
@@ -210,8 +214,15 @@ def test_commands_from_an_external_broker_when_the_backbone_dies_are_answered_or
     (tmp_path / "ha").mkdir()
     external = Mosquitto(tmp_path / "ha")  # the user's broker: it stays up
     external.start()
-    target = {"name": "ha", "host": HOST, "port": external.port, "topic_prefix": "ha",
-              "interval": 1, "flat": True, "dongle": {"enabled": False}}  # fmt: skip
+    target = {
+        "name": "ha",
+        "host": HOST,
+        "port": external.port,
+        "topic_prefix": "ha",
+        "interval": 1,
+        "flat": True,
+        "dongle": {"enabled": False},
+    }
     config = settings(tmp_path, mosquitto, daly_pty, free_port(), publisher={"targets": [target]})
     running = [start_service(tmp_path, name, config) for name in ("reader", "publisher")]
     procs += running

@@ -46,12 +46,16 @@ DAY = 86_400
 def build_shim(folder: Path) -> Path:
     """Compile the wall-clock shim."""
     lib = folder / "wallshift.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(lib), str(SHIM), "-ldl"],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(lib), str(SHIM), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
     return lib
 
 
 def config(work: Path, port: str, notify: int) -> Path:
+    # fmt: off
     data: dict[str, Any] = {
         "buses": [{"port": port, "protocol": "daly_classic", "poll_interval": 0.5,
                    "packs": [{"id": "garage"}]}],
@@ -62,7 +66,8 @@ def config(work: Path, port: str, notify: int) -> Path:
         "api": {"host": "127.0.0.1", "port": free_port()},
         "modbus": {"host": "127.0.0.1", "port": free_port()},
         "data_dir": str(work / "data"),
-    }  # fmt: skip
+    }
+    # fmt: on
     path = work / "bmsgate.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -37,11 +37,17 @@ def test_a_killed_reader_goes_on_from_its_published_totals_not_its_older_file(
         tmp_path,
         {
             "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
-            "buses": [{"port": link, "protocol": "daly_classic", "poll_interval": 0.2,
-                       "packs": [{"id": "garage"}]}],
+            "buses": [
+                {
+                    "port": link,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.2,
+                    "packs": [{"id": "garage"}],
+                }
+            ],
             "data_dir": str(data),
         },
-    )  # fmt: skip
+    )
     saved_file = data / "reader" / "energy-garage.json"
 
     async def scenario() -> tuple[dict[str, float], dict[str, float], dict[str, float], str]:

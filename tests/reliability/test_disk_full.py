@@ -34,8 +34,11 @@ ROOM = 100_000  # [bytes] left free by the filler
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     where = tmp_path / "disk"
     where.mkdir()
-    run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(where)],
-                         capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if run.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({run.stderr.strip()}); needs root")
     try:
@@ -64,10 +67,13 @@ def test_archive_disk_full_is_one_clear_error_and_recovers(
 ) -> None:
     config = write_config(
         tmp_path,
-        {"mqtt": {"host": HOST, "port": mosquitto.port, "heartbeat": 1},
-         "timezone": "UTC", "history": {"archive": {"commit_interval": 0.5}},
-         "data_dir": str(small_disk)},
-    )  # fmt: skip
+        {
+            "mqtt": {"host": HOST, "port": mosquitto.port, "heartbeat": 1},
+            "timezone": "UTC",
+            "history": {"archive": {"commit_interval": 0.5}},
+            "data_dir": str(small_disk),
+        },
+    )
     history = start_service(tmp_path, "history", config)
     procs.append(history)
     archive = small_disk / "history" / "archive.sqlite"
@@ -83,8 +89,13 @@ def test_archive_disk_full_is_one_clear_error_and_recovers(
     assert errors and str(archive) in errors[0], errors
     stored_when_full = rows(archive)
     assert 0 < stored_when_full < sent
-    query = {"transaction": "q-full", "pack": "p1", "fields": ["soc"],
-             "start": "2020-01-01T00:00:00Z", "end": "2020-01-20T00:00:00Z"}  # fmt: skip
+    query = {
+        "transaction": "q-full",
+        "pack": "p1",
+        "fields": ["soc"],
+        "start": "2020-01-01T00:00:00Z",
+        "end": "2020-01-20T00:00:00Z",
+    }
     assert asyncio.run(ask_history(mosquitto.port, query)).get("status") == "ok"  # reads go on
 
     filler.unlink()  # space returns

@@ -28,9 +28,17 @@ SETTINGS = Settings.model_validate(
 )
 STORE = PackStore()
 STORE.states["garage"] = PackState(
-    pack="garage", name="Garage", protocol="jk_pb", ts=utcnow(), pack_voltage=26.8,
-    current=-3.0, power=-80.0, soc=88, cell_voltages=[3.35, 3.36], cell_count=2,
-)  # fmt: skip
+    pack="garage",
+    name="Garage",
+    protocol="jk_pb",
+    ts=utcnow(),
+    pack_voltage=26.8,
+    current=-3.0,
+    power=-80.0,
+    soc=88,
+    cell_voltages=[3.35, 3.36],
+    cell_count=2,
+)
 STORE.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
 APP = create_app(STORE, settings=SETTINGS)
 STREAMS = ["/api/events", "/api/sniff", "/api/packs/{pack}/tunnel/events"]  # SSE: never end
@@ -62,8 +70,11 @@ def check(case: schemathesis.Case, cookies: dict[str, Any] | None, label: str) -
     if response.status_code >= 400:
         kind = response.headers.get("content-type") or [""]
         assert str(kind[0] if isinstance(kind, list) else kind).startswith("application/json"), (
-            case.method, case.formatted_path, response.status_code, response.text[:200],
-        )  # fmt: skip
+            case.method,
+            case.formatted_path,
+            response.status_code,
+            response.text[:200],
+        )
         assert "detail" in response.json()
 
 

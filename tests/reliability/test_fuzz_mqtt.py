@@ -31,6 +31,7 @@ PER_TOPIC = 20
 HOST = "127.0.0.1"
 NESTED = 10  # index of the 10 kB payload of 5,000 nested brackets: one warning like the rest
 EVERY = {"service_restart"}  # the Backbone itself listens for restart requests
+# fmt: off
 SUBSCRIBED = {  # the kinds each service subscribes to (its service.py / app.py / live.py)
     "api": EVERY | {
         "raw_lease_state", "raw_rx", "sniff", "sniff_state", "tunnel_status", "state",
@@ -45,7 +46,8 @@ SUBSCRIBED = {  # the kinds each service subscribes to (its service.py / app.py 
     "publisher": EVERY | {"state", "availability", "daily", "result", "settings"},
     "history": EVERY | {"state", "availability"},
     "tunnel": EVERY | {"tunnel_command", "raw_lease_state", "raw_rx"},
-}  # fmt: skip
+}
+# fmt: on
 STATUS_NAME = {"reader": "reader-0"}
 
 
@@ -177,8 +179,13 @@ def test_malformed_messages_on_every_topic_are_dropped_and_services_keep_answeri
         )
 
     wait_until(counted, timeout=20)
-    query = {"transaction": "t-after", "pack": "garage", "fields": ["soc"],
-             "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}  # fmt: skip
+    query = {
+        "transaction": "t-after",
+        "pack": "garage",
+        "fields": ["soc"],
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-01-02T00:00:00Z",
+    }
     assert asyncio.run(ask_history(mosquitto.port, query)).get("status") == "ok"
     assert history_log.count("Traceback") == 0
     first = httpx.get(f"{base}/api/packs/garage/state", timeout=2).json()["ts"]

@@ -24,8 +24,11 @@ OUTAGE = 30.0  # [s]; the bench runs 600
 
 
 def test_every_point_arrives_after_the_server_was_away(tmp_path: Path) -> None:
-    missing = [n for n, found in (("mosquitto", find_mosquitto()),
-                                  ("victoria-metrics", find_victoria())) if found is None]  # fmt: skip
+    missing = [
+        n
+        for n, found in (("mosquitto", find_mosquitto()), ("victoria-metrics", find_victoria()))
+        if found is None
+    ]
     require(not missing, f"{', '.join(missing)} not installed")
     result = asyncio.run(influx_outage(tmp_path, OUTAGE, rate=100.0))
     COUNTS["influx outage 30 s: points sent"] += result["points_sent"]

@@ -44,13 +44,19 @@ def config(tmp_path: Path, broker: int, port: str, control: bool) -> Path:
         tmp_path,
         {
             "mqtt": {"host": HOST, "port": broker, "heartbeat": 2},
-            "buses": [{"port": port, "protocol": "daly_classic", "poll_interval": 0.5,
-                       "packs": [{"id": "garage"}]}],
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.5,
+                    "packs": [{"id": "garage"}],
+                }
+            ],
             "control": {"enabled": control},
             "data_dir": str(tmp_path / "data"),
         },
         name=f"config-{control}.yaml",
-    )  # fmt: skip
+    )
 
 
 async def send(topic: str, body: dict[str, Any], port: int) -> bool:
@@ -86,18 +92,24 @@ def test_commands_need_control_and_the_command_topic(
             await seen.wait_for(lambda s: last_state(s), 30)
             before = last_state(seen)
             for n, command in enumerate(COMMANDS):
-                await send("bmsgate/bms/garage/set", {"transaction": f"off-{n}", **command},
-                           mosquitto.port)  # fmt: skip
+                await send(
+                    "bmsgate/bms/garage/set", {"transaction": f"off-{n}", **command}, mosquitto.port
+                )
             await seen.wait_for(lambda s: len(results(s)) >= len(COMMANDS), 15)
-            assert all(r["status"] == "error" and r["error"] == "control is disabled"
-                       for r in results(seen)), results(seen)  # fmt: skip
+            assert all(
+                r["status"] == "error" and r["error"] == "control is disabled"
+                for r in results(seen)
+            ), results(seen)
             counts["refused with an error result (control off)"] = len(results(seen))
             now = len(seen.messages)
-            await seen.wait_for(lambda s: any(m.topic.endswith("/garage/state")
-                                              for m in s.messages[now:]), 10)  # fmt: skip
+            await seen.wait_for(
+                lambda s: any(m.topic.endswith("/garage/state") for m in s.messages[now:]), 10
+            )
             after = last_state(seen)
             assert (after["charge_mos"], after["discharge_mos"]) == (
-                before["charge_mos"], before["discharge_mos"])  # fmt: skip
+                before["charge_mos"],
+                before["discharge_mos"],
+            )
         reader.stop()
 
     async def control_on() -> None:

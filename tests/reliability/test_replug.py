@@ -29,9 +29,10 @@ def states_since(seen: Listener, since: datetime) -> int:
     return sum(
         1
         for m in seen.messages
-        if m.topic.endswith("/state") and not m.retain
+        if m.topic.endswith("/state")
+        and not m.retain
         and datetime.fromisoformat(m.payload["ts"]) > since
-    )  # fmt: skip
+    )
 
 
 def test_reader_follows_a_replugged_adapter_to_its_new_device(
@@ -44,11 +45,18 @@ def test_reader_follows_a_replugged_adapter_to_its_new_device(
         tmp_path,
         {
             "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
-            "buses": [{"port": link, "protocol": "daly_classic", "poll_interval": 0.5,
-                       "offline_after": 2, "packs": [{"id": "garage"}]}],
+            "buses": [
+                {
+                    "port": link,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.5,
+                    "offline_after": 2,
+                    "packs": [{"id": "garage"}],
+                }
+            ],
             "data_dir": str(tmp_path / "data"),
         },
-    )  # fmt: skip
+    )
     reader = start_service(tmp_path, "reader", config)
     procs.append(reader)
     stray: tuple[int, int] | None = None
@@ -66,8 +74,13 @@ def test_reader_follows_a_replugged_adapter_to_its_new_device(
             stray = os.openpty()  # takes the freed /dev/pts number, so the new one differs
             unplugged = len(seen.messages)
             await seen.wait_for(
-                lambda s: any(m.payload["state"] == "offline" for m in s.messages[unplugged:]
-                              if m.topic.endswith("/availability")), 15)  # fmt: skip
+                lambda s: any(
+                    m.payload["state"] == "offline"
+                    for m in s.messages[unplugged:]
+                    if m.topic.endswith("/availability")
+                ),
+                15,
+            )
             sim, _ = start_simulator(tmp_path)  # plugged in again: new pty, link moved to it
             procs.append(sim)
             replugged = datetime.now(UTC)
@@ -78,8 +91,12 @@ def test_reader_follows_a_replugged_adapter_to_its_new_device(
             await asyncio.sleep(WINDOW)
             after = states_since(seen, back)
             statuses = [m.payload for m in seen.messages if m.topic.endswith("reader-0/status")]
-            return {"before": before, "after": after, "recovery": recovery,
-                    "device": statuses[-1]["detail"]["device"]}  # fmt: skip
+            return {
+                "before": before,
+                "after": after,
+                "recovery": recovery,
+                "device": statuses[-1]["detail"]["device"],
+            }
 
     try:
         result = asyncio.run(scenario())

@@ -133,9 +133,17 @@ def api(tmp_path: Path, **api_settings: Any) -> httpx.AsyncClient:
     )
     store = PackStore()
     store.states["garage"] = PackState(
-        pack="garage", name="Garage", protocol="jk_pb", ts=utcnow(), pack_voltage=26.8,
-        current=-3.0, power=-80.0, soc=88, cell_voltages=[3.35, 3.36], cell_count=2,
-    )  # fmt: skip
+        pack="garage",
+        name="Garage",
+        protocol="jk_pb",
+        ts=utcnow(),
+        pack_voltage=26.8,
+        current=-3.0,
+        power=-80.0,
+        soc=88,
+        cell_voltages=[3.35, 3.36],
+        cell_count=2,
+    )
     store.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
     app = create_app(store, settings=settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -253,25 +261,49 @@ def test_secrets_in_the_config_never_reach_the_logs_or_the_ui(
         tmp_path,
         {
             "log_level": "DEBUG",
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "username": "svc",
-                     "password": MQTT_PASSWORD},
-            "buses": [{"port": "/dev/null", "protocol": "daly_classic",
-                       "packs": [{"id": "garage"}]}],
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": mosquitto.port,
+                "username": "svc",
+                "password": MQTT_PASSWORD,
+            },
+            "buses": [
+                {"port": "/dev/null", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
+            ],
             "control": {"enabled": True},
             "api": {"host": "127.0.0.1", "port": http, "password_hash": hash_password(UI_PASSWORD)},
             "modbus": {"host": "127.0.0.1", "port": free_port()},
             "tunnel": {"host": "127.0.0.1", "port": free_port()},
-            "publisher": {"targets": [{"name": "cloud", "host": "127.0.0.1",
-                                       "port": mosquitto.port, "username": "u",
-                                       "password": TARGET_PASSWORD, "interval": 1}]},
-            "timezone": "UTC", "history": {"influx": {
-                "enabled": True, "url": f"http://admin:{INFLUX_URL_PASSWORD}@127.0.0.1:{dead}",
-                "token": INFLUX_TOKEN, "flush_interval": 0.5, "timeout": 1}},
-            "notifier": {"targets": [{"name": "phone",
-                                      "url": f"json://me:{NOTIFY_PASSWORD}@127.0.0.1:{dead}/"}]},
+            "publisher": {
+                "targets": [
+                    {
+                        "name": "cloud",
+                        "host": "127.0.0.1",
+                        "port": mosquitto.port,
+                        "username": "u",
+                        "password": TARGET_PASSWORD,
+                        "interval": 1,
+                    }
+                ]
+            },
+            "timezone": "UTC",
+            "history": {
+                "influx": {
+                    "enabled": True,
+                    "url": f"http://admin:{INFLUX_URL_PASSWORD}@127.0.0.1:{dead}",
+                    "token": INFLUX_TOKEN,
+                    "flush_interval": 0.5,
+                    "timeout": 1,
+                }
+            },
+            "notifier": {
+                "targets": [
+                    {"name": "phone", "url": f"json://me:{NOTIFY_PASSWORD}@127.0.0.1:{dead}/"}
+                ]
+            },
             "data_dir": str(tmp_path / "data"),
         },
-    )  # fmt: skip
+    )
     running = [start_service(tmp_path, name, config) for name in EVERY_SERVICE]
     procs.extend(running)
     base = f"http://127.0.0.1:{http}"
@@ -282,8 +314,10 @@ def test_secrets_in_the_config_never_reach_the_logs_or_the_ui(
     httpx.post(f"{base}/api/auth/login", json={"password": "x" * 10}, timeout=2)
     with httpx.Client(base_url=base, timeout=5) as ui:
         ui.post("/api/auth/login", json={"password": UI_PASSWORD}).raise_for_status()
-        views = [ui.get(path) for path in ("/api/settings", "/api/settings/download",
-                                           "/api/settings/file")]  # fmt: skip
+        views = [
+            ui.get(path)
+            for path in ("/api/settings", "/api/settings/download", "/api/settings/file")
+        ]
     assert views[0].status_code == 200, views[0].text[:300]
     for view in views:
         assert not [x for x in SECRETS if x in view.text], (view.url, view.text[:500])

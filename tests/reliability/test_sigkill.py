@@ -136,10 +136,12 @@ print(json.dumps({"kills": kills, "intact": intact, "last": finished()}))
     "writer", ["reader counters", "api password file", "config set", "influx buffer"]
 )
 def test_data_survives_sigkill_mid_write(tmp_path: Path, writer: str) -> None:
+    # fmt: off
     run = subprocess.run(
         [sys.executable, "-c", HOST, writer, str(tmp_path), str(KILLS)],
         capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    )
+    # fmt: on
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.splitlines()[-1])
     COUNTS[f"sigkill mid-write, {writer}: kills"] += result["kills"]

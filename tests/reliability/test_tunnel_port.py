@@ -84,13 +84,19 @@ def test_the_tunnel_port_survives_garbage_half_open_bursts_and_vanishing_clients
         tmp_path,
         {
             "mqtt": {"host": HOST, "port": mosquitto.port, "heartbeat": 2},
-            "buses": [{"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
-                       "packs": [{"id": "garage"}]}],
+            "buses": [
+                {
+                    "port": daly_pty,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.5,
+                    "packs": [{"id": "garage"}],
+                }
+            ],
             "control": {"enabled": True},
             "tunnel": {"host": HOST, "port": tport, "idle_timeout": 30},
             "data_dir": str(tmp_path / "data"),
         },
-    )  # fmt: skip
+    )
     reader = start_service(tmp_path, "reader", config)
     service = start_service(tmp_path, "tunnel", config)
     procs += [reader, service]

@@ -52,13 +52,15 @@ def start_api(
     ``wrap`` goes before the command (``prlimit ...``); the owner's password is PASSWORD.
     """
     port = free_port()
+    # fmt: off
     data = {
         "mqtt": {"host": "127.0.0.1", "port": broker.port},
         "api": {"host": "127.0.0.1", "port": port, "mdns": False, "password_hash": HASH,
                 "public_read": "never", **(api or {})},
         "data_dir": str(workdir / "data"),
         **(settings or {}),
-    }  # fmt: skip
+    }
+    # fmt: on
     config = write_config(workdir, data, f"{name}.yaml")
     argv = [*(wrap or []), sys.executable, "-m", "bmsgate_api", "--config", str(config)]
     proc = Proc(name, argv, workdir, env=env)

@@ -55,17 +55,22 @@ def test_a_huge_login_body_is_refused_before_it_is_read(
     # a chunked body is cut at the limit too
     with httpx.Client(base_url=api.base, timeout=10) as http:
         chunks = (b"x" * 65536 for _ in range(200))  # 13 MB, no Content-Length
-        got = http.post("/api/auth/login", content=chunks,
-                        headers={"Content-Type": "application/json"})  # fmt: skip
+        got = http.post(
+            "/api/auth/login", content=chunks, headers={"Content-Type": "application/json"}
+        )
         assert got.status_code == 413
         # a settings file has its own, larger limit: 300 kB of YAML reaches the route
         with api.login() as owner:
             big = "# " + "x" * 300_000 + "\n"
-            got = owner.post("/api/settings/restore", content=big,
-                             headers={"Content-Type": "application/yaml"})  # fmt: skip
+            got = owner.post(
+                "/api/settings/restore", content=big, headers={"Content-Type": "application/yaml"}
+            )
             assert got.status_code == 413 and "262144" in got.json()["detail"], got.text
-            fits = owner.post("/api/settings/restore", content="# fine\napi: {}\n",
-                              headers={"Content-Type": "application/yaml"})  # fmt: skip
+            fits = owner.post(
+                "/api/settings/restore",
+                content="# fine\napi: {}\n",
+                headers={"Content-Type": "application/yaml"},
+            )
             assert fits.status_code == 200, fits.text
         assert http.get("/healthz").status_code == 200
     # the chunked 13 MB and the settings files: not their size (pages the API touched once)
@@ -83,17 +88,19 @@ def test_a_yaml_alias_bomb_and_deep_nesting_are_one_clear_400(
     with api.login() as owner:
         for text, words in ((BOMB, "aliases"), (deep, "nested")):
             for send in (
-                lambda t: owner.post("/api/settings/restore", content=t,
-                                     headers={"Content-Type": "application/yaml"}),
+                lambda t: owner.post(
+                    "/api/settings/restore", content=t, headers={"Content-Type": "application/yaml"}
+                ),
                 lambda t: owner.put("/api/settings/file", json={"yaml": t}),
-            ):  # fmt: skip
+            ):
                 got = send(text)
                 assert got.status_code == 400, got.text[:300]
                 detail = got.json()["detail"]
                 assert words in detail and "\n" not in detail, detail
         deep_json = b'{"password": ' + b"[" * 32_000 + b"]" * 32_000 + b"}"
-        got = owner.post("/api/auth/login", content=deep_json,
-                         headers={"Content-Type": "application/json"})  # fmt: skip
+        got = owner.post(
+            "/api/auth/login", content=deep_json, headers={"Content-Type": "application/json"}
+        )
         assert got.status_code in (400, 422), got.text[:300]
     assert rss_kb(pid) - before < 50_000, (before, rss_kb(pid))
     assert "Traceback" not in api.proc.log()

@@ -34,9 +34,12 @@ def test_healthz_answers_beside_1100_half_open_connections(
     prlimit = shutil.which("prlimit")
     assert prlimit, "prlimit (util-linux) is needed"
     api = start_api(  # 1,024 descriptors, as a default systemd or shell limit gives
-        tmp_path, procs, mosquitto, wrap=[prlimit, "--nofile=1024:1024"],
+        tmp_path,
+        procs,
+        mosquitto,
+        wrap=[prlimit, "--nofile=1024:1024"],
         api={"header_timeout": 60},
-    )  # fmt: skip
+    )
     held: list[socket.socket] = []
     try:
         held = open_half(api.port, 1100)

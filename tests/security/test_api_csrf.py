@@ -91,8 +91,9 @@ def test_a_state_changing_request_needs_its_json_or_yaml_type(
             got = http.post("/api/settings/restore", content=body, headers={"Content-Type": ctype})
             assert got.status_code == 415, (ctype, got.text)
             assert "application/yaml" in got.json()["detail"]
-        got = http.post("/api/services/restart", content="service=all",
-                        headers={"Content-Type": "text/plain"})  # fmt: skip
+        got = http.post(
+            "/api/services/restart", content="service=all", headers={"Content-Type": "text/plain"}
+        )
         assert got.status_code == 415 and "application/json" in got.json()["detail"]
         other = http.post(
             "/api/services/restart", json={"service": "all"}, headers={"Origin": "http://evil:1"}
@@ -116,5 +117,9 @@ def test_an_allowed_origin_behind_a_proxy_may_write(
     with api.login() as http:
         ok = http.post("/api/auth/logout", headers={"Origin": "https://bms.example.org"})
         assert ok.status_code == 204
-    assert httpx.post(f"{api.base}/api/auth/logout",
-                      headers={"Origin": "https://evil.example.org"}).status_code == 403  # fmt: skip
+    assert (
+        httpx.post(
+            f"{api.base}/api/auth/logout", headers={"Origin": "https://evil.example.org"}
+        ).status_code
+        == 403
+    )

@@ -50,9 +50,11 @@ def test_setup_status_names_no_path_without_a_login_and_changes_are_logged_with_
     lines = wait_until(lambda: [x for x in api.proc.log().splitlines() if "asked by" in x])
     wait_until(lambda: len([x for x in api.proc.log().splitlines() if "asked by" in x]) >= 3)
     lines = [x for x in api.proc.log().splitlines() if "asked by" in x]
-    assert any("API token 'night script'" in x and "owner's session from 127.0.0.1" in x
-               for x in lines), lines  # fmt: skip
+    assert any(
+        "API token 'night script'" in x and "owner's session from 127.0.0.1" in x for x in lines
+    ), lines
     assert any("restart of history" in x and "owner's session from 127.0.0.1" in x for x in lines)
-    assert any("restart of reader-0" in x and "token 'night script' from 127.0.0.1" in x
-               for x in lines), lines  # fmt: skip
+    assert any(
+        "restart of reader-0" in x and "token 'night script' from 127.0.0.1" in x for x in lines
+    ), lines
     assert made["token"] not in api.proc.log()

@@ -50,9 +50,11 @@ async def test_many_addresses_meet_a_ceiling_and_the_file_is_not_rewritten_per_g
     tmp_path: Path, procs: list[Proc], mosquitto: Mosquitto
 ) -> None:
     api = start_api(
-        tmp_path, procs, mosquitto,
+        tmp_path,
+        procs,
+        mosquitto,
         api={"trusted_proxies": ["127.0.0.1"], "login_ceiling": 20},
-    )  # fmt: skip
+    )
     kept = tmp_path / "data" / "api" / "login_failures.json"
     inodes: set[int] = set()
     done = threading.Event()
@@ -88,8 +90,12 @@ def test_a_wall_clock_set_back_neither_ends_sessions_nor_stretches_a_lockout(
         pytest.skip("libfaketime is not installed (apt-get install faketime)")
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
-    env = {"LD_PRELOAD": str(FAKETIME), "FAKETIME_TIMESTAMP_FILE": str(offset),
-           "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
+    env = {
+        "LD_PRELOAD": str(FAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_NO_CACHE": "1",
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
     api = start_api(tmp_path, procs, mosquitto, env=env)
     with api.login() as owner, httpx.Client(base_url=api.base, timeout=10) as guesser:
         for _ in range(5):

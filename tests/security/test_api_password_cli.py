@@ -17,8 +17,18 @@ PASSWORD = "set-from-the-terminal"
 
 
 def start_run(site: Path, http: int) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(site),
-            "--http-port", str(http), "--modbus-port", str(free_port())]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "bmsgate.cli",
+        "run",
+        "--config",
+        str(site),
+        "--http-port",
+        str(http),
+        "--modbus-port",
+        str(free_port()),
+    ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -29,10 +39,12 @@ def stop(proc: subprocess.Popen[str]) -> str:
 
 
 def config_password(site: Path, text: str) -> subprocess.CompletedProcess[str]:
+    # fmt: off
     return subprocess.run(
         [sys.executable, "-m", "bmsgate.cli", "config", "--config", str(site), "password"],
         input=text, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    )
+    # fmt: on
 
 
 def test_run_says_the_password_is_unset_until_the_terminal_sets_it(tmp_path: Path) -> None:
@@ -73,10 +85,14 @@ def test_run_says_the_password_is_unset_until_the_terminal_sets_it(tmp_path: Pat
 
 def test_a_configured_password_is_not_changed_from_the_terminal(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
-    site.write_text(yaml.safe_dump({
-        "data_dir": str(tmp_path / "data"),
-        "api": {"password_hash": "scrypt$16384$8$1$c2FsdA$aGFzaA"},
-    }))  # fmt: skip
+    site.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "api": {"password_hash": "scrypt$16384$8$1$c2FsdA$aGFzaA"},
+            }
+        )
+    )
     got = config_password(site, PASSWORD + "\n")
     assert got.returncode == 2 and "api.password_hash" in got.stderr
     assert not (tmp_path / "data" / "api" / "password").exists()

@@ -25,13 +25,15 @@ def test_a_read_only_token_reads_and_a_control_token_changes(
         reader = {"Authorization": f"Bearer {read['token']}"}
         assert script.get("/api/packs", headers=reader).status_code == 200
         assert script.get("/api/settings", headers=reader).status_code == 200
+        # fmt: off
         writes = [
             script.post("/api/services/restart", json={"service": "reader-0"}, headers=reader),
             script.put("/api/settings/file", json={"yaml": "log_level: DEBUG\n"}, headers=reader),
             script.post("/api/packs/x/tunnel", json={"action": "open"}, headers=reader),
             script.post("/api/packs/x/commands", json={"action": "set_charge_mos", "value": False},
                         headers=reader),
-        ]  # fmt: skip
+        ]
+        # fmt: on
         for got in writes:
             assert got.status_code == 403, (got.request.url, got.text)
             assert got.json()["detail"] == "the API token 'dashboard' may only read"

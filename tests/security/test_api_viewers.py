@@ -21,14 +21,24 @@ ANNA = "anna-phone-password"
 def publish_state(broker: Mosquitto, pack: str) -> None:
     """A retained state of ``pack`` on the backbone, as a reader publishes it."""
     state = PackState(
-        pack=pack, name=pack.title(), protocol="jk_pb", ts=utcnow(), pack_voltage=53.1,
-        current=2.0, power=106.2, soc=70, cell_voltages=[3.3] * 16, cell_count=16,
-    )  # fmt: skip
+        pack=pack,
+        name=pack.title(),
+        protocol="jk_pb",
+        ts=utcnow(),
+        pack_voltage=53.1,
+        current=2.0,
+        power=106.2,
+        soc=70,
+        cell_voltages=[3.3] * 16,
+        cell_count=16,
+    )
+    # fmt: off
     subprocess.run(
         ["mosquitto_pub", "-p", str(broker.port), "-r", "-q", "1",
          "-t", topics.STATE.topic(pack), "-m", state.model_dump_json()],
         check=True, timeout=10,
-    )  # fmt: skip
+    )
+    # fmt: on
 
 
 def test_a_viewer_reads_only_its_packs_and_changes_nothing(
@@ -54,8 +64,12 @@ def test_a_viewer_reads_only_its_packs_and_changes_nothing(
         assert [p["pack"] for p in phone.get("/api/packs").json()] == ["east"]
         assert [v["pack"] for v in phone.get("/api/overview").json()] == ["east"]
         assert phone.get("/api/packs/east/state").status_code in (200, 503)
-        for path in ("/api/packs/west/state", "/api/packs/west/daily", "/api/sniff/buses",
-                     "/api/packs/west/csv/2026-01-02"):  # fmt: skip
+        for path in (
+            "/api/packs/west/state",
+            "/api/packs/west/daily",
+            "/api/sniff/buses",
+            "/api/packs/west/csv/2026-01-02",
+        ):
             got = phone.get(path)
             assert got.status_code == 403 and "anna may read only its packs" in got.text, path
         for path in ("/api/settings", "/api/auth/tokens", "/api/setup/ports"):

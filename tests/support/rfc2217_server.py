@@ -53,8 +53,12 @@ class _Connection:
         self.sock.sendall(data)
 
 
-def _to_network(port: serial.Serial, manager: serial.rfc2217.PortManager, conn: socket.socket,
-                stop: threading.Event) -> None:  # fmt: skip
+def _to_network(
+    port: serial.Serial,
+    manager: serial.rfc2217.PortManager,
+    conn: socket.socket,
+    stop: threading.Event,
+) -> None:
     while not stop.is_set():
         try:
             data = port.read(port.in_waiting or 1)

@@ -15,15 +15,25 @@ T0 = int(datetime(2024, 3, 4, tzinfo=UTC).timestamp() * 1000)
 def sample_of(pack: PackModel, ts: int) -> Sample:
     """The archive sample of the pack at ``ts`` [ms], through the same path a live state takes."""
     state = PackState(
-        pack="sim", name="sim", protocol="daly_classic",
+        pack="sim",
+        name="sim",
+        protocol="daly_classic",
         ts=datetime.fromtimestamp(ts / 1000, UTC),
-        pack_voltage=pack.pack_voltage, current=pack.current, power=pack.power, soc=pack.soc,
-        cell_voltages=pack.cell_voltages, cell_count=len(pack.cells),
-        temperatures=pack.temperatures, mos_temperature=pack.mos_temperature,
-        remaining_capacity=pack.remaining_capacity, nominal_capacity=pack.nominal_capacity,
-        charge_mos=pack.charge_mos, discharge_mos=pack.discharge_mos,
-        balancing=bool(pack.balancing_cells), balancing_cells=pack.balancing_cells,
-    )  # fmt: skip
+        pack_voltage=pack.pack_voltage,
+        current=pack.current,
+        power=pack.power,
+        soc=pack.soc,
+        cell_voltages=pack.cell_voltages,
+        cell_count=len(pack.cells),
+        temperatures=pack.temperatures,
+        mos_temperature=pack.mos_temperature,
+        remaining_capacity=pack.remaining_capacity,
+        nominal_capacity=pack.nominal_capacity,
+        charge_mos=pack.charge_mos,
+        discharge_mos=pack.discharge_mos,
+        balancing=bool(pack.balancing_cells),
+        balancing_cells=pack.balancing_cells,
+    )
     return from_state(state)
 
 

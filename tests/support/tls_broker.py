@@ -33,13 +33,51 @@ def make_certs(workdir: Path) -> Certs:
     san = workdir / "san.ext"
     san.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     steps = [
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=bmsgate-test-ca",
-         "-keyout", str(ca_key), "-out", str(ca)],
-        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(key),
-         "-out", str(csr)],
-        ["x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
-         "-days", "2", "-extfile", str(san), "-out", str(cert)],
-    ]  # fmt: skip
+        [
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=bmsgate-test-ca",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca),
+        ],
+        [
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        ],
+        [
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(san),
+            "-out",
+            str(cert),
+        ],
+    ]
     for step in steps:
         subprocess.run([openssl, *step], check=True, capture_output=True)
     return Certs(ca, cert, key)

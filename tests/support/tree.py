@@ -21,10 +21,12 @@ async def bmsgate_run(
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
     """Run the tree with its output in ``log_path``; a clean stop when the block ends normally."""
     with log_path.open("wb") as log:
+        # fmt: off
         proc = subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config)],
             stdout=log, stderr=log, env=env, start_new_session=True,
-        )  # fmt: skip
+        )
+        # fmt: on
         try:
             yield proc
             proc.send_signal(signal.SIGTERM)
@@ -39,11 +41,23 @@ def with_target(folder: Path, target_port: int) -> Path:
     """A configuration: the simulated pack, free local ports, one Home Assistant target."""
     config = folder / "bmsgate.yaml"
     # the services are separate processes, told their ports in the file (broker.free_port)
-    config.write_text(yaml.safe_dump({
-        "api": {"host": "127.0.0.1", "port": free_port()},
-        "modbus": {"host": "127.0.0.1", "port": free_port()},
-        "publisher": {"targets": [{"name": "home", "host": "127.0.0.1", "port": target_port,
-                                   "homeassistant": {"enabled": True}}]},
-        "data_dir": str(folder / "data"),
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "api": {"host": "127.0.0.1", "port": free_port()},
+                "modbus": {"host": "127.0.0.1", "port": free_port()},
+                "publisher": {
+                    "targets": [
+                        {
+                            "name": "home",
+                            "host": "127.0.0.1",
+                            "port": target_port,
+                            "homeassistant": {"enabled": True},
+                        }
+                    ]
+                },
+                "data_dir": str(folder / "data"),
+            }
+        )
+    )
     return config

@@ -46,10 +46,12 @@ class VictoriaMetrics:
 
     def start(self, *, refuse: bool = False) -> None:
         """Start; with ``refuse`` every request needs basic auth, so token writes get 401."""
+        # fmt: off
         argv = [
             self.exe, f"-httpListenAddr=127.0.0.1:{self.port}", f"-storageDataPath={self.data}",
             "-retentionPeriod=1", "-search.latencyOffset=0s", "-search.disableCache",
-        ]  # fmt: skip
+        ]
+        # fmt: on
         if refuse:
             argv += ["-httpAuth.username=u", "-httpAuth.password=p"]
         log = self.log.open("ab")

@@ -55,8 +55,12 @@ NAMES: dict[str, tuple[str, float]] = {
     "soc_setting_pct": ("soc_setting", 1),
     "mos_ot_alarm_C": ("mos_overtemp_alarm", 1),
 }
-TEXTS = {"software_version": "software_version", "hardware_version": "hardware_version",
-         "text": "password", "status": "state"}  # fmt: skip
+TEXTS = {
+    "software_version": "software_version",
+    "hardware_version": "hardware_version",
+    "text": "password",
+    "status": "state",
+}
 
 
 def _scaled(value: Any, factor: float) -> Any:
@@ -186,13 +190,21 @@ def test_0x81_type2_fault_levels() -> None:
     got = daly_new.decode_hex(_answer(0x53, 0x6D, regs, 7), start_register=0x6D)
     assert got["board"] == 3
     assert got["alarms"] == [
-        "cell_overvoltage_warning", "cell_undervoltage", "charge_overtemp_warning",
-        "mos_overtemp", "thermal_runaway", "eeprom_fault", "daly_t2_8_0",
-    ]  # fmt: skip
+        "cell_overvoltage_warning",
+        "cell_undervoltage",
+        "charge_overtemp_warning",
+        "mos_overtemp",
+        "thermal_runaway",
+        "eeprom_fault",
+        "daly_t2_8_0",
+    ]
     assert got["alarm_levels"] == {
-        "cell_overvoltage": 1, "cell_undervoltage": 2, "charge_overtemp": 1,
-        "mos_overtemp": 3, "thermal_runaway": 3,
-    }  # fmt: skip
+        "cell_overvoltage": 1,
+        "cell_undervoltage": 2,
+        "charge_overtemp": 1,
+        "mos_overtemp": 3,
+        "thermal_runaway": 3,
+    }
     assert got["status_flags"] == ["fan_on"]
     assert all(code in ALARMS for code in got["alarms"] if not code.startswith("daly_t2"))
 
@@ -395,8 +407,10 @@ def test_simulated_board_answers_any_range_of_its_map() -> None:
         (frame,) = board.answer(request) or []
         got = daly_new.decode_hex(frame, start_register=start)
         assert got["variant"] == "d2"
-    got = daly_new.decode_hex(board.answer(daly_new.read_request(0xA9, 32, variant="d2"))[0],  # type: ignore[index]
-                              start_register=0xA9)  # fmt: skip
+    got = daly_new.decode_hex(
+        board.answer(daly_new.read_request(0xA9, 32, variant="d2"))[0],  # type: ignore[index]
+        start_register=0xA9,
+    )
     assert got["software_version"] == "BMSGATE-SIM-1.0"
     assert got["hardware_version"] == "SIM-D2"
     assert board.answer(daly_new.read_request(0, 64, variant="81")) is None  # not its variant

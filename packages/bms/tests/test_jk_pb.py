@@ -315,8 +315,18 @@ async def test_fc03_reads_match_the_trigger_frame() -> None:
     regs = await driver.read_registers(0x1200, 0x48)
     regs |= await driver.read_registers(0x1290, 0x38)
     regs |= await driver.read_registers(0x12F8, 3)
-    for key in ("cell_voltages", "pack_voltage", "current", "power", "soc", "cycles",
-                "temperatures", "charge_mos", "alarms", "remaining_capacity"):  # fmt: skip
+    for key in (
+        "cell_voltages",
+        "pack_voltage",
+        "current",
+        "power",
+        "soc",
+        "cycles",
+        "temperatures",
+        "charge_mos",
+        "alarms",
+        "remaining_capacity",
+    ):
         assert regs[key] == live[key], key
     info = await driver.read_registers(0x1400, 8)
     assert info["model"] == "JK_PB2A16S20P"

@@ -145,8 +145,13 @@ def test_vendor_example_decodes_once_its_checksum_is_recomputed() -> None:
 
 def test_negative_temperatures() -> None:
     assert [jk_uart.decode_temperature(r) for r in (0, 25, 100, 101, 110, 140)] == [
-        0, 25, 100, -1, -10, -40,
-    ]  # fmt: skip
+        0,
+        25,
+        100,
+        -1,
+        -10,
+        -40,
+    ]
     records = bytes.fromhex("80 00 65 81 00 6e 82 00 8c")  # 101, 110, 140
     got = jk_uart.decode_hex(_response(records))
     assert got["mos_temperature"] == -1
@@ -217,8 +222,10 @@ def test_password_record_is_never_reported() -> None:
 def test_warning_bits_map_onto_known_alarm_codes() -> None:
     assert all(code in ALARMS for code in jk_uart.WARNING_BITS if code)
     assert jk_uart.decode_warnings(0b1100_0000_0000_0001) == [
-        "soc_low_warning", "jk_bit_14", "jk_bit_15",
-    ]  # fmt: skip
+        "soc_low_warning",
+        "jk_bit_14",
+        "jk_bit_15",
+    ]
 
 
 @pytest.mark.parametrize(

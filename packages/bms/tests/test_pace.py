@@ -26,9 +26,22 @@ NAMES = PACK_STATE_NAMES | {
     "pack_count": "pack_count",
     "text_stripped": "firmware_version",
 }
-NOT_COMPARED = {"temp_sensor_count", "cell_warnings", "temp_warnings", "system_state_raw",
-                "lenid", "checksum_ok", "version", "temps_C", "custom_number", "info_bytes",
-                "protections", "faults", "warnings", "packs"}  # fmt: skip
+NOT_COMPARED = {
+    "temp_sensor_count",
+    "cell_warnings",
+    "temp_warnings",
+    "system_state_raw",
+    "lenid",
+    "checksum_ok",
+    "version",
+    "temps_C",
+    "custom_number",
+    "info_bytes",
+    "protections",
+    "faults",
+    "warnings",
+    "packs",
+}
 
 
 def _context(vector: dict[str, Any]) -> dict[str, Any]:
@@ -96,9 +109,13 @@ def test_a_single_pack_answer_from_address_2_is_not_taken_for_two_packs() -> Non
 
 @pytest.mark.parametrize(
     ("order", "first", "second", "expected"),
-    [("pdf", 0x01, 0x00, [1]), ("pdf", 0x00, 0x80, [16]), ("u16", 0x01, 0x00, [9]),
-     ("u16", 0x00, 0x01, [1])],
-)  # fmt: skip
+    [
+        ("pdf", 0x01, 0x00, [1]),
+        ("pdf", 0x00, 0x80, [16]),
+        ("u16", 0x01, 0x00, [9]),
+        ("u16", 0x00, 0x01, [1]),
+    ],
+)
 def test_balancing_byte_order(order: Any, first: int, second: int, expected: list[int]) -> None:
     assert pace.balancing_cells(first, second, 16, order) == expected
 
@@ -111,8 +128,13 @@ def test_state_bytes_are_alarm_codes_and_fully_charged_is_no_fault() -> None:
     info[j + 7] = 0b0010_0000  # sampling fault
     info[j + 11] = 0b1000_0000  # low power warning
     got = pace.decode_status(bytes(info))
-    assert got["alarms"] == ["cell_overvoltage", "discharge_short_circuit", "mos_overtemp",
-                             "cell_sampling_fault", "soc_low_warning"]  # fmt: skip
+    assert got["alarms"] == [
+        "cell_overvoltage",
+        "discharge_short_circuit",
+        "mos_overtemp",
+        "cell_sampling_fault",
+        "soc_low_warning",
+    ]
     assert got["fully_charged"] is True
 
 

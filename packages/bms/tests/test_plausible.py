@@ -72,6 +72,7 @@ def test_each_protocol_states_its_class() -> None:
 
 # what each protocol's frames can carry: JK's 0x4E57 current and temperatures cannot say -3000 A
 # or 200 °C at all, so those lies need no check there
+# fmt: off
 LIES: dict[str, list[dict[str, object]]] = {
     "daly_classic": [{"soc": 250.0}, {"current": -3000.0}, {"temperatures": [21.0, 200.0]},
                      {"pack_voltage": 6000.0}],
@@ -79,7 +80,8 @@ LIES: dict[str, list[dict[str, object]]] = {
     "jk_uart": [{"soc": 250.0}, {"pack_voltage": 600.0}],
     "jk_pb": [{"soc": 250.0}, {"current": -3000.0}, {"temperatures": [21.0, 200.0]},
               {"pack_voltage": 6000.0}],
-}  # fmt: skip
+}
+# fmt: on
 CASES = [(name, lie) for name, lies in LIES.items() for lie in [*lies, {"dead_cell": 4}]]
 
 

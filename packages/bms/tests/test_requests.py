@@ -34,9 +34,17 @@ def test_request_decodes_as_a_request(name: str, vector: dict[str, Any]) -> None
     frame = frame_bytes(vector)
     decoded = protocol(name).decode_request(frame)
     named = getattr(protocol(name), "REQUEST_NAMES", {})  # the ASCII makes name their CID2 codes
-    assert decoded["request"] in ("read", "write", "trigger", "read_all", "read_one", "password",
-                                  "activate", *daly_classic.COMMAND_NAMES.values(),
-                                  *named.values())  # fmt: skip
+    assert decoded["request"] in (
+        "read",
+        "write",
+        "trigger",
+        "read_all",
+        "read_one",
+        "password",
+        "activate",
+        *daly_classic.COMMAND_NAMES.values(),
+        *named.values(),
+    )
     if _echoed(name, frame):
         return
     with pytest.raises(FrameError, match="request"):
@@ -60,15 +68,25 @@ def test_request_fields() -> None:
     mos = protocol("daly_classic").decode_request(
         _by_id("daly_classic", "daly_req_d9_discharge_mos_on")
     )
-    assert mos == {"request": "discharge_mos", "command": 0xD9, "host_address": 0x40, "board": 1,
-                   "on": True}  # fmt: skip
+    assert mos == {
+        "request": "discharge_mos",
+        "command": 0xD9,
+        "host_address": 0x40,
+        "board": 1,
+        "on": True,
+    }
     soc = protocol("daly_classic").decode_request(
         _by_id("daly_classic", "daly_req_0x21_set_soc_50pct")
     )
     assert soc["soc"] == 50.0
     trigger = protocol("jk_pb").decode_request(_by_id("jk_pb", "jkpb_req_trigger_settings_0x161e"))
-    assert trigger == {"request": "trigger", "frame_type": 1, "address": 1, "register": 0x161E,
-                       "count": 1}  # fmt: skip
+    assert trigger == {
+        "request": "trigger",
+        "frame_type": 1,
+        "address": 1,
+        "register": 0x161E,
+        "count": 1,
+    }
     write = protocol("jk_pb").decode_request(_by_id("jk_pb", "jkpb_req_fc16_charge_switch_off"))
     assert (write["request"], write["register"], write["value"]) == ("write", 0x1070, 0)
     read = protocol("daly_new").decode_request(_by_id("daly_new", "daly_new_req_81_read_0041_x62"))

@@ -31,9 +31,21 @@ NAMES = PACK_STATE_NAMES | {
     "manufacturer": "manufacturer",
 }
 # raw bytes the decoder turns into the names above, and frame facts checked by the framer
-NOT_COMPARED = {"temp_sensor_count", "cell_alarms", "temp_alarms", "current_alarm",
-                "voltage_alarm", "custom_alarm_count", "switch_state_raw", "system_state_raw",
-                "lenid", "checksum_ok", "version", "temps_C", "system_state"}  # fmt: skip
+NOT_COMPARED = {
+    "temp_sensor_count",
+    "cell_alarms",
+    "temp_alarms",
+    "current_alarm",
+    "voltage_alarm",
+    "custom_alarm_count",
+    "switch_state_raw",
+    "system_state_raw",
+    "lenid",
+    "checksum_ok",
+    "version",
+    "temps_C",
+    "system_state",
+}
 
 
 @pytest.mark.parametrize("vector", vector_params("seplos_v2", "request"))
@@ -128,7 +140,7 @@ def test_alarm_events_are_codes_with_levels() -> None:
         "discharge_undertemp_warning",
         "discharge_short_circuit",
         "soc_low",
-    ]  # fmt: skip  (event 4 bit 6 is the heater running, not an alarm)
+    ]  # (event 4 bit 6 is the heater running, not an alarm)
     assert seplos_v2.decode_events({1: 1}) == ["seplos_event1_bit0"]
 
 

@@ -14,8 +14,12 @@ from bmsgate_bms.sim import BOARDS, PackModel, SimBus, make_bus
 from bmsgate_bms.sim.link import SimLink
 
 OWN = ("daly_classic", "daly_new", "jk_uart", "jk_pb")  # the protocols with documented settings
-CASES = [(n, v) for n in NAMES if hasattr(protocol(n), "SETPOINTS")
-         for v in (("d2", "81") if n == "daly_new" else (None,))]  # fmt: skip
+CASES = [
+    (n, v)
+    for n in NAMES
+    if hasattr(protocol(n), "SETPOINTS")
+    for v in (("d2", "81") if n == "daly_new" else (None,))
+]
 
 
 def test_the_four_makes_describe_their_settings() -> None:
@@ -60,9 +64,12 @@ async def test_writable_settings_are_written_and_read_back(name: str, variant: s
         current = back
     if name == "jk_pb":
         assert {p.key for p in writable} == {
-            "balance_trigger_voltage", "max_charge_current", "max_discharge_current",
-            "design_capacity", "balance_start_voltage",
-        }  # fmt: skip
+            "balance_trigger_voltage",
+            "max_charge_current",
+            "max_discharge_current",
+            "design_capacity",
+            "balance_start_voltage",
+        }
 
 
 @pytest.mark.parametrize(("name", "variant"), CASES)
@@ -91,8 +98,10 @@ def test_balance_start_is_bounded_by_the_bms_own_protection_voltages() -> None:
     assert bounds(point, {}) == (2.0, 4.5)
 
 
-@pytest.mark.parametrize(("name", "variant"), [("jk_pb", None), ("jk_uart", None),
-                                               ("daly_new", "d2"), ("daly_new", "81")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "variant"),
+    [("jk_pb", None), ("jk_uart", None), ("daly_new", "d2"), ("daly_new", "81")],
+)
 async def test_balancer_switch_is_read_back(name: str, variant: str | None) -> None:
     driver, _ = _driver(name, variant)
     assert await driver.set_balancer(False) is False

@@ -24,14 +24,38 @@ def off(pack: str) -> Availability:
 
 def members(**over: Member) -> dict[str, Member]:
     out = {
-        "a": Member(make_state(pack="a", soc=80, current=10, power=520, nominal_capacity=100,
-                               cell_voltages=[3.30, 3.31], remaining_capacity=80,
-                               energy_in=1.0, energy_out=2.0, alarms=[]), on("a")),
-        "b": Member(make_state(pack="b", soc=20, current=-4, power=-208, nominal_capacity=300,
-                               cell_voltages=[3.25, 3.40], remaining_capacity=60,
-                               energy_in=0.5, energy_out=0.5, alarms=["soc_low"],
-                               ts=T0 - timedelta(seconds=5)), on("b")),
-    }  # fmt: skip
+        "a": Member(
+            make_state(
+                pack="a",
+                soc=80,
+                current=10,
+                power=520,
+                nominal_capacity=100,
+                cell_voltages=[3.30, 3.31],
+                remaining_capacity=80,
+                energy_in=1.0,
+                energy_out=2.0,
+                alarms=[],
+            ),
+            on("a"),
+        ),
+        "b": Member(
+            make_state(
+                pack="b",
+                soc=20,
+                current=-4,
+                power=-208,
+                nominal_capacity=300,
+                cell_voltages=[3.25, 3.40],
+                remaining_capacity=60,
+                energy_in=0.5,
+                energy_out=0.5,
+                alarms=["soc_low"],
+                ts=T0 - timedelta(seconds=5),
+            ),
+            on("b"),
+        ),
+    }
     out.update(over)
     return out
 
@@ -100,8 +124,11 @@ def test_energy_today_sums_each_member_once_on_the_newest_day() -> None:
 
     today, yesterday = date(2026, 6, 2), date(2026, 6, 1)
     twice = BankSettings(id="bank", packs=["a", "b", "a"])  # a member named twice counts once
-    daily = {"a": day("a", today, 1.5, 0.25), "b": day("b", today, 2.0, None),
-             "bank": day("bank", today, 9.0, 9.0)}  # fmt: skip
+    daily = {
+        "a": day("a", today, 1.5, 0.25),
+        "b": day("b", today, 2.0, None),
+        "bank": day("bank", today, 9.0, 9.0),
+    }
     assert energy_today(twice, daily) == (3.5, 0.25)  # never the bank's own figures on top
     daily["b"] = day("b", yesterday, 7.0, 7.0)  # not yet in the new day: left out
     assert energy_today(BANK, daily) == (1.5, 0.25)

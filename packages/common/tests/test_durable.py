@@ -48,11 +48,13 @@ SYSCALL = re.compile(r"^(?:\d+ +)?(\w+)\((.*)\) += 0$")  # strace -f -o: "PID ca
 def syscalls(code: str, folder: Path) -> list[tuple[str, str]]:
     """The fsync and rename calls of ``code`` run in a new Python, with the paths of their fds."""
     log = folder.parent / "strace.log"
+    # fmt: off
     run = subprocess.run(
         ["strace", "-f", "-y", "-o", str(log), "-e", "trace=fsync,fdatasync,rename,renameat,renameat2",
          sys.executable, "-c", f"from pathlib import Path\nfolder = Path({str(folder)!r})\n{code}"],
         capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    )
+    # fmt: on
     assert run.returncode == 0, run.stderr[-2000:]
     calls = []
     for line in log.read_text().splitlines():

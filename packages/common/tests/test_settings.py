@@ -108,10 +108,12 @@ def test_service_stops_before_connecting_with_one_line(tmp_path: Path, service: 
         tmp_path,
         "mqtt:\n  host: 127.0.0.1\n  port: 1\nbuses:\n  - port: /dev/x\n    protocol: daly_classic\n    packs: [{id: a, adress: 2}]\n",
     )
+    # fmt: off
     done = subprocess.run(
         [sys.executable, "-m", service, "--config", str(path)],
         capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+    )
+    # fmt: on
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "unknown key 'buses.0.packs.0.adress'" in done.stderr

@@ -12,8 +12,15 @@ RULES = SocRules(
 )
 
 
-def _run(model: PackModel, soc: SocEstimator, t: float, seconds: float, *, offset: float = 0.0,
-         correction: float = 0.0) -> tuple[float, list[str]]:  # fmt: skip
+def _run(
+    model: PackModel,
+    soc: SocEstimator,
+    t: float,
+    seconds: float,
+    *,
+    offset: float = 0.0,
+    correction: float = 0.0,
+) -> tuple[float, list[str]]:
     """Step the model ``seconds`` in 10 s polls; the estimator sees the BMS's current."""
     events = []
     for _ in range(int(seconds / 10)):

@@ -47,6 +47,7 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     tmp = tmp_path_factory.mktemp("typed-topics")
     (tmp / "good.py").write_text(GOOD)
     (tmp / "bad.py").write_text(BAD)
+    # fmt: off
     out, err, _ = api.run(
         [
             "--config-file", str(ROOT / "pyproject.toml"),
@@ -54,7 +55,8 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
             "--follow-imports", "silent",
             str(tmp / "good.py"), str(tmp / "bad.py"),
         ]
-    )  # fmt: skip
+    )
+    # fmt: on
     errors = [line for line in (out + err).splitlines() if ": error:" in line]
     return {name: [e for e in errors if f"{name}.py:" in e] for name in ("good", "bad")}
 

@@ -8,7 +8,24 @@ from typing import Any
 from bmsgate_common.models import PackState
 
 # the manual's type2 example (SEED.md feature 2), cell by cell
-MANUAL_CELLS_MV = [2927, 2956, 2957, 2951, 2957, 2944, 2956, 2956, 2955, 2957, 2957, 2956, 2937, 2956, 2956, 2945]  # fmt: skip
+MANUAL_CELLS_MV = [
+    2927,
+    2956,
+    2957,
+    2951,
+    2957,
+    2944,
+    2956,
+    2956,
+    2955,
+    2957,
+    2957,
+    2956,
+    2937,
+    2956,
+    2956,
+    2945,
+]
 T0 = datetime(2025, 12, 22, 12, 12, 47, tzinfo=UTC)
 
 

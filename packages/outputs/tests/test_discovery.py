@@ -49,8 +49,13 @@ def test_device_origin_and_topic(state: PackState) -> None:
 
 def test_the_gateway_is_a_device_with_bmsgates_version() -> None:
     cfg = discovery.gateway_config(TOPICS, version="9.9")
-    assert cfg["dev"] == {"ids": ["bmsgate-gateway-solar_bms"], "name": "bmsgate", "mf": "bmsgate",
-                          "mdl": "Gateway", "sw": "9.9"}  # fmt: skip
+    assert cfg["dev"] == {
+        "ids": ["bmsgate-gateway-solar_bms"],
+        "name": "bmsgate",
+        "mf": "bmsgate",
+        "mdl": "Gateway",
+        "sw": "9.9",
+    }
     assert cfg["cmps"]["connected"]["stat_t"] == "solar/bms/availability"
     assert discovery.gateway_topic("homeassistant", TOPICS) == (
         "homeassistant/device/bmsgate-gateway-solar_bms/config"
@@ -63,12 +68,20 @@ def test_every_cell_is_a_diagnostic_voltage_sensor(state: PackState) -> None:
     assert len(cells) == 16
     c3 = cmps["cell_3"]
     assert c3 == {
-        "p": "sensor", "uniq_id": "bmsgate_garage_cell_3", "name": "Cell 3 voltage",
+        "p": "sensor",
+        "uniq_id": "bmsgate_garage_cell_3",
+        "name": "Cell 3 voltage",
         "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
-        "avty_mode": "all", "stat_t": "solar/bms/garage/state",
-        "val_tpl": "{{ value_json.cell_3 | default(None) }}", "dev_cla": "voltage", "unit_of_meas": "V",
-        "stat_cla": "measurement", "ent_cat": "diagnostic", "sug_dsp_prc": 3, "exp_aft": 60,
-    }  # fmt: skip
+        "avty_mode": "all",
+        "stat_t": "solar/bms/garage/state",
+        "val_tpl": "{{ value_json.cell_3 | default(None) }}",
+        "dev_cla": "voltage",
+        "unit_of_meas": "V",
+        "stat_cla": "measurement",
+        "ent_cat": "diagnostic",
+        "sug_dsp_prc": 3,
+        "exp_aft": 60,
+    }
 
 
 def test_names_never_start_with_the_device_name(state: PackState) -> None:
@@ -100,12 +113,18 @@ def test_mos_switches_only_with_control(state: PackState) -> None:
     assert off["charge_mos"]["p"] == "binary_sensor"
     on = config(state, control=True)["cmps"]
     assert on["charge_mos"] == {
-        "p": "switch", "uniq_id": "bmsgate_garage_charge_mos", "name": "Charge MOSFET",
+        "p": "switch",
+        "uniq_id": "bmsgate_garage_charge_mos",
+        "name": "Charge MOSFET",
         "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
-        "avty_mode": "all", "stat_t": "solar/bms/garage/charge_mos",
-        "cmd_t": "solar/bms/garage/charge_mos/set", "pl_on": "ON", "pl_off": "OFF", "opt": False,
+        "avty_mode": "all",
+        "stat_t": "solar/bms/garage/charge_mos",
+        "cmd_t": "solar/bms/garage/charge_mos/set",
+        "pl_on": "ON",
+        "pl_off": "OFF",
+        "opt": False,
         "json_attr_t": "solar/bms/garage/charge_mos/result",
-    }  # fmt: skip
+    }
     # no entity category: auto-generated dashboards show the MOSFET switches
     assert on["discharge_mos"]["cmd_t"] == "solar/bms/garage/discharge_mos/set"
 
@@ -134,10 +153,17 @@ def test_a_bank_gets_no_switches_and_names_the_pack_of_its_extreme_cells() -> No
 def _settings() -> BmsSettings:
     rows = [
         SettingValue(key="cell_ovp", label="Cell ovp", unit="V", value=3.65, writable=False),
-        SettingValue(key="balance_start_voltage", label="Balance start voltage", unit="V",
-                     value=3.4, writable=True, min=2.6, max=3.65),
+        SettingValue(
+            key="balance_start_voltage",
+            label="Balance start voltage",
+            unit="V",
+            value=3.4,
+            writable=True,
+            min=2.6,
+            max=3.65,
+        ),
         SettingValue(key="cell_count", label="Cell count", unit="", value=16, writable=False),
-    ]  # fmt: skip
+    ]
     return BmsSettings(pack="garage", protocol="jk_pb", ts=utcnow(), settings=rows)
 
 
@@ -147,12 +173,17 @@ def test_bms_settings_are_diagnostic_sensors_disabled_by_default(state: PackStat
         state, rows, TOPICS, version="9.9", expire_after=60, settings=_settings()
     )["cmps"]
     assert cmps["setting_balance_start_voltage"] == {
-        "p": "sensor", "uniq_id": "bmsgate_garage_setting_balance_start_voltage",
-        "name": "Setting: Balance start voltage", "stat_t": "solar/bms/garage/settings",
-        "val_tpl": "{{ value_json.balance_start_voltage | default(None) }}", "ent_cat": "diagnostic",
-        "en": False, "unit_of_meas": "V", "avty_mode": "all",
+        "p": "sensor",
+        "uniq_id": "bmsgate_garage_setting_balance_start_voltage",
+        "name": "Setting: Balance start voltage",
+        "stat_t": "solar/bms/garage/settings",
+        "val_tpl": "{{ value_json.balance_start_voltage | default(None) }}",
+        "ent_cat": "diagnostic",
+        "en": False,
+        "unit_of_meas": "V",
+        "avty_mode": "all",
         "avty": [{"t": "solar/bms/availability"}, {"t": "solar/bms/garage/availability"}],
-    }  # fmt: skip
+    }
     assert "unit_of_meas" not in cmps["setting_cell_count"]
     assert config(state)["cmps"].keys() < cmps.keys()  # added, nothing of the state's removed
 
@@ -171,7 +202,10 @@ def test_a_target_sends_the_settings_and_rediscovers_once(state: PackState) -> N
     second = plan.tick(hub, now, now, 2.0, 1000)
     sent = {m.topic: m for m in second}
     assert json.loads(sent["solar/bms/garage/settings"].payload) == {
-        "cell_ovp": 3.65, "balance_start_voltage": 3.4, "cell_count": 16}  # fmt: skip
+        "cell_ovp": 3.65,
+        "balance_start_voltage": 3.4,
+        "cell_count": 16,
+    }
     assert sent["solar/bms/garage/settings"].retain
     config_topic = "homeassistant/device/bmsgate_garage/config"
     assert "setting_cell_ovp" in json.loads(sent[config_topic].payload)["cmps"]
@@ -194,8 +228,11 @@ def _ha_plan() -> Plan:
 
 def _sent(plan: Plan, hub: HeardPacks, state: PackState) -> dict[str, Any]:
     hub.on_state(state)
-    return {m.topic: json.loads(m.payload) for m in plan.tick(hub, state.ts, state.ts, 1.0, 1000)
-            if m.topic.endswith(("/config", "/state"))}  # fmt: skip
+    return {
+        m.topic: json.loads(m.payload)
+        for m in plan.tick(hub, state.ts, state.ts, 1.0, 1000)
+        if m.topic.endswith(("/config", "/state"))
+    }
 
 
 def test_a_value_that_goes_missing_stays_announced_and_is_null_in_the_state() -> None:
@@ -233,12 +270,24 @@ def test_a_setting_the_bms_no_longer_lists_is_removed_the_way_ha_documents(
 
 
 def test_device_info_firmware_serial_hardware_and_the_web_ui() -> None:
-    jk = make_state(protocol="jk_pb", extras={"software_version": "19.20",
-                    "hardware_version": "19.XA", "serial_number": "4023A1"})  # fmt: skip
+    jk = make_state(
+        protocol="jk_pb",
+        extras={
+            "software_version": "19.20",
+            "hardware_version": "19.XA",
+            "serial_number": "4023A1",
+        },
+    )
     url = discovery.web_url("0.0.0.0", 8080, "solar-pi")
     assert url == "http://solar-pi:8080/"
-    cfg = discovery.device_config(jk, descriptions(jk, control=False), TOPICS, version="9.9",
-                                  expire_after=60, configuration_url=url)  # fmt: skip
+    cfg = discovery.device_config(
+        jk,
+        descriptions(jk, control=False),
+        TOPICS,
+        version="9.9",
+        expire_after=60,
+        configuration_url=url,
+    )
     assert (cfg["dev"]["sw"], cfg["dev"]["hw"], cfg["dev"]["sn"]) == ("19.20", "19.XA", "4023A1")
     assert cfg["dev"]["cu"] == url and cfg["o"] == {"name": "bmsgate", "sw": "9.9", "url": url}
     gateway = discovery.gateway_config(TOPICS, version="9.9", configuration_url=url)
@@ -257,13 +306,21 @@ def test_states_carry_no_float_noise() -> None:
 def test_each_alarm_class_is_a_problem_sensor(state: PackState) -> None:
     cmps = config(state)["cmps"]
     temp = cmps["alarm_temperature"]
-    assert (temp["p"], temp["dev_cla"], temp["name"]) == ("binary_sensor", "problem",
-                                                          "Temperature alarm")  # fmt: skip
+    assert (temp["p"], temp["dev_cla"], temp["name"]) == (
+        "binary_sensor",
+        "problem",
+        "Temperature alarm",
+    )
     alarms = ["cell_overvoltage_warning", "short_circuit_fault", "afe_fault", "low_capacity_alarm"]
     vals = values(make_state(alarms=alarms), descriptions(state, control=False))
     assert {k: v for k, v in vals.items() if k.startswith("alarm_")} == {
-        "alarm_current": "ON", "alarm_hardware": "ON", "alarm_temperature": "OFF",
-        "alarm_voltage": "ON", "alarm_charge_level": "ON", "alarm_other": "OFF"}  # fmt: skip
+        "alarm_current": "ON",
+        "alarm_hardware": "ON",
+        "alarm_temperature": "OFF",
+        "alarm_voltage": "ON",
+        "alarm_charge_level": "ON",
+        "alarm_other": "OFF",
+    }
     assert values(state, descriptions(state, control=False))["alarm_temperature"] == "ON"
 
 
@@ -274,9 +331,18 @@ def test_a_banks_cells_are_disabled_by_default_a_packs_are_not(state: PackState)
 
 
 def test_health_direction_charge_counters_balancing_current_and_connections() -> None:
-    daly = make_state(charge_in=12.5, charge_out=3.25, current=-4.0,
-                      extras={"soh": 97, "balance_current": 0.052, "charger_connected": False,
-                              "load_connected": True, "state": "discharging"})  # fmt: skip
+    daly = make_state(
+        charge_in=12.5,
+        charge_out=3.25,
+        current=-4.0,
+        extras={
+            "soh": 97,
+            "balance_current": 0.052,
+            "charger_connected": False,
+            "load_connected": True,
+            "state": "discharging",
+        },
+    )
     cmps = config(daly)["cmps"]
     assert cmps["direction"]["dev_cla"] == "enum"
     assert cmps["direction"]["ops"] == ["charging", "discharging", "idle"]
@@ -286,8 +352,11 @@ def test_health_direction_charge_counters_balancing_current_and_connections() ->
     assert cmps["charger_connected"]["dev_cla"] == "plug"
     assert cmps["balance_current"]["dev_cla"] == "current"
     vals = values(daly, descriptions(daly, control=False))
-    assert (vals["state_of_health"], vals["direction"], vals["charge_out"]) == (97.0, "discharging",
-                                                                               3.25)  # fmt: skip
+    assert (vals["state_of_health"], vals["direction"], vals["charge_out"]) == (
+        97.0,
+        "discharging",
+        3.25,
+    )
     assert (vals["charger_connected"], vals["load_connected"]) == ("OFF", "ON")
     bare = make_state(current=0.0)  # no BMS word: the sign of the current
     vals = values(bare, descriptions(bare, control=False))
@@ -297,7 +366,11 @@ def test_health_direction_charge_counters_balancing_current_and_connections() ->
 def test_a_set_soc_number_with_control_where_the_protocol_can_set_soc(state: PackState) -> None:
     number = config(state, control=True)["cmps"]["set_soc"]  # DALY UART: its INFO says it can
     assert (number["p"], number["cmd_t"], number["min"], number["max"]) == (
-        "number", "solar/bms/garage/set_soc/set", 0, 100)  # fmt: skip
+        "number",
+        "solar/bms/garage/set_soc/set",
+        0,
+        100,
+    )
     assert number["val_tpl"] == "{{ value_json.soc | default(None) }}"  # the SOC read back
     assert "set_soc" not in config(state, control=False)["cmps"]
     jk = make_state(protocol="jk_pb")

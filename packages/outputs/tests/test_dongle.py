@@ -90,9 +90,14 @@ def test_status_counter_wraps_like_the_dongles_16_bit_one() -> None:
 
 def test_daily_packet_is_the_manuals_example() -> None:
     daily = DailyStats(
-        pack="garage", day=date(2025, 12, 22), ts=T0, max_soc=27.2,
-        min_cell_voltage=2.938, max_cell_voltage=2.929, remaining_capacity=84.4,
-    )  # fmt: skip
+        pack="garage",
+        day=date(2025, 12, 22),
+        ts=T0,
+        max_soc=27.2,
+        min_cell_voltage=2.938,
+        max_cell_voltage=2.929,
+        remaining_capacity=84.4,
+    )
     assert dongle.daily_packet(daily) == b'{"SCM":27,"MIC":2938,"MAC":2929,"RCP":84}'
 
 

@@ -12,9 +12,17 @@ from bmsgate_common.models import Availability, PackState, utcnow
 
 def state(pack: str = "garage", age: float = 0.0) -> PackState:
     return PackState(
-        pack=pack, name=pack.title(), protocol="jk_pb", ts=utcnow() - timedelta(seconds=age),
-        pack_voltage=26.8, current=17.8, power=477.0, soc=88, cell_voltages=[3.35] * 8, cell_count=8,
-    )  # fmt: skip
+        pack=pack,
+        name=pack.title(),
+        protocol="jk_pb",
+        ts=utcnow() - timedelta(seconds=age),
+        pack_voltage=26.8,
+        current=17.8,
+        power=477.0,
+        soc=88,
+        cell_voltages=[3.35] * 8,
+        cell_count=8,
+    )
 
 
 def client(store: PackStore) -> httpx.AsyncClient:
@@ -30,9 +38,16 @@ async def test_online_pack_serves_its_state() -> None:
     async with client(store) as http:
         packs = (await http.get("/api/packs")).json()
         assert packs == [
-            {"pack": "garage", "name": "Garage", "protocol": "jk_pb", "online": True,
-             "last_seen": packs[0]["last_seen"], "reason": None, "bank": False}
-        ]  # fmt: skip
+            {
+                "pack": "garage",
+                "name": "Garage",
+                "protocol": "jk_pb",
+                "online": True,
+                "last_seen": packs[0]["last_seen"],
+                "reason": None,
+                "bank": False,
+            }
+        ]
         got = await http.get("/api/packs/garage/state")
         assert (
             got.status_code == 200

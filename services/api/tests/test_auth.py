@@ -71,10 +71,18 @@ def test_a_plain_password_in_the_config_is_refused(tmp_path: Path) -> None:
 def app_client(settings: Settings, tmp_path: Path | None = None) -> httpx.AsyncClient:
     store = PackStore()
     store.states["garage"] = PackState(
-        pack="garage", name="Garage", protocol="jk_pb", ts=utcnow(), pack_voltage=26.8,
-        current=-3.0, power=-80.0, soc=88, cell_voltages=[3.35, 3.36], cell_count=2,
+        pack="garage",
+        name="Garage",
+        protocol="jk_pb",
+        ts=utcnow(),
+        pack_voltage=26.8,
+        current=-3.0,
+        power=-80.0,
+        soc=88,
+        cell_voltages=[3.35, 3.36],
+        cell_count=2,
         alarms=["cell_overvoltage"],
-    )  # fmt: skip
+    )
     store.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
     if tmp_path is not None:
         settings = settings.model_copy(update={"data_dir": tmp_path})

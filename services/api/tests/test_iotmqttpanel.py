@@ -24,12 +24,24 @@ REAL = (
 
 
 def settings(control: bool = True, style: str = "type2") -> Settings:
-    return Settings.model_validate({
-        "control": {"enabled": control},
-        "publisher": {"targets": [{"name": "hive", "host": "broker.example", "tls": True,
-                                   "username": "me", "password": "s3cret", "topic_prefix": "home",
-                                   "dongle": {"style": style}}]},
-    })  # fmt: skip
+    return Settings.model_validate(
+        {
+            "control": {"enabled": control},
+            "publisher": {
+                "targets": [
+                    {
+                        "name": "hive",
+                        "host": "broker.example",
+                        "tls": True,
+                        "username": "me",
+                        "password": "s3cret",
+                        "topic_prefix": "home",
+                        "dongle": {"style": style},
+                    }
+                ]
+            },
+        }
+    )
 
 
 def real() -> dict[str, Any]:

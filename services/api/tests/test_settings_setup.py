@@ -102,6 +102,7 @@ async def test_edit_keeps_masked_secrets_and_names_a_bad_key(tmp_path: Path) -> 
 
 async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> None:
     async with logged_in(tmp_path, None) as ui:
+        # fmt: off
         answers = {
             "buses": [{"port": "/dev/ttyUSB7", "packs": [
                 {"protocol": "jk_pb", "address": 1, "name": "Left"},
@@ -109,7 +110,8 @@ async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> 
             "banks": [{"name": "Bank", "packs": ["Left", "Right"]}],
             "notify_urls": ["json://127.0.0.1:9/hook"], "latitude": 48.21, "longitude": 16.37,
             "timezone": "Europe/Vienna",
-        }  # fmt: skip
+        }
+        # fmt: on
         done = await ui.post("/api/setup/apply", json=answers)
         assert done.status_code == 200, done.text
         assert done.json()["packs"] == ["left", "right"] and "json://" not in done.json()["yaml"]
@@ -118,8 +120,17 @@ async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> 
         again = await ui.post("/api/setup/apply", json=answers)
         assert again.status_code == 409 and "already has buses" in again.json()["detail"]
         assert (await ui.post("/api/setup/apply?replace=true", json=answers)).status_code == 200
-        twins = {"buses": [{"port": "/dev/ttyUSB3", "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"},
-                                                   {"protocol": "jk_pb", "address": 2, "name": "A"}]}]}  # fmt: skip
+        twins = {
+            "buses": [
+                {
+                    "port": "/dev/ttyUSB3",
+                    "packs": [
+                        {"protocol": "jk_pb", "address": 1, "name": "A"},
+                        {"protocol": "jk_pb", "address": 2, "name": "A"},
+                    ],
+                }
+            ]
+        }
         refused = await ui.post("/api/setup/apply?replace=true", json=twins)
         assert refused.status_code == 422 and "two packs are named 'A'" in refused.json()["detail"]
         tz = await ui.get("/api/setup/timezone", params={"latitude": -33.87, "longitude": 151.21})
@@ -145,8 +156,14 @@ async def test_the_scan_refuses_a_pyserial_url_and_the_file_is_untouched(tmp_pat
             got = await ui.post("/api/setup/scan", json={"port": port})
             assert got.status_code == 422, got.text
             assert got.json()["detail"].startswith("body.port: Value error, "), got.text
-        answers = {"buses": [{"port": f"spy://x?file={victim}",
-                              "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"}]}]}  # fmt: skip
+        answers = {
+            "buses": [
+                {
+                    "port": f"spy://x?file={victim}",
+                    "packs": [{"protocol": "jk_pb", "address": 1, "name": "A"}],
+                }
+            ]
+        }
         refused = await ui.post("/api/setup/apply?replace=true", json=answers)
         assert refused.status_code == 422 and "spy:// is not a serial port" in refused.text
         assert (await ui.get("/api/setup/scan")).json().get("port") is None  # nothing started

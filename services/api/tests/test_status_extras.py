@@ -31,10 +31,21 @@ PASSWORD = "long enough"
 
 def state(pack: str, soc: float, cells: list[float], current: float = 5.0, **kw: Any) -> PackState:
     return PackState(
-        pack=pack, name=pack.title(), protocol="jk_pb", ts=utcnow(), pack_voltage=53.0,
-        current=current, power=current * 53.0, soc=soc, cell_voltages=cells,
-        cell_count=len(cells), nominal_capacity=100.0, charge_mos=True, discharge_mos=True, **kw,
-    )  # fmt: skip
+        pack=pack,
+        name=pack.title(),
+        protocol="jk_pb",
+        ts=utcnow(),
+        pack_voltage=53.0,
+        current=current,
+        power=current * 53.0,
+        soc=soc,
+        cell_voltages=cells,
+        cell_count=len(cells),
+        nominal_capacity=100.0,
+        charge_mos=True,
+        discharge_mos=True,
+        **kw,
+    )
 
 
 def make_store(*states: PackState) -> PackStore:
@@ -54,8 +65,13 @@ def client(store: PackStore, settings: Settings, tmp_path: Path | None = None) -
     )
 
 
-BUSES = [{"port": "/dev/null", "protocol": "jk_pb",
-          "packs": [{"id": "east", "address": 1}, {"id": "west", "address": 2}]}]  # fmt: skip
+BUSES = [
+    {
+        "port": "/dev/null",
+        "protocol": "jk_pb",
+        "packs": [{"id": "east", "address": 1}, {"id": "west", "address": 2}],
+    }
+]
 
 
 async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
@@ -82,8 +98,12 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
         store.availability["west"] = Availability(pack="west", state="offline", ts=utcnow())
         bank = (await http.get("/api/banks")).json()[0]
         assert bank["state"]["soc"] == 80.0
-        assert bank["members"][1] == {"pack": "west", "name": "west", "counted": False,
-                                      "reason": "the reader reports it offline"}  # fmt: skip
+        assert bank["members"][1] == {
+            "pack": "west",
+            "name": "west",
+            "counted": False,
+            "reason": "the reader reports it offline",
+        }
         store.availability["east"] = Availability(pack="east", state="offline", ts=utcnow())
         bank = (await http.get("/api/banks")).json()[0]
         assert not bank["online"] and bank["state"] is None  # never old values
@@ -101,6 +121,7 @@ def test_sun_times_and_polar_days() -> None:
     assert sun_times(date(2024, 12, 21), 78.2, 15.6, ZoneInfo("Arctic/Longyearbyen"))[2] == "night"
 
 
+# fmt: off
 OPEN_METEO = {
     "latitude": 52.52, "longitude": 13.42, "timezone": "Europe/Berlin",
     "current": {"time": "2024-06-21T12:00", "temperature_2m": 21.4, "weather_code": 2,
@@ -108,7 +129,8 @@ OPEN_METEO = {
     "daily": {"time": ["2024-06-21", "2024-06-22"], "weather_code": [2, 61],
               "temperature_2m_max": [24.1, 19.0], "temperature_2m_min": [13.2, 12.5],
               "precipitation_probability_max": [10, 80]},
-}  # fmt: skip
+}
+# fmt: on
 
 
 def test_forecast_parsing_keeps_what_it_understands() -> None:
@@ -134,10 +156,12 @@ async def test_sky_has_sun_times_and_the_forecast_once_fetched(
     forecast_server: tuple[str, list[str]],
 ) -> None:
     url, asked = forecast_server
-    settings = Settings.model_validate({
-        "notifier": {"latitude": 52.52, "longitude": 13.405},
-        "api": {"weather": True, "weather_url": url},
-    })  # fmt: skip
+    settings = Settings.model_validate(
+        {
+            "notifier": {"latitude": 52.52, "longitude": 13.405},
+            "api": {"weather": True, "weather_url": url},
+        }
+    )
     async with client(PackStore(), settings) as http:
         first = (await http.get("/api/sky")).json()
         assert first["timezone"] == "Europe/Berlin" and first["sunrise"] and first["sunset"]
@@ -153,10 +177,12 @@ async def test_sky_has_sun_times_and_the_forecast_once_fetched(
 
 
 async def test_sky_without_internet_or_coordinates_is_quiet() -> None:
-    unreachable = Settings.model_validate({
-        "notifier": {"latitude": 52.52, "longitude": 13.405},
-        "api": {"weather": True, "weather_url": "http://127.0.0.1:9/v1/forecast"},
-    })  # fmt: skip
+    unreachable = Settings.model_validate(
+        {
+            "notifier": {"latitude": 52.52, "longitude": 13.405},
+            "api": {"weather": True, "weather_url": "http://127.0.0.1:9/v1/forecast"},
+        }
+    )
     async with client(PackStore(), unreachable) as http:
         for _ in range(3):
             got = await http.get("/api/sky")
@@ -210,8 +236,15 @@ async def test_api_tokens_have_the_rights_of_a_login(tmp_path: Path) -> None:
         token, token_id = made.json()["token"], made.json()["id"]
         assert token.startswith("bmsgate_")
         listed = (await http.get("/api/auth/tokens")).json()
-        assert listed == [{"id": token_id, "name": "grafana script", "scope": "control",
-                           "created": listed[0]["created"], "last_used": None}]  # fmt: skip
+        assert listed == [
+            {
+                "id": token_id,
+                "name": "grafana script",
+                "scope": "control",
+                "created": listed[0]["created"],
+                "last_used": None,
+            }
+        ]
     stored = (tmp_path / "api" / "tokens.json").read_text()
     assert token not in stored and token.split("_")[-1] not in stored  # only its hash
     assert (tmp_path / "api" / "tokens.json").stat().st_mode & 0o777 == 0o600
@@ -238,9 +271,14 @@ async def test_api_tokens_have_the_rights_of_a_login(tmp_path: Path) -> None:
 
 def test_openhasp_pages_hold_every_object_the_publisher_fills() -> None:
     s = state(
-        "east", 81.6, [3.301, 3.322, 3.315], temperatures=[21.0], cycles=12,
-        mos_temperature=30.0, remaining_capacity=81.6,
-    )  # fmt: skip
+        "east",
+        81.6,
+        [3.301, 3.322, 3.315],
+        temperatures=[21.0],
+        cycles=12,
+        mos_temperature=30.0,
+        remaining_capacity=81.6,
+    )
     out = pages("East", 3, s, first_page=3)
     lines = [json.loads(line) for line in out.jsonl().splitlines()]
     objects = {(ln["page"], ln["id"]): ln for ln in lines if "id" in ln}
@@ -250,8 +288,10 @@ def test_openhasp_pages_hold_every_object_the_publisher_fills() -> None:
         assert found and (int(found[1]), int(found[2])) in objects, key
     # the first values are the ones the publisher would push now
     values = {row.key: row.value_fn(s) for row in descriptions(s, control=False)}
-    pushed = {m.topic.split("/")[-1]: m.payload.decode() for m in
-              hasp_messages("plate", out.objects, values)}  # fmt: skip
+    pushed = {
+        m.topic.split("/")[-1]: m.payload.decode()
+        for m in hasp_messages("plate", out.objects, values)
+    }
     assert len(pushed) == len(out.objects)  # every default template has all its values
     assert objects[(3, 2)]["val"] == 82 and pushed["p3b2.val"] == "82"
     assert objects[(3, 3)]["text"] == pushed["p3b3.text"] == "82 %"
@@ -264,12 +304,28 @@ def test_openhasp_pages_hold_every_object_the_publisher_fills() -> None:
 
 
 async def test_openhasp_export_follows_a_configured_plate() -> None:
-    settings = Settings.model_validate({
-        "buses": BUSES,
-        "publisher": {"targets": [{"name": "hasp", "openhasp": [
-            {"plate": "plate01", "pack": "east",
-             "objects": {"p1b2.val": "{soc:.0f}", "p1b40.text": "{voltage:.1f} V"}}]}]},
-    })  # fmt: skip
+    settings = Settings.model_validate(
+        {
+            "buses": BUSES,
+            "publisher": {
+                "targets": [
+                    {
+                        "name": "hasp",
+                        "openhasp": [
+                            {
+                                "plate": "plate01",
+                                "pack": "east",
+                                "objects": {
+                                    "p1b2.val": "{soc:.0f}",
+                                    "p1b40.text": "{voltage:.1f} V",
+                                },
+                            }
+                        ],
+                    }
+                ]
+            },
+        }
+    )
     async with client(make_store(state("east", 50, [3.3] * 4)), settings) as http:
         got = await http.get("/api/export/openhasp.jsonl", params={"pack": "east"})
         assert got.status_code == 200 and "pages-east.jsonl" in got.headers["content-disposition"]
@@ -285,12 +341,18 @@ async def test_openhasp_export_follows_a_configured_plate() -> None:
 
 
 async def test_home_assistant_preview_is_the_publishers_discovery() -> None:
-    settings = Settings.model_validate({
-        "buses": BUSES, "banks": [{"id": "house", "packs": ["east", "west"]}],
-        "publisher": {"targets": [{"name": "cloud", "password": "s3cret-pw", "host": "h.example"},
-                                  {"name": "ha", "topic_prefix": "bms/out",
-                                   "homeassistant": {"enabled": True}}]},
-    })  # fmt: skip
+    settings = Settings.model_validate(
+        {
+            "buses": BUSES,
+            "banks": [{"id": "house", "packs": ["east", "west"]}],
+            "publisher": {
+                "targets": [
+                    {"name": "cloud", "password": "s3cret-pw", "host": "h.example"},
+                    {"name": "ha", "topic_prefix": "bms/out", "homeassistant": {"enabled": True}},
+                ]
+            },
+        }
+    )
     store = make_store(state("east", 80, [3.3] * 4), state("west", 70, [3.3] * 4))
     async with client(store, settings) as http:
         got = await http.get("/api/export/homeassistant.json")
@@ -321,8 +383,16 @@ async def test_sniffer_buses_and_toggle_guards(tmp_path: Path) -> None:
     settings = Settings.model_validate({"buses": BUSES, "control": {"enabled": True}})
     async with client(PackStore(), settings, tmp_path) as http:
         buses = (await http.get("/api/sniff/buses")).json()
-        assert buses == [{"bus": "reader-0", "port": "/dev/null", "protocol": "jk_pb",
-                          "packs": ["east", "west"], "configured": False, "enabled": None}]  # fmt: skip
+        assert buses == [
+            {
+                "bus": "reader-0",
+                "port": "/dev/null",
+                "protocol": "jk_pb",
+                "packs": ["east", "west"],
+                "configured": False,
+                "enabled": None,
+            }
+        ]
         body = {"enabled": True}
         assert (await http.post("/api/sniff/buses/reader-0", json=body)).status_code == 401
         await http.post("/api/auth/setup", json={"password": PASSWORD})
@@ -366,10 +436,12 @@ async def test_protocols_are_listed_as_they_describe_themselves() -> None:
 
 
 async def test_home_assistant_device_names_make_model_and_firmware() -> None:
-    settings = Settings.model_validate({
-        "buses": BUSES,
-        "publisher": {"targets": [{"name": "ha", "homeassistant": {"enabled": True}}]},
-    })  # fmt: skip
+    settings = Settings.model_validate(
+        {
+            "buses": BUSES,
+            "publisher": {"targets": [{"name": "ha", "homeassistant": {"enabled": True}}]},
+        }
+    )
     east = state(
         "east", 80, [3.3] * 4, extras={"software_version": "V19.05", "hardware_model": "PB2A16S20P"}
     )
@@ -386,10 +458,13 @@ async def test_home_assistant_device_names_make_model_and_firmware() -> None:
 
 
 async def test_a_bank_is_refused_at_once_for_anything_sent_to_a_line(tmp_path: Path) -> None:
-    settings = Settings.model_validate({
-        "buses": BUSES, "control": {"enabled": True},
-        "banks": [{"id": "house", "packs": ["east", "west"]}],
-    })  # fmt: skip
+    settings = Settings.model_validate(
+        {
+            "buses": BUSES,
+            "control": {"enabled": True},
+            "banks": [{"id": "house", "packs": ["east", "west"]}],
+        }
+    )
     # the publisher's copy of the bank is on the backbone beside its members
     store = make_store(state("east", 80, [3.3]), state("west", 60, [3.3]), state("house", 70, []))
     async with client(store, settings, tmp_path) as http:
@@ -415,10 +490,12 @@ async def test_a_bank_is_refused_at_once_for_anything_sent_to_a_line(tmp_path: P
 
 
 def test_iotmqttpanel_puts_no_switches_on_a_banks_dashboard() -> None:
-    settings = Settings.model_validate({
-        "control": {"enabled": True},
-        "publisher": {"targets": [{"name": "phone", "host": "broker.example"}]},
-    })  # fmt: skip
+    settings = Settings.model_validate(
+        {
+            "control": {"enabled": True},
+            "publisher": {"targets": [{"name": "phone", "host": "broker.example"}]},
+        }
+    )
     packs = [PackInfo("east", "East", 2), PackInfo("house", "House", 4, bank=True)]
     got = backup(settings, packs)
     kinds = {

@@ -26,10 +26,20 @@ GZIP = {"Accept-Encoding": "gzip"}
 def state(pack: str) -> PackState:
     cells = [3.3 + i / 1000 for i in range(16)]
     return PackState(
-        pack=pack, name=pack.title(), protocol="jk_pb", ts=utcnow(), pack_voltage=52.9,
-        current=-8.0, power=-423.0, soc=58.0, cell_voltages=cells, cell_count=16,
-        nominal_capacity=100.0, charge_mos=True, discharge_mos=True,
-    )  # fmt: skip
+        pack=pack,
+        name=pack.title(),
+        protocol="jk_pb",
+        ts=utcnow(),
+        pack_voltage=52.9,
+        current=-8.0,
+        power=-423.0,
+        soc=58.0,
+        cell_voltages=cells,
+        cell_count=16,
+        nominal_capacity=100.0,
+        charge_mos=True,
+        discharge_mos=True,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -57,9 +67,13 @@ async def test_pages_scripts_and_json_are_gzipped_and_static_files_carry_cache_h
     store.states["garage"] = state("garage")
     store.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
     async with served(store) as (base, _), httpx.AsyncClient(base_url=base) as http:
-        for path, kind in (("/", "text/html"), ("/status.js", "javascript"),
-                           ("/style.css", "text/css"), ("/api/overview", "application/json"),
-                           ("/api/protocols", "application/json")):  # fmt: skip
+        for path, kind in (
+            ("/", "text/html"),
+            ("/status.js", "javascript"),
+            ("/style.css", "text/css"),
+            ("/api/overview", "application/json"),
+            ("/api/protocols", "application/json"),
+        ):
             got = await http.get(path, headers=GZIP)
             assert got.status_code == 200, (path, got.text[:200])
             assert kind in got.headers["content-type"]

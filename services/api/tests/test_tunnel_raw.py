@@ -57,6 +57,7 @@ async def stack(tmp_path: Path, broker: Mosquitto, control: bool = True) -> Asyn
     sim = make_bus("daly_classic", boards=1)
     tunnel_port = free_port()
     async with PtyServer(sim, tmp_path / "tty") as pty:
+        # fmt: off
         cfg = Settings.model_validate({
             "mqtt": {"host": "127.0.0.1", "port": broker.port, "heartbeat": 5},
             "control": {"enabled": control},
@@ -65,7 +66,8 @@ async def stack(tmp_path: Path, broker: Mosquitto, control: bool = True) -> Asyn
             "tunnel": {"host": "127.0.0.1", "port": tunnel_port},
             "api": {"public_read": "never"},
             "data_dir": str(tmp_path),
-        })  # fmt: skip
+        })
+        # fmt: on
         reader = Reader(cfg.buses[0], Backbone(cfg.mqtt, "reader-0"), control=control)
         tunnel = TunnelService(cfg, Backbone(cfg.mqtt, "tunnel"), tmp_path / "sessions.jsonl")
         store = PackStore()
@@ -199,11 +201,13 @@ async def test_control_disabled_refuses_tunnel_and_raw_frames(
 
 
 async def test_settings_are_shown_and_downloaded_with_every_secret_masked() -> None:
-    cfg = Settings.model_validate({
-        "mqtt": {"host": "127.0.0.1", "username": "u", "password": "mqtt-secret-1"},
-        "buses": [{"port": "/dev/null", "protocol": "daly_classic", "packs": [{"id": "p1"}]}],
-        "data_dir": "/tmp/x",
-    })  # fmt: skip
+    cfg = Settings.model_validate(
+        {
+            "mqtt": {"host": "127.0.0.1", "username": "u", "password": "mqtt-secret-1"},
+            "buses": [{"port": "/dev/null", "protocol": "daly_classic", "packs": [{"id": "p1"}]}],
+            "data_dir": "/tmp/x",
+        }
+    )
     store = PackStore()
     app = create_app(store, ctx=make_context(store, cfg, None, persist=False))
     transport = httpx.ASGITransport(app=app)

@@ -101,10 +101,15 @@ def test_queries_at_every_resolution(tmp_path: Path) -> None:
     archive.commit()
     start, end = from_ms(T0), from_ms(T0 + 24 * HOUR)
     replies = {
-        res: query(archive, start=start, end=end, resolution=res,
-                   fields=["cells", "soc", "power", "energy_in", "energy_out", "cell_delta"])
+        res: query(
+            archive,
+            start=start,
+            end=end,
+            resolution=res,
+            fields=["cells", "soc", "power", "energy_in", "energy_out", "cell_delta"],
+        )
         for res in ("raw", "1m", "15m", "1d", "auto")
-    }  # fmt: skip
+    }
     raw, minute, quarter, day = (replies[r] for r in ("raw", "1m", "15m", "1d"))
     assert raw.status == "ok" and len(raw.times) == 2879  # type: ignore[attr-defined]
     assert len(minute.times) == 1440 and len(quarter.times) == 96  # type: ignore[attr-defined]
@@ -139,8 +144,9 @@ def test_offline_packs_make_gaps_not_repeated_values(tmp_path: Path) -> None:
     assert len(minute.times) == 10  # type: ignore[attr-defined]
     assert minute.gaps[0].start == from_ms(T0 + 5 * 60_000)  # type: ignore[attr-defined]
     # nothing was integrated across the outage
-    energy = query(archive, start=from_ms(T0), end=from_ms(T0 + HOUR), resolution="raw",
-                   fields=["energy_in"])  # fmt: skip
+    energy = query(
+        archive, start=from_ms(T0), end=from_ms(T0 + HOUR), resolution="raw", fields=["energy_in"]
+    )
     assert energy.series[0].values[60] == 0  # type: ignore[attr-defined]
 
 
@@ -149,17 +155,29 @@ def test_offline_packs_make_gaps_not_repeated_values(tmp_path: Path) -> None:
     [
         (b"not json", "invalid query", None),
         (b'{"transaction": "t9", "pack": "p1"}', "fields", "t9"),
-        (b'{"transaction": "t9", "pack": "../etc", "fields": ["soc"], '
-         b'"start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z"}', "pack", "t9"),
-        (b'{"transaction": "t9", "pack": "p1", "fields": ["soc"], '
-         b'"start": "2024-01-03T00:00:00Z", "end": "2024-01-02T00:00:00Z"}', "end must be after", "t9"),
-        (b'{"transaction": "t9", "pack": "p1", "fields": ["bogus"], '
-         b'"start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z"}', "fields.0", "t9"),
+        (
+            b'{"transaction": "t9", "pack": "../etc", "fields": ["soc"], '
+            b'"start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z"}',
+            "pack",
+            "t9",
+        ),
+        (
+            b'{"transaction": "t9", "pack": "p1", "fields": ["soc"], '
+            b'"start": "2024-01-03T00:00:00Z", "end": "2024-01-02T00:00:00Z"}',
+            "end must be after",
+            "t9",
+        ),
+        (
+            b'{"transaction": "t9", "pack": "p1", "fields": ["bogus"], '
+            b'"start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z"}',
+            "fields.0",
+            "t9",
+        ),
         (b'{"transaction": "t 9", "pack": "p1"}', "transaction", None),
         (b"[]", "invalid query", None),
         (b"[" * 5000 + b"]" * 5000, "recursion limit", None),  # json.loads: RecursionError
     ],
-)  # fmt: skip
+)
 def test_malformed_queries_get_an_error_reply(
     payload: bytes, needle: str, transaction: str | None
 ) -> None:
@@ -243,8 +261,13 @@ def test_committed_writes_survive_a_kill(tmp_path: Path) -> None:
 
 def test_unknown_pack_range_is_one_gap(tmp_path: Path) -> None:
     archive = Archive(tmp_path / "a.sqlite", FOREVER)
-    reply = query(archive, pack="nobody", start=datetime(2024, 1, 1, tzinfo=UTC),
-                  end=datetime(2024, 1, 2, tzinfo=UTC), resolution="1m")  # fmt: skip
+    reply = query(
+        archive,
+        pack="nobody",
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+        end=datetime(2024, 1, 2, tzinfo=UTC),
+        resolution="1m",
+    )
     assert reply.status == "ok" and reply.times == []  # type: ignore[attr-defined]
     assert reply.gaps[0].end - reply.gaps[0].start == timedelta(days=1)  # type: ignore[attr-defined]
 

@@ -34,11 +34,24 @@ def fill(path: Path) -> Archive:
     archive = Archive(path, FOREVER)
     for day in range(3):
         for i in range(3):
-            archive.add("p1", Sample(
-                T0 + day * 86_400_000 + i * 5000, 55.5, 13.25, -2.5, -33.1,
-                (3.301, 3.3, 3.305, 3.299), (21.5, 22.0), 30.1, 80.5, 100.0,
-                True, False, i == 1,
-            ))  # fmt: skip
+            archive.add(
+                "p1",
+                Sample(
+                    T0 + day * 86_400_000 + i * 5000,
+                    55.5,
+                    13.25,
+                    -2.5,
+                    -33.1,
+                    (3.301, 3.3, 3.305, 3.299),
+                    (21.5, 22.0),
+                    30.1,
+                    80.5,
+                    100.0,
+                    True,
+                    False,
+                    i == 1,
+                ),
+            )
     archive.commit()
     return archive
 
@@ -47,15 +60,44 @@ def test_a_day_as_csv(tmp_path: Path) -> None:
     archive = fill(tmp_path / "a.sqlite")
     rows = list(csv.reader(io.StringIO(day_csv(archive, "p1", date(2024, 3, 5), UTC))))
     assert rows[0] == [
-        "time", "cell_1", "cell_2", "cell_3", "cell_4", "soc", "voltage", "current", "power",
-        "temp_1", "temp_2", "mos_temperature", "cell_delta", "charge_mos", "discharge_mos",
-        "balancing", "remaining_capacity",
-    ]  # fmt: skip
+        "time",
+        "cell_1",
+        "cell_2",
+        "cell_3",
+        "cell_4",
+        "soc",
+        "voltage",
+        "current",
+        "power",
+        "temp_1",
+        "temp_2",
+        "mos_temperature",
+        "cell_delta",
+        "charge_mos",
+        "discharge_mos",
+        "balancing",
+        "remaining_capacity",
+    ]
     assert len(rows) == 4
     assert rows[1] == [
-        "2024-03-05T00:00:00+00:00", "3.3010", "3.3000", "3.3050", "3.2990", "55.5", "13.250",
-        "-2.500", "-33.1", "21.5", "22.0", "30.1", "0.0060", "1", "0", "0", "80.500",
-    ]  # fmt: skip
+        "2024-03-05T00:00:00+00:00",
+        "3.3010",
+        "3.3000",
+        "3.3050",
+        "3.2990",
+        "55.5",
+        "13.250",
+        "-2.500",
+        "-33.1",
+        "21.5",
+        "22.0",
+        "30.1",
+        "0.0060",
+        "1",
+        "0",
+        "0",
+        "80.500",
+    ]
     assert rows[2][15] == "1"
 
 
@@ -99,10 +141,12 @@ def test_command_line_export_and_delete(tmp_path: Path) -> None:
     out.mkdir()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        # fmt: off
         return subprocess.run(
             [sys.executable, "-m", "bmsgate_history", "--config", str(config), *args],
             capture_output=True, text=True, check=False, timeout=30,
-        )  # fmt: skip
+        )
+        # fmt: on
 
     done = cli("export", "--pack", "p1", "--day", "2024-03-04", "--out", str(out))
     assert done.returncode == 0, done.stderr

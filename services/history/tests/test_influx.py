@@ -32,24 +32,39 @@ def vm(tmp_path: Path) -> Iterator[VictoriaMetrics]:
 
 def state(pack: str, i: int, t0: int) -> PackState:
     return PackState(
-        pack=pack, name=pack, protocol="jk_pb", ts=from_ms(t0 + i * 1000),
-        pack_voltage=53.0 + i / 100, current=-1.5, power=-79.5, soc=50.0,
-        cell_voltages=[3.3 + i / 1000, 3.31], cell_count=2, temperatures=[21.5],
-        charge_mos=True, cycles=7,
-    )  # fmt: skip
+        pack=pack,
+        name=pack,
+        protocol="jk_pb",
+        ts=from_ms(t0 + i * 1000),
+        pack_voltage=53.0 + i / 100,
+        current=-1.5,
+        power=-79.5,
+        soc=50.0,
+        cell_voltages=[3.3 + i / 1000, 3.31],
+        cell_count=2,
+        temperatures=[21.5],
+        charge_mos=True,
+        cycles=7,
+    )
 
 
 def writer(tmp_path: Path, url: str, **kw: object) -> InfluxWriter:
+    # fmt: off
     cfg = InfluxSettings.model_validate(
         {"enabled": True, "url": url, "token": TOKEN, "batch_size": 10, "flush_interval": 0.2,
          "timeout": 2, **kw}
-    )  # fmt: skip
+    )
+    # fmt: on
     return InfluxWriter(cfg, tmp_path / "buffer.sqlite")
 
 
 def test_line_protocol() -> None:
-    text = line("bms", {"pack": "a b", "protocol": "x,y"},
-                {"v": 3.3, "n": 7, "on": True, "nan": math.nan, "none": None}, 1000)  # fmt: skip
+    text = line(
+        "bms",
+        {"pack": "a b", "protocol": "x,y"},
+        {"v": 3.3, "n": 7, "on": True, "nan": math.nan, "none": None},
+        1000,
+    )
     assert text == r"bms,pack=a\ b,protocol=x\,y v=3.3,n=7i,on=true 1000"
     point = to_line(state("p1", 0, 1_700_000_000_000))
     assert point.startswith("bms,pack=p1,protocol=jk_pb pack_voltage=53.0,current=-1.5,")

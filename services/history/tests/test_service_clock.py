@@ -15,11 +15,13 @@ from bmsgate_history.service import History
 
 
 def state(ts: object) -> PackState:
+    # fmt: off
     return PackState.model_validate({
         "pack": "p1", "name": "p1", "protocol": "daly_classic", "ts": ts, "pack_voltage": 53.0,
         "current": -5.0, "power": -265.0, "soc": 60.0, "cell_voltages": [3.31] * 16,
         "cell_count": 16,
-    })  # fmt: skip
+    })
+    # fmt: on
 
 
 async def test_states_from_a_clock_ahead_are_refused_and_said_once(

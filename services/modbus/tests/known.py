@@ -48,6 +48,7 @@ def known_daily(pack: str = "garage") -> DailyStats:
 
 # offset -> register, for known_state + known_daily at NOW (UTC), unit 1 of 1, uptime 70000 s,
 # free memory 1 GB, default display settings, floats low word first (CDAB)
+# fmt: off
 EXPECTED: dict[int, int] = {
     0: 87,
     1: 5325,  # 53.25 V in 0.01 V
@@ -79,7 +80,8 @@ EXPECTED: dict[int, int] = {
     56: 0xC12C, 57: 0x0A03,  # 0x0A03C12C: 10 s rolling, 60 s at max, 300 s at avg
     58: 1,  # one alarm
     59: 2,  # state 2 s old
-}  # fmt: skip
+}
+# fmt: on
 
 
 def expected_block(size: int) -> list[int]:

@@ -141,9 +141,15 @@ def test_a_confirmed_command_shows_at_once() -> None:
 def test_a_bank_is_the_one_combined_state_as_registers() -> None:
     a = known_state("a", soc=80.0, nominal_capacity=100.0, current=10.0, power=530.0)
     b = known_state(
-        "b", soc=40.0, nominal_capacity=300.0, current=-4.0, power=-212.0, charge_mos=True,
-        cell_voltages=[3.25] * 16, temperatures=[30.0],
-    )  # fmt: skip
+        "b",
+        soc=40.0,
+        nominal_capacity=300.0,
+        current=-4.0,
+        power=-212.0,
+        charge_mos=True,
+        cell_voltages=[3.25] * 16,
+        temperatures=[30.0],
+    )
     store = store_with(a, b, units={1: "a", 2: "bank"}, banks={"bank": ("a", "b")})
     q = store.quantities("bank", NOW)
     bank = BankSettings(id="bank", packs=["a", "b"])

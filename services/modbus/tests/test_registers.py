@@ -36,6 +36,7 @@ def test_no_two_rows_share_a_register() -> None:
 
 def test_the_dongles_legible_offsets_are_kept() -> None:
     # SEED.md feature 6: the offsets the manual's scan shows clearly
+    # fmt: off
     legible = {
         0: "soc", 1: "pack_voltage", 2: "current", 3: "power", 4: "cell_delta",
         5: "cell_average", 6: "cell_max", 7: "cell_min", 8: "temperature", 10: "pack_voltage",
@@ -43,7 +44,8 @@ def test_the_dongles_legible_offsets_are_kept() -> None:
         41: "daily_max_soc_hour", 42: "daily_max_soc_minute", 44: "remaining_capacity",
         45: "failure", 50: "free_memory", 51: "uptime", 52: "time_zone", 53: "dashboard_id",
         54: "display_word_1", 56: "display_word_2",
-    }  # fmt: skip
+    }
+    # fmt: on
     by_offset = {r.offset: r for r in REGISTERS}
     for offset, quantity in legible.items():
         assert by_offset[offset].quantity == quantity

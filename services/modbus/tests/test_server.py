@@ -322,12 +322,14 @@ def test_unknown_host_is_explained() -> None:
 )
 def test_privileged_port_without_the_capability_is_explained() -> None:
     # drop CAP_NET_BIND_SERVICE from the bounding set: even root then cannot bind below 1024
+    # fmt: off
     probe = subprocess.run(
         ["setpriv", "--bounding-set=-net_bind_service", sys.executable, "-c",
          "from bmsgate_modbus.server import listen_problem as p; e = p('127.0.0.1', 502); "
          "print(e and f'{e.lasting} {e}')"],
         capture_output=True, text=True, check=False, timeout=30,
-    )  # fmt: skip
+    )
+    # fmt: on
     if probe.returncode != 0:
         pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.strip()}")
     line = probe.stdout.strip()

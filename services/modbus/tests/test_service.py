@@ -124,11 +124,13 @@ def test_the_map_over_the_backbone(tmp_path: Path, mosquitto: Mosquitto, procs: 
     assert read(port, 1, BASE + SIZE, 1).exception_code == ExcCodes.ILLEGAL_ADDRESS
 
     if shutil.which("mbpoll"):
+        # fmt: off
         done = subprocess.run(
             ["mbpoll", "-m", "tcp", "-p", str(port), "-0", "-1", "-a", "1", "-t", "4:float",
              "-r", str(BASE + 10), "-c", "1", HOST],
             capture_output=True, text=True, timeout=20, check=False,
-        )  # fmt: skip
+        )
+        # fmt: on
         assert "[154]: \t53.25" in done.stdout, done.stdout + done.stderr
 
     # a new state shows up at once (the 100 ms budget is measured in bench/, not here)
@@ -177,12 +179,14 @@ async def watch_commands(
 
 def result_for(command: dict[str, Any], status: str = "ok", **over: Any) -> CommandResult:
     """The reader's answer to ``command`` (as seen on the backbone)."""
+    # fmt: off
     data: dict[str, Any] = {
         "transaction": command["transaction"], "pack": command["topic"].split("/")[2],
         "action": command["action"], "status": status, "ts": datetime.now(UTC),
         "value": command["value"] if status == "ok" else None,
         "error": None if status == "ok" else "the BMS reports False afterwards",
-    }  # fmt: skip
+    }
+    # fmt: on
     return CommandResult(**(data | over))
 
 
@@ -283,11 +287,13 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def mbpoll_write(port: int, address: int, value: int) -> subprocess.CompletedProcess[str]:
+    # fmt: off
     return subprocess.run(
         ["mbpoll", "-m", "tcp", "-p", str(port), "-a", "1", "-t", "4", "-r", str(address),
          "-0", "-1", "-o", "5", HOST, str(value)],
         capture_output=True, text=True, timeout=20, check=False,
-    )  # fmt: skip
+    )
+    # fmt: on
 
 
 async def test_with_control_on_a_write_from_an_unnamed_client_is_refused_and_logged(
@@ -424,8 +430,14 @@ async def test_a_write_through_the_real_reader(
 ) -> None:
     port = free_port()
     data = config(mosquitto, port, write_clients=[HOST])
-    data["buses"] = [{"port": daly_pty, "protocol": "daly_classic", "poll_interval": 0.5,
-                      "packs": [{"id": "garage"}]}]  # fmt: skip
+    data["buses"] = [
+        {
+            "port": daly_pty,
+            "protocol": "daly_classic",
+            "poll_interval": 0.5,
+            "packs": [{"id": "garage"}],
+        }
+    ]
     data["control"] = {"enabled": True}
     path = write_config(tmp_path, data)
     procs.append(start_service(tmp_path, "reader", path))
@@ -518,10 +530,12 @@ async def test_push_to_other_servers_survives_dead_and_silent_ones(
 
 def run_once(tmp_path: Path, data: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     config = write_config(tmp_path, data, "once.yaml")
+    # fmt: off
     return subprocess.run(
         [sys.executable, "-m", "bmsgate_modbus", "--config", str(config)],
         capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    )
+    # fmt: on
 
 
 def test_a_busy_port_is_one_line_and_exit_1(tmp_path: Path, mosquitto: Mosquitto) -> None:

@@ -251,9 +251,14 @@ async def test_a_wall_clock_step_neither_stretches_nor_cuts_grace_repeat_or_retr
     got, port = api
     clock = Clock()
     n = make(
-        port, clock, repeat_after=600, service_grace=60, retry_min=10, retry_max=40,
+        port,
+        clock,
+        repeat_after=600,
+        service_grace=60,
+        retry_min=10,
+        retry_max=40,
         targets=[{"name": "a", "url": POVER}],
-    )  # fmt: skip
+    )
     await n.on_alarm("garage", alarm())
     await n.tick(clock.advance(1))
     assert len(got.on(PO)) == 1

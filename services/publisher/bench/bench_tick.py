@@ -21,19 +21,37 @@ def state(pack: str, ts: datetime) -> PackState:
     """A 16-cell pack with every optional value filled."""
     cells = [3.300 + i / 1000 for i in range(16)]
     return PackState(
-        pack=pack, name=pack, protocol="jk_pb", ts=ts, pack_voltage=52.9, current=-12.5,
-        power=-661.2, soc=64.0, cell_voltages=cells, cell_count=16, temperatures=[20.0, 21.5],
-        mos_temperature=30.0, cycles=42, remaining_capacity=180.0, nominal_capacity=280.0,
-        charge_mos=True, discharge_mos=True, balancing=False, energy_in=120.5, energy_out=99.1,
-    )  # fmt: skip
+        pack=pack,
+        name=pack,
+        protocol="jk_pb",
+        ts=ts,
+        pack_voltage=52.9,
+        current=-12.5,
+        power=-661.2,
+        soc=64.0,
+        cell_voltages=cells,
+        cell_count=16,
+        temperatures=[20.0, 21.5],
+        mos_temperature=30.0,
+        cycles=42,
+        remaining_capacity=180.0,
+        nominal_capacity=280.0,
+        charge_mos=True,
+        discharge_mos=True,
+        balancing=False,
+        energy_in=120.5,
+        energy_out=99.1,
+    )
 
 
 def main() -> None:
     """Run the rounds and print the figures."""
+    # fmt: off
     target = TargetSettings.model_validate(
         {"name": "bench", "flat": True, "homeassistant": {"enabled": True},
          "openhasp": [{"plate": "p", "pack": "pack0", "objects": {"p1b2.val": "{soc:.0f}"}}]}
-    )  # fmt: skip
+    )
+    # fmt: on
     plan = Plan(target, control=True, version="bench", stale_after=60)
     hub = HeardPacks()
     t0 = datetime.now(UTC)

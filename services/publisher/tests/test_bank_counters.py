@@ -24,8 +24,13 @@ class Pack:
 
     def __init__(self, name: str, kwh_in: float, kwh_out: float, capacity: float) -> None:
         self.name, self.kwh_in, self.kwh_out, self.capacity = name, kwh_in, kwh_out, capacity
-        self.values = {"energy_in": 100.0, "energy_out": 90.0, "charge_in": 2000.0,
-                       "charge_out": 1800.0, "cycles": 40.0}  # fmt: skip
+        self.values = {
+            "energy_in": 100.0,
+            "energy_out": 90.0,
+            "charge_in": 2000.0,
+            "charge_out": 1800.0,
+            "cycles": 40.0,
+        }
         self.cut = False
 
     def step(self) -> None:
@@ -37,10 +42,13 @@ class Pack:
 
     def state(self, at: int) -> PackState:
         return make_state(
-            pack=self.name, ts=T0 + timedelta(seconds=at), nominal_capacity=self.capacity,
-            charge_mos=not self.cut, discharge_mos=not self.cut,
+            pack=self.name,
+            ts=T0 + timedelta(seconds=at),
+            nominal_capacity=self.capacity,
+            charge_mos=not self.cut,
+            discharge_mos=not self.cut,
             **{k: (int(v) if k == "cycles" else v) for k, v in self.values.items()},
-        )  # fmt: skip
+        )
 
 
 def offline(pack: str, at: int) -> Availability:

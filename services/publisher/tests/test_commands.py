@@ -92,9 +92,13 @@ async def test_a_result_settles_the_command_and_a_late_one_is_still_shown(
     for n in range(1, 4):
         publisher.on_command("ha", "p/garage/charge_mos/set", b"OFF")
         result = CommandResult(
-            transaction=f"publisher-ha-{n}", pack="garage", action="set_charge_mos",
-            status="ok", value=False, ts=datetime.now(UTC),
-        )  # fmt: skip
+            transaction=f"publisher-ha-{n}",
+            pack="garage",
+            action="set_charge_mos",
+            status="ok",
+            value=False,
+            ts=datetime.now(UTC),
+        )
         await publisher.on_result("garage", result)
     assert publisher.counters()["waiting"] == 0
     await asyncio.sleep(WAIT + 0.3)
@@ -104,9 +108,13 @@ async def test_a_result_settles_the_command_and_a_late_one_is_still_shown(
     publisher.on_command("ha", "p/garage/charge_mos/set", b"ON")
     await asyncio.sleep(WAIT + 0.3)
     late = CommandResult(
-        transaction="publisher-ha-4", pack="garage", action="set_charge_mos",
-        status="ok", value=True, ts=datetime.now(UTC),
-    )  # fmt: skip
+        transaction="publisher-ha-4",
+        pack="garage",
+        action="set_charge_mos",
+        status="ok",
+        value=True,
+        ts=datetime.now(UTC),
+    )
     await publisher.on_result("garage", late)
     assert SWITCH in await sent(publisher)
     assert len(warnings(caplog)) == 1 and publisher.counters()["waiting"] == 0

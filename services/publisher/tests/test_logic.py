@@ -88,8 +88,16 @@ def test_daily_packet_when_it_changes() -> None:
 
 
 def test_topic_templates_style_and_fields() -> None:
-    p = plan(dongle={"style": "type1", "fields": ["soc", "mos"], "main_topic": "dongle/{pack}/data",
-                     "status_topic": "{prefix}/st/{pack}"}, qos=1, retain=False)  # fmt: skip
+    p = plan(
+        dongle={
+            "style": "type1",
+            "fields": ["soc", "mos"],
+            "main_topic": "dongle/{pack}/data",
+            "status_topic": "{prefix}/st/{pack}",
+        },
+        qos=1,
+        retain=False,
+    )
     msgs = by_topic(p.tick(hub_with(), T0, LOCAL, 1, 0))
     assert msgs["dongle/garage/data"] == TargetMessage(
         "dongle/garage/data", b'{"SOC":27,"DMS":1,"CMS":1}', 1, False
@@ -149,8 +157,12 @@ def test_packs_filter() -> None:
 
 
 def test_openhasp_push() -> None:
-    objects = {"p1b2.val": "{soc:.0f}", "p1b3.text": "{voltage:.2f} V {current:+.1f} A",
-               "p1b4.val": "{cell_min_mv}", "p1b5.text": "{energy_in} kWh"}  # fmt: skip
+    objects = {
+        "p1b2.val": "{soc:.0f}",
+        "p1b3.text": "{voltage:.2f} V {current:+.1f} A",
+        "p1b4.val": "{cell_min_mv}",
+        "p1b5.text": "{energy_in} kWh",
+    }
     p = plan(
         dongle={"enabled": False},
         openhasp=[{"plate": "plate01", "pack": "garage", "objects": objects}],

@@ -25,10 +25,13 @@ def test_own_soc_is_saved_with_the_counter_and_read_back(tmp_path: Path) -> None
 
 def test_a_restarted_reader_goes_on_counting_from_the_saved_soc(tmp_path: Path) -> None:
     CounterStore(tmp_path).save("garage", EnergyCounter(), own_soc=63.0)
-    bus = BusSettings.model_validate({
-        "port": "/dev/ttyUSB9", "protocol": "daly_classic",
-        "packs": [{"id": "garage", "own_soc": True}, {"id": "shed", "address": 2}],
-    })  # fmt: skip
+    bus = BusSettings.model_validate(
+        {
+            "port": "/dev/ttyUSB9",
+            "protocol": "daly_classic",
+            "packs": [{"id": "garage", "own_soc": True}, {"id": "shed", "address": 2}],
+        }
+    )
     backbone = Backbone(MqttSettings(host="127.0.0.1", port=1), "reader-0")
     reader = Reader(bus, backbone, counters=CounterStore(tmp_path))
     assert reader.packs["garage"].soc.soc == 63.0

@@ -106,9 +106,17 @@ async def test_every_board_on_the_bus_is_its_own_pack(
 
 @pytest.mark.parametrize(
     ("fault", "publishes"),
-    [("echo", True), ("split", True), ("glued", True), ("slow", False), ("silent", False),
-     ("garbage", False), ("bad_checksum", False), ("sleep", False)],
-)  # fmt: skip
+    [
+        ("echo", True),
+        ("split", True),
+        ("glued", True),
+        ("slow", False),
+        ("silent", False),
+        ("garbage", False),
+        ("bad_checksum", False),
+        ("sleep", False),
+    ],
+)
 async def test_faults_never_publish_bad_values_and_recover(
     tmp_path: Path, mosquitto: Mosquitto, fault: str, publishes: bool
 ) -> None:
@@ -353,9 +361,10 @@ async def test_idle_lease_expires_and_polling_resumes(tmp_path: Path, mosquitto:
     ):
         await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
         await reader.backbone.publish(
-            topics.RAW_LEASE, "p1",
+            topics.RAW_LEASE,
+            "p1",
             RawLease(transaction="l1", holder="tunnel", action="acquire", idle_timeout=0.5),
-        )  # fmt: skip
+        )
         started = time.monotonic()
         await seen.wait_for(lambda s: [x for x in lease_states(s) if x["holder"] is None], within=5)
         assert 0.4 < time.monotonic() - started < 3
@@ -415,8 +424,12 @@ async def test_gadget_passthrough_and_sniffer(tmp_path: Path, mosquitto: Mosquit
                 # requests decode as requests: "a5 40 93 08 ..." is a question, not a MOS state
                 asked = [p for p in seen.on("/sniff") if p["direction"] == "gadget_to_bms"]
                 assert asked[0]["data"].startswith("a54093")
-                assert asked[0]["decoded"] == {"request": "mos", "command": 0x93,
-                                               "host_address": 0x40, "board": 1}  # fmt: skip
+                assert asked[0]["decoded"] == {
+                    "request": "mos",
+                    "command": 0x93,
+                    "host_address": 0x40,
+                    "board": 1,
+                }
                 polls = [p for p in seen.on("/sniff") if p["direction"] == "to_bms"]
                 assert all(p["decoded"]["request"] for p in polls)
                 assert not any(
@@ -507,8 +520,17 @@ async def gateway(scheme: str, device: str, port: int = 0) -> AsyncIterator[tupl
     """A network serial port as its own process: ``bmsgate simulate --listen`` for socket://,
     an RFC 2217 server in front of ``device`` for rfc2217://. Yields the URL and the process."""
     if scheme == "socket":
-        argv = ["-m", "bmsgate.cli", "simulate", "--protocol", "daly_classic", "--boards", "2",
-                "--listen", f"tcp://127.0.0.1:{port}"]  # fmt: skip
+        argv = [
+            "-m",
+            "bmsgate.cli",
+            "simulate",
+            "--protocol",
+            "daly_classic",
+            "--boards",
+            "2",
+            "--listen",
+            f"tcp://127.0.0.1:{port}",
+        ]
     else:
         argv = ["-m", "tests.support.rfc2217_server", device, "--port", str(port)]
     proc = await asyncio.create_subprocess_exec(
@@ -569,14 +591,21 @@ async def test_listening_to_a_jk_pb_master_and_its_slaves(
         pty = await stack.enter_async_context(PtyServer(sim, tmp_path / "tty"))
         seen = await stack.enter_async_context(listen(mosquitto.port, "bmsgate/bms/#"))
         bus = bus_settings(
-            pty.port, "jk_pb", 0, listen=True, poll_interval=0.5,
+            pty.port,
+            "jk_pb",
+            0,
+            listen=True,
+            poll_interval=0.5,
             packs=[{"id": "master", "address": 0}],
-        )  # fmt: skip
+        )
         await stack.enter_async_context(running(mosquitto, bus))
         cycle = asyncio.create_task(polling(pty))
         try:
-            packs = {"master": master.own.model, "reader-0-1": sim.boards[0].model,
-                     "reader-0-2": sim.boards[1].model}  # fmt: skip
+            packs = {
+                "master": master.own.model,
+                "reader-0-1": sim.boards[0].model,
+                "reader-0-2": sim.boards[1].model,
+            }
             await seen.wait_for(
                 lambda s: all(availability(s, p) == ["online"] for p in packs), within=15
             )
@@ -625,8 +654,13 @@ async def test_bms_settings_are_published_and_written_with_read_back(
         writable = [r for r in rows.values() if r["writable"]]
         if protocol == "daly_classic":  # 0x50 only, nothing writable
             assert set(rows) == {"rated_capacity", "nominal_cell_voltage"} and not writable
-            cmd = Command(transaction="w0", action="set_setting", setting="rated_capacity",
-                          value=50.0, requested_by="test")  # fmt: skip
+            cmd = Command(
+                transaction="w0",
+                action="set_setting",
+                setting="rated_capacity",
+                value=50.0,
+                requested_by="test",
+            )
             await reader.backbone.publish(topics.COMMAND, "p1", cmd)
             result = (await seen.wait_for(lambda s: s.on("/bms/p1/result")))[-1]
             assert result["status"] == "error" and "read-only" in result["error"]
@@ -637,12 +671,22 @@ async def test_bms_settings_are_published_and_written_with_read_back(
         target = round((low + high) / 2, 3)
         count = len(seen.on("/bms/p1/settings"))
         commands = [
-            Command(transaction="w1", action="set_setting", setting=key, value=target,
-                    requested_by="web-admin"),
-            Command(transaction="w2", action="set_setting", setting=key, value=high + 0.5,
-                    requested_by="web-admin"),
+            Command(
+                transaction="w1",
+                action="set_setting",
+                setting=key,
+                value=target,
+                requested_by="web-admin",
+            ),
+            Command(
+                transaction="w2",
+                action="set_setting",
+                setting=key,
+                value=high + 0.5,
+                requested_by="web-admin",
+            ),
             Command(transaction="w3", action="set_setting", setting=cells, value=8.0),
-        ]  # fmt: skip
+        ]
         for cmd in commands:
             await reader.backbone.publish(topics.COMMAND, "p1", cmd)
         await seen.wait_for(lambda s: len(s.on("/bms/p1/result")) == 3, within=15)
@@ -747,8 +791,16 @@ async def test_own_soc_beside_the_drifting_bms_and_pushed_to_it_at_full(
     for cell in model.cells:
         cell.soc = 99.9  # the cells are full...
     model.set_soc(80.0)  # ...the BMS's counter is not
-    pack = {"id": "p1", "address": 1, "own_soc": True, "push_soc": True, "full_time": 0.5,
-            "full_cell_voltage": 3.45, "full_current": 1.0, "nominal_capacity": 100}  # fmt: skip
+    pack = {
+        "id": "p1",
+        "address": 1,
+        "own_soc": True,
+        "push_soc": True,
+        "full_time": 0.5,
+        "full_cell_voltage": 3.45,
+        "full_current": 1.0,
+        "nominal_capacity": 100,
+    }
     async with contextlib.AsyncExitStack() as stack:
         pty = await stack.enter_async_context(PtyServer(sim, tmp_path / "tty"))
         seen = await stack.enter_async_context(listen(mosquitto.port, "bmsgate/bms/#"))
@@ -773,10 +825,17 @@ async def test_a_write_the_bms_refuses_is_a_clear_error_that_changes_nothing(
         listen(mosquitto.port, "bmsgate/bms/#") as seen,
         running(mosquitto, bus_settings(pty.port, "jk_pb", 1), control=True) as reader,
     ):
-        before = {r["key"]: r["value"] for r in
-                  (await seen.wait_for(lambda s: s.on("/bms/p1/settings")))[-1]["settings"]}  # fmt: skip
-        cmd = Command(transaction="r1", action="set_setting", setting="design_capacity",
-                      value=150.0, requested_by="test")  # fmt: skip
+        before = {
+            r["key"]: r["value"]
+            for r in (await seen.wait_for(lambda s: s.on("/bms/p1/settings")))[-1]["settings"]
+        }
+        cmd = Command(
+            transaction="r1",
+            action="set_setting",
+            setting="design_capacity",
+            value=150.0,
+            requested_by="test",
+        )
         await reader.backbone.publish(topics.COMMAND, "p1", cmd)
         result = (await seen.wait_for(lambda s: s.on("/bms/p1/result"), within=15))[-1]
         assert result["status"] == "error"

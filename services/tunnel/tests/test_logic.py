@@ -32,8 +32,9 @@ def test_each_bus_gets_the_next_port() -> None:
     cfg = Settings.model_validate({"buses": [bus("/dev/a", "a1", "a2"), bus("/dev/b", "b1")]})
     tunnels = bus_tunnels(cfg)
     assert [(t.port, t.packs, t.lease_pack) for t in tunnels] == [
-        (6790, ("a1", "a2"), "a1"), (6791, ("b1",), "b1"),
-    ]  # fmt: skip
+        (6790, ("a1", "a2"), "a1"),
+        (6791, ("b1",), "b1"),
+    ]
     assert config_problem(cfg) is None
     assert config_problem(Settings()) == "no buses configured: nothing to tunnel to"
     high = cfg.model_copy(update={"tunnel": TunnelSettings(port=65535)})
@@ -101,9 +102,13 @@ def test_session_record_and_chunks() -> None:
     s = Session("1.2.3.4:5000", 0.0, start, rx_bytes=30, tx_bytes=13)
     s.ended_at, s.reason = start + timedelta(seconds=2.5), "the client disconnected"
     assert s.record() == {
-        "client": "1.2.3.4:5000", "start": "2025-01-01T00:00:00+00:00",
-        "end": "2025-01-01T00:00:02.500000+00:00", "seconds": 2.5,
-        "rx_bytes": 30, "tx_bytes": 13, "reason": "the client disconnected",
-    }  # fmt: skip
+        "client": "1.2.3.4:5000",
+        "start": "2025-01-01T00:00:00+00:00",
+        "end": "2025-01-01T00:00:02.500000+00:00",
+        "seconds": 2.5,
+        "rx_bytes": 30,
+        "tx_bytes": 13,
+        "reason": "the client disconnected",
+    }
     assert chunks(b"abcdefg", 3) == [b"abc", b"def", b"g"]
     assert chunks(b"", 3) == []

@@ -86,6 +86,7 @@ async def gateway(
     sim = make_bus(protocol, boards=boards)
     port = free_port()
     async with PtyServer(sim, tmp_path / "tty") as pty, listen(broker.port, "bmsgate/#") as seen:
+        # fmt: off
         cfg = Settings.model_validate(
             {
                 "mqtt": {"host": "127.0.0.1", "port": broker.port, "heartbeat": 5},
@@ -99,7 +100,8 @@ async def gateway(
                 "tunnel": {"host": "127.0.0.1", "port": port, **tunnel},
                 "data_dir": str(tmp_path),
             }
-        )  # fmt: skip
+        )
+        # fmt: on
         reader = Reader(cfg.buses[0], Backbone(cfg.mqtt, "reader-0"), control=control)
         service = TunnelService(cfg, Backbone(cfg.mqtt, "tunnel"), tmp_path / "sessions.jsonl")
         tasks = [

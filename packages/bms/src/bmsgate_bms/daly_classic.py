@@ -102,17 +102,26 @@ SETPOINTS: Final = (Setpoint("rated_capacity", "Ah"), Setpoint("nominal_cell_vol
 # cells: over a third of a full poll's bytes), temperatures, balancing and 0x94 (counts, cycles,
 # charger/load; 0x95/0x96 need its counts, so it comes first) are slow.
 POLL: Final[dict[int, Tier]] = {
-    SOC: FAST, MOS: FAST, FAILURES: FAST, STATUS: SLOW, CELLS: SLOW, TEMPS: SLOW, BALANCE: SLOW,
-}  # fmt: skip
+    SOC: FAST,
+    MOS: FAST,
+    FAILURES: FAST,
+    STATUS: SLOW,
+    CELLS: SLOW,
+    TEMPS: SLOW,
+    BALANCE: SLOW,
+}
 DIRECTIONS: Final[dict[int, Direction]] = {0: "idle", 1: "charging", 2: "discharging"}
+# fmt: off
 COMMAND_NAMES: Final = {
     SOC: "soc", CELL_RANGE: "cell_range", TEMP_RANGE: "temperature_range", MOS: "mos",
     STATUS: "status", CELLS: "cells", TEMPS: "temperatures", BALANCE: "balancing",
     FAILURES: "failures", DISCHARGE_MOS: "discharge_mos", CHARGE_MOS: "charge_mos",
     SET_SOC: "set_soc", RESET: "reset", RATED: "rated",
-}  # fmt: skip
+}
+# fmt: on
 
 # 0x98 data bytes 0..6, bit 0 first; None = reserved (reported as daly_bit_<byte>_<bit> if set)
+# fmt: off
 FAILURE_BITS: Final[tuple[tuple[str | None, ...], ...]] = (
     ("cell_overvoltage_warning", "cell_overvoltage", "cell_undervoltage_warning",
      "cell_undervoltage", "pack_overvoltage_warning", "pack_overvoltage",
@@ -131,7 +140,8 @@ FAILURE_BITS: Final[tuple[tuple[str | None, ...], ...]] = (
      "precharge_fault", "vehicle_comm_fault", "internal_comm_fault"),
     ("current_sensor_fault", "pack_voltage_sensor_fault", "short_circuit_fault",
      "low_voltage_charge_forbidden", None, None, None, None),
-)  # fmt: skip
+)
+# fmt: on
 
 
 def host_address(board: int) -> int:

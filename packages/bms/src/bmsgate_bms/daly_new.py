@@ -243,10 +243,12 @@ P81_FIELDS: Final = (
     _r("discharge_mos_switch", 0x122),
 )
 
+# fmt: off
 BOOLEANS: Final = frozenset(
     ("charge_mos", "discharge_mos", "charge_mos_switch", "discharge_mos_switch", "precharge_mos",
      "heating_mos", "fan_mos", "charger_connected", "load_connected")
-)  # fmt: skip
+)
+# fmt: on
 
 MAPS: Final[dict[Variant, RegisterMap]] = {
     "d2": RegisterMap(
@@ -285,6 +287,7 @@ MAPS: Final[dict[Variant, RegisterMap]] = {
 # 0x81 "type 2" fault registers 0x6D..0x73 = fault code bytes 0..13; byte 2k is the LOW byte of
 # register 0x6D + k (patagonaa's DalyHkmsStatus overlay on a little-endian CPU, and the register
 # list in patagonaa/esphome-daly-hkms-bms issue #2). 3-bit fields hold an alarm level 0..7.
+# fmt: off
 TYPE2_LEVELS: Final = (  # (code byte, lowest bit, alarm code)
     (0, 0, "cell_overvoltage"), (0, 3, "cell_undervoltage"),
     (1, 0, "cell_voltage_diff"), (1, 3, "charge_overtemp"),
@@ -294,7 +297,8 @@ TYPE2_LEVELS: Final = (  # (code byte, lowest bit, alarm code)
     (5, 0, "charge_overcurrent"), (5, 3, "discharge_overcurrent"),
     (6, 0, "soc_low"), (6, 3, "soh_low"),
     (7, 0, "mos_overtemp"), (7, 3, "thermal_runaway"),
-)  # fmt: skip
+)
+# fmt: on
 # single fault bits: (code byte, bit) -> alarm code; None = no stable code (daly_t2_<byte>_<bit>)
 TYPE2_FAULT_BITS: Final[dict[tuple[int, int], str | None]] = {
     (0, 7): None,  # smart charger connection failed
@@ -656,8 +660,9 @@ def decode_registers(
     first, count = rmap.balancing_bits
     if covers(first, count):
         bits = [reg(first + i) for i in range(count)]
-        out["balancing_cells"] = [16 * i + j + 1 for i in range(count) for j in range(16)
-                                  if bits[i] >> j & 1]  # fmt: skip
+        out["balancing_cells"] = [
+            16 * i + j + 1 for i in range(count) for j in range(16) if bits[i] >> j & 1
+        ]
     if "balancer_state" in out:
         out["balancing"] = out["balancer_state"] != 0
     elif "balancing_cells" in out:
@@ -736,9 +741,13 @@ def decode_answer(
             | decode_registers(value, register, answer.variant)
         )
     out = decode_registers(
-        answer.payload, start_register, answer.variant,
-        cell_count=cell_count, temp_count=temp_count, hw_offset=hw_offset,
-    )  # fmt: skip
+        answer.payload,
+        start_register,
+        answer.variant,
+        cell_count=cell_count,
+        temp_count=temp_count,
+        hw_offset=hw_offset,
+    )
     if not out:  # nothing of the map: show the raw registers
         out["registers"] = [
             read_int(answer.payload, i, 2) for i in range(0, len(answer.payload), 2)
@@ -758,8 +767,11 @@ def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
     if frame is None:
         raise FrameError(f"{bytes(data[:8]).hex(' ')} is not one DALY new-protocol request")
     variant: Variant = "d2" if frame[0] == D2_ADDRESS else "81"
-    out: dict[str, Any] = {"request": "read" if frame[1] == READ else "write",
-                           "variant": variant, "register": read_int(frame, 2, 2)}  # fmt: skip
+    out: dict[str, Any] = {
+        "request": "read" if frame[1] == READ else "write",
+        "variant": variant,
+        "register": read_int(frame, 2, 2),
+    }
     if variant == "81":
         out["board"] = frame[0] - REQUEST_BASE
     if frame[1] == READ:
@@ -791,18 +803,24 @@ def decode_hex(
             f"{what['register']:#06x}), not an answer"
         )
     return decode_answer(
-        bytes(data), start_register=int(start_register), variant=variant,
-        cell_count=cell_count, temp_count=temp_count, hw_offset=hw_offset,
-    )  # fmt: skip
+        bytes(data),
+        start_register=int(start_register),
+        variant=variant,
+        cell_count=cell_count,
+        temp_count=temp_count,
+        hw_offset=hw_offset,
+    )
 
 
+# fmt: off
 EXTRAS: Final = (
     "state", "bms_life", "max_cell", "min_cell", "max_cell_voltage", "min_cell_voltage",
     "average_cell_voltage", "cell_voltage_diff", "balancer_state", "balance_current",
     "board_temperature", "heating_temperature", "energy", "charger_connected", "load_connected",
     "precharge_mos", "heating_mos", "fan_mos", "remaining_mileage", "remaining_charge_time",
     "alarm_levels", "status_flags", "temperature_sensors_unavailable",
-)  # fmt: skip
+)
+# fmt: on
 
 
 def to_reading(parts: dict[str, Any], ages: dict[str, float] | None = None) -> BmsReading:

@@ -403,8 +403,13 @@ def decode_hardware(data: bytes) -> dict[str, Any]:
     return {"hardware_model": data.decode("ascii", errors="replace").strip("\x00 ")}
 
 
-EXTRAS: Final = ("mos_software_lock", "software_version", "manufacture_date", "hardware_model",
-                 "protection_raw")  # fmt: skip
+EXTRAS: Final = (
+    "mos_software_lock",
+    "software_version",
+    "manufacture_date",
+    "hardware_model",
+    "protection_raw",
+)
 
 
 def to_reading(parts: Mapping[str, Any], ages: Mapping[str, float] | None = None) -> BmsReading:

@@ -52,8 +52,11 @@ TRIGGER_LIVE: Final = 0x1620
 TYPE_SETTINGS: Final = 0x01
 TYPE_LIVE: Final = 0x02
 TYPE_INFO: Final = 0x03
-TRIGGER_TYPES: Final = {TRIGGER_SETTINGS: TYPE_SETTINGS, TRIGGER_LIVE: TYPE_LIVE,
-                        TRIGGER_INFO: TYPE_INFO}  # fmt: skip
+TRIGGER_TYPES: Final = {
+    TRIGGER_SETTINGS: TYPE_SETTINGS,
+    TRIGGER_LIVE: TYPE_LIVE,
+    TRIGGER_INFO: TYPE_INFO,
+}
 # writable u32 switches in the settings block (1 on, 0 off)
 CHARGE_SWITCH: Final = 0x1070
 DISCHARGE_SWITCH: Final = 0x1074
@@ -84,7 +87,7 @@ def _le(
     key: str, pos: int, size: int, *, signed: bool = False, offset: int = 0, scale: float = 1.0
 ) -> Field:
     """Describe a field as laid out in a 55 AA frame (FC 0x03 uses its big-endian twin)."""
-    return Field(key, pos, size, signed, offset, scale, "little")  # fmt: skip
+    return Field(key, pos, size, signed, offset, scale, "little")
 
 
 # 0x1200 live block, byte offsets (PROTOCOLS.md 4.2 table; names of the release timers from
@@ -234,6 +237,7 @@ INFO_TEXTS: Final = (
 
 # 0x12A0 alarm bitmap, bit 0 first (V1.0 PDF via PROTOCOLS.md 4.2; bits 22-23 from the V1.1 PDF,
 # bit 27 from syssi jk_bms_ble.cpp); None = unnamed, reported as jk_pb_bit_<n> when set
+# fmt: off
 ALARM_BITS: Final[tuple[str | None, ...]] = (
     "wire_resistance", "mos_overtemp", "cell_count_mismatch", "current_sensor_fault",
     "cell_overvoltage", "pack_overvoltage", "charge_overcurrent", "charge_short_circuit",
@@ -242,7 +246,8 @@ ALARM_BITS: Final[tuple[str | None, ...]] = (
     "charge_mos_fault", "discharge_mos_fault", "gps_disconnected", "password_change_due",
     "discharge_on_failed", "battery_overtemp", "temp_sensor_fault", "parallel_module_fault",
     None, None, None, "discharge_undertemp", None, None, None, None,
-)  # fmt: skip
+)
+# fmt: on
 
 _BLOCKS: Final[dict[int, tuple[tuple[Field, ...], tuple[Text, ...]]]] = {
     SETTINGS_BASE: (SETTINGS_FIELDS, ()),
@@ -618,12 +623,19 @@ def decode_frames(
             raise LengthError(f"Modbus frame of {len(frame)} bytes is too short")
         address, function = frame[0], frame[1]
         if function & ERROR_FLAG:
-            out["exception"] = {"address": address, "function": function & ~ERROR_FLAG & 0xFF,
-                                "code": frame[2]}  # fmt: skip
+            out["exception"] = {
+                "address": address,
+                "function": function & ~ERROR_FLAG & 0xFF,
+                "code": frame[2],
+            }
         elif function == WRITE:
             register, count = read_int(frame, 2, 2), read_int(frame, 4, 2)
-            out["ack"] = {"address": address, "function": function, "register": register,
-                          "count": count}  # fmt: skip
+            out["ack"] = {
+                "address": address,
+                "function": function,
+                "register": register,
+                "count": count,
+            }
         elif function == READ:
             data = frame[3:-2]
             if len(data) != frame[2]:

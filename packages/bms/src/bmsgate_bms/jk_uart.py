@@ -129,17 +129,21 @@ RECORDS: Final[dict[int, Field]] = {
 }
 _SETTING_IDS: Final = range(0x8E, 0xBA)  # the RW identifiers of the JKSerial table (0x8E..0xB9)
 _NOT_SETTINGS: Final = frozenset({0xB6})  # system working time: a counter, not a setting
+# fmt: off
 _UNITS: Final = {
     0x8E: "V", 0x8F: "V", 0x90: "V", 0x91: "V", 0x92: "s", 0x93: "V", 0x94: "V", 0x95: "s",
     0x96: "V", 0x97: "A", 0x98: "s", 0x99: "A", 0x9A: "s", 0x9B: "V", 0x9C: "V", 0x9E: "°C",
     0x9F: "°C", 0xA0: "°C", 0xA1: "°C", 0xA2: "°C", 0xA3: "°C", 0xA4: "°C", 0xA5: "°C",
     0xA6: "°C", 0xA7: "°C", 0xA8: "°C", 0xAA: "Ah", 0xAD: "A", 0xB0: "s", 0xB1: "%", 0xB9: "Ah",
-}  # fmt: skip
+}
+# fmt: on
 # what bmsgate may write (identifier: bounds); multi-byte values go big-endian as in answers
+# fmt: off
 _WRITABLE: Final = {
     0x97: (1.0, 600.0), 0x99: (1.0, 600.0), 0x9B: (2.0, 4.5), 0x9C: (0.003, 1.0),
     0xAA: (1.0, 2000.0),
-}  # fmt: skip
+}
+# fmt: on
 
 
 def _setpoint(ident: int) -> Setpoint:
@@ -437,8 +441,12 @@ def decode_records(
         # bit 3 "battery online (1 = normal)" is 0 in every capture of a working pack: not reported
     if "warning_bits" in out:
         out["alarms"] = decode_warnings(int(out["warning_bits"]))
-    for key in ("charge_mos_switch", "discharge_mos_switch", "balancer_enabled",
-                "dedicated_charger"):  # fmt: skip
+    for key in (
+        "charge_mos_switch",
+        "discharge_mos_switch",
+        "balancer_enabled",
+        "dedicated_charger",
+    ):
         if key in out:
             out[key] = bool(out[key])
     if "battery_type" in out:
@@ -469,8 +477,13 @@ def decode_frames(frames: Iterable[bytes], protocol_version: int | None = None) 
     return decode_records(records, protocol_version) | extra if records else extra
 
 
-COMMAND_NAMES: Final = {ACTIVATE: "activate", WRITE: "write", READ_ONE: "read_one",
-                        PASSWORD: "password", READ_ALL: "read_all"}  # fmt: skip
+COMMAND_NAMES: Final = {
+    ACTIVATE: "activate",
+    WRITE: "write",
+    READ_ONE: "read_one",
+    PASSWORD: "password",
+    READ_ALL: "read_all",
+}
 
 
 def decode_request(data: bytes, **_: Any) -> dict[str, Any]:

@@ -87,9 +87,17 @@ EXTENDED_FIELDS: Final = (  # P >= 9, after the design capacity
 EXTENDED_LEN: Final = 14
 
 # 0x44 state bytes -> alarm codes, bit 0 first (PACE RS485 PDF charts A.16-A.23)
-PROTECT_1: Final = ("cell_overvoltage", "cell_undervoltage", "pack_overvoltage",
-                    "pack_undervoltage", "charge_overcurrent", "discharge_overcurrent",
-                    "discharge_short_circuit", None)  # fmt: skip
+PROTECT_1: Final = (
+    "cell_overvoltage",
+    "cell_undervoltage",
+    "pack_overvoltage",
+    "pack_undervoltage",
+    "charge_overcurrent",
+    "discharge_overcurrent",
+    "discharge_short_circuit",
+    None,
+)
+# fmt: off
 PROTECT_2: Final = (
     "charge_overtemp",
     "discharge_overtemp",
@@ -99,13 +107,29 @@ PROTECT_2: Final = (
     "box_overtemp",
     None,
     None,
-)  # fmt: skip  (bit 6 ambient low; bit 7 fully charged: not a fault)
-FAULTS: Final = ("charge_mos_fault", "discharge_mos_fault", "temp_sensor_fault", None,
-                 None, "cell_sampling_fault", None, None)  # fmt: skip
+)  # (bit 6 ambient low; bit 7 fully charged: not a fault)
+# fmt: on
+FAULTS: Final = (
+    "charge_mos_fault",
+    "discharge_mos_fault",
+    "temp_sensor_fault",
+    None,
+    None,
+    "cell_sampling_fault",
+    None,
+    None,
+)
 WARN_1: Final = (*(f"{c}_warning" for c in PROTECT_1[:6] if c), None, None)
-WARN_2: Final = ("charge_overtemp_warning", "discharge_overtemp_warning",
-                 "charge_undertemp_warning", "discharge_undertemp_warning", None, None, None,
-                 "soc_low_warning")  # fmt: skip
+WARN_2: Final = (
+    "charge_overtemp_warning",
+    "discharge_overtemp_warning",
+    "charge_undertemp_warning",
+    "discharge_undertemp_warning",
+    None,
+    None,
+    None,
+    "soc_low_warning",
+)
 # (name, bit table, offset from j = the byte after the temperature alarms)
 STATE_BYTES: Final = (
     ("protect1", PROTECT_1, 3),
@@ -174,8 +198,13 @@ def decode_pack(block: bytes) -> dict[str, Any]:
     if "soc" not in values:  # the P = 3 layout has none: remaining of full, as nkinnan does
         full = values["full_capacity"]
         values["soc"] = round(100 * values["remaining_capacity"] / full, 1) if full else 0.0
-    return {"cell_voltages": volts, "cell_count": cells, **_sensors(raws), **values,
-            "cycles": int(values["cycles"])}  # fmt: skip
+    return {
+        "cell_voltages": volts,
+        "cell_count": cells,
+        **_sensors(raws),
+        **values,
+        "cycles": int(values["cycles"]),
+    }
 
 
 def decode_analog(
@@ -305,16 +334,27 @@ def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
     frame = frames[0]
     if len(frames) != 1 or frame.is_answer or frame.version != VERSION:
         raise FrameError("not one Pace request (VER 25, a command rather than a return code)")
-    out: dict[str, Any] = {"request": REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}"),
-                           "address": frame.address, "cid2": frame.cid2}  # fmt: skip
+    out: dict[str, Any] = {
+        "request": REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}"),
+        "address": frame.address,
+        "cid2": frame.cid2,
+    }
     if frame.info:
         out["command"] = frame.info[0]
     return out
 
 
-EXTRAS: Final = ("ambient_temperature", "full_capacity", "soh", "charging", "discharging",
-                 "current_limiter", "fully_charged", "firmware_version",
-                 "pack_address")  # fmt: skip
+EXTRAS: Final = (
+    "ambient_temperature",
+    "full_capacity",
+    "soh",
+    "charging",
+    "discharging",
+    "current_limiter",
+    "fully_charged",
+    "firmware_version",
+    "pack_address",
+)
 
 
 def to_reading(parts: Mapping[str, Any], ages: Mapping[str, float] | None = None) -> BmsReading:

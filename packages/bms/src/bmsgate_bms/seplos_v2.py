@@ -70,6 +70,7 @@ TAIL_LEN: Final = 19
 # 0x44 alarm events (INFO j+3.. j+8, then j+15, j+16) -> alarm codes, bit 0 first. Event 2, 3,
 # 5 and 6 as the V2.0 PDF tables 11-13 and dbus-serialbattery's seplos.py read them; the other
 # bits are passed on as seplos_event<k>_bit<n>.
+# fmt: off
 EVENT_BITS: Final[dict[int, tuple[str | None, ...]]] = {
     2: ("cell_overvoltage_warning", "cell_overvoltage", "cell_undervoltage_warning",
         "cell_undervoltage", "pack_overvoltage_warning", "pack_overvoltage",
@@ -80,7 +81,8 @@ EVENT_BITS: Final[dict[int, tuple[str | None, ...]]] = {
     5: ("charge_overcurrent_warning", "charge_overcurrent", "discharge_overcurrent_warning",
         "discharge_overcurrent", None, "discharge_short_circuit", None, None),
     6: (None, None, "soc_low_warning", "soc_low", None, None, None, None),
-}  # fmt: skip
+}
+# fmt: on
 HEATING_BIT: Final = (4, 6)  # event 4 bit 6: cell heating on, a state rather than an alarm
 SYSTEM_STATES: Final = {0: "discharging", 1: "charging", 2: "float", 4: "standby", 5: "shutdown"}
 
@@ -108,8 +110,11 @@ def _temperature(raw: int) -> float:
 def _sensors(temps: list[float]) -> dict[str, Any]:
     """Six sensors are cells 1-4, ambient, power (MOSFET); fewer are all cell sensors."""
     if len(temps) >= 6:
-        return {"temperatures": temps[:-2], "ambient_temperature": temps[-2],
-                "mos_temperature": temps[-1]}  # fmt: skip
+        return {
+            "temperatures": temps[:-2],
+            "ambient_temperature": temps[-2],
+            "mos_temperature": temps[-1],
+        }
     return {"temperatures": temps}
 
 
@@ -125,8 +130,14 @@ def decode_telemetry(info: bytes) -> dict[str, Any]:
         raise LengthError(f"0x42 INFO is {len(info)} bytes, {tail + TAIL_LEN} needed")
     values = decode(TAIL_FIELDS, info[tail:])
     del values["custom_count"]
-    return {"command_group": info[1], "cell_voltages": volts, "cell_count": cells,
-            **_sensors(temps), **values, "cycles": int(values["cycles"])}  # fmt: skip
+    return {
+        "command_group": info[1],
+        "cell_voltages": volts,
+        "cell_count": cells,
+        **_sensors(temps),
+        **values,
+        "cycles": int(values["cycles"]),
+    }
 
 
 def _bits(byte: int, count: int = 8) -> list[int]:
@@ -178,8 +189,11 @@ def decode_vendor(info: bytes) -> dict[str, Any]:
     if len(info) < 12:
         raise LengthError(f"0x51 INFO is {len(info)} bytes, 32 expected")
     text = info.decode("ascii", errors="replace")
-    return {"hardware_model": text[:10].strip(), "software_version": f"{info[10]}.{info[11]}",
-            "manufacturer": text[12:32].strip()}  # fmt: skip
+    return {
+        "hardware_model": text[:10].strip(),
+        "software_version": f"{info[10]}.{info[11]}",
+        "manufacturer": text[12:32].strip(),
+    }
 
 
 DECODERS: Final = {TELEMETRY: decode_telemetry, ALARMS: decode_alarms, VENDOR_INFO: decode_vendor}
@@ -228,16 +242,29 @@ def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
     frame = _version_ok(frames[0])
     if len(frames) != 1 or frame.is_answer:
         raise FrameError("not one Seplos request (an answer carries a return code)")
-    out: dict[str, Any] = {"request": REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}"),
-                           "address": frame.address, "cid2": frame.cid2}  # fmt: skip
+    out: dict[str, Any] = {
+        "request": REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}"),
+        "address": frame.address,
+        "cid2": frame.cid2,
+    }
     if frame.info:
         out["command_group"] = frame.info[0]
     return out
 
 
-EXTRAS: Final = ("ambient_temperature", "full_capacity", "soh", "port_voltage", "current_limiter",
-                 "heater", "heating", "system_state", "hardware_model", "software_version",
-                 "manufacturer")  # fmt: skip
+EXTRAS: Final = (
+    "ambient_temperature",
+    "full_capacity",
+    "soh",
+    "port_voltage",
+    "current_limiter",
+    "heater",
+    "heating",
+    "system_state",
+    "hardware_model",
+    "software_version",
+    "manufacturer",
+)
 
 
 def to_reading(parts: Mapping[str, Any], ages: Mapping[str, float] | None = None) -> BmsReading:

@@ -176,6 +176,10 @@ def render_acl(base: str = DEFAULT_BASE, banks: Sequence[str] | None = None) -> 
     for user, rules in PEOPLE.items():
         lines += ["", f"user {user}"]
         lines += [f"topic {right} {where.format(base=base)}" for right, where in rules]
-    lines += ["", "# the broker container's healthcheck", "user health",
-              "topic read $SYS/broker/uptime"]  # fmt: skip
+    lines += [
+        "",
+        "# the broker container's healthcheck",
+        "user health",
+        "topic read $SYS/broker/uptime",
+    ]
     return "\n".join(lines) + "\n"

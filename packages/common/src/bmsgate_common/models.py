@@ -92,10 +92,12 @@ class PackState(_Message):
     power: float = Field(description="[W], positive = charging")
     soc: float = Field(ge=0, le=100, description="state of charge [%]")
     soc_estimate: float | None = Field(
-        default=None, ge=0, le=100,
+        default=None,
+        ge=0,
+        le=100,
         description="bmsgate's own SOC [%]: coulombs counted from the corrected current, "
         "re-synced at full and at the low cut-off; null unless the pack's own_soc is on",
-    )  # fmt: skip
+    )
     cell_voltages: list[float] = Field(description="[V], cell 1 first")
     cell_count: int = Field(ge=0, description="cells in series")
     temperatures: list[float] = Field(
@@ -393,10 +395,24 @@ class ServiceRestart(_Message):
 
 HistoryResolution = Literal["raw", "1m", "15m", "1d"]
 HistoryField = Literal[
-    "cells", "soc", "pack_voltage", "current", "power", "temperatures", "mos_temperature",
-    "remaining_capacity", "cell_min", "cell_max", "cell_delta", "cell_average",
-    "charge_mos", "discharge_mos", "balancing", "energy_in", "energy_out",
-]  # fmt: skip
+    "cells",
+    "soc",
+    "pack_voltage",
+    "current",
+    "power",
+    "temperatures",
+    "mos_temperature",
+    "remaining_capacity",
+    "cell_min",
+    "cell_max",
+    "cell_delta",
+    "cell_average",
+    "charge_mos",
+    "discharge_mos",
+    "balancing",
+    "energy_in",
+    "energy_out",
+]
 MAX_HISTORY_SPAN_DAYS: Final = 400
 
 

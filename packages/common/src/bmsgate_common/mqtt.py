@@ -195,11 +195,17 @@ class Backbone:
                             found[name] = spec.model.model_validate_json(msg.payload)
                         except ValidationError as err:
                             self.dropped += 1
-                            log.warning("retained message on %s dropped: %s", msg.topic,
-                                        err.errors()[0]["msg"])  # fmt: skip
+                            log.warning(
+                                "retained message on %s dropped: %s",
+                                msg.topic,
+                                err.errors()[0]["msg"],
+                            )
         except (TimeoutError, *BROKER_ERRORS) as err:
-            log.warning("retained messages on %s not all read: %s",
-                        spec.subscription(self.base), type(err).__name__)  # fmt: skip
+            log.warning(
+                "retained messages on %s not all read: %s",
+                spec.subscription(self.base),
+                type(err).__name__,
+            )
         return found
 
     async def publish(self, spec: TopicSpec[M], name: str, model: M) -> bool:

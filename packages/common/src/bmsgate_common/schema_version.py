@@ -75,8 +75,9 @@ def migrate(conn: sqlite3.Connection, path: Path, steps: Sequence[Step]) -> int:
     empty = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
     if not empty:
         copy = backup_before(conn, path, found)
-        log.warning("%s: layout %d -> %d, a copy of the old file first: %s",
-                    path.name, found, target, copy)  # fmt: skip
+        log.warning(
+            "%s: layout %d -> %d, a copy of the old file first: %s", path.name, found, target, copy
+        )
     conn.execute("BEGIN IMMEDIATE")
     try:
         for step in steps[found:]:

@@ -85,18 +85,23 @@ class PackSettings(_Section):
         description="count bmsgate's own SOC from the corrected current (beside the BMS's)",
     )
     full_cell_voltage: float = Field(
-        default=3.45, gt=2.0, lt=4.5, description="[V] own SOC: full when the highest cell is at "
+        default=3.45,
+        gt=2.0,
+        lt=4.5,
+        description="[V] own SOC: full when the highest cell is at "
         "or above this while the charge current is at or below full_current for full_time",
-    )  # fmt: skip
+    )
     full_current: float | None = Field(
         default=None, ge=0, description="[A] own SOC: taper current; unset = 2 % of capacity"
     )
     full_time: float = Field(default=300.0, ge=0, le=7200, description="[s] own SOC: taper time")
     empty_cell_voltage: float | None = Field(
-        default=None, gt=1.5, lt=4.0,
+        default=None,
+        gt=1.5,
+        lt=4.0,
         description="[V] own SOC: 0 % at this lowest cell; unset = the BMS's own cell UVP as read, "
         "else 2.8",
-    )  # fmt: skip
+    )
     push_soc: bool = Field(
         default=False,
         description="write the own SOC to the BMS when it re-syncs (full/empty), where the "
@@ -123,11 +128,13 @@ class BusSettings(_Section):
     )
     offline_after: int = Field(default=3, ge=1, description="missed polls before a pack is offline")
     slow_every: int = Field(
-        default=SLOW_EVERY, ge=1, le=1000,
+        default=SLOW_EVERY,
+        ge=1,
+        le=1000,
         description="read the protocol's slow commands (cells of a DALY classic, cycles, "
         "firmware...) every this many polls; 1 = everything at every poll. Each is read again "
         "after at most 60 s and at once when the fast answer changes (docs/performance.md)",
-    )  # fmt: skip
+    )
     timeout: float = Field(default=0.5, gt=0, description="[s] to wait for an answer")
     retries: int = Field(default=1, ge=0, description="retries of a failed request within a poll")
     variant: str | None = Field(
@@ -144,10 +151,12 @@ class BusSettings(_Section):
         default=False, description="publish every frame on <base>/bus/<reader>/sniff"
     )
     keep_awake: float = Field(
-        default=0.0, ge=0, le=3600,
+        default=0.0,
+        ge=0,
+        le=3600,
         description="[s] send a harmless read this often between polls so a DALY that sleeps "
         "when idle stays awake; 0 = off (switchable at runtime: set_keep_awake)",
-    )  # fmt: skip
+    )
     listen: bool = Field(
         default=False,
         description="only listen: read a bus another master polls (JK-PB with a DIP-0 master), "
@@ -194,8 +203,13 @@ class BusSettings(_Section):
 
 
 COLOUR_PATTERN = r"^#[0-9a-fA-F]{6}$"  # #rrggbb: nothing else reaches the pages' CSS
-LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-              ".svg": "image/svg+xml", ".webp": "image/webp"}  # fmt: skip
+LOGO_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+}
 
 
 class ViewerSettings(_Section):
@@ -602,9 +616,19 @@ class TunnelSettings(_Section):
 
 
 NotifyEvent = Literal[
-    "alarm", "alarm_cleared", "offline", "online", "soc_full", "soc_low",
-    "cell_delta", "cell_delta_ok", "health", "service_down", "service_up", "report",
-]  # fmt: skip
+    "alarm",
+    "alarm_cleared",
+    "offline",
+    "online",
+    "soc_full",
+    "soc_low",
+    "cell_delta",
+    "cell_delta_ok",
+    "health",
+    "service_down",
+    "service_up",
+    "report",
+]
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NotifyPriority = Literal["low", "normal", "high", "emergency"]
 ReportTime = Literal["sunrise", "sunset"]

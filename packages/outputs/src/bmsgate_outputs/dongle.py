@@ -114,6 +114,7 @@ def _mos(state: PackState) -> list[tuple[str, Value]]:
 
 # the main packet, in the dongle's key order; one row per selectable field of its config page
 Build = Callable[[PackState, str], list[tuple[str, Value]]]  # (state, style) -> key/value pairs
+# fmt: off
 MAIN_FIELDS: Final[tuple[tuple[DongleField, Build], ...]] = (
     ("cells", _cells),
     ("soc", lambda s, _: [("SOC", round(s.soc))]),
@@ -126,7 +127,8 @@ MAIN_FIELDS: Final[tuple[tuple[DongleField, Build], ...]] = (
     ("temperature", lambda s, _: _temp(s)),
     ("alarms", lambda s, _: _alarms(s)),
     ("mos", lambda s, _: _mos(s)),
-)  # fmt: skip
+)
+# fmt: on
 
 
 def main_packet(state: PackState, style: str = "type2", fields: Sequence[str] = ()) -> bytes:

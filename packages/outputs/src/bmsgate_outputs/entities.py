@@ -168,6 +168,7 @@ def _alarm_of(key: str) -> Callable[[PackState], str]:
 V, A, W, AH, KWH, MV, C = "V", "A", "W", "Ah", "kWh", "mV", "°C"
 M, TI = "measurement", "total_increasing"
 
+# fmt: off
 PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
     Description(key="voltage", name="Voltage", value_fn=lambda s: s.pack_voltage,
                 device_class="voltage", unit=V, state_class=M, precision=2),
@@ -236,7 +237,8 @@ PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
                 category="diagnostic", icon="mdi:alert"),
     Description(key="balancing", name="Balancing", value_fn=lambda s: _on(s.balancing),
                 platform="binary_sensor", device_class="running", category="diagnostic"),
-)  # fmt: skip
+)
+# fmt: on
 
 
 # every switch: its state in a pack state (None: this pack has no such switch) and its command
@@ -247,6 +249,7 @@ SWITCH_STATES: Final[dict[str, Callable[[PackState], bool | None]]] = {
     "keep_awake": _extra_flag("keep_awake"),  # the reader's own, for DALY (bus keep_awake > 0)
 }
 # read-only states while control is off; switches (same keys) when it is on
+# fmt: off
 MOS_DESCRIPTIONS: Final[tuple[Description, ...]] = (
     Description(key="charge_mos", name="Charge MOSFET",
                 value_fn=lambda s: _on(SWITCH_STATES["charge_mos"](s)),
@@ -260,33 +263,54 @@ MOS_DESCRIPTIONS: Final[tuple[Description, ...]] = (
     Description(key="keep_awake", name="Keep awake",
                 value_fn=lambda s: _on(SWITCH_STATES["keep_awake"](s)),
                 platform="binary_sensor", category="diagnostic", icon="mdi:sleep-off"),
-)  # fmt: skip
+)
+# fmt: on
 MAIN_SWITCHES: Final = frozenset({"charge_mos", "discharge_mos"})
-MOS_ACTIONS: Final = {"charge_mos": "set_charge_mos", "discharge_mos": "set_discharge_mos",
-                      "balancer": "set_balancer", "keep_awake": "set_keep_awake"}  # fmt: skip
+MOS_ACTIONS: Final = {
+    "charge_mos": "set_charge_mos",
+    "discharge_mos": "set_discharge_mos",
+    "balancer": "set_balancer",
+    "keep_awake": "set_keep_awake",
+}
 
 
 def _cell(i: int) -> Description:
     return Description(
-        key=f"cell_{i + 1}", name=f"Cell {i + 1} voltage", topic=f"cell/{i + 1}",
+        key=f"cell_{i + 1}",
+        name=f"Cell {i + 1} voltage",
+        topic=f"cell/{i + 1}",
         value_fn=lambda s: s.cell_voltages[i] if i < len(s.cell_voltages) else None,
-        device_class="voltage", unit=V, state_class=M, category="diagnostic", precision=3,
-    )  # fmt: skip
+        device_class="voltage",
+        unit=V,
+        state_class=M,
+        category="diagnostic",
+        precision=3,
+    )
 
 
 def _temp(i: int) -> Description:
     return Description(
-        key=f"temperature_{i + 1}", name=f"Temperature {i + 1}", topic=f"temperature/{i + 1}",
+        key=f"temperature_{i + 1}",
+        name=f"Temperature {i + 1}",
+        topic=f"temperature/{i + 1}",
         value_fn=lambda s: s.temperatures[i] if i < len(s.temperatures) else None,
-        device_class="temperature", unit=C, state_class=M, precision=0,
-    )  # fmt: skip
+        device_class="temperature",
+        unit=C,
+        state_class=M,
+        precision=0,
+    )
 
 
 ALARM_DESCRIPTIONS: Final = tuple(
-    Description(key=f"alarm_{key}", name=name, value_fn=_alarm_of(key),
-                platform="binary_sensor", device_class="problem")
+    Description(
+        key=f"alarm_{key}",
+        name=name,
+        value_fn=_alarm_of(key),
+        platform="binary_sensor",
+        device_class="problem",
+    )
     for key, name, _ in ALARM_CLASSES
-)  # fmt: skip
+)
 
 
 def descriptions(state: PackState, *, control: bool) -> list[Description]:
@@ -304,9 +328,16 @@ def descriptions(state: PackState, *, control: bool) -> list[Description]:
         if control and not is_bank:  # a bank has no switch of its own
             # the MOSFETs are the pack's main controls: on the dashboard, not under settings
             category: Literal["config"] | None = None if mos.key in MAIN_SWITCHES else "config"
-            rows.append(Description(key=mos.key, name=mos.name, value_fn=mos.value_fn,
-                                    platform="switch", category=category,
-                                    icon=mos.icon))  # fmt: skip
+            rows.append(
+                Description(
+                    key=mos.key,
+                    name=mos.name,
+                    value_fn=mos.value_fn,
+                    platform="switch",
+                    category=category,
+                    icon=mos.icon,
+                )
+            )
         else:
             rows.append(mos)
     return [row for row in rows if row.value_fn(state) is not None]

@@ -243,10 +243,15 @@ class Plan:
     def _discovery(self, state: PackState, rows: list[Description]) -> list[TargetMessage]:
         expire = int(max(self.stale_after, 3 * self.target.interval))
         config = discovery.device_config(
-            state, rows, self.topics, version=self.version, expire_after=expire,
-            settings=self.settings_of.get(state.pack), configuration_url=self.configuration_url,
+            state,
+            rows,
+            self.topics,
+            version=self.version,
+            expire_after=expire,
+            settings=self.settings_of.get(state.pack),
+            configuration_url=self.configuration_url,
             control=self.control,
-        )  # fmt: skip
+        )
         config["cmps"] = self._stable(state.pack, rows, config["cmps"])
         payload = json.dumps(config, separators=(",", ":")).encode()
         if self.sent_config.get(state.pack) == payload:

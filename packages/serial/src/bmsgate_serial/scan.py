@@ -32,6 +32,11 @@ async def scan(
 ) -> ScanReport:
     """Probe ``port`` over a SerialLink (run_scan's progress hooks); LinkDown if it cannot open."""
     return await run_scan(
-        port, probes, answer_timeout, on_found=on_found, on_open=on_open, on_probe=on_probe,
+        port,
+        probes,
+        answer_timeout,
+        on_found=on_found,
+        on_open=on_open,
+        on_probe=on_probe,
         link_factory=SerialLink,
-    )  # fmt: skip
+    )

@@ -228,9 +228,11 @@ def create_app(
         body_timeout=api.header_timeout,
     )
     app.add_middleware(
-        GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=GZIP_LEVEL,
+        GZipMiddleware,
+        minimum_size=GZIP_MIN_BYTES,
+        compresslevel=GZIP_LEVEL,
         exclude_content_types=GZIP_EXCLUDED,
-    )  # fmt: skip
+    )
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:

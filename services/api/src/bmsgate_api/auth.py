@@ -73,9 +73,14 @@ def verify_password(password: str, encoded: str) -> bool:
     _, n, r, p, salt, want = encoded.split("$")
     try:
         got = hashlib.scrypt(
-            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p),
-            maxmem=256 << 20, dklen=len(_unb64(want)),
-        )  # fmt: skip
+            password.encode(),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=256 << 20,
+            dklen=len(_unb64(want)),
+        )
     except (ValueError, MemoryError):
         return False
     return hmac.compare_digest(got, _unb64(want))
@@ -400,9 +405,12 @@ class Tokens:
                 if scope not in SCOPES:
                     continue
                 info = TokenInfo(
-                    str(row["id"]), str(row["name"]), float(row["created"]), row.get("last_used"),
+                    str(row["id"]),
+                    str(row["name"]),
+                    float(row["created"]),
+                    row.get("last_used"),
                     scope,
-                )  # fmt: skip
+                )
                 self._hashes[info.id] = str(row["sha256"])
             except (KeyError, TypeError, ValueError):
                 continue  # a damaged row: that token no longer works
@@ -410,10 +418,16 @@ class Tokens:
 
     def _save(self) -> None:
         rows = [
-            {"id": i.id, "name": i.name, "created": i.created, "last_used": i.last_used,
-             "scope": i.scope, "sha256": self._hashes[i.id]}
+            {
+                "id": i.id,
+                "name": i.name,
+                "created": i.created,
+                "last_used": i.last_used,
+                "scope": i.scope,
+                "sha256": self._hashes[i.id],
+            }
             for i in self._info.values()
-        ]  # fmt: skip
+        ]
         write_json(self.path, rows)
 
     def listed(self) -> list[TokenInfo]:

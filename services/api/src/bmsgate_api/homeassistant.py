@@ -63,10 +63,14 @@ def preview(
     """The discovery configs and HA state messages of ``states`` for ``target``."""
     ha = target.homeassistant
     shown = target.model_copy(
-        update={"homeassistant": HomeAssistantSettings(enabled=True,
-                                                       discovery_prefix=ha.discovery_prefix),
-                "flat": False, "openhasp": []}
-    )  # fmt: skip
+        update={
+            "homeassistant": HomeAssistantSettings(
+                enabled=True, discovery_prefix=ha.discovery_prefix
+            ),
+            "flat": False,
+            "openhasp": [],
+        }
+    )
     shown = shown.model_copy(update={"dongle": shown.dongle.model_copy(update={"enabled": False})})
     topics = TargetTopics(target.topic_prefix)
     web = web_url(settings.api.host, settings.api.port, socket.gethostname())  # as the publisher
@@ -74,8 +78,9 @@ def preview(
     for state in states:
         if not (target.packs is None or state.pack in target.packs):
             continue
-        plan = Plan(shown, settings.control.enabled, VERSION, settings.stale_after,
-                    configuration_url=web)  # fmt: skip
+        plan = Plan(
+            shown, settings.control.enabled, VERSION, settings.stale_after, configuration_url=web
+        )
         hub = HeardPacks(settings.stale_after)
         hub.on_state(state)
         for msg in plan.tick(hub, state.ts, state.ts, 0.0, 0):
@@ -84,9 +89,18 @@ def preview(
             if msg.topic.startswith(f"{ha.discovery_prefix}/") or msg.topic == topics.state(
                 state.pack
             ):
-                out.append(DiscoveryMessage(topic=msg.topic, retain=msg.retain, qos=msg.qos,
-                                            payload=json.loads(msg.payload)))  # fmt: skip
+                out.append(
+                    DiscoveryMessage(
+                        topic=msg.topic,
+                        retain=msg.retain,
+                        qos=msg.qos,
+                        payload=json.loads(msg.payload),
+                    )
+                )
     return DiscoveryPreview(
-        target=target.name, enabled=ha.enabled, discovery_prefix=ha.discovery_prefix,
-        targets=[t.name for t in settings.publisher.targets], messages=out,
-    )  # fmt: skip
+        target=target.name,
+        enabled=ha.enabled,
+        discovery_prefix=ha.discovery_prefix,
+        targets=[t.name for t in settings.publisher.targets],
+        messages=out,
+    )

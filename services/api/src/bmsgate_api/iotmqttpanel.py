@@ -49,11 +49,13 @@ class PackInfo:
 
 
 def _notify() -> dict[str, Any]:
+    # fmt: off
     return {
         "enableNotification": False, "notificationFilter": "all", "notificationMin": "",
         "notificationMax": "", "notificationValue": "", "notificationRegex": "",
         "notificationMessage": "<payload>",
-    }  # fmt: skip
+    }
+    # fmt: on
 
 
 def _connection(
@@ -61,6 +63,7 @@ def _connection(
 ) -> dict[str, Any]:
     host = target.host or public_host or settings.mqtt.host or DEFAULT_HOST
     port = target.port or (8883 if target.tls else settings.mqtt.port if not target.host else 1883)
+    # fmt: off
     return {
         "connectionName": f"bmsgate {target.name}", "clientId": "", "host": host, "port": port,
         "path": "/mqtt", "connectionType": "ssl" if target.tls else "tcp", "webPort": 8080,
@@ -72,7 +75,8 @@ def _connection(
         "enableWillMessage": False, "willTopic": "", "willPayload": "", "willRetain": False,
         "willQoS": 0, "defaultDashboard": "dashboard_1", "connectionId": "connection_1",
         "notifyOnDisconnect": False,
-    }  # fmt: skip
+    }
+    # fmt: on
 
 
 class _Panels:
@@ -82,16 +86,28 @@ class _Panels:
         self.panels: list[dict[str, Any]] = []
 
     def _base(self, dashboard: str, name: str, kind: str, mqtt_type: str) -> dict[str, Any]:
+        # fmt: off
         return {
             "connectionId": "connection_1", "dashboardId": dashboard,
             "panelId": f"panel_{len(self.panels) + 1}", "panelName": name, "type": kind,
             "mqttType": mqtt_type,
-        }  # fmt: skip
+        }
+        # fmt: on
 
-    def gauge(self, dashboard: str, name: str, topic: str, path: str, unit: str,
-              low: float, high: float, digits: int) -> None:  # fmt: skip
+    def gauge(
+        self,
+        dashboard: str,
+        name: str,
+        topic: str,
+        path: str,
+        unit: str,
+        low: float,
+        high: float,
+        digits: int,
+    ) -> None:
         """A gauge of one JSON value."""
         span = high - low
+        # fmt: off
         self.panels.append({
             **self._base(dashboard, name, "gauge", "sub"), "topic": topic, "payloadMin": low,
             "payloadMax": high, "qos": 0, "disableDashboardPrefix": False, "panelWidth": "50",
@@ -101,18 +117,22 @@ class _Panels:
             "panelMergeClass": "", "showReceivedTimeStamp": False, "unit": unit, **_notify(),
             "isJSONPayload": True, "jsonPath": path, "messageFactor": 1,
             "decimalPrecision": digits, "step": round(span / 100, 3),
-        })  # fmt: skip
+        })
+        # fmt: on
 
     def graph(self, dashboard: str, name: str, lines: list[dict[str, Any]]) -> None:
         """A line graph, one line per (topic, JSON path)."""
+        # fmt: off
         self.panels.append({
             **self._base(dashboard, name, "line-graph", "sub"), "qos": 0, "comboItemList": lines,
             "disableDashboardPrefix": False, "panelWidth": "100", "panelMergeClass": "",
             "maxPersistence": 500, "maxDuraion": "days:1", "smoothCurve": False,
-        })  # fmt: skip
+        })
+        # fmt: on
 
     def switch(self, dashboard: str, name: str, topic: str, state_topic: str, key: str) -> None:
         """A MOS switch: publishes {"CMS":1} and shows the state from the main packet."""
+        # fmt: off
         self.panels.append({
             **self._base(dashboard, name, "switch", "pubsub"), "topic": topic, "payloadOn": "1",
             "payloadOff": "0", "qos": 1, "retain": False, "hidePanelName": False,
@@ -123,17 +143,20 @@ class _Panels:
             "panelWidth": "50", "panelMergeClass": "", "iconSize": "large",
             "showReceivedTimeStamp": False, "showSentTimeStamp": False,
             "confirmBeforePublish": True, "confirmationMessage": f"Set {name} to <payload>?",
-        })  # fmt: skip
+        })
+        # fmt: on
 
 
 def _line(
     topic: str, label: str, color: str, path: str, unit: str, factor: float
 ) -> dict[str, Any]:
+    # fmt: off
     return {
         "topic": topic, "label": label, "color": color, "showArea": False, "showPoints": False,
         "unit": unit, **_notify(), "isJSONPayload": True, "jsonPath": path,
         "messageFactor": factor, "decimalPrecision": 3,
-    }  # fmt: skip
+    }
+    # fmt: on
 
 
 def pick_target(settings: Settings, name: str | None) -> TargetSettings:
@@ -144,15 +167,19 @@ def pick_target(settings: Settings, name: str | None) -> TargetSettings:
         if not targets:
             raise ExportProblem(f"no publisher target {name!r} with dongle packets enabled")
     if not targets:
-        raise ExportProblem("no publisher target sends the dongle's packets: add one under "
-                            "publisher.targets (docs/publisher.md)")  # fmt: skip
+        raise ExportProblem(
+            "no publisher target sends the dongle's packets: add one under "
+            "publisher.targets (docs/publisher.md)"
+        )
     return targets[0]
 
 
 def backup(
-    settings: Settings, packs: list[PackInfo], target_name: str | None = None,
+    settings: Settings,
+    packs: list[PackInfo],
+    target_name: str | None = None,
     public_host: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The backup file: one connection, one dashboard per pack, linked by ids."""
     target = pick_target(settings, target_name)
     wanted = set(target.packs) if target.packs is not None else None
@@ -161,10 +188,12 @@ def backup(
     dashboards = []
     for n, pack in enumerate([p for p in packs if wanted is None or p.id in wanted], start=1):
         dash = f"dashboard_{n}"
+        # fmt: off
         dashboards.append({
             "connectionId": "connection_1", "dashboardId": dash, "dashboardName": pack.name,
             "dashboardPrefixTopic": "", "lockPanels": False,
-        })  # fmt: skip
+        })
+        # fmt: on
         main = dongle.main_topic.format(prefix=prefix, pack=pack.id)
         panels.gauge(dash, "SOC", main, "$.SOC", "%", 0, 100, 0)
         panels.gauge(dash, "Voltage", main, "$.PMV", "V", 2.5 * pack.cells, 3.65 * pack.cells, 2)
@@ -172,8 +201,10 @@ def backup(
         panels.gauge(dash, "Power", main, "$.PWT", "W", -5000, 5000, 0)
         panels.gauge(dash, "Delta", main, "$.PDV", "mV", 0, 300, 0)
         style = "$.bat.{}" if dongle.style == "type2" else "$.b{}"
-        lines = [_line(main, f"Cell {k + 1}", COLORS[k % 16], style.format(k), "V", 0.001)
-                 for k in range(pack.cells)]  # fmt: skip
+        lines = [
+            _line(main, f"Cell {k + 1}", COLORS[k % 16], style.format(k), "V", 0.001)
+            for k in range(pack.cells)
+        ]
         panels.graph(dash, "Cells", lines)
         if settings.control.enabled and not pack.bank:
             mos = dongle.mos_topic.format(prefix=prefix, pack=pack.id)

@@ -42,6 +42,7 @@ class Spot:
 
 
 # page 1: the pack at a glance (ids fixed: they are what the publisher's objects address)
+# fmt: off
 OVERVIEW: Final = (
     Spot(2, "arc", 10, 40, 170, 170, "val", "{soc:.0f}",
          {"min": 0, "max": 100, "line_width": 16, "line_width10": 16}),
@@ -56,7 +57,8 @@ OVERVIEW: Final = (
     Spot(10, "label", 250, 220, 220, 26, "text", "{cycles} cycles"),
     Spot(11, "label", 10, 250, 230, 26, "text", "MOS {mos_temperature:.0f} °C"),
     Spot(12, "label", 250, 250, 220, 26, "text", "sensor 1: {temperature_1:.0f} °C"),
-)  # fmt: skip
+)
+# fmt: on
 CELL_ID0: Final = 10  # cells page: cell n is object CELL_ID0 + n
 
 
@@ -93,8 +95,15 @@ def default_objects(first_page: int, cells: int) -> dict[str, str]:
 
 
 def _line(page: int, spot: Spot) -> dict[str, Any]:
-    line = {"page": page, "id": spot.id, "obj": spot.obj,
-            "x": spot.x, "y": spot.y, "w": spot.w, "h": spot.h}  # fmt: skip
+    line = {
+        "page": page,
+        "id": spot.id,
+        "obj": spot.obj,
+        "x": spot.x,
+        "y": spot.y,
+        "w": spot.w,
+        "h": spot.h,
+    }
     return line | spot.extra
 
 
@@ -137,12 +146,33 @@ def pages(
     placed: set[tuple[int, int]] = set()
     for page, spots in layout.items():
         lines.append({"page": page, "comment": titles[page]})
-        lines.append({"page": page, "id": 1, "obj": "label", "x": 10, "y": 5, "w": 380, "h": 30,
-                      "text": titles[page], "text_font": 24})  # fmt: skip
+        lines.append(
+            {
+                "page": page,
+                "id": 1,
+                "obj": "label",
+                "x": 10,
+                "y": 5,
+                "w": 380,
+                "h": 30,
+                "text": titles[page],
+                "text_font": 24,
+            }
+        )
         other = first_page + 1 if page == first_page else first_page
-        lines.append({"page": page, "id": 99, "obj": "btn", "x": 400, "y": 2, "w": 75, "h": 34,
-                      "text": "Cells" if page == first_page else "Pack",
-                      "action": {"down": f"page {other}"}})  # fmt: skip
+        lines.append(
+            {
+                "page": page,
+                "id": 99,
+                "obj": "btn",
+                "x": 400,
+                "y": 2,
+                "w": 75,
+                "h": 34,
+                "text": "Cells" if page == first_page else "Pack",
+                "action": {"down": f"page {other}"},
+            }
+        )
         placed |= {(page, 1), (page, 99)}
         for spot in spots:
             line = _line(page, spot)
@@ -185,8 +215,15 @@ def _extra_objects(
         row = rows[page] = rows.get(page, 0) + 1
         kind = "bar" if prop == "val" else "label"
         y = HEIGHT - 36 * row  # [px] stacked up from the bottom
-        line: dict[str, Any] = {"page": page, "id": oid, "obj": kind,
-                                "x": 10, "y": y, "w": WIDTH - 20, "h": 30}  # fmt: skip
+        line: dict[str, Any] = {
+            "page": page,
+            "id": oid,
+            "obj": kind,
+            "x": 10,
+            "y": y,
+            "w": WIDTH - 20,
+            "h": 30,
+        }
         line[prop] = _initial(prop, first.get((page, oid)))
         out.append(line)
     return out

@@ -33,6 +33,7 @@ RETRY_AFTER: Final = 300.0  # [s] after a failed fetch
 MAX_BYTES: Final = 256 * 1024
 
 # WMO weather interpretation codes as Open-Meteo documents them (open-meteo.com/en/docs)
+# fmt: off
 WMO: Final[dict[int, str]] = {
     0: "clear sky", 1: "mainly clear", 2: "partly cloudy", 3: "overcast",
     45: "fog", 48: "rime fog", 51: "light drizzle", 53: "drizzle", 55: "dense drizzle",
@@ -41,7 +42,8 @@ WMO: Final[dict[int, str]] = {
     73: "snow", 75: "heavy snow", 77: "snow grains", 80: "light showers", 81: "showers",
     82: "violent showers", 85: "snow showers", 86: "heavy snow showers", 95: "thunderstorm",
     96: "thunderstorm with hail", 99: "thunderstorm with heavy hail",
-}  # fmt: skip
+}
+# fmt: on
 
 
 class ForecastDay(BaseModel):
@@ -155,9 +157,13 @@ def parse_forecast(data: Any, source: str, fetched: datetime) -> Forecast:
             )
         )
     return Forecast(
-        source=source, fetched=fetched, temperature=_num(now.get("temperature_2m")),
-        weather=_words(now.get("weather_code")), wind=_num(now.get("wind_speed_10m")), days=days,
-    )  # fmt: skip
+        source=source,
+        fetched=fetched,
+        temperature=_num(now.get("temperature_2m")),
+        weather=_words(now.get("weather_code")),
+        wind=_num(now.get("wind_speed_10m")),
+        days=days,
+    )
 
 
 def fetch_json(url: str, timeout: float = FETCH_TIMEOUT) -> Any:
@@ -224,6 +230,12 @@ def sky(cfg: Settings, weather: Weather, now: datetime) -> Sky:
     tz = site_zone(cfg)
     rise, set_, polar = sun_times(now.astimezone(tz).date(), where[0], where[1], tz)
     return Sky(
-        latitude=where[0], longitude=where[1], timezone=zone_name(tz), sunrise=rise, sunset=set_,
-        polar=polar, weather=weather.url is not None, forecast=weather.current(),
-    )  # fmt: skip
+        latitude=where[0],
+        longitude=where[1],
+        timezone=zone_name(tz),
+        sunrise=rise,
+        sunset=set_,
+        polar=polar,
+        weather=weather.url is not None,
+        forecast=weather.current(),
+    )

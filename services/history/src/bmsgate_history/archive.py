@@ -37,13 +37,15 @@ QUIET: Final = 30.0  # [s] without a failed write before writing counts as worki
 AGG_TABLES: Final = {"1m": "agg_1m", "15m": "agg_15m"}
 # the ``raw`` table's columns and the Sample field each holds, in one place: rows are written
 # and read by these names, never by position
+# fmt: off
 RAW_FIELDS: Final[dict[str, str]] = {
     "ts": "ts", "soc": "soc", "voltage": "voltage", "current": "current", "power": "power",
     "cells": "cells", "temps": "temps", "mos_temp": "mos_temp", "remaining": "remaining",
     "nominal": "nominal", "chg": "charge_mos", "dsg": "discharge_mos", "bal": "balancing",
     "energy_in": "energy_in", "energy_out": "energy_out", "cycles": "cycles", "e_in": "e_in",
     "e_out": "e_out",
-}  # fmt: skip
+}
+# fmt: on
 RAW_COLUMNS: Final = ", ".join(RAW_FIELDS)
 _SCALAR_COLUMNS: Final = ", ".join(f"{s}_min, {s}_avg, {s}_max" for s in SCALARS)
 AGG_COLUMNS: Final = (
@@ -112,12 +114,18 @@ def _int(value: bool | None) -> int | None:
 
 
 _TO_COLUMN: Final[dict[str, Callable[[Any], Any]]] = {
-    "cells": pack_cells, "temps": pack_temps, "chg": _int, "dsg": _int, "bal": _int,
-}  # fmt: skip
+    "cells": pack_cells,
+    "temps": pack_temps,
+    "chg": _int,
+    "dsg": _int,
+    "bal": _int,
+}
+# fmt: off
 _FROM_COLUMN: Final[dict[str, Callable[[Any], Any]]] = {
     "cells": unpack_cells, "temps": unpack_temps, "chg": _bool, "dsg": _bool, "bal": _bool,
     "e_in": lambda v: v or 0.0, "e_out": lambda v: v or 0.0,
-}  # fmt: skip
+}
+# fmt: on
 INSERT_RAW: Final = (
     f"INSERT OR REPLACE INTO raw (pack, {RAW_COLUMNS}) "
     f"VALUES (:pack, {', '.join(':' + c for c in RAW_FIELDS)})"
@@ -330,14 +338,18 @@ class Archive(Store):
         self._failed_at = now = time.monotonic()
         if now - self._reported_at >= REPORT_EVERY:  # near the limit it flaps: one line, not many
             self._reported_at = now
-            log.error("archive %s cannot be written (%s): states are not stored until it can",
-                      self.path, err)  # fmt: skip
+            log.error(
+                "archive %s cannot be written (%s): states are not stored until it can",
+                self.path,
+                err,
+            )
         self.write_error = str(err)
 
     def _write_works(self) -> None:
         if self.write_error is not None and time.monotonic() - self._failed_at >= QUIET:
-            log.warning("archive %s is written again (%d states were not stored)",
-                        self.path, self.unstored)  # fmt: skip
+            log.warning(
+                "archive %s is written again (%d states were not stored)", self.path, self.unstored
+            )
             self.write_error = None
 
     # --- writing -------------------------------------------------------------------------
@@ -398,8 +410,12 @@ class Archive(Store):
                 return sample  # a replay: stored once
             if prev.ts - sample.ts > self.max_gap_ms:  # small ones: states crossing on the wire
                 back = span((sample.ts - prev.ts) / 1000)
-                log.warning("%s: a sample %s older than the previous one (the clock was set back):"
-                            " stored at its own time", pack, back)  # fmt: skip
+                log.warning(
+                    "%s: a sample %s older than the previous one (the clock was set back):"
+                    " stored at its own time",
+                    pack,
+                    back,
+                )
             prev = None  # nothing is integrated across a step of the clock
         e_in, e_out = energy(prev, sample, self.max_gap_ms)
         sample = sample._replace(e_in=e_in, e_out=e_out)
@@ -487,8 +503,11 @@ class Archive(Store):
         if newest is None:
             return 0
         if now > newest + DAY_MS:
-            log.info("retention counts from the newest sample (%s), not from the clock (%s ahead)",
-                     _when(newest), span((now - newest) / 1000))  # fmt: skip
+            log.info(
+                "retention counts from the newest sample (%s), not from the clock (%s ahead)",
+                _when(newest),
+                span((now - newest) / 1000),
+            )
             now = newest
         deleted = 0
         self._begin()

@@ -12,12 +12,15 @@ from bmsgate_common.models import CellStats
 from .sample import Sample
 
 # scalar series the archive keeps per bucket; the order is the column order of the tables
+# fmt: off
 SCALARS: Final = (
     "soc", "pack_voltage", "current", "power", "mos_temperature", "remaining_capacity",
     "cell_min", "cell_max", "cell_delta", "cell_average", "charge_mos", "discharge_mos",
     "balancing",
-)  # fmt: skip
+)
+# fmt: on
 # unit and decimals of every series (cells to 0.1 mV, the finest any supported BMS reports)
+# fmt: off
 UNITS: Final[dict[str, tuple[str, int]]] = {
     "soc": ("%", 1), "pack_voltage": ("V", 3), "current": ("A", 3), "power": ("W", 1),
     "mos_temperature": ("°C", 1), "remaining_capacity": ("Ah", 3), "cell_min": ("V", 4),
@@ -25,7 +28,8 @@ UNITS: Final[dict[str, tuple[str, int]]] = {
     "charge_mos": ("1", 3), "discharge_mos": ("1", 3), "balancing": ("1", 3),
     "cells": ("V", 4), "temperatures": ("°C", 1), "energy_in": ("kWh", 6),
     "energy_out": ("kWh", 6),
-}  # fmt: skip
+}
+# fmt: on
 STEPS: Final[dict[str, int]] = {"1m": 60_000, "15m": 900_000}  # bucket length [ms]
 
 
@@ -40,10 +44,12 @@ def scalars(s: Sample) -> tuple[float | None, ...]:
         extra: tuple[float | None, ...] = (stats.low, stats.high, stats.delta, stats.average)
     else:
         extra = (None, None, None, None)
+    # fmt: off
     return (
         s.soc, s.voltage, s.current, s.power, s.mos_temp, s.remaining, *extra,
         _flag(s.charge_mos), _flag(s.discharge_mos), _flag(s.balancing),
-    )  # fmt: skip
+    )
+    # fmt: on
 
 
 @dataclass

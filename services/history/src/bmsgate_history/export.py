@@ -60,10 +60,20 @@ def _from_bucket(b: Bucket) -> Sample:
     soc, v, i, p, mos, rem = (b.stat(k)[1] for k in range(6))
     chg, dsg, bal = (None if f is None else f >= 0.5 for f in (b.stat(k)[1] for k in (10, 11, 12)))
     return Sample(
-        b.start, soc or 0.0, v or 0.0, i or 0.0, p or 0.0,
-        tuple(b.cells.avg) if b.cells else (), tuple(b.temps.avg) if b.temps else (),
-        mos, rem, None, chg, dsg, bal,
-    )  # fmt: skip
+        b.start,
+        soc or 0.0,
+        v or 0.0,
+        i or 0.0,
+        p or 0.0,
+        tuple(b.cells.avg) if b.cells else (),
+        tuple(b.temps.avg) if b.temps else (),
+        mos,
+        rem,
+        None,
+        chg,
+        dsg,
+        bal,
+    )
 
 
 def day_samples(store: Store, pack: str, day: date, tz: tzinfo) -> tuple[str, list[Sample]]:
@@ -81,11 +91,13 @@ def write_day(store: Store, pack: str, day: date, tz: tzinfo, out: TextIO) -> in
     cells = max((len(s.cells) for s in samples), default=0)
     temps = max((len(s.temps) for s in samples), default=0)
     writer = csv.writer(out, lineterminator="\n")
+    # fmt: off
     writer.writerow(
         ["time", *(f"cell_{k}" for k in range(1, cells + 1)), "soc", "voltage", "current",
          "power", *(f"temp_{k}" for k in range(1, temps + 1)), "mos_temperature",
          "cell_delta", "charge_mos", "discharge_mos", "balancing", "remaining_capacity"]
-    )  # fmt: skip
+    )
+    # fmt: on
     for s in samples:
         delta = scalars(s)[8]
         row: list[Any] = [datetime.fromtimestamp(s.ts / 1000, tz).isoformat(timespec="seconds")]

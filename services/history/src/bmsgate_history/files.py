@@ -80,8 +80,16 @@ def file_parts(transaction: str, name: str, data: bytes) -> list[HistoryFileRepl
     out = []
     for n, chunk in enumerate(chunks):
         text = base64.b64encode(chunk).decode("ascii")
-        out.append(HistoryFileReply(transaction=transaction, status="ok", file=name, part=n,
-                                    parts=len(chunks), data=text))  # fmt: skip
+        out.append(
+            HistoryFileReply(
+                transaction=transaction,
+                status="ok",
+                file=name,
+                part=n,
+                parts=len(chunks),
+                data=text,
+            )
+        )
     return out
 
 

@@ -193,18 +193,23 @@ class HealthTracker:
         out = []
         for k in range(cells):
             hits = [
-                d for d in days
-                if len(d.dev_sum) > k and d.lead_charge[k] >= self.cfg.weak_minutes
+                d
+                for d in days
+                if len(d.dev_sum) > k
+                and d.lead_charge[k] >= self.cfg.weak_minutes
                 and d.lead_discharge[k] >= self.cfg.weak_minutes
-            ]  # fmt: skip
+            ]
             if len(hits) < self.cfg.evidence_days:
                 continue
             sag = max(d.peak_discharge[k] for d in hits)
             rise = max(d.peak_charge[k] for d in hits)
             out.append(
                 HealthFinding(
-                    kind="weak_cell", cell=k + 1, since=date.fromisoformat(hits[0].day),
-                    last_seen=date.fromisoformat(hits[-1].day), value=round(max(sag, rise), 1),
+                    kind="weak_cell",
+                    cell=k + 1,
+                    since=date.fromisoformat(hits[0].day),
+                    last_seen=date.fromisoformat(hits[-1].day),
+                    value=round(max(sag, rise), 1),
                     evidence=(
                         f"cell {k + 1} sagged first under load (up to {sag:.0f} mV against the "
                         f"pack average) and rose first on charge (up to {rise:.0f} mV), alone "
@@ -212,7 +217,7 @@ class HealthTracker:
                         f"of the last {WINDOW_DAYS} days (threshold {self.cfg.weak_mv:g} mV)"
                     ),
                 )
-            )  # fmt: skip
+            )
         return out
 
     def _out_of_band(self, today: date) -> list[HealthFinding]:
@@ -221,24 +226,26 @@ class HealthTracker:
         out = []
         for k in range(cells):
             hits = [
-                d for d in days
-                if len(d.dev_sum) > k and d.out_of_band[k] >= self.cfg.band_minutes
-            ]  # fmt: skip
+                d for d in days if len(d.dev_sum) > k and d.out_of_band[k] >= self.cfg.band_minutes
+            ]
             if len(hits) < self.cfg.evidence_days:
                 continue
             peak = max(d.band_peak[k] for d in hits)
             longest = max(d.out_of_band[k] for d in hits)
             out.append(
                 HealthFinding(
-                    kind="balancing_fault", cell=k + 1, since=date.fromisoformat(hits[0].day),
-                    last_seen=date.fromisoformat(hits[-1].day), value=round(peak, 1),
+                    kind="balancing_fault",
+                    cell=k + 1,
+                    since=date.fromisoformat(hits[0].day),
+                    last_seen=date.fromisoformat(hits[-1].day),
+                    value=round(peak, 1),
                     evidence=(
                         f"cell {k + 1} stayed out of the {self.cfg.band_mv:g} mV band around the "
                         f"median (up to {peak:.0f} mV) while balancing was on, up to "
                         f"{longest:.0f} min a day, on {len(hits)} of the last {WINDOW_DAYS} days"
                     ),
                 )
-            )  # fmt: skip
+            )
         return out
 
     def _growth(self, today: date) -> list[HealthFinding]:
@@ -247,7 +254,7 @@ class HealthTracker:
             d
             for d in (self.days[k] for k in sorted(self.days) if k < today.isoformat())
             if d.delta is not None
-        ]  # fmt: skip  (completed days only: today is still moving)
+        ]  # (completed days only: today is still moving)
         run = series[-1:]
         for d in reversed(series[:-1]):
             if d.delta is None or run[0].delta is None or d.delta >= run[0].delta:
@@ -270,8 +277,11 @@ class HealthTracker:
         k = max(range(len(moves)), key=moves.__getitem__)
         return [
             HealthFinding(
-                kind="balancing_fault", cell=k + 1, since=date.fromisoformat(first.day),
-                last_seen=date.fromisoformat(last.day), value=round(growth, 1),
+                kind="balancing_fault",
+                cell=k + 1,
+                since=date.fromisoformat(first.day),
+                last_seen=date.fromisoformat(last.day),
+                value=round(growth, 1),
                 evidence=(
                     f"the cell delta in the flat region (SOC {FLAT_SOC[0]:g}-{FLAT_SOC[1]:g} %) "
                     f"grew every day for {len(run)} days, from {first.delta:.0f} mV to "
@@ -279,7 +289,7 @@ class HealthTracker:
                     "the pack average"
                 ),
             )
-        ]  # fmt: skip
+        ]
 
     def _fade(self, today: date) -> HealthFinding | None:
         """Least-squares trend of the measured capacity; reported beyond fade_percent lost."""
@@ -306,15 +316,17 @@ class HealthTracker:
             return None
         best = max(range(len(points)), key=lambda i: (ys[i], -i))  # the decline began after it
         return HealthFinding(
-            kind="capacity_fade", cell=None,
+            kind="capacity_fade",
+            cell=None,
             since=local_day(points[best][0], self.tz),
-            last_seen=local_day(points[-1][0], self.tz), value=round(lost, 1),
+            last_seen=local_day(points[-1][0], self.tz),
+            value=round(lost, 1),
             evidence=(
                 f"the charge between full (a cell at {self.cfg.full_cell:g} V) and empty "
                 f"({self.cfg.empty_cell:g} V) fell from {start_fit:.1f} Ah to {end_fit:.1f} Ah "
                 f"(trend over {len(points)} full-to-empty discharges, {slope * 30:+.2f} Ah a month)"
             ),
-        )  # fmt: skip
+        )
 
     # --- persistence -------------------------------------------------------------------------
     def dump(self) -> str:

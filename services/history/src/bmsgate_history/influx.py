@@ -56,10 +56,12 @@ def line(measurement: str, tags: dict[str, str], fields: dict[str, Any], ts_ms: 
 
 def to_line(state: PackState, measurement: str = "bms") -> str:
     """One pack state as one point: tags pack and protocol, a field per value and per cell."""
+    # fmt: off
     fields: dict[str, Any] = {
         "pack_voltage": float(state.pack_voltage), "current": float(state.current),
         "power": float(state.power), "soc": float(state.soc), "cell_count": state.cell_count,
-    }  # fmt: skip
+    }
+    # fmt: on
     for i, v in enumerate(state.cell_voltages, 1):
         fields[f"cell_{i}"] = float(v)
     stats = state.cells
@@ -71,12 +73,18 @@ def to_line(state: PackState, measurement: str = "bms") -> str:
     for i, t in enumerate(state.temperatures, 1):
         fields[f"temp_{i}"] = float(t)
     fields.update(
-        mos_temperature=state.mos_temperature, remaining_capacity=state.remaining_capacity,
-        nominal_capacity=state.nominal_capacity, cycles=state.cycles,
-        charge_mos=state.charge_mos, discharge_mos=state.discharge_mos,
-        balancing=state.balancing, energy_in=state.energy_in, energy_out=state.energy_out,
-        charge_in=state.charge_in, charge_out=state.charge_out,
-    )  # fmt: skip
+        mos_temperature=state.mos_temperature,
+        remaining_capacity=state.remaining_capacity,
+        nominal_capacity=state.nominal_capacity,
+        cycles=state.cycles,
+        charge_mos=state.charge_mos,
+        discharge_mos=state.discharge_mos,
+        balancing=state.balancing,
+        energy_in=state.energy_in,
+        energy_out=state.energy_out,
+        charge_in=state.charge_in,
+        charge_out=state.charge_out,
+    )
     tags = {"pack": state.pack, "protocol": state.protocol}
     return line(measurement, tags, fields, to_ms(state.ts))
 
@@ -189,8 +197,12 @@ class InfluxWriter:
             if err.status in PERMANENT:
                 self.rejected += len(lines)
                 body = (err.body or b"")[:200]
-                log.error("InfluxDB refused %d points as invalid (HTTP %s): %r; dropped",
-                          len(lines), err.status, body)  # fmt: skip
+                log.error(
+                    "InfluxDB refused %d points as invalid (HTTP %s): %r; dropped",
+                    len(lines),
+                    err.status,
+                    body,
+                )
                 return None
             self._down(f"HTTP {err.status} {err.reason}")
             return False
@@ -218,8 +230,12 @@ class InfluxWriter:
         dropped = self.buffer.push(lines)
         if dropped:
             self.overflow += dropped
-            log.warning("InfluxDB buffer full (%d points): dropped the %d oldest (%d in all)",
-                        self.cfg.buffer_points, dropped, self.overflow)  # fmt: skip
+            log.warning(
+                "InfluxDB buffer full (%d points): dropped the %d oldest (%d in all)",
+                self.cfg.buffer_points,
+                dropped,
+                self.overflow,
+            )
 
     async def flush(self) -> None:
         """Write what is pending, buffer first; what cannot be written goes to the disk buffer."""

@@ -106,11 +106,13 @@ def _columns(blobs: Sequence[bytes | None], code: str, scale: int) -> list[list[
     ]
 
 
+# fmt: off
 _RAW_SCALARS: Final = {
     "soc": "soc", "pack_voltage": "voltage", "current": "current", "power": "power",
     "mos_temperature": "mos_temp", "remaining_capacity": "remaining", "charge_mos": "chg",
     "discharge_mos": "dsg", "balancing": "bal", "energy_in": "e_in", "energy_out": "e_out",
-}  # fmt: skip
+}
+# fmt: on
 _RAW_SELECT: Final = "ts, cells, temps, " + ", ".join(_RAW_SCALARS.values())
 # the cell statistics of a stored row (cells kept as integers of 1/CELL_SCALE V), by CellStats
 _DERIVED: Final[dict[str, Callable[[CellStats], float]]] = {
@@ -216,6 +218,11 @@ def run_query(
         series = _agg_series(q.fields, agg)
         gaps = _gaps(spans, max(start, spans[0][0]) if spans else start, horizon, 0)
     return HistoryReply(
-        transaction=q.transaction, status="ok", pack=q.pack, resolution=resolution,
-        times=times, series=series, gaps=gaps,
-    )  # fmt: skip
+        transaction=q.transaction,
+        status="ok",
+        pack=q.pack,
+        resolution=resolution,
+        times=times,
+        series=series,
+        gaps=gaps,
+    )

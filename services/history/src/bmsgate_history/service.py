@@ -170,8 +170,12 @@ class History:
             self.refused += 1
             if pack not in self._ahead:
                 self._ahead.add(pack)
-                log.warning("%s: states stamped %s ahead of this clock are not stored (the "
-                            "sender's clock is wrong)", pack, span(ahead / 1000))  # fmt: skip
+                log.warning(
+                    "%s: states stamped %s ahead of this clock are not stored (the "
+                    "sender's clock is wrong)",
+                    pack,
+                    span(ahead / 1000),
+                )
             return
         if pack in self._ahead:
             self._ahead.discard(pack)
@@ -335,8 +339,10 @@ class History:
             if self.archive and now - last_purge >= PURGE_EVERY:
                 last_purge = now
                 if WALL.forward_step_within(PURGE_AFTER_STEP):
-                    log.info("retention waits: the clock was set forward %s ago",
-                             span(now - (WALL.stepped_at or now)))  # fmt: skip
+                    log.info(
+                        "retention waits: the clock was set forward %s ago",
+                        span(now - (WALL.stepped_at or now)),
+                    )
                     continue
                 # on the loop thread: the writing connection is never shared between threads
                 self.archive.purge(to_ms(utcnow()))  # logs what it deletes
@@ -375,9 +381,11 @@ async def run_history(cfg: Settings) -> None:
             tasks.append(asyncio.create_task(history.periodic(), name="history-periodic"))
             if history.influx:
                 tasks.append(asyncio.create_task(history.influx.run(), name="history-influx"))
-            log.info("history running: archive %s, InfluxDB %s",
-                     archive_path(cfg) if history.archive else "off",
-                     history.influx.shown_url if history.influx else "off")  # fmt: skip
+            log.info(
+                "history running: archive %s, InfluxDB %s",
+                archive_path(cfg) if history.archive else "off",
+                history.influx.shown_url if history.influx else "off",
+            )
             await asyncio.Event().wait()
     finally:
         await stop_tasks(tasks)

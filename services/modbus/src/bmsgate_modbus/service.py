@@ -151,8 +151,13 @@ class ModbusService:
         )
         self.store.refresh(at)
         for client, more, seconds in self.refusals.summaries(time.monotonic()):
-            log.warning("%d more writes from %s refused in %.0f s (logged one by one: the first "
-                        "%d)", more, client, seconds, self.refusals.per_window)  # fmt: skip
+            log.warning(
+                "%d more writes from %s refused in %.0f s (logged one by one: the first %d)",
+                more,
+                client,
+                seconds,
+                self.refusals.per_window,
+            )
 
     def _refused(self, client: str, asked: str, why: str) -> ExcCodes:
         if self.refusals.note(client, time.monotonic()):
@@ -205,15 +210,26 @@ class ModbusService:
                         log.warning("%s: %s not sent: backbone unreachable", asked, action)
                         return ExcCodes.DEVICE_FAILURE
                     self.commands += 1
-                    log.info("unit %d: %s %s sent to %s (%s, asked by %s)", unit, action, value,
-                             target, command.transaction, client)  # fmt: skip
+                    log.info(
+                        "unit %d: %s %s sent to %s (%s, asked by %s)",
+                        unit,
+                        action,
+                        value,
+                        target,
+                        command.transaction,
+                        client,
+                    )
                 results = [await self._waiting[c.transaction][1] for c in sent]
         except TimeoutError:
             # the timeout cancels the future it interrupted: cancelled = no result either
             waited = [(c.transaction, self._waiting[c.transaction][1]) for c in sent]
             missing = [t for t, future in waited if future.cancelled() or not future.done()]
-            log.warning("%s: no result for %s within %.1f s (modbus.command_timeout)",
-                        asked, ", ".join(missing), timeout)  # fmt: skip
+            log.warning(
+                "%s: no result for %s within %.1f s (modbus.command_timeout)",
+                asked,
+                ", ".join(missing),
+                timeout,
+            )
             return ExcCodes.GATEWAY_NO_RESPONSE
         finally:
             for command in sent:

@@ -200,8 +200,9 @@ class Publisher:
     async def on_result(self, name: str, result: CommandResult) -> None:
         """A command's outcome: the confirmed switch state goes out at once."""
         if self._settled(result.transaction) is not None and result.status == "error":
-            log.warning("%s: %s (%s) failed: %s", name, result.action, result.transaction,
-                        result.error)  # fmt: skip
+            log.warning(
+                "%s: %s (%s) failed: %s", name, result.action, result.transaction, result.error
+            )
         key = self.hub.on_result(name, result.action, result.status, result.value)
         if key is not None:
             self._show_switch(name, key, result.status == "ok", result.error)
@@ -230,8 +231,13 @@ class Publisher:
         if settled is None:
             return
         pack, action = settled
-        log.warning("%s: %s (%s) not confirmed: %s; showing the switch as the BMS reports it",
-                    pack, action, transaction, why)  # fmt: skip
+        log.warning(
+            "%s: %s (%s) not confirmed: %s; showing the switch as the BMS reports it",
+            pack,
+            action,
+            transaction,
+            why,
+        )
         key = self.hub.on_result(pack, action, "error", None)  # as a failed command: flip back
         if key is not None:
             self._show_switch(pack, key, False, f"not confirmed: {why}")
@@ -267,8 +273,10 @@ class Publisher:
             self.refused += 1
             log.warning(
                 "target %s: refusing %s for %s: control is disabled (control.enabled)",
-                target, ", ".join(a for a, _ in actions), pack,
-            )  # fmt: skip
+                target,
+                ", ".join(a for a, _ in actions),
+                pack,
+            )
             return
         view = self.hub.packs.get(pack)
         why = (
@@ -294,8 +302,10 @@ class Publisher:
                 return
             timer = asyncio.get_running_loop().call_later(
                 self.result_wait,
-                self._unconfirmed, transaction, f"no result within {self.result_wait:g} s",
-            )  # fmt: skip
+                self._unconfirmed,
+                transaction,
+                f"no result within {self.result_wait:g} s",
+            )
             self._ours[transaction] = (pack, action, timer)
             log.info("target %s: %s %s for %s (%s)", target, action, value, pack, transaction)
 

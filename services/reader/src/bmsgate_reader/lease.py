@@ -173,8 +173,11 @@ class LeaseManager:
             self.free.set()
             log.info(
                 "%s released the line: %d bytes in, %d out, %.0f s",
-                lease.holder, lease.rx_bytes, lease.tx_bytes, time.monotonic() - lease.started,
-            )  # fmt: skip
+                lease.holder,
+                lease.rx_bytes,
+                lease.tx_bytes,
+                time.monotonic() - lease.started,
+            )
             # publishing answers False, never raises, when the broker stops with the service
             await self._state(lease.pack, None, True, ended=lease)
 

@@ -177,19 +177,33 @@ class Reader:
         capacity = state.nominal_capacity
         cells = state.cell_voltages or [0.0]
         event = pack.soc.update(
-            time.monotonic(), state.current, capacity, max(cells), min(cells), state.soc,
+            time.monotonic(),
+            state.current,
+            capacity,
+            max(cells),
+            min(cells),
+            state.soc,
             self.soc_rules(pack, capacity),
-        )  # fmt: skip
+        )
         own = pack.soc.soc
         if event is not None and own is not None:
-            log.info("%s: own SOC re-synced to %.0f %% (%s); the BMS says %.1f %%",
-                     pack.cfg.id, own, event, state.soc)  # fmt: skip
+            log.info(
+                "%s: own SOC re-synced to %.0f %% (%s); the BMS says %.1f %%",
+                pack.cfg.id,
+                own,
+                event,
+                state.soc,
+            )
             if pack.cfg.push_soc and self.control:  # the driver refuses where it cannot
                 assert pack.driver is not None
                 try:
                     back = await pack.driver.set_soc(own)
-                    log.info("%s: SOC %.0f %% pushed to the BMS, read back %.1f %%",
-                             pack.cfg.id, own, back)  # fmt: skip
+                    log.info(
+                        "%s: SOC %.0f %% pushed to the BMS, read back %.1f %%",
+                        pack.cfg.id,
+                        own,
+                        back,
+                    )
                 except (*POLL_ERRORS, UnsupportedCommand) as err:
                     log.warning("%s: SOC not pushed to the BMS: %s", pack.cfg.id, err)
         return state.model_copy(update={"soc_estimate": None if own is None else round(own, 1)})
@@ -308,8 +322,12 @@ class Reader:
         for pack_id, state in published.items():
             pack = self.packs.get(pack_id)
             if pack is not None and pack.energy.at_least(state):
-                log.info("%s: energy counters go on from the last published state (%s), ahead "
-                         "of the saved ones", pack_id, state.ts.isoformat())  # fmt: skip
+                log.info(
+                    "%s: energy counters go on from the last published state (%s), ahead "
+                    "of the saved ones",
+                    pack_id,
+                    state.ts.isoformat(),
+                )
 
     def save_counters(self) -> None:
         """Persist every pack's energy counter."""
@@ -482,14 +500,26 @@ class Reader:
         try:
             value, confirmed = await self._apply(pack, cmd)
         except (*POLL_ERRORS, UnsupportedCommand, SettingError) as err:
-            log.info("%s: %s%s %s asked by %s refused: %s", pack_id, cmd.action,
-                     f" {cmd.setting}" if cmd.setting else "", cmd.value,
-                     cmd.requested_by or "unnamed", err)  # fmt: skip
+            log.info(
+                "%s: %s%s %s asked by %s refused: %s",
+                pack_id,
+                cmd.action,
+                f" {cmd.setting}" if cmd.setting else "",
+                cmd.value,
+                cmd.requested_by or "unnamed",
+                err,
+            )
             await self._result(pack_id, cmd, "error", error=str(err) or type(err).__name__)
             return
-        log.info("%s: %s%s %s asked by %s -> %s", pack_id, cmd.action,
-                 f" {cmd.setting}" if cmd.setting else "", cmd.value,
-                 cmd.requested_by or "unnamed", value)  # fmt: skip
+        log.info(
+            "%s: %s%s %s asked by %s -> %s",
+            pack_id,
+            cmd.action,
+            f" {cmd.setting}" if cmd.setting else "",
+            cmd.value,
+            cmd.requested_by or "unnamed",
+            value,
+        )
         if cmd.action != "read_settings":
             await self.poll_pack(pack)  # everyone sees the new state at once, not the next poll
         if confirmed:
@@ -570,9 +600,14 @@ class Reader:
         error: str | None = None,
     ) -> None:
         result = CommandResult(
-            transaction=cmd.transaction, pack=pack_id, action=cmd.action,
-            status=status, value=value, error=error, ts=utcnow(),
-        )  # fmt: skip
+            transaction=cmd.transaction,
+            pack=pack_id,
+            action=cmd.action,
+            status=status,
+            value=value,
+            error=error,
+            ts=utcnow(),
+        )
         if not await self.backbone.publish(topics.RESULT, pack_id, result):
             # the broker went away mid-command: its caller still waits, so offer it again
             task = asyncio.create_task(self._resend(pack_id, result))
@@ -588,8 +623,12 @@ class Reader:
                     "%s: result of %s sent after the broker came back", pack_id, result.transaction
                 )
                 return
-        log.warning("%s: result of %s not delivered: no broker for %.0f s",
-                    pack_id, result.transaction, RESULT_KEEP)  # fmt: skip
+        log.warning(
+            "%s: result of %s not delivered: no broker for %.0f s",
+            pack_id,
+            result.transaction,
+            RESULT_KEEP,
+        )
 
 
 def _reason(err: Exception) -> str:

@@ -78,9 +78,10 @@ def describe(status: TunnelStatus) -> str:
     if not status.open:
         return f"tunnel of {status.pack} is closed (port {status.port})"
     idle = (
-        "no idle limit" if status.idle_timeout is None
+        "no idle limit"
+        if status.idle_timeout is None
         else f"closes after {status.idle_timeout:g} s without traffic"
-    )  # fmt: skip
+    )
     lines = [
         f"tunnel of {status.pack} is open on port {status.port}: "
         f"{(status.window_left or 0) / 60:.1f} min of the window left, {idle}"

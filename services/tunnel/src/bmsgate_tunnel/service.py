@@ -108,10 +108,15 @@ class Tunnel:
         idle = "no idle limit" if window.idle_timeout is None else f"idle {window.idle_timeout:g} s"
         log.info(
             "tunnel of %s %s on %s:%d for %.4g min (%s)%s, %s",
-            ", ".join(self.bus.packs), "extended" if again else "open", self.cfg.host,
-            self.bus.port, (window.ends - now) / 60, idle,
-            f", allowed: {', '.join(self.cfg.allow)}" if self.allow else "", who,
-        )  # fmt: skip
+            ", ".join(self.bus.packs),
+            "extended" if again else "open",
+            self.cfg.host,
+            self.bus.port,
+            (window.ends - now) / 60,
+            idle,
+            f", allowed: {', '.join(self.cfg.allow)}" if self.allow else "",
+            who,
+        )
         await self.publish_status(cmd.transaction)
 
     def status(self, transaction: str | None = None, error: str | None = None) -> TunnelStatus:
@@ -201,9 +206,11 @@ class Tunnel:
         answer: asyncio.Future[RawLeaseState] = asyncio.get_running_loop().create_future()
         self._pending[transaction] = answer
         request = RawLease(
-            transaction=transaction, holder=self.holder, action=action,
+            transaction=transaction,
+            holder=self.holder,
+            action=action,
             idle_timeout=idle,
-        )  # fmt: skip
+        )
         try:
             await self.backbone.publish(topics.RAW_LEASE, self.bus.lease_pack, request)
             async with asyncio.timeout(LEASE_WAIT):  # unlike 3.11's wait_for, never eats a cancel
@@ -292,10 +299,15 @@ class Tunnel:
         if self._leased:
             self._leased = False
             await self.backbone.publish(  # False when the broker is away: the lease times out
-                topics.RAW_LEASE, self.bus.lease_pack,
-                RawLease(transaction=f"{self.holder}-end", holder=self.holder,
-                         action="release", idle_timeout=None),
-            )  # fmt: skip
+                topics.RAW_LEASE,
+                self.bus.lease_pack,
+                RawLease(
+                    transaction=f"{self.holder}-end",
+                    holder=self.holder,
+                    action="release",
+                    idle_timeout=None,
+                ),
+            )
         if writer is not None:
             writer.close()
         session.ended_at = utcnow()
@@ -308,9 +320,15 @@ class Tunnel:
         log.info(
             "tunnel session of bus %d: client %s, %s to %s (%.1f s), %d bytes to the BMS, "
             "%d from it; %s",
-            self.bus.index, record["client"], record["start"], record["end"], record["seconds"],
-            record["tx_bytes"], record["rx_bytes"], record["reason"],
-        )  # fmt: skip
+            self.bus.index,
+            record["client"],
+            record["start"],
+            record["end"],
+            record["seconds"],
+            record["tx_bytes"],
+            record["rx_bytes"],
+            record["reason"],
+        )
         if self.session_log is None:
             return
         try:

@@ -26,8 +26,16 @@ Fault = Literal[
     "none", "silent", "garbage", "bad_checksum", "split", "glued", "echo", "slow", "sleep"
 ]
 FAULTS: tuple[Fault, ...] = (
-    "none", "silent", "garbage", "bad_checksum", "split", "glued", "echo", "slow", "sleep"
-)  # fmt: skip
+    "none",
+    "silent",
+    "garbage",
+    "bad_checksum",
+    "split",
+    "glued",
+    "echo",
+    "slow",
+    "sleep",
+)
 
 
 class Board(Protocol):

@@ -54,9 +54,12 @@ class DalyClassicBoard:
             volts = m.cell_voltages
             hi, lo = max(volts), min(volts)
             out = (
-                round(hi * 1000).to_bytes(2, "big") + bytes((volts.index(hi) + 1,))
-                + round(lo * 1000).to_bytes(2, "big") + bytes((volts.index(lo) + 1,)) + bytes(2)
-            )  # fmt: skip
+                round(hi * 1000).to_bytes(2, "big")
+                + bytes((volts.index(hi) + 1,))
+                + round(lo * 1000).to_bytes(2, "big")
+                + bytes((volts.index(lo) + 1,))
+                + bytes(2)
+            )
             return [self._frame(cmd, out)]
         if cmd == proto.TEMP_RANGE:
             temps = m.temperatures

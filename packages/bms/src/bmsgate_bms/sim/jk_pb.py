@@ -129,9 +129,12 @@ class JkPbBoard:
             return proto.encode_block(proto.SETTINGS_FIELDS, self.settings, byteorder=byteorder)
         numbers = {"uptime": int(self.model.clock), "power_on_count": self.power_on_count}
         return proto.encode_block(
-            proto.INFO_FIELDS, numbers, texts=proto.INFO_TEXTS, strings=self.info,
+            proto.INFO_FIELDS,
+            numbers,
+            texts=proto.INFO_TEXTS,
+            strings=self.info,
             byteorder=byteorder,
-        )  # fmt: skip
+        )
 
     # --- answers -----------------------------------------------------------------------------
     def _ack(self, register: int, count: int) -> list[bytes]:

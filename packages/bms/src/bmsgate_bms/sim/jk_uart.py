@@ -71,6 +71,7 @@ class JkUartBoard:
         def s16(value: int) -> bytes:
             return value.to_bytes(2, "big", signed=True)
 
+        # fmt: off
         out: dict[int, bytes] = {
             proto.CELLS: bytes((3 * len(volts),))
             + b"".join(bytes((n + 1,)) + v.to_bytes(2, "big") for n, v in enumerate(volts)),
@@ -115,7 +116,8 @@ class JkUartBoard:
             0xB5: _text("2601", 4),
             0xB6: u(m.clock / 60, 4),
             0xB7: _text("11.XW_S11.26SIM", 15),
-        }  # fmt: skip
+        }
+        # fmt: on
         out |= {k: v for k, v in self.written.items() if k in out}
         if self.protocol_version >= 1:
             out |= {

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
 # LiFePO4 open-circuit voltage [V] against SOC [%] (typical curve of 280 Ah prismatic cells)
+# fmt: off
 OCV_CURVE: Final = (
     (0.0, 2.50), (2.0, 2.90), (5.0, 3.05), (10.0, 3.20), (20.0, 3.25), (30.0, 3.28),
     (40.0, 3.29), (50.0, 3.30), (60.0, 3.31), (70.0, 3.32), (80.0, 3.33), (90.0, 3.34),
     (95.0, 3.36), (98.0, 3.40), (99.5, 3.50), (100.0, 3.60),
-)  # fmt: skip
+)
+# fmt: on
 
 CELL_OVP: Final = 3.65  # [V] protection thresholds (typical LFP settings)
 CELL_OVP_WARN: Final = 3.55

@@ -7,8 +7,12 @@ from .. import yd1363
 from .ascii_board import AsciiBoard, u16
 from .model import PackModel
 
-EVENTS = {code: (event, bit) for event, names in proto.EVENT_BITS.items()
-          for bit, code in enumerate(names) if code}  # fmt: skip
+EVENTS = {
+    code: (event, bit)
+    for event, names in proto.EVENT_BITS.items()
+    for bit, code in enumerate(names)
+    if code
+}
 
 
 class SeplosBoard(AsciiBoard):
@@ -58,11 +62,17 @@ class SeplosBoard(AsciiBoard):
         balance = sum(1 << (c - 1) for c in m.balancing_cells if c <= 16)
         system = 2 if m.current > 0 else 1 if m.current < 0 else 16
         return (
-            bytes((0, self.address, cells)) + bytes(cells) + bytes((sensors,)) + bytes(sensors)
-            + bytes((0, 0, 20)) + bytes(events[:6])
+            bytes((0, self.address, cells))
+            + bytes(cells)
+            + bytes((sensors,))
+            + bytes(sensors)
+            + bytes((0, 0, 20))
+            + bytes(events[:6])
             + bytes((m.discharge_mos | m.charge_mos << 1, balance & 0xFF, balance >> 8, system))
-            + bytes(2) + bytes(events[6:]) + bytes(6)
-        )  # fmt: skip
+            + bytes(2)
+            + bytes(events[6:])
+            + bytes(6)
+        )
 
     def answer(self, request: bytes) -> list[bytes] | None:
         """The answer to a request for this pack; None when it is for another."""

@@ -78,9 +78,14 @@ def _start_session(
 ) -> None:
     token = ctx.sessions.issue(encoded, user=user)
     response.set_cookie(
-        COOKIE, token, max_age=int(ctx.sessions.lifetime), httponly=True, samesite="strict",
-        secure=request.url.scheme == "https", path="/",
-    )  # fmt: skip
+        COOKIE,
+        token,
+        max_age=int(ctx.sessions.lifetime),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
 
 
 @router.get("/status")

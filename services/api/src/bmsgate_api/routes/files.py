@@ -52,9 +52,14 @@ async def _ask(
 ) -> tuple[HistoryFileReply, bytes]:
     """The history service's reply and the file it carries (its parts joined)."""
     parts: list[HistoryFileReply] = await ask(
-        ctx, topics.HISTORY_FILES, CLIENT, make, seconds=seconds,
-        silent=f"the history service did not answer within {seconds:.0f} s", prefix="files",
-    )  # fmt: skip
+        ctx,
+        topics.HISTORY_FILES,
+        CLIENT,
+        make,
+        seconds=seconds,
+        silent=f"the history service did not answer within {seconds:.0f} s",
+        prefix="files",
+    )
     first = parts[0]
     raise_for(first)
     return first, b"".join(base64.b64decode(p.data) for p in parts)

@@ -168,13 +168,22 @@ async def history(
     except OverflowError:  # end=0001-01-01T00:00Z
         raise HTTPException(status_code=422, detail="start is before 0001-01-01") from None
     reply: HistoryReply = await ask(
-        ctx, topics.HISTORY_REQUEST, CLIENT,
+        ctx,
+        topics.HISTORY_REQUEST,
+        CLIENT,
         lambda t: HistoryQuery(
-            transaction=t, pack=pack, fields=fields, start=start, end=end,
-            resolution=resolution, max_points=max_points,
+            transaction=t,
+            pack=pack,
+            fields=fields,
+            start=start,
+            end=end,
+            resolution=resolution,
+            max_points=max_points,
         ),
-        seconds=10.0, silent="the history service did not answer within 10 s", prefix="history",
-    )  # fmt: skip
+        seconds=10.0,
+        silent="the history service did not answer within 10 s",
+        prefix="history",
+    )
     raise_for(reply)
     return reply
 
@@ -201,10 +210,14 @@ async def command(
     audit(request, ctx, f"command {body.action} {body.value!r} to {pack}")
     timeout = ctx.settings.api.command_timeout
     result: CommandResult = await ask(
-        ctx, topics.COMMAND, pack,
+        ctx,
+        topics.COMMAND,
+        pack,
         lambda t: Command(transaction=t, action=body.action, value=body.value),
-        seconds=timeout, silent=f"no result from the reader within {timeout:g} s", prefix="cmd",
-    )  # fmt: skip
+        seconds=timeout,
+        silent=f"no result from the reader within {timeout:g} s",
+        prefix="cmd",
+    )
     if result.status != "ok":
         raise HTTPException(status_code=502, detail=result.error or "the command failed")
     return CommandOutcome(result=result, state=ctx.store.states.get(pack))
@@ -272,11 +285,16 @@ async def write_setting(
         raise HTTPException(status_code=400, detail=detail)
     timeout = ctx.settings.api.command_timeout
     result: CommandResult = await ask(
-        ctx, topics.COMMAND, pack,
-        lambda t: Command(transaction=t, action="set_setting", setting=key, value=body.value,
-                          requested_by=who),
-        seconds=timeout, silent=f"no result from the reader within {timeout:g} s", prefix="set",
-    )  # fmt: skip
+        ctx,
+        topics.COMMAND,
+        pack,
+        lambda t: Command(
+            transaction=t, action="set_setting", setting=key, value=body.value, requested_by=who
+        ),
+        seconds=timeout,
+        silent=f"no result from the reader within {timeout:g} s",
+        prefix="set",
+    )
     if result.status != "ok":
         raise HTTPException(status_code=502, detail=result.error or "the write failed")
     return SettingOutcome(result=result, settings=ctx.store.settings.get(pack))

@@ -139,10 +139,14 @@ async def set_sniffer(
         raise HTTPException(status_code=404, detail=f"no bus {bus!r} is configured")
     audit(request, ctx, f"sniffer {'on' if body.enabled else 'off'} on {bus}")
     state: SniffState = await ask(
-        ctx, topics.SNIFF_SET, bus, lambda t: SniffSet(transaction=t, enabled=body.enabled),
-        seconds=LEASE_WAIT, silent=f"{bus} did not answer within {LEASE_WAIT:g} s: is it running?",
+        ctx,
+        topics.SNIFF_SET,
+        bus,
+        lambda t: SniffSet(transaction=t, enabled=body.enabled),
+        seconds=LEASE_WAIT,
+        silent=f"{bus} did not answer within {LEASE_WAIT:g} s: is it running?",
         prefix="sniff",
-    )  # fmt: skip
+    )
     ctx.store.sniffers[bus] = state
     return next(b for b in _buses(ctx) if b.bus == bus)
 
@@ -232,6 +236,11 @@ async def send_raw(pack: PackPath, body: RawRequest, request: Request, ctx: Ctx)
             await _lease(ctx, pack, "release")  # None without the reader: its lease times out
     decoded, error = _decode(state.protocol, answer)
     return RawAnswer(
-        pack=pack, protocol=state.protocol, sent=body.data, answer=answer.hex(),
-        seconds=round(seconds, 3), decoded=decoded, error=error,
-    )  # fmt: skip
+        pack=pack,
+        protocol=state.protocol,
+        sent=body.data,
+        answer=answer.hex(),
+        seconds=round(seconds, 3),
+        decoded=decoded,
+        error=error,
+    )

@@ -202,10 +202,12 @@ async def scan_progress(request: Request) -> dict[str, Any]:
     job = _job(request)
     if job is None:
         raise HTTPException(status_code=404, detail="no scan has run")
+    # fmt: off
     return {
         "port": job.port, "total": job.total, "done": job.done, "found": job.found,
         "running": job.running, "error": job.error,
-    }  # fmt: skip
+    }
+    # fmt: on
 
 
 @router.delete("/scan", status_code=204, dependencies=[User])
@@ -236,10 +238,14 @@ async def notify_test(body: NotifyTestBody, ctx: Ctx) -> dict[str, str]:
             detail="the notifier service is not running (it runs with a notifier target)",
         )
     outcome: NotifyTestResult = await ask(
-        ctx, topics.NOTIFY_TEST, CLIENT,
+        ctx,
+        topics.NOTIFY_TEST,
+        CLIENT,
         lambda t: NotifyTest(transaction=t, target=body.target, url=body.url),
-        seconds=TEST_TIMEOUT, silent="the notifier did not answer", prefix="notify",
-    )  # fmt: skip
+        seconds=TEST_TIMEOUT,
+        silent="the notifier did not answer",
+        prefix="notify",
+    )
     if outcome.result == "refused":
         raise HTTPException(status_code=400, detail=outcome.error or "refused")
     if outcome.result == "failed":

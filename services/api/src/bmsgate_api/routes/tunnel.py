@@ -91,13 +91,18 @@ async def tunnel_command(
         f"is it running and {pack!r} a configured pack?"
     )
     status: TunnelStatus = await ask(
-        ctx, topics.TUNNEL_COMMAND, pack,
+        ctx,
+        topics.TUNNEL_COMMAND,
+        pack,
         lambda t: TunnelCommand(
-            transaction=t, requested_by=f"web API, {who(request, ctx)}",
+            transaction=t,
+            requested_by=f"web API, {who(request, ctx)}",
             **body.model_dump(),
         ),
-        seconds=ANSWER_WAIT, silent=silent, prefix="tunnel",
-    )  # fmt: skip
+        seconds=ANSWER_WAIT,
+        silent=silent,
+        prefix="tunnel",
+    )
     if not status.ok:
         raise HTTPException(status_code=409, detail=status.error or "the tunnel service refused")
     return status
