@@ -4,8 +4,10 @@ out, points in a real VictoriaMetrics, a clean stop and a restart that resumes."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,3 +140,32 @@ async def test_history_service_end_to_end(
         assert "p1: resumed from the archive" in again.log()
     finally:
         vm.stop()
+
+
+async def test_a_stop_commits_what_came_since_the_last_commit(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
+) -> None:
+    """With the default commit interval (minutes) nothing is committed before the stop: the
+    stop's own commit must store every state, or a restart loses what came since the last one."""
+    config = write_config(tmp_path, {
+        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
+        "data_dir": str(tmp_path / "data"), "timezone": "UTC",
+    })  # fmt: skip
+    history = start_service(tmp_path, "history", config)
+    procs.append(history)
+    await asyncio.to_thread(wait_until, lambda: "history running" in history.log(), 30)
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+        for i in range(10):
+            await client.publish("bmsgate/bms/p1/state", state(i, t0).model_dump_json(), qos=1)
+
+        # its status (every second) counts the states it took, committed or not
+        await client.subscribe("bmsgate/service/history/status", qos=1)
+        async with asyncio.timeout(30):
+            async for message in client.messages:
+                if json.loads(message.payload)["detail"].get("stored") == 10:  # type: ignore[arg-type]
+                    break
+    assert history.stop(signal.SIGTERM) == 0
+    archive = tmp_path / "data" / "history" / "archive.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{archive}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT count(*) FROM raw").fetchone() == (10,)

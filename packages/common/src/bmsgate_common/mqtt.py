@@ -295,6 +295,8 @@ class Backbone:
         with contextlib.suppress(TimeoutError):  # publish answers False when the broker is away
             async with asyncio.timeout(2.0):
                 await self.publish(topics.SERVICE_STATUS, self.service, offline)
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task else 0
         try:
             # zmqtt unsubscribes on stop; with the broker gone that can wait a long time
             async with asyncio.timeout(STOP_TIMEOUT):
@@ -303,3 +305,19 @@ class Backbone:
             log.warning("backbone did not close within %.0f s; leaving anyway", STOP_TIMEOUT)
         except BROKER_ERRORS:
             pass  # closing a connection that is already broken
+        await _absorb_stray_cancel(task, cancels)
+
+
+async def _absorb_stray_cancel(task: asyncio.Task[Any] | None, cancels: int) -> None:
+    """Take the cancellation the broker's stop can leave pending on the stopping task.
+
+    Seen on Python 3.11: after ``broker.stop()`` the next await of the task raises
+    CancelledError with no new cancel request counted. A service's cleanup after the backbone
+    (history's last commit, everything since the previous one) then stopped at its first
+    await and was lost. A cancel requested meanwhile (counted) still goes through.
+    """
+    try:
+        await asyncio.sleep(0)
+    except asyncio.CancelledError:
+        if task is None or task.cancelling() > cancels:
+            raise
