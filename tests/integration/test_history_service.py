@@ -147,10 +147,14 @@ async def test_a_stop_commits_what_came_since_the_last_commit(
 ) -> None:
     """With the default commit interval (minutes) nothing is committed before the stop: the
     stop's own commit must store every state, or a restart loses what came since the last one."""
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
-        "data_dir": str(tmp_path / "data"), "timezone": "UTC",
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
+            "data_dir": str(tmp_path / "data"),
+            "timezone": "UTC",
+        },
+    )
     history = start_service(tmp_path, "history", config)
     procs.append(history)
     await asyncio.to_thread(wait_until, lambda: "history running" in history.log(), 30)
