@@ -187,4 +187,12 @@ def test_status_says_when_the_api_is_lost_and_last_seen_ticks(
         shot(page, "42-status-offline-last-seen")
     finally:
         os.kill(sim.process.pid, signal.SIGCONT)
+
+    # charts draw an outage as a gap: a null between samples farther apart than 3 usual steps
+    page.goto(f"{base}/battery.html?pack=east")
+    expect(page.locator("#cells .uplot")).to_have_count(1, timeout=30_000)
+    gapped = page.evaluate("charts.gaps([[0, 1, 2, 3, 130, 131], [5, 6, 7, 8, 9, 10]])")
+    assert gapped == [[0, 1, 2, 3, 66.5, 130, 131], [5, 6, 7, 8, None, 9, 10]]
+    even = page.evaluate("charts.gaps([[0, 60, 120, 180], [1, 2, 3, 4]])")
+    assert even == [[0, 60, 120, 180], [1, 2, 3, 4]]  # regular steps stay joined
     assert not problems, problems

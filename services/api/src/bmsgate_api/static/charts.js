@@ -42,8 +42,29 @@ const charts = (() => {
     };
   }
 
+  // gaps drawn as gaps: a null row between two samples farther apart than GAP times the usual
+  // step (the median), so an outage is a break in the line, not a diagonal across it
+  const GAP = 3;
+  function gaps(data) {
+    const [times, ...columns] = data;
+    if (times.length < 3) return data;
+    const steps = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
+    const limit = GAP * steps[Math.floor(steps.length / 2)];
+    const out = [[times[0]], ...columns.map(c => [c[0] ?? null])];
+    for (let i = 1; i < times.length; i++) {
+      if (times[i] - times[i - 1] > limit) {
+        out[0].push((times[i] + times[i - 1]) / 2);
+        for (let k = 0; k < columns.length; k++) out[k + 1].push(null);
+      }
+      out[0].push(times[i]);
+      for (let k = 0; k < columns.length; k++) out[k + 1].push(columns[k][i] ?? null);
+    }
+    return out;
+  }
+
   function make(el, title, series, data, opts = {}) {
     el.innerHTML = "";
+    data = gaps(data);
     const chart = new uPlot({
       title, width: width(el), height: opts.height || 320,
       cursor: { sync: { key: "bms" }, drag: { x: true, y: false } },
@@ -70,5 +91,5 @@ const charts = (() => {
     return { x: [Math.min(first, last - 10), last], note: ` · data since ${hhmm}` };  // ≥ 10 s wide
   }
 
-  return { history, make, palette, window, atLeast };
+  return { history, make, gaps, palette, window, atLeast };
 })();
