@@ -266,7 +266,9 @@ def test_a_setting_the_bms_no_longer_lists_is_removed_the_way_ha_documents(
     assert "setting_cell_ovp" in sent[cfg_topic]["cmps"]
     hub.view("garage").settings = fewer.model_copy(update={"ts": utcnow()})
     again = {m.topic: json.loads(m.payload) for m in plan.tick(hub, state.ts, state.ts, 3, 1000)}
-    assert "setting_cell_count" not in again[cfg_topic]["cmps"]  # sent once, then forgotten
+    assert cfg_topic not in again  # the same config: the removal stays in it
+    kept = json.loads(plan.sent_config["garage"])["cmps"]
+    assert kept["setting_cell_count"] == {"p": "sensor"}
 
 
 def test_device_info_firmware_serial_hardware_and_the_web_ui() -> None:
@@ -377,3 +379,20 @@ def test_a_set_soc_number_with_control_where_the_protocol_can_set_soc(state: Pac
     assert "set_soc" not in config(jk, control=True)["cmps"]  # no SOC write in its protocol
     bank = make_state(pack="bank", name="Bank", extras={"bank": True})
     assert "set_soc" not in config(bank, control=True)["cmps"]
+
+
+def test_a_config_kept_from_before_a_restart_keeps_its_components() -> None:
+    plan, hub = _ha_plan(), HeardPacks()
+    before = config(make_state(energy_in=1.5, energy_out=0.25))["cmps"]
+    before["cell_min_mv"] = {"p": "sensor", "uniq_id": "bmsgate_garage_cell_min_mv", "name": ""}
+    assert plan.seed("garage", before)
+    cfg_topic = "homeassistant/device/bmsgate_garage/config"
+    sent = _sent(plan, hub, make_state())  # the first state after the start has no counters
+    cmps = sent[cfg_topic]["cmps"]
+    assert cmps["energy_in"]["uniq_id"] == "bmsgate_garage_energy_in"  # kept
+    assert cmps["cell_min_mv"] == {"p": "sensor"}  # a row this version no longer announces
+    assert sent["solar/bms/garage/state"]["energy_in"] is None
+    assert not plan.seed("garage", before | {"cell_min_mv": {"p": "sensor"}})  # nothing new
+    plan.sent_config.clear()  # as if HA asked again: the removal is still in the config
+    later = _sent(plan, hub, make_state(ts=T0 + timedelta(seconds=5), soc=30.0))
+    assert later[cfg_topic]["cmps"]["cell_min_mv"] == {"p": "sensor"}

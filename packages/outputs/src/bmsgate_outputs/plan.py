@@ -8,17 +8,28 @@ discovery preview and openHASP pages run the same ``Plan`` and ``hasp_messages``
 from __future__ import annotations
 
 import json
+import re
 import string
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from bmsgate_common.liveness import liveness
 from bmsgate_common.models import Availability, BmsSettings, DailyStats, PackState
 from bmsgate_common.settings import TargetSettings
 
 from . import discovery, dongle
-from .entities import MOS_ACTIONS, SWITCH_STATES, Description, Scalar, descriptions, values
+from .entities import (
+    ALARM_DESCRIPTIONS,
+    MOS_ACTIONS,
+    MOS_DESCRIPTIONS,
+    PACK_DESCRIPTIONS,
+    SWITCH_STATES,
+    Description,
+    Scalar,
+    descriptions,
+    values,
+)
 from .topics import TargetTopics
 
 
@@ -139,6 +150,7 @@ class Plan:
     # (None in the state, "unknown" in HA) so HA's entities never lose their config
     announced: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     state_keys: dict[str, dict[str, None]] = field(default_factory=dict)  # ordered, per pack
+    removals: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # to send once
 
     def __post_init__(self) -> None:
         self.topics = TargetTopics(self.target.topic_prefix)
@@ -265,8 +277,9 @@ class Plan:
     ) -> dict[str, dict[str, Any]]:
         """The components to announce: all announced before, updated, plus the new ones.
 
-        A BMS setting a newer read no longer lists really went away: it is sent once as HA's
-        removal (only its platform) and then forgotten.
+        A BMS setting a newer read no longer lists really went away: it becomes HA's removal
+        (only its platform) and stays so in every later config of this run, so whichever of
+        them HA (or a restarted HA, from the retained copy) reads removes it.
         """
         before = self.announced.get(pack, {})
         gone = {
@@ -274,11 +287,44 @@ class Plan:
             for key, cmp in before.items()
             if key.startswith(discovery.SETTING_PREFIX) and key not in cmps and len(cmp) > 1
         }
-        kept = {k: v for k, v in before.items() if len(v) > 1 and k not in gone}
-        self.announced[pack] = kept | cmps
+        result = before | self.removals.pop(pack, {}) | gone | cmps  # a row back is announced
+        self.announced[pack] = result
         keys = self.state_keys.setdefault(pack, {})
         keys.update((r.key, None) for r in rows if r.in_ha and r.platform != "switch")
-        return kept | cmps | gone
+        return result
+
+    def seed(self, pack: str, cmps: dict[str, Any]) -> bool:
+        """Components a retained config from before announced: kept, or removed.
+
+        A row this version still has stays announced (its value null until the pack reports
+        it again); one it no longer has is removed as HA documents. True: something changed,
+        so the config and the state are sent again at the next tick.
+        """
+        before = self.announced.setdefault(pack, {})
+        keys = self.state_keys.setdefault(pack, {})
+        changed = False
+        for key, cmp in cmps.items():
+            if not isinstance(cmp, dict) or len(cmp) <= 1 or key in before:
+                continue  # a removal sent before, or already announced this run
+            changed = True
+            if known_component(key):
+                before[key] = cmp
+                if cmp.get("stat_t") == self.topics.state(pack) and cmp.get("p") != "number":
+                    keys[key] = None
+            else:
+                self.removals.setdefault(pack, {})[key] = {"p": cmp.get("p", "sensor")}
+        if changed:
+            self.sent_config.pop(pack, None)
+            self.sent_state.pop(pack, None)
+        return changed
+
+    def refresh(self, hub: HeardPacks, pack: str, now: datetime) -> list[TargetMessage]:
+        """The pack's discovery and state again (after ``seed``), when it is live."""
+        view = hub.packs.get(pack)
+        if view is None or view.state is None or not view.online(now, self.stale_after):
+            return []
+        self.sent_state[pack] = view.state
+        return self._state_messages(view.state)
 
     def mos_messages(
         self, pack: str, view: HeardPack, *, again: str | None = None
@@ -308,6 +354,21 @@ class Plan:
         body = {"result": "ok" if ok else "command failed", "error": error, "ts": ts.isoformat()}
         payload = json.dumps(body, separators=(",", ":")).encode()
         return [self._retained(self.topics.command_result(pack, key), payload)]
+
+
+ROW_KEYS: Final = frozenset(r.key for r in (*PACK_DESCRIPTIONS, *ALARM_DESCRIPTIONS,
+                                             *MOS_DESCRIPTIONS) if r.in_ha)  # fmt: skip
+NUMBERED: Final = re.compile(r"(cell|temperature)_[1-9][0-9]*")
+
+
+def known_component(key: str) -> bool:
+    """Whether this version still announces a component of that id on some pack."""
+    return (
+        key in ROW_KEYS
+        or NUMBERED.fullmatch(key) is not None
+        or key.startswith(discovery.SETTING_PREFIX)
+        or key in ("online", discovery.SET_SOC)
+    )
 
 
 def _flat_rows(rows: list[Description]) -> list[Description]:

@@ -138,7 +138,11 @@ class Publisher:
         known = [p.id for b in cfg.buses for p in b.packs] + [b.id for b in cfg.banks]
         self.links = {
             t.name: TargetLink(
-                t, cfg.mqtt, self.on_command, [p for p in known if self.plans[t.name].wants(p)]
+                t,
+                cfg.mqtt,
+                self.on_command,
+                [p for p in known if self.plans[t.name].wants(p)],
+                configs=self.on_config,
             )
             for t in pub.targets
         }
@@ -259,6 +263,22 @@ class Publisher:
             self.backbone.post(topics.AVAILABILITY, tracker.cfg.id, change)
 
     # --- targets in ----------------------------------------------------------------------
+
+    def on_config(self, target: str, pack: str, payload: bytes) -> None:
+        """The discovery config a target's broker kept from before: its components stay."""
+        try:
+            cmps = json.loads(payload)["cmps"]
+            if not isinstance(cmps, dict):
+                raise TypeError("cmps is not an object")
+        except (ValueError, KeyError, TypeError) as err:
+            log.warning("target %s: ignoring the retained discovery config of %s: %s",
+                        target, pack, err)  # fmt: skip
+            return
+        plan = self.plans[target]
+        if plan.seed(pack, cmps):
+            log.debug("target %s: %s keeps the components announced before", target, pack)
+            for message in plan.refresh(self.hub, pack, utcnow()):
+                self.links[target].offer(message)  # replaces a smaller config still waiting
 
     def on_command(self, target: str, topic: str, payload: bytes) -> None:
         """A switch command from a target; becomes a backbone Command only with control on."""

@@ -14,16 +14,19 @@ import os
 import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Final
 
 import aiomqtt
 
 from bmsgate_common.settings import MqttSettings, TargetSettings
 from bmsgate_common.tasks import quiet_late_socket_callbacks
+from bmsgate_outputs.discovery import config_topic
 from bmsgate_outputs.plan import TargetMessage
 from bmsgate_outputs.topics import TargetTopics, subscription
 
 log = logging.getLogger(__name__)
 
+RETAINED_WAIT: Final = 0.5  # [s] for the broker's retained discovery configs after subscribing
 CommandSink = Callable[[str, str, bytes], None]  # (target name, topic, payload); never raises
 MAILBOX_LIMIT = 5000  # topics waiting; far above packs x values, so a drop means a stuck broker
 MAX_BACKOFF = 30.0  # [s] between connection attempts
@@ -71,6 +74,9 @@ def _payload(value: object) -> bytes:
     return b"" if value is None else str(value).encode()
 
 
+ConfigSink = Callable[[str, str, bytes], None]  # (target, pack, retained discovery config)
+
+
 class TargetLink:
     """The connection to one target broker."""
 
@@ -80,8 +86,10 @@ class TargetLink:
         backbone: MqttSettings,
         commands: CommandSink,
         packs: Iterable[str] = (),
+        configs: ConfigSink | None = None,
     ) -> None:
         self.target = target
+        self.configs = configs  # a pack's discovery config as the broker kept it from before
         self.packs = list(packs)  # configured packs and banks this target shows
         self.name = target.name
         self.topics = TargetTopics(target.topic_prefix)
@@ -171,6 +179,9 @@ class TargetLink:
                 await client.subscribe(mos, qos=1)
         if self.target.homeassistant.enabled:
             await client.subscribe(self._birth_topic(), qos=1)
+            if self.configs is not None:  # what HA was told before: its components stay
+                for topic in self._config_topics():
+                    await client.subscribe(topic, qos=1)
         for pack in self.packs:
             topic = self.topics.availability(pack)
             if topic not in self.retained:
@@ -179,7 +190,11 @@ class TargetLink:
                 await client.publish(topic, b"offline", qos=1, retain=True)
         await client.publish(self.topics.gateway_availability(), b"online", qos=1, retain=True)
         self._requeue()  # the broker may have restarted without its retained store
-        tasks = {asyncio.create_task(self._send(client)), asyncio.create_task(self._listen(client))}
+        listen = asyncio.create_task(self._listen(client))
+        if self.configs is not None and self.target.homeassistant.enabled:
+            # the configs kept from before arrive first, so a smaller one never replaces them
+            await asyncio.sleep(RETAINED_WAIT)
+        tasks = {asyncio.create_task(self._send(client)), listen}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -191,6 +206,10 @@ class TargetLink:
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         await client.publish(self.topics.gateway_availability(), b"offline", qos=1, retain=True)
+
+    def _config_topics(self) -> dict[str, str]:
+        prefix = self.target.homeassistant.discovery_prefix
+        return {config_topic(prefix, pack): pack for pack in self.packs}
 
     def _birth_topic(self) -> str:
         return f"{self.target.homeassistant.discovery_prefix}/status"
@@ -226,6 +245,11 @@ class TargetLink:
                 if payload == b"online":
                     self._announce_later()
                 continue
+            if incoming.retain and self.configs is not None:
+                pack = self._config_topics().get(topic)
+                if pack is not None and payload:
+                    self.configs(self.name, pack, payload)
+                    continue
             if incoming.retain:
                 continue  # a stale command someone left retained is never carried out
             self.commands(self.name, topic, payload)
