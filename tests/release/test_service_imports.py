@@ -25,10 +25,21 @@ def _norm(name: str) -> str:
 def _closure(package: str) -> set[str]:
     """Distribution names uv installs for ``package`` alone, from uv.lock."""
     out = subprocess.run(
-        [str(ROOT / ".tools" / "bin" / "uv"), "export", "--package", package, "--frozen",
-         "--no-dev", "--no-hashes", "--no-emit-workspace"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            str(ROOT / ".tools" / "bin" / "uv"),
+            "export",
+            "--package",
+            package,
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-workspace",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {_norm(name) for name in _PINNED.findall(out)}
 
 
