@@ -36,11 +36,15 @@ async def test_a_restart_keeps_the_components_announced_before(
         "o": {"name": "bmsgate"},
         "cmps": {
             # the simulated DALY reports no state of health: announced before all the same
-            "state_of_health": {"p": "sensor", "uniq_id": "bmsgate_sim-1_state_of_health",
-                                "name": "State of health", "stat_t": "bmsgate/sim-1/state"},
+            "state_of_health": {
+                "p": "sensor",
+                "uniq_id": "bmsgate_sim-1_state_of_health",
+                "name": "State of health",
+                "stat_t": "bmsgate/sim-1/state",
+            },
             "cell_min_mv": {"p": "sensor", "uniq_id": "bmsgate_sim-1_cell_min_mv", "name": ""},
         },
-    }  # fmt: skip
+    }
     async with aiomqtt.Client("127.0.0.1", mosquitto.port) as c:
         await c.publish(CONFIG, json.dumps(before).encode(), qos=1, retain=True)
     config = with_target(tmp_path, mosquitto.port)
@@ -54,8 +58,9 @@ async def test_a_restart_keeps_the_components_announced_before(
             return cfg is not None and "voltage" in cfg["cmps"]
 
         await seen.wait_for(settled, within=60)
-        await seen.wait_for(lambda s: any(m.topic.endswith("/state") for m in s.messages),
-                                within=30)  # fmt: skip
+        await seen.wait_for(
+            lambda s: any(m.topic.endswith("/state") for m in s.messages), within=30
+        )
     cfg = last_config(seen)
     assert cfg is not None
     ours = [m.payload for m in seen.messages if m.topic == CONFIG][1:]  # after the retained one

@@ -356,8 +356,9 @@ class Plan:
         return [self._retained(self.topics.command_result(pack, key), payload)]
 
 
-ROW_KEYS: Final = frozenset(r.key for r in (*PACK_DESCRIPTIONS, *ALARM_DESCRIPTIONS,
-                                             *MOS_DESCRIPTIONS) if r.in_ha)  # fmt: skip
+ROW_KEYS: Final = frozenset(
+    r.key for r in (*PACK_DESCRIPTIONS, *ALARM_DESCRIPTIONS, *MOS_DESCRIPTIONS) if r.in_ha
+)
 NUMBERED: Final = re.compile(r"(cell|temperature)_[1-9][0-9]*")
 
 

@@ -271,8 +271,9 @@ class Publisher:
             if not isinstance(cmps, dict):
                 raise TypeError("cmps is not an object")
         except (ValueError, KeyError, TypeError) as err:
-            log.warning("target %s: ignoring the retained discovery config of %s: %s",
-                        target, pack, err)  # fmt: skip
+            log.warning(
+                "target %s: ignoring the retained discovery config of %s: %s", target, pack, err
+            )
             return
         plan = self.plans[target]
         if plan.seed(pack, cmps):
