@@ -182,18 +182,27 @@ async def commands(seen: Listener) -> list[dict[str, Any]]:
     return seen.on("/result")
 
 
-@pytest.mark.parametrize("control", [False, True])
-async def test_commands_are_refused_or_confirmed_by_reading_back(
+@contextlib.asynccontextmanager
+async def one_daly_online(
     tmp_path: Path, mosquitto: Mosquitto, control: bool
-) -> None:
+) -> AsyncIterator[tuple[PtyServer, Listener, Reader]]:
+    """One simulated DALY board on a pty, a reader polling it, and a listener; once online."""
     sim = make_bus("daly_classic")
-    model = sim.boards[0].model
     async with (
         PtyServer(sim, tmp_path / "tty") as pty,
         listen(mosquitto.port, "bmsgate/bms/#") as seen,
         running(mosquitto, bus_settings(pty.port, "daly_classic", 1), control=control) as reader,
     ):
         await seen.wait_for(lambda s: availability(s, "p1") == ["online"])
+        yield pty, seen, reader
+
+
+@pytest.mark.parametrize("control", [False, True])
+async def test_commands_are_refused_or_confirmed_by_reading_back(
+    tmp_path: Path, mosquitto: Mosquitto, control: bool
+) -> None:
+    async with one_daly_online(tmp_path, mosquitto, control=control) as (pty, seen, reader):
+        model = pty.bus.boards[0].model
         sent = [
             Command(transaction="t1", action="set_charge_mos", value=False),
             Command(transaction="t2", action="set_soc", value=42.0),
@@ -218,6 +227,32 @@ async def test_commands_are_refused_or_confirmed_by_reading_back(
         assert model.charge_mos is False and model.discharge_mos is False
         last = states(seen, "p1")[-1]
         assert last.charge_mos is False and last.discharge_mos is False
+
+
+async def test_a_command_the_asleep_bms_never_read_does_not_act_when_it_wakes(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """An unanswered command's bytes still waiting for the board are dropped at the timeout.
+
+    The board dozes (stops reading its pty) behind a full line: 4 kB of filler fill the pty's
+    line buffer on the board's side, so what the reader sends next waits in the kernel, as in
+    an adapter's buffer. The reader flushes it (tcflush) when the board does not answer; when
+    the board wakes it reads the filler and never the command.
+    """
+    async with one_daly_online(tmp_path, mosquitto, control=True) as (pty, seen, reader):
+        model = pty.bus.boards[0].model
+        pty.doze()
+        os.write(pty._slave, bytes(4096))  # junk to the board's framer: it waits for 0xA5
+        cmd = Command(transaction="off", action="set_discharge_mos", value=False)
+        await reader.backbone.publish(topics.COMMAND, "p1", cmd)
+        await seen.wait_for(lambda s: s.on("/bms/p1/result"), within=10)
+        assert seen.on("/bms/p1/result")[0]["status"] == "error"
+        pty.wake()
+        online = len(states(seen, "p1"))
+        await seen.wait_for(lambda s: len(states(s, "p1")) > online + 2, within=10)
+        assert pty.received >= 4096  # the board read what waited for it
+        assert model.discharge_mos is True  # and the command was not among it
+        assert states(seen, "p1")[-1].discharge_mos is True
 
 
 @pytest.mark.parametrize("protocol", sorted(BOARDS))

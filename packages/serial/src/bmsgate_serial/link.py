@@ -342,7 +342,8 @@ class SerialLink:
         (flow control, a full buffer) would otherwise reach a board when it wakes, long after
         the caller was told the command failed. The kernel's buffers are flushed (tcflush);
         bytes still in the transport's own buffer go with the port, reopened at the next
-        exchange. Bytes already on the wire, or in a pty's other end, cannot be called back.
+        exchange. Bytes already on the wire, or taken in by a pty's other end, cannot be called
+        back (a pty's output flush drops only what waits for the other end to take it).
         """
         transport = self._transport
         if transport is None:

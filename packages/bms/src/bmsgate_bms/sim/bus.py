@@ -210,8 +210,16 @@ class PtyServer:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def __aenter__(self) -> PtyServer:
+    def doze(self) -> None:
+        """Stop reading the line, as a board asleep: what is sent waits in the pty's buffers."""
+        asyncio.get_running_loop().remove_reader(self._master)
+
+    def wake(self) -> None:
+        """Read the line again, first whatever waited while dozing."""
         asyncio.get_running_loop().add_reader(self._master, self._on_readable)
+
+    async def __aenter__(self) -> PtyServer:
+        self.wake()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
