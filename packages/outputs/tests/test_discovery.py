@@ -360,9 +360,13 @@ def test_health_direction_charge_counters_balancing_current_and_connections() ->
         3.25,
     )
     assert (vals["charger_connected"], vals["load_connected"]) == ("OFF", "ON")
+    balancing = make_state(balancing=True, balancing_cells=[3, 7])
+    vals = values(balancing, descriptions(balancing, control=False))
+    assert (vals["balancing"], vals["balancing_cells"]) == ("ON", "3, 7")
     bare = make_state(current=0.0)  # no BMS word: the sign of the current
     vals = values(bare, descriptions(bare, control=False))
     assert vals["direction"] == "idle" and "state_of_health" not in vals
+    assert "balancing_cells" not in vals  # this BMS does not say
 
 
 def test_a_set_soc_number_with_control_where_the_protocol_can_set_soc(state: PackState) -> None:

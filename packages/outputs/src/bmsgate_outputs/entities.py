@@ -134,6 +134,13 @@ def _direction(state: PackState) -> str:
     return "charging" if state.current > 0 else "discharging" if state.current < 0 else "idle"
 
 
+def _balancing_cells(state: PackState) -> str | None:
+    """The cells being balanced ("3, 7" or "none"); None where the BMS does not say."""
+    if state.balancing is None and not state.balancing_cells:
+        return None
+    return ", ".join(str(c) for c in state.balancing_cells) or "none"
+
+
 DEFAULT_DIGITS: Final = 3  # a float row without a display precision
 
 
@@ -221,6 +228,8 @@ PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
                 unit=AH, state_class=TI, precision=2, icon="mdi:battery-plus-variant"),
     Description(key="charge_out", name="Charge discharged", value_fn=lambda s: s.charge_out,
                 unit=AH, state_class=TI, precision=2, icon="mdi:battery-minus-variant"),
+    Description(key="balancing_cells", name="Balancing cells", value_fn=_balancing_cells,
+                category="diagnostic", icon="mdi:scale-balance"),
     Description(key="balance_current", name="Balancing current",
                 value_fn=_extra_number("balance_current"), device_class="current", unit=A,
                 state_class=M, category="diagnostic", precision=3),
