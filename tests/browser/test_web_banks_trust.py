@@ -169,6 +169,19 @@ def test_status_says_when_the_api_is_lost_and_last_seen_ticks(
     assert "stale" not in page.evaluate("document.body.className")
     expect(east).not_to_have_class(re.compile(r"\boffline\b"))
 
+    # a hung reader sends no offline word: the card greys once its reading is stale_after old
+    reader = procs[1]
+    os.kill(reader.process.pid, signal.SIGSTOP)
+    try:
+        expect(east).to_have_class(re.compile(r"\blate\b"), timeout=30_000)
+        expect(east.locator(".age[data-ts]")).to_contain_text("not live")
+        expect(lost).to_be_hidden()  # the API itself still beats
+    finally:
+        os.kill(reader.process.pid, signal.SIGCONT)
+    expect(page.locator('#packs .card[data-pack="east"]')).not_to_have_class(
+        re.compile(r"\blate\b"), timeout=30_000
+    )
+
     # the boards stop answering: offline cards say when they were last read, counting up,
     # and the bank when its newest member reading came (never "never")
     sim = procs[0]

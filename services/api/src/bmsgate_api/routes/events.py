@@ -27,6 +27,7 @@ class Beat(BaseModel):
     """
 
     interval: float = Field(description="[s] the longest time between two events")
+    stale_after: float = Field(description="[s] a reading older than this is not live")
 
 
 def beat_interval(ctx: Context) -> float:
@@ -44,7 +45,7 @@ async def events(request: Request, ctx: Ctx) -> AsyncIterable[ServerSentEvent]:
     ``beat`` (Beat) comes first and whenever nothing else was sent for its interval.
     """
     queue = ctx.hub.listen()
-    beat = Beat(interval=beat_interval(ctx))
+    beat = Beat(interval=beat_interval(ctx), stale_after=ctx.store.stale_after)
     try:
         yield ServerSentEvent(event="beat", data=beat)
         now = utcnow()

@@ -174,13 +174,16 @@ root.addEventListener("click", (e) => {
 
 // Trust: the page says when it no longer hears the API (a hung process keeps the stream open,
 // so silence counts too: the API sends a beat whenever it has nothing else for an interval)
-let source = null, heard = Date.now(), beatMs = 10_000, opened = 0;
+let source = null, heard = Date.now(), beatMs = 10_000, opened = 0, staleMs = 60_000;
 function listen() {
   if (source) source.close();
   source = new EventSource("api/events");
   opened = Date.now();
   const on = (name, handle) => source.addEventListener(name, (e) => { heard = Date.now(); handle(e); });
-  on("beat", (e) => { beatMs = JSON.parse(e.data).interval * 1000; });
+  on("beat", (e) => {
+    const beat = JSON.parse(e.data);
+    beatMs = beat.interval * 1000; staleMs = beat.stale_after * 1000;
+  });
   on("pack", (e) => update(views, JSON.parse(e.data), card));
   on("bank", (e) => update(banks, JSON.parse(e.data), bankCard));
 }
@@ -202,7 +205,13 @@ function watchdog() {
 function tick() {
   watchdog();
   for (const el of document.querySelectorAll(".age[data-ts]")) {
-    el.textContent = ago((Date.now() - Date.parse(el.dataset.ts)) / 1000);
+    const age = Date.now() - Date.parse(el.dataset.ts);
+    // a live card whose reading outgrows stale_after (a hung reader or broker sends no
+    // offline word) is greyed and says so until the next event decides
+    const card = el.closest(".card:not(.offline)");
+    const late = card !== null && age > staleMs;
+    if (card) card.classList.toggle("late", late);
+    el.textContent = ago(age / 1000) + (late ? " · not live" : "");
   }
   document.getElementById("clock").textContent = bms.when(Date.now(), { dateStyle: "medium", timeStyle: "medium" });
 }
