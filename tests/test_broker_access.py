@@ -11,6 +11,7 @@ import ast
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import stat
 import subprocess
@@ -85,9 +86,34 @@ def test_the_table_lists_exactly_what_each_services_code_uses(service: str) -> N
         )
 
 
-def test_the_compose_acl_is_the_one_rendered_from_the_table() -> None:
+def test_the_compose_acl_is_the_one_rendered_from_the_table_and_the_compose_config(
+    tmp_path: Path,
+) -> None:
+    """Changing banks in deploy/bmsgate.yaml without regenerating the ACL fails here."""
+    out = tmp_path / "acl"
+    done = subprocess.run(
+        [
+            sys.executable,
+            ROOT / "scripts" / "export_acl.py",
+            "--config",
+            ROOT / "deploy" / "bmsgate.yaml",
+            "--out",
+            out,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("BMSGATE_")},
+    )
+    assert done.returncode == 0, done.stderr
     committed = (ROOT / "deploy" / "mosquitto" / "acl").read_text()
-    assert committed == render_acl(), "regenerate it: uv run python scripts/export_acl.py"
+    assert committed == out.read_text(), (
+        "regenerate it: uv run python scripts/export_acl.py --config deploy/bmsgate.yaml"
+    )
+    cfg = yaml.safe_load((ROOT / "deploy" / "bmsgate.yaml").read_text())
+    banks = [bank["id"] for bank in cfg.get("banks") or []]
+    assert committed == render_acl(banks=banks)  # the publisher: those banks' states only
 
 
 def need_mosquitto() -> None:

@@ -117,8 +117,10 @@ RULES = [
      ["bmsgate/bms/p1/state", "bmsgate/service/api/status", "bmsgate/service/all/restart"]),
     ("notifier", ["bmsgate/service/notifier/status", "bmsgate/notifier/api/test/reply"],
      ["bmsgate/bms/p1/set"]),
-    ("publisher", ["bmsgate/bms/bank/state", "homeassistant/sensor/x/config"],
-     ["bmsgate/bms/p1/daily"]),
+    # deploy/bmsgate.yaml has no banks: the publisher writes no state at all, a pack's neither
+    ("publisher", ["homeassistant/sensor/x/config", "bmsgate/bms/pack-1/set"],
+     ["bmsgate/bms/p1/daily", "bmsgate/bms/pack-1/state", "bmsgate/bms/bank/state",
+      "bmsgate/bms/pack-1/availability"]),
     ("tunnel", ["bmsgate/bms/p1/raw/tx", "bmsgate/bms/p1/tunnel/state"],
      ["bmsgate/bms/p1/raw/rx", "bmsgate/bms/p1/state"]),
 ]

@@ -4,7 +4,8 @@ Each service's user may publish exactly the topics of ``topics.py`` it publishes
 those it subscribes to (a test compares this table with the services' code). Mosquitto's ACL
 (``deploy/mosquitto/acl`` and the private broker of ``bmsgate run``) is rendered from it, so the
 two cannot drift. A ``+`` grants every pack, bus or client: MQTT wildcards cannot say "only my
-packs". Where the configuration is known (``bmsgate run``), the publisher's bank states are
+packs". Where the configuration is known (``bmsgate run``, and the compose stack's ACL rendered
+from deploy/bmsgate.yaml by ``scripts/export_acl.py --config``), the publisher's bank states are
 granted per bank instead.
 """
 
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import topics
 from .topics import DEFAULT_BASE, TopicSpec
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 Right = Literal["read", "write", "readwrite"]
 
@@ -183,3 +187,8 @@ def render_acl(base: str = DEFAULT_BASE, banks: Sequence[str] | None = None) -> 
         "topic read $SYS/broker/uptime",
     ]
     return "\n".join(lines) + "\n"
+
+
+def render_acl_for(cfg: Settings) -> str:
+    """The ACL of a deployment whose configuration is ``cfg``: its base topic, its banks only."""
+    return render_acl(cfg.mqtt.base_topic, [bank.id for bank in cfg.banks])
