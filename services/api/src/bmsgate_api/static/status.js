@@ -63,9 +63,20 @@ function alarms(v) {
     ? `<ul class="alarms">${v.alarms.map(a => `<li>${esc(a.text)}</li>`).join("")}</ul>` : `<p class="muted">no alarms</p>`;
 }
 
+// Values the reader reads every slow_every polls: said with their own age, never as read now.
+function slowRead(v) {
+  const ages = v.state.ages || {};
+  const names = Object.keys(ages).filter(k => k !== "cell_count" && k !== "balancing_cells");
+  if (!names.length) return "";
+  const oldest = Math.max(...names.map(k => ages[k]));
+  const at = new Date(Date.parse(v.state.ts) - oldest * 1000).toISOString();
+  const list = names.map(k => k === "cell_voltages" ? "cells" : k.replace(/_/g, " ")).join(", ");
+  return `<p class="muted" data-field="slow-read">${esc(list)} read <span class="slow-age" data-ts="${at}">${ago(v.age + oldest)}</span></p>`;
+}
+
 function footer(v) {
   const s = v.state, fw = s.extras && s.extras.software_version;
-  return `${v.findings.length ? `<p><a href="health.html?pack=${esc(v.pack)}">${v.findings.length} health finding(s)</a></p>` : ""}
+  return `${slowRead(v)}${v.findings.length ? `<p><a href="health.html?pack=${esc(v.pack)}">${v.findings.length} health finding(s)</a></p>` : ""}
     <p class="muted"><span class="beat" title="BMS heartbeat: a new reading">♥</span> BMS read <span class="age" data-ts="${esc(s.ts)}">${ago(v.age)}</span>${fw ? ` · firmware ${esc(fw)}` : ""} ·
       <a href="battery.html?pack=${esc(v.pack)}">cells&nbsp;24&nbsp;h</a> · <a href="monitor.html?pack=${esc(v.pack)}">power&nbsp;24&nbsp;h</a></p>`;
 }
@@ -212,6 +223,9 @@ function tick() {
     const late = card !== null && age > staleMs;
     if (card) card.classList.toggle("late", late);
     el.textContent = ago(age / 1000) + (late ? " · not live" : "");
+  }
+  for (const el of document.querySelectorAll(".slow-age[data-ts]")) {
+    el.textContent = ago((Date.now() - Date.parse(el.dataset.ts)) / 1000);
   }
   document.getElementById("clock").textContent = bms.when(Date.now(), { dateStyle: "medium", timeStyle: "medium" });
 }
