@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bmsgate_bms import jbd, seplos_v2
+from bmsgate_bms import daly_classic, jbd, seplos_v2
+from bmsgate_bms.errors import LinkTimeout
 from bmsgate_bms.polling import MAX_AGE, SlowReads
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.link import SimLink
@@ -109,3 +110,24 @@ def _without(answer: Callable[[bytes], list[bytes] | None], cid2: int) -> Any:
         return None if request == seplos_v2.request(cid2, 1) else answer(request)
 
     return answering
+
+
+def test_after_a_missed_poll_a_daly_classic_reads_everything_again() -> None:
+    """A board that slept keeps nothing from before: the first answer after it is complete."""
+    bus = make_bus("daly_classic")
+    driver = daly_classic.Driver(SimLink(bus), 1)
+    driver.slow.every = 10
+    cells = daly_classic.request(daly_classic.CELLS, 1)
+
+    async def polls() -> None:
+        await driver.read()
+        await driver.read()
+        assert bus.heard[cells] == 1  # the second poll: fast commands only
+        bus.faults.mode = "sleep"
+        with pytest.raises(LinkTimeout):
+            await driver.read()
+        bus.faults.mode = "none"
+        reading = await driver.read()
+        assert bus.heard[cells] == 2 and reading.ages["cell_voltages"] == 0.0
+
+    asyncio.run(polls())

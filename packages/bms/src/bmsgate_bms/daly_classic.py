@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from .checksum import sum8
 from .driver import ProbeAnswer, ProtocolInfo, ScanStep
-from .errors import ChecksumError, FrameError, LengthError
+from .errors import ChecksumError, FrameError, LengthError, LinkTimeout
 from .fields import Field, decode, read_int
 from .link import Link
 from .plausible import Limits
@@ -435,7 +435,11 @@ class DalyClassicDriver:
         fast answer changes the direction, a MOSFET or the alarms (cells, balancing and the
         charger flag follow such a change).
         """
-        fast = await self._read_commands(tagged(POLL, FAST))
+        try:
+            fast = await self._read_commands(tagged(POLL, FAST))
+        except (FrameError, LinkTimeout):
+            self.slow.owed = True  # after a missed poll (asleep, a lost line) everything is read
+            raise
         now = time.monotonic()
         signal = (fast["state"], fast["charge_mos"], fast["discharge_mos"], tuple(fast["alarms"]))
         if self.slow.due(now, signal):
