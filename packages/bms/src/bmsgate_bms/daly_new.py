@@ -526,7 +526,7 @@ def parse_answer(frame: bytes) -> Answer:
         expected = crc16_modbus(frame[:-2]).to_bytes(2, "little")
         raise ChecksumError(f"CRC bytes {frame[-2:].hex(' ')}, expected {expected.hex(' ')}")
     if frame[1] & EXCEPTION:
-        raise ModbusExceptionError(frame[1] & ~EXCEPTION, frame[2])
+        raise ModbusExceptionError("DALY", frame[1] & ~EXCEPTION, frame[2])
     payload = frame[3:-2] if frame[1] == READ else frame[2:6]
     return Answer(variant, board, frame[1], payload)
 

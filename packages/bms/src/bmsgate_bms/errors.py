@@ -16,10 +16,10 @@ class LengthError(FrameError):
 class ModbusExceptionError(FrameError):
     """A Modbus RTU board refused a request: its answer is function | 0x80 and an exception code."""
 
-    def __init__(self, function: int, code: int, meaning: str | None = None) -> None:
+    def __init__(self, make: str, function: int, code: int, meaning: str | None = None) -> None:
         self.function, self.code = function, code
         text = f" ({meaning})" if meaning else ""
-        super().__init__(f"the BMS refused function {function:02X}: exception {code:02X}{text}")
+        super().__init__(f"{make} refused function {function:02X}: exception {code:02X}{text}")
 
 
 class LinkTimeout(TimeoutError):

@@ -795,7 +795,7 @@ def check_ack(frame: bytes, address: int, register: int, count: int) -> None:
     if is_status_frame(frame) or len(frame) < EXCEPTION_LEN:
         raise FrameError("expected an FC 0x10 acknowledgement")
     if frame[1] == WRITE | ERROR_FLAG:
-        raise ModbusExceptionError(WRITE, frame[2], EXCEPTIONS.get(frame[2], "unknown"))
+        raise ModbusExceptionError("JK-PB", WRITE, frame[2], EXCEPTIONS.get(frame[2], "unknown"))
     want = ack_frame(address, register, count)
     if frame != want:
         raise FrameError(f"expected ACK {want.hex(' ')}, got {frame.hex(' ')}")
@@ -861,7 +861,7 @@ class JkPbDriver:
         if is_status_frame(frame) or frame[0] != self.address:
             raise FrameError("expected an FC 0x03 answer from this address")
         if frame[1] == READ | ERROR_FLAG:
-            raise ModbusExceptionError(READ, frame[2], EXCEPTIONS.get(frame[2], "unknown"))
+            raise ModbusExceptionError("JK-PB", READ, frame[2], EXCEPTIONS.get(frame[2], "unknown"))
         if frame[1] != READ or frame[2] != 2 * count:
             raise FrameError(f"expected {2 * count} register bytes, got {frame.hex(' ')}")
         return decode_registers(register, frame[3:-2])
