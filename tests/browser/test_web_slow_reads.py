@@ -32,13 +32,23 @@ def daly_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     sim, port = start_simulator(tmp_path, "daly_classic")
     procs.append(sim)
     http = free_port()
-    config = write_config(tmp_path, {
-        "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-        "buses": [{"port": port, "protocol": "daly_classic", "poll_interval": 0.3,
-                   "slow_every": 1000, "packs": [{"id": "garage", "name": "Garage"}]}],
-        "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-        "data_dir": str(tmp_path / "data"),
-    })  # fmt: skip
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [
+                {
+                    "port": port,
+                    "protocol": "daly_classic",
+                    "poll_interval": 0.3,
+                    "slow_every": 1000,
+                    "packs": [{"id": "garage", "name": "Garage"}],
+                }
+            ],
+            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+            "data_dir": str(tmp_path / "data"),
+        },
+    )
     for name in ("reader", "api"):
         procs.append(start_service(tmp_path, name, config))
     base = f"http://127.0.0.1:{http}"
