@@ -23,6 +23,15 @@ def test_own_soc_is_saved_with_the_counter_and_read_back(tmp_path: Path) -> None
     assert store.load_soc("odd") is None  # not a SOC: not used
 
 
+def test_a_write_cut_short_leaves_a_temporary_file_the_next_start_removes(tmp_path: Path) -> None:
+    store = CounterStore(tmp_path)
+    store.save("garage", EnergyCounter(energy_in=2.0))
+    stale = tmp_path / ".energy-garage.json.tmp"
+    stale.write_text('{"energy_in": 3')  # a power cut mid-write: half a file, never renamed
+    assert CounterStore(tmp_path).load("garage").energy_in == 2.0  # the last complete one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["energy-garage.json"]
+
+
 def test_a_restarted_reader_goes_on_counting_from_the_saved_soc(tmp_path: Path) -> None:
     CounterStore(tmp_path).save("garage", EnergyCounter(), own_soc=63.0)
     bus = BusSettings.model_validate(

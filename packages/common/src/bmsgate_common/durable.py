@@ -38,6 +38,16 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp")
 
 
+def discard_temporary(path: Path) -> None:
+    """Remove the temporary file a write of ``path`` cut short left (call before the first write).
+
+    Only the one process that writes ``path`` may call this, at its start: a cut between the
+    temporary file's creation and its rename leaves it behind, and nothing else ever removes it.
+    """
+    with contextlib.suppress(FileNotFoundError):
+        temporary_path(path).unlink()
+
+
 def write_durably(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data``, atomically and durably (owner-only by default)."""
     make_directory(path.parent)

@@ -10,7 +10,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from bmsgate_common.durable import write_durably
+from bmsgate_common.durable import discard_temporary, write_durably
 
 from .logic import EnergyCounter
 
@@ -29,6 +29,7 @@ class CounterStore:
     def load(self, pack: str) -> EnergyCounter:
         """The saved counter, or a new one; a damaged file is reported and set aside."""
         path = self._path(pack)
+        discard_temporary(path)  # a write cut short (a power cut) left it; the reader owns the file
         try:
             data = json.loads(path.read_text())
             return EnergyCounter(
