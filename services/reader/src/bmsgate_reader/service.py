@@ -229,7 +229,7 @@ class Reader:
         assert pack.driver is not None
         try:
             values = await pack.driver.read_settings()  # type: ignore[attr-defined]
-        except (FrameError, LinkTimeout) as err:
+        except POLL_ERRORS as err:  # a port gone (unplugged) too: the next poll reports it
             pack.settings_due = time.monotonic() + SETTINGS_RETRY
             log.debug("%s: settings not read: %s", pack.cfg.id, err)
             return False
