@@ -96,8 +96,9 @@ class LeaseManager:
         if request.action == "acquire" and lease is None:
             self.current = Lease(pack, request.holder, request.idle_timeout)
             self.free.clear()
-            self._task = asyncio.create_task(self._hold(self.current))
-            await self._state(pack, request, True)
+            # granted once the line is really ours (after the poll under way), not before:
+            # bytes sent on an early grant would meet the poller instead of the holder
+            self._task = asyncio.create_task(self._hold(self.current, request))
             return
         if lease is None or lease.holder != request.holder:
             held = f"the line is held by {lease.holder}" if lease else "no lease is held"
@@ -137,13 +138,16 @@ class LeaseManager:
                 topics.RAW_RX, lease.pack, RawData(holder=lease.holder, data=data.hex())
             )
 
-    async def _hold(self, lease: Lease) -> None:
+    async def _hold(self, lease: Lease, request: RawLease) -> None:
         """Keep the line for ``lease`` until released, idle too long, or the port is lost."""
         log.info("%s took the line of %s", lease.holder, self.link.port)
         relay: asyncio.Task[None] | None = None
+        granted = False
         try:
             async with self.link.leased(self._received):
                 relay = asyncio.create_task(self._relay(lease))
+                await self._state(lease.pack, request, True)
+                granted = True
                 while not lease.done.is_set():
                     left = lease.expires_in(time.monotonic())
                     with contextlib.suppress(TimeoutError):
@@ -160,6 +164,8 @@ class LeaseManager:
                         break
         except LinkDown as err:
             log.warning("lease of %s ended: %s", lease.holder, err)
+            if not granted:  # the asker hears why instead of waiting for a grant
+                await self._state(lease.pack, request, False, str(err))
         finally:
             if relay:
                 relay.cancel()
