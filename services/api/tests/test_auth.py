@@ -14,7 +14,7 @@ from bmsgate_api.auth import (
     verify_password,
 )
 from bmsgate_api.store import PackStore
-from bmsgate_common.models import Availability, PackState, utcnow
+from bmsgate_common.models import Availability, BmsSettings, PackState, SettingValue, utcnow
 from bmsgate_common.settings import ConfigError, Settings, load_settings
 
 
@@ -68,8 +68,10 @@ def test_a_plain_password_in_the_config_is_refused(tmp_path: Path) -> None:
         load_settings(cfg)
 
 
-def app_client(settings: Settings, tmp_path: Path | None = None) -> httpx.AsyncClient:
-    store = PackStore()
+def app_client(
+    settings: Settings, tmp_path: Path | None = None, store: PackStore | None = None
+) -> httpx.AsyncClient:
+    store = store or PackStore()
     store.states["garage"] = PackState(
         pack="garage",
         name="Garage",
@@ -194,3 +196,60 @@ async def test_bad_requests_are_clear_4xx(tmp_path: Path) -> None:
         # the history service answers for the archive; with no backbone there is nobody to ask
         got = await http.get("/api/packs/garage/csv/2024-01-01")
         assert got.status_code == 503 and "backbone" in got.json()["detail"]
+
+
+async def test_commands_and_setting_writes_take_one_road(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Control, bank, the route's own check, then the audit line: the same for both kinds."""
+    bus = {
+        "port": "/dev/null",
+        "protocol": "jk_pb",
+        "packs": [{"id": "garage", "address": 1}, {"id": "shed", "address": 2}],
+    }
+    settings = Settings.model_validate(
+        {
+            "buses": [bus],
+            "control": {"enabled": True},
+            "banks": [{"id": "house", "packs": ["garage", "shed"]}],
+        }
+    )
+    store = PackStore()
+    async with app_client(settings, tmp_path, store) as http:
+        await http.post("/api/auth/setup", json={"password": "long enough"})
+        store.settings["garage"] = BmsSettings(
+            pack="garage",
+            protocol="jk_pb",
+            ts=utcnow(),
+            settings=[
+                SettingValue(
+                    key="balance_start_voltage",
+                    label="Balance start",
+                    unit="V",
+                    value=3.4,
+                    writable=True,
+                    min=3.0,
+                    max=3.6,
+                ),
+                SettingValue(key="cell_count", label="Cells", unit="", value=16, writable=False),
+            ],
+        )
+        url = "/api/packs/{}/settings/{}"
+        got = await http.put(url.format("house", "x"), json={"value": 1})
+        assert got.status_code == 400 and "is a bank: settings writes go to" in got.text
+        got = await http.post("/api/packs/house/commands", json={"action": "reset"})
+        assert got.status_code == 400 and "is a bank: commands go to" in got.text
+        got = await http.put(url.format("garage", "cell_count"), json={"value": 8})
+        assert got.status_code == 400 and "read-only" in got.text
+        got = await http.put(url.format("garage", "balance_start_voltage"), json={"value": 3.9})
+        assert got.status_code == 400 and "3..3.6 V, not 3.9" in got.text
+        assert "asked by" not in caplog.text  # nothing refused before sending is logged as sent
+        with caplog.at_level("INFO"):
+            got = await http.put(url.format("garage", "balance_start_voltage"), json={"value": 3.4})
+            assert got.status_code == 503  # no backbone here: checked and logged, then not sent
+            got = await http.post(
+                "/api/packs/garage/commands", json={"action": "set_charge_mos", "value": False}
+            )
+            assert got.status_code == 503
+        assert "setting balance_start_voltage = 3.4 on garage, asked by" in caplog.text
+        assert "command set_charge_mos False to garage, asked by" in caplog.text

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -28,7 +29,7 @@ from bmsgate_common.models import (
     utcnow,
 )
 
-from ..deps import Ctx, Reader, User, ask, audit, shown, who_asks
+from ..deps import Ctx, Reader, User, ask, audit, require_control, shown, who_asks
 from ..history import raise_for
 from ..live import CLIENT
 from ..views import PackView, pack_view
@@ -76,6 +77,42 @@ class CommandOutcome(BaseModel):
 def _known(ctx: Ctx, pack: str) -> None:
     if pack not in ctx.store.packs():
         raise HTTPException(status_code=404, detail=f"unknown pack {pack!r}")
+
+
+async def _ask_reader(
+    ctx: Ctx,
+    request: Request,
+    pack: str,
+    *,
+    refused: str,
+    check: Callable[[], None],
+    doing: str,
+    make: Callable[[str, str], Command],
+    prefix: str,
+) -> CommandResult:
+    """Send a change to a pack's BMS and return the value read back; the one road for every route.
+
+    Control enabled, not a bank, the route's own ``check``, logged with who asked, then asked of
+    the reader; a refusal is a 502.
+    """
+    require_control(ctx)
+    refuse_bank(ctx, pack, refused)
+    check()
+    audit(request, ctx, doing)
+    who = who_asks(request, ctx)
+    timeout = ctx.settings.api.command_timeout
+    result: CommandResult = await ask(
+        ctx,
+        topics.COMMAND,
+        pack,
+        lambda t: make(t, who),
+        seconds=timeout,
+        silent=f"no result from the reader within {timeout:g} s",
+        prefix=prefix,
+    )
+    if result.status != "ok":
+        raise HTTPException(status_code=502, detail=result.error or "the BMS refused")
+    return result
 
 
 @router.get("/packs", dependencies=[Reader])
@@ -203,23 +240,18 @@ async def command(
     pack: PackPath, body: CommandRequest, request: Request, ctx: Ctx
 ) -> CommandOutcome:
     """Change a BMS (MOS switches, SOC, reset); answers with the value read back from it."""
-    if not ctx.settings.control.enabled:
-        raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
-    refuse_bank(ctx, pack, "commands")
-    _known(ctx, pack)
-    audit(request, ctx, f"command {body.action} {body.value!r} to {pack}")
-    timeout = ctx.settings.api.command_timeout
-    result: CommandResult = await ask(
+    result = await _ask_reader(
         ctx,
-        topics.COMMAND,
+        request,
         pack,
-        lambda t: Command(transaction=t, action=body.action, value=body.value),
-        seconds=timeout,
-        silent=f"no result from the reader within {timeout:g} s",
+        refused="commands",
+        check=lambda: _known(ctx, pack),
+        doing=f"command {body.action} {body.value!r} to {pack}",
+        make=lambda t, who: Command(
+            transaction=t, action=body.action, value=body.value, requested_by=who
+        ),
         prefix="cmd",
     )
-    if result.status != "ok":
-        raise HTTPException(status_code=502, detail=result.error or "the command failed")
     return CommandOutcome(result=result, state=ctx.store.states.get(pack))
 
 
@@ -261,40 +293,38 @@ async def write_setting(
     pack: PackPath,
     key: Annotated[str, Path(pattern=SETTING_KEY)],
     body: SettingWrite,
+    request: Request,
     ctx: Ctx,
-    who: Annotated[str, Depends(who_asks)],
 ) -> SettingOutcome:
     """Write one of the BMS's safe settings; the answer is the value read back from the BMS.
 
     Checked here against what the reader published (writable, range) so a wrong value is a
     400 that sends nothing; the reader checks again against the BMS's settings as read.
     """
-    if not ctx.settings.control.enabled:
-        raise HTTPException(status_code=403, detail="control is disabled (control.enabled: false)")
-    refuse_bank(ctx, pack, "settings writes")
-    known = ctx.store.settings.get(pack)
-    if known is None:
-        raise HTTPException(status_code=404, detail=f"no settings read from {pack!r} yet")
-    row = next((r for r in known.settings if r.key == key), None)
-    if row is None or not row.writable:
-        what = "unknown setting" if row is None else "read-only: bmsgate never writes"
-        raise HTTPException(status_code=400, detail=f"{key}: {what}")
-    if row.min is not None and row.max is not None and not row.min <= body.value <= row.max:
-        unit = f" {row.unit}" if row.unit else ""
-        detail = f"{key} must be {row.min:g}..{row.max:g}{unit}, not {body.value:g}"
-        raise HTTPException(status_code=400, detail=detail)
-    timeout = ctx.settings.api.command_timeout
-    result: CommandResult = await ask(
+
+    def check() -> None:
+        known = ctx.store.settings.get(pack)
+        if known is None:
+            raise HTTPException(status_code=404, detail=f"no settings read from {pack!r} yet")
+        row = next((r for r in known.settings if r.key == key), None)
+        if row is None or not row.writable:
+            what = "unknown setting" if row is None else "read-only: bmsgate never writes"
+            raise HTTPException(status_code=400, detail=f"{key}: {what}")
+        if row.min is not None and row.max is not None and not row.min <= body.value <= row.max:
+            unit = f" {row.unit}" if row.unit else ""
+            detail = f"{key} must be {row.min:g}..{row.max:g}{unit}, not {body.value:g}"
+            raise HTTPException(status_code=400, detail=detail)
+
+    result = await _ask_reader(
         ctx,
-        topics.COMMAND,
+        request,
         pack,
-        lambda t: Command(
+        refused="settings writes",
+        check=check,
+        doing=f"setting {key} = {body.value:g} on {pack}",
+        make=lambda t, who: Command(
             transaction=t, action="set_setting", setting=key, value=body.value, requested_by=who
         ),
-        seconds=timeout,
-        silent=f"no result from the reader within {timeout:g} s",
         prefix="set",
     )
-    if result.status != "ok":
-        raise HTTPException(status_code=502, detail=result.error or "the write failed")
     return SettingOutcome(result=result, settings=ctx.store.settings.get(pack))
