@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import aiomqtt
 import pytest
+from packages.outputs.tests.states import make_state
 
 from bmsgate_common.models import Availability, CommandResult, PackState
 from bmsgate_publisher.service import BANK_HOLD
@@ -26,24 +27,6 @@ from tests.support.tls_broker import PASSWORD, USER, Certs, TlsMosquitto, make_c
 
 pytestmark = pytest.mark.integration
 
-CELLS_MV = [
-    2927,
-    2956,
-    2957,
-    2951,
-    2957,
-    2944,
-    2956,
-    2956,
-    2955,
-    2957,
-    2957,
-    2956,
-    2937,
-    2956,
-    2956,
-    2945,
-]
 TYPE2 = (
     b'{"bat":{"0":2927,"1":2956,"2":2957,"3":2951,"4":2957,"5":2944,"6":2956,"7":2956,'
     b'"8":2955,"9":2957,"10":2957,"11":2956,"12":2937,"13":2956,"14":2956,"15":2945},'
@@ -86,16 +69,9 @@ def _dir(path: Path) -> Path:
 
 
 def state(pack: str, **over: Any) -> PackState:
-    # fmt: off
-    data: dict[str, Any] = {
-        "pack": pack, "name": pack.title(), "protocol": "daly_classic", "ts": datetime.now(UTC),
-        "pack_voltage": 47.2, "current": 6.2, "power": 292.64, "soc": 27.0,
-        "cell_voltages": [mv / 1000 for mv in CELLS_MV], "cell_count": 16,
-        "temperatures": [12.0], "charge_mos": True, "discharge_mos": True,
-        "alarms": ["charge_undertemp_warning"], "nominal_capacity": 100.0,
-    }
-    # fmt: on
-    return PackState(**(data | over))
+    """The outputs tests' state (the manual's type2 example), as ``pack`` and read just now."""
+    fields: dict[str, Any] = {"temperatures": [12.0], "nominal_capacity": 100.0}
+    return make_state(pack=pack, name=pack.title(), ts=datetime.now(UTC), **(fields | over))
 
 
 def client(port: int, certs: Certs | None = None) -> aiomqtt.Client:
