@@ -23,19 +23,22 @@ from tests.support.procs import Mosquitto, find_mosquitto, wait_until
 pytestmark = pytest.mark.integration
 
 
-# `bmsgate run` itself, the private Mosquitto, the zygote the services are forked from, and one
-# process per service (one reader here) but the publisher and the tunnel: without targets, banks
-# or control they have nothing to do and are not started; with no configuration file the first
-# setup is under way, and the notifier runs for the setup page's test message
-EXPECTED_PROCESSES = 3 + len(SERVICES) - 2
+# `bmsgate run` itself, the private Mosquitto, and the one process its services share (forked
+# from it; each service a thread there): reader, api, modbus, history and, as no configuration
+# file exists and the first setup is under way, the notifier for the setup page's test message
+EXPECTED_PROCESSES = 3
+# with --isolate, a process per service instead, forked from that one (the zygote), but the
+# publisher and the tunnel: without targets, banks or control they have nothing to do
+ISOLATED_PROCESSES = 3 + len(SERVICES) - 2
 
 
-def run_command(http: int, data: Path) -> list[str]:
+def run_command(http: int, data: Path, *, isolate: bool = False) -> list[str]:
     """`bmsgate run` on free ports (502 may be taken or need privileges)."""
     # fmt: off
     return [
         sys.executable, "-m", "bmsgate.cli", "run", "--http-port", str(http),
         "--modbus-port", str(free_port()), "--data-dir", str(data),
+        *(["--isolate"] if isolate else []),
     ]
     # fmt: on
 
@@ -110,15 +113,20 @@ def test_service_subcommands_run_the_container_entry_points(tmp_path: Path) -> N
 
 
 @needs(find_mosquitto(), "mosquitto is not installed")
-def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolate", [False, True])
+def test_children_die_with_a_killed_supervisor(tmp_path: Path, isolate: bool) -> None:
     http = free_port()
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        run_command(http, data), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        run_command(http, data, isolate=isolate),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
+    expected = ISOLATED_PROCESSES if isolate else EXPECTED_PROCESSES
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")
-        wait_until(lambda: len(processes_using(str(data))) == EXPECTED_PROCESSES)
+        wait_until(lambda: len(processes_using(str(data))) == expected)
     finally:
         proc.kill()  # SIGKILL: no chance to clean up
         proc.wait()

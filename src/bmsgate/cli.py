@@ -30,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bmsgate_common.config_file import config_path
 
     from .run import DEMO_PROTOCOL, simulated_bus_entries, supervise
-    from .zygote import fork_zygote, zygote_modules
+    from .zygote import fork_zygote, share, zygote_modules
 
     overrides: dict[str, object] = {}
     if args.http_port is not None:
@@ -53,8 +53,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         return _fail("run", str(err))
     setup_logging(cfg.log_level, "run")
-    # before any event loop or thread: the services share our imports (zygote.py)
-    fork_zygote(zygote_modules(cfg, args.only))
+    share(not args.isolate)
+    # before any event loop or thread: the services share our imports (zygote.py); their own
+    # modules too when each is a process forked from the zygote. In the one process they share,
+    # the services write to most of those pages, which would leave the originals here as a
+    # second copy (docs/performance.md): that process imports them itself.
+    fork_zygote(zygote_modules(cfg, args.only) if args.isolate else [])
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(
@@ -239,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(SERVICES),
         metavar="SERVICE",
         help="start only this service (repeatable), e.g. readers on an edge machine",
+    )
+    run.add_argument(
+        "--isolate",
+        action="store_true",
+        help="each service in a process of its own (more memory; default: one process for all)",
     )
     run.add_argument("--http-port", type=int, help="web UI and API port (default 8080)")
     run.add_argument("--modbus-port", type=int, help="Modbus TCP port (default 502)")

@@ -1,8 +1,10 @@
-"""``bmsgate run``: every service of the pipeline on one machine, each as its own process.
+"""``bmsgate run``: every service of the pipeline on one machine, in one process they share.
 
 The same entry points the containers use (``python -m bmsgate_<service>``) run as children with a
-generated configuration; a private Mosquitto starts when no broker is configured, and a simulated
-pack on a pseudo-terminal while no serial port is. A child that dies is restarted with backoff.
+generated configuration, each in a thread of its own with its own event loop in one process
+(``--isolate``: each in a process of its own; zygote.py); a private Mosquitto starts when no
+broker is configured, and a simulated pack on a pseudo-terminal while no serial port is. A child
+that ends is restarted with backoff, alone; when the shared process ends, every one of them.
 
 The configuration file is watched: when it changes and validates, the generated configuration is
 rewritten and only the services whose sections changed are restarted (a reader per bus), so a

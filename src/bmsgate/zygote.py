@@ -1,5 +1,9 @@
 """Service processes of ``bmsgate run`` forked from one pre-imported parent, the zygote.
 
+By default (``share``) the zygote forks nothing: it runs every service in a thread of its own,
+each with its own event loop, and is the one process they share (named ``bms-services``); the
+rest of this text is about ``bmsgate run --isolate``, a process per service.
+
 Each service is a Python process that imports pydantic, the models, FastStream and its own
 libraries: as separate interpreters that is 35-50 MB of private memory each, most of it the
 imports. The zygote imports the services' modules once, before the first fork, moves them out
@@ -22,6 +26,10 @@ Protocol on a socket pair, one JSON object per line:
   ``{"exit": 1234, "code": 0}`` whenever a child ends (code < 0: killed by that signal).
 
 * supervisor -> zygote: ``{"preload": ["bmsgate_api", ...]}``, no answer: import those now.
+
+* supervisor -> zygote: ``{"thread": [...]}`` as ``argv``, but run in a thread of the zygote; the
+  answer's "pid" is then a negative number naming it, and ``{"stop": N}`` ends it as SIGTERM
+  ends a process (``{"kill": N}``: ends the zygote too if it has not stopped).
 
 ``bmsgate run`` forks the zygote from the supervisor itself (``fork_zygote``), after the
 configuration is validated and before any event loop or thread exists, having imported the
@@ -51,6 +59,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from typing import Any, Protocol
 
@@ -62,6 +71,7 @@ PR_SET_NAME = 15  # prctl option, <linux/prctl.h>: the name ps and top show (15 
 ANSWER_TIMEOUT = 120.0  # [s] the first answer waits for the zygote's imports on a slow machine
 STOP_WAIT = 10.0  # [s] for a forked zygote to end once its socket is closed
 ZYGOTE_NAME = b"bmsgate-zygote"  # the forked zygote's name in ps and top
+SHARED_NAME = b"bms-services"  # the zygote's, once services run in its threads
 
 
 class ChildProcess(Protocol):
@@ -112,6 +122,19 @@ class Forked:
         return await asyncio.shield(self._done)
 
 
+class Shared(Forked):
+    """A service in a thread of the zygote, the process it shares with others (``share``)."""
+
+    def __init__(self, ident: int, tell: Any) -> None:
+        super().__init__(ident)
+        self._tell = tell  # sends a request to the zygote
+
+    def _signal(self, sig: int) -> None:
+        if self.returncode is not None:
+            raise ProcessLookupError(self.pid)
+        self._tell({"stop" if sig == signal.SIGTERM else "kill": self.pid})
+
+
 class Zygote:
     """The supervisor's end: starts the zygote, asks it for children, hears them end."""
 
@@ -157,7 +180,8 @@ class Zygote:
         while line := await reader.readline():
             message = json.loads(line)
             if "pid" in message:
-                child = self._children[message["pid"]] = Forked(message["pid"])
+                pid = message["pid"]
+                child = self._children[pid] = Shared(pid, self._tell) if pid < 0 else Forked(pid)
                 self._answers.put_nowait(child)
             elif "exit" in message:
                 gone = self._children.pop(message["exit"], None)
@@ -178,13 +202,21 @@ class Zygote:
             with contextlib.suppress(ChildProcessError):
                 await asyncio.to_thread(os.waitpid, pid, 0)
 
-    async def spawn(self, module: str, args: list[str]) -> Forked:
-        """Fork ``python -m module *args`` from the zygote; OSError if it cannot."""
+    def _tell(self, request: dict[str, Any]) -> None:
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(json.dumps(request).encode() + b"\n")
+
+    async def spawn(self, module: str, args: list[str], *, shared: bool = False) -> Forked:
+        """Fork ``python -m module *args`` from the zygote; OSError if it cannot.
+
+        ``shared``: run it in a thread of the zygote instead (see ``share``).
+        """
         async with self._lock:
             if self._writer is None:
                 await self._start()
             assert self._writer is not None
-            self._writer.write(json.dumps({"argv": [module, *args]}).encode() + b"\n")
+            kind = "thread" if shared else "argv"
+            self._writer.write(json.dumps({kind: [module, *args]}).encode() + b"\n")
             try:
                 async with asyncio.timeout(ANSWER_TIMEOUT):
                     await self._writer.drain()
@@ -214,6 +246,20 @@ class Zygote:
 _zygote: Zygote | None = None
 _forked: tuple[socket.socket, int] | None = None  # fork_zygote's socket and pid, until used
 _modules: list[str] | None = None  # what a zygote started from now imports; None: every service
+_shared = False  # services run as threads of the zygote rather than forked from it
+
+
+def share(shared: bool = True) -> None:
+    """Run the services ``start_child`` starts from now on in one process, a thread each.
+
+    One interpreter holds the imports and the objects every service uses once: a forked child
+    copies the pages it writes (reference counts, warm-up counters), 14-15 MB a service
+    (docs/performance.md). Each service keeps its own thread and event loop and is stopped and
+    restarted on its own; an exception that ends one ends only its thread. The process itself
+    ending (a crash of the interpreter) ends them all, and the supervisor starts each again.
+    """
+    global _shared
+    _shared = shared
 
 
 def preload(modules: list[str]) -> None:
@@ -348,7 +394,7 @@ async def start_child(argv: list[str]) -> ChildProcess:
             modules = _modules if _modules else sorted({s.module for s in SERVICES.values()})
             _zygote = Zygote(config, modules)
         try:
-            return await _zygote.spawn(module, argv[3:])
+            return await _zygote.spawn(module, argv[3:], shared=_shared)
         except OSError as err:
             log.warning("%s; starting %s as a process of its own", err, module)
     # own session: Ctrl-C reaches only the supervisor, which stops the children in order
@@ -404,16 +450,22 @@ def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
+    signal.signal(signal.SIGTERM, lambda *_: None)  # hosted services stop cleanly first
     out = control.makefile("wb", buffering=0)
     pending = b""
+    sending = threading.Lock()  # hosted services report their end from their own threads
+    host = _Host()
 
     def send(message: dict[str, Any]) -> None:
-        out.write(json.dumps(message).encode() + b"\n")
+        with sending, contextlib.suppress(OSError, ValueError):
+            out.write(json.dumps(message).encode() + b"\n")
 
     while True:
         for key, _ in selector.select():
             if key.fileobj == wake_r:
-                os.read(wake_r, 4096)
+                if signal.SIGTERM in os.read(wake_r, 4096):  # the supervisor is gone
+                    host.end()
+                    return None
                 while True:
                     try:
                         pid, status = os.waitpid(-1, os.WNOHANG)
@@ -425,6 +477,7 @@ def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
                 continue
             data = control.recv(65536)
             if not data:
+                host.end()
                 return None
             pending += data
             while b"\n" in pending:
@@ -435,6 +488,12 @@ def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
                         if module not in loaded:
                             _preload(str(module))
                             loaded.add(str(module))
+                    continue
+                if "thread" in request or "stop" in request or "kill" in request:
+                    host.serve(request, loaded, send)
+                    continue
+                if host.threads:  # a fork would copy only the forking thread
+                    send({"error": "services run in this process's threads; not forking"})
                     continue
                 argv = [str(a) for a in request["argv"]]
                 if argv[0] not in loaded:  # not named at start: import it now
@@ -448,6 +507,7 @@ def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
                 if pid == 0:  # the child: leave the zygote's loop behind
                     signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     selector.close()
                     out.close()
                     control.close()
@@ -455,6 +515,77 @@ def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
                     os.close(wake_w)
                     return argv
                 send({"pid": pid})
+
+
+class _Host:
+    """The zygote's services that run in its own threads (``share``)."""
+
+    def __init__(self) -> None:
+        self.threads: dict[int, tuple[threading.Thread, Any]] = {}  # by id (< 0), with Hosted
+        self._next = 0
+
+    def serve(self, request: dict[str, Any], loaded: set[str], send: Any) -> None:
+        """Start a service (``thread``), stop one (``stop``), or end one that will not stop."""
+        if "thread" in request:
+            argv = [str(a) for a in request["thread"]]
+            if argv[0] not in loaded:
+                _preload(argv[0])
+                loaded.add(argv[0])
+            self._next -= 1
+            send({"pid": self._start(self._next, argv, send)})
+            return
+        entry = self.threads.get(int(request.get("stop", request.get("kill", 0))))
+        if entry is None:
+            return
+        thread, hosted = entry
+        hosted.stop()
+        if "kill" in request and thread.is_alive():
+            # a thread cannot be killed: the process goes, and the supervisor starts each again
+            print(  # noqa: T201
+                f"bmsgate: {hosted.name} did not stop; ending its process, all of whose "
+                "services start again",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(1)
+
+    def _start(self, ident: int, argv: list[str], send: Any) -> int:
+        from bmsgate_common.logs import setup_logging
+        from bmsgate_common.service import Hosted, run_hosted
+
+        if not self.threads:  # the first: the process now runs services, not only forks
+            gc.enable()
+            setup_logging(logging.getLevelName(logging.getLogger().level), shared=True)
+        module, *args = argv
+        name = module.removeprefix("bmsgate_")
+        hosted = Hosted(name)
+
+        def run() -> None:
+            _set_name(f"bms-{name}".encode())  # this thread's, as ps -L and top -H show
+            code = 1
+            try:
+                main = importlib.import_module(f"{module}.__main__").main
+                code = run_hosted(hosted, main, args)
+            except BaseException:  # reported as the interpreter would, the others go on
+                traceback.print_exc()
+            finally:
+                self.threads.pop(ident, None)
+                send({"exit": ident, "code": code})
+
+        thread = threading.Thread(target=run, name=f"bms-{name}", daemon=True)
+        self.threads[ident] = (thread, hosted)
+        thread.start()
+        _set_name(SHARED_NAME)
+        return ident
+
+    def end(self, wait: float = STOP_WAIT) -> None:
+        """Stop every service in this process and wait for them (``wait`` s at most)."""
+        entries = list(self.threads.values())
+        for _, hosted in entries:
+            hosted.stop()
+        deadline = time.monotonic() + wait
+        for thread, _ in entries:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ async def test_a_frozen_publisher_reconnects_quietly(tmp_path: Path, mosquitto: 
     log_path = tmp_path / "run.log"
     async with (
         listen(mosquitto.port, "homeassistant/#", "bmsgate/#") as seen,
-        bmsgate_run(config, log_path) as proc,
+        bmsgate_run(config, log_path, isolate=True) as proc,  # SIGSTOP freezes a process
     ):
         await seen.wait_for(lambda s: len(s.messages) > 5, within=30)
         publisher = descendant(proc.pid, "bms-publisher")

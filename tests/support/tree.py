@@ -17,13 +17,17 @@ from bmsgate.broker import free_port
 
 @contextlib.asynccontextmanager
 async def bmsgate_run(
-    config: Path, log_path: Path, env: dict[str, str] | None = None
+    config: Path, log_path: Path, env: dict[str, str] | None = None, *, isolate: bool = False
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """Run the tree with its output in ``log_path``; a clean stop when the block ends normally."""
+    """Run the tree with its output in ``log_path``; a clean stop when the block ends normally.
+
+    ``isolate``: each service in a process of its own (``bmsgate run --isolate``).
+    """
     with log_path.open("wb") as log:
         # fmt: off
         proc = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config),
+             *(["--isolate"] if isolate else [])],
             stdout=log, stderr=log, env=env, start_new_session=True,
         )
         # fmt: on

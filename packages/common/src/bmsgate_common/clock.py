@@ -15,6 +15,8 @@ import time
 from datetime import UTC, datetime
 from typing import Final
 
+from .logs import SERVICE
+
 log = logging.getLogger(__name__)
 
 STEP: Final = 2.0  # [s] a change of wall minus monotonic larger than this is a step
@@ -62,4 +64,37 @@ class WallClock:
         )
 
 
-WALL: Final = WallClock()  # one per process: every timestamp comes through it (models.utcnow)
+class ServiceClocks:
+    """A WallClock per service: services that share a process (bmsgate run) each notice a step."""
+
+    def __init__(self) -> None:
+        self._clocks: dict[str | None, WallClock] = {}
+
+    def own(self) -> WallClock:
+        """The calling service's clock (logs.SERVICE; one for a process that is one service)."""
+        name = SERVICE.get()
+        clock = self._clocks.get(name)
+        if clock is None:
+            clock = self._clocks[name] = WallClock()
+        return clock
+
+    def now(self) -> datetime:
+        """WallClock.now of the calling service's clock."""
+        return self.own().now()
+
+    def forward_step_within(self, seconds: float) -> bool:
+        """WallClock.forward_step_within of the calling service's clock."""
+        return self.own().forward_step_within(seconds)
+
+    @property
+    def steps(self) -> int:
+        """Steps the calling service has seen."""
+        return self.own().steps
+
+    @property
+    def stepped_at(self) -> float | None:
+        """[s] monotonic time of the latest step the calling service saw."""
+        return self.own().stepped_at
+
+
+WALL: Final = ServiceClocks()  # every timestamp comes through it (models.utcnow)

@@ -10,9 +10,10 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from contextvars import ContextVar
+from typing import Any, Final
 
-from .logs import setup_logging
+from .logs import SERVICE, setup_logging
 from .settings import ConfigError, Settings, load_settings
 
 # exit code of every bmsgate command and service that stopped on a problem only the user can fix
@@ -29,6 +30,48 @@ _restart_requested: list[bool] = [False]
 # to the system now and then, so its RSS shows what it uses (the soak's notifier grew 0.05-0.1
 # MB a minute in free heap space while the memory in use stayed flat; see docs/reliability.md)
 TRIM_EVERY = 300.0  # [s]; a memory test sets it shorter before the service starts
+
+
+class Hosted:
+    """A service that runs in a thread of a process it shares with others (``bmsgate run``).
+
+    Such a service is stopped by ``stop()`` rather than by a signal to its process, and a restart
+    it asks for ends only its own thread. Its code is the same as in a process of its own.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.restart = False  # it asked for a restart (request_restart)
+        self._stopped = False
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(self, task: asyncio.Task[Any]) -> None:
+        """The service's main task (until_signal), cancelled by ``stop()``; in its own thread."""
+        self._loop, self._task = task.get_loop(), task
+        if self._stopped:
+            task.cancel()
+
+    def stop(self) -> None:
+        """Cancel the service's main task, as SIGTERM does to a service alone; any thread."""
+        self._stopped = True
+        if self._loop is not None and self._task is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has closed: it has ended
+                self._loop.call_soon_threadsafe(self._task.cancel)
+
+
+HOSTED: ContextVar[Hosted | None] = ContextVar("bmsgate_hosted", default=None)
+
+
+def run_hosted(hosted: Hosted, main: Callable[[list[str]], int], argv: list[str]) -> int:
+    """Run a service's ``main(argv)`` as ``hosted`` in this thread; its exit code."""
+    HOSTED.set(hosted)
+    SERVICE.set(hosted.name)
+    try:
+        return main(argv)
+    except SystemExit as done:  # argparse's usage errors
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+
 
 Runner = Callable[[Settings, argparse.Namespace], Awaitable[None]]
 Check = Callable[[Settings, argparse.Namespace], str | None]
@@ -63,7 +106,9 @@ def service_main(
     setup_logging(cfg.log_level, name)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(until_signal(_with_trimming(run(cfg, args))))
-    return RESTART_EXIT if _restart_requested[0] else 0
+    hosted = HOSTED.get()
+    restart = hosted.restart if hosted is not None else _restart_requested[0]
+    return RESTART_EXIT if restart else 0
 
 
 def heap_trimmer() -> Callable[[], int] | None:
@@ -94,6 +139,11 @@ async def _with_trimming(work: Awaitable[None]) -> None:
 
 def request_restart() -> None:
     """Stop this service as SIGTERM would, and exit with RESTART_EXIT."""
+    hosted = HOSTED.get()
+    if hosted is not None:  # only this service, not the process it shares
+        hosted.restart = True
+        hosted.stop()
+        return
     _restart_requested[0] = True
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -101,8 +151,12 @@ def request_restart() -> None:
 async def until_signal(work: Awaitable[None]) -> None:
     """Await ``work``; SIGTERM or SIGINT cancel it, so its cleanup runs and the exit code is 0."""
     task = asyncio.ensure_future(work)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+    hosted = HOSTED.get()
+    if hosted is not None:  # its process's signals are not its own: stop() cancels it
+        hosted.attach(task)
+    else:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
