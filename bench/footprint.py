@@ -122,9 +122,8 @@ async def count_states(login: dict[str, Any], warmup: float, seconds: float, tre
                         first = time.monotonic()
                         break
                 await asyncio.sleep(warmup)
-                start_cpu = tree.cpu()
+                start_cpu, start_parts = tree.cpu(), tree.cpu_parts()
                 start = time.monotonic()
-                end = start + seconds
                 try:
                     async with asyncio.timeout(seconds):
                         async for message in client.messages:
@@ -133,8 +132,12 @@ async def count_states(login: dict[str, Any], warmup: float, seconds: float, tre
                             got += 1
                 except TimeoutError:
                     pass
-                used = tree.cpu() - start_cpu
-                return got, used, time.monotonic() - start, tree.memory(), end
+                used, parts = tree.cpu() - start_cpu, tree.cpu_parts()
+                window = time.monotonic() - start
+                split = {
+                    k: round(1000 * (v - start_parts.get(k, 0.0)), 1) for k, v in parts.items()
+                }
+                return got, used, window, tree.memory(), split
         except aiomqtt.MqttError:
             await asyncio.sleep(0.2)
     raise RuntimeError("no state on the backbone within 60 s")
@@ -154,6 +157,22 @@ class Tree:
     def cpu(self) -> float:
         """CPU seconds of the processes alive now."""
         return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def cpu_parts(self) -> dict[str, float]:
+        """CPU seconds of each process, and of each service's thread in the shared process."""
+        parts: dict[str, float] = {}
+        for pid in self.pids():
+            name = label(pid)
+            parts[name] = parts.get(name, 0.0) + cpu_seconds(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    comm = (task / "comm").read_text().strip()
+                except OSError:
+                    continue
+                if task.name != str(pid) and comm.startswith("bms-"):
+                    key = f"  thread {comm}"
+                    parts[key] = parts.get(key, 0.0) + cpu_seconds(pid, int(task.name))
+        return parts
 
     def memory(self) -> list[dict[str, Any]]:
         """RSS and PSS of each process."""
@@ -195,7 +214,9 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
         try:
             login = broker_login(work / "data", mqtt)
             tree = Tree(proc.pid)
-            states, cpu, window, rows, _ = asyncio.run(count_states(login, warmup, seconds, tree))
+            states, cpu, window, rows, split = asyncio.run(
+                count_states(login, warmup, seconds, tree)
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -214,6 +235,7 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
         "cpu_percent": round(100 * cpu / window, 2),
         "states": states,
         "cpu_ms_per_state": round(1000 * cpu / states, 2) if states else None,
+        "cpu_ms_by_part": split,  # over the window
         "load": f"{load_before} -> {loadavg()}",
         "log": str(work / "run.log"),
     }
@@ -230,6 +252,10 @@ def show(r: dict[str, Any]) -> None:
     )
     for p in r["processes"]:
         print(f"    {p['process']:28} pss {p['pss_mb']:6.1f} MB  rss {p['rss_mb']:6.1f} MB")
+    print(
+        "    CPU ms over the window: "
+        + ", ".join(f"{k.strip()} {v}" for k, v in r["cpu_ms_by_part"].items())
+    )
 
 
 def main() -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process used so far (0 when it is gone)."""
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds the process (or one of its threads) used so far (0: gone)."""
+    where = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"{where}/stat").read_text()
     except OSError:
         return 0.0
     fields = text.rsplit(")", 1)[1].split()
