@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -41,7 +40,7 @@ from bmsgate_common.topics import TOPICS
 from bmsgate_common.version import VERSION
 
 from .broker import PrivateBroker, wait_for_port
-from .services import COMMON_SECTIONS, SERVICES, left_out
+from .services import SERVICES, fingerprint, left_out
 from .zygote import ChildProcess, preload, start_child
 
 log = logging.getLogger("bmsgate.run")
@@ -107,15 +106,6 @@ def write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(text)
-
-
-def fingerprint(runtime: dict[str, Any], reads: tuple[str, ...], bus: Any = None) -> str:
-    """What of ``runtime`` a service reads, as text: equal text, no restart needed."""
-    keys = sorted(runtime) if "*" in reads else [*COMMON_SECTIONS, *reads]
-    seen = {k: runtime.get(k) for k in keys}
-    if bus is not None:
-        seen["bus"] = bus
-    return json.dumps(seen, sort_keys=True, default=str)
 
 
 def plan_children(

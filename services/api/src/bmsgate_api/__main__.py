@@ -18,7 +18,7 @@ async def _run(cfg: Settings, args: argparse.Namespace) -> None:
     from .service import run_api
 
     edit = args.edit_config or args.config or os.environ.get(CONFIG_ENV)
-    await run_api(cfg, Path(edit) if edit else None)
+    await run_api(cfg, Path(edit) if edit else None, supervised=args.edit_config is not None)
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:

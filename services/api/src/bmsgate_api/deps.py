@@ -45,6 +45,9 @@ class Context:
     tunnel_hub: EventFanout = field(default_factory=EventFanout)
     weather: Weather = field(default_factory=lambda: Weather(url=None, refresh=1800.0))
     config_file: Path | None = None  # the file the settings and setup pages write
+    # started by `bmsgate run`, which applies a written file itself (--edit-config); else the
+    # services (containers) read it at their next start
+    supervised: bool = False
 
 
 def context(request: Request) -> Context:

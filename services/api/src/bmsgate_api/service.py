@@ -51,14 +51,18 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
-async def run_api(cfg: Settings, config_file: Path | None = None) -> None:
+async def run_api(
+    cfg: Settings, config_file: Path | None = None, *, supervised: bool = False
+) -> None:
     """Serve the API until cancelled, then shut down within 2 s.
 
-    ``config_file`` is the file the settings and setup pages edit (None: they cannot write).
+    ``config_file`` is the file the settings and setup pages edit (None: they cannot write);
+    ``supervised``: `bmsgate run` applies a written file itself.
     """
     store = PackStore(stale_after=cfg.stale_after)
     ctx = make_context(store, cfg, Backbone(cfg.mqtt, "api"), persist=True)
     ctx.config_file = config_file
+    ctx.supervised = supervised
     if ctx.passwords.current() is None:
         log.warning(
             "no password is set: the first visit to http://<this host>:%d/ asks for one",

@@ -15,23 +15,29 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
 
 from bmsgate_common import topics
 from bmsgate_common.config_file import (
     effective_view,
     keep_secrets,
+    leaves,
     masked,
     parse_yaml,
     read_raw,
+    revealed,
     save,
+    write_private,
 )
+from bmsgate_common.config_migrate import migrate_config
 from bmsgate_common.config_view import MASK
 from bmsgate_common.models import ServiceRestart, utcnow
-from bmsgate_common.settings import ConfigError
+from bmsgate_common.service_table import restarts
+from bmsgate_common.settings import ConfigError, Settings, explain
 
 from ..deps import Ctx, User, audit
+from ..forms import field_errors, form_schema
 
 router = APIRouter(prefix="/api", tags=["settings"])
 MAX_FILE = 256 * 1024  # [bytes] a configuration file is a few kB
@@ -61,6 +67,30 @@ class Saved(BaseModel):
 
     path: str
     message: str
+
+
+class FormValues(BaseModel):
+    """What the forms set: the file's data as JSON; a masked secret keeps the stored value."""
+
+    values: dict[str, Any]
+
+
+class FieldError(BaseModel):
+    """A problem of one field, worded for beside it."""
+
+    key: str = Field(description="dotted key, e.g. buses.0.packs.1.address; empty: the file")
+    msg: str
+
+
+class FormSaved(Saved):
+    """A save from the forms, and what it does to the services."""
+
+    restarted: list[str] = Field(description="services that restart with the new settings")
+    started: list[str] = Field(description="services the new settings start")
+    stopped: list[str] = Field(description="services the new settings leave nothing to do")
+    applies_now: bool = Field(
+        description="true: `bmsgate run` restarts them now; false: restart them (containers)"
+    )
 
 
 class RestartRequest(BaseModel):
@@ -136,6 +166,85 @@ async def _write(ctx: Ctx, text: str, source: str) -> Saved:
     return Saved(
         path=str(path),
         message=f"saved {path.name}; bmsgate run applies it now, containers after a restart",
+    )
+
+
+@router.get("/settings/form", dependencies=[User], responses={401: {}, 409: {}})
+async def read_form(ctx: Ctx) -> dict[str, Any]:
+    """The forms: the Settings model as fields in groups, and the file's values, secrets masked."""
+    path = config_file(ctx)
+    try:
+        raw = read_raw(path) if path is not None else {}
+    except ConfigError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    return {
+        "schema": form_schema(),
+        "values": masked(raw),
+        "path": str(path) if path else None,
+        "applies_now": ctx.supervised,
+    }
+
+
+class _Invalid(Exception):
+    """The forms' values do not validate; the message is one line."""
+
+
+def _settings_or_none(raw: dict[str, Any]) -> Settings | None:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+@router.put(
+    "/settings/form",
+    dependencies=[User],
+    response_model=FormSaved,
+    responses={
+        400: {"description": "invalid: `detail` in one line, `errors` per field"},
+        401: {},
+        409: {},
+    },
+)
+async def write_form(body: FormValues, request: Request, ctx: Ctx) -> FormSaved | JSONResponse:
+    """Save the forms' values as the configuration file, validated field by field first."""
+    path = config_file(ctx)
+    if path is None:
+        raise HTTPException(status_code=409, detail="no configuration file was given (--config)")
+    try:
+        stored = read_raw(path)
+    except ConfigError:
+        stored = {}  # a broken file is replaced by what the forms hold
+    data = migrate_config(keep_secrets(body.values, stored))[0]
+    masked_keys = [k for k, v in leaves(data) if isinstance(v, str) and MASK in v]
+    try:
+        if masked_keys:
+            problems = [{"key": k, "msg": "give the secret (none is stored)"} for k in masked_keys]
+            raise _Invalid(f"'{masked_keys[0]}' holds a masked secret; give the real value")
+        try:
+            cfg = Settings.model_validate(data)
+        except ValidationError as err:
+            problems = field_errors(err)
+            raise _Invalid(explain(err)) from None
+    except _Invalid as bad:
+        return JSONResponse(status_code=400, content={"detail": str(bad), "errors": problems})
+    before = _settings_or_none(stored)
+    try:
+        await asyncio.to_thread(write_private, path, data)
+    except OSError as err:
+        raise HTTPException(status_code=409, detail=f"{path}: {err.strerror}") from None
+    old = revealed(before) if before is not None else {}
+    restarted, started, stopped = restarts(old, revealed(cfg))
+    if before is None:  # nothing ran with the old file as it was: everything starts afresh
+        restarted, started = [*restarted, *started], []
+    audit(request, ctx, f"settings file {path} saved from the forms")
+    return FormSaved(
+        path=str(path),
+        message=f"saved {path.name}",
+        restarted=restarted,
+        started=started,
+        stopped=stopped,
+        applies_now=ctx.supervised,
     )
 
 

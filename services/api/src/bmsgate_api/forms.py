@@ -1,0 +1,239 @@
+"""The Settings page's forms: the services' own Settings model as form fields, grouped for people.
+
+The JSON Schema pydantic makes of ``Settings`` is flattened here into one node per field (its
+label, help text, unit, range, choices, whether it is a secret), so the page renders forms
+without knowing the model. A field's unit is the ``[unit]`` its description starts with (the
+model's convention). A validation error becomes one message per field, in words, at the key the
+page shows it beside.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final, NamedTuple
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from bmsgate_common.settings import Settings
+
+
+class Part(NamedTuple):
+    """One form of a group: the dotted key it edits (``*``: every item of a list)."""
+
+    key: str
+    title: str
+    omit: tuple[str, ...] = ()  # fields of it shown by another form
+
+
+class Group(NamedTuple):
+    """A tab of the Settings page."""
+
+    id: str
+    title: str
+    parts: tuple[Part, ...]
+
+
+# how a battery owner thinks of the configuration; every top-level section is in one group
+GROUPS: Final = (
+    Group(
+        "batteries",
+        "Batteries and buses",
+        (
+            Part("buses", "Serial buses and their packs"),
+            Part("banks", "Banks (packs in parallel)"),
+            Part("stale_after", "Offline after"),
+        ),
+    ),
+    Group(
+        "outputs",
+        "Outputs",
+        (
+            Part("publisher.targets", "MQTT targets", omit=("homeassistant", "openhasp")),
+            Part("publisher.targets.*.homeassistant", "Home Assistant"),
+            Part("modbus", "Modbus", omit=("display",)),
+            Part("history.influx", "InfluxDB"),
+            Part("modbus.display", "Displays: colour displays over Modbus"),
+            Part("publisher.targets.*.openhasp", "Displays: openHASP plates"),
+        ),
+    ),
+    Group("notifications", "Notifications", (Part("notifier", "Notifications"),)),
+    Group(
+        "control",
+        "Control and remote access",
+        (
+            Part("control", "Control"),
+            Part("tunnel", "Tunnel for the vendors' PC software"),
+            Part("api", "Web UI and API", omit=("viewers",)),
+        ),
+    ),
+    Group(
+        "history",
+        "History",
+        (
+            Part("history.archive", "Archive"),
+            Part("history.health", "Battery health rules"),
+            Part("history.max_gap", "Gaps"),
+        ),
+    ),
+    Group(
+        "system",
+        "System",
+        (
+            Part("mqtt", "Backbone broker (MQTT)"),
+            Part("timezone", "Time zone"),
+            Part("log_level", "Log level"),
+            Part("data_dir", "Data folder"),
+        ),
+    ),
+)
+
+_UNIT = re.compile(r"^\[([^\]]+)\]\s*")
+# words pydantic's titles spell as plain words
+_WORDS: Final = {
+    "Id": "ID",
+    "Soc": "SOC",
+    "Tls": "TLS",
+    "Url": "URL",
+    "Ca": "CA",
+    "Qos": "QoS",
+    "Mdns": "mDNS",
+    "Mos": "MOS",
+    "Api": "API",
+    "Mv": "[mV]",
+}
+
+
+def _title(name: str) -> str:
+    words = [_WORDS.get(w.capitalize(), w) for w in name.split("_")]
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, Any]:
+    """One field of the JSON Schema as a form node (see the module's docstring)."""
+    if "$ref" in schema:
+        target = defs[schema["$ref"].rsplit("/", 1)[-1]]
+        return _node({**target, **{k: v for k, v in schema.items() if k != "$ref"}}, defs, name)
+    out: dict[str, Any] = {}
+    options = schema.get("anyOf")
+    if options:
+        real = [o for o in options if o.get("type") != "null"]
+        out["nullable"] = len(real) < len(options)
+        inner = {**real[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
+        return {**_node(inner, defs, name), **out}
+    title = schema.get("title") or name
+    out["title"] = _title(name) if title.replace(" ", "_").lower() == name.lower() else title
+    description = schema.get("description", "")
+    unit = _UNIT.match(description)
+    if unit:
+        out["unit"] = unit.group(1)
+        description = description[unit.end() :]
+    if description:
+        out["help"] = description[:1].upper() + description[1:]
+    if "default" in schema:
+        out["default"] = schema["default"]
+    kind = schema.get("type")
+    if schema.get("writeOnly"):
+        kind = "secret"
+    elif "enum" in schema:
+        kind = "enum"
+        out["options"] = schema["enum"]
+    elif kind == "array":
+        items = _node(schema.get("items", {}), defs, name)
+        if items["kind"] == "enum":
+            kind = "multi"
+            out["options"] = items["options"]
+        else:
+            out["items"] = items
+        for key, ours in (("minItems", "min_items"), ("maxItems", "max_items")):
+            if key in schema:
+                out[ours] = schema[key]
+    elif kind == "object" and "properties" in schema:
+        required = set(schema.get("required", ()))
+        out["fields"] = {
+            key: {**_node(sub, defs, key), "required": key in required}
+            for key, sub in schema["properties"].items()
+        }
+    elif kind == "object":
+        kind = "map"
+        out["values"] = _node(schema.get("additionalProperties", {}), defs, name)
+    for key, ours in (
+        ("minimum", "min"),
+        ("maximum", "max"),
+        ("exclusiveMinimum", "gt"),
+        ("exclusiveMaximum", "lt"),
+        ("pattern", "pattern"),
+        ("minLength", "min_length"),
+        ("maxLength", "max_length"),
+        ("format", "format"),
+    ):
+        if key in schema:
+            out[ours] = schema[key]
+    out["kind"] = kind or "string"
+    return out
+
+
+def form_schema() -> dict[str, Any]:
+    """The Settings model as form nodes, and the groups the page shows them in."""
+    schema = Settings.model_json_schema()
+    root = _node(schema, schema.get("$defs", {}), "settings")
+    return {
+        "fields": root["fields"],
+        "groups": [
+            {"id": g.id, "title": g.title, "parts": [p._asdict() for p in g.parts]} for g in GROUPS
+        ],
+    }
+
+
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _words(error: ErrorDetails) -> str:
+    """A pydantic error as a short sentence for beside its field."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "missing":
+        return "required"
+    if kind == "extra_forbidden":
+        return "not a setting bmsgate knows"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        word = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        bound = next(iter(ctx.values()), "")
+        return f"must be {word} {_number(bound)}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be yes or no"
+    if kind == "string_pattern_mismatch":
+        return "not in the expected form"
+    if kind == "string_too_short":
+        return f"needs at least {ctx.get('min_length')} character(s)"
+    if kind == "string_too_long":
+        return f"at most {ctx.get('max_length')} characters"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s)"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected', '')}".replace("'", "")
+    msg = str(error.get("msg", "invalid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+def field_errors(err: ValidationError) -> list[dict[str, str]]:
+    """Every error of a validation as {key: dotted key, msg: words}; "" is the whole file."""
+    out = []
+    for error in err.errors():
+        loc = [str(p) for p in error["loc"]]
+        # a tagged or nullable value adds the inner type's name to the key: not a field
+        loc = [p for p in loc if not re.fullmatch(r"[a-z_]+\[.*\]|function-.*|int|str", p)]
+        out.append({"key": ".".join(loc), "msg": _words(error)})
+    return out

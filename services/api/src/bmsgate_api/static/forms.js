@@ -1,0 +1,286 @@
+// Settings as forms, rendered from the Settings model's fields (GET api/settings/form).
+// The forms edit the file's own data: an emptied field is removed, so its default applies again.
+"use strict";
+const forms = (() => {
+  const MASK = "********";
+  let schema, values, seq = 0;
+
+  const clone = (v) => JSON.parse(JSON.stringify(v));
+  const parts = (key) => key === "" ? [] : key.split(".");
+
+  function get(obj, key) {
+    let node = obj;
+    for (const p of parts(key)) { if (node === null || node === undefined) return undefined; node = node[p]; }
+    return node;
+  }
+  function set(key, value) {
+    const path = parts(key);
+    let node = values;
+    for (let i = 0; i < path.length - 1; i++) {
+      if (node[path[i]] === undefined || node[path[i]] === null) node[path[i]] = /^\d+$/.test(path[i + 1]) ? [] : {};
+      node = node[path[i]];
+    }
+    const last = path[path.length - 1];
+    if (value === undefined) { if (Array.isArray(node)) node[last] = undefined; else delete node[last]; }
+    else node[last] = value;
+  }
+  // the model node of a dotted key (list indexes step into the items)
+  function nodeOf(key) {
+    let node = { kind: "object", fields: schema.fields };
+    for (const p of parts(key)) {
+      if (node.kind === "array") node = node.items;
+      else if (node.kind === "map") node = node.values;
+      else node = node.fields[p];
+      if (!node) return null;
+    }
+    return node;
+  }
+
+  const el = (tag, attrs = {}, ...kids) => {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === "text") e.textContent = v; else if (k.startsWith("on")) e[k] = v; else e.setAttribute(k, v === true ? "" : v);
+    }
+    e.append(...kids.filter(k => k !== null && k !== undefined));
+    return e;
+  };
+  const shown = (v) => v === null || v === undefined ? "" : Array.isArray(v) ? v.join(", ") : String(v);
+
+  // the same words the server uses, at once while typing
+  function check(node, raw) {
+    if (raw === "") return node.required && node.default === undefined ? "required" : "";
+    if (node.kind === "integer" || node.kind === "number") {
+      const n = Number(raw);
+      if (!Number.isFinite(n)) return "must be a number";
+      if (node.kind === "integer" && !Number.isInteger(n)) return "must be a whole number";
+      if (node.min !== undefined && n < node.min) return `must be at least ${node.min}`;
+      if (node.max !== undefined && n > node.max) return `must be at most ${node.max}`;
+      if (node.gt !== undefined && n <= node.gt) return `must be more than ${node.gt}`;
+      if (node.lt !== undefined && n >= node.lt) return `must be less than ${node.lt}`;
+    }
+    if (node.kind === "string" && node.pattern && !new RegExp(node.pattern).test(raw)) return "not in the expected form";
+    if (node.max_length !== undefined && raw.length > node.max_length) return `at most ${node.max_length} characters`;
+    return "";
+  }
+
+  function field(key, node, name) {
+    const id = `f${++seq}`;
+    const value = get(values, key);
+    const row = el("div", { class: "field", "data-key": key });
+    const label = el("label", { for: id, text: node.title || name });
+    if (node.unit) label.append(" ", el("small", { class: "unit", text: `[${node.unit}]` }));
+    const error = el("div", { class: "field-error", role: "alert", id: `${id}-err`, hidden: true });
+    const help = node.help ? el("small", { class: "help muted", id: `${id}-help`, text: node.help }) : null;
+    const described = [help && help.id, error.id].filter(Boolean).join(" ");
+    const dflt = node.default === undefined || node.default === null ? "" : `default ${shown(node.default)}`;
+    let input;
+    const changed = (raw, parsed) => {
+      const problem = check(node, raw);
+      showError(row, problem);
+      if (!problem) set(key, raw === "" ? undefined : parsed);
+    };
+    if (node.kind === "boolean") {
+      input = el("input", { type: "checkbox", id, "aria-describedby": described });
+      input.checked = value === undefined ? !!node.default : !!value;
+      input.onchange = () => set(key, input.checked);
+      row.classList.add("check");
+      row.append(...[input, label, help, error].filter(Boolean));
+      return row;
+    }
+    if (node.kind === "enum") {
+      input = el("select", { id, "aria-describedby": described });
+      if (!node.required) input.append(el("option", { value: "", text: dflt ? `(${dflt})` : "(not set)" }));
+      for (const o of node.options) input.append(el("option", { value: String(o), text: String(o) }));
+      input.value = value === undefined || value === null ? "" : String(value);
+      input.onchange = () => {
+        const o = node.options.find(x => String(x) === input.value);
+        changed(input.value, o);
+      };
+    } else if (node.kind === "multi") {
+      input = el("fieldset", { class: "multi", id, "aria-describedby": described });
+      input.append(el("legend", { class: "visually-hidden", text: node.title || name }));
+      const on = new Set(value ?? node.default ?? node.options);
+      for (const o of node.options) {
+        const box = el("input", { type: "checkbox", value: o, id: `${id}-${o}` });
+        box.checked = on.has(o);
+        box.onchange = () => set(key, [...input.querySelectorAll("input:checked")].map(b => b.value));
+        input.append(el("label", { class: "opt" }, box, ` ${o}`));
+      }
+    } else if (node.kind === "secret") {
+      const stored = value === MASK;
+      input = el("input", { type: "password", id, autocomplete: "new-password", "aria-describedby": described,
+        placeholder: stored ? "stored (type to replace)" : "not set" });
+      input.oninput = () => set(key, input.value === "" ? (stored ? MASK : undefined) : input.value);
+    } else if (node.kind === "map") {
+      input = el("textarea", { id, rows: 3, "aria-describedby": described, placeholder: "key: value (one a line)" });
+      input.value = Object.entries(value || {}).map(([k, v]) => `${k}: ${v}`).join("\n");
+      input.onchange = () => {
+        const out = {};
+        for (const line of input.value.split("\n")) {
+          const at = line.indexOf(":");
+          if (at > 0) out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+        }
+        set(key, Object.keys(out).length ? out : undefined);
+      };
+    } else if (node.kind === "array") {  // a list of plain values: comma-separated
+      input = el("input", { type: "text", id, "aria-describedby": described, placeholder: "comma-separated" });
+      input.value = shown(value);
+      input.onchange = () => {
+        const list = input.value.split(",").map(s => s.trim()).filter(Boolean);
+        const num = node.items && (node.items.kind === "integer" || node.items.kind === "number");
+        set(key, list.length ? list.map(s => num ? Number(s) : s) : undefined);
+      };
+    } else {
+      const numeric = node.kind === "integer" || node.kind === "number";
+      const type = numeric ? "number" : node.format === "time" ? "time" : "text";
+      input = el("input", { type, id, "aria-describedby": described, placeholder: dflt || (node.nullable ? "not set" : ""),
+        step: numeric ? (node.kind === "integer" ? "1" : "any") : null, inputmode: numeric ? "decimal" : null,
+        required: node.required && node.default === undefined });
+      input.value = shown(value);
+      input.onchange = () => changed(input.value.trim(), numeric ? Number(input.value) : input.value.trim());
+    }
+    row.append(...[label, input, help, error].filter(Boolean));
+    return row;
+  }
+
+  function showError(row, text) {
+    const err = row.querySelector(":scope > .field-error");
+    const input = row.querySelector(":scope > input, :scope > select, :scope > textarea, :scope > fieldset");
+    err.textContent = text; err.hidden = !text;
+    if (input) input.setAttribute("aria-invalid", text ? "true" : "false");
+    row.classList.toggle("invalid", !!text);
+  }
+
+  // an object's fields; nested sections fold
+  function object(key, node, omit = []) {
+    const box = el("div", { class: "fields", "data-key": key });
+    box.append(el("div", { class: "field-error", role: "alert", hidden: true }));
+    for (const [name, sub] of Object.entries(node.fields)) {
+      if (omit.includes(name)) continue;
+      const at = key ? `${key}.${name}` : name;
+      box.append(render(at, sub, name));
+    }
+    return box;
+  }
+
+  function itemName(item, i) {
+    return item && (item.name || item.id || item.host || item.plate || item.port) || `#${i + 1}`;
+  }
+
+  // "NotifyTargetSettings" -> "notify target": what one item of a list is called
+  const one = (node, name) => (node.items.title || name).replace(/Settings$/, "").replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase();
+
+  function list(key, node, name, omit = []) {
+    const box = el("div", { class: "list", "data-key": key });
+    box.append(el("div", { class: "field-error", role: "alert", hidden: true }));
+    const items = get(values, key) || [];
+    items.forEach((item, i) => {
+      if (item === undefined) return;  // removed
+      const at = `${key}.${i}`;
+      const d = el("details", { class: "item", open: items.length < 3 });
+      const remove = el("button", { type: "button", class: "danger", text: "Remove", onclick: () => {
+        if (!confirm(`Remove ${itemName(item, i)}?`)) return;
+        const now = get(values, key).filter((_, j) => j !== i);
+        set(key, now.length ? now : undefined);
+        redraw();
+      } });
+      const word = one(node, name);
+      d.append(el("summary", { text: `${word[0].toUpperCase()}${word.slice(1)}: ${itemName(item, i)}` }), object(at, node.items, omit),
+        el("div", { class: "row" }, remove));
+      box.append(d);
+    });
+    box.append(el("div", { class: "row" }, el("button", { type: "button", text: `Add ${one(node, name)}`,
+      onclick: () => { set(key, [...(get(values, key) || []).filter(x => x !== undefined), {}]); redraw(); } })));
+    return box;
+  }
+
+  function render(key, node, name, omit) {
+    if (node.kind === "object" && node.fields) {
+      const d = el("details", { class: "section", "data-section": key });
+      d.append(el("summary", { text: node.title || name }), node.help ? el("p", { class: "muted", text: node.help }) : null,
+        object(key, node, omit));
+      return d;
+    }
+    if (node.kind === "array" && node.items && node.items.kind === "object") return list(key, node, name, omit);
+    return field(key, node, name);
+  }
+
+  // one form of a group; "a.*.b": the b of every item of list a
+  function part(p) {
+    const card = el("section", { class: "card form", "data-part": p.key });
+    card.append(el("h2", { text: p.title }));
+    const star = p.key.indexOf(".*.");
+    if (star >= 0) {
+      const listKey = p.key.slice(0, star), rest = p.key.slice(star + 3);
+      const items = (get(values, listKey) || []).filter(x => x !== undefined);
+      if (!items.length) card.append(el("p", { class: "muted", text: `None yet: add one under ${nodeOf(listKey).title}.` }));
+      items.forEach((item, i) => {
+        const key = `${listKey}.${i}.${rest}`;
+        card.append(el("h3", { text: itemName(item, i) }), body(key, nodeOf(key), p.omit));
+      });
+      return card;
+    }
+    card.append(body(p.key, nodeOf(p.key), p.omit));
+    return card;
+  }
+  function body(key, node, omit) {
+    if (node.kind === "object" && node.fields) {
+      return el("div", {}, node.help ? el("p", { class: "muted", text: node.help }) : null, object(key, node, omit));
+    }
+    return render(key, node, key.split(".").pop(), omit);
+  }
+
+  let host, current;
+  function redraw() {
+    const open = [...host.querySelectorAll("details[open]")].map(d => d.dataset.section).filter(Boolean);
+    host.innerHTML = "";
+    const group = schema.groups.find(g => g.id === current) || schema.groups[0];
+    for (const p of group.parts) host.append(part(p));
+    for (const key of open) { const d = host.querySelector(`details[data-section="${CSS.escape(key)}"]`); if (d) d.open = true; }
+  }
+
+  // the server's messages beside their fields (the nearest shown key when a field is not shown)
+  function showErrors(errors) {
+    for (const row of host.querySelectorAll(".field.invalid")) showError(row, "");
+    for (const box of host.querySelectorAll(".field-error")) { if (!box.closest(".field")) { box.hidden = true; box.textContent = ""; } }
+    const unshown = [];
+    for (const e of errors) {
+      let key = e.key, target = null;
+      while (true) {
+        target = host.querySelector(`[data-key="${CSS.escape(key)}"]`);
+        if (target || !key) break;
+        key = parts(key).slice(0, -1).join(".");
+      }
+      if (!target) { unshown.push(e); continue; }
+      if (target.classList.contains("field")) showError(target, e.msg);
+      else {
+        const box = target.querySelector(":scope > .field-error");
+        box.textContent = e.key === key ? e.msg : `${e.key.slice(key.length + 1)}: ${e.msg}`;
+        box.hidden = false;
+      }
+      const d = target.closest("details"); if (d) d.open = true;
+    }
+    const first = host.querySelector(".field.invalid input, .field.invalid select, .field-error:not([hidden])");
+    if (first) first.scrollIntoView({ block: "center" });
+    return unshown;
+  }
+
+  function load(data, where, group) {
+    schema = data.schema; values = clone(data.values || {}); host = where; current = group;
+    redraw();
+  }
+  function show(group) { current = group; redraw(); }
+  const data = () => {  // removed list items dropped
+    const strip = (v) => Array.isArray(v) ? v.filter(x => x !== undefined).map(strip)
+      : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x)])) : v;
+    return strip(values);
+  };
+  return { load, show, data, showErrors, groups: () => schema.groups, where: (key) => {
+    for (const g of schema.groups) for (const p of g.parts) {
+      const base = p.key.split(".*.")[0];
+      if (key === base || key.startsWith(base + ".")) return g.id;
+    }
+    return null;
+  } };
+})();

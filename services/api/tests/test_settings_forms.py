@@ -1,0 +1,139 @@
+"""The Settings page's forms: the model as fields, errors per field, secrets never sent back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bmsgate_api.app import create_app, make_context
+from bmsgate_api.forms import GROUPS
+from bmsgate_api.store import PackStore
+from bmsgate_common.config_view import MASK
+from bmsgate_common.service_table import restarts
+from bmsgate_common.settings import Settings
+
+PASSWORD = "forms-pass-12"
+BUS = {"port": "/dev/ttyUSB7", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
+FILE = {
+    "mqtt": {"host": "broker", "username": "u", "password": "pw-secret-9"},
+    "buses": [BUS],
+    "publisher": {"targets": [{"name": "cloud", "password": "target-secret-7"}]},
+    "history": {"influx": {"enabled": True, "token": "influx-token-3"}},
+}
+
+
+@contextlib.asynccontextmanager
+async def logged_in(tmp_path: Path, data: dict[str, object]) -> AsyncIterator[httpx.AsyncClient]:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ctx = make_context(PackStore(), Settings.model_validate(data), None, persist=False)
+    ctx.config_file = path
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(PackStore(), ctx=ctx)), base_url="http://t"
+    ) as client:
+        (await client.post("/api/auth/setup", json={"password": PASSWORD})).raise_for_status()
+        yield client
+
+
+def test_every_section_of_the_settings_is_in_a_group() -> None:
+    top = set(Settings.model_fields) - {"version"}  # the file's format: migrations set it
+    shown = {p.key.split(".")[0] for g in GROUPS for p in g.parts}
+    assert top <= shown, top - shown
+    history = {f"history.{k}" for k in Settings.model_fields["history"].annotation.model_fields}  # type: ignore[union-attr]
+    assert history <= {p.key for g in GROUPS for p in g.parts}
+
+
+async def test_the_forms_get_labels_units_ranges_choices_and_masked_secrets(
+    tmp_path: Path,
+) -> None:
+    async with logged_in(tmp_path, FILE) as ui:
+        got = await ui.get("/api/settings/form")
+        assert got.status_code == 200
+        text = got.text
+        for secret in ("pw-secret-9", "target-secret-7", "influx-token-3"):
+            assert secret not in text
+        form = got.json()
+        assert form["values"]["mqtt"]["password"] == MASK
+        assert form["values"]["history"]["influx"]["token"] == MASK
+        bus = form["schema"]["fields"]["buses"]["items"]["fields"]
+        assert bus["poll_interval"]["unit"] == "s"
+        assert bus["poll_interval"]["title"] == "Poll interval"
+        assert bus["poll_interval"]["min"] == 0 and bus["poll_interval"]["default"] == 5.0
+        assert "daly_classic" in bus["protocol"]["options"] and bus["protocol"]["required"]
+        assert bus["packs"]["items"]["fields"]["address"]["max"] == 247
+        assert form["schema"]["fields"]["mqtt"]["fields"]["password"]["kind"] == "secret"
+        events = form["schema"]["fields"]["notifier"]["fields"]["targets"]["items"]["fields"]
+        assert events["events"]["kind"] == "multi" and "alarm" in events["events"]["options"]
+        assert [g["title"] for g in form["schema"]["groups"]][:2] == [
+            "Batteries and buses",
+            "Outputs",
+        ]
+
+
+async def test_a_bad_value_is_a_message_beside_its_field_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    async with logged_in(tmp_path, FILE) as ui:
+        before = (tmp_path / "site.yaml").read_text()
+        values = (await ui.get("/api/settings/form")).json()["values"]
+        values["buses"][0]["poll_interval"] = -1
+        values["buses"][0]["packs"][0]["address"] = "two"
+        values["mqtt"]["port"] = 70000
+        bad = await ui.put("/api/settings/form", json={"values": values})
+        assert bad.status_code == 400
+        errors = {e["key"]: e["msg"] for e in bad.json()["errors"]}
+        assert errors == {
+            "buses.0.poll_interval": "must be at least 0",
+            "buses.0.packs.0.address": "must be a whole number",
+            "mqtt.port": "must be at most 65535",
+        }
+        assert "\n" not in bad.json()["detail"]
+        # a rule over several fields is reported at the section it concerns
+        values = (await ui.get("/api/settings/form")).json()["values"]
+        values["buses"][0]["packs"].append({"id": "shed"})  # address 1 as well
+        bad = await ui.put("/api/settings/form", json={"values": values})
+        assert bad.json()["errors"] == [
+            {"key": "buses.0", "msg": "two packs on one bus share an address"}
+        ]
+        assert (tmp_path / "site.yaml").read_text() == before
+
+
+async def test_a_good_save_keeps_secrets_and_says_which_services_restart(tmp_path: Path) -> None:
+    async with logged_in(tmp_path, FILE) as ui:
+        values = (await ui.get("/api/settings/form")).json()["values"]
+        values["buses"][0]["poll_interval"] = 2.5
+        saved = await ui.put("/api/settings/form", json={"values": values})
+        assert saved.status_code == 200, saved.text
+        out = saved.json()
+        # a bus: its reader, and everything that reads the buses (not the notifier: no target)
+        assert out["restarted"] == ["reader-0", "api", "publisher", "modbus", "history"]
+        assert out["applies_now"] is False
+        written = yaml.safe_load((tmp_path / "site.yaml").read_text())
+        assert written["buses"][0]["poll_interval"] == 2.5
+        assert written["mqtt"]["password"] == "pw-secret-9"  # masked in, stored value kept
+        assert written["history"]["influx"]["token"] == "influx-token-3"
+        assert MASK not in json.dumps(written)
+        # the first notifier target starts the notifier; nothing else reads that section
+        values["notifier"] = {"targets": [{"name": "phone", "url": "json://127.0.0.1:9/x"}]}
+        out = (await ui.put("/api/settings/form", json={"values": values})).json()
+        assert out["started"] == ["notifier"]
+        assert out["restarted"] == ["api"]
+        # a secret with nothing stored cannot stay masked
+        values["tunnel"] = {"host": MASK}
+        bad = await ui.put("/api/settings/form", json={"values": values})
+        assert bad.status_code == 400
+        assert bad.json()["errors"][0]["key"] == "tunnel.host"
+
+
+def test_restarts_follow_what_each_service_reads() -> None:
+    base = {"buses": [BUS, {**BUS, "port": "/dev/ttyUSB8", "packs": [{"id": "shed"}]}]}
+    changed = {**base, "buses": [BUS, {**base["buses"][1], "poll_interval": 1}]}  # type: ignore[dict-item]
+    assert restarts(base, changed) == (["reader-1", "api", "modbus", "history"], [], [])
+    controlled = {**base, "control": {"enabled": True}}
+    assert restarts(base, controlled) == (["reader-0", "reader-1", "api", "modbus"], ["tunnel"], [])
+    assert restarts(controlled, base) == (["reader-0", "reader-1", "api", "modbus"], [], ["tunnel"])
