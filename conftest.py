@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tests.support import procs as _procs
+from tests.support import tls_broker, tree, victoria
 from tests.support.needs import require
 from tests.support.procs import Mosquitto, Proc, find_mosquitto, start_simulator
 
@@ -43,6 +48,24 @@ PURE: frozenset[str] = frozenset(
     )
 )
 ROOT = Path(__file__).parent
+
+# The unmarked lane (``-m "not integration and not reliability"``) runs in this process only. A test
+# that starts anything outside it (Mosquitto, a service or the CLI as a process, a simulator on a
+# pty, VictoriaMetrics, a browser) is ``integration``, marked here rather than by hand: it asks for
+# one of these fixtures (directly or through another fixture) ...
+STARTING_FIXTURES: frozenset[str] = frozenset(("mosquitto", "procs", "daly_pty", "browser_context"))
+# ... or its module holds one of these starters. ``_lane_is_true`` fails an unmarked test that
+# starts a process all the same, so the marks stay true as tests are added.
+STARTERS: tuple[Any, ...] = (
+    subprocess,
+    _procs.Mosquitto,
+    _procs.Proc,
+    _procs.start_simulator,
+    _procs.start_service,
+    tls_broker.TlsMosquitto,
+    tree.bmsgate_run,
+    victoria.VictoriaMetrics,
+)
 
 
 @pytest.fixture
@@ -89,8 +112,44 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return not _is_pure(collection_path) or None
 
 
+def _starts_processes(item: pytest.Item) -> bool:
+    if STARTING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    if not isinstance(module, types.ModuleType):
+        return False
+    return any(any(value is starter for starter in STARTERS) for value in vars(module).values())
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files of PURE carry the ``pure`` mark."""
+    """The files of PURE carry the ``pure`` mark; a test that starts processes, ``integration``."""
     for item in items:
         if _is_pure(item.path):
             item.add_marker(pytest.mark.pure)
+        elif _starts_processes(item):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _lane_is_true(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """An unmarked test that starts a process fails: it is ``integration`` (see STARTERS)."""
+    node = request.node
+    if node.get_closest_marker("integration") or node.get_closest_marker("reliability"):
+        yield
+        return
+    started: list[str] = []
+    opened = subprocess.Popen.__init__
+
+    def popen(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        started.append(str(args if isinstance(args, str) else next(iter(args), "")))
+        opened(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", popen)
+    yield
+    if started:
+        pytest.fail(
+            f"started {', '.join(started)} but is not marked integration: use a fixture of "
+            "conftest.py STARTING_FIXTURES or a starter of STARTERS, or mark it"
+        )

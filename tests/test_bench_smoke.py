@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.needs import missing
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,7 +45,7 @@ def test_resident_memory_counts_a_shared_page_once() -> None:
             child.stdout.readline()  # the interpreter is up and waits
         a, b = (resident_pages(child.pid) for child in children)
         if not a:
-            pytest.skip("physical frame numbers need root")
+            missing("physical frame numbers need root")
         together = tree_resident_mb([children[0].pid, children[0].pid, children[1].pid])
         shared = len(a & b) * PAGE / 2**20  # the same interpreter: libpython's pages
         assert shared > 2

@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.integration,
     needs(shutil.which("mosquitto_passwd"), "mosquitto_passwd is not installed"),
     # mosquitto started as root drops to user mosquitto: the setup it needs is root's
-    pytest.mark.skipif(os.geteuid() != 0, reason="entrypoint.sh chowns files: needs root"),
+    needs(os.geteuid() == 0, "entrypoint.sh chowns files: needs root"),
 ]
 
 

@@ -22,6 +22,7 @@ from bench.reliability_bench import send_states
 
 from tests.reliability.backbone import ask_history
 from tests.reliability.counts import COUNTS
+from tests.support.needs import missing
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         text=True,
     )
     if run.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({run.stderr.strip()}); needs root")
+        missing(f"cannot mount a small tmpfs here ({run.stderr.strip()}); needs root")
     try:
         yield where
     finally:

@@ -10,9 +10,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.security.api_proc import Api, start_api
+from tests.support.needs import require
 from tests.support.procs import Mosquitto, Proc, wait_until
 
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
@@ -84,10 +84,7 @@ def test_a_wall_clock_set_back_neither_ends_sessions_nor_stretches_a_lockout(
     tmp_path: Path, procs: list[Proc], mosquitto: Mosquitto
 ) -> None:
     """The API's own wall clock is moved by libfaketime (the machine's clock is not touched)."""
-    if not FAKETIME.exists():
-        if os.environ.get("CI"):
-            pytest.fail("libfaketime is not installed; scripts/setup.sh test installs it")
-        pytest.skip("libfaketime is not installed (apt-get install faketime)")
+    require(FAKETIME.exists(), "libfaketime is not installed (apt-get install faketime)")
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
     env = {

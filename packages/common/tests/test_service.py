@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import pytest
-
 from bmsgate_common.service import heap_trimmer, trim_heap
+from tests.support.needs import needs
 from tests.support.procs import rss_kb
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc_trim")
+pytestmark = needs(sys.platform == "linux", "glibc's malloc_trim needs Linux")
 
 
 def fragment_heap() -> list[bytes]:

@@ -14,6 +14,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 from bmsgate.broker import free_port
 from bmsgate_api.mdns import SERVICE_TYPE, announced, local_addresses, service_info
 from bmsgate_common.settings import ApiSettings
+from tests.support.needs import missing
 
 
 def test_record_set_names_the_host_and_port() -> None:
@@ -56,7 +57,7 @@ async def test_a_browser_finds_the_web_ui_and_its_port() -> None:
     cfg = ApiSettings(host="0.0.0.0", port=port, mdns_name=name)
     async with announced(cfg) as info:
         if info is None:
-            pytest.skip("multicast is not possible here: the announcement could not be sent")
+            missing("multicast is not possible here: the announcement could not be sent")
         seen: asyncio.Queue[str] = asyncio.Queue()
         browser_zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
 

@@ -23,7 +23,7 @@ from bmsgate_common.settings import ModbusDisplaySettings
 from bmsgate_modbus.logic import MapOptions, RegisterStore, write_commands
 from bmsgate_modbus.registers import BASE, SIZE
 from bmsgate_modbus.server import RegisterServer, listen_problem
-from tests.support.needs import needs
+from tests.support.needs import missing, needs
 
 HOST = "127.0.0.1"
 UNITS = {1: "garage", 2: "shed", 3: "cellar"}  # cellar never sends a state
@@ -317,9 +317,7 @@ def test_unknown_host_is_explained() -> None:
     assert problem is not None and problem.lasting and "modbus.host" in str(problem)
 
 
-@pytest.mark.skipif(
-    shutil.which("setpriv") is None or sys.platform != "linux", reason="needs util-linux setpriv"
-)
+@needs(shutil.which("setpriv"), "util-linux setpriv is not installed")
 def test_privileged_port_without_the_capability_is_explained() -> None:
     # drop CAP_NET_BIND_SERVICE from the bounding set: even root then cannot bind below 1024
     # fmt: off
@@ -331,10 +329,10 @@ def test_privileged_port_without_the_capability_is_explained() -> None:
     )
     # fmt: on
     if probe.returncode != 0:
-        pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.strip()}")
+        missing(f"setpriv cannot drop capabilities here: {probe.stderr.strip()}")
     line = probe.stdout.strip()
     if line == "None" or "in use" in line:
         ports = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        pytest.skip(f"port 502 is not privileged here ({ports.read_text().strip()}) or in use")
+        missing(f"port 502 is not privileged here ({ports.read_text().strip()}) or in use")
     assert line.startswith("True ") and "permission denied" in line
     assert "CAP_NET_BIND_SERVICE" in line and "modbus.port" in line
