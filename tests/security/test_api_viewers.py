@@ -12,7 +12,7 @@ import httpx
 from bmsgate_api.auth import hash_password
 from bmsgate_common import topics
 from bmsgate_common.models import PackState, utcnow
-from tests.security.api_proc import start_api
+from tests.security.api_proc import Api, start_api
 from tests.support.procs import Mosquitto, Proc, wait_until
 
 ANNA = "anna-phone-password"
@@ -41,15 +41,33 @@ def publish_state(broker: Mosquitto, pack: str) -> None:
     # fmt: on
 
 
+def live_text(http: httpx.Client, pack: str) -> str:
+    """What the live stream sends ``http`` until it names ``pack`` (at most 5 s)."""
+    seen = ""
+    with http.stream("GET", "/api/events", timeout=10) as live:
+        started = time.monotonic()
+        for text in live.iter_text():
+            seen += text
+            if f'"pack":"{pack}"' in seen or time.monotonic() - started > 5:
+                break
+    return seen
+
+
+def two_packs_and_an_api(workdir: Path, procs: list[Proc], broker: Mosquitto, **kw: Any) -> Api:
+    """Packs east and west on the backbone, and the API once it has both."""
+    for pack in ("east", "west"):
+        publish_state(broker, pack)
+    api = start_api(workdir, procs, broker, **kw)
+    with api.login() as owner:
+        wait_until(lambda: len(owner.get("/api/packs").json()) == 2, timeout=20)
+    return api
+
+
 def test_a_viewer_reads_only_its_packs_and_changes_nothing(
     tmp_path: Path, procs: list[Proc], mosquitto: Mosquitto
 ) -> None:
-    for pack in ("east", "west"):
-        publish_state(mosquitto, pack)
     viewers = [{"name": "anna", "password_hash": hash_password(ANNA), "packs": ["east"]}]
-    api = start_api(tmp_path, procs, mosquitto, api={"viewers": viewers})
-    with api.login() as owner:
-        wait_until(lambda: len(owner.get("/api/packs").json()) == 2, timeout=20)
+    api = two_packs_and_an_api(tmp_path, procs, mosquitto, api={"viewers": viewers})
     with httpx.Client(base_url=api.base, timeout=10) as phone:
         wrong = phone.post("/api/auth/login", json={"user": "anna", "password": "not hers!"})
         assert wrong.status_code == 401
@@ -72,8 +90,9 @@ def test_a_viewer_reads_only_its_packs_and_changes_nothing(
         ):
             got = phone.get(path)
             assert got.status_code == 403 and "anna may read only its packs" in got.text, path
-        for path in ("/api/settings", "/api/auth/tokens", "/api/setup/ports"):
-            assert phone.get(path).status_code == 401, path
+        for path in ("/api/settings", "/api/auth/tokens", "/api/setup/ports", "/api/auth/viewers"):
+            got = phone.get(path)
+            assert got.status_code == 403 and "anna may read only its packs" in got.text, path
         assert phone.get("/api/setup/status").json()["config_file"] is None
         changes = [
             phone.post("/api/services/restart", json={"service": "all"}),
@@ -81,15 +100,8 @@ def test_a_viewer_reads_only_its_packs_and_changes_nothing(
             phone.post("/api/auth/tokens", json={"name": "mine"}),
             phone.post("/api/auth/password", json={"old_password": ANNA, "new_password": "x" * 9}),
         ]
-        assert [c.status_code for c in changes] == [401] * 4, [c.text for c in changes]
-        # the live stream carries only her pack
-        seen = ""
-        with phone.stream("GET", "/api/events", timeout=10) as live:
-            started = time.monotonic()
-            for text in live.iter_text():
-                seen += text
-                if '"pack":"east"' in seen or time.monotonic() - started > 5:
-                    break
+        assert [c.status_code for c in changes] == [403] * 4, [c.text for c in changes]
+        seen = live_text(phone, "east")  # the live stream carries only her pack
         assert '"pack":"east"' in seen and '"west"' not in seen, seen[:300]
         assert phone.post("/api/auth/logout").status_code == 204
         assert phone.get("/api/packs").status_code == 401

@@ -241,6 +241,7 @@ async def test_api_tokens_have_the_rights_of_a_login(tmp_path: Path) -> None:
                 "id": token_id,
                 "name": "grafana script",
                 "scope": "control",
+                "packs": None,
                 "created": listed[0]["created"],
                 "last_used": None,
             }

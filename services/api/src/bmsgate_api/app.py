@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,9 +10,10 @@ from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bmsgate_common import topics
 from bmsgate_common.models import (
@@ -37,8 +39,16 @@ from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 from bmsgate_common.version import VERSION
 
-from .auth import RateLimiter, Sessions, Tokens, password_store, session_key
-from .deps import Context
+from .auth import (
+    RateLimiter,
+    Sessions,
+    Tokens,
+    Viewer,
+    Viewers,
+    password_store,
+    session_key,
+)
+from .deps import VIEWER_PAGES, Context, limited_to
 from .guard import Guard, Proxies
 from .live import CLIENT, RAW_HOLDER
 from .routes import auth, events, export, files, packs, raw, release, status, tunnel
@@ -66,6 +76,27 @@ class Health(BaseModel):
 
     status: Literal["ok"]
     backbone: bool
+
+
+class Pages:
+    """The web UI's files; a viewer gets 403 for every page but its own (deps.VIEWER_PAGES)."""
+
+    def __init__(self, files: ASGIApp, ctx: Context) -> None:
+        self.files, self.ctx = files, ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the file, unless a viewer asks for a page that is not for viewers."""
+        page = scope["path"].rsplit("/", 1)[-1] if scope["type"] == "http" else ""
+        if page.endswith(".html") and page not in VIEWER_PAGES:
+            limited = limited_to(Request(scope), self.ctx)
+            if limited is not None:
+                text = (
+                    f"<!doctype html><title>bmsgate</title><p>{html.escape(limited[0])} may see "
+                    'only the pages of its packs: <a href="index.html">Status</a></p>'
+                )
+                await HTMLResponse(text, status_code=403)(scope, receive, send)
+                return
+        await self.files(scope, receive, send)
 
 
 def _wire(ctx: Context, backbone: Backbone) -> None:
@@ -181,6 +212,13 @@ def make_context(
             api.login_attempts, api.login_window, kept("login_failures.json"), api.login_ceiling
         ),
         tokens=Tokens(kept("tokens.json")),
+        viewers=Viewers(
+            tuple(
+                Viewer(v.name, v.password_hash.get_secret_value(), tuple(v.packs), configured=True)
+                for v in api.viewers
+            ),
+            kept("viewers.json"),
+        ),
         backbone=backbone,
         weather=Weather.from_settings(settings),
     )
@@ -255,5 +293,6 @@ def create_app(
     if VENDOR.is_dir():
         uplot = CachedFiles(directory=VENDOR, cache_control=VENDOR_FILES)
         app.mount("/vendor/uplot", uplot, name="uplot")
-    app.mount("/", CachedFiles(directory=STATIC, html=True, cache_control=OWN_FILES), name="ui")
+    pages = CachedFiles(directory=STATIC, html=True, cache_control=OWN_FILES)
+    app.mount("/", Pages(pages, ctx), name="ui")
     return app

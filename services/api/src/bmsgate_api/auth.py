@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -380,6 +380,7 @@ class TokenInfo:
     created: float  # [s] epoch
     last_used: float | None = None  # [s] epoch
     scope: str = "control"  # "read": reading only; "control": what a login may do
+    packs: tuple[str, ...] | None = None  # a read token's packs and banks; None: every one
 
 
 @dataclass
@@ -404,12 +405,14 @@ class Tokens:
                 scope = str(row.get("scope", "control"))  # tokens made before scopes had all
                 if scope not in SCOPES:
                     continue
+                packs = row.get("packs")
                 info = TokenInfo(
                     str(row["id"]),
                     str(row["name"]),
                     float(row["created"]),
                     row.get("last_used"),
                     scope,
+                    None if packs is None else tuple(str(p) for p in packs),
                 )
                 self._hashes[info.id] = str(row["sha256"])
             except (KeyError, TypeError, ValueError):
@@ -424,6 +427,7 @@ class Tokens:
                 "created": i.created,
                 "last_used": i.last_used,
                 "scope": i.scope,
+                "packs": None if i.packs is None else list(i.packs),
                 "sha256": self._hashes[i.id],
             }
             for i in self._info.values()
@@ -435,16 +439,27 @@ class Tokens:
         return sorted(self._info.values(), key=lambda i: i.created)
 
     def create(
-        self, name: str, now: float | None = None, scope: str = "read"
+        self,
+        name: str,
+        now: float | None = None,
+        scope: str = "read",
+        packs: tuple[str, ...] | None = None,
     ) -> tuple[TokenInfo, str]:
-        """A new token: its listing and the token itself, shown this once only."""
+        """A new token: its listing and the token itself, shown this once only.
+
+        ``packs`` limits a read token to those packs and banks; a control token sees every one.
+        """
+        if packs is not None and scope != "read":
+            raise ValueError("a control token sees every pack: limit only a read token")
         if len(self._info) >= self.MAX:
             raise TokenLimitError(f"at most {self.MAX} tokens: revoke one first")
         token_id = secrets.token_hex(4)
         while token_id in self._info:
             token_id = secrets.token_hex(4)
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-        info = TokenInfo(token_id, name, time.time() if now is None else now, scope=scope)
+        info = TokenInfo(
+            token_id, name, time.time() if now is None else now, scope=scope, packs=packs
+        )
         self._hashes[token_id] = hashlib.sha256(token.encode()).hexdigest()
         self._info[token_id] = info
         self._save()
@@ -471,8 +486,97 @@ class Tokens:
         now = time.time() if now is None else now
         info = self._info[token_id]
         if info.last_used is None or now - info.last_used >= self.SAVE_USE_EVERY:
-            info = self._info[token_id] = TokenInfo(
-                info.id, info.name, info.created, now, info.scope
-            )
+            info = self._info[token_id] = replace(info, last_used=now)
             self._save()
         return info
+
+
+class AccountError(ValueError):
+    """A viewer account that cannot be made or removed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A viewer account: a login that may only read ``packs`` (packs and banks)."""
+
+    name: str
+    password_hash: str
+    packs: tuple[str, ...]
+    configured: bool = False  # from api.viewers: changed only in the configuration file
+    created: float | None = None  # [s] epoch, for one made on the Accounts page
+
+
+@dataclass
+class Viewers:
+    """Viewer accounts: those of api.viewers, and those made on the Accounts page.
+
+    The page's accounts are kept in ``path`` (data_dir/api/viewers.json, owner only) with their
+    scrypt hash, beside the tokens; the configured ones cannot be changed from the web.
+    """
+
+    configured: tuple[Viewer, ...] = ()
+    path: Path | None = None
+    _made: dict[str, Viewer] = field(default_factory=dict)
+
+    MAX = 100
+
+    def __post_init__(self) -> None:
+        stored = read_json(self.path, [])
+        for row in stored if isinstance(stored, list) else []:
+            try:
+                viewer = Viewer(
+                    str(row["name"]),
+                    str(row["password_hash"]),
+                    tuple(str(p) for p in row["packs"]),
+                    created=float(row["created"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                continue  # a damaged row: that account no longer logs in
+            if is_hash(viewer.password_hash) and viewer.packs:
+                self._made[viewer.name] = viewer
+
+    def _save(self) -> None:
+        rows = [
+            {
+                "name": v.name,
+                "password_hash": v.password_hash,
+                "packs": list(v.packs),
+                "created": v.created,
+            }
+            for v in self._made.values()
+        ]
+        write_json(self.path, rows)
+
+    def listed(self) -> list[Viewer]:
+        """Every account: the configured ones first, then those made here, oldest first."""
+        made = sorted(self._made.values(), key=lambda v: v.created or 0.0)
+        return [*self.configured, *made]
+
+    def find(self, name: str) -> Viewer | None:
+        """The account called ``name``; a configured one wins over one made here."""
+        return next((v for v in self.configured if v.name == name), None) or self._made.get(name)
+
+    def create(
+        self, name: str, password: str, packs: tuple[str, ...], now: float | None = None
+    ) -> Viewer:
+        """Make an account (the password hashed with scrypt, never kept)."""
+        if self.find(name) is not None:
+            raise AccountError(f"there is already an account {name!r}")
+        if len(self._made) >= self.MAX:
+            raise AccountError(f"at most {self.MAX} viewer accounts: delete one first")
+        if not packs:
+            raise AccountError("a viewer needs at least one pack")
+        encoded = hash_password(check_new_password(password))
+        viewer = Viewer(name, encoded, packs, created=time.time() if now is None else now)
+        self._made[name] = viewer
+        self._save()
+        return viewer
+
+    def delete(self, name: str) -> bool:
+        """Remove an account made here (its sessions end with it); False when there is none."""
+        if any(v.name == name for v in self.configured):
+            raise AccountError(f"{name!r} is set in api.viewers: remove it in the configuration")
+        if self._made.pop(name, None) is None:
+            return False
+        self._save()
+        return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,10 @@ from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
 from bmsgate_common.mqtt import Backbone
-from bmsgate_common.settings import Settings, ViewerSettings
+from bmsgate_common.settings import Settings
 from bmsgate_common.topics import TopicSpec
 
-from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, Tokens
+from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, TokenInfo, Tokens, Viewer, Viewers
 from .guard import DOUBTED, STATE_CHANGING
 from .live import EventFanout, Replies
 from .sky import Weather
@@ -36,6 +37,7 @@ class Context:
     sessions: Sessions
     limiter: RateLimiter
     tokens: Tokens = field(default_factory=Tokens)
+    viewers: Viewers = field(default_factory=Viewers)
     backbone: Backbone | None = None
     replies: Replies = field(default_factory=Replies)
     hub: EventFanout = field(default_factory=EventFanout)
@@ -88,7 +90,7 @@ def has_session(request: Request, ctx: Context) -> bool:
     return ctx.sessions.valid(request.cookies.get(COOKIE), ctx.passwords.current())
 
 
-VIEWER_PACKS: Final = "bmsgate.viewer_packs"  # scope key: the packs a viewer's request may see
+VIEWER_PACKS: Final = "bmsgate.viewer_packs"  # scope key: the packs a limited request may see
 # fmt: off
 VIEWER_ROUTES: Final = frozenset({  # what a viewer may read: its packs, and what the pages need
     "/api/packs", "/api/overview", "/api/banks", "/api/events", "/api/protocols", "/api/sky",
@@ -96,15 +98,19 @@ VIEWER_ROUTES: Final = frozenset({  # what a viewer may read: its packs, and wha
     "/api/packs/{pack}/health", "/api/packs/{pack}/history", "/api/packs/{pack}/days/{month}",
     "/api/packs/{pack}/csv/{day}", "/api/packs/{pack}/zip/{month}",
 })
+# the pages a viewer is shown (and app.js's menu): every other page is the owner's, a 403
+VIEWER_PAGES: Final = frozenset({
+    "index.html", "battery.html", "monitor.html", "history.html", "health.html", "login.html",
+})
 # fmt: on
 
 
-def viewer_of(request: Request, ctx: Context) -> ViewerSettings | None:
-    """The viewer account (api.viewers) whose live session the request carries, if any."""
+def viewer_of(request: Request, ctx: Context) -> Viewer | None:
+    """The viewer account whose live session the request carries, if any."""
     cookie = request.cookies.get(COOKIE)
     name = ctx.sessions.user_of(cookie)
-    found = next((v for v in ctx.settings.api.viewers if name and v.name == name), None)
-    if found is not None and ctx.sessions.valid(cookie, found.password_hash.get_secret_value()):
+    found = ctx.viewers.find(name) if name else None
+    if found is not None and ctx.sessions.valid(cookie, found.password_hash):
         return found
     return None
 
@@ -115,9 +121,14 @@ def shown(request: Request, pack: str) -> bool:
     return packs is None or pack in packs
 
 
+def token_of(request: Request, ctx: Context) -> TokenInfo | None:
+    """The live API token the request carries, if any."""
+    return ctx.tokens.check(bearer(request))
+
+
 def logged_in(request: Request, ctx: Context) -> bool:
     """Whether the request carries a live session or a valid API token."""
-    return has_session(request, ctx) or ctx.tokens.check(bearer(request)) is not None
+    return has_session(request, ctx) or token_of(request, ctx) is not None
 
 
 def may_read(request: Request, ctx: Context) -> bool:
@@ -128,10 +139,27 @@ def may_read(request: Request, ctx: Context) -> bool:
     return logged_in(request, ctx)
 
 
+def limited_to(request: Request, ctx: Context) -> tuple[str, tuple[str, ...]] | None:
+    """(name, packs) when the request is a viewer's or a pack-limited token's, else None.
+
+    The owner's session, public_read and an unlimited token are not limited.
+    """
+    mode = ctx.settings.api.public_read
+    if mode == "always" or (mode == "local" and from_here(request)):
+        return None
+    if has_session(request, ctx):
+        return None
+    token = token_of(request, ctx)
+    if token is not None:
+        return None if token.packs is None else (f"the API token {token.name!r}", token.packs)
+    viewer = viewer_of(request, ctx)
+    return None if viewer is None else (viewer.name, viewer.packs)
+
+
 def who(request: Request, ctx: Context) -> str:
     """Who sends ``request``, for the log: the token's name or the session, and the address."""
     address = client_address(request)
-    info = ctx.tokens.check(bearer(request))
+    info = token_of(request, ctx)
     if info is not None:
         return f"token {info.name!r} from {address}"
     if has_session(request, ctx):
@@ -147,18 +175,23 @@ def audit(request: Request, ctx: Context, action: str) -> None:
     log.info("%s, asked by %s", action, who(request, ctx))
 
 
+def _refuse_limited(name: str) -> HTTPException:
+    return HTTPException(status_code=403, detail=f"{name} may read only its packs")
+
+
 def require_reader(request: Request, ctx: Ctx) -> None:
     """Reading needs a login unless api.public_read allows it; a viewer reads only its packs."""
-    if may_read(request, ctx):
-        return
-    viewer = viewer_of(request, ctx)
-    if viewer is None:
+    limited = limited_to(request, ctx)
+    if limited is None:
+        if may_read(request, ctx):
+            return
         raise HTTPException(status_code=401, detail="log in first")
+    name, packs = limited
     route = getattr(request.scope.get("route"), "path", "")
     pack = request.path_params.get("pack")
-    if route not in VIEWER_ROUTES or (pack is not None and pack not in viewer.packs):
-        raise HTTPException(status_code=403, detail=f"{viewer.name} may read only its packs")
-    request.scope[VIEWER_PACKS] = frozenset(viewer.packs)
+    if route not in VIEWER_ROUTES or (pack is not None and pack not in packs):
+        raise _refuse_limited(name)
+    request.scope[VIEWER_PACKS] = frozenset(packs)
 
 
 def require_control(ctx: Ctx) -> None:
@@ -168,11 +201,16 @@ def require_control(ctx: Ctx) -> None:
 
 
 def require_user(request: Request, ctx: Ctx) -> None:
-    """Every state-changing request needs a login or an API token, from wherever it comes."""
+    """Every state-changing request needs a login or an API token, from wherever it comes.
+
+    A viewer, a read token and a pack-limited token get 403 here: these routes are the owner's.
+    """
     if bearer(request) is not None:
-        info = ctx.tokens.check(bearer(request))
+        info = token_of(request, ctx)
         if info is None:
             raise HTTPException(status_code=401, detail="unknown or revoked API token")
+        if info.packs is not None:
+            raise _refuse_limited(f"the API token {info.name!r}")
         if info.scope != "control" and request.method in STATE_CHANGING:
             raise HTTPException(
                 status_code=403, detail=f"the API token {info.name!r} may only read"
@@ -180,22 +218,35 @@ def require_user(request: Request, ctx: Ctx) -> None:
         return
     if ctx.passwords.current() is None:
         raise HTTPException(status_code=401, detail="no password is set yet: set one first")
-    if not logged_in(request, ctx):
-        raise HTTPException(status_code=401, detail="log in first")
+    _owner_only(request, ctx, "log in first")
+
+
+def _owner_only(request: Request, ctx: Context, unknown: str) -> None:
+    """Pass the owner's session; a viewer's is 403, anyone else's 401 saying ``unknown``."""
+    if has_session(request, ctx):
+        return
+    viewer = viewer_of(request, ctx)
+    if viewer is not None:
+        raise _refuse_limited(viewer.name)
+    raise HTTPException(status_code=401, detail=unknown)
 
 
 def who_asks(request: Request, ctx: Ctx) -> str:
-    """Who is behind a state-changing request, for the reader's log (never a secret)."""
-    token = ctx.tokens.check(bearer(request))
-    if token is not None:
-        return f"token-{token.id}"[:64]
-    return f"web-{client_address(request)}".replace("%", "-")[:64]
+    """Who is behind a state-changing request, for the reader's log (never a secret).
+
+    ``mqtt-USER:WHO:ADDRESS``: the broker user the API sends as, ``owner`` (the session) or
+    ``token-ID``, and the client's address (models' requested_by allows no spaces).
+    """
+    token = token_of(request, ctx)
+    asker = f"token-{token.id}" if token is not None else "owner"
+    user = ctx.settings.mqtt.username or "anonymous"
+    text = f"mqtt-{user}:{asker}:{client_address(request)}"
+    return re.sub(r"[^A-Za-z0-9_.:-]", "-", text)[:64]
 
 
 def require_session(request: Request, ctx: Ctx) -> None:
     """Managing API tokens needs a browser login: a token cannot make or revoke tokens."""
-    if not has_session(request, ctx):
-        raise HTTPException(status_code=401, detail="log in with the password first")
+    _owner_only(request, ctx, "log in with the password first")
 
 
 Reader = Depends(require_reader)

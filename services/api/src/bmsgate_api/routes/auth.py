@@ -17,8 +17,10 @@ from bmsgate_common.timezones import site_zone, zone_name
 from ..auth import (
     COOKIE,
     MAX_PASSWORD,
+    AccountError,
     PasswordError,
     TokenLimitError,
+    Viewer,
     hash_password,
     verify_password,
 )
@@ -132,8 +134,8 @@ async def login(body: Login, request: Request, response: Response, ctx: Ctx) -> 
     user = ""
     if body.user:  # a viewer; an unknown name costs a hash like a known one
         user = body.user
-        viewer = next((v for v in ctx.settings.api.viewers if v.name == user), None)
-        encoded = viewer.password_hash.get_secret_value() if viewer else UNKNOWN_USER
+        viewer = ctx.viewers.find(user)
+        encoded = viewer.password_hash if viewer else UNKNOWN_USER
     wait = ctx.limiter.begin(client)  # counted before the password is checked: atomic
     if wait > 0:
         raise HTTPException(
@@ -178,12 +180,31 @@ async def change_password(
     _start_session(request, response, ctx, encoded)
 
 
+PackList = Annotated[
+    list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]],
+    Field(min_length=1, max_length=200),
+]
+
+
+def _known_packs(ctx: Ctx, packs: list[str]) -> tuple[str, ...]:
+    """``packs`` without repeats, if each is configured or seen on the backbone; else a 422."""
+    configured = {p.id for b in ctx.settings.buses for p in b.packs}
+    known = configured | {b.id for b in ctx.settings.banks} | set(ctx.store.packs())
+    unknown = sorted(set(packs) - known)
+    if unknown:
+        raise HTTPException(status_code=422, detail=f"packs: unknown {', '.join(unknown)}")
+    return tuple(dict.fromkeys(packs))
+
+
 class TokenRequest(BaseModel):
     """A new API token: a name that says which script uses it."""
 
     name: str = Field(min_length=1, max_length=60, pattern=r"^[^\x00-\x1f]+$")
     scope: Literal["read", "control"] = Field(
         default="read", description="read: reading only; control: everything a login may do"
+    )
+    packs: PackList | None = Field(
+        default=None, description="a read token limited to these packs and banks; none: all"
     )
 
 
@@ -195,6 +216,7 @@ class TokenListed(BaseModel):
     created: datetime
     last_used: datetime | None = None
     scope: Literal["read", "control"] = "control"
+    packs: list[str] | None = Field(default=None, description="the packs it may read; none: all")
 
 
 class TokenMade(TokenListed):
@@ -217,6 +239,7 @@ async def list_tokens(ctx: Ctx) -> list[TokenListed]:
             created=_epoch(i.created),
             last_used=_epoch(i.last_used),
             scope="read" if i.scope == "read" else "control",
+            packs=None if i.packs is None else list(i.packs),
         )
         for i in ctx.tokens.listed()
     ]
@@ -225,13 +248,22 @@ async def list_tokens(ctx: Ctx) -> list[TokenListed]:
 @router.post("/tokens", status_code=201, dependencies=[Session], responses={409: {}})
 async def make_token(body: TokenRequest, request: Request, ctx: Ctx) -> TokenMade:
     """Make an API token (read-only, or control: a login's rights); shown in this answer only."""
+    packs = None if body.packs is None else _known_packs(ctx, body.packs)
+    if packs is not None and body.scope != "read":
+        raise HTTPException(status_code=422, detail="a control token sees every pack")
     try:
-        info, token = ctx.tokens.create(body.name.strip(), scope=body.scope)
+        info, token = ctx.tokens.create(body.name.strip(), scope=body.scope, packs=packs)
     except TokenLimitError as err:
         raise HTTPException(status_code=409, detail=str(err)) from None
-    audit(request, ctx, f"API token {info.name!r} ({info.id}, {info.scope}) made")
+    only = f", packs {', '.join(packs)}" if packs else ""
+    audit(request, ctx, f"API token {info.name!r} ({info.id}, {info.scope}{only}) made")
     return TokenMade(
-        id=info.id, name=info.name, created=_epoch(info.created), scope=body.scope, token=token
+        id=info.id,
+        name=info.name,
+        created=_epoch(info.created),
+        scope=body.scope,
+        packs=None if packs is None else list(packs),
+        token=token,
     )
 
 
@@ -243,3 +275,65 @@ async def revoke_token(
     if not ctx.tokens.revoke(token_id):
         raise HTTPException(status_code=404, detail=f"no token {token_id!r}")
     audit(request, ctx, f"API token {token_id} revoked")
+
+
+class ViewerRequest(BaseModel):
+    """A new viewer account: its login name, password and the packs it may read."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$", description="the login name")
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD)
+    packs: PackList = Field(description="the pack and bank ids it may read")
+
+
+class ViewerListed(BaseModel):
+    """A viewer account as listed (never its password or hash)."""
+
+    name: str
+    packs: list[str]
+    configured: bool = Field(description="set in api.viewers: changed only in the configuration")
+    created: datetime | None = None
+
+
+def _listed(viewer: Viewer) -> ViewerListed:
+    return ViewerListed(
+        name=viewer.name,
+        packs=list(viewer.packs),
+        configured=viewer.configured,
+        created=_epoch(viewer.created),
+    )
+
+
+@router.get("/viewers", dependencies=[Session])
+async def list_viewers(ctx: Ctx) -> list[ViewerListed]:
+    """Every viewer account: those of api.viewers and those made here."""
+    return [_listed(v) for v in ctx.viewers.listed()]
+
+
+@router.post("/viewers", status_code=201, dependencies=[Session], responses={409: {}})
+async def make_viewer(body: ViewerRequest, request: Request, ctx: Ctx) -> ViewerListed:
+    """Make a viewer account: it logs in with its name and reads only its packs."""
+    packs = _known_packs(ctx, body.packs)
+    try:
+        viewer = await asyncio.to_thread(ctx.viewers.create, body.name, body.password, packs)
+    except PasswordError as err:
+        raise HTTPException(status_code=400, detail=str(err)) from None
+    except AccountError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    audit(request, ctx, f"viewer account {viewer.name!r} (packs {', '.join(packs)}) made")
+    return _listed(viewer)
+
+
+@router.delete(
+    "/viewers/{name}", status_code=204, dependencies=[Session], responses={404: {}, 409: {}}
+)
+async def delete_viewer(
+    name: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$")], request: Request, ctx: Ctx
+) -> None:
+    """Delete a viewer account made here: its sessions end with it."""
+    try:
+        found = ctx.viewers.delete(name)
+    except AccountError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    if not found:
+        raise HTTPException(status_code=404, detail=f"no viewer account {name!r}")
+    audit(request, ctx, f"viewer account {name!r} deleted")

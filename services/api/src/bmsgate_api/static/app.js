@@ -4,7 +4,9 @@ const bms = (() => {
   const pages = [["index.html", "Status"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
     ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"], ["bms.html", "BMS settings"],
     ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["export.html", "Exports"],
-    ["tokens.html", "Tokens"], ["settings.html", "Settings"]];
+    ["tokens.html", "Accounts"], ["settings.html", "Settings"]];
+  // what a viewer account (it reads only its packs) is shown; the API refuses it the others (403)
+  const viewerPages = ["index.html", "battery.html", "monitor.html", "history.html", "health.html"];
 
   let zone;  // the site's IANA time zone (GET /api/auth/status); the browser's until it is known
 
@@ -57,6 +59,7 @@ const bms = (() => {
     el.append(brand);
     const nav = document.createElement("nav");
     for (const [href, label] of pages) {
+      if (status.viewer && !viewerPages.includes(href)) continue;
       const a = document.createElement("a");
       a.href = href; a.textContent = label;
       if (href === here) a.setAttribute("aria-current", "page");
@@ -87,13 +90,14 @@ const bms = (() => {
   }
 
   // a small About line under every page: the installed version (api/version)
-  async function about() {
+  async function about(status) {
     const el = document.createElement("footer");
     el.className = "about muted";
     document.body.append(el);
     try {
       const v = await api("api/version");
-      el.innerHTML = `bmsgate <span id="version">${esc(v.version)}</span> · <a href="settings.html#upgrade">upgrade</a>`;
+      const upgrade = status.viewer ? "" : ' · <a href="settings.html#upgrade">upgrade</a>';
+      el.innerHTML = `bmsgate <span id="version">${esc(v.version)}</span>${upgrade}`;
     } catch (e) { el.remove(); }
   }
 
@@ -107,14 +111,19 @@ const bms = (() => {
       location.href = "login.html?next=" + encodeURIComponent(here);
       return new Promise(() => {});
     }
+    if (status.viewer && !viewerPages.includes(here)) {  // the server refuses those pages too
+      location.href = "index.html";
+      return new Promise(() => {});
+    }
     // no configuration file or no bus in it yet: lead to the setup page (once per visit)
-    const setup = here === "setup.html" ? { needed: false } : await api("api/setup/status");
+    const viewer = status.viewer || here === "setup.html";
+    const setup = viewer ? { needed: false } : await api("api/setup/status");
     if (setup.needed && !sessionStorage.getItem("bmsgate-setup-later")) {
       location.href = "setup.html";
       return new Promise(() => {});
     }
     header(status);
-    about();
+    about(status);
     if (setup.needed) {
       const note = document.createElement("div");
       note.className = "msg setup-note";
