@@ -23,16 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from bmsgate.broker import free_port
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from tests.reliability.counts import COUNTS
 from tests.support.needs import needs
 from tests.support.procs import find_mosquitto
 from tests.support.receiver import receiver
-from tests.support.tree import bmsgate_run
+from tests.support.tree import bmsgate_run, write_config
 
 pytestmark = [
     pytest.mark.integration,
@@ -63,14 +61,9 @@ def config(work: Path, port: str, notify: int) -> Path:
         "history": {"archive": {"commit_interval": 0.5}},
         "notifier": {"latitude": 52.52, "longitude": 13.40,
                      "targets": [{"name": "phone", "url": f"json://127.0.0.1:{notify}/notify"}]},
-        "api": {"host": "127.0.0.1", "port": free_port()},
-        "modbus": {"host": "127.0.0.1", "port": free_port()},
-        "data_dir": str(work / "data"),
     }
     # fmt: on
-    path = work / "bmsgate.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return write_config(work, data)
 
 
 def rows_near(archive: Path, moment: float, within: float = 60.0) -> int:

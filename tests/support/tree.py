@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -39,6 +40,19 @@ async def bmsgate_run(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def write_config(folder: Path, data: dict[str, Any]) -> Path:
+    """``folder/bmsgate.yaml``: ``data`` with the API and Modbus on free loopback ports and the
+    data directory in ``folder``."""
+    local = {
+        "api": {"host": "127.0.0.1", "port": free_port()},
+        "modbus": {"host": "127.0.0.1", "port": free_port()},
+        "data_dir": str(folder / "data"),
+    }
+    path = folder / "bmsgate.yaml"
+    path.write_text(yaml.safe_dump(data | local, sort_keys=False))
+    return path
 
 
 def with_target(folder: Path, target_port: int) -> Path:

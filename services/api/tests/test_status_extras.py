@@ -95,7 +95,7 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
         assert bank["state"]["extras"]["cell_max_pack"] == "west"
         assert [m["counted"] for m in bank["members"]] == [True, True]
         # a member that goes offline drops out, and the bank says why
-        store.availability["west"] = Availability(pack="west", state="offline", ts=utcnow())
+        store.on_availability("west", Availability(pack="west", state="offline", ts=utcnow()))
         bank = (await http.get("/api/banks")).json()[0]
         assert bank["state"]["soc"] == 80.0
         assert bank["members"][1] == {
@@ -104,7 +104,7 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
             "counted": False,
             "reason": "the reader reports it offline",
         }
-        store.availability["east"] = Availability(pack="east", state="offline", ts=utcnow())
+        store.on_availability("east", Availability(pack="east", state="offline", ts=utcnow()))
         bank = (await http.get("/api/banks")).json()[0]
         assert not bank["online"] and bank["state"] is None  # never old values
         # but when it was last seen: its newest member reading, not "never"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from bmsgate_common.liveness import liveness
+from bmsgate_common.liveness import Arrivals, liveness
 from bmsgate_common.models import Availability, DailyStats, PackState
 from bmsgate_common.settings import BankSettings
 
@@ -31,10 +31,12 @@ class Member:
     availability: Availability | None = None
 
 
-def exclusion(member: Member, now: datetime, stale_after: float) -> str | None:
+def exclusion(
+    member: Member, now: datetime, stale_after: float, arrivals: Arrivals | None = None
+) -> str | None:
     """Why a member does not count in the bank right now, or None if it does."""
     state = member.state
-    live, why = liveness(state, member.availability, now, stale_after)
+    live, why = liveness(state, member.availability, now, stale_after, arrivals)
     if not live or state is None:
         return why
     if state.charge_mos is False and state.discharge_mos is False:
@@ -51,15 +53,39 @@ Counters = Mapping[str, float]  # a bank's counters by PackState field name; abs
 
 
 def counted(
-    bank: BankSettings, members: Mapping[str, Member], now: datetime, stale_after: float
+    bank: BankSettings,
+    members: Mapping[str, Member],
+    now: datetime,
+    stale_after: float,
+    arrivals: Arrivals | None = None,
 ) -> list[PackState]:
     """The latest states of the members that count now, in config order."""
     used: list[PackState] = []
     for pack_id in bank.packs:
         member = members.get(pack_id, Member())
-        if exclusion(member, now, stale_after) is None and member.state is not None:
+        if exclusion(member, now, stale_after, arrivals) is None and member.state is not None:
             used.append(member.state)
     return used
+
+
+def pending(
+    bank: BankSettings,
+    members: Mapping[str, Member],
+    now: datetime,
+    stale_after: float,
+    arrivals: Arrivals,
+) -> list[str]:
+    """The members not judged yet since this process began listening (Arrivals.undecided).
+
+    While any is, the bank is not combined: a bank of two with one member still unknown
+    would be shown as a bank of one, as if that were the truth.
+    """
+    out = []
+    for pack_id in bank.packs:
+        member = members.get(pack_id, Member())
+        if arrivals.undecided(pack_id, member.state, member.availability, now, stale_after):
+            out.append(pack_id)
+    return out
 
 
 def counters_of(state: PackState | None) -> dict[str, float]:
@@ -168,8 +194,11 @@ def combine(
     now: datetime,
     stale_after: float,
     counters: Counters,
+    arrivals: Arrivals | None = None,
 ) -> PackState | None:
     """The bank's state from its members' latest states; None when no member counts.
+
+    None too while a member is not judged yet (:func:`pending`, with ``arrivals``).
 
     SOC is weighted by nominal capacity (equal weights unless every member's is known); current,
     power and capacities add up; the voltage is the members' mean (parallel); cells are the
@@ -177,7 +206,9 @@ def combine(
     within that pack) of the lowest and highest cell. The counters are ``counters``: the
     publisher's :class:`BankTotals`, or what it published (:func:`counters_of`).
     """
-    used = counted(bank, members, now, stale_after)
+    if arrivals is not None and pending(bank, members, now, stale_after, arrivals):
+        return None
+    used = counted(bank, members, now, stale_after, arrivals)
     if not used:
         return None
     caps = [s.nominal_capacity for s in used]
@@ -205,7 +236,8 @@ def combine(
     alarms: list[str] = []
     for pack_id in bank.packs:  # a cut-off member's alarms explain the cut-off: keep them
         seen = members.get(pack_id)
-        if seen and seen.state and liveness(seen.state, seen.availability, now, stale_after)[0]:
+        live = seen and liveness(seen.state, seen.availability, now, stale_after, arrivals)[0]
+        if seen and seen.state and live:
             alarms += [a for a in seen.state.alarms if a not in alarms]
     return PackState(
         pack=bank.id,

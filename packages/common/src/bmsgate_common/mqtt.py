@@ -96,6 +96,9 @@ class Backbone:
             apply_types=False,
         )
         self.connected = False
+        # called when a publish succeeds again after one failed: the broker came back (its
+        # retained messages are sent again on the renewed subscriptions)
+        self.on_reconnect: list[Callable[[], None]] = []
         self.dropped = 0  # invalid incoming messages
         self.unsent = 0  # publishes that failed while the broker was away
         self._heartbeat: asyncio.Task[None] | None = None
@@ -229,7 +232,9 @@ class Backbone:
             return False
         if not self.connected:
             log.info("backbone connected at %s", broker_url(self.cfg))
-        self.connected = True
+            self.connected = True
+            for callback in self.on_reconnect:
+                callback()
         return True
 
     def post(self, spec: TopicSpec[M], name: str, model: M) -> None:

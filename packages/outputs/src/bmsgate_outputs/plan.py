@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
-from bmsgate_common.liveness import liveness
+from bmsgate_common.liveness import Arrivals, liveness
 from bmsgate_common.models import Availability, BmsSettings, DailyStats, PackState
 from bmsgate_common.settings import TargetSettings
 
@@ -51,10 +51,11 @@ class HeardPack:
     daily: DailyStats | None = None
     settings: BmsSettings | None = None  # the BMS's own, as last read
     mos: dict[str, bool] = field(default_factory=dict)  # confirmed switch states by key
+    arrivals: Arrivals | None = None  # of the HeardPacks holding it: ages on the monotonic clock
 
     def online(self, now: datetime, stale_after: float) -> bool:
         """Live by the one rule (bmsgate_common.liveness)."""
-        return liveness(self.state, self.availability, now, stale_after)[0]
+        return liveness(self.state, self.availability, now, stale_after, self.arrivals)[0]
 
 
 @dataclass
@@ -63,13 +64,20 @@ class HeardPacks:
 
     stale_after: float = 60.0
     packs: dict[str, HeardPack] = field(default_factory=dict)
+    arrivals: Arrivals = field(default_factory=Arrivals)
 
     def view(self, pack: str) -> HeardPack:
         """The view of ``pack``, created on first use."""
-        return self.packs.setdefault(pack, HeardPack())
+        return self.packs.setdefault(pack, HeardPack(arrivals=self.arrivals))
+
+    def on_availability(self, availability: Availability) -> None:
+        """A pack came or went."""
+        self.arrivals.heard(availability.pack, availability)
+        self.view(availability.pack).availability = availability
 
     def on_state(self, state: PackState) -> None:
         """A new state; it also confirms the MOS switches."""
+        self.arrivals.heard(state.pack, state)
         view = self.view(state.pack)
         view.state = state
         for key in MOS_ACTIONS:

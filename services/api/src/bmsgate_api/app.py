@@ -110,11 +110,11 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
                 hub.publish("bank", bank)
 
     async def on_state(pack: str, state: PackState) -> None:
-        store.states[pack] = state
+        store.on_state(pack, state)
         changed(pack)
 
     async def on_availability(pack: str, avail: Availability) -> None:
-        store.availability[pack] = avail
+        store.on_availability(pack, avail)
         changed(pack)
 
     async def on_daily(pack: str, stats: DailyStats) -> None:

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bmsgate_common.liveness import liveness
+from bmsgate_common.liveness import Arrivals, liveness
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
@@ -36,6 +36,7 @@ class PackStore:
     tunnels: dict[str, TunnelStatus] = field(default_factory=dict)
     sniffed: deque[SniffedFrame] = field(default_factory=lambda: deque(maxlen=100))
     sniffers: dict[str, SniffState] = field(default_factory=dict)  # reader -> sniffer on/off
+    arrivals: Arrivals = field(default_factory=Arrivals)  # states' ages on the monotonic clock
 
     def packs(self) -> list[str]:
         """Every pack id seen, sorted."""
@@ -44,7 +45,7 @@ class PackStore:
     def live(self, pack: str, now: datetime) -> tuple[bool, str]:
         """``(live, reason)`` of a pack by the one rule."""
         state, avail = self.states.get(pack), self.availability.get(pack)
-        return liveness(state, avail, now, self.stale_after)
+        return liveness(state, avail, now, self.stale_after, self.arrivals)
 
     def is_online(self, pack: str, now: datetime) -> bool:
         """True when the pack is live."""
@@ -53,6 +54,16 @@ class PackStore:
     def offline_reason(self, pack: str, now: datetime) -> str:
         """Why a pack counts as offline, in words."""
         return self.live(pack, now)[1]
+
+    def on_state(self, pack: str, state: PackState) -> None:
+        """Keep a pack's new state (its age counts from now on the monotonic clock)."""
+        self.arrivals.heard(pack, state)
+        self.states[pack] = state
+
+    def on_availability(self, pack: str, availability: Availability) -> None:
+        """Keep a pack's new availability."""
+        self.arrivals.heard(pack, availability)
+        self.availability[pack] = availability
 
     def on_alarm(self, event: AlarmEvent) -> None:
         """Keep the active alarm events of a pack (raised ones added, cleared ones removed)."""

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bmsgate_bms.alarms import describe
-from bmsgate_common.bank import Member, combine, counters_of, energy_today, exclusion
+from bmsgate_common.bank import Member, combine, counters_of, energy_today, exclusion, pending
 from bmsgate_common.models import AlarmEvent, DailyStats, HealthFinding, PackState
 from bmsgate_common.settings import BankSettings
 
@@ -131,6 +131,13 @@ class BankView(PackView):
     members: list[BankMember] = Field(default_factory=list)
 
 
+def _why_no_bank(
+    bank: BankSettings, members: dict[str, Member], store: PackStore, now: datetime
+) -> str:
+    waiting = pending(bank, members, now, store.stale_after, store.arrivals)
+    return f"waiting for {', '.join(waiting)}" if waiting else "no member pack counts"
+
+
 def bank_view(
     store: PackStore, bank: BankSettings, names: dict[str, str], now: datetime
 ) -> BankView:
@@ -140,13 +147,13 @@ def bank_view(
     for pack in bank.packs:
         member = Member(store.states.get(pack), store.availability.get(pack))
         members[pack] = member
-        why = exclusion(member, now, store.stale_after)
+        why = exclusion(member, now, store.stale_after, store.arrivals)
         listed.append(
             BankMember(pack=pack, name=names.get(pack, pack), counted=why is None, reason=why)
         )
     # the counters are the publisher's (it keeps them; they never go down)
     counters = counters_of(store.states.get(bank.id))
-    state = combine(bank, members, now, store.stale_after, counters)
+    state = combine(bank, members, now, store.stale_after, counters, store.arrivals)
     # offline, the bank was last seen when its newest member reading came (not "never")
     read = [m.state.ts for m in members.values() if m.state is not None]
     seen = state.ts if state else max(read, default=None)
@@ -154,7 +161,7 @@ def bank_view(
         pack=bank.id,
         name=bank.name or bank.id,
         online=state is not None,
-        reason=None if state is not None else "no member pack counts",
+        reason=None if state is not None else _why_no_bank(bank, members, store, now),
         age=(now - seen).total_seconds() if seen else None,
         last_seen=seen,
         daily=store.daily.get(bank.id),

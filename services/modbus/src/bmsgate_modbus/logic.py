@@ -15,7 +15,7 @@ from typing import Final, Literal
 from pymodbus.constants import ExcCodes
 
 from bmsgate_common.bank import Member, combine, counters_of
-from bmsgate_common.liveness import liveness
+from bmsgate_common.liveness import Arrivals, liveness
 from bmsgate_common.models import Availability, CommandAction, CommandResult, DailyStats, PackState
 from bmsgate_common.settings import (
     BankSettings,
@@ -297,6 +297,7 @@ class RegisterStore:
             for bank, members in banks.items()
         }
         self._bank_last: dict[str, PackState] = {}  # shown, failure flag up, when none counts
+        self.arrivals = Arrivals()  # states' ages on the monotonic clock
         self.opts = opts
         self.states: dict[str, PackState] = {}
         self.availability: dict[str, Availability] = {}
@@ -318,10 +319,12 @@ class RegisterStore:
 
     def on_state(self, state: PackState) -> None:
         """Take a new state."""
+        self.arrivals.heard(state.pack, state)
         self.states[state.pack] = state
 
     def on_availability(self, availability: Availability) -> None:
         """Take an availability change."""
+        self.arrivals.heard(availability.pack, availability)
         self.availability[availability.pack] = availability
 
     def on_daily(self, daily: DailyStats) -> None:
@@ -345,7 +348,7 @@ class RegisterStore:
     def online(self, pack: str, now: datetime) -> bool:
         """Live by the one rule (bmsgate_common.liveness)."""
         state, avail = self.states.get(pack), self.availability.get(pack)
-        return liveness(state, avail, now, self.opts.stale_after)[0]
+        return liveness(state, avail, now, self.opts.stale_after, self.arrivals)[0]
 
     def bank_state(self, bank: str, now: datetime) -> tuple[PackState | None, bool]:
         """The bank combined as everywhere else (bmsgate_common.bank), and whether it is live.
@@ -355,7 +358,7 @@ class RegisterStore:
         cfg = self.banks[bank]
         members = {p: Member(self.states.get(p), self.availability.get(p)) for p in cfg.packs}
         counters = counters_of(self.states.get(bank))  # the publisher's, never going down
-        state = combine(cfg, members, now, self.opts.stale_after, counters)
+        state = combine(cfg, members, now, self.opts.stale_after, counters, self.arrivals)
         if state is None:
             return self._bank_last.get(bank), False
         self._bank_last[bank] = state

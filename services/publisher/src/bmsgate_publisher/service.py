@@ -15,6 +15,7 @@ from pathlib import Path
 from bmsgate_common import bank as banks
 from bmsgate_common import topics
 from bmsgate_common.durable import write_durably
+from bmsgate_common.liveness import Arrivals
 from bmsgate_common.models import (
     Availability,
     BmsSettings,
@@ -73,14 +74,25 @@ class BankTracker:
         self.moved = False  # a member started or stopped counting at the latest update
 
     def update(
-        self, now: datetime, stale_after: float
+        self, now: datetime, stale_after: float, arrivals: Arrivals | None = None
     ) -> tuple[PackState | None, Availability | None]:
-        """The state and availability to publish (each None when unchanged)."""
-        used = banks.counted(self.cfg, self.members, now, stale_after)
+        """The state and availability to publish (each None when unchanged).
+
+        Nothing while a member is not judged yet (bmsgate_common.bank.pending): after a start
+        the bank is first published whole, or with the members known to be out left out.
+        """
+        self.moved = False
+        if arrivals is not None and banks.pending(
+            self.cfg, self.members, now, stale_after, arrivals
+        ):
+            return None, None
+        used = banks.counted(self.cfg, self.members, now, stale_after, arrivals)
         unheard = {p for p, m in self.members.items() if m.state is None}
         shares = banks.cycle_shares(self.cfg, self.members)
         self.moved = self.totals.update(used, shares, unheard)
-        state = banks.combine(self.cfg, self.members, now, stale_after, self.totals.shown())
+        state = banks.combine(
+            self.cfg, self.members, now, stale_after, self.totals.shown(), arrivals
+        )
         new_state = state if state is not None and state != self.state else None
         if state is not None:
             self.state = state
@@ -186,7 +198,9 @@ class Publisher:
 
     async def on_availability(self, name: str, change: Availability) -> None:
         """A pack came or went."""
-        self.hub.view(name).availability = change
+        if name != change.pack:
+            return
+        self.hub.on_availability(change)
         for tracker in self.banks.values():
             if name in tracker.members:
                 tracker.members[name].availability = change
@@ -251,7 +265,7 @@ class Publisher:
         return time.monotonic() - self.started >= BANK_HOLD
 
     def _bank_update(self, tracker: BankTracker) -> None:
-        state, change = tracker.update(utcnow(), self.cfg.stale_after)
+        state, change = tracker.update(utcnow(), self.cfg.stale_after, self.hub.arrivals)
         if tracker.moved:
             self.save_banks()  # the members' starts on disk stay true until the next change
         if not self._publishing():
@@ -396,6 +410,7 @@ async def run_publisher(cfg: Settings) -> None:
         cfg.mqtt, "publisher", detail=lambda: publisher.counters() if publisher else {}
     )
     publisher = Publisher(cfg, backbone)
+    backbone.on_reconnect.append(publisher.hub.arrivals.listen_again)  # banks wait for members
     backbone.subscribe(topics.STATE, publisher.on_state, qos0=True)
     backbone.subscribe(topics.AVAILABILITY, publisher.on_availability)
     backbone.subscribe(topics.DAILY, publisher.on_daily)
