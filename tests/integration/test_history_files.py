@@ -1,7 +1,7 @@
 """The archive's files through the history service, its only writer: history and the API run as
 processes over Mosquitto; listing, CSV, zip and deleting a day go over the backbone, bad dates are
 one-line 4xx answers, and a deletion while history runs leaves its open buckets and daily figures
-true (deleted samples never come back at the next commit)."""
+true (deleted samples never come back at the next commit), and so does its health evidence."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
+from bmsgate_bms.sim.model import PackModel
 from bmsgate_common import topics
-from bmsgate_common.models import PackState
+from bmsgate_common.models import HealthReport, PackState
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.simdrive import drive, state_of
 
 pytestmark = pytest.mark.integration
 
@@ -231,3 +233,66 @@ async def test_files_and_deletion_go_through_the_history_service(
         assert await listed(yesterday) == YESTERDAY_STATES
     assert "Traceback" not in history.log()
     assert "p1: " + today.isoformat() + " deleted (20 samples)" in history.log()
+
+
+async def retained_health(port: int) -> HealthReport:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe(topics.HEALTH.topic("p1"), qos=1)
+        async with asyncio.timeout(10):
+            async for message in client.messages:
+                return HealthReport.model_validate_json(message.payload)  # type: ignore[arg-type]
+    raise AssertionError("unreachable")
+
+
+async def test_a_deleted_day_leaves_the_health_evidence(
+    api: str, mosquitto: Mosquitto, procs: list[Proc], tmp_path: Path
+) -> None:
+    """Four days of a pack with a weak cell; deleting days takes their evidence out of the
+    retained health report and out of the saved evidence a restart starts from."""
+    first = datetime.now(UTC).date() - timedelta(days=4)
+    midnight = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp() * 1000)
+    pack = PackModel.create(16, 100, soc=50, seed=3)
+    pack.weaken(4, 0.8)
+    states = [state_of(pack, ts, "p1") for ts in drive(pack, 4, start=midnight)]
+    states = [s for s in states if s.ts.date() < first + timedelta(days=4)]  # not today
+    await publish(mosquitto.port, states)
+
+    async with httpx.AsyncClient(base_url=api, timeout=70) as http:
+        setup = await http.post("/api/auth/setup", json={"password": "the password"})
+        assert setup.status_code == 204, setup.text
+
+        async def stored() -> None:
+            last = first + timedelta(days=3)
+            expected = sum(1 for s in states if s.ts.date() == last)
+            while True:
+                got = await http.get(f"/api/packs/p1/days/{last.isoformat()[:7]}")
+                days = {d["day"]: d["samples"] for d in got.json()} if got.is_success else {}
+                if days.get(last.isoformat(), 0) >= expected:
+                    return
+                await asyncio.sleep(0.5)
+
+        await asyncio.wait_for(stored(), 60)
+
+        def restart() -> Proc:
+            assert procs[0].stop() == 0
+            history = start_service(tmp_path, "history", tmp_path / "config.yaml")
+            procs[0] = history  # stopped at the end like the first
+            wait_until(lambda: "history running" in history.log(), 20)
+            return history
+
+        def weak(report: HealthReport) -> list[Any]:
+            return [(f.cell, f.since) for f in report.findings if f.kind == "weak_cell"]
+
+        await asyncio.to_thread(restart)  # its start evaluates the evidence it saved
+        assert weak(await retained_health(mosquitto.port)) == [(5, first)]
+
+        got = await http.delete(f"/api/packs/p1/days/{first}")
+        assert got.status_code == 200, got.text
+        assert weak(await retained_health(mosquitto.port)) == [(5, first + timedelta(days=1))]
+        for n in (1, 2):  # one day of evidence left: not enough for a finding
+            got = await http.delete(f"/api/packs/p1/days/{first + timedelta(days=n)}")
+            assert got.status_code == 200, got.text
+        assert weak(await retained_health(mosquitto.port)) == []
+        history = await asyncio.to_thread(restart)  # the saved evidence holds no deleted day
+        assert weak(await retained_health(mosquitto.port)) == []
+    assert "Traceback" not in history.log()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from bmsgate_bms.sim.model import PackModel
 from bmsgate_common.models import PackState
@@ -12,11 +13,11 @@ from bmsgate_history.sample import Sample, from_state
 T0 = int(datetime(2024, 3, 4, tzinfo=UTC).timestamp() * 1000)
 
 
-def sample_of(pack: PackModel, ts: int) -> Sample:
-    """The archive sample of the pack at ``ts`` [ms], through the same path a live state takes."""
-    state = PackState(
-        pack="sim",
-        name="sim",
+def state_of(pack: PackModel, ts: int, pack_id: str = "sim") -> PackState:
+    """The state a board on ``pack`` reports at ``ts`` [ms]."""
+    return PackState(
+        pack=pack_id,
+        name=pack_id,
         protocol="daly_classic",
         ts=datetime.fromtimestamp(ts / 1000, UTC),
         pack_voltage=pack.pack_voltage,
@@ -34,10 +35,14 @@ def sample_of(pack: PackModel, ts: int) -> Sample:
         balancing=bool(pack.balancing_cells),
         balancing_cells=pack.balancing_cells,
     )
-    return from_state(state)
 
 
-def cycles(
+def sample_of(pack: PackModel, ts: int) -> Sample:
+    """The archive sample of the pack at ``ts`` [ms], through the same path a live state takes."""
+    return from_state(state_of(pack, ts))
+
+
+def drive(
     pack: PackModel,
     days: float,
     *,
@@ -48,8 +53,11 @@ def cycles(
     start: int = T0,
     low_soc: float = 0.0,
     on_cycle: object = None,
-) -> Iterator[Sample]:
-    """Charge to a cell at 3.55 V, float at 2 A, discharge to a cell at 2.85 V, rest; repeat."""
+) -> Iterator[int]:
+    """Charge to a cell at 3.55 V, float at 2 A, discharge to a cell at 2.85 V, rest; repeat.
+
+    Yields the time [ms] after each step; the pack holds the state at that time.
+    """
     pack.profile = False
     phase, until = "charge", 0.0
     t = 0.0
@@ -69,4 +77,10 @@ def cycles(
         pack.demand = {"charge": amps, "float": 2.0, "discharge": -amps, "rest": 0.0}[phase]
         pack.step(step)
         t += step
-        yield sample_of(pack, start + int(t * 1000))
+        yield start + int(t * 1000)
+
+
+def cycles(pack: PackModel, days: float, **drive_with: Any) -> Iterator[Sample]:
+    """The archive samples of ``drive`` (same arguments)."""
+    for ts in drive(pack, days, **drive_with):
+        yield sample_of(pack, ts)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from bmsgate_bms.sim.model import PackModel
+from bmsgate_common.models import HealthFinding
 from bmsgate_common.settings import HealthSettings
 from bmsgate_history.health import HealthTracker
-from bmsgate_history.sample import local_day
+from bmsgate_history.sample import day_bounds, local_day
 from tests.support.simdrive import T0, cycles
 
 
@@ -93,3 +94,34 @@ def test_evidence_survives_a_restart() -> None:
     today = local_day(samples[-1].ts, UTC)
     assert second.findings(today) == whole.findings(today)
     assert second.capacity == whole.capacity
+
+
+def test_a_deleted_day_leaves_the_evidence() -> None:
+    pack = PackModel.create(16, 100, soc=50, seed=3)
+    pack.weaken(4, 0.8)
+    samples = list(cycles(pack, 4))
+    tracker = HealthTracker("p1", HealthSettings(), UTC)
+    for s in samples:
+        tracker.add(s)
+    first, today = local_day(T0, UTC), local_day(samples[-1].ts, UTC)
+
+    def bounds(n: int) -> tuple[int, int]:
+        return day_bounds(first + timedelta(days=n), UTC)
+
+    def weak(t: HealthTracker) -> list[HealthFinding]:
+        return [f for f in t.findings(today) if f.kind == "weak_cell"]
+
+    assert [f.since for f in weak(tracker)] == [first]
+    # the first day deleted; the days after taken in again from what the archive has left
+    start, end = bounds(0)
+    again = tracker.without(start, end, end, [s for s in samples if s.ts >= end])
+    assert [f.since for f in weak(again)] == [first + timedelta(days=1)]
+    assert first.isoformat() not in again.days
+    assert again.capacity == [(t, ah) for t, ah in tracker.capacity if t >= end]
+    # days older than the replay keep their figures; only the deleted day's go
+    kept = tracker.without(start, end, bounds(4)[1], [])
+    assert set(kept.days) == set(tracker.days) - {first.isoformat()}
+    # three of four days deleted: one day of evidence is not enough
+    gone = bounds(2)[1]
+    left = tracker.without(start, gone, gone, [s for s in samples if s.ts >= gone])
+    assert weak(left) == []

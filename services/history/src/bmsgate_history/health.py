@@ -8,6 +8,7 @@ thresholds are in docs/history.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta, tzinfo
 from statistics import median
@@ -158,6 +159,24 @@ class HealthTracker:
         oldest = (today - timedelta(days=KEEP_DAYS)).isoformat()
         for key in [k for k in self.days if k < oldest]:
             del self.days[key]
+
+    def without(self, start: int, end: int, since: int, left: Iterable[Sample]) -> HealthTracker:
+        """The evidence as if nothing in [start, end) ms had been seen (a deleted day).
+
+        What came before ``start`` is kept: nothing deleted went into it. From ``since`` (a local
+        midnight, >= ``end``) everything is taken in again from ``left``, the samples the archive
+        still holds, beginning after a gap as at any hole in the data. Days between ``end`` and
+        ``since`` (older than the archive is replayed) keep their figures.
+        """
+        fresh = HealthTracker(self.pack, self.cfg, self.tz, self.max_gap_ms)
+        gone = local_day(start, self.tz).isoformat()
+        back = local_day(end, self.tz).isoformat()
+        again = local_day(since, self.tz).isoformat()
+        fresh.days = {k: d for k, d in self.days.items() if k < gone or back <= k < again}
+        fresh.capacity = [(t, ah) for t, ah in self.capacity if t < start or end <= t < since]
+        for s in left:
+            fresh.add(s)
+        return fresh
 
     # --- rules -------------------------------------------------------------------------------
     def findings(self, today: date) -> list[HealthFinding]:

@@ -10,6 +10,7 @@ import fcntl
 import logging
 import threading
 import time
+from datetime import date
 from pathlib import Path
 from typing import IO
 
@@ -244,10 +245,11 @@ class History:
             return files.answer(self.reader, q, self.tz)
 
     async def delete_day(self, q: HistoryFileRequest) -> HistoryFileReply:
-        """Delete one local day through the writer; today's figures are rebuilt without it.
+        """Delete one local day through the writer; today's figures and health are rebuilt.
 
         The writer re-opens its current buckets from the samples left, so the next commit
-        cannot write deleted samples back, and the retained daily figures are sent again.
+        cannot write deleted samples back; the retained daily figures and health report are
+        sent again, the health evidence without the deleted day.
         """
         assert self.archive is not None
         assert q.day is not None
@@ -256,6 +258,8 @@ class History:
             return files.error(q.transaction, "not_found", f"unknown pack {q.pack!r}")
         n = self.archive.delete_range(q.pack, start, end)
         now = to_ms(utcnow())
+        if self.h.health.enabled:
+            await self._health_without(q.pack, start, end, now)
         today = day_bounds(local_day(now, self.tz), self.tz)
         if start < today[1] and end > today[0]:
             self._replay_today(q.pack, now)
@@ -266,6 +270,22 @@ class History:
                 self._daily_sent[q.pack] = time.monotonic()
         log.info("%s: %s deleted (%d samples)", q.pack, q.day.isoformat(), n)
         return files.deleted(q, n)
+
+    async def _health_without(self, pack: str, start: int, end: int, now: int) -> None:
+        """The pack's health evidence rebuilt without [start, end), saved and published again.
+
+        The days the archive replays at a start (and still holds sample by sample) are taken in
+        again from what is left; older ones keep their figures, the deleted days lose theirs.
+        """
+        assert self.archive is not None
+        since = max(end, day_bounds(local_day(now - REPLAY_DAYS * DAY_MS, self.tz), self.tz)[0])
+        oldest = self.archive.oldest("raw", pack)
+        if oldest is not None:  # the first day raw data may no longer hold whole
+            first = day_bounds(local_day(oldest, self.tz), self.tz)
+            since = max(since, first[0] if oldest == first[0] else first[1])
+        left = self.archive.samples(pack, since, now + 1)
+        tracker = self.health[pack] = self._tracker(pack).without(start, end, since, left)
+        await self._report_health(pack, tracker, local_day(now, self.tz))
 
     async def on_files(self, client: str, payload: bytes) -> None:
         """Answer a file request with one reply, or a file in parts; a failure is an error."""
@@ -312,13 +332,17 @@ class History:
         """Run the health rules, publish each pack's findings (retained) and save the evidence."""
         today = local_day(to_ms(utcnow()), self.tz)
         for pack, tracker in list(self.health.items()):  # states add packs while we publish
-            report = HealthReport(pack=pack, ts=utcnow(), findings=tracker.findings(today))
-            for f in report.findings:
-                log.info("%s health: %s cell %s since %s", pack, f.kind, f.cell, f.since)
-            await self.backbone.publish(topics.HEALTH, pack, report)
-            if self.archive:
-                self.archive.put_value(f"health:{pack}", tracker.dump())
-                self.archive.put_value(f"health_report:{pack}", report.model_dump_json())
+            await self._report_health(pack, tracker, today)
+
+    async def _report_health(self, pack: str, tracker: HealthTracker, today: date) -> None:
+        """Publish one pack's findings (retained) and save its evidence."""
+        report = HealthReport(pack=pack, ts=utcnow(), findings=tracker.findings(today))
+        for f in report.findings:
+            log.info("%s health: %s cell %s since %s", pack, f.kind, f.cell, f.since)
+        await self.backbone.publish(topics.HEALTH, pack, report)
+        if self.archive:
+            self.archive.put_value(f"health:{pack}", tracker.dump())
+            self.archive.put_value(f"health_report:{pack}", report.model_dump_json())
 
     async def periodic(self) -> None:
         """Commit, refresh the daily figures, evaluate health and purge, each on its clock."""
