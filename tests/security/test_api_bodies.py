@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import time
 from pathlib import Path
@@ -109,3 +111,75 @@ def test_a_yaml_alias_bomb_and_deep_nesting_are_one_clear_400(
         assert got.status_code in (400, 422), got.text[:300]
     assert rss_kb(pid) - before < 50_000, (before, rss_kb(pid))
     assert "Traceback" not in api.proc.log()
+
+
+async def _trickle(port: int, length: int, step: bytes, every: float) -> tuple[str, float]:
+    """A login whose body of ``length`` B comes ``step`` at a time; the answer and when [s]."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    head = (
+        "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    )
+    writer.write(head.encode())
+
+    async def feed() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                await asyncio.sleep(every)
+                writer.write(step)
+                await writer.drain()
+
+    feeding = asyncio.create_task(feed())
+    try:
+        answer = await asyncio.wait_for(reader.read(4096), 30)
+    except (OSError, TimeoutError):
+        answer = b""
+    feeding.cancel()
+    writer.close()
+    return answer.decode(errors="replace"), time.monotonic() - started
+
+
+async def _health(port: int) -> tuple[str, float]:
+    """GET /healthz on a new connection: the status line and how long it took [s]."""
+    started = time.monotonic()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(4096), 5)
+        writer.close()
+    except (OSError, TimeoutError) as err:
+        return f"failed: {err!r}", time.monotonic() - started
+    return answer.decode(errors="replace").split("\r\n")[0], time.monotonic() - started
+
+
+def test_a_trickled_body_is_cut_by_its_rate_and_time_and_cannot_crowd_out_requests(
+    tmp_path: Path, procs: list[Proc], mosquitto: Mosquitto
+) -> None:
+    api = start_api(tmp_path, procs, mosquitto, api={"max_connections": 16})
+
+    async def attack() -> None:
+        # 5 B/s: behind the 1 KiB/s floor once the 2 s grace is over, long before the 10 s
+        answer, took = await _trickle(api.port, 1000, b" ", 0.2)
+        assert answer.startswith("HTTP/1.1 408"), answer[:200]
+        assert "the body did not arrive in time" in answer and 1.5 < took < 6, (answer, took)
+        # 2 KiB/s keeps above the floor, but 60 kB would take 30 s: cut at the 10 s limit
+        answer, took = await _trickle(api.port, 60_000, b" " * 2048, 1.0)
+        assert answer.startswith("HTTP/1.1 408") and 9 < took < 14, (answer[:200], took)
+        # 40 connections trickling bodies fast enough for the floor, against a limit of 16:
+        # each new connection closes the oldest of them, and /healthz is answered
+        crowd = [
+            asyncio.create_task(_trickle(api.port, 60_000, b" " * 1500, 1.0)) for _ in range(40)
+        ]
+        await asyncio.sleep(2)
+        for _ in range(5):
+            status, took = await _health(api.port)
+            assert status == "HTTP/1.1 200 OK" and took < 2, (status, took)
+            await asyncio.sleep(0.3)
+        answers = await asyncio.gather(*crowd)
+        closed = [a for a, _ in answers if not a]  # closed by newer connections, no answer
+        assert len(closed) >= 24, [a[:40] for a, _ in answers]
+
+    asyncio.run(attack())
+    log = api.proc.log()
+    assert "open HTTP connections" in log and "Traceback" not in log

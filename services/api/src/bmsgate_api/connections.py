@@ -6,8 +6,9 @@ take every file descriptor of the API. Here, uvicorn's own HTTP protocol is exte
 * a connection that has not sent a complete request head within ``head_timeout`` seconds of
   opening (or of its last response) is closed;
 * beyond ``limit`` open connections, a new one closes the oldest connection that is still
-  waiting for its request head; when none is waiting (every connection is being answered) the
-  new one is closed instead. So half-open connections cannot crowd out a real request.
+  waiting for its request head or for the rest of its request body; when none is waiting (every
+  connection is being answered) the new one is closed instead. So half-open connections and
+  trickled bodies cannot crowd out a real request (guard.py bounds a body's time and rate).
 
 Each episode of the limit is logged once when it starts and once when it ends, not per
 connection. The process's soft limit of open files is raised to its hard limit at start, and the
@@ -82,6 +83,7 @@ def guarded(base: type[asyncio.Protocol], crowd: Crowd) -> type[asyncio.Protocol
 
     class Guarded(parent):  # type: ignore[misc]
         _waiting_since: float | None = None  # [s] loop time; None while a request is handled
+        _head_done: float | None = None  # [s] loop time the head of the request under way came
         _timer: asyncio.TimerHandle | None = None
         _cycle_seen: Any = None
 
@@ -103,12 +105,15 @@ def guarded(base: type[asyncio.Protocol], crowd: Crowd) -> type[asyncio.Protocol
             if len(self.connections) > crowd.limit:
                 crowd.too_many(len(self.connections))
                 victim = _oldest_waiting(self.connections, self)
-                victim._waiting_since = None  # it leaves the set only a loop turn later
+                # it leaves the set only a loop turn later
+                victim._waiting_since = victim._head_done = None
                 victim.transport.close()
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
             if self.cycle is not self._cycle_seen:  # a request head is complete
+                self._cycle_seen = self.cycle
+                self._head_done = self.loop.time()
                 self._waiting_since = None
                 if self._timer is not None:
                     self._timer.cancel()
@@ -130,7 +135,16 @@ def guarded(base: type[asyncio.Protocol], crowd: Crowd) -> type[asyncio.Protocol
     return Guarded
 
 
+def _waiting_since(connection: Any) -> float | None:
+    """[s] loop time since which ``connection`` waits for a request head or for a body's rest."""
+    if connection._waiting_since is not None:
+        return float(connection._waiting_since)
+    cycle = getattr(connection, "cycle", None)
+    body_due = cycle is not None and cycle.more_body and not cycle.response_complete
+    return connection._head_done if body_due else None
+
+
 def _oldest_waiting(connections: set[Any], newest: Any) -> Any:
-    """The connection waiting longest for its request head; ``newest`` when none is."""
-    waiting = [c for c in connections if getattr(c, "_waiting_since", None) is not None]
-    return min(waiting, key=lambda c: c._waiting_since) if waiting else newest
+    """The connection waiting longest for its request head or body; ``newest`` when none is."""
+    waiting = [(since, c) for c in connections if (since := _waiting_since(c)) is not None]
+    return min(waiting, key=lambda w: w[0])[1] if waiting else newest

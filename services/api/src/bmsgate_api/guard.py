@@ -9,7 +9,9 @@ A pure ASGI middleware, so a refused request is answered before its body is read
   ``Sec-Fetch-Site``), and its body must be JSON (YAML for a restored settings file): a plain
   HTML form on another port of the same host can send neither.
 * A body over its route's limit is refused with 413 from its ``Content-Length`` alone; a
-  chunked one as soon as it passes the limit. A body not complete within the head timeout is 408.
+  chunked one as soon as it passes the limit. A body not complete within the head timeout, or
+  arriving slower than MIN_BODY_RATE on average after BODY_GRACE, is 408: a client cannot hold
+  a request open by trickling its body (connections.py also lets a new connection close it).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ FILE_ROUTES: Final = {  # route -> the body types it takes
     ("PUT", "/api/settings/file"): JSON_TYPES,
     ("POST", "/api/settings/restore"): YAML_TYPES,
 }
+MIN_BODY_RATE: Final = 1024.0  # [B/s] on average, once BODY_GRACE has passed
+BODY_GRACE: Final = 2.0  # [s] a body's first bytes may take a round trip or a slow start
 PEER: Final = "bmsgate.peer"  # scope key: the socket's peer address, before any forwarding
 DOUBTED: Final = "bmsgate.doubted"  # scope key: forwarded headers from a peer that is no proxy
 
@@ -203,26 +207,32 @@ class Guard:
             await self.app(scope, _replay(body, receive), send)
 
     async def _body(self, scope: Scope, receive: Receive, send: Send, limit: int) -> bytes | None:
-        """The whole body (at most ``limit`` bytes, within body_timeout); None once answered."""
+        """The whole body (at most ``limit`` bytes, in time and fast enough); None once answered."""
         chunks: list[bytes] = []
         size = 0
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                while True:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            # the later of the two: behind MIN_BODY_RATE, or the whole body's time is up
+            due = min(started + self.body_timeout, started + BODY_GRACE + size / MIN_BODY_RATE)
+            try:
+                async with asyncio.timeout_at(due):
                     message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return None
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > limit:
-                        await _refuse(scope, receive, send, 413, f"the body is over {limit} B")
-                        return None
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        return b"".join(chunks)
-        except TimeoutError:
-            await _refuse(scope, receive, send, 408, "the body did not arrive in time")
-            return None
+            except TimeoutError:
+                late = loop.time() - started
+                detail = f"the body did not arrive in time ({size} B in {late:.0f} s)"
+                await _refuse(scope, receive, send, 408, detail)
+                return None
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _refuse(scope, receive, send, 413, f"the body is over {limit} B")
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
