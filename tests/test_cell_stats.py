@@ -40,8 +40,8 @@ def test_one_computation_of_the_cell_statistics_shown_everywhere() -> None:
     )
     assert state.cells == stats and state.cell_delta == stats.delta
     registers = pack_quantities(state, None, offline=False, now=NOW, opts=MapOptions(tz=UTC))
-    assert (registers["cell_min"], registers["cell_max"]) == (to_mv(3.287), to_mv(3.312))
-    assert registers["cell_delta"] == pytest.approx(25.0)
+    assert (registers["cell_min"], registers["cell_max"]) == (3.287, 3.312)  # SI: the map scales
+    assert registers["cell_delta"] == pytest.approx(0.025)
     mqtt = values(state, descriptions(state, control=False))
     assert (mqtt["cell_min_index"], mqtt["cell_max_index"], mqtt["cell_delta"]) == (2, 3, 25)
     assert (mqtt["cell_min_mv"], mqtt["cell_max_mv"]) == (3287, 3312)

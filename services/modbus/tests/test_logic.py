@@ -158,8 +158,8 @@ def test_a_bank_is_the_one_combined_state_as_registers() -> None:
     assert q == pack_quantities(combined, None, offline=False, now=NOW, opts=store.opts)
     assert q["soc"] == pytest.approx(50.0)  # (80*100 + 40*300) / 400
     assert (q["current"], q["power"]) == (pytest.approx(6.0), pytest.approx(318.0))
-    assert q["cell_count"] == 32 and q["cell_17"] == pytest.approx(3250)  # b's cell 1
-    assert q["cell_max"] == pytest.approx(3320) and q["cell_min"] == pytest.approx(3250)
+    assert q["cell_count"] == 32 and q["cell_17"] == pytest.approx(3.250)  # b's cell 1
+    assert q["cell_max"] == pytest.approx(3.320) and q["cell_min"] == pytest.approx(3.250)
     assert q["remaining_capacity"] == pytest.approx(246.8)
     assert "charge_mos" not in q and q["failure"] == 0  # a bank has no switch
     block = store.block(2)

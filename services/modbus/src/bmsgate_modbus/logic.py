@@ -24,7 +24,7 @@ from bmsgate_common.settings import (
     ModbusPushValue,
     Settings,
 )
-from bmsgate_common.units import to_mv
+from bmsgate_common.units import convert
 
 from .registers import (
     MAX_CELLS,
@@ -39,21 +39,21 @@ from .registers import (
 
 Quantities = dict[str, float]
 
-# every quantity a register or a push value can carry, with its unit
+# every quantity a register or a push value can carry, with its unit: SI as PackState has it
 QUANTITY_UNITS: Final[dict[str, str]] = {
     "soc": "%",
     "pack_voltage": "V",
     "current": "A",
     "power": "W",
-    "cell_delta": "mV",
-    "cell_average": "mV",
-    "cell_max": "mV",
-    "cell_min": "mV",
+    "cell_delta": "V",
+    "cell_average": "V",
+    "cell_max": "V",
+    "cell_min": "V",
     "temperature": "°C or °F",
     "mos_temperature": "°C or °F",
     "discharge_mos": "0/1",
     "charge_mos": "0/1",
-    **{f"cell_{n}": "mV" for n in range(1, MAX_CELLS + 1)},
+    **{f"cell_{n}": "V" for n in range(1, MAX_CELLS + 1)},
     "cell_count": "cells",
     "daily_max_soc": "%",
     "daily_max_soc_hour": "h",
@@ -74,6 +74,11 @@ QUANTITY_UNITS: Final[dict[str, str]] = {
     "dashboard_id": "id",
     "display_word_1": "bits",
     "display_word_2": "bits",
+}
+# a push value's ``scale`` multiplies the quantity in this unit (docs/modbus.md: cells in mV)
+PUSH_UNITS: Final[dict[str, str]] = {
+    name: "mV" if unit == "V" and name.startswith("cell_") else unit
+    for name, unit in QUANTITY_UNITS.items()
 }
 SYSTEM_QUANTITIES: Final = frozenset(
     {"free_memory", "uptime", "time_zone", "dashboard_id", "display_word_1", "display_word_2"}
@@ -124,13 +129,13 @@ def pack_quantities(
     stats = state.cells
     if stats is not None:
         q.update(
-            cell_delta=to_mv(stats.delta),
-            cell_average=to_mv(stats.average),
-            cell_max=to_mv(stats.high),
-            cell_min=to_mv(stats.low),
+            cell_delta=stats.delta,
+            cell_average=stats.average,
+            cell_max=stats.high,
+            cell_min=stats.low,
         )
         cells = state.cell_voltages[:MAX_CELLS]
-        q.update({f"cell_{n}": to_mv(v) for n, v in enumerate(cells, start=1)})
+        q.update({f"cell_{n}": v for n, v in enumerate(cells, start=1)})
     if state.temperatures:
         q["temperature"] = _temperature(statistics.fmean(state.temperatures), opts.temperature_unit)
     elif state.mos_temperature is not None:
@@ -435,8 +440,9 @@ MAX_WRITE: Final = 123  # registers in one function-16 request (Modbus applicati
 
 
 def _encode_push(value: ModbusPushValue, number: float) -> list[int]:
-    return encode(number, value.type, value.scale, value.word_order)
+    shown = convert(number, QUANTITY_UNITS[value.value], PUSH_UNITS[value.value])
+    return encode(shown, value.type, value.scale, value.word_order)
 
 
 assert SIZE <= 125, "one read (function 3) must be able to fetch a unit's whole block"
-assert all(r.quantity in QUANTITY_UNITS for r in REGISTERS)
+assert all(QUANTITY_UNITS.get(r.quantity) == r.unit for r in REGISTERS), "one unit per quantity"

@@ -1,7 +1,9 @@
 """The dongle's register map, as data: the only place that says which register holds what.
 
-Every row names a quantity (see ``logic.QUANTITIES``), its wire type and the scale from the
-quantity's unit to the register. docs/modbus.md shows the same table (a test keeps them equal).
+Every row names a quantity (a PackState field, or a figure of one: see ``logic.QUANTITY_UNITS``),
+its wire type, the quantity's unit (SI, as PackState has it) and the register's scale: a 16-bit
+pack voltage is V x 100, a cell V x 1000. The conversion happens here, in ``encode``, and nowhere
+else. docs/modbus.md shows the same table (a test keeps them equal).
 Offsets count from BASE; the dongle's manual gives BASE = 0x90 (SEED.md feature 6).
 """
 
@@ -11,6 +13,8 @@ import math
 import struct
 from collections.abc import Mapping
 from typing import Final, Literal, NamedTuple
+
+from bmsgate_common.units import MV_PER_V, step
 
 RegType = Literal["u16", "s16", "u32", "s32", "float32"]
 WordOrder = Literal["big", "little"]
@@ -29,56 +33,63 @@ MOS_OFFSETS: Final[dict[int, str]] = {16: "discharge_mos", 17: "charge_mos"}  # 
 
 
 class Reg(NamedTuple):
-    """One row of the map: ``register(s) = encode(quantity x scale)``."""
+    """One row of the map: ``register(s) = encode(quantity [unit] x scale)``."""
 
     offset: int
     quantity: str
     type: RegType
-    scale: float  # register units per quantity unit
-    unit: str  # what one register step means
+    unit: str  # the quantity's unit (SI)
+    scale: float  # register steps per ``unit``
     text: str
     origin: Origin  # dongle: legible in the manual; chosen: illegible there; bmsgate: extension
+
+    @property
+    def step(self) -> str:
+        """What one register step means (mV, 0.01 V, ...)."""
+        return step(self.unit, self.scale)
 
 
 def _cells(first: int, offset: int, count: int, origin: Origin) -> tuple[Reg, ...]:
     return tuple(
-        Reg(offset + i, f"cell_{first + i}", "u16", 1, "mV", f"cell {first + i}", origin)
+        Reg(offset + i, f"cell_{first + i}", "u16", "V", MV_PER_V, f"cell {first + i}", origin)
         for i in range(count)
     )
 
 
+# fmt: off
 REGISTERS: Final[tuple[Reg, ...]] = (
-    Reg(0, "soc", "u16", 1, "%", "state of charge", "dongle"),
-    Reg(1, "pack_voltage", "u16", 100, "0.01 V", "pack voltage", "chosen"),
-    Reg(2, "current", "s16", 10, "0.1 A", "pack current, + = charging", "chosen"),
-    Reg(3, "power", "s16", 1, "W", "pack power, + = charging", "dongle"),
-    Reg(4, "cell_delta", "u16", 1, "mV", "highest minus lowest cell", "dongle"),
-    Reg(5, "cell_average", "u16", 1, "mV", "average cell", "dongle"),
-    Reg(6, "cell_max", "u16", 1, "mV", "highest cell", "dongle"),
-    Reg(7, "cell_min", "u16", 1, "mV", "lowest cell", "dongle"),
-    Reg(8, "temperature", "float32", 1, "°C or °F", "average of the sensors", "dongle"),
-    Reg(10, "pack_voltage", "float32", 1, "V", "pack voltage", "dongle"),
-    Reg(12, "current", "float32", 1, "A", "pack current, + = charging", "dongle"),
-    Reg(14, "power", "float32", 1, "W", "pack power, + = charging", "dongle"),
-    Reg(16, "discharge_mos", "u16", 1, "0/1", "discharge MOS on (writable)", "chosen"),
-    Reg(17, "charge_mos", "u16", 1, "0/1", "charge MOS on (writable)", "chosen"),
+    Reg(0, "soc", "u16", "%", 1, "state of charge", "dongle"),
+    Reg(1, "pack_voltage", "u16", "V", 100, "pack voltage", "chosen"),
+    Reg(2, "current", "s16", "A", 10, "pack current, + = charging", "chosen"),
+    Reg(3, "power", "s16", "W", 1, "pack power, + = charging", "dongle"),
+    Reg(4, "cell_delta", "u16", "V", MV_PER_V, "highest minus lowest cell", "dongle"),
+    Reg(5, "cell_average", "u16", "V", MV_PER_V, "average cell", "dongle"),
+    Reg(6, "cell_max", "u16", "V", MV_PER_V, "highest cell", "dongle"),
+    Reg(7, "cell_min", "u16", "V", MV_PER_V, "lowest cell", "dongle"),
+    Reg(8, "temperature", "float32", "°C or °F", 1, "average of the sensors", "dongle"),
+    Reg(10, "pack_voltage", "float32", "V", 1, "pack voltage", "dongle"),
+    Reg(12, "current", "float32", "A", 1, "pack current, + = charging", "dongle"),
+    Reg(14, "power", "float32", "W", 1, "pack power, + = charging", "dongle"),
+    Reg(16, "discharge_mos", "u16", "0/1", 1, "discharge MOS on (writable)", "chosen"),
+    Reg(17, "charge_mos", "u16", "0/1", 1, "charge MOS on (writable)", "chosen"),
     *_cells(1, 18, 16, "chosen"),
-    Reg(35, "cell_count", "u16", 1, "cells", "number of cells", "dongle"),
-    Reg(40, "daily_max_soc", "u16", 1, "%", "highest SOC today", "dongle"),
-    Reg(41, "daily_max_soc_hour", "u16", 1, "h", "local hour of it", "dongle"),
-    Reg(42, "daily_max_soc_minute", "u16", 1, "min", "local minute of it", "dongle"),
-    Reg(44, "remaining_capacity", "u16", 10, "0.1 Ah", "remaining capacity", "chosen"),
-    Reg(45, "failure", "u16", 1, "0/1", "1 = pack offline or state stale", "dongle"),
-    Reg(50, "free_memory", "u16", 1, "bytes", "free memory, saturates at 65535", "dongle"),
-    Reg(51, "uptime", "u16", 1, "s", "seconds counter, wraps at 65536", "dongle"),
-    Reg(52, "time_zone", "s16", 1, "h", "local UTC offset, whole hours", "dongle"),
-    Reg(53, "dashboard_id", "u16", 1, "id", "colour display: this dashboard", "dongle"),
-    Reg(54, "display_word_1", "u32", 1, "bits", "0xAABBCCDD display word 1", "dongle"),
-    Reg(56, "display_word_2", "u32", 1, "bits", "0xAABBBCCC display word 2", "dongle"),
-    Reg(58, "alarm_count", "u16", 1, "alarms", "active alarms", "bmsgate"),
-    Reg(59, "state_age", "u16", 1, "s", "age of the state, saturates at 65535", "bmsgate"),
+    Reg(35, "cell_count", "u16", "cells", 1, "number of cells", "dongle"),
+    Reg(40, "daily_max_soc", "u16", "%", 1, "highest SOC today", "dongle"),
+    Reg(41, "daily_max_soc_hour", "u16", "h", 1, "local hour of it", "dongle"),
+    Reg(42, "daily_max_soc_minute", "u16", "min", 1, "local minute of it", "dongle"),
+    Reg(44, "remaining_capacity", "u16", "Ah", 10, "remaining capacity", "chosen"),
+    Reg(45, "failure", "u16", "0/1", 1, "1 = pack offline or state stale", "dongle"),
+    Reg(50, "free_memory", "u16", "bytes", 1, "free memory, saturates at 65535", "dongle"),
+    Reg(51, "uptime", "u16", "s", 1, "seconds counter, wraps at 65536", "dongle"),
+    Reg(52, "time_zone", "s16", "h", 1, "local UTC offset, whole hours", "dongle"),
+    Reg(53, "dashboard_id", "u16", "id", 1, "colour display: this dashboard", "dongle"),
+    Reg(54, "display_word_1", "u32", "bits", 1, "0xAABBCCDD display word 1", "dongle"),
+    Reg(56, "display_word_2", "u32", "bits", 1, "0xAABBBCCC display word 2", "dongle"),
+    Reg(58, "alarm_count", "u16", "alarms", 1, "active alarms", "bmsgate"),
+    Reg(59, "state_age", "u16", "s", 1, "age of the state, saturates at 65535", "bmsgate"),
     *_cells(17, 64, 16, "bmsgate"),
 )
+# fmt: on
 SIZE: Final = max(r.offset + WIDTH[r.type] for r in REGISTERS)  # registers in one unit's block
 BY_OFFSET: Final[dict[int, Reg]] = {r.offset: r for r in REGISTERS}
 
@@ -148,6 +159,6 @@ def markdown_table() -> str:
         address = BASE + reg.offset
         lines.append(
             f"| {span} | {address} / 0x{address:04X} | `{reg.quantity}` | {reg.type.upper()} "
-            f"| {reg.unit} | {reg.text} | {reg.origin} |"
+            f"| {reg.step} | {reg.text} | {reg.origin} |"
         )
     return "\n".join(lines) + "\n"
