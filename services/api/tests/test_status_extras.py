@@ -22,7 +22,7 @@ from bmsgate_api.store import PackStore
 from bmsgate_bms.registry import NAMES, info
 from bmsgate_common.models import Availability, PackState, utcnow
 from bmsgate_common.settings import Settings
-from bmsgate_outputs.entities import descriptions
+from bmsgate_outputs.entities import descriptions, shown_values
 from bmsgate_outputs.plan import hasp_messages
 from tests.support.receiver import json_server
 
@@ -288,7 +288,7 @@ def test_openhasp_pages_hold_every_object_the_publisher_fills() -> None:
         found = OBJECT.match(key)
         assert found and (int(found[1]), int(found[2])) in objects, key
     # the first values are the ones the publisher would push now
-    values = {row.key: row.value_fn(s) for row in descriptions(s, control=False)}
+    values = shown_values(s, descriptions(s, control=False))
     pushed = {
         m.topic.split("/")[-1]: m.payload.decode()
         for m in hasp_messages("plate", out.objects, values)

@@ -3,6 +3,11 @@
 The same table drives the Home Assistant entities, the JSON state they read, the flat per-value
 topics and the names openHASP templates may use. A row whose value is None for a pack (no MOS
 temperature, no energy counter yet, the bank-only rows on a plain pack) is left out.
+
+Like Home Assistant's native and suggested units, a row's function gives the value as the pack
+state has it, in SI (``native``: V, A, kWh), and ``display`` names the unit shown where it differs
+(a cell delta in mV). The conversion between the two comes from ``bmsgate_common.units``; no row
+converts by itself.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from bmsgate_common.models import PackState
-from bmsgate_common.units import whole_mv
+from bmsgate_common.units import shown
 
 Scalar = float | int | str
 Platform = Literal["sensor", "binary_sensor", "switch"]
@@ -24,10 +29,11 @@ class Description:
 
     key: str  # stable: part of the unique id and of the flat topic
     name: str  # without the device name (HA naming rules since 2023.8)
-    value_fn: Callable[[PackState], Scalar | None]
+    value_fn: Callable[[PackState], Scalar | None]  # in ``native``
     platform: Platform = "sensor"
     device_class: str | None = None
-    unit: str | None = None
+    native: str | None = None  # the unit of the value as the pack state has it (SI)
+    display: str | None = None  # the unit shown, where it is not ``native``
     state_class: str | None = None
     category: Literal["diagnostic", "config"] | None = None
     precision: int | None = None  # suggested display precision
@@ -41,6 +47,18 @@ class Description:
     def digits(self) -> int:
         """Decimals a value is sent with: one finer than shown, so no float noise is sent."""
         return DEFAULT_DIGITS if self.precision is None else self.precision + 1
+
+    @property
+    def unit(self) -> str | None:
+        """The unit shown: HA's unit_of_measurement, the flat topics' and openHASP's values."""
+        return self.display or self.native
+
+    def shown(self, state: PackState) -> Scalar | None:
+        """The row's value of ``state`` in ``unit`` (not rounded)."""
+        value = self.value_fn(state)
+        if self.native is None or self.display is None or not isinstance(value, int | float):
+            return value
+        return shown(value, self.native, self.display)
 
     @property
     def flat_topic(self) -> str:
@@ -87,22 +105,14 @@ def _extra_str(name: str) -> Callable[[PackState], str | None]:
     return fn
 
 
-def _mv(fn: Callable[[PackState], float | None]) -> Callable[[PackState], int | None]:
-    def wrapped(state: PackState) -> int | None:
-        value = fn(state)
-        return None if value is None else whole_mv(value)
-
-    return wrapped
-
-
 def _average(state: PackState) -> float | None:
     stats = state.cells
     return round(stats.average, 4) if stats else None
 
 
-def _delta_mv(state: PackState) -> int | None:
+def _delta(state: PackState) -> float | None:
     stats = state.cells
-    return whole_mv(stats.delta) if stats else None
+    return stats.delta if stats else None
 
 
 def _extra_flag(name: str) -> Callable[[PackState], bool | None]:
@@ -178,60 +188,63 @@ M, TI = "measurement", "total_increasing"
 # fmt: off
 PACK_DESCRIPTIONS: Final[tuple[Description, ...]] = (
     Description(key="voltage", name="Voltage", value_fn=lambda s: s.pack_voltage,
-                device_class="voltage", unit=V, state_class=M, precision=2),
+                device_class="voltage", native=V, state_class=M, precision=2),
     Description(key="current", name="Current", value_fn=lambda s: s.current,
-                device_class="current", unit=A, state_class=M, precision=2),
+                device_class="current", native=A, state_class=M, precision=2),
     Description(key="power", name="Power", value_fn=lambda s: s.power,
-                device_class="power", unit=W, state_class=M, precision=0),
+                device_class="power", native=W, state_class=M, precision=0),
     Description(key="soc", name="State of charge", value_fn=lambda s: s.soc,
-                device_class="battery", unit="%", state_class=M, precision=0),
+                device_class="battery", native="%", state_class=M, precision=0),
     Description(key="soc_estimate", name="State of charge (bmsgate)",
-                value_fn=lambda s: s.soc_estimate, device_class="battery", unit="%",
+                value_fn=lambda s: s.soc_estimate, device_class="battery", native="%",
                 state_class=M, precision=0),
     Description(key="cell_min", name="Lowest cell voltage", value_fn=_extreme_value(True),
-                device_class="voltage", unit=V, state_class=M, precision=3),
+                device_class="voltage", native=V, state_class=M, precision=3),
     Description(key="cell_min_index", name="Lowest cell", value_fn=_extreme_index(True),
                 icon="mdi:numeric"),
     Description(key="cell_min_pack", name="Lowest cell pack", value_fn=_extra_str("cell_min_pack")),
     Description(key="cell_max", name="Highest cell voltage", value_fn=_extreme_value(False),
-                device_class="voltage", unit=V, state_class=M, precision=3),
+                device_class="voltage", native=V, state_class=M, precision=3),
     Description(key="cell_max_index", name="Highest cell", value_fn=_extreme_index(False),
                 icon="mdi:numeric"),
     Description(key="cell_max_pack", name="Highest cell pack",
                 value_fn=_extra_str("cell_max_pack")),
-    Description(key="cell_delta", name="Cell voltage difference", value_fn=_delta_mv,
-                device_class="voltage", unit=MV, state_class=M, precision=0),
+    Description(key="cell_delta", name="Cell voltage difference", value_fn=_delta,
+                device_class="voltage", native=V, display=MV, state_class=M, precision=0),
     Description(key="cell_average", name="Average cell voltage", value_fn=_average,
-                device_class="voltage", unit=V, state_class=M, precision=3),
-    Description(key="cell_min_mv", name="", value_fn=_mv(_extreme_value(True)), in_ha=False),
-    Description(key="cell_max_mv", name="", value_fn=_mv(_extreme_value(False)), in_ha=False),
-    Description(key="cell_average_mv", name="", value_fn=_mv(_average), in_ha=False),
+                device_class="voltage", native=V, state_class=M, precision=3),
+    Description(key="cell_min_mv", name="", value_fn=_extreme_value(True), native=V, display=MV,
+                in_ha=False),
+    Description(key="cell_max_mv", name="", value_fn=_extreme_value(False), native=V, display=MV,
+                in_ha=False),
+    Description(key="cell_average_mv", name="", value_fn=_average, native=V, display=MV,
+                in_ha=False),
     Description(key="mos_temperature", name="MOSFET temperature",
-                value_fn=lambda s: s.mos_temperature, device_class="temperature", unit=C,
+                value_fn=lambda s: s.mos_temperature, device_class="temperature", native=C,
                 state_class=M, category="diagnostic", precision=0),
     Description(key="cycles", name="Charge cycles", value_fn=lambda s: s.cycles,
                 state_class=TI, icon="mdi:battery-sync"),
     Description(key="remaining_capacity", name="Remaining capacity",
-                value_fn=lambda s: s.remaining_capacity, unit=AH, state_class=M, precision=1,
+                value_fn=lambda s: s.remaining_capacity, native=AH, state_class=M, precision=1,
                 icon="mdi:battery-50"),
     Description(key="nominal_capacity", name="Capacity", value_fn=lambda s: s.nominal_capacity,
-                unit=AH, category="diagnostic", precision=0, icon="mdi:battery"),
+                native=AH, category="diagnostic", precision=0, icon="mdi:battery"),
     Description(key="energy_in", name="Energy charged", value_fn=lambda s: s.energy_in,
-                device_class="energy", unit=KWH, state_class=TI, precision=2),
+                device_class="energy", native=KWH, state_class=TI, precision=2),
     Description(key="energy_out", name="Energy discharged", value_fn=lambda s: s.energy_out,
-                device_class="energy", unit=KWH, state_class=TI, precision=2),
+                device_class="energy", native=KWH, state_class=TI, precision=2),
     Description(key="state_of_health", name="State of health", value_fn=_extra_number("soh"),
-                unit="%", state_class=M, precision=0, icon="mdi:battery-heart-variant"),
+                native="%", state_class=M, precision=0, icon="mdi:battery-heart-variant"),
     Description(key="direction", name="Battery state", value_fn=_direction,
                 device_class="enum", options=DIRECTIONS, icon="mdi:battery-charging"),
     Description(key="charge_in", name="Charge charged", value_fn=lambda s: s.charge_in,
-                unit=AH, state_class=TI, precision=2, icon="mdi:battery-plus-variant"),
+                native=AH, state_class=TI, precision=2, icon="mdi:battery-plus-variant"),
     Description(key="charge_out", name="Charge discharged", value_fn=lambda s: s.charge_out,
-                unit=AH, state_class=TI, precision=2, icon="mdi:battery-minus-variant"),
+                native=AH, state_class=TI, precision=2, icon="mdi:battery-minus-variant"),
     Description(key="balancing_cells", name="Balancing cells", value_fn=_balancing_cells,
                 category="diagnostic", icon="mdi:scale-balance"),
     Description(key="balance_current", name="Balancing current",
-                value_fn=_extra_number("balance_current"), device_class="current", unit=A,
+                value_fn=_extra_number("balance_current"), device_class="current", native=A,
                 state_class=M, category="diagnostic", precision=3),
     Description(key="charger_connected", name="Charger connected",
                 value_fn=lambda s: _on(_extra_flag("charger_connected")(s)),
@@ -290,7 +303,7 @@ def _cell(i: int) -> Description:
         topic=f"cell/{i + 1}",
         value_fn=lambda s: s.cell_voltages[i] if i < len(s.cell_voltages) else None,
         device_class="voltage",
-        unit=V,
+        native=V,
         state_class=M,
         category="diagnostic",
         precision=3,
@@ -304,7 +317,7 @@ def _temp(i: int) -> Description:
         topic=f"temperature/{i + 1}",
         value_fn=lambda s: s.temperatures[i] if i < len(s.temperatures) else None,
         device_class="temperature",
-        unit=C,
+        native=C,
         state_class=M,
         precision=0,
     )
@@ -354,4 +367,9 @@ def descriptions(state: PackState, *, control: bool) -> list[Description]:
 
 def values(state: PackState, rows: list[Description]) -> dict[str, Scalar | None]:
     """The value of every row, by key (the JSON state Home Assistant's templates read)."""
-    return {row.key: rounded(row.value_fn(state), row.digits) for row in rows}
+    return {row.key: rounded(row.shown(state), row.digits) for row in rows}
+
+
+def shown_values(state: PackState, rows: list[Description]) -> dict[str, Scalar | None]:
+    """The value of every row in its shown unit, not rounded (openHASP formats its own)."""
+    return {row.key: row.shown(state) for row in rows}

@@ -28,6 +28,7 @@ from .entities import (
     Description,
     Scalar,
     descriptions,
+    shown_values,
     values,
 )
 from .topics import TargetTopics
@@ -245,7 +246,7 @@ class Plan:
             ]
         for plate in t.openhasp:
             if plate.pack == pack:
-                every = {r.key: r.value_fn(state) for r in _all_rows(state)}
+                every = shown_values(state, _all_rows(state))
                 out += hasp_messages(plate.plate, plate.objects, every)
         return out
 

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import OpenHaspSettings
-from bmsgate_outputs.entities import descriptions
+from bmsgate_outputs.entities import descriptions, shown_values
 from bmsgate_outputs.plan import hasp_messages
 
 WIDTH, HEIGHT = 480, 320  # [px] the common landscape plates (WT32-SC01, 3.5" ILI9488)
@@ -113,7 +113,7 @@ def _first_values(
     """(page, id) -> (property, value now) for every object the state can fill."""
     if state is None:
         return {}
-    values = {row.key: row.value_fn(state) for row in descriptions(state, control=False)}
+    values = shown_values(state, descriptions(state, control=False))
     out = {}
     for message in hasp_messages("preview", objects, values):
         found = OBJECT.match(message.topic.rsplit("/", 1)[-1])
