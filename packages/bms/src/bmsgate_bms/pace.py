@@ -25,6 +25,7 @@ from .link import Link
 from .plausible import Limits
 from .polling import FAST, SLOW, SlowReads, Tier
 from .reading import BmsReading
+from .yd1363 import bits
 
 NAME: Final = "pace"
 BAUDRATE: Final = 9600  # both PACE documents; some packs are set to 19200
@@ -32,7 +33,7 @@ FAST_BAUDRATE: Final = 19200
 LIMITS: Final = Limits(max_current=400.0)
 VERSION: Final = 0x25
 CID1: Final = 0x46
-MAX_ADDRESS: Final = 15
+MAX_ADDRESS: Final = yd1363.MAX_ADDRESS
 ALL_PACKS: Final = 0xFF  # 0x42 COMMAND on the master's RS232 port: every pack in one answer
 TEMP_OFFSET: Final = 2730  # [0.1 K] at 0 °C (Seplos: 2731)
 ABSENT: Final = 0x8000  # temperature of a sensor that is not fitted (RS232 V3.1)
@@ -144,11 +145,7 @@ FULLY_CHARGED_BIT: Final = 7  # protect state 2
 # --- requests --------------------------------------------------------------------------------
 def request(cid2: int, address: int, info: bytes | None = None) -> bytes:
     """A request to pack ``address``; 0x42/0x44 carry the address again as the command."""
-    if not 0 <= address <= MAX_ADDRESS:
-        raise ValueError(f"Pace address must be 0..{MAX_ADDRESS}, not {address}")
-    if info is None:
-        info = bytes((address,)) if cid2 in (ANALOG, STATUS) else b""
-    return yd1363.build(VERSION, address, CID1, cid2, info)
+    return yd1363.request("Pace", VERSION, CID1, cid2, address, info)
 
 
 def mos_request(charge: bool, on: bool, address: int) -> bytes:
@@ -162,10 +159,6 @@ def framer(buf: bytes) -> tuple[int, bytes | None]:
 
 
 # --- decoding --------------------------------------------------------------------------------
-def _bits(byte: int, count: int = 8) -> list[int]:
-    return [n for n in range(count) if byte >> n & 1]
-
-
 def _sensors(raws: list[int]) -> dict[str, Any]:
     """Six sensors are cells 1-4, MOSFET, ambient (Seplos: ambient, then power); 0x8000 absent."""
     temps = [None if r == ABSENT else round((r - TEMP_OFFSET) / 10, 1) for r in raws]
@@ -180,12 +173,7 @@ def _sensors(raws: list[int]) -> dict[str, Any]:
 
 def decode_pack(block: bytes) -> dict[str, Any]:
     """One pack's analog values from M (cell count) on; extra bytes are tolerated."""
-    cells = read_int(block, 0, 1)
-    volts = [read_int(block, 1 + 2 * i, 2) / 1000 for i in range(cells)]
-    at = 1 + 2 * cells
-    count = read_int(block, at, 1)
-    raws = [read_int(block, at + 1 + 2 * i, 2) for i in range(count)]
-    tail = at + 1 + 2 * count
+    volts, raws, tail = yd1363.cells_and_sensors(block)
     if len(block) < tail + TAIL_LEN:
         raise LengthError(f"analog block is {len(block)} bytes, {tail + TAIL_LEN} needed")
     values = decode(TAIL_FIELDS, block[tail:])
@@ -200,7 +188,7 @@ def decode_pack(block: bytes) -> dict[str, Any]:
         values["soc"] = round(100 * values["remaining_capacity"] / full, 1) if full else 0.0
     return {
         "cell_voltages": volts,
-        "cell_count": cells,
+        "cell_count": len(volts),
         **_sensors(raws),
         **values,
         "cycles": int(values["cycles"]),
@@ -233,19 +221,16 @@ def decode_analog(
 def balancing_cells(first: int, second: int, cells: int, order: Order = "pdf") -> list[int]:
     """1-based balancing cells: ``pdf`` byte 1 = cells 1-8; ``u16`` the two as one BE word."""
     word = first << 8 | second if order == "u16" else second << 8 | first
-    return [n + 1 for n in _bits(word, min(cells, 16))]
+    return [n + 1 for n in bits(word, min(cells, 16))]
 
 
 def decode_status(info: bytes, order: Order = "pdf") -> dict[str, Any]:
     """0x44: protections, faults and warnings as alarm codes; MOSFETs; balancing."""
-    cells = read_int(info, 2, 1)
-    at = 3 + cells
-    sensors = read_int(info, at, 1)
-    j = at + 1 + sensors
+    cells, j, cell_alarms = yd1363.status_head(info)
     read_int(info, j + 11, 1)  # LengthError if the answer stops before warn state 2
     alarms: list[str] = []
     for name, table, offset in STATE_BYTES:
-        for bit in _bits(info[j + offset]):
+        for bit in bits(info[j + offset]):
             if name == "protect2" and bit == FULLY_CHARGED_BIT:
                 continue
             alarms.append(table[bit] or f"pace_{name}_bit{bit}")
@@ -262,7 +247,7 @@ def decode_status(info: bytes, order: Order = "pdf") -> dict[str, Any]:
         "fully_charged": bool(info[j + 4] >> FULLY_CHARGED_BIT & 1),
         "balancing": bool(balancing),
         "balancing_cells": balancing,
-        "cell_alarms": [n + 1 for n in range(cells) if info[3 + n]],
+        "cell_alarms": cell_alarms,
     }
 
 
@@ -283,18 +268,12 @@ def decode_answer(
     """One answer, decoded as the answer to ``command``."""
     if frame.version != VERSION:
         raise FrameError(f"VER 0x{frame.version:02X} is not Pace v2.5 (0x25)")
-    if not frame.is_answer:
-        what = REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}")
-        raise FrameError(f"a request ({what} to pack {frame.address}), not an answer")
-    out: dict[str, Any] = {"address": frame.address, "rtn": frame.cid2}
-    if frame.cid2 != 0:
-        out |= {"refused": True, "reason": yd1363.RETURN_CODES.get(frame.cid2, "unknown")}
+    out = yd1363.answer_head(frame, REQUEST_NAMES)
     if not frame.info:
         return out
     if command is None:
-        raise FrameError(
-            "a Pace answer does not say which command it answers: give it "
-            "(66 = 0x42 analog values, 68 = 0x44 status, 154/155 = 0x9A/0x9B MOS, 193 = 0xC1)"
+        raise yd1363.unsaid(
+            "Pace", "66 = 0x42 analog values, 68 = 0x44 status, 154/155 = 0x9A/0x9B MOS, 193 = 0xC1"
         )
     if command == ANALOG:
         return out | decode_analog(frame.info, all_packs, frame.address)
@@ -334,11 +313,7 @@ def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
     frame = frames[0]
     if len(frames) != 1 or frame.is_answer or frame.version != VERSION:
         raise FrameError("not one Pace request (VER 25, a command rather than a return code)")
-    out: dict[str, Any] = {
-        "request": REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}"),
-        "address": frame.address,
-        "cid2": frame.cid2,
-    }
+    out = yd1363.request_fields(frame, REQUEST_NAMES)
     if frame.info:
         out["command"] = frame.info[0]
     return out
@@ -370,8 +345,7 @@ class PaceDriver:
     baudrate: Final = BAUDRATE
 
     def __init__(self, link: Link, address: int = 1, *, variant: str | None = None) -> None:
-        if not 0 <= address <= MAX_ADDRESS:
-            raise ValueError(f"Pace address must be 0..{MAX_ADDRESS}, not {address}")
+        yd1363.check_address("Pace", address)
         if variant not in (None, *VARIANTS):
             raise ValueError(f"Pace variant is one of {', '.join(VARIANTS)}, not {variant!r}")
         self._link = link

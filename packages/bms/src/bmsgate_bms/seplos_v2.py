@@ -23,6 +23,7 @@ from .link import Link
 from .plausible import Limits
 from .polling import FAST, SLOW, SlowReads, Tier
 from .reading import BmsReading
+from .yd1363 import bits
 
 NAME: Final = "seplos_v2"
 BAUDRATE: Final = 19200  # the 10E / 1101 boards in the field; the PDF says 9600 (docs/protocols)
@@ -30,7 +31,7 @@ SLOW_BAUDRATE: Final = 9600
 LIMITS: Final = Limits(max_current=400.0)  # Seplos v2 boards are sold up to 200 A
 VERSION: Final = 0x20
 CID1: Final = 0x46  # LiFePO4 BMS
-MAX_ADDRESS: Final = 15
+MAX_ADDRESS: Final = yd1363.MAX_ADDRESS
 TEMP_OFFSET: Final = 2731  # [0.1 K] at 0 °C
 
 TELEMETRY: Final = 0x42
@@ -90,11 +91,7 @@ SYSTEM_STATES: Final = {0: "discharging", 1: "charging", 2: "float", 4: "standby
 # --- requests --------------------------------------------------------------------------------
 def request(cid2: int, address: int, info: bytes | None = None) -> bytes:
     """A request to pack ``address``; 0x42/0x44 carry the address again as command group."""
-    if not 0 <= address <= MAX_ADDRESS:
-        raise ValueError(f"Seplos address must be 0..{MAX_ADDRESS}, not {address}")
-    if info is None:
-        info = bytes((address,)) if cid2 in (TELEMETRY, ALARMS) else b""
-    return yd1363.build(VERSION, address, CID1, cid2, info)
+    return yd1363.request("Seplos", VERSION, CID1, cid2, address, info)
 
 
 def framer(buf: bytes) -> tuple[int, bytes | None]:
@@ -120,12 +117,9 @@ def _sensors(temps: list[float]) -> dict[str, Any]:
 
 def decode_telemetry(info: bytes) -> dict[str, Any]:
     """0x42: cells, temperatures, current, voltage, capacities, SOC, SOH, cycles."""
-    cells = read_int(info, 2, 1)
-    volts = [read_int(info, 3 + 2 * i, 2) / 1000 for i in range(cells)]
-    at = 3 + 2 * cells
-    count = read_int(info, at, 1)
-    temps = [_temperature(read_int(info, at + 1 + 2 * i, 2)) for i in range(count)]
-    tail = at + 1 + 2 * count
+    volts, raws, after = yd1363.cells_and_sensors(info[2:])
+    temps = [_temperature(raw) for raw in raws]
+    tail = 2 + after
     if len(info) < tail + TAIL_LEN:
         raise LengthError(f"0x42 INFO is {len(info)} bytes, {tail + TAIL_LEN} needed")
     values = decode(TAIL_FIELDS, info[tail:])
@@ -133,15 +127,11 @@ def decode_telemetry(info: bytes) -> dict[str, Any]:
     return {
         "command_group": info[1],
         "cell_voltages": volts,
-        "cell_count": cells,
+        "cell_count": len(volts),
         **_sensors(temps),
         **values,
         "cycles": int(values["cycles"]),
     }
-
-
-def _bits(byte: int, count: int = 8) -> list[int]:
-    return [n for n in range(count) if byte >> n & 1]
 
 
 def decode_events(events: Mapping[int, int]) -> list[str]:
@@ -149,7 +139,7 @@ def decode_events(events: Mapping[int, int]) -> list[str]:
     codes = []
     for event, byte in sorted(events.items()):
         names = EVENT_BITS.get(event, (None,) * 8)
-        for bit in _bits(byte):
+        for bit in bits(byte):
             if (event, bit) != HEATING_BIT:
                 codes.append(names[bit] or f"seplos_event{event}_bit{bit}")
     return codes
@@ -157,17 +147,14 @@ def decode_events(events: Mapping[int, int]) -> list[str]:
 
 def decode_alarms(info: bytes) -> dict[str, Any]:
     """0x44: alarm events, MOSFET switches, balancing and the system state."""
-    cells = read_int(info, 2, 1)
-    at = 3 + cells
-    sensors = read_int(info, at, 1)
-    j = at + 1 + sensors
+    cells, j, cell_alarms = yd1363.status_head(info)
     switches = read_int(info, j + 9, 1)  # LengthError if the answer stops before it
     events = {k + 1: info[j + 3 + k] for k in range(6)}
     events |= {k + 7: info[j + 15 + k] for k in range(2) if j + 15 + k < len(info)}
     balance = read_int(info, j + 10, 2, byteorder="little")  # byte 1 = cells 1-8
     system = read_int(info, j + 12, 1)
     disconnected = info[j + 13] | info[j + 14] << 8 if j + 14 < len(info) else 0
-    cells_balancing = [n + 1 for n in _bits(balance, min(cells, 16))]
+    cells_balancing = [n + 1 for n in bits(balance, min(cells, 16))]
     return {
         "cell_count": cells,
         "alarms": decode_events(events),
@@ -178,9 +165,9 @@ def decode_alarms(info: bytes) -> dict[str, Any]:
         "heating": bool(events[4] >> 6 & 1),
         "balancing": bool(cells_balancing),
         "balancing_cells": cells_balancing,
-        "system_state": ",".join(SYSTEM_STATES[b] for b in _bits(system) if b in SYSTEM_STATES),
-        "disconnected_cells": [n + 1 for n in _bits(disconnected, min(cells, 16))],
-        "cell_alarms": [n + 1 for n in range(cells) if info[3 + n]],
+        "system_state": ",".join(SYSTEM_STATES[b] for b in bits(system) if b in SYSTEM_STATES),
+        "disconnected_cells": [n + 1 for n in bits(disconnected, min(cells, 16))],
+        "cell_alarms": cell_alarms,
     }
 
 
@@ -201,18 +188,12 @@ DECODERS: Final = {TELEMETRY: decode_telemetry, ALARMS: decode_alarms, VENDOR_IN
 
 def decode_answer(frame: yd1363.Frame, command: int | None) -> dict[str, Any]:
     """One answer, decoded as the answer to ``command``."""
-    if not frame.is_answer:
-        what = REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}")
-        raise FrameError(f"a request ({what} to pack {frame.address}), not an answer")
-    out: dict[str, Any] = {"address": frame.address, "rtn": frame.cid2}
-    if frame.cid2 != 0:
-        return out | {"refused": True, "reason": yd1363.RETURN_CODES.get(frame.cid2, "unknown")}
-    if not frame.info:
+    out = yd1363.answer_head(frame, REQUEST_NAMES)
+    if out.get("refused") or not frame.info:
         return out
     if command is None:
-        raise FrameError(
-            "a Seplos answer does not say which command it answers: give it "
-            "(66 = 0x42 telemetry, 68 = 0x44 alarms, 81 = 0x51 vendor information)"
+        raise yd1363.unsaid(
+            "Seplos", "66 = 0x42 telemetry, 68 = 0x44 alarms, 81 = 0x51 vendor information"
         )
     decoder = DECODERS.get(command)
     if decoder is None:
@@ -242,11 +223,7 @@ def decode_request(data: bytes, **_: Any) -> dict[str, Any]:
     frame = _version_ok(frames[0])
     if len(frames) != 1 or frame.is_answer:
         raise FrameError("not one Seplos request (an answer carries a return code)")
-    out: dict[str, Any] = {
-        "request": REQUEST_NAMES.get(frame.cid2, f"0x{frame.cid2:02X}"),
-        "address": frame.address,
-        "cid2": frame.cid2,
-    }
+    out = yd1363.request_fields(frame, REQUEST_NAMES)
     if frame.info:
         out["command_group"] = frame.info[0]
     return out
@@ -280,8 +257,7 @@ class SeplosDriver:
     baudrate: Final = BAUDRATE
 
     def __init__(self, link: Link, address: int = 0, *, variant: str | None = None) -> None:
-        if not 0 <= address <= MAX_ADDRESS:
-            raise ValueError(f"Seplos address must be 0..{MAX_ADDRESS}, not {address}")
+        yd1363.check_address("Seplos", address)
         self._link = link
         self.address = address
         self._framer = yd1363.answer_framer(VERSION, address)

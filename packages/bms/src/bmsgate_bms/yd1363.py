@@ -12,9 +12,11 @@ syssi/esphome-seplos-bms:components/seplos_modbus). No I/O here; the protocol mo
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple
 
 from .errors import ChecksumError, FrameError, LengthError
+from .fields import read_int
 from .link import Framer
 
 SOI: Final = 0x7E  # "~"
@@ -22,6 +24,8 @@ EOI: Final = 0x0D  # CR
 HEADER_CHARS: Final = 12  # VER ADR CID1 CID2 LENGTH after the "~"
 MIN_FRAME_LEN: Final = 1 + HEADER_CHARS + 4 + 1  # an empty INFO
 HEX: Final = frozenset(b"0123456789ABCDEFabcdef")
+MAX_ADDRESS: Final = 15  # packs 0-15 by DIP switch, in both dialects
+GROUPED: Final = (0x42, 0x44)  # requests whose INFO repeats the pack's address
 # return codes (RTN, in an answer's CID2 place): Seplos V2.0 PDF table 5, PACE RS485 PDF
 RETURN_CODES: Final = {
     0x00: "normal",
@@ -166,3 +170,70 @@ def answer_info(frame: Frame, what: str) -> bytes:
         reason = RETURN_CODES.get(frame.cid2, "unknown")
         raise FrameError(f"the BMS refused {what}: RTN 0x{frame.cid2:02X} ({reason})")
     return frame.info
+
+
+# --- what both dialects build and decode alike ---------------------------------------------------
+def check_address(make: str, address: int) -> None:
+    """ValueError unless ``address`` is a DIP-switch address 0-15."""
+    if not 0 <= address <= MAX_ADDRESS:
+        raise ValueError(f"{make} address must be 0..{MAX_ADDRESS}, not {address}")
+
+
+def request(
+    make: str, version: int, cid1: int, cid2: int, address: int, info: bytes | None = None
+) -> bytes:
+    """A request to pack ``address``; 0x42/0x44 carry the address again in their INFO."""
+    check_address(make, address)
+    if info is None:
+        info = bytes((address,)) if cid2 in GROUPED else b""
+    return build(version, address, cid1, cid2, info)
+
+
+def bits(byte: int, count: int = 8) -> list[int]:
+    """The numbers of the bits set in ``byte``, bit 0 first."""
+    return [n for n in range(count) if byte >> n & 1]
+
+
+def cells_and_sensors(block: bytes) -> tuple[list[float], list[int], int]:
+    """0x42 from the cell count on: cell voltages [V], raw sensor words, where the rest begins."""
+    cells = read_int(block, 0, 1)
+    volts = [read_int(block, 1 + 2 * i, 2) / 1000 for i in range(cells)]
+    at = 1 + 2 * cells
+    count = read_int(block, at, 1)
+    raws = [read_int(block, at + 1 + 2 * i, 2) for i in range(count)]
+    return volts, raws, at + 1 + 2 * count
+
+
+def status_head(info: bytes) -> tuple[int, int, list[int]]:
+    """0x44: the cell count, where the bytes after the temperature alarms begin, cells in alarm."""
+    cells = read_int(info, 2, 1)
+    at = 3 + cells
+    sensors = read_int(info, at, 1)
+    return cells, at + 1 + sensors, [n + 1 for n in range(cells) if info[3 + n]]
+
+
+def answer_head(frame: Frame, names: Mapping[int, str]) -> dict[str, Any]:
+    """Who answered with which return code (and its reason); FrameError for a request."""
+    if not frame.is_answer:
+        what = names.get(frame.cid2, f"0x{frame.cid2:02X}")
+        raise FrameError(f"a request ({what} to pack {frame.address}), not an answer")
+    out: dict[str, Any] = {"address": frame.address, "rtn": frame.cid2}
+    if frame.cid2 != 0:
+        out |= {"refused": True, "reason": RETURN_CODES.get(frame.cid2, "unknown")}
+    return out
+
+
+def unsaid(make: str, commands: str) -> FrameError:
+    """An answer decoded without its command: the frame does not say which it answers."""
+    return FrameError(
+        f"a {make} answer does not say which command it answers: give it ({commands})"
+    )
+
+
+def request_fields(frame: Frame, names: Mapping[int, str]) -> dict[str, Any]:
+    """Which pack a request asks what."""
+    return {
+        "request": names.get(frame.cid2, f"0x{frame.cid2:02X}"),
+        "address": frame.address,
+        "cid2": frame.cid2,
+    }
