@@ -50,7 +50,7 @@ LABEL org.opencontainers.image.title="${PACKAGE}" \
       org.opencontainers.image.licenses="MIT"
 # a fixed uid so that volumes and the host agree; the dialout group comes from compose (group_add)
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home bmsgate \
-    && mkdir -p /data /config && chown bmsgate:bmsgate /data
+    && mkdir -p /data /config && chown bmsgate:bmsgate /data /config
 COPY --from=build /app/.venv /app/.venv
 COPY deploy/healthcheck.py /app/healthcheck.py
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 \

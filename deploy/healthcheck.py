@@ -2,7 +2,10 @@
 
 Standard library only, so it runs in every image: a minimal MQTT 3.1.1 client (CONNECT with the
 service's own credentials, SUBSCRIBE to ``<base>/service/<name>/status``, read the retained
-PUBLISH). Exit 0 when healthy, 1 otherwise. Usage: ``python /app/healthcheck.py SERVICE-NAME``.
+PUBLISH). Exit 0 when healthy, 1 otherwise. Usage: ``python /app/healthcheck.py SERVICE-NAME
+[--http URL]``: with ``--http`` the URL (the API's /healthz) must also answer, saying it is
+connected to the broker. The password comes from ``MQTT_PASSWORD_FILE`` when that is set (a
+reader's, deploy/entrypoint.sh).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import socket
 import struct
 import sys
+import urllib.request
 from datetime import UTC, datetime
 
 TIMEOUT = 5.0  # [s] for the whole check
@@ -73,6 +77,13 @@ def status(host: str, port: int, user: str, password: str, topic: str) -> dict[s
                 return dict(json.loads(body[2 + length :]))
 
 
+def web_connected(url: str) -> None:
+    """The API's /healthz answers and says its backbone connection is up."""
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as answer:
+        if json.loads(answer.read()).get("backbone") is not True:
+            raise ConnectionError(f"{url}: not connected to the broker")
+
+
 def main(argv: list[str]) -> int:
     """Check the service named in ``argv``; the connection comes from the BMSGATE_MQTT__* env."""
     name = argv[0]
@@ -80,11 +91,17 @@ def main(argv: list[str]) -> int:
     base = env.get("BMSGATE_MQTT__BASE_TOPIC", "bmsgate")
     heartbeat = float(env.get("BMSGATE_MQTT__HEARTBEAT", "30"))
     try:
+        password = env.get("BMSGATE_MQTT__PASSWORD", "")
+        if env.get("MQTT_PASSWORD_FILE"):
+            with open(env["MQTT_PASSWORD_FILE"]) as file:
+                password = file.read().strip()
+        if argv[1:2] == ["--http"]:
+            web_connected(argv[2])
         got = status(
             env.get("BMSGATE_MQTT__HOST", "127.0.0.1"),
             int(env.get("BMSGATE_MQTT__PORT", "1883")),
             env.get("BMSGATE_MQTT__USERNAME", ""),
-            env.get("BMSGATE_MQTT__PASSWORD", ""),
+            password,
             f"{base}/service/{name}/status",
         )
     except (OSError, ValueError, PermissionError) as err:

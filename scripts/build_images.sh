@@ -3,7 +3,8 @@
 # start one and check it: scripts/build_images.sh [TARGET...]   (default: every docker-bake.json target)
 #
 # What it does (docs/release.md, "Building the images here"; needs root, about 11 min from nothing):
-#   1. a Docker engine: Debian's docker.io, dockerd started by hand (no systemd), its data in $CACHE;
+#   1. a Docker engine: Debian's docker.io, dockerd started by hand (no systemd), its data in $CACHE,
+#      and Compose v2 (scripts/docker_engine.sh, shared with the test suite's compose lane);
 #   2. local stand-ins under the exact base image names the Dockerfile's FROM lines use, since no
 #      registry is reachable: python/node from an mmdebstrap bookworm minbase with Debian's python3 or
 #      nodejs+npm (linked where the official images keep them), uv from PyPI's wheel at the tag's version;
@@ -19,122 +20,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CACHE=${BMSGATE_DOCKER_CACHE:-/var/cache/bmsgate-docker}
-REGISTRY=${REGISTRY:-bmsgate}
+. scripts/docker_engine.sh  # the engine, stand-ins and builds, shared with the compose lane
 VERSION=${VERSION:-$(.tools/bin/uv version --short)}
-REVISION=${REVISION:-$(git rev-parse HEAD)}
 HTTP_PORT=${HTTP_PORT:-18480}     # the api inside the image; free ports on a shared machine
 BROKER_PORT=${BROKER_PORT:-18483}
 MODBUS_PORT=${MODBUS_PORT:-18502}
-export DOCKER_BUILDKIT=0
 
-say() { printf '== %s\n' "$*"; }
 [[ $(id -u) == 0 ]] || { echo "run as root (dockerd, mmdebstrap)" >&2; exit 1; }
-for tool in dockerd:docker.io mmdebstrap:mmdebstrap mosquitto:mosquitto curl:curl; do
-  command -v "${tool%%:*}" >/dev/null || apt-get install -y --no-install-recommends "${tool#*:}"
-done
-mkdir -p "$CACHE/standins"
-
-# 1. the engine
-if ! docker info >/dev/null 2>&1; then
-  say "starting dockerd (data in $CACHE/engine, log $CACHE/dockerd.log)"
-  dockerd --data-root "$CACHE/engine" --exec-root /var/run/bmsgate-docker \
-    --pidfile /var/run/bmsgate-dockerd.pid --host unix:///var/run/docker.sock \
-    --storage-driver overlay2 --iptables=false --ip-forward=false --ip-masq=false \
-    >"$CACHE/dockerd.log" 2>&1 &
-  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
-  docker info >/dev/null
-fi
-
-# 2. stand-ins, named exactly as the Dockerfile names its bases
-rootfs() {  # NAME PACKAGES HOOK: a bookworm minbase tarball, made once
-  [[ -s $CACHE/standins/$1.tar ]] && return
-  mmdebstrap --variant=minbase --include="$2" --customize-hook="$3" bookworm "$CACHE/standins/$1.tar.part"
-  mv "$CACHE/standins/$1.tar.part" "$CACHE/standins/$1.tar"
-}
-# the host's trust store goes into the python/node stand-ins: where the network inspects TLS (as
-# here), npm and uv inside the build must trust what the host trusts (uv and node read these vars)
-trust_host_ca() {
-  local dir
-  dir=$(mktemp -d)
-  cp /etc/ssl/certs/ca-certificates.crt "$dir/"
-  printf 'FROM %s\nCOPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n%s\n' "$1" \
-    'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
-    >"$dir/Dockerfile"
-  docker build -q -t "$1" "$dir" >/dev/null
-  rm -rf "$dir"
-}
-# the official images set PATH in their config; the Dockerfile extends it (ENV PATH=...:$PATH)
-OFFICIAL_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-for image in $(sed -n 's/^FROM \([^ ]*\).*/\1/p' Dockerfile | sort -u); do
-  docker image inspect "$image" >/dev/null 2>&1 && continue
-  say "stand-in $image"
-  case $image in
-    python:*)  # the official image's interpreter is /usr/local/bin/python3
-      rootfs python python3,ca-certificates \
-        'for n in python python3 python3.11; do ln -sf /usr/bin/python3.11 "$1/usr/local/bin/$n"; done'
-      docker import --change "ENV PATH=$OFFICIAL_PATH" --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
-        "$CACHE/standins/python.tar" "$image"
-      trust_host_ca "$image" ;;
-    node:*)
-      rootfs node nodejs,npm,ca-certificates \
-        'ln -sf /usr/bin/node "$1/usr/local/bin/node"; ln -sf /usr/bin/npm "$1/usr/local/bin/npm"'
-      docker import --change "ENV PATH=$OFFICIAL_PATH" --change 'CMD ["node"]' "$CACHE/standins/node.tar" "$image"
-      trust_host_ca "$image" ;;
-    ghcr.io/astral-sh/uv:*)  # the official image holds /uv and /uvx only
-      uv_version=${image##*:}
-      mkdir -p "$CACHE/standins/uv"
-      .tools/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
-        "uv==$uv_version" -d "$CACHE/standins/uv"
-      python3 - "$CACHE/standins/uv" "$uv_version" <<'EOF'
-import glob, io, sys, tarfile, zipfile
-folder, version = sys.argv[1:]
-wheel = zipfile.ZipFile(glob.glob(f"{folder}/uv-{version}-*.whl")[0])
-with tarfile.open(f"{folder}/uv.tar", "w") as tar:
-    for name in ("uv", "uvx"):
-        data = wheel.read(f"uv-{version}.data/scripts/{name}")
-        info = tarfile.TarInfo(name)
-        info.size, info.mode = len(data), 0o755
-        tar.addfile(info, io.BytesIO(data))
-EOF
-      docker import --change 'CMD ["/uv"]' "$CACHE/standins/uv/uv.tar" "$image" ;;
-    *) echo "no stand-in recipe for $image" >&2; exit 1 ;;
-  esac
-done
-
-# 3. the images: docker-bake.json's targets, args and tags (one place), one architecture
-mapfile -t TARGETS < <(python3 - "$@" <<'EOF'
-import json, sys
-bake = json.load(open("docker-bake.json"))
-wanted = sys.argv[1:] or bake["group"]["default"]["targets"]
-for name in wanted:
-    args = bake["target"][name]["args"]
-    print(name, args["PACKAGE"], args["MODULE"])
-EOF
-)
-for line in "${TARGETS[@]}"; do
-  read -r name package module <<<"$line"
-  say "build $REGISTRY/$name:$VERSION ($package, $module)"
-  start=$(date +%s)
-  docker build --network host --build-arg PACKAGE="$package" --build-arg MODULE="$module" \
-    --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
-    -t "$REGISTRY/$name:$VERSION" -t "$REGISTRY/$name:latest" . >"$CACHE/build-$name.log" 2>&1 \
-    || { tail -n 30 "$CACHE/build-$name.log"; exit 1; }
-  say "built $REGISTRY/$name:$VERSION in $(($(date +%s) - start)) s"
-  # every module of the image's package imports with only what the image installed
-  docker run --rm --network none "$REGISTRY/$name:$VERSION" python -c '
-import importlib, pkgutil, sys
-top = importlib.import_module(sys.argv[1].split(".")[0])
-bad = []
-for m in pkgutil.walk_packages(top.__path__, top.__name__ + "."):
-    if not m.name.endswith("__main__"):
-        try:
-            importlib.import_module(m.name)
-        except ImportError as err:
-            bad.append(f"{m.name}: {err}")
-sys.exit("\n".join(bad)) if bad else print("every module of", top.__name__, "imports")
-' "$module" 2>&1 | grep -v 'IPv4 forwarding'
-done
+command -v mosquitto >/dev/null || apt-get install -y --no-install-recommends mosquitto
+engine_tools     # 1. the engine
+engine_start
+engine_standins  # 2. stand-ins, named exactly as the Dockerfile names its bases
+engine_build "$@"  # 3. the images
 
 # 4. start the all-in-one image against a local broker and ask it
 if docker image inspect "$REGISTRY/bmsgate:$VERSION" >/dev/null 2>&1; then

@@ -113,7 +113,9 @@ def test_the_compose_acl_is_the_one_rendered_from_the_table_and_the_compose_conf
     )
     cfg = yaml.safe_load((ROOT / "deploy" / "bmsgate.yaml").read_text())
     banks = [bank["id"] for bank in cfg.get("banks") or []]
-    assert committed == render_acl(banks=banks)  # the publisher: those banks' states only
+    buses = [[pack["id"] for pack in bus["packs"]] for bus in cfg["buses"]]
+    # the publisher: those banks' states only; a reader per bus: its own packs only
+    assert committed == render_acl(banks=banks, buses=buses)
 
 
 def need_mosquitto() -> None:

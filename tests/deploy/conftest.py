@@ -13,6 +13,12 @@ COMPOSE = ROOT / "docker-compose.yml"
 EXAMPLE_ENV = ROOT / "deploy" / "example.env"
 
 
+def compose_text() -> str:
+    """docker-compose.yml without its comment lines (compose interpolates none of them)."""
+    lines = COMPOSE.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#")) + "\n"
+
+
 def compose() -> dict[str, Any]:
     """docker-compose.yml as data (YAML anchors and merge keys resolved)."""
     return dict(yaml.safe_load(COMPOSE.read_text()))

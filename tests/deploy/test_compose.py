@@ -19,10 +19,10 @@ import yaml
 from bmsgate.services import SERVICES
 from bmsgate_common.settings import load_settings
 from tests.deploy.conftest import (
-    COMPOSE,
     ROOT,
     bmsgate_services,
     compose,
+    compose_text,
     example_env,
     interpolate,
 )
@@ -34,11 +34,11 @@ SECRET = re.compile(r"PASSWORD|TOKEN|SECRET")
 def test_compose_file_follows_the_compose_specification() -> None:
     validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))  # its $schema
     validator.validate(compose())  # as written: ${VAR} strings are valid values
-    validator.validate(yaml.safe_load(interpolate(COMPOSE.read_text(), example_env())))
+    validator.validate(yaml.safe_load(interpolate(compose_text(), example_env())))
 
 
 def test_every_variable_is_in_the_example_env_and_secrets_have_no_default() -> None:
-    text = COMPOSE.read_text()
+    text = compose_text()
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     assert used <= set(example_env()), used - set(example_env())
     for name, rule in re.findall(r"\$\{([A-Z0-9_]+)([^}]*)\}", text):
@@ -71,12 +71,17 @@ def test_every_bmsgate_service_of_the_table_is_in_compose() -> None:
     for svc in bmsgate_services().values():
         build_module = svc["build"]["args"]["MODULE"]
         command = svc["command"]
-        assert build_module in (command[2] if command[0] == "python" else "bmsgate.cli")
+        # its own image, or the all-in-one (bmsgate.cli: every service's module is in it)
+        assert build_module in (command[2], "bmsgate.cli")
 
 
 def test_one_reader_per_serial_device_mapped_by_id() -> None:
     cfg = yaml.safe_load((ROOT / "deploy" / "bmsgate.yaml").read_text())
-    readers = {n: s for n, s in bmsgate_services().items() if "bmsgate_reader" in s["command"]}
+    readers = {
+        n: s
+        for n, s in bmsgate_services().items()
+        if "bmsgate_reader" in s["command"] and s["profiles"] == ["serial"]
+    }
     assert len(readers) == len(cfg["buses"])
     env = example_env()
     for svc in readers.values():
@@ -85,6 +90,25 @@ def test_one_reader_per_serial_device_mapped_by_id() -> None:
         host, inside = interpolate(device, env).split(":")
         assert host.startswith("/dev/serial/by-id/")
         assert inside == cfg["buses"][bus]["port"]
+
+
+def test_the_sim_profile_simulates_the_files_buses() -> None:
+    """Each serial reader has a sim twin: same bus and user, a simulated board of the bus's
+    protocol at the bus's port (so the file's Modbus units and tunnel ports work in the sim)."""
+    cfg = yaml.safe_load((ROOT / "deploy" / "bmsgate.yaml").read_text())
+    services = bmsgate_services()
+    sims = {n: s for n, s in services.items() if s.get("profiles") == ["sim"]}
+    assert sorted(sims) == [f"reader-{i}-sim" for i in range(len(cfg["buses"]))]
+    for name, svc in sims.items():
+        twin = services[name.removesuffix("-sim")]
+        bus = int(svc["command"][svc["command"].index("--bus") + 1])
+        assert svc["command"] == twin["command"] and name == f"reader-{bus}-sim"
+        env = svc["environment"]
+        assert env["SIMULATE"] == cfg["buses"][bus]["protocol"]
+        assert env["SIMULATE_PORT"] == cfg["buses"][bus]["port"]
+        assert env["BMSGATE_MQTT__USERNAME"] == twin["environment"]["BMSGATE_MQTT__USERNAME"]
+        assert env["BMSGATE_MQTT__USERNAME"] == f"reader-{bus}"
+        assert svc["volumes"] == twin["volumes"]
 
 
 def _command_help(argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -121,9 +145,10 @@ def test_each_service_environment_validates_with_the_settings_loader(
     for key, value in _environment(svc, example_env()).items():
         monkeypatch.setenv(key, value)
     mounted = {v.split(":")[1]: v.split(":")[0] for v in svc["volumes"] if v.startswith("./")}
-    config = ROOT / mounted["/config/bmsgate.yaml"]
+    config = ROOT / mounted["/seed/bmsgate.yaml"]  # /config's first content (entrypoint.sh)
     cfg = load_settings(config)  # raises ConfigError naming the key
-    assert cfg.mqtt.host == "mosquitto" and cfg.mqtt.password is not None
+    secret = svc["environment"].get("MQTT_PASSWORD_FILE")  # a reader's, made by mosquitto
+    assert cfg.mqtt.host == "mosquitto" and (cfg.mqtt.password is not None or secret)
     assert cfg.mqtt.username and cfg.data_dir == Path("/data")
     if "--bus" in svc["command"]:
         assert int(svc["command"][svc["command"].index("--bus") + 1]) < len(cfg.buses)

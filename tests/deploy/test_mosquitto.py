@@ -21,8 +21,7 @@ from tests.deploy.conftest import ROOT
 from tests.support.needs import needs
 
 DEPLOY = ROOT / "deploy" / "mosquitto"
-USERS = [
-    "reader",
+USERS = [  # from .env; the readers' users (reader-<bus>) get passwords made at the first start
     "api",
     "publisher",
     "modbus",
@@ -42,6 +41,13 @@ pytestmark = [
 ]
 
 
+MADE: dict[str, Path] = {}  # the readers' password files the entrypoint made
+
+
+def password(user: str) -> str:
+    return MADE[user].read_text() if user in MADE else f"pw-{user}"
+
+
 @pytest.fixture(scope="module")
 def broker() -> Iterator[int]:
     work = Path(tempfile.mkdtemp(prefix="bmsgate-mosq-"))
@@ -56,12 +62,14 @@ def broker() -> Iterator[int]:
         **os.environ,
         "MOSQUITTO_DIR": str(work),
         "MOSQUITTO_CONF": str(conf),
+        "MOSQUITTO_ACL": str(DEPLOY / "acl"),
         "PATH": f"{os.environ['PATH']}:/usr/sbin",
     }
     env.update({f"MQTT_{u.upper()}_PASSWORD": f"pw-{u}" for u in USERS})
     proc = subprocess.Popen(["sh", str(DEPLOY / "entrypoint.sh")], env=env)
     try:
         assert wait_for_port("127.0.0.1", port, 10)
+        MADE.update({p.parent.name: p for p in (work / "secrets").glob("*/password")})
         yield port
     finally:
         proc.terminate()
@@ -78,7 +86,23 @@ def test_a_missing_password_stops_the_broker_with_its_name(tmp_path: Path) -> No
         text=True,
         timeout=10,
     )
-    assert done.returncode == 1 and "MQTT_READER_PASSWORD is not set" in done.stderr
+    assert done.returncode == 1 and "MQTT_API_PASSWORD is not set" in done.stderr
+
+
+def test_each_reader_gets_a_password_of_its_own_made_once(broker: int) -> None:
+    """reader-0 and reader-1 (deploy/bmsgate.yaml's buses): random, 0400 for uid 10001, kept."""
+    assert sorted(MADE) == ["reader-0", "reader-1"]
+    first = {user: path.read_text() for user, path in MADE.items()}
+    assert len(set(first.values())) == 2 and all(len(pw) == 48 for pw in first.values())
+    for path in MADE.values():
+        assert (path.stat().st_mode & 0o777, path.stat().st_uid) == (0o400, 10001)
+        assert (path.parent.stat().st_mode & 0o777, path.parent.stat().st_uid) == (0o700, 10001)
+    work = next(iter(MADE.values())).parents[2]
+    env = {**os.environ, "MOSQUITTO_DIR": str(work), "PATH": f"{os.environ['PATH']}:/usr/sbin"}
+    env.update({f"MQTT_{u.upper()}_PASSWORD": f"pw-{u}" for u in USERS})
+    env.update({"MOSQUITTO_ACL": str(DEPLOY / "acl"), "MOSQUITTO_CONF": "/nonexistent"})
+    subprocess.run(["sh", str(DEPLOY / "entrypoint.sh")], env=env, capture_output=True, timeout=20)
+    assert {user: path.read_text() for user, path in MADE.items()} == first  # a restart keeps them
 
 
 async def delivered(port: int, user: str, topics: list[str]) -> set[str]:
@@ -86,7 +110,7 @@ async def delivered(port: int, user: str, topics: list[str]) -> set[str]:
     async with aiomqtt.Client("127.0.0.1", port, username="admin", password="pw-admin") as watch:
         await watch.subscribe("bmsgate/#", qos=1)
         await watch.subscribe("homeassistant/#", qos=1)
-        async with aiomqtt.Client("127.0.0.1", port, username=user, password=f"pw-{user}") as c:
+        async with aiomqtt.Client("127.0.0.1", port, username=user, password=password(user)) as c:
             for t in topics:
                 await c.publish(t, b"{}", qos=1)
         async with aiomqtt.Client("127.0.0.1", port, username="admin", password="pw-admin") as a:
@@ -103,9 +127,14 @@ async def delivered(port: int, user: str, topics: list[str]) -> set[str]:
 # (user, topics it must be able to publish, topics it must not)
 # fmt: off
 RULES = [
-    ("reader", ["bmsgate/bms/p1/state", "bmsgate/bms/p1/alarm", "bmsgate/bus/r0/sniff",
-                "bmsgate/service/reader-0/status"],
-     ["bmsgate/bms/p1/set", "bmsgate/bms/p1/daily", "bmsgate/history/api/reply"]),
+    # each reader only its own bus's packs (deploy/bmsgate.yaml: pack-1 on bus 0, pack-2 on 1)
+    ("reader-0", ["bmsgate/bms/pack-1/state", "bmsgate/bms/pack-1/alarm",
+                  "bmsgate/bus/reader-0/sniff", "bmsgate/service/reader-0/status"],
+     ["bmsgate/bms/pack-1/set", "bmsgate/bms/pack-1/daily", "bmsgate/history/api/reply",
+      "bmsgate/bms/pack-2/state", "bmsgate/bms/pack-2/availability", "bmsgate/bus/reader-1/sniff",
+      "bmsgate/service/reader-1/status", "bmsgate/service/api/status"]),
+    ("reader-1", ["bmsgate/bms/pack-2/state", "bmsgate/bus/reader-1/sniff/state"],
+     ["bmsgate/bms/pack-1/state", "bmsgate/bus/reader-0/sniff/state"]),
     ("api", ["bmsgate/bms/p1/set", "bmsgate/history/api/request", "bmsgate/service/api/status",
              "bmsgate/service/all/restart", "bmsgate/history/api/files",
              "bmsgate/notifier/api/test"],

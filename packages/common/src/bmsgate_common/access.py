@@ -6,7 +6,10 @@ those it subscribes to (a test compares this table with the services' code). Mos
 two cannot drift. A ``+`` grants every pack, bus or client: MQTT wildcards cannot say "only my
 packs". Where the configuration is known (``bmsgate run``, and the compose stack's ACL rendered
 from deploy/bmsgate.yaml by ``scripts/export_acl.py --config``), the publisher's bank states are
-granted per bank instead.
+granted per bank instead; the compose stack's ACL also has a user per reader (``reader-<bus>``)
+that may publish only its own bus's packs and bus topics. Its subscriptions stay the reader's
+filters (``bms/+/set``): the reader subscribes with them, and Mosquitto refuses a subscription
+wider than the grant.
 """
 
 from __future__ import annotations
@@ -167,14 +170,46 @@ def grants(
     return out
 
 
-def render_acl(base: str = DEFAULT_BASE, banks: Sequence[str] | None = None) -> str:
-    """Mosquitto's acl_file: one ``user`` block per service and per people's user."""
+def reader_grants(
+    bus: int, packs: Sequence[str], base: str = DEFAULT_BASE
+) -> list[tuple[Right, str]]:
+    """The lines of the user ``reader-<bus>``: it publishes only its ``packs`` and its bus.
+
+    What it reads is the shared reader's (its subscriptions are filters over every pack).
+    """
+    access = SERVICES["reader"]
+    name = f"reader-{bus}"  # the reader's service name, also its bus name in bus/<name>/...
+    out: list[tuple[Right, str]] = []
+    for use in access.publishes:
+        names = list(packs) if use.spec.pattern.startswith("bms/") else [name]
+        out += [("write", use.spec.topic(each, base)) for each in names]
+    out += [("read", use.spec.topic(use.name, base)) for use in access.subscribes]
+    out += [("readwrite", topics.SERVICE_STATUS.topic(name, base))]
+    out += [("read", topics.SERVICE_RESTART.subscription(base))]
+    return out
+
+
+def render_acl(
+    base: str = DEFAULT_BASE,
+    banks: Sequence[str] | None = None,
+    buses: Sequence[Sequence[str]] | None = None,
+) -> str:
+    """Mosquitto's acl_file: one ``user`` block per service and per people's user.
+
+    ``buses`` (each bus's pack ids) known: a user per reader instead of the shared ``reader``.
+    """
     lines = [
         "# Generated from packages/common/src/bmsgate_common/access.py (do not edit: a test",
         "# regenerates it). Who may publish (write) and subscribe (read) what; anything not",
         "# granted is denied. A `+` grants every pack, bus or client.",
     ]
     for service in SERVICES:
+        if service == "reader" and buses is not None:
+            for bus, packs in enumerate(buses):
+                lines += ["", f"user reader-{bus}"]
+                own = reader_grants(bus, packs, base)
+                lines += [f"topic {right} {where}" for right, where in own]
+            continue
         lines += ["", f"user {service}"]
         lines += [f"topic {right} {where}" for right, where in grants(service, base, banks)]
     for user, rules in PEOPLE.items():
@@ -190,5 +225,6 @@ def render_acl(base: str = DEFAULT_BASE, banks: Sequence[str] | None = None) -> 
 
 
 def render_acl_for(cfg: Settings) -> str:
-    """The ACL of a deployment whose configuration is ``cfg``: its base topic, its banks only."""
-    return render_acl(cfg.mqtt.base_topic, [bank.id for bank in cfg.banks])
+    """The ACL of a deployment whose configuration is ``cfg``: its banks, a user per reader."""
+    buses = [[pack.id for pack in bus.packs] for bus in cfg.buses]
+    return render_acl(cfg.mqtt.base_topic, [bank.id for bank in cfg.banks], buses)
