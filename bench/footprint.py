@@ -110,34 +110,35 @@ def broker_login(data: Path, mqtt: dict[str, Any], limit: float = 30.0) -> dict[
 
 async def count_states(login: dict[str, Any], warmup: float, seconds: float, tree: Any) -> Any:
     """States received during the window after ``warmup``; CPU and memory of the tree then."""
-    got = 0
-    first: float | None = None
+    heard: list[float] = []  # when each live state arrived
+
+    async def hear(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if not message.retain:
+                heard.append(time.monotonic())
+
     deadline = time.monotonic() + 60
-    while first is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         try:
             async with aiomqtt.Client(**login) as client:
                 await client.subscribe("bmsgate/bms/+/state", qos=0)
-                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                    async for _ in client.messages:
-                        first = time.monotonic()
-                        break
+                hearing = asyncio.create_task(hear(client))
+                while not heard and time.monotonic() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                if not heard:
+                    break
                 await asyncio.sleep(warmup)
                 start_cpu, start_parts = tree.cpu(), tree.cpu_parts()
                 start = time.monotonic()
-                try:
-                    async with asyncio.timeout(seconds):
-                        async for message in client.messages:
-                            if message.retain:
-                                continue
-                            got += 1
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(seconds)
                 used, parts = tree.cpu() - start_cpu, tree.cpu_parts()
-                window = time.monotonic() - start
+                end = time.monotonic()
+                hearing.cancel()
+                got = sum(1 for t in heard if start <= t < end)
                 split = {
                     k: round(1000 * (v - start_parts.get(k, 0.0)), 1) for k, v in parts.items()
                 }
-                return got, used, window, tree.memory(), split
+                return got, used, end - start, tree.memory(), split
         except aiomqtt.MqttError:
             await asyncio.sleep(0.2)
     raise RuntimeError("no state on the backbone within 60 s")

@@ -46,7 +46,7 @@ from .zygote import ChildProcess, preload, start_child
 log = logging.getLogger("bmsgate.run")
 
 STOP_TIMEOUT = 10.0  # [s] a child gets to stop before it is killed
-TICK = 0.5  # [s] between looks at the children and the configuration file
+TICK = 1.0  # [s] between looks at the children and the configuration file
 
 Loader = Callable[[], Settings]  # reads and validates the configuration file; ConfigError if bad
 

@@ -15,6 +15,7 @@ from bmsgate_modbus.registers import (
     REGISTERS,
     SIZE,
     WIDTH,
+    WordOrder,
     decode,
     encode,
     encode_block,
@@ -104,3 +105,22 @@ def test_docs_show_the_map_of_the_code() -> None:
     assert markdown_table() in DOC.read_text(encoding="utf-8"), (
         "docs/modbus.md's table differs from registers.py; paste markdown_table() into it"
     )
+
+
+_QUANTITY = st.sampled_from(sorted({r.quantity for r in REGISTERS}))
+_VALUE = st.one_of(st.floats(allow_infinity=True, allow_nan=True, width=32), st.integers(-9, 9))
+
+
+@given(
+    st.dictionaries(_QUANTITY, _VALUE),
+    st.dictionaries(_QUANTITY, _VALUE),
+    st.lists(_QUANTITY),
+    st.sampled_from(["big", "little"]),
+)
+def test_a_block_encoded_again_from_the_last_one_equals_one_encoded_whole(
+    first: dict[str, float], changes: dict[str, float], gone: list[str], word_order: WordOrder
+) -> None:
+    # quantities that stay, change, appear, vanish (read 0 again) or are NaN
+    then = {k: v for k, v in {**first, **changes}.items() if k not in gone}
+    last = encode_block(first, word_order)
+    assert encode_block(then, word_order, (first, last)) == encode_block(then, word_order)

@@ -308,6 +308,7 @@ class RegisterStore:
         self.availability: dict[str, Availability] = {}
         self.daily: dict[str, DailyStats] = {}
         self.blocks: dict[int, list[int] | None] = dict.fromkeys(self.units)
+        self._encoded: dict[int, Quantities] = {}  # the values each block was encoded from
         self.system: Quantities = {}
         word1, word2 = display_words(opts.display, len(self.units))
         self._dashboards = {u: i for i, u in enumerate(sorted(self.units), start=1)}
@@ -394,7 +395,10 @@ class RegisterStore:
             q.update(self.system)
             q.update(self._words)
             q["dashboard_id"] = self._dashboards[unit]
-            self.blocks[unit] = encode_block(q, self.opts.word_order)
+            last, block = self._encoded.get(unit), self.blocks[unit]
+            before = (last, block) if last is not None and block is not None else None
+            self.blocks[unit] = encode_block(q, self.opts.word_order, before)
+            self._encoded[unit] = q
 
     def set_system(self, *, uptime: float, free_memory: float, now: datetime) -> None:
         """Registers 50-52: the service's seconds counter, free memory, local UTC offset."""

@@ -137,14 +137,30 @@ def _round(x: float) -> int:
     return int(math.floor(abs(x) + 0.5) * (1 if x >= 0 else -1))
 
 
-def encode_block(values: Mapping[str, float], word_order: WordOrder) -> list[int]:
-    """One unit's whole block (SIZE registers); quantities missing from ``values`` read 0."""
-    block = [0] * SIZE
+def encode_block(
+    values: Mapping[str, float],
+    word_order: WordOrder,
+    before: tuple[Mapping[str, float], list[int]] | None = None,
+) -> list[int]:
+    """One unit's whole block (SIZE registers); quantities missing from ``values`` read 0.
+
+    ``before``: the values and block of the last call (same ``word_order``); only the
+    quantities that changed are encoded again (the seconds tick changes two or three of ~60).
+    """
+    if before is None:
+        old: Mapping[str, float] = {}
+        block = [0] * SIZE
+    else:
+        old, block = before[0], list(before[1])
     for reg in REGISTERS:
         value = values.get(reg.quantity)
+        if before is not None and value == old.get(reg.quantity):
+            continue  # unchanged (never true for NaN, which is encoded each time)
         if value is not None:
             regs = encode(value, reg.type, reg.scale, word_order)
             block[reg.offset : reg.offset + len(regs)] = regs
+        elif before is not None:
+            block[reg.offset : reg.offset + WIDTH[reg.type]] = [0] * WIDTH[reg.type]
     return block
 
 
