@@ -51,3 +51,5 @@ UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --quiet --frozen --all-packages \
 
 # the web UI's browser libraries (uPlot), from the lockfile into the package's static folder
 npm ci --silent --no-audit --no-fund --prefix services/api/src/bmsgate_api/static
+# tests: Grafana's published dashboard schema and the TypeScript compiler that checks against it
+[[ "$purpose" == test ]] && npm ci --silent --no-audit --no-fund --prefix tests/deploy/grafana_schema
