@@ -340,3 +340,33 @@ async def test_bmsgate_run_starts_each_service_with_its_own_user(tmp_path: Path)
         run.stop()
         sim.stop()
     assert "Traceback" not in run.log()
+
+
+def test_an_older_users_file_keeps_its_passwords_and_gains_homeassistant(tmp_path: Path) -> None:
+    """A data directory from before the ``homeassistant`` user: the others' passwords stay."""
+    work = tmp_path / "mosquitto"
+    work.mkdir()
+    old = {user: f"old-password-of-{user}" for user in USERS if user != "homeassistant"}
+    (work / "users.json").write_text(json.dumps({"host": HOST, "port": 0, "users": old}))
+    private = PrivateBroker(work)  # reads and rewrites users.json; not started
+    assert {user: private.users[user] for user in old} == old
+    assert len(private.users["homeassistant"]) >= 32
+    assert json.loads((work / "users.json").read_text())["users"] == private.users
+
+
+@pytest.mark.integration
+async def test_home_assistant_logs_in_to_the_private_broker(broker: PrivateBroker) -> None:
+    """HA's MQTT integration on this machine: its own user, its birth message and a switch."""
+    user, password = broker.credentials("homeassistant")
+    async with aiomqtt.Client(HOST, broker.port, username=user, password=password) as ha:
+        await ha.subscribe("homeassistant/status", qos=1)
+        await ha.subscribe("bmsgate/out/garage/charge_mos/set", qos=1)
+        await ha.publish("homeassistant/status", b"online", qos=1)
+        await ha.publish("bmsgate/out/garage/charge_mos/set", b"OFF", qos=1)
+        got = []
+        async with asyncio.timeout(5):
+            async for message in ha.messages:
+                got.append(message.topic.value)
+                if len(got) == 2:
+                    break
+    assert sorted(got) == ["bmsgate/out/garage/charge_mos/set", "homeassistant/status"]

@@ -1,10 +1,11 @@
 """The Home Assistant add-on's entry point: options and MQTT service into bmsgate.yaml, then run.
 
 The Supervisor writes the add-on's options to /data/options.json and tells the broker of its MQTT
-service at ``GET http://supervisor/services/mqtt`` (token in $SUPERVISOR_TOKEN); both sources are
-documented at developers.home-assistant.io (add-ons: configuration, communication). The options
-are laid over /data/bmsgate.yaml, so what they do not name stays as the web UI set it; the file
-is validated before it is written, and a bad option is one line naming it.
+service at ``GET http://supervisor/services/mqtt`` (token in $SUPERVISOR_TOKEN) and its own slug
+at ``GET http://supervisor/addons/self/info``; these sources are documented at
+developers.home-assistant.io (add-ons: configuration, communication). The options are laid over
+/data/bmsgate.yaml, so what they do not name stays as the web UI set it; the file is validated
+before it is written, and a bad option is one line naming it.
 """
 
 from __future__ import annotations
@@ -32,8 +33,18 @@ MODBUS_PORT: Final = 5020  # config.yaml's ports: non-root in the container, map
 TARGET: Final = "homeassistant"
 
 
-def settings_from_options(options: dict[str, Any], mqtt: dict[str, Any]) -> dict[str, Any]:
-    """The configuration the options and the MQTT service give (raw file data)."""
+def settings_from_options(
+    options: dict[str, Any], mqtt: dict[str, Any], slug: str | None = None
+) -> dict[str, Any]:
+    """The configuration the options and the MQTT service give (raw file data).
+
+    ``slug``, the add-on's own (the Supervisor's ``/addons/self/info``), points HA's "Visit"
+    link of every bmsgate device at the add-on's ingress panel: the web UI's address inside the
+    container means nothing to a browser.
+    """
+    homeassistant: dict[str, Any] = {"enabled": bool(options.get("homeassistant", True))}
+    if slug:
+        homeassistant["configuration_url"] = f"homeassistant://hassio/ingress/{slug}"
     buses = []
     for bus in options.get("buses", []):
         pack = {"id": bus["pack"], "address": bus.get("address", 1)}
@@ -68,7 +79,7 @@ def settings_from_options(options: dict[str, Any], mqtt: dict[str, Any]) -> dict
                 {
                     "name": TARGET,
                     **broker,
-                    "homeassistant": {"enabled": bool(options.get("homeassistant", True))},
+                    "homeassistant": homeassistant,
                 }
             ]
         },
@@ -104,6 +115,19 @@ def mqtt_service(url: str, token: str) -> dict[str, Any]:
     return data
 
 
+def own_slug(url: str, token: str) -> str | None:
+    """The add-on's slug as the Supervisor names it (``<repository hash>_bmsgate``), or None."""
+    request = urllib.request.Request(
+        f"{url}/addons/self/info", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:  # the Supervisor
+            slug = json.load(answer).get("data", {}).get("slug")
+    except (OSError, ValueError):
+        return None  # the link then names the container's address; nothing else depends on it
+    return str(slug) if slug else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Write /data/bmsgate.yaml from the options, then become ``bmsgate run``."""
     parser = argparse.ArgumentParser(prog="python -m bmsgate.addon")
@@ -114,9 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = json.loads((args.data / "options.json").read_text(encoding="utf-8"))
         url = os.environ.get("SUPERVISOR_URL", SUPERVISOR)
-        ours = settings_from_options(
-            options, mqtt_service(url, os.environ.get("SUPERVISOR_TOKEN", ""))
-        )
+        token = os.environ.get("SUPERVISOR_TOKEN", "")
+        ours = settings_from_options(options, mqtt_service(url, token), own_slug(url, token))
         ours["data_dir"] = str(args.data)
         cf.save(config, lay_over(cf.read_raw(config), ours))
     except (ConfigError, OSError, ValueError, KeyError) as err:

@@ -58,8 +58,9 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> bool:
 
 USERS_FILE = "users.json"  # in the broker's directory: its port and every user's password (0600)
 # a broker user per service (the same ACL as the compose stack's), admin (bmsgate itself and
-# its command-line tools), viewer (a user's own tools, read only)
-USERS = (*SERVICES, *(u for u in PEOPLE if u != "homeassistant"))
+# its command-line tools), viewer (a user's own tools, read only), homeassistant (Home
+# Assistant's MQTT integration on this machine: discovery, values, its switches' commands)
+USERS = (*SERVICES, *PEOPLE)
 
 
 def _find(name: str) -> str | None:
@@ -103,11 +104,12 @@ class PrivateBroker:
         path = self.workdir / USERS_FILE
         try:
             saved = json.loads(path.read_text())
-            users = {u: str(saved["users"][u]) for u in USERS}
+            kept = {u: str(p) for u, p in dict(saved["users"]).items() if u in USERS and p}
             last = int(saved["port"])
         except (OSError, ValueError, KeyError, TypeError):
-            users = {u: secrets.token_urlsafe(24) for u in USERS}
-            last = 0
+            kept, last = {}, 0
+        # a user added by a newer version gets its password; the others keep theirs
+        users = {u: kept.get(u) or secrets.token_urlsafe(24) for u in USERS}
         self.port = port or (last if last and _free(last) else free_port())
         _write_private(
             path,

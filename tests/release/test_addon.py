@@ -185,11 +185,14 @@ def test_the_web_uis_settings_survive_a_restart_of_the_addon() -> None:
 
 
 class Supervisor(BaseHTTPRequestHandler):
-    """A stand-in for the Supervisor's services API: GET /services/mqtt with the add-on's token."""
+    """A stand-in for the Supervisor's API: GET /services/mqtt and /addons/self/info with the
+    add-on's token."""
 
     def do_GET(self) -> None:
-        ok = self.path == "/services/mqtt" and self.headers["Authorization"] == "Bearer addon-token"
-        body = json.dumps({"result": "ok", "data": MQTT} if ok else {"result": "error"}).encode()
+        data = {"/services/mqtt": MQTT, "/addons/self/info": {"slug": "a0d7b954_bmsgate"}}
+        ok = self.path in data and self.headers["Authorization"] == "Bearer addon-token"
+        answer = {"result": "ok", "data": data[self.path]} if ok else {"result": "error"}
+        body = json.dumps(answer).encode()
         self.send_response(200 if ok else 403)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -230,6 +233,9 @@ def test_the_entry_point_writes_a_configuration_bmsgate_loads(
     cfg = load_settings(written)
     assert cfg.buses[0].port == BY_ID and cfg.data_dir == tmp_path
     assert cfg.mqtt.host == "core-mosquitto" and cfg.publisher.targets[0].homeassistant.enabled
+    # HA's "Visit" link opens the add-on's ingress panel (the web UI), not the container's address
+    link = cfg.publisher.targets[0].homeassistant.configuration_url
+    assert link == "homeassistant://hassio/ingress/a0d7b954_bmsgate"
 
 
 def test_a_bad_option_or_no_broker_is_one_line(tmp_path: Path, supervisor: str) -> None:

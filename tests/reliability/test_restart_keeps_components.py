@@ -7,15 +7,20 @@ longer has is removed as Home Assistant documents (a component with only its pla
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
 
+from bmsgate.broker import wait_for_port
 from tests.support.mqtt import Listener, listen
-from tests.support.procs import Mosquitto
+from tests.support.procs import Mosquitto, wait_until
 from tests.support.tree import bmsgate_run, with_target
 
 pytestmark = pytest.mark.integration
@@ -68,3 +73,34 @@ async def test_a_restart_keeps_the_components_announced_before(
     assert all(c["cmps"]["cell_min_mv"] == {"p": "sensor"} for c in ours)  # removed
     state = [m.payload for m in seen.messages if m.topic.endswith("/state")][-1]
     assert state["state_of_health"] is None
+
+
+async def test_its_own_configs_coming_back_are_not_commands(tmp_path: Path) -> None:
+    """A target on the backbone as docs/publisher.md shows it: the broker sends the publisher's
+    own discovery configs back on its subscription, without the retain flag; they are neither
+    commands nor worth a warning (there was one per config sent)."""
+    config = tmp_path / "bmsgate.yaml"
+    target = {"name": "ha", "topic_prefix": "bmsgate/out", "homeassistant": {"enabled": True}}
+    config.write_text(json.dumps({"timezone": "UTC", "publisher": {"targets": [target]}}))
+    argv = ["run", "--config", str(config), "--simulate-packs", "1"]
+    argv += ["--only", "reader", "--only", "publisher", "--data-dir", str(tmp_path / "data")]
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        run = [sys.executable, "-m", "bmsgate.cli", *argv]
+        proc = subprocess.Popen(run, stdout=out, stderr=out)  # noqa: ASYNC220
+        try:
+            users = tmp_path / "data" / "run" / "mosquitto" / "users.json"
+            wait_until(users.exists, timeout=30)
+            broker = json.loads(users.read_text())
+            assert wait_for_port("127.0.0.1", broker["port"], 30)
+            sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker["port"]), "-t", CONFIG]
+            sub += ["-u", "viewer", "-P", broker["users"]["viewer"], "-C", "1", "-W", "40"]
+            got = await asyncio.to_thread(subprocess.run, sub, capture_output=True)
+            assert got.stdout, got.stderr  # the config was sent (and came back to it)
+            await asyncio.sleep(2)  # an echo is handled within milliseconds
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    text = log.read_text()
+    assert "target ha connected" in text
+    assert "not a command topic" not in text

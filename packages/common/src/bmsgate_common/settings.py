@@ -471,6 +471,12 @@ class HomeAssistantSettings(_Section):
     birth_delay: float = Field(
         default=3.0, ge=0, description="[s] wait after HA's birth message before re-announcing"
     )
+    configuration_url: str | None = Field(
+        default=None,
+        pattern=r"^(https?|homeassistant)://[^/\s]+(/\S*)?$",
+        description="the devices' link to the web UI in HA (and the origin's url); unset: the "
+        "API's address. homeassistant://hassio/ingress/<slug> opens an add-on's ingress panel",
+    )
 
 
 class OpenHaspSettings(_Section):

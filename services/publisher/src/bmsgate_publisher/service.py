@@ -144,7 +144,13 @@ class Publisher:
         self.zone = site_zone(cfg)  # of the dongle's local ``ts``
         web = web_url(cfg.api.host, cfg.api.port, socket.gethostname())
         self.plans = {
-            t.name: Plan(t, self.control, VERSION, cfg.stale_after, configuration_url=web)
+            t.name: Plan(
+                t,
+                self.control,
+                VERSION,
+                cfg.stale_after,
+                configuration_url=t.homeassistant.configuration_url or web,
+            )
             for t in pub.targets
         }
         known = [p.id for b in cfg.buses for p in b.packs] + [b.id for b in cfg.banks]

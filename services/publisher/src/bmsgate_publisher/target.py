@@ -245,11 +245,12 @@ class TargetLink:
                 if payload == b"online":
                     self._announce_later()
                 continue
-            if incoming.retain and self.configs is not None:
-                pack = self._config_topics().get(topic)
-                if pack is not None and payload:
-                    self.configs(self.name, pack, payload)
-                    continue
+            if self.configs is not None and topic in (ours := self._config_topics()):
+                if incoming.retain and payload:
+                    self.configs(self.name, ours[topic], payload)
+                # else our own config coming back: the broker sends a subscriber's live copies
+                # without the retain flag, and a discovery config is never a command
+                continue
             if incoming.retain:
                 continue  # a stale command someone left retained is never carried out
             self.commands(self.name, topic, payload)
