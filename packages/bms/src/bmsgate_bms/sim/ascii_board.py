@@ -36,3 +36,17 @@ class AsciiBoard:
         """Four cell sensors, as the boards send them, from the model's (the last repeated)."""
         cells = (self.model.temperatures or [25.0])[:4]
         return cells + [cells[-1]] * (4 - len(cells))
+
+    def _temperatures(self) -> list[float]:
+        """The six sensors in the make's order [°C]."""
+        raise NotImplementedError
+
+    def cells_and_sensors(self, temp_offset: int) -> bytes:
+        """0x42 up to the current: data flag, address, cell voltages [mV], the sensors [0.1 K]."""
+        m, temps = self.model, self._temperatures()
+        return (
+            bytes((0, self.address, len(m.cells)))
+            + b"".join(u16(v * 1000) for v in m.cell_voltages)
+            + bytes((len(temps),))
+            + b"".join(u16(t * 10 + temp_offset) for t in temps)
+        )

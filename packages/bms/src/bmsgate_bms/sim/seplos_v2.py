@@ -32,12 +32,8 @@ class SeplosBoard(AsciiBoard):
 
     def _telemetry(self) -> bytes:
         m = self.model
-        temps = self._temperatures()
         return (
-            bytes((0, self.address, len(m.cells)))
-            + b"".join(u16(v * 1000) for v in m.cell_voltages)
-            + bytes((len(temps),))
-            + b"".join(u16(t * 10 + proto.TEMP_OFFSET) for t in temps)
+            self.cells_and_sensors(proto.TEMP_OFFSET)
             + u16(m.current * 100)
             + u16(m.pack_voltage * 100)
             + u16(m.remaining_capacity * 100)
