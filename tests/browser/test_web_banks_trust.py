@@ -15,15 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bmsgate.broker import free_port
-from tests.support.browser import shot, watch
+from tests.support.browser import HOUSE_BANK, TWO_JK_PB, first_visit, shot, start_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
-    start_service,
-    start_simulator,
     wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -33,43 +29,22 @@ PASSWORD = "battery-gate-3"
 @pytest.fixture
 def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str, Proc]:
     """Two JK-PB boards as a bank, control on; the base URL and the API's process."""
-    sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2", "--speed", "30")
-    procs.append(sim)
-    http = free_port()
-    config = write_config(
+    settings = {
+        "banks": [HOUSE_BANK],
+        "control": {"enabled": True},
+        "stale_after": 10,
+    }
+    base = start_stack(
         tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "jk_pb",
-                    "poll_interval": 0.5,
-                    "packs": [
-                        {"id": "east", "name": "East", "address": 1},
-                        {"id": "west", "name": "West", "address": 2},
-                    ],
-                }
-            ],
-            "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
-            "control": {"enabled": True},
-            "stale_after": 10,
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-            "data_dir": str(tmp_path / "data"),
-        },
+        mosquitto,
+        procs,
+        ["jk_pb", "--boards", "2", "--speed", "30"],
+        TWO_JK_PB,
+        services=("reader", "publisher", "history", "api"),
+        settings=settings,
+        timeout=60,
     )
-    for name in ("reader", "publisher", "history", "api"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=60)
     return base, procs[-1]
-
-
-def first_visit(page: Any, base: str) -> None:
-    page.goto(f"{base}/")
-    page.fill("#password", PASSWORD)
-    page.fill("#again", PASSWORD)
-    page.click("#submit")
 
 
 def test_a_bank_is_never_offered_for_commands_tunnel_or_raw_frames(
@@ -80,7 +55,7 @@ def test_a_bank_is_never_offered_for_commands_tunnel_or_raw_frames(
     base, _ = stack
     page = browser_context.new_page()
     problems = watch(page)
-    first_visit(page, base)
+    first_visit(page, base, PASSWORD)
     expect(page.locator('#banks .card.bank[data-pack="house"]')).to_be_visible()
     # the publisher's copy of the bank is on the backbone: the API lists it, marked as a bank
     cookies = {c["name"]: c["value"] for c in browser_context.cookies()}
@@ -133,7 +108,7 @@ def test_status_says_when_the_api_is_lost_and_last_seen_ticks(
     base, api = stack
     page = browser_context.new_page()
     problems = watch(page)
-    first_visit(page, base)
+    first_visit(page, base, PASSWORD)
     east = page.locator('#packs .card[data-pack="east"]')
     expect(east.locator('[data-field="soc"]')).to_contain_text("%")
     lost = page.locator("#lost")

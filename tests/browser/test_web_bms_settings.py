@@ -10,15 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bmsgate.broker import free_port
-from tests.support.browser import shot, watch
+from tests.support.browser import first_visit, shot, start_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
-    start_service,
-    start_simulator,
-    wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -28,31 +23,9 @@ PASSWORD = "battery-gate-1"
 @pytest.fixture
 def jk_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """One simulated JK-PB (address 1) on a pty, reader with control on, API."""
-    sim, port = start_simulator(tmp_path, "jk_pb")
-    procs.append(sim)
-    http = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "jk_pb",
-                    "poll_interval": 0.5,
-                    "packs": [{"id": "garage", "address": 1}],
-                }
-            ],
-            "control": {"enabled": True},
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-            "data_dir": str(tmp_path / "data"),
-        },
-    )
-    for name in ("reader", "api"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
-    return base
+    bus = {"protocol": "jk_pb", "poll_interval": 0.5, "packs": [{"id": "garage", "address": 1}]}
+    settings = {"control": {"enabled": True}}
+    return start_stack(tmp_path, mosquitto, procs, ["jk_pb"], bus, settings=settings)
 
 
 def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_context: Any) -> None:
@@ -60,10 +33,7 @@ def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_con
 
     base, page = jk_stack, browser_context.new_page()
     problems = watch(page)
-    page.goto(f"{base}/")
-    page.fill("#password", PASSWORD)
-    page.fill("#again", PASSWORD)
-    page.click("#submit")
+    first_visit(page, base, PASSWORD)
     expect(page.locator('.card[data-pack="garage"]:not(.offline)')).to_be_visible(timeout=20_000)
 
     # no login, no write: the REST API refuses before anything reaches the BMS

@@ -7,19 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from bmsgate.broker import free_port
 from bmsgate_bms.registry import infos
-from tests.support.browser import shot, watch
+from tests.support.browser import first_visit, shot, start_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
-    start_service,
-    start_simulator,
-    wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -29,31 +23,14 @@ PASSWORD = "battery-gate-1"
 @pytest.fixture
 def seplos_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """Two simulated Seplos v2 packs (addresses 1, 2) on one pty, reader with control on, API."""
-    sim, port = start_simulator(tmp_path, "seplos_v2", "--boards", "2", "--cells", "15")
-    procs.append(sim)
-    http = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "seplos_v2",
-                    "poll_interval": 0.5,
-                    "packs": [{"id": "east", "address": 1}, {"id": "west", "address": 2}],
-                }
-            ],
-            "control": {"enabled": True},
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-            "data_dir": str(tmp_path / "data"),
-        },
-    )
-    for name in ("reader", "api"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
-    return base
+    bus = {
+        "protocol": "seplos_v2",
+        "poll_interval": 0.5,
+        "packs": [{"id": "east", "address": 1}, {"id": "west", "address": 2}],
+    }
+    simulator = ["seplos_v2", "--boards", "2", "--cells", "15"]
+    settings = {"control": {"enabled": True}}
+    return start_stack(tmp_path, mosquitto, procs, simulator, bus, settings=settings)
 
 
 def test_seplos_packs_are_shown_and_said_read_only(seplos_stack: str, browser_context: Any) -> None:
@@ -61,10 +38,7 @@ def test_seplos_packs_are_shown_and_said_read_only(seplos_stack: str, browser_co
 
     base, page = seplos_stack, browser_context.new_page()
     problems = watch(page)
-    page.goto(f"{base}/")
-    page.fill("#password", PASSWORD)
-    page.fill("#again", PASSWORD)
-    page.click("#submit")
+    first_visit(page, base, PASSWORD)
 
     for pack in ("east", "west"):
         card = page.locator(f'.card[data-pack="{pack}"]:not(.offline)')

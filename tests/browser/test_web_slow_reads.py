@@ -9,18 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from bmsgate.broker import free_port
-from tests.support.browser import shot, watch
+from tests.support.browser import first_visit, shot, start_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
-    start_service,
-    start_simulator,
-    wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -29,31 +23,13 @@ PASSWORD = "battery-gate-3"
 
 @pytest.fixture
 def daly_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
-    sim, port = start_simulator(tmp_path, "daly_classic")
-    procs.append(sim)
-    http = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.3,
-                    "slow_every": 1000,
-                    "packs": [{"id": "garage", "name": "Garage"}],
-                }
-            ],
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-            "data_dir": str(tmp_path / "data"),
-        },
-    )
-    for name in ("reader", "api"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
-    return base
+    bus = {
+        "protocol": "daly_classic",
+        "poll_interval": 0.3,
+        "slow_every": 1000,
+        "packs": [{"id": "garage", "name": "Garage"}],
+    }
+    return start_stack(tmp_path, mosquitto, procs, ["daly_classic"], bus)
 
 
 def seconds(text: str) -> int:
@@ -67,10 +43,7 @@ def test_slow_values_are_shown_with_their_own_age(daly_stack: str, browser_conte
 
     base, page = daly_stack, browser_context.new_page()
     problems = watch(page)
-    page.goto(f"{base}/")
-    page.fill("#password", PASSWORD)
-    page.fill("#again", PASSWORD)
-    page.click("#submit")
+    first_visit(page, base, PASSWORD)
 
     card = page.locator('.card[data-pack="garage"]:not(.offline)')
     expect(card.locator(".cells span")).to_have_count(16)

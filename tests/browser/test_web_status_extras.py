@@ -14,15 +14,19 @@ from typing import Any
 import httpx
 import pytest
 
-from bmsgate.broker import free_port
-from tests.support.browser import ARTIFACTS, shot, watch
+from tests.support.browser import (
+    ARTIFACTS,
+    HOUSE_BANK,
+    TWO_JK_PB,
+    first_visit,
+    shot,
+    start_stack,
+    watch,
+)
 from tests.support.procs import (
     Mosquitto,
     Proc,
-    start_service,
-    start_simulator,
     wait_until,
-    write_config,
 )
 from tests.support.receiver import json_server
 
@@ -55,57 +59,32 @@ def forecast_url() -> Any:
 @pytest.fixture
 def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], forecast_url: str) -> str:
     """Two JK-PB boards as a bank, reader (control on, sniffer off), API with branding."""
-    sim, port = start_simulator(tmp_path, "jk_pb", "--boards", "2", "--speed", "30")
-    procs.append(sim)
     logo = tmp_path / "logo.svg"
     logo.write_text(LOGO)
-    http = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
+    settings = {
+        "banks": [HOUSE_BANK],
+        "control": {"enabled": True},
+        "notifier": {"latitude": 48.14, "longitude": 11.58},
+        "publisher": {
+            "targets": [
                 {
-                    "port": port,
-                    "protocol": "jk_pb",
-                    "poll_interval": 0.5,
-                    "packs": [
-                        {"id": "east", "name": "East", "address": 1},
-                        {"id": "west", "name": "West", "address": 2},
-                    ],
+                    "name": "ha",
+                    "password": "target-secret-1",
+                    "homeassistant": {"enabled": True},
                 }
-            ],
-            "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
-            "control": {"enabled": True},
-            "notifier": {"latitude": 48.14, "longitude": 11.58},
-            "publisher": {
-                "targets": [
-                    {
-                        "name": "ha",
-                        "password": "target-secret-1",
-                        "homeassistant": {"enabled": True},
-                    }
-                ]
-            },
-            "stale_after": 10,
-            "api": {
-                "host": "127.0.0.1",
-                "port": http,
-                "public_read": "never",
-                "title": "Solar & Co",
-                "logo": str(logo),
-                "accent": "#aa3300",
-                "weather": True,
-                "weather_url": forecast_url,
-            },
-            "data_dir": str(tmp_path / "data"),
+            ]
         },
-    )
-    for name in ("reader", "api"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
-    return base
+        "stale_after": 10,
+    }
+    api = {
+        "title": "Solar & Co",
+        "logo": str(logo),
+        "accent": "#aa3300",
+        "weather": True,
+        "weather_url": forecast_url,
+    }
+    simulator = ["jk_pb", "--boards", "2", "--speed", "30"]
+    return start_stack(tmp_path, mosquitto, procs, simulator, TWO_JK_PB, settings=settings, api=api)
 
 
 def test_status_layouts_bank_branding_exports_tokens_sniffer(
@@ -116,10 +95,7 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
 
     base, page = stack, browser_context.new_page()
     problems = watch(page)
-    page.goto(f"{base}/")
-    page.fill("#password", PASSWORD)
-    page.fill("#again", PASSWORD)
-    page.click("#submit")
+    first_visit(page, base, PASSWORD)
 
     # branding: title, logo and accent colour from the configuration
     expect(page.locator("header .brand")).to_have_text("Solar & Co")

@@ -8,19 +8,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from bmsgate.broker import free_port
 from bmsgate_common.version import VERSION
-from tests.support.browser import shot, watch
+from tests.support.browser import set_password, shot, start_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
-    start_service,
-    start_simulator,
     wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -31,41 +27,29 @@ SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's
 @pytest.fixture
 def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """Simulator, reader (control on), history and API as processes; yields the API's base URL."""
-    sim, port = start_simulator(tmp_path, "daly_classic", "--speed", "30")
-    procs.append(sim)
-    http = free_port()
-    config = write_config(
+    bus = {
+        "protocol": "daly_classic",
+        "poll_interval": 0.5,
+        "sniff": True,
+        "packs": [{"id": "garage", "name": "Garage"}],
+    }
+    settings = {
+        "control": {"enabled": True},
+        "tunnel": {"host": "127.0.0.1", "port": free_port()},
+        "timezone": SITE_ZONE,
+        "history": {"archive": {"commit_interval": 0.2}},
+        "stale_after": 10,
+    }
+    return start_stack(
         tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.5,
-                    "sniff": True,
-                    "packs": [{"id": "garage", "name": "Garage"}],
-                }
-            ],
-            "control": {"enabled": True},
-            "tunnel": {"host": "127.0.0.1", "port": free_port()},
-            "timezone": SITE_ZONE,
-            "history": {"archive": {"commit_interval": 0.2}},
-            "stale_after": 10,
-            "api": {
-                "host": "127.0.0.1",
-                "port": http,
-                "public_read": "never",
-                "title": "Test gateway",
-            },
-            "data_dir": str(tmp_path / "data"),
-        },
+        mosquitto,
+        procs,
+        ["daly_classic", "--speed", "30"],
+        bus,
+        services=("reader", "history", "api", "tunnel"),
+        settings=settings,
+        api={"title": "Test gateway"},
     )
-    for name in ("reader", "history", "api", "tunnel"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
-    return base
 
 
 def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
@@ -78,9 +62,7 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     page.goto(f"{base}/")
     expect(page.locator("#heading")).to_have_text("Set the password")
     shot(page, "01-set-password")
-    page.fill("#password", PASSWORD)
-    page.fill("#again", PASSWORD)
-    page.click("#submit")
+    set_password(page, PASSWORD)
 
     # Status: the pack at a glance, updated live over SSE
     card = page.locator('.card[data-pack="garage"]:not(.offline)')

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from bmsgate.broker import free_port
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    start_service,
+    start_simulator,
+    wait_until,
+    write_config,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[2] / "build" / "test-artifacts" / "web"
@@ -39,3 +52,64 @@ def watch(page: Any) -> list[str]:
     page.on("dialog", lambda d: d.accept())
     page.set_default_timeout(20_000)
     return problems
+
+
+# two JK-PB boards on one bus (start_stack's ``bus``), and the bank they make
+TWO_JK_PB: dict[str, Any] = {
+    "protocol": "jk_pb",
+    "poll_interval": 0.5,
+    "packs": [
+        {"id": "east", "name": "East", "address": 1},
+        {"id": "west", "name": "West", "address": 2},
+    ],
+}
+HOUSE_BANK: dict[str, Any] = {"id": "house", "name": "House bank", "packs": ["east", "west"]}
+
+
+def start_stack(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    procs: list[Proc],
+    simulator: Sequence[str],
+    bus: Mapping[str, Any],
+    *,
+    services: Sequence[str] = ("reader", "api"),
+    settings: Mapping[str, Any] | None = None,
+    api: Mapping[str, Any] | None = None,
+    timeout: float = 20,
+) -> str:
+    """A simulator on a pty (``simulator``: its make and arguments) read as ``bus``, and
+    ``services`` as processes on ``mosquitto`` with one configuration (``tmp_path``/config.yaml:
+    ``settings`` added, ``api`` added to the API's loopback port and ``public_read: never``).
+    Returns the API's base URL once it reaches the backbone; ``procs`` stops them all."""
+    sim, port = start_simulator(tmp_path, *simulator)
+    procs.append(sim)
+    http = free_port()
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": [{"port": port, **bus}],
+            "api": {"host": "127.0.0.1", "port": http, "public_read": "never", **(api or {})},
+            "data_dir": str(tmp_path / "data"),
+            **(settings or {}),
+        },
+    )
+    for name in services:
+        procs.append(start_service(tmp_path, name, config))
+    base = f"http://127.0.0.1:{http}"
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout)
+    return base
+
+
+def set_password(page: Any, password: str) -> None:
+    """Answer the first visit's form: the password is set and the browser is logged in."""
+    page.fill("#password", password)
+    page.fill("#again", password)
+    page.click("#submit")
+
+
+def first_visit(page: Any, base: str, password: str) -> None:
+    """Open the web UI for the first time and set its password (which logs in)."""
+    page.goto(f"{base}/")
+    set_password(page, password)
