@@ -71,6 +71,10 @@ async def test_no_result_is_one_warning_and_the_confirmed_state_again(
     caplog.set_level(logging.WARNING)
     publisher.on_command("ha", "p/garage/charge_mos/set", b"OFF")
     assert publisher.counters()["waiting"] == 1
+    _, command = publisher.commands.get_nowait()  # for the reader's log: who sent it, for whom
+    assert (
+        command.requested_by == f"mqtt-{publisher.backbone.cfg.username or 'anonymous'}:target-ha"
+    )
     await asyncio.sleep(WAIT + 0.3)
     assert warnings(caplog) == [
         "garage: set_charge_mos (publisher-ha-1) not confirmed: no result within 0.5 s; "

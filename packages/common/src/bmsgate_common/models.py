@@ -193,6 +193,17 @@ SETTING_KEY = r"^[a-z][a-z0-9_]{0,63}$"
 _TRANSACTION = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
+def requester(mqtt_user: str | None, *who: str) -> str:
+    """A Command's ``requested_by``: ``mqtt-USER:WHO...``, for the reader's log.
+
+    USER is the broker user the sending service publishes as (the ACL lets only the API, Modbus,
+    the publisher and ``admin`` send commands), WHO says who asked that service (a web session or
+    token and the client's address, a Modbus client's address, a Home Assistant target).
+    """
+    text = ":".join((f"mqtt-{mqtt_user or 'anonymous'}", *who))
+    return re.sub(r"[^A-Za-z0-9_.:-]", "-", text)[:64]
+
+
 class Command(_Message):
     """A request to change a BMS, on ``<base>/bms/<pack>/set``; answered on ``.../result``."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Annotated, Any, Final, TypeVar
 from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, ValidationError
 
+from bmsgate_common.models import requester
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 from bmsgate_common.topics import TopicSpec
@@ -234,14 +234,12 @@ def _owner_only(request: Request, ctx: Context, unknown: str) -> None:
 def who_asks(request: Request, ctx: Ctx) -> str:
     """Who is behind a state-changing request, for the reader's log (never a secret).
 
-    ``mqtt-USER:WHO:ADDRESS``: the broker user the API sends as, ``owner`` (the session) or
-    ``token-ID``, and the client's address (models' requested_by allows no spaces).
+    ``mqtt-USER:WHO:ADDRESS`` (models.requester): the broker user the API sends as, ``owner``
+    (the session) or ``token-ID``, and the client's address.
     """
     token = token_of(request, ctx)
     asker = f"token-{token.id}" if token is not None else "owner"
-    user = ctx.settings.mqtt.username or "anonymous"
-    text = f"mqtt-{user}:{asker}:{client_address(request)}"
-    return re.sub(r"[^A-Za-z0-9_.:-]", "-", text)[:64]
+    return requester(ctx.settings.mqtt.username, asker, client_address(request))
 
 
 def require_session(request: Request, ctx: Ctx) -> None:

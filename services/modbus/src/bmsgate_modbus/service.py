@@ -18,6 +18,7 @@ from bmsgate_common.models import (
     DailyStats,
     Extra,
     PackState,
+    requester,
     utcnow,
 )
 from bmsgate_common.mqtt import Backbone
@@ -202,6 +203,7 @@ class ModbusService:
                         transaction=f"modbus-{unit}-{next(self._transactions)}",
                         action=action,
                         value=value,
+                        requested_by=requester(self.cfg.mqtt.username, "modbus", client),
                     )
                     # waiting before the publish, so a quick result cannot pass unseen
                     self._waiting[command.transaction] = (target, loop.create_future())

@@ -24,6 +24,7 @@ from bmsgate_common.models import (
     DailyStats,
     Extra,
     PackState,
+    requester,
     utcnow,
 )
 from bmsgate_common.mqtt import VERSION, Backbone
@@ -335,7 +336,15 @@ class Publisher:
             transaction = f"publisher-{target}-{next(self._transactions)}"
             try:
                 self.commands.put_nowait(
-                    (pack, Command(transaction=transaction, action=action, value=value))
+                    (
+                        pack,
+                        Command(
+                            transaction=transaction,
+                            action=action,
+                            value=value,
+                            requested_by=requester(self.backbone.cfg.username, f"target-{target}"),
+                        ),
+                    )
                 )
             except asyncio.QueueFull:
                 self.refused += 1
