@@ -73,13 +73,13 @@ def states(n: int) -> list[PackState]:
             name="p1",
             protocol="jk_pb",
             ts=from_ms(T0 + i * 1000),
-            pack_voltage=s.voltage,
+            pack_voltage=s.pack_voltage,
             current=s.current,
             power=s.power,
             soc=s.soc,
-            cell_voltages=list(s.cells),
+            cell_voltages=list(s.cell_voltages),
             cell_count=CELLS,
-            temperatures=list(s.temps),
+            temperatures=list(s.temperatures),
         )
         for i, s in enumerate(samples(n, 1000))
     ]

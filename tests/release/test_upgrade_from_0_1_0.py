@@ -93,7 +93,7 @@ def test_the_0_1_0_data_directory_runs_on_this_version(tmp_path: Path, procs: li
     assert "Traceback" not in log and "not restarting" not in log and "exited with code" not in log
     assert "'history.timezone' moved to the top-level 'timezone' (Europe/Berlin)" in log
     assert "'notifier.timezone' removed: the same as 'timezone'" in log
-    assert "archive.sqlite: layout 0 -> 1, a copy of the old file first" in log
+    assert f"archive.sqlite: layout 0 -> {len(LAYOUT)}, a copy of the old file first" in log
     assert config.read_text() == written  # a start reads an old file; `config migrate` rewrites it
 
     # nothing lost: every 0.1.0 row is there, the files are at the current layout, copies kept
@@ -105,6 +105,11 @@ def test_the_0_1_0_data_directory_runs_on_this_version(tmp_path: Path, procs: li
     assert one(archive, "SELECT count(*) FROM raw") > FACTS["raw_rows"]
     assert one(archive, "SELECT count(*) FROM agg_1m") >= FACTS["minute_rows"]
     assert one(archive, "PRAGMA user_version") == len(LAYOUT)
+    # its rows read by PackState's names now (layout 2), the 0.1.0 values in them
+    assert (
+        one(archive, f"SELECT count(cell_voltages) FROM raw WHERE ts <= {FACTS['last_ts']}")
+        == (FACTS["raw_rows"])
+    )
     assert one(buffer, "SELECT count(*) FROM points") >= FACTS["buffered_points"]
     assert one(buffer, "PRAGMA user_version") == 1
     copies = sorted(p.name for p in (data / "history" / "backups").iterdir())

@@ -49,7 +49,9 @@ def test_states_become_raw_rows_and_buckets(tmp_path: Path) -> None:
     assert archive.count_raw("p1", T0, T0 + HOUR) == 180
     minute = archive.buckets("1m", "p1", T0, T0 + HOUR)
     assert len(minute) == 15 and minute[0].n == 12
-    assert minute[0].cells is not None and minute[0].cells.avg[-1] == pytest.approx(3.305)
+    assert minute[0].cell_voltages is not None and minute[0].cell_voltages.avg[-1] == pytest.approx(
+        3.305
+    )
     quarter = archive.buckets("15m", "p1", T0, T0 + HOUR)
     assert len(quarter) == 1 and quarter[0].n == 180
     # energy: 100 W for 179 intervals of 5 s

@@ -16,11 +16,11 @@ BERLIN = ZoneInfo("Europe/Berlin")
 def at(text: str, **kw: object) -> Sample:
     base = {
         "soc": 50.0,
-        "voltage": 53.0,
+        "pack_voltage": 53.0,
         "current": 10.0,
         "power": 530.0,
-        "cells": (3.3, 3.31),
-        "temps": (),
+        "cell_voltages": (3.3, 3.31),
+        "temperatures": (),
     }
     base.update(kw)
     return Sample(ts=to_ms(datetime.fromisoformat(text)), **base)  # type: ignore[arg-type]
@@ -43,11 +43,11 @@ def test_local_day_figures_and_rollover_at_local_midnight() -> None:
     tracker = DailyTracker("p1", BERLIN)
     # fmt: off
     samples = [
-        at("2024-03-04T22:58:00+00:00", soc=70.0, power=600.0, cells=(3.30, 3.35)),
-        at("2024-03-04T22:59:00+00:00", soc=80.0, power=600.0, cells=(3.28, 3.36),
-           remaining=80.0),
+        at("2024-03-04T22:58:00+00:00", soc=70.0, power=600.0, cell_voltages=(3.30, 3.35)),
+        at("2024-03-04T22:59:00+00:00", soc=80.0, power=600.0, cell_voltages=(3.28, 3.36),
+           remaining_capacity=80.0),
         at("2024-03-04T23:00:00+00:00", soc=60.0, power=-300.0),  # 00:00 in Berlin
-        at("2024-03-04T23:01:00+00:00", soc=59.0, power=-300.0, remaining=59.0),
+        at("2024-03-04T23:01:00+00:00", soc=59.0, power=-300.0, remaining_capacity=59.0),
     ]
     # fmt: on
     (finished,) = feed(tracker, samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 
 from bmsgate_bms.sim.model import PackModel
@@ -94,6 +95,19 @@ def test_evidence_survives_a_restart() -> None:
     today = local_day(samples[-1].ts, UTC)
     assert second.findings(today) == whole.findings(today)
     assert second.capacity == whole.capacity
+
+
+def test_evidence_saved_with_the_sample_as_a_list_still_loads() -> None:
+    samples = list(cycles(PackModel.create(4, 100, soc=50, seed=3), 1))
+    first = HealthTracker("p1", HealthSettings(), UTC)
+    for s in samples[:50]:
+        first.add(s)
+    saved = json.loads(first.dump())
+    assert saved["prev"]["cell_voltages"]  # saved by name
+    saved["prev"] = list(saved["prev"].values())  # as an earlier bmsgate saved it
+    second = HealthTracker("p1", HealthSettings(), UTC)
+    second.load(json.dumps(saved))
+    assert second.prev == first.prev == samples[49]
 
 
 def test_a_deleted_day_leaves_the_evidence() -> None:

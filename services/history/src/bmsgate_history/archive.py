@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from bmsgate_common.clock import span
 from bmsgate_common.schema_version import Step, open_file, statements
@@ -35,27 +35,47 @@ DAY_MS: Final = 86_400_000
 REPORT_EVERY: Final = 600.0  # [s] a failing write is logged at most this often
 QUIET: Final = 30.0  # [s] without a failed write before writing counts as working again
 AGG_TABLES: Final = {"1m": "agg_1m", "15m": "agg_15m"}
-# the ``raw`` table's columns and the Sample field each holds, in one place: rows are written
-# and read by these names, never by position
-# fmt: off
-RAW_FIELDS: Final[dict[str, str]] = {
-    "ts": "ts", "soc": "soc", "voltage": "voltage", "current": "current", "power": "power",
-    "cells": "cells", "temps": "temps", "mos_temp": "mos_temp", "remaining": "remaining",
-    "nominal": "nominal", "chg": "charge_mos", "dsg": "discharge_mos", "bal": "balancing",
-    "energy_in": "energy_in", "energy_out": "energy_out", "cycles": "cycles", "e_in": "e_in",
-    "e_out": "e_out",
-}
-# fmt: on
-RAW_COLUMNS: Final = ", ".join(RAW_FIELDS)
-_SCALAR_COLUMNS: Final = ", ".join(f"{s}_min, {s}_avg, {s}_max" for s in SCALARS)
+# the columns are named as the Sample's fields, which are PackState's: rows are written and read
+# by these names, never by position; the units the columns keep where they are not SI
+RAW_COLUMNS: Final = Sample._fields
+COLUMN_UNITS: Final = {"e_in": "Wh", "e_out": "Wh"}  # energy moved per sample or bucket
+# the vector series and the columns of their per-element min/mean/max in a bucket
+VECTORS: Final = ("cell_voltages", "temperatures")
 AGG_COLUMNS: Final = (
-    f"ts, n, {_SCALAR_COLUMNS}, cells_lo, cells_avg, cells_hi, temps_lo, temps_avg, temps_hi, "
-    "e_in, e_out"
+    "ts",
+    "n",
+    *(f"{s}_{k}" for s in SCALARS for k in ("min", "avg", "max")),
+    *(f"{v}_{k}" for v in VECTORS for k in ("lo", "avg", "hi")),
+    "e_in",
+    "e_out",
 )
 
 
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(columns)
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    """An INSERT OR REPLACE of ``columns`` (and the pack) with named parameters."""
+    names = ("pack", *columns)
+    return (
+        f"INSERT OR REPLACE INTO {table} ({_names(names)}) "
+        f"VALUES ({', '.join(':' + c for c in names)})"
+    )
+
+
+# the tables as bmsgate 0.1.0 made them (layout 1); later layouts change them by steps only
+# fmt: off
+_SCALARS_1: Final = (
+    "soc", "pack_voltage", "current", "power", "mos_temperature", "remaining_capacity",
+    "cell_min", "cell_max", "cell_delta", "cell_average", "charge_mos", "discharge_mos",
+    "balancing",
+)
+# fmt: on
+
+
 def _schema() -> str:
-    scalar_defs = ", ".join(f"{s}_min REAL, {s}_avg REAL, {s}_max REAL" for s in SCALARS)
+    scalar_defs = ", ".join(f"{s}_min REAL, {s}_avg REAL, {s}_max REAL" for s in _SCALARS_1)
     agg = (
         "(pack INTEGER NOT NULL, ts INTEGER NOT NULL, n INTEGER NOT NULL, "
         f"{scalar_defs}, cells_lo BLOB, cells_avg BLOB, cells_hi BLOB, "
@@ -74,6 +94,26 @@ def _schema() -> str:
     CREATE TABLE IF NOT EXISTS agg_15m {agg};
     CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """
+
+
+# layout 2: the columns 0.1.0 named otherwise take PackState's names (old -> new, per table)
+# fmt: off
+_VECTORS_2: Final = {
+    f"{old}_{k}": f"{new}_{k}"
+    for old, new in (("cells", "cell_voltages"), ("temps", "temperatures"))
+    for k in ("lo", "avg", "hi")
+}
+RENAMED_2: Final[dict[str, dict[str, str]]] = {
+    "raw": {
+        "voltage": "pack_voltage", "cells": "cell_voltages", "temps": "temperatures",
+        "mos_temp": "mos_temperature", "remaining": "remaining_capacity",
+        "nominal": "nominal_capacity", "chg": "charge_mos", "dsg": "discharge_mos",
+        "bal": "balancing",
+    },
+    "agg_1m": _VECTORS_2,
+    "agg_15m": _VECTORS_2,
+}
+# fmt: on
 
 
 def pack_cells(values: tuple[float, ...] | list[float]) -> bytes:
@@ -114,40 +154,50 @@ def _int(value: bool | None) -> int | None:
 
 
 _TO_COLUMN: Final[dict[str, Callable[[Any], Any]]] = {
-    "cells": pack_cells,
-    "temps": pack_temps,
-    "chg": _int,
-    "dsg": _int,
-    "bal": _int,
+    "cell_voltages": pack_cells,
+    "temperatures": pack_temps,
+    "charge_mos": _int,
+    "discharge_mos": _int,
+    "balancing": _int,
 }
-# fmt: off
 _FROM_COLUMN: Final[dict[str, Callable[[Any], Any]]] = {
-    "cells": unpack_cells, "temps": unpack_temps, "chg": _bool, "dsg": _bool, "bal": _bool,
-    "e_in": lambda v: v or 0.0, "e_out": lambda v: v or 0.0,
+    "cell_voltages": unpack_cells,
+    "temperatures": unpack_temps,
+    "charge_mos": _bool,
+    "discharge_mos": _bool,
+    "balancing": _bool,
+    "e_in": lambda v: v or 0.0,
+    "e_out": lambda v: v or 0.0,
 }
-# fmt: on
-INSERT_RAW: Final = (
-    f"INSERT OR REPLACE INTO raw (pack, {RAW_COLUMNS}) "
-    f"VALUES (:pack, {', '.join(':' + c for c in RAW_FIELDS)})"
-)
+_PACKERS: Final = {
+    "cell_voltages": (pack_cells, unpack_cells),
+    "temperatures": (pack_temps, unpack_temps),
+}
+INSERT_RAW: Final = _insert("raw", RAW_COLUMNS)
+INSERT_AGG: Final = {table: _insert(table, AGG_COLUMNS) for table in AGG_TABLES.values()}
 
 
 def raw_row(pack: int, s: Sample) -> dict[str, Any]:
     """The ``raw`` table row of a sample, by column name (``INSERT_RAW``'s parameters)."""
     row: dict[str, Any] = {"pack": pack}
-    for column, name in RAW_FIELDS.items():
-        value = getattr(s, name)
+    for column, value in zip(RAW_COLUMNS, s, strict=True):
         encode = _TO_COLUMN.get(column)
         row[column] = value if encode is None else encode(value)
     return row
 
 
-def sample_of(row: Sequence[Any]) -> Sample:
-    """The sample of a ``raw`` row selected with RAW_COLUMNS."""
+class NamedRow(Protocol):
+    """A row read by column name: ``sqlite3.Row``, or a dict such as ``agg_row`` gives."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def sample_of(row: NamedRow) -> Sample:
+    """The sample of a ``raw`` row read by name (``sqlite3.Row`` of RAW_COLUMNS)."""
     fields: dict[str, Any] = {}
-    for (column, name), value in zip(RAW_FIELDS.items(), row, strict=True):
+    for column in RAW_COLUMNS:
         decode = _FROM_COLUMN.get(column)
-        fields[name] = value if decode is None else decode(value)
+        fields[column] = row[column] if decode is None else decode(row[column])
     return Sample(**fields)
 
 
@@ -155,38 +205,39 @@ def _round(x: float | None, digits: int) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def agg_row(pack: int, b: Bucket) -> tuple[Any, ...]:
-    """The ``agg_*`` table row of a bucket."""
-    values: list[Any] = [pack, b.start, b.n]
+def agg_row(pack: int, b: Bucket) -> dict[str, Any]:
+    """The ``agg_*`` table row of a bucket, by column name (``INSERT_AGG``'s parameters)."""
+    row: dict[str, Any] = {"pack": pack, "ts": b.start, "n": b.n}
     for i, name in enumerate(SCALARS):
         digits = UNITS[name][1] + 1  # one digit more than shown, so merged means stay right
-        values.extend(_round(x, digits) for x in b.stat(i))
-    for vec, packer in ((b.cells, pack_cells), (b.temps, pack_temps)):
-        if vec is None:
-            values.extend((None, None, None))
-        else:
-            values.extend((packer(vec.lo), packer(vec.avg), packer(vec.hi)))
-    values.extend((round(b.e_in, 4), round(b.e_out, 4)))
-    return tuple(values)
+        lo, avg, hi = b.stat(i)
+        row |= {f"{name}_min": _round(lo, digits), f"{name}_avg": _round(avg, digits)}
+        row[f"{name}_max"] = _round(hi, digits)
+    for name in VECTORS:
+        vec: Vec | None = getattr(b, name)
+        packer = _PACKERS[name][0]
+        for k in ("lo", "avg", "hi"):
+            row[f"{name}_{k}"] = None if vec is None else packer(getattr(vec, k))
+    row["e_in"], row["e_out"] = round(b.e_in, 4), round(b.e_out, 4)
+    return row
 
 
-def bucket_of(row: tuple[Any, ...]) -> Bucket:
-    """The bucket of an ``agg_*`` row selected with AGG_COLUMNS (sums rebuilt from means)."""
-    ts, n = row[0], row[1]
-    b = Bucket(ts, n)
-    k = len(SCALARS)
-    for i in range(k):
-        lo, avg, hi = row[2 + 3 * i : 5 + 3 * i]
+def bucket_of(row: NamedRow) -> Bucket:
+    """The bucket of an ``agg_*`` row read by name (sums rebuilt from means)."""
+    n = row["n"]
+    b = Bucket(row["ts"], n)
+    for i, name in enumerate(SCALARS):
+        avg = row[f"{name}_avg"]
         if avg is not None:
             # per-scalar counts are not stored; the sample count weights the mean
-            b.count[i], b.total[i], b.lo[i], b.hi[i] = n, avg * n, lo, hi
-    at = 2 + 3 * k
-    for name, unpack, off in (("cells", unpack_cells, at), ("temps", unpack_temps, at + 3)):
-        lo_b, avg_b, hi_b = row[off : off + 3]
-        if avg_b:
-            avg = unpack(avg_b)
-            setattr(b, name, Vec(list(unpack(lo_b)), [a * n for a in avg], list(unpack(hi_b)), n))
-    b.e_in, b.e_out = row[at + 6] or 0.0, row[at + 7] or 0.0
+            b.count[i], b.total[i] = n, avg * n
+            b.lo[i], b.hi[i] = row[f"{name}_min"], row[f"{name}_max"]
+    for name in VECTORS:
+        unpack = _PACKERS[name][1]
+        if row[f"{name}_avg"]:
+            lo, avg, hi = (list(unpack(row[f"{name}_{k}"])) for k in ("lo", "avg", "hi"))
+            setattr(b, name, Vec(lo, [a * n for a in avg], hi, n))
+    b.e_in, b.e_out = row["e_in"] or 0.0, row["e_out"] or 0.0
     return b
 
 
@@ -196,8 +247,22 @@ def _layout_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _layout_2(conn: sqlite3.Connection) -> None:
+    """Columns named as PackState's fields (RENAMED_2); SQLite renames in place, rows untouched."""
+    for table, names in RENAMED_2.items():
+        for old, new in names.items():
+            conn.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+
+
 # the archive's layout steps (bmsgate_common.schema_version): LAYOUT[n] takes version n to n + 1
-LAYOUT: Final[tuple[Step, ...]] = (_layout_1,)
+LAYOUT: Final[tuple[Step, ...]] = (_layout_1, _layout_2)
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+    """A query whose rows are read by column name."""
+    cursor = conn.cursor()
+    cursor.row_factory = sqlite3.Row
+    return cursor.execute(sql, params)
 
 
 def connect(path: Path, synchronous: str = "full") -> sqlite3.Connection:
@@ -233,20 +298,28 @@ class Store:
         pid = self.pack_id(pack)
         if pid is None:
             return
-        cursor = self.conn.execute(
-            f"SELECT {RAW_COLUMNS} FROM raw WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
+        cursor = _rows(
+            self.conn,
+            f"SELECT {_names(RAW_COLUMNS)} FROM raw "
+            "WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
             (pid, start, end),
         )
         for row in cursor:
             yield sample_of(row)
 
-    def raw_columns(self, pack: str, start: int, end: int, columns: str) -> list[tuple[Any, ...]]:
-        """Selected raw ``columns`` (a trusted SQL list) of ``pack`` in [start, end) ms."""
+    def raw_columns(
+        self, pack: str, start: int, end: int, columns: Sequence[str]
+    ) -> list[sqlite3.Row]:
+        """The raw ``columns`` (of RAW_COLUMNS) of ``pack`` in [start, end) ms, by name."""
         pid = self.pack_id(pack)
         if pid is None:
             return []
-        return self.conn.execute(
-            f"SELECT {columns} FROM raw WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
+        unknown = set(columns) - set(RAW_COLUMNS)
+        if unknown:
+            raise ValueError(f"not a raw column: {', '.join(sorted(unknown))}")
+        return _rows(
+            self.conn,
+            f"SELECT {_names(columns)} FROM raw WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
             (pid, start, end),
         ).fetchall()
 
@@ -273,20 +346,16 @@ class Store:
         pid = self.pack_id(pack)
         if pid is None:
             return []
-        rows = self.conn.execute(
-            f"SELECT {AGG_COLUMNS} FROM {AGG_TABLES[resolution]} "
-            "WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
-            (pid, start, end),
-        )
-        return [bucket_of(r) for r in rows]
+        return [bucket_of(r) for r in self.agg_rows(resolution, pack, start, end)]
 
-    def agg_rows(self, resolution: str, pack: str, start: int, end: int) -> list[tuple[Any, ...]]:
-        """Stored bucket rows (AGG_COLUMNS) of ``pack`` starting in [start, end) ms."""
+    def agg_rows(self, resolution: str, pack: str, start: int, end: int) -> list[sqlite3.Row]:
+        """Stored bucket rows (AGG_COLUMNS, by name) of ``pack`` starting in [start, end) ms."""
         pid = self.pack_id(pack)
         if pid is None:
             return []
-        return self.conn.execute(
-            f"SELECT {AGG_COLUMNS} FROM {AGG_TABLES[resolution]} "
+        return _rows(
+            self.conn,
+            f"SELECT {_names(AGG_COLUMNS)} FROM {AGG_TABLES[resolution]} "
             "WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
             (pid, start, end),
         ).fetchall()
@@ -441,8 +510,10 @@ class Archive(Store):
 
     def _stored_bucket(self, res: str, pid: int, start: int) -> Bucket:
         """The bucket starting at ``start`` as stored (after a clock step back), or a new one."""
-        row = self.conn.execute(
-            f"SELECT {AGG_COLUMNS} FROM {AGG_TABLES[res]} WHERE pack = ? AND ts = ?", (pid, start)
+        row = _rows(
+            self.conn,
+            f"SELECT {_names(AGG_COLUMNS)} FROM {AGG_TABLES[res]} WHERE pack = ? AND ts = ?",
+            (pid, start),
         ).fetchone()
         return Bucket(start) if row is None else bucket_of(row)
 
@@ -459,11 +530,7 @@ class Archive(Store):
 
     def _put(self, res: str, pid: int, bucket: Bucket) -> None:
         self._begin()
-        self.conn.execute(
-            f"INSERT OR REPLACE INTO {AGG_TABLES[res]} VALUES "
-            f"({','.join('?' * (5 + 3 * len(SCALARS) + 6))})",
-            agg_row(pid, bucket),
-        )
+        self.conn.execute(INSERT_AGG[AGG_TABLES[res]], agg_row(pid, bucket))
 
     def commit(self) -> None:
         """Write the open buckets as they stand and commit (one fsync with synchronous=full)."""

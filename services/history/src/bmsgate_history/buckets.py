@@ -11,7 +11,7 @@ from bmsgate_common.models import CellStats
 
 from .sample import Sample
 
-# scalar series the archive keeps per bucket; the order is the column order of the tables
+# scalar series the archive keeps per bucket (columns <name>_min, _avg, _max of the agg tables)
 # fmt: off
 SCALARS: Final = (
     "soc", "pack_voltage", "current", "power", "mos_temperature", "remaining_capacity",
@@ -19,6 +19,7 @@ SCALARS: Final = (
     "balancing",
 )
 # fmt: on
+INDEX: Final = {name: i for i, name in enumerate(SCALARS)}
 # unit and decimals of every series (cells to 0.1 mV, the finest any supported BMS reports)
 # fmt: off
 UNITS: Final[dict[str, tuple[str, int]]] = {
@@ -39,14 +40,15 @@ def _flag(value: bool | None) -> float | None:
 
 def scalars(s: Sample) -> tuple[float | None, ...]:
     """The SCALARS of one sample, in order; None where the BMS did not report it."""
-    stats = CellStats.of(s.cells)
+    stats = CellStats.of(s.cell_voltages)
     if stats is not None:
         extra: tuple[float | None, ...] = (stats.low, stats.high, stats.delta, stats.average)
     else:
         extra = (None, None, None, None)
     # fmt: off
     return (
-        s.soc, s.voltage, s.current, s.power, s.mos_temp, s.remaining, *extra,
+        s.soc, s.pack_voltage, s.current, s.power, s.mos_temperature, s.remaining_capacity,
+        *extra,
         _flag(s.charge_mos), _flag(s.discharge_mos), _flag(s.balancing),
     )
     # fmt: on
@@ -111,8 +113,8 @@ class Bucket:
     total: list[float] = field(default_factory=lambda: [0.0] * len(SCALARS))
     lo: list[float] = field(default_factory=lambda: [math.inf] * len(SCALARS))
     hi: list[float] = field(default_factory=lambda: [-math.inf] * len(SCALARS))
-    cells: Vec | None = None
-    temps: Vec | None = None
+    cell_voltages: Vec | None = None
+    temperatures: Vec | None = None
     e_in: float = 0.0  # [Wh]
     e_out: float = 0.0  # [Wh]
 
@@ -129,8 +131,8 @@ class Bucket:
                 lo[i] = x
             if x > hi[i]:
                 hi[i] = x
-        self.cells = _add_vec(self.cells, s.cells)
-        self.temps = _add_vec(self.temps, s.temps)
+        self.cell_voltages = _add_vec(self.cell_voltages, s.cell_voltages)
+        self.temperatures = _add_vec(self.temperatures, s.temperatures)
         self.e_in += s.e_in
         self.e_out += s.e_out
 
@@ -142,7 +144,7 @@ class Bucket:
             self.total[i] += other.total[i]
             self.lo[i] = min(self.lo[i], other.lo[i])
             self.hi[i] = max(self.hi[i], other.hi[i])
-        for name in ("cells", "temps"):
+        for name in ("cell_voltages", "temperatures"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if theirs is None:
                 continue
@@ -154,6 +156,10 @@ class Bucket:
                 mine.merge(theirs)
         self.e_in += other.e_in
         self.e_out += other.e_out
+
+    def mean(self, name: str) -> float | None:
+        """The mean of scalar ``name`` (of SCALARS); None when no sample had it."""
+        return self.stat(INDEX[name])[1]
 
     def stat(self, i: int) -> tuple[float | None, float | None, float | None]:
         """(min, mean, max) of scalar ``i``; Nones when no sample had it."""

@@ -40,13 +40,13 @@ class DailyTracker:
         self.day = day
         if self.max_soc is None or s.soc > self.max_soc:
             self.max_soc, self.max_soc_at = s.soc, s.ts
-        stats = CellStats.of(s.cells)
+        stats = CellStats.of(s.cell_voltages)
         if stats is not None:
             lo, hi = stats.low, stats.high
             self.min_cell = lo if self.min_cell is None else min(self.min_cell, lo)
             self.max_cell = hi if self.max_cell is None else max(self.max_cell, hi)
-        if s.remaining is not None:
-            self.remaining = s.remaining
+        if s.remaining_capacity is not None:
+            self.remaining = s.remaining_capacity
         # energy since the previous sample counts on the day of the sample that closes it
         self.energy_in += s.e_in
         self.energy_out += s.e_out

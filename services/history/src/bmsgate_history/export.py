@@ -11,10 +11,10 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
-from bmsgate_common.models import PACK_ID_PATTERN
+from bmsgate_common.models import PACK_ID_PATTERN, CellStats
 
 from .archive import Store
-from .buckets import Bucket, scalars
+from .buckets import Bucket
 from .sample import Sample, day_bounds
 
 _PACK = re.compile(PACK_ID_PATTERN)
@@ -55,24 +55,30 @@ def _num(value: float | None, digits: int) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _at(values: tuple[float, ...], k: int) -> float | None:
+    return values[k] if k < len(values) else None
+
+
 def _from_bucket(b: Bucket) -> Sample:
     """A 1-minute bucket's means as a sample (for days older than the raw retention)."""
-    soc, v, i, p, mos, rem = (b.stat(k)[1] for k in range(6))
-    chg, dsg, bal = (None if f is None else f >= 0.5 for f in (b.stat(k)[1] for k in (10, 11, 12)))
+
+    def flag(name: str) -> bool | None:
+        mean = b.mean(name)
+        return None if mean is None else mean >= 0.5
+
     return Sample(
-        b.start,
-        soc or 0.0,
-        v or 0.0,
-        i or 0.0,
-        p or 0.0,
-        tuple(b.cells.avg) if b.cells else (),
-        tuple(b.temps.avg) if b.temps else (),
-        mos,
-        rem,
-        None,
-        chg,
-        dsg,
-        bal,
+        ts=b.start,
+        soc=b.mean("soc") or 0.0,
+        pack_voltage=b.mean("pack_voltage") or 0.0,
+        current=b.mean("current") or 0.0,
+        power=b.mean("power") or 0.0,
+        cell_voltages=tuple(b.cell_voltages.avg) if b.cell_voltages else (),
+        temperatures=tuple(b.temperatures.avg) if b.temperatures else (),
+        mos_temperature=b.mean("mos_temperature"),
+        remaining_capacity=b.mean("remaining_capacity"),
+        charge_mos=flag("charge_mos"),
+        discharge_mos=flag("discharge_mos"),
+        balancing=flag("balancing"),
     )
 
 
@@ -88,8 +94,8 @@ def day_samples(store: Store, pack: str, day: date, tz: tzinfo) -> tuple[str, li
 def write_day(store: Store, pack: str, day: date, tz: tzinfo, out: TextIO) -> int:
     """Write one day as CSV to ``out``; returns the number of data rows."""
     _, samples = day_samples(store, pack, day, tz)
-    cells = max((len(s.cells) for s in samples), default=0)
-    temps = max((len(s.temps) for s in samples), default=0)
+    cells = max((len(s.cell_voltages) for s in samples), default=0)
+    temps = max((len(s.temperatures) for s in samples), default=0)
     writer = csv.writer(out, lineterminator="\n")
     # fmt: off
     writer.writerow(
@@ -99,13 +105,14 @@ def write_day(store: Store, pack: str, day: date, tz: tzinfo, out: TextIO) -> in
     )
     # fmt: on
     for s in samples:
-        delta = scalars(s)[8]
+        stats = CellStats.of(s.cell_voltages)
+        delta = stats.delta if stats else None
         row: list[Any] = [datetime.fromtimestamp(s.ts / 1000, tz).isoformat(timespec="seconds")]
-        row += [_num(s.cells[k] if k < len(s.cells) else None, 4) for k in range(cells)]
-        row += [_num(s.soc, 1), _num(s.voltage, 3), _num(s.current, 3), _num(s.power, 1)]
-        row += [_num(s.temps[k] if k < len(s.temps) else None, 1) for k in range(temps)]
-        row += [_num(s.mos_temp, 1), _num(delta, 4), _flag(s.charge_mos)]
-        row += [_flag(s.discharge_mos), _flag(s.balancing), _num(s.remaining, 3)]
+        row += [_num(_at(s.cell_voltages, k), 4) for k in range(cells)]
+        row += [_num(s.soc, 1), _num(s.pack_voltage, 3), _num(s.current, 3), _num(s.power, 1)]
+        row += [_num(_at(s.temperatures, k), 1) for k in range(temps)]
+        row += [_num(s.mos_temperature, 1), _num(delta, 4), _flag(s.charge_mos)]
+        row += [_flag(s.discharge_mos), _flag(s.balancing), _num(s.remaining_capacity, 3)]
         writer.writerow(row)
     return len(samples)
 

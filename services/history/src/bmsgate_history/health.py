@@ -87,7 +87,7 @@ class HealthTracker:
         minutes = dt / 60_000 if joined else 0.0
         self.prev = s
         self._capacity(s, prev if joined else None)
-        cells = s.cells
+        cells = s.cell_voltages
         if len(cells) < 2:
             return
         day = local_day(s.ts, self.tz)
@@ -98,7 +98,7 @@ class HealthTracker:
         stats = CellStats.of(cells)
         assert stats is not None  # two cells or more
         devs = [to_mv(v - stats.average) for v in cells]
-        capacity = s.nominal or DEFAULT_LOAD_A / self.cfg.load_current
+        capacity = s.nominal_capacity or DEFAULT_LOAD_A / self.cfg.load_current
         loaded = abs(s.current) >= self.cfg.load_current * capacity
         direction: Literal["charge", "discharge"] | None = None
         if loaded:
@@ -146,7 +146,7 @@ class HealthTracker:
             self.anchor = None  # a gap: the count is no longer trustworthy
         if prev is not None and self.anchor == "full":
             self.ah_since_full -= (prev.current + s.current) / 2 * (s.ts - prev.ts) / 3_600_000
-        stats = CellStats.of(s.cells)
+        stats = CellStats.of(s.cell_voltages)
         if stats is not None and stats.high >= self.cfg.full_cell:
             self.anchor, self.ah_since_full = "full", 0.0
         elif stats is not None and stats.low <= self.cfg.empty_cell:
@@ -356,7 +356,7 @@ class HealthTracker:
                 "capacity": self.capacity,
                 "anchor": self.anchor,
                 "ah_since_full": self.ah_since_full,
-                "prev": list(self.prev) if self.prev else None,
+                "prev": self.prev._asdict() if self.prev else None,
             }
         )
 
@@ -368,7 +368,9 @@ class HealthTracker:
         self.anchor = data.get("anchor")
         self.ah_since_full = float(data.get("ah_since_full", 0.0))
         prev = data.get("prev")
+        if isinstance(prev, list):  # saved before the fields were named: Sample's order
+            prev = dict(zip(Sample._fields, prev, strict=False))
         if prev:
-            fields = list(prev)
-            fields[5], fields[6] = tuple(fields[5]), tuple(fields[6])  # cells, temps
-            self.prev = Sample(*fields)
+            prev["cell_voltages"] = tuple(prev["cell_voltages"])
+            prev["temperatures"] = tuple(prev["temperatures"])
+            self.prev = Sample(**prev)

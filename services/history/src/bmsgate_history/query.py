@@ -7,7 +7,7 @@ import re
 from array import array
 from collections.abc import Callable, Sequence
 from datetime import tzinfo
-from typing import Any, Final
+from typing import Final
 
 from pydantic import ValidationError
 
@@ -20,14 +20,13 @@ from bmsgate_common.models import (
     HistorySeries,
 )
 from bmsgate_common.settings import ArchiveSettings
-from bmsgate_common.units import to_kwh
+from bmsgate_common.units import convert
 
-from .archive import DAY_MS, Store, agg_row
-from .buckets import SCALARS, STEPS, UNITS, Bucket
+from .archive import COLUMN_UNITS, DAY_MS, NamedRow, Store, agg_row
+from .buckets import STEPS, UNITS, Bucket
 from .sample import CELL_SCALE, TEMP_SCALE, day_bounds, from_ms, local_day, to_ms
 
 _TRANSACTION: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_INDEX: Final = {name: i for i, name in enumerate(SCALARS)}
 MAX_REPLY_VALUES: Final = 2_000_000  # numbers in one reply; more is refused, not truncated
 
 
@@ -106,14 +105,14 @@ def _columns(blobs: Sequence[bytes | None], code: str, scale: int) -> list[list[
     ]
 
 
-# fmt: off
-_RAW_SCALARS: Final = {
-    "soc": "soc", "pack_voltage": "voltage", "current": "current", "power": "power",
-    "mos_temperature": "mos_temp", "remaining_capacity": "remaining", "charge_mos": "chg",
-    "discharge_mos": "dsg", "balancing": "bal", "energy_in": "e_in", "energy_out": "e_out",
+# a query's series and the archive column each is read from: the series' own name (PackState's),
+# except the vectors and the energy moved (kept per sample and bucket, in Wh)
+COLUMN_OF: Final = {
+    "cells": "cell_voltages",
+    "temperatures": "temperatures",
+    "energy_in": "e_in",
+    "energy_out": "e_out",
 }
-# fmt: on
-_RAW_SELECT: Final = "ts, cells, temps, " + ", ".join(_RAW_SCALARS.values())
 # the cell statistics of a stored row (cells kept as integers of 1/CELL_SCALE V), by CellStats
 _DERIVED: Final[dict[str, Callable[[CellStats], float]]] = {
     "cell_min": lambda c: c.low / CELL_SCALE,
@@ -124,55 +123,75 @@ _DERIVED: Final[dict[str, Callable[[CellStats], float]]] = {
 _VECTORS: Final = {"cells": ("H", CELL_SCALE, "cell"), "temperatures": ("h", TEMP_SCALE, "temp")}
 
 
-def _raw_series(fields: Sequence[str], rows: list[tuple[Any, ...]]) -> list[HistorySeries]:
-    """Series from raw rows selected with _RAW_SELECT."""
+def _column(name: str) -> str:
+    return COLUMN_OF.get(name, name)
+
+
+def _value(row: NamedRow, column: str, unit: str, digits: int) -> float | None:
+    """A stored value in the series' ``unit`` (the column's own unit: COLUMN_UNITS)."""
+    x = row[column]
+    if x is None:
+        return None
+    return round(convert(float(x), COLUMN_UNITS.get(column, unit), unit), digits)
+
+
+def raw_select(fields: Sequence[str]) -> list[str]:
+    """The raw columns a query of ``fields`` reads (cell statistics come from the cells)."""
+    wanted = ["ts"]
+    for name in fields:
+        column = "cell_voltages" if name in _DERIVED else _column(name)
+        if column not in wanted:
+            wanted.append(column)
+    return wanted
+
+
+def _raw_series(fields: Sequence[str], rows: Sequence[NamedRow]) -> list[HistorySeries]:
+    """Series from raw rows read by name (raw_select)."""
     out: list[HistorySeries] = []
-    names = list(_RAW_SCALARS)
     for name in fields:
         unit, digits = UNITS[name]
         if name in _VECTORS:
             code, scale, prefix = _VECTORS[name]
-            idx = 1 if name == "cells" else 2
-            for k, col in enumerate(_columns([r[idx] for r in rows], code, scale), 1):
+            blobs = [r[_column(name)] for r in rows]
+            for k, col in enumerate(_columns(blobs, code, scale), 1):
                 out.append(HistorySeries(name=f"{prefix}_{k}", unit=unit, values=col))
         elif name in _DERIVED:
             fn = _DERIVED[name]
-            stats = [CellStats.of(array("H", r[1])) if r[1] else None for r in rows]
+            cells = [r["cell_voltages"] for r in rows]
+            stats = [CellStats.of(array("H", c)) if c else None for c in cells]
             values = [None if c is None else round(fn(c), digits) for c in stats]
             out.append(HistorySeries(name=name, unit=unit, values=values))
         else:
-            i = 3 + names.index(name)
-            factor = 1000 if name in ("energy_in", "energy_out") else 1  # Wh -> kWh
-            values = [None if r[i] is None else round(r[i] / factor, digits) for r in rows]
+            values = [_value(r, _column(name), unit, digits) for r in rows]
             out.append(HistorySeries(name=name, unit=unit, values=values))
     return out
 
 
-def _agg_series(fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[HistorySeries]:
-    """Series from agg_* rows selected with AGG_COLUMNS."""
+def _agg_series(fields: Sequence[str], rows: Sequence[NamedRow]) -> list[HistorySeries]:
+    """Series from agg_* rows read by name (AGG_COLUMNS)."""
     out: list[HistorySeries] = []
-    vec_at = 2 + 3 * len(SCALARS)
     for name in fields:
         unit, digits = UNITS[name]
         if name in _VECTORS:
             code, scale, prefix = _VECTORS[name]
-            off = vec_at if name == "cells" else vec_at + 3
-            lo, avg, hi = (_columns([r[off + j] for r in rows], code, scale) for j in range(3))
+            column = _column(name)
+            lo, avg, hi = (
+                _columns([r[f"{column}_{k}"] for r in rows], code, scale)
+                for k in ("lo", "avg", "hi")
+            )
             for k in range(len(avg)):
                 out.append(
                     HistorySeries(
                         name=f"{prefix}_{k + 1}", unit=unit, values=avg[k], min=lo[k], max=hi[k]
                     )
                 )
-        elif name in ("energy_in", "energy_out"):
-            i = vec_at + (6 if name == "energy_in" else 7)
-            values = [None if r[i] is None else round(to_kwh(r[i]), digits) for r in rows]
+        elif name in COLUMN_OF:
+            values = [_value(r, _column(name), unit, digits) for r in rows]
             out.append(HistorySeries(name=name, unit=unit, values=values))
         else:
-            i = 2 + 3 * _INDEX[name]
             lo_v, avg_v, hi_v = (
-                [None if r[i + j] is None else round(r[i + j], digits) for r in rows]
-                for j in range(3)
+                [_value(r, f"{name}_{k}", unit, digits) for r in rows]
+                for k in ("min", "avg", "max")
             )
             out.append(HistorySeries(name=name, unit=unit, values=avg_v, min=lo_v, max=hi_v))
     return out
@@ -200,21 +219,21 @@ def run_query(
         width = sum(32 if f in _VECTORS else 1 for f in q.fields)
         if store.count_raw(q.pack, start, end) * width > MAX_REPLY_VALUES:
             return error_reply(q.transaction, "too much data at raw resolution: narrow the range")
-        rows = store.raw_columns(q.pack, start, end, _RAW_SELECT)
-        times = [r[0] for r in rows]
+        rows = store.raw_columns(q.pack, start, end, raw_select(q.fields))
+        times = [r["ts"] for r in rows]
         series = _raw_series(q.fields, rows)
         gaps = _gaps([(t, t) for t in times], start, horizon, max_gap_ms)
     else:
         if resolution == "1d":
             d_start = day_bounds(local_day(start, tz), tz)[0]
             days = by_day(store.buckets("15m", q.pack, d_start, end), tz)
-            agg: Sequence[Sequence[Any]] = [agg_row(0, b)[1:] for _, _, b in days]
+            agg: Sequence[NamedRow] = [agg_row(0, b) for _, _, b in days]
             spans = [(s, e) for s, e, _ in days]
         else:
             step = STEPS[resolution]
             agg = store.agg_rows(resolution, q.pack, start - start % step, end)
-            spans = [(r[0], r[0] + step) for r in agg]
-        times = [r[0] for r in agg]
+            spans = [(r["ts"], r["ts"] + step) for r in agg]
+        times = [r["ts"] for r in agg]
         series = _agg_series(q.fields, agg)
         gaps = _gaps(spans, max(start, spans[0][0]) if spans else start, horizon, 0)
     return HistoryReply(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, tzinfo
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from bmsgate_common.models import PackState
 from bmsgate_common.units import to_wh
@@ -13,18 +13,22 @@ TEMP_SCALE = 10  # temperatures in 0.1 °C (int16)
 
 
 class Sample(NamedTuple):
-    """A pack state as the archive keeps it; ``ts`` in ms since the epoch (UTC)."""
+    """A pack state as the archive keeps it; ``ts`` in ms since the epoch (UTC).
+
+    Fields are named as PackState's, and the archive's columns as the fields: a row is written
+    and read by these names. Only ``e_in``/``e_out`` are the archive's own.
+    """
 
     ts: int
     soc: float
-    voltage: float  # [V]
+    pack_voltage: float  # [V]
     current: float  # [A], + = charging
     power: float  # [W], + = charging
-    cells: tuple[float, ...]  # [V], cell 1 first
-    temps: tuple[float, ...]  # [°C]
-    mos_temp: float | None = None  # [°C]
-    remaining: float | None = None  # [Ah]
-    nominal: float | None = None  # [Ah]
+    cell_voltages: tuple[float, ...]  # [V], cell 1 first
+    temperatures: tuple[float, ...]  # [°C]
+    mos_temperature: float | None = None  # [°C]
+    remaining_capacity: float | None = None  # [Ah]
+    nominal_capacity: float | None = None  # [Ah]
     charge_mos: bool | None = None
     discharge_mos: bool | None = None
     balancing: bool | None = None
@@ -33,6 +37,10 @@ class Sample(NamedTuple):
     cycles: int | None = None
     e_in: float = 0.0  # [Wh] charged since the previous sample (0 after a gap)
     e_out: float = 0.0  # [Wh] discharged since the previous sample
+
+
+# the fields a sample shares with a pack state, by name (ts and balancing are told apart below)
+_SHARED: Final = tuple(f for f in Sample._fields if f in PackState.model_fields and f != "ts")
 
 
 def to_ms(ts: datetime) -> int:
@@ -60,27 +68,12 @@ def day_bounds(day: date, tz: tzinfo) -> tuple[int, int]:
 
 def from_state(state: PackState) -> Sample:
     """The sample of a pack state (energy since the previous sample is filled in by energy())."""
-    balancing = state.balancing
+    fields = {name: getattr(state, name) for name in _SHARED}
+    fields["cell_voltages"] = tuple(state.cell_voltages)
+    fields["temperatures"] = tuple(state.temperatures)
     if state.balancing_cells:
-        balancing = True
-    return Sample(
-        ts=to_ms(state.ts),
-        soc=state.soc,
-        voltage=state.pack_voltage,
-        current=state.current,
-        power=state.power,
-        cells=tuple(state.cell_voltages),
-        temps=tuple(state.temperatures),
-        mos_temp=state.mos_temperature,
-        remaining=state.remaining_capacity,
-        nominal=state.nominal_capacity,
-        charge_mos=state.charge_mos,
-        discharge_mos=state.discharge_mos,
-        balancing=balancing,
-        energy_in=state.energy_in,
-        energy_out=state.energy_out,
-        cycles=state.cycles,
-    )
+        fields["balancing"] = True
+    return Sample(ts=to_ms(state.ts), **fields)
 
 
 def energy(prev: Sample | None, cur: Sample, max_gap_ms: int) -> tuple[float, float]:
@@ -102,7 +95,7 @@ def energy(prev: Sample | None, cur: Sample, max_gap_ms: int) -> tuple[float, fl
     ):
         d_in, d_out = cur.energy_in - prev.energy_in, cur.energy_out - prev.energy_out
         if d_in >= 0 and d_out >= 0:  # a counter reset falls back to integration
-            return to_wh(d_in), to_wh(d_out)  # the archive's energy columns are Wh
+            return to_wh(d_in), to_wh(d_out)  # e_in/e_out are Wh (archive.COLUMN_UNITS)
     hours = dt / 3_600_000
     e_in = (max(prev.power, 0.0) + max(cur.power, 0.0)) / 2 * hours
     e_out = (max(-prev.power, 0.0) + max(-cur.power, 0.0)) / 2 * hours
