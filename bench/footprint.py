@@ -45,7 +45,7 @@ from bmsgate.broker import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone import local_broker
-from procstat import children, cpu_model, cpu_seconds, loadavg, memory_mb
+from procstat import children, cpu_model, cpu_seconds, loadavg, memory_mb, tree_resident_mb
 from startup_bench import label
 
 HOST = "127.0.0.1"
@@ -138,7 +138,7 @@ async def count_states(login: dict[str, Any], warmup: float, seconds: float, tre
                 split = {
                     k: round(1000 * (v - start_parts.get(k, 0.0)), 1) for k, v in parts.items()
                 }
-                return got, used, end - start, tree.memory(), split
+                return got, used, end - start, (tree.memory(), tree.resident()), split
         except aiomqtt.MqttError:
             await asyncio.sleep(0.2)
     raise RuntimeError("no state on the backbone within 60 s")
@@ -174,6 +174,10 @@ class Tree:
                     key = f"  thread {comm}"
                     parts[key] = parts.get(key, 0.0) + cpu_seconds(pid, int(task.name))
         return parts
+
+    def resident(self) -> float | None:
+        """RAM [MB] of the tree, each page once however many processes map it (root only)."""
+        return tree_resident_mb(self.pids())
 
     def memory(self) -> list[dict[str, Any]]:
         """RSS and PSS of each process."""
@@ -215,7 +219,7 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
         try:
             login = broker_login(work / "data", mqtt)
             tree = Tree(proc.pid)
-            states, cpu, window, rows, split = asyncio.run(
+            states, cpu, window, (rows, resident), split = asyncio.run(
                 count_states(login, warmup, seconds, tree)
             )
         finally:
@@ -231,6 +235,7 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
         "processes": rows,
         "pss_sum_mb": round(sum(r["pss_mb"] for r in rows), 1),
         "rss_sum_mb": round(sum(r["rss_mb"] for r in rows), 1),
+        "resident_mb": round(resident, 1) if resident is not None else None,
         "window_s": round(window, 1),
         "cpu_s": round(cpu, 3),
         "cpu_percent": round(100 * cpu / window, 2),
@@ -247,7 +252,8 @@ def show(r: dict[str, Any]) -> None:
     per = f"{r['cpu_ms_per_state']} ms CPU per state" if r["cpu_ms_per_state"] else "no state"
     print(
         f"{r['case']:8} ({r['layout']}): PSS {r['pss_sum_mb']} MB in {len(r['processes'])} "
-        f"processes; CPU {r['cpu_percent']} % of a core over {r['window_s']} s, "
+        f"processes ({r['resident_mb']} MB resident, each page once); "
+        f"CPU {r['cpu_percent']} % of a core over {r['window_s']} s, "
         f"{r['states']} states, {per}  [target {TARGETS[r['case']]}; load {r['load']}]",
         flush=True,
     )

@@ -4,6 +4,10 @@ The whole tree on the simulator with its private broker. History is restarted ov
 (its thread ends with exit code 75): the reader's states keep coming, no other service goes
 offline, the shared process stays the same, and history is online again. Then the shared process
 is killed (SIGKILL, as a crash of the interpreter): every service comes back in a new one.
+
+And the services' process alone: an exception escaping one service (raised in its thread from
+outside) ends that thread alone, with exit code 1; the reader's states keep coming, and the
+service, started again, is online.
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import aiomqtt
 import httpx
 import pytest
+import yaml
 
 from bmsgate.broker import free_port
 from bmsgate_common.models import ServiceRestart, utcnow
 from tests.support.needs import needs
-from tests.support.procs import find_mosquitto
+from tests.support.procs import Mosquitto, find_mosquitto
 from tests.test_cli_run import run_command
 
 pytestmark = pytest.mark.integration
@@ -138,3 +144,95 @@ async def test_one_service_restarts_alone_and_a_crash_of_the_process_brings_all_
             proc.wait()
         log.close()
     assert "Traceback" not in (tmp_path / "run.log").read_text()
+
+
+# the services' process, driven line by line from stdin: an exception is raised in one
+# service's thread (PyThreadState_SetAsyncExc, as an unexpected error in its own code would),
+# then that service is started again, as the supervisor does
+HOST = """
+import ctypes, json, sys, threading
+from bmsgate.zygote import _Host
+
+config = sys.argv[1]
+host, loaded, exits, lock = _Host(), set(), [], threading.Lock()
+def send(message):
+    with lock:
+        exits.append(message)
+host.serve({"thread": ["bmsgate_reader", "--config", config, "--bus", "0"]}, loaded, send)
+host.serve({"thread": ["bmsgate_history", "--config", config]}, loaded, send)
+history = exits[1]["pid"]
+print("started", flush=True)
+for line in sys.stdin:
+    if line.strip() == "crash":
+        thread = host.threads[history][0]
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(RuntimeError)
+        )
+        thread.join(20)
+        print(json.dumps([m for m in exits if "exit" in m]), flush=True)
+    elif line.strip() == "again":
+        host.serve({"thread": ["bmsgate_history", "--config", config]}, loaded, send)
+        print("again", flush=True)
+    else:
+        break
+host.end()
+print(json.dumps([m for m in exits if "exit" in m]), flush=True)
+"""
+
+
+async def test_an_exception_that_ends_one_service_leaves_the_others_running(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "mqtt": {"host": "127.0.0.1", "port": mosquitto.port},
+                "buses": [{"port": daly_pty, "protocol": "daly_classic", "packs": [{"id": "a"}]}],
+                "data_dir": str(tmp_path / "data"),
+            }
+        )
+    )
+    # fmt: off
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-c", HOST, str(config)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # fmt: on
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+
+    async def say(what: str) -> str:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(what + "\n")
+        proc.stdin.flush()
+        return await asyncio.to_thread(proc.stdout.readline)
+
+    try:
+        assert (await asyncio.to_thread(proc.stdout.readline)).strip() == "started"
+        seen = Backbone()
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.subscribe("bmsgate/service/+/status")
+            await client.subscribe("bmsgate/bms/+/state", qos=0)
+            hearing = asyncio.create_task(seen.hear(client))
+            await seen.wait(lambda: len(seen.states) >= 2, 30)
+            exits = json.loads(await say("crash"))
+            crashed = time.monotonic()
+            assert [m["code"] for m in exits] == [1]  # history's thread alone, as an error
+            await seen.wait(lambda: sum(t > crashed for t in seen.states) >= 2, 15)
+            assert await say("again") == "again\n"
+            again = time.monotonic()
+            await seen.wait(
+                lambda: any(
+                    t > again and n == "history" and s == "online" for t, n, s in seen.statuses
+                ),
+                30,
+            )
+            hearing.cancel()
+        exits = json.loads(await say("end"))
+        assert sorted(m["code"] for m in exits) == [0, 0, 1]  # both stopped cleanly at the end
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "RuntimeError" in proc.stderr.read()  # the traceback of the service that failed
