@@ -237,7 +237,7 @@ def memory(quick: bool) -> tuple[list[Row], Any]:
         (
             "memory",
             "bmsgate run: resident, each page once",
-            f"{tree['resident_mb']} MB (target <= 150 MB)",
+            f"{tree['resident_mb']} MB (target <= 100 MB PSS, bench/footprint.py)",
         ),
     ]
     rows += [
