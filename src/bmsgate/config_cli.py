@@ -10,7 +10,6 @@ bmsgate_common.config_file, shared with the setup wizard and the web UI.
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -45,7 +44,7 @@ def migrate(path: Path, out: TextIO) -> None:
 
 def set_password(path: Path, out: TextIO) -> int:
     """Set the web password (as the first visit would): twice at a terminal, else one line."""
-    from bmsgate_api.auth import PasswordError, check_new_password, password_store
+    from bmsgate_api.auth import PasswordError, password_store, read_new_password
 
     cfg = load_settings(path if path.exists() else None)
     store = password_store(cfg)
@@ -55,15 +54,8 @@ def set_password(path: Path, out: TextIO) -> int:
             "api.password_file: change it there\n"
         )
         return USER_ERROR
-    if sys.stdin.isatty():
-        password = getpass.getpass("New web password: ")
-        if getpass.getpass("Again: ") != password:
-            sys.stderr.write("bmsgate config: the passwords differ; nothing was changed\n")
-            return USER_ERROR
-    else:
-        password = sys.stdin.readline().rstrip("\n")
     try:
-        store.set(check_new_password(password))
+        store.set(read_new_password("New web password: "))
     except PasswordError as err:
         sys.stderr.write(f"bmsgate config: {err}; nothing was changed\n")
         return USER_ERROR

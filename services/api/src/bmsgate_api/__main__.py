@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Sequence
 
@@ -31,17 +30,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def hash_password_main() -> int:
     """Read a password (twice at a terminal, else one line of stdin) and print its scrypt hash."""
-    from .auth import PasswordError, check_new_password, hash_password
+    from .auth import PasswordError, hash_password, read_new_password
 
-    if sys.stdin.isatty():
-        password = getpass.getpass("New password: ")
-        if getpass.getpass("Again: ") != password:
-            sys.stderr.write("bmsgate api: the passwords differ\n")
-            return USER_ERROR
-    else:
-        password = sys.stdin.readline().rstrip("\n")
     try:
-        sys.stdout.write(hash_password(check_new_password(password)) + "\n")
+        sys.stdout.write(hash_password(read_new_password("New password: ")) + "\n")
     except PasswordError as err:
         sys.stderr.write(f"bmsgate api: {err}\n")
         return USER_ERROR

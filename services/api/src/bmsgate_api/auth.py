@@ -7,11 +7,13 @@ API tokens) is kept in small JSON files under data_dir/api when a path is given.
 from __future__ import annotations
 
 import base64
+import getpass
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -49,6 +51,20 @@ def check_new_password(password: str) -> str:
     if len(password) > MAX_PASSWORD:
         raise PasswordError(f"the password may have at most {MAX_PASSWORD} characters")
     return password
+
+
+def read_new_password(prompt: str) -> str:
+    """A new password from the command line: typed twice at a terminal, else one line of stdin.
+
+    PasswordError when the two differ or the password is not acceptable.
+    """
+    if sys.stdin.isatty():
+        password = getpass.getpass(prompt)
+        if getpass.getpass("Again: ") != password:
+            raise PasswordError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    return check_new_password(password)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
