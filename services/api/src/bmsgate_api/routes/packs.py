@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -77,6 +77,16 @@ class CommandOutcome(BaseModel):
 def _known(ctx: Ctx, pack: str) -> None:
     if pack not in ctx.store.packs():
         raise HTTPException(status_code=404, detail=f"unknown pack {pack!r}")
+
+
+# what _ask_reader answers besides the route's own checks (in the OpenAPI schema)
+CHANGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "not logged in"},
+    403: {"description": "control.enabled is false"},
+    502: {"description": "the BMS refused or read back something else"},
+    503: {"description": "the backbone is away"},
+    504: {"description": "no result in time"},
+}
 
 
 async def _ask_reader(
@@ -230,10 +240,7 @@ async def history(
     dependencies=[User],
     responses={
         400: {"description": "a value that does not fit the action, or a bank"},
-        401: {"description": "not logged in"},
-        403: {"description": "control.enabled is false"},
-        502: {"description": "the BMS refused or read back something else"},
-        504: {"description": "no result in time"},
+        **CHANGE_ANSWERS,
     },
 )
 async def command(
@@ -282,11 +289,8 @@ async def bms_settings(pack: PackPath, ctx: Ctx) -> BmsSettings:
     dependencies=[User],
     responses={
         400: {"description": "read-only, unknown, or outside the range the BMS allows"},
-        401: {"description": "not logged in"},
-        403: {"description": "control.enabled is false"},
         404: {"description": "no settings read from this pack yet"},
-        502: {"description": "the BMS refused or read back something else"},
-        504: {"description": "no result in time"},
+        **CHANGE_ANSWERS,
     },
 )
 async def write_setting(
