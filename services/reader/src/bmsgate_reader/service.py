@@ -175,13 +175,13 @@ class Reader:
     async def _own_soc(self, pack: Pack, state: PackState) -> PackState:
         """Count the own SOC; at a re-sync, push it to the BMS where that is possible and on."""
         capacity = state.nominal_capacity
-        cells = state.cell_voltages or [0.0]
+        stats = state.cells  # without cells both extremes read 0 V
         event = pack.soc.update(
             time.monotonic(),
             state.current,
             capacity,
-            max(cells),
-            min(cells),
+            stats.high if stats else 0.0,
+            stats.low if stats else 0.0,
             state.soc,
             self.soc_rules(pack, capacity),
         )
