@@ -1,4 +1,4 @@
-"""Known vulnerabilities in the locked dependencies: pip-audit over uv.lock, npm audit over the web UI's.
+"""Known vulnerabilities in the locked dependencies: pip-audit over uv.lock, npm audit over each npm lockfile.
 
 Both need a vulnerability database on the network (PyPI's per-version JSON API, else OSV, for
 pip-audit; the npm registry's advisory endpoint for npm audit). When none can be reached the test
@@ -111,13 +111,36 @@ def test_python_dependencies_have_no_known_vulnerabilities(tmp_path: Path) -> No
     assert "No known vulnerabilities found" in done.stdout + done.stderr
 
 
-def test_web_ui_libraries_have_no_known_vulnerabilities() -> None:
+# every npm lockfile of the repository: the web UI's (shipped) and the Grafana schema check's
+# (tests only); tests/test_dependency_audit.py fails when one is added and not listed here
+NPM_LOCKS = {"web-ui": STATIC, "grafana-schema": ROOT / "tests" / "deploy" / "grafana_schema"}
+
+
+def test_every_npm_lockfile_is_audited() -> None:
+    found = subprocess.run(
+        ["git", "ls-files", "*package-lock.json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.split()
+    listed = {
+        str((folder / "package-lock.json").relative_to(ROOT)) for folder in NPM_LOCKS.values()
+    }
+    assert set(found) == listed, (
+        f"add new npm lockfiles to NPM_LOCKS: {sorted(set(found) - listed)}"
+    )
+
+
+@pytest.mark.parametrize("folder", NPM_LOCKS.values(), ids=NPM_LOCKS.keys())
+def test_npm_libraries_have_no_known_vulnerabilities(folder: Path) -> None:
     npm = shutil.which("npm")
     require(npm, "npm (Debian package npm)")
     # fmt: off
     done = subprocess.run(
         [str(npm), "audit", "--package-lock-only", "--json"],
-        cwd=STATIC, capture_output=True, text=True, timeout=120, check=False,
+        cwd=folder, capture_output=True, text=True, timeout=120, check=False,
     )
     # fmt: on
     try:
