@@ -156,6 +156,7 @@ def test_a_token_limited_to_packs_reads_only_those(
         assert [p["pack"] for p in app.get("/api/packs").json()] == ["east"]
         assert [v["pack"] for v in app.get("/api/overview").json()] == ["east"]
         assert app.get("/api/packs/east/state").status_code in (200, 503)
+        assert app.get("/api/setup/status").json()["config_file"] is None
         for got in (
             app.get("/api/packs/west/state"),
             app.get("/api/settings"),

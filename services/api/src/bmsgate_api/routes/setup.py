@@ -33,7 +33,7 @@ from bmsgate_common.settings import ConfigError
 from bmsgate_common.timezones import find_zone, zone_name
 from bmsgate_serial.scan import scan, serial_ports
 
-from ..deps import Ctx, Reader, User, ask, audit, logged_in
+from ..deps import Ctx, Reader, User, ask, audit, limited_to, logged_in
 from ..live import CLIENT
 from .settings import config_file, file_needs_setup
 
@@ -106,7 +106,8 @@ def _bus_of(ctx: Ctx, port: str) -> str | None:
 async def status(request: Request, ctx: Ctx) -> SetupStatus:
     """Whether the setup is due (no file, or no bus in it); the file's path only after a login."""
     path = config_file(ctx)
-    shown = str(path) if path and logged_in(request, ctx) else None
+    owner = logged_in(request, ctx) and limited_to(request, ctx) is None  # no pack-limited token
+    shown = str(path) if path and owner else None
     return SetupStatus(needed=file_needs_setup(path), config_file=shown)
 
 
