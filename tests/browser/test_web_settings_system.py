@@ -27,7 +27,9 @@ from tests.support.procs import (
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-5"
 SIZES = ((1366, 800), (390, 844))
-CONSOLE_400 = "console error: Failed to load resource: the server responded with a status of 400 (Bad Request)"
+CONSOLE = "console error: Failed to load resource: the server responded with a status of "
+CONSOLE_400 = CONSOLE + "400 (Bad Request)"
+CONSOLE_403 = CONSOLE + "403 (Forbidden)"
 
 
 @pytest.fixture
@@ -152,3 +154,62 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
         shot(page, f"52-settings-system-{width}")
     refused = [f"HTTP 400 {base}/api/settings/form", CONSOLE_400]  # the save refused on purpose
     assert sorted(problems) == sorted(refused), problems
+
+
+def test_system_page_shows_services_outputs_storage_logs_and_resets(
+    stack: tuple[str, Path], browser_context: Any, procs: list[Proc]
+) -> None:
+    from playwright.sync_api import expect
+
+    base, config = stack
+    page = browser_context.new_page()
+    problems = watch(page)
+    first_visit(page, base, "system.html")
+    rows = page.locator("#services tbody tr")
+    for name in ("reader-0", "api", "publisher", "history", "modbus"):
+        expect(rows.filter(has_text=name).locator(".state")).to_have_text("running", timeout=30_000)
+    expect(rows.filter(has_text="notifier").locator(".state")).to_have_text("not started")
+    expect(rows.filter(has_text="notifier")).to_contain_text("no notifier targets")
+    expect(rows.filter(has_text="api").locator("td").nth(3)).not_to_have_text("–")  # version
+    outputs = page.locator("#outputs tbody tr")
+    expect(outputs.filter(has_text="Backbone").locator(".state")).to_have_text("connected")
+    target = outputs.filter(has_text="MQTT target")
+    expect(target.locator(".state")).to_have_text("connected", timeout=20_000)
+    expect(outputs.filter(has_text="Modbus TCP server")).to_contain_text("clients connected: 0")
+    expect(page.locator('#storage [data-field="archive"]')).to_contain_text("kB", timeout=20_000)
+    expect(page.locator('#storage [data-field="free-disk"]')).to_contain_text(" of ")
+
+    # the log lines of a running service, filtered; a stopped one's log is said unreachable
+    page.select_option("#log-service", "history")
+    expect(page.locator("#log-note")).to_contain_text("recent lines of history")
+    expect(page.locator("#log")).to_contain_text("[history]")
+    page.fill("#log-filter", "no line has this text")
+    expect(page.locator("#log")).to_have_text("")
+    page.fill("#log-filter", "")
+    modbus = next(p for p in procs if p.name == "modbus")
+    modbus.stop()
+    expect(rows.filter(has_text="modbus").locator(".state")).to_have_text("stopped", timeout=20_000)
+    page.select_option("#log-service", "modbus")
+    expect(page.locator("#log-note")).to_contain_text("The log of modbus is not reachable")
+    for width, height in SIZES:
+        page.set_viewport_size({"width": width, "height": height})
+        page.reload()
+        expect(rows.filter(has_text="reader-0").locator(".state")).to_have_text("running")
+        expect(page.locator("#log-note")).not_to_have_text("")
+        assert overflow(page) <= 0, (width, page.evaluate(WIDEST))
+        shot(page, f"53-system-{width}")
+
+    # the factory reset: the settings can be downloaded first; only the password resets
+    with page.expect_download() as download:
+        page.click("text=Download the current settings first")
+    assert "buses:" in Path(download.value.path()).read_text()
+    page.fill("#reset-password", "not-the-password")
+    page.click("#reset-form button[type=submit]")
+    expect(page.locator("#reset-msg")).to_have_text("wrong password")
+    assert "buses" in yaml.safe_load(config.read_text())
+    page.fill("#reset-password", PASSWORD)
+    page.click("#reset-form button[type=submit]")
+    expect(page.locator("#reset-msg")).to_contain_text("settings reset")
+    assert set(yaml.safe_load(config.read_text())) == {"mqtt", "data_dir"}
+    wrong = [f"HTTP 403 {base}/api/system/factory-reset", CONSOLE_403]
+    assert sorted(problems) == sorted(wrong), problems

@@ -41,7 +41,8 @@ class ServiceAccess:
     """What one service's broker user publishes and subscribes to.
 
     Every service also writes (and, for its container healthcheck, reads) its own status
-    ``service/<status>/status`` and reads the restart requests (bmsgate_common.mqtt.Backbone).
+    ``service/<status>/status``, reads the restart requests and the requests for its log lines,
+    and answers the latter (bmsgate_common.mqtt.Backbone).
     """
 
     publishes: tuple[Use, ...]
@@ -78,7 +79,13 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
     "api": ServiceAccess(
         publishes=(
             *_uses(
-                T.COMMAND, T.RAW_LEASE, T.RAW_TX, T.SNIFF_SET, T.SERVICE_RESTART, T.TUNNEL_COMMAND
+                T.COMMAND,
+                T.RAW_LEASE,
+                T.RAW_TX,
+                T.SNIFF_SET,
+                T.SERVICE_RESTART,
+                T.SERVICE_LOGS,
+                T.TUNNEL_COMMAND,
             ),
             Use(T.HISTORY_REQUEST, HISTORY_CLIENT),
             Use(T.HISTORY_FILES, HISTORY_CLIENT),
@@ -99,6 +106,7 @@ SERVICES: Final[dict[str, ServiceAccess]] = {
                 T.RAW_RX,
                 T.SNIFF,
                 T.SNIFF_STATE,
+                T.SERVICE_LOG_LINES,
             ),
             Use(T.HISTORY_REPLY, HISTORY_CLIENT),
             Use(T.HISTORY_FILES_REPLY, HISTORY_CLIENT),
@@ -166,6 +174,10 @@ def grants(
             out += [(right, use.spec.topic(name, base)) for name in names]  # type: ignore[misc]
     status = topics.SERVICE_STATUS.topic(access.status, base)
     out += [("readwrite", status), ("read", topics.SERVICE_RESTART.subscription(base))]
+    out += [
+        ("read", topics.SERVICE_LOGS.topic(access.status, base)),
+        ("write", topics.SERVICE_LOG_LINES.topic(access.status, base)),
+    ]
     out += [(right, where.format(base=base)) for right, where, _ in access.extra]
     return out
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import deque
 from contextvars import ContextVar
+from typing import Final
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # the service whose code runs, where several share a process (bmsgate run): its log lines
@@ -22,6 +24,39 @@ class _ServiceName(logging.Filter):
         return True
 
 
+KEPT_LINES: Final = 500  # recent lines each service keeps for the web UI's System page
+LINE_CHARS: Final = 1000  # a longer line is cut
+
+
+class _Recent(logging.Handler):
+    """Keeps each service's newest lines in memory (by SERVICE: several may share a process)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: dict[str | None, deque[str]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)[:LINE_CHARS]
+        except Exception:
+            self.handleError(record)
+            return
+        key = SERVICE.get()
+        kept = self.lines.get(key)
+        if kept is None:
+            kept = self.lines[key] = deque(maxlen=KEPT_LINES)
+        kept.append(line)
+
+
+_RECENT = _Recent()
+
+
+def recent_lines(count: int = KEPT_LINES) -> list[str]:
+    """The newest ``count`` log lines of the service running here (this thread's), oldest first."""
+    kept = _RECENT.lines.get(SERVICE.get(), ())
+    return list(kept)[-count:] if count > 0 else []
+
+
 def setup_logging(level: str = "INFO", service: str | None = None, *, shared: bool = False) -> None:
     """Log to stderr (journald and docker collect it); quiet the chatty libraries.
 
@@ -35,7 +70,9 @@ def setup_logging(level: str = "INFO", service: str | None = None, *, shared: bo
         handler.addFilter(_ServiceName(service or "services"))
         fmt = "%(asctime)s %(levelname)s [%(service)s] %(name)s: %(message)s"
         handler.setFormatter(logging.Formatter(fmt))
-        logging.basicConfig(level=level, handlers=[handler], force=True)
+        _RECENT.addFilter(_ServiceName(service or "services"))
+        _RECENT.setFormatter(logging.Formatter(fmt))
+        logging.basicConfig(level=level, handlers=[handler, _RECENT], force=True)
     else:
         fmt = (
             FORMAT
@@ -43,6 +80,8 @@ def setup_logging(level: str = "INFO", service: str | None = None, *, shared: bo
             else f"%(asctime)s %(levelname)s [{service}] %(name)s: %(message)s"
         )
         logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+        _RECENT.setFormatter(logging.Formatter(fmt))
+        logging.getLogger().addHandler(_RECENT)
     for noisy in ("faststream", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # zmqtt logs every reconnect attempt with a traceback; Backbone reports outages in one line

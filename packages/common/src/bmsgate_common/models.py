@@ -382,6 +382,9 @@ class ServiceStatus(_Message):
     state: Literal["online", "offline"]
     ts: AwareDatetime | None = Field(default=None, description="absent in the last will")
     version: str | None = None
+    started: AwareDatetime | None = Field(
+        default=None, description="when the service started (its uptime); absent in the last will"
+    )
     detail: dict[str, Extra] = Field(default_factory=dict, description="counters and health")
 
     @field_validator("service")
@@ -390,6 +393,26 @@ class ServiceStatus(_Message):
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", value):
             raise ValueError("service name must be one lowercase topic level")
         return value
+
+
+LOG_LINES_MAX: Final = 500  # log lines a service keeps and sends at most
+
+
+class LogRequest(_Message):
+    """Ask a service for its recent log lines, on ``<base>/service/<name>/logs``. Not retained."""
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION, description="caller's id, echoed in the reply")
+    lines: int = Field(default=200, ge=1, le=LOG_LINES_MAX, description="the newest this many")
+
+
+class LogLines(_Message):
+    """A service's recent log lines, on ``<base>/service/<name>/logs/reply``; secrets masked."""
+
+    v: Literal[1] = 1
+    transaction: str = Field(pattern=_TRANSACTION)
+    service: str
+    lines: list[str] = Field(max_length=LOG_LINES_MAX, description="oldest first")
 
 
 class ServiceRestart(_Message):

@@ -23,7 +23,9 @@ from pydantic import BaseModel, ValidationError
 from zmqtt.errors import MQTTError
 
 from . import topics
-from .models import Extra, ServiceRestart, ServiceStatus, utcnow
+from .config_file import mask_urls
+from .logs import recent_lines
+from .models import Extra, LogLines, LogRequest, ServiceRestart, ServiceStatus, utcnow
 from .service import request_restart
 from .settings import MqttSettings
 from .topics import TopicSpec
@@ -99,6 +101,7 @@ class Backbone:
         # called when a publish succeeds again after one failed: the broker came back (its
         # retained messages are sent again on the renewed subscriptions)
         self.on_reconnect: list[Callable[[], None]] = []
+        self.started = utcnow()
         self.dropped = 0  # invalid incoming messages
         self.unsent = 0  # publishes that failed while the broker was away
         self._heartbeat: asyncio.Task[None] | None = None
@@ -107,6 +110,13 @@ class Backbone:
         self._sender: asyncio.Task[None] | None = None
         if restartable:  # a service; a command-line tool is not restarted
             self.subscribe(topics.SERVICE_RESTART, self._on_restart, retained=False)
+            self.subscribe(topics.SERVICE_LOGS, self._on_logs, retained=False)
+
+    async def _on_logs(self, name: str, request: LogRequest) -> None:
+        if name == self.service:  # lines are logged without secrets; URL credentials masked too
+            lines = [mask_urls(line) for line in recent_lines(request.lines)]
+            reply = LogLines(transaction=request.transaction, service=self.service, lines=lines)
+            await self.publish(topics.SERVICE_LOG_LINES, self.service, reply)
 
     async def _on_restart(self, name: str, request: ServiceRestart) -> None:
         if name in (self.service, "all"):
@@ -262,6 +272,7 @@ class Backbone:
             state="online",
             ts=utcnow(),
             version=VERSION,
+            started=self.started,
             detail={"dropped": self.dropped, "unsent": self.unsent, **self._detail()},
         )
         return await self.publish(topics.SERVICE_STATUS, self.service, status)

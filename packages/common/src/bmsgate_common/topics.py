@@ -24,6 +24,8 @@ from .models import (
     HistoryFileRequest,
     HistoryQuery,
     HistoryReply,
+    LogLines,
+    LogRequest,
     NotifyTest,
     NotifyTestResult,
     PackState,
@@ -113,6 +115,10 @@ SERVICE_STATUS: Final = TopicSpec(
 SERVICE_RESTART: Final = TopicSpec(
     "service_restart", "service/+/restart", ServiceRestart, retained=False, qos=1
 )
+SERVICE_LOGS: Final = TopicSpec("service_logs", "service/+/logs", LogRequest, retained=False, qos=1)
+SERVICE_LOG_LINES: Final = TopicSpec(
+    "service_log_lines", "service/+/logs/reply", LogLines, retained=False, qos=1
+)
 HEALTH: Final = TopicSpec("health", "bms/+/health", HealthReport, retained=True, qos=1)
 HISTORY_REQUEST: Final = TopicSpec(
     "history_request", "history/+/request", HistoryQuery, retained=False, qos=1
@@ -157,6 +163,8 @@ TOPICS: Final[dict[str, TopicSpec[Any]]] = {
         DAILY,
         SERVICE_STATUS,
         SERVICE_RESTART,
+        SERVICE_LOGS,
+        SERVICE_LOG_LINES,
         HEALTH,
         HISTORY_REQUEST,
         HISTORY_REPLY,

@@ -25,6 +25,7 @@ from bmsgate_common.models import (
     HealthReport,
     HistoryFileReply,
     HistoryReply,
+    LogLines,
     NotifyTestResult,
     PackState,
     RawData,
@@ -51,7 +52,7 @@ from .auth import (
 from .deps import VIEWER_PAGES, Context, limited_to
 from .guard import Guard, Proxies
 from .live import CLIENT, RAW_HOLDER
-from .routes import auth, events, export, files, packs, raw, release, status, tunnel
+from .routes import auth, events, export, files, packs, raw, release, status, system, tunnel
 from .routes import settings as settings_routes
 from .routes import setup as setup_routes
 from .routes.status import bank_views
@@ -148,6 +149,9 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
         if client == CLIENT:
             ctx.replies.part(reply.transaction, reply.part, reply.parts, reply)
 
+    async def on_log_lines(_: str, lines: LogLines) -> None:
+        ctx.replies.answer(lines.transaction, lines)
+
     async def on_tunnel(pack: str, status: TunnelStatus) -> None:
         store.tunnels[pack] = status
         if ctx.tunnel_hub.listeners:
@@ -189,6 +193,7 @@ def _wire(ctx: Context, backbone: Backbone) -> None:
     backbone.subscribe(topics.HISTORY_REPLY, on_reply, retained=False)
     backbone.subscribe(topics.HISTORY_FILES_REPLY, on_files_reply, retained=False)
     backbone.subscribe(topics.NOTIFY_TEST_RESULT, on_notify_result, retained=False)
+    backbone.subscribe(topics.SERVICE_LOG_LINES, on_log_lines, retained=False)
 
 
 def make_context(
@@ -286,7 +291,19 @@ def create_app(
         """Liveness of the API and whether it reaches the backbone."""
         return Health(status="ok", backbone=ctx.backbone.connected if ctx.backbone else False)
 
-    routers = (auth, packs, files, events, export, tunnel, raw, status, settings_routes, release)
+    routers = (
+        auth,
+        packs,
+        files,
+        events,
+        export,
+        tunnel,
+        raw,
+        status,
+        settings_routes,
+        release,
+        system,
+    )
     for module in routers:
         app.include_router(module.router)
     app.include_router(setup_routes.router)

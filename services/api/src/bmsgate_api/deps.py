@@ -7,6 +7,7 @@ import ipaddress
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final, TypeVar
 
@@ -50,6 +51,8 @@ class Context:
     # started by `bmsgate run`, which applies a written file itself (--edit-config); else the
     # services (containers) read it at their next start
     supervised: bool = False
+    # service (or "all") -> when a restart was last asked for: the System page says restarting
+    restarts_asked: dict[str, datetime] = field(default_factory=dict)
 
 
 def context(request: Request) -> Context:

@@ -38,6 +38,7 @@ from .health import HealthTracker
 from .influx import InfluxWriter, to_line
 from .query import error_reply, parse, run_query
 from .sample import Sample, day_bounds, energy, from_state, local_day, to_ms
+from .storage import WriteRate, storage_figures
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class History:
         self._daily_sent: dict[str, float] = {}
         self.refused = 0  # states stamped ahead of this clock by more than FUTURE_MARGIN
         self._ahead: set[str] = set()  # packs whose states are refused as ahead (logged once)
+        self._write_rate = WriteRate()
 
     def counters(self) -> dict[str, int | float | str | bool | None]:
         """Health figures for the service status."""
@@ -121,6 +123,7 @@ class History:
             "queries": self.queries,
             "query_errors": self.query_errors,
             "refused_ahead": self.refused,
+            **storage_figures(archive_path(self.cfg).parent, self._write_rate),
         }
         if self.influx:
             out.update(self.influx.counters())

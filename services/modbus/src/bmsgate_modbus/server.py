@@ -141,6 +141,11 @@ class RegisterServer:
         self.refused = 0
         self._server: ModbusTcpServer | None = None
 
+    @property
+    def clients(self) -> int:
+        """Modbus TCP clients connected now."""
+        return len(self._server.active_connections) if self._server is not None else 0
+
     def _devices(self) -> list[SimDevice]:
         devices = [
             SimDevice(

@@ -88,7 +88,11 @@ class ModbusService:
         """Health figures for the service status."""
         out: dict[str, Extra] = {"commands": self.commands, "waiting": len(self._waiting)}
         if self.server is not None:
-            out |= {"requests": self.server.requests, "refused": self.server.refused}
+            out |= {
+                "requests": self.server.requests,
+                "refused": self.server.refused,
+                "clients": self.server.clients,
+            }
         for i, target in enumerate(self.targets):
             out |= {
                 f"push{i}_up": target.up,

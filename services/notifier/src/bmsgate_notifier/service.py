@@ -84,6 +84,7 @@ class Notifier:
         self.secret_filter: SecretFilter | None = None  # protect_logs: a tested URL joins it
         self.next: tuple[datetime, ReportKind] | None = None
         self.events = 0
+        self.last: dict[tuple[str, bool], datetime] = {}  # (target, sent) -> when, last time
         self._sending: set[asyncio.Task[None]] = set()
         self._steps = WALL.steps  # wall-clock steps already planned around (bmsgate_common.clock)
         self._plan_report(clock())
@@ -100,6 +101,9 @@ class Notifier:
             out[f"{n}_failures"] = ch.failures
             out[f"{n}_waiting"] = ch.pending()
             out[f"{n}_dropped"] = ch.dropped_total
+            for ok, word in ((True, "last_sent"), (False, "last_failed")):
+                at = self.last.get((n, ok))
+                out[f"{n}_{word}"] = at.isoformat() if at else None
         return out
 
     def _plan_report(self, now: datetime) -> None:
@@ -237,6 +241,7 @@ class Notifier:
             log.warning("target %s: send raised %s", name, type(err).__name__)
             ok = False
         retry = channel.done(ok, self.mono())
+        self.last[name, ok] = self.clock()  # the System page shows the last send and failure
         if retry is not None:
             log.warning(
                 "target %s (%s): not delivered; %d events wait, retry in %.0f s",

@@ -238,6 +238,8 @@ async def write_form(body: FormValues, request: Request, ctx: Ctx) -> FormSaved 
     if before is None:  # nothing ran with the old file as it was: everything starts afresh
         restarted, started = [*restarted, *started], []
     audit(request, ctx, f"settings file {path} saved from the forms")
+    if ctx.supervised:  # bmsgate run restarts them now: the System page says so meanwhile
+        ctx.restarts_asked.update(dict.fromkeys([*restarted, *started], utcnow()))
     return FormSaved(
         path=str(path),
         message=f"saved {path.name}",
@@ -285,6 +287,7 @@ async def restore(request: Request, ctx: Ctx) -> Saved:
 async def restart(body: RestartRequest, request: Request, ctx: Ctx) -> dict[str, str]:
     """Ask a service (or all) to restart with the configuration file as it is now."""
     audit(request, ctx, f"restart of {body.service}")
+    ctx.restarts_asked[body.service] = utcnow()
     ask = ServiceRestart(ts=utcnow(), reason="asked for in the web UI")
     if ctx.backbone is None or not await ctx.backbone.publish(
         topics.SERVICE_RESTART, body.service, ask

@@ -4,7 +4,7 @@ const bms = (() => {
   const pages = [["index.html", "Status"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
     ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"], ["bms.html", "BMS settings"],
     ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["export.html", "Exports"],
-    ["tokens.html", "Accounts"], ["settings.html", "Settings"]];
+    ["tokens.html", "Accounts"], ["settings.html", "Settings"], ["system.html", "System"]];
   // what a viewer account (it reads only its packs) is shown; the API refuses it the others (403)
   const viewerPages = ["index.html", "battery.html", "monitor.html", "history.html", "health.html"];
 
