@@ -9,20 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from bmsgate.broker import free_port
-from tests.support.browser import shot, watch
-from tests.support.procs import (
-    Mosquitto,
-    Proc,
-    start_service,
-    start_simulator,
-    wait_until,
-    write_config,
-)
+from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.procs import Mosquitto, Proc
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-5"
@@ -35,49 +27,33 @@ CONSOLE_403 = CONSOLE + "403 (Forbidden)"
 @pytest.fixture
 def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str, Path]:
     """The services running on one configuration file; the base URL and the file."""
-    sim, port = start_simulator(tmp_path, "jk_pb", "--speed", "30")
-    procs.append(sim)
-    http, modbus = free_port(), free_port()
-    config = write_config(
+    target = {
+        "name": "local",
+        "host": "127.0.0.1",
+        "port": mosquitto.port,
+        "username": "someone",
+        "password": "target-secret-77",
+    }
+    base = start_stack(
         tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "jk_pb",
-                    "poll_interval": 1,
-                    "packs": [{"id": "east", "name": "East", "address": 1}],
-                }
-            ],
-            "publisher": {
-                "targets": [
-                    {
-                        "name": "local",
-                        "host": "127.0.0.1",
-                        "port": mosquitto.port,
-                        "password": "target-secret-77",
-                        "username": "someone",
-                    }
-                ]
-            },
-            "modbus": {"host": "127.0.0.1", "port": modbus},
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never", "mdns": False},
-            "data_dir": str(tmp_path / "data"),
+        mosquitto,
+        procs,
+        ("jk_pb", "--speed", "30"),
+        {"protocol": "jk_pb", "poll_interval": 1, "packs": [{"id": "east", "name": "East"}]},
+        services=("reader", "publisher", "history", "modbus", "api"),
+        settings={
+            "publisher": {"targets": [target]},
+            "modbus": {"host": "127.0.0.1", "port": free_port()},
         },
+        api={"mdns": False},
+        timeout=60,
     )
-    for name in ("reader", "publisher", "history", "modbus", "api"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=60)
-    return base, config
+    return base, tmp_path / "config.yaml"
 
 
-def first_visit(page: Any, base: str, then: str) -> None:
-    page.goto(f"{base}/")
-    page.fill("#password", PASSWORD)
-    page.fill("#again", PASSWORD)
-    page.click("#submit")
+def visit(page: Any, base: str, then: str) -> None:
+    """The first visit (the password is set), then the page ``then``."""
+    first_visit(page, base, PASSWORD)
     page.wait_for_url("**/index.html")
     page.goto(f"{base}/{then}")
 
@@ -102,7 +78,7 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     base, config = stack
     page = browser_context.new_page()
     problems = watch(page)
-    first_visit(page, base, "settings.html#batteries")
+    visit(page, base, "settings.html#batteries")
     poll = page.locator('.field[data-key="buses.0.poll_interval"]')
     expect(poll.locator("label")).to_contain_text("Poll interval")
     expect(poll.locator("label .unit")).to_have_text("[s]")
@@ -164,7 +140,7 @@ def test_system_page_shows_services_outputs_storage_logs_and_resets(
     base, config = stack
     page = browser_context.new_page()
     problems = watch(page)
-    first_visit(page, base, "system.html")
+    visit(page, base, "system.html")
     rows = page.locator("#services tbody tr")
     for name in ("reader-0", "api", "publisher", "history", "modbus"):
         expect(rows.filter(has_text=name).locator(".state")).to_have_text("running", timeout=30_000)

@@ -162,6 +162,16 @@ PEOPLE: Final[dict[str, tuple[tuple[Right, str], ...]]] = {
 }
 
 
+def _own(status: str, base: str) -> list[tuple[Right, str]]:
+    """What every service's Backbone uses: its status, restart requests, its log lines."""
+    return [
+        ("readwrite", topics.SERVICE_STATUS.topic(status, base)),
+        ("read", topics.SERVICE_RESTART.subscription(base)),
+        ("read", topics.SERVICE_LOGS.topic(status, base)),
+        ("write", topics.SERVICE_LOG_LINES.topic(status, base)),
+    ]
+
+
 def grants(
     service: str, base: str = DEFAULT_BASE, banks: Sequence[str] | None = None
 ) -> list[tuple[Right, str]]:
@@ -172,12 +182,7 @@ def grants(
         for use in uses:
             names = list(banks) if use.banks_only and banks is not None else [use.name]
             out += [(right, use.spec.topic(name, base)) for name in names]  # type: ignore[misc]
-    status = topics.SERVICE_STATUS.topic(access.status, base)
-    out += [("readwrite", status), ("read", topics.SERVICE_RESTART.subscription(base))]
-    out += [
-        ("read", topics.SERVICE_LOGS.topic(access.status, base)),
-        ("write", topics.SERVICE_LOG_LINES.topic(access.status, base)),
-    ]
+    out += _own(access.status, base)
     out += [(right, where.format(base=base)) for right, where, _ in access.extra]
     return out
 
@@ -196,9 +201,7 @@ def reader_grants(
         names = list(packs) if use.spec.pattern.startswith("bms/") else [name]
         out += [("write", use.spec.topic(each, base)) for each in names]
     out += [("read", use.spec.topic(use.name, base)) for use in access.subscribes]
-    out += [("readwrite", topics.SERVICE_STATUS.topic(name, base))]
-    out += [("read", topics.SERVICE_RESTART.subscription(base))]
-    return out
+    return out + _own(name, base)
 
 
 def render_acl(
