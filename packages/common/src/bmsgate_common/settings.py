@@ -53,10 +53,14 @@ class MqttSettings(_Section):
     host: str | None = Field(
         default=None, description="broker host; `bmsgate run` starts a private one when unset"
     )
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    base_topic: str = Field(default="bmsgate", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+    port: int = Field(default=1883, ge=1, le=65535, description="the broker's TCP port")
+    username: str | None = Field(default=None, description="when the broker asks for a login")
+    password: SecretStr | None = Field(default=None, description="never logged")
+    base_topic: str = Field(
+        default="bmsgate",
+        pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="every bmsgate topic starts with it: letters, digits, _ and -, levels by /",
+    )
     heartbeat: float = Field(
         default=30.0, gt=0, description="[s] how often services republish their retained status"
     )
@@ -122,7 +126,9 @@ class BusSettings(_Section):
         description="/dev/serial/by-id/... (stable), /dev/ttyUSB0, socket://h:p or rfc2217://h:p"
     )
     protocol: ProtocolName
-    baudrate: int | None = Field(default=None, gt=0, description="the protocol's default if unset")
+    baudrate: int | None = Field(
+        default=None, gt=0, title="Baud rate", description="[baud] the protocol's default if unset"
+    )
     poll_interval: float = Field(
         default=5.0, ge=0, description="[s] between snapshots; 0 = back-to-back"
     )
@@ -233,8 +239,8 @@ class ViewerSettings(_Section):
 class ApiSettings(_Section):
     """The web UI and REST API (docs/api.md)."""
 
-    host: str = "0.0.0.0"
-    port: int = Field(default=8080, ge=1, le=65535)
+    host: str = Field(default="0.0.0.0", description="listen address; 0.0.0.0: every interface")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port of the web UI")
     password_hash: SecretStr | None = Field(
         default=None,
         description="scrypt hash of the password (python -m bmsgate_api hash-password); "
@@ -286,7 +292,9 @@ class ApiSettings(_Section):
     command_timeout: float = Field(
         default=15.0, gt=0, le=120, description="[s] to wait for a command's result"
     )
-    mdns: bool = Field(default=True, description="announce the web UI by mDNS (zeroconf)")
+    mdns: bool = Field(
+        default=True, title="mDNS", description="announce the web UI by mDNS (zeroconf)"
+    )
     mdns_name: str = Field(
         default="bmsgate",
         pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
@@ -358,12 +366,12 @@ class ModbusPushValue(_Section):
 class ModbusPushTarget(_Section):
     """Another Modbus TCP server that bmsgate writes values into (function 16)."""
 
-    host: str
+    host: str = Field(description="the server's address, e.g. an inverter's")
     port: int = Field(default=502, ge=1, le=65535)
     unit: int = Field(default=1, ge=0, le=255, description="the remote unit (device) id")
     interval: float = Field(default=0.0, ge=0, description="[s] between writes; 0 = every state")
     timeout: float = Field(default=1.0, gt=0, description="[s] per connect or write")
-    values: list[ModbusPushValue] = Field(min_length=1)
+    values: list[ModbusPushValue] = Field(min_length=1, description="what it gets, at least one")
 
 
 class ModbusDisplaySettings(_Section):
@@ -372,11 +380,13 @@ class ModbusDisplaySettings(_Section):
     dashboards: int | None = Field(
         default=None, ge=1, le=15, description="dashboards to roll through; the unit count if unset"
     )
-    auto_rolling: bool = True
-    auto_brightness: bool = False
-    brightness_max: int = Field(default=100, ge=0, le=255)
-    brightness_avg: int = Field(default=50, ge=0, le=255)
-    brightness_min: int = Field(default=10, ge=0, le=255)
+    auto_rolling: bool = Field(default=True, description="roll through the dashboards")
+    auto_brightness: bool = Field(
+        default=False, description="dim after seconds_at_max, then seconds_at_avg"
+    )
+    brightness_max: int = Field(default=100, ge=0, le=255, description="0-255")
+    brightness_avg: int = Field(default=50, ge=0, le=255, description="0-255")
+    brightness_min: int = Field(default=10, ge=0, le=255, description="0-255")
     rolling_seconds: int = Field(default=10, ge=0, le=255, description="[s] per dashboard")
     seconds_at_max: int = Field(default=60, ge=0, le=4095, description="[s] before dimming to avg")
     seconds_at_avg: int = Field(default=300, ge=0, le=4095, description="[s] before dimming to min")
@@ -391,7 +401,7 @@ class ModbusSettings(_Section):
         default="127.0.0.1",
         description="listen address; 0.0.0.0 for an inverter on the LAN (docs/security.md)",
     )
-    port: int = Field(default=502, ge=1, le=65535)
+    port: int = Field(default=502, ge=1, le=65535, description="Modbus TCP port (502 is standard)")
     units: dict[int, PackId] = Field(
         default_factory=dict,
         description="unit id -> pack or bank id; unit 0 answers every unlisted id. Unset: "
@@ -400,7 +410,9 @@ class ModbusSettings(_Section):
     float_word_order: Literal["little", "big"] = Field(
         default="little", description="little = low word first (CDAB, the dongle's); big = ABCD"
     )
-    temperature_unit: Literal["C", "F"] = "C"
+    temperature_unit: Literal["C", "F"] = Field(
+        default="C", description="of the temperature registers: °C or °F"
+    )
     # below pymodbus's 3 s client timeout, so a client left at its defaults gets the exception
     # instead of timing out and repeating the write
     command_timeout: float = Field(
@@ -412,7 +424,9 @@ class ModbusSettings(_Section):
         "accepted once control is enabled; empty: nobody writes",
     )
     display: ModbusDisplaySettings = ModbusDisplaySettings()
-    push: list[ModbusPushTarget] = Field(default_factory=list)
+    push: list[ModbusPushTarget] = Field(
+        default_factory=list, description="other Modbus TCP servers bmsgate writes values into"
+    )
 
     @model_validator(mode="after")
     def _unit_ids(self) -> ModbusSettings:
@@ -466,8 +480,10 @@ class DongleSettings(_Section):
 class HomeAssistantSettings(_Section):
     """Home Assistant MQTT discovery on a target."""
 
-    enabled: bool = False
-    discovery_prefix: str = Field(default="homeassistant", pattern=TOPIC_PATTERN)
+    enabled: bool = Field(default=False, description="announce every pack to Home Assistant")
+    discovery_prefix: str = Field(
+        default="homeassistant", pattern=TOPIC_PATTERN, description="Home Assistant's default"
+    )
     birth_delay: float = Field(
         default=3.0, ge=0, description="[s] wait after HA's birth message before re-announcing"
     )
@@ -495,12 +511,16 @@ class TargetSettings(_Section):
     name: str = Field(pattern=TARGET_NAME_PATTERN, description="names the target in logs")
     host: str | None = Field(default=None, description="the backbone broker when unset")
     port: int | None = Field(default=None, ge=1, le=65535, description="8883 with TLS, else 1883")
-    tls: bool = False
-    ca_file: Path | None = Field(default=None, description="CA bundle; the system's when unset")
-    username: str | None = None
-    password: SecretStr | None = None
-    client_id: str | None = None
-    topic_prefix: str = Field(default="bmsgate", pattern=TOPIC_PATTERN)
+    tls: bool = Field(default=False, title="TLS", description="encrypted (HiveMQ Cloud: on)")
+    ca_file: Path | None = Field(
+        default=None, title="CA file", description="CA bundle; the system's when unset"
+    )
+    username: str | None = Field(default=None, description="when the broker asks for a login")
+    password: SecretStr | None = Field(default=None, description="never logged")
+    client_id: str | None = Field(default=None, description="bmsgate-<name>-<pid> when unset")
+    topic_prefix: str = Field(
+        default="bmsgate", pattern=TOPIC_PATTERN, description="{prefix} of the topics, e.g. solar"
+    )
     interval: float = Field(default=5.0, ge=1, description="[s] between packets per pack")
     qos: Literal[0, 1, 2] = Field(default=0, description="of value packets")
     retain: bool = Field(default=True, description="keep value packets on the broker")
@@ -508,7 +528,9 @@ class TargetSettings(_Section):
     dongle: DongleSettings = DongleSettings()
     flat: bool = Field(default=False, description="one topic per value: <prefix>/<pack>/soc")
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
-    openhasp: list[OpenHaspSettings] = Field(default_factory=list)
+    openhasp: list[OpenHaspSettings] = Field(
+        default_factory=list, title="openHASP", description="plates that show a pack's values"
+    )
 
 
 class PublisherSettings(_Section):
@@ -535,11 +557,16 @@ class BankSettings(_Section):
 class InfluxSettings(_Section):
     """Every pack state as points for Grafana, over the InfluxDB v2 write API (docs/history.md)."""
 
-    enabled: bool = False
-    url: str = Field(default="http://127.0.0.1:8086", pattern=r"^https?://\S+$")
+    enabled: bool = Field(default=False, description="write every state to InfluxDB")
+    url: str = Field(
+        default="http://127.0.0.1:8086",
+        title="URL",
+        pattern=r"^https?://\S+$",
+        description="http(s)://host:port of the InfluxDB v2 server",
+    )
     token: SecretStr | None = Field(default=None, description="API token; never logged")
-    org: str = "bmsgate"
-    bucket: str = "bmsgate"
+    org: str = Field(default="bmsgate", description="the organisation of the bucket")
+    bucket: str = Field(default="bmsgate", description="where the points go")
     measurement: str = Field(default="bms", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     batch_size: int = Field(default=500, ge=1, le=50_000, description="points per write")
     flush_interval: float = Field(default=5.0, gt=0, description="[s] longest a point waits")
@@ -552,7 +579,7 @@ class InfluxSettings(_Section):
 class ArchiveSettings(_Section):
     """The built-in SQLite archive under data_dir (docs/history.md: retention, fsync policy)."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="keep the built-in archive")
     raw_days: float = Field(default=30, gt=0, description="[d] full resolution kept")
     minute_days: float = Field(default=190, gt=0, description="[d] 1-minute min/avg/max kept")
     quarter_days: float = Field(default=1830, gt=0, description="[d] 15-minute min/avg/max kept")
@@ -662,7 +689,9 @@ class QuietHoursSettings(_Section):
 class NotifierSettings(_Section):
     """Alarms, failures and daily reports to phones through Apprise (docs/notifier.md)."""
 
-    targets: list[NotifyTargetSettings] = Field(default_factory=list)
+    targets: list[NotifyTargetSettings] = Field(
+        default_factory=list, description="where notifications go (Apprise URLs)"
+    )
     full_soc: float = Field(default=100.0, gt=0, le=100, description="[%] 'full' when reached")
     low_soc: float | None = Field(default=20.0, ge=0, lt=100, description="[%] null = no alert")
     soc_hysteresis: float = Field(
@@ -689,7 +718,10 @@ class NotifierSettings(_Section):
     retry_max: float = Field(default=900.0, gt=0, description="[s] longest wait between retries")
     latitude: float | None = Field(default=None, ge=-90, le=90, description="for daily reports")
     longitude: float | None = Field(default=None, ge=-180, le=180, description="for daily reports")
-    reports: list[ReportTime] = Field(default_factory=lambda: list(REPORT_TIMES))
+    reports: list[ReportTime] = Field(
+        default_factory=lambda: list(REPORT_TIMES),
+        description="daily reports at sunrise and/or sunset (needs latitude and longitude)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> NotifierSettings:
@@ -746,7 +778,9 @@ class Settings(_Section):
         description="the file's format; older ones are migrated (bmsgate config migrate)",
     )
     data_dir: Path = Field(default=Path("data"), description="where services keep their files")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="of every service; DEBUG is very verbose"
+    )
 
     @model_validator(mode="before")
     @classmethod
