@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -31,6 +32,7 @@ import yaml
 
 from bmsgate.broker import free_port
 from bmsgate_api.auth import hash_password
+from bmsgate_bms import daly_classic
 from tests.support.needs import missing
 
 pytestmark = [pytest.mark.ecosystem, pytest.mark.timeout(1800)]
@@ -236,6 +238,7 @@ def _mqtt_delivered(lane: Stack, user: str, password: str, topic: str) -> bool:
             "-R",
         ],
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # "Timed out" where nothing came
         text=True,
     )
     time.sleep(1.5)  # subscribed before the publish
@@ -371,6 +374,30 @@ def test_a_command_round_trip_and_settings_saved(stack: Stack) -> None:
     assert status == 200, saved
     stored = stack.compose("exec", "-T", "api", "cat", "/config/bmsgate.yaml")
     assert "Lane" in stored
+
+
+def test_the_tunnel_reaches_a_sim_board(stack: Stack) -> None:
+    """The sim's packs are the file's: the tunnel opens for pack-1 and its board answers."""
+    status, opened = stack.http(
+        "POST", "/api/packs/pack-1/tunnel", {"action": "open", "minutes": 2}
+    )
+    assert status == 200, opened
+    try:
+        ask = daly_classic.request(0x90, board=1)  # SOC, voltage, current
+
+        def answer() -> bytes:
+            try:
+                with socket.create_connection(("127.0.0.1", stack.ports["tunnel"]), 5) as conn:
+                    conn.settimeout(10)
+                    conn.sendall(ask)
+                    return conn.recv(64)
+            except OSError:
+                return b""
+
+        got = _wait("an answer through the tunnel", answer, 60)
+        assert got[:1] == b"\xa5" and got[2] == 0x90, got.hex()
+    finally:
+        stack.http("POST", "/api/packs/pack-1/tunnel", {"action": "close"})
 
 
 def test_a_reader_cannot_publish_another_buss_pack(stack: Stack) -> None:
