@@ -155,12 +155,19 @@ def test_plan_leaves_out_the_services_with_nothing_to_do() -> None:
     assert "modbus" in plan_children({**base, "modbus": {"enabled": False, "push": [{}]}}, conf)
 
 
+@pytest.mark.parametrize("shared", [True, False])
 async def test_a_config_change_starts_and_stops_the_services_it_needs(
-    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    daly_pty: str,
+    caplog: pytest.LogCaptureFixture,
+    shared: bool,
 ) -> None:
     from bmsgate.run import Supervisor
-    from bmsgate.zygote import stop_zygote
+    from bmsgate.zygote import Shared, share, stop_zygote
     from bmsgate_common.settings import Settings
+
+    share(shared)  # threads of one process (bmsgate run), or a process each (--isolate)
 
     def settings(**more: object) -> Settings:
         bus = {"port": daly_pty, "protocol": "daly_classic", "packs": [{"id": "shed"}]}
@@ -191,6 +198,7 @@ async def test_a_config_change_starts_and_stops_the_services_it_needs(
         await online("tunnel")
         tunnel = sup.children["tunnel"].process
         assert tunnel is not None and tunnel.returncode is None
+        assert isinstance(tunnel, Shared) is shared  # a thread of the zygote, or a process
         await sup.apply(plain)
         assert set(sup.children) == {"reader-0", "history"} and tunnel.returncode is not None
         async with listen(mosquitto.port, "bmsgate/service/tunnel/status") as seen:
@@ -201,6 +209,7 @@ async def test_a_config_change_starts_and_stops_the_services_it_needs(
     finally:
         await sup.close()
         await stop_zygote()
+        share(False)
 
 
 def test_plan_restarts_only_what_a_change_touches() -> None:
