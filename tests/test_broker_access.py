@@ -27,6 +27,7 @@ import yaml
 from bmsgate.broker import USERS, PrivateBroker, free_port, wait_for_port
 from bmsgate_common import topics
 from bmsgate_common.access import SERVICES, grants, render_acl
+from bmsgate_common.tasks import seen_disconnect
 from bmsgate_common.topics import TOPICS, TopicSpec
 from tests.support.needs import require
 from tests.support.procs import Proc, start_simulator, wait_until, write_config
@@ -166,9 +167,11 @@ async def published_by(broker: PrivateBroker, user: str, wanted: list[str]) -> s
     async with aiomqtt.Client(HOST, broker.port, **creds(broker, "admin")) as watch:
         await watch.subscribe("bmsgate/#", qos=1)
         for where in wanted:  # one connection each: mosquitto 2.0 drops a client it refuses
+            client = aiomqtt.Client(HOST, broker.port, **creds(broker, user))
             with contextlib.suppress(aiomqtt.MqttError):
-                async with aiomqtt.Client(HOST, broker.port, **creds(broker, user)) as client:
+                async with client:
                     await client.publish(where, b"{}", qos=1)
+            seen_disconnect(client)  # a refused publish: mosquitto closed the connection
         await watch.publish("bmsgate/end", b"", qos=1)
         return await topics_until(watch, "bmsgate/end")
 

@@ -36,6 +36,7 @@ from bmsgate_common.config_file import revealed
 from bmsgate_common.models import ServiceStatus, utcnow
 from bmsgate_common.service import RESTART_EXIT, USER_ERROR
 from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
+from bmsgate_common.tasks import seen_disconnect
 from bmsgate_common.topics import TOPICS
 from bmsgate_common.version import VERSION
 
@@ -263,16 +264,18 @@ async def forget_packs(
             )
         )
     password = mqtt.password.get_secret_value() if mqtt.password else None
+    client = aiomqtt.Client(
+        mqtt.host or "127.0.0.1", mqtt.port, username=mqtt.username, password=password
+    )
     try:
-        async with asyncio.timeout(5.0):
-            async with aiomqtt.Client(
-                mqtt.host or "127.0.0.1", mqtt.port, username=mqtt.username, password=password
-            ) as client:
-                for where, payload in messages:
-                    await client.publish(where, payload, qos=1, retain=True)
+        async with asyncio.timeout(5.0), client:
+            for where, payload in messages:
+                await client.publish(where, payload, qos=1, retain=True)
     except (aiomqtt.MqttError, OSError, TimeoutError) as err:
         what = ", ".join([*packs, *(retired or {})])
         log.warning("could not update the broker's retained messages of %s: %s", what, err)
+    finally:
+        seen_disconnect(client)
 
 
 def file_signature(path: Path | None) -> tuple[int, int, int] | None:

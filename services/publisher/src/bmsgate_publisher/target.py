@@ -19,7 +19,7 @@ from typing import Final
 import aiomqtt
 
 from bmsgate_common.settings import MqttSettings, TargetSettings
-from bmsgate_common.tasks import quiet_late_socket_callbacks
+from bmsgate_common.tasks import quiet_late_socket_callbacks, seen_disconnect
 from bmsgate_outputs.discovery import config_topic
 from bmsgate_outputs.plan import TargetMessage
 from bmsgate_outputs.topics import TargetTopics, subscription
@@ -150,8 +150,9 @@ class TargetLink:
         where = f"{self.host}:{self.port}"
         quiet_late_socket_callbacks(asyncio.get_running_loop())  # after a freeze: no traceback
         while True:
+            client = self._client()
             try:
-                async with self._client() as client:
+                async with client:
                     log.info("target %s connected to %s", self.name, where)
                     self.connected = True
                     backoff = 1.0
@@ -166,6 +167,8 @@ class TargetLink:
                 if self.connected or self.failures == 0:
                     log.warning("target %s (%s) unreachable: %s; retrying", self.name, where, err)
                 self.failures += 1
+            finally:
+                seen_disconnect(client)  # read here: a reconnect prints no stray error later
             self.connected = False
             await asyncio.sleep(backoff)
             backoff = min(MAX_BACKOFF, backoff * 2)
