@@ -11,20 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 from aiohttp import web
 
 from bmsgate.broker import free_port
 from bmsgate_common.version import VERSION
-from tests.support.browser import shot, watch
+from tests.support.browser import set_password, shot, start_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
-    start_service,
-    start_simulator,
     wait_until,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -100,35 +96,22 @@ class IngressProxy:
 def proxied(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> Iterator[tuple[str, IngressProxy]]:
-    sim, port = start_simulator(tmp_path, "daly_classic", "--speed", "30")
-    procs.append(sim)
-    http = free_port()
-    config = write_config(
+    bus = {
+        "protocol": "daly_classic",
+        "poll_interval": 0.5,
+        "packs": [{"id": "garage", "name": "Garage"}],
+    }
+    base = start_stack(
         tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.5,
-                    "packs": [{"id": "garage", "name": "Garage"}],
-                }
-            ],
-            "history": {"archive": {"commit_interval": 0.2}},
-            "api": {
-                "host": "127.0.0.1",
-                "port": http,
-                "mdns": False,
-                "trusted_proxies": ["127.0.0.1"],
-            },  # as the add-on trusts the ingress gateway
-            "data_dir": str(tmp_path / "data"),
-        },
+        mosquitto,
+        procs,
+        ["daly_classic", "--speed", "30"],
+        bus,
+        services=("reader", "history", "api"),
+        settings={"history": {"archive": {"commit_interval": 0.2}}},
+        # public_read as by default; the add-on trusts the ingress gateway
+        api={"public_read": "local", "mdns": False, "trusted_proxies": ["127.0.0.1"]},
     )
-    for name in ("reader", "history", "api"):
-        procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
     with IngressProxy(base) as proxy:
         yield f"http://127.0.0.1:{proxy.port}{PREFIX}", proxy
 
@@ -144,9 +127,7 @@ def test_the_web_ui_works_under_the_ingress_path(
     page.goto(f"{base}/")
     expect(page.locator("#heading")).to_have_text("Set the password")
     assert page.url.startswith(f"{base}/login.html")
-    page.fill("#password", "ingress-pass-1")
-    page.fill("#again", "ingress-pass-1")
-    page.click("#submit")  # a POST through the proxy: the forwarded host is believed
+    set_password(page, "ingress-pass-1")  # a POST through the proxy: the forwarded host is believed
     card = page.locator('.card[data-pack="garage"]:not(.offline)')
     expect(card.locator('[data-field="soc"]')).to_contain_text("%")
     first = card.locator(".age[data-ts]").get_attribute("data-ts")
