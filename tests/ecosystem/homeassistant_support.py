@@ -28,7 +28,8 @@ from bmsgate.broker import wait_for_port
 ROOT_DIR = Path(__file__).resolve().parents[2]
 # the newest release that installs on Debian testing's Python 3.14 (docs/homeassistant.md)
 HA_VERSION = "2026.11.0"
-CACHE = Path(os.environ.get("BMSGATE_HA_CACHE", "/var/cache/bmsgate-ha"))
+# not BMSGATE_*: bmsgate reads those as settings and refuses an unknown one
+CACHE = Path(os.environ.get("HA_LANE_CACHE", "/var/cache/bmsgate-ha"))
 CLIENT_ID = "http://127.0.0.1/"  # the OAuth client: any URL on HA's own host (IndieAuth)
 OWNER = {"name": "Owner", "username": "owner", "language": "en"}
 
