@@ -76,7 +76,7 @@ def start_stack(
     services: Sequence[str] = ("reader", "api"),
     settings: Mapping[str, Any] | None = None,
     api: Mapping[str, Any] | None = None,
-    timeout: float = 20,
+    timeout: float = 60,  # a loaded 2-core CI machine can take 20 s and more to start an API
 ) -> str:
     """A simulator on a pty (``simulator``: its make and arguments) read as ``bus``, and
     ``services`` as processes on ``mosquitto`` with one configuration (``tmp_path``/config.yaml:
