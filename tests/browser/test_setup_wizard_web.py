@@ -156,8 +156,9 @@ def test_first_run_wizard_then_settings(
     expect(page.locator('.card[data-pack="sim-1"]')).to_have_count(0)  # the demo pack is gone
     shot(page, "23-status-after-setup")
 
-    # Settings: a bad value is one line naming the key, and the file stays as it was
-    page.goto(f"{base}/settings.html")
+    # Settings, the experts' YAML editor: a bad value is one line naming the key, and the file
+    # stays as it was
+    page.goto(f"{base}/settings.html#yaml")
     editor = page.locator("#editor")
     wait_until(lambda: "garage" in editor.input_value(), 10)
     original = editor.input_value()
@@ -189,7 +190,7 @@ def test_first_run_wizard_then_settings(
     # restore the file as it was written by the wizard (a masked backup keeps the secrets)
     backup = config.parent / "backup.yaml"
     backup.write_text(original)
-    page.goto(f"{base}/settings.html")
+    page.reload()  # the same address: a goto would only move to its #yaml
     wait_until(lambda: "Garage east" in editor.input_value(), 10)  # the page is ready
     page.set_input_files("#restore", str(backup))
     expect(msg).to_contain_text("saved bmsgate.yaml")
