@@ -79,7 +79,7 @@ class Health(BaseModel):
     backbone: bool
 
 
-class Pages:
+class ViewerGatedFiles:
     """The web UI's files; a viewer gets 403 for every page but its own (deps.VIEWER_PAGES)."""
 
     def __init__(self, files: ASGIApp, ctx: Context) -> None:
@@ -311,5 +311,5 @@ def create_app(
         uplot = CachedFiles(directory=VENDOR, cache_control=VENDOR_FILES)
         app.mount("/vendor/uplot", uplot, name="uplot")
     pages = CachedFiles(directory=STATIC, html=True, cache_control=OWN_FILES)
-    app.mount("/", Pages(pages, ctx), name="ui")
+    app.mount("/", ViewerGatedFiles(pages, ctx), name="ui")
     return app
