@@ -92,10 +92,15 @@ async def publish(client: aiomqtt.Client, state: PackState) -> None:
     await client.publish(topic, state.model_dump_json(exclude_none=True), qos=1, retain=True)
 
 
+AGES: list[float] = []  # the live pack's age as the API shows it [s]
+
+
 async def judged(api: int, modbus: AsyncModbusTcpClient) -> dict[str, tuple[bool, bool]]:
     """pack -> (live in the API, live in Modbus)."""
     async with httpx.AsyncClient(timeout=2) as http:
         packs = (await http.get(f"http://127.0.0.1:{api}/api/packs")).json()
+        views = (await http.get(f"http://127.0.0.1:{api}/api/overview")).json()
+    AGES.append(next(v["age"] for v in views if v["pack"] == "live"))  # the Status page's
     out = {}
     for unit, pack in ((1, "live"), (2, "silent")):
         reply = await modbus.read_holding_registers(FAILURE, count=1, device_id=unit)
@@ -140,7 +145,7 @@ async def test_a_wall_clock_step_changes_no_pack_liveness(
                     if not modbus.connected:
                         await modbus.connect()
                     now = await judged(api_port, modbus)
-                except (httpx.HTTPError, StopIteration, OSError):
+                except (httpx.HTTPError, StopIteration, OSError, TypeError):  # not up yet
                     await asyncio.sleep(0.3)
                     continue
                 samples.append((reader.offset(), now))
@@ -149,6 +154,7 @@ async def test_a_wall_clock_step_changes_no_pack_liveness(
                 await asyncio.sleep(0.3)
             await asyncio.sleep(1.5)  # the publisher's target shows silent stale too
             mark = len(ha.messages)
+            AGES.clear()
             for offset in (-HOUR, DAYS_400):
                 reader.set(offset)
                 end = time.monotonic() + 2 * EVERY + 1  # past the live pack's next state
@@ -172,5 +178,6 @@ async def test_a_wall_clock_step_changes_no_pack_liveness(
     assert before.count(("live", b"online")) >= 1, before  # Home Assistant, via the target
     assert ("silent", b"offline") in before, before
     assert ("live", b"offline") not in after and ("silent", b"online") not in after, after
+    assert AGES and all(0 <= a <= EVERY + 2 for a in AGES), AGES  # the shown age: no step in it
     stepped = [s for s in samples if s[0] != 0]
     COUNTS["liveness clock: judgements after a step (API and Modbus), all unchanged"] = len(stepped)

@@ -168,6 +168,9 @@ def test_a_bank_is_the_one_combined_state_as_registers() -> None:
 
 def test_a_bank_counts_only_live_members_and_keeps_its_last_state_with_the_failure_flag() -> None:
     store = store_with(known_state("a"), units={1: "bank"}, banks={"bank": ("a", "b")})
+    assert store.block(1) is None  # b not judged yet: no bank of a alone
+    store.arrivals.since -= store.opts.stale_after  # listened that long: b, silent, is out
+    store.refresh(NOW)
     assert store.block(1)[45] == 0  # type: ignore[index]  # a counts: the bank is live
     store.on_availability(Availability(pack="a", state="offline", ts=NOW))
     store.refresh(NOW)

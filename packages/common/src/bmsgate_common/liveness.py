@@ -75,6 +75,10 @@ class Arrivals:
         heard = self.states.get(pack)
         return 0.0 if heard is None else round(self._offset() - heard.offset, 3)
 
+    def age(self, pack: str, state: PackState, now: datetime) -> float:
+        """[s] ``state``, the latest of ``pack``, is old: ``now`` less its stamp and the steps."""
+        return (now - state.ts).total_seconds() - self.stepped(pack)
+
     def undecided(
         self,
         pack: str,
@@ -124,9 +128,7 @@ def liveness(
         after = arrivals.availability_after_state(state.pack) if arrivals is not None else None
         if after if after is not None else availability.ts >= state.ts:
             return False, availability.reason or "the reader reports it offline"
-    age = (now - state.ts).total_seconds()
-    if arrivals is not None:
-        age -= arrivals.stepped(state.pack)
+    age = arrivals.age(state.pack, state, now) if arrivals else (now - state.ts).total_seconds()
     if age > stale_after:
         return False, f"no new state since {state.ts.isoformat(timespec='seconds')}"
     return True, ""

@@ -89,7 +89,7 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
         name=state.name if state else pack,
         online=online,
         reason=None if online else store.offline_reason(pack, now),
-        age=(now - state.ts).total_seconds() if state else None,
+        age=store.arrivals.age(pack, state, now) if state else None,  # a clock step left out
         last_seen=state.ts if state else None,
         daily=daily,
         energy_in_today=daily.energy_in if daily else None,

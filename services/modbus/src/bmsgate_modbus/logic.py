@@ -113,9 +113,14 @@ def pack_quantities(
     offline: bool,
     now: datetime,
     opts: MapOptions,
+    age: float | None = None,
 ) -> Quantities:
-    """Every quantity of one pack, in the units of QUANTITY_UNITS."""
-    age = max(0.0, (now - state.ts).total_seconds())
+    """Every quantity of one pack, in the units of QUANTITY_UNITS.
+
+    ``age`` [s] of the state (bmsgate_common.liveness.Arrivals.age); ``now`` minus its stamp
+    when not given.
+    """
+    age = max(0.0, (now - state.ts).total_seconds() if age is None else age)
     q: Quantities = {
         "soc": state.soc,
         "pack_voltage": state.pack_voltage,
@@ -380,7 +385,8 @@ class RegisterStore:
         if state is None:
             return None
         daily = self.daily.get(target)
-        return pack_quantities(state, daily, offline=not live, now=now, opts=self.opts)
+        age = None if target in self.banks else self.arrivals.age(target, state, now)
+        return pack_quantities(state, daily, offline=not live, now=now, opts=self.opts, age=age)
 
     def refresh(self, now: datetime, packs: Iterable[str] | None = None) -> None:
         """Rebuild the blocks of the units showing any of ``packs`` (all units when None)."""
