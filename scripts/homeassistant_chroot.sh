@@ -34,6 +34,13 @@ UV="$HERE/.tools/bin/uv"
 [[ -x "$UV" ]] || UV="$(command -v uv)"
 
 mkdir -p "$CACHE"
+# one build at a time: a second lane waits, then finds the chroot ready (never replaces one in use)
+exec 9>"$CACHE/.lock"
+flock 9
+if [[ -f "$ROOT/.ready" ]]; then
+  echo "$ROOT"
+  exit 0
+fi
 BUILD="$(mktemp -d "$CACHE/.build-$VERSION.XXXXXX")"
 trap 'rm -rf "$BUILD"' EXIT
 rmdir "$BUILD" # mmdebstrap wants to create it
@@ -58,7 +65,7 @@ mmdebstrap --variant=minbase --mode=root \
   testing "$BUILD" http://deb.debian.org/debian >&2
 
 touch "$BUILD/.ready"
-rm -rf "$ROOT"
+rm -rf "$ROOT" # an interrupted build's leftovers (no .ready), never a finished chroot
 mv "$BUILD" "$ROOT"
 trap - EXIT
 echo "$ROOT"
