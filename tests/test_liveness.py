@@ -147,6 +147,12 @@ def test_a_member_is_undecided_until_heard_said_offline_or_stale_after_passed() 
     assert arrivals.undecided("garage", None, None, clocks.now(), STALE)
     arrivals.heard("garage", before)
     assert arrivals.undecided("garage", None, before, clocks.now(), STALE)  # from before: no
+    said_again = clocks.arrivals()  # another process: the reader repeats its word, unchanged
+    said_again.heard("garage", before)
+    clocks.run(5)
+    assert said_again.undecided("garage", None, before, clocks.now(), STALE)
+    said_again.heard("garage", before)  # on its heartbeat, long after the retained ones
+    assert not said_again.undecided("garage", None, before, clocks.now(), STALE)
     clocks.run(1)
     fresh = state(clocks.now())
     arrivals.heard("garage", fresh)

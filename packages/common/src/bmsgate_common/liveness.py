@@ -92,7 +92,9 @@ class Arrivals:
         It is not live, and since this process began listening it has neither been said offline
         nor has ``stale_after`` passed (the bound after which a pack that says nothing is not
         live anyway). A stale state or an offline message retained from before the start does
-        not decide: a member whose reader is starting would be left out for its first poll.
+        not decide: a member whose reader is starting would be left out for its first poll. An
+        offline stamped since, or repeated by its reader later than the retained messages come
+        (a reader says its packs' availability again every heartbeat), does.
         """
         if self.mono() - self.since >= stale_after:
             return False
@@ -100,7 +102,9 @@ class Arrivals:
             return False
         said = self.availability.get(pack)
         said_offline = availability is not None and availability.state == "offline"
-        return not (said_offline and said is not None and said.born >= self.since)
+        if not said_offline or said is None:
+            return True
+        return not (said.born >= self.since or said.at >= self.since + ORDER_BY_ARRIVAL)
 
     def availability_after_state(self, pack: str) -> bool | None:
         """Whether the latest availability came after the latest state, by their arrival.
