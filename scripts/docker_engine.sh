@@ -61,8 +61,11 @@ engine_start() {
 
 # a bookworm minbase tarball, made once: NAME PACKAGES HOOK
 _rootfs() {
-  [[ -s $CACHE/standins/$1.tar ]] && return
-  mmdebstrap --variant=minbase --include="$2" --customize-hook="$3" bookworm "$CACHE/standins/$1.tar.part"
+  [[ -f $CACHE/standins/$1.tar && -s $CACHE/standins/$1.tar ]] && return
+  rm -rf "$CACHE/standins/$1.tar" "$CACHE/standins/$1.tar.part"
+  # --format: the name's suffix (.part) would otherwise make mmdebstrap write a directory
+  mmdebstrap --variant=minbase --format=tar --include="$2" --customize-hook="$3" bookworm \
+    "$CACHE/standins/$1.tar.part"
   mv "$CACHE/standins/$1.tar.part" "$CACHE/standins/$1.tar"
 }
 
@@ -98,7 +101,8 @@ OFFICIAL_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 engine_standins() {
   mkdir -p "$CACHE/standins"
   local image uv_version
-  for image in $(sed -n 's/^FROM \([^ ]*\).*/\1/p' Dockerfile | sort -u); do
+  # python first: the node stand-in is made from it
+  for image in $(sed -n 's/^FROM \([^ ]*\).*/\1/p' Dockerfile | sort -u | sort -s -k1,1 -t: -r); do
     docker image inspect "$image" >/dev/null 2>&1 && continue
     say "stand-in $image"
     case $image in
@@ -108,11 +112,9 @@ engine_standins() {
         docker import --change "ENV PATH=$OFFICIAL_PATH" --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' \
           "$CACHE/standins/python.tar" "$image"
         _trust_host_ca "$image" ;;
-      node:*)
-        _rootfs node nodejs,npm,ca-certificates \
-          'ln -sf /usr/bin/node "$1/usr/local/bin/node"; ln -sf /usr/bin/npm "$1/usr/local/bin/npm"'
-        docker import --change "ENV PATH=$OFFICIAL_PATH" --change 'CMD ["node"]' "$CACHE/standins/node.tar" "$image"
-        _trust_host_ca "$image" ;;
+      node:*)  # Debian's nodejs and npm added to the python stand-in: minutes faster than a rootfs
+        _debian_image "$image" 'RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null && rm -rf /var/lib/apt/lists/* && ln -sf /usr/bin/node /usr/local/bin/node && ln -sf /usr/bin/npm /usr/local/bin/npm
+CMD ["node"]' ;;
       ghcr.io/astral-sh/uv:*)  # the official image holds /uv and /uvx only
         uv_version=${image##*:}
         mkdir -p "$CACHE/standins/uv"
