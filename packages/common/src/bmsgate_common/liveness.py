@@ -19,6 +19,7 @@ A bank must not be combined from the members heard so far while another is still
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class Arrivals:
         self.since = mono()  # began listening: retained messages from before come in after
         self.states: dict[str, _Heard] = {}
         self.availability: dict[str, _Heard] = {}
+
+    def deaf(self) -> None:
+        """The connection is lost: until it is renewed, no pack out of sight is judged out."""
+        self.since = math.inf
 
     def listen_again(self) -> None:
         """The connection was renewed: what was judged before the outage is judged afresh."""

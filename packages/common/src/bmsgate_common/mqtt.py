@@ -98,8 +98,9 @@ class Backbone:
             apply_types=False,
         )
         self.connected = False
-        # called when a publish succeeds again after one failed: the broker came back (its
-        # retained messages are sent again on the renewed subscriptions)
+        # called when a publish fails while connected (the broker went away), and when one
+        # succeeds again after that (it came back: retained messages are sent again)
+        self.on_disconnect: list[Callable[[], None]] = []
         self.on_reconnect: list[Callable[[], None]] = []
         self.started = utcnow()
         self.dropped = 0  # invalid incoming messages
@@ -238,7 +239,9 @@ class Backbone:
             self.unsent += 1
             if self.connected:
                 log.warning("backbone unreachable (%s); will keep retrying", type(err).__name__)
-            self.connected = False
+                self.connected = False
+                for callback in self.on_disconnect:
+                    callback()
             return False
         if not self.connected:
             log.info("backbone connected at %s", broker_url(self.cfg))

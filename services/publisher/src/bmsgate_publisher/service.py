@@ -425,7 +425,9 @@ async def run_publisher(cfg: Settings) -> None:
         cfg.mqtt, "publisher", detail=lambda: publisher.counters() if publisher else {}
     )
     publisher = Publisher(cfg, backbone)
-    backbone.on_reconnect.append(publisher.hub.arrivals.listen_again)  # banks wait for members
+    # after a backbone outage a bank waits for its members again, as after a start
+    backbone.on_disconnect.append(publisher.hub.arrivals.deaf)
+    backbone.on_reconnect.append(publisher.hub.arrivals.listen_again)
     backbone.subscribe(topics.STATE, publisher.on_state, qos0=True)
     backbone.subscribe(topics.AVAILABILITY, publisher.on_availability)
     backbone.subscribe(topics.DAILY, publisher.on_daily)
