@@ -11,6 +11,7 @@ cannot start HA fails in CI (tests/support/needs.py) and skips elsewhere.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -409,6 +410,21 @@ def test_bank_statistics_equal_members_over_the_outage(lane: Lane) -> None:
             )
 
         stats = wait_until(compiled, timeout=90, interval=5)
+        # what HA recorded of the bank's counters: never down (a fall is a meter reset to HA,
+        # the whole new value counted again), whatever the counters' size at the outage
+        history = ws.command(
+            "history/history_during_period",
+            start_time=lane.started.isoformat(),
+            entity_ids=[ids["house:charged"], ids["house:discharged"]],
+            significant_changes_only=False,
+            minimal_response=True,
+            no_attributes=True,
+        )
+    for entity, rows in history.items():
+        values = [float(r["s"]) for r in rows if r["s"] not in ("unknown", "unavailable")]
+        falls = [(a, b) for a, b in itertools.pairwise(values) if b < a]
+        assert values and not falls, (entity, falls)
+    assert len(history[ids["house:discharged"]]) > 5  # it moved, and HA recorded it moving
     change = {k: sum(r["change"] or 0 for r in stats[i]) for k, i in ids.items()}
     print("energy change [kWh] in HA's statistics:", change, "outage:", lane.outage)  # -s
     for key in ("charged", "discharged"):
