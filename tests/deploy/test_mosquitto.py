@@ -218,3 +218,32 @@ async def test_the_container_healthcheck_reads_the_service_status(broker: int) -
         subprocess.run, [*check, "modbus"], env=env, timeout=20, capture_output=True
     )  # nothing retained there: the check times out and reports unhealthy
     assert gone.returncode == 1
+
+
+async def test_a_reader_reads_only_its_own_buss_commands(broker: int) -> None:
+    """reader-0 subscribes with the reader's filters over every pack and gets bus 0's only."""
+    sent = [
+        "bmsgate/bms/pack-1/set",
+        "bmsgate/bms/pack-2/set",
+        "bmsgate/bms/pack-2/raw/tx",
+        "bmsgate/bus/reader-0/sniff/set",
+        "bmsgate/bus/reader-1/sniff/set",
+    ]
+    creds = {"username": "reader-0", "password": password("reader-0")}
+    got: set[str] = set()
+    async with aiomqtt.Client("127.0.0.1", broker, **creds) as reader:
+        for pattern in ("bmsgate/bms/+/set", "bmsgate/bms/+/raw/tx", "bmsgate/bus/+/sniff/set"):
+            await reader.subscribe(pattern, qos=1)  # granted: the broker filters each delivery
+        async with aiomqtt.Client("127.0.0.1", broker, username="admin", password="pw-admin") as a:
+            for topic in [*sent, "bmsgate/bms/pack-1/raw/tx"]:
+                await a.publish(topic, b"{}", qos=1)
+        async with asyncio.timeout(5):
+            async for msg in reader.messages:
+                got.add(str(msg.topic))
+                if str(msg.topic) == "bmsgate/bms/pack-1/raw/tx":  # the last one sent
+                    break
+    assert got == {
+        "bmsgate/bms/pack-1/set",
+        "bmsgate/bus/reader-0/sniff/set",
+        "bmsgate/bms/pack-1/raw/tx",
+    }

@@ -7,9 +7,7 @@ two cannot drift. A ``+`` grants every pack, bus or client: MQTT wildcards canno
 packs". Where the configuration is known (``bmsgate run``, and the compose stack's ACL rendered
 from deploy/bmsgate.yaml by ``scripts/export_acl.py --config``), the publisher's bank states are
 granted per bank instead; the compose stack's ACL also has a user per reader (``reader-<bus>``)
-that may publish only its own bus's packs and bus topics. Its subscriptions stay the reader's
-filters (``bms/+/set``): the reader subscribes with them, and Mosquitto refuses a subscription
-wider than the grant.
+that may publish and read only its own bus's packs and bus topics.
 """
 
 from __future__ import annotations
@@ -190,17 +188,18 @@ def grants(
 def reader_grants(
     bus: int, packs: Sequence[str], base: str = DEFAULT_BASE
 ) -> list[tuple[Right, str]]:
-    """The lines of the user ``reader-<bus>``: it publishes only its ``packs`` and its bus.
+    """The lines of the user ``reader-<bus>``: only its ``packs``' and its bus's topics.
 
-    What it reads is the shared reader's (its subscriptions are filters over every pack).
+    Its subscriptions are filters over every pack (``bms/+/set``): Mosquitto grants such a
+    subscription and then delivers only the topics the ACL lets the user read.
     """
     access = SERVICES["reader"]
     name = f"reader-{bus}"  # the reader's service name, also its bus name in bus/<name>/...
     out: list[tuple[Right, str]] = []
-    for use in access.publishes:
-        names = list(packs) if use.spec.pattern.startswith("bms/") else [name]
-        out += [("write", use.spec.topic(each, base)) for each in names]
-    out += [("read", use.spec.topic(use.name, base)) for use in access.subscribes]
+    for right, uses in (("write", access.publishes), ("read", access.subscribes)):
+        for use in uses:
+            names = list(packs) if use.spec.pattern.startswith("bms/") else [name]
+            out += [(right, use.spec.topic(each, base)) for each in names]  # type: ignore[misc]
     return out + _own(name, base)
 
 
