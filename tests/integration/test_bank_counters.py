@@ -63,6 +63,7 @@ def start_run(workdir: Path, config: Path, n: int) -> Proc:
             "-m",
             "bmsgate.cli",
             "run",
+            "--isolate",  # the publisher a process of its own, so it alone can be killed
             "--config",
             str(config),
             "--only",
