@@ -15,6 +15,14 @@ WORKDIR /src
 COPY services services
 RUN npm ci --no-audit --no-fund --prefix services/api/src/bmsgate_api/static
 
+# the workspace's pyproject.toml files alone: their layer stays the same while only code changes
+FROM python:3.11.11-slim-bookworm AS manifests
+WORKDIR /src
+COPY src src
+COPY packages packages
+COPY services services
+RUN find src packages services -type f ! -name pyproject.toml -delete
+
 FROM python:3.11.11-slim-bookworm AS build
 COPY --from=uv /uv /usr/local/bin/uv
 # bytecode compiled once at build; a copied venv (no hard links into the cache); the image's
@@ -23,11 +31,15 @@ ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /src
 COPY pyproject.toml uv.lock README.md ./
+ARG PACKAGE=bmsgate
+# first the third-party dependencies, from the lockfile and the manifests only: a layer rebuilt
+# only when those change, so a change of bmsgate's code does not fetch every wheel again
+COPY --from=manifests /src ./
+RUN uv sync --frozen --no-dev --no-editable --no-install-workspace --package "${PACKAGE}"
 COPY src src
 COPY packages packages
 COPY services services
 COPY --from=web /src/services/api/src/bmsgate_api/static/node_modules services/api/src/bmsgate_api/static/node_modules
-ARG PACKAGE=bmsgate
 # --frozen: exactly the lockfile; --no-editable: the workspace packages go into the venv itself
 RUN uv sync --frozen --no-dev --no-editable --package "${PACKAGE}"
 # the image's version label must be the packages' version (docker-bake.json passes it)
