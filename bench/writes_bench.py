@@ -92,7 +92,10 @@ async def measure(packs: int, duration: float, warmup: float, work: Path) -> dic
         ]
         stack.push_async_callback(stop_tasks, [asyncio.create_task(b.run_time()) for b in buses])
         log = stack.enter_context((work / "run.log").open("wb"))
-        argv = [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config(work, ports))]
+        # --isolate: each service a process of its own, so /proc gives each its own write_bytes
+        # (the files written are the same when they share one process)
+        argv = [sys.executable, "-m", "bmsgate.cli", "run", "--isolate", "--config"]
+        argv.append(str(config(work, ports)))
         proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)  # noqa: ASYNC220
         stack.callback(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
         await asyncio.sleep(warmup)

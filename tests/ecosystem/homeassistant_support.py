@@ -159,6 +159,10 @@ class HomeAssistant:
         # a long-lived token, so the HA restarts need no new login
         with self.ws() as ws:
             self.token = ws.command("auth/long_lived_access_token", client_name="lane", lifespan=1)
+            # HA stages configuration.yaml's http: block as a trial; unconfirmed for 5 min, it
+            # reverts to its default port and restarts. The owner confirms it, as in HA's UI.
+            if ws.command("http/config")["active_config_type"] == "pending":
+                ws.command("http/config/promote")
 
     def add_mqtt(self, port: int, username: str, password: str) -> dict[str, Any]:
         """The MQTT integration's config entry for a broker on loopback, as a user adds it."""

@@ -30,13 +30,13 @@ pytestmark = pytest.mark.integration
 PER_TOPIC = 20
 HOST = "127.0.0.1"
 NESTED = 10  # index of the 10 kB payload of 5,000 nested brackets: one warning like the rest
-EVERY = {"service_restart"}  # the Backbone itself listens for restart requests
+EVERY = {"service_restart", "service_logs"}  # the Backbone itself listens for these requests
 # fmt: off
 SUBSCRIBED = {  # the kinds each service subscribes to (its service.py / app.py / live.py)
     "api": EVERY | {
         "raw_lease_state", "raw_rx", "sniff", "sniff_state", "tunnel_status", "state",
         "availability", "daily", "health", "alarm", "service_status", "result", "history_reply",
-        "history_files_reply", "notify_test_result", "settings",
+        "history_files_reply", "notify_test_result", "settings", "service_log_lines",
     },
     "modbus": EVERY | {"state", "availability", "daily", "result"},
     "reader": EVERY | {"command", "raw_lease", "raw_tx", "sniff_set"},

@@ -36,6 +36,8 @@ PLACEHOLDER = re.compile(
       |\$__env\{[A-Z0-9_]+\}       # Grafana's env lookup
       |\$\{?[A-Z0-9_]+\}?          # a shell variable
       |\.\.\.|<[^>]*>|change-?me|CHANGE[_-]?ME|xxx+|\*+
+      |["']?[\w$-]*\.\.\.          # elided, e.g. 'scrypt$...'
+      |/\S*                        # a path: a compose volume's mount point, a file
       |null|~|None|true|false|[\[{(]  # not a literal secret (a flag, a structure)
     )["',;]*$"""
 )
@@ -105,6 +107,9 @@ def test_the_credential_scan_finds_a_literal(tmp_path: Path) -> None:
     sample.write_text("mqtt:\n  password: hunter2\n  token: ${T:?set it}\n")
     lines = [hit.split(": ", 1)[1] for hit in credentials_in(sample)]
     assert lines == ["password: hunter2"]
+    elided = tmp_path / "x.env"
+    elided.write_text("API_PASSWORD_HASH='scrypt$...'\nsecret=/run/secrets/x\nsecret=s3cr3t\n")
+    assert [hit.split(": ", 1)[1] for hit in credentials_in(elided)] == ["secret=s3cr3t"]
 
 
 def credentials_in(path: Path) -> list[str]:
