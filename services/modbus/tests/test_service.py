@@ -215,6 +215,7 @@ async def test_mos_write_is_acknowledged_when_the_bms_confirms_it(
     await publish(mosquitto, ("state", "garage", now_state()), ("state", "shed", now_state("shed")))
     seen, listener = await watch_commands(mosquitto)
     writer, reader = await connected(port, wait=5), await connected(port)
+    await until(lambda: serving(mosquitto), 20)
     try:
         assert (await reader.read_holding_registers(BASE + 16, count=2, device_id=1)).registers == [
             1,
@@ -341,6 +342,7 @@ async def test_with_control_on_a_write_from_an_unnamed_client_is_refused_and_log
     try:
         await until(lambda: named.connect(), 20)
         await until(lambda: readable(named), 20)
+        await until(lambda: serving(mosquitto), 20)
         write = asyncio.create_task(named.write_register(BASE + 17, 1, device_id=1))
         await until(lambda: asyncio.sleep(0, bool(seen)))
         assert seen[0]["action"] == "set_charge_mos" and seen[0]["value"] is True
@@ -364,6 +366,20 @@ async def readable(client: AsyncModbusTcpClient) -> bool:
     return not reply.isError()
 
 
+async def serving(broker: Mosquitto) -> bool:
+    """Whether the modbus service says it is online: its backbone is up, every subscription made
+    (before that it refuses writes, since a command's result could not be heard)."""
+    async with aiomqtt.Client(HOST, broker.port) as client:
+        await client.subscribe(topics.SERVICE_STATUS.topic("modbus"), qos=1)
+        try:
+            async with asyncio.timeout(1):
+                async for message in client.messages:
+                    return bool(json.loads(message.payload)["state"] == "online")  # type: ignore[arg-type]
+        except TimeoutError:
+            return False
+    return False
+
+
 async def modbus_status(broker: Mosquitto) -> dict[str, Any]:
     """The modbus service's retained status detail."""
     async with aiomqtt.Client(HOST, broker.port) as client:
@@ -384,6 +400,7 @@ async def test_a_failed_or_unanswered_command_is_a_modbus_exception(
     await publish(mosquitto, ("state", "garage", now_state()))
     seen, listener = await watch_commands(mosquitto)
     client = await connected(port, wait=5)
+    await until(lambda: serving(mosquitto), 20)
     try:
         # the reader reports an error: DEVICE_FAILURE, the register keeps the BMS's state
         write = asyncio.create_task(client.write_register(BASE + 17, 1, device_id=1))
@@ -443,6 +460,7 @@ async def test_a_write_through_the_real_reader(
     procs.append(start_service(tmp_path, "reader", path))
     proc = start(tmp_path, procs, data)
     client = await connected(port, wait=5)
+    await until(lambda: serving(mosquitto), 20)
     try:
         for value in (0, 1):
             reply = await client.write_register(BASE + 17, value, device_id=1)

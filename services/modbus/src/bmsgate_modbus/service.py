@@ -196,6 +196,11 @@ class ModbusService:
         if not self.store.online(target, utcnow()):
             log.warning("%s refused: %s is offline", asked, target)
             return ExcCodes.GATEWAY_NO_RESPONSE
+        if not self.backbone.connected:
+            # starting (retained states come in before every subscription is made) or broker
+            # away: the command's result could not be heard, so the command is not sent
+            log.warning("%s refused: the backbone is not connected yet", asked)
+            return ExcCodes.GATEWAY_NO_RESPONSE
         log.info("%s accepted for %s", asked, target)
         sent: list[Command] = []
         timeout = self.cfg.modbus.command_timeout
