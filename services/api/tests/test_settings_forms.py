@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import yaml
 
-from bmsgate_api.app import create_app, make_context
 from bmsgate_api.forms import GROUPS
-from bmsgate_api.store import PackStore
 from bmsgate_common.config_view import MASK
 from bmsgate_common.service_table import restarts
 from bmsgate_common.settings import Settings
 
-PASSWORD = "forms-pass-12"
+if TYPE_CHECKING:
+    from services.api.tests.conftest import SiteUi
+
 BUS = {"port": "/dev/ttyUSB7", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
 FILE = {
     "mqtt": {"host": "broker", "username": "u", "password": "pw-secret-9"},
@@ -25,19 +23,6 @@ FILE = {
     "publisher": {"targets": [{"name": "cloud", "password": "target-secret-7"}]},
     "history": {"influx": {"enabled": True, "token": "influx-token-3"}},
 }
-
-
-@contextlib.asynccontextmanager
-async def logged_in(tmp_path: Path, data: dict[str, object]) -> AsyncIterator[httpx.AsyncClient]:
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data))
-    ctx = make_context(PackStore(), Settings.model_validate(data), None, persist=False)
-    ctx.config_file = path
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(PackStore(), ctx=ctx)), base_url="http://t"
-    ) as client:
-        (await client.post("/api/auth/setup", json={"password": PASSWORD})).raise_for_status()
-        yield client
 
 
 def test_every_section_of_the_settings_is_in_a_group() -> None:
@@ -49,9 +34,9 @@ def test_every_section_of_the_settings_is_in_a_group() -> None:
 
 
 async def test_the_forms_get_labels_units_ranges_choices_and_masked_secrets(
-    tmp_path: Path,
+    site_ui: SiteUi,
 ) -> None:
-    async with logged_in(tmp_path, FILE) as ui:
+    async with site_ui(FILE) as ui:
         got = await ui.get("/api/settings/form")
         assert got.status_code == 200
         text = got.text
@@ -76,9 +61,9 @@ async def test_the_forms_get_labels_units_ranges_choices_and_masked_secrets(
 
 
 async def test_a_bad_value_is_a_message_beside_its_field_and_nothing_is_written(
-    tmp_path: Path,
+    tmp_path: Path, site_ui: SiteUi
 ) -> None:
-    async with logged_in(tmp_path, FILE) as ui:
+    async with site_ui(FILE) as ui:
         before = (tmp_path / "site.yaml").read_text()
         values = (await ui.get("/api/settings/form")).json()["values"]
         values["buses"][0]["poll_interval"] = -1
@@ -103,8 +88,10 @@ async def test_a_bad_value_is_a_message_beside_its_field_and_nothing_is_written(
         assert (tmp_path / "site.yaml").read_text() == before
 
 
-async def test_a_good_save_keeps_secrets_and_says_which_services_restart(tmp_path: Path) -> None:
-    async with logged_in(tmp_path, FILE) as ui:
+async def test_a_good_save_keeps_secrets_and_says_which_services_restart(
+    tmp_path: Path, site_ui: SiteUi
+) -> None:
+    async with site_ui(FILE) as ui:
         values = (await ui.get("/api/settings/form")).json()["values"]
         values["buses"][0]["poll_interval"] = 2.5
         saved = await ui.put("/api/settings/form", json={"values": values})

@@ -2,45 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import yaml
 
-from bmsgate_api.app import create_app, make_context
-from bmsgate_api.store import PackStore
 from bmsgate_common.config_view import MASK
 from bmsgate_common.settings import Settings
 
-PASSWORD = "settings-pass-1"
+if TYPE_CHECKING:
+    from services.api.tests.conftest import SiteUi
+
 BUS = {"port": "/dev/ttyUSB7", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
 
 
-@contextlib.asynccontextmanager
-async def logged_in(
-    tmp_path: Path, file_data: dict[str, object] | None
-) -> AsyncIterator[httpx.AsyncClient]:
-    path = tmp_path / "site.yaml"
-    if file_data is not None:
-        path.write_text(yaml.safe_dump(file_data))
-    settings = Settings.model_validate(file_data or {})
-    ctx = make_context(PackStore(), settings, None, persist=False)
-    ctx.config_file = path
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(PackStore(), ctx=ctx)), base_url="http://t"
-    ) as client:
-        (await client.post("/api/auth/setup", json={"password": PASSWORD})).raise_for_status()
-        yield client
-
-
-async def test_every_write_needs_a_login(tmp_path: Path) -> None:
-    ctx = make_context(PackStore(), Settings(), None, persist=False)
-    ctx.config_file = tmp_path / "site.yaml"
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(PackStore(), ctx=ctx)), base_url="http://t"
-    ) as anon:
+async def test_every_write_needs_a_login(tmp_path: Path, site_ui: SiteUi) -> None:
+    async with site_ui(None, login=False) as anon:
         calls = [
             anon.put("/api/settings/file", json={"yaml": "log_level: INFO\n"}),
             anon.post(
@@ -70,9 +47,11 @@ async def test_every_write_needs_a_login(tmp_path: Path) -> None:
     assert not (tmp_path / "site.yaml").exists()
 
 
-async def test_edit_keeps_masked_secrets_and_names_a_bad_key(tmp_path: Path) -> None:
+async def test_edit_keeps_masked_secrets_and_names_a_bad_key(
+    tmp_path: Path, site_ui: SiteUi
+) -> None:
     data = {"mqtt": {"host": "b", "username": "u", "password": "pw-9"}, "buses": [BUS]}
-    async with logged_in(tmp_path, data) as ui:
+    async with site_ui(data) as ui:
         shown = (await ui.get("/api/settings/file")).json()
         assert "pw-9" not in shown["yaml"] and MASK in shown["yaml"]
         before = (tmp_path / "site.yaml").read_text()
@@ -100,8 +79,10 @@ async def test_edit_keeps_masked_secrets_and_names_a_bad_key(tmp_path: Path) -> 
         ).status_code == 503
 
 
-async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> None:
-    async with logged_in(tmp_path, None) as ui:
+async def test_setup_writes_once_and_refuses_the_polled_port(
+    tmp_path: Path, site_ui: SiteUi
+) -> None:
+    async with site_ui(None) as ui:
         # fmt: off
         answers = {
             "buses": [{"port": "/dev/ttyUSB7", "packs": [
@@ -137,9 +118,9 @@ async def test_setup_writes_once_and_refuses_the_polled_port(tmp_path: Path) -> 
         assert tz.json() == {"timezone": "Australia/Sydney"}
 
 
-async def test_a_scan_of_a_configured_port_is_refused(tmp_path: Path) -> None:
+async def test_a_scan_of_a_configured_port_is_refused(site_ui: SiteUi) -> None:
     # the test message is the notifier's (tests/integration/test_notify_test.py)
-    async with logged_in(tmp_path, {"buses": [BUS]}) as ui:
+    async with site_ui({"buses": [BUS]}) as ui:
         held = await ui.post("/api/setup/scan", json={"port": "/dev/ttyUSB7"})
         assert (
             held.status_code == 409
@@ -147,11 +128,13 @@ async def test_a_scan_of_a_configured_port_is_refused(tmp_path: Path) -> None:
         )
 
 
-async def test_the_scan_refuses_a_pyserial_url_and_the_file_is_untouched(tmp_path: Path) -> None:
+async def test_the_scan_refuses_a_pyserial_url_and_the_file_is_untouched(
+    tmp_path: Path, site_ui: SiteUi
+) -> None:
     """spy://...?file= would truncate the file (the password file, say) as the service's user."""
     victim = tmp_path / "login.json"
     victim.write_text('{"hash": "kept"}\n')
-    async with logged_in(tmp_path, {"buses": [BUS]}) as ui:
+    async with site_ui({"buses": [BUS]}) as ui:
         for port in (f"spy:///dev/ttyUSB9?file={victim}", "loop://", "ttyUSB9"):
             got = await ui.post("/api/setup/scan", json={"port": port})
             assert got.status_code == 422, got.text

@@ -5,17 +5,18 @@ from __future__ import annotations
 import stat
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import yaml
 
-from bmsgate_api.app import create_app, make_context
 from bmsgate_api.routes.system import masked_lines
-from bmsgate_api.store import PackStore
 from bmsgate_api.system import outputs_view, services_view, storage_view
 from bmsgate_common.config_view import MASK
 from bmsgate_common.models import ServiceStatus, utcnow
 from bmsgate_common.settings import Settings
+
+if TYPE_CHECKING:
+    from services.api.tests.conftest import SiteUi
 
 PASSWORD = "system-pass-12"
 BUS = {"port": "/dev/ttyUSB7", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
@@ -128,7 +129,9 @@ def kept_file(where: str) -> tuple[object, int]:
     return yaml.safe_load(copy.read_text()), stat.S_IMODE(copy.stat().st_mode)
 
 
-async def test_a_factory_reset_needs_the_password_and_keeps_a_copy(tmp_path: Path) -> None:
+async def test_a_factory_reset_needs_the_password_and_keeps_a_copy(
+    tmp_path: Path, site_ui: SiteUi
+) -> None:
     data = {
         "mqtt": {"host": "broker", "port": 1884},
         "buses": [BUS],
@@ -137,13 +140,7 @@ async def test_a_factory_reset_needs_the_password_and_keeps_a_copy(tmp_path: Pat
         "data_dir": str(tmp_path / "data"),
     }
     path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(data))
-    settings = Settings.model_validate(data)
-    ctx = make_context(PackStore(), settings, None, persist=False)
-    ctx.config_file = path
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(PackStore(), ctx=ctx)), base_url="http://t"
-    ) as ui:
+    async with site_ui(data, login=False) as ui:
         reset = "/api/system/factory-reset"
         assert (await ui.post(reset, json={"password": PASSWORD})).status_code == 401  # no login
         (await ui.post("/api/auth/setup", json={"password": PASSWORD})).raise_for_status()
