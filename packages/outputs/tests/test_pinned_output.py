@@ -7,8 +7,6 @@ Regenerate only for an intended change: ``BMSGATE_PIN=write pytest <this file>``
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from packages.outputs.tests.states import T0, make_state
 from bmsgate_common.models import PackState
 from bmsgate_common.settings import TargetSettings
 from bmsgate_outputs.plan import HeardPacks, Plan
+from tests.support.golden import assert_pinned
 
 GOLDEN = Path(__file__).parent / "golden" / "outputs.json"
 HASP = {
@@ -99,10 +98,4 @@ def _messages() -> list[dict[str, Any]]:
 
 
 def test_every_output_message_is_as_pinned() -> None:
-    got = _messages()
-    if os.environ.get("BMSGATE_PIN") == "write":
-        GOLDEN.write_text(json.dumps(got, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    pinned = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    assert len(got) == len(pinned)
-    for mine, theirs in zip(got, pinned, strict=True):
-        assert mine == theirs
+    assert_pinned(_messages(), GOLDEN, indent=1)

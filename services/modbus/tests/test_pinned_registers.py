@@ -7,8 +7,6 @@ change: ``BMSGATE_PIN=write pytest <this file>``.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from services.modbus.tests.known import NOW, known_daily, known_state
 
 from bmsgate_common.settings import ModbusPushTarget
 from bmsgate_modbus.logic import QUANTITY_UNITS, MapOptions, RegisterStore, push_writes
+from tests.support.golden import assert_pinned
 
 GOLDEN = Path(__file__).parent / "golden" / "registers.json"
 UNITS = {1: "garage", 2: "shed", 3: "wide", 4: "empty", 5: "house"}
@@ -70,10 +69,4 @@ def _pins() -> dict[str, Any]:
 
 
 def test_every_register_and_push_is_as_pinned() -> None:
-    got = json.loads(json.dumps(_pins()))
-    if os.environ.get("BMSGATE_PIN") == "write":
-        GOLDEN.write_text(json.dumps(got) + "\n", encoding="utf-8")
-    pinned = json.loads(GOLDEN.read_text(encoding="utf-8"))
-    assert got.keys() == pinned.keys()
-    for key in got:
-        assert got[key] == pinned[key], key
+    assert_pinned(_pins(), GOLDEN)
