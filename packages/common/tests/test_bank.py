@@ -7,7 +7,16 @@ from datetime import date, timedelta
 import pytest
 from packages.outputs.tests.states import T0, make_state
 
-from bmsgate_common.bank import Member, availability, combine, energy_today, exclusion
+from bmsgate_common.bank import (
+    BankEnergy,
+    Energy,
+    Member,
+    availability,
+    bank_energy,
+    combine,
+    energy_today,
+    exclusion,
+)
 from bmsgate_common.models import Availability, DailyStats
 from bmsgate_common.settings import BankSettings
 
@@ -118,7 +127,7 @@ def test_no_member_no_state_and_the_bank_is_offline() -> None:
     assert availability(BANK, None, T0).state == "offline"
 
 
-def test_energy_today_sums_each_member_once_on_the_newest_day() -> None:
+def test_energy_today_sums_each_member_once_on_that_day() -> None:
     def day(pack: str, when: date, e_in: float | None, e_out: float | None) -> DailyStats:
         return DailyStats(pack=pack, day=when, ts=T0, energy_in=e_in, energy_out=e_out)
 
@@ -129,7 +138,25 @@ def test_energy_today_sums_each_member_once_on_the_newest_day() -> None:
         "b": day("b", today, 2.0, None),
         "bank": day("bank", today, 9.0, 9.0),
     }
-    assert energy_today(twice, daily) == (3.5, 0.25)  # never the bank's own figures on top
+    assert energy_today(twice, daily, today) == (3.5, 0.25)  # never the bank's own on top
     daily["b"] = day("b", yesterday, 7.0, 7.0)  # not yet in the new day: left out
-    assert energy_today(BANK, daily) == (1.5, 0.25)
-    assert energy_today(BANK, {}) == (None, None)
+    assert energy_today(BANK, daily, today) == (1.5, 0.25)
+    # every member still on yesterday (offline since): nothing today, not yesterday's figures
+    assert energy_today(BANK, {"b": daily["b"]}, today) == (None, None)
+    assert energy_today(BANK, {}, today) == (None, None)
+
+
+def test_bank_energy_per_period_sums_members_once_and_names_the_missing() -> None:
+    d1, d2, d3 = date(2026, 6, 1), date(2026, 6, 2), date(2026, 6, 3)
+    twice = BankSettings(id="bank", packs=["a", "b", "a", "c"])
+    figures = {
+        "a": {d1: Energy(1.0, 2.0), d2: Energy(0.5, 0.0)},
+        "b": {d1: Energy(3.0, None), d3: Energy(0.0, 0.0)},
+        "bank": {d1: Energy(99.0, 99.0), date(2026, 6, 4): Energy(5.0, 5.0)},
+    }
+    got = bank_energy(twice, figures)
+    assert got == {
+        d1: BankEnergy(Energy(4.0, 2.0), ("c",)),
+        d2: BankEnergy(Energy(0.5, 0.0), ("b", "c")),
+        d3: BankEnergy(Energy(0.0, 0.0), ("a", "c")),  # a true zero: b was there and idle
+    }  # 2026-06-04: no member has it, absent (the bank's own figures never count)

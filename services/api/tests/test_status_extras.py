@@ -20,7 +20,7 @@ from bmsgate_api.routes.status import branding_css
 from bmsgate_api.sky import parse_forecast, sun_times
 from bmsgate_api.store import PackStore
 from bmsgate_bms.registry import NAMES, info
-from bmsgate_common.models import Availability, PackState, utcnow
+from bmsgate_common.models import Availability, DailyStats, PackState, utcnow
 from bmsgate_common.settings import Settings
 from bmsgate_outputs.entities import descriptions, shown_values
 from bmsgate_outputs.plan import hasp_messages
@@ -110,6 +110,36 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
         # but when it was last seen: its newest member reading, not "never"
         newest = max(store.states[p].ts for p in ("east", "west"))
         assert datetime.fromisoformat(bank["last_seen"]) == newest
+
+
+async def test_kwh_today_is_of_the_sites_today_and_a_bank_sums_its_members_once() -> None:
+    settings = Settings.model_validate(
+        {"buses": BUSES, "banks": [{"id": "house", "packs": ["east", "west"]}]}
+    )
+    store = make_store(state("east", 80, [3.3]), state("west", 60, [3.3]))
+    store.tz = ZoneInfo("Pacific/Auckland")  # the site's zone, never UTC's day
+    today = utcnow().astimezone(store.tz).date()
+    yesterday = date.fromordinal(today.toordinal() - 1)
+
+    def daily(pack: str, day: date, e_in: float, e_out: float) -> DailyStats:
+        return DailyStats(pack=pack, day=day, ts=utcnow(), energy_in=e_in, energy_out=e_out)
+
+    store.daily = {
+        "east": daily("east", today, 1.25, 0.5),
+        "west": daily("west", today, 2.0, 0.75),
+        "house": daily("house", today, 9.0, 9.0),  # the bank's own figures: never added
+    }
+    async with client(store, settings) as http:
+        packs = {v["pack"]: v for v in (await http.get("/api/overview")).json()}
+        bank = (await http.get("/api/banks")).json()[0]
+        assert (packs["east"]["energy_in_today"], packs["east"]["energy_out_today"]) == (1.25, 0.5)
+        assert (bank["energy_in_today"], bank["energy_out_today"]) == (3.25, 1.25)
+        # west offline since yesterday: its figures are yesterday's, not today's
+        store.daily["west"] = daily("west", yesterday, 4.0, 4.0)
+        packs = {v["pack"]: v for v in (await http.get("/api/overview")).json()}
+        bank = (await http.get("/api/banks")).json()[0]
+        assert packs["west"]["energy_in_today"] is None
+        assert (bank["energy_in_today"], bank["energy_out_today"]) == (1.25, 0.5)
 
 
 def test_sun_times_and_polar_days() -> None:

@@ -13,10 +13,10 @@ state (:func:`counters_of`), so the counters too are the same everywhere and nev
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from datetime import date, datetime
+from typing import Any, Final, TypeVar
 
 from bmsgate_common.liveness import Arrivals, liveness
 from bmsgate_common.models import Availability, DailyStats, PackState
@@ -265,25 +265,70 @@ def combine(
     )
 
 
-def energy_today(
-    bank: BankSettings, daily: Mapping[str, DailyStats]
-) -> tuple[float | None, float | None]:
-    """``(in, out)`` [kWh] of a bank today: its members' daily figures summed, each member once.
+K = TypeVar("K", bound=Hashable)
 
-    Only the members' figures of the newest day count (one still on yesterday is left out until
-    the history service starts its day); None where no member has that figure yet.
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy moved in one period (a day, a month) [kWh]; None where not known."""
+
+    energy_in: float | None = None
+    energy_out: float | None = None
+
+
+@dataclass(frozen=True)
+class BankEnergy:
+    """A bank's energy in one period: its members' figures summed, and who had none."""
+
+    energy: Energy
+    missing: tuple[str, ...]  # members without a figure for the period (offline, not archived)
+
+
+def _total(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def bank_energy(
+    bank: BankSettings, figures: Mapping[str, Mapping[K, Energy]]
+) -> dict[K, BankEnergy]:
+    """A bank's energy per period: its members' figures summed, each member once.
+
+    ``figures`` holds each member's figures by period (a day, a month); only periods where at
+    least one member has a figure are in the result: a period no member has is absent, not 0.
+    Never the bank's own figures (the history keeps them too, from the bank's counters, which
+    miss what a member moved while it did not count).
     """
-    found = [d for p in dict.fromkeys(bank.packs) if (d := daily.get(p)) is not None]
-    if not found:
-        return None, None
-    day = max(d.day for d in found)
-    today = [d for d in found if d.day == day]
+    packs = list(dict.fromkeys(bank.packs))
+    periods = dict.fromkeys(k for p in packs for k in figures.get(p, {}))
+    out: dict[K, BankEnergy] = {}
+    for period in periods:
+        found = {p: e for p in packs if (e := figures.get(p, {}).get(period)) is not None}
+        out[period] = BankEnergy(
+            Energy(
+                _total([e.energy_in for e in found.values()]),
+                _total([e.energy_out for e in found.values()]),
+            ),
+            tuple(p for p in packs if p not in found),
+        )
+    return out
 
-    def total(values: list[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
-        return sum(known) if known else None
 
-    return total([d.energy_in for d in today]), total([d.energy_out for d in today])
+def energy_today(
+    bank: BankSettings, daily: Mapping[str, DailyStats], today: date
+) -> tuple[float | None, float | None]:
+    """``(in, out)`` [kWh] of a bank ``today``: its members' daily figures summed (bank_energy).
+
+    A member's figures of another day (one offline since yesterday, or not yet in the new day)
+    are left out; None where no member has that figure today.
+    """
+    figures = {
+        p: {d.day: Energy(d.energy_in, d.energy_out)}
+        for p in bank.packs
+        if (d := daily.get(p)) is not None
+    }
+    found = bank_energy(bank, figures).get(today)
+    return (None, None) if found is None else (found.energy.energy_in, found.energy.energy_out)
 
 
 def availability(bank: BankSettings, state: PackState | None, now: datetime) -> Availability:

@@ -14,6 +14,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
+from bmsgate_common.timezones import site_zone
 
 from .app import create_app, make_context
 from .connections import BACKLOG, Crowd, connection_limit, guarded, raise_file_limit
@@ -81,7 +82,7 @@ async def run_api(
     ``config_file`` is the file the settings and setup pages edit (None: they cannot write);
     ``supervised``: `bmsgate run` applies a written file itself.
     """
-    store = PackStore(stale_after=cfg.stale_after)
+    store = PackStore(stale_after=cfg.stale_after, tz=site_zone(cfg))
     ctx = make_context(store, cfg, Backbone(cfg.mqtt, "api"), persist=True)
     ctx.config_file = config_file
     ctx.supervised = supervised

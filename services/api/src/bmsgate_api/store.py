@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
 
 from bmsgate_common.liveness import Arrivals, liveness
 from bmsgate_common.models import (
@@ -26,6 +26,7 @@ class PackStore:
     """Latest messages per pack; live by the one rule (bmsgate_common.liveness)."""
 
     stale_after: float = 60.0  # [s] the top-level stale_after
+    tz: tzinfo = UTC  # the site's zone (bmsgate_common.timezones.site_zone): its days
     states: dict[str, PackState] = field(default_factory=dict)
     availability: dict[str, Availability] = field(default_factory=dict)
     daily: dict[str, DailyStats] = field(default_factory=dict)
@@ -41,6 +42,15 @@ class PackStore:
     def packs(self) -> list[str]:
         """Every pack id seen, sorted."""
         return sorted(self.states.keys() | self.availability.keys())
+
+    def today(self, now: datetime) -> date:
+        """The site's local day at ``now`` (the history service's days are in the same zone)."""
+        return now.astimezone(self.tz).date()
+
+    def daily_today(self, pack: str, now: datetime) -> DailyStats | None:
+        """The pack's daily figures if they are of today; yesterday's are not today's."""
+        found = self.daily.get(pack)
+        return found if found is not None and found.day == self.today(now) else None
 
     def live(self, pack: str, now: datetime) -> tuple[bool, str]:
         """``(live, reason)`` of a pack by the one rule."""

@@ -84,6 +84,7 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
     online = store.is_online(pack, now)
     health = store.health.get(pack)
     daily = store.daily.get(pack)
+    today = store.daily_today(pack, now)  # an offline pack's figures of yesterday are not today's
     view = PackView(
         pack=pack,
         name=state.name if state else pack,
@@ -92,8 +93,8 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
         age=store.arrivals.age(pack, state, now) if state else None,  # a clock step left out
         last_seen=state.ts if state else None,
         daily=daily,
-        energy_in_today=daily.energy_in if daily else None,
-        energy_out_today=daily.energy_out if daily else None,
+        energy_in_today=today.energy_in if today else None,
+        energy_out_today=today.energy_out if today else None,
         findings=list(health.findings) if health else [],
         health_checked=health.ts if health else None,
     )
@@ -168,7 +169,7 @@ def bank_view(
         members=listed,
     )
     # the members' own days summed: the bank's counters miss what a member moved uncounted
-    view.energy_in_today, view.energy_out_today = energy_today(bank, store.daily)
+    view.energy_in_today, view.energy_out_today = energy_today(bank, store.daily, store.today(now))
     if state is not None:
         events = {c: e for p in bank.packs for c, e in store.alarms.get(p, {}).items()}
         _show(view, state, events)
