@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -131,6 +132,52 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path, isolate: bool) ->
         proc.kill()  # SIGKILL: no chance to clean up
         proc.wait()
     wait_until(lambda: processes_using(str(data)) == [], timeout=15)
+
+
+def private_mosquitto(data: Path) -> int | None:
+    """The pid of the private Mosquitto of the ``bmsgate run`` on ``data``."""
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True, check=True
+    ).stdout
+    conf = str(data / "run" / "mosquitto" / "mosquitto.conf")
+    found = [line.split()[0] for line in out.splitlines() if line.rstrip().endswith(conf)]
+    return int(found[0]) if len(found) == 1 else None
+
+
+@needs(find_mosquitto(), "mosquitto is not installed")
+def test_a_killed_private_mosquitto_is_restarted_and_states_flow_again(tmp_path: Path) -> None:
+    http = free_port()
+    data = tmp_path / "data"
+    log = tmp_path / "run.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            run_command(http, data), stdout=subprocess.PIPE, stderr=err, text=True
+        )
+    state = f"http://127.0.0.1:{http}/api/packs/sim-1/state"
+
+    def newer_state(than: datetime) -> bool:
+        got = httpx.get(state, timeout=2)
+        return got.status_code == 200 and datetime.fromisoformat(got.json()["ts"]) > than
+
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("bmsgate is running")
+        wait_until(lambda: newer_state(datetime.min.replace(tzinfo=UTC)), timeout=20)
+        first = wait_until(lambda: private_mosquitto(data))
+        os.kill(first, signal.SIGKILL)
+        second = wait_until(lambda: (pid := private_mosquitto(data)) != first and pid, timeout=20)
+        back = datetime.now(UTC)
+        wait_until(lambda: newer_state(back), timeout=60)  # read, sent and heard after the restart
+        assert private_mosquitto(data) == second and proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    said = [line for line in log.read_text().splitlines() if "mosquitto" in line]
+    assert len(said) == 2, said  # it started once, and once it ended and came back
+    port = said[0].rsplit(":", 1)[1]  # the same port: the services' backbones reconnect to it
+    # a broker that lived under a minute waits twice its last wait (1 s), as a child does
+    want = f"private mosquitto exited with code -9; restarting it on 127.0.0.1:{port} in 2 s"
+    assert said[1].endswith(want), said
+    assert "Traceback" not in log.read_text()
 
 
 def test_plan_leaves_out_the_services_with_nothing_to_do() -> None:

@@ -96,6 +96,7 @@ class PrivateBroker:
         self.banks = banks
         self.users = self._users(port)
         self.process: subprocess.Popen[bytes] | None = None
+        self.started = 0.0  # [s] monotonic, when it last started
 
     def _users(self, port: int | None) -> dict[str, str]:
         """The users' passwords, made once; the port kept from last time while it is free."""
@@ -168,6 +169,11 @@ class PrivateBroker:
         if not wait_for_port("127.0.0.1", self.port):
             self.stop()
             raise RuntimeError(f"mosquitto did not start; see {self.workdir / 'mosquitto.log'}")
+        self.started = time.monotonic()
+
+    def exit_code(self) -> int | None:
+        """Its exit code once it has ended (killed, crashed); None while it runs or before."""
+        return None if self.process is None else self.process.poll()
 
     def stop(self) -> None:
         """Stop it."""

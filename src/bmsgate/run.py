@@ -4,7 +4,8 @@ The same entry points the containers use (``python -m bmsgate_<service>``) run a
 generated configuration, each in a thread of its own with its own event loop in one process
 (``--isolate``: each in a process of its own; zygote.py); a private Mosquitto starts when no
 broker is configured, and a simulated pack on a pseudo-terminal while no serial port is. A child
-that ends is restarted with backoff, alone; when the shared process ends, every one of them.
+that ends is restarted with backoff, alone; when the shared process ends, every one of them; the
+private Mosquitto too, on the same port, and the services' backbones reconnect to it.
 
 The configuration file is watched: when it changes and validates, the generated configuration is
 rewritten and only the services whose sections changed are restarted (a reader per bus), so a
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -87,6 +89,15 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+def restart_delay(last: float, lived: float) -> float:
+    """How long to wait before starting again what ran ``lived`` seconds and then ended [s].
+
+    A run of more than a minute starts again after 1 s; a quicker end doubles the last wait
+    (``last``), up to a minute, so a crash loop costs little. Children and the private broker.
+    """
+    return 1.0 if lived > 60 else min(60.0, max(last, 0.5) * 2)
 
 
 class ChildSpec(NamedTuple):
@@ -324,6 +335,39 @@ class Supervisor:
     packs: set[str] = field(default_factory=set)  # of the buses whose readers run here
     children: dict[str, Child] = field(default_factory=dict)
     left_out: dict[str, str] | None = None  # services not started, and why (logged on change)
+    broker_backoff: float = 1.0  # [s] the private broker's last wait before a restart
+    broker_due: float | None = None  # [s] monotonic, when to start the ended private broker
+
+    async def keep_broker(self) -> None:
+        """Start the private Mosquitto again, with backoff, when it has ended.
+
+        It comes back on the same port with the same users, so every service's backbone
+        reconnects by itself and the readers publish their states again.
+        """
+        broker, now = self.broker, time.monotonic()
+        if broker is None:
+            return
+        if self.broker_due is None:
+            code = broker.exit_code()
+            if code is None:
+                return
+            self.broker_backoff = restart_delay(self.broker_backoff, now - broker.started)
+            self.broker_due = now + self.broker_backoff
+            log.warning(
+                "private mosquitto exited with code %s; restarting it on 127.0.0.1:%d in %.0f s",
+                code,
+                broker.port,
+                self.broker_backoff,
+            )
+        elif now >= self.broker_due:
+            try:
+                await asyncio.to_thread(broker.start)
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as err:
+                self.broker_backoff = restart_delay(self.broker_backoff, 0.0)
+                self.broker_due = time.monotonic() + self.broker_backoff
+                log.error("%s; trying again in %.0f s", err, self.broker_backoff)
+            else:
+                self.broker_due = None
 
     async def effective(self, cfg: Settings) -> Settings:
         """``cfg`` with the private broker and the simulated buses filled in."""
@@ -468,7 +512,7 @@ async def supervise(
 
 
 async def _watch(sup: Supervisor, config_file: Path | None, load: Loader | None) -> None:
-    """Apply the configuration file when it changes; restart a child that exits.
+    """Apply the configuration file when it changes; restart a child or broker that exits.
 
     Exit code 2 means a problem only the user can fix (configuration, a port it may not bind):
     restarting would only repeat the message, so that child stays stopped until its
@@ -491,6 +535,7 @@ async def _watch(sup: Supervisor, config_file: Path | None, load: Loader | None)
                     log.error("configuration %s not applied: %s", config_file, err)
                 else:
                     log.info("configuration %s applied", config_file)
+        await sup.keep_broker()
         await _restart_exited(sup.children.values())
 
 
@@ -509,7 +554,7 @@ async def _restart_exited(children: Any) -> None:
                 child.backoff = 0.0
                 log.info("%s restarting on request", child.name)
             else:
-                child.backoff = 1.0 if lived > 60 else min(60.0, max(child.backoff, 0.5) * 2)
+                child.backoff = restart_delay(child.backoff, lived)
                 log.warning(
                     "%s exited with code %s; restarting in %.0f s",
                     child.name,
