@@ -511,7 +511,7 @@ class HistoryReply(_Message):
 
 
 HistoryErrorCode = Literal["invalid", "not_found", "disabled", "internal"]
-HistoryFileAction = Literal["days", "csv", "zip", "delete"]
+HistoryFileAction = Literal["days", "csv", "zip", "delete", "energy"]
 MONTH_PATTERN: Final = r"^[1-9]\d{3}-(0[1-9]|1[0-2])$"  # YYYY-MM
 
 
@@ -520,7 +520,8 @@ class HistoryFileRequest(_Message):
 
     ``days``: the local days of ``month`` with data; ``csv``: one local ``day`` as CSV; ``zip``:
     ``month`` as a zip of its day files; ``delete``: remove one local ``day`` (the history
-    service is the archive's only writer, so deleting goes through it too).
+    service is the archive's only writer, so deleting goes through it too); ``energy``: the
+    energy in and out of each local day of ``month`` or ``year`` that has data.
     """
 
     v: Literal[1] = 1
@@ -528,10 +529,19 @@ class HistoryFileRequest(_Message):
     action: HistoryFileAction
     pack: PackId
     day: date | None = Field(default=None, description="csv, delete: the local day")
-    month: str | None = Field(default=None, pattern=MONTH_PATTERN, description="days, zip: YYYY-MM")
+    month: str | None = Field(
+        default=None, pattern=MONTH_PATTERN, description="days, zip, energy: YYYY-MM"
+    )
+    year: int | None = Field(default=None, ge=1000, le=9999, description="energy: a whole year")
 
     @model_validator(mode="after")
     def _has_its_date(self) -> HistoryFileRequest:
+        if self.action == "energy":
+            if self.day is not None or (self.month is None) == (self.year is None):
+                raise ValueError("energy takes a month or a year")
+            return self
+        if self.year is not None:
+            raise ValueError(f"{self.action} takes no year")
         needs_day = self.action in ("csv", "delete")
         if needs_day and (self.day is None or self.month is not None):
             raise ValueError(f"{self.action} takes a day, not a month")
@@ -548,6 +558,14 @@ class HistoryDay(_Message):
     file: str = Field(description="its CSV file name, <pack>_<YYYY-MM-DD>.csv")
 
 
+class EnergyDay(_Message):
+    """The energy a pack moved on one local day (the archive's 15-minute buckets of the day)."""
+
+    day: date
+    energy_in: float = Field(description="[kWh] charged")
+    energy_out: float = Field(description="[kWh] discharged")
+
+
 class HistoryFileReply(_Message):
     """The answer to a HistoryFileRequest; a file comes in ``parts`` messages of base64 ``data``."""
 
@@ -557,6 +575,9 @@ class HistoryFileReply(_Message):
     error: str | None = None
     code: HistoryErrorCode | None = Field(default=None, description="what kind of error")
     days: list[HistoryDay] = Field(default_factory=list, description="days: the month's days")
+    energy: list[EnergyDay] = Field(
+        default_factory=list, description="energy: the days with data, oldest first"
+    )
     file: str | None = Field(default=None, description="csv, zip: the file's name")
     samples: int | None = Field(default=None, description="delete: raw samples deleted")
     data: str = Field(default="", description="csv, zip: this part of the file, base64")

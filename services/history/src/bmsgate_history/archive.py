@@ -360,6 +360,17 @@ class Store:
             (pid, start, end),
         ).fetchall()
 
+    def energy(self, pack: str, start: int, end: int) -> list[tuple[int, float, float]]:
+        """(start [ms], Wh in, Wh out) of ``pack``'s 15-minute buckets starting in [start, end)."""
+        pid = self.pack_id(pack)
+        if pid is None:
+            return []
+        rows = self.conn.execute(
+            "SELECT ts, e_in, e_out FROM agg_15m WHERE pack = ? AND ts >= ? AND ts < ? ORDER BY ts",
+            (pid, start, end),
+        )
+        return [(int(ts), e_in or 0.0, e_out or 0.0) for ts, e_in, e_out in rows]
+
     def get(self, key: str) -> str | None:
         """A stored text value (health and daily state)."""
         row = self.conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()

@@ -1,4 +1,4 @@
-"""The archive's files asked for over the backbone: a month's days, a day's CSV, a month's zip.
+"""The archive's files and figures asked for over the backbone: days, CSV, zip, daily energy.
 
 Pure over a ``Store``: a request in, reply messages out. Deleting a day needs the writer and
 the service's in-memory figures, so the service does it (``History.delete_day``); the reply is
@@ -15,16 +15,19 @@ from typing import Final
 from pydantic import ValidationError
 
 from bmsgate_common.models import (
+    DailyStats,
+    EnergyDay,
     HistoryDay,
     HistoryErrorCode,
     HistoryFileReply,
     HistoryFileRequest,
 )
+from bmsgate_common.units import to_kwh
 
 from .archive import Store
 from .export import ExportError, day_csv, day_file_name, month_days, write_month_zip
 from .query import refusal
-from .sample import day_bounds
+from .sample import day_bounds, local_day
 
 PART_BYTES: Final = 192 * 1024  # of the file per reply message: 256 KiB once in base64
 
@@ -74,6 +77,43 @@ def _days(store: Store, pack: str, text: str | None, tz: tzinfo) -> list[History
     return out
 
 
+def _energy_days(
+    store: Store, pack: str, q: HistoryFileRequest, tz: tzinfo, today: DailyStats | None
+) -> list[EnergyDay]:
+    """The energy of each local day of the month or year asked that has data, oldest first.
+
+    A day is the sum of its 15-minute buckets (their energy counts on the day of the sample that
+    closes it, as the daily statistics count it); a day without a bucket is absent, not 0.
+    ``today``: the daily statistics of the day so far, which hold what the archive has not
+    committed yet; the larger of the two stands for their day (after the clock was set back the
+    statistics start afresh, the archive does not), so this agrees with the retained figures.
+    """
+    if q.year is not None:
+        first, last = date(q.year, 1, 1), date(q.year, 12, 31)
+    else:
+        year, month = _month(q.month)
+        days = list(month_days(year, month))
+        first, last = days[0], days[-1]
+    start, end = bounds(first, tz)[0], bounds(last, tz)[1]
+    wh: dict[date, list[float]] = {}
+    for ts, e_in, e_out in store.energy(pack, start, end):
+        totals = wh.setdefault(local_day(ts, tz), [0.0, 0.0])
+        totals[0] += e_in
+        totals[1] += e_out
+    out = {
+        day: EnergyDay(day=day, energy_in=round(to_kwh(i), 4), energy_out=round(to_kwh(o), 4))
+        for day, (i, o) in wh.items()
+    }
+    if today is not None and first <= today.day <= last:
+        stored = out.get(today.day)
+        out[today.day] = EnergyDay(
+            day=today.day,
+            energy_in=max(today.energy_in or 0.0, stored.energy_in if stored else 0.0),
+            energy_out=max(today.energy_out or 0.0, stored.energy_out if stored else 0.0),
+        )
+    return [out[day] for day in sorted(out)]
+
+
 def file_parts(transaction: str, name: str, data: bytes) -> list[HistoryFileReply]:
     """A file as reply messages of at most PART_BYTES each (one, empty, for an empty file)."""
     chunks = [data[i : i + PART_BYTES] for i in range(0, len(data), PART_BYTES)] or [b""]
@@ -93,9 +133,17 @@ def file_parts(transaction: str, name: str, data: bytes) -> list[HistoryFileRepl
     return out
 
 
-def answer(store: Store, q: HistoryFileRequest, tz: tzinfo) -> list[HistoryFileReply]:
-    """The reply messages to a days, csv or zip request (a worker thread may run this)."""
+def answer(
+    store: Store, q: HistoryFileRequest, tz: tzinfo, today: DailyStats | None = None
+) -> list[HistoryFileReply]:
+    """The reply messages to a days, csv, zip or energy request (a worker thread may run this).
+
+    ``today``: the pack's daily statistics so far, for ``energy``.
+    """
     try:
+        if q.action == "energy":
+            energy = _energy_days(store, q.pack, q, tz, today)
+            return [HistoryFileReply(transaction=q.transaction, status="ok", energy=energy)]
         if q.action == "days":
             days = _days(store, q.pack, q.month, tz)
             return [HistoryFileReply(transaction=q.transaction, status="ok", days=days)]

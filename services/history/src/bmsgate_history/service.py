@@ -239,13 +239,15 @@ class History:
     def _known(self, pack: str, store: Store) -> bool:
         return pack in self.known or store.pack_id(pack) is not None
 
-    def answer_files(self, q: HistoryFileRequest) -> list[HistoryFileReply]:
-        """The reply to a days, csv or zip request (runs in a worker thread)."""
+    def answer_files(
+        self, q: HistoryFileRequest, today: DailyStats | None = None
+    ) -> list[HistoryFileReply]:
+        """The reply to a days, csv, zip or energy request (runs in a worker thread)."""
         assert self.reader is not None
         with self._read_lock:
             if not self._known(q.pack, self.reader):
                 return [files.error(q.transaction, "not_found", f"unknown pack {q.pack!r}")]
-            return files.answer(self.reader, q, self.tz)
+            return files.answer(self.reader, q, self.tz, today)
 
     async def delete_day(self, q: HistoryFileRequest) -> HistoryFileReply:
         """Delete one local day through the writer; today's figures and health are rebuilt.
@@ -303,8 +305,10 @@ class History:
                 replies = [files.error(q.transaction, "disabled", why)]
             elif q.action == "delete":  # on this thread: the writer's connection stays here
                 replies = [await self.delete_day(q)]
-            else:
-                replies = await asyncio.to_thread(self.answer_files, q)
+            else:  # the day so far, taken on this thread: the states change it here
+                daily = self.daily.get(q.pack) if q.action == "energy" else None
+                today = daily.stats() if daily is not None else None
+                replies = await asyncio.to_thread(self.answer_files, q, today)
         except files.FileError as err:
             replies = [files.error(getattr(q, "transaction", None), err.code, str(err))]
         except Exception as err:  # a bug must not kill the service or leave the caller waiting
