@@ -111,6 +111,11 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
     expect(east).to_have_class(re.compile(r"\bjk\b"))
     expect(east.locator(".jk-cells > div > div")).to_have_count(16)
     expect(east.locator('[data-field="soc"]')).to_contain_text("%")
+    # its MOS and balancer states read as states, not as switches that do nothing when clicked
+    states = east.locator(".jk-switch")
+    expect(states.first).to_have_text(re.compile(r"^Charge (on|off)$"))
+    assert states.evaluate_all("s => s.every(e => getComputedStyle(e).cursor !== 'pointer')")
+    assert states.evaluate_all("s => s.every(e => !e.closest('button, a, [role]'))")
     expect(page.locator('#packs .card[data-pack="west"]')).to_have_class(re.compile(r"\bjk\b"))
     # the bank: both members combined, with the figures of the Status list
     bank = page.locator('#banks .card.bank[data-pack="house"]')

@@ -13,6 +13,7 @@ from bmsgate_common.settings import Settings
 if TYPE_CHECKING:
     from services.api.tests.conftest import SiteUi
 
+JSON = {"Content-Type": "application/json"}
 BUS = {"port": "/dev/ttyUSB7", "protocol": "daly_classic", "packs": [{"id": "garage"}]}
 
 
@@ -138,7 +139,8 @@ async def test_the_scan_refuses_a_pyserial_url_and_the_file_is_untouched(
         for port in (f"spy:///dev/ttyUSB9?file={victim}", "loop://", "ttyUSB9"):
             got = await ui.post("/api/setup/scan", json={"port": port})
             assert got.status_code == 422, got.text
-            assert got.json()["detail"].startswith("body.port: Value error, "), got.text
+            assert got.json()["detail"].startswith("Port: "), got.text
+            assert "Value error" not in got.json()["detail"], got.text
         answers = {
             "buses": [
                 {
@@ -151,3 +153,20 @@ async def test_the_scan_refuses_a_pyserial_url_and_the_file_is_untouched(
         assert refused.status_code == 422 and "spy:// is not a serial port" in refused.text
         assert (await ui.get("/api/setup/scan")).json().get("port") is None  # nothing started
     assert victim.read_text() == '{"hash": "kept"}\n'
+
+
+async def test_a_refused_request_is_said_in_words(site_ui: SiteUi) -> None:
+    """The pages show ``detail`` as it is: the field by name and the rule in words."""
+    async with site_ui({"buses": [BUS]}) as ui:
+        got = await ui.post("/api/setup/notify-test", json={"url": "x"})
+        assert got.status_code == 422, got.text
+        assert got.json()["detail"] == "URL: needs at least 3 character(s)"
+        assert got.json()["errors"] == [
+            {"loc": ["body", "url"], "msg": "needs at least 3 character(s)"}
+        ]
+        got = await ui.post("/api/setup/notify-test", content=b"{", headers=JSON)
+        assert got.status_code == 422 and got.json()["detail"] == "The request: not valid JSON", (
+            got.text
+        )
+        got = await ui.get("/api/packs/garage/history", params={"fields": "soc", "hours": "x"})
+        assert got.status_code == 422 and "body" not in got.json()["detail"], got.text

@@ -16,7 +16,7 @@ import pytest
 from bmsgate_api.app import create_app, make_context
 from bmsgate_api.iotmqttpanel import PackInfo, backup
 from bmsgate_api.openhasp import OBJECT, default_objects, pages
-from bmsgate_api.routes.status import branding_css
+from bmsgate_api.routes.status import branding_css, contrast, on_accent
 from bmsgate_api.sky import parse_forecast, sun_times
 from bmsgate_api.store import PackStore
 from bmsgate_bms.registry import NAMES, info
@@ -234,13 +234,18 @@ async def test_branding_title_colours_and_logo(tmp_path: Path) -> None:
         assert status["title"] == "Solar & Co" and status["logo"] == "api/branding/logo"
         css = await http.get("/api/branding.css")
         assert css.headers["content-type"].startswith("text/css")
-        assert ":root { --accent: #aa3300; }" in css.text
-        assert ':root[data-theme="dark"] { --accent: #aa3300; }' in css.text
+        assert ":root { --accent: #aa3300; --on-accent: #ffffff; }" in css.text
+        assert ':root[data-theme="dark"] { --accent: #aa3300; --on-accent: #ffffff; }' in css.text
         got = await http.get("/api/branding/logo")
         assert got.headers["content-type"] == "image/svg+xml" and b"<svg" in got.content
         assert "default-src 'none'" in got.headers["content-security-policy"]
     assert branding_css(None, None).strip() == ""
     assert "#112233" in branding_css("#000000", "#112233")
+    # text on the accent reads (WCAG AA, 4.5:1): white on the light default, dark on the dark one
+    assert on_accent("#0b6bcb") == "#ffffff" and on_accent("#4aa3ff") == "#0f1216"
+    assert round(contrast("#ffffff", "#4aa3ff"), 1) == 2.6  # what white on the dark accent was
+    for accent in ("#0b6bcb", "#4aa3ff", "#ffcc00", "#202020"):  # (a mid grey reaches 4.48 at best)
+        assert contrast(on_accent(accent), accent) >= 4.5, accent
     with pytest.raises(ValueError, match="accent"):
         Settings.model_validate({"api": {"accent": "red; } body { display: none"}})
     with pytest.raises(ValueError, match="logo"):

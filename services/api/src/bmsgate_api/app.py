@@ -50,6 +50,7 @@ from .auth import (
     session_key,
 )
 from .deps import VIEWER_PAGES, Context, limited_to
+from .forms import in_words, request_error
 from .guard import Guard, Proxies
 from .live import CLIENT, RAW_HOLDER
 from .routes import auth, events, export, files, packs, raw, release, status, system, tunnel
@@ -279,12 +280,12 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, err: RequestValidationError) -> JSONResponse:
-        """422 with one readable line first, then the details."""
-        first = err.errors()[0] if err.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        detail = f"{where}: {first.get('msg', 'invalid request')}"
-        errors = [{"loc": e.get("loc"), "msg": e.get("msg")} for e in err.errors()]
-        return JSONResponse(status_code=422, content={"detail": detail, "errors": errors})
+        """422 with one line in words first (the pages show it), then each error: where, words."""
+        found = err.errors()
+        errors = [{"loc": e.get("loc"), "msg": in_words(e)} for e in found]
+        return JSONResponse(
+            status_code=422, content={"detail": request_error(found), "errors": errors}
+        )
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> Health:

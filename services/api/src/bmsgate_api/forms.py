@@ -10,6 +10,7 @@ page shows it beside.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
 from pydantic import ValidationError
@@ -104,7 +105,8 @@ _WORDS: Final = {
 }
 
 
-def _title(name: str) -> str:
+def key_words(name: str) -> str:
+    """A key in words: poll_interval is "Poll interval", url is "URL"."""
     words = [_WORDS.get(w.capitalize(), w) for w in name.split("_")]
     text = " ".join(words)
     return text[:1].upper() + text[1:]
@@ -123,7 +125,7 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
         inner = {**real[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
         return {**_node(inner, defs, name), **out}
     title = schema.get("title") or name
-    out["title"] = _title(name) if title.replace(" ", "_").lower() == name.lower() else title
+    out["title"] = key_words(name) if title.replace(" ", "_").lower() == name.lower() else title
     description = schema.get("description", "")
     unit = _UNIT.match(description)
     if unit:
@@ -190,11 +192,13 @@ def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _words(error: ErrorDetails) -> str:
+def in_words(error: ErrorDetails) -> str:
     """A pydantic error as a short sentence for beside its field."""
     kind, ctx = error["type"], error.get("ctx") or {}
     if kind == "missing":
         return "required"
+    if kind == "json_invalid":
+        return "not valid JSON"
     if kind == "extra_forbidden":
         return "not a setting bmsgate knows"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
@@ -235,5 +239,21 @@ def field_errors(err: ValidationError) -> list[dict[str, str]]:
         loc = [str(p) for p in error["loc"]]
         # a tagged or nullable value adds the inner type's name to the key: not a field
         loc = [p for p in loc if not re.fullmatch(r"[a-z_]+\[.*\]|function-.*|int|str", p)]
-        out.append({"key": ".".join(loc), "msg": _words(error)})
+        out.append({"key": ".".join(loc), "msg": in_words(error)})
     return out
+
+
+def request_error(errors: Sequence[ErrorDetails]) -> str:
+    """The first error of a refused request as one line in words, named by its field.
+
+    "URL: needs at least 3 character(s)", not "body.url: String should have at least 3
+    characters": the pages show it as it is.
+    """
+    if not errors:
+        return "invalid request"
+    loc = [p for p in errors[0]["loc"] if p not in ("body", "query", "path", "header", "cookie")]
+    if errors[0]["type"] == "json_invalid":
+        loc = []  # the number is a character position, not a field
+    names = [key_words(p) if isinstance(p, str) else f"#{p + 1}" for p in loc]
+    where = " ".join(names) or "The request"
+    return f"{where}: {in_words(errors[0])}"

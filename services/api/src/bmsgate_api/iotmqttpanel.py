@@ -168,8 +168,8 @@ def pick_target(settings: Settings, name: str | None) -> TargetSettings:
             raise ExportProblem(f"no publisher target {name!r} with dongle packets enabled")
     if not targets:
         raise ExportProblem(
-            "no publisher target sends the dongle's packets: add one under "
-            "publisher.targets (docs/publisher.md)"
+            "no publisher target sends the dongle's packets: add an MQTT target with dongle "
+            "packets on (Settings, Outputs; publisher.targets in the file, docs/publisher.md)"
         )
     return targets[0]
 

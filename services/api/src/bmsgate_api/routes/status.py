@@ -80,20 +80,48 @@ async def sky_now(ctx: Ctx) -> Sky:
     return sky(ctx.settings, ctx.weather, utcnow())
 
 
+def _luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of #rrggbb."""
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours (1 to 21)."""
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+ON_LIGHT, ON_DARK = "#ffffff", "#0f1216"  # text on an accent: white, or the dark theme's background
+
+
+def on_accent(accent: str) -> str:
+    """The text colour that reads best on ``accent`` (buttons, the current page, chosen tabs)."""
+    return max((ON_LIGHT, ON_DARK), key=lambda text: contrast(text, accent))
+
+
 def branding_css(accent: str | None, accent_dark: str | None) -> str:
-    """CSS that overrides the accent colours of style.css (values checked as #rrggbb)."""
+    """CSS that overrides the accent colours of style.css (values checked as #rrggbb).
+
+    Each comes with the text colour that reads on it (``on_accent``).
+    """
+
+    def colours(value: str) -> str:
+        return f"--accent: {value}; --on-accent: {on_accent(value)};"
+
     out = []
     if accent:
-        out.append(f":root {{ --accent: {accent}; }}")
+        out.append(f":root {{ {colours(accent)} }}")
     if accent_dark or accent:
-        dark = accent_dark or accent
+        dark = colours(accent_dark or accent or "")
         out.append(
             '@media (prefers-color-scheme: dark) { :root:not([data-theme="light"]) '
-            f"{{ --accent: {dark}; }} }}"
+            f"{{ {dark} }} }}"
         )
-        out.append(f':root[data-theme="dark"] {{ --accent: {dark}; }}')
+        out.append(f':root[data-theme="dark"] {{ {dark} }}')
         if accent:
-            out.append(f':root[data-theme="light"] {{ --accent: {accent}; }}')
+            out.append(f':root[data-theme="light"] {{ {colours(accent)} }}')
     return "\n".join(out) + "\n"
 
 

@@ -124,7 +124,7 @@ function jkCard(v) {
   const column = (from, to) => `<div>${s.cell_voltages.slice(from, to).map((c, i) => cell(c, from + i)).join("")}</div>`;
   const item = (label, value, field = "") => `<div><small>${label}</small><b${field ? ` data-field="${field}"` : ""}>${value}</b></div>`;
   const sw = (label, on) => on === null || on === undefined ? "" :
-    `<span class="jk-switch ${on ? "on" : "off"}">${label}<i></i></span>`;
+    `<span class="jk-switch ${on ? "on" : "off"}">${label} <b>${on ? "on" : "off"}</b></span>`;  // state, not a control
   return `<div class="card jk" data-pack="${esc(v.pack)}">
     <h2>${esc(v.name)} <small>${esc(s.protocol)}</small> ${activity(v)} ${switcher(v, "jk")}</h2>
     <div class="jk-top">
