@@ -6,12 +6,14 @@ token and a Modbus client switch MOSFETs, set the SOC, write a BMS setting, send
 the sniffer on, open the tunnel, restart a service and restore the settings file. The API logs
 each with the session or the token's name and the client's address; the reader logs each command
 with the broker user that sent it and who asked that service; the Modbus service and the tunnel
-log the client and who asked too. No token or password is in any log.
+log the client and who asked too, and the reader names who asked for the sniffer and the line
+(the API's session or token, the tunnel's TCP client). No token or password is in any log.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -46,13 +48,18 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> dict[str, 
         "data_dir": str(tmp_path / "data"),
     }
     # fmt: on
-    started: dict[str, Any] = {"base": f"http://{HOST}:{http}", "modbus_port": modbus}
+    started: dict[str, Any] = {
+        "base": f"http://{HOST}:{http}",
+        "modbus_port": modbus,
+        "tunnel_port": tunnel,
+    }
     for name in ("reader", "api", "modbus", "tunnel"):
         mqtt = {"host": HOST, "port": mosquitto.port, "heartbeat": 2, "username": name}
         config = support.write_config(tmp_path, {"mqtt": mqtt, **common}, f"{name}.yaml")
         started[name] = start_service(tmp_path, name, config)
         procs.append(started[name])
     started["config"] = tmp_path / "api.yaml"
+    started["port"] = port
     base = started["base"]
     support.wait_until(
         lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=60
@@ -94,6 +101,10 @@ def test_every_control_action_is_logged_with_who_asked(
         assert got.status_code == 200, got.text
         got = owner.post("/api/packs/garage/tunnel", json={"action": "open", "minutes": 1})
         assert got.status_code == 200, got.text
+        # a TCP client of the tunnel takes the line: the reader names it
+        with socket.create_connection((HOST, s["tunnel_port"]), timeout=5) as client:
+            peer = "{}:{}".format(*client.getsockname())
+            support.wait_until(lambda: "tunnel-0 took the line" in reader.log(), timeout=20)
         got = owner.post("/api/packs/garage/tunnel", json={"action": "close"})
         assert got.status_code == 200, got.text
         got = owner.post("/api/services/restart", json={"service": "history"}, headers=token)
@@ -133,8 +144,11 @@ def test_every_control_action_is_logged_with_who_asked(
         "garage: set_soc 50.0 asked by mqtt-api:owner:127.0.0.1",
         f"garage: set_setting {row['key']} {row['value']} asked by mqtt-api:owner:127.0.0.1",
         "garage: set_discharge_mos True asked by mqtt-modbus:modbus:127.0.0.1",
-        "sniffer on",
-        "webui took the line",  # the raw frame's lease: the API's, whose line above says who
+        f"sniffer on asked by mqtt-api:token-{token_id}:127.0.0.1",
+        # the raw frame's lease: the API's holder, and who asked the API
+        f"webui took the line of {s['port']} asked by mqtt-api:token-{token_id}:127.0.0.1",
+        f"webui released the line asked by mqtt-api:token-{token_id}:127.0.0.1",
+        f"tunnel-0 took the line of {s['port']} asked by mqtt-tunnel:tcp:{peer}",
     ]
     support.wait_until(lambda: all(line in reader.log() for line in reader_lines), timeout=20)
     assert "write from 127.0.0.1 to unit 1 offset 16 values [1] accepted for garage" in modbus.log()

@@ -204,6 +204,17 @@ def requester(mqtt_user: str | None, *who: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]", "-", text)[:64]
 
 
+def asker(requested_by: str | None) -> str:
+    """Who asked for a control action, for the reader's log line: ``unnamed`` if nobody said."""
+    return requested_by or "unnamed"
+
+
+# who asked for a control action (a command, the sniffer, the line): models.requester makes it
+RequestedBy = Annotated[
+    str | None, Field(pattern=_TRANSACTION, description="who asked, for the reader's log")
+]
+
+
 class Command(_Message):
     """A request to change a BMS, on ``<base>/bms/<pack>/set``; answered on ``.../result``."""
 
@@ -219,9 +230,7 @@ class Command(_Message):
     setting: str | None = Field(
         default=None, pattern=SETTING_KEY, description="set_setting: which (BmsSettings key)"
     )
-    requested_by: str | None = Field(
-        default=None, pattern=_TRANSACTION, description="who asked, for the reader's log"
-    )
+    requested_by: RequestedBy = None
 
     @model_validator(mode="after")
     def _value_fits_action(self) -> Command:
@@ -296,6 +305,7 @@ class RawLease(_Message):
         le=86400,
         description="[s] of no traffic before it expires; null = never",
     )
+    requested_by: RequestedBy = None
 
 
 class RawLeaseState(_Message):
@@ -343,6 +353,7 @@ class SniffSet(_Message):
     v: Literal[1] = 1
     transaction: str = Field(pattern=_TRANSACTION, description="echoed in the SniffState")
     enabled: bool
+    requested_by: RequestedBy = None
 
 
 class SniffState(_Message):

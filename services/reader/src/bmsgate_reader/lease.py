@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from bmsgate_common import topics
-from bmsgate_common.models import RawData, RawLease, RawLeaseState, utcnow
+from bmsgate_common.models import RawData, RawLease, RawLeaseState, asker, utcnow
 from bmsgate_common.mqtt import Backbone
 from bmsgate_serial.link import LinkDown, SerialLink
 
@@ -28,6 +28,8 @@ class Lease:
     pack: str
     holder: str
     idle_timeout: float | None  # [s]; None = until released
+    asked_by: str | None = None  # who asked for it (RawLease.requested_by)
+    released_by: str | None = None  # who asked to give it back, if anyone did
     started: float = field(default_factory=time.monotonic)
     last_activity: float = field(default_factory=time.monotonic)
     rx_bytes: int = 0
@@ -94,7 +96,7 @@ class LeaseManager:
             return
         lease = self.current
         if request.action == "acquire" and lease is None:
-            self.current = Lease(pack, request.holder, request.idle_timeout)
+            self.current = Lease(pack, request.holder, request.idle_timeout, request.requested_by)
             self.free.clear()
             # granted once the line is really ours (after the poll under way), not before:
             # bytes sent on an early grant would meet the poller instead of the holder
@@ -105,6 +107,7 @@ class LeaseManager:
             await self._state(pack, request, request.action == "release" and lease is None, held)
             return
         if request.action == "release":
+            lease.released_by = asker(request.requested_by)
             lease.done.set()
             return  # _hold publishes the final state
         lease.idle_timeout = request.idle_timeout  # acquire again or renew: new terms
@@ -140,7 +143,8 @@ class LeaseManager:
 
     async def _hold(self, lease: Lease, request: RawLease) -> None:
         """Keep the line for ``lease`` until released, idle too long, or the port is lost."""
-        log.info("%s took the line of %s", lease.holder, self.link.port)
+        who = asker(lease.asked_by)
+        log.info("%s took the line of %s asked by %s", lease.holder, self.link.port, who)
         relay: asyncio.Task[None] | None = None
         granted = False
         try:
@@ -178,8 +182,9 @@ class LeaseManager:
             self.current = None
             self.free.set()
             log.info(
-                "%s released the line: %d bytes in, %d out, %.0f s",
+                "%s released the line%s: %d bytes in, %d out, %.0f s",
                 lease.holder,
+                f" asked by {lease.released_by}" if lease.released_by else "",
                 lease.rx_bytes,
                 lease.tx_bytes,
                 time.monotonic() - lease.started,

@@ -26,6 +26,7 @@ from bmsgate_common.models import (
     SettingValue,
     SniffSet,
     SniffState,
+    asker,
     utcnow,
 )
 from bmsgate_common.mqtt import Backbone
@@ -476,7 +477,8 @@ class Reader:
             return  # another reader's bus
         if request is not None and request.enabled != self.sniffer.enabled:
             self.sniffer.enabled = request.enabled
-            log.info("sniffer %s", "on" if request.enabled else "off")
+            on = "on" if request.enabled else "off"
+            log.info("sniffer %s asked by %s", on, asker(request.requested_by))
         state = SniffState(
             bus=bus,
             enabled=self.sniffer.enabled,
@@ -506,7 +508,7 @@ class Reader:
                 cmd.action,
                 f" {cmd.setting}" if cmd.setting else "",
                 cmd.value,
-                cmd.requested_by or "unnamed",
+                asker(cmd.requested_by),
                 err,
             )
             await self._result(pack_id, cmd, "error", error=str(err) or type(err).__name__)
@@ -517,7 +519,7 @@ class Reader:
             cmd.action,
             f" {cmd.setting}" if cmd.setting else "",
             cmd.value,
-            cmd.requested_by or "unnamed",
+            asker(cmd.requested_by),
             value,
         )
         if cmd.action != "read_settings":

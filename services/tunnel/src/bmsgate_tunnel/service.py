@@ -25,6 +25,7 @@ from bmsgate_common.models import (
     RawLeaseState,
     TunnelCommand,
     TunnelStatus,
+    requester,
     utcnow,
 )
 from bmsgate_common.mqtt import Backbone
@@ -55,8 +56,10 @@ class Tunnel:
         *,
         control: bool,
         session_log: Path | None = None,
+        mqtt_user: str | None = None,
     ) -> None:
         self.bus = bus
+        self.mqtt_user = mqtt_user  # the broker user it sends as: the first part of requested_by
         self.cfg = cfg
         self.backbone = backbone
         self.control = control
@@ -198,6 +201,10 @@ class Tunnel:
         if self.window:
             self.window.touch(time.monotonic())
 
+    def _asker(self, session: Session | None) -> str:
+        """Who asks the reader for the line: the TCP client of ``session``, for its log."""
+        return requester(self.mqtt_user, "tcp", session.client if session else "none")
+
     async def _lease(
         self, action: LeaseAction, idle: float | None = LEASE_IDLE
     ) -> RawLeaseState | None:
@@ -210,6 +217,7 @@ class Tunnel:
             holder=self.holder,
             action=action,
             idle_timeout=idle,
+            requested_by=self._asker(self.session),
         )
         try:
             await self.backbone.publish(topics.RAW_LEASE, self.bus.lease_pack, request)
@@ -306,6 +314,7 @@ class Tunnel:
                     holder=self.holder,
                     action="release",
                     idle_timeout=None,
+                    requested_by=self._asker(session),
                 ),
             )
         if writer is not None:
@@ -345,7 +354,14 @@ class TunnelService:
     def __init__(self, cfg: Settings, backbone: Backbone, session_log: Path | None = None) -> None:
         self.backbone = backbone
         self.tunnels = [
-            Tunnel(bus, cfg.tunnel, backbone, control=cfg.control.enabled, session_log=session_log)
+            Tunnel(
+                bus,
+                cfg.tunnel,
+                backbone,
+                control=cfg.control.enabled,
+                session_log=session_log,
+                mqtt_user=cfg.mqtt.username,
+            )
             for bus in bus_tunnels(cfg)
         ]
         self.by_pack = {pack: t for t in self.tunnels for pack in t.bus.packs}

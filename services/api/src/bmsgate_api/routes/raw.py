@@ -25,7 +25,7 @@ from bmsgate_common.models import (
     SniffState,
 )
 
-from ..deps import Context, Control, Ctx, Reader, User, ask, audit
+from ..deps import Context, Control, Ctx, Reader, User, ask, audit, who_asks
 from ..live import RAW_HOLDER
 from .status import refuse_bank
 
@@ -138,11 +138,12 @@ async def set_sniffer(
     if bus not in {b.bus for b in _buses(ctx)}:
         raise HTTPException(status_code=404, detail=f"no bus {bus!r} is configured")
     audit(request, ctx, f"sniffer {'on' if body.enabled else 'off'} on {bus}")
+    who = who_asks(request, ctx)
     state: SniffState = await ask(
         ctx,
         topics.SNIFF_SET,
         bus,
-        lambda t: SniffSet(transaction=t, enabled=body.enabled),
+        lambda t: SniffSet(transaction=t, enabled=body.enabled, requested_by=who),
         seconds=LEASE_WAIT,
         silent=f"{bus} did not answer within {LEASE_WAIT:g} s: is it running?",
         prefix="sniff",
@@ -152,12 +153,18 @@ async def set_sniffer(
 
 
 async def _lease(
-    ctx: Context, pack: str, action: Literal["acquire", "release"]
+    ctx: Context, pack: str, action: Literal["acquire", "release"], who: str
 ) -> RawLeaseState | None:
-    """Ask the reader for (or give back) the line; its answer, or None without one."""
+    """Ask the reader for (or give back) the line for ``who``; its answer, or None without one."""
     assert ctx.backbone is not None
     transaction = ctx.replies.new("raw")
-    ask = RawLease(transaction=transaction, holder=RAW_HOLDER, action=action, idle_timeout=10.0)
+    ask = RawLease(
+        transaction=transaction,
+        holder=RAW_HOLDER,
+        action=action,
+        idle_timeout=10.0,
+        requested_by=who,
+    )
     if not await ctx.backbone.publish(topics.RAW_LEASE, pack, ask):
         ctx.replies.cancel(transaction)
         return None
@@ -216,8 +223,9 @@ async def send_raw(pack: PackPath, body: RawRequest, request: Request, ctx: Ctx)
         raise HTTPException(status_code=503, detail="no backbone: raw frames are not available")
     if ctx.raw_lock.locked():
         raise HTTPException(status_code=409, detail="another raw frame is under way; try again")
+    who = who_asks(request, ctx)
     async with ctx.raw_lock:
-        granted = await _lease(ctx, pack, "acquire")
+        granted = await _lease(ctx, pack, "acquire", who)
         if granted is None:
             raise HTTPException(
                 status_code=504, detail=f"the reader did not answer within {LEASE_WAIT:g} s"
@@ -233,7 +241,7 @@ async def send_raw(pack: PackPath, body: RawRequest, request: Request, ctx: Ctx)
             answer, seconds = await _collect(queue)
         finally:
             ctx.raw_rx.pop(pack, None)
-            await _lease(ctx, pack, "release")  # None without the reader: its lease times out
+            await _lease(ctx, pack, "release", who)  # None without the reader: its lease times out
     decoded, error = _decode(state.protocol, answer)
     return RawAnswer(
         pack=pack,
