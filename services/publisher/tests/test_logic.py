@@ -100,7 +100,7 @@ def test_topic_templates_style_and_fields() -> None:
     )
     msgs = by_topic(p.tick(hub_with(), T0, LOCAL, 1, 0))
     assert msgs["dongle/garage/data"] == TargetMessage(
-        "dongle/garage/data", b'{"SOC":27,"DMS":1,"CMS":1}', 1, False
+        "dongle/garage/data", b'{"SOC":27,"DMS":1,"CMS":1}', 1, False, perishable=True
     )
     assert "p/st/garage" in msgs
 

@@ -6,6 +6,7 @@ decimals, PDV a number written with two decimals, the rest integers. Pure functi
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -33,10 +34,17 @@ def render(pairs: Sequence[tuple[str, Value]]) -> bytes:
 
 
 def _object(pairs: Sequence[tuple[str, Value]]) -> str:
-    return "{" + ",".join(f"{json.dumps(k)}:{_value(v)}" for k, v in pairs) + "}"
+    return "{" + ",".join(f"{_key(k)}:{_value(v)}" for k, v in pairs) + "}"
+
+
+@functools.cache
+def _key(key: str) -> str:
+    return json.dumps(key)  # a few dozen keys (fields, cell numbers): each encoded once
 
 
 def _value(value: Value) -> str:
+    if type(value) is int:  # most values; json.dumps writes an int as str() does, only slower
+        return str(value)
     if isinstance(value, Fixed):
         return f"{value.value:.{value.decimals}f}"
     if isinstance(value, dict):

@@ -41,6 +41,8 @@ class TargetMessage(NamedTuple):
     payload: bytes
     qos: int = 0
     retain: bool = False
+    # a value of the moment (a packet, a state): worthless once the pack would count as stale
+    perishable: bool = False
 
 
 @dataclass
@@ -132,7 +134,7 @@ def hasp_messages(
             text = Formatter().format(template, **available)
         except (KeyError, ValueError, TypeError):
             continue  # a value this pack does not have (yet); the others still go
-        out.append(TargetMessage(f"hasp/{plate}/command/{target}", text.encode()))
+        out.append(TargetMessage(f"hasp/{plate}/command/{target}", text.encode(), perishable=True))
     return out
 
 
@@ -172,7 +174,8 @@ class Plan:
         return TargetMessage(topic, payload, qos=1, retain=True)
 
     def _value(self, topic: str, payload: bytes) -> TargetMessage:
-        return TargetMessage(topic, payload, qos=self.target.qos, retain=self.target.retain)
+        t = self.target
+        return TargetMessage(topic, payload, qos=t.qos, retain=t.retain, perishable=True)
 
     def tick(
         self, hub: HeardPacks, now: datetime, local_now: datetime, uptime: float, free_memory: int
@@ -186,9 +189,14 @@ class Plan:
             )
             topic = discovery.gateway_topic(self.target.homeassistant.discovery_prefix, self.topics)
             out.append(self._retained(topic, json.dumps(config, separators=(",", ":")).encode()))
+        # the status packet is the same for every pack that is (or is not) live: made twice a tick
+        status = {
+            online: dongle.status_packet(online, local_now, uptime, free_memory)
+            for online in (True, False)
+        }
         for pack, view in hub.packs.items():
             if self.wants(pack):
-                out += self._pack_tick(pack, view, now, local_now, uptime, free_memory)
+                out += self._pack_tick(pack, view, now, status)
         return out
 
     def _pack_tick(
@@ -196,9 +204,7 @@ class Plan:
         pack: str,
         view: HeardPack,
         now: datetime,
-        local_now: datetime,
-        uptime: float,
-        free_memory: int,
+        status: dict[bool, bytes],
     ) -> list[TargetMessage]:
         t = self.target
         out: list[TargetMessage] = []
@@ -208,7 +214,8 @@ class Plan:
             text = b"online" if online else b"offline"
             out.append(self._retained(self.topics.availability(pack), text))
         state = view.state
-        if state is not None and online and self.sent_state.get(pack) != state:
+        sent = self.sent_state.get(pack)
+        if state is not None and online and sent is not state and sent != state:
             self.sent_state[pack] = state
             out += self._state_messages(state)
         out += self.mos_messages(pack, view)
@@ -220,19 +227,22 @@ class Plan:
             if packet is not None:
                 out.append(self._value(self.topics.render(t.dongle.daily_topic, pack), packet))
         if t.dongle.enabled:  # whatever the BMS does: Status 0 while it does not answer
-            status = dongle.status_packet(online, local_now, uptime, free_memory)
-            out.append(self._value(self.topics.render(t.dongle.status_topic, pack), status))
+            topic = self.topics.render(t.dongle.status_topic, pack)
+            out.append(self._value(topic, status[online]))
         return out
 
     def _state_messages(self, state: PackState) -> list[TargetMessage]:
         t = self.target
         pack = state.pack
         out: list[TargetMessage] = []
-        rows = descriptions(state, control=self.control)
-        vals = values(state, rows)
         if t.dongle.enabled:
             packet = dongle.main_packet(state, t.dongle.style, t.dongle.fields)
             out.append(self._value(self.topics.render(t.dongle.main_topic, pack), packet))
+        if not (t.homeassistant.enabled or t.flat):
+            return out + self._hasp_messages(state)
+        # the rows and their values only when a format shows them: ~0.5 ms a pack
+        rows = descriptions(state, control=self.control)
+        vals = values(state, rows)
         if t.homeassistant.enabled:
             out += self._discovery(state, rows)
             ha_state = {key: vals.get(key) for key in self.state_keys[pack]}
@@ -244,8 +254,12 @@ class Plan:
                 for r in _flat_rows(rows)
                 if (v := vals[r.key]) is not None
             ]
-        for plate in t.openhasp:
-            if plate.pack == pack:
+        return out + self._hasp_messages(state)
+
+    def _hasp_messages(self, state: PackState) -> list[TargetMessage]:
+        out: list[TargetMessage] = []
+        for plate in self.target.openhasp:
+            if plate.pack == state.pack:
                 every = shown_values(state, _all_rows(state))
                 out += hasp_messages(plate.plate, plate.objects, every)
         return out

@@ -162,6 +162,7 @@ class Publisher:
                 self.on_command,
                 [p for p in known if self.plans[t.name].wants(p)],
                 configs=self.on_config,
+                stale_after=cfg.stale_after,
             )
             for t in pub.targets
         }
@@ -374,9 +375,11 @@ class Publisher:
         while True:
             started = time.monotonic()
             now = utcnow()
-            for message in plan.tick(
+            messages = plan.tick(
                 self.hub, now, now.astimezone(self.zone), started - self.started, free_memory()
-            ):
+            )
+            link.fit(len(messages))
+            for message in messages:
                 link.offer(message)
             await asyncio.sleep(max(0.0, plan.target.interval - (time.monotonic() - started)))
 

@@ -1,8 +1,12 @@
 """One external broker: its own aiomqtt client in its own task, reconnecting forever.
 
 The service never waits for a target: it drops messages into the target's ``Mailbox`` (bounded,
-the latest message per topic wins) and goes on. Retained messages are remembered and sent again
-after every reconnect (a restarted broker may have lost them) and after Home Assistant's birth.
+the latest message per topic wins) and goes on. A target slower than the packs therefore gets
+the newest values of each pack, never a queue of old ones (``replaced`` in the status), and a
+value that waited longer than ``stale_after`` is not sent at all (``expired``): offline is
+offline, and an old value never arrives looking new. Retained messages are remembered and sent
+again after every reconnect (a restarted broker may have lost them) and after Home Assistant's
+birth.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import contextlib
 import logging
 import os
 import ssl
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Final
 
 import aiomqtt
+from paho.mqtt.client import MQTT_ERR_SUCCESS, MQTTMessageInfo
 
 from bmsgate_common.settings import MqttSettings, TargetSettings
 from bmsgate_common.tasks import quiet_late_socket_callbacks, seen_disconnect
@@ -28,29 +34,35 @@ log = logging.getLogger(__name__)
 
 RETAINED_WAIT: Final = 0.5  # [s] for the broker's retained discovery configs after subscribing
 CommandSink = Callable[[str, str, bytes], None]  # (target name, topic, payload); never raises
-MAILBOX_LIMIT = 5000  # topics waiting; far above packs x values, so a drop means a stuck broker
+MAILBOX_LIMIT = 5000  # topics waiting, at least; a link fits it to twice the largest tick
 MAX_BACKOFF = 30.0  # [s] between connection attempts
-# publishes awaiting their PUBACK at once: QoS 1 over a 30 ms internet link one by one would
-# take 20 s for 700 messages; aiomqtt warns above 10 pending calls
-IN_FLIGHT = 8
+# messages handed to the client before waiting for the broker: at 1,000 packs a tick is 2,000
+# messages, and waiting for each (QoS 1: a round trip; QoS 0: a write) made ~75 a second
+WINDOW: Final = 500
+IN_FLIGHT: Final = 100  # QoS 1 publishes the client leaves unacknowledged at once
+DONE_POLL: Final = 0.005  # [s] between looks at whether a window's last messages are through
 
 
 class Mailbox:
     """Messages waiting for the broker, at most one per topic (the newest), oldest first."""
 
-    def __init__(self, limit: int = MAILBOX_LIMIT) -> None:
+    def __init__(self, limit: int = MAILBOX_LIMIT, max_age: float | None = None) -> None:
         self.limit = limit
-        self.dropped = 0
-        self._items: OrderedDict[str, TargetMessage] = OrderedDict()
+        self.max_age = max_age  # [s] a perishable message older than this is not sent
+        self.dropped = 0  # the oldest, when more topics wait than ``limit``
+        self.replaced = 0  # a waiting message replaced by a newer one on its topic
+        self.expired = 0  # perishable messages that waited past ``max_age``
+        self._items: OrderedDict[str, tuple[TargetMessage, float]] = OrderedDict()
         self._ready = asyncio.Event()
 
-    def put(self, message: TargetMessage, *, if_absent: bool = False) -> None:
-        """Queue ``message``, replacing a waiting one on the same topic; never blocks."""
+    def put(self, message: TargetMessage, *, if_absent: bool = False, at: float = 0.0) -> None:
+        """Queue ``message`` (made at monotonic ``at``, else now), replacing a waiting one."""
         if message.topic in self._items:
             if if_absent:
                 return
             del self._items[message.topic]
-        self._items[message.topic] = message
+            self.replaced += 1
+        self._items[message.topic] = (message, at or time.monotonic())
         while len(self._items) > self.limit:
             self._items.popitem(last=False)
             self.dropped += 1
@@ -59,13 +71,24 @@ class Mailbox:
     def __len__(self) -> int:
         return len(self._items)
 
-    async def take(self) -> list[TargetMessage]:
-        """Wait for messages and take all of them."""
+    def fresh(self, message: TargetMessage, at: float, now: float) -> bool:
+        """Whether ``message`` (made at ``at``) may still go; counts the ones that may not."""
+        if message.perishable and self.max_age is not None and now - at > self.max_age:
+            self.expired += 1
+            return False
+        return True
+
+    async def take_stamped(self) -> list[tuple[TargetMessage, float]]:
+        """Wait for messages and take all of them, each with when it was made."""
         await self._ready.wait()
         self._ready.clear()
         items = list(self._items.values())
         self._items.clear()
         return items
+
+    async def take(self) -> list[TargetMessage]:
+        """Wait for messages and take all of them."""
+        return [m for m, _ in await self.take_stamped()]
 
 
 def _payload(value: object) -> bytes:
@@ -87,6 +110,7 @@ class TargetLink:
         commands: CommandSink,
         packs: Iterable[str] = (),
         configs: ConfigSink | None = None,
+        stale_after: float | None = None,
     ) -> None:
         self.target = target
         self.configs = configs  # a pack's discovery config as the broker kept it from before
@@ -94,8 +118,10 @@ class TargetLink:
         self.name = target.name
         self.topics = TargetTopics(target.topic_prefix)
         self.commands = commands
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(max_age=stale_after)
         self.retained: dict[str, TargetMessage] = {}  # the last retained message per topic
+        self._retained_at: dict[str, float] = {}  # when each was made (monotonic)
+        self.behind = False  # values were replaced before they could be sent (logged once)
         self.connected = False
         self.sent = 0
         self.failures = 0
@@ -116,12 +142,20 @@ class TargetLink:
         """Send ``message`` when the broker is there; returns at once."""
         self.mailbox.put(message)
 
+    def fit(self, tick: int) -> None:
+        """Make room for twice the messages of the largest tick (``tick`` messages now)."""
+        self.mailbox.limit = max(self.mailbox.limit, 2 * tick)
+
     def counters(self) -> dict[str, int | bool]:
         """Health figures for the service status."""
+        box = self.mailbox
         return {
             f"{self.name}_connected": self.connected,
             f"{self.name}_sent": self.sent,
-            f"{self.name}_dropped": self.mailbox.dropped,
+            f"{self.name}_dropped": box.dropped,
+            f"{self.name}_replaced": box.replaced,  # older values never sent: a newer one went
+            f"{self.name}_expired": box.expired,
+            f"{self.name}_waiting": len(box),
         }
 
     def _tls(self) -> ssl.SSLContext | None:
@@ -142,6 +176,7 @@ class TargetLink:
             keepalive=30,
             timeout=10,
             logger=logging.getLogger(f"{__name__}.aiomqtt"),
+            max_inflight_messages=IN_FLIGHT,
         )
 
     async def run(self) -> None:
@@ -218,26 +253,66 @@ class TargetLink:
         return f"{self.target.homeassistant.discovery_prefix}/status"
 
     def _requeue(self) -> None:
-        for message in self.retained.values():
-            self.mailbox.put(message, if_absent=True)  # a waiting one is newer
+        for topic, message in self.retained.items():
+            at = self._retained_at.get(topic, 0.0)
+            self.mailbox.put(message, if_absent=True, at=at)  # a waiting one is newer
 
     async def _send(self, client: aiomqtt.Client) -> None:
+        box = self.mailbox
+        replaced = box.replaced
         while True:
-            batch = await self.mailbox.take()
-            for i in range(0, len(batch), IN_FLIGHT):
-                chunk = batch[i : i + IN_FLIGHT]
+            batch = await box.take_stamped()
+            self._note_pace(box.replaced > replaced)
+            replaced = box.replaced
+            for i in range(0, len(batch), WINDOW):
+                now = time.monotonic()
+                window = [(m, at) for m, at in batch[i : i + WINDOW] if box.fresh(m, at, now)]
                 try:
-                    await asyncio.gather(*(self._publish(client, m) for m in chunk))
+                    await self._publish_window(client, window)
                 except aiomqtt.MqttError:
-                    for unsent in batch[i:]:  # keep the rest (newer than the retained cache)
-                        self.mailbox.put(unsent, if_absent=True)
+                    for unsent, at in batch[i:]:  # keep the rest (newer than the retained cache)
+                        box.put(unsent, if_absent=True, at=at)
                     raise
 
-    async def _publish(self, client: aiomqtt.Client, message: TargetMessage) -> None:
-        await client.publish(message.topic, message.payload, qos=message.qos, retain=message.retain)
-        self.sent += 1
-        if message.retain:
-            self.retained[message.topic] = message
+    def _note_pace(self, behind: bool) -> None:
+        """Say once when the broker falls behind the packs, and once when it catches up."""
+        if behind and not self.behind:
+            log.warning(
+                "target %s takes messages slower than they come: only the newest value of "
+                "each topic is sent (replaced in the status)",
+                self.name,
+            )
+        elif self.behind and not behind:
+            log.info("target %s keeps up again", self.name)
+        self.behind = behind
+
+    async def _publish_window(
+        self, client: aiomqtt.Client, window: list[tuple[TargetMessage, float]]
+    ) -> None:
+        """Hand the whole window to the client, then wait until the broker has it.
+
+        aiomqtt's ``publish`` waits for each message (a write, at QoS 1 a round trip); here
+        every message is queued on the client at once and only the last one of each QoS is
+        waited for: the client writes in order, and a broker acknowledges QoS 1 publishes in
+        the order it got them (MQTT 3.1.1 section 4.6), so when those are through, all are.
+        """
+        paho = client._client  # the underlying paho client: aiomqtt has no publish-and-go
+        last: dict[int, MQTTMessageInfo] = {}
+        for message, _ in window:
+            info = paho.publish(message.topic, message.payload, message.qos, message.retain)
+            if info.rc != MQTT_ERR_SUCCESS:
+                raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+            last[message.qos] = info
+        deadline = time.monotonic() + client.timeout
+        while not all(info.is_published() for info in last.values()):
+            if time.monotonic() > deadline:
+                raise aiomqtt.MqttError(f"target {self.name}: no acknowledgement in time")
+            await asyncio.sleep(DONE_POLL)
+        self.sent += len(window)
+        for message, at in window:
+            if message.retain:
+                self.retained[message.topic] = message
+                self._retained_at[message.topic] = at
 
     async def _listen(self, client: aiomqtt.Client) -> None:
         birth = self._birth_topic()
