@@ -19,11 +19,16 @@ import aiomqtt
 import httpx
 import pytest
 
-from bmsgate.broker import free_port
 from bmsgate_bms.sim.model import PackModel
 from bmsgate_common import topics
 from bmsgate_common.models import HealthReport, PackState
-from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    start_history_and_api,
+    start_service,
+    wait_until,
+)
 from tests.support.simdrive import drive, state_of
 
 pytestmark = pytest.mark.integration
@@ -65,24 +70,7 @@ async def retained_daily(port: int) -> dict[str, Any]:
 @pytest.fixture
 def api(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """History and the API as processes on one backbone; yields the API's base URL."""
-    http = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "data_dir": str(tmp_path / "data"),
-            "timezone": "UTC",
-            "history": {"archive": {"commit_interval": 0.2}},
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-        },
-    )
-    history = start_service(tmp_path, "history", config)
-    procs.append(history)
-    procs.append(start_service(tmp_path, "api", config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: "history running" in history.log(), 20)
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
-    return base
+    return start_history_and_api(tmp_path, mosquitto, procs, {"timezone": "UTC"})
 
 
 async def test_files_and_deletion_go_through_the_history_service(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 from bmsgate.broker import free_port, wait_for_port
@@ -153,6 +154,32 @@ def wait_until(check: Callable[[], Any], timeout: float = 15.0, interval: float 
                 return last
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s; last result: {last!r}")
+
+
+def start_history_and_api(
+    workdir: Path, mosquitto: Mosquitto, procs: list[Proc], settings: dict[str, Any]
+) -> str:
+    """History (committing every 0.2 s) and the API as processes on one backbone, with
+    ``settings`` added to their configuration; the API's base URL once it reaches the backbone.
+    History is ``procs``' first new entry."""
+    http = free_port()
+    config = write_config(
+        workdir,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "data_dir": str(workdir / "data"),
+            "history": {"archive": {"commit_interval": 0.2}},
+            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+            **settings,
+        },
+    )
+    history = start_service(workdir, "history", config)
+    procs.append(history)
+    procs.append(start_service(workdir, "api", config))
+    base = f"http://127.0.0.1:{http}"
+    wait_until(lambda: "history running" in history.log(), 20)
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
+    return base
 
 
 def rss_kb(pid: int | None = None) -> int:

@@ -53,7 +53,19 @@ from .deps import VIEWER_PAGES, Context, limited_to
 from .forms import in_words, request_error
 from .guard import Guard, Proxies
 from .live import CLIENT, RAW_HOLDER
-from .routes import auth, events, export, files, packs, raw, release, status, system, tunnel
+from .routes import (
+    auth,
+    energy,
+    events,
+    export,
+    files,
+    packs,
+    raw,
+    release,
+    status,
+    system,
+    tunnel,
+)
 from .routes import settings as settings_routes
 from .routes import setup as setup_routes
 from .routes.status import bank_views
@@ -296,6 +308,7 @@ def create_app(
         auth,
         packs,
         files,
+        energy,
         events,
         export,
         tunnel,

@@ -100,10 +100,12 @@ VIEWER_ROUTES: Final = frozenset({  # what a viewer may read: its packs, and wha
     "/api/version", "/api/packs/{pack}/state", "/api/packs/{pack}/daily",
     "/api/packs/{pack}/health", "/api/packs/{pack}/history", "/api/packs/{pack}/days/{month}",
     "/api/packs/{pack}/csv/{day}", "/api/packs/{pack}/zip/{month}",
+    "/api/packs/{pack}/energy/days/{month}", "/api/packs/{pack}/energy/months/{year}",
 })
 # the pages a viewer is shown (and app.js's menu): every other page is the owner's, a 403
 VIEWER_PAGES: Final = frozenset({
     "index.html", "battery.html", "monitor.html", "history.html", "health.html", "login.html",
+    "energy.html",
 })
 # fmt: on
 

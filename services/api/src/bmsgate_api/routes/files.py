@@ -47,7 +47,7 @@ class Deleted(BaseModel):
     samples: int
 
 
-async def _ask(
+async def ask_files(
     ctx: Ctx, make: Callable[[str], HistoryFileRequest], seconds: float
 ) -> tuple[HistoryFileReply, bytes]:
     """The history service's reply and the file it carries (its parts joined)."""
@@ -72,7 +72,7 @@ def _attachment(name: str) -> dict[str, str]:
 @router.get("/days/{month}", dependencies=[Reader], responses=ANSWERS)
 async def days(pack: PackPath, month: MonthPath, ctx: Ctx) -> list[HistoryDay]:
     """The local days of a month that have data, with their sample counts."""
-    reply, _ = await _ask(
+    reply, _ = await ask_files(
         ctx, lambda t: HistoryFileRequest(transaction=t, action="days", pack=pack, month=month), 10
     )
     return reply.days
@@ -86,7 +86,7 @@ async def days(pack: PackPath, month: MonthPath, ctx: Ctx) -> list[HistoryDay]:
 )
 async def csv_day(pack: PackPath, day: date, ctx: Ctx) -> Response:
     """One local day as CSV (`<pack>_<YYYY-MM-DD>.csv`, columns in docs/history.md)."""
-    reply, data = await _ask(
+    reply, data = await ask_files(
         ctx, lambda t: HistoryFileRequest(transaction=t, action="csv", pack=pack, day=day), 30
     )
     name = reply.file or f"{pack}_{day.isoformat()}.csv"
@@ -101,7 +101,7 @@ async def csv_day(pack: PackPath, day: date, ctx: Ctx) -> Response:
 )
 async def zip_month(pack: PackPath, month: MonthPath, ctx: Ctx) -> Response:
     """A month as `<pack>_<YYYY-MM>.zip` of its day files (days with data)."""
-    reply, data = await _ask(
+    reply, data = await ask_files(
         ctx, lambda t: HistoryFileRequest(transaction=t, action="zip", pack=pack, month=month), 60
     )
     name = reply.file or f"{pack}_{month}.zip"
@@ -112,7 +112,7 @@ async def zip_month(pack: PackPath, month: MonthPath, ctx: Ctx) -> Response:
 async def delete_day(pack: PackPath, day: date, request: Request, ctx: Ctx) -> Deleted:
     """Delete one local day of a pack from the archive (needs a login)."""
     audit(request, ctx, f"day {day} of {pack} deleted")
-    reply, _ = await _ask(
+    reply, _ = await ask_files(
         ctx, lambda t: HistoryFileRequest(transaction=t, action="delete", pack=pack, day=day), 30
     )
     return Deleted(day=day, samples=reply.samples or 0)
