@@ -16,30 +16,16 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from bmsgate_api.app import create_app
-from bmsgate_api.store import PackStore
-from bmsgate_common.models import Availability, PackState, utcnow
 from bmsgate_common.settings import Settings
 from tests.reliability.counts import COUNTS
+from tests.support.store import with_garage
 
 EXAMPLES = 10
 DATA = Path(tempfile.mkdtemp(prefix="bmsgate-fuzz-api-"))
 SETTINGS = Settings.model_validate(
     {"data_dir": str(DATA), "api": {"public_read": "never", "login_attempts": 1000}}
 )
-STORE = PackStore()
-STORE.states["garage"] = PackState(
-    pack="garage",
-    name="Garage",
-    protocol="jk_pb",
-    ts=utcnow(),
-    pack_voltage=26.8,
-    current=-3.0,
-    power=-80.0,
-    soc=88,
-    cell_voltages=[3.35, 3.36],
-    cell_count=2,
-)
-STORE.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
+STORE = with_garage()
 APP = create_app(STORE, settings=SETTINGS)
 STREAMS = ["/api/events", "/api/sniff", "/api/packs/{pack}/tunnel/events"]  # SSE: never end
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path=STREAMS)

@@ -18,11 +18,10 @@ import pytest
 from bmsgate.broker import free_port
 from bmsgate_api.app import create_app
 from bmsgate_api.auth import hash_password
-from bmsgate_api.store import PackStore
-from bmsgate_common.models import Availability, PackState, utcnow
 from bmsgate_common.settings import Settings
 from tests.reliability.counts import COUNTS
 from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.store import with_garage
 
 ROOT = Path(__file__).parents[2]
 SECRET_KEY = re.compile(
@@ -136,20 +135,7 @@ def api(tmp_path: Path, **api_settings: Any) -> httpx.AsyncClient:
     settings = Settings.model_validate(
         {"data_dir": str(tmp_path), "api": {"public_read": "never", **api_settings}}
     )
-    store = PackStore()
-    store.states["garage"] = PackState(
-        pack="garage",
-        name="Garage",
-        protocol="jk_pb",
-        ts=utcnow(),
-        pack_voltage=26.8,
-        current=-3.0,
-        power=-80.0,
-        soc=88,
-        cell_voltages=[3.35, 3.36],
-        cell_count=2,
-    )
-    store.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
+    store = with_garage()
     app = create_app(store, settings=settings)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     client = httpx.AsyncClient(transport=transport, base_url="http://t")

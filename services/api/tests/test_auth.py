@@ -14,8 +14,9 @@ from bmsgate_api.auth import (
     verify_password,
 )
 from bmsgate_api.store import PackStore
-from bmsgate_common.models import Availability, BmsSettings, PackState, SettingValue, utcnow
+from bmsgate_common.models import BmsSettings, SettingValue, utcnow
 from bmsgate_common.settings import ConfigError, Settings, load_settings
+from tests.support.store import with_garage
 
 
 def test_scrypt_hash_roundtrip_and_no_plain_text() -> None:
@@ -71,21 +72,7 @@ def test_a_plain_password_in_the_config_is_refused(tmp_path: Path) -> None:
 def app_client(
     settings: Settings, tmp_path: Path | None = None, store: PackStore | None = None
 ) -> httpx.AsyncClient:
-    store = store or PackStore()
-    store.states["garage"] = PackState(
-        pack="garage",
-        name="Garage",
-        protocol="jk_pb",
-        ts=utcnow(),
-        pack_voltage=26.8,
-        current=-3.0,
-        power=-80.0,
-        soc=88,
-        cell_voltages=[3.35, 3.36],
-        cell_count=2,
-        alarms=["cell_overvoltage"],
-    )
-    store.availability["garage"] = Availability(pack="garage", state="online", ts=utcnow())
+    store = with_garage(store, alarms=["cell_overvoltage"])
     if tmp_path is not None:
         settings = settings.model_copy(update={"data_dir": tmp_path})
     ctx = make_context(store, settings, None, persist=tmp_path is not None)
