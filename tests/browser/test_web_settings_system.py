@@ -13,12 +13,11 @@ import pytest
 import yaml
 
 from bmsgate.broker import free_port
-from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.browser import at_sizes, first_visit, fits, shot, start_stack, watch
 from tests.support.procs import Mosquitto, Proc
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-5"
-SIZES = ((1366, 800), (390, 844))
 CONSOLE = "console error: Failed to load resource: the server responded with a status of "
 CONSOLE_400 = CONSOLE + "400 (Bad Request)"
 CONSOLE_403 = CONSOLE + "403 (Forbidden)"
@@ -56,18 +55,6 @@ def visit(page: Any, base: str, then: str) -> None:
     first_visit(page, base, PASSWORD)
     page.wait_for_url("**/index.html")
     page.goto(f"{base}/{then}")
-
-
-WIDEST = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right
-  + window.scrollX > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName
-  + '.' + e.className + '#' + (e.id || '') + ' ' + Math.round(e.getBoundingClientRect().right))"""
-
-
-def overflow(page: Any) -> int:
-    """How far the page is wider than the window [px]."""
-    return int(
-        page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    )
 
 
 def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value(
@@ -121,13 +108,14 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     secret = page.locator('.field[data-key="publisher.targets.0.password"] input')
     expect(secret).to_have_attribute("placeholder", "stored (type to replace)")
     assert "target-secret-77" not in page.content()
-    for width, height in SIZES:
-        page.set_viewport_size({"width": width, "height": height})
+
+    def every_group() -> None:
         for group in ("batteries", "outputs", "notifications", "control", "history", "system"):
             page.click(f'#tabs button[data-tab="{group}"]')
             expect(page.locator("#forms .card.form").first).to_be_visible()
-            assert overflow(page) <= 0, (group, width, page.evaluate(WIDEST))
-        shot(page, f"52-settings-system-{width}")
+            fits(page, group)
+
+    at_sizes(page, "52-settings-system", every_group)
     refused = [f"HTTP 400 {base}/api/settings/form", CONSOLE_400]  # the save refused on purpose
     assert sorted(problems) == sorted(refused), problems
 
@@ -167,13 +155,13 @@ def test_system_page_shows_services_outputs_storage_logs_and_resets(
     expect(rows.filter(has_text="modbus").locator(".state")).to_have_text("stopped", timeout=20_000)
     page.select_option("#log-service", "modbus")
     expect(page.locator("#log-note")).to_contain_text("The log of modbus is not reachable")
-    for width, height in SIZES:
-        page.set_viewport_size({"width": width, "height": height})
+
+    def reloaded() -> None:
         page.reload()
         expect(rows.filter(has_text="reader-0").locator(".state")).to_have_text("running")
         expect(page.locator("#log-note")).not_to_have_text("")
-        assert overflow(page) <= 0, (width, page.evaluate(WIDEST))
-        shot(page, f"53-system-{width}")
+
+    at_sizes(page, "53-system", reloaded)
 
     # the factory reset: the settings can be downloaded first; only the password resets
     with page.expect_download() as download:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,47 @@ def shot(page: Any, name: str) -> None:
     """A full-page screenshot ``build/test-artifacts/web/<name>.png``."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# [px] the window sizes a page is checked at: a laptop, and a phone 390 px wide (iPhone 12 to 15)
+SIZES: tuple[tuple[int, int], ...] = ((1366, 800), (390, 844))
+# the first few elements that reach past the window's right edge, for a failure's message
+WIDEST = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right
+  + window.scrollX > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName
+  + '.' + e.className + '#' + (e.id || '') + ' ' + Math.round(e.getBoundingClientRect().right))"""
+
+
+def fits(page: Any, *where: object) -> None:
+    """Assert that the page is no wider than its window (no sideways scrolling).
+
+    ``where`` goes into the failure's message, with the window's width and the elements that
+    stick out.
+    """
+    wider = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    width = page.viewport_size["width"]
+    assert wider <= 0, (*where, f"{wider} px wider than {width} px", page.evaluate(WIDEST))
+
+
+def at_sizes(
+    page: Any,
+    name: str,
+    show: Callable[[], object] = lambda: None,
+    sizes: Sequence[tuple[int, int]] = SIZES,
+) -> None:
+    """Walk ``page`` at each window size of ``sizes`` (width, height [px]; a laptop, then a phone).
+
+    At each size: ``show()`` opens or reveals what is to be seen (it may click, reload, expect
+    and call ``fits`` itself, e.g. once per tab), then the page must fit its window (``fits``),
+    then a screenshot ``<name>-<width>.png`` (``shot``). The page stays at the last size.
+    ``at_sizes(page, "60-energy")`` checks and shoots the page as it is.
+    """
+    for width, height in sizes:
+        page.set_viewport_size({"width": width, "height": height})
+        show()
+        fits(page, name)
+        shot(page, f"{name}-{width}")
 
 
 def watch(page: Any) -> list[str]:
