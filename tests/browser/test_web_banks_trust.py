@@ -176,11 +176,14 @@ def test_status_says_when_the_api_is_lost_and_last_seen_ticks(
     finally:
         os.kill(sim.process.pid, signal.SIGCONT)
 
-    # charts draw an outage as a gap: a null between samples farther apart than 3 usual steps
+    # charts draw the history service's gaps as gaps: a null row inside each, samples inside null
     page.goto(f"{base}/battery.html?pack=east")
     expect(page.locator("#cells .uplot")).to_have_count(1, timeout=30_000)
-    gapped = page.evaluate("charts.gaps([[0, 1, 2, 3, 130, 131], [5, 6, 7, 8, 9, 10]])")
+    hole = '{start: "1970-01-01T00:00:03Z", end: "1970-01-01T00:02:10Z"}'
+    gapped = page.evaluate(f"charts.gaps([[0, 1, 2, 3, 130, 131], [5, 6, 7, 8, 9, 10]], [{hole}])")
     assert gapped == [[0, 1, 2, 3, 66.5, 130, 131], [5, 6, 7, 8, None, 9, 10]]
-    even = page.evaluate("charts.gaps([[0, 60, 120, 180], [1, 2, 3, 4]])")
-    assert even == [[0, 60, 120, 180], [1, 2, 3, 4]]  # regular steps stay joined
+    inside = page.evaluate(f"charts.gaps([[3, 60, 130], [1, 2, 3]], [{hole}])")
+    assert inside == [[3, 60, 130], [1, None, 3]]  # a bank's partial sum is not drawn
+    even = page.evaluate("charts.gaps([[0, 60, 120, 180], [1, 2, 3, 4]], [])")
+    assert even == [[0, 60, 120, 180], [1, 2, 3, 4]]  # no gap: joined
     assert not problems, problems

@@ -300,3 +300,42 @@ def test_a_full_file_is_one_error_then_writing_resumes(
     assert archive.count_raw("p1", T0 + 2000 * 1000, T0 + 2010 * 1000) == 10
     assert archive.written + archive.unstored == 2010
     assert archive.count_raw("p1", 0, 2**62) == archive.written
+
+
+def test_gaps_follow_the_poll_interval_and_a_banks_members(tmp_path: Path) -> None:
+    from bmsgate_common.settings import BankSettings, BusSettings
+    from bmsgate_history.query import Layout, raw_tolerance
+
+    # two poll intervals; three usual steps where the bus is slower; 5 s at least; max_gap at most
+    assert raw_tolerance([0, 5000, 10_000], 5000, 120_000) == 15_000
+    assert raw_tolerance([0, 20_000, 40_000], 5000, 120_000) == 60_000
+    assert raw_tolerance([0, 500, 1000], 500, 120_000) == 5000
+    assert raw_tolerance([0, 60_000, 120_000], 5000, 120_000) == 120_000
+
+    archive = Archive(tmp_path / "a.sqlite", FOREVER)
+    for i in range(120):  # 10 minutes at 5 s: the bank and one member throughout
+        archive.add("bank", flat(T0 + i * 5000, power=200))
+        archive.add("a", flat(T0 + i * 5000))
+        if not 40 <= i < 44:  # member b away for 20 s: the bank is a's alone meanwhile
+            archive.add("b", flat(T0 + i * 5000))
+    archive.commit()
+    packs = [{"id": "a", "address": 1}, {"id": "b", "address": 2}]
+    buses = [BusSettings.model_validate({"port": "/dev/null", "protocol": "jk_pb", "packs": packs})]
+    layout = Layout.of(buses, [BankSettings(id="bank", packs=["a", "b"])])
+    assert layout.poll_ms == {"a": 5000, "b": 5000, "bank": 5000}
+    body = {"transaction": "t", "fields": ["power"], "resolution": "raw"}
+    span = {"start": str(from_ms(T0)), "end": str(from_ms(T0 + 10 * 60_000))}
+    now = T0 + 10 * 60_000
+
+    def gaps(pack: str) -> list[tuple[datetime, datetime]]:
+        q = parse(json.dumps({**body, **span, "pack": pack}))
+        assert isinstance(q, HistoryQuery)
+        reply = run_query(q, archive, FOREVER, UTC, now, 120_000, layout)
+        return [(g.start, g.end) for g in reply.gaps]
+
+    assert gaps("a") == []
+    # 25 s without b at 5 s polls: a gap in b and so in the bank, though the bank kept reporting
+    outage = (from_ms(T0 + 39 * 5000), from_ms(T0 + 44 * 5000))
+    assert gaps("b") == [outage]
+    assert gaps("bank") == [outage]
+    archive.close()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import tzinfo
+from itertools import pairwise
 from typing import Final
 
 from pydantic import ValidationError
@@ -19,7 +21,7 @@ from bmsgate_common.models import (
     HistoryReply,
     HistorySeries,
 )
-from bmsgate_common.settings import ArchiveSettings
+from bmsgate_common.settings import ArchiveSettings, BankSettings, BusSettings
 from bmsgate_common.units import convert
 
 from .archive import COLUMN_UNITS, DAY_MS, NamedRow, Store, agg_row
@@ -77,19 +79,44 @@ def choose_resolution(q: HistoryQuery, store: Store, cfg: ArchiveSettings, now: 
     return "1d"
 
 
-def _gaps(
+def _holes(
     points: Sequence[tuple[int, int]], start: int, end: int, tolerance: int
-) -> list[HistoryGap]:
+) -> list[tuple[int, int]]:
     """Stretches of [start, end) not covered by ``points`` (start, end) beyond ``tolerance`` ms."""
-    out: list[HistoryGap] = []
+    out: list[tuple[int, int]] = []
     cursor = start
     for p_start, p_end in points:
         if p_start - cursor > tolerance:
-            out.append(HistoryGap(start=from_ms(cursor), end=from_ms(p_start)))
+            out.append((cursor, p_start))
         cursor = max(cursor, p_end)
     if end - cursor > tolerance:
-        out.append(HistoryGap(start=from_ms(cursor), end=from_ms(end)))
+        out.append((cursor, end))
     return out
+
+
+def _merged(holes: Sequence[tuple[int, int]]) -> list[HistoryGap]:
+    """Overlapping or touching stretches joined, in time order, as reply gaps."""
+    out: list[list[int]] = []
+    for h_start, h_end in sorted(holes):
+        if out and h_start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], h_end)
+        else:
+            out.append([h_start, h_end])
+    return [HistoryGap(start=from_ms(a), end=from_ms(b)) for a, b in out]
+
+
+MIN_TOLERANCE_MS: Final = 5_000  # jitter of a loaded machine is not an outage
+
+
+def raw_tolerance(times: Sequence[int], poll_ms: int, max_gap_ms: int) -> int:
+    """How far apart two raw samples may be and still be joined on a chart [ms].
+
+    Two poll intervals; three usual steps (the median) where the bus reads slower than its
+    interval (many packs, slow baud rate); at least MIN_TOLERANCE_MS and at most ``max_gap``.
+    """
+    steps = sorted(b - a for a, b in pairwise(times))
+    usual = steps[len(steps) // 2] if steps else 0
+    return min(max_gap_ms, max(2 * poll_ms, 3 * usual, MIN_TOLERANCE_MS))
 
 
 def _columns(blobs: Sequence[bytes | None], code: str, scale: int) -> list[list[float | None]]:
@@ -208,13 +235,62 @@ def by_day(buckets: list[Bucket], tz: tzinfo) -> list[tuple[int, int, Bucket]]:
     return days
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What the configuration says about the packs a query may name (the gap rule reads it)."""
+
+    poll_ms: Mapping[str, int] = field(default_factory=dict)  # a pack's bus poll interval
+    members: Mapping[str, Sequence[str]] = field(default_factory=dict)  # a bank's member packs
+
+    @classmethod
+    def of(cls, buses: Sequence[BusSettings], banks: Sequence[BankSettings]) -> Layout:
+        """The layout of a configuration's buses and banks."""
+        poll = {p.id: int(b.poll_interval * 1000) for b in buses for p in b.packs}
+        members = {b.id: list(b.packs) for b in banks}
+        for bank, packs in members.items():  # a bank polls as slowly as its slowest member
+            poll[bank] = max((poll.get(p, 0) for p in packs), default=0)
+        return cls(poll, members)
+
+
+def _spans(
+    store: Store, pack: str, resolution: str, start: int, end: int
+) -> tuple[list[tuple[int, int]], int]:
+    """The (start, end) [ms] ``pack`` has data for at ``resolution`` (not 1d), and the first."""
+    if resolution == "raw":
+        times = [r["ts"] for r in store.raw_columns(pack, start, end, ["ts"])]
+        return [(t, t) for t in times], start
+    step = STEPS[resolution]
+    rows = store.agg_rows(resolution, pack, start - start % step, end)
+    spans = [(r["ts"], r["ts"] + step) for r in rows]
+    return spans, max(start, spans[0][0]) if spans else start
+
+
 def run_query(
-    q: HistoryQuery, store: Store, cfg: ArchiveSettings, tz: tzinfo, now: int, max_gap_ms: int
+    q: HistoryQuery,
+    store: Store,
+    cfg: ArchiveSettings,
+    tz: tzinfo,
+    now: int,
+    max_gap_ms: int,
+    layout: Layout | None = None,
 ) -> HistoryReply:
-    """Answer a valid query from ``store``."""
+    """Answer a valid query from ``store``.
+
+    ``gaps`` is the one rule of where a chart breaks its lines: raw samples further apart than
+    :func:`raw_tolerance`, a missing bucket, and for a bank also every gap of a member that has
+    data in the range, so a member dropping out and rejoining is a break in the bank's line, not
+    a dip in its sum.
+    """
+    layout = layout or Layout()
     resolution = choose_resolution(q, store, cfg, now)
     start, end = to_ms(q.start), to_ms(q.end)
     horizon = min(end, now)  # the future is not a gap
+
+    def tolerance(pack: str, spans: Sequence[tuple[int, int]]) -> int:
+        if resolution != "raw":
+            return 0
+        return raw_tolerance([s for s, _ in spans], layout.poll_ms.get(pack, 0), max_gap_ms)
+
     if resolution == "raw":
         width = sum(32 if f in _VECTORS else 1 for f in q.fields)
         if store.count_raw(q.pack, start, end) * width > MAX_REPLY_VALUES:
@@ -222,7 +298,7 @@ def run_query(
         rows = store.raw_columns(q.pack, start, end, raw_select(q.fields))
         times = [r["ts"] for r in rows]
         series = _raw_series(q.fields, rows)
-        gaps = _gaps([(t, t) for t in times], start, horizon, max_gap_ms)
+        spans, first = [(t, t) for t in times], start
     else:
         if resolution == "1d":
             d_start = day_bounds(local_day(start, tz), tz)[0]
@@ -235,7 +311,13 @@ def run_query(
             spans = [(r["ts"], r["ts"] + step) for r in agg]
         times = [r["ts"] for r in agg]
         series = _agg_series(q.fields, agg)
-        gaps = _gaps(spans, max(start, spans[0][0]) if spans else start, horizon, 0)
+        first = max(start, spans[0][0]) if spans else start
+    holes = _holes(spans, first, horizon, tolerance(q.pack, spans))
+    if resolution != "1d":
+        for member in layout.members.get(q.pack, ()):
+            m_spans, m_first = _spans(store, member, resolution, start, end)
+            if m_spans:  # a member without data in the range was never part of this stretch
+                holes += _holes(m_spans, m_first, horizon, tolerance(member, m_spans))
     return HistoryReply(
         transaction=q.transaction,
         status="ok",
@@ -243,5 +325,5 @@ def run_query(
         resolution=resolution,
         times=times,
         series=series,
-        gaps=gaps,
+        gaps=_merged(holes),
     )

@@ -36,7 +36,7 @@ from .archive import DAY_MS, Archive, Store
 from .daily import DailyTracker
 from .health import HealthTracker
 from .influx import InfluxWriter, to_line
-from .query import error_reply, parse, run_query
+from .query import Layout, error_reply, parse, run_query
 from .sample import Sample, day_bounds, energy, from_state, local_day, to_ms
 from .storage import WriteRate, storage_figures
 
@@ -109,6 +109,7 @@ class History:
         self.health: dict[str, HealthTracker] = {}
         self.prev: dict[str, Sample] = {}
         self.known = {p.id for b in cfg.buses for p in b.packs} | {b.id for b in cfg.banks}
+        self.layout = Layout.of(cfg.buses, cfg.banks)
         self.queries = 0
         self.query_errors = 0
         self._daily_sent: dict[str, float] = {}
@@ -232,7 +233,9 @@ class History:
                 return error_reply(q.transaction, f"unknown pack {q.pack!r}", "not_found")
             now = to_ms(utcnow())
             try:
-                return run_query(q, self.reader, self.h.archive, self.tz, now, self.max_gap_ms)
+                return run_query(
+                    q, self.reader, self.h.archive, self.tz, now, self.max_gap_ms, self.layout
+                )
             except (ValueError, OverflowError):  # a local day past 9999-12-31 (daily buckets)
                 return error_reply(q.transaction, "the range reaches past the calendar's end")
 

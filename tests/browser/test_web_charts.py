@@ -1,0 +1,310 @@
+"""The History and Monitor charts in a real browser (Debian's chromium driven by playwright) against
+the running stack: a simulated DALY pack on a pty -> reader -> Mosquitto -> history + API, with a
+real outage (the simulator stopped) in the archive. Screenshots go to build/test-artifacts/web.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.procs import Mosquitto, Proc, wait_until
+
+pytestmark = pytest.mark.integration
+PASSWORD = "battery-gate-6"
+SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's zone
+OUTAGE = 9.0  # [s] the simulator is stopped: far beyond the 5 s the gap rule allows at 0.5 s polls
+
+# the series of the chart in ``sel`` as uPlot holds them: [times, ...columns]
+DATA = "(sel) => charts.charts().find(c => c.root.parentElement.matches(sel)).data"
+X = "(sel) => { const x = charts.charts().find(c => c.root.parentElement.matches(sel)).scales.x; return [x.min, x.max]; }"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
+    """Simulator, reader, history and API as processes; an outage in the archive; the base URL."""
+    bus = {
+        "protocol": "daly_classic",
+        "poll_interval": 0.5,
+        "packs": [{"id": "garage", "name": "Garage"}],
+    }
+    settings = {"timezone": SITE_ZONE, "history": {"archive": {"commit_interval": 0.2}}}
+    base = start_stack(
+        tmp_path,
+        mosquitto,
+        procs,
+        ["daly_classic", "--speed", "30"],
+        bus,
+        services=("reader", "history", "api"),
+        settings=settings,
+    )
+    return base
+
+
+def _outage(sim: Proc) -> None:
+    os.kill(sim.process.pid, signal.SIGSTOP)
+    try:
+        time.sleep(OUTAGE)
+    finally:
+        os.kill(sim.process.pid, signal.SIGCONT)
+
+
+def _contrast(page: Any, a: str, b: str) -> float:
+    """WCAG contrast of two CSS colours as the browser resolves them."""
+    return float(
+        page.evaluate(
+            """([a, b]) => {
+              const rgb = (c) => { const el = document.createElement("i"); el.style.color = c;
+                document.body.append(el); const v = getComputedStyle(el).color.match(/\\d+/g).map(Number);
+                el.remove(); return v; };
+              const lum = (c) => { const [r, g, b] = rgb(c).map(v => { v /= 255;
+                return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+              const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+              return (x + 0.05) / (y + 0.05);
+            }""",
+            [a, b],
+        )
+    )
+
+
+def test_history_and_monitor_charts(stack: str, procs: list[Proc], browser_context: Any) -> None:
+    from playwright.sync_api import expect
+
+    base, page = stack, browser_context.new_page()
+    problems = watch(page)
+    first_visit(page, base, PASSWORD)
+    expect(page.locator('.card[data-pack="garage"]:not(.offline)')).to_be_visible(timeout=30_000)
+    time.sleep(4)  # some samples, then the pack away, then back
+    _outage(procs[0])
+    time.sleep(5)
+
+    queries: list[dict[str, list[str]]] = []
+    page.on(
+        "request",
+        lambda r: queries.append(parse_qs(urlparse(r.url).query)) if "/history?" in r.url else None,
+    )
+    page.goto(f"{base}/history.html?pack=garage")
+    expect(page.locator("#cells .uplot")).to_have_count(1, timeout=30_000)
+
+    # the outage in the archive is a break in every line: a null between the samples either side
+    # of it, and no two joined samples further apart than the gap rule allows
+    times, power = page.evaluate(DATA, "#power")[:2]
+    known = [(t, v) for t, v in zip(times, power, strict=True) if v is not None]
+    assert len(known) > 10, known
+    joined = [
+        times[i + 1] - times[i]
+        for i in range(len(times) - 1)
+        if power[i] is not None and power[i + 1] is not None
+    ]
+    assert max(joined) < 5.5, max(joined)  # 5 s: the least the rule joins
+    first, last = times.index(known[0][0]), times.index(known[-1][0])
+    breaks = [i for i in range(first, last) if power[i] is None]
+    assert breaks, "the outage is drawn as a line"
+    outage = max(t2 - t1 for (t1, _), (t2, _) in pairwise(known))
+    assert outage >= OUTAGE - 1, outage
+    for sel in ("#current", "#cells", "#soc"):
+        assert None in page.evaluate(DATA, sel)[1], sel
+    around = [known[0][0] - 5, known[-1][0] + 5]  # the data's few seconds, zoomed in to see
+    page.evaluate("([a, b]) => charts.charts()[0].setScale('x', { min: a, max: b })", around)
+    assert page.evaluate(X, "#soc") == pytest.approx(around)  # the other charts follow
+    shot(page, "60-history-gap")
+    page.click("#reset")
+
+    # the day's query: midnight to midnight in the site's zone; previous and next day move it
+    day = page.input_value("#day")
+    start = queries[-1]["start"][0]
+    assert start.endswith("T10:00:00.000Z"), start  # 00:00 at UTC+14 is 10:00 UTC the day before
+    expect(page.locator("#next")).to_be_disabled()  # today: nothing after it yet
+    expect(page.locator("#live")).to_contain_text("updated every minute")
+    page.click("#prev")
+    wait_until(lambda: queries[-1]["start"][0] != start, 10)
+    earlier = queries[-1]["start"][0]
+    assert earlier[:10] < start[:10] and earlier[10:] == start[10:], (earlier, start)
+    assert page.input_value("#day") < day
+    expect(page.locator("#live")).to_have_text("")
+    expect(page.locator("#chart-msg")).to_contain_text("No data on")
+    page.click("#next")
+    wait_until(lambda: queries[-1]["start"][0] == start, 10)
+    assert page.input_value("#day") == day
+    wait_until(lambda: len(page.evaluate(DATA, "#cells")[0]) > 10, 10)  # today's, drawn again
+
+    # the cells at the cursor: the spread is max - min of the sample there, with its cells
+    box = page.locator("#cells .u-over").bounding_box()
+    assert box is not None
+    for share in (0.3, 0.5, 0.7, 0.9):
+        page.mouse.move(box["x"] + box["width"] * share, box["y"] + box["height"] / 2)
+        readout = page.locator("#cells .cell-readout")
+        idx = readout.get_attribute("data-idx")
+        if idx:
+            break
+    assert idx, "no sample under the cursor"
+    cells = page.evaluate(DATA, "#cells")
+    sample = [col[int(idx)] for col in cells[1:]]
+    values = [v for v in sample if v is not None]
+    spread = max(values) - min(values)
+    assert float(readout.get_attribute("data-delta") or "nan") == pytest.approx(spread, abs=1e-4)
+    text = readout.inner_text()
+    assert f"Δ {spread * 1000:.1f} mV" in text, text
+    assert (
+        f"(cell {sample.index(min(values)) + 1})" in text
+        and f"(cell {sample.index(max(values)) + 1})" in text
+    )
+    shot(page, "61-history-cursor")
+
+    # drag to zoom (every chart follows), then Reset zoom: the whole day again
+    whole = page.evaluate(X, "#power")
+    over = page.locator("#power .u-over").bounding_box()
+    assert over is not None
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * 0.2, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.4, y, steps=5)
+    page.mouse.up()
+    zoomed = page.evaluate(X, "#power")
+    assert zoomed[1] - zoomed[0] < (whole[1] - whole[0]) / 3, (zoomed, whole)
+    assert page.evaluate(X, "#cells") == pytest.approx(zoomed)
+    shot(page, "62-history-zoomed")
+    page.click("#reset")
+    for sel in ("#power", "#current", "#cells", "#soc"):
+        assert page.evaluate(X, sel) == pytest.approx(whole), sel
+
+    # the theme toggle draws every chart again in the other theme's colours, each readable
+    def colours() -> list[str]:
+        return page.evaluate(
+            """() => charts.charts().flatMap(c => c.series.slice(1).map((s, i) => s.stroke(c, i + 1)))"""
+        )
+
+    light = colours()
+    was = page.evaluate("document.documentElement.dataset.theme || ''")
+    page.locator('header button[title="light / dark"]').click()
+    wait_until(lambda: colours() != light, 5)
+    theme = page.evaluate("charts.theme()")
+    assert theme != (was or "light")
+    now = colours()
+    assert len(now) == len(light) and now != light
+    for t in ("light", "dark"):
+        page.evaluate(f"document.documentElement.dataset.theme = '{t}'")
+        card = page.evaluate("bms.css('--card')")
+        for c in page.evaluate(f"charts.palettes.{t}") + [
+            page.evaluate(f"bms.css('{v}')") for v in ("--chg", "--dsg", "--accent", "--ok")
+        ]:
+            assert _contrast(page, c, card) >= 3, (t, c, card)  # a line seen against its card
+        muted = page.evaluate("bms.css('--muted')")
+        assert _contrast(page, muted, card) >= 4.5, (t, muted)  # axis labels are text
+        fg = page.evaluate("getComputedStyle(document.querySelector('.u-legend')).color")
+        assert _contrast(page, fg, card) >= 4.5, (t, fg)
+    page.evaluate("document.documentElement.dataset.theme = 'dark'")
+    shot(page, "63-history-dark")
+
+    # Monitor: 168 hours, current beside power, the same gap
+    page.goto(f"{base}/monitor.html?pack=garage")
+    expect(page.locator("#current .uplot")).to_have_count(1, timeout=30_000)
+    expect(page.locator("#power .u-legend .u-series")).to_have_count(4)
+    page.select_option("#hours", "168")
+    expect(page.locator("#power .u-title")).to_contain_text("168 h")
+    current = page.evaluate(DATA, "#current")[1]
+    values = [v for v in current if v is not None]
+    assert values and None in current[current.index(values[0]) :]
+    shot(page, "64-monitor-168h-dark")
+
+    # a phone: nothing wider than the screen
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("monitor.html", "history.html"):
+        page.goto(f"{base}/{path}?pack=garage")
+        expect(page.locator("#current .uplot")).to_have_count(1, timeout=30_000)
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= 390, (path, wide)
+        shot(page, f"65-{path.split('.')[0]}-phone")
+    assert not problems, problems
+
+
+def test_a_bank_member_away_is_a_gap_in_the_banks_chart(
+    tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], browser_context: Any
+) -> None:
+    """Two DALY packs on two buses as a bank; one stops answering for a while: the bank goes on
+    as the other's alone (its sum drops), and its chart breaks there instead of dipping."""
+    from playwright.sync_api import expect
+
+    from bmsgate.broker import free_port
+    from tests.support.procs import start_service, start_simulator, write_config
+
+    buses = []
+    for pack in ("east", "west"):
+        sim, port = start_simulator(tmp_path, "daly_classic", "--speed", "30", name=pack)
+        procs.append(sim)
+        buses.append({"port": port, "protocol": "daly_classic", "poll_interval": 0.5,
+                      "packs": [{"id": pack}]})  # fmt: skip
+    http = free_port()
+    config = write_config(
+        tmp_path,
+        {
+            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
+            "buses": buses,
+            "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
+            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
+            "data_dir": str(tmp_path / "data"),
+            "timezone": SITE_ZONE,
+            "stale_after": 10,
+            "history": {"archive": {"commit_interval": 0.2}},
+        },
+    )
+    for name in ("reader", "publisher", "history", "api"):
+        procs.append(start_service(tmp_path, name, config))
+    argv = [sys.executable, "-m", "bmsgate_reader", "--config", str(config), "--bus", "1"]
+    procs.append(Proc("reader-1", argv, tmp_path))  # a reader per bus
+    base = f"http://127.0.0.1:{http}"
+    import httpx
+
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], 60)
+    page = browser_context.new_page()
+    problems = watch(page)
+    first_visit(page, base, PASSWORD)
+    expect(page.locator('#banks .card.bank[data-pack="house"]:not(.offline)')).to_be_visible(
+        timeout=30_000
+    )
+    time.sleep(4)
+    _outage(procs[1])  # west away; east and so the bank go on
+    time.sleep(5)
+
+    page.goto(f"{base}/history.html?pack=house")
+    expect(page.locator("#power .uplot")).to_have_count(1, timeout=30_000)
+    reply = page.evaluate(
+        "charts.history('house', ['power'], { start: Date.now() - 3600e3, end: Date.now() })"
+    )
+    holes = [
+        (
+            page.evaluate("(s) => Date.parse(s) / 1000", g["start"]),
+            page.evaluate("(s) => Date.parse(s) / 1000", g["end"]),
+        )
+        for g in reply["gaps"]
+    ]
+    times = [t / 1000 for t in reply["times"]]
+    # the bank kept reporting (east alone) while west was away: samples inside a gap
+    inside = [t for t in times if any(s < t < e for s, e in holes)]
+    west = page.evaluate(
+        "charts.history('west', ['power'], { start: Date.now() - 3600e3, end: Date.now() })"
+    )
+    steps = sorted(b - a for a, b in pairwise(times))[-3:]
+    wsteps = sorted(b - a for a, b in pairwise(west["times"]))[-3:]
+    assert inside, (holes, steps, wsteps, west["gaps"])
+    drawn_t, drawn_p = page.evaluate(DATA, "#power")[:2]
+    for t in inside:
+        assert drawn_p[drawn_t.index(t)] is None, t  # not drawn: no dip
+    joined = [t for t, p in zip(drawn_t, drawn_p, strict=True) if p is not None]
+    assert len(joined) > 10
+    page.evaluate(
+        "([a, b]) => charts.charts()[0].setScale('x', { min: a, max: b })",
+        [joined[0] - 5, joined[-1] + 5],
+    )
+    shot(page, "66-history-bank-member-away")
+    assert not problems, problems
