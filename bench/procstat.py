@@ -124,3 +124,16 @@ def cpu_model() -> str:
         if line.startswith("model name"):
             return line.split(":", 1)[1].strip()
     return "unknown CPU"
+
+
+def reaped_cpu_seconds(pid: int) -> float:
+    """CPU seconds of the process's children that ended and were waited for (0: gone).
+
+    Counts a short-lived child (a one-shot tool started in a loop) that a look at the live
+    processes misses.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[13]) + int(fields[14])) / TICK  # cutime, cstime

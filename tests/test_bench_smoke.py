@@ -68,3 +68,23 @@ def test_writes_bench_counts_the_trees_writes(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "w.json").read_text())
     assert {"history", "reader"} <= set(data["mb_per_hour"])
     assert data["mb_per_hour"]["history"] > 0  # commits every second: the bytes are seen
+
+
+def test_peers_bench_measures_bmsgate_on_a_board(tmp_path: Path) -> None:
+    # bmsgate alone: the peers install from PyPI, which a test does not reach
+    out = tmp_path / "peers.json"
+    # fmt: off
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "peers.py"), "--peers", "bmsgate",
+         "--protocols", "jk_uart", "--seconds", "4", "--warmup", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    # fmt: on
+    assert done.returncode == 0, done.stderr[-2000:]
+    (r,) = json.loads(out.read_text())
+    assert r["program"] == "bmsgate" and r["protocol"] == "jk_uart"
+    assert r["samples"] >= 2 and r["cpu_ms_per_sample"] > 0
+    assert r["pss_mb"] > 10 and r["processes"] >= 2  # the supervisor, its services, Mosquitto
+    # the board paces its bytes at the baud rate: no reading beats the wire
+    assert r["wire"]["readings"] >= 1 and r["wire"]["ratio"] >= 0.95
+    assert "reading / wire" in done.stdout
