@@ -1,6 +1,9 @@
 """Every benchmark of bmsgate in one run: prints a table and writes bench/results.json.
 
-Run: uv run python bench/run.py [--quick] [--only reader pipeline modbus history memory]
+Run: uv run python bench/run.py [--quick] [--only reader pipeline modbus history memory peers]
+
+``peers`` (bench/peers.py: bmsgate beside other programs, installed from PyPI into environments
+of their own) runs only when named; ``--quick`` runs bmsgate alone there, with no install.
 
 Not a test suite: the figures depend on the machine and its load (the load average is recorded
 before and after each section). docs/performance.md explains what limits each figure.
@@ -27,6 +30,7 @@ sys.path.insert(0, str(HERE))
 from procstat import cpu_model, loadavg  # noqa: E402
 
 SECTIONS = ("reader", "pipeline", "modbus", "history", "memory")
+ON_REQUEST = ("peers",)  # sections run only when named (they install from PyPI)
 Row = tuple[str, str, str]  # (section, figure, value)
 
 
@@ -257,10 +261,20 @@ def memory(quick: bool) -> tuple[list[Row], Any]:
     return rows, {"run": tree, "alone": single}
 
 
+def peers(quick: bool) -> tuple[list[Row], Any]:
+    """Peers: bmsgate beside other programs on the same simulated boards (peers.run)."""
+    from peers import PROGRAMS, PROTOCOLS, run, summary
+
+    keys, protocols = (["bmsgate"], PROTOCOLS[:1]) if quick else (list(PROGRAMS), PROTOCOLS)
+    data = run(keys, list(protocols), 3.0 if quick else 60.0, 1.0 if quick else 10.0, 1.0)
+    rows = [("peers", f"{r['protocol']}: {r['program']}", summary(r)) for r in data]
+    return rows, data
+
+
 # fmt: off
 RUNNERS: dict[str, Callable[[bool], tuple[list[Row], Any]]] = {
     "reader": reader, "pipeline": pipeline, "modbus": modbus, "history": history,
-    "memory": memory,
+    "memory": memory, "peers": peers,
 }
 # fmt: on
 
@@ -269,7 +283,10 @@ def main() -> None:
     """Run the chosen sections, print the table, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds each")
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    # fmt: off
+    parser.add_argument("--only", nargs="+", choices=SECTIONS + ON_REQUEST,
+                        default=list(SECTIONS))
+    # fmt: on
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     # fmt: off
