@@ -103,6 +103,7 @@ async def test_a_bank_is_its_members_combined_as_the_publisher_does() -> None:
             "name": "west",
             "counted": False,
             "reason": "the reader reports it offline",
+            "cells": 0,
         }
         store.on_availability("east", Availability(pack="east", state="offline", ts=utcnow()))
         bank = (await http.get("/api/banks")).json()[0]
@@ -140,6 +141,40 @@ async def test_kwh_today_is_of_the_sites_today_and_a_bank_sums_its_members_once(
         bank = (await http.get("/api/banks")).json()[0]
         assert packs["west"]["energy_in_today"] is None
         assert (bank["energy_in_today"], bank["energy_out_today"]) == (1.25, 0.5)
+
+
+async def test_the_status_page_gets_its_first_paint_in_one_answer_in_configuration_order() -> None:
+    buses = [  # configured zeta, alpha, then a second bus with mid: neither sorted nor reversed
+        {**BUSES[0], "packs": [{"id": "zeta", "address": 1}, {"id": "alpha", "address": 2}]},
+        {**BUSES[0], "port": "/dev/zero", "packs": [{"id": "mid", "address": 1}]},
+    ]
+    settings = Settings.model_validate(
+        {"buses": buses, "banks": [{"id": "house", "packs": ["zeta", "mid"]}]}
+    )
+    store = make_store(
+        state("mid", 60, [3.30] * 16),
+        state("alpha", 70, [3.31] * 8),
+        state("zeta", 80, [3.32] * 16),
+        state("stray", 50, [3.3]),  # heard on the backbone, not configured: last
+    )
+    async with client(store, settings) as http:
+        page = (await http.get("/api/status")).json()
+        listed = (await http.get("/api/packs")).json()
+        overview = (await http.get("/api/overview")).json()
+    assert [v["pack"] for v in page["packs"]] == ["zeta", "alpha", "mid", "stray"]
+    assert (
+        [p["pack"] for p in listed]
+        == [v["pack"] for v in overview]
+        == ["zeta", "alpha", "mid", "stray"]
+    )
+    assert page["order"] == ["zeta", "alpha", "mid", "house"]
+    assert page["layouts"]["jk_pb"] == "jk" and page["layouts"]["daly_classic"] == "daly"
+    assert page["sky"]["sunrise"] is None  # no coordinates: nothing made up
+    (bank,) = page["banks"]
+    # the bank's 32 cells are zeta's 16 then mid's 16: the page folds them per member
+    assert bank["state"]["cell_count"] == 32
+    assert [(m["pack"], m["cells"]) for m in bank["members"]] == [("zeta", 16), ("mid", 16)]
+    assert page["packs"][0]["state"]["soc"] == 80
 
 
 def test_sun_times_and_polar_days() -> None:

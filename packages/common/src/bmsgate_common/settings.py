@@ -782,6 +782,10 @@ class Settings(_Section):
         default="INFO", description="of every service; DEBUG is very verbose"
     )
 
+    def pack_ids(self) -> list[str]:
+        """Every pack id in the configuration's order (bus by bus), then every bank id."""
+        return [p.id for bus in self.buses for p in bus.packs] + [b.id for b in self.banks]
+
     @model_validator(mode="before")
     @classmethod
     def _moved_keys(cls, data: Any) -> Any:

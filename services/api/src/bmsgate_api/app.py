@@ -215,6 +215,7 @@ def make_context(
     """The app's state; with ``persist`` the password and session key live under data_dir/api."""
     api = settings.api
     folder = settings.data_dir / "api" if persist else None
+    store.order = settings.pack_ids()  # the settings are fixed for the app's life
 
     def kept(name: str) -> Path | None:
         return folder / name if folder else None

@@ -39,9 +39,16 @@ class PackStore:
     sniffers: dict[str, SniffState] = field(default_factory=dict)  # reader -> sniffer on/off
     arrivals: Arrivals = field(default_factory=Arrivals)  # states' ages on the monotonic clock
 
+    order: list[str] = field(default_factory=list)  # the configuration's packs, then banks
+
     def packs(self) -> list[str]:
-        """Every pack id seen, sorted."""
-        return sorted(self.states.keys() | self.availability.keys())
+        """Every pack id seen: configured ones in the configuration's order, then the rest sorted.
+
+        Cards and pickers list the packs as the owner wrote them down.
+        """
+        seen = self.states.keys() | self.availability.keys()
+        rank = {pack: i for i, pack in enumerate(self.order)}
+        return sorted(seen, key=lambda p: (rank.get(p, len(rank)), p))
 
     def today(self, now: datetime) -> date:
         """The site's local day at ``now`` (the history service's days are in the same zone)."""

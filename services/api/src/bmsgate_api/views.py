@@ -124,6 +124,9 @@ class BankMember(BaseModel):
     name: str
     counted: bool
     reason: str | None = Field(default=None, description="why it does not count")
+    cells: int = Field(
+        default=0, description="its cells in the bank's cell list (members in order); 0 uncounted"
+    )
 
 
 class BankView(PackView):
@@ -149,8 +152,11 @@ def bank_view(
         member = Member(store.states.get(pack), store.availability.get(pack))
         members[pack] = member
         why = exclusion(member, now, store.stale_after, store.arrivals)
+        cells = len(member.state.cell_voltages) if why is None and member.state else 0
         listed.append(
-            BankMember(pack=pack, name=names.get(pack, pack), counted=why is None, reason=why)
+            BankMember(
+                pack=pack, name=names.get(pack, pack), counted=why is None, reason=why, cells=cells
+            )
         )
     # the counters are the publisher's (it keeps them; they never go down)
     counters = counters_of(store.states.get(bank.id))

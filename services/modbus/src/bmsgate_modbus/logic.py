@@ -190,8 +190,7 @@ def default_units(cfg: Settings) -> dict[int, str]:
     """The unit map in use: ``modbus.units``, else packs in config order from 1, then banks."""
     if cfg.modbus.units:
         return dict(cfg.modbus.units)
-    ids = [p.id for bus in cfg.buses for p in bus.packs] + [b.id for b in cfg.banks]
-    return {unit: pack for unit, pack in enumerate(ids, start=1)}
+    return {unit: pack for unit, pack in enumerate(cfg.pack_ids(), start=1)}
 
 
 def config_problem(cfg: Settings) -> str | None:

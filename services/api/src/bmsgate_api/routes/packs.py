@@ -32,8 +32,8 @@ from bmsgate_common.models import (
 from ..deps import Ctx, Reader, User, ask, audit, require_control, shown, who_asks
 from ..history import raise_for
 from ..live import CLIENT
-from ..views import PackView, pack_view
-from .status import refuse_bank
+from ..views import PackView
+from .status import pack_views, refuse_bank
 
 router = APIRouter(prefix="/api", tags=["packs"])
 PackPath = Annotated[str, Path(pattern=PACK_ID_PATTERN, description="pack id")]
@@ -171,8 +171,7 @@ async def pack_state(pack: PackPath, ctx: Ctx) -> PackState:
 @router.get("/overview", dependencies=[Reader])
 async def overview(request: Request, ctx: Ctx) -> list[PackView]:
     """Every pack at a glance (the Status page): state, derived figures, day, alarms in words."""
-    now = utcnow()
-    return [pack_view(ctx.store, p, now) for p in ctx.store.packs() if shown(request, p)]
+    return pack_views(request, ctx)
 
 
 @router.get("/packs/{pack}/daily", dependencies=[Reader], responses={404: {}})

@@ -14,7 +14,7 @@ from bmsgate_common.settings import LOGO_TYPES
 
 from ..deps import Ctx, Reader, shown
 from ..sky import Sky, sky
-from ..views import BankView, bank_view
+from ..views import BankView, PackView, bank_view, pack_view
 
 router = APIRouter(prefix="/api", tags=["status"])
 
@@ -72,6 +72,36 @@ def refuse_bank(ctx: Ctx, pack: str, what: str) -> None:
 async def banks(request: Request, ctx: Ctx) -> list[BankView]:
     """Every bank of the configuration (``banks:``): the members combined as the publisher does."""
     return [b for b in bank_views(ctx) if shown(request, b.pack)]
+
+
+def pack_views(request: Request, ctx: Ctx) -> list[PackView]:
+    """Every pack the asker may read, at a glance, in the configuration's order."""
+    now = utcnow()
+    return [pack_view(ctx.store, p, now) for p in ctx.store.packs() if shown(request, p)]
+
+
+class StatusPage(BaseModel):
+    """What the Status page shows first, in one answer; the changes come by api/events."""
+
+    packs: list[PackView] = Field(description="every pack, in the configuration's order")
+    banks: list[BankView] = Field(description="every bank, in the configuration's order")
+    sky: Sky
+    layouts: dict[str, Literal["daly", "jk"]] = Field(description="protocol -> its card layout")
+    order: list[str] = Field(
+        description="configured pack ids, then bank ids: where a pack heard later is placed"
+    )
+
+
+@router.get("/status", dependencies=[Reader])
+async def status_page(request: Request, ctx: Ctx) -> StatusPage:
+    """The Status page's first paint at once (a slow phone link pays one round trip, not four)."""
+    return StatusPage(
+        packs=pack_views(request, ctx),
+        banks=[b for b in bank_views(ctx) if shown(request, b.pack)],
+        sky=sky(ctx.settings, ctx.weather, utcnow()),
+        layouts={i.name: i.layout for i in infos()},
+        order=[p for p in ctx.store.order if shown(request, p)],
+    )
 
 
 @router.get("/sky", dependencies=[Reader])

@@ -45,9 +45,13 @@ const bms = (() => {
   branding.rel = "stylesheet"; branding.href = "api/branding.css";
   document.head.append(branding);
 
+  // The header is fixed at the top in a band style.css reserves (--header-h): drawn after the
+  // login check, it moves nothing on the page. Every page's link in one row where it fits,
+  // else (a phone) a Menu button that opens them as a panel.
   function header(status) {
     const here = location.pathname.split("/").pop() || "index.html";
     const el = document.createElement("header");
+    el.className = "top";
     const brand = document.createElement("span");
     brand.className = "brand";
     if (status.logo) {
@@ -58,6 +62,8 @@ const bms = (() => {
     brand.append(status.title);
     el.append(brand);
     const nav = document.createElement("nav");
+    nav.id = "site-nav";
+    nav.setAttribute("aria-label", "pages");
     for (const [href, label] of pages) {
       if (status.viewer && !viewerPages.includes(href)) continue;
       const a = document.createElement("a");
@@ -65,9 +71,19 @@ const bms = (() => {
       if (href === here) a.setAttribute("aria-current", "page");
       nav.append(a);
     }
-    el.append(nav);
+    const menu = document.createElement("button");
+    menu.className = "menu";
+    menu.setAttribute("aria-controls", nav.id);
+    menu.setAttribute("aria-expanded", "false");
+    menu.textContent = `☰ ${(pages.find(p => p[0] === here) || [0, "Menu"])[1]}`;
+    const open = (yes) => { el.classList.toggle("open", yes); menu.setAttribute("aria-expanded", String(yes)); };
+    menu.onclick = () => open(!el.classList.contains("open"));
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape") open(false); });
+    document.addEventListener("click", (e) => { if (!el.contains(e.target)) open(false); });
+    el.append(menu, nav);
     const theme = document.createElement("button");
     theme.title = "light / dark";
+    theme.setAttribute("aria-label", "light / dark");
     theme.textContent = "◐";
     theme.onclick = () => {
       const dark = matchMedia("(prefers-color-scheme: dark)").matches;
@@ -86,6 +102,14 @@ const bms = (() => {
     };
     el.append(login);
     document.body.prepend(el);
+    // the full row when every link fits in it, else the menu; measured before the next paint
+    const fit = () => {
+      el.classList.remove("compact");
+      el.classList.toggle("compact", el.scrollWidth > el.clientWidth);
+      if (!el.classList.contains("compact")) open(false);
+    };
+    fit();
+    addEventListener("resize", fit);
     document.title = `${status.title} · ${(pages.find(p => p[0] === here) || [0, "Login"])[1]}`;
   }
 

@@ -85,12 +85,39 @@ function cellClass(v, i) {
   return i + 1 === v.cell_max_index ? "hi" : i + 1 === v.cell_min_index ? "lo" : "";
 }
 
+// A bank's cells (every member's, joined) folded per member: a 48-cell grid is three short
+// ones, shut on a phone until opened; a choice made on a card outlives its next update.
+const folds = new Map();  // "bank/member" -> open
+const wide = matchMedia("(min-width: 48rem)");
+function cellGrid(v, from, to) {
+  const s = v.state;
+  return `<div class="cells">${s.cell_voltages.slice(from, to).map((c, j) => {
+    const i = from + j, bal = s.balancing_cells.includes(i + 1) ? " ⇄" : "";
+    return `<span class="${cellClass(v, i)}"><small>${i + 1}${bal}</small>${c.toFixed(3)}</span>`;
+  }).join("")}</div>`;
+}
+
+function memberCells(v) {
+  const s = v.state, parts = [];
+  let from = 0;
+  for (const m of v.members.filter(m => m.cells)) {
+    const cells = s.cell_voltages.slice(from, from + m.cells);
+    const key = `${v.pack}/${m.pack}`, open = folds.has(key) ? folds.get(key) : wide.matches;
+    parts.push(`<details class="fold" data-fold="${esc(key)}"${open ? " open" : ""}><summary>${esc(m.name)}: ` +
+      `${m.cells} cells, ${mv(Math.min(...cells))} – ${mv(Math.max(...cells))}</summary>${cellGrid(v, from, from + m.cells)}</details>`);
+    from += m.cells;
+  }
+  return from === s.cell_voltages.length ? parts.join("") : cellGrid(v, 0, s.cell_voltages.length);
+}
+
+bankRoot.addEventListener("toggle", (e) => {
+  const key = e.target.dataset && e.target.dataset.fold;
+  if (key) folds.set(key, e.target.open);
+}, true);
+
 function dalyCard(v, kind) {
   const s = v.state;
-  const cells = s.cell_voltages.map((c, i) => {
-    const bal = s.balancing_cells.includes(i + 1) ? " ⇄" : "";
-    return `<span class="${cellClass(v, i)}"><small>${i + 1}${bal}</small>${c.toFixed(3)}</span>`;
-  }).join("");
+  const cells = kind === "bank" && v.members ? memberCells(v) : cellGrid(v, 0, s.cell_voltages.length);
   const temps = s.temperatures.map(t => fmt(t, 0, "°C")).join(" · ") || "–";
   return `<div class="card daly ${kind}" data-pack="${esc(v.pack)}">
     <h2>${esc(v.name)} <small>${kind === "bank" ? "bank" : esc(s.protocol)}</small> ${activity(v)}
@@ -110,7 +137,7 @@ function dalyCard(v, kind) {
       <div><span>Max SOC today</span><span data-field="max-soc">${maxSoc(v)}</span></div>
     </div>
     <p>Temperatures: ${temps}</p>
-    <div class="cells">${cells}</div>
+    ${cells}
     <div class="row">${mos("charge", s.charge_mos)} ${mos("discharge", s.discharge_mos)} ${mos("balancing", s.balancing)}</div>
     ${members(v)}${alarms(v)}${footer(v)}
   </div>`;
@@ -157,7 +184,10 @@ function bankCard(v) {
   return !v.online || !v.state ? offline(v, "bank") : dalyCard(v, "bank");
 }
 
-const sorted = (map) => [...map.values()].sort((a, b) => a.pack.localeCompare(b.pack));
+// the configuration's order (api/status `order`); a pack heard of later, not configured, last
+let order = new Map();
+const rank = (v) => order.has(v.pack) ? order.get(v.pack) : order.size;
+const sorted = (map) => [...map.values()].sort((a, b) => rank(a) - rank(b) || a.pack.localeCompare(b.pack));
 
 function render() {
   bankRoot.innerHTML = sorted(banks).map(bankCard).join("");
@@ -201,7 +231,8 @@ function listen() {
 
 function watchdog() {
   const silent = Date.now() - heard;
-  const lost = source.readyState !== EventSource.OPEN || silent > 2 * beatMs;
+  // (a stream still connecting for the first time is not lost: no banner flashes at the start)
+  const lost = silent > 2 * beatMs || (source.readyState !== EventSource.OPEN && Date.now() - opened > beatMs);
   const banner = document.getElementById("lost");
   if (lost) {
     banner.textContent = `Connection to bmsgate lost: nothing heard since ${bms.when(heard, { timeStyle: "medium" })}. ` +
@@ -259,10 +290,13 @@ async function refreshSky() {
 
 (async () => {
   await bms.start();
-  await refreshSky();
-  for (const p of await bms.api("api/protocols")) layouts.set(p.name, p.layout);
-  for (const v of await bms.api("api/overview")) views.set(v.pack, v);
-  for (const v of await bms.api("api/banks")) banks.set(v.pack, v);
+  const page = await bms.api("api/status");  // the first paint's data in one answer
+  order = new Map(page.order.map((p, i) => [p, i]));
+  for (const [name, layout] of Object.entries(page.layouts)) layouts.set(name, layout);
+  for (const v of page.packs) views.set(v.pack, v);
+  for (const v of page.banks) banks.set(v.pack, v);
+  showSky(page.sky);
+  if (page.sky.weather && !page.sky.forecast) setTimeout(refreshSky, 5000);  // being fetched
   render();
   listen();
   setInterval(tick, 1000);

@@ -1,0 +1,235 @@
+"""Phone first: the header, layout shift, the Status page's first request, configuration order,
+folded bank cells, and no wrapped button or sideways scrolling at 390x844 and 1366x800.
+
+Debian's chromium against the running stack: three simulated JK-PB boards of 16 cells on a pty
+(configured in an order that is not the ids' order) as a 48-cell bank -> reader -> Mosquitto ->
+publisher -> API. Screenshots go to build/test-artifacts/web.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.procs import Mosquitto, Proc
+
+pytestmark = pytest.mark.integration
+PASSWORD = "battery-gate-6"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1366, "height": 800}
+ORDER = ["zeta", "alpha", "mid"]  # as configured: neither sorted nor reversed
+BUS = {
+    "protocol": "jk_pb",
+    "poll_interval": 0.5,
+    "packs": [
+        {"id": pack, "name": pack.title(), "address": n} for n, pack in enumerate(ORDER, start=1)
+    ],
+}
+BANK = {"id": "house", "name": "House bank", "packs": ORDER}
+
+# before the page's own scripts: every layout shift, and when the first number is drawn
+WATCH_PAGE = """
+window.__shifts = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if (e.hadRecentInput) continue;
+    const moved = (e.sources || []).map(s => s.node ? `${s.node.nodeName}#${s.node.id || ""}.${s.node.className || ""} ` +
+      `${Math.round(s.previousRect.y)}->${Math.round(s.currentRect.y)} h${Math.round(s.previousRect.height)}->${Math.round(s.currentRect.height)}` : "?");
+    window.__shifts.push({ value: e.value, at: Math.round(e.startTime), moved });
+  }
+}).observe({ type: "layout-shift", buffered: true });
+new MutationObserver((_, observer) => {
+  if (document.querySelector('.card [data-field="soc"]')) {
+    window.__firstNumber = performance.now();
+    observer.disconnect();
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+# the API requests the page had started before its first number was drawn, in order
+ASKED_BEFORE_NUMBERS = """() => performance.getEntriesByType("resource")
+  .filter(e => e.initiatorType === "fetch" && e.startTime < window.__firstNumber)
+  .map(e => new URL(e.name).pathname.replace(/^\\//, ""))"""
+
+# what is wrong on a page at this size: sideways scrolling, a button or a fold whose text takes
+# more than one line, a button pushed under the label of its row
+WHAT_IS_WRONG = """() => {
+  const wrong = [];
+  const root = document.documentElement;
+  if (root.scrollWidth > root.clientWidth) wrong.push(`scrolls sideways: ${root.scrollWidth} > ${root.clientWidth}`);
+  const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+  for (const el of document.querySelectorAll("button, summary, nav a, .pill")) {
+    if (!shown(el) || !el.textContent.trim()) continue;
+    const text = document.createRange();
+    text.selectNodeContents(el);
+    const style = getComputedStyle(el);
+    const line = style.lineHeight === "normal" ? 1.25 * parseFloat(style.fontSize) : parseFloat(style.lineHeight);
+    if (text.getBoundingClientRect().height > 1.5 * line) wrong.push(`wraps: ${el.tagName} "${el.textContent.trim()}"`);
+  }
+  for (const row of document.querySelectorAll(".row")) {
+    const first = row.firstElementChild;
+    if (!shown(row) || !first || first.matches("button, label, input, select")) continue;
+    for (const b of row.querySelectorAll(":scope > button")) {
+      if (shown(b) && b.getBoundingClientRect().top >= first.getBoundingClientRect().bottom) {
+        wrong.push(`under its label: "${b.textContent.trim()}" below "${first.textContent.trim()}"`);
+      }
+    }
+  }
+  return wrong;
+}"""
+
+PAGES = [
+    "index.html",
+    "battery.html",
+    "monitor.html",
+    "history.html",
+    "health.html",
+    "control.html",
+    "bms.html",
+    "tunnel.html",
+    "sniffer.html",
+    "export.html",
+    "tokens.html",
+    "settings.html",
+    "system.html",
+    "setup.html",
+]
+PICKERS = {  # page -> its pack picker, every one starting at the first configured pack
+    "battery.html": "#pack",
+    "monitor.html": "#pack",
+    "history.html": "#pack",
+    "tunnel.html": "#pack",
+    "sniffer.html": "#pack",
+    "export.html": "#hasp-pack",
+}
+
+
+@pytest.fixture
+def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
+    """Three 16-cell JK-PB boards configured as zeta, alpha, mid and the 48-cell bank of them."""
+    return start_stack(
+        tmp_path,
+        mosquitto,
+        procs,
+        ["jk_pb", "--boards", "3", "--cells", "16", "--speed", "30"],
+        BUS,
+        services=("reader", "publisher", "api"),
+        settings={"banks": [BANK], "control": {"enabled": True}},
+    )
+
+
+def status_page(context: Any, base: str, size: dict[str, int], name: str) -> tuple[Any, list[str]]:
+    """The Status page at ``size`` once its first numbers are drawn and it has run a while."""
+    from playwright.sync_api import expect
+
+    page = context.new_page()
+    page.set_viewport_size(size)
+    problems = watch(page)
+    page.add_init_script(WATCH_PAGE)
+    page.goto(f"{base}/")
+    expect(page.locator('#banks .card[data-pack="house"] [data-field="soc"]')).to_be_visible()
+    expect(page.locator('#packs .card[data-pack] [data-field="soc"]')).to_have_count(3)
+    page.wait_for_timeout(3000)  # live updates replace the cards: they must not move anything
+    page.evaluate("window.scrollTo(0, 0)")
+    shot(page, name)
+    return page, problems
+
+
+def test_status_on_a_phone_and_a_desktop(stack: str, browser_context: Any) -> None:
+    from playwright.sync_api import expect
+
+    base = stack
+    login = browser_context.new_page()
+    first_visit(login, base, PASSWORD)
+    expect(login.locator('#banks .card[data-pack="house"]')).to_be_visible()
+    login.close()
+
+    for size, name in ((PHONE, "phone-status"), (DESKTOP, "desktop-status")):
+        page, problems = status_page(browser_context, base, size, name)
+        header = page.locator("header.top")
+        height = header.bounding_box()["height"]
+        compact = "compact" in (header.get_attribute("class") or "")
+        shifts = page.evaluate("window.__shifts")
+        shift = sum(s["value"] for s in shifts)
+        asked = page.evaluate(ASKED_BEFORE_NUMBERS)
+        print(f"{name}: header {height:.0f} px, layout shift {shift:.4f}, asked {asked}, {shifts}")
+        # the navigation: at most 8 % of a phone's screen; every link in one row on a desktop
+        if size is PHONE:
+            assert compact and height <= 0.08 * size["height"]
+            expect(page.locator("nav#site-nav")).to_be_hidden()
+            page.click("header .menu")
+            expect(page.locator("nav#site-nav a")).to_have_count(13)
+            expect(page.locator('nav#site-nav a[href="battery.html"]')).to_be_visible()
+            shot(page, "phone-menu")
+            page.keyboard.press("Escape")
+            expect(page.locator("nav#site-nav")).to_be_hidden()
+        else:
+            assert not compact and height <= 0.08 * size["height"]
+            for link in page.locator("nav#site-nav a").all():
+                expect(link).to_be_visible()
+        # nothing moves while the page fills in (the whole sum: stricter than CLS's window)
+        assert shift < 0.1, shifts
+        # the first numbers come from one request of the page's own after the login check
+        # (the footer's version is asked beside it and waits for nothing)
+        asked.remove("api/version")
+        assert asked == ["api/auth/status", "api/setup/status", "api/status"], asked
+        # cards in the configuration's order, banks first
+        cards = page.locator("#packs .card[data-pack]")
+        assert [cards.nth(i).get_attribute("data-pack") for i in range(3)] == ORDER
+        # the 48-cell bank folded per member: shut on a phone, open on a desktop
+        folds = page.locator('#banks .card[data-pack="house"] details.fold')
+        expect(folds).to_have_count(3)
+        assert [f.text_content().split(":")[0] for f in folds.all()] == ["Zeta", "Alpha", "Mid"]
+        opened = [f.get_attribute("open") is not None for f in folds.all()]
+        assert opened == [size is not PHONE] * 3
+        if size is PHONE:
+            folds.first.locator("summary").click()
+            page.wait_for_timeout(1500)  # the bank's card is drawn again at the next update
+            expect(folds.first.locator(".cells > span")).to_have_count(16)
+            expect(folds.first).to_have_attribute("open", "")
+            expect(folds.nth(1)).not_to_have_attribute("open", "")
+        assert page.evaluate(WHAT_IS_WRONG) == []
+        assert problems == []
+        page.close()
+
+
+def test_every_page_fits_a_phone_and_pickers_start_at_the_first_pack(
+    stack: str, browser_context: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    base = stack
+    page = browser_context.new_page()
+    problems = watch(page)
+    first_visit(page, base, PASSWORD)
+    expect(page.locator('#banks .card[data-pack="house"]')).to_be_visible()
+    wrong: dict[str, list[str]] = {}
+    for size, prefix in ((PHONE, "phone"), (DESKTOP, "desktop")):
+        page.set_viewport_size(size)
+        for where in PAGES:
+            page.goto(f"{base}/{where}")
+            expect(page.locator("header.top")).to_be_visible()
+            page.wait_for_timeout(1200)  # its data in
+            if where in PICKERS:
+                picker = page.locator(PICKERS[where])
+                options = picker.locator("option").evaluate_all("os => os.map(o => o.value)")
+                assert options[:3] == ORDER, (where, options)
+                assert picker.input_value() == ORDER[0], where
+            if where == "bms.html":
+                tabs = page.locator("#tabs button")
+                expect(tabs).to_have_count(3)
+                assert tabs.evaluate_all("bs => bs.map(b => b.dataset.pack)") == ORDER
+                expect(tabs.first).to_have_attribute("aria-selected", "true")
+            if where == "control.html":
+                cards = page.locator("#packs .card[data-pack]")
+                expect(cards).to_have_count(3)
+                assert cards.evaluate_all("cs => cs.map(c => c.dataset.pack)") == ORDER
+            page.evaluate("window.scrollTo(0, 0)")
+            shot(page, f"{prefix}-{where.removesuffix('.html')}")
+            if found := page.evaluate(WHAT_IS_WRONG):
+                wrong[f"{prefix} {where}"] = found
+    assert wrong == {}
+    assert problems == []
