@@ -31,6 +31,7 @@ from bmsgate_common.tasks import seen_disconnect
 from bmsgate_common.topics import TOPICS, TopicSpec
 from tests.support.needs import require
 from tests.support.procs import Proc, start_simulator, wait_until, write_config
+from tests.support.tree import run_argv
 
 ROOT = Path(__file__).parents[1]
 HOST = "127.0.0.1"
@@ -289,22 +290,7 @@ async def test_bmsgate_run_starts_each_service_with_its_own_user(tmp_path: Path)
             "data_dir": str(data),
         },
     )
-    run = Proc(
-        "run",
-        [
-            sys.executable,
-            "-m",
-            "bmsgate.cli",
-            "run",
-            "--config",
-            str(config),
-            "--http-port",
-            str(free_port()),
-            "--modbus-port",
-            str(free_port()),
-        ],
-        tmp_path,
-    )
+    run = Proc("run", run_argv(config=config, http=free_port()), tmp_path)
     try:
         users = data / "run" / "mosquitto" / "users.json"
         await asyncio.to_thread(wait_until, users.exists, 30)

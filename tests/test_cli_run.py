@@ -20,6 +20,7 @@ from bmsgate.services import SERVICES
 from tests.support.mqtt import listen
 from tests.support.needs import needs
 from tests.support.procs import Mosquitto, find_mosquitto, wait_until
+from tests.support.tree import run_argv
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +36,7 @@ ISOLATED_PROCESSES = 3 + len(SERVICES) - 2
 
 def run_command(http: int, data: Path, *, isolate: bool = False) -> list[str]:
     """`bmsgate run` on free ports (502 may be taken or need privileges)."""
-    # fmt: off
-    return [
-        sys.executable, "-m", "bmsgate.cli", "run", "--http-port", str(http),
-        "--modbus-port", str(free_port()), "--data-dir", str(data),
-        *(["--isolate"] if isolate else []),
-    ]
-    # fmt: on
+    return run_argv("--data-dir", data, *(["--isolate"] if isolate else []), http=http)
 
 
 def processes_using(marker: str) -> list[str]:
@@ -93,7 +88,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
     config.write_text("api:\n  prot: 80\n")
     # fmt: off
     done = subprocess.run(
-        [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config)],
+        run_argv(config=config),
         capture_output=True, text=True, timeout=30, check=False,
     )
     # fmt: on

@@ -7,7 +7,6 @@ Screenshots go to build/test-artifacts/web/.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tests.support.browser import shot as full_shot
 from tests.support.needs import needs
 from tests.support.procs import Proc, find_mosquitto, start_simulator, wait_until
 from tests.support.receiver import receiver
+from tests.support.tree import run_argv
 
 pytestmark = [
     pytest.mark.integration,
@@ -42,24 +42,7 @@ def first_run(tmp_path: Path, procs: list[Proc]) -> tuple[str, Path, str, Proc]:
     procs.append(sim)
     http = free_port()
     config = tmp_path / "site" / "bmsgate.yaml"
-    run = Proc(
-        "run",
-        [
-            sys.executable,
-            "-m",
-            "bmsgate.cli",
-            "run",
-            "--config",
-            str(config),
-            "--http-port",
-            str(http),
-            "--modbus-port",
-            str(free_port()),
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        tmp_path,
-    )
+    run = Proc("run", run_argv("--data-dir", tmp_path / "data", config=config, http=http), tmp_path)
     procs.append(run)
     base = f"http://127.0.0.1:{http}"
     wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=30)

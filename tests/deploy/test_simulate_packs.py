@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from bmsgate.cli import build_parser
 from tests.support.mqtt import listen
 from tests.support.needs import needs
 from tests.support.procs import Mosquitto, find_mosquitto
+from tests.support.tree import run_argv
 
 
 def test_simulate_packs_takes_a_positive_count() -> None:
@@ -32,18 +32,7 @@ async def test_three_simulated_packs_each_with_its_own_reader(tmp_path: Path) ->
     broker.start()
     env = {**os.environ, "BMSGATE_MQTT__HOST": "127.0.0.1", "BMSGATE_MQTT__PORT": str(broker.port)}
     env.pop("BMSGATE_CONFIG", None)
-    argv = [
-        sys.executable,
-        "-m",
-        "bmsgate.cli",
-        "run",
-        "--simulate-packs",
-        "3",
-        "--only",
-        "reader",
-        "--data-dir",
-        str(tmp_path / "data"),
-    ]
+    argv = run_argv("--simulate-packs", "3", "--only", "reader", "--data-dir", tmp_path / "data")
     try:
         async with listen(broker.port, "bmsgate/bms/+/state", "bmsgate/service/+/status") as seen:
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: ASYNC220
@@ -75,22 +64,11 @@ async def test_a_bank_of_simulated_packs(tmp_path: Path) -> None:
     config.write_text("banks:\n  - {id: house, packs: [sim-1, sim-2]}\n")
     env = {**os.environ, "BMSGATE_MQTT__HOST": "127.0.0.1", "BMSGATE_MQTT__PORT": str(broker.port)}
     env.pop("BMSGATE_CONFIG", None)
-    argv = [
-        sys.executable,
-        "-m",
-        "bmsgate.cli",
-        "run",
-        "--config",
-        str(config),
-        "--simulate-packs",
-        "2",
-        "--only",
-        "reader",
-        "--only",
-        "publisher",
-        "--data-dir",
-        str(tmp_path / "data"),
-    ]
+    argv = run_argv(
+        *("--simulate-packs", "2", "--only", "reader", "--only", "publisher"),
+        *("--data-dir", tmp_path / "data"),
+        config=config,
+    )
     try:
         async with listen(broker.port, "bmsgate/bms/house/state") as seen:
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: ASYNC220

@@ -11,7 +11,6 @@ import itertools
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.procs import Mosquitto, Proc, start_simulator, wait_until, write_config
+from tests.support.tree import run_argv
 
 pytestmark = pytest.mark.integration
 COUNTERS = ("energy_in", "energy_out", "charge_in", "charge_out")
@@ -58,19 +58,8 @@ class States:
 def start_run(workdir: Path, config: Path, n: int) -> Proc:
     return Proc(
         f"run-{n}",
-        [
-            sys.executable,
-            "-m",
-            "bmsgate.cli",
-            "run",
-            "--isolate",  # the publisher a process of its own, so it alone can be killed
-            "--config",
-            str(config),
-            "--only",
-            "reader",
-            "--only",
-            "publisher",
-        ],
+        # --isolate: the publisher a process of its own, so it alone can be killed
+        run_argv("--isolate", "--only", "reader", "--only", "publisher", config=config),
         workdir,
     )
 

@@ -17,6 +17,7 @@ from bmsgate.broker import free_port
 from bmsgate_common.settings import CONFIG_VERSION
 from bmsgate_history.archive import LAYOUT
 from tests.support.procs import Proc, find_mosquitto, start_simulator, wait_until
+from tests.support.tree import run_argv
 
 FIXTURE = Path(__file__).parent / "fixtures" / "v0.1.0"
 FACTS = json.loads((FIXTURE / "facts.json").read_text())
@@ -53,9 +54,7 @@ def test_the_0_1_0_data_directory_runs_on_this_version(tmp_path: Path, procs: li
     config.write_text(yaml.safe_dump(old, sort_keys=False))
     written = config.read_text()
 
-    run = Proc(
-        "run", [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config)], tmp_path
-    )
+    run = Proc("run", run_argv(config=config), tmp_path)
     procs.append(run)
     base = f"http://127.0.0.1:{http}"
     with httpx.Client(base_url=base, timeout=10) as client:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from bmsgate.broker import wait_for_port
 from tests.support.mqtt import Listener, listen
 from tests.support.procs import Mosquitto, wait_until
-from tests.support.tree import bmsgate_run, with_target
+from tests.support.tree import bmsgate_run, run_argv, with_target
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +81,13 @@ async def test_its_own_configs_coming_back_are_not_commands(tmp_path: Path) -> N
     config = tmp_path / "bmsgate.yaml"
     target = {"name": "ha", "topic_prefix": "bmsgate/out", "homeassistant": {"enabled": True}}
     config.write_text(json.dumps({"timezone": "UTC", "publisher": {"targets": [target]}}))
-    argv = ["run", "--config", str(config), "--simulate-packs", "1"]
-    argv += ["--only", "reader", "--only", "publisher", "--data-dir", str(tmp_path / "data")]
     log = tmp_path / "run.log"
     with log.open("wb") as out:
-        run = [sys.executable, "-m", "bmsgate.cli", *argv]
+        run = run_argv(
+            *("--simulate-packs", "1", "--only", "reader", "--only", "publisher"),
+            *("--data-dir", tmp_path / "data"),
+            config=config,
+        )
         proc = subprocess.Popen(run, stdout=out, stderr=out)  # noqa: ASYNC220
         try:
             users = tmp_path / "data" / "run" / "mosquitto" / "users.json"

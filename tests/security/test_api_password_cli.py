@@ -12,23 +12,13 @@ import yaml
 
 from bmsgate.broker import free_port
 from tests.support.procs import wait_until
+from tests.support.tree import run_argv
 
 PASSWORD = "set-from-the-terminal"
 
 
 def start_run(site: Path, http: int) -> subprocess.Popen[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "bmsgate.cli",
-        "run",
-        "--config",
-        str(site),
-        "--http-port",
-        str(http),
-        "--modbus-port",
-        str(free_port()),
-    ]
+    argv = run_argv(config=site, http=http)
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

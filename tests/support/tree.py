@@ -16,6 +16,22 @@ import yaml
 from bmsgate.broker import free_port
 
 
+def run_argv(
+    *options: str | Path, config: Path | None = None, http: int | None = None
+) -> list[str]:
+    """The command line of ``bmsgate run`` (this Python, the checkout's code) with ``options``.
+
+    ``config``: ``--config``. ``http``: the web UI's port (``--http-port``), and then a free port
+    for the Modbus server too (its default 502 may be taken, or need privileges).
+    """
+    argv: list[str | Path] = [sys.executable, "-m", "bmsgate.cli", "run"]
+    if config is not None:
+        argv += ["--config", config]
+    if http is not None:
+        argv += ["--http-port", str(http), "--modbus-port", str(free_port())]
+    return [str(a) for a in (*argv, *options)]
+
+
 @contextlib.asynccontextmanager
 async def bmsgate_run(
     config: Path, log_path: Path, env: dict[str, str] | None = None, *, isolate: bool = False
@@ -25,13 +41,13 @@ async def bmsgate_run(
     ``isolate``: each service in a process of its own (``bmsgate run --isolate``).
     """
     with log_path.open("wb") as log:
-        # fmt: off
         proc = subprocess.Popen(  # noqa: ASYNC220
-            [sys.executable, "-m", "bmsgate.cli", "run", "--config", str(config),
-             *(["--isolate"] if isolate else [])],
-            stdout=log, stderr=log, env=env, start_new_session=True,
+            run_argv(*(["--isolate"] if isolate else []), config=config),
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
         )
-        # fmt: on
         try:
             yield proc
             proc.send_signal(signal.SIGTERM)
