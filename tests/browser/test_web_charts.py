@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.browser import at_sizes, first_visit, shot, start_stack, watch
 from tests.support.procs import Mosquitto, Proc, wait_until
 
 pytestmark = pytest.mark.integration
@@ -217,14 +217,43 @@ def test_history_and_monitor_charts(stack: str, procs: list[Proc], browser_conte
     assert values and None in current[current.index(values[0]) :]
     shot(page, "64-monitor-168h-dark")
 
-    # a phone: nothing wider than the screen
-    page.set_viewport_size({"width": 390, "height": 844})
-    for path in ("monitor.html", "history.html"):
-        page.goto(f"{base}/{path}?pack=garage")
-        expect(page.locator("#current .uplot")).to_have_count(1, timeout=30_000)
-        wide = page.evaluate("document.documentElement.scrollWidth")
-        assert wide <= 390, (path, wide)
-        shot(page, f"65-{path.split('.')[0]}-phone")
+    # today's charts are read again every minute, keeping a zoom; a past day's are not
+    later = browser_context.new_page()
+    problems += watch(later)
+    asked: list[str] = []
+    later.on("request", lambda r: asked.append(r.url) if "/history?" in r.url else None)
+    later.clock.install()
+    later.goto(f"{base}/history.html?pack=garage")
+    wait_until(lambda: len(later.evaluate(DATA, "#cells")[0]) > 10, 30)
+    later.evaluate(
+        "([a, b]) => { charts.charts()[0].setScale('x', { min: a, max: b }); window.drawn = charts.charts()[0]; }",
+        around,
+    )
+    before = len(asked)
+    later.clock.fast_forward(61_000)
+    wait_until(lambda: later.evaluate("charts.charts()[0] !== window.drawn"), 10)
+    assert len(asked) > before
+    for sel in ("#power", "#cells"):
+        assert later.evaluate(X, sel) == pytest.approx(around), sel
+    later.click("#prev")
+    wait_until(lambda: later.input_value("#day") < day, 10)
+    later.wait_for_load_state("networkidle")
+    before = len(asked)
+    later.clock.fast_forward(121_000)
+    later.wait_for_timeout(1000)
+    assert len(asked) == before, asked[before:]
+    later.close()
+
+    # a laptop and a phone: nothing wider than the window, in both themes
+    for path in ("monitor", "history"):
+        for t in ("light", "dark"):
+
+            def show(path: str = path, t: str = t) -> None:
+                page.goto(f"{base}/{path}.html?pack=garage")
+                expect(page.locator("#current .uplot")).to_have_count(1, timeout=30_000)
+                page.evaluate(f"document.documentElement.dataset.theme = '{t}'")
+
+            at_sizes(page, f"65-{path}-{t}", show)
     assert not problems, problems
 
 
