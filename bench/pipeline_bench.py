@@ -1,22 +1,25 @@
 """N packs at 1 Hz through Mosquitto into every service: latency, CPU, memory, backlog.
 
 Synthetic PackStates go straight onto the backbone (one aiomqtt client, QoS 1, retained, as the
-readers publish them), each pack once a second, spread evenly over the second. The real services
-run as processes (``python -m bmsgate_<service> --config F``) against a private Mosquitto:
-api, publisher (one target: a second private Mosquitto standing in for the external broker),
-modbus, history, notifier. A few *probe* packs carry a marker (SOC = a counter mod 100) and are
-watched on three paths:
+readers publish them), each pack once a second, spread evenly over the second. Every state
+carries its second of the run as its power (the dongle's PWT), so any copy of it can be matched
+to when it was sent. The real services run as processes (``python -m bmsgate_<service> --config
+F``) against a private Mosquitto: api, publisher (one target: a second private Mosquitto standing
+in for the external broker), modbus, history, notifier. Watched:
 
-* state -> Modbus register: a client polls the probe's unit every 1 ms after each publish;
-* state -> external MQTT packet: the publisher's dongle packet on the external broker (the
-  target's ``interval`` is 1 s, the smallest allowed, so this path is dominated by it);
-* state -> browser: the ``pack`` event on the API's server-sent event stream (/api/events), the
-  one the web UI listens to.
-
-Backlog: the latency trend (first vs last third), each service's RSS at start and end of the
-window, and Mosquitto's stored-message count ($SYS, every 10 s).
+* state -> external MQTT: a subscriber on the external broker (a process of its own) receives
+  every pack's main packet; per pack: latency, the gaps between packets, states delivered;
+* state -> browser: a client of the API's server-sent event stream (/api/events, what the web UI
+  listens to; a process of its own) counts every ``pack`` event and its latency;
+* state -> Modbus register: a few *probe* packs (SOC = a counter mod 100), a client polling the
+  probe's unit every 1 ms after each publish;
+* history: the states archived (its ``stored`` counter in its status, every 5 s) against those
+  published, and at the end the rows in the archive;
+* backlog: each path's latency and the publisher's waiting messages, first third of the window
+  against the last, each service's RSS at start and end, Mosquitto's stored-message count.
 
 Run: uv run python bench/pipeline_bench.py [--packs 10 100 1000] [--seconds 30]
+     [--services publisher ...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
+import re
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -41,6 +47,7 @@ from typing import Any
 import aiomqtt
 import httpx
 import yaml
+from paho.mqtt.client import MQTTMessageInfo
 from pymodbus.client import AsyncModbusTcpClient
 
 from bmsgate.broker import free_port, wait_for_port
@@ -56,13 +63,16 @@ HOST = "127.0.0.1"
 SERVICES = ("api", "publisher", "modbus", "history", "notifier")
 SLOTS = 100  # publishing slots per second (every 10 ms)
 ACK_WAIT = 10.0  # [s] the generator waits for the broker's last acknowledgements
+HEARTBEAT = 5.0  # [s] the services' status, which carries their counters
+INTERVAL = 1.0  # [s] the external target's interval (the smallest allowed)
 SENTINEL_TS = datetime(2000, 1, 1, tzinfo=UTC)
+POWER = "-661.2"  # the template's power, replaced by the state's second of the run
 QUIET = logging.getLogger("bench.mqtt")
 QUIET.setLevel(logging.CRITICAL)
 
 
 def template(pack: str) -> str:
-    """A 16-cell state of ``pack`` as JSON with a sentinel SOC and timestamp to replace."""
+    """A 16-cell state of ``pack`` as JSON with a sentinel SOC, power and timestamp to replace."""
     return PackState(
         pack=pack,
         name=pack,
@@ -70,7 +80,7 @@ def template(pack: str) -> str:
         ts=SENTINEL_TS,
         pack_voltage=52.9,
         current=-12.5,
-        power=-661.2,
+        power=float(POWER),
         soc=12.345,
         cell_voltages=[3.300 + i / 1000 for i in range(16)],
         cell_count=16,
@@ -89,9 +99,22 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+def thirds(window: list[tuple[float, float]], start: float, end: float) -> dict[str, Any]:
+    """p50 and p99 of the values in the first and the last third of [start, end]."""
+    third = (end - start) / 3
+    first = [v for t, v in window if t < start + third]
+    last = [v for t, v in window if t >= end - third]
+    return {
+        "p50_first_third_ms": round(statistics.median(first), 1) if first else None,
+        "p50_last_third_ms": round(statistics.median(last), 1) if last else None,
+        "p99_first_third_ms": round(pct(first, 0.99), 1) if first else None,
+        "p99_last_third_ms": round(pct(last, 0.99), 1) if last else None,
+    }
+
+
 @dataclass
 class Seen:
-    """Latencies [ms] seen on one path, with when each was seen."""
+    """Latencies [ms] of the probes on one path, with when each was seen."""
 
     seen: set[tuple[str, int]] = field(default_factory=set)
     samples: list[tuple[float, float]] = field(default_factory=list)  # (time, ms)
@@ -105,17 +128,13 @@ class Seen:
     def summary(self, start: float, end: float) -> dict[str, Any]:
         window = [(t, ms) for t, ms in self.samples if start <= t <= end]
         ms = [m for _, m in window]
-        third = (end - start) / 3
-        first = [m for t, m in window if t < start + third]
-        last = [m for t, m in window if t >= end - third]
         return {
             "count": len(ms),
             "timeouts": self.timeouts,
             "p50_ms": round(pct(ms, 0.5), 1),
             "p99_ms": round(pct(ms, 0.99), 1),
             "max_ms": round(max(ms), 1) if ms else float("nan"),
-            "p50_first_third_ms": round(statistics.median(first), 1) if first else None,
-            "p50_last_third_ms": round(statistics.median(last), 1) if last else None,
+            **thirds(window, start, end),
         }
 
 
@@ -125,16 +144,15 @@ class Bench:
 
     packs: list[str]
     probes: list[str]
-    sent: dict[tuple[str, int], float] = field(default_factory=dict)
-    modbus_queues: dict[str, asyncio.Queue[tuple[int, float]]] = field(default_factory=dict)
+    sent_at: list[list[float]] = field(default_factory=list)  # per pack, per second: when
+    modbus_queues: dict[str, asyncio.Queue[tuple[int, int, float]]] = field(default_factory=dict)
     modbus: Seen = field(default_factory=Seen)
-    mqtt: Seen = field(default_factory=Seen)
-    sse: Seen = field(default_factory=Seen)
     published: int = 0
     unacked: int = 0  # publishes the broker had not acknowledged ACK_WAIT after the window
     behind_ms: list[float] = field(default_factory=list)
     store: list[tuple[float, int]] = field(default_factory=list)
-    stop: bool = False
+    # (time, service, its status counters, states published by then)
+    status: list[tuple[float, str, dict[str, Any], int]] = field(default_factory=list)
 
 
 async def generate(bench: Bench, port: int, seconds: float) -> None:
@@ -142,7 +160,9 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
     texts = [template(p) for p in bench.packs]
     probe = set(bench.probes)
     ts_text = '"ts":"2000-01-01T00:00:00Z"'
-    tasks: set[asyncio.Task[None]] = set()
+    power_text = f'"power":{POWER}'
+    bench.sent_at = [[] for _ in bench.packs]
+    infos: list[MQTTMessageInfo] = []
     async with aiomqtt.Client(
         HOST, port, logger=QUIET, max_inflight_messages=1000, identifier="bench-generator"
     ) as client:
@@ -158,9 +178,13 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
                 for p in bench.packs
             )
         )
+        # published by paho directly, acknowledgements counted at the end: aiomqtt's publish
+        # costs O(calls pending) each, which on a loaded machine grows into a spiral
+        paho = client._client
         t0 = time.perf_counter()
         k = 0
-        while (due := t0 + k / SLOTS) < t0 + seconds:
+        # a generator that falls behind (a loaded machine) stops on time all the same
+        while (due := t0 + k / SLOTS) < t0 + seconds and time.perf_counter() < t0 + seconds:
             now = time.perf_counter()
             if due > now:
                 await asyncio.sleep(due - now)
@@ -170,23 +194,25 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
             for i in range(slot, len(texts), SLOTS):
                 pack = bench.packs[i]
                 soc = (second + i) % 100
-                payload = texts[i].replace(ts_text, f'"ts":"{stamp}"').replace("12.345", f"{soc}.0")
-                sent = time.perf_counter()
-                task = asyncio.create_task(
-                    client.publish(topics.STATE.topic(pack), payload, qos=1, retain=True)
+                payload = (
+                    texts[i]
+                    .replace(ts_text, f'"ts":"{stamp}"')
+                    .replace("12.345", f"{soc}.0")
+                    .replace(power_text, f'"power":{second}.0')
                 )
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                sent = time.perf_counter()
+                infos.append(paho.publish(topics.STATE.topic(pack), payload, 1, True))
                 bench.published += 1
+                bench.sent_at[i].append(sent)
                 if pack in probe:
-                    bench.sent[(pack, soc)] = sent
-                    bench.modbus_queues[pack].put_nowait((soc, sent))
+                    bench.modbus_queues[pack].put_nowait((soc, second, sent))
             k += 1
-        try:
-            async with asyncio.timeout(ACK_WAIT):
-                await asyncio.gather(*tasks)
-        except TimeoutError:
-            bench.unacked = sum(not t.done() for t in tasks)
+            if len(infos) > 2 * len(texts):
+                infos = [i for i in infos if not i.is_published()]
+        deadline = time.perf_counter() + ACK_WAIT
+        while time.perf_counter() < deadline and not all(i.is_published() for i in infos):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        bench.unacked = sum(not i.is_published() for i in infos)
 
 
 async def watch_modbus(bench: Bench, port: int, unit: int, pack: str) -> None:
@@ -196,12 +222,12 @@ async def watch_modbus(bench: Bench, port: int, unit: int, pack: str) -> None:
     queue = bench.modbus_queues[pack]
     try:
         while True:
-            soc, sent = await queue.get()
+            soc, second, sent = await queue.get()
             while True:
                 reply = await client.read_holding_registers(BASE, count=1, device_id=unit)
                 now = time.perf_counter()
                 if not reply.isError() and reply.registers == [soc]:
-                    bench.modbus.add((pack, soc), sent, now)
+                    bench.modbus.add((pack, second), sent, now)
                     break
                 if now - sent > 3 or not queue.empty():
                     bench.modbus.timeouts += 1
@@ -211,49 +237,168 @@ async def watch_modbus(bench: Bench, port: int, unit: int, pack: str) -> None:
         client.close()
 
 
-async def watch_external(bench: Bench, port: int) -> None:
-    """The publisher's dongle packets of the probes on the external broker."""
-    async with aiomqtt.Client(HOST, port, logger=QUIET) as client:
-        for pack in bench.probes:
-            await client.subscribe(f"bench/{pack}")
-        async for message in client.messages:
-            now = time.perf_counter()
-            pack = str(message.topic).split("/", 1)[1]
-            body = json.loads(bytes(message.payload))
-            soc = body.get("SOC")
-            if isinstance(soc, int) and (pack, soc) in bench.sent:
-                bench.mqtt.add((pack, soc), bench.sent[(pack, soc)], now)
-
-
-async def watch_sse(bench: Bench, port: int) -> None:
-    """``pack`` events of the probes on /api/events, as the browser gets them."""
-    heads = {f'{{"pack":"{p}"' for p in bench.probes}
-    async with (
-        httpx.AsyncClient(timeout=None) as client,
-        client.stream("GET", f"http://{HOST}:{port}/api/events") as reply,
-    ):
-        event = ""
-        async for line in reply.aiter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "pack":
-                data = line[5:].strip()
-                if data[: data.find(",")] not in heads:
-                    continue
-                now = time.perf_counter()
-                view = json.loads(data)
-                state = view.get("state") or {}
-                key = (view["pack"], round(state.get("soc", -1)))
-                if key in bench.sent:
-                    bench.sse.add(key, bench.sent[key], now)
-
-
 async def watch_store(bench: Bench, port: int) -> None:
-    """Mosquitto's stored messages (retained + queued for subscribers), every 10 s."""
+    """Mosquitto's stored messages (every 10 s) and every service's status (its counters)."""
     async with aiomqtt.Client(HOST, port, logger=QUIET) as client:
         await client.subscribe("$SYS/broker/store/messages/count")
+        await client.subscribe(topics.SERVICE_STATUS.topic("+"))
         async for message in client.messages:
-            bench.store.append((time.perf_counter(), int(bytes(message.payload))))
+            now = time.perf_counter()
+            body = bytes(message.payload)
+            if str(message.topic).startswith("$SYS"):
+                bench.store.append((now, int(body)))
+                continue
+            with contextlib.suppress(ValueError, KeyError):
+                status = json.loads(body)
+                bench.status.append((now, status["service"], status["detail"], bench.published))
+
+
+# --- the watchers of the external broker and of the event stream: processes of their own ----
+
+PWT = re.compile(rb'"PWT":(-?\d+)')
+SSE_PACK = re.compile(r'^\{"pack":"p(\d+)"')
+SSE_POWER = re.compile(r'"state":\{.*?"power":(-?\d+)')
+
+
+def watcher(kind: str, where: str, out: Path) -> None:
+    """Record (pack index, second, time) of every delivery until SIGTERM; write them to ``out``."""
+    got: dict[str, list[float]] = {"pack": [], "second": [], "t": []}
+    counts = {"messages": 0, "events": 0}
+
+    async def external() -> None:
+        host, port = where.split(":")
+        async with aiomqtt.Client(host, int(port), logger=QUIET) as client:
+            await client.subscribe("bench/+")  # the main packets (status is bench/<pack>/status)
+            print("ready", flush=True)
+            async for message in client.messages:
+                now = time.perf_counter()
+                counts["messages"] += 1
+                match = PWT.search(bytes(message.payload))
+                if match:
+                    got["pack"].append(int(str(message.topic)[len("bench/p") :]))
+                    got["second"].append(int(match[1]))
+                    got["t"].append(now)
+
+    async def sse() -> None:
+        async with (
+            httpx.AsyncClient(timeout=None) as client,
+            client.stream("GET", where) as reply,
+        ):
+            print("ready", flush=True)
+            event = ""
+            async for line in reply.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event == "pack":
+                    now = time.perf_counter()
+                    counts["events"] += 1
+                    data = line[5:].lstrip()
+                    pack, power = SSE_PACK.match(data), SSE_POWER.search(data)
+                    if pack and power:
+                        got["pack"].append(int(pack[1]))
+                        got["second"].append(int(power[1]))
+                        got["t"].append(now)
+
+    async def main() -> None:
+        task = asyncio.create_task(external() if kind == "external" else sse())
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        out.write_text(json.dumps({**got, **counts}))  # noqa: ASYNC240 (at the end)
+
+    asyncio.run(main())
+
+
+def start_watcher(kind: str, where: str, out: Path) -> subprocess.Popen[bytes]:
+    """A watcher process, returned once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--watch", kind, where, str(out)], stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        raise RuntimeError(f"the {kind} watcher did not start")
+    return proc
+
+
+def stop_watcher(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    """Stop a watcher; what it recorded."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return json.loads(out.read_text()) if out.exists() else {"pack": [], "second": [], "t": []}
+
+
+def deliveries(
+    bench: Bench, got: dict[str, Any], start: float, end: float, interval: float
+) -> dict[str, Any]:
+    """Latency of every pack's states on one path, gaps per pack, and what reached it."""
+    sent_at = bench.sent_at
+    window: list[tuple[float, float]] = []
+    arrivals: dict[int, list[float]] = {}
+    delivered: set[tuple[int, int]] = set()
+    for pack, second, t in zip(got["pack"], got["second"], got["t"], strict=True):
+        if not (0 <= pack < len(sent_at) and 0 <= second < len(sent_at[pack])):
+            continue
+        sent = sent_at[pack][second]
+        if start <= sent <= end and (pack, second) not in delivered:
+            delivered.add((pack, second))
+            window.append((t, (t - sent) * 1000))
+        if start <= t <= end:
+            arrivals.setdefault(pack, []).append(t)
+    in_window = sum(start <= s <= end for times in sent_at for s in times)
+    gaps = [b - a for times in arrivals.values() for a, b in itertools.pairwise(times)]
+    ms = [m for _, m in window]
+    return {
+        "count": len(ms),
+        "timeouts": in_window - len(ms),  # states sent in the window that never arrived
+        "states_sent": in_window,
+        "delivered_pct": round(100 * len(ms) / in_window, 1) if in_window else None,
+        "packs_seen": len(arrivals),
+        "p50_ms": round(pct(ms, 0.5), 1),
+        "p99_ms": round(pct(ms, 0.99), 1),
+        "max_ms": round(max(ms), 1) if ms else float("nan"),
+        "gap_p99_s": round(pct(gaps, 0.99), 2) if gaps else None,
+        "gap_max_s": round(max(gaps), 2) if gaps else None,
+        "target_p99_ms": round(1000 * (interval + 1.0)),
+        **thirds(window, start, end),
+    }
+
+
+def status_trend(bench: Bench, start: float, end: float) -> dict[str, Any]:
+    """The publisher's waiting messages and history's backlog, first third against last."""
+    third = (end - start) / 3
+    out: dict[str, Any] = {}
+
+    def split(service: str, value: Any) -> None:
+        rows = [(t, d, n) for t, s, d, n in bench.status if s == service and start <= t <= end]
+        samples = [(t, v) for t, d, n in rows if (v := value(d, n)) is not None]
+        out[service] = {
+            "first_third": [v for t, v in samples if t < start + third],
+            "last_third": [v for t, v in samples if t >= end - third],
+        }
+
+    def pub(d: dict[str, Any], _: int) -> Any:
+        return {
+            k.removeprefix("external_"): d.get(k)
+            for k in ("external_waiting", "external_replaced", "external_expired", "external_sent")
+        }
+
+    split("publisher", pub)
+    split("history", lambda d, n: None if d.get("stored") is None else n - int(d["stored"]))
+    return out
+
+
+def archived_rows(workdir: Path) -> int | None:
+    """Rows in history's archive (read after the service stopped and committed)."""
+    path = workdir / "data" / "history" / "archive.sqlite"
+    if not path.exists():
+        return None
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT count(*) FROM raw").fetchone()[0])
 
 
 def config(
@@ -272,7 +417,7 @@ def config(
     api_port, modbus_port = free_port(), free_port()
     # fmt: off
     data = {
-        "mqtt": {"host": HOST, "port": backbone},
+        "mqtt": {"host": HOST, "port": backbone, "heartbeat": HEARTBEAT},
         "buses": buses,
         "api": {"host": HOST, "port": api_port},
         "modbus": {
@@ -281,7 +426,7 @@ def config(
         "publisher": {
             "targets": [
                 {"name": "external", "host": HOST, "port": external, "tls": False,
-                 "topic_prefix": "bench", "interval": 1, "qos": 0, "retain": False}
+                 "topic_prefix": "bench", "interval": INTERVAL, "qos": 0, "retain": False}
             ]
         },
         "data_dir": str(workdir / "data"),
@@ -294,11 +439,11 @@ def config(
 
 
 def start_services(
-    workdir: Path, cfg: Path, profile: str | None
+    workdir: Path, cfg: Path, profile: str | None, services: tuple[str, ...]
 ) -> dict[str, subprocess.Popen[bytes]]:
     """Every service as its own process; ``profile`` runs under py-spy record."""
     procs = {}
-    for name in SERVICES:
+    for name in services:
         argv = [sys.executable, "-m", f"bmsgate_{name}", "--config", str(cfg)]
         if name == profile:
             spy = Path(sys.executable).parent / "py-spy"
@@ -317,6 +462,11 @@ def service_pid(proc: subprocess.Popen[bytes]) -> int:
     return kids[0] if "py-spy" in " ".join(proc.args) and kids else proc.pid  # type: ignore[arg-type]
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 min load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 async def run(
     n: int,
     seconds: float,
@@ -324,60 +474,89 @@ async def run(
     n_probes: int,
     profile: str | None,
     keep: Path | None = None,
+    services: tuple[str, ...] = SERVICES,
 ) -> dict[str, Any]:
     """One run with ``n`` packs; the result as JSON-ready data."""
     workdir = keep or Path(tempfile.mkdtemp(prefix=f"bmsgate-pipeline-{n}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     packs = [f"p{i:04d}" for i in range(n)]
-    probes = packs[:n_probes]
+    probes = packs[:n_probes] if "modbus" in services else []
     backbone, external = local_broker(workdir / "backbone"), local_broker(workdir / "external")
     backbone.start()
     external.start()
     cfg, api_port, modbus_port = config(workdir, packs, probes, backbone.port, external.port)
-    procs = start_services(workdir, cfg, profile)
+    procs = start_services(workdir, cfg, profile, services)
     bench = Bench(packs, probes, modbus_queues={p: asyncio.Queue() for p in probes})
     tasks: list[asyncio.Task[None]] = []
-    result: dict[str, Any] = {"packs": n, "seconds": seconds, "probes": len(probes)}
+    watchers: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    result: dict[str, Any] = {
+        "packs": n,
+        "seconds": seconds,
+        "probes": len(probes),
+        "services_run": list(services),
+        "load_before": loadavg(),
+    }
     try:
-        for port in (api_port, modbus_port):
-            if not await asyncio.to_thread(wait_for_port, HOST, port, 20):
+        ports = [p for s, p in (("api", api_port), ("modbus", modbus_port)) if s in services]
+        for port in ports:
+            if not await asyncio.to_thread(wait_for_port, HOST, port, 60):  # imports, when loaded
                 raise RuntimeError(f"a service did not open port {port}; logs in {workdir}")
         await asyncio.sleep(1.0)
-        tasks = [
-            asyncio.create_task(watch_external(bench, external.port)),
-            asyncio.create_task(watch_sse(bench, api_port)),
-            asyncio.create_task(watch_store(bench, backbone.port)),
-        ]
+        if "publisher" in services:
+            out = workdir / "watch-external.json"
+            where = f"{HOST}:{external.port}"
+            watchers["external"] = (
+                await asyncio.to_thread(start_watcher, "external", where, out),
+                out,
+            )
+        if "api" in services:
+            out = workdir / "watch-sse.json"
+            where = f"http://{HOST}:{api_port}/api/events"
+            watchers["sse"] = (await asyncio.to_thread(start_watcher, "sse", where, out), out)
+        tasks = [asyncio.create_task(watch_store(bench, backbone.port))]
         tasks += [
             asyncio.create_task(watch_modbus(bench, modbus_port, i + 1, p))
             for i, p in enumerate(probes)
         ]
         pids = {name: service_pid(p) for name, p in procs.items()}
         pids["mosquitto"] = backbone.process.pid if backbone.process else 0
-        pids["bench (generator + watchers)"] = 0  # this process
+        pids["bench (generator, modbus and status watchers)"] = 0  # this process
+        for name, (proc, _) in watchers.items():
+            pids[f"bench ({name} watcher)"] = proc.pid
         gen = asyncio.create_task(generate(bench, backbone.port, warmup + seconds))
         tasks.append(gen)
         await asyncio.sleep(warmup)
-        pids["bench (generator + watchers)"] = os.getpid()
+        pids["bench (generator, modbus and status watchers)"] = os.getpid()
         start, published0 = time.perf_counter(), bench.published
         cpu0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         rss0 = {k: memory_mb(pid)[0] for k, pid in pids.items()}
-        async with asyncio.timeout(seconds + ACK_WAIT + 5):
+        async with asyncio.timeout(seconds + ACK_WAIT + 60):  # a loaded machine: late, not hung
             await gen
         end = time.perf_counter()
         cpu1 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         rss1 = {k: memory_mb(pid)[0] for k, pid in pids.items()}
-        await asyncio.sleep(1.5)  # late arrivals of the last states
+        result["load_after"] = loadavg()
+        await asyncio.sleep(INTERVAL + 2.0)  # late arrivals of the last states
+        got = {k: await asyncio.to_thread(stop_watcher, *w) for k, w in watchers.items()}
+        watchers.clear()
         wall = end - start
         result["published_per_s"] = round((bench.published - published0) / wall, 1)
         result["unacknowledged_publishes"] = bench.unacked
         behind = bench.behind_ms[int(warmup * SLOTS) :]
         result["generator_behind_p99_ms"] = round(pct(behind, 0.99), 1)
-        result["latency"] = {
-            "state->modbus": bench.modbus.summary(start, end),
-            "state->external mqtt": bench.mqtt.summary(start, end),
-            "state->browser (SSE)": bench.sse.summary(start, end),
-        }
+        latency: dict[str, Any] = {}
+        if "modbus" in services:
+            latency["state->modbus"] = bench.modbus.summary(start, end)
+        if "external" in got:
+            latency["state->external mqtt"] = deliveries(
+                bench, got["external"], start, end, INTERVAL
+            )
+            result["external_messages"] = got["external"].get("messages")
+        if "sse" in got:
+            latency["state->browser (SSE)"] = deliveries(bench, got["sse"], start, end, 0.0)
+            result["sse_pack_events"] = got["sse"].get("events")
+        result["latency"] = latency
+        result["backlog"] = status_trend(bench, start, end)
         result["services"] = {
             k: {
                 "cpu_pct": round(100 * (cpu1[k] - cpu0[k]) / wall, 1),
@@ -386,7 +565,7 @@ async def run(
             }
             for k in pids
         }
-        per_state = sum(result["services"][k]["cpu_pct"] for k in SERVICES) / 100
+        per_state = sum(result["services"][k]["cpu_pct"] for k in services) / 100
         # meaningful while the services keep up (no backlog): CPU they spent per state sent
         result["services_cpu_ms_per_state"] = round(1000 * per_state / result["published_per_s"], 2)
         result["cpu_total_pct_of_2_cores"] = round(
@@ -395,10 +574,12 @@ async def run(
         result["mosquitto_stored_messages"] = [c for _, c in bench.store]
         result["alive"] = {k: p.poll() is None for k, p in procs.items()}
     finally:
+        for proc, out in watchers.values():
+            await asyncio.to_thread(stop_watcher, proc, out)
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(BaseException):
                 async with asyncio.timeout(5):
                     await task
         for proc in procs.values():
@@ -414,6 +595,9 @@ async def run(
                 proc.wait()
         backbone.stop()
         external.stop()
+    if "history" in services:
+        rows = archived_rows(workdir)
+        result["history_archived"] = {"rows": rows, "states_published": bench.published}
     if profile:
         result["profile"] = top_frames(workdir / f"profile-{profile}.txt")
     result["workdir"] = str(workdir)
@@ -473,23 +657,37 @@ def top_frames(path: Path, count: int = 12) -> list[str]:
 def show(result: dict[str, Any]) -> None:
     """Print one run."""
     print(
-        f"--- {result['packs']} packs at 1 Hz, {result['seconds']:.0f} s window: "
+        f"--- {result['packs']} packs at 1 Hz, {result['seconds']:.0f} s window "
+        f"(load {result['load_before']} -> {result.get('load_after')}): "
         f"{result['published_per_s']} states/s published, generator behind schedule "
         f"p99 {result['generator_behind_p99_ms']} ms"
     )
     for name, lat in result["latency"].items():
         print(
-            f"  {name:22} n={lat['count']:4d} p50 {lat['p50_ms']:7.1f} ms  p99 "
+            f"  {name:22} n={lat['count']:6d} p50 {lat['p50_ms']:7.1f} ms  p99 "
             f"{lat['p99_ms']:7.1f} ms  max {lat['max_ms']:7.1f} ms  missed {lat['timeouts']}  "
-            f"p50 first/last third {lat['p50_first_third_ms']}/"
-            f"{lat['p50_last_third_ms']}"
+            f"p50 first/last third {lat['p50_first_third_ms']}/{lat['p50_last_third_ms']}  "
+            f"p99 first/last third {lat['p99_first_third_ms']}/{lat['p99_last_third_ms']}"
         )
+        if "packs_seen" in lat:
+            print(
+                f"  {'':22} {lat['delivered_pct']}% of {lat['states_sent']} states delivered, "
+                f"{lat['packs_seen']} packs seen, gap between a pack's arrivals p99 "
+                f"{lat['gap_p99_s']} s max {lat['gap_max_s']} s (target p99 "
+                f"{lat['target_p99_ms']} ms)"
+            )
+    for name, trend in result["backlog"].items():
+        print(f"  backlog {name}: first third {trend['first_third']}")
+        print(f"  {'':8} {'':{len(name)}}  last third  {trend['last_third']}")
+    if "history_archived" in result:
+        h = result["history_archived"]
+        print(f"  history archive rows {h['rows']} of {h['states_published']} states published")
     for name, s in result["services"].items():
         print(
-            f"  {name:30} cpu {s['cpu_pct']:6.1f}%  rss {s['rss_mb_start']:6.1f} -> "
+            f"  {name:46} cpu {s['cpu_pct']:6.1f}%  rss {s['rss_mb_start']:6.1f} -> "
             f"{s['rss_mb_end']:6.1f} MB"
         )
-    print(f"  the five services: {result['services_cpu_ms_per_state']} ms CPU per state")
+    print(f"  the services run: {result['services_cpu_ms_per_state']} ms CPU per state")
     print(
         f"  total CPU {result['cpu_total_pct_of_2_cores']}% of 2 cores; mosquitto stored "
         f"messages {result['mosquitto_stored_messages']}; alive {result['alive']}"
@@ -500,17 +698,30 @@ def show(result: dict[str, Any]) -> None:
 
 def main() -> None:
     """Run each pack count and print the figures."""
+    if len(sys.argv) == 5 and sys.argv[1] == "--watch":
+        watcher(sys.argv[2], sys.argv[3], Path(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--packs", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--probes", type=int, default=8)
+    parser.add_argument("--services", nargs="+", choices=SERVICES, default=list(SERVICES))
     parser.add_argument("--profile", choices=SERVICES, help="run this service under py-spy")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = []
     for n in args.packs:
-        result = asyncio.run(run(n, args.seconds, args.warmup, min(args.probes, n), args.profile))
+        result = asyncio.run(
+            run(
+                n,
+                args.seconds,
+                args.warmup,
+                min(args.probes, n),
+                args.profile,
+                services=tuple(args.services),
+            )
+        )
         show(result)
         results.append(result)
     if args.json:
