@@ -24,7 +24,8 @@ says what that is for each). bmsgate's tree includes its private Mosquitto (its 
 peers publish to a broker of the bench's, not counted.
 
 Run: uv run python bench/peers.py [--seconds 60] [--warmup 10] [--poll 1]
-     [--peers bmsgate mpp-solar dalybms] [--protocols daly_classic jk_uart jk_pb] [--json FILE]
+     [--peers bmsgate mpp-solar dalybms powermon] [--protocols daly_classic jk_uart jk_pb]
+     [--json FILE]
      uv run python bench/peers.py --install   (only make the peers' environments)
 """
 
@@ -244,6 +245,9 @@ class Program:
 # DALY commands of one reading: the state bmsgate publishes needs these (mpp-solar's names)
 MPP_DALY = "SOC#mosStatus#status#cellVoltages#cellTemperatures"
 
+# powermon's DALY commands of one reading (it has no command for each temperature sensor)
+POWERMON_DALY = ("SOC", "temperatures", "mosfet", "status", "cell_voltages")
+
 PROGRAMS: dict[str, Program] = {
     "bmsgate": Program(
         "bmsgate",
@@ -271,6 +275,14 @@ PROGRAMS: dict[str, Program] = {
         {"daly_classic": "daly-bms-cli --all (JSON on stdout), started again after each reading"},
         {},
     ),
+    "powermon": Program(
+        "powermon",
+        "powermon 1.0.14",
+        # 1.0.16 and 1.0.18 refuse every serial port: their SerialPort.from_config returns None
+        ("powermon==1.0.14",),
+        {"daly_classic": f"protocol daly, commands {', '.join(POWERMON_DALY)}, json to MQTT"},
+        {},
+    ),
 }
 
 # What the table says where a program cannot give a sample of a protocol, and why
@@ -281,6 +293,11 @@ CANNOT: dict[tuple[str, str], str] = {
     ),
     ("dalybms", "jk_uart"): "no JK support (DALY only)",
     ("dalybms", "jk_pb"): "no JK support (DALY only)",
+    ("powermon", "jk_uart"): (
+        "no sample: its JKSERIAL all_data only listens for frames a board sends unasked (it "
+        "sends no request); its one requested command reads the pack voltage alone"
+    ),
+    ("powermon", "jk_pb"): "no JK-PB protocol",
 }
 
 
@@ -290,7 +307,7 @@ class Launch:
 
     argv: list[str]
     topic: str  # MQTT filter to subscribe to
-    is_sample: Callable[[str], bool]  # the topic of the one message each reading sends
+    is_sample: Callable[[str, bytes], bool]  # (topic, payload) of the last message of a reading
     login: Callable[[], dict[str, Any]]  # where the subscriber connects (may wait for it)
     stdout_end: str | None = None  # instead of MQTT: the line that ends a reading on stdout
 
@@ -308,7 +325,7 @@ def launch(
         return Launch(
             [bmsgate, "run", "--config", str(cfg)],
             "bmsgate/bms/+/state",
-            lambda topic: True,
+            lambda topic, payload: True,
             lambda: broker_login(work / "data", {}),
         )
     bin_dir = environment(key, PROGRAMS[key].requirements)
@@ -330,7 +347,7 @@ def launch(
         argv = [str(bin_dir / "mpp-solar"), "-C", str(ini), "--daemon",
                 "--pidfile", str(work / "mpp-solar.pid")]
         # fmt: on
-        return Launch(argv, "#", lambda topic: topic == f"{last}/mpp-solar", lambda: bench)
+        return Launch(argv, "#", lambda t, _: t == f"{last}/mpp-solar", lambda: bench)
     if key == "dalybms":
         # A one-shot tool: a loop starts it again after each reading, as cron or a unit would.
         # Its samples are counted on stdout: with --mqtt it publishes each value and exits
@@ -338,7 +355,36 @@ def launch(
         loop = 'while :; do "$0" -d "$1" --all; sleep "$2"; done'
         argv = ["sh", "-c", loop, str(bin_dir / "daly-bms-cli"), str(link), str(poll)]
         # --all prints one JSON document per reading, indented: "}" alone ends it
-        return Launch(argv, "", lambda topic: False, lambda: bench, stdout_end="}")
+        return Launch(argv, "", lambda t, _: False, lambda: bench, stdout_end="}")
+    if key == "powermon":
+        import yaml
+
+        every = max(1, round(poll))  # its triggers take whole seconds
+        commands = [
+            {
+                "command": command,
+                "trigger": {"every": every},
+                "outputs": [{"type": "mqtt", "topic": f"powermon/{command}", "format": "json"}],
+            }
+            for command in POWERMON_DALY
+        ]
+        port = {"type": "serial", "path": str(link), "baud": 9600, "protocol": "daly"}
+        cfg = {
+            "device": {"name": "bench", "port": port},
+            "mqttbroker": {"name": HOST, "port": broker_port},
+            "loop": 1,
+            "commands": commands,
+        }
+        path = work / "powermon.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        # json format: a message per value; the last cell's voltage ends a reading
+        topic, last = f"powermon/{POWERMON_DALY[-1]}", b'"cell_16_voltage"'
+        return Launch(
+            [str(bin_dir / "powermon"), "-C", str(path)],
+            topic,
+            lambda t, payload: t == topic and last in payload,
+            lambda: bench,
+        )
     raise KeyError(key)
 
 
@@ -380,7 +426,8 @@ async def watch(
     async def hear(client: aiomqtt.Client) -> None:
         with contextlib.suppress(aiomqtt.MqttError):  # the window ended and it disconnected
             async for message in client.messages:
-                if not message.retain and launched.is_sample(str(message.topic)):
+                payload = message.payload if isinstance(message.payload, bytes) else b""
+                if not message.retain and launched.is_sample(str(message.topic), payload):
                     heard.append(time.monotonic())
 
     login = await asyncio.to_thread(launched.login)
