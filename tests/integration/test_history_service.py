@@ -111,9 +111,11 @@ async def test_history_service_end_to_end(
         assert reply.transaction == "q1" and reply.status == "ok" and reply.resolution == "raw"
         assert [s.name for s in reply.series][:2] == ["cell_1", "cell_2"]
         assert reply.series[16].name == "soc" and reply.series[16].values[-1] == 51.9
-        # the time before the first state is a gap (longer than history.max_gap)
-        (gap,) = reply.gaps
+        # the time before the first state is a gap, and so is the time since the last (t0 + 19 s)
+        # when that is longer than the gap rule allows (docs/history.md, "Queries"); none between
+        gap, *since = reply.gaps
         assert gap.start == t0 - timedelta(minutes=5) and gap.end == t0
+        assert all(g.start == t0 + timedelta(seconds=19) for g in since), since
 
         bad = await ask(mosquitto.port, json.dumps({**query, "pack": "P 1"}))
         assert bad["status"] == "error" and bad["transaction"] == "q1" and "pack" in bad["error"]
