@@ -57,7 +57,7 @@ from bmsgate_modbus.registers import BASE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone import local_broker
-from procstat import cpu_seconds, memory_mb
+from procstat import cpu_seconds, loadavg, memory_mb
 
 HOST = "127.0.0.1"
 SERVICES = ("api", "publisher", "modbus", "history", "notifier")
@@ -323,12 +323,12 @@ def start_watcher(kind: str, where: str, out: Path) -> subprocess.Popen[bytes]:
 
 def stop_watcher(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
     """Stop a watcher; what it recorded."""
-    proc.send_signal(signal.SIGTERM)
-    try:
+    proc.send_signal(signal.SIGTERM)  # it writes what it recorded on the way out
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(30)
-    except subprocess.TimeoutExpired:
+    if proc.poll() is None:
         proc.kill()
-        proc.wait()
+    proc.wait()
     return json.loads(out.read_text()) if out.exists() else {"pack": [], "second": [], "t": []}
 
 
@@ -460,11 +460,6 @@ def service_pid(proc: subprocess.Popen[bytes]) -> int:
 
     kids = children(proc.pid)
     return kids[0] if "py-spy" in " ".join(proc.args) and kids else proc.pid  # type: ignore[arg-type]
-
-
-def loadavg() -> str:
-    """The 1, 5 and 15 min load averages."""
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 async def run(
