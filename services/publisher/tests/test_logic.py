@@ -266,3 +266,16 @@ async def test_mailbox_keeps_the_latest_per_topic_and_stays_bounded() -> None:
     got = await asyncio.wait_for(box.take(), 1)
     assert [m.topic for m in got] == ["c", "d", "e"]
     assert len(box) == 0
+
+
+def test_mailbox_counts_replaced_values_and_expires_only_stale_perishable_ones() -> None:
+    box = Mailbox(max_age=60.0)
+    value = TargetMessage("p/garage", b"1", perishable=True)
+    box.put(value, at=1000.0)
+    box.put(value._replace(payload=b"2"), at=1001.0)  # a newer state while the broker is slow
+    assert (len(box), box.replaced) == (1, 1)
+    online = TargetMessage("p/garage/availability", b"online", 1, True)
+    assert box.fresh(value, 1000.0, 1060.0)  # as old as stale_after: still sent
+    assert not box.fresh(value, 1000.0, 1060.5)  # older: the pack would count as stale
+    assert box.fresh(online, 1000.0, 5000.0)  # availability and configs are never stale
+    assert box.expired == 1

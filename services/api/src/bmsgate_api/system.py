@@ -183,6 +183,8 @@ def outputs_view(
                     "broker": _broker(target.host, target.port, target.tls),
                     "sent": pub.get(f"{n}_sent"),
                     "dropped": pub.get(f"{n}_dropped"),
+                    # a broker slower than the packs gets each one's newest value only
+                    "replaced by newer": pub.get(f"{n}_replaced"),
                     "Home Assistant": "on" if target.homeassistant.enabled else "off",
                 },
             )
