@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.browser import first_visit, fits, shot, start_stack, watch
 from tests.support.procs import Mosquitto, Proc
 
 pytestmark = pytest.mark.integration
@@ -54,14 +54,12 @@ ASKED_BEFORE_NUMBERS = """() => performance.getEntriesByType("resource")
   .filter(e => e.initiatorType === "fetch" && e.startTime < window.__firstNumber)
   .map(e => new URL(e.name).pathname.replace(/^\\//, ""))"""
 
-# what is wrong on a page at this size: sideways scrolling, a button or a fold whose text takes
-# more than one line, a button pushed under the label of its row
+# what is wrong on a page at this size besides sideways scrolling (fits): a button, link or fold
+# whose text takes more than one line, a button pushed under the label of its row
 WHAT_IS_WRONG = """() => {
   const wrong = [];
-  const root = document.documentElement;
-  if (root.scrollWidth > root.clientWidth) wrong.push(`scrolls sideways: ${root.scrollWidth} > ${root.clientWidth}`);
   const shown = (el) => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
-  for (const el of document.querySelectorAll("button, summary, nav a, .pill")) {
+  for (const el of document.querySelectorAll("button, details.fold summary, nav a")) {
     if (!shown(el) || !el.textContent.trim()) continue;
     const text = document.createRange();
     text.selectNodeContents(el);
@@ -191,6 +189,7 @@ def test_status_on_a_phone_and_a_desktop(stack: str, browser_context: Any) -> No
             expect(folds.first.locator(".cells > span")).to_have_count(16)
             expect(folds.first).to_have_attribute("open", "")
             expect(folds.nth(1)).not_to_have_attribute("open", "")
+        fits(page, name)
         assert page.evaluate(WHAT_IS_WRONG) == []
         assert problems == []
         page.close()
@@ -229,7 +228,8 @@ def test_every_page_fits_a_phone_and_pickers_start_at_the_first_pack(
                 assert cards.evaluate_all("cs => cs.map(c => c.dataset.pack)") == ORDER
             page.evaluate("window.scrollTo(0, 0)")
             shot(page, f"{prefix}-{where.removesuffix('.html')}")
+            fits(page, prefix, where)
             if found := page.evaluate(WHAT_IS_WRONG):
                 wrong[f"{prefix} {where}"] = found
-    assert wrong == {}
+    assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
     assert problems == []
