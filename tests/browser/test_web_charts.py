@@ -177,6 +177,11 @@ def test_history_and_monitor_charts(stack: str, procs: list[Proc], browser_conte
     page.click("#reset")
     for sel in ("#power", "#current", "#cells", "#soc"):
         assert page.evaluate(X, sel) == pytest.approx(whole), sel
+    page.evaluate("([a, b]) => charts.charts()[1].setScale('x', { min: a, max: b })", zoomed)
+    assert page.evaluate(X, "#soc") == pytest.approx(zoomed)
+    page.locator("#cells .u-over").dblclick()  # a double-click too: the whole day, every chart
+    for sel in ("#power", "#current", "#cells", "#soc"):
+        assert page.evaluate(X, sel) == pytest.approx(whole), sel
 
     # the theme toggle draws every chart again in the other theme's colours, each readable
     def colours() -> list[str]:

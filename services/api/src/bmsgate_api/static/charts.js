@@ -128,7 +128,9 @@ const charts = (() => {
     syncing = true;  // a new chart's first scale is its own, not a zoom
     const chart = new uPlot({
       title, width: width(el), height: opts.height || 320,
-      cursor: { sync: { key: "bms" }, drag: { x: true, y: false } },
+      // a double-click zooms out to the whole window, as Reset zoom (not to the data's span)
+      cursor: { sync: { key: "bms" }, drag: { x: true, y: false },
+        bind: { dblclick: () => () => { resetZoom(); return null; } } },
       ...(bms.zone() ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), bms.zone()) } : {}),  // the site's zone
       legend: { live: true },
       // the window asked for, not the data's own span; a range function would also undo a zoom
