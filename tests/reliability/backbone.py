@@ -16,9 +16,17 @@ from tests.support.procs import write_config
 HOST = "127.0.0.1"
 
 
-def control_config(tmp_path: Path, broker: int, daly_pty: str, **sections: Any) -> Path:
-    """A configuration file: the simulated DALY pack ``garage`` polled every 0.5 s with control
-    on, on the backbone at ``broker`` (heartbeat 2 s), plus ``sections``."""
+def control_config(
+    tmp_path: Path,
+    broker: int,
+    daly_pty: str,
+    *,
+    control: bool = True,
+    name: str = "config.yaml",
+    **sections: Any,
+) -> Path:
+    """A configuration file ``name``: the simulated DALY pack ``garage`` polled every 0.5 s with
+    control on (or off), on the backbone at ``broker`` (heartbeat 2 s), plus ``sections``."""
     return write_config(
         tmp_path,
         {
@@ -31,10 +39,11 @@ def control_config(tmp_path: Path, broker: int, daly_pty: str, **sections: Any) 
                     "packs": [{"id": "garage"}],
                 }
             ],
-            "control": {"enabled": True},
+            "control": {"enabled": control},
             "data_dir": str(tmp_path / "data"),
             **sections,
         },
+        name,
     )
 
 

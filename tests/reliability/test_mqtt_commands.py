@@ -16,9 +16,10 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from tests.reliability.backbone import control_config
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import Listener, listen
-from tests.support.procs import Mosquitto, Proc, start_service, write_config
+from tests.support.procs import Mosquitto, Proc, start_service
 
 pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
@@ -40,23 +41,7 @@ WRONG_TOPICS = [
 
 
 def config(tmp_path: Path, broker: int, port: str, control: bool) -> Path:
-    return write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": HOST, "port": broker, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": port,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.5,
-                    "packs": [{"id": "garage"}],
-                }
-            ],
-            "control": {"enabled": control},
-            "data_dir": str(tmp_path / "data"),
-        },
-        name=f"config-{control}.yaml",
-    )
+    return control_config(tmp_path, broker, port, control=control, name=f"config-{control}.yaml")
 
 
 async def send(topic: str, body: dict[str, Any], port: int) -> bool:

@@ -23,9 +23,10 @@ import pytest
 from bmsgate.broker import free_port
 from bmsgate_bms import daly_classic
 from bmsgate_common import topics
+from tests.reliability.backbone import control_config
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import listen
-from tests.support.procs import Mosquitto, Proc, start_service, write_config
+from tests.support.procs import Mosquitto, Proc, start_service
 
 pytestmark = pytest.mark.integration
 HOST = "127.0.0.1"
@@ -80,23 +81,8 @@ def test_the_tunnel_port_survives_garbage_half_open_bursts_and_vanishing_clients
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
 ) -> None:
     tport = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": HOST, "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": daly_pty,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.5,
-                    "packs": [{"id": "garage"}],
-                }
-            ],
-            "control": {"enabled": True},
-            "tunnel": {"host": HOST, "port": tport, "idle_timeout": 30},
-            "data_dir": str(tmp_path / "data"),
-        },
-    )
+    listener = {"host": HOST, "port": tport, "idle_timeout": 30}
+    config = control_config(tmp_path, mosquitto.port, daly_pty, tunnel=listener)
     reader = start_service(tmp_path, "reader", config)
     service = start_service(tmp_path, "tunnel", config)
     procs += [reader, service]
