@@ -126,7 +126,9 @@ const bms = (() => {
   }
 
   // The status of the login; sends the browser to the login page when it may not read.
-  async function start({ needLogin = false } = {}) {
+  // ``load``: a path the page needs first, asked as soon as reading is allowed (beside the setup
+  // check, not after it); its answer is the status's ``loaded``.
+  async function start({ needLogin = false, load = null } = {}) {
     applyTheme();
     const status = await api("api/auth/status");
     zone = status.timezone || undefined;
@@ -139,6 +141,8 @@ const bms = (() => {
       location.href = "index.html";
       return new Promise(() => {});
     }
+    const loading = load ? api(load) : null;
+    if (loading) loading.catch(() => {});  // awaited below; a redirect may come first
     // no configuration file or no bus in it yet: lead to the setup page (once per visit)
     const viewer = status.viewer || here === "setup.html";
     const setup = viewer ? { needed: false } : await api("api/setup/status");
@@ -154,6 +158,7 @@ const bms = (() => {
       note.innerHTML = 'No serial bus is configured yet. <a href="setup.html">Set up bmsgate</a>';
       document.querySelector("main").prepend(note);
     }
+    if (loading) status.loaded = await loading;
     return status;
   }
 

@@ -289,8 +289,8 @@ async function refreshSky() {
 }
 
 (async () => {
-  await bms.start();
-  const page = await bms.api("api/status");  // the first paint's data in one answer
+  // the first paint's data in one answer, asked beside the setup check
+  const page = (await bms.start({ load: "api/status" })).loaded;
   order = new Map(page.order.map((p, i) => [p, i]));
   for (const [name, layout] of Object.entries(page.layouts)) layouts.set(name, layout);
   for (const v of page.packs) views.set(v.pack, v);
