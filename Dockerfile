@@ -13,7 +13,7 @@ FROM ghcr.io/astral-sh/uv:0.13.9 AS uv
 FROM node:20.18.1-bookworm-slim AS web
 WORKDIR /src
 COPY services services
-RUN npm ci --no-audit --no-fund --prefix services/api/src/bmsgate_api/static
+RUN npm ci --no-audit --no-fund --omit=dev --prefix services/api/src/bmsgate_api/static
 
 # the workspace's pyproject.toml files alone: their layer stays the same while only code changes
 FROM python:3.11.11-slim-bookworm AS manifests

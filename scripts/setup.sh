@@ -49,7 +49,10 @@ groups=(--no-dev)
 UV_PYTHON_DOWNLOADS=never .tools/bin/uv sync --quiet --frozen --all-packages \
   --python "$(command -v python3)" "${groups[@]}"
 
-# the web UI's browser libraries (uPlot), from the lockfile into the package's static folder
-npm ci --silent --no-audit --no-fund --prefix services/api/src/bmsgate_api/static
+# the web UI's browser libraries (uPlot), from the lockfile into the package's static folder;
+# tests add its dev dependency axe-core (the accessibility walk, tests/browser/test_web_walk.py)
+web_deps=(--omit=dev)
+[[ "$purpose" == test ]] && web_deps=()
+npm ci --silent --no-audit --no-fund "${web_deps[@]}" --prefix services/api/src/bmsgate_api/static
 # tests: Grafana's published dashboard schema and the TypeScript compiler that checks against it
 [[ "$purpose" == test ]] && npm ci --silent --no-audit --no-fund --prefix tests/deploy/grafana_schema

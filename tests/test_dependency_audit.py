@@ -111,9 +111,14 @@ def test_python_dependencies_have_no_known_vulnerabilities(tmp_path: Path) -> No
     assert "No known vulnerabilities found" in done.stdout + done.stderr
 
 
-# every npm lockfile of the repository: the web UI's (shipped) and the Grafana schema check's
-# (tests only); tests/test_dependency_audit.py fails when one is added and not listed here
-NPM_LOCKS = {"web-ui": STATIC, "grafana-schema": ROOT / "tests" / "deploy" / "grafana_schema"}
+# every npm lockfile of the repository: the web UI's (shipped; axe-core for the tests), the
+# Grafana schema check's (tests only) and Lighthouse's (bench only); tests/test_dependency_audit.py
+# fails when one is added and not listed here
+NPM_LOCKS = {
+    "web-ui": STATIC,
+    "grafana-schema": ROOT / "tests" / "deploy" / "grafana_schema",
+    "lighthouse-bench": ROOT / "bench" / "lighthouse",
+}
 
 
 def test_every_npm_lockfile_is_audited() -> None:

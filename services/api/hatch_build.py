@@ -37,7 +37,8 @@ class ChartLibraryHook(BuildHookInterface):  # type: ignore[type-arg]
                 "`npm ci --prefix services/api/src/bmsgate_api/static` (scripts/setup.sh does)"
             )
         subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--prefix", str(root / STATIC)], check=True
+            [npm, "ci", "--no-audit", "--no-fund", "--omit=dev", "--prefix", str(root / STATIC)],
+            check=True,
         )
         if not (root / LIBRARY).is_file():
             raise RuntimeError(f"bmsgate-api: npm ci did not provide {LIBRARY}")

@@ -154,3 +154,24 @@ def first_visit(page: Any, base: str, password: str) -> None:
     """Open the web UI for the first time and set its password (which logs in)."""
     page.goto(f"{base}/")
     set_password(page, password)
+
+
+def start_bank_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
+    """Two simulated JK-PB boards as ``HOUSE_BANK`` with control on and a publisher target
+    (the exports have one to use), read by a reader, with history and API as processes: every
+    page has something to show. Returns the API's base URL."""
+    settings = {
+        "banks": [HOUSE_BANK],
+        "control": {"enabled": True},
+        "publisher": {"targets": [{"name": "home", "homeassistant": {"enabled": True}}]},
+        "history": {"archive": {"commit_interval": 0.2}},
+    }
+    return start_stack(
+        tmp_path,
+        mosquitto,
+        procs,
+        ["jk_pb", "--boards", "2", "--speed", "30"],
+        TWO_JK_PB,
+        services=("reader", "history", "api"),
+        settings=settings,
+    )

@@ -22,7 +22,7 @@
     const busy = p.reader ? `polled (${p.reader})` : p.held_by.join(", ");
     const tr = document.createElement("tr");
     if (p.reader) tr.className = "held";
-    tr.innerHTML = `<td><input type="checkbox" ${p.reader ? "disabled" : ""}></td>
+    tr.innerHTML = `<td><input type="checkbox" aria-label="use ${esc(name)}" ${p.reader ? "disabled" : ""}></td>
       <td><code>${esc(name)}</code>${p.by_id ? `<br><small class="muted">${esc(p.device)}</small>` : ""}</td>
       <td>${esc(p.description || "")}${p.vid_pid ? ` <small class="muted">${esc(p.vid_pid)}</small>` : ""}</td>
       <td>${esc(busy || "free")}</td>`;
