@@ -27,7 +27,14 @@ OWNER_PAGES = (
     "export.html",
     "setup.html",
 )
-VIEWER_PAGES = ("index.html", "battery.html", "monitor.html", "history.html", "health.html")
+VIEWER_PAGES = (
+    "index.html",
+    "energy.html",
+    "battery.html",
+    "monitor.html",
+    "history.html",
+    "health.html",
+)
 
 
 def test_the_owner_makes_and_deletes_a_viewer_and_its_session_ends(
@@ -202,7 +209,7 @@ def test_a_viewer_made_on_the_accounts_page_sees_only_its_pages_in_a_browser(
     page.wait_for_url("**/index.html")
     page.wait_for_selector("header nav a")
     menu = page.locator("header nav a").all_inner_texts()
-    assert menu == ["Status", "Battery", "Monitor", "History", "Health"], menu
+    assert menu == ["Status", "Energy", "Battery", "Monitor", "History", "Health"], menu
     wait_until(lambda: "East" in page.inner_text("main"), timeout=20)
     assert "West" not in page.inner_text("main")
     page.wait_for_selector("footer #version")

@@ -31,6 +31,7 @@ class EnergyRow(BaseModel):
     missing: list[str] = Field(
         default_factory=list, description="a bank: the members without data in the period"
     )
+    future: bool = Field(default=False, description="begins after the site's today: no data yet")
 
 
 class EnergyReport(BaseModel):
@@ -132,6 +133,7 @@ def report(
                 energy_out=_round(energy.energy_out),
                 days=n,
                 missing=missing if n else [],
+                future=key > today.isoformat()[: len(key)],
             )
         )
     previous, after = neighbours(by, period, today)

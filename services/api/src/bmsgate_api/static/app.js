@@ -1,12 +1,12 @@
 // Shared by every page: API calls, login guard, navigation, theme, small formatting helpers.
 "use strict";
 const bms = (() => {
-  const pages = [["index.html", "Status"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
+  const pages = [["index.html", "Status"], ["energy.html", "Energy"], ["battery.html", "Battery"], ["monitor.html", "Monitor"],
     ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"], ["bms.html", "BMS settings"],
     ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["export.html", "Exports"],
     ["tokens.html", "Accounts"], ["settings.html", "Settings"], ["system.html", "System"]];
   // what a viewer account (it reads only its packs) is shown; the API refuses it the others (403)
-  const viewerPages = ["index.html", "battery.html", "monitor.html", "history.html", "health.html"];
+  const viewerPages = ["index.html", "energy.html", "battery.html", "monitor.html", "history.html", "health.html"];
 
   let zone;  // the site's IANA time zone (GET /api/auth/status); the browser's until it is known
 
