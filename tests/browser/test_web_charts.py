@@ -6,6 +6,7 @@ real outage (the simulator stopped) in the archive. Screenshots go to build/test
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -340,5 +341,9 @@ def test_a_bank_member_away_is_a_gap_in_the_banks_chart(
         "([a, b]) => charts.charts()[0].setScale('x', { min: a, max: b })",
         [joined[0] - 5, joined[-1] + 5],
     )
+    # the bank's cells are named by member: the readout says which pack's which cell
+    readout = page.locator("#cells .cell-readout")
+    expect(readout).to_have_text(re.compile(r"min \d\.\d{3} V \((east|west) \d+\)"))
+    expect(page.locator("#cells .u-legend .u-series").filter(has_text="west 16")).to_have_count(1)
     shot(page, "66-history-bank-member-away")
     assert not problems, problems

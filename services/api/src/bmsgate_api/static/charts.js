@@ -98,8 +98,9 @@ const charts = (() => {
     }
     const c = idx >= 0 ? cellsAt(data, idx) : null;
     el.dataset.idx = c ? String(idx) : "";
-    el.textContent = c ? `Δ ${(c.delta * 1000).toFixed(1)} mV · min ${c.min.toFixed(3)} V (cell ${c.minCell})`
-      + ` · max ${c.max.toFixed(3)} V (cell ${c.maxCell})` : "Δ –";
+    const name = (k) => u.series[k].label.replace(/^Cell /, "cell ");
+    el.textContent = c ? `Δ ${(c.delta * 1000).toFixed(1)} mV · min ${c.min.toFixed(3)} V (${name(c.minCell)})`
+      + ` · max ${c.max.toFixed(3)} V (${name(c.maxCell)})` : "Δ –";
     if (c) el.dataset.delta = c.delta.toFixed(4);
   }
 
@@ -205,9 +206,20 @@ const charts = (() => {
     return { x: [Math.min(first, last - 10), last], note: ` · data since ${hhmm}` };  // ≥ 10 s wide
   }
 
+  // the cells' names: "Cell 7", or for a bank "West 3" (its cells are its members' in order,
+  // when the members counted now add up to ``count``; else numbered through)
+  async function cellNames(pack, count) {
+    const numbered = Array.from({ length: count }, (_, i) => `Cell ${i + 1}`);
+    let view;
+    try { view = (await bms.api("api/banks")).find(v => v.pack === pack); } catch (e) { return numbered; }
+    const members = (view && view.members) || [];
+    if (!members.length || members.reduce((n, m) => n + m.cells, 0) !== count) return numbered;
+    return members.flatMap(m => Array.from({ length: m.cells }, (_, i) => `${m.name} ${i + 1}`));
+  }
+
   // a series of a reply by name ([] when the reply has none)
   const values = (reply, name) => (reply.series.find(s => s.name === name) || { values: [] }).values;
 
   const charts = () => list.map(e => e.chart);
-  return { history, make, gaps, cellsAt, palette, palettes, theme, window, atLeast, resetZoom, values, charts };
+  return { history, make, gaps, cellsAt, cellNames, palette, palettes, theme, window, atLeast, resetZoom, values, charts };
 })();
