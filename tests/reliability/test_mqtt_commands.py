@@ -63,6 +63,17 @@ def last_state(seen: Listener) -> dict[str, Any]:
     return states[-1] if states else {}
 
 
+def reader_online(seen: Listener) -> bool:
+    """The reader has said it is online while ``seen`` listened: every subscription is made, so a
+    command sent now is heard (one sent before could be lost, and a refusal prove nothing)."""
+    return any(
+        m.topic.endswith("/service/reader-0/status")
+        and not m.retain
+        and m.payload["state"] == "online"
+        for m in seen.messages
+    )
+
+
 def test_commands_need_control_and_the_command_topic(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
 ) -> None:
@@ -73,8 +84,8 @@ def test_commands_need_control_and_the_command_topic(
             tmp_path, "reader", config(tmp_path, mosquitto.port, daly_pty, False)
         )
         procs.append(reader)
-        async with listen(mosquitto.port, "bmsgate/bms/#") as seen:
-            await seen.wait_for(lambda s: last_state(s), 30)
+        async with listen(mosquitto.port, "bmsgate/bms/#", "bmsgate/service/#") as seen:
+            await seen.wait_for(lambda s: last_state(s) and reader_online(s), 30)
             before = last_state(seen)
             for n, command in enumerate(COMMANDS):
                 await send(
@@ -101,7 +112,7 @@ def test_commands_need_control_and_the_command_topic(
         reader = start_service(tmp_path, "reader", config(tmp_path, mosquitto.port, daly_pty, True))
         procs.append(reader)
         async with listen(mosquitto.port, "bmsgate/#", "other/#") as seen:
-            await seen.wait_for(lambda s: last_state(s), 30)
+            await seen.wait_for(lambda s: last_state(s) and reader_online(s), 30)
             sent = 0
             for n, where in enumerate(WRONG_TOPICS):
                 body = {"transaction": f"wrong-{n}", "action": "set_charge_mos", "value": False}
