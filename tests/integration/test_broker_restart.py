@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
-from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    garage_config,
+    start_service,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 OUTAGE = 40.0  # [s] longer than the ~31 s after which FastStream's default reconnect gives up
@@ -45,21 +51,9 @@ def test_services_resume_after_a_long_broker_outage(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str, procs: list[Proc]
 ) -> None:
     http = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": daly_pty,
-                    "protocol": "daly_classic",
-                    "poll_interval": 1,
-                    "packs": [{"id": "garage"}],
-                }
-            ],
-            "api": {"host": "127.0.0.1", "port": http},
-            "stale_after": 5,
-        },
+    web = {"host": "127.0.0.1", "port": http}
+    config = garage_config(
+        tmp_path, mosquitto.port, daly_pty, bus={"poll_interval": 1}, api=web, stale_after=5
     )
     reader = start_service(tmp_path, "reader", config)
     api = start_service(tmp_path, "api", config)

@@ -11,7 +11,7 @@ from typing import Any
 import aiomqtt
 
 from bmsgate_common import topics
-from tests.support.procs import write_config
+from tests.support.procs import garage_config
 
 HOST = "127.0.0.1"
 
@@ -27,23 +27,14 @@ def control_config(
 ) -> Path:
     """A configuration file ``name``: the simulated DALY pack ``garage`` polled every 0.5 s with
     control on (or off), on the backbone at ``broker`` (heartbeat 2 s), plus ``sections``."""
-    return write_config(
+    return garage_config(
         tmp_path,
-        {
-            "mqtt": {"host": HOST, "port": broker, "heartbeat": 2},
-            "buses": [
-                {
-                    "port": daly_pty,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.5,
-                    "packs": [{"id": "garage"}],
-                }
-            ],
-            "control": {"enabled": control},
-            "data_dir": str(tmp_path / "data"),
-            **sections,
-        },
-        name,
+        broker,
+        daly_pty,
+        bus={"poll_interval": 0.5},
+        name=name,
+        control={"enabled": control},
+        **sections,
     )
 
 

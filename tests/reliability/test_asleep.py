@@ -29,7 +29,7 @@ from bmsgate_common.models import utcnow
 from bmsgate_common.settings import BusSettings
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import Listener, listen
-from tests.support.procs import Mosquitto, Proc, rss_kb, start_service, write_config
+from tests.support.procs import Mosquitto, Proc, garage_config, rss_kb, start_service
 
 pytestmark = pytest.mark.integration
 
@@ -135,21 +135,7 @@ async def sleep_through(
         PtyServer(sim, work / "tty-garage") as pty,
         listen(broker_port, "bmsgate/bms/garage/#", f"bmsgate{STATUS}") as seen,
     ):
-        config = write_config(
-            work,
-            {
-                "mqtt": {"host": "127.0.0.1", "port": broker_port, "heartbeat": 1},
-                "buses": [
-                    {
-                        "port": pty.port,
-                        "protocol": "daly_classic",
-                        **bus,
-                        "packs": [{"id": "garage"}],
-                    }
-                ],
-                "data_dir": str(work / "data"),
-            },
-        )
+        config = garage_config(work, broker_port, pty.port, bus=bus, heartbeat=1)
         reader = (
             Proc(
                 "reader",

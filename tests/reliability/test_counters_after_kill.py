@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.mqtt import Listener, listen
-from tests.support.procs import Mosquitto, Proc, start_service, start_simulator, write_config
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    garage_config,
+    start_service,
+    start_simulator,
+)
 
 pytestmark = pytest.mark.integration
 TOTALS = ("energy_in", "energy_out", "charge_in", "charge_out")
@@ -33,21 +39,7 @@ def test_a_killed_reader_goes_on_from_its_published_totals_not_its_older_file(
     sim, link = start_simulator(tmp_path, "daly_classic", "--speed", "600")
     procs.append(sim)
     data = tmp_path / "data"
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
-            "buses": [
-                {
-                    "port": link,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.2,
-                    "packs": [{"id": "garage"}],
-                }
-            ],
-            "data_dir": str(data),
-        },
-    )
+    config = garage_config(tmp_path, mosquitto.port, link, bus={"poll_interval": 0.2}, heartbeat=1)
     saved_file = data / "reader" / "energy-garage.json"
 
     async def scenario() -> tuple[dict[str, float], dict[str, float], dict[str, float], str]:

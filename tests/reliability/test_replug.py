@@ -19,7 +19,13 @@ import pytest
 
 from tests.reliability.counts import COUNTS
 from tests.support.mqtt import Listener, listen
-from tests.support.procs import Mosquitto, Proc, start_service, start_simulator, write_config
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    garage_config,
+    start_service,
+    start_simulator,
+)
 
 pytestmark = pytest.mark.integration
 WINDOW = 3.0  # [s] states are counted this long before the unplug and after the recovery
@@ -41,22 +47,8 @@ def test_reader_follows_a_replugged_adapter_to_its_new_device(
     sim, link = start_simulator(tmp_path)
     procs.append(sim)
     first_device = os.path.realpath(link)
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
-            "buses": [
-                {
-                    "port": link,
-                    "protocol": "daly_classic",
-                    "poll_interval": 0.5,
-                    "offline_after": 2,
-                    "packs": [{"id": "garage"}],
-                }
-            ],
-            "data_dir": str(tmp_path / "data"),
-        },
-    )
+    bus = {"poll_interval": 0.5, "offline_after": 2}
+    config = garage_config(tmp_path, mosquitto.port, link, bus=bus, heartbeat=1)
     reader = start_service(tmp_path, "reader", config)
     procs.append(reader)
     stray: tuple[int, int] | None = None

@@ -131,6 +131,31 @@ def write_config(workdir: Path, data: dict[str, Any], name: str = "config.yaml")
     return path
 
 
+def garage_config(
+    workdir: Path,
+    broker: int,
+    port: str,
+    *,
+    bus: dict[str, Any] | None = None,
+    heartbeat: float = 2,
+    name: str = "config.yaml",
+    **sections: Any,
+) -> Path:
+    """A configuration file for services under test with one pack: ``garage``, a DALY classic.
+
+    Its serial ``port`` with ``bus`` (more of the bus's settings: poll_interval, offline_after,
+    ...), the backbone on Mosquitto's ``broker`` port (``heartbeat`` [s]), the data directory
+    ``workdir``/data, and ``sections`` (top-level keys: control, api, tunnel, ...) last.
+    """
+    one_bus = {"port": port, "protocol": "daly_classic", **(bus or {}), "packs": [{"id": "garage"}]}
+    data = {
+        "mqtt": {"host": "127.0.0.1", "port": broker, "heartbeat": heartbeat},
+        "buses": [one_bus],
+        "data_dir": str(workdir / "data"),
+    }
+    return write_config(workdir, {**data, **sections}, name)
+
+
 def start_service(workdir: Path, service: str, config: Path, *args: str) -> Proc:
     """``python -m bmsgate_<service> --config FILE`` as a process."""
     return Proc(
