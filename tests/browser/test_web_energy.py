@@ -30,6 +30,12 @@ def kwh(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
+def rgb(hex_colour: str) -> str:
+    """``#3fb950`` as the browser gives a computed colour: ``rgb(63, 185, 80)``."""
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
+
+
 def shown_rows(page: Any) -> list[list[str]]:
     return page.locator("#figures tbody tr").evaluate_all(  # type: ignore[no-any-return]
         "rows => rows.map(r => [...r.cells].map(c => c.textContent.trim()))"
@@ -153,4 +159,11 @@ def test_the_energy_page_shows_the_daily_figures_as_bars_and_a_table(
             )
             assert overflow <= 0, (name, overflow)
             shot(page, f"50-energy-{name}")
+        # the system's theme turns dark: the bars are drawn again in the dark theme's colours
+        page.emulate_media(color_scheme="dark")
+        dark = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--chg')")
+        expect(page.locator(".u-legend .u-series").nth(1).locator(".u-marker")).to_have_css(
+            "background-color", rgb(dark.strip())
+        )
+        shot(page, "50-energy-laptop-dark")
     assert not problems, problems

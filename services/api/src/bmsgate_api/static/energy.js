@@ -75,7 +75,9 @@ const energy = (() => {
       axes: [
         { stroke, grid: { show: false }, ticks: grid, incrs: [1, 2, 3, 5, 10],
           values: (u, vals) => vals.map(v => Number.isInteger(v) && v >= 1 && v <= n ? label(report.by, report.rows[v - 1].period) : "") },
-        { stroke, grid, ticks: grid, label: "kWh", size: 56, values: (u, vals) => vals.map(v => Math.abs(v).toFixed(1)) },
+        // as many decimals as the step between ticks needs, so no two labels read the same
+        { stroke, grid, ticks: grid, label: "kWh", size: 56,
+          values: (u, vals, axis, space, incr) => vals.map(v => Math.abs(v).toFixed(Math.min(3, Math.max(0, -Math.floor(Math.log10(incr)))))) },
       ],
       series: [
         { label: report.by === "month" ? "Month" : "Day", value: (u, v) => v === null || v === undefined ? "" : report.rows[v - 1].period },
@@ -152,9 +154,10 @@ const energy = (() => {
       };
     }
     addEventListener("resize", () => { if (view.chart) view.chart.setSize({ width: width($("bars")), height: 300 }); });
-    // the theme toggle: the bars take the new colours
-    new MutationObserver(() => { if (view.report) chart(view.report); })
-      .observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
+    // the theme changed (the toggle, or the system's): the bars take the new colours
+    const recolour = () => { if (view.report) chart(view.report); };
+    new MutationObserver(recolour).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", recolour);
     await load();
   }
 
