@@ -140,6 +140,7 @@ async def test_kwh_today_is_of_the_sites_today_and_a_bank_sums_its_members_once(
         packs = {v["pack"]: v for v in (await http.get("/api/overview")).json()}
         bank = (await http.get("/api/banks")).json()[0]
         assert packs["west"]["energy_in_today"] is None
+        assert packs["west"]["daily"] is None  # nor its max SOC "today"
         assert (bank["energy_in_today"], bank["energy_out_today"]) == (1.25, 0.5)
 
 

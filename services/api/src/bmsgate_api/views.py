@@ -45,7 +45,9 @@ class PackView(BaseModel):
     cell_max_index: int | None = Field(default=None, description="highest cell (1-based)")
     alarms: list[Alarm] = Field(default_factory=list)
     state: PackState | None = Field(default=None, description="null while offline")
-    daily: DailyStats | None = None
+    daily: DailyStats | None = Field(
+        default=None, description="the daily figures of the site's today (max SOC and when...)"
+    )
     energy_in_today: float | None = Field(
         default=None, description="[kWh] charged today (daily figures; a bank: its members' sum)"
     )
@@ -83,7 +85,6 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
     state = store.states.get(pack)
     online = store.is_online(pack, now)
     health = store.health.get(pack)
-    daily = store.daily.get(pack)
     today = store.daily_today(pack, now)  # an offline pack's figures of yesterday are not today's
     view = PackView(
         pack=pack,
@@ -92,7 +93,7 @@ def pack_view(store: PackStore, pack: str, now: datetime) -> PackView:
         reason=None if online else store.offline_reason(pack, now),
         age=store.arrivals.age(pack, state, now) if state else None,  # a clock step left out
         last_seen=state.ts if state else None,
-        daily=daily,
+        daily=today,
         energy_in_today=today.energy_in if today else None,
         energy_out_today=today.energy_out if today else None,
         findings=list(health.findings) if health else [],
@@ -171,7 +172,7 @@ def bank_view(
         reason=None if state is not None else _why_no_bank(bank, members, store, now),
         age=(now - seen).total_seconds() if seen else None,
         last_seen=seen,
-        daily=store.daily.get(bank.id),
+        daily=store.daily_today(bank.id, now),
         members=listed,
     )
     # the members' own days summed: the bank's counters miss what a member moved uncounted
