@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from services.api.tests.inprocess import app_client
 
-from bmsgate_api.app import create_app, make_context
 from bmsgate_api.store import PackStore
 from bmsgate_common.settings import Settings
 
@@ -35,12 +35,8 @@ def site_ui(tmp_path: Path) -> SiteUi:
         path = tmp_path / "site.yaml"
         if data is not None:
             path.write_text(yaml.safe_dump(data))
-        ctx = make_context(PackStore(), Settings.model_validate(data or {}), None, persist=False)
-        ctx.config_file = path
-        app = create_app(PackStore(), ctx=ctx)
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as client:
+        settings = Settings.model_validate(data or {})
+        async with app_client(PackStore(), settings, config_file=path) as client:
             if login:
                 setup = await client.post("/api/auth/setup", json={"password": PASSWORD})
                 setup.raise_for_status()

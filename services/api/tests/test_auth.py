@@ -4,8 +4,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from services.api.tests.inprocess import app_client as in_process
 
-from bmsgate_api.app import create_app, make_context
 from bmsgate_api.auth import (
     RateLimiter,
     Sessions,
@@ -73,12 +73,7 @@ def app_client(
     settings: Settings, tmp_path: Path | None = None, store: PackStore | None = None
 ) -> httpx.AsyncClient:
     store = with_garage(store, alarms=["cell_overvoltage"])
-    if tmp_path is not None:
-        settings = settings.model_copy(update={"data_dir": tmp_path})
-    ctx = make_context(store, settings, None, persist=tmp_path is not None)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(store, ctx=ctx)), base_url="http://t"
-    )
+    return in_process(store, settings, data_dir=tmp_path)
 
 
 async def test_first_visit_sets_the_password_then_login_logout(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from services.api.tests.inprocess import app_client
 
-from bmsgate_api.app import create_app, make_context
 from bmsgate_api.iotmqttpanel import PackInfo, backup
 from bmsgate_api.openhasp import OBJECT, default_objects, pages
 from bmsgate_api.routes.status import branding_css, contrast, on_accent
@@ -57,12 +57,7 @@ def make_store(*states: PackState) -> PackStore:
 
 
 def client(store: PackStore, settings: Settings, tmp_path: Path | None = None) -> httpx.AsyncClient:
-    if tmp_path is not None:
-        settings = settings.model_copy(update={"data_dir": tmp_path})
-    ctx = make_context(store, settings, None, persist=tmp_path is not None)
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(store, ctx=ctx)), base_url="http://t"
-    )
+    return app_client(store, settings, data_dir=tmp_path)
 
 
 BUSES = [

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from services.api.tests.inprocess import app_client
 
 from bmsgate.broker import free_port  # the service is told its tunnel port in its settings
 from bmsgate_api.app import create_app, make_context
@@ -208,10 +209,7 @@ async def test_settings_are_shown_and_downloaded_with_every_secret_masked() -> N
             "data_dir": "/tmp/x",
         }
     )
-    store = PackStore()
-    app = create_app(store, ctx=make_context(store, cfg, None, persist=False))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with app_client(PackStore(), cfg) as http:
         assert (await http.get("/api/settings")).status_code == 401
         assert (await http.get("/api/settings/download")).status_code == 401
         await login(http)
