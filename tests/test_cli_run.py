@@ -175,6 +175,18 @@ def test_a_killed_private_mosquitto_is_restarted_and_states_flow_again(tmp_path:
     assert "Traceback" not in log.read_text()
 
 
+def test_the_restart_delay_doubles_for_quick_ends_and_resets_after_a_minute() -> None:
+    from bmsgate.run import restart_delay
+
+    waits, last = [], 1.0
+    for _ in range(8):  # a crash loop: each run ends after 2 s
+        last = restart_delay(last, 2.0)
+        waits.append(last)
+    assert waits == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    assert restart_delay(60.0, 61.0) == 1.0  # it ran more than a minute: start again soon
+    assert restart_delay(0.0, 0.0) == 1.0  # after a restart on request (no wait) it ended at once
+
+
 def test_plan_leaves_out_the_services_with_nothing_to_do() -> None:
     from bmsgate.run import plan_children
 
