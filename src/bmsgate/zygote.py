@@ -4,7 +4,7 @@ By default (``share``) the zygote forks nothing: it runs every service in a thre
 each with its own event loop, and is the one process they share (named ``bms-services``); the
 rest of this text is about ``bmsgate run --isolate``, a process per service.
 
-Each service is a Python process that imports pydantic, the models, FastStream and its own
+Each service is a Python process that imports pydantic, the models, the backbone and its own
 libraries: as separate interpreters that is 35-50 MB of private memory each, most of it the
 imports. The zygote imports the services' modules once, before the first fork, moves them out
 of the garbage collector's reach (``gc.freeze``: a collection writes to every object it visits

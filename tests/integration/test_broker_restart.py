@@ -1,5 +1,6 @@
-"""Every service resumes by itself after the broker has been away longer than FastStream's default
-give-up time (about 31 s): states flow again and retained statuses come back."""
+"""Every service resumes by itself after the broker has been away for long (40 s, longer than the
+~31 s after which FastStream, the backbone's former client, gave up for good by default): states
+flow again and retained statuses come back."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tests.support.procs import (
 )
 
 pytestmark = pytest.mark.integration
-OUTAGE = 40.0  # [s] longer than the ~31 s after which FastStream's default reconnect gives up
+OUTAGE = 40.0  # [s] longer than the backbone's longest wait between attempts, several times over
 
 
 def state_ts(base: str) -> datetime | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 import serial
 from dalybms import DalyBMS
@@ -377,15 +378,18 @@ async def test_malformed_command_is_one_log_line(
     tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with gateway(tmp_path, mosquitto) as gw:
-        broker = gw.reader.backbone.broker
-        await broker.publish(b"{not json", "bmsgate/bms/p1/tunnel/set")
-        await broker.publish(
-            json.dumps({"transaction": "x", "action": "open", "minutes": -1}),
-            "bmsgate/bms/p1/tunnel/set",
-        )
-        await broker.publish(
-            json.dumps({"transaction": "y", "action": "open"}), "bmsgate/bms/nobody/tunnel/set"
-        )
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish("bmsgate/bms/p1/tunnel/set", b"{not json", qos=1)
+            await client.publish(
+                "bmsgate/bms/p1/tunnel/set",
+                json.dumps({"transaction": "x", "action": "open", "minutes": -1}),
+                qos=1,
+            )
+            await client.publish(
+                "bmsgate/bms/nobody/tunnel/set",
+                json.dumps({"transaction": "y", "action": "open"}),
+                qos=1,
+            )
         await gw.seen.wait_for(lambda s: caplog.text.count("dropping message") == 2)
         await gw.seen.wait_for(lambda s: "unknown pack 'nobody'" in caplog.text)
         assert (await gw.command("open"))["open"]  # still serving

@@ -82,7 +82,4 @@ def setup_logging(level: str = "INFO", service: str | None = None, *, shared: bo
         logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
         _RECENT.setFormatter(logging.Formatter(fmt))
         logging.getLogger().addHandler(_RECENT)
-    for noisy in ("faststream", "uvicorn.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    # zmqtt logs every reconnect attempt with a traceback; Backbone reports outages in one line
-    logging.getLogger("zmqtt").setLevel(logging.ERROR)
+    logging.getLogger("uvicorn.access").setLevel(max(logging.WARNING, logging.getLogger().level))

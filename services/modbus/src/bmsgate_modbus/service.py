@@ -197,9 +197,9 @@ class ModbusService:
             log.warning("%s refused: %s is offline", asked, target)
             return ExcCodes.GATEWAY_NO_RESPONSE
         if not self.backbone.connected:
-            # starting (retained states come in before every subscription is made) or broker
-            # away: the command's result could not be heard, so the command is not sent
-            log.warning("%s refused: the backbone is not connected yet", asked)
+            # the broker away (or not yet reached): the command's result could not be heard,
+            # so the command is not sent
+            log.warning("%s refused: the backbone is not connected", asked)
             return ExcCodes.GATEWAY_NO_RESPONSE
         log.info("%s accepted for %s", asked, target)
         sent: list[Command] = []

@@ -432,15 +432,15 @@ class Reader:
             await self.listen()
             return
         beat = time.monotonic()
+        connects = self.backbone.connects
         while True:
             if not self.lease.free.is_set():
                 await self.lease.free.wait()  # the line is leased: no polling meanwhile
             started = time.monotonic()
-            was_connected = self.backbone.connected
             await self.poll_once()
-            if (not was_connected and self.backbone.connected) or (
-                started - beat > self.backbone.cfg.heartbeat
-            ):
+            # connected again since the last round: the broker may have lost retained messages
+            if connects != self.backbone.connects or started - beat > self.backbone.cfg.heartbeat:
+                connects = self.backbone.connects
                 beat = started
                 await self.republish_availability()
                 await self.set_sniff(self.backbone.service)

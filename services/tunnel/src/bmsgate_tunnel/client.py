@@ -62,15 +62,15 @@ async def request(
     backbone.subscribe(topics.TUNNEL_STATUS, on_status, retained=False)
     try:
         async with asyncio.timeout(wait):
-            await backbone.broker.start()
+            await backbone.connect()
         await backbone.publish(topics.TUNNEL_COMMAND, pack, cmd)
         async with asyncio.timeout(wait):
             return await answer
-    except (TimeoutError, OSError):
+    except (TimeoutError, *BROKER_ERRORS):
         return None
     finally:
         with contextlib.suppress(*BROKER_ERRORS):  # a connection that never came up or broke
-            await backbone.broker.stop()
+            await backbone.close()
 
 
 def describe(status: TunnelStatus) -> str:
