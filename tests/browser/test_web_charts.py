@@ -248,6 +248,14 @@ def test_history_and_monitor_charts(stack: str, procs: list[Proc], browser_conte
     later.clock.fast_forward(121_000)
     later.wait_for_timeout(1000)
     assert len(asked) == before, asked[before:]
+    # Monitor's window ends now: it is read again every minute too
+    later.goto(f"{base}/monitor.html?pack=garage")
+    wait_until(lambda: len(later.evaluate(DATA, "#power")[0]) > 10, 30)
+    later.evaluate("window.drawn = charts.charts()[0]")
+    before = len(asked)
+    later.clock.fast_forward(61_000)
+    wait_until(lambda: later.evaluate("charts.charts()[0] !== window.drawn"), 10)
+    assert len(asked) > before
     later.close()
 
     # a laptop and a phone: nothing wider than the window, in both themes
