@@ -190,10 +190,14 @@ def test_history_and_monitor_charts(stack: str, procs: list[Proc], browser_conte
             """() => charts.charts().flatMap(c => c.series.slice(1).map((s, i) => s.stroke(c, i + 1)))"""
         )
 
+    cell3 = page.locator("#cells .u-legend .u-series").filter(has_text="Cell 3")
+    cell3.locator(".u-label").click()  # hidden in the legend: it stays hidden when redrawn
+    expect(cell3).to_have_class(re.compile("u-off"))
     light = colours()
     was = page.evaluate("document.documentElement.dataset.theme || ''")
     page.locator('header button[title="light / dark"]').click()
     wait_until(lambda: colours() != light, 5)
+    expect(cell3).to_have_class(re.compile("u-off"))
     theme = page.evaluate("charts.theme()")
     assert theme != (was or "light")
     now = colours()
@@ -235,12 +239,18 @@ def test_history_and_monitor_charts(stack: str, procs: list[Proc], browser_conte
         "([a, b]) => { charts.charts()[0].setScale('x', { min: a, max: b }); window.drawn = charts.charts()[0]; }",
         around,
     )
+    later.locator("#cells .u-legend .u-series").filter(has_text="Cell 3").locator(
+        ".u-label"
+    ).click()
     before = len(asked)
     later.clock.fast_forward(61_000)
     wait_until(lambda: later.evaluate("charts.charts()[0] !== window.drawn"), 10)
     assert len(asked) > before
     for sel in ("#power", "#cells"):
         assert later.evaluate(X, sel) == pytest.approx(around), sel
+    hidden = later.locator("#cells .u-legend .u-series.u-off")
+    expect(hidden).to_have_count(1)
+    expect(hidden).to_contain_text("Cell 3")
     later.click("#prev")
     wait_until(lambda: later.input_value("#day") < day, 10)
     later.wait_for_load_state("networkidle")

@@ -114,7 +114,10 @@ const charts = (() => {
     syncing = false;
   }
 
-  function build(entry, keepX) {
+  // the series hidden in the legend (by label), kept when a chart is drawn again
+  const hiddenIn = (entry) => new Set(entry.chart ? entry.chart.series.filter(s => !s.show).map(s => s.label) : []);
+
+  function build(entry, keepX, hidden = new Set()) {
     const { el, spec } = entry;
     const { title, series, data, opts } = spec;
     el.innerHTML = "";
@@ -140,7 +143,7 @@ const charts = (() => {
       series: [{}, ...series.map(s => {
         const stroke = colour(s.color);
         const { color, fill, ...rest } = s;
-        return { ...rest, stroke, ...(fill ? { fill: stroke + fill } : {}) };
+        return { ...rest, stroke, show: !hidden.has(s.label), ...(fill ? { fill: stroke + fill } : {}) };
       })],
       hooks,
     }, data, el);
@@ -157,10 +160,11 @@ const charts = (() => {
   function make(el, title, series, data, opts = {}) {
     let entry = list.find(e => e.el === el);
     const x = entry && opts.keepZoom && zoomedX(entry) ? { ...entry.chart.scales.x } : null;
+    const hidden = entry && opts.keepZoom ? hiddenIn(entry) : new Set();  // a refresh keeps them
     if (entry) entry.chart.destroy();
     else { entry = { el }; list.push(entry); }
     entry.spec = { title, series, data: gaps(data, opts.gaps), opts };
-    return build(entry, x);
+    return build(entry, x, hidden);
   }
 
   function full(entry) {
@@ -186,8 +190,9 @@ const charts = (() => {
   function recolour() {
     for (const entry of list) {
       const x = zoomedX(entry) ? { ...entry.chart.scales.x } : null;
+      const hidden = hiddenIn(entry);
       entry.chart.destroy();
-      build(entry, x);
+      build(entry, x, hidden);
     }
   }
   new MutationObserver(recolour).observe(document.documentElement, { attributes: true, attributeFilter: ["data-theme"] });
