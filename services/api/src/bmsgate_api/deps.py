@@ -96,7 +96,8 @@ def has_session(request: Request, ctx: Context) -> bool:
 VIEWER_PACKS: Final = "bmsgate.viewer_packs"  # scope key: the packs a limited request may see
 # fmt: off
 VIEWER_ROUTES: Final = frozenset({  # what a viewer may read: its packs, and what the pages need
-    "/api/packs", "/api/overview", "/api/banks", "/api/events", "/api/protocols", "/api/sky",
+    "/api/packs", "/api/overview", "/api/status", "/api/banks", "/api/events", "/api/protocols",
+    "/api/sky",
     "/api/version", "/api/packs/{pack}/state", "/api/packs/{pack}/daily",
     "/api/packs/{pack}/health", "/api/packs/{pack}/history", "/api/packs/{pack}/days/{month}",
     "/api/packs/{pack}/csv/{day}", "/api/packs/{pack}/zip/{month}",
