@@ -206,7 +206,9 @@ def test_every_page_fits_a_phone_and_pickers_start_at_the_first_pack(
     problems = watch(page)
     first_visit(page, base, PASSWORD)
     expect(page.locator('#banks .card[data-pack="house"]')).to_be_visible()
+    page.add_init_script(WATCH_PAGE)
     wrong: dict[str, list[str]] = {}
+    moved: dict[str, float] = {}
     for size, prefix in ((PHONE, "phone"), (DESKTOP, "desktop")):
         page.set_viewport_size(size)
         for where in PAGES:
@@ -227,10 +229,18 @@ def test_every_page_fits_a_phone_and_pickers_start_at_the_first_pack(
                 cards = page.locator("#packs .card[data-pack]")
                 expect(cards).to_have_count(3)
                 assert cards.evaluate_all("cs => cs.map(c => c.dataset.pack)") == ORDER
+            moved[f"{prefix} {where}"] = page.evaluate(
+                "window.__shifts.reduce((sum, s) => sum + s.value, 0)"
+            )
             page.evaluate("window.scrollTo(0, 0)")
             shot(page, f"{prefix}-{where.removesuffix('.html')}")
             fits(page, prefix, where)
             if found := page.evaluate(WHAT_IS_WRONG):
                 wrong[f"{prefix} {where}"] = found
+    print("layout shift per page:", {k: round(v, 4) for k, v in moved.items()})
+    # pages that fill in from their own requests keep their place meanwhile (the whole sum)
+    for prefix in ("phone", "desktop"):
+        for where in ("index.html", "settings.html", "system.html"):
+            assert moved[f"{prefix} {where}"] < 0.1, (prefix, where, moved)
     assert wrong == {}, "\n".join(f"{k}: {v}" for k, v in wrong.items())
     assert problems == []
