@@ -365,3 +365,70 @@ def test_a_bank_member_away_is_a_gap_in_the_banks_chart(
     expect(page.locator("#cells .u-legend .u-series").filter(has_text="west 16")).to_have_count(1)
     shot(page, "66-history-bank-member-away")
     assert not problems, problems
+
+
+def test_a_two_minute_outage_in_a_day_at_minute_resolution(
+    stack: str, mosquitto: Mosquitto, browser_context: Any
+) -> None:
+    """A whole day of a pack's states (every 30 s, a 2.5-minute hole at noon) through Mosquitto
+    into the history service: History's day is drawn at 1-minute resolution, broken once, there."""
+    import asyncio
+    import math
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import aiomqtt
+    from playwright.sync_api import expect
+
+    from bmsgate_common.models import PackState
+
+    zone = ZoneInfo(SITE_ZONE)
+    day = (datetime.now(zone) - timedelta(days=1)).date()
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    hole = (start + timedelta(hours=12), start + timedelta(hours=12, minutes=2, seconds=30))
+    times = [start + timedelta(seconds=30 * i) for i in range(2880)]
+    times = [t for t in times if not hole[0] < t < hole[1]]
+
+    def state(i: int, ts: datetime) -> PackState:
+        power = round(900 * math.sin(2 * math.pi * i / 1440), 1)  # + = charging
+        cells = [round(3.3 + (k % 4) * 0.002 + power / 1e5, 4) for k in range(16)]
+        return PackState(pack="shed", name="Shed", protocol="daly_classic", ts=ts, soc=50.0,
+                         pack_voltage=52.8, current=round(power / 52.8, 2), power=power,
+                         cell_voltages=cells, cell_count=16, temperatures=[20.0])  # fmt: skip
+
+    async def publish() -> None:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            for i, ts in enumerate(times):
+                await client.publish(
+                    "bmsgate/bms/shed/state", state(i, ts).model_dump_json(), qos=1
+                )
+
+    with ThreadPoolExecutor(1) as pool:  # playwright's sync API holds this thread's event loop
+        pool.submit(asyncio.run, publish()).result(timeout=120)
+    page = browser_context.new_page()
+    problems = watch(page)
+    first_visit(page, stack, PASSWORD)
+    expect(page.locator('.card[data-pack="garage"]')).to_be_visible(timeout=30_000)  # logged in
+    span = {
+        "start": start.timestamp() * 1000,
+        "end": (start + timedelta(days=1)).timestamp() * 1000,
+    }
+    stored = """(s) => bms.api(`api/packs/shed/history?fields=power&start=${new Date(s.start).toISOString()}`
+      + `&end=${new Date(s.end).toISOString()}`).then(r => r.times.length)"""
+    wait_until(lambda: page.evaluate(stored, span) >= 1438, 60)  # 1440 minutes less the hole's
+
+    page.goto(f"{stack}/history.html?pack=shed")
+    expect(page.locator("#cells .uplot")).to_have_count(1, timeout=30_000)
+    page.click("#prev")
+    expect(page.locator("#power .u-title")).to_contain_text(f"{day} · 1m", timeout=30_000)
+    drawn_t, drawn_p = page.evaluate(DATA, "#power")[:2]
+    known = [i for i, p in enumerate(drawn_p) if p is not None]
+    breaks = [drawn_t[i] for i in range(known[0], known[-1]) if drawn_p[i] is None]
+    assert len(breaks) == 1, breaks  # the hole, and no other: regular minutes stay joined
+    assert hole[0].timestamp() < breaks[0] < hole[1].timestamp(), (breaks, hole)
+    shot(page, "67-history-day-1m")
+    noon = [hole[0].timestamp() - 1800, hole[1].timestamp() + 1800]
+    page.evaluate("([a, b]) => charts.charts()[0].setScale('x', { min: a, max: b })", noon)
+    shot(page, "68-history-day-1m-noon")
+    assert not problems, problems
