@@ -81,6 +81,7 @@ WHAT_IS_WRONG = """() => {
 
 PAGES = [
     "index.html",
+    "energy.html",
     "battery.html",
     "monitor.html",
     "history.html",
@@ -96,6 +97,7 @@ PAGES = [
     "setup.html",
 ]
 PICKERS = {  # page -> its pack picker, every one starting at the first configured pack
+    "energy.html": "#pack",
     "battery.html": "#pack",
     "monitor.html": "#pack",
     "history.html": "#pack",
