@@ -222,9 +222,17 @@ const charts = (() => {
     return members.flatMap(m => Array.from({ length: m.cells }, (_, i) => `${m.name} ${i + 1}`));
   }
 
+  // charts of a window that ends now are read again this often ([ms]; ``fn`` null: not at all)
+  const REFRESH = 60_000;
+  let timer = null;
+  function again(fn) {
+    clearTimeout(timer);
+    timer = fn ? setTimeout(fn, REFRESH) : null;
+  }
+
   // a series of a reply by name ([] when the reply has none)
   const values = (reply, name) => (reply.series.find(s => s.name === name) || { values: [] }).values;
 
   const charts = () => list.map(e => e.chart);
-  return { history, make, gaps, cellsAt, cellNames, palette, palettes, theme, window, atLeast, resetZoom, values, charts };
+  return { history, make, gaps, cellsAt, cellNames, palette, palettes, theme, window, atLeast, resetZoom, values, again, charts };
 })();
