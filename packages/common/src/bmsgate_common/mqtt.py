@@ -346,8 +346,8 @@ class Backbone:
                     refused = [
                         f for (f, _), code in zip(filters, granted, strict=False) if code > 1
                     ]
-                    if refused:
-                        raise BackboneError(f"subscription refused: {', '.join(refused)}")
+                    if refused:  # connecting again would not change it; the rest works
+                        log.warning("backbone refused the subscription to %s", ", ".join(refused))
         except TimeoutError as err:
             if session is not None:
                 session.close()
