@@ -185,9 +185,8 @@ async def generate(bench: Bench, port: int, seconds: float) -> None:
         k = 0
         # a generator that falls behind (a loaded machine) stops on time all the same
         while (due := t0 + k / SLOTS) < t0 + seconds and time.perf_counter() < t0 + seconds:
-            now = time.perf_counter()
-            if due > now:
-                await asyncio.sleep(due - now)
+            # always yield: paho writes from the event loop, which a late generator must not starve
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
             bench.behind_ms.append((time.perf_counter() - due) * 1000)
             second, slot = divmod(k, SLOTS)
             stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
@@ -562,7 +561,8 @@ async def run(
         }
         per_state = sum(result["services"][k]["cpu_pct"] for k in services) / 100
         # meaningful while the services keep up (no backlog): CPU they spent per state sent
-        result["services_cpu_ms_per_state"] = round(1000 * per_state / result["published_per_s"], 2)
+        rate = max(result["published_per_s"], 1e-9)
+        result["services_cpu_ms_per_state"] = round(1000 * per_state / rate, 2)
         result["cpu_total_pct_of_2_cores"] = round(
             sum(v["cpu_pct"] for v in result["services"].values()) / 2, 1
         )
