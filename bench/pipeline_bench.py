@@ -46,6 +46,7 @@ from typing import Any
 
 import aiomqtt
 import httpx
+import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.client import MQTTMessageInfo
 from pymodbus.client import AsyncModbusTcpClient
@@ -264,19 +265,31 @@ def watcher(kind: str, where: str, out: Path) -> None:
     got: dict[str, list[float]] = {"pack": [], "second": [], "t": []}
     counts = {"messages": 0, "events": 0}
 
-    async def external() -> None:
+    def external() -> None:
+        # paho's own blocking loop: aiomqtt's per-message path (~100 us) starved this process
+        # on a loaded machine, and its lag was counted as the publisher's
         host, port = where.split(":")
-        async with aiomqtt.Client(host, int(port), logger=QUIET) as client:
-            await client.subscribe("bench/+")  # the main packets (status is bench/<pack>/status)
+        subscribed = []
+
+        def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+            now = time.perf_counter()
+            counts["messages"] += 1
+            match = PWT.search(message.payload)
+            if match:
+                got["pack"].append(int(message.topic[len("bench/p") :]))
+                got["second"].append(int(match[1]))
+                got["t"].append(now)
+
+        def on_subscribe(*_: object) -> None:
+            subscribed.append(True)
             print("ready", flush=True)
-            async for message in client.messages:
-                now = time.perf_counter()
-                counts["messages"] += 1
-                match = PWT.search(bytes(message.payload))
-                if match:
-                    got["pack"].append(int(str(message.topic)[len("bench/p") :]))
-                    got["second"].append(int(match[1]))
-                    got["t"].append(now)
+
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.on_message, client.on_subscribe = on_message, on_subscribe
+        client.connect(host, int(port))
+        client.subscribe("bench/+")  # the main packets (status is bench/<pack>/status)
+        signal.signal(signal.SIGTERM, lambda *_: client.disconnect())
+        client.loop_forever()
 
     async def sse() -> None:
         async with (
@@ -298,8 +311,13 @@ def watcher(kind: str, where: str, out: Path) -> None:
                         got["second"].append(int(power[1]))
                         got["t"].append(now)
 
+    if kind == "external":
+        external()
+        out.write_text(json.dumps({**got, **counts}))
+        return
+
     async def main() -> None:
-        task = asyncio.create_task(external() if kind == "external" else sse())
+        task = asyncio.create_task(sse())
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
