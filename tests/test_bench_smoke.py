@@ -83,7 +83,8 @@ def test_peers_bench_measures_bmsgate_on_a_board(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     (r,) = json.loads(out.read_text())
     assert r["program"] == "bmsgate" and r["protocol"] == "jk_uart"
-    assert r["samples"] >= 2 and r["cpu_ms_per_sample"] > 0
+    # /proc counts CPU in 10 ms ticks per process: a few samples may all fall within one tick
+    assert r["samples"] >= 2 and r["cpu_ms_per_sample"] is not None and r["cpu_ms_per_sample"] >= 0
     assert r["pss_mb"] > 10 and r["processes"] >= 2  # the supervisor, its services, Mosquitto
     # the board paces its bytes at the baud rate: no reading beats the wire
     assert r["wire"]["readings"] >= 1 and r["wire"]["ratio"] >= 0.95
