@@ -21,7 +21,7 @@ from bmsgate_common.topics import TopicSpec
 
 from .auth import COOKIE, PasswordStore, RateLimiter, Sessions, TokenInfo, Tokens, Viewer, Viewers
 from .guard import DOUBTED, STATE_CHANGING
-from .live import EventFanout, Replies
+from .live import EventFanout, LatestFanout, Replies
 from .sky import Weather
 from .store import PackStore
 
@@ -41,7 +41,7 @@ class Context:
     viewers: Viewers = field(default_factory=Viewers)
     backbone: Backbone | None = None
     replies: Replies = field(default_factory=Replies)
-    hub: EventFanout = field(default_factory=EventFanout)
+    hub: LatestFanout = field(default_factory=LatestFanout)  # packs and banks: newest each
     sniff_hub: EventFanout = field(default_factory=EventFanout)
     raw_rx: dict[str, asyncio.Queue[bytes]] = field(default_factory=dict)  # pack -> collector
     raw_lock: asyncio.Lock = field(default_factory=asyncio.Lock)

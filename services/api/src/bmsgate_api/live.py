@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,3 +81,61 @@ class EventFanout:
     def leave(self, queue: asyncio.Queue[tuple[str, Any]]) -> None:
         """Forget a listener."""
         self.listeners.discard(queue)
+
+
+class Latest:
+    """One browser's waiting events: the newest per event and pack, oldest first.
+
+    A browser slower than the packs (or an API that did not get the CPU for a moment) gets each
+    pack's newest view, never a queue of old ones, and never loses a pack's only change: at
+    1,000 packs a queue of 200 that dropped its oldest lost a third of the packs' updates.
+    """
+
+    def __init__(self) -> None:
+        self.replaced = 0  # events a newer one of the same pack replaced before they were sent
+        self._items: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
+        self._ready = asyncio.Event()
+
+    def put(self, event: str, data: Any) -> None:
+        """Keep ``data`` (a view with a ``pack``) as the newest ``event`` of its pack."""
+        key = (event, data.pack)
+        if self._items.pop(key, None) is not None:
+            self.replaced += 1
+        self._items[key] = (event, data)
+        self._ready.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Whether an event waits, within ``seconds``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._ready.wait()
+        return self._ready.is_set()
+
+    def take(self) -> list[tuple[str, Any]]:
+        """Every waiting event, oldest first."""
+        self._ready.clear()
+        items = list(self._items.values())
+        self._items.clear()
+        return items
+
+
+@dataclass
+class LatestFanout:
+    """Fan-out of the packs' and banks' views to every connected browser (``Latest`` each)."""
+
+    listeners: set[Latest] = field(default_factory=set)
+
+    def publish(self, event: str, data: Any) -> None:
+        """Hand ``data`` to every listener."""
+        for listener in self.listeners:
+            listener.put(event, data)
+
+    def listen(self) -> Latest:
+        """A new listener; remove it with ``leave``."""
+        listener = Latest()
+        self.listeners.add(listener)
+        return listener
+
+    def leave(self, listener: Latest) -> None:
+        """Forget a listener."""
+        self.listeners.discard(listener)
