@@ -97,8 +97,9 @@ async def test_a_good_save_keeps_secrets_and_says_which_services_restart(
         saved = await ui.put("/api/settings/form", json={"values": values})
         assert saved.status_code == 200, saved.text
         out = saved.json()
-        # a bus: its reader, and everything that reads the buses (not the notifier: no target)
-        assert out["restarted"] == ["reader-0", "api", "publisher", "modbus", "history"]
+        # a bus: its reader, and everything that reads the buses (not the notifier: no target);
+        # the api last, so that the page's requests for the others come through
+        assert out["restarted"] == ["reader-0", "publisher", "modbus", "history", "api"]
         assert out["applies_now"] is False
         written = yaml.safe_load((tmp_path / "site.yaml").read_text())
         assert written["buses"][0]["poll_interval"] == 2.5

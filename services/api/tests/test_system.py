@@ -56,6 +56,12 @@ def test_each_service_says_running_hung_stopped_restarting_or_not_started() -> N
     assert views["publisher"].state == "not started"
     assert views["publisher"].why == "nothing to do: no publisher targets and no banks"
     assert views["notifier"].state == "not started"
+    # a container runs a service with nothing to do all the same: it is running, and idle
+    statuses["publisher"] = online("publisher")
+    view = {v.name: v for v in services_view(cfg, statuses, NOW, {})}["publisher"]
+    assert view.state == "running" and view.why == (
+        "reporting, with nothing to do: no publisher targets and no banks"
+    )
     asked = {"history": NOW - timedelta(seconds=5)}
     assert {v.name: v for v in services_view(cfg, statuses, NOW, asked)}["history"].state == (
         "restarting"

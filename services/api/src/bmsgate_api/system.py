@@ -79,7 +79,9 @@ def service_view(
     restart_asked: datetime | None,
 ) -> ServiceView:
     """What one service's last status says about it now."""
-    if idle is not None:
+    # `bmsgate run` leaves an idle service unstarted; a container runs it anyway, and then its
+    # status says so (it idles, answers for its log and for a restart)
+    if idle is not None and (status is None or status.state != "online"):
         return ServiceView(name=name, state="not started", why=f"nothing to do: {idle}")
     asked = _age(now, restart_asked)
     restarting = asked is not None and asked < RESTART_GRACE
@@ -102,7 +104,8 @@ def service_view(
         if age > MISSED_BEATS * heartbeat:
             why = f"no status for {age:.0f} s (it reports every {heartbeat:g} s): hung or cut off"
             return ServiceView(state="not responding", why=why, **common)
-        return ServiceView(state="running", why="reporting", **common)
+        why = "reporting" if idle is None else f"reporting, with nothing to do: {idle}"
+        return ServiceView(state="running", why=why, **common)
     left = status.detail.get("left_out")
     if left:
         return ServiceView(state="not started", why=f"nothing to do: {left}", **common)

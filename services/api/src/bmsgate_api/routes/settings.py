@@ -237,6 +237,8 @@ async def write_form(body: FormValues, request: Request, ctx: Ctx) -> FormSaved 
     restarted, started, stopped = restarts(old, revealed(cfg))
     if before is None:  # nothing ran with the old file as it was: everything starts afresh
         restarted, started = [*restarted, *started], []
+    # the api last: asked to restart itself, it cuts off the page's requests for the others
+    restarted.sort(key=lambda name: name == "api")
     audit(request, ctx, f"settings file {path} saved from the forms")
     if ctx.supervised:  # bmsgate run restarts them now: the System page says so meanwhile
         ctx.restarts_asked.update(dict.fromkeys([*restarted, *started], utcnow()))
