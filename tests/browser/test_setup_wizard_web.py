@@ -195,6 +195,21 @@ def test_first_run_wizard_then_settings(
     wait_until(lambda: "reader-0 restarting on request" in run.log(), 20)
     shot(page, "26-settings-restart")
 
+    # the forms under `bmsgate run`: a save applies at once, so nothing is offered to restart
+    page.goto(f"{base}/settings.html#batteries")
+    page.reload()  # from #yaml the goto only moved to another anchor
+    expect(page.locator("#forms .card.form").first).to_be_visible()
+    restart = page.locator("#restart-listed")
+    expect(restart).to_be_hidden()
+    poll = page.locator('.field[data-key="buses.0.poll_interval"] input')
+    poll.fill("3")
+    poll.press("Tab")
+    page.click("#form-save")
+    expect(page.locator("#form-msg")).to_contain_text("bmsgate applies it now")
+    expect(page.locator("#form-msg")).to_contain_text("Restarting: reader-0")
+    expect(restart).to_be_hidden()
+    assert yaml.safe_load(config.read_text())["buses"][0]["poll_interval"] == 3
+
     log = run.log()
     assert "configuration" in log and "applied" in log
     assert "Traceback" not in log, log[-3000:]

@@ -66,6 +66,9 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     page = browser_context.new_page()
     problems = watch(page)
     visit(page, base, "settings.html#batteries")
+    restart = page.locator("#restart-listed")
+    expect(page.locator("#forms .card.form").first).to_be_visible()
+    expect(restart).to_be_hidden()  # nothing saved yet: nothing to restart
     poll = page.locator('.field[data-key="buses.0.poll_interval"]')
     expect(poll.locator("label")).to_contain_text("Poll interval")
     expect(poll.locator("label .unit")).to_have_text("[s]")
@@ -87,6 +90,7 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     packs_error = bank.locator('.field[data-key="banks.0.packs"] .field-error')
     expect(packs_error).to_have_text("needs at least 2 item(s)")
     expect(page.locator("#form-msg")).to_contain_text("Not saved")
+    expect(restart).to_be_hidden()
     shot(page, "50-settings-bad-value")
     assert yaml.safe_load(config.read_text())["buses"][0]["poll_interval"] == 1
     page.locator('[data-key="banks"] details.item button.danger').click()  # dialog accepted
@@ -95,8 +99,11 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     page.click("#form-save")
     msg = page.locator("#form-msg")
     expect(msg).to_contain_text("Saved")
-    expect(msg).to_contain_text("Restart needed: reader-0, api")
-    expect(page.locator("#restart-listed")).to_be_visible()
+    # every service that reads the poll interval (bmsgate_common.service_table), and the button names them
+    listed = "reader-0, api, publisher, modbus, history"
+    expect(msg).to_contain_text(f"Restart needed: {listed}.")
+    expect(restart).to_be_visible()
+    expect(restart).to_have_text(f"Restart {listed} now")
     written = yaml.safe_load(config.read_text())
     assert written["buses"][0]["poll_interval"] == 2
     assert written["publisher"]["targets"][0]["password"] == "target-secret-77"
