@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pymodbus.client import ModbusTcpClient
 
 from bmsgate.broker import free_port
 from tests.support.browser import at_sizes, first_visit, fits, shot, start_stack, watch
@@ -146,7 +147,14 @@ def test_system_page_shows_services_outputs_storage_logs_and_resets(
     expect(outputs.filter(has_text="Backbone").locator(".state")).to_have_text("connected")
     target = outputs.filter(has_text="MQTT target")
     expect(target.locator(".state")).to_have_text("connected", timeout=20_000)
-    expect(outputs.filter(has_text="Modbus TCP server")).to_contain_text("clients connected: 0")
+    server = outputs.filter(has_text="Modbus TCP server")
+    expect(server).to_contain_text("clients connected: 0")
+    # a real Modbus TCP client connected: the page says so at its next refresh (every 5 s)
+    client = ModbusTcpClient("127.0.0.1", port=yaml.safe_load(config.read_text())["modbus"]["port"])
+    assert client.connect()
+    expect(server).to_contain_text("clients connected: 1", timeout=20_000)
+    client.close()
+    expect(server).to_contain_text("clients connected: 0", timeout=20_000)
     expect(page.locator('#storage [data-field="archive"]')).to_contain_text("kB", timeout=20_000)
     expect(page.locator('#storage [data-field="free-disk"]')).to_contain_text(" of ")
 
