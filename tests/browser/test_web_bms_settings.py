@@ -1,11 +1,14 @@
 """The BMS's own settings in a real browser: a simulated JK-PB read through the reader and the
 API, shown on the BMS settings page; a safe write is confirmed in a dialog and answered with the
-value read back from the BMS; a value out of range and a write without a login change nothing."""
+value read back from the BMS; a value out of range and a write without a login change nothing.
+The site's zone is far from the browser's: the page's times are in the site's, in bms.when's format."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -18,13 +21,14 @@ from tests.support.procs import (
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-1"
+SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's zone
 
 
 @pytest.fixture
 def jk_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """One simulated JK-PB (address 1) on a pty, reader with control on, API."""
     bus = {"protocol": "jk_pb", "poll_interval": 0.5, "packs": [{"id": "garage", "address": 1}]}
-    settings = {"control": {"enabled": True}}
+    settings = {"control": {"enabled": True}, "timezone": SITE_ZONE}
     return start_stack(tmp_path, mosquitto, procs, ["jk_pb"], bus, settings=settings)
 
 
@@ -35,6 +39,15 @@ def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_con
     problems = watch(page)
     first_visit(page, base, PASSWORD)
     expect(page.locator('.card[data-pack="garage"]:not(.offline)')).to_be_visible(timeout=20_000)
+    # one format, in the site's zone (UTC+14 here), on every page: Status's clock too
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") != SITE_ZONE
+    assert page.evaluate("bms.when('2026-12-06T03:42:57Z')") == "2026-12-06 17:42:57"
+    assert page.evaluate("bms.hhmm('2026-12-06T10:05:00Z')") == "00:05"
+    clock = page.locator("#clock").inner_text()
+    now = datetime.now(ZoneInfo(SITE_ZONE))
+    assert (
+        abs((datetime.fromisoformat(clock).replace(tzinfo=now.tzinfo) - now).total_seconds()) < 60
+    )
 
     # no login, no write: the REST API refuses before anything reaches the BMS
     anonymous = httpx.put(f"{base}/api/packs/garage/settings/design_capacity", json={"value": 100})
@@ -48,6 +61,11 @@ def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_con
     expect(row).to_contain_text("Balance start voltage")
     expect(page.locator('tr[data-key="cell_count"]')).to_contain_text("read-only")
     expect(page.locator('tr[data-key="cell_uvp"] button')).to_have_count(0)
+    read = page.evaluate("async () => (await bms.api('api/packs/garage/settings')).ts")
+    site = (
+        datetime.fromisoformat(read).astimezone(ZoneInfo(SITE_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
+    )
+    expect(page.locator("#settings h2 small")).to_have_text(f"jk_pb · read {site}")
     shot(page, "30-bms-settings")
 
     asked: list[str] = []

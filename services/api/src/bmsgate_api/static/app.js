@@ -168,9 +168,21 @@ const bms = (() => {
   const ago = (seconds) => seconds < 90 ? `${Math.round(seconds)} s ago`
     : seconds < 5400 ? `${Math.round(seconds / 60)} min ago` : `${Math.round(seconds / 3600)} h ago`;
 
-  // times in the site's zone, whatever the browser's is: a date-time, and hours:minutes
-  const when = (value, opts = {}) => new Date(value).toLocaleString([], { timeZone: zone, ...opts });
-  const hhmm = (value) => when(value, { hour: "2-digit", minute: "2-digit" });
+  // Every time on every page goes through ``when``: in the site's zone, whatever the browser's is,
+  // and in one format on every screen, "2026-12-06 17:42:57" ({ seconds: false }: "2026-12-06 17:42";
+  // { date: false }: "17:42:57"); ``hhmm`` is "17:42". Numeric and 24 h, so no locale mixes styles.
+  const formats = new Map();
+  function when(value, { date = true, seconds = true } = {}) {
+    const key = zone || "";
+    if (!formats.has(key)) {
+      formats.set(key, new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric",
+        month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" }));
+    }
+    const p = Object.fromEntries(formats.get(key).formatToParts(new Date(value)).map((x) => [x.type, x.value]));
+    const time = `${p.hour}:${p.minute}${seconds ? ":" + p.second : ""}`;
+    return date ? `${p.year}-${p.month}-${p.day} ${time}` : time;
+  }
+  const hhmm = (value) => when(value, { date: false, seconds: false });
 
   // every pack and bank; { banks: false } where a bank cannot work (commands, tunnel, raw frames)
   async function packs({ banks = true } = {}) {

@@ -48,9 +48,23 @@ const charts = (() => {
       left.values = (u, vals) => vals.map(v => v.toFixed(digits));
       left.incrs = steps(digits);
     }
-    const out = [{ stroke, grid, ticks: grid }, left];
+    const out = [{ stroke, grid, ticks: grid, values: times }, left];
     if (unitRight) out.push({ scale: "right", side: 1, stroke, grid: { show: false }, label: unitRight, size: 50 });
     return out;
+  }
+
+  // the time axis in bms.when's format (uPlot's own would be a third style): "17:42", with the
+  // date under the first tick of each day (not the last tick: it would be cut at the edge), or
+  // only dates when the ticks are a day or more apart
+  function times(u, splits, axis, space, incr) {
+    let day = null;
+    return splits.map((s, i) => {
+      const [d, t] = bms.when(s * 1e3, { seconds: incr < 60 }).split(" ");
+      if (incr >= 86400) return d;
+      const label = d !== day && (i === 0 || i < splits.length - 1) ? `${t}\n${d}` : t;
+      day = d;
+      return label;
+    });
   }
 
   // a y range at least ``span`` wide around the data, so a flat line is not blown up to noise
@@ -140,7 +154,7 @@ const charts = (() => {
       // the window asked for, not the data's own span; a range function would also undo a zoom
       scales: { x: { time: true, ...(opts.x ? { auto: false, min: opts.x[0], max: opts.x[1] } : {}) }, ...(opts.scales || {}) },
       axes: axes(opts.unit, opts.unitRight, opts.digits),
-      series: [{}, ...series.map(s => {
+      series: [{ value: (u, v) => v === null ? "–" : bms.when(v * 1e3) }, ...series.map(s => {
         const stroke = colour(s.color);
         const { color, fill, ...rest } = s;
         return { ...rest, stroke, show: !hidden.has(s.label), ...(fill ? { fill: stroke + fill } : {}) };
@@ -206,9 +220,9 @@ const charts = (() => {
     const end = Date.now() / 1000, start = end - hours * 3600;
     const first = times.length ? times[0] : null;
     if (first === null || first <= start + 0.05 * hours * 3600) return { x: [start, end], note: "" };
-    const hhmm = bms.hhmm(first * 1000);
+    const since = bms.when(first * 1000, { seconds: false });
     const last = Math.max(end, times[times.length - 1]);
-    return { x: [Math.min(first, last - 10), last], note: ` · data since ${hhmm}` };  // ≥ 10 s wide
+    return { x: [Math.min(first, last - 10), last], note: ` · data since ${since}` };  // ≥ 10 s wide
   }
 
   // the cells' names: "Cell 7", or for a bank "West 3" (its cells are its members' in order,
