@@ -128,6 +128,14 @@ def test_status_says_when_the_api_is_lost_and_last_seen_ticks(
     for card in ('#packs .card[data-pack="east"]', '#banks .card[data-pack="house"]'):
         expect(page.locator(f'{card} [data-field="energy-out"]')).to_contain_text("kWh")
         expect(page.locator(f'{card} [data-field="energy-in"]')).to_contain_text("kWh")
+    # a bank has no BMS and no cycle count: its card says when its members were last read;
+    # a pack's header names its protocol as the registry labels it, not by its id
+    house = page.locator('#banks .card[data-pack="house"]')
+    expect(house).to_contain_text("members read")
+    expect(house).not_to_contain_text("BMS read")
+    expect(house).not_to_contain_text("Cycles")
+    expect(east.locator("h2 small")).to_have_text("JK-PB (RS485 Modbus)")
+    expect(east).to_contain_text("BMS read")
 
     # a hung API keeps its connection open: silence for two beats (2 s each here) is the sign
     os.kill(api.process.pid, signal.SIGSTOP)

@@ -165,6 +165,7 @@ async def test_the_status_page_gets_its_first_paint_in_one_answer_in_configurati
     )
     assert page["order"] == ["zeta", "alpha", "mid", "house"]
     assert page["layouts"]["jk_pb"] == "jk" and page["layouts"]["daly_classic"] == "daly"
+    assert page["labels"]["jk_pb"] == "JK-PB (RS485 Modbus)"
     assert page["sky"]["sunrise"] is None  # no coordinates: nothing made up
     (bank,) = page["banks"]
     # the bank's 32 cells are zeta's 16 then mid's 16: the page folds them per member

@@ -87,6 +87,7 @@ class StatusPage(BaseModel):
     banks: list[BankView] = Field(description="every bank, in the configuration's order")
     sky: Sky
     layouts: dict[str, Literal["daly", "jk"]] = Field(description="protocol -> its card layout")
+    labels: dict[str, str] = Field(description="protocol -> its display name (registry label)")
     order: list[str] = Field(
         description="configured pack ids, then bank ids: where a pack heard later is placed"
     )
@@ -100,6 +101,7 @@ async def status_page(request: Request, ctx: Ctx) -> StatusPage:
         banks=[b for b in bank_views(ctx) if shown(request, b.pack)],
         sky=sky(ctx.settings, ctx.weather, utcnow()),
         layouts={i.name: i.layout for i in infos()},
+        labels={i.name: i.label for i in infos()},
         order=[p for p in ctx.store.order if shown(request, p)],
     )
 

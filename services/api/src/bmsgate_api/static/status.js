@@ -21,6 +21,8 @@ const activity = (v) => `<span class="pill ${v.activity}" data-field="activity">
 
 // the dongle's two layouts; a pack's choice is remembered, else the one its protocol names
 const layouts = new Map();  // protocol -> "daly" | "jk" (GET /api/protocols)
+const labels = new Map();  // protocol -> its display name ("JK-PB (RS485 Modbus)"), from the registry
+const protocolName = (id) => labels.get(id) || id;
 function layoutOf(v) {
   const saved = localStorage.getItem(`bmsgate-layout-${v.pack}`);
   if (saved === "daly" || saved === "jk") return saved;
@@ -74,10 +76,12 @@ function slowRead(v) {
   return `<p class="muted" data-field="slow-read">${esc(list)} read <span class="slow-age" data-ts="${at}">${ago(v.age + oldest)}</span></p>`;
 }
 
-function footer(v) {
+// a bank has no BMS of its own: its time is when its members were last read
+function footer(v, kind) {
   const s = v.state, fw = s.extras && s.extras.software_version;
+  const read = kind === "bank" ? "members read" : "BMS read";
   return `${slowRead(v)}${v.findings.length ? `<p><a href="health.html?pack=${esc(v.pack)}">${v.findings.length} health finding(s)</a></p>` : ""}
-    <p class="muted"><span class="beat" title="BMS heartbeat: a new reading">♥</span> BMS read <span class="age" data-ts="${esc(s.ts)}">${ago(v.age)}</span>${fw ? ` · firmware ${esc(fw)}` : ""} ·
+    <p class="muted"><span class="beat" title="BMS heartbeat: a new reading">♥</span> ${read} <span class="age" data-ts="${esc(s.ts)}">${ago(v.age)}</span>${fw ? ` · firmware ${esc(fw)}` : ""} ·
       <a href="battery.html?pack=${esc(v.pack)}">cells&nbsp;24&nbsp;h</a> · <a href="monitor.html?pack=${esc(v.pack)}">power&nbsp;24&nbsp;h</a></p>`;
 }
 
@@ -120,7 +124,7 @@ function dalyCard(v, kind) {
   const cells = kind === "bank" && v.members ? memberCells(v) : cellGrid(v, 0, s.cell_voltages.length);
   const temps = s.temperatures.map(t => fmt(t, 0, "°C")).join(" · ") || "–";
   return `<div class="card daly ${kind}" data-pack="${esc(v.pack)}">
-    <h2>${esc(v.name)} <small>${kind === "bank" ? "bank" : esc(s.protocol)}</small> ${activity(v)}
+    <h2>${esc(v.name)} <small>${kind === "bank" ? "bank" : esc(protocolName(s.protocol))}</small> ${activity(v)}
       ${kind === "bank" ? "" : switcher(v, "daly")}</h2>
     <div class="soc" data-field="soc">${fmt(s.soc, 0, "%")}${ownSoc(s)}</div>
     <div class="bar"><div style="width:${Math.max(0, Math.min(100, s.soc))}%"></div></div>
@@ -132,14 +136,14 @@ function dalyCard(v, kind) {
       <div><span>Average cell</span><span>${mv(v.cell_average)}</span></div>
       <div><span>Delta over ${s.cell_count} cells</span><span data-field="delta">${mv(v.cell_delta)}</span></div>
       <div><span>Remaining</span><span>${fmt(s.remaining_capacity, 1, "Ah")}</span></div>
-      <div><span>Cycles</span><span>${s.cycles ?? "–"}</span></div>
+      ${kind === "bank" ? "" : `<div><span>Cycles</span><span>${s.cycles ?? "–"}</span></div>`}
       <div><span>MOS temp</span><span>${fmt(s.mos_temperature, 0, "°C")}</span></div>
-      <div><span>Max SOC today</span><span data-field="max-soc">${maxSoc(v)}</span></div>
+      ${kind === "bank" && !(v.daily && v.daily.max_soc !== null) ? "" : `<div><span>Max SOC today</span><span data-field="max-soc">${maxSoc(v)}</span></div>`}
     </div>
     <p>Temperatures: ${temps}</p>
     ${cells}
     <div class="row">${mos("charge", s.charge_mos)} ${mos("discharge", s.discharge_mos)} ${mos("balancing", s.balancing)}</div>
-    ${members(v)}${alarms(v)}${footer(v)}
+    ${members(v)}${alarms(v)}${footer(v, kind)}
   </div>`;
 }
 
@@ -153,7 +157,7 @@ function jkCard(v) {
   const sw = (label, on) => on === null || on === undefined ? "" :
     `<span class="jk-switch ${on ? "on" : "off"}">${label} <b>${on ? "on" : "off"}</b></span>`;  // state, not a control
   return `<div class="card jk" data-pack="${esc(v.pack)}">
-    <h2>${esc(v.name)} <small>${esc(s.protocol)}</small> ${activity(v)} ${switcher(v, "jk")}</h2>
+    <h2>${esc(v.name)} <small>${esc(protocolName(s.protocol))}</small> ${activity(v)} ${switcher(v, "jk")}</h2>
     <div class="jk-top">
       <div class="ring" style="--soc:${Math.max(0, Math.min(100, s.soc))}"><b data-field="soc">${fmt(s.soc, 0, "%")}</b><small>SOC${ownSoc(s)}</small></div>
       <div class="jk-grid">
@@ -235,7 +239,7 @@ function watchdog() {
   const lost = silent > 2 * beatMs || (source.readyState !== EventSource.OPEN && Date.now() - opened > beatMs);
   const banner = document.getElementById("lost");
   if (lost) {
-    banner.textContent = `Connection to bmsgate lost: nothing heard since ${bms.when(heard, { timeStyle: "medium" })}. ` +
+    banner.textContent = `Connection to bmsgate lost: nothing heard since ${bms.when(heard, { date: false })}. ` +
       "The values below may be out of date; reconnecting…";
   }
   banner.hidden = !lost;
@@ -258,7 +262,7 @@ function tick() {
   for (const el of document.querySelectorAll(".slow-age[data-ts]")) {
     el.textContent = ago((Date.now() - Date.parse(el.dataset.ts)) / 1000);
   }
-  document.getElementById("clock").textContent = bms.when(Date.now(), { dateStyle: "medium", timeStyle: "medium" });
+  document.getElementById("clock").textContent = bms.when(Date.now());
 }
 
 function showSky(sky) {
@@ -293,6 +297,7 @@ async function refreshSky() {
   const page = (await bms.start({ load: "api/status" })).loaded;
   order = new Map(page.order.map((p, i) => [p, i]));
   for (const [name, layout] of Object.entries(page.layouts)) layouts.set(name, layout);
+  for (const [name, label] of Object.entries(page.labels)) labels.set(name, label);
   for (const v of page.packs) views.set(v.pack, v);
   for (const v of page.banks) banks.set(v.pack, v);
   showSky(page.sky);
