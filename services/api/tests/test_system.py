@@ -116,8 +116,11 @@ def test_outputs_show_each_connection_from_the_services_counters() -> None:
     assert storage_view({}) is None
     # a service not online: its outputs are unknown, not "down"
     statuses["publisher"] = ServiceStatus(service="publisher", state="offline")
+    del statuses["modbus"]  # never started
     out = {(o.kind, o.name): o for o in outputs_view(cfg, statuses, backbone=False)}
     assert out["MQTT target", "cloud"].state == "unknown"
+    assert out["Modbus TCP server", "127.0.0.1:502"].state == "unknown"
+    assert out["Modbus push", "inverter:502"].state == "unknown"
 
 
 def test_log_lines_never_show_a_configured_secret_or_url_credentials() -> None:

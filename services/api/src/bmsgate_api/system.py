@@ -214,7 +214,8 @@ def outputs_view(
             OutputView(
                 kind="Modbus TCP server",
                 name=f"{cfg.modbus.host}:{cfg.modbus.port}",
-                state="connected" if mod_on else "down",  # serving while the service runs
+                # serving while the service runs; not running, unknown as every output (docs/web.md)
+                state="connected" if mod_on else "unknown",
                 facts={
                     "clients connected": mod.get("clients"),
                     "requests": mod.get("requests"),
