@@ -5,8 +5,10 @@ simulator on a pty -> reader -> Mosquitto -> history + API. Screenshots go to bu
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -108,6 +110,13 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
         "garage_"
     )
     shot(page, "06-history")
+    # on a phone each day's links stay on one line (an inline box that wraps has two rects)
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.locator("#days a[data-day]").first).to_be_visible()
+    lines = page.eval_on_selector_all("#days a", "as => as.map(a => a.getClientRects().length)")
+    assert lines and set(lines) == {1}, lines
+    shot(page, "06-history-phone")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.goto(f"{base}/health.html")
     expect(page.locator(".card h2")).to_have_text("Garage")
@@ -151,9 +160,10 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     made = page.locator("#tokens tr[data-token] td").nth(1)
     expect(made).not_to_have_text("never")
     created = page.evaluate("async () => (await bms.api('/api/auth/tokens'))[0].created")
-    site = page.evaluate(
-        "([iso, zone]) => new Date(iso).toLocaleString([], { timeZone: zone })",
-        [created, SITE_ZONE],
+    site = (
+        datetime.fromisoformat(created)
+        .astimezone(ZoneInfo(SITE_ZONE))
+        .strftime("%Y-%m-%d %H:%M:%S")
     )
     assert made.inner_text() == site and page.evaluate("bms.zone()") == SITE_ZONE
 
