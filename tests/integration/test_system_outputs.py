@@ -166,8 +166,10 @@ async def run_and_check(
         )
         assert later["state"] == "down", later
 
-        # (b) the notifier: the pack going offline is sent; its return fails while the
-        # receiver answers 503, and the failures are counted
+        # (b) the notifier: nothing tried yet is unknown; the pack going offline is sent; its
+        # return fails while the receiver answers 503, and the failures are counted
+        idle = await outputs("Notifications")
+        assert idle["state"] == "unknown" and idle["facts"]["last sent"] is None, idle
         sim.doze()
         sent = await until(lambda: positive("Notifications", "sent"), 60, "a notification sent")
         assert got.on("/inbox"), "the receiver got nothing"

@@ -111,6 +111,12 @@ def test_outputs_show_each_connection_from_the_services_counters() -> None:
     assert out["Modbus TCP server", "127.0.0.1:502"].facts["clients connected"] == 2
     assert out["Modbus push", "inverter:502"].state == "connected"
     assert out["Notifications", "phone"].state == "down"  # the last try failed after the last send
+    statuses["notifier"] = online("notifier", phone_last_sent=NOW.isoformat())
+    out = {(o.kind, o.name): o for o in outputs_view(cfg, statuses, backbone=True)}
+    assert out["Notifications", "phone"].state == "connected"
+    statuses["notifier"] = online("notifier", phone_sent=0, phone_failures=0)  # nothing tried
+    out = {(o.kind, o.name): o for o in outputs_view(cfg, statuses, backbone=True)}
+    assert out["Notifications", "phone"].state == "unknown"
     storage = storage_view(statuses)
     assert storage is not None and storage.archive_bytes == 4096 and storage.disk_write_rate == 55.5
     assert storage_view({}) is None

@@ -239,7 +239,9 @@ def outputs_view(
     for nt in cfg.notifier.targets:
         n = nt.name
         failed, sent = note.get(f"{n}_last_failed"), note.get(f"{n}_last_sent")
-        ok: bool | None = None if not note_on else not (failed and (not sent or failed > sent))
+        # nothing tried yet says nothing about the target: unknown, not connected
+        tried = note_on and (sent or failed)
+        ok: bool | None = not (failed and (not sent or failed > sent)) if tried else None
         out.append(
             OutputView(
                 kind="Notifications",
