@@ -225,6 +225,28 @@ def test_history_and_monitor_charts(stack: str, procs: list[Proc], browser_conte
     current = page.evaluate(DATA, "#current")[1]
     values = [v for v in current if v is not None]
     assert values and None in current[current.index(values[0]) :]
+    # the window's energy is the history's energy moved (kWh per point, they add up): the
+    # 15-minute buckets of 168 h add up to what the same hours' raw samples say, and that is
+    # the discharge power integrated (the sim discharges at a steady ~420 W)
+    shown = page.locator("#energy").inner_text()
+    kwh = re.search(r"discharged ([\d.]+) kWh", shown)
+    assert kwh, shown
+    moved = page.evaluate(
+        """async () => {
+          const sum = (r, n) => charts.values(r, n).reduce((a, b) => a + (b || 0), 0);
+          const week = await charts.history("garage", ["energy_out"], 168);
+          const raw = await charts.history("garage", ["energy_out", "power"], 1);
+          const t = raw.times, p = charts.values(raw, "power");
+          let wh = 0;
+          for (let i = 1; i < t.length; i++) if (p[i] !== null && p[i - 1] !== null && t[i] - t[i - 1] < 5000)
+            wh += (Math.max(-p[i], 0) + Math.max(-p[i - 1], 0)) / 2 * (t[i] - t[i - 1]) / 3.6e6;
+          return { week: sum(week, "energy_out"), raw: sum(raw, "energy_out"), integrated: wh / 1000 };
+        }"""
+    )
+    assert moved["integrated"] > 0.001, moved
+    assert moved["week"] == pytest.approx(moved["raw"], rel=0.1), moved
+    assert moved["raw"] == pytest.approx(moved["integrated"], rel=0.1), moved
+    assert float(kwh.group(1)) == pytest.approx(moved["week"], abs=0.0006), (shown, moved)
     shot(page, "64-monitor-168h-dark")
 
     # today's charts are read again every minute, keeping a zoom; a past day's are not
