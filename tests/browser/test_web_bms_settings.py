@@ -65,7 +65,7 @@ def test_settings_tab_reads_and_writes_with_read_back(jk_stack: str, browser_con
     site = (
         datetime.fromisoformat(read).astimezone(ZoneInfo(SITE_ZONE)).strftime("%Y-%m-%d %H:%M:%S")
     )
-    expect(page.locator("#settings h2 small")).to_have_text(f"jk_pb · read {site}")
+    expect(page.locator("#settings h2 small")).to_have_text(f"JK-PB (RS485 Modbus) · read {site}")
     shot(page, "30-bms-settings")
 
     asked: list[str] = []
