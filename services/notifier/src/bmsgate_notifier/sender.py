@@ -81,7 +81,11 @@ class SecretFilter(logging.Filter):
 
     def add(self, url: str) -> None:
         """Mask this URL's parts too (a URL tested before it is saved)."""
-        self.secrets = sorted({*self.secrets, *secrets_of(url)}, key=len, reverse=True)
+        self.take(secrets_of(url))
+
+    def take(self, secrets: Iterable[str]) -> None:
+        """Mask these strings too; the longest first, so a part inside another stays covered."""
+        self.secrets = sorted({*self.secrets, *secrets}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the message with the secrets replaced by ****."""

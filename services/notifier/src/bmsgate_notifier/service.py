@@ -264,6 +264,11 @@ def protect_logs(cfg: NotifierSettings) -> SecretFilter:
     """Mask the target URLs' secret parts in everything logged from now on."""
     secret_filter = SecretFilter(t.url.get_secret_value() for t in cfg.targets)
     for handler in logging.getLogger().handlers:
+        # a restart (new settings) replaces the filter it added before: they do not pile up
+        # in a process shared with other services; a removed target's parts stay masked
+        for before in [f for f in handler.filters if isinstance(f, SecretFilter)]:
+            secret_filter.take(before.secrets)
+            handler.removeFilter(before)
         handler.addFilter(secret_filter)
     return secret_filter
 
