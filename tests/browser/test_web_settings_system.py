@@ -85,8 +85,10 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     page.click("text=Add bank")
     bank = page.locator('[data-key="banks.0"]')
     bank.locator('.field[data-key="banks.0.id"] input').fill("house")
-    bank.locator('.field[data-key="banks.0.packs"] input').fill("east")
-    bank.locator('.field[data-key="banks.0.packs"] input').press("Tab")
+    # the members are ticked from the configured packs, by name
+    members = bank.locator('.field[data-key="banks.0.packs"] fieldset.multi label')
+    expect(members).to_have_text(["East (east)"])
+    members.get_by_text("East (east)").click()
     page.click("#form-save")
     packs_error = bank.locator('.field[data-key="banks.0.packs"] .field-error')
     expect(packs_error).to_have_text("needs at least 2 item(s)")
@@ -101,7 +103,10 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     msg = page.locator("#form-msg")
     expect(msg).to_contain_text("Saved")
     # every service that reads the poll interval (bmsgate_common.service_table), and the button names them
-    listed = "reader-0, api, publisher, modbus, history"
+    expect(msg).to_contain_text("Restart needed: ")
+    names = (msg.get_attribute("data-restarted") or "").split()
+    assert sorted(names) == ["api", "history", "modbus", "publisher", "reader-0"], names
+    listed = ", ".join(names)
     expect(msg).to_contain_text(f"Restart needed: {listed}.")
     expect(restart).to_be_visible()
     expect(restart).to_have_text(f"Restart {listed} now")
@@ -121,6 +126,8 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
         for group in ("batteries", "outputs", "notifications", "control", "history", "system"):
             page.click(f'#tabs button[data-tab="{group}"]')
             expect(page.locator("#forms .card.form").first).to_be_visible()
+            page.evaluate("window.scrollTo(0, 0)")
+            expect(page.locator("#form-save")).to_be_in_viewport()  # no scrolling to Save
             fits(page, group)
 
     at_sizes(page, "52-settings-system", every_group)

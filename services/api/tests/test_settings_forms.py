@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from bmsgate_api.forms import GROUPS
+from bmsgate_bms.registry import info
 from bmsgate_common.config_view import MASK
 from bmsgate_common.service_table import restarts
 from bmsgate_common.settings import Settings
@@ -23,6 +24,17 @@ FILE = {
     "publisher": {"targets": [{"name": "cloud", "password": "target-secret-7"}]},
     "history": {"influx": {"enabled": True, "token": "influx-token-3"}},
 }
+
+
+LEAKS = ("docs/", ".md", "bmsgate_", "<base>", "python -m", "set_keep_awake")
+
+
+def _every(node: object, key: str) -> list[str]:
+    """Every value of ``key`` anywhere in a form schema."""
+    if isinstance(node, dict):
+        own = [node[key]] if isinstance(node.get(key), str) else []
+        return own + [x for v in node.values() for x in _every(v, key)]
+    return [x for v in node for x in _every(v, key)] if isinstance(node, list) else []
 
 
 def test_every_section_of_the_settings_is_in_a_group() -> None:
@@ -54,6 +66,15 @@ async def test_the_forms_get_labels_units_ranges_choices_and_masked_secrets(
         assert form["schema"]["fields"]["mqtt"]["fields"]["password"]["kind"] == "secret"
         events = form["schema"]["fields"]["notifier"]["fields"]["targets"]["items"]["fields"]
         assert events["events"]["kind"] == "multi" and "alarm" in events["events"]["options"]
+        # an owner's words: protocols by label, members ticked from the packs, no two fields
+        # titled alike, no module or docs file names in the help
+        assert bus["protocol"]["labels"]["daly_classic"] == info("daly_classic").label
+        members = form["schema"]["fields"]["banks"]["items"]["fields"]["packs"]
+        assert members["kind"] == "multi" and members["choices"] == "packs"
+        fields = form["schema"]["fields"]
+        assert bus["offline_after"]["title"] != fields["stale_after"]["title"]
+        helps = [h for h in _every(fields, "help") if any(w in h for w in LEAKS)]
+        assert not helps, helps
         assert [g["title"] for g in form["schema"]["groups"]][:2] == [
             "Batteries and buses",
             "Outputs",

@@ -27,6 +27,7 @@ from pydantic import (
 
 from bmsgate_bms.polling import SLOW_EVERY
 from bmsgate_bms.registry import info as protocol_info
+from bmsgate_bms.registry import infos as protocol_infos
 
 from .models import PackId, ProtocolName
 from .ports import SerialPort
@@ -125,43 +126,54 @@ class BusSettings(_Section):
     port: SerialPort = Field(
         description="/dev/serial/by-id/... (stable), /dev/ttyUSB0, socket://h:p or rfc2217://h:p"
     )
-    protocol: ProtocolName
+    # the page shows each protocol by its label (bmsgate_bms.registry), the file keeps the name
+    protocol: ProtocolName = Field(
+        json_schema_extra={"labels": {p.name: p.label for p in protocol_infos()}}
+    )
     baudrate: int | None = Field(
         default=None, gt=0, title="Baud rate", description="[baud] the protocol's default if unset"
     )
     poll_interval: float = Field(
         default=5.0, ge=0, description="[s] between snapshots; 0 = back-to-back"
     )
-    offline_after: int = Field(default=3, ge=1, description="missed polls before a pack is offline")
+    offline_after: int = Field(
+        default=3,
+        ge=1,
+        title="Missed polls before offline",
+        description="polls in a row without an answer before the pack shows offline",
+    )
     slow_every: int = Field(
         default=SLOW_EVERY,
         ge=1,
         le=1000,
-        description="read the protocol's slow commands (cells of a DALY classic, cycles, "
-        "firmware...) every this many polls; 1 = everything at every poll. Each is read again "
-        "after at most 60 s and at once when the fast answer changes (docs/performance.md)",
+        title="Slow values every",
+        description="read the values that change slowly (cells of a DALY classic, cycles, "
+        "firmware...) every this many polls; 1 = everything at every poll. Each is still read "
+        "at least once a minute, and at once when the fast values change",
     )
     timeout: float = Field(default=0.5, gt=0, description="[s] to wait for an answer")
     retries: int = Field(default=1, ge=0, description="retries of a failed request within a poll")
     variant: str | None = Field(
         default=None,
         max_length=20,
-        description="for protocols with variants (bmsgate_bms.registry), e.g. daly_new: "
-        "'81' for H/K/M/S and 100 Balance boards (default), 'd2'",
+        description="only some boards need it: a DALY (new) is '81' for H/K/M/S and 100 Balance "
+        "boards (the default) or 'd2'",
     )
     passthrough: SerialPort | None = Field(
         default=None,
         description="second serial port with the original gadget (DALY BT/WiFi dongle, display)",
     )
     sniff: bool = Field(
-        default=False, description="publish every frame on <base>/bus/<reader>/sniff"
+        default=False,
+        title="Show raw frames",
+        description="send every frame on this port to the Sniffer page (for troubleshooting)",
     )
     keep_awake: float = Field(
         default=0.0,
         ge=0,
         le=3600,
         description="[s] send a harmless read this often between polls so a DALY that sleeps "
-        "when idle stays awake; 0 = off (switchable at runtime: set_keep_awake)",
+        "when idle stays awake; 0 = off",
     )
     listen: bool = Field(
         default=False,
@@ -354,7 +366,7 @@ class ModbusPushValue(_Section):
     """One value a push target gets: which quantity of which pack, into which register, how."""
 
     pack: PackId = Field(description="a pack or bank id")
-    value: str = Field(description="a quantity of docs/modbus.md, e.g. soc, pack_voltage, cell_3")
+    value: str = Field(description="a quantity of the register map, e.g. soc, pack_voltage, cell_3")
     address: int = Field(ge=0, le=65535, description="first register (0-based, as on the wire)")
     type: Literal["u16", "s16", "u32", "s32", "float32"] = "u16"
     scale: float = Field(default=1.0, description="register = value x scale, e.g. 100 for 10 mV")
@@ -439,7 +451,10 @@ class ModbusSettings(_Section):
 class ControlSettings(_Section):
     """Changing a BMS (MOS switches, SOC): off until enabled."""
 
-    enabled: bool = Field(default=False, description="accept commands on <base>/bms/<pack>/set")
+    enabled: bool = Field(
+        default=False,
+        description="let the web UI, MQTT and Modbus switch MOS and set the SOC (with a password)",
+    )
 
 
 TARGET_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
@@ -551,7 +566,13 @@ class BankSettings(_Section):
 
     id: PackId
     name: str | None = Field(default=None, description="display name; the id when unset")
-    packs: list[PackId] = Field(min_length=2, description="member pack ids")
+    # the page offers the configured packs to tick
+    packs: list[PackId] = Field(
+        min_length=2,
+        title="Member packs",
+        description="the packs wired in parallel (at least two)",
+        json_schema_extra={"choices": "packs"},
+    )
 
 
 class InfluxSettings(_Section):
@@ -762,14 +783,15 @@ class Settings(_Section):
     tunnel: TunnelSettings = TunnelSettings()
     timezone: ZoneName | None = Field(
         default=None,
-        description="IANA name of the site's zone, e.g. Europe/Berlin; unset: found from "
-        "notifier.latitude/longitude, else the machine's (docs/install.md, Time zone)",
+        description="the site's time zone, e.g. Europe/Berlin; unset: found from the "
+        "notifications' latitude and longitude, else the machine's",
     )
     stale_after: float = Field(
         default=60.0,
         gt=0,
-        description="[s] a pack whose latest state is older is offline everywhere "
-        "(bmsgate_common.liveness)",
+        title="Offline when older than",
+        description="[s] a pack whose latest reading is older shows offline on every page and "
+        "output",
     )
     version: int | None = Field(
         default=None,

@@ -43,7 +43,7 @@ GROUPS: Final = (
         (
             Part("buses", "Serial buses and their packs"),
             Part("banks", "Banks (packs in parallel)"),
-            Part("stale_after", "Offline after"),
+            Part("stale_after", "When a pack shows offline"),
         ),
     ),
     Group(
@@ -105,6 +105,16 @@ _WORDS: Final = {
 }
 
 
+# pointers into the code or the docs, left out of the help an owner reads beside a field
+_DOC_PATH = re.compile(r",\s*docs/[\w./-]+\.md")
+_CODE_NOTE = re.compile(r"\s*\([^()]*(?:docs/|bmsgate_|python -m)[^()]*\)")
+
+
+def owner_words(description: str) -> str:
+    """A description without its references to modules and docs files."""
+    return _CODE_NOTE.sub("", _DOC_PATH.sub("", description)).strip()
+
+
 def key_words(name: str) -> str:
     """A key in words: poll_interval is "Poll interval", url is "URL"."""
     words = [_WORDS.get(w.capitalize(), w) for w in name.split("_")]
@@ -131,8 +141,12 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
     if unit:
         out["unit"] = unit.group(1)
         description = description[unit.end() :]
+    description = owner_words(description)
     if description:
         out["help"] = description[:1].upper() + description[1:]
+    for key in ("labels", "choices"):  # the model's hints for the page (settings.py)
+        if key in schema:
+            out[key] = schema[key]
     if "default" in schema:
         out["default"] = schema["default"]
     kind = schema.get("type")
@@ -143,7 +157,10 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
         out["options"] = schema["enum"]
     elif kind == "array":
         items = _node(schema.get("items", {}), defs, name)
-        if items["kind"] == "enum":
+        if "choices" in out:  # picked from the configuration (the page knows it)
+            kind = "multi"
+            out["options"] = []
+        elif items["kind"] == "enum":
             kind = "multi"
             out["options"] = items["options"]
         else:

@@ -91,7 +91,8 @@ const forms = (() => {
     if (node.kind === "enum") {
       input = el("select", { id, "aria-describedby": described });
       if (!node.required) input.append(el("option", { value: "", text: dflt ? `(${dflt})` : "(not set)" }));
-      for (const o of node.options) input.append(el("option", { value: String(o), text: String(o) }));
+      const words = node.labels || {};  // what a person reads; the file keeps the value
+      for (const o of node.options) input.append(el("option", { value: String(o), text: words[o] || String(o) }));
       input.value = value === undefined || value === null ? "" : String(value);
       input.onchange = () => {
         const o = node.options.find(x => String(x) === input.value);
@@ -100,13 +101,19 @@ const forms = (() => {
     } else if (node.kind === "multi") {
       input = el("fieldset", { class: "multi", id, "aria-describedby": described });
       input.append(el("legend", { class: "visually-hidden", text: node.title || name }));
-      const on = new Set(value ?? node.default ?? node.options);
-      for (const o of node.options) {
+      const picked = node.choices ? choices(node.choices, value) : null;
+      const on = new Set(value ?? node.default ?? (picked ? [] : node.options));
+      for (const o of picked ? picked.map(c => c.id) : node.options) {
         const box = el("input", { type: "checkbox", value: o, id: `${id}-${o}` });
         box.checked = on.has(o);
-        box.onchange = () => set(key, [...input.querySelectorAll("input:checked")].map(b => b.value));
-        input.append(el("label", { class: "opt" }, box, ` ${o}`));
+        box.onchange = () => {
+          const ticked = [...input.querySelectorAll("input:checked")].map(b => b.value);
+          set(key, picked && !ticked.length ? undefined : ticked);
+        };
+        const word = picked ? picked.find(c => c.id === o).text : o;
+        input.append(el("label", { class: "opt" }, box, ` ${word}`));
       }
+      if (picked && !picked.length) input.append(el("span", { class: "muted", text: "no packs configured yet" }));
     } else if (node.kind === "secret") {
       const stored = value === MASK;
       input = el("input", { type: "password", id, autocomplete: "new-password", "aria-describedby": described,
@@ -142,6 +149,18 @@ const forms = (() => {
     }
     row.append(...[label, input, help, error].filter(Boolean));
     return row;
+  }
+
+  // what a list is picked from: "packs", the configured packs (and any listed one no longer there)
+  function choices(what, value) {
+    const out = [];
+    if (what === "packs") {
+      for (const bus of values.buses || []) for (const p of (bus && bus.packs) || []) {
+        if (p && p.id) out.push({ id: p.id, text: p.name && p.name !== p.id ? `${p.name} (${p.id})` : p.id });
+      }
+    }
+    for (const v of value || []) if (!out.some(c => c.id === v)) out.push({ id: v, text: `${v} (not configured)` });
+    return out;
   }
 
   function showError(row, text) {
