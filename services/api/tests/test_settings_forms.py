@@ -73,6 +73,10 @@ async def test_the_forms_get_labels_units_ranges_choices_and_masked_secrets(
         assert members["kind"] == "multi" and members["choices"] == "packs"
         fields = form["schema"]["fields"]
         assert bus["offline_after"]["title"] != fields["stale_after"]["title"]
+        full = bus["packs"]["items"]["fields"]["full_cell_voltage"]["help"]
+        assert "at or below “Full current” for “Full time”" in full, full
+        push = bus["packs"]["items"]["fields"]["push_soc"]["help"]
+        assert push.endswith("needs “Control: Enabled”"), push
         helps = [h for h in _every(fields, "help") if any(w in h for w in LEAKS)]
         assert not helps, helps
         assert [g["title"] for g in form["schema"]["groups"]][:2] == [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 from pydantic import ValidationError
@@ -193,10 +194,42 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
     return out
 
 
+_KEY = re.compile(r"\b([a-z]+)(?:\.([a-z]+(?:_[a-z]+)*)|((?:_[a-z]+)+))\b")
+
+
+def _say_keys(fields: dict[str, Any], top: dict[str, Any]) -> None:
+    """Help that names another field's key names it by its label (in place, every level).
+
+    "below full_current" is "below “Full current”" beside its sibling; "needs control.enabled"
+    is "needs “Control: Enabled”".
+    """
+
+    def said(m: re.Match[str], own: str) -> str:
+        first, dotted, snake = m.groups()
+        if dotted is not None:
+            section = top.get(first, {})
+            inner = section.get("fields", {}).get(dotted)
+            if inner is None:
+                return m.group(0)
+            return f"“{key_words(first)}: {inner['title']}”"
+        key = first + snake
+        node = fields.get(key, top.get(key)) if key != own else None
+        return f"“{node['title']}”" if node is not None else m.group(0)
+
+    # a field's own key in its help is a placeholder ("http://<mdns_name>.local/")
+    for own, node in fields.items():
+        if "help" in node:
+            node["help"] = _KEY.sub(partial(said, own=own), node["help"])
+        inner = node.get("items", node) if node.get("kind") == "array" else node
+        if "fields" in inner:
+            _say_keys(inner["fields"], top)
+
+
 def form_schema() -> dict[str, Any]:
     """The Settings model as form nodes, and the groups the page shows them in."""
     schema = Settings.model_json_schema()
     root = _node(schema, schema.get("$defs", {}), "settings")
+    _say_keys(root["fields"], root["fields"])
     return {
         "fields": root["fields"],
         "groups": [
