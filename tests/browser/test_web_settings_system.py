@@ -14,6 +14,7 @@ import yaml
 from pymodbus.client import ModbusTcpClient
 
 from bmsgate.broker import free_port
+from bmsgate_bms.registry import info
 from tests.support.browser import at_sizes, first_visit, fits, shot, start_stack, watch
 from tests.support.procs import Mosquitto, Proc
 
@@ -73,6 +74,8 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     poll = page.locator('.field[data-key="buses.0.poll_interval"]')
     expect(poll.locator("label")).to_contain_text("Poll interval")
     expect(poll.locator("label .unit")).to_have_text("[s]")
+    protocol = page.locator('.field[data-key="buses.0.protocol"] select')
+    expect(protocol.locator("option:checked")).to_have_text(info("jk_pb").label)  # not "jk_pb"
     # typed: the message at once, beside the field
     poll.locator("input").fill("-1")
     poll.locator("input").press("Tab")

@@ -69,6 +69,7 @@ async def test_the_forms_get_labels_units_ranges_choices_and_masked_secrets(
         # an owner's words: protocols by label, members ticked from the packs, no two fields
         # titled alike, no module or docs file names in the help
         assert bus["protocol"]["labels"]["daly_classic"] == info("daly_classic").label
+        assert events["events"]["labels"]["alarm_cleared"] == "Alarm cleared"
         members = form["schema"]["fields"]["banks"]["items"]["fields"]["packs"]
         assert members["kind"] == "multi" and members["choices"] == "packs"
         fields = form["schema"]["fields"]

@@ -264,6 +264,13 @@ class ApiSettings(_Section):
     public_read: Literal["never", "local", "always"] = Field(
         default="local",
         description="reading without login: never, only from this machine (loopback), always",
+        json_schema_extra={
+            "labels": {
+                "never": "Never (always log in)",
+                "local": "Only from this machine",
+                "always": "Always (anyone who reaches it)",
+            }
+        },
     )
     session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="[h] a login lasts")
     login_attempts: int = Field(

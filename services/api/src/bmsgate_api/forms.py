@@ -123,6 +123,18 @@ def key_words(name: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _option_words(options: list[Any]) -> dict[str, str]:
+    """Choices in words when the model gives none: "alarm_cleared" is "Alarm cleared".
+
+    Only plain lowercase words: "u16", "C" or "INFO" are what the owner reads elsewhere too.
+    """
+    return {
+        o: key_words(o)
+        for o in options
+        if isinstance(o, str) and re.fullmatch(r"[a-z]+(_[a-z]+)*", o)
+    }
+
+
 def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, Any]:
     """One field of the JSON Schema as a form node (see the module's docstring)."""
     if "$ref" in schema:
@@ -156,6 +168,7 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
     elif "enum" in schema:
         kind = "enum"
         out["options"] = schema["enum"]
+        out.setdefault("labels", _option_words(schema["enum"]))
     elif kind == "array":
         items = _node(schema.get("items", {}), defs, name)
         if "choices" in out:  # picked from the configuration (the page knows it)
@@ -164,6 +177,7 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
         elif items["kind"] == "enum":
             kind = "multi"
             out["options"] = items["options"]
+            out["labels"] = items["labels"]
         else:
             out["items"] = items
         for key, ours in (("minItems", "min_items"), ("maxItems", "max_items")):

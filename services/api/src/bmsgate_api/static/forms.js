@@ -110,7 +110,7 @@ const forms = (() => {
           const ticked = [...input.querySelectorAll("input:checked")].map(b => b.value);
           set(key, picked && !ticked.length ? undefined : ticked);
         };
-        const word = picked ? picked.find(c => c.id === o).text : o;
+        const word = picked ? picked.find(c => c.id === o).text : (node.labels || {})[o] || o;
         input.append(el("label", { class: "opt" }, box, ` ${word}`));
       }
       if (picked && !picked.length) input.append(el("span", { class: "muted", text: "no packs configured yet" }));
