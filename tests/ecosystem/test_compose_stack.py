@@ -11,6 +11,7 @@ The figures of a warm and a cold run are in docs/deploy.md.
 from __future__ import annotations
 
 import http.cookiejar
+import itertools
 import json
 import os
 import re
@@ -380,6 +381,92 @@ def test_a_command_round_trip_and_settings_saved(stack: Stack) -> None:
     assert status == 200, saved
     stored = stack.compose("exec", "-T", "api", "cat", "/config/bmsgate.yaml")
     assert "Lane" in stored
+
+
+def _system(lane: Stack) -> dict[str, dict[str, Any]]:
+    """The System page's services: name -> its view."""
+    status, view = lane.http("GET", "/api/system")
+    assert status == 200, view
+    return {s["name"]: s for s in view["services"]}
+
+
+def _restarts(lane: Stack, service: str) -> int:
+    inspect = ["docker", "inspect", "-f", "{{.RestartCount}}", lane.container(service)]
+    return int(subprocess.check_output(inspect, text=True))
+
+
+def _gap(lane: Stack, pack: str, seconds: float) -> float:
+    """The median time between ``pack``'s states over ``seconds`` (its reader's poll cycle)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, state = lane.http("GET", f"/api/packs/{pack}/state")
+        if status == 200:
+            seen.add(state["ts"])
+        time.sleep(0.3)
+    stamps = sorted(datetime.fromisoformat(ts) for ts in seen)
+    gaps = sorted((b - a).total_seconds() for a, b in itertools.pairwise(stamps))
+    assert gaps, (pack, seen)
+    return gaps[len(gaps) // 2]
+
+
+def _running(lane: Stack, names: list[str]) -> dict[str, dict[str, Any]] | None:
+    """The System page's services once each of ``names`` is running; None before (or while
+    the api itself restarts)."""
+    try:
+        services = _system(lane)
+    except OSError:
+        return None
+    return services if all(services.get(n, {}).get("state") == "running" for n in names) else None
+
+
+def test_system_forms_save_and_restart_over_the_backbone(stack: Stack) -> None:
+    """What the System and Settings pages do, across containers: each service's state and log
+    over the backbone; the forms' save into the volume; *Restart them now* restarts the listed
+    services' containers, and reader-0 then polls as saved."""
+    containers = {"reader-0": "reader-0-sim", "reader-1": "reader-1-sim"}
+    containers |= {s: s for s in SERVICES if s not in ("mosquitto", "influxdb")}
+    # every container's service running, also those the file gives nothing to do
+    services = _wait("every service running", lambda: _running(stack, list(containers)), 60)
+    assert "nothing to do" in services["notifier"]["why"], services["notifier"]
+    # the log lines of other containers' services, asked for over the backbone
+    for name in ("reader-0", "history", "notifier"):
+        status, log = stack.http("GET", f"/api/system/logs/{name}")
+        assert status == 200 and log["reachable"] and log["lines"], (name, log)
+    assert not stack.http("GET", "/api/system/logs/reader-7")[1]["reachable"]
+    # the forms' save (PUT /api/settings/form): pack-1's bus polls every 2 s instead of 5
+    assert _gap(stack, "pack-1", 12) > 3.5
+    status, form = stack.http("GET", "/api/settings/form")
+    assert status == 200 and form["applies_now"] is False, form
+    values = form["values"]
+    values["buses"][0]["poll_interval"] = 2
+    status, saved = stack.http("PUT", "/api/settings/form", {"values": values})
+    assert status == 200 and saved["applies_now"] is False, saved
+    listed = [*saved["restarted"], *saved["started"]]
+    assert "reader-0" in listed and "reader-1" not in listed and listed[-1] == "api", saved
+    for reader in ("api", "reader-0-sim"):  # the one volume: the api writes, the readers read
+        stored = yaml.safe_load(stack.compose("exec", "-T", reader, "cat", "/config/bmsgate.yaml"))
+        assert stored["buses"][0]["poll_interval"] == 2, (reader, stored)
+        assert stored["api"]["title"] == "Lane"  # the YAML save before is kept
+    # Restart them now, as the page does: each listed service asked over the backbone in turn
+    # (the api last); each stops with exit code 75 and its container's policy starts it again
+    before = {name: _restarts(stack, containers[name]) for name in listed}
+    for name in listed:
+        status, asked = stack.http("POST", "/api/services/restart", {"service": name})
+        assert status == 202 and asked["state"] == "restart requested", (name, asked)
+    _wait(
+        "each listed service's container restarted",
+        lambda: all(_restarts(stack, containers[n]) > before[n] for n in listed),
+        120,
+    )
+    _wait("every container healthy again", lambda: set(_health(stack).values()) == {"healthy"}, 180)
+    after = _wait("every service running again", lambda: _running(stack, list(containers)), 120)
+    for name in containers:  # the listed ones started anew, the others kept running
+        assert (after[name]["started"] != services[name]["started"]) == (name in listed), name
+    assert "restart requested: asked for in the web UI" in stack.compose(
+        "logs", "--no-color", "reader-0-sim"
+    )
+    assert _gap(stack, "pack-1", 12) < 3.5  # it polls as saved
 
 
 def test_the_tunnel_reaches_a_sim_board(stack: Stack) -> None:
