@@ -34,7 +34,7 @@ def test_defaults_are_safe_and_empty() -> None:
     [
         (
             {"publisher": {"targets": [{"name": "x", "interval": 0.5}]}},
-            "bad value for 'publisher.targets.0.interval': Input should be greater than or equal to 1",
+            "bad value for 'publisher.targets.0.interval': must be at least 1",
         ),
         ({"publisher": {"targets": [{"name": "x"}, {"name": "x"}]}}, "two targets share a name"),
         ({"publisher": {"targets": [{"name": "Bad Name"}]}}, "'publisher.targets.0.name'"),

@@ -121,7 +121,7 @@ def test_energy_days_are_the_daily_statistics_of_each_day_and_absent_days_absent
         ({"day": "2024-03-05"}, "energy takes a month or a year"),
         ({"month": "2024-03", "year": 2024}, "energy takes a month or a year"),
         ({}, "energy takes a month or a year"),
-        ({"year": 999}, "year: Input should be greater than or equal to 1000"),
+        ({"year": 999}, "year: must be at least 1000"),
     ],
 )
 def test_an_energy_request_without_one_month_or_year_is_refused(

@@ -29,6 +29,7 @@ from bmsgate_bms.polling import SLOW_EVERY
 from bmsgate_bms.registry import info as protocol_info
 from bmsgate_bms.registry import infos as protocol_infos
 
+from .invalid import in_words
 from .models import PackId, ProtocolName
 from .ports import SerialPort
 from .timezones import ZoneName
@@ -954,7 +955,7 @@ def explain(err: ValidationError) -> str:
         value = first.get("input")
         shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
         more = f"; {err.error_count() - 1} more error(s)" if err.error_count() > 1 else ""
-        text = f"bad value for '{key}': {first['msg']}{shown}{more}"
+        text = f"bad value for '{key}': {in_words(first)}{shown}{more}"
     return one_line(text)
 
 

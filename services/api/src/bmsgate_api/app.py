@@ -16,6 +16,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bmsgate_common import topics
+from bmsgate_common.invalid import in_words
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
@@ -50,7 +51,7 @@ from .auth import (
     session_key,
 )
 from .deps import VIEWER_PAGES, Context, limited_to
-from .forms import in_words, request_error
+from .forms import request_error
 from .guard import Guard, Proxies
 from .live import CLIENT, RAW_HOLDER
 from .routes import (

@@ -17,6 +17,7 @@ from typing import Any, Final, NamedTuple
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from bmsgate_common.invalid import in_words
 from bmsgate_common.settings import Settings
 
 
@@ -250,50 +251,6 @@ def form_schema() -> dict[str, Any]:
             {"id": g.id, "title": g.title, "parts": [p._asdict() for p in g.parts]} for g in GROUPS
         ],
     }
-
-
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def in_words(error: ErrorDetails) -> str:
-    """A pydantic error as a short sentence for beside its field."""
-    kind, ctx = error["type"], error.get("ctx") or {}
-    if kind == "missing":
-        return "required"
-    if kind == "json_invalid":
-        return "not valid JSON"
-    if kind == "extra_forbidden":
-        return "not a setting bmsgate knows"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        word = {
-            "greater_than_equal": "at least",
-            "greater_than": "more than",
-            "less_than_equal": "at most",
-            "less_than": "less than",
-        }[kind]
-        bound = next(iter(ctx.values()), "")
-        return f"must be {word} {_number(bound)}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return "must be a whole number"
-    if kind in ("float_parsing", "float_type"):
-        return "must be a number"
-    if kind in ("bool_parsing", "bool_type"):
-        return "must be yes or no"
-    if kind == "string_pattern_mismatch":
-        return "not in the expected form"
-    if kind == "string_too_short":
-        return f"needs at least {ctx.get('min_length')} character(s)"
-    if kind == "string_too_long":
-        return f"at most {ctx.get('max_length')} characters"
-    if kind == "too_short":
-        return f"needs at least {ctx.get('min_length')} item(s)"
-    if kind in ("literal_error", "enum"):
-        return f"must be one of {ctx.get('expected', '')}".replace("'", "")
-    msg = str(error.get("msg", "invalid"))
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    return msg
 
 
 def field_errors(err: ValidationError) -> list[dict[str, str]]:

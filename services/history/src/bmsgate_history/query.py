@@ -13,6 +13,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
+from bmsgate_common.invalid import in_words
 from bmsgate_common.models import (
     CellStats,
     HistoryErrorCode,
@@ -52,7 +53,7 @@ def refusal(payload: bytes | str, err: ValidationError) -> tuple[str | None, str
             transaction = candidate
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "payload"
-    return transaction, f"{where}: {str(first['msg']).removeprefix('Value error, ')}"
+    return transaction, f"{where}: {in_words(first)}"
 
 
 def parse(payload: bytes | str) -> HistoryQuery | HistoryReply:
