@@ -317,8 +317,8 @@ def test_a_bank_member_away_is_a_gap_in_the_banks_chart(
     for pack in ("east", "west"):
         sim, port = start_simulator(tmp_path, "daly_classic", "--speed", "30", name=pack)
         procs.append(sim)
-        buses.append({"port": port, "protocol": "daly_classic", "poll_interval": 0.5,
-                      "packs": [{"id": pack}]})  # fmt: skip
+        bus = {"port": port, "protocol": "daly_classic", "poll_interval": 0.5}
+        buses.append({**bus, "packs": [{"id": pack}]})
     http = free_port()
     config = write_config(
         tmp_path,
@@ -415,9 +415,19 @@ def test_a_two_minute_outage_in_a_day_at_minute_resolution(
     def state(i: int, ts: datetime) -> PackState:
         power = round(900 * math.sin(2 * math.pi * i / 1440), 1)  # + = charging
         cells = [round(3.3 + (k % 4) * 0.002 + power / 1e5, 4) for k in range(16)]
-        return PackState(pack="shed", name="Shed", protocol="daly_classic", ts=ts, soc=50.0,
-                         pack_voltage=52.8, current=round(power / 52.8, 2), power=power,
-                         cell_voltages=cells, cell_count=16, temperatures=[20.0])  # fmt: skip
+        return PackState(
+            pack="shed",
+            name="Shed",
+            protocol="daly_classic",
+            ts=ts,
+            soc=50.0,
+            pack_voltage=52.8,
+            current=round(power / 52.8, 2),
+            power=power,
+            cell_voltages=cells,
+            cell_count=16,
+            temperatures=[20.0],
+        )
 
     async def publish() -> None:
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
