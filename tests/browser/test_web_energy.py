@@ -1,8 +1,8 @@
 """The Energy page in Debian's chromium against the running stack: days of known energy go over
 Mosquitto into the history service's archive; the page's bars and table must be the daily figures
 the API gives (a bank its members summed), days without data shown as absent, month and year
-navigation, no console error, no horizontal overflow on a phone or a laptop. Screenshots go to
-build/test-artifacts/web.
+navigation, the CSV download of the period shown equal to those figures, no console error, no
+horizontal overflow on a phone or a laptop. Screenshots go to build/test-artifacts/web.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from services.api.tests.test_energy import past_days, publish, states_of_days
+from services.api.tests.test_energy import csv_matches, past_days, publish, states_of_days
 
 from tests.support.browser import HOUSE_BANK, TWO_JK_PB, first_visit, shot, start_stack, watch
 from tests.support.procs import Mosquitto, Proc, wait_until
@@ -63,6 +63,14 @@ def check_matches(page: Any, report: dict[str, Any]) -> None:
     assert data[3] == [None if r["days"] or r["future"] else 0 for r in report["rows"]]
     foot = page.locator("#figures tfoot td").all_text_contents()
     assert foot[:2] == [kwh(report["energy_in"]), kwh(report["energy_out"])]
+
+
+def download_matches(page: Any, report: dict[str, Any]) -> None:
+    """The page's Download CSV saves the period shown: the API's ``report`` as CSV."""
+    with page.expect_download() as saved:
+        page.click("#csv")
+    assert saved.value.suggested_filename == f"{report['pack']}_energy_{report['period']}.csv"
+    csv_matches(Path(saved.value.path()).read_text(), report)
 
 
 def test_the_energy_page_shows_the_daily_figures_as_bars_and_a_table(
@@ -136,10 +144,12 @@ def test_the_energy_page_shows_the_daily_figures_as_bars_and_a_table(
         page.click("#next")
         expect(page).to_have_url(f"{base}/energy.html?pack=house&month={month}")
         check_matches(page, report("house", f"days/{month}"))
+        download_matches(page, report("house", f"days/{month}"))
         page.click('[data-by="month"]')
         expect(page).to_have_url(f"{base}/energy.html?pack=house&year={month[:4]}")
         expect(page.locator("#figures tbody tr")).to_have_count(12)
         check_matches(page, report("house", f"months/{month[:4]}"))
+        download_matches(page, report("house", f"months/{month[:4]}"))
         page.click("#prev")
         expect(page).to_have_url(f"{base}/energy.html?pack=house&year={int(month[:4]) - 1}")
         check_matches(page, report("house", f"months/{int(month[:4]) - 1}"))
@@ -148,6 +158,7 @@ def test_the_energy_page_shows_the_daily_figures_as_bars_and_a_table(
         page.goto(f"{base}/energy.html?pack=west&month={month}")
         expect(page.locator("#caption")).to_contain_text("West")
         check_matches(page, report("west", f"days/{month}"))
+        download_matches(page, report("west", f"days/{month}"))
 
         # a phone and a laptop: nothing wider than the screen
         for width, height, name in ((390, 844, "phone"), (1366, 800, "laptop")):

@@ -3,11 +3,14 @@
 States of known power go over the backbone into the history service's archive; the API's daily
 and monthly figures must be what they moved, day by day in the site's zone, a bank its members
 summed once (never the bank's own archive), days without data absent, bad parameters a 4xx.
+The CSV download of a month or year must be those JSON rows, cell for cell.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -215,6 +218,81 @@ async def test_daily_and_monthly_energy_of_packs_and_a_bank_from_the_archive(
         # and no reading without a login
         got = await httpx.AsyncClient(base_url=api).get("/api/packs/east/energy/months/2026")
         assert got.status_code == 401
+
+
+def csv_matches(text: str, report: dict[str, Any]) -> None:
+    """``text`` is ``report`` (an ``EnergyReport``'s JSON) as CSV: header, rows, every cell."""
+    rows = list(csv.reader(io.StringIO(text)))
+    head = [report["by"], "energy_in_kwh", "energy_out_kwh", "days_with_data"]
+    assert rows[0] == head + (["missing_members"] if report["bank"] else [])
+    assert len(rows) == len(report["rows"]) + 1
+    for cells, want in zip(rows[1:], report["rows"], strict=True):
+        assert cells[0] == want["period"]
+        for cell, value in zip(cells[1:3], (want["energy_in"], want["energy_out"]), strict=True):
+            assert (cell == "") if value is None else (float(cell) == value), (cells, want)
+        assert int(cells[3]) == want["days"], (cells, want)
+        if report["bank"]:
+            assert cells[4].split() == want["missing"], (cells, want)
+
+
+def served_as_csv(got: httpx.Response, report: dict[str, Any]) -> None:
+    """``got`` is the file of ``report``: named by pack and period, CSV of its rows."""
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == "text/csv; charset=utf-8"
+    name = f"{report['pack']}_energy_{report['period']}.csv"
+    assert got.headers["content-disposition"] == f'attachment; filename="{name}"'
+    csv_matches(got.text, report)
+
+
+async def test_the_csv_download_is_the_json_row_for_row(api: str, mosquitto: Mosquitto) -> None:
+    today = datetime.now(ZoneInfo(ZONE)).date()
+    days = past_days(today)
+    await publish(mosquitto.port, states_of_days(days, ZONE))
+    d1, d3, d4 = (date.fromordinal(today.toordinal() - k) for k in (1, 3, 4))
+    async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+        setup = await http.post("/api/auth/setup", json={"password": PASSWORD})
+        assert setup.status_code == 204, setup.text
+
+        async def stored() -> None:
+            while True:
+                got = await http.get(f"/api/packs/house/energy/days/{d1.isoformat()[:7]}")
+                if got.status_code == 200 and row(got.json(), d1.isoformat())["energy_out"]:
+                    return
+                await asyncio.sleep(0.3)
+
+        await asyncio.wait_for(stored(), 30)
+        paths = {f"days/{d.isoformat()[:7]}" for d in (today, d1, d4)}
+        paths |= {f"months/{d.year}" for d in (today, d4)}
+        for pack in ("east", "west", "house"):
+            for path in sorted(paths):
+                report = (await http.get(f"/api/packs/{pack}/energy/{path}")).json()
+                served_as_csv(await http.get(f"/api/packs/{pack}/energy/{path}.csv"), report)
+
+        # the bank's day: its members once (0.5 in, 0.25 + 2.00 out), never its own 50 kWh
+        text = (await http.get(f"/api/packs/house/energy/days/{d1.isoformat()[:7]}.csv")).text
+        assert f"{d1.isoformat()},0.5000,2.2500,1,\n" in text
+        if d4.month == d1.month:  # east alone that day
+            assert f"\n{d4.isoformat()},1.0000,0.0000,1,west\n" in text
+            # the day between without data: empty cells, not 0
+            assert f"\n{d3.isoformat()},,,0,\n" in text
+        # a script with a read token limited to the bank: its file, nobody else's
+        made = await http.post("/api/auth/tokens", json={"name": "sheet", "packs": ["house"]})
+        assert made.status_code == 201, made.text
+        token = {"Authorization": f"Bearer {made.json()['token']}"}
+        async with httpx.AsyncClient(base_url=api, headers=token) as script:
+            got = await script.get(f"/api/packs/house/energy/months/{d1.year}.csv")
+            assert got.status_code == 200 and got.text.startswith("month,"), got.text
+            assert (
+                await script.get(f"/api/packs/east/energy/months/{d1.year}.csv")
+            ).status_code == 403
+        # no file without a login; a bad period is the JSON's one-line 422
+        async with httpx.AsyncClient(base_url=api) as anyone:
+            got = await anyone.get(f"/api/packs/house/energy/days/{d1.isoformat()[:7]}.csv")
+            assert got.status_code == 401 and "csv" not in got.headers["content-type"]
+        for path in ("east/energy/days/2026-13.csv", "east/energy/months/999.csv"):
+            got = await http.get(f"/api/packs/{path}")
+            assert got.status_code == 422 and "\n" not in got.json()["detail"], got.text
+        assert (await http.get("/api/packs/nobody/energy/months/2026.csv")).status_code == 404
 
 
 def test_previous_and_next_stop_at_the_calendar_and_at_today() -> None:

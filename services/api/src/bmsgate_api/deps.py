@@ -102,6 +102,7 @@ VIEWER_ROUTES: Final = frozenset({  # what a viewer may read: its packs, and wha
     "/api/packs/{pack}/health", "/api/packs/{pack}/history", "/api/packs/{pack}/days/{month}",
     "/api/packs/{pack}/csv/{day}", "/api/packs/{pack}/zip/{month}",
     "/api/packs/{pack}/energy/days/{month}", "/api/packs/{pack}/energy/months/{year}",
+    "/api/packs/{pack}/energy/days/{month}.csv", "/api/packs/{pack}/energy/months/{year}.csv",
 })
 # the pages a viewer is shown (and app.js's menu): every other page is the owner's, a 403
 VIEWER_PAGES: Final = frozenset({

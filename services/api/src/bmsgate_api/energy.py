@@ -3,10 +3,13 @@
 The days come from the history service (``HistoryFileRequest`` action ``energy``: each local
 day with data); a bank's are its members' summed by the one bank rule
 (:func:`bmsgate_common.bank.bank_energy`), each member once, never the bank's own archive.
+The CSV download is the same report written as rows (:func:`report_csv`), never a second sum.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Literal
@@ -150,3 +153,29 @@ def report(
         energy_out=_round(total_out),
         rows=rows,
     )
+
+
+def _cell(x: float | None) -> str:
+    return "" if x is None else f"{x:.{DIGITS}f}"
+
+
+def csv_name(report: EnergyReport) -> str:
+    """``<pack>_energy_<YYYY-MM>.csv`` or ``<pack>_energy_<YYYY>.csv`` (ISO periods sort)."""
+    return f"{report.pack}_energy_{report.period}.csv"
+
+
+def report_csv(report: EnergyReport) -> str:
+    """``report`` as CSV: a row per day (or month) exactly as its JSON rows say.
+
+    Columns: ``day`` (or ``month``), ``energy_in_kwh``, ``energy_out_kwh``, ``days_with_data``,
+    and for a bank ``missing_members`` (space-separated). No data is an empty cell, never 0;
+    days still to come are listed, empty. No total row: a sum over the column gives it.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    extra = ["missing_members"] if report.bank else []
+    writer.writerow([report.by, "energy_in_kwh", "energy_out_kwh", "days_with_data", *extra])
+    for r in report.rows:
+        row = [r.period, _cell(r.energy_in), _cell(r.energy_out), r.days]
+        writer.writerow(row + ([" ".join(r.missing)] if report.bank else []))
+    return buf.getvalue()

@@ -2,20 +2,22 @@
 
 The history service answers each pack's days over the backbone (it owns the archive); a bank is
 its members asked together and summed here by the one bank rule (``bmsgate_api.energy``).
+The ``.csv`` routes answer the same report as a file (``energy.report_csv``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from fastapi.responses import Response
 
 from bmsgate_common.models import EnergyDay, HistoryFileRequest, utcnow
 
 from ..deps import Ctx, Reader
-from ..energy import By, EnergyReport, report
-from .files import ANSWERS, MonthPath, PackPath, ask_files
+from ..energy import By, EnergyReport, csv_name, report, report_csv
+from .files import ANSWERS, MonthPath, PackPath, ask_files, attachment
 
 router = APIRouter(prefix="/api/packs/{pack}/energy", tags=["energy"])
 YearPath = Annotated[int, Path(ge=1000, le=9999, description="YYYY")]
@@ -44,6 +46,32 @@ async def _report(ctx: Ctx, pack: str, by: By, period: str, month: str | None) -
     return report(
         pack, name, bank, dict(zip(packs, found, strict=True)), by, period, ctx.store.today(now)
     )
+
+
+def _csv(found: EnergyReport) -> Response:
+    return Response(
+        report_csv(found), media_type="text/csv; charset=utf-8", headers=attachment(csv_name(found))
+    )
+
+
+CSV_ANSWERS: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}}, **ANSWERS}
+
+
+# before the JSON routes: their {month} would take "2026-05.csv" and refuse it
+@router.get(
+    "/days/{month}.csv", dependencies=[Reader], response_class=Response, responses=CSV_ANSWERS
+)
+async def energy_days_csv(pack: PackPath, month: MonthPath, ctx: Ctx) -> Response:
+    """The month's days as CSV (`<pack>_energy_<YYYY-MM>.csv`): the JSON's rows, kWh."""
+    return _csv(await _report(ctx, pack, "day", month, month))
+
+
+@router.get(
+    "/months/{year}.csv", dependencies=[Reader], response_class=Response, responses=CSV_ANSWERS
+)
+async def energy_months_csv(pack: PackPath, year: YearPath, ctx: Ctx) -> Response:
+    """The year's months as CSV (`<pack>_energy_<YYYY>.csv`): the JSON's rows, kWh."""
+    return _csv(await _report(ctx, pack, "month", str(year), None))
 
 
 @router.get("/days/{month}", dependencies=[Reader], responses=ANSWERS)

@@ -65,7 +65,7 @@ async def ask_files(
     return first, b"".join(base64.b64decode(p.data) for p in parts)
 
 
-def _attachment(name: str) -> dict[str, str]:
+def attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
@@ -90,7 +90,7 @@ async def csv_day(pack: PackPath, day: date, ctx: Ctx) -> Response:
         ctx, lambda t: HistoryFileRequest(transaction=t, action="csv", pack=pack, day=day), 30
     )
     name = reply.file or f"{pack}_{day.isoformat()}.csv"
-    return Response(data, media_type="text/csv; charset=utf-8", headers=_attachment(name))
+    return Response(data, media_type="text/csv; charset=utf-8", headers=attachment(name))
 
 
 @router.get(
@@ -105,7 +105,7 @@ async def zip_month(pack: PackPath, month: MonthPath, ctx: Ctx) -> Response:
         ctx, lambda t: HistoryFileRequest(transaction=t, action="zip", pack=pack, month=month), 60
     )
     name = reply.file or f"{pack}_{month}.zip"
-    return Response(data, media_type="application/zip", headers=_attachment(name))
+    return Response(data, media_type="application/zip", headers=attachment(name))
 
 
 @router.delete("/days/{day}", dependencies=[User], responses=ANSWERS)

@@ -97,6 +97,11 @@ const energy = (() => {
     $("title").textContent = `${report.name} · ${periodName(report.by, report.period)}`;
     $("totals").innerHTML = `<span>${bms.esc(kind)}</span><span class="in">▲ in <b>${kwh(report.energy_in)} kWh</b></span>
       <span class="out">▼ out <b>${kwh(report.energy_out)} kWh</b></span>`;
+    // the file of exactly this answer: the API writes the same report as CSV
+    const csv = $("csv");
+    csv.href = `api/packs/${encodeURIComponent(report.pack)}/energy/${report.by === "month" ? "months" : "days"}/${report.period}.csv`;
+    csv.title = `${report.pack}_energy_${report.period}.csv`;
+    csv.hidden = false;
     $("prev").disabled = !report.previous;
     $("next").disabled = !report.next;
     table(report);
@@ -106,6 +111,7 @@ const energy = (() => {
   async function load() {
     const pack = $("pack").value, msg = $("msg");
     msg.hidden = true;
+    $("csv").hidden = true;  // until the period asked for is shown
     $("period").textContent = periodName(view.by, view.period);
     for (const b of document.querySelectorAll("[data-by]")) b.setAttribute("aria-pressed", String(b.dataset.by === view.by));
     $("prev").setAttribute("aria-label", view.by === "month" ? "Previous year" : "Previous month");
