@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from bmsgate.broker import free_port
+from bmsgate_api.app import STATIC
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -76,6 +77,28 @@ def at_sizes(
         show()
         fits(page, name)
         shot(page, f"{name}-{width}")
+
+
+# the web UI's pages that no link of its navigation leads to: the login (the first visit's too)
+# and the setup wizard
+UNLINKED_PAGES = ("login.html", "setup.html")
+
+
+def web_pages(page: Any) -> list[str]:
+    """Every page of the web UI: those its navigation links to, in the order ``page`` (showing the
+    header, the owner logged in) renders them, then ``UNLINKED_PAGES``.
+
+    Fails when the web UI's files have a page that is neither linked nor unlinked, so a new page
+    is linked or named here, and every test that walks the pages reaches it.
+    """
+    page.wait_for_selector("nav#site-nav a", state="attached")
+    linked = page.eval_on_selector_all(
+        "nav#site-nav a", "links => links.map(a => a.getAttribute('href'))"
+    )
+    pages = [*linked, *UNLINKED_PAGES]
+    files = sorted(path.name for path in STATIC.glob("*.html"))
+    assert sorted(pages) == files, f"navigation {linked} + {UNLINKED_PAGES} is not {files}"
+    return pages
 
 
 def watch(page: Any) -> list[str]:
