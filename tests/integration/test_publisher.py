@@ -23,7 +23,14 @@ from packages.outputs.tests.states import make_state
 from bmsgate_common.models import Availability, CommandResult, PackState
 from bmsgate_publisher.service import BANK_HOLD
 from tests.support.procs import Mosquitto, Proc, start_service, write_config
-from tests.support.tls_broker import PASSWORD, USER, Certs, TlsMosquitto, make_certs
+from tests.support.tls_broker import (
+    PASSWORD,
+    USER,
+    Certs,
+    TlsMosquitto,
+    make_certs,
+    running_tls_mosquitto,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -57,10 +64,8 @@ def plain_target(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Mosquitto]:
 
 @pytest.fixture
 def tls_target(tmp_path: Path, certs: Certs) -> Iterator[TlsMosquitto]:
-    broker = TlsMosquitto(tmp_path / "tls", certs)
-    broker.start()
-    yield broker
-    broker.stop()
+    with running_tls_mosquitto(tmp_path / "tls", certs) as broker:
+        yield broker
 
 
 def _dir(path: Path) -> Path:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -101,3 +103,14 @@ class TlsMosquitto(Mosquitto):
             f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\n"
             f"cafile {certs.ca}\ncertfile {certs.cert}\nkeyfile {certs.key}\n"
         )
+
+
+@contextlib.contextmanager
+def running_tls_mosquitto(workdir: Path, certs: Certs) -> Iterator[TlsMosquitto]:
+    """A started ``TlsMosquitto`` in ``workdir``, stopped on leaving."""
+    broker = TlsMosquitto(workdir, certs)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -5,9 +5,11 @@ and on every heartbeat, so the status comes back by itself after a broker restar
 last will ``offline``. Incoming payloads are validated against the topic map's model here, once;
 an invalid one is logged with the reason and dropped, and the service keeps going.
 
-The protocol is MQTT 3.1.1 over asyncio (``mqtt_wire`` makes and reads the packets): a service
-needs a handful of packet types, and a client library cost more memory and CPU per message than
-the service's own work (docs/decisions.md "Backbone: MQTT 3.1.1 of its own over asyncio").
+The protocol is bmsgate's own MQTT 3.1.1 client over asyncio (``mqtt_client``, the same one the
+publisher's targets use): a service needs a handful of packet types, and a client library cost
+more memory and CPU per message than the service's own work (docs/decisions.md "Backbone: MQTT
+3.1.1 of its own over asyncio"). This module adds what the backbone means on top of it: typed
+topics, validation, handlers, reconnecting and the service status.
 Every subscription is made, in one SUBSCRIBE, before the connection counts as up and before any
 handler runs, so a retained message never reaches a service that has not yet heard everything
 it asked for.
@@ -25,11 +27,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from . import mqtt_wire as wire
-from . import topics
+from . import mqtt_client, topics
 from .config_file import mask_urls
 from .logs import recent_lines
 from .models import Extra, LogLines, LogRequest, ServiceRestart, ServiceStatus, utcnow
+from .mqtt_client import Connection, Message, MqttError, Will
 from .service import request_restart
 from .settings import MqttSettings
 from .topics import TopicSpec
@@ -50,8 +52,8 @@ RETRY_FIRST = 0.5  # [s] first wait before connecting again; doubles up to RETRY
 RETRY_MAX = 10.0  # [s]
 
 
-class BackboneError(Exception):
-    """The broker refused, broke or lost the connection."""
+# the broker refused, broke or lost the connection (the connection layer's error)
+BackboneError = MqttError
 
 
 # what connecting and publishing raise when the broker is away or the connection broke
@@ -61,49 +63,6 @@ BROKER_ERRORS = (BackboneError, OSError)
 def broker_url(cfg: MqttSettings) -> str:
     """``mqtt://host:port`` of the backbone (credentials go separately, never in a URL)."""
     return f"mqtt://{cfg.host or DEFAULT_HOST}:{cfg.port}"
-
-
-class _Session(asyncio.Protocol):
-    """One TCP connection to the broker: whole packets handed to the backbone as they come."""
-
-    def __init__(self, backbone: Backbone) -> None:
-        self.backbone = backbone
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        loop = asyncio.get_running_loop()
-        self.lost: asyncio.Future[None] = loop.create_future()
-        self.last_in = self.last_out = loop.time()
-        self._time = loop.time
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.last_in = self._time()
-        self.buf += data
-        try:
-            packets = wire.split(self.buf)
-            for packet in packets:
-                self.backbone._on_packet(self, packet)
-        except (wire.ProtocolError, BackboneError) as err:
-            log.warning("backbone connection closed: %s", err)
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self.backbone._on_lost(self)
-
-    def write(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            raise BackboneError("connection closed")
-        self.last_out = self._time()
-        self.transport.write(data)
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
 
 
 @dataclass(eq=False)
@@ -136,20 +95,8 @@ class Backbone:
         self._detail = detail or dict
         self._status_topic = topics.SERVICE_STATUS.topic(service, self.base)
         last_will = ServiceStatus(service=service, state="offline", version=VERSION)
-        self._connect_packet = wire.connect(
-            f"bmsgate-{service}-{os.getpid()}",
-            KEEPALIVE,
-            will=(
-                self._status_topic,
-                last_will.model_dump_json(exclude_none=True).encode(),
-                1,
-                True,
-            ),
-            username=cfg.username,
-            password=(
-                (cfg.password.get_secret_value() if cfg.password else "") if cfg.username else None
-            ),
-        )
+        self._client_id = f"bmsgate-{service}-{os.getpid()}"
+        self._will = Will(self._status_topic, last_will.model_dump_json(exclude_none=True).encode())
         # True once connected and every subscription is made; False when the connection is lost
         self.connected = False
         self.connects = 0  # connections made so far: a change tells a service it reconnected
@@ -164,10 +111,7 @@ class Backbone:
         # routes by (levels, last level): a message is matched against a few, not all
         self._index: dict[tuple[int, str], list[_Route]] = {}
         self._taps: dict[str, asyncio.Queue[tuple[str, bytes, bool]]] = {}  # read_retained's
-        self._session: _Session | None = None
-        self._waiting: dict[int, asyncio.Future[bytes]] = {}  # PUBACK/SUBACK/UNSUBACK by id
-        self._connack: asyncio.Future[bytes] | None = None
-        self._next_id = 0
+        self._session: Connection | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         # posted messages, sent one after the other: a newer retained state never goes first
@@ -236,8 +180,8 @@ class Backbone:
         self._index.setdefault((len(levels), levels[-1]), []).append(route)
         if self._session is not None:  # subscribed while running: asked for at once
             self._start_worker(route)
-            with contextlib.suppress(BackboneError):
-                self._request(lambda pid: wire.subscribe(pid, [(route.filter, route.qos)]))
+            with contextlib.suppress(BackboneError):  # nothing waits for the SUBACK
+                self._session.subscribe([(route.filter, route.qos)])
 
     def _start_worker(self, route: _Route) -> None:
         if route.worker is None:
@@ -255,26 +199,10 @@ class Backbone:
             finally:
                 queue.task_done()
 
-    # the connection: packets in (called by _Session), requests out
+    # the connection: messages in (called by the Connection as they are read), requests out
 
-    def _on_packet(self, session: _Session, packet: wire.Packet) -> None:
-        kind = packet.kind
-        if kind == wire.PUBLISH:
-            msg = wire.message(packet)
-            if msg.qos:
-                session.write(wire.puback(msg.packet_id))
-            self._deliver(msg.topic, msg.payload, msg.retain)
-        elif kind in (wire.PUBACK, wire.SUBACK, wire.UNSUBACK):
-            future = self._waiting.pop(wire.packet_id(packet), None)
-            if future is not None and not future.done():
-                future.set_result(packet.body[2:])
-        elif kind == wire.CONNACK:
-            if self._connack is not None and not self._connack.done():
-                self._connack.set_result(packet.body)
-        elif kind != wire.PINGRESP:
-            raise wire.ProtocolError(f"unexpected packet type {kind} from the broker")
-
-    def _deliver(self, topic: str, payload: bytes, retain: bool) -> None:
+    def _deliver(self, msg: Message) -> None:
+        topic, payload, retain = msg.topic, msg.payload, msg.retain
         if self._taps and (tap := self._taps.get(topic)) is not None:
             tap.put_nowait((topic, payload, retain))
         levels = topic.split("/")
@@ -286,63 +214,42 @@ class Backbone:
                 if name is not None:
                     route.queue.put_nowait((topic, name, payload))
 
-    def _on_lost(self, session: _Session) -> None:
+    def _on_lost(self, session: Connection) -> None:
         if session is not self._session:
             return
         self._session = None
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(BackboneError("connection lost"))
-        self._waiting.clear()
-        if self._connack is not None and not self._connack.done():
-            self._connack.set_exception(BackboneError("connection closed before CONNACK"))
         if self.connected:
             self.connected = False
             log.warning("backbone unreachable (connection lost); will keep retrying")
             for callback in self.on_disconnect:
                 callback()
 
-    def _new_id(self) -> int:
-        for _ in range(65535):
-            self._next_id = self._next_id % 65535 + 1
-            if self._next_id not in self._waiting:
-                return self._next_id
-        raise BackboneError("every packet id is in use")
-
-    def _request(self, build: Callable[[int], bytes]) -> asyncio.Future[bytes]:
-        """Send the packet ``build(packet_id)``; its acknowledgement's body, when it comes."""
-        session = self._session
-        if session is None:
+    def _connection(self) -> Connection:
+        if self._session is None:
             raise BackboneError("not connected")
-        packet_id = self._new_id()
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting[packet_id] = future
-        try:
-            session.write(build(packet_id))
-        except BackboneError:
-            del self._waiting[packet_id]
-            raise
-        return future
+        return self._session
 
     async def connect(self) -> None:
         """Connect once and make every subscription; BROKER_ERRORS when that fails."""
-        loop = asyncio.get_running_loop()
-        session: _Session | None = None
+        cfg = self.cfg
+        session: Connection | None = None
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                _, session = await loop.create_connection(
-                    lambda: _Session(self), self.cfg.host or DEFAULT_HOST, self.cfg.port
+                session = await mqtt_client.connect(
+                    cfg.host or DEFAULT_HOST,
+                    cfg.port,
+                    client_id=self._client_id,
+                    keepalive=KEEPALIVE,
+                    will=self._will,
+                    username=cfg.username,
+                    password=cfg.password.get_secret_value() if cfg.password else "",
+                    on_message=self._deliver,
+                    on_lost=self._on_lost,
                 )
                 self._session = session
-                self._connack = loop.create_future()
-                session.write(self._connect_packet)
-                answer = await self._connack
-                if len(answer) < 2 or answer[1]:
-                    code = answer[1] if len(answer) > 1 else -1
-                    raise BackboneError(wire.REFUSED.get(code, f"CONNACK {answer.hex()}"))
                 filters = list(dict.fromkeys((r.filter, r.qos) for r in self._routes))
                 if filters:
-                    granted = await self._request(lambda pid: wire.subscribe(pid, filters))
+                    granted = await session.subscribe(filters)
                     refused = [
                         f for (f, _), code in zip(filters, granted, strict=False) if code > 1
                     ]
@@ -350,14 +257,12 @@ class Backbone:
                         log.warning("backbone refused the subscription to %s", ", ".join(refused))
         except TimeoutError as err:
             if session is not None:
-                session.close()
+                session.abort()
             raise BackboneError("no answer in time") from err
         except BaseException:
             if session is not None:
-                session.close()
+                session.abort()
             raise
-        finally:
-            self._connack = None
         for route in self._routes:
             self._start_worker(route)
         self.connected = True
@@ -370,18 +275,8 @@ class Backbone:
         session = self._session
         self._session = None  # its end is no outage
         self.connected = False
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(BackboneError("connection closed"))
-        self._waiting.clear()
         if session is not None:
-            with contextlib.suppress(BackboneError):
-                session.write(wire.BYE)
-            if session.transport is not None:
-                session.transport.close()  # what is written still goes out
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await session.lost
+            await session.close()  # what is written still goes out
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_TIMEOUT):  # what the handlers hold, if it can go
                 for route in self._routes:
@@ -392,23 +287,12 @@ class Backbone:
                 route.worker = None
 
     async def _keep(self) -> None:
-        """Ping while connected; when the connection is lost, connect again, for ever."""
-        loop = asyncio.get_running_loop()
+        """Wait while connected (the connection pings); when it is lost, connect again."""
         while True:
             session = self._session
             if session is not None:
-                await asyncio.wait([session.lost], timeout=KEEPALIVE / 2)
-                if not session.lost.done():
-                    now = loop.time()
-                    if now - session.last_in > KEEPALIVE:  # a ping went unanswered
-                        log.warning("backbone silent for %.0f s; connecting again", KEEPALIVE)
-                        session.close()
-                    elif now - session.last_out >= KEEPALIVE / 2 or (
-                        now - session.last_in >= KEEPALIVE / 2
-                    ):
-                        with contextlib.suppress(BackboneError):
-                            session.write(wire.PING)
-                    continue
+                await asyncio.wait([session.lost])
+                continue
             delay = RETRY_FIRST
             while True:
                 await asyncio.sleep(delay)
@@ -445,7 +329,7 @@ class Backbone:
         try:
             async with asyncio.timeout(wait):
                 # one QoS for all: delivered in the order sent
-                await self._request(lambda pid: wire.subscribe(pid, [(f, 1) for f in filters]))
+                await self._connection().subscribe([(f, 1) for f in filters])
                 while True:
                     topic, payload, retain = await inbox.get()
                     if topic == self._status_topic:
@@ -470,7 +354,7 @@ class Backbone:
             for topic in filters:
                 self._taps.pop(topic, None)
             with contextlib.suppress(BackboneError):  # nothing waits for the UNSUBACK
-                self._request(lambda pid: wire.unsubscribe(pid, filters)).cancel()
+                self._connection().unsubscribe(filters)
         return found
 
     async def publish(self, spec: TopicSpec[M], name: str, model: M) -> bool:
@@ -489,10 +373,7 @@ class Backbone:
         topic = spec.topic(name, self.base)
         payload = model.model_dump_json().encode()
         try:
-            if spec.qos:
-                await self._request(lambda pid: wire.publish(topic, payload, 1, spec.retained, pid))
-            else:
-                session.write(wire.publish(topic, payload, 0, spec.retained))
+            await session.publish_acked(topic, payload, spec.qos, spec.retained)
         except BackboneError:
             self.unsent += 1
             return False

@@ -30,7 +30,7 @@ REFUSED: Final = {
     2: "client id refused",
     3: "server unavailable",
     4: "bad user name or password",
-    5: "not authorized",
+    5: "not authorized (check the user name and password)",  # Mosquitto's answer to both
 }
 
 
