@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bmsgate.broker import free_port
 from bmsgate_common.version import VERSION
-from tests.support.browser import set_password, shot, start_stack, watch
+from tests.support.browser import set_password, shot, start_garage_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -96,19 +96,10 @@ class IngressProxy:
 def proxied(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> Iterator[tuple[str, IngressProxy]]:
-    bus = {
-        "protocol": "daly_classic",
-        "poll_interval": 0.5,
-        "packs": [{"id": "garage", "name": "Garage"}],
-    }
-    base = start_stack(
+    base = start_garage_stack(
         tmp_path,
         mosquitto,
         procs,
-        ["daly_classic", "--speed", "30"],
-        bus,
-        services=("reader", "history", "api"),
-        settings={"history": {"archive": {"commit_interval": 0.2}}},
         # public_read as by default; the add-on trusts the ingress gateway
         api={"public_read": "local", "mdns": False, "trusted_proxies": ["127.0.0.1"]},
     )

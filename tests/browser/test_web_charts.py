@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.support.browser import at_sizes, first_visit, shot, start_stack, watch
+from tests.support.browser import at_sizes, first_visit, shot, start_garage_stack, watch
 from tests.support.procs import Mosquitto, Proc, wait_until
 
 pytestmark = pytest.mark.integration
@@ -33,22 +33,7 @@ X = "(sel) => { const x = charts.charts().find(c => c.root.parentElement.matches
 @pytest.fixture
 def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """Simulator, reader, history and API as processes; an outage in the archive; the base URL."""
-    bus = {
-        "protocol": "daly_classic",
-        "poll_interval": 0.5,
-        "packs": [{"id": "garage", "name": "Garage"}],
-    }
-    settings = {"timezone": SITE_ZONE, "history": {"archive": {"commit_interval": 0.2}}}
-    base = start_stack(
-        tmp_path,
-        mosquitto,
-        procs,
-        ["daly_classic", "--speed", "30"],
-        bus,
-        services=("reader", "history", "api"),
-        settings=settings,
-    )
-    return base
+    return start_garage_stack(tmp_path, mosquitto, procs, settings={"timezone": SITE_ZONE})
 
 
 def _outage(sim: Proc) -> None:

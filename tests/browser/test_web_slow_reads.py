@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.browser import first_visit, shot, start_garage_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -23,13 +23,8 @@ PASSWORD = "battery-gate-3"
 
 @pytest.fixture
 def daly_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
-    bus = {
-        "protocol": "daly_classic",
-        "poll_interval": 0.3,
-        "slow_every": 1000,
-        "packs": [{"id": "garage", "name": "Garage"}],
-    }
-    return start_stack(tmp_path, mosquitto, procs, ["daly_classic"], bus)
+    bus = {"poll_interval": 0.3, "slow_every": 1000}
+    return start_garage_stack(tmp_path, mosquitto, procs, bus=bus, services=("reader", "api"))
 
 
 def seconds(text: str) -> int:

@@ -14,7 +14,7 @@ import pytest
 
 from bmsgate.broker import free_port
 from bmsgate_common.version import VERSION
-from tests.support.browser import set_password, shot, start_stack, watch
+from tests.support.browser import set_password, shot, start_garage_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -29,25 +29,17 @@ SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's
 @pytest.fixture
 def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """Simulator, reader (control on), history and API as processes; yields the API's base URL."""
-    bus = {
-        "protocol": "daly_classic",
-        "poll_interval": 0.5,
-        "sniff": True,
-        "packs": [{"id": "garage", "name": "Garage"}],
-    }
     settings = {
         "control": {"enabled": True},
         "tunnel": {"host": "127.0.0.1", "port": free_port()},
         "timezone": SITE_ZONE,
-        "history": {"archive": {"commit_interval": 0.2}},
         "stale_after": 10,
     }
-    return start_stack(
+    return start_garage_stack(
         tmp_path,
         mosquitto,
         procs,
-        ["daly_classic", "--speed", "30"],
-        bus,
+        bus={"sniff": True},
         services=("reader", "history", "api", "tunnel"),
         settings=settings,
         api={"title": "Test gateway"},

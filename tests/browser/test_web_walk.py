@@ -22,7 +22,7 @@ from tests.support.browser import (
     fits,
     shot,
     start_bank_stack,
-    start_stack,
+    start_garage_stack,
     watch,
     web_pages,
 )
@@ -45,8 +45,7 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
 @pytest.fixture
 def quiet_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """One DALY pack, control off (the default), no publisher target: what a new install has."""
-    bus = {"protocol": "daly_classic", "poll_interval": 0.5, "packs": [{"id": "garage"}]}
-    return start_stack(tmp_path, mosquitto, procs, ["daly_classic", "--speed", "30"], bus)
+    return start_garage_stack(tmp_path, mosquitto, procs, services=("reader", "api"))
 
 
 class Settled:

@@ -179,6 +179,39 @@ def first_visit(page: Any, base: str, password: str) -> None:
     set_password(page, password)
 
 
+# one simulated DALY classic pack on its own bus (start_stack's ``bus``)
+GARAGE_BUS: dict[str, Any] = {
+    "protocol": "daly_classic",
+    "poll_interval": 0.5,
+    "packs": [{"id": "garage", "name": "Garage"}],
+}
+
+
+def start_garage_stack(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    procs: list[Proc],
+    *,
+    bus: Mapping[str, Any] | None = None,
+    services: Sequence[str] = ("reader", "history", "api"),
+    settings: Mapping[str, Any] | None = None,
+    api: Mapping[str, Any] | None = None,
+) -> str:
+    """``GARAGE_BUS`` (``bus`` added: more of the bus's settings) on a simulator whose clock runs
+    30 times as fast, read by ``services`` as processes, history's archive committing every
+    0.2 s; ``settings`` and ``api`` as ``start_stack`` takes them. Returns the API's base URL."""
+    return start_stack(
+        tmp_path,
+        mosquitto,
+        procs,
+        ["daly_classic", "--speed", "30"],
+        {**GARAGE_BUS, **(bus or {})},
+        services=services,
+        settings={"history": {"archive": {"commit_interval": 0.2}}, **(settings or {})},
+        api=api,
+    )
+
+
 def start_bank_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     """Two simulated JK-PB boards as ``HOUSE_BANK`` with control on and a publisher target
     (the exports have one to use), read by a reader, with history and API as processes: every
