@@ -13,7 +13,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, Final
 
-from .logs import SERVICE, setup_logging
+from pydantic import BaseModel, SecretStr
+
+from .logs import SERVICE, hold_secrets, secret_parts, setup_logging, url_credentials
+from .service_table import COMMON_SECTIONS, SERVICES
 from .settings import ConfigError, Settings, load_settings
 
 # exit code of every bmsgate command and service that stopped on a problem only the user can fix
@@ -73,6 +76,34 @@ def run_hosted(hosted: Hosted, main: Callable[[list[str]], int], argv: list[str]
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
 
 
+def held_secrets(cfg: Settings, service: str) -> set[str]:
+    """The secrets in the configuration sections ``service`` reads (service_table).
+
+    Each SecretStr's secret parts (the backbone password, a target's password, the InfluxDB
+    token, the notifier's URLs, the web password's hash) and the password of any URL
+    (``http://user:password@host``). An unknown service: every section's.
+    """
+    reads = SERVICES[service].reads if service in SERVICES else ("*",)
+    names = Settings.model_fields if "*" in reads else (*COMMON_SECTIONS, *reads)
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, SecretStr):
+            found.update(secret_parts(value.get_secret_value()))
+        elif isinstance(value, BaseModel):
+            for field in type(value).model_fields:
+                walk(getattr(value, field))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and "://" in value:
+            found.update(url_credentials(value))
+
+    for name in names:
+        walk(getattr(cfg, name, None))
+    return found
+
+
 Runner = Callable[[Settings, argparse.Namespace], Awaitable[None]]
 Check = Callable[[Settings, argparse.Namespace], str | None]
 
@@ -104,6 +135,7 @@ def service_main(
         print(f"bmsgate {name}: {problem}", file=sys.stderr)  # noqa: T201
         return USER_ERROR
     setup_logging(cfg.log_level, name)
+    hold_secrets(held_secrets(cfg, name))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(until_signal(_with_trimming(run(cfg, args))))
     hosted = HOSTED.get()

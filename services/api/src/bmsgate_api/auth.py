@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bmsgate_common.durable import write_durably
+from bmsgate_common.logs import hold_secrets
 
 if TYPE_CHECKING:
     from bmsgate_common.settings import Settings
@@ -337,6 +338,7 @@ class PasswordStore:
         if self.managed:
             raise PasswordError("the password is set in the configuration; change it there")
         encoded = hash_password(check_new_password(password))
+        hold_secrets([encoded])  # the service's log lines never show it
         if self.path is not None:
             write_durably(self.path, (encoded + "\n").encode())
         self._stored = encoded

@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from bmsgate_common.logs import hold_secrets
 from bmsgate_common.mqtt import Backbone
 from bmsgate_common.settings import Settings
 from bmsgate_common.timezones import site_zone
@@ -74,6 +75,15 @@ def _quiet_accept_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(handler)
 
 
+def _password_material(cfg: Settings, current: str | None) -> list[str]:
+    """The web password's hash in force, and a password file's text (it may be the password)."""
+    found = [current] if current else []
+    if cfg.api.password_file is not None:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            found.append(cfg.api.password_file.read_text(encoding="utf-8").strip())
+    return found
+
+
 async def run_api(
     cfg: Settings, config_file: Path | None = None, *, supervised: bool = False
 ) -> None:
@@ -86,6 +96,7 @@ async def run_api(
     ctx = make_context(store, cfg, Backbone(cfg.mqtt, "api"), persist=True)
     ctx.config_file = config_file
     ctx.supervised = supervised
+    hold_secrets(_password_material(cfg, ctx.passwords.current()))
     if ctx.passwords.current() is None:
         log.warning(
             "no password is set: the first visit to http://<this host>:%d/ asks for one",
@@ -103,6 +114,7 @@ async def run_api(
             http=guarded(AutoHTTPProtocol, crowd),
             backlog=BACKLOG,
             log_level="warning",
+            log_config=None,  # its lines go through bmsgate's handler: one format, secrets masked
             proxy_headers=False,  # guard.py believes only api.trusted_proxies
             timeout_graceful_shutdown=2,
             lifespan="on",

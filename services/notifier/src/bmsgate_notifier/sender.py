@@ -1,15 +1,15 @@
-"""The only Apprise code: URL checks, per-message priority, masking, and the send itself."""
+"""The only Apprise code: URL checks, per-message priority, secret parts, and the send itself."""
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import apprise
 
+from bmsgate_common.logs import secret_parts
 from bmsgate_common.settings import NotifyPriority
 
 from .events import Tone
@@ -22,6 +22,7 @@ PRIORITY_VALUES: Final[dict[str, dict[NotifyPriority, str]]] = {
     "ntfy": {"low": "low", "normal": "default", "high": "high", "emergency": "max"},
     "gotify": {"low": "low", "normal": "normal", "high": "high", "emergency": "emergency"},
 }
+_PARTS: Final = re.compile(r"[/@:?&=#,]")  # how a URL is cut into parts to compare
 TONE_TYPES: Final[dict[Tone, apprise.NotifyType]] = {
     "info": apprise.NotifyType.INFO,
     "success": apprise.NotifyType.SUCCESS,
@@ -44,10 +45,20 @@ def mask(url: str) -> str:
     return f"{head}://****@****" if "@" in rest.split("/", 1)[0] else f"{head}://****"
 
 
-def secrets_of(url: str) -> list[str]:
-    """The parts of a URL that may be secret (user, password, host, path and query values)."""
-    _, _, rest = url.partition("://")
-    return sorted({p for p in re.split(r"[/@:?&=#,]", rest) if len(p) >= 4}, key=len, reverse=True)
+def secrets_of(url: str) -> set[str]:
+    """What of a target URL to mask in the notifier's log lines (bmsgate_common.logs).
+
+    The parts common to every URL (logs.secret_parts: password, generated-looking keys and
+    paths, never a host name), and those Apprise itself hides when it prints the URL: each of
+    its plugins marks which of its parts are private (Pushover's user key and token, Discord's
+    and Slack's webhook tokens, Gotify's app token), whatever they look like.
+    """
+    found = secret_parts(url)
+    plugin: Any = apprise.Apprise.instantiate(url)  # its url() is untyped
+    if plugin is not None:
+        shown = {unquote(p) for p in _PARTS.split(plugin.url(privacy=True))}
+        found |= {unquote(p) for p in _PARTS.split(plugin.url())} - shown
+    return found
 
 
 def check_url(url: str) -> str | None:
@@ -70,34 +81,6 @@ def with_priority(url: str, priority: NotifyPriority) -> str:
         return url
     query.append(("priority", values[priority]))
     return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-class SecretFilter(logging.Filter):
-    """Masks the parts of target URLs in every log record (Apprise's own lines included)."""
-
-    def __init__(self, urls: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = sorted({s for u in urls for s in secrets_of(u)}, key=len, reverse=True)
-
-    def add(self, url: str) -> None:
-        """Mask this URL's parts too (a URL tested before it is saved)."""
-        self.take(secrets_of(url))
-
-    def take(self, secrets: Iterable[str]) -> None:
-        """Mask these strings too; the longest first, so a part inside another stays covered."""
-        self.secrets = sorted({*self.secrets, *secrets}, key=len, reverse=True)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the message with the secrets replaced by ****."""
-        if not self.secrets:
-            return True
-        text = record.getMessage()
-        masked = text
-        for secret in self.secrets:
-            masked = masked.replace(secret, "****")
-        if masked != text:
-            record.msg, record.args = masked, None
-        return True
 
 
 Tune = Callable[[Any], None]  # tests point a plugin at a local receiver (its notify_url)

@@ -15,6 +15,7 @@ from typing import Final
 
 from bmsgate_common import topics
 from bmsgate_common.clock import WALL
+from bmsgate_common.logs import hold_secrets, secret_parts
 from bmsgate_common.models import (
     AlarmEvent,
     Availability,
@@ -33,7 +34,7 @@ from bmsgate_common.timezones import find_zone, site_zone
 from .events import Detector, Event
 from .policy import Channel, Gate, Notification
 from .report import ReportKind, daily_report, next_report
-from .sender import AppriseSender, SecretFilter, Tune, check_url, mask
+from .sender import AppriseSender, Tune, check_url, mask, secrets_of
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ class Notifier:
         self.channels = [Channel(t, cfg, self.tz) for t in cfg.targets]
         self.senders = [AppriseSender(t.url.get_secret_value(), tune) for t in cfg.targets]
         self.tune = tune
-        self.secret_filter: SecretFilter | None = None  # protect_logs: a tested URL joins it
         self.next: tuple[datetime, ReportKind] | None = None
         self.events = 0
         self.last: dict[tuple[str, bool], datetime] = {}  # (target, sent) -> when, last time
@@ -181,13 +181,12 @@ class Notifier:
             sender, where = self.senders[found[0]], f"target {test.target}"
         else:
             assert test.url is not None
+            hold_urls([test.url])  # before Apprise reads it
             problem = check_url(test.url)
             if problem:
                 return NotifyTestResult(
                     transaction=test.transaction, result="refused", error=problem
                 )
-            if self.secret_filter is not None:
-                self.secret_filter.add(test.url)
             sender, where = AppriseSender(test.url, self.tune), mask(test.url)
         try:
             async with asyncio.timeout(TEST_TIMEOUT):
@@ -260,22 +259,21 @@ class Notifier:
             await asyncio.sleep(TICK)
 
 
-def protect_logs(cfg: NotifierSettings) -> SecretFilter:
-    """Mask the target URLs' secret parts in everything logged from now on."""
-    secret_filter = SecretFilter(t.url.get_secret_value() for t in cfg.targets)
-    for handler in logging.getLogger().handlers:
-        # a restart (new settings) replaces the filter it added before: they do not pile up
-        # in a process shared with other services; a removed target's parts stay masked
-        for before in [f for f in handler.filters if isinstance(f, SecretFilter)]:
-            secret_filter.take(before.secrets)
-            handler.removeFilter(before)
-        handler.addFilter(secret_filter)
-    return secret_filter
+def protect_logs(cfg: NotifierSettings) -> None:
+    """Mask the target URLs' secret parts in the notifier's lines (Apprise's included)."""
+    hold_urls([t.url.get_secret_value() for t in cfg.targets])
+
+
+def hold_urls(urls: list[str]) -> None:
+    """Mask these URLs' secret parts in the notifier's lines from now on (bmsgate_common.logs)."""
+    # the parts of every URL first: Apprise, reading a URL, logs it with only its own marks hidden
+    hold_secrets(s for url in urls for s in secret_parts(url))
+    hold_secrets(s for url in urls for s in secrets_of(url))
 
 
 async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None = None) -> None:
     """Run until cancelled."""
-    secret_filter = protect_logs(cfg.notifier)
+    protect_logs(cfg.notifier)
     notifier: Notifier | None = None
     backbone = Backbone(
         cfg.mqtt, "notifier", detail=lambda: notifier.counters() if notifier else {}
@@ -283,7 +281,6 @@ async def run_notifier(cfg: Settings, clock: Clock = utcnow, tune: Tune | None =
     names = {p.id: p.display_name for b in cfg.buses for p in b.packs}
     names.update({b.id: b.name or b.id for b in cfg.banks})
     notifier = Notifier(cfg.notifier, clock, tune, names, site_zone(cfg))
-    notifier.secret_filter = secret_filter
 
     async def on_test(client: str, test: NotifyTest) -> None:
         # posted: a test may take TEST_TIMEOUT, and the other handlers must not wait for it
