@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -151,6 +152,36 @@ def test_masked_view_and_secrets_kept_when_they_come_back_masked() -> None:
     )
     with pytest.raises(ConfigError, match=r"'notifier.targets.1.url' holds a masked secret"):
         validate(added, "the form")
+
+
+def test_a_masked_secret_stays_with_its_own_list_entry_after_a_move_or_a_remove() -> None:
+    from bmsgate_common.config_file import MASK, keep_secrets
+
+    stored = {
+        "publisher": {"targets": [{"name": "a", "password": "A"}, {"name": "b", "password": "B"}]}
+    }
+
+    def sent(*names: str) -> dict[str, Any]:
+        return {"publisher": {"targets": [{"name": n, "password": MASK} for n in names]}}
+
+    def passwords(data: dict[str, Any]) -> list[str]:
+        return [t["password"] for t in data["publisher"]["targets"]]
+
+    # the forms say where each entry was: "a" removed and "b" renamed keeps b's password
+    assert passwords(keep_secrets(sent("c"), stored, {"publisher.targets": [1]})) == ["B"]
+    assert passwords(keep_secrets(sent("b", "a"), stored, {"publisher.targets": [1, 0]})) == [
+        "B",
+        "A",
+    ]
+    # an added entry has no stored secret: it stays masked, and validation names it
+    assert passwords(keep_secrets(sent("a", "new"), stored, {"publisher.targets": [0, None]})) == [
+        "A",
+        MASK,
+    ]
+    # the YAML editor: by name, by place only when the list kept its length
+    assert passwords(keep_secrets(sent("b", "a"), stored)) == ["B", "A"]
+    assert passwords(keep_secrets(sent("c", "b"), stored)) == ["A", "B"]  # "a" renamed
+    assert passwords(keep_secrets(sent("c"), stored)) == [MASK]  # never a's to another
 
 
 def test_runtime_file_keeps_every_secret() -> None:

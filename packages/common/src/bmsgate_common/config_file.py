@@ -196,21 +196,54 @@ def masked(raw: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def keep_secrets(new: Any, stored: Any) -> Any:
-    """``new`` with every masked value replaced by the stored one at the same key.
+def keep_secrets(
+    new: Any, stored: Any, origins: dict[str, list[int | None]] | None = None, at: str = ""
+) -> Any:
+    """``new`` with every masked value replaced by the stored one of the same entry.
 
     A form shows secrets masked; sending the form back unchanged must keep them. A masked
-    value with nothing stored at its key stays masked, and validate() then names it.
+    value with nothing stored for it stays masked, and validate() then names it. Entries of a
+    list are paired by ``origins`` (dotted key of a list -> each entry's index in the stored
+    list, None for a new one: what the forms send after a remove or a move), else by their
+    name or id, else by place when the list kept its length: a target's password never moves to
+    another target.
     """
     if isinstance(new, dict):
         old = stored if isinstance(stored, dict) else {}
-        return {k: keep_secrets(v, old.get(k)) for k, v in new.items()}
+        return {
+            k: keep_secrets(v, old.get(k), origins, f"{at}.{k}" if at else str(k))
+            for k, v in new.items()
+        }
     if isinstance(new, list):
         old_list = stored if isinstance(stored, list) else []
+        pairs = _pairs(new, old_list, (origins or {}).get(at))
         return [
-            keep_secrets(v, old_list[i] if i < len(old_list) else None) for i, v in enumerate(new)
+            keep_secrets(v, old_list[j] if j is not None else None, origins, f"{at}.{i}")
+            for i, (v, j) in enumerate(zip(new, pairs, strict=True))
         ]
     masked_here = new == MASK or (isinstance(new, str) and MASK in new and mask_urls(stored) == new)
     if stored is not None and masked_here:
         return stored
     return new
+
+
+def _identity(entry: Any) -> tuple[str, Any] | None:
+    for key in ("name", "id"):
+        if isinstance(entry, dict) and isinstance(entry.get(key), str):
+            return key, entry[key]
+    return None
+
+
+def _pairs(new: list[Any], old: list[Any], origin: list[int | None] | None) -> list[int | None]:
+    """For each entry of ``new``, the index of its stored entry in ``old`` (None: a new one)."""
+    if origin is not None:
+        if len(origin) != len(new):
+            return [None] * len(new)  # not this list's: nothing is paired
+        return [j if j is not None and 0 <= j < len(old) else None for j in origin]
+    known = {_identity(e): j for j, e in enumerate(old) if _identity(e) is not None}
+    out: list[int | None] = [known.get(_identity(e)) if _identity(e) else None for e in new]
+    taken = set(out)
+    for i, j in enumerate(out):
+        if j is None and len(new) == len(old) and i not in taken:
+            out[i] = i  # renamed in place
+    return out

@@ -12,10 +12,11 @@ import os
 import re
 from datetime import time as dt_time
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -35,6 +36,25 @@ from .ports import SerialPort
 from .timezones import ZoneName
 
 log = logging.getLogger(__name__)
+
+
+def _network(entry: str) -> str:
+    try:
+        ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise ValueError(f"{entry!r} is not an address or network") from None
+    return entry
+
+
+def _origin(entry: str) -> str:
+    if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", entry):
+        raise ValueError(f"{entry!r} is not an origin (https://host[:port])")
+    return entry
+
+
+# checked one by one, so a bad entry of a list is named by its place (api.trusted_proxies.1)
+NetworkText = Annotated[str, AfterValidator(_network)]
+OriginText = Annotated[str, AfterValidator(_origin)]
 
 CONFIG_ENV: str = "BMSGATE_CONFIG"  # path of the YAML file when --config is not given
 INSTALL_ENV: str = "BMSGATE_INSTALL"  # how it was installed, set by the images (upgrade.py)
@@ -57,14 +77,16 @@ class MqttSettings(_Section):
     )
     port: int = Field(default=1883, ge=1, le=65535, description="the broker's TCP port")
     username: str | None = Field(default=None, description="when the broker asks for a login")
-    password: SecretStr | None = Field(default=None, description="never logged")
+    password: SecretStr | None = Field(
+        default=None, description="of the broker login; never shown or logged"
+    )
     base_topic: str = Field(
         default="bmsgate",
         pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
         description="every bmsgate topic starts with it: letters, digits, _ and -, levels by /",
     )
     heartbeat: float = Field(
-        default=30.0, gt=0, description="[s] how often services republish their retained status"
+        default=30.0, gt=0, description="[s] how often each service tells the broker it is alive"
     )
 
 
@@ -235,10 +257,16 @@ class ViewerSettings(_Section):
     """An account that may only read chosen packs (an end user's phone view, docs/api.md)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$", description="the login name")
+    # the forms take a password and the API stores its hash (bmsgate_api.auth.hashed_passwords)
     password_hash: SecretStr = Field(
-        description="scrypt hash of the password (python -m bmsgate_api hash-password)"
+        title="Password",
+        description="at least 8 characters; kept only as a hash, never shown",
     )
-    packs: list[PackId] = Field(min_length=1, description="the pack and bank ids it may read")
+    packs: list[PackId] = Field(
+        min_length=1,
+        description="the packs and banks it may see",
+        json_schema_extra={"choices": "packs_banks"},
+    )
 
     @model_validator(mode="after")
     def _hash_format(self) -> ViewerSettings:
@@ -256,11 +284,13 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=1, le=65535, description="TCP port of the web UI")
     password_hash: SecretStr | None = Field(
         default=None,
-        description="scrypt hash of the password (python -m bmsgate_api hash-password); "
-        "unset: password_file, else the one set at the first visit",
+        title="Password",
+        description="the web UI's password, kept only as a hash, never shown; "
+        "unset: the one in password_file, else the one set at the first visit",
     )
     password_file: Path | None = Field(
-        default=None, description="a secret file holding the password or its scrypt hash"
+        default=None,
+        description="a file holding the password or its hash (a Docker secret, for one)",
     )
     public_read: Literal["never", "local", "always"] = Field(
         default="local",
@@ -275,45 +305,51 @@ class ApiSettings(_Section):
     )
     session_hours: float = Field(default=12.0, gt=0, le=24 * 90, description="[h] a login lasts")
     login_attempts: int = Field(
-        default=5, ge=1, description="failed logins per client within login_window before 429"
+        default=5,
+        ge=1,
+        description="failed logins from one device within login_window before it must wait",
     )
-    login_window: float = Field(default=300.0, gt=0, description="[s] of the login rate limit")
+    login_window: float = Field(
+        default=300.0, gt=0, description="[s] failed logins are counted over"
+    )
     login_ceiling: int = Field(
         default=50,
         ge=1,
-        description="failed logins from all clients together within login_window before "
-        "every login waits (429)",
+        description="failed logins from all devices together within login_window before "
+        "every login must wait",
     )
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: list[NetworkText] = Field(
         default_factory=list,
-        description="reverse proxies (addresses or networks) whose X-Forwarded-For, "
-        "X-Forwarded-Proto and X-Forwarded-Host are believed; none by default",
+        description="reverse proxies in front of the web UI (an address, or a network such as "
+        "10.0.0.0/24) that are believed about the visitor's address; none by default",
     )
-    allowed_origins: list[str] = Field(
+    allowed_origins: list[OriginText] = Field(
         default_factory=list,
-        description="other origins (https://host[:port]) whose pages may change things, "
-        "besides the API's own",
+        description="other web addresses (https://host or https://host:port) whose pages may "
+        "change things here, besides the web UI's own",
     )
     viewers: list[ViewerSettings] = Field(
         default_factory=list,
-        description="accounts that log in with their own name and password and may only read "
-        "their packs",
+        description="read-only accounts: each logs in with its own name and password and sees "
+        "only its packs and banks",
     )
     max_connections: int = Field(
         default=256,
         ge=16,
         le=100_000,
-        description="open HTTP connections at most; beyond, a new one closes the oldest that "
-        "has not sent its request",
+        description="browser connections open at once at most; beyond, a new one closes the "
+        "oldest idle one",
     )
     header_timeout: float = Field(
-        default=10.0, gt=0, le=300, description="[s] for a request's head, and for its body"
+        default=10.0, gt=0, le=300, description="[s] a browser may take to send a request"
     )
     command_timeout: float = Field(
         default=15.0, gt=0, le=120, description="[s] to wait for a command's result"
     )
     mdns: bool = Field(
-        default=True, title="mDNS", description="announce the web UI by mDNS (zeroconf)"
+        default=True,
+        title="mDNS",
+        description="announce the web UI on the local network, so it is found by its name",
     )
     mdns_name: str = Field(
         default="bmsgate",
@@ -355,18 +391,6 @@ class ApiSettings(_Section):
             )
         if self.logo is not None and self.logo.suffix.lower() not in LOGO_TYPES:
             raise ValueError(f"api.logo must be one of {', '.join(sorted(LOGO_TYPES))}")
-        for proxy in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"api.trusted_proxies: {proxy!r} is not an address or network"
-                ) from None
-        for origin in self.allowed_origins:
-            if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", origin):
-                raise ValueError(
-                    f"api.allowed_origins: {origin!r} is not an origin (https://host[:port])"
-                )
         return self
 
 
@@ -539,15 +563,23 @@ class TargetSettings(_Section):
         default=None, title="CA file", description="CA bundle; the system's when unset"
     )
     username: str | None = Field(default=None, description="when the broker asks for a login")
-    password: SecretStr | None = Field(default=None, description="never logged")
-    client_id: str | None = Field(default=None, description="bmsgate-<name>-<pid> when unset")
+    password: SecretStr | None = Field(
+        default=None, description="of the broker login; never shown or logged"
+    )
+    client_id: str | None = Field(
+        default=None, description="how bmsgate introduces itself; unset: bmsgate-<name>-<number>"
+    )
     topic_prefix: str = Field(
         default="bmsgate", pattern=TOPIC_PATTERN, description="{prefix} of the topics, e.g. solar"
     )
     interval: float = Field(default=5.0, ge=1, description="[s] between packets per pack")
     qos: Literal[0, 1, 2] = Field(default=0, description="of value packets")
     retain: bool = Field(default=True, description="keep value packets on the broker")
-    packs: list[PackId] | None = Field(default=None, description="which packs; all when unset")
+    packs: list[PackId] | None = Field(
+        default=None,
+        description="the packs and banks it gets; all when none is ticked",
+        json_schema_extra={"choices": "packs_banks"},
+    )
     dongle: DongleSettings = DongleSettings()
     flat: bool = Field(default=False, description="one topic per value: <prefix>/<pack>/soc")
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
@@ -591,7 +623,7 @@ class InfluxSettings(_Section):
         default="http://127.0.0.1:8086",
         title="URL",
         pattern=r"^https?://\S+$",
-        description="http(s)://host:port of the InfluxDB v2 server",
+        description="address of the InfluxDB v2 server, e.g. http://192.168.1.10:8086",
     )
     token: SecretStr | None = Field(default=None, description="API token; never logged")
     org: str = Field(default="bmsgate", description="the organisation of the bucket")
@@ -617,7 +649,8 @@ class ArchiveSettings(_Section):
         default=300.0, gt=0, le=3600, description="[s] most a power cut can lose"
     )
     synchronous: Literal["full", "normal"] = Field(
-        default="full", description="full: fsync the WAL at every commit"
+        default="full",
+        description="full: each save waits until it is on the disk (safest); normal: fewer writes",
     )
 
 
@@ -625,7 +658,11 @@ class HealthSettings(_Section):
     """Thresholds of the battery-health rules (docs/history.md)."""
 
     enabled: bool = True
-    load_current: float = Field(default=0.1, gt=0, description="[C] |I| that counts as load")
+    load_current: float = Field(
+        default=0.1,
+        gt=0,
+        description="[C] current, as a share of the capacity, that counts as load (either way)",
+    )
     weak_mv: float = Field(default=30.0, gt=0, description="[mV] lead over the pack average")
     weak_minutes: float = Field(default=5.0, gt=0, description="[min] a day, each way, to count")
     evidence_days: int = Field(default=2, ge=1, description="days with evidence, of the last 7")
@@ -660,21 +697,11 @@ class TunnelSettings(_Section):
     idle_timeout: float = Field(
         default=120.0, gt=0, le=86400, description="[s] without traffic that closes the tunnel"
     )
-    allow: list[str] = Field(
+    allow: list[NetworkText] = Field(
         default_factory=list,
-        description="client addresses or networks (192.168.1.0/24); any when empty",
+        description="computers that may connect: an address, or a network such as "
+        "192.168.1.0/24; any when the list is empty",
     )
-
-    @model_validator(mode="after")
-    def _networks(self) -> TunnelSettings:
-        import ipaddress
-
-        for entry in self.allow:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"tunnel.allow: {entry!r} is not an address or network") from None
-        return self
 
 
 NotifyEvent = Literal[
@@ -701,10 +728,20 @@ class NotifyTargetSettings(_Section):
     """One place notifications go: any Apprise URL (docs/notifier.md)."""
 
     name: str = Field(pattern=TARGET_NAME_PATTERN, description="names the target in logs")
-    url: SecretStr = Field(description="Apprise URL, e.g. pover://USER_KEY@APP_TOKEN; never logged")
-    events: list[NotifyEvent] | None = Field(default=None, description="which; all when unset")
+    url: SecretStr = Field(
+        title="URL",
+        description="where to send, as an Apprise address (pover://USER_KEY@APP_TOKEN for "
+        "Pushover, for one); never shown or logged",
+    )
+    events: list[NotifyEvent] | None = Field(
+        default=None, description="which events it gets; all when none is ticked"
+    )
     min_priority: NotifyPriority = Field(default="low", description="quieter events are skipped")
-    packs: list[PackId] | None = Field(default=None, description="which packs; all when unset")
+    packs: list[PackId] | None = Field(
+        default=None,
+        description="the packs and banks it hears about; all when none is ticked",
+        json_schema_extra={"choices": "packs_banks"},
+    )
 
 
 class QuietHoursSettings(_Section):
@@ -722,11 +759,11 @@ class NotifierSettings(_Section):
         default_factory=list, description="where notifications go (Apprise URLs)"
     )
     full_soc: float = Field(default=100.0, gt=0, le=100, description="[%] 'full' when reached")
-    low_soc: float | None = Field(default=20.0, ge=0, lt=100, description="[%] null = no alert")
+    low_soc: float | None = Field(default=20.0, ge=0, lt=100, description="[%] empty: no alert")
     soc_hysteresis: float = Field(
         default=5.0, ge=0, description="[%] to move back before re-arming"
     )
-    cell_delta: float | None = Field(default=0.1, gt=0, description="[V] alert above; null = off")
+    cell_delta: float | None = Field(default=0.1, gt=0, description="[V] alert above; empty: off")
     cell_delta_clear: float = Field(
         default=0.05, ge=0, description="[V] 'back in line' at or below"
     )

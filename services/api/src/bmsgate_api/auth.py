@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bmsgate_common.config_view import MASK
 from bmsgate_common.durable import write_durably
 from bmsgate_common.logs import hold_secrets
 
@@ -52,6 +53,36 @@ def check_new_password(password: str) -> str:
     if len(password) > MAX_PASSWORD:
         raise PasswordError(f"the password may have at most {MAX_PASSWORD} characters")
     return password
+
+
+def hashed_passwords(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every password typed where the file keeps a hash, replaced by its hash (in place).
+
+    The forms take the web UI's password (api.password_hash) and each viewer's as typed; the
+    file only ever holds their hashes. A hash or a masked value stays as it is. Returns the
+    passwords that cannot be used as (dotted key, why); those stay unchanged, and unsaved.
+    """
+    api = data.get("api")
+    if not isinstance(api, dict):
+        return []
+    places: list[tuple[str, dict[str, Any]]] = [("api.password_hash", api)]
+    viewers = api.get("viewers")
+    if isinstance(viewers, list):
+        places += [
+            (f"api.viewers.{i}.password_hash", v)
+            for i, v in enumerate(viewers)
+            if isinstance(v, dict)
+        ]
+    problems = []
+    for key, holder in places:
+        typed = holder.get("password_hash")
+        if not isinstance(typed, str) or is_hash(typed) or MASK in typed:
+            continue
+        try:
+            holder["password_hash"] = hash_password(check_new_password(typed))
+        except PasswordError as err:
+            problems.append((key, str(err)))
+    return problems
 
 
 def read_new_password(prompt: str) -> str:

@@ -68,6 +68,7 @@ GROUPS: Final = (
             Part("control", "Control"),
             Part("tunnel", "Tunnel for the vendors' PC software"),
             Part("api", "Web UI and API", omit=("viewers",)),
+            Part("api.viewers", "Viewers: read-only accounts"),
         ),
     ),
     Group(
@@ -104,6 +105,7 @@ _WORDS: Final = {
     "Mos": "MOS",
     "Api": "API",
     "Mv": "[mV]",
+    "Openhasp": "openHASP",
 }
 
 
@@ -121,6 +123,8 @@ def key_words(name: str) -> str:
     """A key in words: poll_interval is "Poll interval", url is "URL"."""
     words = [_WORDS.get(w.capitalize(), w) for w in name.split("_")]
     text = " ".join(words)
+    if words and words[0] in _WORDS.values():  # spelt as it is: "mDNS", "openHASP"
+        return text
     return text[:1].upper() + text[1:]
 
 
@@ -190,6 +194,9 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
             key: {**_node(sub, defs, key), "required": key in required}
             for key, sub in schema["properties"].items()
         }
+        for key, sub in out["fields"].items():  # a section by its key, not its class name
+            if sub["kind"] == "object" and sub["title"].endswith("Settings"):
+                sub["title"] = key_words(key)
     elif kind == "object":
         kind = "map"
         out["values"] = _node(schema.get("additionalProperties", {}), defs, name)

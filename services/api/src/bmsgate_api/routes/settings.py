@@ -3,7 +3,8 @@
 Reading shows every secret masked. Writing (login required) takes YAML, puts the stored secret
 back wherever a masked value came back unchanged, validates the whole file with the services'
 own Settings model and writes it atomically (mode 0600): a bad key or value is a 400 with one
-line naming it, and the file stays as it was. ``bmsgate run`` applies a written file at once;
+line naming it, and the file stays as it was. A password typed where the file keeps a hash (the
+web UI's, a viewer's) is written as its hash. ``bmsgate run`` applies a written file at once;
 in containers, restart the services (POST /api/services/restart).
 """
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from bmsgate_common import topics
 from bmsgate_common.config_file import (
+    assign,
     effective_view,
     keep_secrets,
     leaves,
@@ -36,6 +38,7 @@ from bmsgate_common.models import ServiceRestart, utcnow
 from bmsgate_common.service_table import restarts
 from bmsgate_common.settings import ConfigError, Settings, explain
 
+from ..auth import hashed_passwords
 from ..deps import Ctx, User, audit
 from ..forms import field_errors, form_schema
 
@@ -73,6 +76,11 @@ class FormValues(BaseModel):
     """What the forms set: the file's data as JSON; a masked secret keeps the stored value."""
 
     values: dict[str, Any]
+    origins: dict[str, list[int | None]] = Field(
+        default_factory=dict,
+        description="dotted key of a list -> where each entry was in the file (null: added), "
+        "so a masked secret stays with its own entry after a remove or a move",
+    )
 
 
 class FieldError(BaseModel):
@@ -158,6 +166,9 @@ async def _write(ctx: Ctx, text: str, source: str) -> Saved:
     try:
         new = parse_yaml(text, source)
         data = keep_secrets(new, read_raw(path))
+        weak = await asyncio.to_thread(hashed_passwords, data)
+        if weak:
+            raise ConfigError(f"{weak[0][0]}: {weak[0][1]}")
         await asyncio.to_thread(save, path, data)
     except ConfigError as err:
         raise HTTPException(status_code=400, detail=str(err).replace(str(path), source)) from None
@@ -183,6 +194,9 @@ async def read_form(ctx: Ctx) -> dict[str, Any]:
         "path": str(path) if path else None,
         "applies_now": ctx.supervised,
     }
+
+
+_PLACEHOLDER_HASH = "scrypt$16384$8$1$AA$AA"  # where a password is refused, for checking the rest
 
 
 class _Invalid(Exception):
@@ -215,17 +229,24 @@ async def write_form(body: FormValues, request: Request, ctx: Ctx) -> FormSaved 
         stored = read_raw(path)
     except ConfigError:
         stored = {}  # a broken file is replaced by what the forms hold
-    data = migrate_config(keep_secrets(body.values, stored))[0]
+    data = migrate_config(keep_secrets(body.values, stored, body.origins))[0]
+    weak = await asyncio.to_thread(hashed_passwords, data)  # typed passwords: only their hashes
     masked_keys = [k for k, v in leaves(data) if isinstance(v, str) and MASK in v]
+    problems = [{"key": k, "msg": why} for k, why in weak]
     try:
         if masked_keys:
             problems = [{"key": k, "msg": "give the secret (none is stored)"} for k in masked_keys]
             raise _Invalid(f"'{masked_keys[0]}' holds a masked secret; give the real value")
+        checked = data
+        for key, _ in weak:  # the other fields are checked too, as if it were good
+            checked = assign(checked, key, _PLACEHOLDER_HASH)
         try:
-            cfg = Settings.model_validate(data)
+            cfg = Settings.model_validate(checked)
         except ValidationError as err:
-            problems = field_errors(err)
+            problems += field_errors(err)
             raise _Invalid(explain(err)) from None
+        if weak:
+            raise _Invalid(f"'{weak[0][0]}': {weak[0][1]}")
     except _Invalid as bad:
         return JSONResponse(status_code=400, content={"detail": str(bad), "errors": problems})
     before = _settings_or_none(stored)

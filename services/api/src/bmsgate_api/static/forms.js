@@ -3,6 +3,8 @@
 "use strict";
 const forms = (() => {
   const MASK = "********";
+  // where a list's entry was in the file: sent with a save, so a masked secret stays with its entry
+  const ORIGIN = Symbol("origin");
   let schema, values, seq = 0;
 
   const clone = (v) => JSON.parse(JSON.stringify(v));
@@ -130,14 +132,8 @@ const forms = (() => {
         }
         set(key, Object.keys(out).length ? out : undefined);
       };
-    } else if (node.kind === "array") {  // a list of plain values: comma-separated
-      input = el("input", { type: "text", id, "aria-describedby": described, placeholder: "comma-separated" });
-      input.value = shown(value);
-      input.onchange = () => {
-        const list = input.value.split(",").map(s => s.trim()).filter(Boolean);
-        const num = node.items && (node.items.kind === "integer" || node.items.kind === "number");
-        set(key, list.length ? list.map(s => num ? Number(s) : s) : undefined);
-      };
+    } else if (node.kind === "array") {
+      return rows(key, node, name, { row, help, error, described });
     } else {
       const numeric = node.kind === "integer" || node.kind === "number";
       const type = numeric ? "number" : node.format === "time" ? "time" : "text";
@@ -151,12 +147,75 @@ const forms = (() => {
     return row;
   }
 
-  // what a list is picked from: "packs", the configured packs (and any listed one no longer there)
+  // a list of plain values: one row each, added, removed and moved one by one
+  function rows(key, node, name, { row, help, error, described }) {
+    const title = node.title || name;
+    const list = get(values, key) || [];
+    const box = el("fieldset", { class: "rows", "aria-describedby": described });
+    box.append(el("legend", { text: title }));
+    const num = node.items && (node.items.kind === "integer" || node.items.kind === "number");
+    list.forEach((item, i) => {
+      const at = `${key}.${i}`, what = `${title} ${i + 1}`;
+      const id = `f${++seq}`;
+      const entry = el("div", { class: "field entry", "data-key": at });
+      const err = el("div", { class: "field-error", role: "alert", id: `${id}-err`, hidden: true });
+      const input = el("input", { type: "text", id, "aria-label": what, "aria-describedby": err.id,
+        inputmode: num ? "decimal" : null });
+      input.value = shown(item);
+      input.onchange = () => {
+        const raw = input.value.trim();
+        const problem = raw === "" ? "type a value or remove the entry" : node.items ? check(node.items, raw) : "";
+        showError(entry, problem);
+        set(at, num && raw !== "" ? Number(raw) : raw);
+      };
+      entry.append(input, ...moves(key, i, list.length, what), el("button", { type: "button", class: "danger",
+        text: "Remove", "aria-label": `Remove ${what}`, onclick: () => {
+          const now = get(values, key).filter((_, j) => j !== i);
+          set(key, now.length ? now : undefined);
+          redraw(now.length ? `${key}.${Math.min(i, now.length - 1)}` : key, now.length ? "input" : "button");
+        } }), err);
+      box.append(entry);
+    });
+    if (!list.length) box.append(el("p", { class: "muted", text: "None." }));
+    box.append(el("button", { type: "button", text: "Add entry", "aria-label": `Add entry to ${title}`, onclick: () => {
+      set(key, [...(get(values, key) || []), ""]);
+      redraw(`${key}.${(get(values, key) || []).length - 1}`, "input");
+    } }));
+    row.classList.add("list-of-values");
+    row.append(...[box, help, error].filter(Boolean));
+    return row;
+  }
+
+  // an entry's own move button (not one of a list inside it)
+  const mover = (dir) => `:scope > button[data-move="${dir}"], :scope > .row > button[data-move="${dir}"]`;
+  // "Move up" and "Move down" for entry i of the list at key; the moved entry keeps the focus
+  function moves(key, i, n, what) {
+    const move = (to, dir) => () => {
+      const now = [...get(values, key)];
+      [now[i], now[to]] = [now[to], now[i]];
+      set(key, now);
+      redraw(`${key}.${to}`, mover(dir), dir);
+    };
+    return [
+      el("button", { type: "button", class: "move", "data-move": "up", text: "↑", title: "Move up",
+        "aria-label": `Move ${what} up`, disabled: i === 0, onclick: move(i - 1, "up") }),
+      el("button", { type: "button", class: "move", "data-move": "down", text: "↓", title: "Move down",
+        "aria-label": `Move ${what} down`, disabled: i === n - 1, onclick: move(i + 1, "down") }),
+    ];
+  }
+
+  // what a list is picked from: "packs", the configured packs ("packs_banks": and the banks),
+  // and any listed one no longer there
   function choices(what, value) {
     const out = [];
-    if (what === "packs") {
+    if (what === "packs" || what === "packs_banks") {
       for (const bus of values.buses || []) for (const p of (bus && bus.packs) || []) {
         if (p && p.id) out.push({ id: p.id, text: p.name && p.name !== p.id ? `${p.name} (${p.id})` : p.id });
+      }
+    }
+    if (what === "packs_banks") {
+      for (const b of values.banks || []) {
+        if (b && b.id) out.push({ id: b.id, text: `${b.name && b.name !== b.id ? `${b.name} (${b.id})` : b.id}, bank` });
       }
     }
     for (const v of value || []) if (!out.some(c => c.id === v)) out.push({ id: v, text: `${v} (not configured)` });
@@ -194,23 +253,30 @@ const forms = (() => {
     const box = el("div", { class: "list", "data-key": key });
     box.append(el("div", { class: "field-error", role: "alert", hidden: true }));
     const items = get(values, key) || [];
+    const word = one(node, name);
     items.forEach((item, i) => {
       if (item === undefined) return;  // removed
-      const at = `${key}.${i}`;
-      const d = el("details", { class: "item", open: items.length < 3 });
-      const remove = el("button", { type: "button", class: "danger", text: "Remove", onclick: () => {
-        if (!confirm(`Remove ${itemName(item, i)}?`)) return;
-        const now = get(values, key).filter((_, j) => j !== i);
-        set(key, now.length ? now : undefined);
-        redraw();
-      } });
-      const word = one(node, name);
+      const at = `${key}.${i}`, what = `${word} ${itemName(item, i)}`;
+      const d = el("details", { class: "item", "data-item": at, open: items.length < 3 || opened.has(item) });
+      d.ontoggle = () => { if (d.open) opened.add(item); else opened.delete(item); };
+      const remove = el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${what}`,
+        onclick: () => {
+          if (!confirm(`Remove ${itemName(item, i)}?`)) return;
+          const now = get(values, key).filter((_, j) => j !== i);
+          set(key, now.length ? now : undefined);
+          redraw(now.length ? `${key}.${Math.min(i, now.length - 1)}` : key, now.length ? "summary" : "button");
+        } });
       d.append(el("summary", { text: `${word[0].toUpperCase()}${word.slice(1)}: ${itemName(item, i)}` }), object(at, node.items, omit),
-        el("div", { class: "row" }, remove));
+        el("div", { class: "row" }, ...moves(key, i, items.length, what), remove));
       box.append(d);
     });
-    box.append(el("div", { class: "row" }, el("button", { type: "button", text: `Add ${one(node, name)}`,
-      onclick: () => { set(key, [...(get(values, key) || []).filter(x => x !== undefined), {}]); redraw(); } })));
+    box.append(el("div", { class: "row" }, el("button", { type: "button", text: `Add ${word}`,
+      onclick: () => {
+        const added = {};
+        opened.add(added);
+        set(key, [...(get(values, key) || []).filter(x => x !== undefined), added]);
+        redraw(`${key}.${get(values, key).length - 1}`, "input, select");
+      } })));
     return box;
   }
 
@@ -250,13 +316,21 @@ const forms = (() => {
     return render(key, node, key.split(".").pop(), omit);
   }
 
-  let host, current;
-  function redraw() {
+  let host, current, opened = new WeakSet();  // list entries folded open, followed when they move
+  // draw the group again; then focus `what` in the entry or list at `key` (after an add, remove or move)
+  function redraw(key, what, dir) {
     const open = [...host.querySelectorAll("details[open]")].map(d => d.dataset.section).filter(Boolean);
     host.innerHTML = "";
     const group = schema.groups.find(g => g.id === current) || schema.groups[0];
     for (const p of group.parts) host.append(part(p));
     for (const key of open) { const d = host.querySelector(`details[data-section="${CSS.escape(key)}"]`); if (d) d.open = true; }
+    if (!key) return;
+    const at = host.querySelector(`[data-item="${CSS.escape(key)}"], [data-key="${CSS.escape(key)}"]`);
+    if (!at) return;
+    for (let d = at.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
+    let target = at.querySelector(what);
+    if (dir && target && target.disabled) target = at.querySelector(mover(dir === "up" ? "down" : "up"));
+    (target || at).focus();
   }
 
   // the server's messages beside their fields (the nearest shown key when a field is not shown)
@@ -278,15 +352,21 @@ const forms = (() => {
         box.textContent = e.key === key ? e.msg : `${e.key.slice(key.length + 1)}: ${e.msg}`;
         box.hidden = false;
       }
-      const d = target.closest("details"); if (d) d.open = true;
+      for (let d = target.closest("details"); d; d = d.parentElement.closest("details")) d.open = true;
     }
     const first = host.querySelector(".field.invalid input, .field.invalid select, .field-error:not([hidden])");
     if (first) first.scrollIntoView({ block: "center" });
     return unshown;
   }
 
+  // every entry of a list of objects remembers its place in the file
+  function mark(v) {
+    if (Array.isArray(v)) v.forEach((x, i) => { if (x && typeof x === "object" && !Array.isArray(x)) x[ORIGIN] = i; mark(x); });
+    else if (v && typeof v === "object") Object.values(v).forEach(mark);
+  }
   function load(data, where, group) {
-    schema = data.schema; values = clone(data.values || {}); host = where; current = group;
+    schema = data.schema; values = clone(data.values || {}); host = where; current = group; opened = new WeakSet();
+    mark(values);
     redraw();
   }
   function show(group) { current = group; redraw(); }
@@ -295,7 +375,20 @@ const forms = (() => {
       : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x)])) : v;
     return strip(values);
   };
-  return { load, show, data, showErrors, groups: () => schema.groups, where: (key) => {
+  // dotted key of each list of objects -> where its entries were in the file (null: added here)
+  const origins = () => {
+    const out = {};
+    const walk = (v, key) => {
+      if (Array.isArray(v)) {
+        const list = v.filter(x => x !== undefined);
+        if (list.some(x => x && typeof x === "object")) out[key] = list.map(x => x && x[ORIGIN] !== undefined ? x[ORIGIN] : null);
+        list.forEach((x, i) => walk(x, `${key}.${i}`));
+      } else if (v && typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, key ? `${key}.${k}` : k);
+    };
+    walk(values, "");
+    return out;
+  };
+  return { load, show, data, origins, showErrors, groups: () => schema.groups, where: (key) => {
     for (const g of schema.groups) for (const p of g.parts) {
       const base = p.key.split(".*.")[0];
       if (key === base || key.startsWith(base + ".")) return g.id;
