@@ -184,6 +184,24 @@ def test_a_masked_secret_stays_with_its_own_list_entry_after_a_move_or_a_remove(
     assert passwords(keep_secrets(sent("c"), stored)) == [MASK]  # never a's to another
 
 
+def test_an_invalid_file_is_shown_with_its_secrets_masked() -> None:
+    from bmsgate_common.config_file import MASK, masked
+
+    raw = {
+        "buses": [{"port": "/dev/ttyUSB0", "protocol": "no-such", "packs": [{"id": "a"}]}],
+        "mqtt": {"password": "mq-secret"},
+        "publisher": {"targets": [{"name": "t", "password": "t-secret", "port": 0}]},
+        "api": {"viewers": [{"name": "v", "password_hash": "plain-pw", "packs": ["a"]}]},
+        "notifier": {"targets": [{"name": "n", "url": "pover://user@token"}]},
+    }
+    shown = masked(raw)
+    assert shown["mqtt"]["password"] == MASK
+    assert shown["publisher"]["targets"][0] == {"name": "t", "password": MASK, "port": 0}
+    assert shown["api"]["viewers"][0]["password_hash"] == MASK
+    assert shown["notifier"]["targets"][0]["url"] == MASK
+    assert shown["buses"] == raw["buses"]  # the rest as it is, to be mended
+
+
 def test_runtime_file_keeps_every_secret() -> None:
     from bmsgate.run import runtime_config
 

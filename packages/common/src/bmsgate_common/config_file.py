@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -176,9 +177,46 @@ def secret_keys(raw: dict[str, Any]) -> set[str]:
     try:
         cfg = Settings.model_validate(raw)
     except ValidationError:
-        return set()  # an invalid file is shown as it is: mask_urls and masked() still apply
+        # an invalid file is shown to be mended: its secrets by where the model keeps them
+        return {k for k, _ in leaves(raw) if _secret_place(k.split("."))}
     hidden = dict(leaves(plain(cfg, secrets=False)))
     return {k for k, v in leaves(plain(cfg, secrets=True)) if hidden.get(k) != v}
+
+
+def _secret_place(key: list[str]) -> bool:
+    return any(
+        len(key) == len(place) and all(p in ("*", k) for p, k in zip(place, key, strict=True))
+        for place in _secret_places()
+    )
+
+
+@cache
+def _secret_places() -> list[tuple[str, ...]]:
+    """Where the model keeps secrets, as key parts; "*" is any entry of a list or mapping."""
+    schema = Settings.model_json_schema()
+    defs = schema.get("$defs", {})
+    out: list[tuple[str, ...]] = []
+
+    def walk(node: dict[str, Any], at: tuple[str, ...], seen: frozenset[str]) -> None:
+        ref = node.get("$ref", "").rsplit("/", 1)[-1]
+        if ref:
+            if ref in seen:
+                return
+            node, seen = {**defs[ref], **node}, seen | {ref}
+        if node.get("writeOnly"):
+            out.append(at)
+            return
+        for option in node.get("anyOf", []):
+            walk(option, at, seen)
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], (*at, "*"), seen)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], (*at, "*"), seen)
+        for key, sub in node.get("properties", {}).items():
+            walk(sub, (*at, key), seen)
+
+    walk(schema, (), frozenset())
+    return out
 
 
 def masked(raw: dict[str, Any]) -> dict[str, Any]:
