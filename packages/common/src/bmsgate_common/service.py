@@ -130,12 +130,14 @@ def service_main(
     except ConfigError as err:
         print(f"bmsgate {name}: {err}", file=sys.stderr)  # noqa: T201
         return USER_ERROR
+    # before anything reads them: a check may log them (Apprise, reading a URL, at DEBUG), and
+    # where services share a process its logging is on already
+    hold_secrets(held_secrets(cfg, name))
     problem = check(cfg, args) if check else None
     if problem:
         print(f"bmsgate {name}: {problem}", file=sys.stderr)  # noqa: T201
         return USER_ERROR
     setup_logging(cfg.log_level, name)
-    hold_secrets(held_secrets(cfg, name))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(until_signal(_with_trimming(run(cfg, args))))
     hosted = HOSTED.get()
