@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -27,6 +27,8 @@ FILE = {
 
 
 LEAKS = ("docs/", ".md", "bmsgate_", "<base>", "python -m", "set_keep_awake")
+# a developer's words, said otherwise to an owner ("empty: no alert", "must wait")
+JARGON = ("`", "null", "429", "scrypt", "X-Forwarded", "fsync", "WAL", "|I|", "UVP", "re-arming")
 
 
 def _every(node: object, key: str) -> list[str]:
@@ -35,6 +37,14 @@ def _every(node: object, key: str) -> list[str]:
         own = [node[key]] if isinstance(node.get(key), str) else []
         return own + [x for v in node.values() for x in _every(v, key)]
     return [x for v in node for x in _every(v, key)] if isinstance(node, list) else []
+
+
+def _lists(node: object) -> list[dict[str, Any]]:
+    """Every list-of-sections node of a form schema."""
+    if isinstance(node, dict):
+        own = [node] if node.get("kind") == "array" and "fields" in node.get("items", {}) else []
+        return own + [x for v in node.values() for x in _lists(v)]
+    return [x for v in node for x in _lists(v)] if isinstance(node, list) else []
 
 
 def test_every_section_of_the_settings_is_in_a_group() -> None:
@@ -78,8 +88,13 @@ async def test_the_forms_get_labels_units_ranges_choices_and_masked_secrets(
         assert "at or below “Full current” for “Full time”" in full, full
         push = bus["packs"]["items"]["fields"]["push_soc"]["help"]
         assert push.endswith("needs “Control: Enabled”"), push
-        helps = [h for h in _every(fields, "help") if any(w in h for w in LEAKS)]
+        helps = [h for h in _every(fields, "help") if any(w in h for w in LEAKS + JARGON)]
         assert not helps, helps
+        # a section by its key's words, never its class name
+        titles = [t for t in _every(fields, "title") if t.endswith("Settings")]
+        assert set(titles) <= {f["items"]["title"] for f in _lists(fields)}, (
+            titles
+        )  # (an entry's class name only names "Add target", "Add viewer")
         assert [g["title"] for g in form["schema"]["groups"]][:2] == [
             "Batteries and buses",
             "Outputs",

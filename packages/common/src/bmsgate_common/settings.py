@@ -73,7 +73,7 @@ class MqttSettings(_Section):
     """The backbone broker."""
 
     host: str | None = Field(
-        default=None, description="broker host; `bmsgate run` starts a private one when unset"
+        default=None, description="the broker's address; unset: bmsgate run starts its own"
     )
     port: int = Field(default=1883, ge=1, le=65535, description="the broker's TCP port")
     username: str | None = Field(default=None, description="when the broker asks for a login")
@@ -120,15 +120,23 @@ class PackSettings(_Section):
         "or above this while the charge current is at or below full_current for full_time",
     )
     full_current: float | None = Field(
-        default=None, ge=0, description="[A] own SOC: taper current; unset = 2 % of capacity"
+        default=None,
+        ge=0,
+        description="[A] own SOC: full once the charge current falls to this; "
+        "unset: 2 % of capacity",
     )
-    full_time: float = Field(default=300.0, ge=0, le=7200, description="[s] own SOC: taper time")
+    full_time: float = Field(
+        default=300.0,
+        ge=0,
+        le=7200,
+        description="[s] own SOC: how long the current must stay that low",
+    )
     empty_cell_voltage: float | None = Field(
         default=None,
         gt=1.5,
         lt=4.0,
-        description="[V] own SOC: 0 % at this lowest cell; unset = the BMS's own cell UVP as read, "
-        "else 2.8",
+        description="[V] own SOC: 0 % at this lowest cell; unset: the cell undervoltage "
+        "protection the BMS reports, else 2.8",
     )
     push_soc: bool = Field(
         default=False,
@@ -532,7 +540,9 @@ class HomeAssistantSettings(_Section):
         default="homeassistant", pattern=TOPIC_PATTERN, description="Home Assistant's default"
     )
     birth_delay: float = Field(
-        default=3.0, ge=0, description="[s] wait after HA's birth message before re-announcing"
+        default=3.0,
+        ge=0,
+        description="[s] wait after Home Assistant starts before announcing the packs again",
     )
     configuration_url: str | None = Field(
         default=None,
@@ -633,7 +643,9 @@ class InfluxSettings(_Section):
     flush_interval: float = Field(default=5.0, gt=0, description="[s] longest a point waits")
     timeout: float = Field(default=10.0, gt=0, description="[s] per write request")
     buffer_points: int = Field(
-        default=1_000_000, ge=1, description="on-disk buffer bound while the server is away"
+        default=1_000_000,
+        ge=1,
+        description="points kept on disk at most while the server cannot be reached",
     )
 
 
@@ -689,7 +701,10 @@ class HistorySettings(_Section):
 class TunnelSettings(_Section):
     """The TCP tunnel for the vendors' PC software: closed until opened, needs control.enabled."""
 
-    host: str = Field(default="0.0.0.0", description="address to listen on while open")
+    host: str = Field(
+        default="0.0.0.0",
+        description="the address it listens on while open; 0.0.0.0: every interface",
+    )
     port: int = Field(
         default=6790, ge=1, le=65535, description="TCP port of the first bus; bus n uses port + n"
     )
@@ -761,7 +776,9 @@ class NotifierSettings(_Section):
     full_soc: float = Field(default=100.0, gt=0, le=100, description="[%] 'full' when reached")
     low_soc: float | None = Field(default=20.0, ge=0, lt=100, description="[%] empty: no alert")
     soc_hysteresis: float = Field(
-        default=5.0, ge=0, description="[%] to move back before re-arming"
+        default=5.0,
+        ge=0,
+        description="[%] how far the SOC must move back before the same alert can come again",
     )
     cell_delta: float | None = Field(default=0.1, gt=0, description="[V] alert above; empty: off")
     cell_delta_clear: float = Field(
