@@ -27,6 +27,12 @@ def test_publish_qos1_carries_its_packet_id_and_the_retain_flag() -> None:
     assert wire.publish("a/b", b"{}", 0, False) == b"\x30\x07\x00\x03a/b{}"
 
 
+def test_qos2_publish_and_its_release() -> None:
+    # PUBLISH with QoS bits 10; PUBREL is type 6 with the reserved flags 0010 (section 3.6.1)
+    assert wire.publish("a", b"", 2, False, 258) == b"\x34\x05\x00\x01a\x01\x02"
+    assert wire.pubrel(258) == b"\x62\x02\x01\x02"
+
+
 def test_a_long_payload_takes_a_multi_byte_length() -> None:
     payload = bytes(200)
     packet = wire.publish("t", payload, 0, False)

@@ -7,8 +7,9 @@ last will and TLS context, and decides what to do when the connection is lost (t
 and a target both connect again, for ever).
 
 ``publish`` writes and returns at once ("publish and go"); at QoS 1 the message counts as
-unacknowledged until its PUBACK, and ``drain()`` waits until none is left, so a sender can hand
-over a whole window of messages and wait once. ``publish_acked`` waits for its own PUBACK.
+unacknowledged until its PUBACK (at QoS 2, which only a sender asks for, until PUBCOMP), and
+``drain()`` waits until none is left, so a sender can hand over a whole window of messages and
+wait once. ``publish_acked`` waits for its own acknowledgement.
 A connection pings the broker when nothing went either way for half the keepalive and closes
 itself when the broker stays silent for a whole keepalive.
 """
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT: Final = 10.0  # [s] for the TCP (and TLS) connection and the CONNACK together
 CLOSE_WAIT: Final = 1.0  # [s] for the broker to close its side after DISCONNECT
+# QoS 2 publishes between PUBLISH and PUBCOMP at once; the rest wait here. Mosquitto drops a
+# client that has more than its max_inflight_messages (20 by default) of them open
+QOS2_IN_FLIGHT: Final = 10
 
 
 class MqttError(Exception):
@@ -102,7 +107,9 @@ class Connection(asyncio.Protocol):
         )
         self._connack: asyncio.Future[bytes] = loop.create_future()
         self._waiting: dict[int, asyncio.Future[bytes]] = {}  # PUBACK/SUBACK/UNSUBACK by id
-        self._unacked: set[int] = set()  # QoS 1 publishes that were sent and went
+        self._unacked: set[int] = set()  # QoS 1 and 2 publishes sent and not acknowledged
+        self._qos2_open = 0  # QoS 2 publishes written and not completed
+        self._qos2_held: deque[bytes] = deque()  # QoS 2 publishes waiting for their turn
         self._drained: asyncio.Future[None] | None = None  # resolved when _unacked empties
         self._writable: asyncio.Future[None] | None = None  # while the transport is paused
         self._next_id = 0
@@ -171,14 +178,21 @@ class Connection(asyncio.Protocol):
                 self._on_message(msg)
             elif self._inbox is not None:
                 self._inbox.put_nowait(msg)
-        elif kind in (wire.PUBACK, wire.SUBACK, wire.UNSUBACK):
+        elif kind == wire.PUBREC:  # QoS 2, first half: release it, then wait for PUBCOMP
+            self._write(wire.pubrel(wire.packet_id(packet)))
+        elif kind in (wire.PUBACK, wire.PUBCOMP, wire.SUBACK, wire.UNSUBACK):
             packet_id = wire.packet_id(packet)
             future = self._waiting.pop(packet_id, None)
             if future is not None:
                 if not future.done():
                     future.set_result(packet.body[2:])
-            elif kind == wire.PUBACK and packet_id in self._unacked:
+            elif packet_id in self._unacked:
                 self._unacked.discard(packet_id)
+                if kind == wire.PUBCOMP:
+                    self._qos2_open -= 1
+                    if self._qos2_held:
+                        self._qos2_open += 1
+                        self._write(self._qos2_held.popleft())
                 if not self._unacked and self._drained is not None and not self._drained.done():
                     self._drained.set_result(None)
         elif kind == wire.CONNACK:
@@ -221,10 +235,17 @@ class Connection(asyncio.Protocol):
         return future
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
-        """Write a PUBLISH and return; a QoS 1 one stays unacknowledged until its PUBACK."""
+        """Write a PUBLISH and return; at QoS 1 (2) unacknowledged until PUBACK (PUBCOMP)."""
         if qos:
+            if self.closed:
+                raise self._error or MqttError("connection closed")
             packet_id = self._new_id()
-            self._write(wire.publish(topic, payload, 1, retain, packet_id))
+            packet = wire.publish(topic, payload, qos, retain, packet_id)
+            if qos == 2 and self._qos2_open >= QOS2_IN_FLIGHT:
+                self._qos2_held.append(packet)
+            else:
+                self._write(packet)
+                self._qos2_open += qos == 2
             self._unacked.add(packet_id)
         else:
             self._write(wire.publish(topic, payload, 0, retain))
@@ -232,7 +253,9 @@ class Connection(asyncio.Protocol):
     async def publish_acked(
         self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
     ) -> None:
-        """Publish; at QoS 1 return once the broker has acknowledged this message."""
+        """Publish at QoS 0 or 1; at QoS 1 return once the broker has acknowledged it."""
+        if qos > 1:
+            raise ValueError("publish_acked sends at QoS 0 or 1; QoS 2: publish and drain")
         if qos:
             await self.request(lambda pid: wire.publish(topic, payload, 1, retain, pid))
         else:
@@ -240,11 +263,11 @@ class Connection(asyncio.Protocol):
 
     @property
     def unacked(self) -> int:
-        """QoS 1 messages sent with ``publish`` and not acknowledged yet."""
+        """QoS 1 and 2 messages sent with ``publish`` and not acknowledged yet."""
         return len(self._unacked)
 
     async def drain(self) -> None:
-        """Wait until what was written has left and every QoS 1 ``publish`` is acknowledged.
+        """Wait until what was written has left and every QoS 1/2 ``publish`` is acknowledged.
 
         ``MqttError`` when the connection ends first; bound it with ``asyncio.timeout``.
         """

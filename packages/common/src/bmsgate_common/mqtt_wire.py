@@ -1,9 +1,10 @@
 """MQTT 3.1.1 packets as bytes, both ways: the backbone's protocol, with no I/O here.
 
-Only what the backbone uses (OASIS MQTT Version 3.1.1, 2014, section 3): CONNECT with a last
-will and a login, PUBLISH at QoS 0 and 1, SUBSCRIBE and UNSUBSCRIBE, PINGREQ, DISCONNECT; from
-the broker CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK and PINGRESP. QoS 2 is never asked for
-(every topic of the map is QoS 0 or 1), so the broker never sends it.
+Only what bmsgate uses (OASIS MQTT Version 3.1.1, 2014, section 3): CONNECT with a last will
+and a login, PUBLISH at QoS 0 and 1 (and 2 outgoing: an external target may be set to it, with
+PUBREL after the broker's PUBREC), SUBSCRIBE and UNSUBSCRIBE, PINGREQ, DISCONNECT; from the
+broker CONNACK, PUBLISH, PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK and PINGRESP. No subscription
+asks for QoS 2 (every topic of the map is QoS 0 or 1), so the broker never sends a PUBLISH at it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ CONNECT: Final = 1
 CONNACK: Final = 2
 PUBLISH: Final = 3
 PUBACK: Final = 4
+PUBREC: Final = 5
+PUBREL: Final = 6
+PUBCOMP: Final = 7
 SUBSCRIBE: Final = 8
 SUBACK: Final = 9
 UNSUBSCRIBE: Final = 10
@@ -100,7 +104,7 @@ def connect(
 
 
 def publish(topic: str, payload: bytes, qos: int, retain: bool, packet_id: int = 0) -> bytes:
-    """PUBLISH; ``packet_id`` only at QoS 1."""
+    """PUBLISH; ``packet_id`` only at QoS 1 and 2."""
     body = _str(topic) + (packet_id.to_bytes(2, "big") if qos else b"") + payload
     return _packet(PUBLISH << 4 | qos << 1 | retain, body)
 
@@ -108,6 +112,11 @@ def publish(topic: str, payload: bytes, qos: int, retain: bool, packet_id: int =
 def puback(packet_id: int) -> bytes:
     """The acknowledgement of a QoS 1 PUBLISH received."""
     return b"\x40\x02" + packet_id.to_bytes(2, "big")
+
+
+def pubrel(packet_id: int) -> bytes:
+    """The release of a QoS 2 PUBLISH sent, once the broker has said PUBREC."""
+    return b"\x62\x02" + packet_id.to_bytes(2, "big")
 
 
 def subscribe(packet_id: int, filters: list[tuple[str, int]]) -> bytes:
@@ -168,7 +177,7 @@ def message(packet: Packet) -> Message:
 
 
 def packet_id(packet: Packet) -> int:
-    """The packet id at the start of a PUBACK, SUBACK or UNSUBACK."""
+    """The packet id at the start of a PUBACK, PUBREC, PUBCOMP, SUBACK or UNSUBACK."""
     if len(packet.body) < 2:
         raise ProtocolError(f"packet type {packet.kind} without a packet id")
     return int.from_bytes(packet.body[:2], "big")
