@@ -38,7 +38,6 @@ from bmsgate_common.config_file import revealed
 from bmsgate_common.models import ServiceStatus, utcnow
 from bmsgate_common.service import RESTART_EXIT, USER_ERROR
 from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
-from bmsgate_common.tasks import seen_disconnect
 from bmsgate_common.topics import TOPICS
 from bmsgate_common.version import VERSION
 
@@ -259,7 +258,7 @@ async def forget_packs(
     to do, gets a retained status ``offline`` saying so (``detail.left_out``): not a failure,
     so the notifier does not report it down.
     """
-    import aiomqtt  # here, not at the top: the supervisor's memory (docs/performance.md)
+    from bmsgate_common import mqtt_client  # here, not at the top: the supervisor's memory
 
     messages = [
         (spec.topic(pack, mqtt.base_topic), b"") for pack in packs for spec in PACK_RETAINED
@@ -275,18 +274,22 @@ async def forget_packs(
             )
         )
     password = mqtt.password.get_secret_value() if mqtt.password else None
-    client = aiomqtt.Client(
-        mqtt.host or "127.0.0.1", mqtt.port, username=mqtt.username, password=password
-    )
     try:
-        async with asyncio.timeout(5.0), client:
-            for where, payload in messages:
-                await client.publish(where, payload, qos=1, retain=True)
-    except (aiomqtt.MqttError, OSError, TimeoutError) as err:
+        async with asyncio.timeout(5.0):
+            conn = await mqtt_client.connect(
+                mqtt.host or "127.0.0.1",
+                mqtt.port,
+                client_id=f"bmsgate-forget-{os.getpid()}",
+                username=mqtt.username,
+                password=password,
+            )
+            async with conn:
+                for where, payload in messages:
+                    conn.publish(where, payload, qos=1, retain=True)
+                await conn.drain()
+    except (mqtt_client.MqttError, OSError, TimeoutError) as err:
         what = ", ".join([*packs, *(retired or {})])
         log.warning("could not update the broker's retained messages of %s: %s", what, err)
-    finally:
-        seen_disconnect(client)
 
 
 def file_signature(path: Path | None) -> tuple[int, int, int] | None:

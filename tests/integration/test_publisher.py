@@ -348,6 +348,38 @@ async def test_targets_get_exact_packets_survive_an_outage_and_carry_commands(
     assert procs[0].stop() == 0
 
 
+async def test_a_wrong_password_is_one_line_in_the_status_and_the_right_one_delivers(
+    tmp_path: Path, mosquitto: Mosquitto, tls_target: TlsMosquitto, certs: Certs, procs: list[Proc]
+) -> None:
+    login = {"host": "localhost", "port": tls_target.port, "tls": True, "ca_file": str(certs.ca)}
+    targets = [
+        {"name": "wrong", "topic_prefix": "wrong", "username": USER, "password": "not-it"} | login,
+        {"name": "right", "topic_prefix": "right", "username": USER, "password": PASSWORD} | login,
+    ]
+    procs.append(
+        start_service(tmp_path, "publisher", write_config(tmp_path, config(mosquitto, targets)))
+    )
+    await started(mosquitto.port, (tls_target.port, "right", certs))
+    await backbone_send(mosquitto.port, ("state", "garage", state("garage")))
+    got = await collect(tls_target.port, "#", 10, certs, until="right/garage")
+    assert last(got, "right/garage").payload == TYPE2  # through TLS with the login
+    assert not [g for g in got if g.topic.startswith("wrong/")]
+
+    status = "bmsgate/service/publisher/status"
+    detail: dict[str, Any] = {}
+    async with asyncio.timeout(20):
+        while "wrong_error" not in detail or "right_error" not in detail:
+            got = await collect(mosquitto.port, status, 10, until=status)
+            detail = json.loads(last(got, status).payload)["detail"]
+    refused = "connection refused: not authorized (check the user name and password)"
+    assert (detail["wrong_connected"], detail["wrong_error"]) == (False, refused)
+    assert (detail["right_connected"], detail["right_error"]) == (True, None)
+    log = procs[0].log()
+    assert log.count(f"target wrong (localhost:{tls_target.port}) unreachable: {refused}") == 1
+    assert "not-it" not in log and PASSWORD not in log
+    assert procs[0].stop() == 0
+
+
 async def test_control_off_means_no_switches_and_refused_commands(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:

@@ -89,7 +89,13 @@ def test_outputs_show_each_connection_from_the_services_counters() -> None:
     )
     later = (NOW + timedelta(seconds=1)).isoformat()
     statuses = {
-        "publisher": online("publisher", cloud_connected=False, cloud_sent=4, cloud_dropped=0),
+        "publisher": online(
+            "publisher",
+            cloud_connected=False,
+            cloud_sent=4,
+            cloud_dropped=0,
+            cloud_error="connection refused: not authorized (check the user name and password)",
+        ),
         "history": online(
             "history",
             influx_up=True,
@@ -106,6 +112,7 @@ def test_outputs_show_each_connection_from_the_services_counters() -> None:
     assert out["Backbone", "the private broker of bmsgate run"].state == "connected"
     cloud = out["MQTT target", "cloud"]
     assert cloud.state == "down" and cloud.facts["broker"] == "h.example:8883"
+    assert cloud.facts["error"].startswith("connection refused: not authorized")
     influx = out["InfluxDB", "http://127.0.0.1:8086"]
     assert influx.state == "connected" and influx.facts["backlog (points)"] == 12
     assert out["Modbus TCP server", "127.0.0.1:502"].facts["clients connected"] == 2

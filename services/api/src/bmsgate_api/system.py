@@ -189,7 +189,9 @@ def outputs_view(
                     # a broker slower than the packs gets each one's newest value only
                     "replaced by newer": pub.get(f"{n}_replaced"),
                     "Home Assistant": "on" if target.homeassistant.enabled else "off",
-                },
+                }
+                # why it is down (a refused login, a certificate), only while it is
+                | ({"error": error} if (error := pub.get(f"{n}_error")) else {}),
             )
         )
     hist, hist_on = detail("history")
