@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import CHROMIUM, FLAGS
+from tests.support.browser import CHROMIUM, FLAGS, WINDOW
 from tests.support.needs import require
 
 
@@ -27,7 +27,7 @@ def browser_context() -> Iterator[Any]:
             executable_path=CHROMIUM,
             headless=True,
             args=FLAGS,
-            viewport={"width": 1280, "height": 900},
+            viewport={"width": WINDOW[0], "height": WINDOW[1]},
             accept_downloads=True,
         )
         try:

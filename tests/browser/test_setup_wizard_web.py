@@ -17,7 +17,7 @@ import yaml
 from bmsgate.broker import free_port
 from bmsgate_bms.registry import info
 from bmsgate_common.settings import Settings
-from tests.support.browser import shot as full_shot
+from tests.support.browser import on_a_dark_phone, shot
 from tests.support.needs import needs
 from tests.support.procs import Proc, find_mosquitto, start_simulator, wait_until
 from tests.support.receiver import receiver
@@ -28,11 +28,6 @@ pytestmark = [
     needs(find_mosquitto(), "mosquitto is not installed"),
 ]
 PASSWORD = "battery-gate-1"
-
-
-def shot(page: Any, name: str) -> None:
-    page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top of a full-page shot
-    full_shot(page, name)
 
 
 @pytest.fixture
@@ -122,13 +117,7 @@ def test_first_run_wizard_then_settings(
     ].url.get_secret_value().startswith("json://")
     expect(page.locator('#live [data-pack="garage"]')).to_contain_text("%", timeout=60_000)
     shot(page, "22-setup-written-live")
-    page.emulate_media(color_scheme="dark")
-    page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "27-setup-dark-phone")
-    wide = page.evaluate("() => document.documentElement.scrollWidth")
-    assert wide <= 390, f"the setup page is {wide} px wide on a 390 px phone"
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    on_a_dark_phone(page, "27-setup-dark-phone")
 
     # the Status page shows the new pack; the setup note is gone
     page.goto(f"{base}/")

@@ -18,7 +18,17 @@ import httpx
 import pytest
 from services.api.tests.test_energy import csv_matches, past_days, publish, states_of_days
 
-from tests.support.browser import HOUSE_BANK, TWO_JK_PB, first_visit, shot, start_stack, watch
+from tests.support.browser import (
+    HOUSE_BANK,
+    LAPTOP,
+    TWO_JK_PB,
+    at_sizes,
+    first_visit,
+    resize,
+    shot,
+    start_stack,
+    watch,
+)
 from tests.support.procs import Mosquitto, Proc, wait_until
 
 pytestmark = pytest.mark.integration
@@ -160,16 +170,13 @@ def test_the_energy_page_shows_the_daily_figures_as_bars_and_a_table(
         check_matches(page, report("west", f"days/{month}"))
         download_matches(page, report("west", f"days/{month}"))
 
-        # a phone and a laptop: nothing wider than the screen
-        for width, height, name in ((390, 844, "phone"), (1366, 800, "laptop")):
-            page.set_viewport_size({"width": width, "height": height})
+        # a laptop and a phone: nothing wider than the screen
+        def show() -> None:
             page.goto(f"{base}/energy.html?pack=house&month={month}")
             check_matches(page, house)
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-            )
-            assert overflow <= 0, (name, overflow)
-            shot(page, f"50-energy-{name}")
+
+        at_sizes(page, "50-energy", show)
+        resize(page, LAPTOP)
         # the system's theme turns dark: the bars are drawn again in the dark theme's colours
         page.emulate_media(color_scheme="dark")
         dark = page.evaluate("getComputedStyle(document.documentElement).getPropertyValue('--chg')")

@@ -13,13 +13,21 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import first_visit, fits, shot, start_stack, watch, web_pages
+from tests.support.browser import (
+    LAPTOP,
+    PHONE,
+    first_visit,
+    fits,
+    resize,
+    shot,
+    start_stack,
+    watch,
+    web_pages,
+)
 from tests.support.procs import Mosquitto, Proc
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-6"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1366, "height": 800}
 ORDER = ["zeta", "alpha", "mid"]  # as configured: neither sorted nor reversed
 BUS = {
     "protocol": "jk_pb",
@@ -104,19 +112,18 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     )
 
 
-def status_page(context: Any, base: str, size: dict[str, int], name: str) -> tuple[Any, list[str]]:
+def status_page(context: Any, base: str, size: tuple[int, int], name: str) -> tuple[Any, list[str]]:
     """The Status page at ``size`` once its first numbers are drawn and it has run a while."""
     from playwright.sync_api import expect
 
     page = context.new_page()
-    page.set_viewport_size(size)
+    resize(page, size)
     problems = watch(page)
     page.add_init_script(WATCH_PAGE)
     page.goto(f"{base}/")
     expect(page.locator('#banks .card[data-pack="house"] [data-field="soc"]')).to_be_visible()
     expect(page.locator('#packs .card[data-pack] [data-field="soc"]')).to_have_count(3)
     page.wait_for_timeout(3000)  # live updates replace the cards: they must not move anything
-    page.evaluate("window.scrollTo(0, 0)")
     shot(page, name)
     return page, problems
 
@@ -130,7 +137,7 @@ def test_status_on_a_phone_and_a_desktop(stack: str, browser_context: Any) -> No
     expect(login.locator('#banks .card[data-pack="house"]')).to_be_visible()
     login.close()
 
-    for size, name in ((PHONE, "phone-status"), (DESKTOP, "desktop-status")):
+    for size, name in ((PHONE, "phone-status"), (LAPTOP, "desktop-status")):
         page, problems = status_page(browser_context, base, size, name)
         header = page.locator("header.top")
         height = header.bounding_box()["height"]
@@ -141,7 +148,7 @@ def test_status_on_a_phone_and_a_desktop(stack: str, browser_context: Any) -> No
         print(f"{name}: header {height:.0f} px, layout shift {shift:.4f}, asked {asked}, {shifts}")
         # the navigation: at most 8 % of a phone's screen; every link in one row on a desktop
         if size is PHONE:
-            assert compact and height <= 0.08 * size["height"]
+            assert compact and height <= 0.08 * size[1]
             expect(page.locator("nav#site-nav")).to_be_hidden()
             page.click("header .menu")
             for link in page.locator("nav#site-nav a").all():
@@ -150,7 +157,7 @@ def test_status_on_a_phone_and_a_desktop(stack: str, browser_context: Any) -> No
             page.keyboard.press("Escape")
             expect(page.locator("nav#site-nav")).to_be_hidden()
         else:
-            assert not compact and height <= 0.08 * size["height"]
+            assert not compact and height <= 0.08 * size[1]
             for link in page.locator("nav#site-nav a").all():
                 expect(link).to_be_visible()
         # nothing moves while the page fills in (the whole sum: stricter than CLS's window)
@@ -196,8 +203,8 @@ def test_every_page_fits_a_phone_and_pickers_start_at_the_first_pack(
     page.add_init_script(WATCH_PAGE)
     wrong: dict[str, list[str]] = {}
     moved: dict[str, float] = {}
-    for size, prefix in ((PHONE, "phone"), (DESKTOP, "desktop")):
-        page.set_viewport_size(size)
+    for size, prefix in ((PHONE, "phone"), (LAPTOP, "desktop")):
+        resize(page, size)
         for where in pages:
             page.goto(f"{base}/{where}")
             drawn = "#heading" if where == "login.html" else "header.top"  # login: no navigation
@@ -220,7 +227,6 @@ def test_every_page_fits_a_phone_and_pickers_start_at_the_first_pack(
             moved[f"{prefix} {where}"] = page.evaluate(
                 "window.__shifts.reduce((sum, s) => sum + s.value, 0)"
             )
-            page.evaluate("window.scrollTo(0, 0)")
             shot(page, f"{prefix}-{where.removesuffix('.html')}")
             fits(page, prefix, where)
             if found := page.evaluate(WHAT_IS_WRONG):

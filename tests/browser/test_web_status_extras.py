@@ -19,6 +19,7 @@ from tests.support.browser import (
     HOUSE_BANK,
     TWO_JK_PB,
     first_visit,
+    on_a_dark_phone,
     shot,
     start_stack,
     watch,
@@ -144,11 +145,7 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
     expect(page.locator('#packs .card[data-pack="east"]')).to_have_class(re.compile(r"\bdaly\b"))
     expect(page.locator('#packs .card[data-pack="west"]')).to_have_class(re.compile(r"\bjk\b"))
     shot(page, "31-status-daly-and-jk")
-    page.emulate_media(color_scheme="dark")
-    page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "32-status-dark-phone")
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    on_a_dark_phone(page, "32-status-dark-phone")
 
     # exports: the openHASP pages and the Home Assistant preview download
     page.goto(f"{base}/export.html")
@@ -177,7 +174,6 @@ def test_status_layouts_bank_branding_exports_tokens_sniffer(
         "homeassistant/device/bmsgate_house/config",
     } <= topics
     assert "target-secret-1" not in json.dumps(preview)
-    page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top in the full shot
     shot(page, "33-exports")
 
     # an API token made in the page works for a script, and stops working when revoked

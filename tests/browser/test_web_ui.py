@@ -14,7 +14,16 @@ import pytest
 
 from bmsgate.broker import free_port
 from bmsgate_common.version import VERSION
-from tests.support.browser import set_password, shot, start_garage_stack, watch
+from tests.support.browser import (
+    PHONE,
+    WINDOW,
+    on_a_dark_phone,
+    resize,
+    set_password,
+    shot,
+    start_garage_stack,
+    watch,
+)
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -66,11 +75,7 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     wait_until(lambda: card.locator(".age[data-ts]").get_attribute("data-ts") != first_ts, 10)
     assert "charge on" in card.inner_text() and page.title() == "Test gateway · Status"
     shot(page, "02-status")
-    page.emulate_media(color_scheme="dark")
-    page.set_viewport_size({"width": 390, "height": 844})
-    shot(page, "03-status-dark-phone")
-    page.emulate_media(color_scheme="light")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    on_a_dark_phone(page, "03-status-dark-phone")
 
     # Battery: every cell, one hidden from the legend
     page.goto(f"{base}/battery.html")
@@ -103,12 +108,12 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     )
     shot(page, "06-history")
     # on a phone each day's links stay on one line (an inline box that wraps has two rects)
-    page.set_viewport_size({"width": 390, "height": 844})
+    resize(page, PHONE)
     expect(page.locator("#days a[data-day]").first).to_be_visible()
     lines = page.eval_on_selector_all("#days a", "as => as.map(a => a.getClientRects().length)")
     assert lines and set(lines) == {1}, lines
     shot(page, "06-history-phone")
-    page.set_viewport_size({"width": 1280, "height": 900})
+    resize(page, WINDOW)
 
     page.goto(f"{base}/health.html")
     expect(page.locator(".card h2")).to_have_text("Garage")

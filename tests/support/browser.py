@@ -33,13 +33,19 @@ FLAGS = [
 
 
 def shot(page: Any, name: str) -> None:
-    """A full-page screenshot ``build/test-artifacts/web/<name>.png``."""
+    """A full-page screenshot ``build/test-artifacts/web/<name>.png``, scrolled to the top first
+    (the fixed header would stand in the middle of the shot)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-# [px] the window sizes a page is checked at: a laptop, and a phone 390 px wide (iPhone 12 to 15)
-SIZES: tuple[tuple[int, int], ...] = ((1366, 800), (390, 844))
+# [px] (width, height) of the windows a page is checked in: a laptop, and a phone 390 px wide
+# (iPhone 12 to 15); and the browser's own window (conftest's browser_context)
+LAPTOP = (1366, 800)
+PHONE = (390, 844)
+SIZES: tuple[tuple[int, int], ...] = (LAPTOP, PHONE)
+WINDOW = (1280, 900)
 # the first few elements that reach past the window's right edge, for a failure's message
 WIDEST = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right
   + window.scrollX > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName
@@ -59,6 +65,11 @@ def fits(page: Any, *where: object) -> None:
     assert wider <= 0, (*where, f"{wider} px wider than {width} px", page.evaluate(WIDEST))
 
 
+def resize(page: Any, size: tuple[int, int]) -> None:
+    """Set the window of ``page`` to ``size`` (width, height [px]: ``LAPTOP``, ``PHONE``, ...)."""
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+
+
 def at_sizes(
     page: Any,
     name: str,
@@ -72,11 +83,22 @@ def at_sizes(
     then a screenshot ``<name>-<width>.png`` (``shot``). The page stays at the last size.
     ``at_sizes(page, "60-energy")`` checks and shoots the page as it is.
     """
-    for width, height in sizes:
-        page.set_viewport_size({"width": width, "height": height})
+    for size in sizes:
+        resize(page, size)
         show()
         fits(page, name)
-        shot(page, f"{name}-{width}")
+        shot(page, f"{name}-{size[0]}")
+
+
+def on_a_dark_phone(page: Any, name: str) -> None:
+    """The page as it is, in the dark theme on a phone: it must fit (``fits``), and a screenshot
+    ``<name>.png``; then light again in the browser's own window."""
+    page.emulate_media(color_scheme="dark")
+    resize(page, PHONE)
+    fits(page, name)
+    shot(page, name)
+    page.emulate_media(color_scheme="light")
+    resize(page, WINDOW)
 
 
 # the web UI's pages that no link of its navigation leads to: the login (the first visit's too)
