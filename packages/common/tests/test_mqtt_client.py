@@ -60,11 +60,13 @@ async def test_a_window_goes_out_in_order_and_drain_waits_for_every_acknowledgem
             assert conn.unacked == 0
             await conn.publish_acked("w/last", b"end", qos=1, retain=False)
         got = await heard(watch, 1001)
-    # each QoS in the order published (the broker may let QoS 0 pass its queue of QoS 1 and 2)
+    # each QoS in the order published: the broker forwards QoS 0 at once and QoS 1 and 2 each
+    # through its own in-flight queue, so the three streams interleave differently each run
+    window = [g for g in got if g[0] != "w/last"]
     for qos in (0, 1, 2):
         sent = [i for i in range(1000) if i % 3 == qos]
-        assert [int(p) for _, p, q, _ in got[:1000] if q == qos] == sent
-    assert got[-1] == ("w/last", b"end", 1, False)
+        assert [int(p) for _, p, q, _ in window if q == qos] == sent
+    assert [g for g in got if g[0] == "w/last"] == [("w/last", b"end", 1, False)]
 
 
 async def test_subscriptions_incoming_messages_and_the_last_will(mosquitto: Mosquitto) -> None:
