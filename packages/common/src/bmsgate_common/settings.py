@@ -23,6 +23,7 @@ from pydantic import (
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -50,6 +51,16 @@ def _origin(entry: str) -> str:
     if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+", entry):
         raise ValueError(f"{entry!r} is not an origin (https://host[:port])")
     return entry
+
+
+def _named_once(entries: list[Any], what: str) -> list[Any]:
+    """``entries`` if no two share a name (checked at the list, so a form says it beside it)."""
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.name in seen:
+            raise ValueError(f"two {what} share a name: {entry.name!r}")
+        seen.add(entry.name)
+    return entries
 
 
 # checked one by one, so a bad entry of a list is named by its place (api.trusted_proxies.1)
@@ -388,6 +399,11 @@ class ApiSettings(_Section):
         default=1800.0, ge=60, description="[s] between forecast fetches"
     )
 
+    @field_validator("viewers")
+    @classmethod
+    def _unique_viewers(cls, viewers: list[ViewerSettings]) -> list[ViewerSettings]:
+        return _named_once(viewers, "viewers")
+
     @model_validator(mode="after")
     def _hash_format(self) -> ApiSettings:
         secret = self.password_hash.get_secret_value() if self.password_hash else None
@@ -603,12 +619,10 @@ class PublisherSettings(_Section):
 
     targets: list[TargetSettings] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _unique_targets(self) -> PublisherSettings:
-        names = [t.name for t in self.targets]
-        if len(set(names)) != len(names):
-            raise ValueError("two targets share a name")
-        return self
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[TargetSettings]) -> list[TargetSettings]:
+        return _named_once(targets, "targets")
 
 
 class BankSettings(_Section):
@@ -814,10 +828,12 @@ class NotifierSettings(_Section):
             raise ValueError("cell_delta_clear must be below cell_delta")
         if self.retry_max < self.retry_min:
             raise ValueError("retry_max must not be below retry_min")
-        names = [t.name for t in self.targets]
-        if len(set(names)) != len(names):
-            raise ValueError("two notifier targets share a name")
         return self
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_targets(cls, targets: list[NotifyTargetSettings]) -> list[NotifyTargetSettings]:
+        return _named_once(targets, "notifier targets")
 
 
 # keys that were set per service and are now one setting for all of them
