@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +181,13 @@ async def test_a_refused_login_names_the_reason(
             password=login[1],
             tls=mqtt_client.tls_context(str(certs.ca)),
         )
+
+
+def test_the_client_imports_no_pydantic_settings_or_models() -> None:
+    # a lean process (the reader alone) speaks MQTT through it without them
+    code = (
+        "import sys, bmsgate_common.mqtt_client; "
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'bmsgate_common.'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["['bmsgate_common.mqtt_client',", "'bmsgate_common.mqtt_wire']"]
