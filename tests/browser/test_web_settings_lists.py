@@ -68,9 +68,14 @@ def open_settings(page: Any, base: str, group: str) -> None:
 
 
 def saved(page: Any) -> None:
+    """Save, and wait for this save's answer (an earlier "Saved" may still be on the page)."""
     from playwright.sync_api import expect
 
-    page.click("#form-save")
+    with page.expect_response(
+        lambda r: r.url.endswith("/api/settings/form") and r.request.method == "PUT"
+    ) as answer:
+        page.click("#form-save")
+    assert answer.value.status == 200, answer.value.text()
     expect(page.locator("#form-msg")).to_contain_text("Saved")
 
 
@@ -121,6 +126,11 @@ def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_o
         "password": CLOUD_SECRET,
     }
     assert home["password"] == HOME_SECRET  # moved down a place, its own password kept
+    # saved again without a reload: the places are the file's new ones
+    page.fill('.field[data-key="publisher.targets.1.interval"] input', "10")
+    saved(page)
+    again = yaml.safe_load(config.read_text())["publisher"]["targets"]
+    assert again == [cloud, {**home, "interval": 10}]
 
     # after a reload both are stored, neither is in the page
     page.reload()
@@ -137,7 +147,7 @@ def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_o
     page.fill('.field[data-key="publisher.targets.0.topic_prefix"] input', "solar")
     saved(page)
     written = yaml.safe_load(config.read_text())["publisher"]["targets"]
-    assert written == [{**home, "topic_prefix": "solar"}]
+    assert written == [{**home, "interval": 10, "topic_prefix": "solar"}]
     shot(page, "56-settings-targets")
     assert sorted(problems) == sorted([f"HTTP 400 {base}/api/settings/form", REFUSED]), problems
 

@@ -370,6 +370,8 @@ const forms = (() => {
     redraw();
   }
   function show(group) { current = group; redraw(); }
+  // what was sent is the file now: the entries' places are counted afresh for the next save
+  function saved(sent) { values = sent; mark(values); }
   const data = () => {  // removed list items dropped
     const strip = (v) => Array.isArray(v) ? v.filter(x => x !== undefined).map(strip)
       : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, strip(x)])) : v;
@@ -388,7 +390,7 @@ const forms = (() => {
     walk(values, "");
     return out;
   };
-  return { load, show, data, origins, showErrors, groups: () => schema.groups, where: (key) => {
+  return { load, show, saved, data, origins, showErrors, groups: () => schema.groups, where: (key) => {
     for (const g of schema.groups) for (const p of g.parts) {
       const base = p.key.split(".*.")[0];
       if (key === base || key.startsWith(base + ".")) return g.id;
