@@ -19,7 +19,7 @@ from bmsgate.broker import free_port
 from bmsgate.services import SERVICES
 from tests.support.mqtt import listen
 from tests.support.needs import needs
-from tests.support.procs import Mosquitto, find_mosquitto, wait_until
+from tests.support.procs import Mosquitto, find_mosquitto, wait_for_api, wait_until
 from tests.support.tree import run_argv
 
 pytestmark = pytest.mark.integration
@@ -339,7 +339,7 @@ def test_first_start_without_a_file_then_a_bad_file_then_a_good_one(tmp_path: Pa
         site.write_text(yaml.safe_dump(good))
         assert httpx.get(f"{base}/api/setup/status", timeout=5).json()["needed"] is False
         time.sleep(3)  # applied: the API restarts with the new file; let it come up
-        wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], 30)
+        wait_for_api(base, 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)

@@ -19,7 +19,7 @@ from bmsgate_bms.registry import info
 from bmsgate_common.settings import Settings
 from tests.support.browser import on_a_dark_phone, shot
 from tests.support.needs import needs
-from tests.support.procs import Proc, find_mosquitto, start_simulator, wait_until
+from tests.support.procs import Proc, find_mosquitto, start_simulator, wait_for_api, wait_until
 from tests.support.receiver import receiver
 from tests.support.tree import run_argv
 
@@ -40,7 +40,7 @@ def first_run(tmp_path: Path, procs: list[Proc]) -> tuple[str, Path, str, Proc]:
     run = Proc("run", run_argv("--data-dir", tmp_path / "data", config=config, http=http), tmp_path)
     procs.append(run)
     base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=30)
+    wait_for_api(base, 30)
     return base, config, port, run
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 import time
 from itertools import pairwise
 from pathlib import Path
@@ -17,8 +16,23 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.support.browser import at_sizes, first_visit, shot, start_garage_stack, watch
-from tests.support.procs import Mosquitto, Proc, wait_until
+from tests.support.browser import (
+    HOUSE_BANK,
+    at_sizes,
+    first_visit,
+    shot,
+    start_garage_stack,
+    watch,
+)
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    api_config,
+    start_service,
+    start_simulator,
+    wait_for_api,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-6"
@@ -295,37 +309,25 @@ def test_a_bank_member_away_is_a_gap_in_the_banks_chart(
     as the other's alone (its sum drops), and its chart breaks there instead of dipping."""
     from playwright.sync_api import expect
 
-    from bmsgate.broker import free_port
-    from tests.support.procs import start_service, start_simulator, write_config
-
     buses = []
     for pack in ("east", "west"):
         sim, port = start_simulator(tmp_path, "daly_classic", "--speed", "30", name=pack)
         procs.append(sim)
         bus = {"port": port, "protocol": "daly_classic", "poll_interval": 0.5}
         buses.append({**bus, "packs": [{"id": pack}]})
-    http = free_port()
-    config = write_config(
+    config, base = api_config(
         tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": buses,
-            "banks": [{"id": "house", "name": "House bank", "packs": ["east", "west"]}],
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-            "data_dir": str(tmp_path / "data"),
-            "timezone": SITE_ZONE,
-            "stale_after": 10,
-            "history": {"archive": {"commit_interval": 0.2}},
-        },
+        mosquitto.port,
+        buses=buses,
+        banks=[HOUSE_BANK],
+        timezone=SITE_ZONE,
+        stale_after=10,
+        history={"archive": {"commit_interval": 0.2}},
     )
     for name in ("reader", "publisher", "history", "api"):
         procs.append(start_service(tmp_path, name, config))
-    argv = [sys.executable, "-m", "bmsgate_reader", "--config", str(config), "--bus", "1"]
-    procs.append(Proc("reader-1", argv, tmp_path))  # a reader per bus
-    base = f"http://127.0.0.1:{http}"
-    import httpx
-
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], 60)
+    procs.append(start_service(tmp_path, "reader", config, "--bus", "1", name="reader-1"))
+    wait_for_api(base, 60)
     page = browser_context.new_page()
     problems = watch(page)
     first_visit(page, base, PASSWORD)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bmsgate.broker import free_port
-from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.procs import Mosquitto, Proc, api_config, start_service, wait_for_api, wait_until
 from tests.support.receiver import receiver
 
 pytestmark = pytest.mark.integration
@@ -23,23 +23,14 @@ def test_the_test_message_goes_through_the_notifier(
     tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]
 ) -> None:
     with receiver() as (got, rport):
-        http = free_port()
-        config = write_config(
-            tmp_path,
-            {
-                "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 1},
-                "data_dir": str(tmp_path / "data"),
-                "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-                "notifier": {
-                    "targets": [{"name": "phone", "url": f"json://127.0.0.1:{rport}/inbox"}]
-                },
-            },
+        phone = {"name": "phone", "url": f"json://127.0.0.1:{rport}/inbox"}
+        config, base = api_config(
+            tmp_path, mosquitto.port, heartbeat=1, notifier={"targets": [phone]}
         )
         notifier = start_service(tmp_path, "notifier", config)
         procs += [notifier, start_service(tmp_path, "api", config)]
-        base = f"http://127.0.0.1:{http}"
         wait_until(lambda: "notifier running" in notifier.log(), 20)
-        wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], 20)
+        wait_for_api(base)
         with httpx.Client(base_url=base, timeout=40) as ui:
             anon = ui.post("/api/setup/notify-test", json={"target": "phone"})
             assert anon.status_code == 401

@@ -20,7 +20,14 @@ from bmsgate_api.app import create_app
 from bmsgate_api.auth import hash_password
 from bmsgate_common.settings import Settings
 from tests.reliability.counts import COUNTS
-from tests.support.procs import Mosquitto, Proc, start_service, wait_until, write_config
+from tests.support.procs import (
+    Mosquitto,
+    Proc,
+    start_service,
+    wait_for_api,
+    wait_until,
+    write_config,
+)
 from tests.support.store import with_garage
 
 ROOT = Path(__file__).parents[2]
@@ -298,7 +305,7 @@ def test_secrets_in_the_config_never_reach_the_logs_or_the_ui(
     running = [start_service(tmp_path, name, config) for name in EVERY_SERVICE]
     procs.extend(running)
     base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=45)
+    wait_for_api(base, 45)
     publisher = running[EVERY_SERVICE.index("publisher")]
     wait_until(lambda: "target cloud connected" in publisher.log(), timeout=45)
     # a failed login is logged too; then the UI's configuration views, logged in

@@ -61,9 +61,7 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> dict[str, 
     started["config"] = tmp_path / "api.yaml"
     started["port"] = port
     base = started["base"]
-    support.wait_until(
-        lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=60
-    )
+    support.wait_for_api(base, 60)
     return started
 
 

@@ -6,17 +6,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bmsgate.broker import free_port
 from bmsgate_api.app import STATIC
 from tests.support.procs import (
     Mosquitto,
     Proc,
+    api_config,
     start_service,
     start_simulator,
-    wait_until,
-    write_config,
+    wait_for_api,
 )
 
 CHROMIUM = "/usr/bin/chromium"
@@ -170,21 +167,11 @@ def start_stack(
     Returns the API's base URL once it reaches the backbone; ``procs`` stops them all."""
     sim, port = start_simulator(tmp_path, *simulator)
     procs.append(sim)
-    http = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "buses": [{"port": port, **bus}],
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never", **(api or {})},
-            "data_dir": str(tmp_path / "data"),
-            **(settings or {}),
-        },
-    )
+    buses = [{"port": port, **bus}]
+    config, base = api_config(tmp_path, mosquitto.port, api, **{"buses": buses, **(settings or {})})
     for name in services:
         procs.append(start_service(tmp_path, name, config))
-    base = f"http://127.0.0.1:{http}"
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout)
+    wait_for_api(base, timeout)
     return base
 
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,33 @@ def write_config(workdir: Path, data: dict[str, Any], name: str = "config.yaml")
     return path
 
 
+def service_config(
+    workdir: Path, broker: int, *, heartbeat: float = 2, name: str = "config.yaml", **sections: Any
+) -> Path:
+    """A configuration file for services under test: the backbone on Mosquitto's ``broker`` port
+    (``heartbeat`` [s]), the data directory ``workdir``/data, then ``sections`` (top-level keys:
+    buses, api, control, ...)."""
+    backbone = {"host": "127.0.0.1", "port": broker, "heartbeat": heartbeat}
+    return write_config(
+        workdir, {"mqtt": backbone, "data_dir": str(workdir / "data"), **sections}, name
+    )
+
+
+def api_config(
+    workdir: Path, broker: int, api: Mapping[str, Any] | None = None, **sections: Any
+) -> tuple[Path, str]:
+    """``service_config`` with the API on a free loopback port, reading only after a login
+    (``api`` added to its section); the file and the API's base URL."""
+    http = free_port()
+    section = {"host": "127.0.0.1", "port": http, "public_read": "never", **(api or {})}
+    return service_config(workdir, broker, api=section, **sections), f"http://127.0.0.1:{http}"
+
+
+def wait_for_api(base: str, timeout: float = 20) -> None:
+    """Until the API at ``base`` answers and is on the backbone (its /healthz says so)."""
+    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout)
+
+
 def garage_config(
     workdir: Path,
     broker: int,
@@ -148,18 +175,18 @@ def garage_config(
     ``workdir``/data, and ``sections`` (top-level keys: control, api, tunnel, ...) last.
     """
     one_bus = {"port": port, "protocol": "daly_classic", **(bus or {}), "packs": [{"id": "garage"}]}
-    data = {
-        "mqtt": {"host": "127.0.0.1", "port": broker, "heartbeat": heartbeat},
-        "buses": [one_bus],
-        "data_dir": str(workdir / "data"),
-    }
-    return write_config(workdir, {**data, **sections}, name)
+    return service_config(
+        workdir, broker, heartbeat=heartbeat, name=name, buses=[one_bus], **sections
+    )
 
 
-def start_service(workdir: Path, service: str, config: Path, *args: str) -> Proc:
-    """``python -m bmsgate_<service> --config FILE`` as a process."""
+def start_service(
+    workdir: Path, service: str, config: Path, *args: str, name: str | None = None
+) -> Proc:
+    """``python -m bmsgate_<service> --config FILE`` as a process, named ``name`` (default: the
+    service; its log is ``workdir``/<name>.log)."""
     return Proc(
-        service,
+        name or service,
         [sys.executable, "-m", f"bmsgate_{service}", "--config", str(config), *args],
         workdir,
     )
@@ -187,23 +214,13 @@ def start_history_and_api(
     """History (committing every 0.2 s) and the API as processes on one backbone, with
     ``settings`` added to their configuration; the API's base URL once it reaches the backbone.
     History is ``procs``' first new entry."""
-    http = free_port()
-    config = write_config(
-        workdir,
-        {
-            "mqtt": {"host": "127.0.0.1", "port": mosquitto.port, "heartbeat": 2},
-            "data_dir": str(workdir / "data"),
-            "history": {"archive": {"commit_interval": 0.2}},
-            "api": {"host": "127.0.0.1", "port": http, "public_read": "never"},
-            **settings,
-        },
-    )
+    archive = {"archive": {"commit_interval": 0.2}}
+    config, base = api_config(workdir, mosquitto.port, **{"history": archive, **settings})
     history = start_service(workdir, "history", config)
     procs.append(history)
     procs.append(start_service(workdir, "api", config))
-    base = f"http://127.0.0.1:{http}"
     wait_until(lambda: "history running" in history.log(), 20)
-    wait_until(lambda: httpx.get(f"{base}/healthz", timeout=2).json()["backbone"], timeout=20)
+    wait_for_api(base)
     return base
 
 
