@@ -9,9 +9,7 @@ import json
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import yaml
 from bmsgate.addon import INGRESS_PORT, TARGET, lay_over, settings_from_options
 from bmsgate_common.settings import Settings, load_settings
 from bmsgate_common.version import VERSION
+from tests.support.receiver import Answering, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "bmsgate"
@@ -184,31 +183,21 @@ def test_the_web_uis_settings_survive_a_restart_of_the_addon() -> None:
     assert cfg.publisher.targets[0].homeassistant.enabled  # the option wins for its own target
 
 
-class Supervisor(BaseHTTPRequestHandler):
+class Supervisor(Answering):
     """A stand-in for the Supervisor's API: GET /services/mqtt and /addons/self/info with the
     add-on's token."""
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         data = {"/services/mqtt": MQTT, "/addons/self/info": {"slug": "a0d7b954_bmsgate"}}
         ok = self.path in data and self.headers["Authorization"] == "Bearer addon-token"
         answer = {"result": "ok", "data": data[self.path]} if ok else {"result": "error"}
-        body = json.dumps(answer).encode()
-        self.send_response(200 if ok else 403)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
+        self.answer(200 if ok else 403, json.dumps(answer).encode())
 
 
 @pytest.fixture
 def supervisor() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), Supervisor)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serving(Supervisor) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def run_addon(data: Path, url: str, token: str = "addon-token") -> subprocess.CompletedProcess[str]:

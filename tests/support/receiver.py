@@ -1,4 +1,5 @@
-"""A local HTTP receiver standing in for the Pushover and Pushsafer APIs and for json:// targets."""
+"""Local HTTP stand-ins for tests: a receiver for the Pushover and Pushsafer APIs and json://
+targets, a server of one JSON answer or page, and the parts to make another."""
 
 from __future__ import annotations
 
@@ -24,39 +25,53 @@ class Received:
         return [body for p, body in self.posts if p == path]
 
 
+class Answering(BaseHTTPRequestHandler):
+    """A request handler of a stand-in: ``answer`` replies; nothing is logged to the test's
+    output."""
+
+    def answer(self, status: int, body: bytes = b"", kind: str = "application/json") -> None:
+        """Reply ``status`` with ``body`` of content type ``kind``."""
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """``handler`` answering on a free loopback port, in a thread, for the block; yields the
+    port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @contextmanager
 def receiver() -> Iterator[tuple[Received, int]]:
     """Serve on a free loopback port; yields what arrived and the port."""
     got = Received()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Answering):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if got.failing:
-                self.send_response(503)
-                self.end_headers()
+                self.answer(503)
                 return
             kind = self.headers.get("Content-Type", "")
             body = json.loads(raw) if "json" in kind else dict(parse_qsl(raw.decode()))
             got.posts.append((self.path.split("?")[0], body))
-            answer = b'{"status":1,"request":"r1"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
+            self.answer(200, b'{"status":1,"request":"r1"}')
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield got, server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as port:
+        yield got, port
 
 
 @contextmanager
@@ -67,22 +82,10 @@ def json_server(payload: Any, html: bool = False) -> Iterator[tuple[int, list[st
     asked: list[str] = []
     body = payload.encode() if html else json.dumps(payload).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(Answering):
         def do_GET(self) -> None:
             asked.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html" if html else "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, body, "text/html" if html else "application/json")
 
-        def log_message(self, *_: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_port, asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as port:
+        yield port, asked
