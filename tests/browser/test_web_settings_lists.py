@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from bmsgate_api.auth import hash_password, verify_password
+from bmsgate_common.settings import Settings
 from tests.browser.test_web_walk import AXE, check
 from tests.support.browser import (
     HOUSE_BANK,
@@ -77,6 +78,11 @@ def saved(page: Any) -> None:
         page.click("#form-save")
     assert answer.value.status == 200, answer.value.text()
     expect(page.locator("#form-msg")).to_contain_text("Saved")
+
+
+def units_of(config: Path) -> dict[int, str]:
+    """Modbus's unit ids as the services read them from the file."""
+    return Settings.model_validate(yaml.safe_load(config.read_text())).modbus.units
 
 
 def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_own_entry(
@@ -149,7 +155,30 @@ def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_o
     written = yaml.safe_load(config.read_text())["publisher"]["targets"]
     assert written == [{**home, "interval": 10, "topic_prefix": "solar"}]
     shot(page, "56-settings-targets")
-    assert sorted(problems) == sorted([f"HTTP 400 {base}/api/settings/form", REFUSED]), problems
+
+    # a mapping (Modbus unit ids to packs): one row per unit, a bad key said at its row
+    units = page.locator('.field[data-key="modbus.units"]')
+    for unit, pack in (("1", "west"), ("300", "east")):
+        units.get_by_role("button", name="Add entry to Units").click()
+        row = units.locator(".entry").last
+        expect(row.locator("input.key")).to_be_focused()
+        row.locator("input.key").fill(unit)
+        row.locator("input:not(.key)").fill(pack)
+    page.click("#form-save")
+    bad = page.locator('.field.entry[data-key="modbus.units.300"]')
+    expect(bad.locator(".field-error")).to_have_text("the key must be at most 255")
+    assert "modbus" not in yaml.safe_load(config.read_text())
+    bad.locator("input.key").fill("2")
+    saved(page)
+    assert units_of(config) == {1: "west", 2: "east"}
+    units.get_by_role("button", name="Remove Units 1").click()
+    expect(units.locator("input.key")).to_have_value("2")
+    saved(page)
+    assert units_of(config) == {2: "east"}
+    found = check(page, (AXE / "axe.min.js").read_text(), "outputs")  # the rows pass axe-core
+    assert found == [], found
+    refused = [f"HTTP 400 {base}/api/settings/form", REFUSED]
+    assert sorted(problems) == sorted(refused * 2), problems
 
 
 def test_viewers_and_addresses_edited_as_lists_with_errors_at_their_entry(

@@ -470,10 +470,11 @@ class ModbusSettings(_Section):
         description="listen address; 0.0.0.0 for an inverter on the LAN (docs/security.md)",
     )
     port: int = Field(default=502, ge=1, le=65535, description="Modbus TCP port (502 is standard)")
-    units: dict[int, PackId] = Field(
+    units: dict[Annotated[int, Field(ge=0, le=255)], PackId] = Field(
         default_factory=dict,
-        description="unit id -> pack or bank id; unit 0 answers every unlisted id. Unset: "
-        "packs in config order from unit 1, then banks",
+        description="which pack or bank answers at which unit id; unit 0 answers every "
+        "unlisted id. Empty: the packs in their order from unit 1, then the banks",
+        json_schema_extra={"key_title": "Unit id", "value_title": "Pack or bank"},
     )
     float_word_order: Literal["little", "big"] = Field(
         default="little", description="little = low word first (CDAB, the dongle's); big = ABCD"
@@ -495,13 +496,6 @@ class ModbusSettings(_Section):
     push: list[ModbusPushTarget] = Field(
         default_factory=list, description="other Modbus TCP servers bmsgate writes values into"
     )
-
-    @model_validator(mode="after")
-    def _unit_ids(self) -> ModbusSettings:
-        bad = [u for u in self.units if not 0 <= u <= 255]
-        if bad:
-            raise ValueError(f"modbus unit ids are 0..255, not {bad[0]}")
-        return self
 
 
 class ControlSettings(_Section):
@@ -574,7 +568,9 @@ class OpenHaspSettings(_Section):
     plate: str = Field(pattern=r"^[A-Za-z0-9_-]+$", description="the plate's MQTT node name")
     pack: PackId
     objects: dict[str, str] = Field(
-        description="'p1b2.val' -> a format template over the flat values, e.g. '{soc:.0f}'"
+        description="each of the plate's objects (p1b2.val) and what it shows, a template over "
+        "the pack's values such as {soc:.0f}",
+        json_schema_extra={"key_title": "Object", "value_title": "Shows"},
     )
 
 

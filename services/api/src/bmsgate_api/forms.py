@@ -162,7 +162,7 @@ def _node(schema: dict[str, Any], defs: dict[str, Any], name: str) -> dict[str, 
     description = owner_words(description)
     if description:
         out["help"] = description[:1].upper() + description[1:]
-    for key in ("labels", "choices"):  # the model's hints for the page (settings.py)
+    for key in ("labels", "choices", "key_title", "value_title"):  # the model's hints (settings.py)
         if key in schema:
             out[key] = schema[key]
     if "default" in schema:
@@ -267,7 +267,10 @@ def field_errors(err: ValidationError) -> list[dict[str, str]]:
         loc = [str(p) for p in error["loc"]]
         # a tagged or nullable value adds the inner type's name to the key: not a field
         loc = [p for p in loc if not re.fullmatch(r"[a-z_]+\[.*\]|function-.*|int|str", p)]
-        out.append({"key": ".".join(loc), "msg": in_words(error)})
+        said = in_words(error)
+        if loc[-1:] == ["[key]"]:  # a mapping's key, not its value
+            loc, said = loc[:-1], f"the key {said}"
+        out.append({"key": ".".join(loc), "msg": said})
     return out
 
 

@@ -122,16 +122,7 @@ const forms = (() => {
         placeholder: stored ? "stored (type to replace)" : "not set" });
       input.oninput = () => set(key, input.value === "" ? (stored ? MASK : undefined) : input.value);
     } else if (node.kind === "map") {
-      input = el("textarea", { id, rows: 3, "aria-describedby": described, placeholder: "key: value (one a line)" });
-      input.value = Object.entries(value || {}).map(([k, v]) => `${k}: ${v}`).join("\n");
-      input.onchange = () => {
-        const out = {};
-        for (const line of input.value.split("\n")) {
-          const at = line.indexOf(":");
-          if (at > 0) out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
-        }
-        set(key, Object.keys(out).length ? out : undefined);
-      };
+      return pairs(key, node, name, { row, help, error, described });
     } else if (node.kind === "array") {
       return rows(key, node, name, { row, help, error, described });
     } else {
@@ -188,6 +179,50 @@ const forms = (() => {
 
   // an entry's own move button (not one of a list inside it)
   const mover = (dir) => `:scope > button[data-move="${dir}"], :scope > .row > button[data-move="${dir}"]`;
+  // a mapping: one row per key and its value; the rows in the page are the mapping
+  function pairs(key, node, name, { row, help, error, described }) {
+    const title = node.title || name;
+    const kt = node.key_title || "Key", vt = node.value_title || "Value";
+    const box = el("fieldset", { class: "rows", "aria-describedby": described });
+    box.append(el("legend", { text: title }));
+    const collect = () => {
+      const out = {};
+      for (const e of box.querySelectorAll(":scope > .entry")) {
+        const [k, v] = e.querySelectorAll("input");
+        if (k.value.trim() !== "") out[k.value.trim()] = v.value.trim();
+      }
+      set(key, Object.keys(out).length ? out : undefined);
+    };
+    const add = (k, v) => {
+      const n = box.querySelectorAll(":scope > .entry").length + 1;
+      const id = `f${++seq}`;
+      const entry = el("div", { class: "field entry pair", "data-key": `${key}.${k}` });
+      const err = el("div", { class: "field-error", role: "alert", id: `${id}-err`, hidden: true });
+      const kin = el("input", { type: "text", class: "key", "aria-label": `${title} ${n}: ${kt}`, placeholder: kt,
+        "aria-describedby": err.id });
+      const vin = el("input", { type: "text", "aria-label": `${title} ${n}: ${vt}`, placeholder: vt, "aria-describedby": err.id });
+      kin.value = k; vin.value = shown(v);
+      kin.onchange = () => { entry.dataset.key = `${key}.${kin.value.trim()}`; collect(); };
+      vin.onchange = () => { showError(entry, node.values ? check(node.values, vin.value.trim()) : ""); collect(); };
+      const remove = el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${title} ${n}`,
+        onclick: () => {
+          const next = entry.nextElementSibling;
+          entry.remove(); collect();
+          (next && next.querySelector("input") || adder).focus();
+        } });
+      entry.append(kin, vin, remove, err);
+      adder.before(entry);
+      return kin;
+    };
+    const adder = el("button", { type: "button", text: "Add entry", "aria-label": `Add entry to ${title}`,
+      onclick: () => add("", "").focus() });
+    box.append(adder);
+    for (const [k, v] of Object.entries(get(values, key) || {})) add(k, v);
+    row.classList.add("list-of-values");
+    row.append(...[box, help, error].filter(Boolean));
+    return row;
+  }
+
   // "Move up" and "Move down" for entry i of the list at key; the moved entry keeps the focus
   function moves(key, i, n, what) {
     const move = (to, dir) => () => {
