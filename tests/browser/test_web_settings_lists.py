@@ -22,6 +22,7 @@ from tests.support.browser import (
     TWO_JK_PB,
     at_sizes,
     first_visit,
+    refusal,
     shot,
     start_stack,
     watch,
@@ -33,7 +34,6 @@ PASSWORD = "battery-gate-5"
 HOME_SECRET = "home-secret-1"  # the stored target's password
 CLOUD_SECRET = "cloud-secret-9"
 ANNA, BEN = "anna-pass-1", "ben-pass-22"
-REFUSED = "console error: Failed to load resource: the server responded with a status of 400 (Bad Request)"
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_o
     assert units_of(config) == {2: "east"}
     found = check(page, (AXE / "axe.min.js").read_text(), "outputs")  # the rows pass axe-core
     assert found == [], found
-    refused = [f"HTTP 400 {base}/api/settings/form", REFUSED]
+    refused = refusal(400, f"{base}/api/settings/form")
     assert sorted(problems) == sorted(refused * 2), problems
 
 
@@ -274,4 +274,4 @@ def test_viewers_and_addresses_edited_as_lists_with_errors_at_their_entry(
     found: list[str] = []
     at_sizes(page, "58-settings-viewers", lambda: found.extend(check(page, axe, "control")))
     assert found == [], found
-    assert sorted(problems) == sorted([f"HTTP 400 {base}/api/settings/form", REFUSED]), problems
+    assert sorted(problems) == sorted(refusal(400, f"{base}/api/settings/form")), problems

@@ -15,14 +15,11 @@ from pymodbus.client import ModbusTcpClient
 
 from bmsgate.broker import free_port
 from bmsgate_bms.registry import info
-from tests.support.browser import at_sizes, first_visit, fits, shot, start_stack, watch
+from tests.support.browser import at_sizes, first_visit, fits, refusal, shot, start_stack, watch
 from tests.support.procs import Mosquitto, Proc
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-5"
-CONSOLE = "console error: Failed to load resource: the server responded with a status of "
-CONSOLE_400 = CONSOLE + "400 (Bad Request)"
-CONSOLE_403 = CONSOLE + "403 (Forbidden)"
 
 
 @pytest.fixture
@@ -134,7 +131,7 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
             fits(page, group)
 
     at_sizes(page, "52-settings-system", every_group)
-    refused = [f"HTTP 400 {base}/api/settings/form", CONSOLE_400]  # the save refused on purpose
+    refused = refusal(400, f"{base}/api/settings/form")  # the save refused on purpose
     assert sorted(problems) == sorted(refused), problems
 
 
@@ -200,5 +197,5 @@ def test_system_page_shows_services_outputs_storage_logs_and_resets(
     page.click("#reset-form button[type=submit]")
     expect(page.locator("#reset-msg")).to_contain_text("settings reset")
     assert set(yaml.safe_load(config.read_text())) == {"mqtt", "data_dir"}
-    wrong = [f"HTTP 403 {base}/api/system/factory-reset", CONSOLE_403]
+    wrong = refusal(403, f"{base}/api/system/factory-reset")
     assert sorted(problems) == sorted(wrong), problems

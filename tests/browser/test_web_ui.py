@@ -18,6 +18,7 @@ from tests.support.browser import (
     PHONE,
     WINDOW,
     on_a_dark_phone,
+    refusal,
     resize,
     set_password,
     shot,
@@ -188,8 +189,5 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     expect(page).to_have_url(f"{base}/settings.html")
 
     # the only failed request is the wrong password, on purpose
-    wrong_login = [
-        "console error: Failed to load resource: the server responded with a status of 401 (Unauthorized)",
-        f"HTTP 401 {base}/api/auth/login",
-    ]
+    wrong_login = refusal(401, f"{base}/api/auth/login")
     assert sorted(problems) == sorted(wrong_login)

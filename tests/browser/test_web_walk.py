@@ -20,6 +20,7 @@ from tests.support.browser import (
     UNLINKED_PAGES,
     first_visit,
     fits,
+    refusal,
     shot,
     start_bank_stack,
     start_garage_stack,
@@ -201,7 +202,6 @@ def test_control_off_is_a_note_and_a_refused_download_is_said(
     expect(page.locator("#iot-msg")).to_have_class("msg err")
     shot(page, "walk-export-refused")
     assert not downloads
-    refused = f"HTTP 409 {base}/api/export/iotmqttpanel.json"
-    assert refused in problems, problems
-    problems = [p for p in problems if p != refused and "status of 409" not in p]
-    assert not problems, "\n".join(problems)
+    assert sorted(problems) == sorted(refusal(409, f"{base}/api/export/iotmqttpanel.json")), (
+        "\n".join(problems)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,13 @@ def watch(page: Any) -> list[str]:
     page.on("dialog", lambda d: d.accept())
     page.set_default_timeout(20_000)
     return problems
+
+
+def refusal(status: int, url: str) -> list[str]:
+    """What ``watch`` collects when a request to ``url`` is answered ``status`` (a refusal the
+    test makes on purpose): the response's line and the console's."""
+    console = "console error: Failed to load resource: the server responded with a status of"
+    return [f"HTTP {status} {url}", f"{console} {status} ({HTTPStatus(status).phrase})"]
 
 
 # two JK-PB boards on one bus (start_stack's ``bus``), and the bank they make
