@@ -102,6 +102,12 @@ async def test_setup_writes_once_and_refuses_the_polled_port(
         again = await ui.post("/api/setup/apply", json=answers)
         assert again.status_code == 409 and "already has buses" in again.json()["detail"]
         assert (await ui.post("/api/setup/apply?replace=true", json=answers)).status_code == 200
+        # one pack found again: the bank of the packs it replaces goes with them
+        alone = {"buses": [{**answers["buses"][0], "packs": answers["buses"][0]["packs"][:1]}]}
+        replaced = await ui.post("/api/setup/apply?replace=true", json=alone)
+        assert replaced.status_code == 200, replaced.text
+        cfg = Settings.model_validate(yaml.safe_load((tmp_path / "site.yaml").read_text()))
+        assert cfg.banks == [] and cfg.timezone == "Europe/Vienna"
         twins = {
             "buses": [
                 {

@@ -281,7 +281,8 @@ async def apply(
             raise HTTPException(
                 status_code=409, detail=f"{path} already has buses: edit it in Settings"
             )
-        data = merge(stored, build_config(body))
+        # the old banks name the old buses' packs: replaced too, even by none
+        data = merge({k: v for k, v in stored.items() if k != "banks"}, build_config(body))
         await asyncio.to_thread(save, path, data)
         audit(request, ctx, f"setup wrote {path}")
     except (ConfigError, OSError) as err:
