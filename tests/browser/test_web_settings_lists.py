@@ -191,6 +191,10 @@ def test_viewers_and_addresses_edited_as_lists_with_errors_at_their_entry(
     page = browser_context.new_page()
     problems = watch(page)
     open_settings(page, base, "control")
+    # the Accounts page lists the file's viewer and leads to where it is changed
+    page.goto(f"{base}/tokens.html")
+    page.locator('tr[data-viewer="old"]').get_by_role("link", name="Change in Settings").click()
+    page.wait_for_url("**/settings.html#control")
     viewers = page.locator('[data-key="api.viewers"]')
     expect(viewers.locator("details.item > summary")).to_have_text(["Viewer: old"])
     # two viewers added: a password typed, the packs and banks ticked by name
