@@ -62,9 +62,7 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str,
 def open_settings(page: Any, base: str, group: str) -> None:
     from playwright.sync_api import expect
 
-    first_visit(page, base, PASSWORD)
-    page.wait_for_url("**/index.html")
-    page.goto(f"{base}/settings.html#{group}")
+    first_visit(page, base, PASSWORD, f"settings.html#{group}")
     expect(page.locator("#forms .card.form").first).to_be_visible()
 
 

@@ -49,13 +49,6 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str,
     return base, tmp_path / "config.yaml"
 
 
-def visit(page: Any, base: str, then: str) -> None:
-    """The first visit (the password is set), then the page ``then``."""
-    first_visit(page, base, PASSWORD)
-    page.wait_for_url("**/index.html")
-    page.goto(f"{base}/{then}")
-
-
 def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value(
     stack: tuple[str, Path], browser_context: Any
 ) -> None:
@@ -64,7 +57,7 @@ def test_settings_forms_say_what_is_wrong_beside_the_field_and_save_a_good_value
     base, config = stack
     page = browser_context.new_page()
     problems = watch(page)
-    visit(page, base, "settings.html#batteries")
+    first_visit(page, base, PASSWORD, "settings.html#batteries")
     restart = page.locator("#restart-listed")
     expect(page.locator("#forms .card.form").first).to_be_visible()
     expect(restart).to_be_hidden()  # nothing saved yet: nothing to restart
@@ -143,7 +136,7 @@ def test_system_page_shows_services_outputs_storage_logs_and_resets(
     base, config = stack
     page = browser_context.new_page()
     problems = watch(page)
-    visit(page, base, "system.html")
+    first_visit(page, base, PASSWORD, "system.html")
     rows = page.locator("#services tbody tr")
     for name in ("reader-0", "api", "publisher", "history", "modbus"):
         expect(rows.filter(has_text=name).locator(".state")).to_have_text("running", timeout=30_000)

@@ -190,10 +190,14 @@ def set_password(page: Any, password: str) -> None:
     page.click("#submit")
 
 
-def first_visit(page: Any, base: str, password: str) -> None:
-    """Open the web UI for the first time and set its password (which logs in)."""
+def first_visit(page: Any, base: str, password: str, then: str | None = None) -> None:
+    """Open the web UI for the first time and set its password (which logs in); with ``then``,
+    once the Status page has opened, go to the page ``then`` (e.g. "settings.html#outputs")."""
     page.goto(f"{base}/")
     set_password(page, password)
+    if then is not None:
+        page.wait_for_url("**/index.html")  # logged in
+        page.goto(f"{base}/{then}")
 
 
 # one simulated DALY classic pack on its own bus (start_stack's ``bus``)
