@@ -104,13 +104,14 @@ def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_o
     assert len(yaml.safe_load(config.read_text())["publisher"]["targets"]) == 1
     page.fill('.field[data-key="publisher.targets.1.name"] input', "cloud")
     page.fill('.field[data-key="publisher.targets.1.host"] input', "broker.example.net")
+    expect(new.locator(":scope > summary")).to_have_text("Target: cloud")  # named as typed
     page.fill('.field[data-key="publisher.targets.1.port"] input', "8883")
     page.check('.field[data-key="publisher.targets.1.tls"] input')
     page.fill('.field[data-key="publisher.targets.1.username"] input', "bms")
     page.fill('.field[data-key="publisher.targets.1.password"] input', CLOUD_SECRET)
     # the new target goes first, by keyboard: the moved entry keeps the focus
     up = new.locator(':scope > .row > button[data-move="up"]')
-    expect(up).to_have_accessible_name("Move target #2 up")
+    expect(up).to_have_accessible_name("Move target cloud up")
     up.focus()
     page.keyboard.press("Enter")
     first = page.locator('details.item[data-item="publisher.targets.0"]')

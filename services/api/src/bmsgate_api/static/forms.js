@@ -291,7 +291,8 @@ const forms = (() => {
     const word = one(node, name);
     items.forEach((item, i) => {
       if (item === undefined) return;  // removed
-      const at = `${key}.${i}`, what = `${word} ${itemName(item, i)}`;
+      const at = `${key}.${i}`;
+      let what = `${word} ${itemName(item, i)}`;
       const d = el("details", { class: "item", "data-item": at, open: items.length < 3 || opened.has(item) });
       d.ontoggle = () => { if (d.open) opened.add(item); else opened.delete(item); };
       const remove = el("button", { type: "button", class: "danger", text: "Remove", "aria-label": `Remove ${what}`,
@@ -301,8 +302,17 @@ const forms = (() => {
           set(key, now.length ? now : undefined);
           redraw(now.length ? `${key}.${Math.min(i, now.length - 1)}` : key, now.length ? "summary" : "button");
         } });
-      d.append(el("summary", { text: `${word[0].toUpperCase()}${word.slice(1)}: ${itemName(item, i)}` }), object(at, node.items, omit),
-        el("div", { class: "row" }, ...moves(key, i, items.length, what), remove));
+      const summary = el("summary", { text: `${word[0].toUpperCase()}${word.slice(1)}: ${itemName(item, i)}` });
+      // the entry's name as it is typed
+      d.addEventListener("change", () => {
+        const now = itemName(get(values, at), i);
+        summary.textContent = `${word[0].toUpperCase()}${word.slice(1)}: ${now}`;
+        for (const b of d.querySelectorAll(":scope > .row > button")) {
+          b.setAttribute("aria-label", b.getAttribute("aria-label").replace(what, `${word} ${now}`));
+        }
+        what = `${word} ${now}`;
+      });
+      d.append(summary, object(at, node.items, omit), el("div", { class: "row" }, ...moves(key, i, items.length, what), remove));
       box.append(d);
     });
     box.append(el("div", { class: "row" }, el("button", { type: "button", text: `Add ${word}`,
