@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.browser import HOUSE_BANK, TWO_JK_PB, first_visit, shot, start_stack, watch
+from tests.support.browser import first_visit, shot, start_house_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -29,20 +29,12 @@ PASSWORD = "battery-gate-3"
 @pytest.fixture
 def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str, Proc]:
     """Two JK-PB boards as a bank, control on; the base URL and the API's process."""
-    settings = {
-        "banks": [HOUSE_BANK],
-        "control": {"enabled": True},
-        "stale_after": 10,
-    }
-    base = start_stack(
+    base = start_house_stack(
         tmp_path,
         mosquitto,
         procs,
-        ["jk_pb", "--boards", "2", "--speed", "30"],
-        TWO_JK_PB,
         services=("reader", "publisher", "history", "api"),
-        settings=settings,
-        timeout=60,
+        settings={"control": {"enabled": True}, "stale_after": 10},
     )
     return base, procs[-1]
 

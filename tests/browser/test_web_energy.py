@@ -19,14 +19,12 @@ import pytest
 from services.api.tests.test_energy import csv_matches, past_days, publish, states_of_days
 
 from tests.support.browser import (
-    HOUSE_BANK,
     LAPTOP,
-    TWO_JK_PB,
     at_sizes,
     first_visit,
     resize,
     shot,
-    start_stack,
+    start_house_stack,
     watch,
 )
 from tests.support.procs import Mosquitto, Proc, wait_until
@@ -89,18 +87,12 @@ def test_the_energy_page_shows_the_daily_figures_as_bars_and_a_table(
     from playwright.sync_api import expect
 
     # no reader: only the days sent here are in the archive, so the figures hold still
-    base = start_stack(
+    base = start_house_stack(
         tmp_path,
         mosquitto,
         procs,
-        ["jk_pb", "--boards", "2"],
-        TWO_JK_PB,
         services=("history", "api"),
-        settings={
-            "banks": [HOUSE_BANK],
-            "timezone": ZONE,
-            "history": {"archive": {"commit_interval": 0.2}},
-        },
+        settings={"timezone": ZONE, "history": {"archive": {"commit_interval": 0.2}}},
     )
     today = datetime.now(ZoneInfo(ZONE)).date()
     days = past_days(today)

@@ -18,13 +18,11 @@ from bmsgate_api.auth import hash_password, verify_password
 from bmsgate_common.settings import Settings
 from tests.browser.test_web_walk import AXE, check
 from tests.support.browser import (
-    HOUSE_BANK,
-    TWO_JK_PB,
     at_sizes,
     first_visit,
     refusal,
     shot,
-    start_stack,
+    start_house_stack,
     watch,
 )
 from tests.support.procs import Mosquitto, Proc
@@ -47,13 +45,11 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> tuple[str,
         "password": HOME_SECRET,
     }
     old = {"name": "old", "password_hash": hash_password("old-viewer-pw"), "packs": ["east"]}
-    base = start_stack(
+    base = start_house_stack(
         tmp_path,
         mosquitto,
         procs,
-        ("jk_pb", "--boards", "2", "--speed", "30"),
-        TWO_JK_PB,
-        settings={"publisher": {"targets": [home]}, "banks": [HOUSE_BANK]},
+        settings={"publisher": {"targets": [home]}},
         api={"mdns": False, "viewers": [old]},
     )
     return base, tmp_path / "config.yaml"

@@ -16,12 +16,10 @@ import pytest
 
 from tests.support.browser import (
     ARTIFACTS,
-    HOUSE_BANK,
-    TWO_JK_PB,
     first_visit,
     on_a_dark_phone,
     shot,
-    start_stack,
+    start_house_stack,
     watch,
 )
 from tests.support.procs import (
@@ -63,7 +61,6 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], forecast_url:
     logo = tmp_path / "logo.svg"
     logo.write_text(LOGO)
     settings = {
-        "banks": [HOUSE_BANK],
         "control": {"enabled": True},
         "notifier": {"latitude": 48.14, "longitude": 11.58},
         "publisher": {
@@ -84,8 +81,7 @@ def stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc], forecast_url:
         "weather": True,
         "weather_url": forecast_url,
     }
-    simulator = ["jk_pb", "--boards", "2", "--speed", "30"]
-    return start_stack(tmp_path, mosquitto, procs, simulator, TWO_JK_PB, settings=settings, api=api)
+    return start_house_stack(tmp_path, mosquitto, procs, settings=settings, api=api)
 
 
 def test_status_layouts_bank_branding_exports_tokens_sniffer(

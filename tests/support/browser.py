@@ -233,22 +233,41 @@ def start_garage_stack(
     )
 
 
-def start_bank_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
-    """Two simulated JK-PB boards as ``HOUSE_BANK`` with control on and a publisher target
-    (the exports have one to use), read by a reader, with history and API as processes: every
-    page has something to show. Returns the API's base URL."""
-    settings = {
-        "banks": [HOUSE_BANK],
-        "control": {"enabled": True},
-        "publisher": {"targets": [{"name": "home", "homeassistant": {"enabled": True}}]},
-        "history": {"archive": {"commit_interval": 0.2}},
-    }
+def start_house_stack(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    procs: list[Proc],
+    *,
+    services: Sequence[str] = ("reader", "api"),
+    settings: Mapping[str, Any] | None = None,
+    api: Mapping[str, Any] | None = None,
+    timeout: float = 60,
+) -> str:
+    """``TWO_JK_PB`` on a simulator of two boards whose clock runs 30 times as fast, configured
+    as ``HOUSE_BANK``, read by ``services`` as processes; ``settings``, ``api`` and ``timeout``
+    as ``start_stack`` takes them. Returns the API's base URL."""
     return start_stack(
         tmp_path,
         mosquitto,
         procs,
         ["jk_pb", "--boards", "2", "--speed", "30"],
         TWO_JK_PB,
-        services=("reader", "history", "api"),
-        settings=settings,
+        services=services,
+        settings={"banks": [HOUSE_BANK], **(settings or {})},
+        api=api,
+        timeout=timeout,
+    )
+
+
+def start_bank_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
+    """``start_house_stack`` with control on and a publisher target (the exports have one to
+    use), read by a reader, with history and API as processes: every page has something to
+    show. Returns the API's base URL."""
+    settings = {
+        "control": {"enabled": True},
+        "publisher": {"targets": [{"name": "home", "homeassistant": {"enabled": True}}]},
+        "history": {"archive": {"commit_interval": 0.2}},
+    }
+    return start_house_stack(
+        tmp_path, mosquitto, procs, services=("reader", "history", "api"), settings=settings
     )
