@@ -26,7 +26,14 @@ from typing import Any
 import pytest
 
 from tests.browser.test_web_walk import AXE, Settled, check
-from tests.support.browser import SIZES, first_visit, start_bank_stack, watch, web_pages
+from tests.support.browser import (
+    SIZES,
+    first_visit,
+    refusal,
+    start_bank_stack,
+    watch,
+    web_pages,
+)
 from tests.support.procs import Mosquitto, Proc, start_simulator, wait_until
 
 pytestmark = pytest.mark.integration
@@ -66,7 +73,7 @@ class Walk:
         self.page, self.base = page, base
         self.axe = (AXE / "axe.min.js").read_text()
         self.problems = watch(page)
-        self.expected: set[str] = set()  # refusals a state shows on purpose (a 4xx it asks for)
+        self.expected: set[str] = set()  # what refusals asked for on purpose leave in problems
         self.settled = Settled(page)
         self.views = 0
 
@@ -98,28 +105,20 @@ class Walk:
         shown: str,
         where: str,
         sizes: tuple[tuple[int, int], ...] = SIZES,
-        refused: str | None = None,
+        refused: tuple[int, str] | None = None,
     ) -> None:
-        """Click ``click``, wait for ``shown`` (refusing API path ``refused`` on purpose), check."""
+        """Click ``click``, wait for ``shown`` (``refused``: the status and API path it asks
+        for on purpose), check."""
         if refused:
-            self.expect_refused(refused)
+            self.expect_refused(*refused)
         self.page.click(click)
         expect()(self.page.locator(shown).first).to_be_visible(timeout=30_000)
         self.settled.wait(self.page)
         self.state(where, sizes)
 
-    def expect_refused(self, path: str) -> None:
-        """A refusal of ``path`` (an API route) that the next state asks for on purpose."""
-        self.expected.add(f"{self.base}/{path}")
-
-    def unexpected(self) -> list[str]:
-        """The problems seen, less the refusals asked for (and the console's word for them)."""
-        return [
-            p
-            for p in self.problems
-            if not (p.startswith("HTTP 4") or p.startswith("HTTP 50"))
-            or p.split(" ", 2)[2] not in self.expected
-        ]
+    def expect_refused(self, status: int, path: str) -> None:
+        """A refusal (``status``) of API ``path`` that the next state asks for on purpose."""
+        self.expected.update(refusal(status, f"{self.base}/{path}"))
 
 
 def expect() -> Any:
@@ -220,11 +219,12 @@ def control_states(w: Walk) -> None:
     w.state("control.html a command confirmed")
     east.locator('[data-action="set_charge_mos"] button[data-value="true"]').click()
     expect()(page.locator("#msg")).to_contain_text("confirmed by the BMS: on", timeout=30_000)
-    # refused by the API: an SOC out of range
+    w.settled.wait(page)  # the cards drawn again after the answer: the SOC field is the new one
+    # refused by the API: an SOC out of range (400)
     east.locator("[data-soc]").fill("150")
-    w.expect_refused("api/packs/east/commands")
+    w.expect_refused(400, "api/packs/east/commands")
     east.locator('[data-action="set_soc"] button').click()
-    expect()(page.locator("#msg.err")).to_be_visible()
+    expect()(page.locator("#msg.err")).to_contain_text("0..100")
     w.state("control.html a command refused")
 
 
@@ -242,7 +242,7 @@ def bms_states(w: Walk) -> None:
 def tunnel_states(w: Walk) -> None:
     w.open("tunnel.html")
     # no tunnel service in this stack: said so
-    w.reach("#open", "#msg", "tunnel.html open refused", refused="api/packs/east/tunnel")
+    w.reach("#open", "#msg", "tunnel.html open refused", refused=(504, "api/packs/east/tunnel"))
 
 
 def sniffer_states(w: Walk) -> None:
@@ -254,7 +254,7 @@ def sniffer_states(w: Walk) -> None:
     page.click("#pause")
     w.state("sniffer.html frames")
     page.fill("#hex", "zz")
-    w.reach("#send", "#msg", "sniffer.html a bad frame", (SIZES[0],), "api/packs/east/raw")
+    w.reach("#send", "#msg", "sniffer.html a bad frame", (SIZES[0],), (422, "api/packs/east/raw"))
     page.click("#buses button[data-enable='false']")
     expect()(page.locator("#busmsg")).to_contain_text("sniffer off")
 
@@ -317,7 +317,7 @@ def system_states(w: Walk) -> None:
         "#reset-form button[type=submit]",
         "#reset-msg",
         "system.html log filtered, reset refused",
-        refused="api/system/factory-reset",
+        refused=(403, "api/system/factory-reset"),
     )
 
 
@@ -328,7 +328,7 @@ def login_states(w: Walk) -> None:
     page.click("#login-button")
     page.wait_for_url("**/login.html**")
     page.fill("#password", "not the password")
-    w.reach("#submit", "#msg", "login.html refused", refused="api/auth/login")
+    w.reach("#submit", "#msg", "login.html refused", refused=(401, "api/auth/login"))
     page.fill("#password", PASSWORD)
     page.click("#submit")
     page.wait_for_selector('.card[data-pack="east"]')
@@ -347,7 +347,7 @@ def setup_states(w: Walk, port: str) -> None:
     expect()(page.locator("#step-outputs")).to_be_visible()
     w.state("setup.html 2-4 found, names, outputs")
     page.fill("#notify", "json://127.0.0.1:9/nobody")
-    w.expect_refused("api/setup/notify-test")
+    w.expect_refused(503, "api/setup/notify-test")
     page.click("#notify-test")
     expect()(page.locator("#out-msg.err")).to_be_visible(timeout=30_000)
     page.fill("#lat", "48.21")
@@ -355,7 +355,7 @@ def setup_states(w: Walk, port: str) -> None:
     page.click("#find-tz")
     expect()(page.locator("#tz")).to_have_text("Europe/Vienna")
     w.state("setup.html 4 a test message refused, the zone found")
-    w.expect_refused("api/packs/pack-1/state")  # no reader here runs the new file
+    w.expect_refused(404, "api/packs/pack-1/state")  # no reader here runs the new file
     page.click("#write")
     expect()(page.locator("#write-msg")).to_contain_text("Polling starts now", timeout=30_000)
     w.state("setup.html 5 written")
@@ -433,8 +433,6 @@ def test_every_state_of_every_page_passes_axe(
 
     took = time.monotonic() - started
     print(f"{w.views} state views in {took:.0f} s")
-    # the console's word for each refusal asked for ("Failed to load resource: ... 4xx"): the
-    # HTTP line of any other is kept above
-    problems = [p for p in w.unexpected() if "Failed to load resource" not in p]
+    problems = [p for p in w.problems if p not in w.expected]
     (SHOTS / "problems.txt").write_text("".join(f"{p}\n" for p in problems))
     assert not problems, "\n".join(problems)
