@@ -159,6 +159,32 @@ async def test_a_good_save_keeps_secrets_and_says_which_services_restart(
         assert bad.json()["errors"][0]["key"] == "tunnel.host"
 
 
+async def test_a_save_from_a_page_older_than_the_file_is_refused(
+    tmp_path: Path, site_ui: SiteUi
+) -> None:
+    async with site_ui(FILE) as ui:
+        form = (await ui.get("/api/settings/form")).json()
+        assert len(form["revision"]) == 64
+        # meanwhile the file is changed elsewhere (the YAML editor, another browser)
+        path = tmp_path / "site.yaml"
+        other = {**FILE, "publisher": {"targets": [{"name": "new", "password": "new-pw"}]}}
+        path.write_text(yaml.safe_dump(other))
+        before = path.read_text()
+        stale = {"values": form["values"], "revision": form["revision"]}
+        refused = await ui.put("/api/settings/form", json=stale)
+        assert refused.status_code == 409, refused.text
+        assert "changed since this page was loaded" in refused.json()["detail"]
+        assert path.read_text() == before
+        # from the file as it is now: saved, and the answer gives the next revision
+        fresh = (await ui.get("/api/settings/form")).json()
+        saved = await ui.put(
+            "/api/settings/form", json={"values": fresh["values"], "revision": fresh["revision"]}
+        )
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["revision"] == (await ui.get("/api/settings/form")).json()["revision"]
+        assert yaml.safe_load(path.read_text())["publisher"]["targets"][0]["password"] == "new-pw"
+
+
 def test_restarts_follow_what_each_service_reads() -> None:
     base = {"buses": [BUS, {**BUS, "port": "/dev/ttyUSB8", "packs": [{"id": "shed"}]}]}
     changed = {**base, "buses": [BUS, {**base["buses"][1], "poll_interval": 1}]}  # type: ignore[dict-item]

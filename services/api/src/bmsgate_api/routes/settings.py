@@ -11,6 +11,7 @@ in containers, restart the services (POST /api/services/restart).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,12 @@ class FormValues(BaseModel):
         description="dotted key of a list -> where each entry was in the file (null: added), "
         "so a masked secret stays with its own entry after a remove or a move",
     )
+    revision: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the file's revision the values came from (GET's `revision`); a file "
+        "changed since is refused (409), so nothing written meanwhile is lost",
+    )
 
 
 class FieldError(BaseModel):
@@ -99,6 +106,7 @@ class FormSaved(Saved):
     applies_now: bool = Field(
         description="true: `bmsgate run` restarts them now; false: restart them (containers)"
     )
+    revision: str = Field(description="the written file's revision, for the next save")
 
 
 class RestartRequest(BaseModel):
@@ -110,6 +118,14 @@ class RestartRequest(BaseModel):
 def config_file(ctx: Ctx) -> Path | None:
     """The file the settings and setup pages write."""
     return ctx.config_file
+
+
+def revision(path: Path | None) -> str:
+    """What the file holds now, in short: its bytes' SHA-256 ("" while there is no file)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else ""
+    except FileNotFoundError:
+        return ""
 
 
 def file_needs_setup(path: Path | None) -> bool:
@@ -193,6 +209,7 @@ async def read_form(ctx: Ctx) -> dict[str, Any]:
         "values": masked(raw),
         "path": str(path) if path else None,
         "applies_now": ctx.supervised,
+        "revision": revision(path),
     }
 
 
@@ -217,7 +234,7 @@ def _settings_or_none(raw: dict[str, Any]) -> Settings | None:
     responses={
         400: {"description": "invalid: `detail` in one line, `errors` per field"},
         401: {},
-        409: {},
+        409: {"description": "no file given, or the file changed since `revision`"},
     },
 )
 async def write_form(body: FormValues, request: Request, ctx: Ctx) -> FormSaved | JSONResponse:
@@ -225,6 +242,13 @@ async def write_form(body: FormValues, request: Request, ctx: Ctx) -> FormSaved 
     path = config_file(ctx)
     if path is None:
         raise HTTPException(status_code=409, detail="no configuration file was given (--config)")
+    if body.revision is not None and body.revision != revision(path):
+        # the entries' places (origins) and every other value came from another file
+        raise HTTPException(
+            status_code=409,
+            detail="the configuration file was changed since this page was loaded: "
+            "reload the page and make the change again",
+        )
     try:
         stored = read_raw(path)
     except ConfigError:
@@ -270,6 +294,7 @@ async def write_form(body: FormValues, request: Request, ctx: Ctx) -> FormSaved 
         started=started,
         stopped=stopped,
         applies_now=ctx.supervised,
+        revision=revision(path),
     )
 
 
