@@ -166,7 +166,8 @@ class BusSettings(_Section):
     """One serial port owned by one reader, with the BMS on it."""
 
     port: SerialPort = Field(
-        description="/dev/serial/by-id/... (stable), /dev/ttyUSB0, socket://h:p or rfc2217://h:p"
+        description="the serial port: /dev/serial/by-id/... (keeps its name across restarts), "
+        "/dev/ttyUSB0, or a network serial server as socket://host:port or rfc2217://host:port"
     )
     # the page shows each protocol by its label (bmsgate_bms.registry), the file keeps the name
     protocol: ProtocolName = Field(
@@ -685,16 +686,61 @@ class HealthSettings(_Section):
         gt=0,
         description="[C] current, as a share of the capacity, that counts as load (either way)",
     )
-    weak_mv: float = Field(default=30.0, gt=0, description="[mV] lead over the pack average")
-    weak_minutes: float = Field(default=5.0, gt=0, description="[min] a day, each way, to count")
-    evidence_days: int = Field(default=2, ge=1, description="days with evidence, of the last 7")
-    band_mv: float = Field(default=30.0, gt=0, description="[mV] out of band while balancing")
-    band_minutes: float = Field(default=60.0, gt=0, description="[min] per day out of band")
-    growth_days: int = Field(default=4, ge=3, description="days the delta must keep growing")
-    growth_mv: float = Field(default=10.0, gt=0, description="[mV] total growth over them")
-    full_cell: float = Field(default=3.45, description="[V] a cell at or above: the pack is full")
-    empty_cell: float = Field(default=2.90, description="[V] a cell at or below: it is empty")
-    fade_percent: float = Field(default=3.0, gt=0, description="[%] capacity lost to report")
+    weak_mv: float = Field(
+        default=30.0,
+        gt=0,
+        title="Weak cell: lead",
+        description="[mV] how far a cell moves ahead of the others on charge or under load",
+    )
+    weak_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        title="Weak cell: minutes a day",
+        description="[min] a day counts when a cell leads so long on charge and under load",
+    )
+    evidence_days: int = Field(
+        default=2,
+        ge=1,
+        title="Days to report",
+        description="days of the last 7 that must count before a weak or out-of-balance cell "
+        "is reported",
+    )
+    band_mv: float = Field(
+        default=30.0,
+        gt=0,
+        title="Out of balance: distance",
+        description="[mV] a cell this far from the middle cell while balancing",
+    )
+    band_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        title="Out of balance: minutes a day",
+        description="[min] a day counts when a cell is so this long",
+    )
+    growth_days: int = Field(
+        default=4,
+        ge=3,
+        title="Growing difference: days",
+        description="days in a row the difference between the cells must grow",
+    )
+    growth_mv: float = Field(
+        default=10.0,
+        gt=0,
+        title="Growing difference: amount",
+        description="[mV] how much it must grow over those days",
+    )
+    full_cell: float = Field(
+        default=3.45, description="[V] capacity: a cell at or above this, the pack is full"
+    )
+    empty_cell: float = Field(
+        default=2.90, description="[V] capacity: a cell at or below this, the pack is empty"
+    )
+    fade_percent: float = Field(
+        default=3.0,
+        gt=0,
+        title="Capacity fade",
+        description="[%] capacity lost before it is reported",
+    )
 
 
 class HistorySettings(_Section):
