@@ -177,7 +177,7 @@ def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_o
 
 
 def test_viewers_and_addresses_edited_as_lists_with_errors_at_their_entry(
-    stack: tuple[str, Path], browser_context: Any
+    stack: tuple[str, Path], browser_context: Any, procs: list[Proc]
 ) -> None:
     from playwright.sync_api import expect
 
@@ -274,3 +274,6 @@ def test_viewers_and_addresses_edited_as_lists_with_errors_at_their_entry(
     at_sizes(page, "58-settings-viewers", lambda: found.extend(check(page, axe, "control")))
     assert found == [], found
     assert sorted(problems) == sorted(refusal(400, f"{base}/api/settings/form")), problems
+    for proc in procs:  # the typed passwords are in no service's log
+        assert BEN not in proc.log() and ANNA not in proc.log(), proc.name
+    assert any("saved from the forms" in p.log() for p in procs)  # the API's log was read
