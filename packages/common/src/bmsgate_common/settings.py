@@ -952,9 +952,6 @@ class Settings(_Section):
             if unknown:
                 raise ValueError(f"bank {bank.id!r} names unknown packs: {', '.join(unknown)}")
             seen.add(bank.id)
-        names = [v.name for v in self.api.viewers]
-        if len(set(names)) != len(names):
-            raise ValueError("api.viewers: a name is used twice")
         for viewer in self.api.viewers:
             unknown = sorted(set(viewer.packs) - seen)
             if unknown and seen:
