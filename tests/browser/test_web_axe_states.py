@@ -136,6 +136,13 @@ def status_states(w: Walk) -> None:
     page.wait_for_selector('.card[data-pack="east"] [data-field="soc"]')
     page.evaluate(UNFOLD)  # a bank's members' cells, folded per member
     w.state("index.html members unfolded")
+    # the dongle's other layout for a JK pack (remembered in the browser: set back below)
+    page.click('.card[data-pack="east"] [data-layout="daly"]')
+    expect()(page.locator('.card[data-pack="east"] [data-layout="daly"]')).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    w.state("index.html a JK pack in the DALY layout")
+    page.click('.card[data-pack="east"] [data-layout="jk"]')
     # a phone: the links folded into the header's menu, opened
     page.set_viewport_size({"width": SIZES[1][0], "height": SIZES[1][1]})
     page.click("header .menu")
@@ -207,6 +214,8 @@ def history_states(w: Walk) -> None:
     w.open("history.html")
     # yesterday: nothing archived, said so
     w.reach("#prev", "#chart-msg", "history.html a day without data")
+    # today's file of the first pack deleted (confirmed): said so, the list without it
+    w.reach("#days button[data-delete]", "#msg.ok", "history.html a day deleted")
 
 
 def control_states(w: Walk) -> None:
@@ -236,7 +245,19 @@ def bms_states(w: Walk) -> None:
         "aria-selected", "true"
     )
     w.settled.wait(page)
-    w.state("bms.html second pack")
+    row = page.locator('tr[data-key="balance_start_voltage"]')
+    row.locator("input").fill("3.41")
+    row.locator("button").click()  # confirmed: the dialog is accepted
+    expect()(page.locator("#msg.ok")).to_contain_text("read back from the BMS", timeout=30_000)
+    w.state("bms.html second pack, a setting written")
+    row.locator("input").fill("9")
+    w.reach(
+        'tr[data-key="balance_start_voltage"] button',
+        "#msg.err",
+        "bms.html a setting refused",
+        (SIZES[0],),
+        (400, "api/packs/west/settings/balance_start_voltage"),
+    )
 
 
 def tunnel_states(w: Walk) -> None:
@@ -304,8 +325,10 @@ def settings_states(w: Walk) -> None:
     expect()(poll.locator(".field-error")).to_have_text("must be at least 0")
     w.state("settings.html a field refused")
     page.click("#form-reset")
+    page.evaluate(UNFOLD)
+    poll.locator("input").fill("0.6")  # a change the reader reads at start: a restart is offered
     # a save: the answer and the services to restart
-    w.reach("#form-save", "#form-msg.ok", "settings.html saved")
+    w.reach("#form-save", "#restart-listed", "settings.html saved, restart offered")
 
 
 def system_states(w: Walk) -> None:
