@@ -36,19 +36,16 @@ from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common import topics
 from bmsgate_common.config_file import revealed
 from bmsgate_common.models import ServiceStatus, utcnow
-from bmsgate_common.service import RESTART_EXIT, USER_ERROR
 from bmsgate_common.settings import BusSettings, ConfigError, MqttSettings, PackSettings, Settings
 from bmsgate_common.topics import TOPICS
 from bmsgate_common.version import VERSION
 
 from .broker import PrivateBroker, wait_for_port
+from .restarts import STOP_TIMEOUT, TICK, ended, file_signature, restart_delay
 from .services import SERVICES, fingerprint, left_out
 from .zygote import ChildProcess, preload, start_child
 
 log = logging.getLogger("bmsgate.run")
-
-STOP_TIMEOUT = 10.0  # [s] a child gets to stop before it is killed
-TICK = 1.0  # [s] between looks at the children and the configuration file
 
 Loader = Callable[[], Settings]  # reads and validates the configuration file; ConfigError if bad
 
@@ -88,15 +85,6 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
-
-
-def restart_delay(last: float, lived: float) -> float:
-    """How long to wait before starting again what ran ``lived`` seconds and then ended [s].
-
-    A run of more than a minute starts again after 1 s; a quicker end doubles the last wait
-    (``last``), up to a minute, so a crash loop costs little. Children and the private broker.
-    """
-    return 1.0 if lived > 60 else min(60.0, max(last, 0.5) * 2)
 
 
 class ChildSpec(NamedTuple):
@@ -290,17 +278,6 @@ async def forget_packs(
     except (mqtt_client.MqttError, OSError, TimeoutError) as err:
         what = ", ".join([*packs, *(retired or {})])
         log.warning("could not update the broker's retained messages of %s: %s", what, err)
-
-
-def file_signature(path: Path | None) -> tuple[int, int, int] | None:
-    """Changes when the file is written or replaced; None while it does not exist."""
-    if path is None:
-        return None
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 DEMO_PROTOCOL: Final = "daly_classic"  # simulated when no protocol is named
@@ -548,22 +525,11 @@ async def _restart_exited(children: Any) -> None:
         proc = child.process
         if proc is not None and proc.returncode is not None:
             child.process = None
-            if proc.returncode == USER_ERROR:
+            wait = ended(child.name, proc.returncode, now - child.started, child.backoff)
+            if wait is None:
                 child.given_up = True
-                log.error("%s stopped (see its message above); not restarting", child.name)
                 continue
-            lived = now - child.started
-            if proc.returncode == RESTART_EXIT:
-                child.backoff = 0.0
-                log.info("%s restarting on request", child.name)
-            else:
-                child.backoff = restart_delay(child.backoff, lived)
-                log.warning(
-                    "%s exited with code %s; restarting in %.0f s",
-                    child.name,
-                    proc.returncode,
-                    child.backoff,
-                )
+            child.backoff = wait
             child.restart_at = now + child.backoff
         elif proc is None and not child.given_up and now >= child.restart_at:
             child.restarts += 1

@@ -5,10 +5,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bmsgate_bms.reading import BmsReading
+from bmsgate_common.models import PackState
 from bmsgate_common.settings import PackSettings
 from bmsgate_reader.logic import PackTracker, to_state
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def fields(state: PackState) -> tuple[list[str], datetime, list[float], list[float]]:
+    """What the tracker reads of a state."""
+    return state.alarms, state.ts, state.cell_voltages, state.temperatures
 
 
 def reading(**over: object) -> BmsReading:
@@ -75,17 +81,17 @@ def test_alarm_events_raise_and_clear_once_with_the_cell_named() -> None:
     tracker = PackTracker("garage", offline_after=3)
     pack = PackSettings(id="garage")
     raised = tracker.alarm_changes(
-        to_state(reading(alarms=["cell_overvoltage"]), pack, "daly_classic", T0)
+        *fields(to_state(reading(alarms=["cell_overvoltage"]), pack, "daly_classic", T0))
     )
     assert [(e.code, e.active, e.level) for e in raised] == [("cell_overvoltage", True, "alarm")]
     assert raised[0].text == "cell 16 over-voltage, 3.66 V"
     assert (
         tracker.alarm_changes(
-            to_state(reading(alarms=["cell_overvoltage"]), pack, "daly_classic", T0)
+            *fields(to_state(reading(alarms=["cell_overvoltage"]), pack, "daly_classic", T0))
         )
         == []
     )
-    cleared = tracker.alarm_changes(to_state(reading(), pack, "daly_classic", T0))
+    cleared = tracker.alarm_changes(*fields(to_state(reading(), pack, "daly_classic", T0)))
     assert [(e.code, e.active) for e in cleared] == [("cell_overvoltage", False)]
 
 

@@ -11,23 +11,17 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from .exits import READER_STOPPED as READER_STOPPED
+from .exits import RESTART_EXIT as RESTART_EXIT
+from .exits import USER_ERROR as USER_ERROR
 from .logs import SERVICE, hold_secrets, secret_parts, setup_logging, url_credentials
 from .service_table import COMMON_SECTIONS, SERVICES
 from .settings import ConfigError, Settings, load_settings
 
-# exit code of every bmsgate command and service that stopped on a problem only the user can fix
-# (configuration, input, a port it may not bind): a supervisor does not restart it in a loop
-USER_ERROR: Final = 2  # as argparse's usage errors
-# exit code of a service that stopped because a restart was asked for over the backbone:
-# not 0, so a restart policy "on-failure" (systemd) starts it again like "unless-stopped" does
-RESTART_EXIT = 75  # EX_TEMPFAIL, sysexits.h
-# the reason of a pack's ``offline`` availability when its reader stopped cleanly: consumers
-# show the pack offline at once, and the notifier does not report a BMS that went silent
-READER_STOPPED: Final = "reader stopped"
 _restart_requested: list[bool] = [False]
 # glibc keeps memory freed inside its heap for reuse; a service running for months hands it back
 # to the system now and then, so its RSS shows what it uses (the soak's notifier grew 0.05-0.1

@@ -40,8 +40,9 @@ from .models import (
     TunnelCommand,
     TunnelStatus,
 )
+from .topic_routes import DEFAULT_BASE as DEFAULT_BASE
+from .topic_routes import ROUTES
 
-DEFAULT_BASE: Final = "bmsgate"
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -91,57 +92,38 @@ class TopicSpec(Generic[M]):
         return match(self.subscription(base), topic)
 
 
-STATE: Final = TopicSpec("state", "bms/+/state", PackState, retained=True, qos=1)
-AVAILABILITY: Final = TopicSpec(
-    "availability", "bms/+/availability", Availability, retained=True, qos=1
-)
-ALARM: Final = TopicSpec("alarm", "bms/+/alarm", AlarmEvent, retained=False, qos=1)
-COMMAND: Final = TopicSpec("command", "bms/+/set", Command, retained=False, qos=1)
-RESULT: Final = TopicSpec("result", "bms/+/result", CommandResult, retained=False, qos=1)
-RAW_LEASE: Final = TopicSpec("raw_lease", "bms/+/raw/lease", RawLease, retained=False, qos=1)
-RAW_LEASE_STATE: Final = TopicSpec(
-    "raw_lease_state", "bms/+/raw/lease/state", RawLeaseState, retained=True, qos=1
-)
-RAW_TX: Final = TopicSpec("raw_tx", "bms/+/raw/tx", RawData, retained=False, qos=1)
-RAW_RX: Final = TopicSpec("raw_rx", "bms/+/raw/rx", RawData, retained=False, qos=1)
-SNIFF: Final = TopicSpec("sniff", "bus/+/sniff", SniffedFrame, retained=False, qos=0)
-SNIFF_SET: Final = TopicSpec("sniff_set", "bus/+/sniff/set", SniffSet, retained=False, qos=1)
-SNIFF_STATE: Final = TopicSpec("sniff_state", "bus/+/sniff/state", SniffState, retained=True, qos=1)
-DAILY: Final = TopicSpec("daily", "bms/+/daily", DailyStats, retained=True, qos=1)
-SETTINGS: Final = TopicSpec("settings", "bms/+/settings", BmsSettings, retained=True, qos=1)
-SERVICE_STATUS: Final = TopicSpec(
-    "service_status", "service/+/status", ServiceStatus, retained=True, qos=1
-)
-SERVICE_RESTART: Final = TopicSpec(
-    "service_restart", "service/+/restart", ServiceRestart, retained=False, qos=1
-)
-SERVICE_LOGS: Final = TopicSpec("service_logs", "service/+/logs", LogRequest, retained=False, qos=1)
-SERVICE_LOG_LINES: Final = TopicSpec(
-    "service_log_lines", "service/+/logs/reply", LogLines, retained=False, qos=1
-)
-HEALTH: Final = TopicSpec("health", "bms/+/health", HealthReport, retained=True, qos=1)
-HISTORY_REQUEST: Final = TopicSpec(
-    "history_request", "history/+/request", HistoryQuery, retained=False, qos=1
-)
-HISTORY_REPLY: Final = TopicSpec(
-    "history_reply", "history/+/reply", HistoryReply, retained=False, qos=1
-)
-HISTORY_FILES: Final = TopicSpec(
-    "history_files", "history/+/files", HistoryFileRequest, retained=False, qos=1
-)
-HISTORY_FILES_REPLY: Final = TopicSpec(
-    "history_files_reply", "history/+/files/reply", HistoryFileReply, retained=False, qos=1
-)
-NOTIFY_TEST: Final = TopicSpec("notify_test", "notifier/+/test", NotifyTest, retained=False, qos=1)
-NOTIFY_TEST_RESULT: Final = TopicSpec(
-    "notify_test_result", "notifier/+/test/reply", NotifyTestResult, retained=False, qos=1
-)
-TUNNEL_COMMAND: Final = TopicSpec(
-    "tunnel_command", "bms/+/tunnel/set", TunnelCommand, retained=False, qos=1
-)
-TUNNEL_STATUS: Final = TopicSpec(
-    "tunnel_status", "bms/+/tunnel/state", TunnelStatus, retained=True, qos=1
-)
+def _spec(kind: str, model: type[M]) -> TopicSpec[M]:
+    pattern, retained, qos = ROUTES[kind]
+    return TopicSpec(kind, pattern, model, retained=retained, qos=qos)
+
+
+STATE: Final = _spec("state", PackState)
+AVAILABILITY: Final = _spec("availability", Availability)
+ALARM: Final = _spec("alarm", AlarmEvent)
+COMMAND: Final = _spec("command", Command)
+RESULT: Final = _spec("result", CommandResult)
+RAW_LEASE: Final = _spec("raw_lease", RawLease)
+RAW_LEASE_STATE: Final = _spec("raw_lease_state", RawLeaseState)
+RAW_TX: Final = _spec("raw_tx", RawData)
+RAW_RX: Final = _spec("raw_rx", RawData)
+SNIFF: Final = _spec("sniff", SniffedFrame)
+SNIFF_SET: Final = _spec("sniff_set", SniffSet)
+SNIFF_STATE: Final = _spec("sniff_state", SniffState)
+DAILY: Final = _spec("daily", DailyStats)
+SETTINGS: Final = _spec("settings", BmsSettings)
+SERVICE_STATUS: Final = _spec("service_status", ServiceStatus)
+SERVICE_RESTART: Final = _spec("service_restart", ServiceRestart)
+SERVICE_LOGS: Final = _spec("service_logs", LogRequest)
+SERVICE_LOG_LINES: Final = _spec("service_log_lines", LogLines)
+HEALTH: Final = _spec("health", HealthReport)
+HISTORY_REQUEST: Final = _spec("history_request", HistoryQuery)
+HISTORY_REPLY: Final = _spec("history_reply", HistoryReply)
+HISTORY_FILES: Final = _spec("history_files", HistoryFileRequest)
+HISTORY_FILES_REPLY: Final = _spec("history_files_reply", HistoryFileReply)
+NOTIFY_TEST: Final = _spec("notify_test", NotifyTest)
+NOTIFY_TEST_RESULT: Final = _spec("notify_test_result", NotifyTestResult)
+TUNNEL_COMMAND: Final = _spec("tunnel_command", TunnelCommand)
+TUNNEL_STATUS: Final = _spec("tunnel_status", TunnelStatus)
 
 # every backbone topic, by kind: schemas, the AsyncAPI document and access lists are made from it
 TOPICS: Final[dict[str, TopicSpec[Any]]] = {

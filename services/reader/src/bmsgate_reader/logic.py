@@ -1,24 +1,56 @@
-"""The reader's pure logic: readings to pack states, online/offline tracking, alarm transitions."""
+"""The reader's pure logic: readings to pack states, online/offline tracking, alarm transitions.
+
+Without pydantic: the lean reader (lean.py) builds its messages as plain data with the same
+rules; the full reader makes them the models of bmsgate_common.models (imported when used).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bmsgate_bms.alarms import ALARMS, describe
 from bmsgate_bms.reading import BmsReading
-from bmsgate_common.models import AlarmEvent, Availability, PackState, ProtocolName
-from bmsgate_common.settings import PackSettings
 from bmsgate_common.units import to_kwh
 
+if TYPE_CHECKING:
+    from bmsgate_common.models import PackState
 
-def to_state(
-    reading: BmsReading, pack: PackSettings, protocol: ProtocolName, ts: datetime
-) -> PackState:
-    """Normalize a reading into the pack state: invert option, current correction, power.
+
+class PackConfig(Protocol):
+    """What the state rules read of a pack's settings (PackSettings, or settings_view.PackView)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    @property
+    def invert_current(self) -> bool: ...
+    @property
+    def current_scale(self) -> float: ...
+    @property
+    def current_offset(self) -> float: ...
+    @property
+    def nominal_capacity(self) -> float | None: ...
+
+
+def to_state(reading: BmsReading, pack: PackConfig, protocol: str, ts: datetime) -> PackState:
+    """The pack state model of a reading (state_fields)."""
+    from bmsgate_common.models import PackState
+
+    return PackState(**state_fields(reading, pack, protocol, ts))
+
+
+def state_fields(
+    reading: BmsReading, pack: PackConfig, protocol: str, ts: datetime
+) -> dict[str, Any]:
+    """Normalize a reading into the pack state's fields: invert option, current correction, power.
 
     The current is corrected per pack (I x scale + offset, after the invert option); the power
-    is V x I when the BMS gives none or the current was corrected.
+    is V x I when the BMS gives none or the current was corrected. The energy counters and the
+    own SOC are the reader's to add.
     """
     sign = -1.0 if pack.invert_current else 1.0
     corrected = pack.current_scale != 1.0 or pack.current_offset != 0.0
@@ -29,7 +61,7 @@ def to_state(
         else round(reading.pack_voltage * current, 1)
     )
     extras = {k: v for k, v in reading.extras.items() if isinstance(v, str | int | float | bool)}
-    return PackState(
+    return dict(
         pack=pack.id,
         name=pack.display_name,
         protocol=protocol,
@@ -99,7 +131,7 @@ class EnergyCounter:
         self.last_ts, self.last_power, self.last_current = ts, power, current
         self.last_mono = mono
 
-    def at_least(self, state: PackState) -> bool:
+    def at_least(self, state: PackState | Mapping[str, Any]) -> bool:
         """Go on from a published state's totals where they are ahead; True if any was.
 
         The file is saved every few minutes, so after a crash it can be behind what was already
@@ -108,7 +140,7 @@ class EnergyCounter:
         """
         ahead = False
         for key in ("energy_in", "energy_out", "charge_in", "charge_out"):
-            published = getattr(state, key)
+            published = state.get(key) if isinstance(state, Mapping) else getattr(state, key)
             if published is not None and published > getattr(self, key):
                 setattr(self, key, float(published))
                 ahead = True
@@ -124,48 +156,68 @@ class EnergyCounter:
         }
 
 
+def _availability(**fields: Any) -> Any:
+    from bmsgate_common.models import Availability
+
+    return Availability(**fields)
+
+
+def _alarm_event(**fields: Any) -> Any:
+    from bmsgate_common.models import AlarmEvent
+
+    return AlarmEvent(**fields)
+
+
 @dataclass
 class PackTracker:
-    """Counts missed polls of one pack and says when its availability changes."""
+    """Counts missed polls of one pack and says when its availability changes.
+
+    Its messages are made by ``availability`` and ``alarm`` from their fields: the models by
+    default, plain data in the lean reader (bmsgate_common.plain).
+    """
 
     pack: str
     offline_after: int
     online: bool | None = None  # unknown until the first poll
     misses: int = 0
     alarms: frozenset[str] = field(default_factory=frozenset)
-    last: Availability | None = None  # the last availability published, to repeat it
+    last: Any = None  # the last availability published, to repeat it
+    reason: str | None = None  # why it went offline last
+    availability: Callable[..., Any] = _availability
+    alarm: Callable[..., Any] = _alarm_event
 
-    def seen(self, ts: datetime) -> Availability | None:
+    def seen(self, ts: datetime) -> Any:
         """A poll succeeded; the availability to publish if it changed."""
         self.misses = 0
         if self.online is True:
             return None
         self.online = True
-        self.last = Availability(pack=self.pack, state="online", ts=ts)
+        self.last = self.availability(pack=self.pack, state="online", ts=ts)
         return self.last
 
-    def missed(self, ts: datetime, reason: str) -> Availability | None:
+    def missed(self, ts: datetime, reason: str) -> Any:
         """A poll failed; ``offline`` once ``offline_after`` polls in a row have failed."""
         self.misses += 1
         if self.misses < self.offline_after or self.online is False:
             return None
         self.online = False
         self.alarms = frozenset()  # an offline pack has no known alarms; they re-raise on return
-        self.last = Availability(
-            pack=self.pack, state="offline", ts=ts, reason=f"{reason} ({self.misses} polls)"
-        )
+        self.reason = f"{reason} ({self.misses} polls)"
+        self.last = self.availability(pack=self.pack, state="offline", ts=ts, reason=self.reason)
         return self.last
 
-    def alarm_changes(self, state: PackState) -> list[AlarmEvent]:
-        """Events for alarms raised or cleared since the last state."""
-        now = frozenset(state.alarms)
+    def alarm_changes(
+        self, alarms: list[str], ts: datetime, cells: list[float], temperatures: list[float]
+    ) -> list[Any]:
+        """Events for alarms raised or cleared since the last state (its fields given)."""
+        now = frozenset(alarms)
         events = [
-            AlarmEvent(
+            self.alarm(
                 pack=self.pack,
-                ts=state.ts,
+                ts=ts,
                 code=code,
                 level=ALARMS[code].level if code in ALARMS else "alarm",
-                text=describe(code, state.cell_voltages, state.temperatures),
+                text=describe(code, cells, temperatures),
                 active=active,
             )
             for active, codes in ((True, now - self.alarms), (False, self.alarms - now))

@@ -8,18 +8,16 @@ import logging
 import time
 from typing import Any, Literal, cast
 
-from bmsgate_bms.driver import Driver, UnsupportedCommand
+from bmsgate_bms.driver import UnsupportedCommand
 from bmsgate_bms.errors import FrameError, LinkTimeout
 from bmsgate_bms.link import FrameCollector
-from bmsgate_bms.plausible import implausible
-from bmsgate_bms.polling import SlowReads
-from bmsgate_bms.reading import BmsReading
-from bmsgate_bms.registry import protocol
-from bmsgate_bms.setpoints import SettingError, bounds, check_write, pick, table_of
+from bmsgate_bms.setpoints import SettingError, check_write, pick
 from bmsgate_common import topics
 from bmsgate_common.models import (
+    AlarmEvent,
     Availability,
     BmsSettings,
+    CellStats,
     Command,
     CommandResult,
     PackState,
@@ -30,49 +28,44 @@ from bmsgate_common.models import (
     utcnow,
 )
 from bmsgate_common.mqtt import Backbone
-from bmsgate_common.service import READER_STOPPED
 from bmsgate_common.settings import BusSettings, PackSettings, Settings
-from bmsgate_common.soc import SocEstimator, SocRules
+from bmsgate_common.soc import SocRules
 from bmsgate_common.tasks import stop_tasks
-from bmsgate_serial.link import LinkDown, SerialLink
+from bmsgate_serial.link import LinkDown
 
+from .core import POLL_ERRORS, SAVE_EVERY, SETTINGS_EVERY, BusPoller, Pack
 from .counters import CounterStore
 from .lease import LeaseManager
-from .logic import EnergyCounter, PackTracker, to_state
 from .passthrough import Passthrough, Sniffer
 
 log = logging.getLogger(__name__)
 
-POLL_ERRORS = (FrameError, LinkTimeout, LinkDown)
-BACKOFF = (0.5, 5.0)  # [s] first and longest wait before reopening a missing port
-SAVE_EVERY = 300.0  # [s] between writes of the energy counters (each one wears an SD card)
-BALANCER_SETTINGS = ("balance_switch", "balancer_switch")  # JK-PB, DALY new
 UVP_SETTINGS = ("cell_uvp", "cell_undervoltage_l2")  # the BMS's own cell cut-off, by protocol
-SETTINGS_EVERY = 3600.0  # [s] between reads of the BMS's own settings
-SETTINGS_RETRY = 60.0  # [s] before a failed settings read is tried again
 RESET_WAIT = 10.0  # [s] a reset BMS has to answer again
 RESULT_KEEP = 30.0  # [s] a result the broker could not take is offered again this long
-STOP_ANNOUNCE = 2.0  # [s] at most for the packs' ``offline`` when the reader stops
 
 
-class Pack:
-    """One BMS on the bus: its settings, driver, availability and energy counter."""
+class ModelMessages:
+    """The reader's messages as the models of bmsgate_common.models."""
 
-    def __init__(
-        self, cfg: PackSettings, driver: Driver | None, offline_after: int, energy: EnergyCounter
-    ):
-        self.cfg = cfg
-        self.driver = driver  # None when listening: bmsgate sends nothing to it
-        self.tracker = PackTracker(cfg.id, offline_after)
-        self.energy = energy
-        self.lying = False  # its last answer was implausible (logged once until it is not)
-        self.settings: dict[str, Any] = {}  # the BMS's own settings as last read
-        self.settings_due = 0.0  # [s] monotonic time of the next settings read
-        self.soc = SocEstimator()  # bmsgate's own SOC, when cfg.own_soc
+    def pack_state(self, fields: dict[str, Any]) -> PackState:
+        return PackState(**fields)
+
+    def availability(self, **fields: Any) -> Availability:
+        return Availability(**fields)
+
+    def alarm_event(self, **fields: Any) -> AlarmEvent:
+        return AlarmEvent(**fields)
+
+    def bms_settings(self, settings: list[dict[str, Any]], **fields: Any) -> BmsSettings:
+        return BmsSettings(settings=[SettingValue(**row) for row in settings], **fields)
+
+    def sniff_state(self, **fields: Any) -> SniffState:
+        return SniffState(**fields)
 
 
-class Reader:
-    """Polls every pack of one bus and publishes what it reads."""
+class Reader(BusPoller):
+    """Polls every pack of one bus and publishes what it reads; runs commands, leases, sniffs."""
 
     def __init__(
         self,
@@ -82,88 +75,31 @@ class Reader:
         control: bool = False,
         counters: CounterStore | None = None,
     ) -> None:
-        self.bus = bus
+        super().__init__(
+            bus, ModelMessages(), backbone.service, backbone.cfg.heartbeat, counters=counters
+        )
         self.backbone = backbone
         self.control = control
-        self.counters = counters
-        self.link = SerialLink(bus.port, bus.baud, bus.timeout)
-        self.module = protocol(bus.protocol)
-        self.limits = self.module.INFO.limits
-        self.setpoints = table_of(self.module, bus.variant)
-        self.packs: dict[str, Pack] = {
-            p.id: self._pack(p, phase) for phase, p in enumerate(bus.packs)
-        }
         self.lease = LeaseManager(self.link, backbone, set(self.packs), control)
         self.sniffer = Sniffer(backbone, backbone.service, bus.protocol, {}, enabled=bus.sniff)
         self.link.monitor = self.sniffer.see
         self.passthrough = (
             Passthrough(bus.passthrough, bus.baud, self.link) if bus.passthrough else None
         )
-        self.polls = 0
-        self.failures = 0
-        self.keep_awake = bus.keep_awake > 0  # switched at runtime by set_keep_awake
         self.wakes = 0  # harmless reads sent to keep boards awake
-        self.implausible = 0  # answers with valid frames and impossible values, not published
-        self._backoff = 0.0
-        self._saved: float | None = None  # [s] monotonic; None: the counters are not on disk yet
         self._resends: set[asyncio.Task[None]] = set()
 
-    def _pack(self, cfg: PackSettings, phase: int = 0) -> Pack:
-        driver = None
-        if not self.bus.listen:
-            driver = self.module.Driver(self.link, cfg.address, **self.bus.driver_options())
-            slow = getattr(driver, "slow", None)  # a protocol with slow reads (its POLL table)
-            if isinstance(slow, SlowReads):
-                # each pack's slow reads on another poll, so every round of the bus is as long
-                slow.every, slow.phase = self.bus.slow_every, phase
-        energy = self.counters.load(cfg.id) if self.counters else EnergyCounter()
-        pack = Pack(cfg, driver, self.bus.offline_after, energy)
-        if cfg.own_soc and self.counters:
-            pack.soc.soc = self.counters.load_soc(cfg.id)  # the count goes on after a restart
-        return pack
+    async def send(self, kind: str, name: str, message: Any) -> bool:
+        """Publish ``message`` on the backbone (its model checked against the topic's)."""
+        return await self.backbone.publish(topics.TOPICS[kind], name, message)
 
-    def counters_detail(self) -> dict[str, int | float | str | bool | None]:
-        """Health figures for the service status."""
-        return {
-            "port": self.bus.port,
-            "device": self.link.device,
-            "polls": self.polls,
-            "failures": self.failures,
-            "implausible": self.implausible,
-            "junk_bytes": self.link.junk,
-            "port_open": self.link.is_open,
-        }
+    @property
+    def connects(self) -> int:
+        return self.backbone.connects
 
-    async def _read(self, driver: Driver) -> BmsReading:
-        """One snapshot, retried ``bus.retries`` times on a bad or missing answer."""
-        for attempt in range(self.bus.retries + 1):
-            self.link.answers.clear()
-            try:
-                return await driver.read()
-            except (FrameError, LinkTimeout):
-                if attempt == self.bus.retries:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def poll_pack(self, pack: Pack) -> PackState | None:
-        """Read one pack and publish its state, availability change and alarm events."""
-        self.polls += 1
-        assert pack.driver is not None  # polled only when not listening
-        try:
-            reading = await self._read(pack.driver)
-        except POLL_ERRORS as err:
-            self.failures += 1
-            if isinstance(err, LinkDown):
-                await self._port_down(err)
-            else:
-                log.debug("%s: no valid answer: %s", pack.cfg.id, err)
-            await self._missed(pack, _reason(err))
-            return None
-        self._backoff = 0.0
-        state = await self._publish(pack, reading)
-        if state is not None and self.setpoints and time.monotonic() >= pack.settings_due:
-            await self.read_settings(pack)
-        return state
+    @property
+    def sniffing(self) -> bool:
+        return self.sniffer.enabled
 
     def soc_rules(self, pack: Pack, capacity: float | None) -> SocRules:
         """The pack's full/empty rules; empty at the BMS's own cell UVP when it was read."""
@@ -173,17 +109,17 @@ class Reader:
         taper = cfg.full_current if cfg.full_current is not None else 0.02 * (capacity or 0.0)
         return SocRules(cfg.full_cell_voltage, taper, cfg.full_time, empty)
 
-    async def _own_soc(self, pack: Pack, state: PackState) -> PackState:
+    async def _own_soc(self, pack: Pack, fields: dict[str, Any]) -> None:
         """Count the own SOC; at a re-sync, push it to the BMS where that is possible and on."""
-        capacity = state.nominal_capacity
-        stats = state.cells  # without cells both extremes read 0 V
+        capacity = fields["nominal_capacity"]
+        stats = CellStats.of(fields["cell_voltages"])  # without cells both extremes read 0 V
         event = pack.soc.update(
             time.monotonic(),
-            state.current,
+            fields["current"],
             capacity,
             stats.high if stats else 0.0,
             stats.low if stats else 0.0,
-            state.soc,
+            fields["soc"],
             self.soc_rules(pack, capacity),
         )
         own = pack.soc.soc
@@ -193,7 +129,7 @@ class Reader:
                 pack.cfg.id,
                 own,
                 event,
-                state.soc,
+                fields["soc"],
             )
             if pack.cfg.push_soc and self.control:  # the driver refuses where it cannot
                 assert pack.driver is not None
@@ -207,170 +143,14 @@ class Reader:
                     )
                 except (*POLL_ERRORS, UnsupportedCommand) as err:
                     log.warning("%s: SOC not pushed to the BMS: %s", pack.cfg.id, err)
-        return state.model_copy(update={"soc_estimate": None if own is None else round(own, 1)})
-
-    def _extras(self, pack: Pack, state: PackState) -> dict[str, Any]:
-        """The switches the reader knows besides the reading: the balancer and keep-awake."""
-        extras = dict(state.extras)
-        for key in BALANCER_SETTINGS:  # a switch only the settings carry (JK-PB, DALY new)
-            if key in pack.settings and "balancer_enabled" not in extras:
-                extras["balancer_enabled"] = bool(pack.settings[key])
-        if "balancer_enabled" in extras:
-            extras["balancer_enabled"] = bool(extras["balancer_enabled"])
-        if self.bus.keep_awake and self.can_keep_awake:
-            extras["keep_awake"] = self.keep_awake
-        return extras
-
-    async def read_settings(self, pack: Pack) -> bool:
-        """Read the BMS's own settings and publish them (retained); False if it did not answer.
-
-        Settings change rarely: they are read after the first good poll, every SETTINGS_EVERY
-        and after each write; a failed read is tried again after SETTINGS_RETRY.
-        """
-        assert pack.driver is not None
-        try:
-            values = await pack.driver.read_settings()  # type: ignore[attr-defined]
-        except POLL_ERRORS as err:  # a port gone (unplugged) too: the next poll reports it
-            pack.settings_due = time.monotonic() + SETTINGS_RETRY
-            log.debug("%s: settings not read: %s", pack.cfg.id, err)
-            return False
-        pack.settings_due = time.monotonic() + SETTINGS_EVERY
-        await self._publish_settings(pack, values)
-        return True
-
-    async def _publish_settings(self, pack: Pack, values: dict[str, Any]) -> None:
-        pack.settings = values
-        rows = []
-        for point in self.setpoints:
-            if point.key not in values:
-                continue
-            low, high = bounds(point, values) if point.writable else (None, None)
-            rows.append(
-                SettingValue(
-                    key=point.key,
-                    label=point.label,
-                    unit=point.unit,
-                    value=values[point.key],
-                    writable=point.writable,
-                    min=low,
-                    max=high,
-                )
-            )
-        message = BmsSettings(
-            pack=pack.cfg.id, protocol=self.bus.protocol, ts=utcnow(), settings=rows
-        )
-        await self.backbone.publish(topics.SETTINGS, pack.cfg.id, message)
-
-    async def _publish(self, pack: Pack, reading: BmsReading) -> PackState | None:
-        """Publish a pack's reading (polled or heard): state, availability and alarm events."""
-        problem = implausible(reading, self.limits)
-        if problem is not None:
-            await self._lied(pack, problem)
-            return None
-        if pack.lying:
-            pack.lying = False
-            log.info("%s: plausible answers again", pack.cfg.id)
-        now = utcnow()
-        state = to_state(reading, pack.cfg, self.bus.protocol, now)
-        pack.energy.add(now, state.power, state.current, time.monotonic())
-        state = state.model_copy(
-            update=pack.energy.totals() | {"extras": self._extras(pack, state)}
-        )
-        if pack.cfg.own_soc:
-            state = await self._own_soc(pack, state)
-        await self.backbone.publish(topics.STATE, pack.cfg.id, state)
-        change = pack.tracker.seen(state.ts)
-        if change:
-            log.info("%s is online", pack.cfg.id)
-            await self.backbone.publish(topics.AVAILABILITY, pack.cfg.id, change)
-        for event in pack.tracker.alarm_changes(state):
-            await self.backbone.publish(topics.ALARM, pack.cfg.id, event)
-        return state
-
-    async def _missed(self, pack: Pack, reason: str) -> None:
-        """Count a poll without a usable state; the pack goes offline after ``offline_after``."""
-        change = pack.tracker.missed(utcnow(), reason)
-        if change:
-            log.warning("%s is offline: %s", pack.cfg.id, change.reason)
-            await self.backbone.publish(topics.AVAILABILITY, pack.cfg.id, change)
-
-    async def _lied(self, pack: Pack, problem: str) -> None:
-        """An answer whose values cannot be true: not published, archived or integrated.
-
-        The pack's last good state stays the retained one; if the board keeps lying it goes
-        offline with the reason, as for a board that does not answer.
-        """
-        self.implausible += 1
-        if not pack.lying:
-            pack.lying = True
-            frames = " | ".join(f.hex(" ") for f in self.link.answers)
-            log.warning(
-                "%s: implausible answer ignored: %s; frames: %s", pack.cfg.id, problem, frames
-            )
-        else:
-            log.debug("%s: implausible answer ignored: %s", pack.cfg.id, problem)
-        await self._missed(pack, f"implausible values: {problem}")
-
-    async def poll_once(self) -> None:
-        """Read every pack once."""
-        for pack in self.packs.values():
-            await self.poll_pack(pack)
-        if self.counters and (self._saved is None or time.monotonic() - self._saved >= SAVE_EVERY):
-            self.save_counters()  # the first right away: a counter file from the first poll on
-
-    def continue_counters(self, published: dict[str, PackState]) -> None:
-        """Each pack's counters at least its last published state's (retained on the backbone)."""
-        for pack_id, state in published.items():
-            pack = self.packs.get(pack_id)
-            if pack is not None and pack.energy.at_least(state):
-                log.info(
-                    "%s: energy counters go on from the last published state (%s), ahead "
-                    "of the saved ones",
-                    pack_id,
-                    state.ts.isoformat(),
-                )
-
-    def save_counters(self) -> None:
-        """Persist every pack's energy counter."""
-        if self.counters:
-            for pack in self.packs.values():
-                self.counters.save(pack.cfg.id, pack.energy, pack.soc.soc)
-        self._saved = time.monotonic()
-
-    async def _port_down(self, err: LinkDown) -> None:
-        """Wait before the next attempt to open the port, longer each time, up to BACKOFF[1]."""
-        if self._backoff == 0.0:
-            log.error("%s; retrying", err)
-        self._backoff = min(BACKOFF[1], max(BACKOFF[0], self._backoff * 2))
-        await asyncio.sleep(self._backoff)
-
-    async def republish_availability(self) -> None:
-        """Send every known availability again (retained values are lost when a broker restarts)."""
-        for pack in self.packs.values():
-            if pack.tracker.last is not None:
-                await self.backbone.publish(topics.AVAILABILITY, pack.cfg.id, pack.tracker.last)
-
-    async def announce_stop(self) -> None:
-        """Every pack ``offline`` (retained) as the reader stops, so nobody waits for staleness.
-
-        Bounded: with the broker away the stop goes on; the API's ``stale_after`` covers that,
-        as it covers a reader that dies without a word (its last will is the service status).
-        """
-        now = utcnow()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(STOP_ANNOUNCE):
-                for pack_id in self.packs:
-                    gone = Availability(
-                        pack=pack_id, state="offline", ts=now, reason=READER_STOPPED
-                    )
-                    await self.backbone.publish(topics.AVAILABILITY, pack_id, gone)
+        fields["soc_estimate"] = None if own is None else round(own, 1)
 
     def heard_pack(self, address: int) -> Pack:
         """The pack at ``address`` on a listened bus: configured, or made when first heard."""
         for pack in self.packs.values():
             if pack.cfg.address == address:
                 return pack
-        cfg = PackSettings(id=f"{self.backbone.service}-{address}", address=address)
+        cfg = PackSettings(id=f"{self.service}-{address}", address=address)
         log.info("heard address %d on the bus: pack %s", address, cfg.id)
         self.packs[cfg.id] = pack = self._pack(cfg)
         self.lease.packs.add(cfg.id)
@@ -422,7 +202,7 @@ class Reader:
                 ends = now + period
                 if self.counters and (self._saved is None or now - self._saved >= SAVE_EVERY):
                     self.save_counters()
-            if now - beat > self.backbone.cfg.heartbeat:
+            if now - beat > self.heartbeat:
                 beat = now
                 await self.republish_availability()
 
@@ -431,25 +211,11 @@ class Reader:
         if self.bus.listen:
             await self.listen()
             return
-        beat = time.monotonic()
-        connects = self.backbone.connects
-        while True:
-            if not self.lease.free.is_set():
-                await self.lease.free.wait()  # the line is leased: no polling meanwhile
-            started = time.monotonic()
-            await self.poll_once()
-            # connected again since the last round: the broker may have lost retained messages
-            if connects != self.backbone.connects or started - beat > self.backbone.cfg.heartbeat:
-                connects = self.backbone.connects
-                beat = started
-                await self.republish_availability()
-                await self.set_sniff(self.backbone.service)
-            await self._idle(started + self.bus.poll_interval)
+        await self.poll_forever()
 
-    @property
-    def can_keep_awake(self) -> bool:
-        """Whether this protocol's driver has a harmless request to keep a board awake."""
-        return hasattr(self.module.Driver, "wake")
+    async def _before_poll(self) -> None:
+        if not self.lease.free.is_set():
+            await self.lease.free.wait()  # the line is leased: no polling meanwhile
 
     async def _idle(self, until: float) -> None:
         """Wait for the next poll; with keep-awake on, ask each board something harmless."""
@@ -473,19 +239,13 @@ class Reader:
 
     async def set_sniff(self, bus: str, request: SniffSet | None = None) -> None:
         """Turn the sniffer on or off (``request``), then publish whether it is on."""
-        if bus != self.backbone.service:
+        if bus != self.service:
             return  # another reader's bus
         if request is not None and request.enabled != self.sniffer.enabled:
             self.sniffer.enabled = request.enabled
             on = "on" if request.enabled else "off"
             log.info("sniffer %s asked by %s", on, asker(request.requested_by))
-        state = SniffState(
-            bus=bus,
-            enabled=self.sniffer.enabled,
-            ts=utcnow(),
-            transaction=request.transaction if request else None,
-        )
-        await self.backbone.publish(topics.SNIFF_STATE, bus, state)
+        await self.send_sniff_state(request.transaction if request else None)
 
     async def execute(self, pack_id: str, cmd: Command) -> None:
         """Carry out a command; publish the value read back from the BMS, or why it failed."""
@@ -659,7 +419,7 @@ async def serve(reader: Reader) -> None:
         reader.continue_counters(
             await reader.backbone.read_retained(topics.STATE, list(reader.packs))
         )
-        await reader.set_sniff(reader.backbone.service)
+        await reader.send_sniff_state()
         helpers = [
             asyncio.create_task(job.run())
             for job in (reader.sniffer, reader.passthrough)

@@ -1,0 +1,177 @@
+"""A typed, read-only view of settings already validated, for processes without pydantic.
+
+The lean reader of ``bmsgate run --only reader`` (docs/performance.md) reads the effective
+settings that the Settings model validated and wrote as JSON (bmsgate.run_check): every default
+is filled in there, so nothing here restates a default or a bound. A value the model left None
+is absent from that data and reads as None. What the model computes for a reader (a bus's
+``baud`` and ``driver_options``, a pack's ``display_name``) is written beside the fields by the
+model's own code (``DERIVED``). A test holds every name here to the model's fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+# the model's computed values a reader uses, by section: written into the data by run_check
+DERIVED: Final = {"bus": ("baud", "driver_options"), "pack": ("display_name",)}
+
+
+class _View:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def _get(self, name: str) -> Any:
+        return self.data.get(name)
+
+
+class MqttView(_View):
+    """``mqtt``: the backbone's broker."""
+
+    @property
+    def host(self) -> str | None:
+        return self._get("host")  # type: ignore[no-any-return]
+
+    @property
+    def port(self) -> int:
+        return int(self._get("port"))
+
+    @property
+    def username(self) -> str | None:
+        return self._get("username")  # type: ignore[no-any-return]
+
+    @property
+    def password(self) -> str | None:
+        return self._get("password")  # type: ignore[no-any-return]
+
+    @property
+    def base_topic(self) -> str:
+        return str(self._get("base_topic"))
+
+    @property
+    def heartbeat(self) -> float:
+        return float(self._get("heartbeat"))
+
+
+class PackView(_View):
+    """One pack of a bus."""
+
+    @property
+    def id(self) -> str:
+        return str(self._get("id"))
+
+    @property
+    def address(self) -> int:
+        return int(self._get("address"))
+
+    @property
+    def display_name(self) -> str:
+        return str(self._get("display_name"))
+
+    @property
+    def invert_current(self) -> bool:
+        return bool(self._get("invert_current"))
+
+    @property
+    def current_scale(self) -> float:
+        return float(self._get("current_scale"))
+
+    @property
+    def current_offset(self) -> float:
+        return float(self._get("current_offset"))
+
+    @property
+    def nominal_capacity(self) -> float | None:
+        return self._get("nominal_capacity")  # type: ignore[no-any-return]
+
+    @property
+    def own_soc(self) -> bool:
+        return bool(self._get("own_soc"))
+
+
+class BusView(_View):
+    """One bus: its port, protocol, polling and packs."""
+
+    @property
+    def port(self) -> str:
+        return str(self._get("port"))
+
+    @property
+    def protocol(self) -> str:
+        return str(self._get("protocol"))
+
+    @property
+    def baud(self) -> int:
+        return int(self._get("baud"))
+
+    @property
+    def poll_interval(self) -> float:
+        return float(self._get("poll_interval"))
+
+    @property
+    def offline_after(self) -> int:
+        return int(self._get("offline_after"))
+
+    @property
+    def slow_every(self) -> int:
+        return int(self._get("slow_every"))
+
+    @property
+    def timeout(self) -> float:
+        return float(self._get("timeout"))
+
+    @property
+    def retries(self) -> int:
+        return int(self._get("retries"))
+
+    @property
+    def variant(self) -> str | None:
+        return self._get("variant")  # type: ignore[no-any-return]
+
+    @property
+    def passthrough(self) -> str | None:
+        return self._get("passthrough")  # type: ignore[no-any-return]
+
+    @property
+    def sniff(self) -> bool:
+        return bool(self._get("sniff"))
+
+    @property
+    def keep_awake(self) -> float:
+        return float(self._get("keep_awake"))
+
+    @property
+    def listen(self) -> bool:
+        return bool(self._get("listen"))
+
+    @property
+    def packs(self) -> list[PackView]:
+        return [PackView(p) for p in self._get("packs")]
+
+    def driver_options(self) -> dict[str, str]:
+        """Protocol-specific keyword arguments for the driver (as the model gives them)."""
+        return dict(self._get("driver_options"))
+
+
+class SettingsView(_View):
+    """The effective settings, as bmsgate.run_check wrote them."""
+
+    @property
+    def mqtt(self) -> MqttView:
+        return MqttView(self._get("mqtt"))
+
+    @property
+    def buses(self) -> list[BusView]:
+        return [BusView(b) for b in self._get("buses") or []]
+
+    @property
+    def control_enabled(self) -> bool:
+        return bool(self._get("control")["enabled"])
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._get("data_dir"))
+
+    @property
+    def log_level(self) -> str:
+        return str(self._get("log_level"))
