@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import importlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from bmsgate_bms.errors import FrameError
 from bmsgate_bms.registry import PROTOCOLS, protocol
+from bmsgate_common.exits import USER_ERROR
 from bmsgate_common.logs import setup_logging
-from bmsgate_common.service import USER_ERROR, until_signal
-from bmsgate_common.settings import ConfigError, Settings, load_settings
-from bmsgate_common.version import VERSION
 
 from .services import SERVICES
+
+if TYPE_CHECKING:
+    from bmsgate_common.settings import Settings
+
+
+class _Version(argparse.Action):
+    """``--version``: the package metadata read only then (version.py: an import of 5 MB)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from bmsgate_common.version import VERSION
+
+        parser.exit(message=f"bmsgate {VERSION}\n")
 
 
 def _fail(command: str, message: str, code: int = USER_ERROR) -> int:
@@ -27,21 +38,44 @@ def _fail(command: str, message: str, code: int = USER_ERROR) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start every service on this machine and apply the configuration file when it changes."""
-    from bmsgate_common.config_file import config_path
+    overrides = _run_overrides(args)
+    if args.only == ["reader"] and not (args.simulate or args.simulate_packs or args.isolate):
+        from .edge import edge_run  # readers only: a small supervisor without pydantic
 
-    from .run import DEMO_PROTOCOL, simulated_bus_entries, supervise
-    from .zygote import fork_zygote, share, zygote_modules
+        code = edge_run(args.config, overrides)
+        if code is not None:
+            return code
+    return _run_full(args, overrides)
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The command line's settings, over the file's."""
+    from .simulated import DEMO_PROTOCOL, simulated_bus_entries
 
     overrides: dict[str, object] = {}
     if args.http_port is not None:
         overrides["api"] = {"port": args.http_port}
     if args.data_dir is not None:
-        overrides["data_dir"] = args.data_dir
+        overrides["data_dir"] = str(args.data_dir)
     if args.modbus_port is not None:
         overrides["modbus"] = {"port": args.modbus_port}
     if args.simulate or args.simulate_packs:  # the file is checked against the simulated packs
         count = args.simulate_packs or 1
         overrides["buses"] = simulated_bus_entries(count, args.simulate or DEMO_PROTOCOL)
+    return overrides
+
+
+def _run_full(args: argparse.Namespace, overrides: dict[str, object]) -> int:
+    """Every service the configuration asks for, under run.py's supervisor."""
+    import asyncio
+
+    from bmsgate_common.config_file import config_path
+    from bmsgate_common.service import until_signal
+    from bmsgate_common.settings import ConfigError, load_settings
+
+    from .run import supervise
+    from .zygote import fork_zygote, share, zygote_modules
+
     path = config_path(args.config)
 
     def load() -> Settings:
@@ -116,6 +150,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Serve a simulated BMS (or bus of boards) on a pty or TCP until stopped."""
+    import asyncio
+
     from bmsgate_bms.sim import make_bus
     from bmsgate_bms.sim.bus import FAULTS, PtyServer, TcpServer
 
@@ -161,6 +197,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _fail("simulate", "--listen takes tcp://HOST:PORT")
     setup_logging("WARNING")
     with contextlib.suppress(KeyboardInterrupt):
+        from bmsgate_common.service import until_signal
+
         asyncio.run(until_signal(serve()))
     return 0
 
@@ -195,8 +233,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_service(args: argparse.Namespace, rest: list[str]) -> int:
     """Run one service as its container does."""
-    import importlib
-
     module = importlib.import_module(f"{SERVICES[args.command].module}.__main__")
     return int(module.main(rest))
 
@@ -215,12 +251,26 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     return command(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+# subcommands whose options come from their own modules: (help, module with add_arguments)
+OWN_MODULE: Final = {
+    "scan": ("find which BMS answer on a serial port", ".scan"),
+    "ports": ("list serial ports by their stable names", ".ports"),
+    "config": ("get, set, check, export, import settings", ".config_cli"),
+    "setup": ("first-run wizard: port, BMS, names, outputs", ".setup_wizard"),
+    "upgrade": ("back up, then show how to upgrade", ".upgrade"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand.
+
+    ``command``: the one that will run; the options of the others in OWN_MODULE are left out,
+    and so are their modules' imports, which ``bmsgate run --only reader`` would keep.
+    """
     parser = argparse.ArgumentParser(
         prog="bmsgate", description="Gateway for DALY and JK battery BMS."
     )
-    parser.add_argument("--version", action="version", version=f"bmsgate {VERSION}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="start every service on this machine")
@@ -287,17 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
         "frame, for a reader with listen: true",
     )
 
-    from .config_cli import add_arguments as config_arguments
-    from .ports import add_arguments as ports_arguments
-    from .scan import add_arguments as scan_arguments
-    from .setup_wizard import add_arguments as setup_arguments
-    from .upgrade import add_arguments as upgrade_arguments
-
-    scan_arguments(sub.add_parser("scan", help="find which BMS answer on a serial port"))
-    ports_arguments(sub.add_parser("ports", help="list serial ports by their stable names"))
-    config_arguments(sub.add_parser("config", help="get, set, check, export, import settings"))
-    setup_arguments(sub.add_parser("setup", help="first-run wizard: port, BMS, names, outputs"))
-    upgrade_arguments(sub.add_parser("upgrade", help="back up, then show how to upgrade"))
+    for name, (text, module) in OWN_MODULE.items():
+        own = sub.add_parser(name, help=text)
+        if command in (None, name):  # the others' modules (pydantic among them) not imported
+            importlib.import_module(module, __package__).add_arguments(own)
 
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} service (as its container does)", add_help=False)
@@ -307,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bmsgate`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     if argv[:1] == ["tunnel"] and argv[1:2] and argv[1] in ("open", "close", "status"):
         return cmd_tunnel(argv[1:])
     if argv and argv[0] in SERVICES:

@@ -43,6 +43,7 @@ from bmsgate_common.version import VERSION
 from .broker import PrivateBroker, wait_for_port
 from .restarts import STOP_TIMEOUT, TICK, ended, file_signature, restart_delay
 from .services import SERVICES, fingerprint, left_out
+from .simulated import DEMO_PROTOCOL, simulated_pack_ids
 from .zygote import ChildProcess, preload, start_child
 
 log = logging.getLogger("bmsgate.run")
@@ -278,25 +279,6 @@ async def forget_packs(
     except (mqtt_client.MqttError, OSError, TimeoutError) as err:
         what = ", ".join([*packs, *(retired or {})])
         log.warning("could not update the broker's retained messages of %s: %s", what, err)
-
-
-DEMO_PROTOCOL: Final = "daly_classic"  # simulated when no protocol is named
-
-
-def simulated_pack_ids(count: int) -> list[str]:
-    """The ids of ``count`` simulated packs, one per simulated bus."""
-    return [f"sim-{i + 1}" for i in range(count)]
-
-
-def simulated_bus_entries(count: int, protocol: str) -> list[dict[str, object]]:
-    """The buses a simulated run will have, for validating the file before they exist.
-
-    A bank may name the simulated packs; the ports are replaced by the simulators' own ptys.
-    """
-    return [
-        {"port": f"/dev/bmsgate-simulated-{i}", "protocol": protocol, "packs": [{"id": pack}]}
-        for i, pack in enumerate(simulated_pack_ids(count))
-    ]
 
 
 @dataclass

@@ -4,35 +4,44 @@ Validating takes pydantic and the settings model (about 20 MB of memory): the le
 (edge.py) has this child do it at start and on each change of the file, so the processes that
 stay are small (docs/performance.md). One rule for validity: the Settings model's.
 
-``python -m bmsgate.run_check CONFIG OUT [OVERRIDES]`` validates CONFIG (a missing file reads as
-defaults; OVERRIDES: the command line's settings as JSON) and writes the effective settings, every
-secret in clear, to OUT (mode 0600) as JSON, with what the readers derive from them
-(``settings_view.derived``). It prints one line of JSON: ``{"log_level": ..., "edge": WHY}``,
-WHY being null when only readers can run here without the full supervisor (a broker is
-configured and a bus is), else why not; or ``{"error": "one line"}`` and exits with USER_ERROR.
+``python -m bmsgate.run_check CONFIG OVERRIDES`` validates CONFIG (empty: $BMSGATE_CONFIG,
+else ./bmsgate.yaml; a missing file reads as defaults) with OVERRIDES (the command line's
+settings, JSON) and writes the effective settings, every secret in clear, with what the readers
+derive from them (``settings_view.DERIVED``) to ``<data_dir>/run/readers.json`` (mode 0600).
+It prints one line of JSON: ``config_file`` (absolute), ``runtime`` (that file), ``log_level``
+and ``edge``: null when the lean supervisor can run the readers of this configuration, else
+why not; or ``{"error": "one line"}``, and then exits with USER_ERROR.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from bmsgate_common.config_file import revealed
+from bmsgate_common.config_file import config_path, revealed
 from bmsgate_common.durable import write_durably
 from bmsgate_common.exits import USER_ERROR
 from bmsgate_common.settings import ConfigError, Settings, load_settings
+from bmsgate_common.settings_view import DERIVED
+from bmsgate_common.version import VERSION
 
 
 def edge_data(cfg: Settings) -> dict[str, Any]:
-    """The effective settings as JSON data, each bus and pack with what a reader derives."""
-    data = revealed(cfg)
-    for bus, raw in zip(cfg.buses, data.get("buses", []), strict=True):
-        raw["driver_options"] = bus.driver_options()
-        for pack, raw_pack in zip(bus.packs, raw["packs"], strict=True):
-            raw_pack["display_name"] = pack.display_name
-    return data
+    """The effective settings as JSON data, and what a reader derives of each bus and pack.
+
+    The names derived are settings_view.DERIVED's, computed by the Settings model's own code.
+    """
+    buses = []
+    for bus in cfg.buses:
+        derived = {name: _value(getattr(bus, name)) for name in DERIVED["bus"]}
+        packs = [{name: getattr(pack, name) for name in DERIVED["pack"]} for pack in bus.packs]
+        buses.append({**derived, "packs": packs})
+    return {"settings": revealed(cfg), "derived": {"buses": buses, "version": VERSION}}
+
+
+def _value(value: Any) -> Any:
+    return value() if callable(value) else value
 
 
 def not_edge(cfg: Settings) -> str | None:
@@ -46,15 +55,22 @@ def not_edge(cfg: Settings) -> str | None:
 
 def main(argv: list[str]) -> int:
     """Check, write, answer (see the module's docstring)."""
-    config, out, *rest = argv
-    overrides = json.loads(rest[0]) if rest else {}
+    config, overrides = argv
+    path = config_path(config or None)
     try:
-        cfg = load_settings(config, missing_ok=True, **overrides)
+        cfg = load_settings(path, missing_ok=True, **json.loads(overrides))
     except ConfigError as err:
         print(json.dumps({"error": str(err)}), flush=True)  # noqa: T201
         return USER_ERROR
-    write_durably(Path(out), json.dumps(edge_data(cfg)).encode())  # 0600: it holds secrets
-    print(json.dumps({"log_level": cfg.log_level, "edge": not_edge(cfg)}), flush=True)  # noqa: T201
+    out = cfg.data_dir.resolve() / "run" / "readers.json"
+    write_durably(out, json.dumps(edge_data(cfg)).encode())  # 0600: it holds secrets
+    answer = {
+        "config_file": str(path.resolve()),
+        "runtime": str(out),
+        "log_level": cfg.log_level,
+        "edge": not_edge(cfg),
+    }
+    print(json.dumps(answer), flush=True)  # noqa: T201
     return 0
 
 

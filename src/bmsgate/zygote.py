@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import importlib
 import importlib.util
@@ -63,11 +62,10 @@ import time
 import traceback
 from typing import Any, Protocol
 
-from .proc import die_with_parent
+from .proc import die_with_parent, set_name
 
 log = logging.getLogger("bmsgate.run")
 
-PR_SET_NAME = 15  # prctl option, <linux/prctl.h>: the name ps and top show (15 bytes)
 ANSWER_TIMEOUT = 120.0  # [s] the first answer waits for the zygote's imports on a slow machine
 STOP_WAIT = 10.0  # [s] for a forked zygote to end once its socket is closed
 ZYGOTE_NAME = b"bmsgate-zygote"  # the forked zygote's name in ps and top
@@ -336,7 +334,7 @@ def _forked_zygote(control: socket.socket, supervisor: int, loaded: set[str]) ->
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        _set_name(ZYGOTE_NAME)
+        set_name(ZYGOTE_NAME)
         gc.disable()  # as in main(): the zygote only imports and forks
         zygote = os.getpid()
         argv = _serve(control, loaded)
@@ -433,12 +431,7 @@ def _preload(module: str) -> None:
 
 def _name_process(module: str) -> None:
     """Let ps and top show the service (``bms-api``) rather than the zygote's command."""
-    _set_name(module.replace("bmsgate_", "bms-").encode())
-
-
-def _set_name(name: bytes) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NAME, ctypes.c_char_p(name[:15]))
+    set_name(module.replace("bmsgate_", "bms-").encode())
 
 
 def _serve(control: socket.socket, loaded: set[str]) -> list[str] | None:
@@ -561,7 +554,7 @@ class _Host:
         hosted = Hosted(name)
 
         def run() -> None:
-            _set_name(f"bms-{name}".encode())  # this thread's, as ps -L and top -H show
+            set_name(f"bms-{name}".encode())  # this thread's, as ps -L and top -H show
             code = 1
             try:
                 main = importlib.import_module(f"{module}.__main__").main
@@ -575,7 +568,7 @@ class _Host:
         thread = threading.Thread(target=run, name=f"bms-{name}", daemon=True)
         self.threads[ident] = (thread, hosted)
         thread.start()
-        _set_name(SHARED_NAME)
+        set_name(SHARED_NAME)
         return ident
 
     def end(self, wait: float = STOP_WAIT) -> None:

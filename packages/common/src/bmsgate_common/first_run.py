@@ -11,8 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .models import ProtocolName
-from .ports import SerialPort
+from .models import ProtocolName, SerialPort
 
 
 class _Answer(BaseModel):

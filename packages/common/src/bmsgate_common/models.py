@@ -25,6 +25,7 @@ from pydantic import (
 from bmsgate_bms.registry import NAMES as PROTOCOL_NAMES
 
 from .clock import WALL
+from .ports import port_problem
 
 PACK_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,31}$"  # one MQTT topic level, URL-safe
 PackId = Annotated[
@@ -45,6 +46,17 @@ ProtocolName = Annotated[
     WithJsonSchema({"enum": list(PROTOCOL_NAMES), "type": "string"}),
 ]
 Extra = str | int | float | bool | None
+
+
+def _serial_port(port: str) -> str:
+    problem = port_problem(port)
+    if problem:
+        raise ValueError(problem)
+    return port
+
+
+SerialPort = Annotated[str, AfterValidator(_serial_port)]
+"""A port given in the configuration, the setup page or ``bmsgate scan`` (ports.py)."""
 
 
 def utcnow() -> datetime:

@@ -79,6 +79,17 @@ def service_status(
     }
 
 
+def bms_settings(pack: str, protocol: str, ts: datetime, settings: list[dict[str, Any]]) -> Message:
+    """A BmsSettings; each of ``settings`` a SettingValue's fields (core._publish_settings)."""
+    return {"v": V, "pack": pack, "protocol": protocol, "ts": ts, "settings": settings}
+
+
+def will(service: str, version: str) -> bytes:
+    """A service's last will: its ServiceStatus ``offline``, without what it cannot know then."""
+    status = service_status(service, "offline", version=version)
+    return encode({k: v for k, v in status.items() if v is not None})
+
+
 def sniff_state(bus: str, enabled: bool, ts: datetime, transaction: str | None = None) -> Message:
     """A SniffState."""
     return {"v": V, "bus": bus, "enabled": enabled, "ts": ts, "transaction": transaction}

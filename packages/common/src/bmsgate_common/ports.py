@@ -5,6 +5,7 @@ pyserial opens any ``scheme://`` its URL handlers know, and some of them touch f
 at all. So a port is an absolute path of a serial device (``/dev/ttyUSB0``,
 ``/dev/serial/by-id/...``, or a link to one) or ``socket://host:port`` / ``rfc2217://host:port``
 (an RS485-to-Ethernet converter) without options; anything else is refused before pyserial sees it.
+The settings' type of such a port is models.SerialPort.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Annotated, Final
-
-from pydantic import AfterValidator
+from typing import Final
 
 NETWORK_SCHEMES: Final = ("socket", "rfc2217")
 # host: a name, IPv4 address or [IPv6]; port: 1..65535 (checked below)
@@ -58,14 +57,3 @@ def device_problem(port: str) -> str | None:
     if not stat.S_ISCHR(mode):
         return "not a serial device"
     return None
-
-
-def _checked(port: str) -> str:
-    problem = port_problem(port)
-    if problem:
-        raise ValueError(problem)
-    return port
-
-
-SerialPort = Annotated[str, AfterValidator(_checked)]
-"""A port given in the configuration, the setup page or ``bmsgate scan``."""

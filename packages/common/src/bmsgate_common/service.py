@@ -135,7 +135,7 @@ def service_main(
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(until_signal(_with_trimming(run(cfg, args))))
     hosted = HOSTED.get()
-    restart = hosted.restart if hosted is not None else _restart_requested[0]
+    restart = hosted.restart if hosted is not None else restart_asked()
     return RESTART_EXIT if restart else 0
 
 
@@ -163,6 +163,11 @@ async def _with_trimming(work: Awaitable[None]) -> None:
         await work
     finally:
         trimmer.cancel()
+
+
+def restart_asked() -> bool:
+    """Whether this process's service asked for a restart (request_restart)."""
+    return _restart_requested[0]
 
 
 def request_restart() -> None:

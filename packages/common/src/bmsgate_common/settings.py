@@ -32,8 +32,7 @@ from bmsgate_bms.registry import info as protocol_info
 from bmsgate_bms.registry import infos as protocol_infos
 
 from .invalid import in_words
-from .models import PackId, ProtocolName
-from .ports import SerialPort
+from .models import PackId, ProtocolName, SerialPort
 from .timezones import ZoneName
 
 log = logging.getLogger(__name__)

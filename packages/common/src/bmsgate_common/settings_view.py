@@ -4,8 +4,9 @@ The lean reader of ``bmsgate run --only reader`` (docs/performance.md) reads the
 settings that the Settings model validated and wrote as JSON (bmsgate.run_check): every default
 is filled in there, so nothing here restates a default or a bound. A value the model left None
 is absent from that data and reads as None. What the model computes for a reader (a bus's
-``baud`` and ``driver_options``, a pack's ``display_name``) is written beside the fields by the
-model's own code (``DERIVED``). A test holds every name here to the model's fields.
+``baud`` and ``driver_options``, a pack's ``display_name``) is written beside them by the
+model's own code, under ``derived`` (``DERIVED``), with bmsgate's version (version.py reads it
+from the package metadata, an import of 5 MB). A test holds every name here to the model.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ DERIVED: Final = {"bus": ("baud", "driver_options"), "pack": ("display_name",)}
 
 
 class _View:
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], derived: dict[str, Any] | None = None) -> None:
         self.data = data
+        self.derived = derived or {}
 
     def _get(self, name: str) -> Any:
-        return self.data.get(name)
+        return self.derived[name] if name in self.derived else self.data.get(name)
 
 
 class MqttView(_View):
@@ -146,32 +148,61 @@ class BusView(_View):
 
     @property
     def packs(self) -> list[PackView]:
-        return [PackView(p) for p in self._get("packs")]
+        derived = self.derived.get("packs") or [{} for _ in self.data["packs"]]
+        return [PackView(p, d) for p, d in zip(self.data["packs"], derived, strict=True)]
 
     def driver_options(self) -> dict[str, str]:
         """Protocol-specific keyword arguments for the driver (as the model gives them)."""
         return dict(self._get("driver_options"))
 
 
+class ControlView(_View):
+    """``control``: commands to the BMS."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._get("enabled"))
+
+
 class SettingsView(_View):
-    """The effective settings, as bmsgate.run_check wrote them."""
+    """The effective settings with what is derived of them, as bmsgate.run_check wrote them.
+
+    ``data``: ``{"settings": the Settings model's data, "derived": {"buses": [...]}}``.
+    """
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings alone: what the Settings model validates (the full reader's)."""
+        return dict(self.data["settings"])
 
     @property
     def mqtt(self) -> MqttView:
-        return MqttView(self._get("mqtt"))
+        return MqttView(self.data["settings"]["mqtt"])
 
     @property
     def buses(self) -> list[BusView]:
-        return [BusView(b) for b in self._get("buses") or []]
+        buses = self.data["settings"].get("buses") or []
+        derived = self.derived.get("buses") or [{} for _ in buses]
+        return [BusView(b, d) for b, d in zip(buses, derived, strict=True)]
 
     @property
-    def control_enabled(self) -> bool:
-        return bool(self._get("control")["enabled"])
+    def control(self) -> ControlView:
+        return ControlView(self.data["settings"]["control"])
+
+    @property
+    def version(self) -> str:
+        """Bmsgate's version (version.py's, read where the settings were checked)."""
+        return str(self.derived["version"])
 
     @property
     def data_dir(self) -> Path:
-        return Path(self._get("data_dir"))
+        return Path(self.data["settings"]["data_dir"])
 
     @property
     def log_level(self) -> str:
-        return str(self._get("log_level"))
+        return str(self.data["settings"]["log_level"])
+
+
+def settings_view(data: dict[str, Any]) -> SettingsView:
+    """The view of what bmsgate.run_check wrote."""
+    return SettingsView(data, data.get("derived"))

@@ -401,10 +401,12 @@ def _reason(err: Exception) -> str:
     return f"bad frame: {err}"
 
 
-async def serve(reader: Reader) -> None:
+async def serve(reader: Reader, handover: tuple[str, bytes] | None = None) -> None:
     """Take commands and poll until cancelled; then the packs go offline and the port closes.
 
     Every pack is announced ``offline`` first, then the counters are saved and the port closed.
+    ``handover``: a message (topic, payload) the lean reader received and hands over (lean.py),
+    taken as if it had come now.
     """
 
     async def on_command(pack_id: str, cmd: Command) -> None:
@@ -420,6 +422,8 @@ async def serve(reader: Reader) -> None:
             await reader.backbone.read_retained(topics.STATE, list(reader.packs))
         )
         await reader.send_sniff_state()
+        if handover is not None:
+            reader.backbone._deliver(*handover, False)  # as if received now
         helpers = [
             asyncio.create_task(job.run())
             for job in (reader.sniffer, reader.passthrough)
@@ -435,8 +439,10 @@ async def serve(reader: Reader) -> None:
             await reader.link.close()
 
 
-async def run_reader(cfg: Settings, bus_index: int = 0) -> None:
-    """Run the reader for bus ``bus_index`` of the settings until cancelled."""
+async def run_reader(
+    cfg: Settings, bus_index: int = 0, *, handover: tuple[str, bytes] | None = None
+) -> None:
+    """Run the reader for bus ``bus_index`` of the settings until cancelled (``serve``)."""
     holder: list[Reader] = []
     backbone = Backbone(
         cfg.mqtt,
@@ -451,4 +457,4 @@ async def run_reader(cfg: Settings, bus_index: int = 0) -> None:
             counters=CounterStore(cfg.data_dir / "reader"),
         )
     )
-    await serve(holder[0])
+    await serve(holder[0], handover)

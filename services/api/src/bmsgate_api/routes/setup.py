@@ -27,8 +27,7 @@ from bmsgate_bms.discovery import (
 from bmsgate_common import topics
 from bmsgate_common.config_file import masked, merge, read_raw, save
 from bmsgate_common.first_run import SetupAnswers, build_config
-from bmsgate_common.models import NotifyTest, NotifyTestResult
-from bmsgate_common.ports import SerialPort
+from bmsgate_common.models import NotifyTest, NotifyTestResult, SerialPort
 from bmsgate_common.settings import ConfigError
 from bmsgate_common.timezones import find_zone, zone_name
 from bmsgate_serial.scan import scan, serial_ports

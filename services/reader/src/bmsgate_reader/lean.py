@@ -1,0 +1,441 @@
+"""The lean reader: a bus polled and published without pydantic (``bmsgate run --only reader``).
+
+An edge machine that runs only readers against a central broker keeps each reader small
+(docs/performance.md): the polling core (core.py) with its messages made as plain data
+(bmsgate_common.plain, held to the models by tests), the settings read through a view of what
+the Settings model validated (bmsgate_common.settings_view), and a connection to the broker
+on bmsgate_common.mqtt_wire.
+
+It covers the steady path: polling, states, availability, alarms, the BMS's settings, the
+sniffer's state, the service status and its last will, the energy counters. Whatever else the
+reader does needs the full reader (service.py) and its models, imported then (memory grows by
+about 20 MB and stays grown until the reader restarts):
+
+* at start, a bus that listens, sniffs, keeps boards awake, passes through, or has a pack
+  counting its own SOC (``FULL_FOR``);
+* at the first message for this reader on the backbone (a command, a raw lease or its data, a
+  sniffer switch, a log or restart request): the lean reader stops polling, hands its port
+  over and the full reader takes that message first, then everything as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from bmsgate_common import mqtt_wire as wire
+from bmsgate_common import plain
+from bmsgate_common.exits import RESTART_EXIT, USER_ERROR
+from bmsgate_common.logs import setup_logging
+from bmsgate_common.settings_view import BusView, MqttView, SettingsView, settings_view
+from bmsgate_common.topic_routes import ROUTES, topic
+
+from .core import BusPoller
+from .counters import CounterStore
+
+log = logging.getLogger("bmsgate_reader.service")
+
+KEEPALIVE: Final = 60  # [s] MQTT keepalive: a ping when nothing went for half of it
+CONNECT_TIMEOUT: Final = 10.0  # [s] TCP connection, CONNACK and SUBACK together
+RETRY: Final = (0.5, 10.0)  # [s] first and longest wait before connecting again
+RETAINED_WAIT: Final = 5.0  # [s] at most for the retained states read at start
+# the messages to a reader, by kind and whose name the topic carries: any of them hands over
+INCOMING: Final = (
+    ("command", "pack"),
+    ("raw_lease", "pack"),
+    ("raw_tx", "pack"),
+    ("sniff_set", "service"),
+    ("service_restart", "service"),
+    ("service_logs", "service"),
+)
+
+
+def full_for(bus: BusView) -> str | None:
+    """What of the bus needs the full reader from the start; None if the lean one serves it."""
+    needs = [
+        ("listen", bus.listen),
+        ("sniff", bus.sniff),
+        ("keep_awake", bus.keep_awake > 0),
+        ("passthrough", bus.passthrough is not None),
+        ("own_soc", any(p.own_soc for p in bus.packs)),
+    ]
+    names = [name for name, on in needs if on]
+    return ", ".join(names) or None
+
+
+class PlainMessages:
+    """The reader's messages as plain data (bmsgate_common.plain)."""
+
+    def pack_state(self, fields: dict[str, Any]) -> plain.Message:
+        return plain.pack_state(fields)
+
+    def availability(self, **fields: Any) -> plain.Message:
+        return plain.availability(**fields)
+
+    def alarm_event(self, **fields: Any) -> plain.Message:
+        return plain.alarm_event(**fields)
+
+    def bms_settings(self, settings: list[dict[str, Any]], **fields: Any) -> plain.Message:
+        return plain.bms_settings(settings=settings, **fields)
+
+    def sniff_state(self, **fields: Any) -> plain.Message:
+        return plain.sniff_state(**fields)
+
+
+class BrokerLost(Exception):
+    """The connection to the broker ended (or never was)."""
+
+
+class Broker(asyncio.Protocol):
+    """The lean reader's MQTT 3.1.1 connection: connect, publish, subscribe, reconnect."""
+
+    def __init__(
+        self, mqtt: MqttView, service: str, version: str, incoming: Callable[[str, bytes], None]
+    ) -> None:
+        self.mqtt = mqtt
+        self.service = service
+        self.incoming = incoming  # (topic, payload) of a message not retained
+        self.status_topic = topic("service_status", service, mqtt.base_topic)
+        password = (mqtt.password or "") if mqtt.username else None
+        self.hello = wire.connect(
+            f"bmsgate-{service}-{os.getpid()}",
+            KEEPALIVE,
+            will=(self.status_topic, plain.will(service, version), 1, True),
+            username=mqtt.username,
+            password=password,
+        )
+        self.filters: list[tuple[str, int]] = []
+        self.connects = 0
+        self.connected = False
+        self.up = asyncio.Event()  # set at the first connection
+        self.unsent = 0
+        self.transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._waiting: dict[int, asyncio.Future[bytes]] = {}
+        self._next = 0
+        self._lost: asyncio.Future[None] | None = None
+        self.last_in = 0.0  # [s] loop time of the last bytes from the broker
+        self._taps: dict[str, asyncio.Queue[tuple[str, bytes, bool]]] = {}
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._buf = bytearray()
+        self.last_in = asyncio.get_running_loop().time()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_in = asyncio.get_running_loop().time()
+        self._buf += data
+        try:
+            for packet in wire.split(self._buf):
+                self._packet(packet)
+        except wire.ProtocolError as err:
+            log.warning("backbone connection closed: %s", err)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.connected:
+            log.warning("backbone unreachable (connection lost); will keep retrying")
+        self.connected = False
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(BrokerLost())
+        self._waiting.clear()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+
+    def _packet(self, packet: wire.Packet) -> None:
+        if packet.kind == wire.PUBLISH:
+            msg = wire.message(packet)
+            if msg.qos:
+                self._write(wire.puback(msg.packet_id))
+            if (tap := self._taps.get(msg.topic)) is not None:
+                tap.put_nowait((msg.topic, msg.payload, msg.retain))
+            elif not msg.retain:
+                self.incoming(msg.topic, msg.payload)
+        elif packet.kind in (wire.PUBACK, wire.SUBACK, wire.UNSUBACK, wire.CONNACK):
+            key = 0 if packet.kind == wire.CONNACK else wire.packet_id(packet)
+            future = self._waiting.pop(key, None)
+            if future is not None and not future.done():
+                body = packet.body if packet.kind == wire.CONNACK else packet.body[2:]
+                future.set_result(body)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise BrokerLost()
+        self.transport.write(data)
+
+    def _request(self, build: Callable[[int], bytes]) -> asyncio.Future[bytes]:
+        self._next = self._next % 65535 + 1
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[self._next] = future
+        self._write(build(self._next))
+        return future
+
+    # the connection
+
+    async def connect(self) -> None:
+        """Connect once, subscribe, say online; OSError, TimeoutError or BrokerLost if not."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            host = self.mqtt.host
+            assert host is not None  # a lean run has a broker configured (bmsgate.run_check)
+            await loop.create_connection(lambda: self, host, self.mqtt.port)
+            self._lost = loop.create_future()
+            connack: asyncio.Future[bytes] = loop.create_future()
+            self._waiting[0] = connack
+            self._write(self.hello)
+            answer = await connack
+            if len(answer) < 2 or answer[1]:
+                code = answer[1] if len(answer) > 1 else -1
+                if self.transport is not None:
+                    self.transport.abort()
+                raise BrokerLost(wire.REFUSED.get(code, f"CONNACK {answer.hex()}"))
+            if self.filters:
+                await self._request(lambda pid: wire.subscribe(pid, self.filters))
+        self.connected = True
+        self.connects += 1
+        self.up.set()
+
+    async def keep(self, online: Callable[[], Any]) -> None:
+        """Stay connected: ping while connected, connect again when lost; ``online`` after each."""
+        delay = RETRY[0]
+        while True:
+            if self.connected and self._lost is not None:
+                await asyncio.wait([self._lost], timeout=KEEPALIVE / 2)
+                silent = asyncio.get_running_loop().time() - self.last_in
+                if self.connected and silent > KEEPALIVE and self.transport is not None:
+                    log.warning("backbone silent for %.0f s; connecting again", KEEPALIVE)
+                    self.transport.abort()  # a ping went unanswered
+                with contextlib.suppress(BrokerLost):
+                    if self.connected:
+                        self._write(wire.PING)
+                continue
+            try:
+                await self.connect()
+            except (OSError, TimeoutError, BrokerLost) as err:
+                if delay == RETRY[0]:
+                    log.warning("backbone %s not reachable (%s); retrying", self.where, err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY[1])
+                continue
+            if delay != RETRY[0]:
+                log.info("backbone connected at %s", self.where)
+            delay = RETRY[0]
+            await online()
+
+    @property
+    def where(self) -> str:
+        return f"mqtt://{self.mqtt.host}:{self.mqtt.port}"
+
+    async def publish(self, kind: str, name: str, payload: bytes) -> bool:
+        """Publish on topic ``kind`` for ``name``; False when the broker is away."""
+        _, retained, qos = ROUTES[kind]
+        where = topic(kind, name, self.mqtt.base_topic)
+        try:
+            if not self.connected:
+                raise BrokerLost()
+            if qos:
+                await self._request(lambda pid: wire.publish(where, payload, 1, retained, pid))
+            else:
+                self._write(wire.publish(where, payload, 0, retained))
+        except BrokerLost:
+            self.unsent += 1
+            return False
+        return True
+
+    async def read_retained(self, topics: list[str]) -> dict[str, bytes]:
+        """The retained message of each of ``topics`` now, read once (after our own status)."""
+        inbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
+        wanted = [*topics, self.status_topic]
+        for name in wanted:
+            self._taps[name] = inbox
+        found: dict[str, bytes] = {}
+        try:
+            async with asyncio.timeout(RETAINED_WAIT):
+                await self._request(lambda pid: wire.subscribe(pid, [(t, 1) for t in wanted]))
+                while True:
+                    where, payload, retain = await inbox.get()
+                    if where == self.status_topic:
+                        break
+                    if retain:
+                        found[where] = payload
+        except (TimeoutError, BrokerLost) as err:
+            log.warning("retained states not all read: %s", type(err).__name__)
+        finally:
+            for name in wanted:
+                self._taps.pop(name, None)
+            with contextlib.suppress(BrokerLost):
+                self._request(lambda pid: wire.unsubscribe(pid, wanted)).cancel()
+        return found
+
+    async def close(self) -> None:
+        """Say goodbye (no last will then) and close."""
+        transport = self.transport
+        self.connected = False  # its end is no outage
+        if transport is not None:
+            with contextlib.suppress(BrokerLost):
+                self._write(wire.BYE)
+            transport.close()
+            if self._lost is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._lost), 1.0)
+
+
+class LeanReader(BusPoller):
+    """The polling core with plain messages on the lean connection."""
+
+    def __init__(self, view: SettingsView, index: int) -> None:
+        self.view = view
+        self.index = index
+        service = f"reader-{index}"
+        bus = view.buses[index]
+        self.handover: tuple[str, bytes] | None = None
+        self.broker = Broker(view.mqtt, service, view.version, self._incoming)
+        self._main: asyncio.Task[Any] | None = None
+        super().__init__(
+            bus,
+            PlainMessages(),
+            service,
+            view.mqtt.heartbeat,
+            counters=CounterStore(view.data_dir / "reader"),
+        )
+        base = view.mqtt.base_topic
+        names = {"pack": list(self.packs), "service": [service]}
+        self.broker.filters = [
+            (topic(kind, name, base), 1) for kind, whose in INCOMING for name in names[whose]
+        ]
+        self.started = plain.utcnow()
+
+    async def send(self, kind: str, name: str, message: Any) -> bool:
+        return await self.broker.publish(kind, name, plain.encode(message))
+
+    @property
+    def connects(self) -> int:
+        return self.broker.connects
+
+    def _incoming(self, where: str, payload: bytes) -> None:
+        if self.handover is None:
+            self.handover = (where, payload)
+            log.info("a message on %s needs the full reader: starting it", where)
+            if self._main is not None:
+                self._main.cancel()
+
+    async def status(self) -> bool:
+        """Send this service's retained status ``online`` with its counters."""
+        detail = {"dropped": 0, "unsent": self.broker.unsent, **self.counters_detail()}
+        message = plain.service_status(
+            self.service, "online", plain.utcnow(), self.view.version, self.started, detail
+        )
+        return await self.send("service_status", self.service, message)
+
+    async def _beat(self) -> None:
+        while True:
+            if self.broker.connected:
+                await self.status()
+            await asyncio.sleep(self.heartbeat)
+
+    async def serve(self) -> tuple[str, bytes] | None:
+        """Poll until cancelled or handed over; the message to hand over, if any."""
+        self._main = asyncio.current_task()
+        keeper = asyncio.create_task(self.broker.keep(self.status))
+        beat: asyncio.Task[None] | None = None
+        try:
+            await self.broker.up.wait()
+            await self.status()
+            base = self.view.mqtt.base_topic
+            states = [topic("state", pack, base) for pack in self.packs]
+            retained = await self.broker.read_retained(states)
+            self.continue_counters(
+                {
+                    pack: json.loads(retained[where])
+                    for pack, where in zip(self.packs, states, strict=True)
+                    if where in retained
+                }
+            )
+            await self.send_sniff_state()
+            beat = asyncio.create_task(self._beat())
+            await self.poll_forever()
+        except asyncio.CancelledError:
+            if self.handover is None:
+                raise
+        finally:
+            if beat is not None:
+                beat.cancel()
+            if self.handover is None:  # stopping: the packs offline, the status too
+                await self.announce_stop()
+                offline = plain.service_status(
+                    self.service, "offline", plain.utcnow(), self.view.version
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(2.0):
+                        await self.send("service_status", self.service, offline)
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            self.save_counters()
+            await self.broker.close()
+            await self.link.close()
+        return self.handover
+
+
+async def _until_signal(reader: LeanReader) -> tuple[str, bytes] | None:
+    task = asyncio.ensure_future(reader.serve())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return None
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def full(view: SettingsView, index: int, handover: tuple[str, bytes] | None) -> int:
+    """Run the full reader (service.py) in this process, ``handover`` its first message."""
+    from bmsgate_common.service import restart_asked, until_signal
+    from bmsgate_common.settings import ConfigError, Settings
+
+    from .service import run_reader
+
+    try:
+        cfg = Settings.model_validate(view.settings)
+    except (ConfigError, ValueError) as err:  # validated before: not expected
+        print(f"bmsgate reader: {err}", file=sys.stderr)  # noqa: T201
+        return USER_ERROR
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(until_signal(run_reader(cfg, index, handover=handover)))
+    return RESTART_EXIT if restart_asked() else 0
+
+
+def main(runtime: Path, index: int) -> int:
+    """Read bus ``index`` of the settings ``runtime`` (bmsgate.run_check's) until stopped."""
+    view = settings_view(json.loads(runtime.read_text()))
+    setup_logging(view.log_level, f"reader-{index}")
+    if not 0 <= index < len(view.buses):
+        print(f"bmsgate reader: no bus {index} configured", file=sys.stderr)  # noqa: T201
+        return USER_ERROR
+    why = full_for(view.buses[index])
+    if why is not None:
+        log.info("the full reader runs this bus (%s)", why)
+        return full(view, index, None)
+    reader = LeanReader(view, index)
+    with contextlib.suppress(KeyboardInterrupt):
+        handover = asyncio.run(_until_signal(reader))
+        if handover is not None:
+            return full(view, index, handover)
+    return 0

@@ -1,0 +1,218 @@
+"""``bmsgate run --only reader`` on an edge machine: the lean supervisor and the lean reader.
+
+Real Mosquitto, a simulated DALY board on a pty, ``bmsgate run`` as a user starts it. Every
+message the lean reader publishes is validated by its pydantic model (the message contract), and
+the reader process is shown to run without pydantic until a message needs the full reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import yaml
+
+from bmsgate_bms.sim import make_bus
+from bmsgate_bms.sim.bus import PtyServer
+from bmsgate_common import topics
+from bmsgate_common.models import Command
+from tests.support.mqtt import Listener, listen
+from tests.support.procs import Mosquitto
+from tests.support.tree import run_argv
+
+pytestmark = pytest.mark.integration
+
+
+def config(folder: Path, port: str, broker: int, **bus: Any) -> Path:
+    """A configuration with one DALY bus of one pack against the broker on ``broker``."""
+    path = folder / "bmsgate.yaml"
+    data = {
+        "mqtt": {"host": "127.0.0.1", "port": broker},
+        "buses": [
+            {
+                "port": port,
+                "protocol": "daly_classic",
+                "poll_interval": 0.5,
+                "packs": [{"id": "shed", "name": "Shed"}],
+                **bus,
+            }
+        ],
+        "data_dir": str(folder / "data"),
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def readers(root: int) -> list[int]:
+    """The pids of the reader processes under ``bmsgate run`` (pid ``root``)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            if int(rest.split()[1]) == root and name == "bms-reader":
+                out.append(int(entry.name))
+    return out
+
+
+def maps_pydantic(pid: int) -> bool:
+    """Whether the process has pydantic's compiled core loaded."""
+    return "pydantic_core" in Path(f"/proc/{pid}/maps").read_text()
+
+
+async def one_reader(root: int, within: float = 20.0, other_than: int = 0) -> int:
+    """The pid of the one reader process, once it runs (another than ``other_than``)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = [p for p in readers(root) if p != other_than]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError("no reader process")
+
+
+def validate(listener: Listener) -> set[str]:
+    """Validate every message heard with the model of its topic; the kinds seen."""
+    kinds = set()
+    for seen in listener.messages:
+        if not seen.payload:  # an empty retained message deletes one: none expected here
+            raise AssertionError(f"empty message on {seen.topic}")
+        spec = next(s for s in topics.TOPICS.values() if s.name_in(seen.topic) is not None)
+        spec.model.model_validate(seen.payload)  # raises on anything the contract refuses
+        kinds.add(spec.kind)
+    return kinds
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+
+
+async def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return await asyncio.to_thread(proc.wait, 30)
+
+
+async def test_edge_reader_publishes_what_the_models_accept_without_pydantic(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    bus = make_bus("daly_classic")
+    async with PtyServer(bus, link=tmp_path / "tty") as pty:
+        path = config(tmp_path, pty.port, mosquitto.port)
+        log = tmp_path / "run.log"
+        async with listen(mosquitto.port, "bmsgate/#") as heard:
+            proc = start(run_argv("--only", "reader", config=path), log)
+            try:
+                root = proc.pid
+                await heard.wait_for(lambda h: h.on("bms/shed/settings"), within=30)
+                reader = await one_reader(root)
+                # the supervisor and the reader run without pydantic (and the supervisor
+                # without an event loop: no asyncio imported, so no selector thread either)
+                assert not maps_pydantic(root) and not maps_pydantic(reader)
+                bus.boards[0].model.cells[0].soc = 0.0  # a cell empty: the BMS raises an alarm
+                await heard.wait_for(lambda h: h.on("bms/shed/alarm"), within=15)
+                await heard.wait_for(
+                    lambda h: any(s.get("state") == "online" for s in h.on("reader-0/status"))
+                )
+                assert not maps_pydantic(reader)
+            finally:
+                code = await stop(proc)
+            assert code == 0, log.read_text()
+            await heard.wait_for(lambda h: h.on("reader-0/status")[-1]["state"] == "offline")
+        kinds = validate(heard)
+        assert {"state", "availability", "alarm", "settings", "sniff_state", "service_status"} <= (
+            kinds
+        )
+        last = heard.on("bms/shed/availability")[-1]
+        assert (last["state"], last["reason"]) == ("offline", "reader stopped")
+        assert heard.on("bms/shed/state")[-1]["current"] is not None
+        assert "Traceback" not in log.read_text()
+
+
+async def test_a_command_hands_the_bus_to_the_full_reader(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
+) -> None:
+    path = config(tmp_path, daly_pty, mosquitto.port)
+    log = tmp_path / "run.log"
+    proc = start(run_argv("--only", "reader", config=path), log)
+    try:
+        async with listen(mosquitto.port, "bmsgate/bms/shed/#", "bmsgate/service/#") as heard:
+            await heard.wait_for(lambda h: h.on("bms/shed/state"), within=30)
+            reader = await one_reader(proc.pid)
+            assert not maps_pydantic(reader)
+            cmd = Command(transaction="t-1", action="set_charge_mos", value=False)
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                await client.publish("bmsgate/bms/shed/set", cmd.model_dump_json(), qos=1)
+            # the command is answered (control is off by default), not lost in the handover
+            result = await heard.wait_for(lambda h: h.on("bms/shed/result"), within=20)
+            assert (result[0]["transaction"], result[0]["status"]) == ("t-1", "error")
+            assert result[0]["error"] == "control is disabled"
+            # the same process goes on polling, now with the models
+            assert readers(proc.pid) == [reader] and maps_pydantic(reader)
+            count = len(heard.on("bms/shed/state"))
+            await heard.wait_for(lambda h: len(h.on("bms/shed/state")) > count + 1, within=10)
+            validate(heard)
+    finally:
+        assert await stop(proc) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+async def test_the_lean_supervisor_restarts_applies_and_refuses(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
+) -> None:
+    path = config(tmp_path, daly_pty, mosquitto.port)
+    log = tmp_path / "run.log"
+    proc = start(run_argv("--only", "reader", config=path), log)
+    try:
+        async with listen(mosquitto.port, "bmsgate/bms/shed/state") as heard:
+            await heard.wait_for(lambda h: h.on("state"), within=30)
+        first = await one_reader(proc.pid)
+        os.kill(first, signal.SIGKILL)  # a crash: started again after restart_delay
+        second = await one_reader(proc.pid, other_than=first)
+        # an invalid file: one line, the reader keeps running
+        good = path.read_text()
+        path.write_text(good.replace("poll_interval: 0.5", "poll_interval: -1"))
+        await wait_for_line(log, "configuration not applied, services keep running")
+        assert readers(proc.pid) == [second]
+        # a valid change of the bus: its reader starts again with it
+        path.write_text(good.replace("name: Shed", "name: Garden shed"))
+        await wait_for_line(log, "applied")
+        async with listen(mosquitto.port, "bmsgate/bms/shed/state") as heard:
+            await heard.wait_for(
+                lambda h: any(s["name"] == "Garden shed" for s in h.on("state")), within=20
+            )
+        assert readers(proc.pid) != [second]
+    finally:
+        assert await stop(proc) == 0, log.read_text()
+    text = log.read_text()
+    assert "reader-0 exited with code -9; restarting in" in text
+    assert "Traceback" not in text
+    assert readers(proc.pid) == []
+
+
+async def wait_for_line(log: Path, text: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not logged: {log.read_text()[-2000:]}")
+        await asyncio.sleep(0.1)
+
+
+def test_an_invalid_file_at_start_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    path = tmp_path / "bmsgate.yaml"
+    path.write_text("mqtt: {host: 127.0.0.1}\nbuses: [{port: /dev/null, protocol: nope}]\n")
+    done = subprocess.run(
+        run_argv("--only", "reader", config=path), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("bmsgate run: ") and len(done.stderr.splitlines()) == 1
