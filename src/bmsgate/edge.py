@@ -55,7 +55,7 @@ def check(config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class Reader:
+class ReaderProcess:
     """One reader process under supervision."""
 
     name: str
@@ -73,7 +73,7 @@ class Edge:
 
     def __init__(self, runtime: Path) -> None:
         self.runtime = runtime
-        self.readers: dict[str, Reader] = {}
+        self.readers: dict[str, ReaderProcess] = {}
 
     def plan(self) -> dict[str, tuple[int, str]]:
         """The readers the written settings ask for: name -> (bus, fingerprint)."""
@@ -93,10 +93,10 @@ class Edge:
             del self.readers[name]
         for name, (index, print_) in plan.items():
             if name not in self.readers:
-                self.readers[name] = reader = Reader(name, index, print_)
+                self.readers[name] = reader = ReaderProcess(name, index, print_)
                 self.start(reader)
 
-    def start(self, reader: Reader) -> None:
+    def start(self, reader: ReaderProcess) -> None:
         """Fork the reader: a process of its own that imports what it runs."""
         reader.started = time.monotonic()
         # the reader's collections pass our objects by: a collection writes to every object it
@@ -218,6 +218,6 @@ def _changed(edge: Edge, config: str | None, overrides: dict[str, Any], path: Pa
         log.error(
             "configuration %s not applied: %s; restart bmsgate run to use it", path, answer["edge"]
         )
-    else:  # a reader stopped for good starts again if its settings changed (a new Reader)
+    else:  # a reader stopped for good starts again if its settings changed (a new ReaderProcess)
         edge.apply()
         log.info("configuration %s applied", path)

@@ -202,9 +202,9 @@ async def test_the_lean_supervisor_restarts_applies_and_refuses(
 
 async def wait_for_line(log: Path, text: str, within: float = 20.0) -> None:
     deadline = time.monotonic() + within
-    while text not in log.read_text():
+    while text not in (logged := await asyncio.to_thread(log.read_text)):
         if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not logged: {log.read_text()[-2000:]}")
+            raise AssertionError(f"{text!r} not logged: {logged[-2000:]}")
         await asyncio.sleep(0.1)
 
 

@@ -27,7 +27,7 @@ class _View:
         return self.derived[name] if name in self.derived else self.data.get(name)
 
 
-class MqttView(_View):
+class MqttSection(_View):
     """``mqtt``: the backbone's broker."""
 
     @property
@@ -55,7 +55,7 @@ class MqttView(_View):
         return float(self._get("heartbeat"))
 
 
-class PackView(_View):
+class PackSection(_View):
     """One pack of a bus."""
 
     @property
@@ -91,7 +91,7 @@ class PackView(_View):
         return bool(self._get("own_soc"))
 
 
-class BusView(_View):
+class BusSection(_View):
     """One bus: its port, protocol, polling and packs."""
 
     @property
@@ -147,16 +147,16 @@ class BusView(_View):
         return bool(self._get("listen"))
 
     @property
-    def packs(self) -> list[PackView]:
+    def packs(self) -> list[PackSection]:
         derived = self.derived.get("packs") or [{} for _ in self.data["packs"]]
-        return [PackView(p, d) for p, d in zip(self.data["packs"], derived, strict=True)]
+        return [PackSection(p, d) for p, d in zip(self.data["packs"], derived, strict=True)]
 
     def driver_options(self) -> dict[str, str]:
         """Protocol-specific keyword arguments for the driver (as the model gives them)."""
         return dict(self._get("driver_options"))
 
 
-class ControlView(_View):
+class ControlSection(_View):
     """``control``: commands to the BMS."""
 
     @property
@@ -164,7 +164,7 @@ class ControlView(_View):
         return bool(self._get("enabled"))
 
 
-class SettingsView(_View):
+class ValidatedSettings(_View):
     """The effective settings with what is derived of them, as bmsgate.run_check wrote them.
 
     ``data``: ``{"settings": the Settings model's data, "derived": {"buses": [...]}}``.
@@ -176,18 +176,18 @@ class SettingsView(_View):
         return dict(self.data["settings"])
 
     @property
-    def mqtt(self) -> MqttView:
-        return MqttView(self.data["settings"]["mqtt"])
+    def mqtt(self) -> MqttSection:
+        return MqttSection(self.data["settings"]["mqtt"])
 
     @property
-    def buses(self) -> list[BusView]:
+    def buses(self) -> list[BusSection]:
         buses = self.data["settings"].get("buses") or []
         derived = self.derived.get("buses") or [{} for _ in buses]
-        return [BusView(b, d) for b, d in zip(buses, derived, strict=True)]
+        return [BusSection(b, d) for b, d in zip(buses, derived, strict=True)]
 
     @property
-    def control(self) -> ControlView:
-        return ControlView(self.data["settings"]["control"])
+    def control(self) -> ControlSection:
+        return ControlSection(self.data["settings"]["control"])
 
     @property
     def version(self) -> str:
@@ -203,6 +203,6 @@ class SettingsView(_View):
         return str(self.data["settings"]["log_level"])
 
 
-def settings_view(data: dict[str, Any]) -> SettingsView:
+def settings_view(data: dict[str, Any]) -> ValidatedSettings:
     """The view of what bmsgate.run_check wrote."""
-    return SettingsView(data, data.get("derived"))
+    return ValidatedSettings(data, data.get("derived"))

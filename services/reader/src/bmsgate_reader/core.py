@@ -59,7 +59,7 @@ class Pack:
     def __init__(
         self, cfg: Any, driver: Driver | None, tracker: PackTracker, energy: EnergyCounter
     ) -> None:
-        self.cfg = cfg  # PackSettings, or settings_view.PackView
+        self.cfg = cfg  # PackSettings, or settings_view.PackSection
         self.driver = driver  # None when listening: bmsgate sends nothing to it
         self.tracker = tracker
         self.energy = energy
@@ -81,7 +81,7 @@ def reason(err: Exception) -> str:
 class BusPoller:
     """Polls every pack of one bus and sends what it reads.
 
-    ``bus`` is a BusSettings or a settings_view.BusView; ``service`` names the reader
+    ``bus`` is a BusSettings or a settings_view.BusSection; ``service`` names the reader
     (``reader-0``), ``heartbeat`` [s] is how often availability and sniffer state go out again.
     """
 

@@ -35,7 +35,7 @@ from bmsgate_common import mqtt_wire as wire
 from bmsgate_common import plain
 from bmsgate_common.exits import RESTART_EXIT, USER_ERROR
 from bmsgate_common.logs import setup_logging
-from bmsgate_common.settings_view import BusView, MqttView, SettingsView, settings_view
+from bmsgate_common.settings_view import BusSection, MqttSection, ValidatedSettings, settings_view
 from bmsgate_common.topic_routes import ROUTES, topic
 
 from .core import BusPoller
@@ -58,7 +58,7 @@ INCOMING: Final = (
 )
 
 
-def full_for(bus: BusView) -> str | None:
+def full_for(bus: BusSection) -> str | None:
     """What of the bus needs the full reader from the start; None if the lean one serves it."""
     needs = [
         ("listen", bus.listen),
@@ -98,7 +98,7 @@ class Broker(asyncio.Protocol):
     """The lean reader's MQTT 3.1.1 connection: connect, publish, subscribe, reconnect."""
 
     def __init__(
-        self, mqtt: MqttView, service: str, version: str, incoming: Callable[[str, bytes], None]
+        self, mqtt: MqttSection, service: str, version: str, incoming: Callable[[str, bytes], None]
     ) -> None:
         self.mqtt = mqtt
         self.service = service
@@ -297,7 +297,7 @@ class Broker(asyncio.Protocol):
 class LeanReader(BusPoller):
     """The polling core with plain messages on the lean connection."""
 
-    def __init__(self, view: SettingsView, index: int) -> None:
+    def __init__(self, view: ValidatedSettings, index: int) -> None:
         self.view = view
         self.index = index
         service = f"reader-{index}"
@@ -405,7 +405,7 @@ async def _until_signal(reader: LeanReader) -> tuple[str, bytes] | None:
             loop.remove_signal_handler(sig)
 
 
-def full(view: SettingsView, index: int, handover: tuple[str, bytes] | None) -> int:
+def full(view: ValidatedSettings, index: int, handover: tuple[str, bytes] | None) -> int:
     """Run the full reader (service.py) in this process, ``handover`` its first message."""
     from bmsgate_common.service import restart_asked, until_signal
     from bmsgate_common.settings import ConfigError, Settings

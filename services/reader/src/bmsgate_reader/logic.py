@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 class PackConfig(Protocol):
-    """What the state rules read of a pack's settings (PackSettings, or settings_view.PackView)."""
+    """What the state rules read of a pack's settings (PackSettings, or a PackSection)."""
 
     @property
     def id(self) -> str: ...
