@@ -74,23 +74,34 @@ class Edge:
     def __init__(self, runtime: Path) -> None:
         self.runtime = runtime
         self.readers: dict[str, ReaderProcess] = {}
+        self.packs: set[str] = set()  # of the buses whose readers run
 
-    def plan(self) -> dict[str, tuple[int, str]]:
-        """The readers the written settings ask for: name -> (bus, fingerprint)."""
+    def plan(self) -> tuple[dict[str, tuple[int, str]], set[str]]:
+        """The readers the written settings ask for (name -> (bus, fingerprint)); their packs."""
         settings = json.loads(self.runtime.read_text())["settings"]
         reads = SERVICES["reader"].reads
-        return {
-            f"reader-{i}": (i, fingerprint(settings, reads, bus))
-            for i, bus in enumerate(settings.get("buses") or [])
+        buses = settings.get("buses") or []
+        plan = {
+            f"reader-{i}": (i, fingerprint(settings, reads, bus)) for i, bus in enumerate(buses)
         }
+        return plan, {pack["id"] for bus in buses for pack in bus["packs"]}
 
     def apply(self) -> None:
-        """Stop the readers no longer wanted or whose settings changed, start the missing."""
-        plan = self.plan()
+        """Stop the readers no longer wanted or whose settings changed, start the missing.
+
+        The broker forgets the packs no bus has any more, after their readers said ``offline``.
+        """
+        plan, packs = self.plan()
         stale = [n for n, r in self.readers.items() if plan.get(n, (0, ""))[1] != r.fingerprint]
         self.stop(stale)
+        gone, self.packs = sorted(self.packs - packs), packs
+        retired = {n: "its bus is no longer configured" for n in stale if n not in plan}
         for name in stale:
             del self.readers[name]
+        if gone or retired:
+            what = json.dumps({"packs": gone, "retired": retired})
+            argv = [sys.executable, "-m", "bmsgate.run_check", "--forget", str(self.runtime), what]
+            subprocess.run(argv, check=False)  # its one line says what it could not
         for name, (index, print_) in plan.items():
             if name not in self.readers:
                 self.readers[name] = reader = ReaderProcess(name, index, print_)

@@ -11,12 +11,18 @@ derive from them (``settings_view.DERIVED``) to ``<data_dir>/run/readers.json`` 
 It prints one line of JSON: ``config_file`` (absolute), ``runtime`` (that file), ``log_level``
 and ``edge``: null when the lean supervisor can run the readers of this configuration, else
 why not; or ``{"error": "one line"}``, and then exits with USER_ERROR.
+
+``python -m bmsgate.run_check --forget RUNTIME WHAT``: after the lean supervisor stopped the
+readers of removed buses or packs, the broker's retained messages of those packs are deleted and
+each retired reader marked as left out, as run.py's supervisor does (``forget_packs``); WHAT is
+``{"packs": [...], "retired": {"reader-1": "why"}}``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from bmsgate_common.config_file import config_path, revealed
@@ -53,8 +59,22 @@ def not_edge(cfg: Settings) -> str | None:
     return None
 
 
+def forget(runtime: Path, packs: list[str], retired: dict[str, str]) -> int:
+    """Delete the retained messages of removed packs, mark retired readers (run.forget_packs)."""
+    import asyncio
+
+    from .run import forget_packs
+
+    settings = Settings.model_validate(json.loads(runtime.read_text())["settings"])
+    asyncio.run(forget_packs(settings.mqtt, packs, retired))
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    """Check, write, answer (see the module's docstring)."""
+    """Check, write, answer (see the module's docstring); or ``--forget RUNTIME WHAT``."""
+    if argv[0] == "--forget":
+        what = json.loads(argv[2])
+        return forget(Path(argv[1]), what["packs"], what["retired"])
     config, overrides = argv
     path = config_path(config or None)
     try:

@@ -192,6 +192,13 @@ async def test_the_lean_supervisor_restarts_applies_and_refuses(
                 lambda h: any(s["name"] == "Garden shed" for s in h.on("state")), within=20
             )
         assert readers(proc.pid) != [second]
+        # the pack renamed: the broker forgets the old one once its reader has stopped
+        path.write_text(good.replace("id: shed", "id: barn"))
+        async with listen(mosquitto.port, "bmsgate/bms/barn/state") as heard:
+            await heard.wait_for(lambda h: h.on("state"), within=30)
+        async with listen(mosquitto.port, "bmsgate/bms/shed/#") as old:
+            await asyncio.sleep(1.0)  # the broker sends what it retains on subscribing
+        assert [m.topic for m in old.messages if m.retain and m.payload] == []
     finally:
         assert await stop(proc) == 0, log.read_text()
     text = log.read_text()

@@ -214,6 +214,13 @@ class Backbone:
                 if name is not None:
                     route.queue.put_nowait((topic, name, payload))
 
+    def take(self, topic: str, payload: bytes) -> None:
+        """Handle a message received on another connection as if it came now, not retained.
+
+        The lean reader hands over the first message that needs the full reader (its models).
+        """
+        self._deliver(Message(topic, payload, 1, False, 0))
+
     def _on_lost(self, session: Connection) -> None:
         if session is not self._session:
             return

@@ -3,8 +3,8 @@
 An edge machine that runs only readers against a central broker keeps each reader small
 (docs/performance.md): the polling core (core.py) with its messages made as plain data
 (bmsgate_common.plain, held to the models by tests), the settings read through a view of what
-the Settings model validated (bmsgate_common.settings_view), and a connection to the broker
-on bmsgate_common.mqtt_wire.
+the Settings model validated (bmsgate_common.settings_view), and a session with the broker on
+bmsgate's MQTT client (bmsgate_common.mqtt_client).
 
 It covers the steady path: polling, states, availability, alarms, the BMS's settings, the
 sniffer's state, the service status and its last will, the energy counters. Whatever else the
@@ -27,14 +27,14 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
-from bmsgate_common import mqtt_wire as wire
 from bmsgate_common import plain
 from bmsgate_common.exits import RESTART_EXIT, USER_ERROR
 from bmsgate_common.logs import setup_logging
+from bmsgate_common.mqtt_client import Connection, Message, MqttError, Will, connect
 from bmsgate_common.settings_view import BusSection, MqttSection, ValidatedSettings, settings_view
 from bmsgate_common.topic_routes import ROUTES, topic
 
@@ -43,8 +43,7 @@ from .counters import CounterStore
 
 log = logging.getLogger("bmsgate_reader.service")
 
-KEEPALIVE: Final = 60  # [s] MQTT keepalive: a ping when nothing went for half of it
-CONNECT_TIMEOUT: Final = 10.0  # [s] TCP connection, CONNACK and SUBACK together
+KEEPALIVE: Final = 60  # [s] MQTT keepalive (the client pings, and gives up on a silent broker)
 RETRY: Final = (0.5, 10.0)  # [s] first and longest wait before connecting again
 RETAINED_WAIT: Final = 5.0  # [s] at most for the retained states read at start
 # the messages to a reader, by kind and whose name the topic carries: any of them hands over
@@ -90,142 +89,79 @@ class PlainMessages:
         return plain.sniff_state(**fields)
 
 
-class BrokerLost(Exception):
-    """The connection to the broker ended (or never was)."""
-
-
-class Broker(asyncio.Protocol):
-    """The lean reader's MQTT 3.1.1 connection: connect, publish, subscribe, reconnect."""
+class Broker:
+    """The lean reader's backbone session on bmsgate's MQTT client: connected again when lost."""
 
     def __init__(
-        self, mqtt: MqttSection, service: str, version: str, incoming: Callable[[str, bytes], None]
+        self,
+        mqtt: MqttSection,
+        service: str,
+        version: str,
+        incoming: Callable[[str, bytes], None],
     ) -> None:
         self.mqtt = mqtt
         self.service = service
         self.incoming = incoming  # (topic, payload) of a message not retained
         self.status_topic = topic("service_status", service, mqtt.base_topic)
-        password = (mqtt.password or "") if mqtt.username else None
-        self.hello = wire.connect(
-            f"bmsgate-{service}-{os.getpid()}",
-            KEEPALIVE,
-            will=(self.status_topic, plain.will(service, version), 1, True),
-            username=mqtt.username,
-            password=password,
-        )
+        self.will = Will(self.status_topic, plain.will(service, version))
         self.filters: list[tuple[str, int]] = []
-        self.connects = 0
-        self.connected = False
+        self.connects = 0  # connections made so far
+        self.unsent = 0  # publishes that failed while the broker was away
         self.up = asyncio.Event()  # set at the first connection
-        self.unsent = 0
-        self.transport: asyncio.Transport | None = None
-        self._buf = bytearray()
-        self._waiting: dict[int, asyncio.Future[bytes]] = {}
-        self._next = 0
-        self._lost: asyncio.Future[None] | None = None
-        self.last_in = 0.0  # [s] loop time of the last bytes from the broker
+        self.session: Connection | None = None
         self._taps: dict[str, asyncio.Queue[tuple[str, bytes, bool]]] = {}
 
-    # asyncio.Protocol
+    @property
+    def connected(self) -> bool:
+        return self.session is not None and not self.session.closed
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self._buf = bytearray()
-        self.last_in = asyncio.get_running_loop().time()
+    @property
+    def where(self) -> str:
+        return f"mqtt://{self.mqtt.host}:{self.mqtt.port}"
 
-    def data_received(self, data: bytes) -> None:
-        self.last_in = asyncio.get_running_loop().time()
-        self._buf += data
-        try:
-            for packet in wire.split(self._buf):
-                self._packet(packet)
-        except wire.ProtocolError as err:
-            log.warning("backbone connection closed: %s", err)
-            if self.transport is not None:
-                self.transport.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if self.connected:
-            log.warning("backbone unreachable (connection lost); will keep retrying")
-        self.connected = False
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(BrokerLost())
-        self._waiting.clear()
-        if self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
-
-    def _packet(self, packet: wire.Packet) -> None:
-        if packet.kind == wire.PUBLISH:
-            msg = wire.message(packet)
-            if msg.qos:
-                self._write(wire.puback(msg.packet_id))
-            if (tap := self._taps.get(msg.topic)) is not None:
-                tap.put_nowait((msg.topic, msg.payload, msg.retain))
-            elif not msg.retain:
-                self.incoming(msg.topic, msg.payload)
-        elif packet.kind in (wire.PUBACK, wire.SUBACK, wire.UNSUBACK, wire.CONNACK):
-            key = 0 if packet.kind == wire.CONNACK else wire.packet_id(packet)
-            future = self._waiting.pop(key, None)
-            if future is not None and not future.done():
-                body = packet.body if packet.kind == wire.CONNACK else packet.body[2:]
-                future.set_result(body)
-
-    def _write(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            raise BrokerLost()
-        self.transport.write(data)
-
-    def _request(self, build: Callable[[int], bytes]) -> asyncio.Future[bytes]:
-        self._next = self._next % 65535 + 1
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting[self._next] = future
-        self._write(build(self._next))
-        return future
-
-    # the connection
+    def _message(self, msg: Message) -> None:
+        if (tap := self._taps.get(msg.topic)) is not None:
+            tap.put_nowait((msg.topic, msg.payload, msg.retain))
+        elif not msg.retain:
+            self.incoming(msg.topic, msg.payload)
 
     async def connect(self) -> None:
-        """Connect once, subscribe, say online; OSError, TimeoutError or BrokerLost if not."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            host = self.mqtt.host
-            assert host is not None  # a lean run has a broker configured (bmsgate.run_check)
-            await loop.create_connection(lambda: self, host, self.mqtt.port)
-            self._lost = loop.create_future()
-            connack: asyncio.Future[bytes] = loop.create_future()
-            self._waiting[0] = connack
-            self._write(self.hello)
-            answer = await connack
-            if len(answer) < 2 or answer[1]:
-                code = answer[1] if len(answer) > 1 else -1
-                if self.transport is not None:
-                    self.transport.abort()
-                raise BrokerLost(wire.REFUSED.get(code, f"CONNACK {answer.hex()}"))
+        """Connect once and subscribe; MqttError or OSError if not."""
+        host = self.mqtt.host
+        assert host is not None  # a lean run has a broker configured (bmsgate.run_check)
+        session = await connect(
+            host,
+            self.mqtt.port,
+            client_id=f"bmsgate-{self.service}-{os.getpid()}",
+            keepalive=KEEPALIVE,
+            will=self.will,
+            username=self.mqtt.username,
+            password=self.mqtt.password or "",
+            on_message=self._message,
+        )
+        try:
             if self.filters:
-                await self._request(lambda pid: wire.subscribe(pid, self.filters))
-        self.connected = True
+                await session.subscribe(self.filters)
+        except BaseException:
+            session.abort()
+            raise
+        self.session = session
         self.connects += 1
         self.up.set()
 
-    async def keep(self, online: Callable[[], Any]) -> None:
-        """Stay connected: ping while connected, connect again when lost; ``online`` after each."""
+    async def keep(self, online: Callable[[], Awaitable[Any]]) -> None:
+        """Stay connected, for ever: connect again when lost; ``online()`` after each connection."""
         delay = RETRY[0]
         while True:
-            if self.connected and self._lost is not None:
-                await asyncio.wait([self._lost], timeout=KEEPALIVE / 2)
-                silent = asyncio.get_running_loop().time() - self.last_in
-                if self.connected and silent > KEEPALIVE and self.transport is not None:
-                    log.warning("backbone silent for %.0f s; connecting again", KEEPALIVE)
-                    self.transport.abort()  # a ping went unanswered
-                with contextlib.suppress(BrokerLost):
-                    if self.connected:
-                        self._write(wire.PING)
+            if self.session is not None:
+                await asyncio.wait([self.session.lost])
+                if self.session is not None:  # not closed by us
+                    log.warning("backbone unreachable (connection lost); will keep retrying")
+                    self.session = None
                 continue
             try:
                 await self.connect()
-            except (OSError, TimeoutError, BrokerLost) as err:
+            except (OSError, MqttError) as err:
                 if delay == RETRY[0]:
                     log.warning("backbone %s not reachable (%s); retrying", self.where, err)
                 await asyncio.sleep(delay)
@@ -236,22 +172,17 @@ class Broker(asyncio.Protocol):
             delay = RETRY[0]
             await online()
 
-    @property
-    def where(self) -> str:
-        return f"mqtt://{self.mqtt.host}:{self.mqtt.port}"
-
     async def publish(self, kind: str, name: str, payload: bytes) -> bool:
         """Publish on topic ``kind`` for ``name``; False when the broker is away."""
         _, retained, qos = ROUTES[kind]
-        where = topic(kind, name, self.mqtt.base_topic)
+        session = self.session
         try:
-            if not self.connected:
-                raise BrokerLost()
-            if qos:
-                await self._request(lambda pid: wire.publish(where, payload, 1, retained, pid))
-            else:
-                self._write(wire.publish(where, payload, 0, retained))
-        except BrokerLost:
+            if session is None:
+                raise MqttError("not connected")
+            await session.publish_acked(
+                topic(kind, name, self.mqtt.base_topic), payload, qos, retained
+            )
+        except MqttError:
             self.unsent += 1
             return False
         return True
@@ -265,33 +196,31 @@ class Broker(asyncio.Protocol):
         found: dict[str, bytes] = {}
         try:
             async with asyncio.timeout(RETAINED_WAIT):
-                await self._request(lambda pid: wire.subscribe(pid, [(t, 1) for t in wanted]))
+                session = self.session
+                if session is None:
+                    raise MqttError("not connected")
+                await session.subscribe([(t, 1) for t in wanted])  # answered in this order
                 while True:
                     where, payload, retain = await inbox.get()
                     if where == self.status_topic:
                         break
                     if retain:
                         found[where] = payload
-        except (TimeoutError, BrokerLost) as err:
+        except (TimeoutError, MqttError) as err:
             log.warning("retained states not all read: %s", type(err).__name__)
         finally:
             for name in wanted:
                 self._taps.pop(name, None)
-            with contextlib.suppress(BrokerLost):
-                self._request(lambda pid: wire.unsubscribe(pid, wanted)).cancel()
+            if self.session is not None:
+                with contextlib.suppress(MqttError):  # nothing waits for the UNSUBACK
+                    self.session.unsubscribe(wanted)
         return found
 
     async def close(self) -> None:
         """Say goodbye (no last will then) and close."""
-        transport = self.transport
-        self.connected = False  # its end is no outage
-        if transport is not None:
-            with contextlib.suppress(BrokerLost):
-                self._write(wire.BYE)
-            transport.close()
-            if self._lost is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(self._lost), 1.0)
+        session, self.session = self.session, None  # its end is no outage
+        if session is not None:
+            await session.close()
 
 
 class LeanReader(BusPoller):

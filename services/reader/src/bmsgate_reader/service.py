@@ -423,7 +423,7 @@ async def serve(reader: Reader, handover: tuple[str, bytes] | None = None) -> No
         )
         await reader.send_sniff_state()
         if handover is not None:
-            reader.backbone._deliver(*handover, False)  # as if received now
+            reader.backbone.take(*handover)
         helpers = [
             asyncio.create_task(job.run())
             for job in (reader.sniffer, reader.passthrough)
