@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_web_walk import AXE, Settled, check
+from tests.support.axe import axe_source, check
 from tests.support.browser import (
     SIZES,
+    Settled,
     first_visit,
     refusal,
     start_bank_stack,
@@ -71,7 +72,7 @@ class Walk:
 
     def __init__(self, page: Any, base: str) -> None:
         self.page, self.base = page, base
-        self.axe = (AXE / "axe.min.js").read_text()
+        self.axe = axe_source()
         self.problems = watch(page)
         self.expected: set[str] = set()  # what refusals asked for on purpose leave in problems
         self.settled = Settled(page)

@@ -16,7 +16,7 @@ import yaml
 
 from bmsgate_api.auth import hash_password, verify_password
 from bmsgate_common.settings import Settings
-from tests.browser.test_web_walk import AXE, check
+from tests.support.axe import axe_source, check
 from tests.support.browser import (
     at_sizes,
     first_visit,
@@ -170,7 +170,7 @@ def test_a_target_with_credentials_added_and_moved_keeps_every_secret_with_its_o
     expect(units.locator("input.key")).to_have_value("2")
     saved(page)
     assert units_of(config) == {2: "east"}
-    found = check(page, (AXE / "axe.min.js").read_text(), "outputs")  # the rows pass axe-core
+    found = check(page, axe_source(), "outputs")  # the rows pass axe-core
     assert found == [], found
     refused = refusal(400, f"{base}/api/settings/form")
     assert sorted(problems) == sorted(refused * 2), problems
@@ -182,7 +182,7 @@ def test_viewers_and_addresses_edited_as_lists_with_errors_at_their_entry(
     from playwright.sync_api import expect
 
     base, config = stack
-    axe = (AXE / "axe.min.js").read_text()
+    axe = axe_source()
     page = browser_context.new_page()
     problems = watch(page)
     open_settings(page, base, "control")

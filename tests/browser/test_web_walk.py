@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from tests.support.axe import AXE, axe_source, check
 from tests.support.browser import (
     SIZES,
     UNLINKED_PAGES,
+    Settled,
     first_visit,
-    fits,
     refusal,
     shot,
     start_bank_stack,
@@ -31,9 +32,7 @@ from tests.support.procs import Mosquitto, Proc
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-walk"
-AXE = Path(__file__).parents[2] / "services/api/src/bmsgate_api/static/node_modules/axe-core"
 THEMES = ("light", "dark")
-TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 SHOTS = Path(__file__).parents[2] / "build" / "test-artifacts" / "web" / "walk"
 
 
@@ -49,64 +48,11 @@ def quiet_stack(tmp_path: Path, mosquitto: Mosquitto, procs: list[Proc]) -> str:
     return start_garage_stack(tmp_path, mosquitto, procs, services=("reader", "api"))
 
 
-class Settled:
-    """Counts the page's requests in flight, event streams aside (they stay open)."""
-
-    def __init__(self, page: Any) -> None:
-        self.open: set[Any] = set()
-        self.last = time.monotonic()
-        page.on("request", self._start)
-        page.on("requestfinished", self._end)
-        page.on("requestfailed", self._end)
-
-    def _start(self, request: Any) -> None:
-        if request.resource_type != "eventsource":
-            self.open.add(request)
-            self.last = time.monotonic()
-
-    def _end(self, request: Any) -> None:
-        self.open.discard(request)
-        self.last = time.monotonic()
-
-    def wait(self, page: Any, quiet: float = 0.4, timeout: float = 20) -> None:
-        """Until no request has been open for ``quiet`` seconds (the page has drawn its data)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if not self.open and time.monotonic() - self.last >= quiet:
-                return
-            page.wait_for_timeout(100)
-        raise AssertionError(f"{page.url}: requests still open after {timeout} s: {self.open}")
-
-
-def check(page: Any, axe: str, where: str) -> list[str]:
-    """axe-core's violations and any horizontal overflow of the page as it is now."""
-    found = []
-    if not page.evaluate("() => typeof axe === 'object'"):
-        page.evaluate(axe)  # evaluated by the browser's debugger: the page's CSP does not apply
-    result = page.evaluate(
-        "async (tags) => (await axe.run(document, { runOnly: { type: 'tag', values: tags },"
-        " resultTypes: ['violations'] })).violations.map(v => ({ id: v.id, help: v.help,"
-        " nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ': '"
-        " + (n.failureSummary || '').split('\\n')[1].trim().slice(0, 160)) }))",
-        TAGS,
-    )
-    for violation in result:
-        nodes = "; ".join(violation["nodes"])
-        found.append(f"{where}: axe {violation['id']} ({violation['help']}): {nodes}")
-    try:
-        fits(page, where)  # no sideways scrolling
-    except AssertionError as wide:
-        found.append(f"{where}: too wide: {wide}")
-    return found
-
-
 @pytest.mark.timeout(480)  # 64 page views with axe: about 70 s, minutes on a loaded machine
 def test_every_page_at_two_sizes_in_both_themes_passes_axe(
     stack: str, browser_context: Any
 ) -> None:
-    axe_path = AXE / "axe.min.js"
-    assert axe_path.is_file(), f"{axe_path}: run scripts/setup.sh test (npm ci)"
-    axe = axe_path.read_text()
+    axe = axe_source()
     version = json.loads((AXE / "package.json").read_text())["version"]
     base, page = stack, browser_context.new_page()
     problems = watch(page)
@@ -158,7 +104,7 @@ def test_control_off_is_a_note_and_a_refused_download_is_said(
     in words on the page and nothing is saved."""
     from playwright.sync_api import expect
 
-    axe = (AXE / "axe.min.js").read_text()
+    axe = axe_source()
     base, page = quiet_stack, browser_context.new_page()
     problems = watch(page)
     settled = Settled(page)

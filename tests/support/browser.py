@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from pathlib import Path
@@ -119,6 +120,35 @@ def web_pages(page: Any) -> list[str]:
     files = sorted(path.name for path in STATIC.glob("*.html"))
     assert sorted(pages) == files, f"navigation {linked} + {UNLINKED_PAGES} is not {files}"
     return pages
+
+
+class Settled:
+    """Counts the page's requests in flight, event streams aside (they stay open)."""
+
+    def __init__(self, page: Any) -> None:
+        self.open: set[Any] = set()
+        self.last = time.monotonic()
+        page.on("request", self._start)
+        page.on("requestfinished", self._end)
+        page.on("requestfailed", self._end)
+
+    def _start(self, request: Any) -> None:
+        if request.resource_type != "eventsource":
+            self.open.add(request)
+            self.last = time.monotonic()
+
+    def _end(self, request: Any) -> None:
+        self.open.discard(request)
+        self.last = time.monotonic()
+
+    def wait(self, page: Any, quiet: float = 0.4, timeout: float = 20) -> None:
+        """Until no request has been open for ``quiet`` seconds (the page has drawn its data)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not self.open and time.monotonic() - self.last >= quiet:
+                return
+            page.wait_for_timeout(100)
+        raise AssertionError(f"{page.url}: requests still open after {timeout} s: {self.open}")
 
 
 def watch(page: Any) -> list[str]:
