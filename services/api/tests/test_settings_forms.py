@@ -159,6 +159,23 @@ async def test_a_good_save_keeps_secrets_and_says_which_services_restart(
         assert bad.json()["errors"][0]["key"] == "tunnel.host"
 
 
+async def test_a_rule_over_several_sections_is_said_at_its_entry(site_ui: SiteUi) -> None:
+    async with site_ui(FILE) as ui:
+        values = (await ui.get("/api/settings/form")).json()["values"]
+        values["banks"] = [{"id": "house", "packs": ["garage", "shed"]}]
+        bad = await ui.put("/api/settings/form", json={"values": values})
+        assert bad.status_code == 400
+        assert bad.json()["errors"] == [
+            {"key": "banks.0.packs", "msg": "bank 'house' names unknown packs: shed"}
+        ]
+        values["banks"] = []
+        values["buses"].append({**BUS, "port": "/dev/ttyUSB8"})  # the same pack id again
+        bad = await ui.put("/api/settings/form", json={"values": values})
+        assert bad.json()["errors"] == [
+            {"key": "buses.1.packs.0.id", "msg": "pack id 'garage' is used twice"}
+        ]
+
+
 async def test_a_save_from_a_page_older_than_the_file_is_refused(
     tmp_path: Path, site_ui: SiteUi
 ) -> None:

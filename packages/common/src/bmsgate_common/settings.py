@@ -12,7 +12,7 @@ import os
 import re
 from datetime import time as dt_time
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NoReturn, get_args
 
 import yaml
 from pydantic import (
@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bmsgate_bms.polling import SLOW_EVERY
 from bmsgate_bms.registry import info as protocol_info
@@ -939,24 +940,40 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _unique_pack_ids(self) -> Settings:
         seen: set[str] = set()
-        for bus in self.buses:
-            for pack in bus.packs:
+        for b, bus in enumerate(self.buses):
+            for p, pack in enumerate(bus.packs):
                 if pack.id in seen:
-                    raise ValueError(f"pack id {pack.id!r} is used twice")
+                    _refuse(("buses", b, "packs", p, "id"), f"pack id {pack.id!r} is used twice")
                 seen.add(pack.id)
-        for bank in self.banks:
+        for i, bank in enumerate(self.banks):
             if bank.id in seen:
-                raise ValueError(f"bank id {bank.id!r} is already a pack or bank id")
+                _refuse(("banks", i, "id"), f"bank id {bank.id!r} is already a pack or bank id")
             unknown = sorted(set(bank.packs) - {p.id for b in self.buses for p in b.packs})
             if unknown:
-                raise ValueError(f"bank {bank.id!r} names unknown packs: {', '.join(unknown)}")
+                listed = ", ".join(unknown)
+                _refuse(("banks", i, "packs"), f"bank {bank.id!r} names unknown packs: {listed}")
             seen.add(bank.id)
-        for viewer in self.api.viewers:
+        for i, viewer in enumerate(self.api.viewers):
             unknown = sorted(set(viewer.packs) - seen)
             if unknown and seen:
                 listed = ", ".join(unknown)
-                raise ValueError(f"viewer {viewer.name!r} names unknown packs: {listed}")
+                _refuse(
+                    ("api", "viewers", i, "packs"),
+                    f"viewer {viewer.name!r} names unknown packs: {listed}",
+                )
         return self
+
+
+def _refuse(where: tuple[str | int, ...], why: str) -> NoReturn:
+    """Refuse the file for a rule over several sections, named at the entry it is about.
+
+    A ValidationError raised in a validator keeps its own location (pydantic-core takes over
+    its errors), so a form shows the message beside that entry, not above the whole file.
+    """
+    error = PydanticCustomError("value_error", "{why}", {"why": why})
+    raise ValidationError.from_exception_data(
+        "Settings", [InitErrorDetails(type=error, loc=where, input=None)]
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
