@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import yaml
 from bmsgate_bms.sim import make_bus
 from bmsgate_bms.sim.bus import PtyServer
 from bmsgate_common import topics
-from bmsgate_common.models import Command
+from bmsgate_common.models import Command, ServiceRestart
 from tests.support.mqtt import Listener, listen
 from tests.support.procs import Mosquitto
 from tests.support.tree import run_argv
@@ -165,6 +166,28 @@ async def test_a_command_hands_the_bus_to_the_full_reader(
     finally:
         assert await stop(proc) == 0, log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+async def test_a_restart_for_every_service_restarts_the_lean_reader(
+    tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
+) -> None:
+    path = config(tmp_path, daly_pty, mosquitto.port)
+    log = tmp_path / "run.log"
+    proc = start(run_argv("--only", "reader", config=path), log)
+    try:
+        async with listen(mosquitto.port, "bmsgate/bms/shed/state") as heard:
+            await heard.wait_for(lambda h: h.on("state"), within=30)
+        first = await one_reader(proc.pid)
+        restart = ServiceRestart(ts=datetime.now(UTC), reason="test")
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish("bmsgate/service/all/restart", restart.model_dump_json(), qos=1)
+        second = await one_reader(proc.pid, other_than=first)
+        await wait_for_line(log, "reader-0 restarting on request")
+        async with listen(mosquitto.port, "bmsgate/bms/shed/state") as heard:
+            await heard.wait_for(lambda h: h.on("state"), within=30)
+        assert not maps_pydantic(second)  # lean again
+    finally:
+        assert await stop(proc) == 0, log.read_text()
 
 
 async def test_the_lean_supervisor_restarts_applies_and_refuses(

@@ -46,13 +46,14 @@ log = logging.getLogger("bmsgate_reader.service")
 KEEPALIVE: Final = 60  # [s] MQTT keepalive (the client pings, and gives up on a silent broker)
 RETRY: Final = (0.5, 10.0)  # [s] first and longest wait before connecting again
 RETAINED_WAIT: Final = 5.0  # [s] at most for the retained states read at start
-# the messages to a reader, by kind and whose name the topic carries: any of them hands over
+# the messages to a reader, by kind and whose name the topic carries (a restart may name every
+# service: ``all``): any of them hands over
 INCOMING: Final = (
     ("command", "pack"),
     ("raw_lease", "pack"),
     ("raw_tx", "pack"),
     ("sniff_set", "service"),
-    ("service_restart", "service"),
+    ("service_restart", "services"),
     ("service_logs", "service"),
 )
 
@@ -242,7 +243,7 @@ class LeanReader(BusPoller):
             counters=CounterStore(view.data_dir / "reader"),
         )
         base = view.mqtt.base_topic
-        names = {"pack": list(self.packs), "service": [service]}
+        names = {"pack": list(self.packs), "service": [service], "services": [service, "all"]}
         self.broker.filters = [
             (topic(kind, name, base), 1) for kind, whose in INCOMING for name in names[whose]
         ]
