@@ -8,10 +8,12 @@ the reader process is shown to run without pydantic until a message needs the fu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,29 @@ async def stop(proc: subprocess.Popen[bytes]) -> int:
     return await asyncio.to_thread(proc.wait, 30)
 
 
+async def states(broker: int, pack: str = "shed", within: float = 30.0) -> None:
+    """Wait for a state of ``pack`` on the broker."""
+    async with listen(broker, f"bmsgate/bms/{pack}/state") as heard:
+        await heard.wait_for(lambda h: h.on("state"), within=within)
+
+
+@contextlib.asynccontextmanager
+async def edge_run(folder: Path, port: str, broker: int) -> AsyncIterator[tuple[int, Path, Path]]:
+    """``bmsgate run --only reader`` polling; yields its pid, its file and its log.
+
+    It stops cleanly (exit code 0) with no traceback logged when the block ends.
+    """
+    path = config(folder, port, broker)
+    log = folder / "run.log"
+    proc = start(run_argv("--only", "reader", config=path), log)
+    try:
+        await states(broker)
+        yield proc.pid, path, log
+    finally:
+        assert await stop(proc) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
 async def test_edge_reader_publishes_what_the_models_accept_without_pydantic(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
@@ -143,70 +168,52 @@ async def test_edge_reader_publishes_what_the_models_accept_without_pydantic(
 async def test_a_command_hands_the_bus_to_the_full_reader(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
 ) -> None:
-    path = config(tmp_path, daly_pty, mosquitto.port)
-    log = tmp_path / "run.log"
-    proc = start(run_argv("--only", "reader", config=path), log)
-    try:
-        async with listen(mosquitto.port, "bmsgate/bms/shed/#", "bmsgate/service/#") as heard:
-            await heard.wait_for(lambda h: h.on("bms/shed/state"), within=30)
-            reader = await one_reader(proc.pid)
-            assert not maps_pydantic(reader)
-            cmd = Command(transaction="t-1", action="set_charge_mos", value=False)
-            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
-                await client.publish("bmsgate/bms/shed/set", cmd.model_dump_json(), qos=1)
-            # the command is answered (control is off by default), not lost in the handover
-            result = await heard.wait_for(lambda h: h.on("bms/shed/result"), within=20)
-            assert (result[0]["transaction"], result[0]["status"]) == ("t-1", "error")
-            assert result[0]["error"] == "control is disabled"
-            # the same process goes on polling, now with the models
-            assert readers(proc.pid) == [reader] and maps_pydantic(reader)
-            count = len(heard.on("bms/shed/state"))
-            await heard.wait_for(lambda h: len(h.on("bms/shed/state")) > count + 1, within=10)
-            validate(heard)
-    finally:
-        assert await stop(proc) == 0, log.read_text()
-    assert "Traceback" not in log.read_text()
+    async with (
+        edge_run(tmp_path, daly_pty, mosquitto.port) as (root, _, _),
+        listen(mosquitto.port, "bmsgate/bms/shed/#", "bmsgate/service/#") as heard,
+    ):
+        reader = await one_reader(root)
+        assert not maps_pydantic(reader)
+        cmd = Command(transaction="t-1", action="set_charge_mos", value=False)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+            await client.publish("bmsgate/bms/shed/set", cmd.model_dump_json(), qos=1)
+        # the command is answered (control is off by default), not lost in the handover
+        result = await heard.wait_for(lambda h: h.on("bms/shed/result"), within=20)
+        assert (result[0]["transaction"], result[0]["status"]) == ("t-1", "error")
+        assert result[0]["error"] == "control is disabled"
+        # the same process goes on polling, now with the models
+        assert readers(root) == [reader] and maps_pydantic(reader)
+        count = len(heard.on("bms/shed/state"))
+        await heard.wait_for(lambda h: len(h.on("bms/shed/state")) > count + 1, within=10)
+        validate(heard)
 
 
 async def test_a_restart_for_every_service_restarts_the_lean_reader(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
 ) -> None:
-    path = config(tmp_path, daly_pty, mosquitto.port)
-    log = tmp_path / "run.log"
-    proc = start(run_argv("--only", "reader", config=path), log)
-    try:
-        async with listen(mosquitto.port, "bmsgate/bms/shed/state") as heard:
-            await heard.wait_for(lambda h: h.on("state"), within=30)
-        first = await one_reader(proc.pid)
+    async with edge_run(tmp_path, daly_pty, mosquitto.port) as (root, _, log):
+        first = await one_reader(root)
         restart = ServiceRestart(ts=datetime.now(UTC), reason="test")
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
             await client.publish("bmsgate/service/all/restart", restart.model_dump_json(), qos=1)
-        second = await one_reader(proc.pid, other_than=first)
+        second = await one_reader(root, other_than=first)
         await wait_for_line(log, "reader-0 restarting on request")
-        async with listen(mosquitto.port, "bmsgate/bms/shed/state") as heard:
-            await heard.wait_for(lambda h: h.on("state"), within=30)
+        await states(mosquitto.port)
         assert not maps_pydantic(second)  # lean again
-    finally:
-        assert await stop(proc) == 0, log.read_text()
 
 
 async def test_the_lean_supervisor_restarts_applies_and_refuses(
     tmp_path: Path, mosquitto: Mosquitto, daly_pty: str
 ) -> None:
-    path = config(tmp_path, daly_pty, mosquitto.port)
-    log = tmp_path / "run.log"
-    proc = start(run_argv("--only", "reader", config=path), log)
-    try:
-        async with listen(mosquitto.port, "bmsgate/bms/shed/state") as heard:
-            await heard.wait_for(lambda h: h.on("state"), within=30)
-        first = await one_reader(proc.pid)
+    async with edge_run(tmp_path, daly_pty, mosquitto.port) as (root, path, log):
+        first = await one_reader(root)
         os.kill(first, signal.SIGKILL)  # a crash: started again after restart_delay
-        second = await one_reader(proc.pid, other_than=first)
+        second = await one_reader(root, other_than=first)
         # an invalid file: one line, the reader keeps running
         good = path.read_text()
         path.write_text(good.replace("poll_interval: 0.5", "poll_interval: -1"))
         await wait_for_line(log, "configuration not applied, services keep running")
-        assert readers(proc.pid) == [second]
+        assert readers(root) == [second]
         # a valid change of the bus: its reader starts again with it
         path.write_text(good.replace("name: Shed", "name: Garden shed"))
         await wait_for_line(log, "applied")
@@ -214,20 +221,15 @@ async def test_the_lean_supervisor_restarts_applies_and_refuses(
             await heard.wait_for(
                 lambda h: any(s["name"] == "Garden shed" for s in h.on("state")), within=20
             )
-        assert readers(proc.pid) != [second]
+        assert readers(root) != [second]
         # the pack renamed: the broker forgets the old one once its reader has stopped
         path.write_text(good.replace("id: shed", "id: barn"))
-        async with listen(mosquitto.port, "bmsgate/bms/barn/state") as heard:
-            await heard.wait_for(lambda h: h.on("state"), within=30)
+        await states(mosquitto.port, "barn")
         async with listen(mosquitto.port, "bmsgate/bms/shed/#") as old:
             await asyncio.sleep(1.0)  # the broker sends what it retains on subscribing
         assert [m.topic for m in old.messages if m.retain and m.payload] == []
-    finally:
-        assert await stop(proc) == 0, log.read_text()
-    text = log.read_text()
-    assert "reader-0 exited with code -9; restarting in" in text
-    assert "Traceback" not in text
-    assert readers(proc.pid) == []
+    assert "reader-0 exited with code -9; restarting in" in log.read_text()
+    assert readers(root) == []
 
 
 async def wait_for_line(log: Path, text: str, within: float = 20.0) -> None:
