@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from tests.support.browser import first_visit, shot, start_stack, watch
+from tests.support.browser import SITE_ZONE, first_visit, shot, start_stack, watch
 from tests.support.procs import (
     Mosquitto,
     Proc,
@@ -21,7 +21,6 @@ from tests.support.procs import (
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-1"
-SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's zone
 
 
 @pytest.fixture

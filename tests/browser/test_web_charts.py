@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.browser import (
     HOUSE_BANK,
+    SITE_ZONE,
     at_sizes,
     first_visit,
     shot,
@@ -36,7 +37,6 @@ from tests.support.procs import (
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-6"
-SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's zone
 OUTAGE = 9.0  # [s] the simulator is stopped: far beyond the 5 s the gap rule allows at 0.5 s polls
 
 # the series of the chart in ``sel`` as uPlot holds them: [times, ...columns]

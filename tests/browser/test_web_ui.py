@@ -16,6 +16,7 @@ from bmsgate.broker import free_port
 from bmsgate_common.version import VERSION
 from tests.support.browser import (
     PHONE,
+    SITE_ZONE,
     WINDOW,
     on_a_dark_phone,
     refusal,
@@ -33,7 +34,6 @@ from tests.support.procs import (
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-1"
-SITE_ZONE = "Pacific/Kiritimati"  # UTC+14: never the browser's or the machine's zone
 
 
 @pytest.fixture

@@ -175,6 +175,9 @@ def refusal(status: int, url: str) -> list[str]:
     return [f"HTTP {status} {url}", f"{console} {status} ({HTTPStatus(status).phrase})"]
 
 
+# the site's time zone where a test shows times: UTC+14, never the browser's or the machine's
+SITE_ZONE = "Pacific/Kiritimati"
+
 # two JK-PB boards on one bus (start_stack's ``bus``), and the bank they make
 TWO_JK_PB: dict[str, Any] = {
     "protocol": "jk_pb",
