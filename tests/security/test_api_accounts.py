@@ -10,31 +10,18 @@ from typing import Any
 
 import httpx
 
+from bmsgate_api.app import STATIC
 from bmsgate_api.auth import hash_password
+from bmsgate_api.deps import VIEWER_PAGES
 from tests.security.api_proc import PASSWORD
 from tests.security.test_api_viewers import live_text, two_packs_and_an_api
+from tests.support.browser import UNLINKED_PAGES
 from tests.support.procs import Mosquitto, Proc, wait_until
 
 ANNA = "anna-phone-password"
-# the pages of the owner only: a viewer gets 403 for each, and none is in its menu
-OWNER_PAGES = (
-    "control.html",
-    "bms.html",
-    "tunnel.html",
-    "sniffer.html",
-    "settings.html",
-    "tokens.html",
-    "export.html",
-    "setup.html",
-)
-VIEWER_PAGES = (
-    "index.html",
-    "energy.html",
-    "battery.html",
-    "monitor.html",
-    "history.html",
-    "health.html",
-)
+# the pages of the owner only: every page of the web UI but a viewer's (the server's one list);
+# a viewer gets 403 for each, and none is in its menu
+OWNER_PAGES = sorted(path.name for path in STATIC.glob("*.html") if path.name not in VIEWER_PAGES)
 
 
 def test_the_owner_makes_and_deletes_a_viewer_and_its_session_ends(
@@ -90,6 +77,11 @@ def test_the_owner_makes_and_deletes_a_viewer_and_its_session_ends(
     with httpx.Client(base_url=api.base, timeout=10) as phone:
         login = phone.post("/api/auth/login", json={"user": "anna", "password": ANNA})
         assert login.status_code == 204
+        # the web UI learns her pages from the server's list; the owner's answer has none
+        status = phone.get("/api/auth/status").json()
+        assert status["viewer"] == "anna" and status["pages"] == sorted(VIEWER_PAGES), status
+        with api.login() as owner:
+            assert owner.get("/api/auth/status").json()["pages"] is None
         assert [p["pack"] for p in phone.get("/api/packs").json()] == ["east"]
         assert phone.get("/api/packs/west/state").status_code == 403
         # the owner's routes: 403 with one line, nothing sent
@@ -116,6 +108,7 @@ def test_the_owner_makes_and_deletes_a_viewer_and_its_session_ends(
         for got in owners:
             assert got.status_code == 403, (got.request.method, got.request.url, got.text)
             assert got.json()["detail"] == "anna may read only its packs", got.text
+        assert {"settings.html", "tokens.html", "control.html", "setup.html"} <= set(OWNER_PAGES)
         for page in OWNER_PAGES:
             got = phone.get(f"/{page}")
             assert got.status_code == 403 and "anna may see only" in got.text, page
@@ -210,6 +203,9 @@ def test_a_viewer_made_on_the_accounts_page_sees_only_its_pages_in_a_browser(
     page.wait_for_selector("header nav a")
     menu = page.locator("header nav a").all_inner_texts()
     assert menu == ["Status", "Energy", "Battery", "Monitor", "History", "Health"], menu
+    # exactly the server's list (the login page aside: no link leads to it)
+    links = page.eval_on_selector_all("header nav a", "as => as.map(a => a.getAttribute('href'))")
+    assert set(links) == set(VIEWER_PAGES) - set(UNLINKED_PAGES), links
     wait_until(lambda: "East" in page.inner_text("main"), timeout=20)
     assert "West" not in page.inner_text("main")
     page.wait_for_selector("footer #version")

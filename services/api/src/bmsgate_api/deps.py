@@ -104,7 +104,8 @@ VIEWER_ROUTES: Final = frozenset({  # what a viewer may read: its packs, and wha
     "/api/packs/{pack}/energy/days/{month}", "/api/packs/{pack}/energy/months/{year}",
     "/api/packs/{pack}/energy/days/{month}.csv", "/api/packs/{pack}/energy/months/{year}.csv",
 })
-# the pages a viewer is shown (and app.js's menu): every other page is the owner's, a 403
+# the pages a viewer is shown: app.js's menu learns them from GET /api/auth/status (pages);
+# every other page is the owner's, a 403
 VIEWER_PAGES: Final = frozenset({
     "index.html", "battery.html", "monitor.html", "history.html", "health.html", "login.html",
     "energy.html",

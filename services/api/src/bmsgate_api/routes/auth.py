@@ -25,6 +25,7 @@ from ..auth import (
     verify_password,
 )
 from ..deps import (
+    VIEWER_PAGES,
     Ctx,
     Session,
     User,
@@ -48,6 +49,10 @@ class AuthStatus(BaseModel):
     can_read: bool = Field(description="reading is allowed (public_read or a session)")
     viewer: str | None = Field(
         default=None, description="the viewer account logged in (it reads only its packs)"
+    )
+    pages: list[str] | None = Field(
+        default=None,
+        description="the pages a viewer may open (every other page answers it 403); null: all",
     )
     password_managed: bool = Field(description="the password comes from the configuration")
     control_enabled: bool
@@ -100,6 +105,7 @@ async def status(request: Request, ctx: Ctx) -> AuthStatus:
         logged_in=logged_in(request, ctx) or viewer is not None,
         can_read=may_read(request, ctx) or viewer is not None,
         viewer=viewer.name if viewer else None,
+        pages=sorted(VIEWER_PAGES) if viewer else None,
         password_managed=ctx.passwords.managed,
         control_enabled=ctx.settings.control.enabled,
         title=ctx.settings.api.title,

@@ -5,8 +5,6 @@ const bms = (() => {
     ["history.html", "History"], ["health.html", "Health"], ["control.html", "Control"], ["bms.html", "BMS settings"],
     ["tunnel.html", "Tunnel"], ["sniffer.html", "Sniffer"], ["export.html", "Exports"],
     ["tokens.html", "Accounts"], ["settings.html", "Settings"], ["system.html", "System"]];
-  // what a viewer account (it reads only its packs) is shown; the API refuses it the others (403)
-  const viewerPages = ["index.html", "energy.html", "battery.html", "monitor.html", "history.html", "health.html"];
 
   let zone;  // the site's IANA time zone (GET /api/auth/status); the browser's until it is known
 
@@ -65,7 +63,7 @@ const bms = (() => {
     nav.id = "site-nav";
     nav.setAttribute("aria-label", "pages");
     for (const [href, label] of pages) {
-      if (status.viewer && !viewerPages.includes(href)) continue;
+      if (status.pages && !status.pages.includes(href)) continue;  // a viewer's: the API's list
       const a = document.createElement("a");
       a.href = href; a.textContent = label;
       if (href === here) a.setAttribute("aria-current", "page");
@@ -137,7 +135,7 @@ const bms = (() => {
       location.href = "login.html?next=" + encodeURIComponent(here);
       return new Promise(() => {});
     }
-    if (status.viewer && !viewerPages.includes(here)) {  // the server refuses those pages too
+    if (status.pages && !status.pages.includes(here)) {  // the server refuses those pages too
       location.href = "index.html";
       return new Promise(() => {});
     }
