@@ -27,8 +27,8 @@ import yaml
 from bmsgate.broker import USERS, PrivateBroker, free_port, wait_for_port
 from bmsgate_common import topics
 from bmsgate_common.access import SERVICES, grants, render_acl
-from bmsgate_common.tasks import seen_disconnect
 from bmsgate_common.topics import TOPICS, TopicSpec
+from tests.support.mqtt import seen_disconnect
 from tests.support.needs import require
 from tests.support.procs import Proc, start_simulator, wait_until, write_config
 from tests.support.tree import run_argv

@@ -75,3 +75,16 @@ async def listen(port: int, *filters: str) -> AsyncIterator[Listener]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 5)  # a hang here fails the test instead of stalling it
+
+
+def seen_disconnect(client: aiomqtt.Client) -> None:
+    """Mark the error of a connection the broker broke as seen, on a client that is done.
+
+    aiomqtt keeps it in a future that only its message iterator reads; a client left another way
+    (a publish the broker refused and answered by closing the connection, a time limit) leaves it
+    unread, and asyncio prints "Future exception was never retrieved" with the error when the
+    client is collected, long after the test it was part of.
+    """
+    future = getattr(client, "_disconnected", None)  # aiomqtt's own: no public way to it
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()

@@ -1,4 +1,4 @@
-"""Background-task helpers: an aiomqtt client whose broker went away leaves no unread error."""
+"""tests/support/mqtt.py: an aiomqtt client whose broker went away leaves no unread error."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import aiomqtt
 import pytest
 
-from bmsgate_common.tasks import seen_disconnect
+from tests.support.mqtt import seen_disconnect
 from tests.support.procs import Mosquitto
 
 
