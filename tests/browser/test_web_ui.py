@@ -34,6 +34,7 @@ from tests.support.procs import (
 
 pytestmark = pytest.mark.integration
 PASSWORD = "battery-gate-1"
+LOADED = 20_000  # [ms] watch()'s page timeout, for a check a loaded machine takes seconds to pass
 
 
 @pytest.fixture
@@ -176,17 +177,29 @@ def test_every_page_in_a_real_browser(stack: str, browser_context: Any) -> None:
     expect(page.locator("#upgrade-msg")).to_contain_text("Backup made: ")
     shot(page, "12-settings-upgrade")
 
-    # log out, and in again through the login page
+    # log out, and in again through the login page. Each wait is for the page's own event within
+    # watch()'s 20 s: on a loaded 2-core machine a login (scrypt) and a page's load take seconds
     page.click("#login-button")  # the settings page needs a login: it sends the browser to log in
-    expect(page).to_have_url(f"{base}/login.html?next=settings.html")
+    page.wait_for_url(f"{base}/login.html?next=settings.html")
+    # the title is set in the step that gives the form its handler: a click before would reload
+    expect(page).to_have_title("Test gateway · Login", timeout=LOADED)
     expect(page.locator("#heading")).to_have_text("Log in")
     page.fill("#password", "not the password")
-    page.click("#submit")
+    with page.expect_response(f"{base}/api/auth/login") as wrong:
+        page.click("#submit")
+    assert wrong.value.status == 401
     expect(page.locator("#msg")).to_have_text("wrong password")
     shot(page, "09-login-wrong")
     page.fill("#password", PASSWORD)
-    page.click("#submit")
-    expect(page).to_have_url(f"{base}/settings.html")
+    with page.expect_response(f"{base}/api/auth/login") as right:
+        page.click("#submit")
+    assert right.value.status == 204
+    # the login page's navigation, loaded; the page then names its first tab (#batteries), so
+    # its address is settings.html only for a moment: either is the Settings page
+    page.wait_for_url(re.compile(rf"^{re.escape(base)}/settings\.html(#[a-z]+)?$"))
+    # logged in again: the settings page shows the settings (it sends a stranger to log in)
+    expect(page.locator("#settings")).to_contain_text('"sniff": true', timeout=LOADED)
+    expect(page).to_have_url(f"{base}/settings.html#batteries")
 
     # the only failed request is the wrong password, on purpose
     wrong_login = refusal(401, f"{base}/api/auth/login")
