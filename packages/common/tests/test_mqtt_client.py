@@ -183,11 +183,21 @@ async def test_a_refused_login_names_the_reason(
         )
 
 
-def test_the_client_imports_no_pydantic_settings_or_models() -> None:
-    # a lean process (the reader alone) speaks MQTT through it without them
+@pytest.mark.parametrize(
+    ("module", "loaded"),
+    [
+        ("mqtt_client", ["mqtt_client", "mqtt_wire"]),
+        # the backbone's session rules, which the lean reader shares with the Backbone
+        ("session", ["mqtt_client", "mqtt_wire", "session", "topic_routes"]),
+    ],
+)
+def test_the_client_and_the_session_import_no_pydantic_settings_or_models(
+    module: str, loaded: list[str]
+) -> None:
+    # a lean process (the reader alone) speaks MQTT through them without those
     code = (
-        "import sys, bmsgate_common.mqtt_client; "
-        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'bmsgate_common.'))))"
+        f"import sys, bmsgate_common.{module}; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('pydantic', 'bmsgate_common.')))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["['bmsgate_common.mqtt_client',", "'bmsgate_common.mqtt_wire']"]
+    assert out.stdout.split() == [f"bmsgate_common.{name}" for name in loaded]

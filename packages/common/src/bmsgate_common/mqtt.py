@@ -8,8 +8,10 @@ an invalid one is logged with the reason and dropped, and the service keeps goin
 The protocol is bmsgate's own MQTT 3.1.1 client over asyncio (``mqtt_client``, the same one the
 publisher's targets use): a service needs a handful of packet types, and a client library cost
 more memory and CPU per message than the service's own work (docs/decisions.md "Backbone: MQTT
-3.1.1 of its own over asyncio"). This module adds what the backbone means on top of it: typed
-topics, validation, handlers, reconnecting and the service status.
+3.1.1 of its own over asyncio"). The session rules (connecting again for ever, the last will,
+the retained read, publishing with failures counted, the heartbeat, the stop) are
+``session.Session``'s, which the lean reader shares without pydantic; this module adds what the
+backbone means on top of it: typed topics, validation, handlers and the service status.
 Every subscription is made, in one SUBSCRIBE, before the connection counts as up and before any
 handler runs, so a retained message never reaches a service that has not yet heard everything
 it asked for.
@@ -20,19 +22,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from . import mqtt_client, topics
+from . import topics
 from .config_file import mask_urls
 from .logs import recent_lines
 from .models import Extra, LogLines, LogRequest, ServiceRestart, ServiceStatus, utcnow
-from .mqtt_client import Connection, Message, MqttError, Will
 from .service import request_restart
+from .session import BROKER_ERRORS as BROKER_ERRORS
+from .session import DEFAULT_HOST as DEFAULT_HOST
+from .session import RETAINED_WAIT, Session, cancel
+from .session import BackboneError as BackboneError
 from .settings import MqttSettings
 from .topics import TopicSpec
 from .version import VERSION as VERSION  # kept importable from here
@@ -43,26 +47,7 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[str, M], Awaitable[None]]
 RawHandler = Callable[[str, bytes], Awaitable[None]]
 
-DEFAULT_HOST = "127.0.0.1"
-CONNECT_TIMEOUT = 10.0  # [s] for the TCP connection, CONNACK and SUBACK together
-KEEPALIVE = 60  # [s] MQTT keepalive: a ping when nothing went or came for half of it
 STOP_TIMEOUT = 2.0  # [s] for the handlers to finish what they hold when the service stops
-RETAINED_WAIT = 5.0  # [s] at most for the retained messages read once at a start
-RETRY_FIRST = 0.5  # [s] first wait before connecting again; doubles up to RETRY_MAX
-RETRY_MAX = 10.0  # [s]
-
-
-# the broker refused, broke or lost the connection (the connection layer's error)
-BackboneError = MqttError
-
-
-# what connecting and publishing raise when the broker is away or the connection broke
-BROKER_ERRORS = (BackboneError, OSError)
-
-
-def broker_url(cfg: MqttSettings) -> str:
-    """``mqtt://host:port`` of the backbone (credentials go separately, never in a URL)."""
-    return f"mqtt://{cfg.host or DEFAULT_HOST}:{cfg.port}"
 
 
 @dataclass(eq=False)
@@ -79,7 +64,7 @@ class _Route:
 
 
 class Backbone:
-    """One service's connection to the backbone."""
+    """One service's connection to the backbone: typed topics over its ``Session``."""
 
     def __init__(
         self,
@@ -93,26 +78,26 @@ class Backbone:
         self.service = service
         self.base = cfg.base_topic
         self._detail = detail or dict
-        self._status_topic = topics.SERVICE_STATUS.topic(service, self.base)
         last_will = ServiceStatus(service=service, state="offline", version=VERSION)
-        self._client_id = f"bmsgate-{service}-{os.getpid()}"
-        self._will = Will(self._status_topic, last_will.model_dump_json(exclude_none=True).encode())
-        # True once connected and every subscription is made; False when the connection is lost
-        self.connected = False
-        self.connects = 0  # connections made so far: a change tells a service it reconnected
+        self.session = Session(
+            cfg.host,
+            cfg.port,
+            service,
+            last_will.model_dump_json(exclude_none=True).encode(),
+            base_topic=cfg.base_topic,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else "",
+            deliver=self._deliver,
+            logger=log,
+        )
         # called when the connection is lost, and when it is back with every subscription
         # (retained messages come again)
-        self.on_disconnect: list[Callable[[], None]] = []
-        self.on_reconnect: list[Callable[[], None]] = []
+        self.on_disconnect = self.session.on_disconnect
+        self.on_reconnect = self.session.on_reconnect
         self.started = utcnow()
-        self.dropped = 0  # invalid incoming messages
-        self.unsent = 0  # publishes that failed while the broker was away
         self._routes: list[_Route] = []
         # routes by (levels, last level): a message is matched against a few, not all
         self._index: dict[tuple[int, str], list[_Route]] = {}
-        self._taps: dict[str, asyncio.Queue[tuple[str, bytes, bool]]] = {}  # read_retained's
-        self._session: Connection | None = None
-        self._keeper: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         # posted messages, sent one after the other: a newer retained state never goes first
         self._outbox: asyncio.Queue[tuple[TopicSpec[Any], str, BaseModel]] = asyncio.Queue()
@@ -120,6 +105,26 @@ class Backbone:
         if restartable:  # a service; a command-line tool is not restarted
             self.subscribe(topics.SERVICE_RESTART, self._on_restart, retained=False)
             self.subscribe(topics.SERVICE_LOGS, self._on_logs, retained=False)
+
+    @property
+    def connected(self) -> bool:
+        """True once connected and every subscription is made; False when it is lost."""
+        return self.session.connected
+
+    @property
+    def connects(self) -> int:
+        """Connections made so far: a change tells a service it reconnected."""
+        return self.session.connects
+
+    @property
+    def dropped(self) -> int:
+        """Invalid incoming messages."""
+        return self.session.dropped
+
+    @property
+    def unsent(self) -> int:
+        """Publishes that failed while the broker was away."""
+        return self.session.unsent
 
     async def _on_logs(self, name: str, request: LogRequest) -> None:
         if name == self.service:  # lines are logged without secrets; URL credentials masked too
@@ -149,7 +154,7 @@ class Backbone:
             try:
                 model = validate(payload)
             except ValidationError as err:
-                self.dropped += 1
+                self.session.dropped += 1
                 first = err.errors()[0]
                 where = ".".join(str(p) for p in first["loc"]) or "payload"
                 at = spec.topic(name, self.base)
@@ -178,10 +183,9 @@ class Backbone:
         self._routes.append(route)
         levels = route.filter.split("/")
         self._index.setdefault((len(levels), levels[-1]), []).append(route)
-        if self._session is not None:  # subscribed while running: asked for at once
+        if self.session.running:  # subscribed while running: asked for at once
             self._start_worker(route)
-            with contextlib.suppress(BackboneError):  # nothing waits for the SUBACK
-                self._session.subscribe([(route.filter, route.qos)])
+        self.session.subscribe([(route.filter, route.qos)])
 
     def _start_worker(self, route: _Route) -> None:
         if route.worker is None:
@@ -199,12 +203,9 @@ class Backbone:
             finally:
                 queue.task_done()
 
-    # the connection: messages in (called by the Connection as they are read), requests out
+    # messages in (called by the Session as they are read)
 
-    def _deliver(self, msg: Message) -> None:
-        topic, payload, retain = msg.topic, msg.payload, msg.retain
-        if self._taps and (tap := self._taps.get(topic)) is not None:
-            tap.put_nowait((topic, payload, retain))
+    def _deliver(self, topic: str, payload: bytes, retain: bool) -> None:
         levels = topic.split("/")
         for key in ((len(levels), levels[-1]), (len(levels), "+")):
             for route in self._index.get(key, ()):
@@ -219,149 +220,51 @@ class Backbone:
 
         The lean reader hands over the first message that needs the full reader (its models).
         """
-        self._deliver(Message(topic, payload, 1, False, 0))
-
-    def _on_lost(self, session: Connection) -> None:
-        if session is not self._session:
-            return
-        self._session = None
-        if self.connected:
-            self.connected = False
-            log.warning("backbone unreachable (connection lost); will keep retrying")
-            for callback in self.on_disconnect:
-                callback()
-
-    def _connection(self) -> Connection:
-        if self._session is None:
-            raise BackboneError("not connected")
-        return self._session
+        self._deliver(topic, payload, False)
 
     async def connect(self) -> None:
         """Connect once and make every subscription; BROKER_ERRORS when that fails."""
-        cfg = self.cfg
-        session: Connection | None = None
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                session = await mqtt_client.connect(
-                    cfg.host or DEFAULT_HOST,
-                    cfg.port,
-                    client_id=self._client_id,
-                    keepalive=KEEPALIVE,
-                    will=self._will,
-                    username=cfg.username,
-                    password=cfg.password.get_secret_value() if cfg.password else "",
-                    on_message=self._deliver,
-                    on_lost=self._on_lost,
-                )
-                self._session = session
-                filters = list(dict.fromkeys((r.filter, r.qos) for r in self._routes))
-                if filters:
-                    granted = await session.subscribe(filters)
-                    refused = [
-                        f for (f, _), code in zip(filters, granted, strict=False) if code > 1
-                    ]
-                    if refused:  # connecting again would not change it; the rest works
-                        log.warning("backbone refused the subscription to %s", ", ".join(refused))
-        except TimeoutError as err:
-            if session is not None:
-                session.abort()
-            raise BackboneError("no answer in time") from err
-        except BaseException:
-            if session is not None:
-                session.abort()
-            raise
+        await self.session.connect()
+        self._start_workers()
+
+    def _start_workers(self) -> None:
         for route in self._routes:
             self._start_worker(route)
-        self.connected = True
-        self.connects += 1
 
     async def close(self) -> None:
         """Say goodbye to the broker (no last will then) and stop the handlers."""
-        if self._keeper:
-            await _cancel(self._keeper)
-        session = self._session
-        self._session = None  # its end is no outage
-        self.connected = False
-        if session is not None:
-            await session.close()  # what is written still goes out
+        await self.session.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_TIMEOUT):  # what the handlers hold, if it can go
                 for route in self._routes:
                     await route.queue.join()
         for route in self._routes:
             if route.worker is not None:
-                await _cancel(route.worker)
+                await cancel(route.worker)
                 route.worker = None
-
-    async def _keep(self) -> None:
-        """Wait while connected (the connection pings); when it is lost, connect again."""
-        while True:
-            session = self._session
-            if session is not None:
-                await asyncio.wait([session.lost])
-                continue
-            delay = RETRY_FIRST
-            while True:
-                await asyncio.sleep(delay)
-                try:
-                    await self.connect()
-                    break
-                except BROKER_ERRORS as err:
-                    log.debug("backbone %s not reachable: %s", broker_url(self.cfg), err)
-                    delay = min(delay * 2, RETRY_MAX)
-            log.info("backbone connected at %s", broker_url(self.cfg))
-            for callback in self.on_reconnect:
-                callback()
-            await self.publish_status()
 
     async def read_retained(
         self, spec: TopicSpec[M], names: Sequence[str], wait: float = RETAINED_WAIT
     ) -> dict[str, M]:
         """The retained message of each of ``names`` on ``spec``, read once and not followed.
 
-        One subscription to those exact topics (not every name's), with this service's own
-        status last, published retained just before: the broker sends the retained messages of
-        a subscription in the order of its filters, so once the status is in, so is every
-        retained message asked for. Nothing more is received afterwards. Empty when the broker
-        is away; ``wait`` bounds it.
+        Read by the session after this service's status (``Session.read_retained``); an invalid
+        one is dropped and counted. Empty when the broker is away; ``wait`` bounds it.
         """
         found: dict[str, M] = {}
-        if not names or not await self.publish_status():
-            return found
         wanted = [spec.topic(name, self.base) for name in names]
-        inbox: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()
-        filters = [*wanted, self._status_topic]
-        for topic in filters:
-            self._taps[topic] = inbox
-        try:
-            async with asyncio.timeout(wait):
-                # one QoS for all: delivered in the order sent
-                await self._connection().subscribe([(f, 1) for f in filters])
-                while True:
-                    topic, payload, retain = await inbox.get()
-                    if topic == self._status_topic:
-                        break
-                    name = spec.name_in(topic, self.base)
-                    if not retain or name is None:
-                        continue
-                    try:
-                        found[name] = spec.model.model_validate_json(payload)
-                    except ValidationError as err:
-                        self.dropped += 1
-                        log.warning(
-                            "retained message on %s dropped: %s", topic, err.errors()[0]["msg"]
-                        )
-        except (TimeoutError, *BROKER_ERRORS) as err:
-            log.warning(
-                "retained messages on %s not all read: %s",
-                spec.subscription(self.base),
-                type(err).__name__,
-            )
-        finally:
-            for topic in filters:
-                self._taps.pop(topic, None)
-            with contextlib.suppress(BackboneError):  # nothing waits for the UNSUBACK
-                self._connection().unsubscribe(filters)
+        raw = await self.session.read_retained(
+            wanted, self.publish_status, spec.subscription(self.base), wait
+        )
+        for topic, payload in raw.items():
+            name = spec.name_in(topic, self.base)
+            if name is None:
+                continue
+            try:
+                found[name] = spec.model.model_validate_json(payload)
+            except ValidationError as err:
+                self.session.dropped += 1
+                log.warning("retained message on %s dropped: %s", topic, err.errors()[0]["msg"])
         return found
 
     async def publish(self, spec: TopicSpec[M], name: str, model: M) -> bool:
@@ -373,18 +276,8 @@ class Backbone:
             raise TypeError(
                 f"{spec.kind} carries {spec.model.__name__}, not {type(model).__name__}"
             )
-        session = self._session
-        if not self.connected or session is None:
-            self.unsent += 1
-            return False
-        topic = spec.topic(name, self.base)
-        payload = model.model_dump_json().encode()
-        try:
-            await session.publish_acked(topic, payload, spec.qos, spec.retained)
-        except BackboneError:
-            self.unsent += 1
-            return False
-        return True
+        topic, payload = spec.topic(name, self.base), model.model_dump_json().encode()
+        return await self.session.publish(topic, payload, spec.qos, spec.retained)
 
     def post(self, spec: TopicSpec[M], name: str, model: M) -> None:
         """Publish without waiting for it: what a message handler uses.
@@ -411,34 +304,16 @@ class Backbone:
             ts=utcnow(),
             version=VERSION,
             started=self.started,
-            detail={"dropped": self.dropped, "unsent": self.unsent, **self._detail()},
+            detail={**self.session.counts(), **self._detail()},
         )
         return await self.publish(topics.SERVICE_STATUS, self.service, status)
 
-    async def _beat(self) -> None:
-        while True:
-            if self.connected:
-                await self.publish_status()
-            await asyncio.sleep(self.cfg.heartbeat)
-
     async def __aenter__(self) -> Backbone:
         """Connect (waiting for the broker as long as it takes), subscribe, then say online."""
-        delay = RETRY_FIRST
-        while True:
-            try:
-                await self.connect()
-                break
-            except BROKER_ERRORS as err:
-                if delay == RETRY_FIRST:
-                    log.warning(
-                        "backbone %s not reachable (%s); retrying", broker_url(self.cfg), err
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX)
-        if delay != RETRY_FIRST:
-            log.info("backbone connected at %s", broker_url(self.cfg))
-        self._keeper = asyncio.create_task(self._keep(), name=f"{self.service}-backbone")
-        self._heartbeat = asyncio.create_task(self._beat(), name=f"{self.service}-heartbeat")
+        await self.session.start(self.publish_status)
+        self._start_workers()
+        beat = self.session.heartbeat(self.publish_status, self.cfg.heartbeat)
+        self._heartbeat = asyncio.create_task(beat, name=f"{self.service}-heartbeat")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -446,20 +321,11 @@ class Backbone:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):  # what handlers posted last, if it can go
                     await self._outbox.join()
-            await _cancel(self._sender)
+            await cancel(self._sender)
             self._sender = None
         if self._heartbeat:
-            await _cancel(self._heartbeat)
-        if self._keeper:
-            await _cancel(self._keeper)
+            await cancel(self._heartbeat)
+        await self.session.stop_connecting()
         offline = ServiceStatus(service=self.service, state="offline", ts=utcnow(), version=VERSION)
-        with contextlib.suppress(TimeoutError):  # publish answers False when the broker is away
-            async with asyncio.timeout(2.0):
-                await self.publish(topics.SERVICE_STATUS, self.service, offline)
+        await self.session.say_offline(offline.model_dump_json().encode())
         await self.close()
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
