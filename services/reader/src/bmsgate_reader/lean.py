@@ -3,8 +3,8 @@
 An edge machine that runs only readers against a central broker keeps each reader small
 (docs/performance.md): the polling core (core.py) with its messages made as plain data
 (bmsgate_common.plain, held to the models by tests), the settings read through a view of what
-the Settings model validated (bmsgate_common.settings_view), and a session with the broker on
-bmsgate's MQTT client (bmsgate_common.mqtt_client).
+the Settings model validated (bmsgate_common.settings_view), and the session with the broker
+that the full reader's Backbone sits on too (bmsgate_common.session).
 
 It covers the steady path: polling, states, availability, alarms, the BMS's settings, the
 sniffer's state, the service status and its last will, the energy counters. Whatever else the
