@@ -28,7 +28,8 @@ class _Version(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
         from bmsgate_common.version import VERSION
 
-        parser.exit(message=f"bmsgate {VERSION}\n")
+        print(f"bmsgate {VERSION}")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def _fail(command: str, message: str, code: int = USER_ERROR) -> int:
