@@ -231,7 +231,13 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
                 proc.wait()
     return {
         "case": case,
-        "layout": "a process per service" if isolate else "services share one process",
+        "layout": (
+            "a process per service"
+            if isolate
+            else "the lean supervisor and a reader process per bus"
+            if case == "reader"
+            else "services share one process"
+        ),
         "processes": rows,
         "pss_sum_mb": round(sum(r["pss_mb"] for r in rows), 1),
         "rss_sum_mb": round(sum(r["rss_mb"] for r in rows), 1),

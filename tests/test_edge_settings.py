@@ -18,7 +18,7 @@ from bmsgate.restarts import ended, restart_delay
 from bmsgate.run_check import edge_data, not_edge
 from bmsgate_common import settings_view as sv
 from bmsgate_common.exits import RESTART_EXIT, USER_ERROR
-from bmsgate_common.settings import Settings
+from bmsgate_common.settings import MqttSettings, Settings
 
 
 def settings() -> Settings:
@@ -122,3 +122,13 @@ def test_the_restart_rules(code: int, lived: float, backoff: float, wait: float 
     assert ended("reader-0", code, lived, backoff) == wait
     if wait not in (None, 0.0):
         assert wait == restart_delay(backoff, lived)
+
+
+def test_the_backbone_has_no_tls_so_the_edge_readers_run_without_ssl() -> None:
+    """edge.py's readers run without Python's ssl because the backbone is plain TCP.
+
+    A TLS setting for the backbone needs ssl in them: give it back there (edge.py) with it.
+    tests/integration/test_edge_reader.py checks that they run without it.
+    """
+    tls_like = {"tls", "ca_file", "certfile", "keyfile", "insecure"}
+    assert not tls_like & set(MqttSettings.model_fields)

@@ -123,6 +123,11 @@ class Edge:
                 os.setsid()  # own session: Ctrl-C reaches only the supervisor
                 die_with_parent()
                 set_name(b"bms-reader")
+                # the backbone is plain TCP (its settings have no TLS): asyncio imports ssl only
+                # to offer TLS, 4.5 MB resident with OpenSSL's libcrypto. asyncio guards that
+                # import, so the reader (and the full reader it may become) runs without it; a
+                # None in sys.modules makes ``import ssl`` fail (docs/performance.md)
+                sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
                 from bmsgate_reader.lean import main
 
                 code = main(self.runtime, reader.index)

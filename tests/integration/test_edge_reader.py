@@ -73,6 +73,11 @@ def maps_pydantic(pid: int) -> bool:
     return "pydantic_core" in Path(f"/proc/{pid}/maps").read_text()
 
 
+def maps_ssl(pid: int) -> bool:
+    """Whether the process has Python's ssl module (and so OpenSSL) loaded."""
+    return "_ssl." in Path(f"/proc/{pid}/maps").read_text()
+
+
 async def one_reader(root: int, within: float = 20.0, other_than: int = 0) -> int:
     """The pid of the one reader process, once it runs (another than ``other_than``)."""
     deadline = time.monotonic() + within
@@ -145,6 +150,8 @@ async def test_edge_reader_publishes_what_the_models_accept_without_pydantic(
                 # the supervisor and the reader run without pydantic (and the supervisor
                 # without an event loop: no asyncio imported, so no selector thread either)
                 assert not maps_pydantic(root) and not maps_pydantic(reader)
+                # nor ssl: the backbone is plain TCP (edge.py)
+                assert not maps_ssl(root) and not maps_ssl(reader)
                 bus.boards[0].model.cells[0].soc = 0.0  # a cell empty: the BMS raises an alarm
                 await heard.wait_for(lambda h: h.on("bms/shed/alarm"), within=15)
                 await heard.wait_for(
@@ -181,8 +188,8 @@ async def test_a_command_hands_the_bus_to_the_full_reader(
         result = await heard.wait_for(lambda h: h.on("bms/shed/result"), within=20)
         assert (result[0]["transaction"], result[0]["status"]) == ("t-1", "error")
         assert result[0]["error"] == "control is disabled"
-        # the same process goes on polling, now with the models
-        assert readers(root) == [reader] and maps_pydantic(reader)
+        # the same process goes on polling, now with the models (still without ssl)
+        assert readers(root) == [reader] and maps_pydantic(reader) and not maps_ssl(reader)
         count = len(heard.on("bms/shed/state"))
         await heard.wait_for(lambda h: len(h.on("bms/shed/state")) > count + 1, within=10)
         validate(heard)

@@ -19,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from . import mqtt_wire as wire
 from .mqtt_wire import Message
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["Connection", "Message", "MqttError", "Refused", "Will", "connect", "tls_context"]
 
@@ -69,6 +71,8 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     Against the system's CA certificates, or only against ``ca_file`` (PEM) when given: a
     broker with a certificate of its own CA.
     """
+    import ssl  # here: a process without TLS runs without it (the edge run's readers)
+
     return ssl.create_default_context(cafile=ca_file)
 
 
