@@ -15,10 +15,11 @@ the user would start it (the simulators then run inside the supervisor and are c
 Cases: ``default`` (``--simulate daly_classic``: one pack polled every 1 s, memory),
 ``idle`` (one DALY pack at a 5 s poll), ``daly`` and ``jk`` (one pack at a 1 s poll, CPU per
 state), ``ports16`` (``--simulate jk_pb --simulate-packs 16``: 16 ports), ``reader`` (``--only
-reader`` against a broker of the bench's, as an edge machine). ``--isolate`` measures each
+reader`` against a broker of the bench's, as an edge machine; ``reader2`` the same with two
+buses, a pack on each). ``--isolate`` measures each
 service in a process of its own (the layout before the services shared one process).
 
-Run: uv run python bench/footprint.py [--cases default idle daly jk ports16 reader]
+Run: uv run python bench/footprint.py [--cases default idle daly jk ports16 reader reader2]
      [--seconds 30] [--warmup 10] [--isolate] [--json FILE]
 """
 
@@ -49,7 +50,7 @@ from procstat import children, cpu_model, cpu_seconds, loadavg, memory_mb, tree_
 from startup_bench import label
 
 HOST = "127.0.0.1"
-CASES = ("default", "idle", "daly", "jk", "ports16", "reader")
+CASES = ("default", "idle", "daly", "jk", "ports16", "reader", "reader2")
 TARGETS = {  # what docs/performance.md holds each figure to
     "default": "PSS <= 100 MB",
     "idle": "<= 0.5 % of a core",
@@ -57,13 +58,14 @@ TARGETS = {  # what docs/performance.md holds each figure to
     "jk": "<= 5 ms per state",
     "ports16": "PSS <= 150 MB",
     "reader": "PSS <= 30 MB",
+    "reader2": "PSS <= 30 MB for one bus; two buses for comparison",
 }
 
 
 @contextmanager
-def simulator(work: Path, protocol: str) -> Iterator[Path]:
+def simulator(work: Path, protocol: str, number: int = 0) -> Iterator[Path]:
     """A simulated pack on a pty, in a process outside the measured tree; yields its path."""
-    link = work / f"tty-{protocol}"
+    link = work / f"tty-{protocol}-{number}"
     bmsgate = Path(sys.executable).parent / "bmsgate"
     argv = [str(bmsgate), "simulate", "--protocol", protocol, "--pty", "--link", str(link)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -76,12 +78,20 @@ def simulator(work: Path, protocol: str) -> Iterator[Path]:
         proc.wait(10)
 
 
-def config(work: Path, port: Path, protocol: str, poll: float, mqtt: dict[str, Any]) -> Path:
-    """A configuration file with one bus of one pack; everything else as it comes."""
+def config(work: Path, ports: list[Path], protocol: str, poll: float, mqtt: dict[str, Any]) -> Path:
+    """A configuration file with a bus of one pack on each port; everything else as it comes."""
     path = work / "bmsgate.yaml"
-    bus = {"port": str(port), "protocol": protocol, "poll_interval": poll}
+    buses = [
+        {
+            "port": str(port),
+            "protocol": protocol,
+            "poll_interval": poll,
+            "packs": [{"id": f"bench{i or ''}", "name": f"Bench pack {i + 1}"}],
+        }
+        for i, port in enumerate(ports)
+    ]
     cfg = {
-        "buses": [{**bus, "packs": [{"id": "bench", "name": "Bench pack"}]}],
+        "buses": buses,
         "api": {"host": HOST, "port": free_port()},
         "modbus": {"host": HOST, "port": free_port()},
         "data_dir": str(work / "data"),
@@ -204,15 +214,16 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
             argv += ["--config", str(work / "none.yaml")]
         else:
             protocol = "jk_pb" if case == "jk" else "daly_classic"
-            if case == "reader":
+            if case in ("reader", "reader2"):
                 broker = local_broker(work / "mosquitto")
                 broker.start()
                 stack.callback(broker.stop)
                 mqtt = {"host": HOST, "port": broker.port}
                 argv += ["--only", "reader"]
-            port = stack.enter_context(simulator(work, protocol))
+            buses = 2 if case == "reader2" else 1
+            ports = [stack.enter_context(simulator(work, protocol, i)) for i in range(buses)]
             poll = 5.0 if case == "idle" else 1.0
-            argv += ["--config", str(config(work, port, protocol, poll, mqtt))]
+            argv += ["--config", str(config(work, ports, protocol, poll, mqtt))]
         log = (work / "run.log").open("wb")
         load_before = loadavg()
         proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=work, start_new_session=True)
@@ -235,7 +246,7 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
             "a process per service"
             if isolate
             else "the lean supervisor and a reader process per bus"
-            if case == "reader"
+            if case in ("reader", "reader2")
             else "services share one process"
         ),
         "processes": rows,
