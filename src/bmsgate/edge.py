@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bmsgate_common.exits import USER_ERROR
 from bmsgate_common.logs import setup_logging
@@ -38,7 +38,8 @@ from .restarts import STOP_TIMEOUT, TICK, ended, file_signature
 
 log = logging.getLogger("bmsgate.run")
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+READERS: Final = "readers"  # the reader process, in the log
 
 
 def check(config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -56,11 +57,9 @@ def check(config: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class ReaderProcess:
-    """One reader process under supervision."""
+    """The reader process under supervision."""
 
     name: str
-    index: int  # its bus
-    fingerprint: str
     pid: int = 0  # 0: not running
     started: float = 0.0  # [s] monotonic
     backoff: float = 1.0  # [s] its last wait before a restart
@@ -69,46 +68,49 @@ class ReaderProcess:
 
 
 class Edge:
-    """The readers of one configuration, started, restarted and stopped."""
+    """The reader process of one configuration, started, restarted, told and stopped."""
 
     def __init__(self, runtime: Path) -> None:
         self.runtime = runtime
-        self.readers: dict[str, ReaderProcess] = {}
-        self.packs: set[str] = set()  # of the buses whose readers run
+        self.reader = ReaderProcess(READERS)
+        self.prints: dict[str, str] = {}  # the readers the process serves: name -> fingerprint
+        self.packs: set[str] = set()  # of its buses
 
-    def plan(self) -> tuple[dict[str, tuple[int, str]], set[str]]:
-        """The readers the written settings ask for (name -> (bus, fingerprint)); their packs."""
+    def plan(self) -> tuple[dict[str, str], set[str]]:
+        """The readers the written settings ask for (name -> fingerprint); their packs."""
         settings = json.loads(self.runtime.read_text())["settings"]
         reads = SERVICES["reader"].reads
         buses = settings.get("buses") or []
-        plan = {
-            f"reader-{i}": (i, fingerprint(settings, reads, bus)) for i, bus in enumerate(buses)
-        }
+        plan = {f"reader-{i}": fingerprint(settings, reads, bus) for i, bus in enumerate(buses)}
         return plan, {pack["id"] for bus in buses for pack in bus["packs"]}
 
     def apply(self) -> None:
-        """Stop the readers no longer wanted or whose settings changed, start the missing.
+        """Have the process serve the written settings: started, or told (SIGHUP).
 
-        The broker forgets the packs no bus has any more, after their readers said ``offline``.
+        The process restarts the buses whose settings changed, stops the removed ones, starts
+        the added ones, and answers SIGUSR1; then the broker forgets the packs no bus has any
+        more, after their readers said ``offline``.
         """
         plan, packs = self.plan()
-        stale = [n for n, r in self.readers.items() if plan.get(n, (0, ""))[1] != r.fingerprint]
-        self.stop(stale)
+        retired = {n: "its bus is no longer configured" for n in self.prints if n not in plan}
+        changed = plan != self.prints
+        self.prints = plan
         gone, self.packs = sorted(self.packs - packs), packs
-        retired = {n: "its bus is no longer configured" for n in stale if n not in plan}
-        for name in stale:
-            del self.readers[name]
+        if self.reader.pid and changed:
+            _signal(self.reader.pid, signal.SIGHUP)
+            if signal.sigtimedwait({signal.SIGUSR1}, STOP_TIMEOUT + 2 * TICK) is None:
+                log.warning("%s did not confirm the new settings", READERS)
+        elif not self.reader.pid and (changed or not self.reader.given_up):
+            self.reader.given_up = False  # stopped for good: new settings start it again
+            self.start()
         if gone or retired:
             what = json.dumps({"packs": gone, "retired": retired})
             argv = [sys.executable, "-m", "bmsgate.run_check", "--forget", str(self.runtime), what]
             subprocess.run(argv, check=False)  # its one line says what it could not
-        for name, (index, print_) in plan.items():
-            if name not in self.readers:
-                self.readers[name] = reader = ReaderProcess(name, index, print_)
-                self.start(reader)
 
-    def start(self, reader: ReaderProcess) -> None:
-        """Fork the reader: a process of its own that imports what it runs."""
+    def start(self) -> None:
+        """Fork the reader process: every bus a task of its event loop (edge_buses.py)."""
+        reader = self.reader
         reader.started = time.monotonic()
         # the reader's collections pass our objects by: a collection writes to every object it
         # visits, which would copy each page both processes share (zygote.py)
@@ -117,9 +119,11 @@ class Edge:
         if pid == 0:  # pragma: no cover - the reader; it ends with os._exit
             code = 1
             try:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
                 for sig in SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
+                # SIGHUP stays blocked until the process handles it (edge_buses.serve): one
+                # sent before waits for it rather than ending it
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, set(SIGNALS) - {signal.SIGHUP})
                 os.setsid()  # own session: Ctrl-C reaches only the supervisor
                 die_with_parent()
                 set_name(b"bms-reader")
@@ -128,9 +132,9 @@ class Edge:
                 # import, so the reader (and the full reader it may become) runs without it; a
                 # None in sys.modules makes ``import ssl`` fail (docs/performance.md)
                 sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
-                from bmsgate_reader.lean import main
+                from .edge_buses import main
 
-                code = main(self.runtime, reader.index)
+                code = main(self.runtime)
             except BaseException:  # reported as the interpreter would; never back to our loop
                 import traceback
 
@@ -144,40 +148,40 @@ class Edge:
         reader.pid = pid
         log.debug("started %s (pid %d)", reader.name, pid)
 
-    def stop(self, names: list[str]) -> None:
-        """SIGTERM to each, SIGKILL to those still running after STOP_TIMEOUT; reaped."""
-        running = {self.readers[n].pid: n for n in names if self.readers[n].pid}
-        for pid in running:
-            _signal(pid, signal.SIGTERM)
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL if it still runs after STOP_TIMEOUT; reaped."""
+        pid = self.reader.pid
+        if not pid:
+            return
+        _signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while running and time.monotonic() < deadline:
-            for pid in list(running):
-                if _reaped(pid) is not None:
-                    self.readers[running.pop(pid)].pid = 0
+        while time.monotonic() < deadline:
+            if _reaped(pid) is not None:
+                self.reader.pid = 0
+                return
             time.sleep(0.05)
-        for pid, name in running.items():
-            log.warning("%s did not stop in %.0f s; killing it", name, STOP_TIMEOUT)
-            _signal(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            self.readers[name].pid = 0
+        log.warning("%s did not stop in %.0f s; killing it", READERS, STOP_TIMEOUT)
+        _signal(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        self.reader.pid = 0
 
     def reap(self) -> None:
-        """Look at the readers that ended; start again those whose time has come."""
+        """Look at the process if it ended; start it again when its time has come."""
+        reader = self.reader
         now = time.monotonic()
-        for reader in self.readers.values():
-            if reader.pid:
-                code = _reaped(reader.pid)
-                if code is None:
-                    continue
-                reader.pid = 0
-                wait = ended(reader.name, code, now - reader.started, reader.backoff)
-                if wait is None:
-                    reader.given_up = True
-                    continue
-                reader.backoff = wait
-                reader.restart_at = now + wait
-            elif not reader.given_up and now >= reader.restart_at:
-                self.start(reader)
+        if reader.pid:
+            code = _reaped(reader.pid)
+            if code is None:
+                return
+            reader.pid = 0
+            wait = ended(reader.name, code, now - reader.started, reader.backoff)
+            if wait is None:
+                reader.given_up = True
+                return
+            reader.backoff = wait
+            reader.restart_at = now + wait
+        elif not reader.given_up and now >= reader.restart_at:
+            self.start()
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -209,11 +213,11 @@ def edge_run(config: str | None, overrides: dict[str, Any]) -> int | None:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         edge.apply()
-        log.info("services: %s (lean supervisor)", ", ".join(edge.readers) or "none")
+        log.info("services: %s (lean supervisor)", ", ".join(edge.prints) or "none")
         seen = file_signature(path)
         while True:
             got = signal.sigtimedwait(SIGNALS, TICK)
-            if got is not None and got.si_signo != signal.SIGCHLD:
+            if got is not None and got.si_signo not in (signal.SIGCHLD, signal.SIGUSR1):
                 break
             now_seen = file_signature(path)
             if now_seen is not None and now_seen != seen:
@@ -221,7 +225,7 @@ def edge_run(config: str | None, overrides: dict[str, Any]) -> int | None:
                 _changed(edge, config, overrides, path)
             edge.reap()
     finally:
-        edge.stop(list(edge.readers))
+        edge.stop()
     return 0
 
 
@@ -234,6 +238,6 @@ def _changed(edge: Edge, config: str | None, overrides: dict[str, Any], path: Pa
         log.error(
             "configuration %s not applied: %s; restart bmsgate run to use it", path, answer["edge"]
         )
-    else:  # a reader stopped for good starts again if its settings changed (a new ReaderProcess)
+    else:  # a process stopped for good starts again if its settings changed
         edge.apply()
         log.info("configuration %s applied", path)

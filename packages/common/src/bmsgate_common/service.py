@@ -10,14 +10,14 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
-from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
 from .exits import READER_STOPPED as READER_STOPPED
 from .exits import RESTART_EXIT as RESTART_EXIT
 from .exits import USER_ERROR as USER_ERROR
+from .hosted import HOSTED as HOSTED
+from .hosted import Hosted as Hosted
 from .logs import SERVICE, hold_secrets, secret_parts, setup_logging, url_credentials
 from .service_table import COMMON_SECTIONS, SERVICES
 from .settings import ConfigError, Settings, load_settings
@@ -27,37 +27,6 @@ _restart_requested: list[bool] = [False]
 # to the system now and then, so its RSS shows what it uses (the soak's notifier grew 0.05-0.1
 # MB a minute in free heap space while the memory in use stayed flat; see docs/reliability.md)
 TRIM_EVERY = 300.0  # [s]; a memory test sets it shorter before the service starts
-
-
-class Hosted:
-    """A service that runs in a thread of a process it shares with others (``bmsgate run``).
-
-    Such a service is stopped by ``stop()`` rather than by a signal to its process, and a restart
-    it asks for ends only its own thread. Its code is the same as in a process of its own.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.restart = False  # it asked for a restart (request_restart)
-        self._stopped = False
-        self._task: asyncio.Task[Any] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def attach(self, task: asyncio.Task[Any]) -> None:
-        """The service's main task (until_signal), cancelled by ``stop()``; in its own thread."""
-        self._loop, self._task = task.get_loop(), task
-        if self._stopped:
-            task.cancel()
-
-    def stop(self) -> None:
-        """Cancel the service's main task, as SIGTERM does to a service alone; any thread."""
-        self._stopped = True
-        if self._loop is not None and self._task is not None:
-            with contextlib.suppress(RuntimeError):  # its loop has closed: it has ended
-                self._loop.call_soon_threadsafe(self._task.cancel)
-
-
-HOSTED: ContextVar[Hosted | None] = ContextVar("bmsgate_hosted", default=None)
 
 
 def run_hosted(hosted: Hosted, main: Callable[[list[str]], int], argv: list[str]) -> int:

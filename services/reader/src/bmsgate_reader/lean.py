@@ -21,19 +21,14 @@ reader does needs the full reader (service.py) and its models, imported then (me
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import signal
-import sys
-from pathlib import Path
 from typing import Any, Final
 
 from bmsgate_common import plain
-from bmsgate_common.exits import RESTART_EXIT, USER_ERROR
-from bmsgate_common.logs import setup_logging
+from bmsgate_common.exits import USER_ERROR
 from bmsgate_common.session import Session
-from bmsgate_common.settings_view import BusSection, ValidatedSettings, settings_view
+from bmsgate_common.settings_view import BusSection, ValidatedSettings
 from bmsgate_common.topic_routes import ROUTES, topic
 
 from .core import BusPoller
@@ -187,23 +182,13 @@ class LeanReader(BusPoller):
         return self.handover
 
 
-async def _until_signal(reader: LeanReader) -> tuple[str, bytes] | None:
-    task = asyncio.ensure_future(reader.serve())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        return None
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+async def run_full(view: ValidatedSettings, index: int, handover: tuple[str, bytes] | None) -> int:
+    """Run the full reader (service.py) for bus ``index``, ``handover`` its first message.
 
-
-def full(view: ValidatedSettings, index: int, handover: tuple[str, bytes] | None) -> int:
-    """Run the full reader (service.py) in this process, ``handover`` its first message."""
-    from bmsgate_common.service import restart_asked, until_signal
+    Its process's other buses go on: it runs as a service hosted in the process
+    (bmsgate_common.service.Hosted, set by the caller), so a restart it asks for ends only it.
+    """
+    from bmsgate_common.service import until_signal
     from bmsgate_common.settings import ConfigError, Settings
 
     from .service import run_reader
@@ -211,27 +196,23 @@ def full(view: ValidatedSettings, index: int, handover: tuple[str, bytes] | None
     try:
         cfg = Settings.model_validate(view.settings)
     except (ConfigError, ValueError) as err:  # validated before: not expected
-        print(f"bmsgate reader: {err}", file=sys.stderr)  # noqa: T201
+        log.error("bmsgate reader: %s", err)
         return USER_ERROR
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(until_signal(run_reader(cfg, index, handover=handover)))
-    return RESTART_EXIT if restart_asked() else 0
+    await until_signal(run_reader(cfg, index, handover=handover))
+    return 0
 
 
-def main(runtime: Path, index: int) -> int:
-    """Read bus ``index`` of the settings ``runtime`` (bmsgate.run_check's) until stopped."""
-    view = settings_view(json.loads(runtime.read_text()))
-    setup_logging(view.log_level, f"reader-{index}")
+async def run_bus(view: ValidatedSettings, index: int) -> int:
+    """Read bus ``index`` until cancelled: lean, or full from the start or from a handover.
+
+    The exit code as a process's: USER_ERROR for a bus not configured, else 0.
+    """
     if not 0 <= index < len(view.buses):
-        print(f"bmsgate reader: no bus {index} configured", file=sys.stderr)  # noqa: T201
+        log.error("bmsgate reader: no bus %d configured", index)
         return USER_ERROR
     why = full_for(view.buses[index])
     if why is not None:
         log.info("the full reader runs this bus (%s)", why)
-        return full(view, index, None)
-    reader = LeanReader(view, index)
-    with contextlib.suppress(KeyboardInterrupt):
-        handover = asyncio.run(_until_signal(reader))
-        if handover is not None:
-            return full(view, index, handover)
-    return 0
+        return await run_full(view, index, None)
+    handover = await LeanReader(view, index).serve()
+    return 0 if handover is None else await run_full(view, index, handover)
