@@ -132,3 +132,49 @@ def test_the_backbone_has_no_tls_so_the_edge_readers_run_without_ssl() -> None:
     """
     tls_like = {"tls", "ca_file", "certfile", "keyfile", "insecure"}
     assert not tls_like & set(MqttSettings.model_fields)
+
+
+async def test_a_bus_task_that_fails_starts_again_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The edge reader process's rules per bus (edge_buses.py), with a bus whose reader fails.
+
+    A reader's failure is a bug no input is known to cause, so it is made here: bus 1's first
+    run raises, its second asks for a restart, its third runs; bus 0 runs throughout.
+    """
+    import asyncio
+
+    import bmsgate_reader.lean
+    from bmsgate.edge_buses import Buses
+    from bmsgate_common.hosted import HOSTED
+
+    caplog.set_level("INFO", "bmsgate.run")
+    runtime = tmp_path / "readers.json"
+    runtime.write_text(json.dumps(edge_data(settings())))
+    runs: list[int] = []
+
+    async def run_bus(view: Any, index: int) -> int:
+        runs.append(index)
+        if index == 1 and runs.count(1) == 1:
+            raise RuntimeError("a bug")
+        if index == 1 and runs.count(1) == 2:
+            hosted = HOSTED.get()
+            assert hosted is not None and hosted.name == "reader-1"
+            hosted.restart = True  # as request_restart does
+            return 0
+        await asyncio.Event().wait()
+        return 0
+
+    monkeypatch.setattr(bmsgate_reader.lean, "run_bus", run_bus)
+    buses = Buses(runtime)
+    await buses.apply()
+    for _ in range(60):  # restart_delay: 2 s after a quick failure, then at once
+        await asyncio.sleep(0.1)
+        if runs.count(1) == 3:
+            break
+    assert runs.count(0) == 1 and runs.count(1) == 3
+    assert "reader-1 exited with code 1; restarting in 2 s" in caplog.text
+    assert "reader-1 restarting on request" in caplog.text
+    first = buses.buses["reader-0"].task
+    await buses.stop(list(buses.buses))
+    assert first is not None and first.cancelled()

@@ -35,18 +35,26 @@ pytestmark = pytest.mark.integration
 
 def config(folder: Path, port: str, broker: int, **bus: Any) -> Path:
     """A configuration with one DALY bus of one pack against the broker on ``broker``."""
+    return config_buses(folder, broker, [daly(port, "shed", "Shed", **bus)])
+
+
+def daly(port: str, pack: str, name: str, **bus: Any) -> dict[str, Any]:
+    """A DALY bus of one pack, polled every 0.5 s."""
+    return {
+        "port": port,
+        "protocol": "daly_classic",
+        "poll_interval": 0.5,
+        "packs": [{"id": pack, "name": name}],
+        **bus,
+    }
+
+
+def config_buses(folder: Path, broker: int, buses: list[dict[str, Any]]) -> Path:
+    """A configuration with these buses against the broker on ``broker``."""
     path = folder / "bmsgate.yaml"
     data = {
         "mqtt": {"host": "127.0.0.1", "port": broker},
-        "buses": [
-            {
-                "port": port,
-                "protocol": "daly_classic",
-                "poll_interval": 0.5,
-                "packs": [{"id": "shed", "name": "Shed"}],
-                **bus,
-            }
-        ],
+        "buses": buses,
         "data_dir": str(folder / "data"),
     }
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -244,6 +252,84 @@ async def test_the_lean_supervisor_restarts_applies_and_refuses(
         assert [m.topic for m in old.messages if m.retain and m.payload] == []
     assert "readers exited with code -9; restarting in" in log.read_text()
     assert readers(root) == []
+
+
+async def test_two_buses_share_one_reader_process_each_a_reader_of_its_own(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    async with (
+        PtyServer(make_bus("daly_classic"), link=tmp_path / "tty0") as pty0,
+        PtyServer(make_bus("daly_classic"), link=tmp_path / "tty1") as pty1,
+        listen(mosquitto.port, "bmsgate/#") as heard,
+    ):
+        buses = [daly(pty0.port, "shed", "Shed"), daly(pty1.port, "barn", "Barn")]
+        path = config_buses(tmp_path, mosquitto.port, buses)
+        log = tmp_path / "run.log"
+        proc = start(run_argv("--only", "reader", config=path), log)
+        try:
+            root = proc.pid
+            for pack in ("shed", "barn"):
+                await heard.wait_for(lambda h, p=pack: h.on(f"bms/{p}/settings"), within=30)
+            for service in ("reader-0", "reader-1"):  # each its own service on the backbone
+                await heard.wait_for(
+                    lambda h, s=service: any(m["state"] == "online" for m in h.on(f"{s}/status"))
+                )
+            # one process for both buses, lean: neither pydantic nor ssl
+            [reader] = readers(root)
+            assert not maps_pydantic(reader) and not maps_ssl(reader)
+            assert {"state", "availability", "settings", "service_status"} <= validate(heard)
+
+            # a command for bus 1's pack hands only bus 1 to the full reader
+            cmd = Command(transaction="t-1", action="set_charge_mos", value=False)
+            async with aiomqtt.Client("127.0.0.1", mosquitto.port) as client:
+                await client.publish("bmsgate/bms/barn/set", cmd.model_dump_json(), qos=1)
+            result = await heard.wait_for(lambda h: h.on("bms/barn/result"), within=20)
+            assert (result[0]["transaction"], result[0]["error"]) == ("t-1", "control is disabled")
+            assert readers(root) == [reader] and maps_pydantic(reader)
+            logged = log.read_text()
+            assert "[reader-1] bmsgate_reader.service: a message on bmsgate/bms/barn/set" in logged
+            assert "[reader-0] bmsgate_reader.service: a message on" not in logged  # lean still
+            for pack in ("shed", "barn"):  # both poll on
+                count = len(heard.on(f"bms/{pack}/state"))
+                await heard.wait_for(
+                    lambda h, p=pack, c=count: len(h.on(f"bms/{p}/state")) > c + 1, within=10
+                )
+
+            # bus 1's poll interval changed: only bus 1's reader starts again, in the process
+            heard.messages.clear()
+            buses[1]["poll_interval"] = 0.7
+            config_buses(tmp_path, mosquitto.port, buses)
+            await heard.wait_for(
+                lambda h: any(a["state"] == "offline" for a in h.on("bms/barn/availability")),
+                within=20,
+            )
+            await wait_for_line(log, f"{path} applied")
+            await heard.wait_for(lambda h: h.on("bms/barn/state"), within=20)
+            count = len(heard.on("bms/shed/state"))
+            await heard.wait_for(lambda h: len(h.on("bms/shed/state")) > count + 1, within=10)
+            assert all(a["state"] == "online" for a in heard.on("bms/shed/availability"))
+            assert all(m["state"] == "online" for m in heard.on("reader-0/status"))
+            assert readers(root) == [reader]
+
+            # bus 1 removed: its reader stops, its pack forgotten, bus 0 polls on
+            heard.messages.clear()
+            config_buses(tmp_path, mosquitto.port, buses[:1])
+            await wait_for_line(log, f"{path} applied", times=2)
+            left = await heard.wait_for(
+                lambda h: [m for m in h.on("reader-1/status") if m["state"] == "offline"]
+            )
+            assert "left_out" in left[-1]["detail"]
+            count = len(heard.on("bms/shed/state"))
+            await heard.wait_for(lambda h: len(h.on("bms/shed/state")) > count + 1, within=10)
+            assert all(a["state"] == "online" for a in heard.on("bms/shed/availability"))
+            assert readers(root) == [reader]
+        finally:
+            code = await stop(proc)
+        assert code == 0, log.read_text()
+    async with listen(mosquitto.port, "bmsgate/bms/barn/#") as old:
+        await asyncio.sleep(1.0)  # the broker sends what it retains on subscribing
+    assert [m.topic for m in old.messages if m.retain and m.payload] == []
+    assert "Traceback" not in log.read_text()
 
 
 async def wait_for_line(log: Path, text: str, within: float = 20.0, times: int = 1) -> None:
