@@ -245,7 +245,7 @@ def run_case(case: str, seconds: float, warmup: float, isolate: bool) -> dict[st
         "layout": (
             "a process per service"
             if isolate
-            else "the lean supervisor and a reader process per bus"
+            else "the lean supervisor and one reader process for every bus"
             if case in ("reader", "reader2")
             else "services share one process"
         ),

@@ -3,12 +3,14 @@
 An edge machine runs only its readers against a central broker. Their supervisor imports neither
 asyncio nor pydantic (docs/performance.md): the configuration file is checked by a short-lived
 child (run_check.py, the Settings model), which writes the validated settings for the readers;
-each reader is a process forked from this one, the lean reader (bmsgate_reader.lean). The rules
-are run.py's, from restarts.py: a reader that ends starts again after restart_delay, one that
-exits with USER_ERROR stays stopped until its configuration changes, RESTART_EXIT starts it
-again at once; a stop is SIGTERM, then SIGKILL after STOP_TIMEOUT. A changed file that validates
-restarts the readers whose bus or common settings changed; an invalid one is one line in the
-log, and the readers keep running.
+one process forked from this one serves every bus, each bus a task and a reader ``reader-N`` of
+its own (edge_buses.py: the lean reader, bmsgate_reader.lean, or the full one after a handover).
+The rules are run.py's, from restarts.py: the process starts again after restart_delay when it
+ends (every bus comes back; a bus's task alone is restarted inside it by the same rules); a stop
+is SIGTERM, then SIGKILL after STOP_TIMEOUT. A changed file that validates is written and the
+process told (SIGHUP): it restarts the buses whose bus or common settings changed, stops the
+removed and starts the added ones, and answers SIGUSR1; then the broker forgets the removed
+packs. An invalid file is one line in the log, and the readers keep running.
 
 A configuration without a broker (the private one) or without a bus (a simulated pack) is run
 by run.py's supervisor, which starts those.

@@ -9,13 +9,15 @@ that the full reader's Backbone sits on too (bmsgate_common.session).
 It covers the steady path: polling, states, availability, alarms, the BMS's settings, the
 sniffer's state, the service status and its last will, the energy counters. Whatever else the
 reader does needs the full reader (service.py) and its models, imported then (memory grows by
-13 MB PSS measured, and stays grown until the reader restarts):
+13 MB PSS measured, once for the process serving every bus, and stays grown until the process
+restarts):
 
 * at start, a bus that listens, sniffs, keeps boards awake, passes through, or has a pack
   counting its own SOC (``FULL_FOR``);
 * at the first message for this reader on the backbone (a command, a raw lease or its data, a
   sniffer switch, a log or restart request): the lean reader stops polling, hands its port
-  over and the full reader takes that message first, then everything as before.
+  over and the full reader takes that message first, then everything as before; the process's
+  other buses stay lean (``run_bus``, each bus a task of bmsgate.edge_buses).
 """
 
 from __future__ import annotations
