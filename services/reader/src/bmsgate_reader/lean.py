@@ -188,7 +188,7 @@ async def run_full(view: ValidatedSettings, index: int, handover: tuple[str, byt
     """Run the full reader (service.py) for bus ``index``, ``handover`` its first message.
 
     Its process's other buses go on: it runs as a service hosted in the process
-    (bmsgate_common.service.Hosted, set by the caller), so a restart it asks for ends only it.
+    (bmsgate_common.hosted.Hosted, set by the caller), so a restart it asks for ends only it.
     """
     from bmsgate_common.service import until_signal
     from bmsgate_common.settings import ConfigError, Settings
