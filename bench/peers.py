@@ -328,7 +328,7 @@ def launch(
     if key == "bmsgate":
         from footprint import broker_login, config
 
-        cfg = config(work, link, protocol, poll, {})
+        cfg = config(work, [link], protocol, poll, {})
         bmsgate = str(Path(sys.executable).parent / "bmsgate")
         return Launch(
             [bmsgate, "run", "--config", str(cfg)],

@@ -10,8 +10,8 @@ publisher's targets use): a service needs a handful of packet types, and a clien
 more memory and CPU per message than the service's own work (docs/decisions.md "Backbone: MQTT
 3.1.1 of its own over asyncio"). The session rules (connecting again for ever, the last will,
 the retained read, publishing with failures counted, the heartbeat, the stop) are
-``session.Session``'s, which the lean reader shares without pydantic; this module adds what the
-backbone means on top of it: typed topics, validation, handlers and the service status.
+``session.BackboneSession``'s, which the lean reader shares without pydantic; this module adds
+what the backbone means on top of it: typed topics, validation, handlers and the service status.
 Every subscription is made, in one SUBSCRIBE, before the connection counts as up and before any
 handler runs, so a retained message never reaches a service that has not yet heard everything
 it asked for.
@@ -35,7 +35,7 @@ from .models import Extra, LogLines, LogRequest, ServiceRestart, ServiceStatus, 
 from .service import request_restart
 from .session import BROKER_ERRORS as BROKER_ERRORS
 from .session import DEFAULT_HOST as DEFAULT_HOST
-from .session import RETAINED_WAIT, Session, cancel
+from .session import RETAINED_WAIT, BackboneSession, cancel
 from .session import BackboneError as BackboneError
 from .settings import MqttSettings
 from .topics import TopicSpec
@@ -64,7 +64,7 @@ class _Route:
 
 
 class Backbone:
-    """One service's connection to the backbone: typed topics over its ``Session``."""
+    """One service's connection to the backbone: typed topics over its ``BackboneSession``."""
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class Backbone:
         self.base = cfg.base_topic
         self._detail = detail or dict
         last_will = ServiceStatus(service=service, state="offline", version=VERSION)
-        self.session = Session(
+        self.session = BackboneSession(
             cfg.host,
             cfg.port,
             service,
@@ -203,7 +203,7 @@ class Backbone:
             finally:
                 queue.task_done()
 
-    # messages in (called by the Session as they are read)
+    # messages in (called by the BackboneSession as they are read)
 
     def _deliver(self, topic: str, payload: bytes, retain: bool) -> None:
         levels = topic.split("/")
@@ -248,8 +248,8 @@ class Backbone:
     ) -> dict[str, M]:
         """The retained message of each of ``names`` on ``spec``, read once and not followed.
 
-        Read by the session after this service's status (``Session.read_retained``); an invalid
-        one is dropped and counted. Empty when the broker is away; ``wait`` bounds it.
+        Read by the session after this service's status (``BackboneSession.read_retained``); an
+        invalid one is dropped and counted. Empty when the broker is away; ``wait`` bounds it.
         """
         found: dict[str, M] = {}
         wanted = [spec.topic(name, self.base) for name in names]

@@ -44,7 +44,7 @@ def broker_url(host: str | None, port: int) -> str:
     return f"mqtt://{host or DEFAULT_HOST}:{port}"
 
 
-class Session:
+class BackboneSession:
     """One service's session with the backbone broker, connected again whenever it is lost."""
 
     def __init__(

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from bmsgate_common import plain
 from bmsgate_common.exits import USER_ERROR
-from bmsgate_common.session import Session
+from bmsgate_common.session import BackboneSession
 from bmsgate_common.settings_view import BusSection, ValidatedSettings
 from bmsgate_common.topic_routes import ROUTES, topic
 
@@ -93,7 +93,7 @@ class LeanReader(BusPoller):
         self.handover: tuple[str, bytes] | None = None
         mqtt = view.mqtt
         assert mqtt.host is not None  # a lean run has a broker configured (bmsgate.run_check)
-        self.session = Session(
+        self.session = BackboneSession(
             mqtt.host,
             mqtt.port,
             service,
